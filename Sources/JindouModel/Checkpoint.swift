@@ -1,0 +1,222 @@
+import Foundation
+import JindouNumerics
+
+/// A tensor to load, with the shape config.json implies (checked on load).
+public struct TensorRequest: Sendable, Hashable {
+    public let name: String
+    public let shape: [Int]?
+    /// Missing optional tensors are skipped instead of failing the load.
+    public let optional: Bool
+
+    public init(_ name: String, shape: [Int]?, optional: Bool = false) {
+        self.name = name
+        self.shape = shape
+        self.optional = optional
+    }
+}
+
+/// A loaded tensor: a view into a mapping (or an owned copy when the file's alignment
+/// does not allow zero-copy access).
+///
+/// `@unchecked Sendable`: read-only memory kept alive by `owner`.
+public struct TensorView: @unchecked Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let pointer: UnsafeRawPointer
+    public let owner: AnyObject
+    public let path: String
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var byteCount: Int { elementCount * dtype.byteSize }
+
+    /// The tensor as a 2-D kernel weight (F32/F16/BF16).
+    public func matrix() throws -> WeightMatrix {
+        guard shape.count == 2 else {
+            throw CheckpointError.shapeMismatch(path: path, tensor: name, expected: [-1, -1], actual: shape)
+        }
+        guard dtype.isKernelWeightType else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: dtype.rawValue, supported: "F32, F16, BF16")
+        }
+        return WeightMatrix(rows: shape[0], columns: shape[1], dtype: dtype, base: pointer, owner: owner)
+    }
+
+    /// The tensor widened to `Float` (small tensors: norms, biases).
+    public func floats() throws -> [Float] {
+        guard dtype.isKernelWeightType || dtype == .float64 else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: dtype.rawValue, supported: "F32, F16, BF16, F64")
+        }
+        return floatArray(pointer, dtype: dtype, count: elementCount)
+    }
+
+    /// Integer tensors (goldens store expert indices as I64).
+    public func int64s() throws -> [Int64] {
+        guard dtype == .int64 else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: dtype.rawValue, supported: "I64")
+        }
+        return (0..<elementCount).map { pointer.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) }
+    }
+}
+
+/// Tensors loaded from a checkpoint, with the mappings that hold them.
+public struct TensorSet: Sendable {
+    public let tensors: [String: TensorView]
+    public let regions: [MappedRegion]
+    /// Bytes mapped from checkpoint files (page-rounded).
+    public var mappedBytes: Int { regions.reduce(0) { $0 + $1.length } }
+    /// Bytes of the tensors themselves.
+    public var tensorBytes: Int { tensors.values.reduce(0) { $0 + $1.byteCount } }
+
+    public subscript(name: String) -> TensorView? { tensors[name] }
+
+    /// Reads every mapped page once (with a progress bar on a terminal) so the first
+    /// forward pass does not stall on page faults.
+    public func prefault(label: String = "loading weights") {
+        let progress = ProgressBar(label: label, total: mappedBytes)
+        for region in regions { region.prefault { progress.advance(by: $0) } }
+        progress.finish()
+    }
+}
+
+/// A Hugging Face checkpoint directory: `config.json` plus `model.safetensors` or a
+/// sharded `model.safetensors.index.json`.
+///
+/// Opening reads only `config.json` and the index; file headers are read when tensors
+/// are loaded, and only the pages holding requested tensors are mapped, so a worker
+/// that loads its experts maps just those bytes.
+public struct Checkpoint: Sendable {
+    public let directory: String
+    public let configData: Data
+    /// Tensor name → file name inside `directory`.
+    public let weightMap: [String: String]
+
+    public init(directory: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError.missingFile(path: directory)
+        }
+        self.directory = directory
+        let configPath = (directory as NSString).appendingPathComponent("config.json")
+        guard let config = FileManager.default.contents(atPath: configPath) else {
+            throw CheckpointError.missingFile(path: configPath)
+        }
+        self.configData = config
+
+        let single = (directory as NSString).appendingPathComponent("model.safetensors")
+        let index = (directory as NSString).appendingPathComponent("model.safetensors.index.json")
+        if FileManager.default.fileExists(atPath: single) {
+            let header = try SafetensorsHeader(contentsOf: single)
+            weightMap = header.entries.keys.reduce(into: [:]) { $0[$1] = "model.safetensors" }
+        } else if FileManager.default.fileExists(atPath: index) {
+            weightMap = try Self.readIndex(index)
+        } else {
+            throw CheckpointError.missingFile(path: "\(single) (or \(index))")
+        }
+    }
+
+    private static func readIndex(_ path: String) throws -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CheckpointError.unreadableFile(path: path, reason: "cannot read")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CheckpointError.badIndex(path: path, reason: "not a JSON object")
+        }
+        guard let map = object["weight_map"] as? [String: Any] else {
+            throw CheckpointError.badIndex(path: path, reason: "no 'weight_map' object")
+        }
+        var result: [String: String] = [:]
+        for (name, file) in map {
+            guard let file = file as? String, !file.contains("/"), !file.isEmpty else {
+                throw CheckpointError.badIndex(path: path, reason: "weight_map entry '\(name)' is not a file name in the directory")
+            }
+            result[name] = file
+        }
+        return result
+    }
+
+    /// Names of every tensor the checkpoint declares.
+    public var tensorNames: [String] { weightMap.keys.sorted() }
+
+    /// Full path of a file in the checkpoint.
+    public func path(of file: String) -> String {
+        (directory as NSString).appendingPathComponent(file)
+    }
+
+    /// Headers of the files holding `names` (each file parsed once).
+    public func headers(for names: some Sequence<String>) throws -> [String: SafetensorsHeader] {
+        var headers: [String: SafetensorsHeader] = [:]
+        for name in names {
+            guard let file = weightMap[name], headers[file] == nil else { continue }
+            headers[file] = try SafetensorsHeader(contentsOf: path(of: file))
+        }
+        return headers
+    }
+
+    /// Maps exactly the requested tensors, validating dtype and shape.
+    public func load(_ requests: [TensorRequest]) throws -> TensorSet {
+        let headers = try headers(for: requests.map(\.name))
+        var byFile: [String: [(TensorRequest, SafetensorsEntry)]] = [:]
+        for request in requests {
+            guard let file = weightMap[request.name] else {
+                if request.optional { continue }
+                throw CheckpointError.missingTensor(tensor: request.name, searched: searchedFiles)
+            }
+            let header = headers[file]!
+            guard let entry = header.entries[request.name] else {
+                if request.optional { continue }
+                throw CheckpointError.missingTensor(tensor: request.name, searched: [header.path])
+            }
+            if let expected = request.shape, expected != entry.shape {
+                throw CheckpointError.shapeMismatch(path: header.path, tensor: request.name, expected: expected, actual: entry.shape)
+            }
+            byFile[file, default: []].append((request, entry))
+        }
+
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        var tensors: [String: TensorView] = [:]
+        var regions: [MappedRegion] = []
+        for (file, items) in byFile.sorted(by: { $0.key < $1.key }) {
+            let header = headers[file]!
+            let sorted = items.sorted { $0.1.dataRange.lowerBound < $1.1.dataRange.lowerBound }
+            // Coalesce tensors whose pages touch into one mapping.
+            var groups: [[(TensorRequest, SafetensorsEntry)]] = []
+            var groupEnd = -1
+            for item in sorted {
+                let begin = header.dataOffset + item.1.dataRange.lowerBound
+                let end = header.dataOffset + item.1.dataRange.upperBound
+                if groups.isEmpty || begin / page * page > groupEnd {
+                    groups.append([item])
+                } else {
+                    groups[groups.count - 1].append(item)
+                }
+                groupEnd = max(groupEnd, (end + page - 1) / page * page)
+            }
+            for group in groups {
+                let begin = header.dataOffset + group.first!.1.dataRange.lowerBound
+                let end = group.map { header.dataOffset + $0.1.dataRange.upperBound }.max()!
+                let region = try MappedRegion(path: header.path, offset: begin, length: end - begin)
+                regions.append(region)
+                for (request, entry) in group {
+                    let pointer = region.pointer(atFileOffset: header.dataOffset + entry.dataRange.lowerBound)
+                    tensors[request.name] = Self.view(entry, at: pointer, region: region, path: header.path)
+                }
+            }
+        }
+        return TensorSet(tensors: tensors, regions: regions)
+    }
+
+    /// Zero-copy when the element is naturally aligned in the file; otherwise a copy.
+    private static func view(_ entry: SafetensorsEntry, at pointer: UnsafeRawPointer, region: MappedRegion, path: String) -> TensorView {
+        if Int(bitPattern: pointer) % entry.dtype.byteSize == 0 {
+            return TensorView(name: entry.name, dtype: entry.dtype, shape: entry.shape, pointer: pointer, owner: region, path: path)
+        }
+        let count = entry.dataRange.count
+        let copy = OwnedBytes(byteCount: count, alignment: 64)
+        copy.pointer.copyMemory(from: pointer, byteCount: count)
+        return TensorView(name: entry.name, dtype: entry.dtype, shape: entry.shape, pointer: UnsafeRawPointer(copy.pointer), owner: copy, path: path)
+    }
+
+    private var searchedFiles: [String] {
+        Array(Set(weightMap.values)).sorted().map { path(of: $0) }
+    }
+}

@@ -1,0 +1,362 @@
+// The decoder stack shared by Qwen3-MoE and GLM4-MoE, block by block as in
+// `modeling_qwen3_moe.py` / `modeling_glm4_moe.py`:
+//   Model.forward:        embed_tokens → layers → norm → lm_head
+//   DecoderLayer.forward: h += self_attn(input_layernorm(h)); h += mlp(post_attention_layernorm(h))
+//   Attention.forward:    q/k/v proj (+bias) → q_norm/k_norm per head → rotary → cache
+//                         update → eager attention (softmax(q·kᵀ·scale + causal mask)·v) → o_proj
+//   SparseMoeBlock:       gate → experts (routed, via `ExpertBackend`) [+ shared_experts]
+//   MLP:                  down_proj(silu(gate_proj(x)) * up_proj(x))
+// Everything except routed experts lives here: this is what the coordinator holds.
+
+import Foundation
+import JindouNumerics
+import JindouRouting
+
+/// q/k/v/o projections of one attention block.
+public struct AttentionWeights: Sendable {
+    public let query: WeightMatrix
+    public let key: WeightMatrix
+    public let value: WeightMatrix
+    public let output: WeightMatrix
+    public let queryBias: [Float]?
+    public let keyBias: [Float]?
+    public let valueBias: [Float]?
+    public let outputBias: [Float]?
+    public let queryNorm: [Float]?
+    public let keyNorm: [Float]?
+}
+
+/// A dense SwiGLU MLP (dense layers and shared experts).
+public struct MLPWeights: Sendable {
+    public let gate: WeightMatrix
+    public let up: WeightMatrix
+    public let down: WeightMatrix
+}
+
+/// A layer's feed-forward block.
+public enum FeedForwardWeights: Sendable {
+    case dense(MLPWeights)
+    /// Router and optional shared experts here; routed experts live behind an `ExpertBackend`.
+    case sparse(router: Router, shared: MLPWeights?)
+}
+
+public struct DecoderLayerWeights: Sendable {
+    public let inputNorm: [Float]
+    public let postAttentionNorm: [Float]
+    public let attention: AttentionWeights
+    public let feedForward: FeedForwardWeights
+}
+
+/// Which logits a step returns for a sequence.
+public enum LogitsSelection: Sendable {
+    case none
+    /// The last token of the step (decoding).
+    case last
+    /// Every token of the step (scoring, tests against prefill goldens).
+    case all
+}
+
+/// One sequence's part of a step: new tokens appended to its cache.
+public struct SequenceStep: Sendable {
+    public let cache: KVCache
+    public let tokens: [Int]
+    public let expertsPerToken: ExpertsPerToken
+    public let logits: LogitsSelection
+
+    public init(cache: KVCache, tokens: [Int], expertsPerToken: ExpertsPerToken = .configured, logits: LogitsSelection = .last) {
+        self.cache = cache
+        self.tokens = tokens
+        self.expertsPerToken = expertsPerToken
+        self.logits = logits
+    }
+}
+
+/// Errors about a request's input that the caller can fix.
+public enum EngineError: Error, Equatable, CustomStringConvertible {
+    case emptyPrompt
+    case tokenOutOfRange(token: Int, vocabularySize: Int)
+    case invalidParameter(name: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .emptyPrompt: "the prompt has no tokens"
+        case .tokenOutOfRange(let token, let vocabularySize):
+            "token id \(token) is out of range for a vocabulary of \(vocabularySize)"
+        case .invalidParameter(let name, let reason): "\(name): \(reason)"
+        }
+    }
+}
+
+/// Every non-expert weight of a model, and the forward pass over a batch of sequences.
+public struct DecoderModel: Sendable {
+    public let description: ModelDescription
+    public let embedding: WeightMatrix
+    public let finalNorm: [Float]
+    public let lmHead: WeightMatrix
+    public let layers: [DecoderLayerWeights]
+    public let rotary: RotaryEmbedding
+    /// The loaded tensors (keeps mappings alive; reports mapped bytes).
+    public let tensors: TensorSet
+
+    /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped).
+    public init(description: ModelDescription, checkpoint: Checkpoint) throws {
+        let tensors = try checkpoint.load(description.nonExpertTensors())
+        func tensor(_ name: String) throws -> TensorView {
+            guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.directory]) }
+            return t
+        }
+        func matrix(_ name: String) throws -> WeightMatrix { try tensor(name).matrix() }
+        func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
+        func mlp(_ prefix: String) throws -> MLPWeights {
+            MLPWeights(gate: try matrix(prefix + "gate_proj.weight"), up: try matrix(prefix + "up_proj.weight"),
+                       down: try matrix(prefix + "down_proj.weight"))
+        }
+
+        self.description = description
+        self.tensors = tensors
+        embedding = try matrix(WeightNames.embedding)
+        finalNorm = try vector(WeightNames.finalNorm)
+        lmHead = description.tieWordEmbeddings ? embedding : try matrix(WeightNames.lmHead)
+        let a = description.attention
+        rotary = RotaryEmbedding(headDimension: a.headDimension, rotaryDimension: a.rotaryDimension, base: a.ropeTheta)
+        var layers: [DecoderLayerWeights] = []
+        for (l, kind) in description.layers.enumerated() {
+            let p = WeightNames.layer(l)
+            let attention = AttentionWeights(
+                query: try matrix(p + "self_attn.q_proj.weight"),
+                key: try matrix(p + "self_attn.k_proj.weight"),
+                value: try matrix(p + "self_attn.v_proj.weight"),
+                output: try matrix(p + "self_attn.o_proj.weight"),
+                queryBias: a.queryKeyValueBias ? try vector(p + "self_attn.q_proj.bias") : nil,
+                keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
+                valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
+                outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
+                queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.q_norm.weight") : nil,
+                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.k_norm.weight") : nil)
+            let feedForward: FeedForwardWeights
+            switch kind {
+            case .dense:
+                feedForward = .dense(try mlp(p + "mlp."))
+            case .sparse:
+                let bias = description.hasCorrectionBias ? try vector(WeightNames.correctionBias(layer: l)) : nil
+                let router = try Router(configuration: description.router, gate: try matrix(WeightNames.router(layer: l)),
+                                        correctionBias: bias)
+                let shared = description.sharedExpertIntermediateSize != nil ? try mlp(p + "mlp.shared_experts.") : nil
+                feedForward = .sparse(router: router, shared: shared)
+            }
+            layers.append(DecoderLayerWeights(
+                inputNorm: try vector(p + "input_layernorm.weight"),
+                postAttentionNorm: try vector(p + "post_attention_layernorm.weight"),
+                attention: attention, feedForward: feedForward))
+        }
+        self.layers = layers
+    }
+
+    /// A fresh KV cache for one sequence.
+    public func makeCache() -> KVCache {
+        KVCache(layerCount: layers.count, rowWidth: description.attention.keyValueHeads * description.attention.headDimension)
+    }
+
+    /// The router of the first sparse layer (all share one configuration).
+    public var anyRouter: Router? {
+        for layer in layers { if case .sparse(let router, _) = layer.feedForward { return router } }
+        return nil
+    }
+
+    /// Checks a step's inputs without touching any cache.
+    public func validate(_ batch: [SequenceStep]) throws {
+        for item in batch {
+            for token in item.tokens where token < 0 || token >= description.vocabularySize {
+                throw EngineError.tokenOutOfRange(token: token, vocabularySize: description.vocabularySize)
+            }
+            if let router = anyRouter {
+                do { try router.validate(item.expertsPerToken) } catch let error as RoutingError {
+                    throw EngineError.invalidParameter(name: "experts_per_token", reason: error.description)
+                }
+            }
+        }
+    }
+
+    /// Runs one step: appends each sequence's tokens to its cache and returns, per
+    /// sequence, the logits it asked for (row-major, `vocabularySize` wide).
+    public func forward(_ batch: [SequenceStep], experts: any ExpertBackend) async throws -> [[Float]] {
+        try validate(batch)
+        let h = description.hiddenSize
+        let tokens = batch.flatMap(\.tokens)
+        let count = tokens.count
+        if count == 0 { return batch.map { _ in [] } }
+
+        // Per-token sequence index and position.
+        var sequenceOf = [Int](), positions = [Int]()
+        sequenceOf.reserveCapacity(count)
+        positions.reserveCapacity(count)
+        for (s, item) in batch.enumerated() {
+            item.cache.reserve(item.tokens.count)
+            for i in item.tokens.indices {
+                sequenceOf.append(s)
+                positions.append(item.cache.length + i)
+            }
+        }
+        let expertsPerToken = sequenceOf.map { batch[$0].expertsPerToken }
+
+        // embed_tokens
+        var hidden = [Float](repeating: 0, count: count * h)
+        hidden.withUnsafeMutableBufferPointer { out in
+            for (t, token) in tokens.enumerated() {
+                convertToFloat(embedding.rowPointer(token), dtype: embedding.dtype, count: h, into: out.baseAddress! + t * h)
+            }
+        }
+
+        for (l, layer) in layers.enumerated() {
+            // h = h + self_attn(input_layernorm(h))
+            var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
+            let attended = attention(layer.attention, layer: l, input: normed, batch: batch, sequenceOf: sequenceOf, positions: positions)
+            add(attended, into: &hidden)
+            // h = h + mlp(post_attention_layernorm(h))
+            normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
+            switch layer.feedForward {
+            case .dense(let mlp):
+                add(self.mlp(mlp, input: normed, rows: count), into: &hidden)
+            case .sparse(let router, let shared):
+                let routing = normed.withUnsafeBufferPointer {
+                    router.route(hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
+                }
+                let input = normed
+                async let routedOutput = experts.routedExperts(layer: l, hidden: input, tokenCount: count, routing: routing)
+                // Shared experts run while the routed experts are computed (remotely, in a cluster).
+                let sharedOutput = shared.map { self.mlp($0, input: normed, rows: count) }
+                var moeOutput = try await routedOutput
+                guard moeOutput.count == count * h else {
+                    throw ExpertShardError.badRouting(reason: "expert backend returned \(moeOutput.count) values for \(count) tokens")
+                }
+                if let sharedOutput { add(sharedOutput, into: &moeOutput) }
+                add(moeOutput, into: &hidden)
+            }
+        }
+        for item in batch { item.cache.commit(item.tokens.count) }
+
+        // norm → lm_head, only for the rows asked for.
+        var results: [[Float]] = []
+        var start = 0
+        for item in batch {
+            let rows: Range<Int>
+            switch item.logits {
+            case .none: rows = start..<start
+            case .last: rows = (start + item.tokens.count - 1)..<(start + item.tokens.count)
+            case .all: rows = start..<(start + item.tokens.count)
+            }
+            start += item.tokens.count
+            if rows.isEmpty {
+                results.append([])
+                continue
+            }
+            let selected = Array(hidden[(rows.lowerBound * h)..<(rows.upperBound * h)])
+            let normed = rmsNormed(selected, weight: finalNorm, rows: rows.count)
+            results.append(project(normed, rows: rows.count, weight: lmHead))
+        }
+        return results
+    }
+
+    // MARK: - Blocks
+
+    private func rmsNormed(_ x: [Float], weight: [Float], rows: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { xb in
+            weight.withUnsafeBufferPointer { wb in
+                y.withUnsafeMutableBufferPointer { yb in
+                    rmsNorm(xb.baseAddress!, rows: rows, width: weight.count, weight: wb.baseAddress!,
+                            epsilon: description.rmsNormEpsilon, into: yb.baseAddress!)
+                }
+            }
+        }
+        return y
+    }
+
+    private func project(_ x: [Float], rows: Int, weight: WeightMatrix, bias: [Float]? = nil) -> [Float] {
+        var y = [Float](repeating: 0, count: rows * weight.rows)
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { yb in
+                if let bias {
+                    bias.withUnsafeBufferPointer { linear(xb.baseAddress!, tokens: rows, weight: weight, bias: $0.baseAddress!, into: yb.baseAddress!) }
+                } else {
+                    linear(xb.baseAddress!, tokens: rows, weight: weight, into: yb.baseAddress!)
+                }
+            }
+        }
+        return y
+    }
+
+    private func add(_ x: [Float], into y: inout [Float]) {
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { yb in
+                for i in 0..<yb.count { yb[i] += xb[i] }
+            }
+        }
+    }
+
+    /// `Qwen3MoeMLP.forward` / `Glm4MoeMLP.forward`.
+    func mlp(_ weights: MLPWeights, input: [Float], rows: Int) -> [Float] {
+        var gate = project(input, rows: rows, weight: weights.gate)
+        let up = project(input, rows: rows, weight: weights.up)
+        gate.withUnsafeMutableBufferPointer { g in
+            up.withUnsafeBufferPointer { swiglu(gate: g.baseAddress!, up: $0.baseAddress!, count: g.count) }
+        }
+        return project(gate, rows: rows, weight: weights.down)
+    }
+
+    /// `Qwen3MoeAttention.forward` / `Glm4MoeAttention.forward` with the eager kernel.
+    private func attention(
+        _ w: AttentionWeights, layer: Int, input: [Float], batch: [SequenceStep], sequenceOf: [Int], positions: [Int]
+    ) -> [Float] {
+        let a = description.attention
+        let count = sequenceOf.count
+        let d = a.headDimension
+        let qWidth = a.heads * d, kvWidth = a.keyValueHeads * d
+        var q = project(input, rows: count, weight: w.query, bias: w.queryBias)
+        var k = project(input, rows: count, weight: w.key, bias: w.keyBias)
+        let v = project(input, rows: count, weight: w.value, bias: w.valueBias)
+        if let qn = w.queryNorm, let kn = w.keyNorm {
+            q = rmsNormed(q, weight: qn, rows: count * a.heads)
+            k = rmsNormed(k, weight: kn, rows: count * a.keyValueHeads)
+        }
+        q.withUnsafeMutableBufferPointer { qb in
+            k.withUnsafeMutableBufferPointer { kb in
+                for t in 0..<count {
+                    rotary.apply(qb.baseAddress! + t * qWidth, heads: a.heads, position: positions[t])
+                    rotary.apply(kb.baseAddress! + t * kvWidth, heads: a.keyValueHeads, position: positions[t])
+                }
+            }
+        }
+        // past_key_values.update: write the new rows into each sequence's cache.
+        k.withUnsafeBufferPointer { kb in
+            v.withUnsafeBufferPointer { vb in
+                for t in 0..<count {
+                    let cache = batch[sequenceOf[t]].cache
+                    (cache.keys(layer: layer) + positions[t] * kvWidth).update(from: kb.baseAddress! + t * kvWidth, count: kvWidth)
+                    (cache.values(layer: layer) + positions[t] * kvWidth).update(from: vb.baseAddress! + t * kvWidth, count: kvWidth)
+                }
+            }
+        }
+        var attended = [Float](repeating: 0, count: count * qWidth)
+        let longest = (positions.max() ?? 0) + 1
+        q.withUnsafeBufferPointer { qb in
+            attended.withUnsafeMutableBufferPointer { ob in
+                let query = qb.baseAddress!, out = ob.baseAddress!
+                parallelChunks(count, minimumChunk: max(1, 4096 / max(1, longest))) { tokens in
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)
+                    defer { scores.deallocate() }
+                    for t in tokens {
+                        let cache = batch[sequenceOf[t]].cache
+                        let length = positions[t] + 1  // causal: this position and all before it
+                        let first = a.slidingWindow.map { max(0, length - $0) } ?? 0
+                        attendOneToken(
+                            query: query + t * qWidth, heads: a.heads, kvHeads: a.keyValueHeads, headDimension: d,
+                            keys: cache.keys(layer: layer), values: cache.values(layer: layer), rowStride: kvWidth,
+                            first: first, length: length, scale: a.scale, scores: scores, into: out + t * qWidth)
+                    }
+                }
+            }
+        }
+        return project(attended, rows: count, weight: w.output, bias: w.outputBias)
+    }
+}

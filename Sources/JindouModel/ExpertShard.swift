@@ -1,0 +1,156 @@
+import JindouNumerics
+import JindouRouting
+
+/// Computes the routed experts of a MoE layer for a batch: the seam between the engine
+/// and where experts live (DESIGN invariant 1: one engine, any placement).
+///
+/// The single-process engine uses an `ExpertShard` holding every expert; the
+/// coordinator uses a backend that dispatches to workers, each of which holds an
+/// `ExpertShard` of its own experts.
+public protocol ExpertBackend: Sendable {
+    /// For each of `tokenCount` rows of `hidden` (`hiddenSize` wide), the sum over the
+    /// token's routed experts of `weight × expert(hidden)`, in ascending expert order.
+    func routedExperts(layer: Int, hidden: [Float], tokenCount: Int, routing: RoutingDecision) async throws -> [Float]
+}
+
+/// The three projections of one routed expert (`Qwen3MoeMLP` shape with
+/// `moe_intermediate_size`): down(silu(gate·x) * up·x).
+public struct ExpertWeights: Sendable {
+    public let gate: WeightMatrix
+    public let up: WeightMatrix
+    public let down: WeightMatrix
+
+    public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
+}
+
+public enum ExpertShardError: Error, Equatable, CustomStringConvertible {
+    case expertNotHosted(layer: Int, expert: Int)
+    case badRouting(reason: String)
+
+    public var description: String {
+        switch self {
+        case .expertNotHosted(let layer, let expert):
+            "expert \(expert) of layer \(layer) is not hosted here"
+        case .badRouting(let reason):
+            "bad routing: \(reason)"
+        }
+    }
+}
+
+/// A set of routed experts loaded into memory, and the grouped SwiGLU that computes them.
+public struct ExpertShard: ExpertBackend {
+    public let hiddenSize: Int
+    public let intermediateSize: Int
+    public let experts: [ExpertKey: ExpertWeights]
+    /// The loaded tensors (keeps mappings alive; reports mapped bytes).
+    public let tensors: TensorSet
+
+    /// Loads exactly `keys` from `checkpoint`: no other tensor is mapped.
+    public init(description: ModelDescription, checkpoint: Checkpoint, keys: [ExpertKey]) throws {
+        let requests = keys.flatMap { description.expertTensors($0) }
+        let tensors = try checkpoint.load(requests)
+        var experts: [ExpertKey: ExpertWeights] = [:]
+        for key in keys {
+            func matrix(_ projection: String) throws -> WeightMatrix {
+                try tensors[WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection)]!.matrix()
+            }
+            experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
+        }
+        self.hiddenSize = description.hiddenSize
+        self.intermediateSize = description.moeIntermediateSize
+        self.experts = experts
+        self.tensors = tensors
+    }
+
+    public var keys: [ExpertKey] { experts.keys.sorted() }
+
+    /// Bytes of expert weights held.
+    public var byteCount: Int { experts.values.reduce(0) { $0 + $1.byteCount } }
+
+    public func routedExperts(layer: Int, hidden: [Float], tokenCount: Int, routing: RoutingDecision) async throws -> [Float] {
+        try compute(layer: layer, hidden: hidden, tokenCount: tokenCount, routing: routing)
+    }
+
+    /// Grouped expert SwiGLU: tokens are grouped per expert so each expert's weights are
+    /// read once for all its tokens; experts run in parallel; outputs are summed per
+    /// token in ascending expert order.
+    ///
+    /// Bytes read: 3 × hidden × moe_intermediate × dtype bytes per distinct expert used.
+    public func compute(layer: Int, hidden: [Float], tokenCount: Int, routing: RoutingDecision) throws -> [Float] {
+        guard routing.tokenCount == tokenCount, hidden.count == tokenCount * hiddenSize else {
+            throw ExpertShardError.badRouting(
+                reason: "\(routing.tokenCount) routed tokens and \(hidden.count) hidden values for \(tokenCount) tokens of width \(hiddenSize)")
+        }
+        // Group (token, weight) pairs by expert.
+        var groups: [Int: [(token: Int, weight: Float)]] = [:]
+        for t in 0..<tokenCount {
+            for i in routing.offsets[t]..<routing.offsets[t + 1] {
+                groups[Int(routing.experts[i]), default: []].append((t, routing.weights[i]))
+            }
+        }
+        let order = groups.keys.sorted()
+        var weights: [ExpertWeights] = []
+        weights.reserveCapacity(order.count)
+        for e in order {
+            guard let w = experts[ExpertKey(layer: layer, expert: e)] else {
+                throw ExpertShardError.expertNotHosted(layer: layer, expert: e)
+            }
+            weights.append(w)
+        }
+        // Output slab: one row per (expert, token) assignment, experts in ascending order.
+        var slabOffsets = [0]
+        for e in order { slabOffsets.append(slabOffsets.last! + groups[e]!.count) }
+        let h = hiddenSize, m = intermediateSize
+        let assignments = slabOffsets.last!
+        let slab = UnsafeMutablePointer<Float>.allocate(capacity: max(1, assignments * h))
+        defer { slab.deallocate() }
+        let tokenLists = order.map { groups[$0]!.map(\.token) }
+
+        hidden.withUnsafeBufferPointer { hiddenBuffer in
+            let x = hiddenBuffer.baseAddress!
+            let run = { (index: Int, parallelInside: Bool) in
+                let tokens = tokenLists[index]
+                let n = tokens.count
+                let input = UnsafeMutablePointer<Float>.allocate(capacity: n * h)
+                let gate = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+                let up = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
+                defer { input.deallocate(); gate.deallocate(); up.deallocate() }
+                for (row, t) in tokens.enumerated() { (input + row * h).update(from: x + t * h, count: h) }
+                let w = weights[index]
+                let output = slab + slabOffsets[index] * h
+                if parallelInside {
+                    linear(input, tokens: n, weight: w.gate, into: gate)
+                    linear(input, tokens: n, weight: w.up, into: up)
+                    swiglu(gate: gate, up: up, count: n * m)
+                    linear(gate, tokens: n, weight: w.down, into: output)
+                } else {
+                    linearSerial(input, tokens: n, weight: w.gate, into: gate)
+                    linearSerial(input, tokens: n, weight: w.up, into: up)
+                    swiglu(gate: gate, up: up, count: n * m)
+                    linearSerial(gate, tokens: n, weight: w.down, into: output)
+                }
+            }
+            // Enough experts to keep every thread busy: one expert per task. Otherwise
+            // split each expert's rows over the threads instead.
+            if order.count >= Parallelism.threads {
+                parallelFor(order.count) { run($0, false) }
+            } else {
+                for i in order.indices { run(i, true) }
+            }
+        }
+
+        // Combine in ascending expert order, as transformers' index_add_ loop does.
+        var output = [Float](repeating: 0, count: tokenCount * h)
+        output.withUnsafeMutableBufferPointer { out in
+            for (index, e) in order.enumerated() {
+                for (row, pair) in groups[e]!.enumerated() {
+                    let source = slab + (slabOffsets[index] + row) * h
+                    let target = out.baseAddress! + pair.token * h
+                    let w = pair.weight
+                    for i in 0..<h { target[i] += source[i] * w }
+                }
+            }
+        }
+        return output
+    }
+}

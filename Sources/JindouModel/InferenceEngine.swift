@@ -1,0 +1,130 @@
+import Foundation
+import JindouNumerics
+import JindouRouting
+
+/// Why generation stopped.
+public enum FinishReason: String, Sendable, Codable {
+    /// `max_new_tokens` reached.
+    case length
+    /// An EOS / stop token was produced (it is included in the output).
+    case stop
+}
+
+/// One generation: prompt, budget, sampling and elastic experts.
+public struct GenerationRequest: Sendable {
+    public var promptTokenIDs: [Int]
+    public var maxNewTokens: Int
+    public var sampling: SamplingParameters
+    public var expertsPerToken: ExpertsPerToken
+    /// Tokens that end generation; nil = the model's EOS ids (config + generation_config).
+    public var stopTokenIDs: Set<Int>?
+    /// Return the float32 logits of the last prompt position.
+    public var returnLastPromptLogits: Bool
+
+    public init(
+        promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,
+        expertsPerToken: ExpertsPerToken = .configured, stopTokenIDs: Set<Int>? = nil, returnLastPromptLogits: Bool = false
+    ) {
+        self.promptTokenIDs = promptTokenIDs
+        self.maxNewTokens = maxNewTokens
+        self.sampling = sampling
+        self.expertsPerToken = expertsPerToken
+        self.stopTokenIDs = stopTokenIDs
+        self.returnLastPromptLogits = returnLastPromptLogits
+    }
+}
+
+public struct GenerationResult: Sendable {
+    public var tokenIDs: [Int]
+    public var finishReason: FinishReason
+    public var lastPromptLogits: [Float]?
+    public var promptTokenCount: Int
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+
+    /// Decode throughput (tokens after the first, per second).
+    public var decodeTokensPerSecond: Double {
+        tokenIDs.count > 1 && decodeSeconds > 0 ? Double(tokenIDs.count - 1) / decodeSeconds : 0
+    }
+}
+
+/// The single-process engine: a `DecoderModel` plus an expert backend (all experts
+/// in-process, or a cluster behind the coordinator).
+public struct InferenceEngine: Sendable {
+    public let model: DecoderModel
+    public let experts: any ExpertBackend
+
+    public init(model: DecoderModel, experts: any ExpertBackend) {
+        self.model = model
+        self.experts = experts
+    }
+
+    /// Loads a checkpoint with every expert in this process. With `prefault`, every mapped
+    /// page is read once up front (progress bar on a terminal).
+    public static func load(directory: String, prefault: Bool = false) throws -> InferenceEngine {
+        let checkpoint = try Checkpoint(directory: directory)
+        let description = try ModelDescription(checkpoint: checkpoint)
+        let model = try DecoderModel(description: description, checkpoint: checkpoint)
+        let shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
+        if prefault {
+            let all = TensorSet(tensors: [:], regions: model.tensors.regions + shard.tensors.regions)
+            all.prefault()
+        }
+        return InferenceEngine(model: model, experts: shard)
+    }
+
+    public var description: ModelDescription { model.description }
+
+    /// Logits at every prompt position (a fresh cache; nothing is kept).
+    public func promptLogits(_ tokens: [Int], expertsPerToken: ExpertsPerToken = .configured) async throws -> [[Float]] {
+        guard !tokens.isEmpty else { throw EngineError.emptyPrompt }
+        let cache = model.makeCache()
+        let flat = try await model.forward([SequenceStep(cache: cache, tokens: tokens, expertsPerToken: expertsPerToken, logits: .all)], experts: experts)[0]
+        let v = description.vocabularySize
+        return (0..<tokens.count).map { Array(flat[($0 * v)..<(($0 + 1) * v)]) }
+    }
+
+    /// Generates up to `maxNewTokens` tokens; `onToken` sees each one as it is chosen.
+    /// `onStepLogits`, when given, sees the logits each token was chosen from.
+    public func generate(
+        _ request: GenerationRequest, onToken: (@Sendable (Int) -> Void)? = nil,
+        onStepLogits: (@Sendable ([Float]) -> Void)? = nil
+    ) async throws -> GenerationResult {
+        guard !request.promptTokenIDs.isEmpty else { throw EngineError.emptyPrompt }
+        guard request.maxNewTokens >= 0 else {
+            throw EngineError.invalidParameter(name: "max_new_tokens", reason: "must be ≥ 0, got \(request.maxNewTokens)")
+        }
+        try request.sampling.validate()
+        let stop = request.stopTokenIDs ?? Set(description.eosTokenIDs)
+        var sampler = Sampler(request.sampling)
+        let cache = model.makeCache()
+
+        let start = Date()
+        var logits = try await model.forward(
+            [SequenceStep(cache: cache, tokens: request.promptTokenIDs, expertsPerToken: request.expertsPerToken)],
+            experts: experts)[0]
+        let prefillSeconds = Date().timeIntervalSince(start)
+        let lastPromptLogits = request.returnLastPromptLogits ? logits : nil
+
+        var generated: [Int] = []
+        var finish = FinishReason.length
+        let decodeStart = Date()
+        while generated.count < request.maxNewTokens {
+            onStepLogits?(logits)
+            let token = sampler.sample(logits)
+            generated.append(token)
+            onToken?(token)
+            if stop.contains(token) {
+                finish = .stop
+                break
+            }
+            if generated.count == request.maxNewTokens { break }
+            logits = try await model.forward(
+                [SequenceStep(cache: cache, tokens: [token], expertsPerToken: request.expertsPerToken)], experts: experts)[0]
+        }
+        return GenerationResult(
+            tokenIDs: generated, finishReason: finish, lastPromptLogits: lastPromptLogits,
+            promptTokenCount: request.promptTokenIDs.count, prefillSeconds: prefillSeconds,
+            decodeSeconds: Date().timeIntervalSince(decodeStart))
+    }
+}

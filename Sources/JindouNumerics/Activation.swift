@@ -1,0 +1,31 @@
+import Foundation
+
+// Element-wise activations. SwiGLU is the MLP of every supported architecture:
+//   down(silu(gate(x)) * up(x)),  silu(v) = v * sigmoid(v).
+
+/// `gate[i] = silu(gate[i]) * up[i]` for `count` elements.
+public func swiglu(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let g = gate[i]
+        gate[i] = g / (1 + expf(-g)) * up[i]
+    }
+}
+
+/// Logistic sigmoid.
+@inlinable
+public func sigmoid(_ v: Float) -> Float { 1 / (1 + expf(-v)) }
+
+/// In-place softmax over `count` floats (max-subtracted, like torch).
+public func softmaxInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) {
+    if count == 0 { return }
+    var maximum = -Float.infinity
+    for i in 0..<count where values[i] > maximum { maximum = values[i] }
+    var sum: Float = 0
+    for i in 0..<count {
+        let e = expf(values[i] - maximum)
+        values[i] = e
+        sum += e
+    }
+    let inverse = 1 / sum
+    for i in 0..<count { values[i] *= inverse }
+}

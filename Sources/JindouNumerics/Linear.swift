@@ -1,0 +1,238 @@
+import COpenBLAS
+
+// Linear layers: Y[t, r] = Σ_c X[t, c] · W[r, c] (+ b[r]), i.e. torch's F.linear.
+//
+// Bytes read per call: rows × columns × dtype bytes of weights (each weight is read once
+// per call, whatever the token count) + tokens × columns × 4 of activations.
+// Roofline: for decode (few tokens) the call is memory-bound, so the target is the
+// machine's read bandwidth over the weight bytes; the row kernel keeps up to four
+// tokens' accumulators in registers so a weight tile is loaded once per four tokens.
+// For prefill (many tokens) the call is compute-bound and goes to OpenBLAS sgemm, with
+// BF16/F16 weight tiles widened to F32 in a per-thread scratch first.
+
+/// Token counts at or above this use the BLAS path.
+public let blasTokenThreshold = 12
+
+/// Computes `y = x · Wᵀ (+ bias)` for `tokens` rows of `x` (row-major, `weight.columns`
+/// wide) into `y` (row-major, `weight.rows` wide). Spreads rows over the kernel threads.
+public func linear(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, bias: UnsafePointer<Float>? = nil,
+    into y: UnsafeMutablePointer<Float>
+) {
+    if tokens == 0 { return }
+    if tokens >= blasTokenThreshold {
+        linearBLAS(x, tokens: tokens, weight: weight, into: y, parallel: true)
+    } else {
+        // ~16 KiB of weights per chunk at least, so thread hand-off stays small.
+        let minimumRows = max(1, 16_384 / max(1, weight.columns * weight.dtype.byteSize))
+        parallelChunks(weight.rows, minimumChunk: minimumRows) { rows in
+            linearRows(x, tokens: tokens, weight: weight, rows: rows, into: y, outputStride: weight.rows)
+        }
+    }
+    if let bias {
+        for t in 0..<tokens {
+            let out = y + t * weight.rows
+            for r in 0..<weight.rows { out[r] += bias[r] }
+        }
+    }
+}
+
+/// `linear` without bias on the calling thread only: for callers that already run one
+/// task per thread (one expert per task in `ExpertShard`).
+public func linearSerial(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>) {
+    if tokens >= blasTokenThreshold {
+        linearBLAS(x, tokens: tokens, weight: weight, into: y, parallel: false)
+    } else {
+        linearRows(x, tokens: tokens, weight: weight, rows: 0..<weight.rows, into: y, outputStride: weight.rows)
+    }
+}
+
+/// Single-threaded row kernel over `rows` of `weight`; writes `y[t * outputStride + r]`.
+/// Callers that already run in parallel (one expert per thread) use it directly.
+public func linearRows(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
+    into y: UnsafeMutablePointer<Float>, outputStride: Int
+) {
+    switch weight.dtype {
+    case .bfloat16:
+        rowKernel(BFloat16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+    case .float16:
+        rowKernel(Float16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+    case .float32:
+        rowKernel(Float32Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+    default:
+        preconditionFailure("linear: unsupported weight dtype \(weight.dtype.rawValue)")
+    }
+}
+
+/// How a weight dtype widens 16 elements at a time into fp32 registers.
+@usableFromInline
+protocol WeightElements {
+    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float>
+    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float
+}
+
+@usableFromInline
+enum BFloat16Weights: WeightElements {
+    @inline(__always) @usableFromInline
+    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float> {
+        let bits = row.loadUnaligned(fromByteOffset: column &* 2, as: SIMD16<UInt16>.self)
+        return unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: bits) &<< 16, to: SIMD16<Float>.self)
+    }
+    @inline(__always) @usableFromInline
+    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float {
+        BFloat16Conversion.float(fromBits: row.loadUnaligned(fromByteOffset: column &* 2, as: UInt16.self))
+    }
+}
+
+@usableFromInline
+enum Float16Weights: WeightElements {
+    @inline(__always) @usableFromInline
+    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float> {
+        SIMD16<Float>(row.loadUnaligned(fromByteOffset: column &* 2, as: SIMD16<Float16>.self))
+    }
+    @inline(__always) @usableFromInline
+    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float {
+        Float(row.loadUnaligned(fromByteOffset: column &* 2, as: Float16.self))
+    }
+}
+
+@usableFromInline
+enum Float32Weights: WeightElements {
+    @inline(__always) @usableFromInline
+    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float> {
+        row.loadUnaligned(fromByteOffset: column &* 4, as: SIMD16<Float>.self)
+    }
+    @inline(__always) @usableFromInline
+    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float {
+        row.loadUnaligned(fromByteOffset: column &* 4, as: Float.self)
+    }
+}
+
+@inline(__always)
+private func loadActivations16(_ x: UnsafePointer<Float>, _ column: Int) -> SIMD16<Float> {
+    UnsafeRawPointer(x + column).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+/// Rows × tokens dot products; tokens are taken four at a time so each 16-wide weight
+/// tile is widened once and used four times.
+private func rowKernel<W: WeightElements>(
+    _: W.Type, _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
+    y: UnsafeMutablePointer<Float>, outputStride: Int
+) {
+    let columns = weight.columns
+    let vectorEnd = columns & ~15
+    for r in rows {
+        let row = weight.rowPointer(r)
+        var t = 0
+        while t + 4 <= tokens {
+            let x0 = x + t * columns, x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+            var c = 0
+            while c < vectorEnd {
+                let w = W.load16(row, c)
+                a0 = a0.addingProduct(w, loadActivations16(x0, c))
+                a1 = a1.addingProduct(w, loadActivations16(x1, c))
+                a2 = a2.addingProduct(w, loadActivations16(x2, c))
+                a3 = a3.addingProduct(w, loadActivations16(x3, c))
+                c &+= 16
+            }
+            var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+            while c < columns {
+                let w = W.load1(row, c)
+                s0 += w * x0[c]; s1 += w * x1[c]; s2 += w * x2[c]; s3 += w * x3[c]
+                c += 1
+            }
+            y[t * outputStride + r] = s0
+            y[(t + 1) * outputStride + r] = s1
+            y[(t + 2) * outputStride + r] = s2
+            y[(t + 3) * outputStride + r] = s3
+            t += 4
+        }
+        while t < tokens {
+            let x0 = x + t * columns
+            // Two accumulators hide the fused multiply-add latency on the 1-token path.
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
+            var c = 0
+            while c + 32 <= vectorEnd {
+                a0 = a0.addingProduct(W.load16(row, c), loadActivations16(x0, c))
+                a1 = a1.addingProduct(W.load16(row, c &+ 16), loadActivations16(x0, c &+ 16))
+                c &+= 32
+            }
+            if c < vectorEnd {
+                a0 = a0.addingProduct(W.load16(row, c), loadActivations16(x0, c))
+                c &+= 16
+            }
+            var s = (a0 + a1).sum()
+            while c < columns {
+                s += W.load1(row, c) * x0[c]
+                c += 1
+            }
+            y[t * outputStride + r] = s
+            t += 1
+        }
+    }
+}
+
+/// Rows of weights widened per tile to F32 and multiplied with OpenBLAS sgemm.
+/// OpenBLAS runs single-threaded (see `configureBLAS`); we split row tiles over our own
+/// threads so BLAS never oversubscribes cores used by expert-parallel loops.
+private func linearBLAS(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>, parallel: Bool
+) {
+    configureBLAS()
+    let columns = weight.columns
+    // Tiles of up to ~256 KiB of F32 weights, so the widened tile stays in L2.
+    let tileRows = max(8, min(weight.rows, 65_536 / max(1, columns)))
+    let tiles = (weight.rows + tileRows - 1) / tileRows
+    let body = { (tile: Int) in
+        let start = tile * tileRows
+        let count = min(tileRows, weight.rows - start)
+        if weight.dtype == .float32 {
+            let w = weight.rowPointer(start).assumingMemoryBound(to: Float.self)
+            sgemmNT(x, tokens: tokens, w, rows: count, columns: columns, y + start, ldc: weight.rows)
+        } else {
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: count * columns)
+            defer { scratch.deallocate() }
+            convertToFloat(weight.rowPointer(start), dtype: weight.dtype, count: count * columns, into: scratch)
+            sgemmNT(x, tokens: tokens, scratch, rows: count, columns: columns, y + start, ldc: weight.rows)
+        }
+    }
+    if parallel {
+        parallelFor(tiles, body)
+    } else {
+        for tile in 0..<tiles { body(tile) }
+    }
+}
+
+/// C[t, r] = Σ_c A[t, c] · B[r, c] with row-major A (tokens × columns), B (rows × columns).
+@inline(__always)
+private func sgemmNT(
+    _ a: UnsafePointer<Float>, tokens: Int, _ b: UnsafePointer<Float>, rows: Int, columns: Int,
+    _ c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, blasint(tokens), blasint(rows), blasint(columns),
+        1.0, a, blasint(columns), b, blasint(columns), 0.0, c, blasint(ldc))
+}
+
+/// Full F32 matrix product C = A · Bᵀ (row-major), used by batched attention.
+public func matmulTransposedB(
+    _ a: UnsafePointer<Float>, rows m: Int, _ b: UnsafePointer<Float>, rows n: Int, inner k: Int,
+    lda: Int, ldb: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1
+) {
+    configureBLAS()
+    cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k),
+        alpha, a, blasint(lda), b, blasint(ldb), 0.0, c, blasint(ldc))
+}
+
+private let blasConfigured: Bool = {
+    openblas_set_num_threads(1)
+    return true
+}()
+
+/// Makes OpenBLAS single-threaded once per process; Jindou parallelises around it.
+public func configureBLAS() {
+    _ = blasConfigured
+}

@@ -1,0 +1,63 @@
+import Dispatch
+import Foundation
+
+/// How many threads numeric kernels spread work over.
+///
+/// Defaults to the cores this process may use; `JINDOU_THREADS` overrides it (benchmarks
+/// compare 1 and 2 threads on the same machine).
+public enum Parallelism {
+    public static let threads: Int = {
+        if let text = ProcessInfo.processInfo.environment["JINDOU_THREADS"], let n = Int(text), n > 0 {
+            return n
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
+}
+
+/// Runs `body(i)` for `i` in `0..<count`, spread over the kernel threads when there is
+/// enough work to pay for the hand-off (`count > 1` and `Parallelism.threads > 1`).
+///
+/// `body` must only write disjoint memory per index.
+@inlinable
+public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+    if count <= 0 { return }
+    if count == 1 || Parallelism.threads == 1 {
+        for i in 0..<count { body(i) }
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        let shared = SendableBody(body)
+        DispatchQueue.concurrentPerform(iterations: count) { shared.call($0) }
+    }
+}
+
+/// Splits `0..<total` into at most `Parallelism.threads * 2` contiguous chunks of at
+/// least `minimumChunk` items and runs `body(range)` for each, in parallel.
+@inlinable
+public func parallelChunks(_ total: Int, minimumChunk: Int, _ body: (Range<Int>) -> Void) {
+    if total <= 0 { return }
+    let maxChunks = Parallelism.threads == 1 ? 1 : Parallelism.threads * 2
+    let chunks = max(1, min(maxChunks, total / max(1, minimumChunk)))
+    if chunks == 1 {
+        body(0..<total)
+        return
+    }
+    let size = (total + chunks - 1) / chunks
+    parallelFor(chunks) { chunk in
+        let start = chunk * size
+        let end = min(total, start + size)
+        if start < end { body(start..<end) }
+    }
+}
+
+/// Carries a kernel body into `concurrentPerform`.
+///
+/// `@unchecked Sendable`: `concurrentPerform` returns only after every iteration has
+/// finished, so the body never outlives the call, and kernel bodies write disjoint memory
+/// per index (the contract of `parallelFor`).
+@usableFromInline
+struct SendableBody<Argument>: @unchecked Sendable {
+    @usableFromInline let body: (Argument) -> Void
+    @usableFromInline init(_ body: @escaping (Argument) -> Void) { self.body = body }
+    @inlinable func call(_ argument: Argument) { body(argument) }
+}

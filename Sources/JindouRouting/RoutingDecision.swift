@@ -1,0 +1,43 @@
+/// Which routed experts each token of a batch uses, and with what weight.
+///
+/// Stored as compressed rows: token `t`'s choices are `experts[offsets[t]..<offsets[t+1]]`
+/// with matching `weights`, experts in ascending index order (transformers sums expert
+/// outputs in that order).
+public struct RoutingDecision: Sendable, Equatable {
+    public private(set) var offsets: [Int]
+    public private(set) var experts: [Int32]
+    public private(set) var weights: [Float]
+
+    public init() {
+        offsets = [0]
+        experts = []
+        weights = []
+    }
+
+    public init(offsets: [Int], experts: [Int32], weights: [Float]) {
+        precondition(offsets.first == 0 && offsets.last == experts.count && experts.count == weights.count)
+        self.offsets = offsets
+        self.experts = experts
+        self.weights = weights
+    }
+
+    public var tokenCount: Int { offsets.count - 1 }
+
+    /// Total (token, expert) pairs: the work the experts do for this batch.
+    public var assignmentCount: Int { experts.count }
+
+    /// Appends one token's choices (must be sorted by expert index).
+    public mutating func append(experts chosen: some Collection<Int32>, weights chosenWeights: some Collection<Float>) {
+        experts.append(contentsOf: chosen)
+        weights.append(contentsOf: chosenWeights)
+        offsets.append(experts.count)
+    }
+
+    /// Token `t`'s (expert, weight) pairs.
+    public func choices(ofToken t: Int) -> [(expert: Int, weight: Float)] {
+        (offsets[t]..<offsets[t + 1]).map { (Int(experts[$0]), weights[$0]) }
+    }
+
+    /// Number of experts token `t` uses.
+    public func expertCount(ofToken t: Int) -> Int { offsets[t + 1] - offsets[t] }
+}
