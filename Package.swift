@@ -1,11 +1,18 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
 
 // Kernels are unusable without optimisation (generic SIMD code in a debug build runs
 // ~100x slower), so the numerics module is always compiled optimised, also in debug
 // builds and `swift test`. Everything else follows the build configuration.
+//
+// They are also compiled for the building machine's CPU (`-target-cpu native`, like
+// llama.cpp's default GGML_NATIVE): on x86-64 the bf16→f32 widening and FMA only
+// vectorise with AVX2/F16C/FMA, and the baseline build is ~16x slower. To build binaries
+// for other machines set JINDOU_TARGET_CPU (e.g. `x86-64-v3`, or `x86-64` for any).
+let targetCPU = ProcessInfo.processInfo.environment["JINDOU_TARGET_CPU"] ?? "native"
 let optimisedKernels: [SwiftSetting] = [
-    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"]),
+    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked", "-target-cpu", targetCPU]),
 ]
 
 let package = Package(

@@ -151,3 +151,27 @@ public struct SafetensorsHeader: Sendable {
         return result
     }
 }
+
+/// A whole `.safetensors` file mapped read-only, for files that are not part of a model
+/// checkpoint (goldens, calibration data).
+public struct SafetensorsFile: Sendable {
+    public let header: SafetensorsHeader
+    private let region: MappedRegion
+
+    public init(path: String) throws {
+        header = try SafetensorsHeader(contentsOf: path)
+        region = try MappedRegion(path: path, offset: 0, length: header.fileSize)
+    }
+
+    public var names: [String] { header.entries.keys.sorted() }
+
+    public func tensor(_ name: String) throws -> TensorView {
+        guard let entry = header.entries[name] else {
+            throw CheckpointError.missingTensor(tensor: name, searched: [header.path])
+        }
+        return TensorView(
+            name: name, dtype: entry.dtype, shape: entry.shape,
+            pointer: region.pointer(atFileOffset: header.dataOffset + entry.dataRange.lowerBound),
+            owner: region, path: header.path)
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import JindouModel
+import JindouRouting
+
+/// Checkpoints and goldens written by `tools/make_fixtures.py` (transformers), committed
+/// under Tests/Fixtures.
+enum Fixtures {
+    static let root: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
+
+    static func path(_ name: String) -> String { (root as NSString).appendingPathComponent(name) }
+
+    /// Every fixture directory that carries goldens.
+    static let withGoldens: [String] = {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: path($0) + "/golden.json") }.sorted()
+    }()
+
+    /// Golden sets: (fixture, golden file stem) — bf16 fixtures have a second,
+    /// f32-upcast reference.
+    static let goldenSets: [GoldenSet] = withGoldens.flatMap { name in
+        ["golden", "golden-f32ref"].compactMap { stem in
+            FileManager.default.fileExists(atPath: path(name) + "/\(stem).json") ? GoldenSet(fixture: name, stem: stem) : nil
+        }
+    }
+}
+
+struct GoldenSet: CustomStringConvertible, Sendable {
+    let fixture: String
+    let stem: String
+    var description: String { "\(fixture)/\(stem)" }
+
+    func load() throws -> (Golden, SafetensorsFile) {
+        let directory = Fixtures.path(fixture)
+        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/\(stem).json"))
+        return (try JSONDecoder().decode(Golden.self, from: data), try SafetensorsFile(path: directory + "/\(stem).safetensors"))
+    }
+}
+
+/// `golden.json` as the fixture generator writes it.
+struct Golden: Decodable {
+    let checkpoint: String
+    let dtype: String
+    let cases: [Case]
+    let router: [RouterCase]
+    let maxAbsLogitDiffVsF32ref: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case checkpoint, dtype, cases, router
+        case maxAbsLogitDiffVsF32ref = "max_abs_logit_diff_vs_f32ref"
+    }
+
+    struct Case: Decodable {
+        let index: Int
+        let name: String
+        let promptIDs: [Int]
+        let expertsPerToken: GoldenExperts
+        let autoThreshold: Double?
+        let maxNewTokens: Int
+        let greedyNewTokens: [Int]
+        let minTopGap: Double?
+        let minRoutingMargin: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case index, name
+            case promptIDs = "prompt_ids"
+            case expertsPerToken = "experts_per_token"
+            case autoThreshold = "auto_threshold"
+            case maxNewTokens = "max_new_tokens"
+            case greedyNewTokens = "greedy_new_tokens"
+            case minTopGap = "min_top_gap"
+            case minRoutingMargin = "min_routing_margin"
+        }
+
+        var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
+    }
+
+    struct RouterCase: Decodable {
+        let index: Int
+        let layer: Int
+        let expertsPerToken: GoldenExperts
+        let autoThreshold: Double?
+        let tokens: Int
+
+        enum CodingKeys: String, CodingKey {
+            case index, layer, tokens
+            case expertsPerToken = "experts_per_token"
+            case autoThreshold = "auto_threshold"
+        }
+
+        var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
+    }
+}
+
+/// `experts_per_token` in a golden: an integer, "auto", or null (the configured K).
+enum GoldenExperts: Decodable {
+    case configured
+    case fixed(Int)
+    case auto
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .configured }
+        else if let k = try? c.decode(Int.self) { self = .fixed(k) }
+        else if try c.decode(String.self) == "auto" { self = .auto }
+        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "bad experts_per_token") }
+    }
+
+    func resolved(threshold: Double?) -> ExpertsPerToken {
+        switch self {
+        case .configured: .configured
+        case .fixed(let k): .fixed(k)
+        case .auto: .auto(threshold: threshold ?? ExpertsPerToken.defaultAutoThreshold)
+        }
+    }
+}
+
+/// Largest absolute difference between two equally long arrays.
+func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
+    var worst: Float = 0
+    for i in a.indices { worst = max(worst, abs(a[i] - b[i])) }
+    return worst
+}
+
+/// Rows of a 2-D golden tensor.
+func rows(_ view: TensorView) throws -> [[Float]] {
+    let values = try view.floats()
+    let width = view.shape[1]
+    return (0..<view.shape[0]).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
+}
+
+/// Engines are loaded once per fixture per test process.
+actor EngineCache {
+    static let shared = EngineCache()
+    private var engines: [String: InferenceEngine] = [:]
+
+    func engine(_ fixture: String) throws -> InferenceEngine {
+        if let engine = engines[fixture] { return engine }
+        let engine = try InferenceEngine.load(directory: Fixtures.path(fixture))
+        engines[fixture] = engine
+        return engine
+    }
+}
