@@ -38,7 +38,7 @@ public enum FeedForwardKind: Sendable, Equatable {
 /// An architecture-neutral description of a decoder-only MoE checkpoint: what the
 /// engine, the worker and the coordinator need to know, parsed from config.json by the
 /// architecture's own configuration type (`Qwen3MoeConfiguration`, `Glm4MoeConfiguration`).
-public struct ModelDescription: Sendable {
+public struct ModelDescription: Sendable, Equatable {
     public var architecture: Architecture
     public var vocabularySize: Int
     public var hiddenSize: Int

@@ -47,7 +47,8 @@ struct ScratchCheckpoint {
 struct CheckpointErrorTests {
     let fixture = "qwen3-moe-tiny"
     let file = "model.safetensors"
-    let tensor = "model.layers.0.self_attn.q_proj.weight"
+    /// A non-square weight, so transposing its shape keeps the byte count but not the shape.
+    let tensor = "model.layers.0.self_attn.k_proj.weight"
 
     func expectError(_ scratch: ScratchCheckpoint, _ check: (CheckpointError) -> Bool) {
         do {

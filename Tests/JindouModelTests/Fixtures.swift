@@ -30,6 +30,12 @@ struct GoldenSet: CustomStringConvertible, Sendable {
     let stem: String
     var description: String { "\(fixture)/\(stem)" }
 
+    /// The dtype transformers ran the golden in ("float32" or "bfloat16").
+    var dtype: String {
+        let url = URL(fileURLWithPath: Fixtures.path(fixture) + "/\(stem).json")
+        return (try? JSONDecoder().decode(Golden.self, from: Data(contentsOf: url)))?.dtype ?? "unknown"
+    }
+
     func load() throws -> (Golden, SafetensorsFile) {
         let directory = Fixtures.path(fixture)
         let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/\(stem).json"))

@@ -8,7 +8,10 @@ import JindouModel
 struct SubsetLoadingTests {
     /// Bytes of `path` currently mapped into this process, from /proc/self/maps.
     func mappedBytes(of path: String) throws -> Int {
-        let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+        // procfs reports size 0, so read to the end rather than by size.
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/maps"))
+        defer { try? handle.close() }
+        let maps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
         var total = 0
         for line in maps.split(separator: "\n") where line.hasSuffix(path) {
             let range = line.split(separator: " ")[0].split(separator: "-")

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+import JindouModel
+import JindouRouting
+
+/// Runs a built executable of this package and captures its output.
+struct Executable {
+    let url: URL
+
+    /// Executables are built next to the test bundle (`swift test` builds every target).
+    init(_ name: String) throws {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name),
+            Bundle.main.bundleURL.appendingPathComponent(name),
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/debug/\(name)"),
+        ]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: name])
+        }
+        url = found
+    }
+
+    struct Output {
+        let status: Int32
+        let stdout: Data
+        let stderr: String
+    }
+
+    func run(_ arguments: [String]) throws -> Output {
+        let process = Process()
+        process.executableURL = url
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: stdout, stderr: String(decoding: stderr, as: UTF8.self))
+    }
+}
+
+/// The command contract of shared/DESIGN.md for `jindouctl generate --model`, checked
+/// end to end against transformers' goldens.
+@Suite("jindouctl generate")
+struct CommandLineTests {
+    @Test(arguments: ["qwen3-moe-tiny", "glm4-moe-tiny-legacy"])
+    func jsonOutputMatchesTransformers(fixture: String) throws {
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let ctl = try Executable("jindouctl")
+        for c in golden.cases where c.name == "default-medium" || c.name.hasPrefix("auto") || c.name == "k1" {
+            var arguments = ["generate", "--model", Fixtures.path(fixture),
+                             "--prompt-ids", c.promptIDs.map(String.init).joined(separator: ","),
+                             "--max-new-tokens", String(c.maxNewTokens), "--temperature", "0", "--json", "--emit-logits"]
+            switch c.expertsPerToken {
+            case .fixed(let k) where c.name != "default-medium": arguments += ["--experts-per-token", String(k)]
+            case .auto: arguments += ["--experts-per-token", "auto:\(c.autoThreshold!)"]
+            default: break
+            }
+            let output = try ctl.run(arguments)
+            #expect(output.status == 0, "\(output.stderr)")
+            let object = try JSONSerialization.jsonObject(with: output.stdout) as! [String: Any]
+            #expect(object["token_ids"] as? [Int] == c.greedyNewTokens, "case \(c.name)")
+            let logits = (object["last_logits"] as! [NSNumber]).map(\.floatValue)
+            let expected = try rows(tensors.tensor("case\(c.index).prefill_logits")).last!
+            #expect(maxAbsDifference(logits, expected) <= 1e-4, "case \(c.name)")
+            switch c.expertsPerToken {
+            case .auto: #expect(object["experts_per_token"] as? String == ExpertsPerToken.auto(threshold: c.autoThreshold!).description)
+            case .fixed(let k): #expect(object["experts_per_token"] as? Int == k)
+            case .configured: break
+            }
+        }
+    }
+
+    @Test func errorsAreOneLineOnStderrWithNonZeroExit() throws {
+        let ctl = try Executable("jindouctl")
+        let cases: [([String], String)] = [
+            (["generate", "--model", "/nonexistent", "--prompt-ids", "1,2"], "missing file: /nonexistent"),
+            (["generate", "--model", Fixtures.path("qwen3-moe-tiny"), "--prompt-ids", "1,x"], "--prompt-ids"),
+            (["generate", "--model", Fixtures.path("qwen3-moe-tiny"), "--prompt-ids", "1,99999"], "out of range"),
+            (["generate", "--model", Fixtures.path("qwen3-moe-tiny"), "--prompt-ids", "1", "--experts-per-token", "999"],
+             "experts_per_token"),
+        ]
+        for (arguments, message) in cases {
+            let output = try ctl.run(arguments)
+            #expect(output.status != 0, "\(arguments)")
+            #expect(output.stderr.contains(message), "\(arguments): \(output.stderr)")
+            #expect(output.stdout.isEmpty)
+        }
+    }
+
+    @Test func humanOutputPrintsTokenIds() throws {
+        let ctl = try Executable("jindouctl")
+        let output = try ctl.run(["generate", "--model", Fixtures.path("qwen3-moe-tiny-sharded"), "--prompt-ids", "5,6,7",
+                                  "--max-new-tokens", "4"])
+        #expect(output.status == 0)
+        let tokens = String(decoding: output.stdout, as: UTF8.self).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(tokens.count == 4)
+        #expect(output.stderr.contains("tok/s"))
+    }
+}
