@@ -20,9 +20,16 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "jindouctl", targets: ["jindouctl"]),
+        .executable(name: "jindoud", targets: ["jindoud"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -46,25 +53,99 @@ let package = Package(
         // Layer 3: checkpoints, configs, architectures, the single-process engine.
         .target(
             name: "JindouModel",
-            dependencies: ["JindouNumerics", "JindouRouting"]
+            dependencies: ["JindouNumerics", "JindouRouting", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+
+        // Hardware CRC-32C (SSE4.2) with a portable fallback, for frame checksums.
+        .target(name: "CJindouSupport"),
+
+        // Layer 4: wire format (generated protobuf header + raw tensor payloads), pure codecs.
+        .target(
+            name: "JindouWire",
+            dependencies: [
+                "CJindouSupport", "JindouNumerics", "JindouRouting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // Layer 4: transport (TCP on SwiftNIO) behind the `WorkerLink` interface.
+        .target(
+            name: "JindouTransport",
+            dependencies: [
+                "JindouWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Placement: which worker hosts which (layer, expert), versioned.
+        .target(
+            name: "JindouPlacement",
+            dependencies: ["JindouModel"]
+        ),
+        // Layer 5: the worker daemon's service.
+        .target(
+            name: "JindouWorker",
+            dependencies: [
+                "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Layer 5: the coordinator: worker pool and the dispatch/combine expert backend.
+        .target(
+            name: "JindouCoordinator",
+            dependencies: [
+                "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Layer 6: HTTP API on the coordinator.
+        .target(
+            name: "JindouServer",
+            dependencies: [
+                "JindouCoordinator", "JindouModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
 
         // Thin executables.
         .executableTarget(
             name: "jindouctl",
             dependencies: [
-                "JindouModel",
+                "JindouModel", "JindouRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
-        .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics"]),
-        .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
-        .testTarget(
-            name: "JindouModelTests",
-            dependencies: ["JindouModel"],
-            exclude: []
+        .executableTarget(
+            name: "jindoud",
+            dependencies: [
+                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouPlacement",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
+
+        // Fixture paths, golden decoding and process helpers shared by the test targets.
+        .target(
+            name: "JindouTestSupport",
+            dependencies: ["JindouModel", "JindouRouting"],
+            path: "Tests/JindouTestSupport"
+        ),
+        .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics"]),
+        .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
+        .testTarget(
+            name: "JindouClusterTests",
+            dependencies: ["JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                           "JindouTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
+        .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

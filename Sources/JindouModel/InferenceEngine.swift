@@ -3,7 +3,7 @@ import JindouNumerics
 import JindouRouting
 
 /// Why generation stopped.
-public enum FinishReason: String, Sendable, Codable {
+public enum FinishReason: String, Sendable, Codable, Equatable {
     /// `max_new_tokens` reached.
     case length
     /// An EOS / stop token was produced (it is included in the output).

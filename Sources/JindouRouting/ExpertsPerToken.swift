@@ -35,3 +35,35 @@ public enum ExpertsPerToken: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+/// JSON form: an integer for a fixed K, `"auto"` / `"auto:T"`, or `"configured"`.
+extension ExpertsPerToken: Codable {
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let k = try? container.decode(Int.self) {
+            guard k >= 1 else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "experts_per_token must be ≥ 1, got \(k)")
+            }
+            self = .fixed(k)
+            return
+        }
+        let text = try container.decode(String.self)
+        if text == "configured" {
+            self = .configured
+        } else if let parsed = ExpertsPerToken(parsing: text) {
+            self = parsed
+        } else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "experts_per_token must be an integer, \"auto\" or \"auto:T\" with 0 < T ≤ 1, got \"\(text)\"")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .fixed(let k): try container.encode(k)
+        case .configured: try container.encode("configured")
+        case .auto: try container.encode(description)
+        }
+    }
+}

@@ -2,18 +2,27 @@ import ArgumentParser
 import Foundation
 import JindouModel
 import JindouRouting
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate tokens from a prompt of token ids.",
         discussion: """
-            Example:
+            With --model DIR the single-process engine runs in this process; with --coordinator URL
+            (or JINDOU_COORDINATOR) a running cluster generates.
+            Examples:
               jindouctl generate --model Tests/Fixtures/qwen3-moe-tiny --prompt-ids 1,2,3 --max-new-tokens 8 --json
+              jindouctl generate --coordinator http://127.0.0.1:8080 --prompt-ids 1,2,3 --json
             """
     )
 
     @Option(help: "Checkpoint directory (config.json + safetensors); runs the engine in-process.")
-    var model: String
+    var model: String?
+
+    @Option(help: "URL of a running coordinator (default: $JINDOU_COORDINATOR).")
+    var coordinator: String?
 
     @Option(name: .customLong("prompt-ids"), help: "Comma-separated prompt token ids, e.g. 1,2,3.")
     var promptIDs: String
@@ -50,7 +59,16 @@ struct Generate: AsyncParsableCommand {
     @Flag(name: .customLong("emit-logits"), help: "With --json: include last_logits (float32 logits of the last prompt position).")
     var emitLogits = false
 
+    /// The coordinator to ask, from the flag or the environment (only without --model).
+    var coordinatorURL: String? {
+        coordinator ?? (model == nil ? ProcessInfo.processInfo.environment["JINDOU_COORDINATOR"] : nil)
+    }
+
     func validate() throws {
+        if model != nil && coordinator != nil { throw ValidationError("give either --model or --coordinator, not both") }
+        if model == nil && coordinatorURL == nil {
+            throw ValidationError("give --model DIR (in-process) or --coordinator URL (or set JINDOU_COORDINATOR)")
+        }
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
         guard (try? parsedPrompt()) != nil else {
             throw ValidationError("--prompt-ids must be a comma-separated list of non-negative integers, got '\(promptIDs)'")
@@ -70,53 +88,39 @@ struct Generate: AsyncParsableCommand {
         return ids
     }
 
+    var body: GenerationRequestBody {
+        get throws {
+            GenerationRequestBody(
+                promptIDs: try parsedPrompt(), maxNewTokens: maxNewTokens, temperature: temperature, topK: topK, topP: topP,
+                seed: seed, expertsPerToken: expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) },
+                ignoreEOS: ignoreEOS, emitLogits: emitLogits)
+        }
+    }
+
     func run() async throws {
-        let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) } ?? .configured
-        let request = GenerationRequest(
-            promptTokenIDs: try parsedPrompt(), maxNewTokens: maxNewTokens,
-            sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
-            expertsPerToken: experts, stopTokenIDs: ignoreEOS ? [] : nil, returnLastPromptLogits: emitLogits)
-        let result: GenerationResult
-        let effectiveExperts: ExpertsPerToken
+        let body = try self.body
+        let report: GenerationReport
         do {
-            let engine = try InferenceEngine.load(directory: model, prefault: true)
-            effectiveExperts = experts == .configured ? .fixed(engine.description.router.expertsPerToken) : experts
-            result = try await engine.generate(request)
+            if let model {
+                let engine = try InferenceEngine.load(directory: model, prefault: true)
+                let result = try await engine.generate(body.request)
+                report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
+            } else {
+                report = try await CoordinatorClient(coordinatorURL!).generate(body)
+            }
         } catch {
             throw CLIError(error)
         }
         if json {
-            var object: [String: Any] = [
-                "token_ids": result.tokenIDs,
-                "experts_per_token": effectiveExperts.jsonValue,
-                "finish_reason": result.finishReason.rawValue,
-                "prompt_tokens": result.promptTokenCount,
-                "prefill_seconds": result.prefillSeconds,
-                "decode_seconds": result.decodeSeconds,
-            ]
-            if let logits = result.lastPromptLogits {
-                object["last_logits"] = logits.map { Double($0) }
-            }
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
         } else {
-            print(result.tokenIDs.map(String.init).joined(separator: " "))
-            let rate = result.decodeTokensPerSecond
+            print(report.tokenIDs.map(String.init).joined(separator: " "))
             FileHandle.standardError.write(Data(String(
                 format: "%d prompt tokens, %d new (%@), prefill %.3f s, decode %.1f tok/s, experts per token: %@\n",
-                result.promptTokenCount, result.tokenIDs.count, result.finishReason.rawValue, result.prefillSeconds,
-                rate, effectiveExperts.description).utf8))
-        }
-    }
-}
-
-extension ExpertsPerToken {
-    /// An integer for fixed K, a string for auto.
-    var jsonValue: Any {
-        switch self {
-        case .fixed(let k): k
-        case .configured: "configured"
-        case .auto: description
+                report.promptTokens, report.tokenIDs.count, report.finishReason.rawValue, report.prefillSeconds,
+                report.decodeTokensPerSecond, report.expertsPerToken.description).utf8))
         }
     }
 }
@@ -126,5 +130,8 @@ struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ error: Error) {
         description = "\(error)"
+    }
+    init(message: String) {
+        description = message
     }
 }

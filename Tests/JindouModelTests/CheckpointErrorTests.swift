@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouTestSupport
 
 /// A copy of a fixture checkpoint in a fresh temporary directory, to damage.
 struct ScratchCheckpoint {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouTestSupport
 import JindouRouting
 
 /// config.json comes in two styles (transformers 4.x on the Hub, 5.x from the fixture

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouTestSupport
 import JindouRouting
 
 @Suite("Generation: sampling, stopping, bad requests")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouTestSupport
 import JindouRouting
 
 /// The router reproduces transformers' routers (`Qwen3MoeTopKRouter`,

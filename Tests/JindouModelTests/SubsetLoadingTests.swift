@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouTestSupport
 
 /// Loading a subset maps only that subset: a worker that hosts a few experts maps their
 /// bytes and nothing else.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouTestSupport
 import JindouRouting
 
 /// DESIGN invariant 1, second half: the single-process engine equals Hugging Face

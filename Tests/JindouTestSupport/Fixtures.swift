@@ -4,39 +4,48 @@ import JindouRouting
 
 /// Checkpoints and goldens written by `tools/make_fixtures.py` (transformers), committed
 /// under Tests/Fixtures.
-enum Fixtures {
-    static let root: String = URL(fileURLWithPath: #filePath)
+public enum Fixtures {
+    public static let root: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures").path
 
-    static func path(_ name: String) -> String { (root as NSString).appendingPathComponent(name) }
+    /// The repository root (for scripts under cluster/).
+    public static let repositoryRoot: String = URL(fileURLWithPath: root).deletingLastPathComponent().deletingLastPathComponent().path
+
+    public static func path(_ name: String) -> String { (root as NSString).appendingPathComponent(name) }
 
     /// Every fixture directory that carries goldens.
-    static let withGoldens: [String] = {
+    public static let withGoldens: [String] = {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         return names.filter { FileManager.default.fileExists(atPath: path($0) + "/golden.json") }.sorted()
     }()
 
     /// Golden sets: (fixture, golden file stem) — bf16 fixtures have a second,
     /// f32-upcast reference.
-    static let goldenSets: [GoldenSet] = withGoldens.flatMap { name in
+    public static let goldenSets: [GoldenSet] = withGoldens.flatMap { name in
         ["golden", "golden-f32ref"].compactMap { stem in
             FileManager.default.fileExists(atPath: path(name) + "/\(stem).json") ? GoldenSet(fixture: name, stem: stem) : nil
         }
     }
 }
 
-struct GoldenSet: CustomStringConvertible, Sendable {
-    let fixture: String
-    let stem: String
-    var description: String { "\(fixture)/\(stem)" }
+public struct GoldenSet: CustomStringConvertible, Sendable {
+    public let fixture: String
+    public let stem: String
+
+    public init(fixture: String, stem: String) {
+        self.fixture = fixture
+        self.stem = stem
+    }
+
+    public var description: String { "\(fixture)/\(stem)" }
 
     /// The dtype transformers ran the golden in ("float32" or "bfloat16").
-    var dtype: String {
+    public var dtype: String {
         let url = URL(fileURLWithPath: Fixtures.path(fixture) + "/\(stem).json")
         return (try? JSONDecoder().decode(Golden.self, from: Data(contentsOf: url)))?.dtype ?? "unknown"
     }
 
-    func load() throws -> (Golden, SafetensorsFile) {
+    public func load() throws -> (Golden, SafetensorsFile) {
         let directory = Fixtures.path(fixture)
         let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/\(stem).json"))
         return (try JSONDecoder().decode(Golden.self, from: data), try SafetensorsFile(path: directory + "/\(stem).safetensors"))
@@ -44,28 +53,28 @@ struct GoldenSet: CustomStringConvertible, Sendable {
 }
 
 /// `golden.json` as the fixture generator writes it.
-struct Golden: Decodable {
-    let checkpoint: String
-    let dtype: String
-    let cases: [Case]
-    let router: [RouterCase]
-    let maxAbsLogitDiffVsF32ref: Double?
+public struct Golden: Decodable, Sendable {
+    public let checkpoint: String
+    public let dtype: String
+    public let cases: [Case]
+    public let router: [RouterCase]
+    public let maxAbsLogitDiffVsF32ref: Double?
 
     enum CodingKeys: String, CodingKey {
         case checkpoint, dtype, cases, router
         case maxAbsLogitDiffVsF32ref = "max_abs_logit_diff_vs_f32ref"
     }
 
-    struct Case: Decodable {
-        let index: Int
-        let name: String
-        let promptIDs: [Int]
-        let expertsPerToken: GoldenExperts
-        let autoThreshold: Double?
-        let maxNewTokens: Int
-        let greedyNewTokens: [Int]
-        let minTopGap: Double?
-        let minRoutingMargin: Double?
+    public struct Case: Decodable, Sendable {
+        public let index: Int
+        public let name: String
+        public let promptIDs: [Int]
+        public let expertsPerToken: GoldenExperts
+        public let autoThreshold: Double?
+        public let maxNewTokens: Int
+        public let greedyNewTokens: [Int]
+        public let minTopGap: Double?
+        public let minRoutingMargin: Double?
 
         enum CodingKeys: String, CodingKey {
             case index, name
@@ -78,15 +87,15 @@ struct Golden: Decodable {
             case minRoutingMargin = "min_routing_margin"
         }
 
-        var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
+        public var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
     }
 
-    struct RouterCase: Decodable {
-        let index: Int
-        let layer: Int
-        let expertsPerToken: GoldenExperts
-        let autoThreshold: Double?
-        let tokens: Int
+    public struct RouterCase: Decodable, Sendable {
+        public let index: Int
+        public let layer: Int
+        public let expertsPerToken: GoldenExperts
+        public let autoThreshold: Double?
+        public let tokens: Int
 
         enum CodingKeys: String, CodingKey {
             case index, layer, tokens
@@ -94,17 +103,17 @@ struct Golden: Decodable {
             case autoThreshold = "auto_threshold"
         }
 
-        var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
+        public var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
     }
 }
 
 /// `experts_per_token` in a golden: an integer, "auto", or null (the configured K).
-enum GoldenExperts: Decodable {
+public enum GoldenExperts: Decodable, Sendable {
     case configured
     case fixed(Int)
     case auto
 
-    init(from decoder: Decoder) throws {
+    public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .configured }
         else if let k = try? c.decode(Int.self) { self = .fixed(k) }
@@ -112,7 +121,7 @@ enum GoldenExperts: Decodable {
         else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "bad experts_per_token") }
     }
 
-    func resolved(threshold: Double?) -> ExpertsPerToken {
+    public func resolved(threshold: Double?) -> ExpertsPerToken {
         switch self {
         case .configured: .configured
         case .fixed(let k): .fixed(k)
@@ -122,7 +131,7 @@ enum GoldenExperts: Decodable {
 }
 
 /// Largest absolute difference between two equally long arrays.
-func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
+public func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
     var worst: Float = 0
     for i in a.indices { worst = max(worst, abs(a[i] - b[i])) }
@@ -130,18 +139,18 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
 }
 
 /// Rows of a 2-D golden tensor.
-func rows(_ view: TensorView) throws -> [[Float]] {
+public func rows(_ view: TensorView) throws -> [[Float]] {
     let values = try view.floats()
     let width = view.shape[1]
     return (0..<view.shape[0]).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
 }
 
 /// Engines are loaded once per fixture per test process.
-actor EngineCache {
-    static let shared = EngineCache()
+public actor EngineCache {
+    public static let shared = EngineCache()
     private var engines: [String: InferenceEngine] = [:]
 
-    func engine(_ fixture: String) throws -> InferenceEngine {
+    public func engine(_ fixture: String) throws -> InferenceEngine {
         if let engine = engines[fixture] { return engine }
         let engine = try InferenceEngine.load(directory: Fixtures.path(fixture))
         engines[fixture] = engine

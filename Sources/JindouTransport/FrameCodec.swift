@@ -1,0 +1,57 @@
+import JindouWire
+import NIOCore
+
+/// What the decoder hands up the pipeline: a frame, or a frame that could not be read.
+public enum InboundFrame: Sendable {
+    case frame(Frame)
+    /// A bad frame. If `error.recoverable` is false the byte stream is lost and nothing
+    /// more will be decoded on this connection.
+    case invalid(FrameDecoder.DecodingError)
+}
+
+/// Thin NIO wrapper over `FrameDecoder`.
+public struct FrameDecodingHandler: ByteToMessageDecoder {
+    public typealias InboundOut = InboundFrame
+    private var decoder: FrameDecoder
+    private var failed = false
+
+    public init(maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength) {
+        decoder = FrameDecoder(maximumPayloadLength: maximumPayloadLength)
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if failed {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return .needMoreData
+        }
+        do {
+            guard let frame = try decoder.decode(&buffer) else { return .needMoreData }
+            context.fireChannelRead(wrapInboundOut(.frame(frame)))
+            return .continue
+        } catch {
+            context.fireChannelRead(wrapInboundOut(.invalid(error)))
+            if !error.recoverable {
+                failed = true
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                return .needMoreData
+            }
+            return .continue
+        }
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        // A partial frame at EOF is simply dropped: the peer went away mid-frame.
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return .needMoreData
+    }
+}
+
+/// Thin NIO wrapper over `FrameEncoder`.
+public struct FrameEncodingHandler: MessageToByteEncoder {
+    public typealias OutboundIn = Frame
+    public init() {}
+    public func encode(data: Frame, out: inout ByteBuffer) throws {
+        try FrameEncoder.encode(data, into: &out)
+    }
+}

@@ -1,0 +1,85 @@
+import JindouWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// What a connection's session wants done after a frame.
+public enum SessionAction: Sendable {
+    case reply(Frame)
+    /// Reply, then close the connection (handshake refused, stream lost).
+    case replyAndClose(Frame)
+    case close
+}
+
+/// Per-connection protocol logic (handshake state and request handling).
+public protocol FrameSession: Sendable {
+    mutating func handle(_ event: InboundFrame) async -> SessionAction
+}
+
+/// A TCP server that runs one `FrameSession` per connection, frames in order, on
+/// NIO's async channels (back-pressure comes from the channel's inbound stream).
+public final class FrameServer: Sendable {
+    public let channel: NIOAsyncChannel<NIOAsyncChannel<InboundFrame, Frame>, Never>
+    private let logger: Logger
+
+    /// Binds `endpoint` (port 0 picks a free port; see `boundEndpoint`).
+    public init(
+        endpoint: Endpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, logger: Logger
+    ) async throws {
+        self.logger = logger
+        channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: endpoint.host, port: endpoint.port) { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(FrameDecodingHandler(maximumPayloadLength: maximumPayloadLength)))
+                    try child.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncodingHandler()))
+                    return try NIOAsyncChannel<InboundFrame, Frame>(wrappingChannelSynchronously: child)
+                }
+            }
+    }
+
+    /// The address actually bound.
+    public var boundEndpoint: Endpoint? {
+        guard let address = channel.channel.localAddress, let port = address.port else { return nil }
+        return Endpoint(host: address.ipAddress ?? "127.0.0.1", port: port)
+    }
+
+    /// Accepts connections until cancelled; each gets a fresh session from `makeSession`.
+    public func run<Session: FrameSession>(makeSession: @escaping @Sendable () -> Session) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await channel.executeThenClose { connections in
+                for try await connection in connections {
+                    let remote = connection.channel.remoteAddress?.description ?? "unknown"
+                    group.addTask { [logger] in
+                        do {
+                            try await Self.serve(connection, session: makeSession())
+                        } catch {
+                            logger.debug("connection ended", metadata: ["peer": "\(remote)", "error": "\(error)"])
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static func serve<Session: FrameSession>(_ connection: NIOAsyncChannel<InboundFrame, Frame>, session: Session) async throws {
+        var session = session
+        try await connection.executeThenClose { inbound, outbound in
+            for try await event in inbound {
+                switch await session.handle(event) {
+                case .reply(let frame):
+                    try await outbound.write(frame)
+                case .replyAndClose(let frame):
+                    try await outbound.write(frame)
+                    return
+                case .close:
+                    return
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import JindouCoordinator
+import JindouServer
+import JindouTransport
+import JindouWire
+import Logging
+import ServiceLifecycle
+
+struct Local: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A whole cluster on this machine: N worker processes and a coordinator on loopback.",
+        discussion: """
+            Example: jindoud local --model Tests/Fixtures/qwen3-moe-tiny --workers 2
+            then:    jindouctl generate --coordinator http://127.0.0.1:8080 --prompt-ids 1,2,3 --json
+            """
+    )
+
+    @Option(help: "Checkpoint directory.")
+    var model: String
+
+    @Option(help: "Number of worker processes.")
+    var workers: Int = 2
+
+    @Option(help: "HTTP address of the coordinator API (port 0 picks a free port).")
+    var listen: Endpoint = Endpoint(host: "127.0.0.1", port: 8080)
+
+    @Option(help: "contiguous or round-robin.")
+    var placement: String = "contiguous"
+
+    @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16.")
+    var wireDType: String = "f32"
+
+    @Option(name: .customLong("state-dir"), help: "Directory for cluster state (reserved for the control plane; created if missing).")
+    var stateDir: String?
+
+    @OptionGroup var daemon: DaemonOptions
+
+    func validate() throws {
+        guard (1...64).contains(workers) else { throw ValidationError("--workers must be in 1…64") }
+        guard ["contiguous", "round-robin"].contains(placement) else {
+            throw ValidationError("--placement must be contiguous or round-robin")
+        }
+        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32 or bf16") }
+    }
+
+    func run() async throws {
+        let logger = daemon.bootstrapLogging(label: "jindou.local")
+        if let stateDir { try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true) }
+        let processes = LocalWorkers(logger: logger)
+        let coordinator: JindouCoordinator.Coordinator
+        do {
+            var endpoints: [Endpoint] = []
+            for index in 0..<workers {
+                var arguments = ["worker", "--model", model, "--listen", "127.0.0.1:0", "--name", "local-\(index)",
+                                 "--experts", "\(placement):\(index)/\(workers)", "--log-level", daemon.logLevel]
+                if daemon.noPrefault { arguments.append("--no-prefault") }
+                endpoints.append(try processes.start(arguments: arguments))
+            }
+            coordinator = try await .start(
+                .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
+                      wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault),
+                logger: logger)
+        } catch {
+            processes.stopAll()
+            throw DaemonError(error)
+        }
+        let app = CoordinatorAPI.application(
+            engine: coordinator.engine, pool: coordinator.pool, placement: coordinator.placement, listen: listen, logger: logger)
+        // Services stop in reverse order: the API first, then the workers.
+        let group = ServiceGroup(services: [processes, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            processes.stopAll()
+            throw error
+        }
+        await coordinator.pool.closeAll()
+    }
+}
+
+/// The worker child processes of `jindoud local`; stopped (SIGTERM, then waited for)
+/// when the service group shuts down.
+final class LocalWorkers: Service, @unchecked Sendable {
+    // @unchecked: `children` is only touched under `lock`.
+    private let lock = NSLock()
+    private var children: [Process] = []
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    /// Starts `jindoud <arguments>` and waits for its `ready tcp://host:port` line.
+    func start(arguments: [String]) throws -> Endpoint {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.standardError
+        try process.run()
+        lock.withLock { children.append(process) }
+        let line = readLine(stdout.fileHandleForReading)
+        guard let line, line.hasPrefix("ready "), let endpoint = Endpoint(String(line.dropFirst(6))) else {
+            process.waitUntilExit()
+            throw DaemonError(WorkerStartError(arguments: arguments, status: process.terminationStatus))
+        }
+        return endpoint
+    }
+
+    /// Reads one line (blocking) from a pipe; nil at end of file.
+    private func readLine(_ handle: FileHandle) -> String? {
+        var bytes: [UInt8] = []
+        while true {
+            let chunk = handle.readData(ofLength: 1)
+            if chunk.isEmpty { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if chunk.first == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(contentsOf: chunk)
+        }
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        stopAll()
+    }
+
+    func stopAll() {
+        let processes = lock.withLock { children }
+        for process in processes where process.isRunning { process.terminate() }
+        for process in processes { process.waitUntilExit() }
+        logger.info("workers stopped", metadata: ["count": "\(processes.count)"])
+    }
+}
+
+struct WorkerStartError: Error, CustomStringConvertible {
+    let arguments: [String]
+    let status: Int32
+    var description: String { "worker process (jindoud \(arguments.joined(separator: " "))) exited with status \(status) before it was ready" }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import JindouCoordinator
+import JindouModel
+import JindouPlacement
+import JindouTestSupport
+import Testing
+
+/// A way to spread experts over workers.
+enum Layout: String, CaseIterable, Sendable, CustomStringConvertible {
+    case oneWorker, twoContiguous, threeRoundRobin, threeUneven, threeWithReplicas
+
+    var description: String { rawValue }
+
+    /// Each worker's `--experts` spec and the coordinator's placement choice.
+    func plan(fixture: String) throws -> (specs: [String], placement: PlacementChoice) {
+        switch self {
+        case .oneWorker: return (["all"], .fromWorkers)
+        case .twoContiguous: return (["contiguous:0/2", "contiguous:1/2"], .contiguous)
+        case .threeRoundRobin: return (["round-robin:0/3", "round-robin:1/3", "round-robin:2/3"], .roundRobin)
+        // Deliberately uneven: 5, 1 and 2 of the 8 experts per layer, from a placement file.
+        case .threeUneven:
+            let file = PlacementFile(version: 4, workers: ["w0", "w1", "w2"], shards: [
+                .init(worker: "w0", experts: "0-4", layers: nil),
+                .init(worker: "w1", experts: "5", layers: nil),
+                .init(worker: "w2", experts: "6-7", layers: nil),
+            ])
+            let path = NSTemporaryDirectory() + "placement-\(UUID().uuidString).json"
+            try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: path))
+            return (["0-4", "5", "6-7"], .file(path))
+        // Experts 0-3 on two workers each: tokens are split over the replicas.
+        case .threeWithReplicas: return (["0-3", "0-5", "4-7"], .fromWorkers)
+        }
+    }
+}
+
+/// DESIGN invariant 1, first half: for any placement and number of workers, the cluster's
+/// logits equal the single-process engine's (≤ 1e-5, f32 on the wire), with real worker
+/// processes on loopback.
+@Suite("Cluster equals the single-process engine", .serialized)
+struct ClusterEqualsEngineTests {
+    static let arguments: [(String, Layout)] = ["qwen3-moe-tiny", "glm4-moe-tiny"].flatMap { fixture in
+        Layout.allCases.map { (fixture, $0) }
+    }
+
+    @Test(arguments: arguments)
+    func logitsAndGreedyTokensMatch(fixture: String, layout: Layout) async throws {
+        let (specs, placement) = try layout.plan(fixture: fixture)
+        let workers = try specs.enumerated().map { try WorkerProcess(fixture: fixture, experts: $1, name: "w\($0)") }
+        defer { workers.forEach { $0.stop() } }
+        let coordinator = try await Coordinator.start(
+            .init(modelDirectory: Fixtures.path(fixture), workers: workers.map(\.endpoint), placement: placement, prefault: false),
+            logger: testLogger)
+        defer { Task { await coordinator.pool.closeAll() } }
+        let single = try await EngineCache.shared.engine(fixture)
+        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+
+        for c in golden.cases {
+            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            for (position, (a, e)) in zip(actual, expected).enumerated() {
+                let difference = maxAbsDifference(a, e)
+                #expect(difference <= 1e-5, "\(fixture) \(layout) case \(c.name) position \(position): \(difference)")
+            }
+            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
+                                            expertsPerToken: c.experts, stopTokenIDs: [])
+            let clusterTokens = try await coordinator.engine.generate(request).tokenIDs
+            #expect(clusterTokens == c.greedyNewTokens, "\(fixture) \(layout) case \(c.name)")
+        }
+    }
+
+    @Test func workersMapOnlyTheirShard() async throws {
+        // Uneven shards: each worker's mapping of the checkpoint file is its experts' bytes
+        // (rounded to pages per mapping), not the file.
+        let fixture = "qwen3-moe-tiny"
+        let checkpoint = try Checkpoint(directory: Fixtures.path(fixture))
+        let description = try ModelDescription(checkpoint: checkpoint)
+        let file = checkpoint.path(of: "model.safetensors")
+        let fileBytes = try FileManager.default.attributesOfItem(atPath: file)[.size] as! Int
+        let expertBytes = 3 * description.hiddenSize * description.moeIntermediateSize * 4
+        for (spec, experts) in [("0", 1), ("0-3", 4), ("all", 8)] {
+            let worker = try WorkerProcess(fixture: fixture, experts: spec, name: "rss-\(experts)")
+            defer { worker.stop() }
+            let mapped = try worker.mappedBytes(of: file)
+            let shardBytes = experts * description.sparseLayers.count * expertBytes
+            #expect(mapped >= shardBytes, "\(spec): mapped \(mapped) < shard \(shardBytes)")
+            #expect(mapped <= shardBytes + 2 * 4096 * experts * description.sparseLayers.count * 3,
+                    "\(spec): mapped \(mapped) for a shard of \(shardBytes)")
+            if experts < 8 { #expect(mapped < fileBytes / 2) }
+        }
+    }
+}

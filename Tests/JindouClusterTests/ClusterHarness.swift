@@ -1,0 +1,96 @@
+import Foundation
+import JindouCoordinator
+import JindouModel
+import JindouTestSupport
+import JindouTransport
+import Logging
+
+/// A `jindoud worker` child process on loopback.
+final class WorkerProcess: @unchecked Sendable {
+    // @unchecked: fields are set once in init; Process is only signalled and waited on.
+    let process: Process
+    let endpoint: Endpoint
+    let name: String
+
+    /// Starts a worker and waits for its `ready tcp://host:port` line.
+    init(fixture: String, experts: String = "all", name: String, port: Int = 0, extraArguments: [String] = []) throws {
+        let jindoud = try Executable("jindoud")
+        process = Process()
+        process.executableURL = jindoud.url
+        process.arguments = ["worker", "--model", Fixtures.path(fixture), "--listen", "127.0.0.1:\(port)",
+                             "--experts", experts, "--name", name, "--log-level", "error"] + extraArguments
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        self.name = name
+        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready tcp://"),
+              let endpoint = Endpoint(String(line.dropFirst("ready ".count))) else {
+            process.terminate()
+            throw HarnessError("worker \(name) did not become ready")
+        }
+        self.endpoint = endpoint
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    func kill(_ signal: Int32 = SIGKILL) {
+        Foundation.kill(pid, signal)
+        process.waitUntilExit()
+    }
+
+    func stop() {
+        if process.isRunning { kill(SIGTERM) }
+    }
+
+    /// Bytes of `file` mapped into this worker's address space (from /proc/PID/maps).
+    func mappedBytes(of file: String) throws -> Int {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/maps"))
+        defer { try? handle.close() }
+        let maps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+        var total = 0
+        for line in maps.split(separator: "\n") where line.hasSuffix(file) {
+            let range = line.split(separator: " ")[0].split(separator: "-")
+            total += Int(range[1], radix: 16)! - Int(range[0], radix: 16)!
+        }
+        return total
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Reads one line from a pipe (blocking); nil at end of file.
+func readLine(_ handle: FileHandle) -> String? {
+    var bytes: [UInt8] = []
+    while true {
+        let chunk = handle.readData(ofLength: 1)
+        if chunk.isEmpty { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+        if chunk.first == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+        bytes.append(contentsOf: chunk)
+    }
+}
+
+/// A quiet logger for in-process coordinators.
+let testLogger: Logger = {
+    var logger = Logger(label: "jindou.test")
+    logger.logLevel = .critical
+    return logger
+}()
+
+/// A free TCP port on loopback (bound and released).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw HarnessError("bind failed") }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
