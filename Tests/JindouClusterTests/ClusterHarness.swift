@@ -12,13 +12,21 @@ final class WorkerProcess: @unchecked Sendable {
     let endpoint: Endpoint
     let name: String
 
-    /// Starts a worker and waits for its `ready tcp://host:port` line.
-    init(fixture: String, experts: String = "all", name: String, port: Int = 0, extraArguments: [String] = []) throws {
+    /// Starts a worker and waits for its `ready tcp://host:port` line. `launcher` runs it
+    /// through another command (e.g. `cluster.sh exec I` to start it in a network namespace).
+    init(fixture: String, experts: String = "all", name: String, host: String = "127.0.0.1", port: Int = 0,
+         extraArguments: [String] = [], launcher: [String] = []) throws {
         let jindoud = try Executable("jindoud")
+        let arguments = ["worker", "--model", Fixtures.path(fixture), "--listen", "\(host):\(port)",
+                         "--experts", experts, "--name", name, "--log-level", "error"] + extraArguments
         process = Process()
-        process.executableURL = jindoud.url
-        process.arguments = ["worker", "--model", Fixtures.path(fixture), "--listen", "127.0.0.1:\(port)",
-                             "--experts", experts, "--name", name, "--log-level", "error"] + extraArguments
+        if launcher.isEmpty {
+            process.executableURL = jindoud.url
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: launcher[0])
+            process.arguments = Array(launcher.dropFirst()) + [jindoud.url.path] + arguments
+        }
         let stdout = Pipe()
         process.standardOutput = stdout
         try process.run()

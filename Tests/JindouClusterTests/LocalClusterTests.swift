@@ -1,0 +1,61 @@
+import Foundation
+import JindouModel
+import JindouTestSupport
+import Testing
+
+/// `jindoud local` + `jindouctl generate --coordinator` against `jindouctl generate --model`,
+/// as a user runs them: real processes, the command contract, SIGTERM shutdown.
+@Suite("jindoud local", .serialized)
+struct LocalClusterTests {
+    @Test(arguments: [("glm4-moe-tiny-legacy", 2), ("qwen3-moe-tiny-sharded", 3)])
+    func localClusterAnswersLikeTheInProcessEngine(fixture: String, workers: Int) throws {
+        let jindoud = try Executable("jindoud")
+        let ctl = try Executable("jindouctl")
+        let process = Process()
+        process.executableURL = jindoud.url
+        process.arguments = ["local", "--model", Fixtures.path(fixture), "--workers", String(workers),
+                             "--listen", "127.0.0.1:0", "--log-level", "error"]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready http://") else {
+            process.terminate()
+            throw HarnessError("jindoud local did not print a ready line")
+        }
+        let url = String(line.dropFirst("ready ".count))
+        let children = childPIDs(of: process.processIdentifier)
+        #expect(children.count == workers)
+
+        for (prompt, experts) in [("11,12,13,14", nil), ("1,2,3", "1"), ("7,8,9,10,11", "auto:0.6")] as [(String, String?)] {
+            var common = ["generate", "--prompt-ids", prompt, "--max-new-tokens", "6", "--json", "--emit-logits", "--ignore-eos"]
+            if let experts { common += ["--experts-per-token", experts] }
+            let viaCluster = try ctl.run(common + ["--coordinator", url])
+            let inProcess = try ctl.run(common + ["--model", Fixtures.path(fixture)])
+            #expect(viaCluster.status == 0, "\(viaCluster.stderr)")
+            let a = try JSONDecoder().decode(GenerationReport.self, from: viaCluster.stdout)
+            let b = try JSONDecoder().decode(GenerationReport.self, from: inProcess.stdout)
+            #expect(a.tokenIDs == b.tokenIDs && a.expertsPerToken == b.expertsPerToken && a.finishReason == b.finishReason)
+            #expect(maxAbsDifference(a.lastLogits!, b.lastLogits!) <= 1e-5)
+        }
+        // Bad requests get a one-line error and the cluster keeps serving.
+        let bad = try ctl.run(["generate", "--coordinator", url, "--prompt-ids", "1,999999"])
+        #expect(bad.status != 0 && bad.stderr.contains("out of range"))
+        #expect(try ctl.run(["generate", "--coordinator", url, "--prompt-ids", "1"]).status == 0)
+
+        // SIGTERM: a clean exit, and the workers are gone.
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        for pid in children { #expect(kill(pid, 0) != 0, "worker \(pid) outlived jindoud local") }
+    }
+
+    /// Child processes of `parent`, over all its threads (any thread may have spawned them).
+    func childPIDs(of parent: Int32) -> [Int32] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(parent)/task")) ?? []
+        return tasks.flatMap { task -> [Int32] in
+            guard let handle = FileHandle(forReadingAtPath: "/proc/\(parent)/task/\(task)/children"),
+                  let data = try? handle.readToEnd() else { return [] }
+            return String(decoding: data, as: UTF8.self).split(separator: " ").compactMap { Int32($0) }
+        }
+    }
+}

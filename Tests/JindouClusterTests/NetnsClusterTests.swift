@@ -1,0 +1,58 @@
+import Foundation
+import JindouCoordinator
+import JindouModel
+import JindouTestSupport
+import Testing
+
+/// Network namespaces need root and iproute2. CI sets JINDOU_REQUIRE_NETNS=1 so the suite
+/// cannot be skipped there; elsewhere it runs when it can.
+let netnsAvailable: Bool = {
+    if ProcessInfo.processInfo.environment["JINDOU_REQUIRE_NETNS"] == "1" { return true }
+    let hasIP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+    return geteuid() == 0 && hasIP
+}()
+
+/// The cluster across "hosts": each worker in its own network namespace, joined to the
+/// root namespace (the coordinator) by a veth pair — real routing, real interfaces.
+@Suite("Cluster across network namespaces", .serialized, .enabled(if: netnsAvailable, "needs root and iproute2"))
+struct NetnsClusterTests {
+    let script = Fixtures.repositoryRoot + "/cluster/netns/cluster.sh"
+    let prefix = "jdt\(getpid() % 100_000)"
+
+    func sh(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: script)
+        process.arguments = arguments + ["--prefix", prefix]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw HarnessError("cluster.sh \(arguments) failed") }
+    }
+
+    @Test(arguments: ["qwen3-moe-tiny", "glm4-moe-tiny"])
+    func threeHostsEqualTheSingleProcessEngine(fixture: String) async throws {
+        let hosts = 3
+        try? sh(["down"])
+        try sh(["up", String(hosts), "--delay", "1ms"])
+        defer { try? sh(["down"]) }
+        let workers = try (0..<hosts).map { i in
+            try WorkerProcess(fixture: fixture, experts: "round-robin:\(i)/\(hosts)", name: "host-\(i)", host: "10.77.\(i).2",
+                              launcher: [script, "exec", String(i), "--prefix", prefix])
+        }
+        defer { workers.forEach { $0.stop() } }
+        #expect(workers.map(\.endpoint.host) == ["10.77.0.2", "10.77.1.2", "10.77.2.2"])
+        let coordinator = try await Coordinator.start(
+            .init(modelDirectory: Fixtures.path(fixture), workers: workers.map(\.endpoint), placement: .roundRobin, prefault: false),
+            logger: testLogger)
+        let single = try await EngineCache.shared.engine(fixture)
+        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        for c in golden.cases {
+            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            for (a, e) in zip(actual, expected) { #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) case \(c.name)") }
+            let tokens = try await coordinator.engine.generate(GenerationRequest(
+                promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts, stopTokenIDs: [])).tokenIDs
+            #expect(tokens == c.greedyNewTokens, "\(fixture) case \(c.name)")
+        }
+        await coordinator.pool.closeAll()
+    }
+}
