@@ -112,11 +112,20 @@ let package = Package(
             ]
         ),
 
+        // Benchmarks (`jindouctl bench`): measured runs that write results, never tests.
+        .target(
+            name: "JindouBenchmarks",
+            dependencies: [
+                "JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // Thin executables.
         .executableTarget(
             name: "jindouctl",
             dependencies: [
-                "JindouModel", "JindouRouting",
+                "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

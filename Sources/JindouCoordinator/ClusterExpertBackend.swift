@@ -16,7 +16,7 @@ public struct ClusterExpertBackend: ExpertBackend {
     public let hiddenSize: Int
     public let wireDType: WireDType
     /// Worker index in the placement → index in the pool.
-    let poolIndex: [Int]
+    public let poolIndex: [Int]
 
     public init(pool: WorkerPool, placement: Placement, hiddenSize: Int, wireDType: WireDType = .f32) async throws {
         self.pool = pool
@@ -31,13 +31,13 @@ public struct ClusterExpertBackend: ExpertBackend {
     }
 
     /// One worker's share of a layer: which batch tokens it gets and their routing.
-    struct Share {
-        var tokens: [Int] = []
-        var routing = RoutingDecision()
+    public struct Share: Sendable {
+        public var tokens: [Int] = []
+        public var routing = RoutingDecision()
     }
 
     /// Splits a layer's routing by worker.
-    func split(layer: Int, routing: RoutingDecision) throws -> [Int: Share] {
+    public func split(layer: Int, routing: RoutingDecision) throws -> [Int: Share] {
         var shares: [Int: Share] = [:]
         var perWorker: [Int: ([Int32], [Float])] = [:]
         for t in 0..<routing.tokenCount {

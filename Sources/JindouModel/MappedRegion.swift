@@ -41,24 +41,37 @@ public final class MappedRegion: @unchecked Sendable {
         return base + (offset - fileOffset)
     }
 
-    /// Touches every page so later reads do not fault, calling `progress(bytes)` as it goes.
+    /// Reads every page in and maps it, so later reads do not fault, calling
+    /// `progress(bytes)` as it goes. Uses MADV_POPULATE_READ (Linux 5.14+), else touches
+    /// one byte per page.
     public func prefault(progress: (Int) -> Void) {
-        madvise(UnsafeMutableRawPointer(mutating: base), length, MADV_WILLNEED)
-        let page = 4096
-        let step = 8 << 20
+        let start = UnsafeMutableRawPointer(mutating: base)
+        madvise(start, length, MADV_WILLNEED)
+        let step = 64 << 20
         var offset = 0
-        var sink: UInt8 = 0
+        var populate = true
         while offset < length {
-            let end = min(length, offset + step)
-            var p = offset
-            while p < end {
-                sink &+= base.load(fromByteOffset: p, as: UInt8.self)
-                p += page
-            }
-            progress(end - offset)
-            offset = end
+            let size = min(length - offset, step)
+            if populate && madvise(start + offset, size, Self.populateRead) != 0 { populate = false }
+            if !populate { Self.touchPages(base + offset, count: size) }
+            progress(size)
+            offset += size
         }
-        withExtendedLifetime(sink) {}
+    }
+
+    /// MADV_POPULATE_READ from <linux/mman.h> (not exported by Glibc's module).
+    private static let populateRead: Int32 = 22
+
+    /// Reads one byte per page; not optimised, so the reads cannot be elided.
+    @_optimize(none)
+    private static func touchPages(_ base: UnsafeRawPointer, count: Int) {
+        var sink: UInt8 = 0
+        var p = 0
+        while p < count {
+            sink &+= base.load(fromByteOffset: p, as: UInt8.self)
+            p += 4096
+        }
+        _ = sink
     }
 
     deinit {

@@ -6,7 +6,7 @@ import Foundation
 /// `@unchecked Sendable`: updated from one thread at a time (loading is sequential).
 public final class ProgressBar: @unchecked Sendable {
     private let label: String
-    private let total: Int
+    private var total: Int
     private var done = 0
     private let start = Date()
     private var lastDraw = Date.distantPast
@@ -17,6 +17,11 @@ public final class ProgressBar: @unchecked Sendable {
         self.label = label
         self.total = max(total, 1)
         self.enabled = isatty(STDERR_FILENO) != 0
+    }
+
+    /// Sets the total once it is known.
+    public func reset(total: Int) {
+        self.total = max(total, 1)
     }
 
     public func advance(by bytes: Int) {

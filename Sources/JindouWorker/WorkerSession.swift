@@ -65,7 +65,10 @@ public struct WorkerSession: FrameSession {
             case (.awaitingHello, .hello):
                 return handshake(frame)
             case (_, .ping):
-                return .reply(Heartbeat.frame(.pong, requestID: frame.requestID))
+                // PONG echoes the payload: a raw round trip of any size on this connection.
+                var pong = Heartbeat.frame(.pong, requestID: frame.requestID)
+                pong.payload = frame.payload
+                return .reply(pong)
             case (.ready, .dispatch):
                 return await dispatch(frame)
             case (.awaitingHello, _):

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import JindouBenchmarks
+import JindouWire
+import Logging
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
+        subcommands: [ClusterBench.self]
+    )
+}
+
+struct ClusterBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Dispatch/combine vs raw round trip, and decode tokens/s for 1…N local workers.",
+        discussion: """
+            Example (a Qwen3-30B-A3B-shaped model with 8 layers):
+              jindouctl synth --like qwen3-30b-a3b --layers 8 --vocab-size 32768 --out /tmp/q30b-8l
+              jindouctl bench cluster --model /tmp/q30b-8l --workers 1,2,3
+            """
+    )
+
+    @Option(help: "Checkpoint directory (e.g. from jindouctl synth).")
+    var model: String
+
+    @Option(help: "Worker counts to run, comma-separated.")
+    var workers: String = "1,2,3"
+
+    @Option(name: .customLong("decode-tokens"), help: "Tokens to decode per measurement.")
+    var decodeTokens: Int = 32
+
+    @Option(help: "Repetitions of each per-layer measurement.")
+    var repetitions: Int = 50
+
+    @Option(name: .customLong("wire-dtype"), help: "f32 or bf16.")
+    var wireDType: String = "f32"
+
+    @Option(help: "Markdown file to update.")
+    var out: String = "docs/benchmarks.md"
+
+    @Option(help: "JSON results file.")
+    var json: String = "docs/benchmarks/cluster.json"
+
+    var counts: [Int] { workers.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 && $0 <= 16 }) else { throw ValidationError("--workers: e.g. 1,2,3") }
+        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32 or bf16") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "jindou.bench")
+        logger.logLevel = .notice
+        let jindoud = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("jindoud").path
+        do {
+            let report = try await ClusterBenchmark(options: .init(
+                modelDirectory: model, workerCounts: counts, decodeTokens: decodeTokens, repetitions: repetitions,
+                jindoud: jindoud, wireDType: WireDType(rawValue: wireDType)!), logger: logger).run()
+            try BenchmarkReport.writeJSON(report, to: json)
+            try BenchmarkReport.replaceSection(named: "cluster", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
