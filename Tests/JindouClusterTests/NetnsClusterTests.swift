@@ -28,30 +28,31 @@ struct NetnsClusterTests {
         guard process.terminationStatus == 0 else { throw HarnessError("cluster.sh \(arguments) failed") }
     }
 
-    @Test(arguments: ["qwen3-moe-tiny", "glm4-moe-tiny"])
-    func threeHostsEqualTheSingleProcessEngine(fixture: String) async throws {
-        let hosts = 3
+    /// Every layout of the loopback suite, with worker I on host I.
+    @Test(arguments: ClusterEqualsEngineTests.arguments)
+    func layoutsAcrossHostsEqualTheSingleProcessEngine(fixture: String, layout: Layout) async throws {
+        let (specs, placement) = try layout.plan(fixture: fixture)
         try? sh(["down"])
-        try sh(["up", String(hosts), "--delay", "1ms"])
+        try sh(["up", String(specs.count), "--delay", "1ms"])
         defer { try? sh(["down"]) }
-        let workers = try (0..<hosts).map { i in
-            try WorkerProcess(fixture: fixture, experts: "round-robin:\(i)/\(hosts)", name: "host-\(i)", host: "10.77.\(i).2",
+        let workers = try specs.enumerated().map { i, spec in
+            try WorkerProcess(fixture: fixture, experts: spec, name: "w\(i)", host: "10.77.\(i).2",
                               launcher: [script, "exec", String(i), "--prefix", prefix])
         }
         defer { workers.forEach { $0.stop() } }
-        #expect(workers.map(\.endpoint.host) == ["10.77.0.2", "10.77.1.2", "10.77.2.2"])
+        #expect(workers.map(\.endpoint.host) == specs.indices.map { "10.77.\($0).2" })
         let coordinator = try await Coordinator.start(
-            .init(modelDirectory: Fixtures.path(fixture), workers: workers.map(\.endpoint), placement: .roundRobin, prefault: false),
+            .init(modelDirectory: Fixtures.path(fixture), workers: workers.map(\.endpoint), placement: placement, prefault: false),
             logger: testLogger)
         let single = try await EngineCache.shared.engine(fixture)
         let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
         for c in golden.cases {
             let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
             let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            for (a, e) in zip(actual, expected) { #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) case \(c.name)") }
+            for (a, e) in zip(actual, expected) { #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) \(layout) case \(c.name)") }
             let tokens = try await coordinator.engine.generate(GenerationRequest(
                 promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts, stopTokenIDs: [])).tokenIDs
-            #expect(tokens == c.greedyNewTokens, "\(fixture) case \(c.name)")
+            #expect(tokens == c.greedyNewTokens, "\(fixture) \(layout) case \(c.name)")
         }
         await coordinator.pool.closeAll()
     }
