@@ -31,9 +31,6 @@ struct Local: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16.")
     var wireDType: String = "f32"
 
-    @Option(name: .customLong("state-dir"), help: "Directory for cluster state (reserved for the control plane; created if missing).")
-    var stateDir: String?
-
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -46,7 +43,6 @@ struct Local: AsyncParsableCommand {
 
     func run() async throws {
         let logger = daemon.bootstrapLogging(label: "jindou.local")
-        if let stateDir { try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true) }
         let processes = LocalWorkers(logger: logger)
         let coordinator: JindouCoordinator.Coordinator
         do {
