@@ -66,6 +66,7 @@ let package = Package(
                 "CJindouSupport", "JindouNumerics", "JindouRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // Layer 4: transport (TCP on SwiftNIO) behind the `WorkerLink` interface.
@@ -81,13 +82,18 @@ let package = Package(
         // Placement: which worker hosts which (layer, expert), versioned.
         .target(
             name: "JindouPlacement",
-            dependencies: ["JindouModel"]
+            dependencies: ["JindouModel", "JindouWire"]
+        ),
+        // The admin API's JSON types (coordinator, workers joining, jindouctl).
+        .target(
+            name: "JindouAdmin",
+            dependencies: ["JindouModel", "JindouPlacement"]
         ),
         // Layer 5: the worker daemon's service.
         .target(
             name: "JindouWorker",
             dependencies: [
-                "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                "JindouAdmin", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -96,7 +102,7 @@ let package = Package(
         .target(
             name: "JindouCoordinator",
             dependencies: [
-                "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                "JindouAdmin", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -105,7 +111,7 @@ let package = Package(
         .target(
             name: "JindouServer",
             dependencies: [
-                "JindouCoordinator", "JindouModel",
+                "JindouAdmin", "JindouCoordinator", "JindouModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -125,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "jindouctl",
             dependencies: [
-                "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks",
+                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -150,7 +156,7 @@ let package = Package(
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
         .testTarget(
             name: "JindouClusterTests",
-            dependencies: ["JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+            dependencies: ["JindouAdmin", "JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
                            "JindouTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),

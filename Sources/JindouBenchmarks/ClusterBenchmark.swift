@@ -142,10 +142,10 @@ public struct ClusterBenchmark {
 
     /// PING/PONG carrying the dispatch's payload bytes to every worker the layer uses, concurrently.
     func timeRoundTrip(_ backend: ClusterExpertBackend, layer: Int, hidden: [Float], routing: RoutingDecision) async throws -> (Double, Int) {
-        let shares = try backend.split(layer: layer, routing: routing)
+        let shares = try backend.split(layer: layer, routing: routing, table: backend.routing.table)
         let payload = TensorPayload.encode(hidden, as: backend.wireDType)
         let pool = backend.pool
-        let targets = shares.keys.sorted().map { backend.poolIndex[$0] }
+        let targets = shares.keys.sorted()
         func once() async throws {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in targets {

@@ -2,32 +2,48 @@ import JindouModel
 import JindouPlacement
 import JindouRouting
 import JindouWire
+import Synchronization
 
 /// The coordinator's `ExpertBackend`: at every MoE layer it splits the routing by the
-/// workers that host each chosen expert, sends every worker its tokens concurrently
+/// live workers that host each chosen expert, sends every worker its tokens concurrently
 /// (dispatch), and adds up what comes back (combine).
 ///
-/// Tokens of an expert with replicas are spread over them (token t uses replica
-/// t mod replicas). Partial sums are added in worker order, so results are
-/// deterministic; they equal the single-process engine up to float re-association.
+/// - Replicas share an expert's tokens: token t of the n-th dispatched layer uses live
+///   replica (t + n) mod replicas, so single-token decode steps rotate over them too.
+/// - Failover: if a worker fails mid-layer it is marked down and its share is re-split
+///   over the remaining live replicas; only an expert with no live host fails the step,
+///   naming that (layer, expert).
+/// - One routing table per step (`step`), so placement switches land between steps.
+/// Partial sums are added in worker-name order, so results are deterministic; they equal
+/// the single-process engine up to float re-association.
 public struct ClusterExpertBackend: ExpertBackend {
     public let pool: WorkerPool
-    public let placement: Placement
+    public let routing: RoutingState
+    public let statistics: LoadStatistics
     public let hiddenSize: Int
     public let wireDType: WireDType
-    /// Worker index in the placement → index in the pool.
-    public let poolIndex: [Int]
 
-    public init(pool: WorkerPool, placement: Placement, hiddenSize: Int, wireDType: WireDType = .f32) async throws {
+    @TaskLocal static var stepTable: RoutingTable?
+    /// Rotates replica choice between calls.
+    private let rotation = Rotation()
+
+    final class Rotation: Sendable {
+        let counter = Atomic<Int>(0)
+        func next() -> Int { counter.wrappingAdd(1, ordering: .relaxed).oldValue & 0xFFFF_FFFF }
+    }
+
+    public init(pool: WorkerPool, routing: RoutingState, statistics: LoadStatistics, hiddenSize: Int, wireDType: WireDType = .f32) {
         self.pool = pool
-        self.placement = placement
+        self.routing = routing
+        self.statistics = statistics
         self.hiddenSize = hiddenSize
         self.wireDType = wireDType
-        let names = await pool.workers.map(\.name)
-        poolIndex = try placement.workers.map { name in
-            guard let index = names.firstIndex(of: name) else { throw PlacementError.unknownWorker(name) }
-            return index
-        }
+    }
+
+    public func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
+        let table = routing.beginStep()
+        defer { routing.endStep(table.placement.version) }
+        return try await Self.$stepTable.withValue(table) { try await body() }
     }
 
     /// One worker's share of a layer: which batch tokens it gets and their routing.
@@ -36,19 +52,20 @@ public struct ClusterExpertBackend: ExpertBackend {
         public var routing = RoutingDecision()
     }
 
-    /// Splits a layer's routing by worker.
-    public func split(layer: Int, routing: RoutingDecision) throws -> [Int: Share] {
-        var shares: [Int: Share] = [:]
-        var perWorker: [Int: ([Int32], [Float])] = [:]
-        for t in 0..<routing.tokenCount {
+    /// Splits a layer's routing (tokens `subset`, default all) by live worker.
+    public func split(layer: Int, routing decision: RoutingDecision, table: RoutingTable, failed: Set<String> = [],
+                      subset: [Int]? = nil, rotation offset: Int = 0) throws -> [String: Share] {
+        var shares: [String: Share] = [:]
+        var perWorker: [String: ([Int32], [Float])] = [:]
+        for t in subset ?? Array(0..<decision.tokenCount) {
             perWorker.removeAll(keepingCapacity: true)
-            for i in routing.offsets[t]..<routing.offsets[t + 1] {
-                let key = ExpertKey(layer: layer, expert: Int(routing.experts[i]))
-                let hosts = placement.hostsOf(key)
-                guard !hosts.isEmpty else { throw PlacementError.unhosted(layer: layer, expert: key.expert) }
-                let worker = hosts[t % hosts.count]
-                perWorker[worker, default: ([], [])].0.append(routing.experts[i])
-                perWorker[worker, default: ([], [])].1.append(routing.weights[i])
+            for i in decision.offsets[t]..<decision.offsets[t + 1] {
+                let expert = Int(decision.experts[i])
+                let hosts = table.liveHosts(ExpertKey(layer: layer, expert: expert), excluding: failed)
+                guard !hosts.isEmpty else { throw ClusterError.expertUnavailable(layer: layer, expert: expert) }
+                let worker = hosts[(t + offset) % hosts.count]
+                perWorker[worker, default: ([], [])].0.append(decision.experts[i])
+                perWorker[worker, default: ([], [])].1.append(decision.weights[i])
             }
             for (worker, choice) in perWorker {
                 shares[worker, default: Share()].tokens.append(t)
@@ -58,49 +75,75 @@ public struct ClusterExpertBackend: ExpertBackend {
         return shares
     }
 
-    public func routedExperts(layer: Int, hidden: [Float], tokenCount: Int, routing: RoutingDecision) async throws -> [Float] {
+    public func routedExperts(layer: Int, hidden: [Float], tokenCount: Int, routing decision: RoutingDecision) async throws -> [Float] {
+        let table = Self.stepTable ?? routing.table
         let h = hiddenSize
-        let shares = try split(layer: layer, routing: routing)
-        let partials = try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
-            for (worker, share) in shares {
-                var rows = [Float]()
-                rows.reserveCapacity(share.tokens.count * h)
-                for t in share.tokens { rows.append(contentsOf: hidden[(t * h)..<((t + 1) * h)]) }
-                let message = DispatchMessage(
-                    requestID: pool.nextRequestID(), layer: layer, placementVersion: placement.version,
-                    hiddenSize: h, dtype: wireDType, routing: share.routing, hidden: rows)
-                let index = poolIndex[worker]
-                group.addTask {
-                    let reply = try await pool.exchange(index, message.frame())
-                    let combine: CombineMessage
-                    do {
-                        combine = try CombineMessage(frame: reply)
-                    } catch {
-                        throw ClusterError.badReply(worker: await pool.label(index), reason: "\(error)")
-                    }
-                    guard combine.requestID == message.requestID, combine.output.count == share.tokens.count * h else {
-                        throw ClusterError.badReply(
-                            worker: await pool.label(index),
-                            reason: "combine for request \(combine.requestID) with \(combine.output.count) values, expected request \(message.requestID) with \(share.tokens.count * h)")
-                    }
-                    return (worker, combine.output)
-                }
-            }
-            var collected: [Int: [Float]] = [:]
-            for try await (worker, output) in group { collected[worker] = output }
-            return collected
-        }
         var output = [Float](repeating: 0, count: tokenCount * h)
-        output.withUnsafeMutableBufferPointer { out in
-            for worker in partials.keys.sorted() {
-                let share = shares[worker]!
-                partials[worker]!.withUnsafeBufferPointer { partial in
-                    for (row, t) in share.tokens.enumerated() {
-                        for i in 0..<h { out[t * h + i] += partial[row * h + i] }
+        var failed = Set<String>()
+        var pending: [Int]? = nil  // tokens still to compute (nil: all)
+        var served: [String: Int] = [:]
+        let offset = rotation.next()
+        while true {
+            let shares = try split(layer: layer, routing: decision, table: table, failed: failed, subset: pending, rotation: offset)
+            var results: [(String, Share, Result<[Float], Error>)] = []
+            await withTaskGroup(of: (String, Share, Result<[Float], Error>).self) { group in
+                for (worker, share) in shares {
+                    group.addTask { (worker, share, await self.exchange(worker: worker, layer: layer, share: share, hidden: hidden, table: table)) }
+                }
+                for await result in group { results.append(result) }
+            }
+            var retry: [Int] = []
+            for (worker, share, result) in results.sorted(by: { $0.0 < $1.0 }) {
+                switch result {
+                case .success(let partial):
+                    output.withUnsafeMutableBufferPointer { out in
+                        partial.withUnsafeBufferPointer { p in
+                            for (row, t) in share.tokens.enumerated() {
+                                for i in 0..<h { out[t * h + i] += p[row * h + i] }
+                            }
+                        }
                     }
+                    served[worker, default: 0] += share.routing.assignmentCount
+                case .failure(let error):
+                    // A worker that cannot answer is taken out of routing; its tokens are
+                    // retried on the other replicas. Refusals of the request itself are not retried.
+                    guard case ClusterError.workerUnavailable = error else { throw error }
+                    failed.insert(worker)
+                    routing.markDown(worker)
+                    retry += share.tokens
                 }
             }
+            if retry.isEmpty { break }
+            pending = retry.sorted()
         }
+        statistics.record(layer: layer, experts: decision.experts, workers: served, tokens: tokenCount)
         return output
+    }
+
+    func exchange(worker: String, layer: Int, share: Share, hidden: [Float], table: RoutingTable) async -> Result<[Float], Error> {
+        let h = hiddenSize
+        var rows = [Float]()
+        rows.reserveCapacity(share.tokens.count * h)
+        for t in share.tokens { rows.append(contentsOf: hidden[(t * h)..<((t + 1) * h)]) }
+        let message = DispatchMessage(
+            requestID: pool.nextRequestID(), layer: layer, placementVersion: table.placement.version,
+            hiddenSize: h, dtype: wireDType, routing: share.routing, hidden: rows)
+        do {
+            let reply = try await pool.exchange(worker, message.frame())
+            let combine: CombineMessage
+            do {
+                combine = try CombineMessage(frame: reply)
+            } catch {
+                throw ClusterError.badReply(worker: worker, reason: "\(error)")
+            }
+            guard combine.requestID == message.requestID, combine.output.count == share.tokens.count * h else {
+                throw ClusterError.badReply(
+                    worker: worker,
+                    reason: "combine for request \(combine.requestID) with \(combine.output.count) values, expected request \(message.requestID) with \(share.tokens.count * h)")
+            }
+            return .success(combine.output)
+        } catch {
+            return .failure(error)
+        }
     }
 }

@@ -5,19 +5,20 @@ import JindouTransport
 import JindouWire
 import Logging
 
-/// How the coordinator decides which worker hosts which expert.
+/// How the coordinator decides which worker hosts which expert at start.
 public enum PlacementChoice: Sendable, Equatable {
-    /// What the workers report holding (default: start workers with `--experts`).
+    /// What the workers report holding (default for `--workers`), or, with joining
+    /// workers, computed from their capacity.
     case fromWorkers
     /// Computed over the workers in `--workers` order; workers must hold their part.
     case contiguous
     case roundRobin
-    /// A placement file naming workers by their `--name`.
+    /// A placement file naming workers by their `--name`; pins the placement.
     case file(String)
 
     public init?(_ text: String) {
         switch text {
-        case "workers", "from-workers": self = .fromWorkers
+        case "workers", "from-workers", "capacity": self = .fromWorkers
         case "contiguous": self = .contiguous
         case "round-robin": self = .roundRobin
         default:
@@ -27,76 +28,117 @@ public enum PlacementChoice: Sendable, Equatable {
     }
 }
 
-/// The coordinator: non-expert weights in this process, routed experts on the workers.
+/// The coordinator: non-expert weights in this process, routed experts on the workers,
+/// and the control plane that manages them.
 public struct Coordinator: Sendable {
     public struct Options: Sendable {
         public var modelDirectory: String
+        /// Workers configured up front (`--workers`); more may join.
         public var workers: [Endpoint]
         public var placement: PlacementChoice
         public var wireDType: WireDType
         public var timeoutSeconds: Double
         public var prefault: Bool
+        public var stateDirectory: String?
+        public var secret: ClusterSecret?
+        public var control: ClusterController.Settings
 
-        public init(modelDirectory: String, workers: [Endpoint], placement: PlacementChoice = .fromWorkers,
-                    wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true) {
+        public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
+                    wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
+                    stateDirectory: String? = nil, secret: ClusterSecret? = nil,
+                    control: ClusterController.Settings = .init()) {
             self.modelDirectory = modelDirectory
             self.workers = workers
             self.placement = placement
             self.wireDType = wireDType
             self.timeoutSeconds = timeoutSeconds
             self.prefault = prefault
+            self.stateDirectory = stateDirectory
+            self.secret = secret
+            self.control = control
         }
     }
 
     public let engine: InferenceEngine
     public let pool: WorkerPool
-    public let placement: Placement
+    public let controller: ClusterController
     public let fingerprint: String
 
-    /// Loads the non-expert weights, connects to every worker (failing with the name of
-    /// any that cannot be reached or refuses), and builds and validates the placement.
+    public var placement: Placement { get async { await controller.active } }
+
+    /// Loads the non-expert weights, restores the cluster state (with `stateDirectory`),
+    /// connects to every `--workers` worker (failing with the name of any that cannot be
+    /// reached or refuses), and sets and validates the starting placement.
     public static func start(_ options: Options, logger: Logger) async throws -> Coordinator {
-        guard !options.workers.isEmpty else {
-            throw PlacementError.badSpec("no workers given (--workers host:port,…)")
-        }
         let checkpoint = try Checkpoint(directory: options.modelDirectory)
         let description = try ModelDescription(checkpoint: checkpoint)
         let fingerprint = try ModelFingerprint.compute(checkpoint)
         let model = try DecoderModel(description: description, checkpoint: checkpoint)
         if options.prefault { model.tensors.prefault(label: "loading coordinator weights") }
+        let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
 
-        let pool = WorkerPool(endpoints: options.workers, fingerprint: fingerprint,
-                              timeoutSeconds: options.timeoutSeconds, logger: logger)
-        let workers = try await pool.connectAll()
-        let names = workers.map(\.name)
-        let placement: Placement
-        switch options.placement {
-        case .fromWorkers:
-            placement = try Placement.fromWorkers(workers.map { ($0.name, $0.experts) })
-        case .contiguous:
-            placement = try Placement.contiguous(workers: names, description: description)
-        case .roundRobin:
-            placement = try Placement.roundRobin(workers: names, description: description)
-        case .file(let path):
-            placement = try PlacementFile.load(path: path, description: description)
+        let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, timeoutSeconds: options.timeoutSeconds, logger: logger)
+        let controller = try ClusterController(
+            description: description, fingerprint: fingerprint, pool: pool, expertBytes: expertBytes,
+            settings: options.control, stateDirectory: options.stateDirectory, logger: logger)
+        await controller.start()
+
+        var workers: [WorkerInfo] = []
+        for endpoint in options.workers {
+            let info = try await pool.add(endpoint)
+            try await controller.addStatic(info)
+            workers.append(info)
         }
-        try placement.validate(for: description)
-        // Every expert the placement puts on a worker must really be there.
-        for (index, name) in placement.workers.enumerated() {
-            guard let worker = workers.first(where: { $0.name == name }) else { throw PlacementError.unknownWorker(name) }
-            let held = Set(worker.experts)
-            for key in placement.experts(ofWorker: index) where !held.contains(key) {
-                throw ClusterError.workerRefused(
-                    worker: name, reason: "placement puts expert \(key.expert) of layer \(key.layer) there, but the worker does not hold it")
+        let restoredVersion = await controller.active.version
+        if !workers.isEmpty && restoredVersion == 0 {
+            let names = workers.map(\.name)
+            let placement: Placement
+            switch options.placement {
+            case .fromWorkers: placement = try Placement.fromWorkers(workers.map { ($0.name, $0.experts) })
+            case .contiguous: placement = try Placement.contiguous(workers: names, description: description)
+            case .roundRobin: placement = try Placement.roundRobin(workers: names, description: description)
+            case .file(let path): placement = try PlacementFile.load(path: path, description: description)
+            }
+            try placement.validate(for: description)
+            // Every expert the placement puts on a worker must really be there.
+            for (index, name) in placement.workers.enumerated() {
+                guard let worker = workers.first(where: { $0.name == name }) else { throw PlacementError.unknownWorker(name) }
+                let held = Set(worker.experts)
+                for key in placement.experts(ofWorker: index) where !held.contains(key) {
+                    throw ClusterError.workerRefused(
+                        worker: name, reason: "placement puts expert \(key.expert) of layer \(key.layer) there, but the worker does not hold it")
+                }
+            }
+            if case .file = options.placement {
+                try await controller.setInitialPlacement(placement, pinned: true)
+            } else {
+                try await controller.setInitialPlacement(placement, pinned: false)
             }
         }
-        let backend = try await ClusterExpertBackend(pool: pool, placement: placement, hiddenSize: description.hiddenSize,
-                                                     wireDType: options.wireDType)
+        await controller.tick()
+        let backend = ClusterExpertBackend(pool: pool, routing: controller.routing, statistics: controller.statistics,
+                                           hiddenSize: description.hiddenSize, wireDType: options.wireDType)
+        let version = await controller.active.version
         logger.info("coordinator ready", metadata: [
-            "workers": "\(workers.count)", "placement_version": "\(placement.version)",
+            "workers": "\(workers.count)", "placement_version": "\(version)",
             "coordinator_bytes": "\(model.tensors.tensorBytes)",
         ])
-        return Coordinator(engine: InferenceEngine(model: model, experts: backend), pool: pool,
-                           placement: placement, fingerprint: fingerprint)
+        return Coordinator(engine: InferenceEngine(model: model, experts: backend), pool: pool, controller: controller,
+                           fingerprint: fingerprint)
+    }
+
+    /// Bytes of one routed expert (its three projections), from the checkpoint's dtype.
+    static func expertByteCount(checkpoint: Checkpoint, description: ModelDescription) throws -> UInt64 {
+        guard let first = description.allExperts.first else { return 1 }
+        let requests = description.expertTensors(first)
+        let headers = try checkpoint.headers(for: requests.map(\.name))
+        var total = 0
+        for request in requests {
+            guard let file = checkpoint.weightMap[request.name], let entry = headers[file]?.entries[request.name] else {
+                throw CheckpointError.missingTensor(tensor: request.name, searched: [checkpoint.directory])
+            }
+            total += entry.dataRange.count
+        }
+        return UInt64(total)
     }
 }

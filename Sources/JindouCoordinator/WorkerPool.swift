@@ -5,12 +5,15 @@ import JindouWire
 import Logging
 import Synchronization
 
-/// Errors of the cluster, naming the worker at fault.
+/// Errors of the cluster, naming the worker or expert at fault.
 public enum ClusterError: Error, Equatable, CustomStringConvertible {
     case workerUnavailable(worker: String, reason: String)
     case workerRefused(worker: String, reason: String)
     case workerFailed(worker: String, reason: String)
     case badReply(worker: String, reason: String)
+    case expertUnavailable(layer: Int, expert: Int)
+    case unknownWorker(String)
+    case rejected(String)
 
     public var description: String {
         switch self {
@@ -18,35 +21,49 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
         case .workerRefused(let worker, let reason): "worker \(worker) refused the handshake: \(reason)"
         case .workerFailed(let worker, let reason): "worker \(worker) failed: \(reason)"
         case .badReply(let worker, let reason): "worker \(worker) sent a bad reply: \(reason)"
+        case .expertUnavailable(let layer, let expert):
+            "expert \(expert) of layer \(layer) is not served: no live worker hosts it"
+        case .unknownWorker(let name): "no worker named '\(name)'"
+        case .rejected(let reason): reason
         }
     }
 }
 
-/// One configured worker: where it is and what it said at the handshake.
-public struct WorkerInfo: Sendable {
+/// What a worker said at its handshake.
+public struct WorkerInfo: Sendable, Equatable {
     public let endpoint: Endpoint
     public let name: String
     public let experts: [ExpertKey]
     public let expertBytes: UInt64
+    public let cores: Int
+    public let memoryBytes: UInt64
+    public let shardVersion: UInt64
 }
 
-/// Connections to the workers. A connection that dies is re-established (with a fresh
-/// handshake) the next time it is needed, so a restarted worker rejoins on its own.
+/// Connections to workers, by worker name: a data link for dispatches and a control link
+/// for shard updates (so loading experts never delays a dispatch). A dead link is
+/// re-established, with a fresh authenticated handshake, the next time it is needed.
 public actor WorkerPool {
-    public let endpoints: [Endpoint]
+    struct Entry {
+        var endpoint: Endpoint
+        var data: (any WorkerLink)?
+        var control: (any WorkerLink)?
+        var info: WorkerInfo?
+    }
+
     public let fingerprint: String
     public let coordinatorName: String
+    public let secret: ClusterSecret?
     private let timeoutSeconds: Double
     private let logger: Logger
-    private var links: [Int: any WorkerLink] = [:]
-    private var infos: [Int: WorkerInfo] = [:]
+    private var entries: [String: Entry] = [:]
     private let requestIDs = Atomic<UInt64>(1)
 
-    public init(endpoints: [Endpoint], fingerprint: String, coordinatorName: String = "coordinator",
+    public init(fingerprint: String, coordinatorName: String = "coordinator", secret: ClusterSecret? = nil,
                 timeoutSeconds: Double = 120, logger: Logger) {
-        self.endpoints = endpoints
         self.fingerprint = fingerprint
         self.coordinatorName = coordinatorName
+        self.secret = secret
         self.timeoutSeconds = timeoutSeconds
         self.logger = logger
     }
@@ -56,37 +73,49 @@ public actor WorkerPool {
         requestIDs.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
-    /// Connects to every worker and shakes hands; fails naming the first worker that
-    /// cannot be reached or refuses.
-    @discardableResult
-    public func connectAll() async throws -> [WorkerInfo] {
-        var result: [WorkerInfo] = []
-        for index in endpoints.indices { result.append(try await connect(index)) }
-        return result
+    /// Connects to `endpoint`, shakes hands and registers the worker under the name it gives.
+    public func add(_ endpoint: Endpoint) async throws -> WorkerInfo {
+        let (link, info) = try await handshake(endpoint)
+        if let old = entries[info.name] {
+            await old.data?.close()
+            await old.control?.close()
+        }
+        entries[info.name] = Entry(endpoint: endpoint, data: link, control: nil, info: info)
+        return info
     }
 
-    /// What each worker reported at its last handshake.
-    public var workers: [WorkerInfo] { endpoints.indices.compactMap { infos[$0] } }
+    /// Registers (or moves) a worker known by name; links connect on first use.
+    public func register(name: String, endpoint: Endpoint) async {
+        if let old = entries[name] {
+            if old.endpoint == endpoint { return }
+            await old.data?.close()
+            await old.control?.close()
+        }
+        entries[name] = Entry(endpoint: endpoint, data: nil, control: nil, info: entries[name]?.info)
+    }
 
-    public func info(_ index: Int) -> WorkerInfo? { infos[index] }
+    public func remove(_ name: String) async {
+        guard let entry = entries.removeValue(forKey: name) else { return }
+        await entry.data?.close()
+        await entry.control?.close()
+    }
 
-    /// Name of worker `index` for messages (its handshake name, else its address).
-    public func label(_ index: Int) -> String { infos[index]?.name ?? endpoints[index].description }
+    /// What worker `name` said at its last handshake.
+    public func info(_ name: String) -> WorkerInfo? { entries[name]?.info }
+    public var workers: [WorkerInfo] { entries.values.compactMap(\.info).sorted { $0.name < $1.name } }
+    public func endpoint(_ name: String) -> Endpoint? { entries[name]?.endpoint }
 
-    @discardableResult
-    private func connect(_ index: Int) async throws -> WorkerInfo {
-        let endpoint = endpoints[index]
+    private func handshake(_ endpoint: Endpoint) async throws -> (any WorkerLink, WorkerInfo) {
         let link: TCPWorkerLink
         do {
             link = try await TCPWorkerLink.connect(to: endpoint, timeoutSeconds: timeoutSeconds)
         } catch {
             throw ClusterError.workerUnavailable(worker: endpoint.description, reason: "\(error)")
         }
+        let hello = HelloMessage(modelFingerprint: fingerprint, coordinatorName: coordinatorName, secret: secret)
         let welcome: WelcomeMessage
         do {
-            let reply = try await link.exchange(HelloMessage(modelFingerprint: fingerprint, coordinatorName: coordinatorName)
-                .frame(requestID: nextRequestID()))
-            welcome = try WelcomeMessage(frame: reply)
+            welcome = try WelcomeMessage(frame: try await link.exchange(hello.frame(requestID: nextRequestID())))
         } catch let error as WireError {
             await link.close()
             throw ClusterError.workerRefused(worker: endpoint.description, reason: error.description)
@@ -100,57 +129,81 @@ public actor WorkerPool {
                 worker: endpoint.description,
                 reason: WireError.modelFingerprintMismatch(ours: fingerprint, theirs: welcome.modelFingerprint).description)
         }
+        if let secret {
+            let expected = secret.welcomeTag(nonce: hello.nonce, fingerprint: fingerprint, workerName: welcome.workerName)
+            guard ClusterSecret.matches(expected, welcome.authTag) else {
+                await link.close()
+                logger.error("refused worker without the cluster secret", metadata: ["address": "\(endpoint)"])
+                throw ClusterError.workerRefused(worker: endpoint.description, reason: "its WELCOME is not signed with this cluster's secret")
+            }
+        }
         let info = WorkerInfo(endpoint: endpoint, name: welcome.workerName,
                               experts: welcome.experts.map { ExpertKey(layer: $0.layer, expert: $0.expert) }.sorted(),
-                              expertBytes: welcome.expertBytes)
-        if let previous = infos[index], previous.experts != info.experts {
-            logger.warning("worker came back with other experts", metadata: ["worker": "\(info.name)"])
-        }
-        links[index] = link
-        infos[index] = info
-        logger.info("worker connected", metadata: ["worker": "\(info.name)", "address": "\(endpoint)",
-                                                   "experts": "\(info.experts.count)"])
-        return info
+                              expertBytes: welcome.expertBytes, cores: welcome.cores, memoryBytes: welcome.memoryBytes,
+                              shardVersion: welcome.shardVersion)
+        return (link, info)
     }
 
-    /// A live link to worker `index`, reconnecting if the last one died.
-    public func link(_ index: Int) async throws -> any WorkerLink {
-        if let link = links[index], link.isActive { return link }
-        links[index] = nil
-        let info = try await connect(index)
-        if let previous = infos[index], previous.experts != info.experts {
-            throw ClusterError.workerFailed(worker: info.name, reason: "restarted with a different shard")
+    /// A live link to worker `name` (the control link when `control`), reconnecting if needed.
+    public func link(_ name: String, control: Bool = false) async throws -> any WorkerLink {
+        guard var entry = entries[name] else { throw ClusterError.unknownWorker(name) }
+        if let link = control ? entry.control : entry.data, link.isActive { return link }
+        let (link, info) = try await handshake(entry.endpoint)
+        guard info.name == name else {
+            await link.close()
+            throw ClusterError.workerRefused(worker: name, reason: "the worker at \(entry.endpoint) is now called '\(info.name)'")
         }
-        return links[index]!
+        entry = entries[name] ?? entry
+        if control { entry.control = link } else { entry.data = link }
+        entry.info = info
+        entries[name] = entry
+        logger.info("worker connected", metadata: ["worker": "\(name)", "address": "\(entry.endpoint)", "control": "\(control)"])
+        return link
     }
 
-    /// Sends a frame to worker `index` and returns its reply; worker errors become
+    /// Sends a frame to worker `name` and returns its reply; failures become
     /// `ClusterError`s naming the worker.
-    public nonisolated func exchange(_ index: Int, _ frame: Frame) async throws -> Frame {
-        let link = try await link(index)
+    public nonisolated func exchange(_ name: String, _ frame: Frame, control: Bool = false) async throws -> Frame {
+        let link: any WorkerLink
+        do {
+            link = try await self.link(name, control: control)
+        } catch let error as ClusterError {
+            throw error
+        } catch {
+            throw ClusterError.workerUnavailable(worker: name, reason: "\(error)")
+        }
         let reply: Frame
         do {
             reply = try await link.exchange(frame)
         } catch {
-            throw ClusterError.workerUnavailable(worker: await label(index), reason: "\(error)")
+            throw ClusterError.workerUnavailable(worker: name, reason: "\(error)")
         }
         if reply.kind == .error {
             let error = ErrorMessage(frame: reply)
-            throw ClusterError.workerFailed(worker: await label(index), reason: "\(error.code): \(error.message)")
+            throw ClusterError.workerFailed(worker: name, reason: "\(error.code): \(error.message)")
         }
         return reply
     }
 
-    /// Round-trip time of a PING to worker `index`, in seconds.
-    public nonisolated func ping(_ index: Int) async throws -> Double {
+    /// Round-trip time of a PING to worker `name`, in seconds.
+    public nonisolated func ping(_ name: String) async throws -> Double {
         let start = ContinuousClock.now
-        _ = try await exchange(index, Heartbeat.frame(.ping, requestID: nextRequestID()))
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        _ = try await exchange(name, Heartbeat.frame(.ping, requestID: nextRequestID()))
+        return (ContinuousClock.now - start).seconds
     }
 
     public func closeAll() async {
-        for link in links.values { await link.close() }
-        links.removeAll()
+        for entry in entries.values {
+            await entry.data?.close()
+            await entry.control?.close()
+        }
+        for name in entries.keys {
+            entries[name]?.data = nil
+            entries[name]?.control = nil
+        }
     }
+}
+
+extension Duration {
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -181,6 +181,10 @@ public struct DecoderModel: Sendable {
     /// sequence, the logits it asked for (row-major, `vocabularySize` wide).
     public func forward(_ batch: [SequenceStep], experts: any ExpertBackend) async throws -> [[Float]] {
         try validate(batch)
+        return try await experts.step { try await self.forwardStep(batch, experts: experts) }
+    }
+
+    private func forwardStep(_ batch: [SequenceStep], experts: any ExpertBackend) async throws -> [[Float]] {
         let h = description.hiddenSize
         let tokens = batch.flatMap(\.tokens)
         let count = tokens.count

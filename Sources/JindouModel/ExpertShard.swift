@@ -11,6 +11,16 @@ public protocol ExpertBackend: Sendable {
     /// For each of `tokenCount` rows of `hidden` (`hiddenSize` wide), the sum over the
     /// token's routed experts of `weight × expert(hidden)`, in ascending expert order.
     func routedExperts(layer: Int, hidden: [Float], tokenCount: Int, routing: RoutingDecision) async throws -> [Float]
+
+    /// Runs one forward step (every layer of it). A cluster backend fixes its placement
+    /// for the whole step here, so placement switches happen between steps.
+    func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result
+}
+
+extension ExpertBackend {
+    public func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
+        try await body()
+    }
 }
 
 /// The three projections of one routed expert (`Qwen3MoeMLP` shape with
@@ -42,7 +52,8 @@ public struct ExpertShard: ExpertBackend {
     public let hiddenSize: Int
     public let intermediateSize: Int
     public let experts: [ExpertKey: ExpertWeights]
-    /// The loaded tensors (keeps mappings alive; reports mapped bytes).
+    /// The tensors this shard loaded (keeps mappings alive; reports mapped bytes). A shard
+    /// assembled from others holds none; its experts keep their own mappings alive.
     public let tensors: TensorSet
 
     /// Loads exactly `keys` from `checkpoint`: no other tensor is mapped.
@@ -60,6 +71,14 @@ public struct ExpertShard: ExpertBackend {
         self.intermediateSize = description.moeIntermediateSize
         self.experts = experts
         self.tensors = tensors
+    }
+
+    /// A shard of already-loaded experts (their weight matrices keep their mappings alive).
+    public init(description: ModelDescription, experts: [ExpertKey: ExpertWeights]) {
+        self.hiddenSize = description.hiddenSize
+        self.intermediateSize = description.moeIntermediateSize
+        self.experts = experts
+        self.tensors = TensorSet(tensors: [:], regions: [])
     }
 
     public var keys: [ExpertKey] { experts.keys.sorted() }

@@ -10,6 +10,7 @@ public enum PlacementError: Error, Equatable, CustomStringConvertible {
     case expertOutOfRange(expert: Int, expertCount: Int)
     case badSpec(String)
     case badFile(path: String, reason: String)
+    case insufficientCapacity(needed: UInt64, available: UInt64)
 
     public var description: String {
         switch self {
@@ -21,6 +22,8 @@ public enum PlacementError: Error, Equatable, CustomStringConvertible {
         case .expertOutOfRange(let expert, let count): "expert \(expert) is out of range (the model has \(count))"
         case .badSpec(let reason): "bad expert spec: \(reason)"
         case .badFile(let path, let reason): "\(path): \(reason)"
+        case .insufficientCapacity(let needed, let available):
+            "not enough worker memory for the placement: need \(needed / 1_000_000) MB, workers offer \(available / 1_000_000) MB"
         }
     }
 }
@@ -83,6 +86,20 @@ public struct Placement: Sendable, Equatable {
         for key in description.allExperts where (hosts[key] ?? []).isEmpty {
             throw PlacementError.unhosted(layer: key.layer, expert: key.expert)
         }
+    }
+
+    /// The same assignments under another version number.
+    public func withVersion(_ version: UInt64) -> Placement {
+        var copy = self
+        copy.version = version
+        return copy
+    }
+
+    /// Whether both place every expert on the same named workers.
+    public func sameAssignments(as other: Placement) -> Bool {
+        let a = hosts.mapValues { Set($0.map { workers[$0] }) }
+        let b = other.hosts.mapValues { Set($0.map { other.workers[$0] }) }
+        return a == b
     }
 
     /// Experts hosted by worker `index`, sorted.

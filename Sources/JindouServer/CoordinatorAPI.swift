@@ -1,60 +1,131 @@
 import Foundation
 import Hummingbird
+import JindouAdmin
 import JindouCoordinator
 import JindouModel
 import JindouPlacement
 import JindouRouting
 import JindouTransport
+import JindouWire
 import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// An error body in OpenAI's shape: `{"error": {"message", "type", "code"}}`.
-struct APIErrorBody: Codable {
-    struct Detail: Codable {
-        let message: String
-        let type: String
-        let code: String?
-    }
-    let error: Detail
-}
-
-/// The coordinator's HTTP API (docs/api.md).
-///
-/// - `GET /health`: `{"status": "ok", ...}` once the cluster is up.
-/// - `POST /v1/jindou/generate`: a `GenerationRequestBody` in, a `GenerationReport` out.
+/// The coordinator's HTTP API: generation and the admin API (docs/admin-api.md).
 public enum CoordinatorAPI {
-    public static func router(engine: InferenceEngine, pool: WorkerPool?, placement: Placement?) -> Hummingbird.Router<BasicRequestContext> {
-        let router = Hummingbird.Router(context: BasicRequestContext.self)
+    public static func router(engine: InferenceEngine, controller: ClusterController?, secret: ClusterSecret?) -> Hummingbird.Router<APIRequestContext> {
+        let router = Hummingbird.Router(context: APIRequestContext.self)
+        if let secret { router.add(middleware: BearerAuthentication(secret: secret)) }
+
         router.get("health") { _, _ -> Response in
             var body: [String: Any] = ["status": "ok", "model": engine.description.architecture.rawValue]
-            if let pool { body["workers"] = await pool.workers.count }
-            if let placement { body["placement_version"] = placement.version }
+            if let controller {
+                let status = await controller.status()
+                body["placement_version"] = status.placementVersion
+                body["workers"] = status.workers.filter { $0.state == "ready" }.count
+                body["served_experts"] = status.servedExperts
+                body["total_experts"] = status.totalExperts
+            }
             return jsonResponse(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
         }
+
         router.post("v1/jindou/generate") { request, context -> Response in
-            let body: GenerationRequestBody
-            do {
-                let data = try await request.body.collect(upTo: 64 << 20)
-                body = try JSONDecoder().decode(GenerationRequestBody.self, from: Data(buffer: data))
-            } catch {
-                return errorResponse(.badRequest, type: "invalid_request_error", message: "malformed request body: \(describe(error))")
-            }
-            do {
+            await respond(context) {
+                let body = try await decode(GenerationRequestBody.self, request)
                 let result = try await engine.generate(body.request)
-                let report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
-                return jsonResponse(try JSONEncoder().encode(report))
-            } catch let error as EngineError {
-                return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
-            } catch let error as ClusterError {
-                context.logger.error("generation failed", metadata: ["error": "\(error)"])
-                return errorResponse(.serviceUnavailable, type: "cluster_error", message: error.description)
-            } catch {
-                context.logger.error("generation failed", metadata: ["error": "\(error)"])
-                return errorResponse(.internalServerError, type: "server_error", message: "\(error)")
+                return GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             }
         }
+
+        guard let controller else { return router }
+        let admin = router.group("v1/admin")
+        admin.post("workers/join") { request, context -> Response in
+            await respond(context) { try await controller.join(try await decode(JoinRequest.self, request)) }
+        }
+        admin.post("workers/heartbeat") { request, context -> Response in
+            await respond(context) {
+                try await controller.heartbeat(try await decode(HeartbeatRequest.self, request))
+                return ["ok": true]
+            }
+        }
+        admin.get("status") { _, context -> Response in
+            await respond(context) { await controller.status() }
+        }
+        admin.get("shards") { request, context -> Response in
+            await respond(context) {
+                let layer = try request.uri.queryParameters.get("layer").map { text -> Int in
+                    guard let layer = Int(text) else { throw APIFailure.badRequest("layer must be an integer, got '\(text)'") }
+                    return layer
+                }
+                return await controller.shards(layer: layer)
+            }
+        }
+        admin.get("load") { _, context -> Response in
+            await respond(context) { await controller.loadReport() }
+        }
+        admin.get("verify") { _, context -> Response in
+            await respond(context) { await controller.verify() }
+        }
+        admin.post("scale") { request, context -> Response in
+            await respond(context) { try await controller.scale(replicas: try await decode(ScaleRequest.self, request).replicas) }
+        }
+        admin.post("drain") { request, context -> Response in
+            await respond(context) { try await controller.drain(try await decode(DrainRequest.self, request).worker) }
+        }
+        admin.post("rebalance") { request, context -> Response in
+            await respond(context) { try await controller.rebalance(dryRun: try await decode(RebalanceRequest.self, request).dryRun) }
+        }
         return router
+    }
+
+    /// Errors a handler maps to a status.
+    enum APIFailure: Error {
+        case badRequest(String)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let data: ByteBuffer
+        do {
+            data = try await request.body.collect(upTo: 64 << 20)
+        } catch {
+            throw APIFailure.badRequest("request body too large or unreadable")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: data))
+        } catch {
+            throw APIFailure.badRequest("malformed request body: \(describe(error))")
+        }
+    }
+
+    /// Runs a handler and turns its result or error into a JSON response.
+    static func respond<T: Encodable>(_ context: APIRequestContext, _ body: () async throws -> T) async -> Response {
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            return jsonResponse(try encoder.encode(try await body()))
+        } catch APIFailure.badRequest(let message) {
+            return errorResponse(.badRequest, type: "invalid_request_error", message: message)
+        } catch let error as EngineError {
+            return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
+        } catch let error as ClusterError {
+            switch error {
+            case .unknownWorker:
+                return errorResponse(.notFound, type: "not_found", message: error.description)
+            case .workerRefused:
+                context.logger.warning("refused", metadata: ["error": "\(error)"])
+                return errorResponse(.conflict, type: "conflict", message: error.description)
+            case .rejected:
+                return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
+            default:
+                context.logger.error("request failed", metadata: ["error": "\(error)"])
+                return errorResponse(.serviceUnavailable, type: "cluster_error", message: error.description)
+            }
+        } catch let error as PlacementError {
+            return errorResponse(.conflict, type: "placement_error", message: error.description)
+        } catch {
+            context.logger.error("request failed", metadata: ["error": "\(error)"])
+            return errorResponse(.internalServerError, type: "server_error", message: "\(error)")
+        }
     }
 
     static func jsonResponse(_ data: Data, status: HTTPResponse.Status = .ok) -> Response {
@@ -63,8 +134,7 @@ public enum CoordinatorAPI {
     }
 
     static func errorResponse(_ status: HTTPResponse.Status, type: String, message: String, code: String? = nil) -> Response {
-        let body = APIErrorBody(error: .init(message: message, type: type, code: code))
-        return jsonResponse((try? JSONEncoder().encode(body)) ?? Data(), status: status)
+        jsonResponse((try? JSONEncoder().encode(APIError(message: message, type: type, code: code))) ?? Data(), status: status)
     }
 
     static func describe(_ error: Error) -> String {
@@ -81,11 +151,11 @@ public enum CoordinatorAPI {
 
     /// The HTTP application; prints `ready http://HOST:PORT` on stdout once it accepts requests.
     public static func application(
-        engine: InferenceEngine, pool: WorkerPool?, placement: Placement?, listen: Endpoint,
+        engine: InferenceEngine, controller: ClusterController?, secret: ClusterSecret?, listen: Endpoint,
         services: [any Service] = [], logger: Logger
     ) -> some ApplicationProtocol {
         Application(
-            router: router(engine: engine, pool: pool, placement: placement),
+            router: router(engine: engine, controller: controller, secret: secret),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "jindou"),
             services: services,
             onServerRunning: { channel in
@@ -93,6 +163,34 @@ public enum CoordinatorAPI {
                 announceReady("http://\(Endpoint(host: listen.host, port: port))")
             },
             logger: logger)
+    }
+}
+
+/// Requires `Authorization: Bearer <cluster secret>` on every route but `/health`;
+/// refusals are logged with the peer's address and never reach a handler.
+/// Request context that remembers the peer's address (for logging refusals).
+public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+struct BearerAuthentication<Context: RemoteAddressRequestContext>: RouterMiddleware {
+    let secret: ClusterSecret
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path == "/health" || secret.acceptsBearer(request.headers[.authorization]) {
+            return try await next(request, context)
+        }
+        context.logger.warning("refused unauthenticated request", metadata: [
+            "path": "\(request.uri.path)", "peer": "\(context.remoteAddress.map { "\($0)" } ?? "unknown")",
+        ])
+        return CoordinatorAPI.errorResponse(.unauthorized, type: "authentication_error",
+                                            message: "missing or wrong cluster secret (Authorization: Bearer …)")
     }
 }
 

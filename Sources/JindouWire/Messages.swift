@@ -1,3 +1,4 @@
+import Foundation
 import JindouNumerics
 import JindouRouting
 import NIOCore
@@ -194,10 +195,15 @@ public struct CombineMessage: Sendable, Equatable {
 public struct HelloMessage: Sendable, Equatable {
     public var modelFingerprint: String
     public var coordinatorName: String
+    public var nonce: Data
+    public var authTag: Data
 
-    public init(modelFingerprint: String, coordinatorName: String) {
+    /// A HELLO, authenticated with `secret` when the cluster has one.
+    public init(modelFingerprint: String, coordinatorName: String, secret: ClusterSecret? = nil) {
         self.modelFingerprint = modelFingerprint
         self.coordinatorName = coordinatorName
+        nonce = ClusterSecret.nonce()
+        authTag = secret?.helloTag(nonce: nonce, fingerprint: modelFingerprint, coordinatorName: coordinatorName) ?? Data()
     }
 
     public func frame(requestID: UInt64 = 0) -> Frame {
@@ -208,6 +214,8 @@ public struct HelloMessage: Sendable, Equatable {
         hello.protocolVersion = WireProtocol.version
         hello.modelFingerprint = modelFingerprint
         hello.coordinatorName = coordinatorName
+        hello.nonce = nonce
+        hello.authTag = authTag
         header.hello = hello
         return Frame(header: header)
     }
@@ -221,6 +229,8 @@ public struct HelloMessage: Sendable, Equatable {
         }
         modelFingerprint = hello.modelFingerprint
         coordinatorName = hello.coordinatorName
+        nonce = hello.nonce
+        authTag = hello.authTag
     }
 }
 
@@ -230,17 +240,27 @@ public struct WelcomeMessage: Sendable, Equatable {
     public var workerName: String
     public var experts: [(layer: Int, expert: Int)]
     public var expertBytes: UInt64
+    public var authTag: Data
+    public var cores: Int
+    public var memoryBytes: UInt64
+    public var shardVersion: UInt64
 
-    public init(modelFingerprint: String, workerName: String, experts: [(layer: Int, expert: Int)], expertBytes: UInt64) {
+    public init(modelFingerprint: String, workerName: String, experts: [(layer: Int, expert: Int)], expertBytes: UInt64,
+                authTag: Data = Data(), cores: Int = 0, memoryBytes: UInt64 = 0, shardVersion: UInt64 = 0) {
         self.modelFingerprint = modelFingerprint
         self.workerName = workerName
         self.experts = experts
         self.expertBytes = expertBytes
+        self.authTag = authTag
+        self.cores = cores
+        self.memoryBytes = memoryBytes
+        self.shardVersion = shardVersion
     }
 
     public static func == (a: WelcomeMessage, b: WelcomeMessage) -> Bool {
         a.modelFingerprint == b.modelFingerprint && a.workerName == b.workerName && a.expertBytes == b.expertBytes
             && a.experts.map(\.layer) == b.experts.map(\.layer) && a.experts.map(\.expert) == b.experts.map(\.expert)
+            && a.authTag == b.authTag && a.cores == b.cores && a.memoryBytes == b.memoryBytes && a.shardVersion == b.shardVersion
     }
 
     public func frame(requestID: UInt64 = 0) -> Frame {
@@ -258,6 +278,10 @@ public struct WelcomeMessage: Sendable, Equatable {
             return ref
         }
         welcome.expertBytes = expertBytes
+        welcome.authTag = authTag
+        welcome.cores = UInt32(cores)
+        welcome.memoryBytes = memoryBytes
+        welcome.shardVersion = shardVersion
         header.welcome = welcome
         return Frame(header: header)
     }
@@ -271,6 +295,10 @@ public struct WelcomeMessage: Sendable, Equatable {
         workerName = welcome.workerName
         experts = welcome.experts.map { (Int($0.layer), Int($0.expert)) }
         expertBytes = welcome.expertBytes
+        authTag = welcome.authTag
+        cores = Int(welcome.cores)
+        memoryBytes = welcome.memoryBytes
+        shardVersion = welcome.shardVersion
     }
 }
 
@@ -322,5 +350,24 @@ public enum Heartbeat {
         header.kind = kind
         header.requestID = requestID
         return Frame(header: header)
+    }
+}
+
+/// SHARD_UPDATE (coordinator → worker) and SHARD_STATUS (the answer): a set of experts.
+public enum ShardMessage {
+    public static func frame(_ kind: MessageKind, spec: Jindou_V1_ShardSpec, requestID: UInt64) -> Frame {
+        var header = FrameHeader()
+        header.kind = kind
+        header.requestID = requestID
+        header.shard = spec
+        return Frame(header: header)
+    }
+
+    public static func spec(_ frame: Frame, kind: MessageKind) throws(WireError) -> Jindou_V1_ShardSpec {
+        if frame.kind == .error { throw ErrorMessage(frame: frame).wireError }
+        guard frame.kind == kind, case .shard(let spec)? = frame.header.body else {
+            throw .unexpectedMessage(kind: "\(frame.kind)", state: "where \(kind) was expected")
+        }
+        return spec
     }
 }

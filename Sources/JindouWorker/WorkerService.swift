@@ -1,4 +1,5 @@
 import Foundation
+import JindouAdmin
 import JindouModel
 import JindouPlacement
 import JindouTransport
@@ -7,25 +8,38 @@ import Logging
 import ServiceLifecycle
 
 /// `jindoud worker`: loads only its experts from a local checkpoint copy and serves
-/// dispatch/combine until SIGTERM/SIGINT.
+/// dispatch/combine until SIGTERM/SIGINT. With `--join` it registers with a coordinator,
+/// heartbeats, and holds whatever experts the coordinator assigns.
 public struct WorkerService: Service {
     public struct Options: Sendable {
         public var modelDirectory: String
         public var listen: Endpoint
-        /// `--experts` (see `expertsForSpec`) or a placement file plus this worker's name.
-        public var expertSpec: String
+        /// `--experts` (see `expertsForSpec`); nil = none when joining, else all.
+        public var expertSpec: String?
         public var placementFile: String?
         public var name: String?
+        public var join: String?
+        /// The address the coordinator should dial (default: the bound address).
+        public var advertise: Endpoint?
+        public var secret: ClusterSecret?
+        /// Bytes offered for experts (default: MemAvailable at start).
+        public var memoryBytes: UInt64?
         public var maximumPayloadLength: Int
         public var prefault: Bool
 
-        public init(modelDirectory: String, listen: Endpoint, expertSpec: String = "all", placementFile: String? = nil,
-                    name: String? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, prefault: Bool = true) {
+        public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
+                    name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
+                    memoryBytes: UInt64? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
+                    prefault: Bool = true) {
             self.modelDirectory = modelDirectory
             self.listen = listen
             self.expertSpec = expertSpec
             self.placementFile = placementFile
             self.name = name
+            self.join = join
+            self.advertise = advertise
+            self.secret = secret
+            self.memoryBytes = memoryBytes
             self.maximumPayloadLength = maximumPayloadLength
             self.prefault = prefault
         }
@@ -33,9 +47,10 @@ public struct WorkerService: Service {
 
     public let state: WorkerState
     public let server: FrameServer
+    let options: Options
     let logger: Logger
 
-    /// Loads the shard and binds the listening socket; `ready` is printed by the caller.
+    /// Loads the initial shard and binds the listening socket; `ready` is printed by the caller.
     public init(options: Options, logger: Logger) async throws {
         let checkpoint = try Checkpoint(directory: options.modelDirectory)
         let description = try ModelDescription(checkpoint: checkpoint)
@@ -45,34 +60,104 @@ public struct WorkerService: Service {
         let keys: [ExpertKey]
         if let file = options.placementFile {
             keys = try PlacementFile.load(path: file, description: description).experts(ofWorker: name)
+        } else if let spec = options.expertSpec {
+            keys = try expertsForSpec(spec, description: description)
         } else {
-            keys = try expertsForSpec(options.expertSpec, description: description)
+            keys = options.join == nil ? description.allExperts : []
         }
-        let shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: keys)
-        if options.prefault { shard.tensors.prefault(label: "loading experts") }
+        let store = try ShardStore(description: description, checkpoint: checkpoint, initial: keys, prefault: options.prefault)
         let fingerprint = try ModelFingerprint.compute(checkpoint)
-        state = WorkerState(name: name, description: description, fingerprint: fingerprint, shard: shard)
+        state = WorkerState(name: name, description: description, fingerprint: fingerprint, store: store,
+                            secret: options.secret, cores: ProcessInfo.processInfo.activeProcessorCount,
+                            memoryBytes: options.memoryBytes ?? Self.availableMemory())
         self.server = server
+        self.options = options
         self.logger = logger
         logger.info("worker loaded", metadata: [
-            "name": "\(name)", "experts": "\(keys.count)", "expert_bytes": "\(shard.byteCount)",
-            "mapped_bytes": "\(shard.tensors.mappedBytes)", "listen": "\(bound)",
+            "name": "\(name)", "experts": "\(keys.count)", "expert_bytes": "\(store.shard.byteCount)", "listen": "\(bound)",
         ])
     }
 
     /// `tcp://host:port` actually bound.
     public var url: String { "tcp://\(server.boundEndpoint ?? Endpoint(host: "?", port: 0))" }
 
+    /// The address to give the coordinator.
+    var advertisedAddress: String {
+        if let advertise = options.advertise { return advertise.description }
+        let bound = server.boundEndpoint ?? options.listen
+        if bound.host == "0.0.0.0" || bound.host == "::" {
+            return Endpoint(host: ProcessInfo.processInfo.hostName, port: bound.port).description
+        }
+        return bound.description
+    }
+
     public func run() async throws {
         let state = self.state
         let logger = self.logger
         do {
             try await cancelWhenGracefulShutdown {
-                try await server.run { WorkerSession(state: state, logger: logger) }
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await server.run { WorkerSession(state: state, logger: logger) } }
+                    if let join = options.join { group.addTask { await joinAndHeartbeat(join) } }
+                }
             }
         } catch is CancellationError {
             // Graceful shutdown: connections were cancelled, nothing to report.
         }
         logger.info("worker stopped", metadata: ["name": "\(state.name)"])
+    }
+
+    /// Registers with the coordinator and heartbeats until cancelled; re-joins whenever the
+    /// coordinator does not know this worker (e.g. it restarted without its state), and
+    /// keeps retrying with backoff while it is unreachable.
+    func joinAndHeartbeat(_ url: String) async {
+        guard let client = try? AdminClient(url, token: state.secret?.token, timeoutSeconds: 10) else {
+            logger.error("bad --join URL", metadata: ["url": "\(url)"])
+            return
+        }
+        let join = JoinRequest(name: state.name, address: advertisedAddress, cores: state.cores,
+                               memoryBytes: state.memoryBytes, fingerprint: state.fingerprint)
+        var joined = false
+        var interval = 1.0
+        var backoff = 0.25
+        while !Task.isCancelled {
+            do {
+                if !joined {
+                    let response = try await client.post("v1/admin/workers/join", join, as: JoinResponse.self)
+                    joined = true
+                    interval = max(0.05, response.heartbeatSeconds)
+                    logger.info("joined the coordinator", metadata: ["coordinator": "\(url)", "state": "\(response.state)"])
+                } else {
+                    _ = try await client.send("POST", "v1/admin/workers/heartbeat",
+                                              body: try JSONEncoder().encode(HeartbeatRequest(name: state.name, address: join.address)))
+                }
+                backoff = 0.25
+                try await Task.sleep(for: .seconds(interval))
+            } catch is CancellationError {
+                return
+            } catch AdminClientError.status(let code, let message) where code == 404 {
+                logger.notice("coordinator does not know this worker; joining again", metadata: ["reason": "\(message)"])
+                joined = false
+            } catch {
+                if joined { logger.warning("heartbeat failed", metadata: ["error": "\(error)"]) }
+                else { logger.warning("join failed", metadata: ["error": "\(error)"]) }
+                if case AdminClientError.status(let code, _)? = error as? AdminClientError, code == 401 || code == 409 {
+                    logger.error("the coordinator refused this worker; not retrying quickly", metadata: ["error": "\(error)"])
+                    backoff = 30
+                }
+                try? await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 30)
+            }
+        }
+    }
+
+    /// MemAvailable from /proc/meminfo.
+    static func availableMemory() -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+              let kilobytes = UInt64(line.split(separator: " ").dropFirst().first ?? "") else {
+            return ProcessInfo.processInfo.physicalMemory
+        }
+        return kilobytes * 1024
     }
 }

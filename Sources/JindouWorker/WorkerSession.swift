@@ -1,27 +1,42 @@
 import Dispatch
+import Foundation
 import JindouModel
+import JindouPlacement
 import JindouTransport
 import JindouWire
 import Logging
+import Synchronization
 
-/// What a worker serves: its experts and the model they belong to.
-public struct WorkerState: Sendable {
+/// What a worker serves: its (replaceable) experts, the model they belong to, and how it
+/// authenticates coordinators.
+public final class WorkerState: Sendable {
     public let name: String
     public let description: ModelDescription
     public let fingerprint: String
-    public let shard: ExpertShard
+    public let store: ShardStore
+    public let secret: ClusterSecret?
+    public let cores: Int
+    public let memoryBytes: UInt64
     /// Expert computations run here, one at a time, off the cooperative thread pool
     /// (they block on `concurrentPerform` and would starve async tasks).
     let computeQueue = DispatchQueue(label: "jindou.worker.compute")
+    /// Shard loads run here, so they never delay a dispatch.
+    let loadQueue = DispatchQueue(label: "jindou.worker.load")
+    /// Recent HELLO nonces: a replayed handshake is refused.
+    private let seenNonces = Mutex<[Data]>([])
 
-    public init(name: String, description: ModelDescription, fingerprint: String, shard: ExpertShard) {
+    public init(name: String, description: ModelDescription, fingerprint: String, store: ShardStore,
+                secret: ClusterSecret?, cores: Int, memoryBytes: UInt64) {
         self.name = name
         self.description = description
         self.fingerprint = fingerprint
-        self.shard = shard
+        self.store = store
+        self.secret = secret
+        self.cores = cores
+        self.memoryBytes = memoryBytes
     }
 
-    func compute(_ dispatch: DispatchMessage) async throws -> [Float] {
+    func compute(_ dispatch: DispatchMessage, shard: ExpertShard) async throws -> [Float] {
         try await withCheckedThrowingContinuation { continuation in
             computeQueue.async {
                 continuation.resume(with: Result {
@@ -31,12 +46,31 @@ public struct WorkerState: Sendable {
             }
         }
     }
+
+    func load(_ keys: [ExpertKey], version: UInt64) async throws -> ExpertShard {
+        try await withCheckedThrowingContinuation { continuation in
+            loadQueue.async {
+                continuation.resume(with: Result { try self.store.apply(keys, version: version) })
+            }
+        }
+    }
+
+    /// Records a nonce; false if it was seen recently (a replay).
+    func acceptNonce(_ nonce: Data) -> Bool {
+        seenNonces.withLock { seen in
+            if seen.contains(nonce) { return false }
+            seen.append(nonce)
+            if seen.count > 4096 { seen.removeFirst(seen.count - 4096) }
+            return true
+        }
+    }
 }
 
 /// One coordinator connection on a worker: the protocol as a state machine.
 ///
-///     awaitingHello ──HELLO (same version + fingerprint)──► ready ──DISPATCH──► COMBINE
-///           └──── anything else / mismatch ──► ERROR, close
+///     awaitingHello ──HELLO (same version, fingerprint, valid secret tag)──► ready
+///     ready: DISPATCH → COMBINE, SHARD_UPDATE → SHARD_STATUS, PING → PONG
+///     awaitingHello ── anything else / mismatch ──► ERROR, close
 ///
 /// Every bad input gets an ERROR frame naming the problem; only a lost byte stream or a
 /// refused handshake closes the connection. Nothing here can crash the process.
@@ -71,6 +105,8 @@ public struct WorkerSession: FrameSession {
                 return .reply(pong)
             case (.ready, .dispatch):
                 return await dispatch(frame)
+            case (.ready, .shardUpdate):
+                return await shardUpdate(frame)
             case (.awaitingHello, _):
                 return .replyAndClose(ErrorMessage(
                     .unexpectedMessage(kind: "\(frame.kind)", state: "before the HELLO handshake"), requestID: frame.requestID).frame())
@@ -88,6 +124,15 @@ public struct WorkerSession: FrameSession {
         } catch {
             return .replyAndClose(ErrorMessage(error, requestID: frame.requestID).frame())
         }
+        if let secret = state.secret {
+            let expected = secret.helloTag(nonce: hello.nonce, fingerprint: hello.modelFingerprint, coordinatorName: hello.coordinatorName)
+            guard hello.nonce.count >= 16, ClusterSecret.matches(expected, hello.authTag), state.acceptNonce(hello.nonce) else {
+                logger.error("refused unauthenticated coordinator", metadata: ["coordinator": "\(hello.coordinatorName)"])
+                return .replyAndClose(ErrorMessage(
+                    code: .unauthenticated, message: "handshake refused: not signed with this cluster's secret (or replayed)",
+                    requestID: frame.requestID).frame())
+            }
+        }
         guard hello.modelFingerprint == state.fingerprint else {
             let error = WireError.modelFingerprintMismatch(ours: state.fingerprint, theirs: hello.modelFingerprint)
             logger.error("refused coordinator", metadata: ["coordinator": "\(hello.coordinatorName)", "error": "\(error)"])
@@ -95,9 +140,12 @@ public struct WorkerSession: FrameSession {
         }
         phase = .ready
         logger.info("coordinator connected", metadata: ["coordinator": "\(hello.coordinatorName)"])
+        let shard = state.store.shard
+        let tag = state.secret?.welcomeTag(nonce: hello.nonce, fingerprint: state.fingerprint, workerName: state.name) ?? Data()
         let welcome = WelcomeMessage(
             modelFingerprint: state.fingerprint, workerName: state.name,
-            experts: state.shard.keys.map { ($0.layer, $0.expert) }, expertBytes: UInt64(state.shard.byteCount))
+            experts: shard.keys.map { ($0.layer, $0.expert) }, expertBytes: UInt64(shard.byteCount),
+            authTag: tag, cores: state.cores, memoryBytes: state.memoryBytes, shardVersion: state.store.shardVersion)
         return .reply(welcome.frame(requestID: frame.requestID))
     }
 
@@ -119,15 +167,39 @@ public struct WorkerSession: FrameSession {
         guard message.hiddenSize == state.description.hiddenSize else {
             return refuse(.badRouting, "hidden_size \(message.hiddenSize) does not match the model's \(state.description.hiddenSize)")
         }
-        for expert in Set(message.routing.experts) where state.shard.experts[ExpertKey(layer: message.layer, expert: Int(expert))] == nil {
+        let shard = state.store.shard
+        for expert in Set(message.routing.experts) where shard.experts[ExpertKey(layer: message.layer, expert: Int(expert))] == nil {
             return refuse(.expertNotHosted, "expert \(expert) of layer \(message.layer) is not hosted on worker \(state.name)")
         }
         do {
-            let output = try await state.compute(message)
+            let output = try await state.compute(message, shard: shard)
             return .reply(CombineMessage(requestID: id, layer: message.layer, hiddenSize: message.hiddenSize,
                                          dtype: message.dtype, output: output).frame())
         } catch {
             return refuse(.internal, "\(error)")
+        }
+    }
+
+    private func shardUpdate(_ frame: Frame) async -> SessionAction {
+        let id = frame.requestID
+        do {
+            let spec = try ShardMessage.spec(frame, kind: .shardUpdate)
+            let keys = try ExpertSetCoding.keys(spec, expertCount: state.description.expertCount)
+            let sparse = Set(state.description.sparseLayers)
+            if let bad = keys.first(where: { !sparse.contains($0.layer) }) {
+                return .reply(ErrorMessage(code: .unknownLayer, message: "layer \(bad.layer) has no routed experts", requestID: id).frame())
+            }
+            let shard = try await state.load(keys, version: spec.version)
+            logger.info("shard updated", metadata: ["version": "\(spec.version)", "experts": "\(shard.experts.count)",
+                                                    "expert_bytes": "\(shard.byteCount)"])
+            return .reply(ShardMessage.frame(
+                .shardStatus, spec: ExpertSetCoding.spec(shard.keys, version: spec.version, expertBytes: UInt64(shard.byteCount)),
+                requestID: id))
+        } catch let error as WireError {
+            return .reply(ErrorMessage(error, requestID: id).frame())
+        } catch {
+            logger.error("shard update failed", metadata: ["error": "\(error)"])
+            return .reply(ErrorMessage(code: .loadFailed, message: "\(error)", requestID: id).frame())
         }
     }
 }

@@ -1,10 +1,9 @@
 import ArgumentParser
 import Foundation
+import JindouAdmin
 import JindouModel
 import JindouRouting
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import JindouWire
 
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,6 +22,9 @@ struct Generate: AsyncParsableCommand {
 
     @Option(help: "URL of a running coordinator (default: $JINDOU_COORDINATOR).")
     var coordinator: String?
+
+    @Option(name: .customLong("token-file"), help: "Cluster secret for --coordinator (default: $JINDOU_TOKEN_FILE).")
+    var tokenFile: String?
 
     @Option(name: .customLong("prompt-ids"), help: "Comma-separated prompt token ids, e.g. 1,2,3.")
     var promptIDs: String
@@ -106,7 +108,9 @@ struct Generate: AsyncParsableCommand {
                 let result = try await engine.generate(body.request)
                 report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             } else {
-                report = try await CoordinatorClient(coordinatorURL!).generate(body)
+                let file = tokenFile ?? ProcessInfo.processInfo.environment["JINDOU_TOKEN_FILE"]
+                let token = try file.map { try ClusterSecret(contentsOfFile: $0).token }
+                report = try await AdminClient(coordinatorURL!, token: token).post("v1/jindou/generate", body, as: GenerationReport.self)
             }
         } catch {
             throw CLIError(error)

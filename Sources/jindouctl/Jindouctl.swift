@@ -7,9 +7,11 @@ struct Jindouctl: AsyncParsableCommand {
         commandName: "jindouctl",
         abstract: "Drive Jindou: generate with a model or a cluster, make synthetic models, benchmark.",
         discussion: """
-            Runs the single-process engine in-process with --model DIR.
+            Admin commands talk to a coordinator (--coordinator URL or $JINDOU_COORDINATOR; --token-file or
+            $JINDOU_TOKEN_FILE when the cluster has a secret). generate runs in-process with --model DIR.
             Errors go to stderr with a non-zero exit status; --json prints one JSON object.
             """,
-        subcommands: [Generate.self, Synth.self, Bench.self]
+        subcommands: [Status.self, Shards.self, Scale.self, Drain.self, Rebalance.self, Verify.self, Load.self,
+                      Generate.self, Synth.self, Bench.self]
     )
 }

@@ -3,13 +3,17 @@ import JindouCoordinator
 import JindouServer
 import JindouTransport
 import JindouWire
+import Logging
 import ServiceLifecycle
 
 struct Coordinator: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run attention, routing and the HTTP API; drive the expert workers.",
         discussion: """
-            Example: jindoud coordinator --model /models/qwen3-30b --listen 0.0.0.0:8080 \\
+            Workers either join (jindoud worker --join URL) or are listed with --workers.
+            Examples:
+              jindoud coordinator --model /models/qwen3-30b --listen 0.0.0.0:8080 --state-dir /var/lib/jindou --replicas 2
+              jindoud coordinator --model /models/qwen3-30b --listen 0.0.0.0:8080 \\
                        --workers 10.0.0.2:7070,10.0.0.3:7070 --placement contiguous
             """
     )
@@ -20,11 +24,28 @@ struct Coordinator: AsyncParsableCommand {
     @Option(help: "HTTP address to serve the API on (port 0 picks a free port).")
     var listen: Endpoint = Endpoint(host: "127.0.0.1", port: 8080)
 
-    @Option(help: "Comma-separated worker addresses host:port.")
-    var workers: String
+    @Option(help: "Comma-separated worker addresses host:port (optional: workers may join instead).")
+    var workers: String = ""
 
-    @Option(help: "workers (use what workers hold), contiguous, round-robin, or a placement file.")
+    @Option(help: "workers (use what --workers hold; by capacity for joining workers), contiguous, round-robin, or a placement file (pins it).")
     var placement: String = "workers"
+
+    @Option(name: .customLong("state-dir"), help: "Directory for the cluster state (members, placement); restored on restart.")
+    var stateDir: String?
+
+    @Option(help: "Copies of each expert when placing by capacity (default: the restored value, else 1).")
+    var replicas: Int?
+
+    @Option(name: .customLong("heartbeat"), help: "Seconds between liveness checks (workers heartbeat at this interval).")
+    var heartbeatSeconds: Double = 1
+
+    @Option(name: .customLong("unreachable-after"), help: "Seconds without contact before a worker is unreachable.")
+    var unreachableAfter: Double = 3
+
+    @Option(name: .customLong("gone-after"), help: "Seconds without contact before a worker is gone and its experts are placed elsewhere.")
+    var goneAfter: Double = 60
+
+    @OptionGroup var secret: SecretOptions
 
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16 (half the bytes).")
     var wireDType: String = "f32"
@@ -38,8 +59,12 @@ struct Coordinator: AsyncParsableCommand {
 
     func validate() throws {
         let parts = workers.split(separator: ",")
-        guard !parts.isEmpty, endpoints.count == parts.count else {
+        guard endpoints.count == parts.count else {
             throw ValidationError("--workers must be a comma-separated list of host:port, got '\(workers)'")
+        }
+        if let replicas, replicas < 1 { throw ValidationError("--replicas must be ≥ 1") }
+        guard heartbeatSeconds > 0, unreachableAfter > heartbeatSeconds, goneAfter > unreachableAfter else {
+            throw ValidationError("need 0 < --heartbeat < --unreachable-after < --gone-after")
         }
         guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32 or bf16") }
         guard PlacementChoice(placement) != nil else { throw ValidationError("bad --placement") }
@@ -49,17 +74,22 @@ struct Coordinator: AsyncParsableCommand {
     func run() async throws {
         let logger = daemon.bootstrapLogging(label: "jindou.coordinator")
         let coordinator: JindouCoordinator.Coordinator
+        let clusterSecret: ClusterSecret?
         do {
+            clusterSecret = try secret.load(logger: logger)
             coordinator = try await .start(
                 .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
-                      wireDType: WireDType(rawValue: wireDType)!, timeoutSeconds: timeoutSeconds, prefault: !daemon.noPrefault),
+                      wireDType: WireDType(rawValue: wireDType)!, timeoutSeconds: timeoutSeconds, prefault: !daemon.noPrefault,
+                      stateDirectory: stateDir, secret: clusterSecret,
+                      control: .init(heartbeat: .seconds(heartbeatSeconds), unreachableAfter: .seconds(unreachableAfter),
+                                     goneAfter: .seconds(goneAfter), replicas: replicas)),
                 logger: logger)
         } catch {
             throw DaemonError(error)
         }
         let app = CoordinatorAPI.application(
-            engine: coordinator.engine, pool: coordinator.pool, placement: coordinator.placement, listen: listen, logger: logger)
-        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, listen: listen, logger: logger)
+        let group = ServiceGroup(services: [coordinator.controller, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await coordinator.pool.closeAll()
     }

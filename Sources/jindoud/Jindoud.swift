@@ -38,6 +38,34 @@ struct DaemonOptions: ParsableArguments {
 
 /// Parses `host:port` for ArgumentParser.
 import JindouTransport
+import JindouWire
+import Foundation
+
+/// Flags for the cluster secret.
+struct SecretOptions: ParsableArguments {
+    @Option(name: .customLong("token-file"), help: "File holding the cluster secret; node links and the admin API then require it.")
+    var tokenFile: String?
+
+    func load(logger: Logger) throws -> ClusterSecret? {
+        guard let tokenFile else { return nil }
+        let secret = try ClusterSecret(contentsOfFile: tokenFile)
+        if let attributes = try? FileManager.default.attributesOfItem(atPath: tokenFile),
+           let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
+            logger.warning("the cluster secret file is readable by other users; chmod 600 it", metadata: ["file": "\(tokenFile)"])
+        }
+        return secret
+    }
+}
+
+/// Parses sizes like 512MiB, 8GB, 2048 (bytes).
+func parseByteSize(_ text: String) -> UInt64? {
+    let units: [(String, UInt64)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
+                                     ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000), ("B", 1)]
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+        return Double(text.dropLast(suffix.count)).map { UInt64($0 * Double(factor)) }
+    }
+    return UInt64(text)
+}
 
 extension Endpoint: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }

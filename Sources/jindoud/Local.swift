@@ -31,6 +31,11 @@ struct Local: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16.")
     var wireDType: String = "f32"
 
+    @Option(name: .customLong("state-dir"), help: "Directory for the cluster state (members, placement).")
+    var stateDir: String?
+
+    @OptionGroup var secret: SecretOptions
+
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -45,26 +50,31 @@ struct Local: AsyncParsableCommand {
         let logger = daemon.bootstrapLogging(label: "jindou.local")
         let processes = LocalWorkers(logger: logger)
         let coordinator: JindouCoordinator.Coordinator
+        let clusterSecret: ClusterSecret?
         do {
+            clusterSecret = try secret.load(logger: logger)
             var endpoints: [Endpoint] = []
             for index in 0..<workers {
                 var arguments = ["worker", "--model", model, "--listen", "127.0.0.1:0", "--name", "local-\(index)",
                                  "--experts", "\(placement):\(index)/\(workers)", "--log-level", daemon.logLevel]
                 if daemon.noPrefault { arguments.append("--no-prefault") }
+                if let file = secret.tokenFile { arguments += ["--token-file", file] }
                 endpoints.append(try processes.start(arguments: arguments))
             }
             coordinator = try await .start(
                 .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
-                      wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault),
+                      wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault, stateDirectory: stateDir,
+                      secret: clusterSecret),
                 logger: logger)
         } catch {
             processes.stopAll()
             throw DaemonError(error)
         }
         let app = CoordinatorAPI.application(
-            engine: coordinator.engine, pool: coordinator.pool, placement: coordinator.placement, listen: listen, logger: logger)
-        // Services stop in reverse order: the API first, then the workers.
-        let group = ServiceGroup(services: [processes, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, listen: listen, logger: logger)
+        // Services stop in reverse order: the API first, then the control loop, then the workers.
+        let group = ServiceGroup(services: [processes, coordinator.controller, app], gracefulShutdownSignals: [.sigterm, .sigint],
+                                 logger: logger)
         do {
             try await group.run()
         } catch {

@@ -9,11 +9,15 @@ struct Worker: AsyncParsableCommand {
         abstract: "Serve a shard of routed experts to a coordinator.",
         discussion: """
             Loads only its experts from a local copy of the checkpoint.
+            With --join the worker registers with a coordinator, heartbeats, and holds whatever experts the
+            coordinator assigns (it starts with none unless --experts is given).
             --experts: 'all', 'contiguous:I/N' or 'round-robin:I/N' (this worker is number I of N, from 0,
             matching the coordinator's --placement contiguous|round-robin), or ranges like '0-31,40'
             (those experts of every MoE layer). With --placement FILE the worker hosts what the file
             assigns to its --name.
-            Example: jindoud worker --model /models/qwen3-30b --listen 0.0.0.0:7070 --experts contiguous:0/3 --name gpu-box-0
+            Examples:
+              jindoud worker --model /models/qwen3-30b --join http://10.0.0.1:8080 --listen 0.0.0.0:7070 --name box-0
+              jindoud worker --model /models/qwen3-30b --listen 0.0.0.0:7070 --experts contiguous:0/3 --name box-0
             """
     )
 
@@ -23,8 +27,19 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Address to accept coordinator connections on (port 0 picks a free port).")
     var listen: Endpoint = Endpoint(host: "0.0.0.0", port: 7070)
 
-    @Option(help: "Experts to host: all | contiguous:I/N | round-robin:I/N | ranges like 0-31,40.")
-    var experts: String = "all"
+    @Option(help: "Experts to host: all | contiguous:I/N | round-robin:I/N | ranges like 0-31,40 (default: all, or none with --join).")
+    var experts: String?
+
+    @Option(help: "Coordinator URL to join (e.g. http://10.0.0.1:8080).")
+    var join: String?
+
+    @Option(help: "Address the coordinator should dial, host:port (default: the --listen address).")
+    var advertise: Endpoint?
+
+    @Option(name: .customLong("memory-limit"), help: "Memory offered for experts, e.g. 48GiB (default: available memory).")
+    var memoryLimit: String?
+
+    @OptionGroup var secret: SecretOptions
 
     @Option(help: "A placement file; host what it assigns to --name.")
     var placement: String?
@@ -39,6 +54,7 @@ struct Worker: AsyncParsableCommand {
 
     func validate() throws {
         if placement != nil && name == nil { throw ValidationError("--placement needs --name (the worker's name in the file)") }
+        if let memoryLimit, parseByteSize(memoryLimit) == nil { throw ValidationError("--memory-limit: e.g. 48GiB, 512MB or bytes") }
         guard maxPayloadMB > 0 else { throw ValidationError("--max-payload-mb must be positive") }
     }
 
@@ -48,7 +64,9 @@ struct Worker: AsyncParsableCommand {
         do {
             service = try await WorkerService(
                 options: .init(modelDirectory: model, listen: listen, expertSpec: experts, placementFile: placement,
-                               name: name, maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault),
+                               name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger),
+                               memoryBytes: memoryLimit.flatMap(parseByteSize),
+                               maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault),
                 logger: logger)
         } catch {
             throw DaemonError(error)

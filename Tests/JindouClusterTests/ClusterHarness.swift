@@ -14,11 +14,11 @@ final class WorkerProcess: @unchecked Sendable {
 
     /// Starts a worker and waits for its `ready tcp://host:port` line. `launcher` runs it
     /// through another command (e.g. `cluster.sh exec I` to start it in a network namespace).
-    init(fixture: String, experts: String = "all", name: String, host: String = "127.0.0.1", port: Int = 0,
+    init(fixture: String, experts: String? = "all", name: String, host: String = "127.0.0.1", port: Int = 0,
          extraArguments: [String] = [], launcher: [String] = []) throws {
         let jindoud = try Executable("jindoud")
-        let arguments = ["worker", "--model", Fixtures.path(fixture), "--listen", "\(host):\(port)",
-                         "--experts", experts, "--name", name, "--log-level", "error"] + extraArguments
+        let arguments = ["worker", "--model", Fixtures.path(fixture), "--listen", "\(host):\(port)", "--name", name,
+                         "--log-level", "error"] + (experts.map { ["--experts", $0] } ?? []) + extraArguments
         process = Process()
         if launcher.isEmpty {
             process.executableURL = jindoud.url
@@ -101,4 +101,46 @@ func freePort() throws -> Int {
     guard bound == 0 else { throw HarnessError("bind failed") }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A `jindoud coordinator` child process.
+final class CoordinatorProcess: @unchecked Sendable {
+    // @unchecked: set once in init; the Process is only signalled and waited on.
+    let process: Process
+    let url: String
+
+    init(fixture: String, port: Int = 0, arguments: [String]) throws {
+        let jindoud = try Executable("jindoud")
+        process = Process()
+        process.executableURL = jindoud.url
+        process.arguments = ["coordinator", "--model", Fixtures.path(fixture), "--listen", "127.0.0.1:\(port)",
+                             "--log-level", "error"] + arguments
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready http://") else {
+            process.terminate()
+            throw HarnessError("coordinator did not become ready")
+        }
+        url = String(line.dropFirst("ready ".count))
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    func kill(_ signal: Int32 = SIGKILL) {
+        Foundation.kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    func stop() { if process.isRunning { kill(SIGTERM) } }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(_ timeout: Duration = .seconds(20), _ what: String, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw HarnessError("timed out waiting for: \(what)")
 }

@@ -16,6 +16,11 @@
 ///     payload_length     raw little-endian tensor payload (may be empty)
 /// See docs/wire.md for the payload layouts and the rules each side enforces.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -49,6 +54,12 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
   case error // = 5
   case ping // = 6
   case pong // = 7
+
+  /// coordinator → worker: the experts to hold (load new ones, release the rest)
+  case shardUpdate // = 8
+
+  /// worker → coordinator: the experts now held (answer to SHARD_UPDATE)
+  case shardStatus // = 9
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -65,6 +76,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case 5: self = .error
     case 6: self = .ping
     case 7: self = .pong
+    case 8: self = .shardUpdate
+    case 9: self = .shardStatus
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -79,6 +92,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case .error: return 5
     case .ping: return 6
     case .pong: return 7
+    case .shardUpdate: return 8
+    case .shardStatus: return 9
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -93,6 +108,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     .error,
     .ping,
     .pong,
+    .shardUpdate,
+    .shardStatus,
   ]
 
 }
@@ -155,6 +172,8 @@ public nonisolated enum Jindou_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseItera
   case notReady // = 9
   case `internal` // = 10
   case shuttingDown // = 11
+  case unauthenticated // = 12
+  case loadFailed // = 13
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -175,6 +194,8 @@ public nonisolated enum Jindou_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseItera
     case 9: self = .notReady
     case 10: self = .internal
     case 11: self = .shuttingDown
+    case 12: self = .unauthenticated
+    case 13: self = .loadFailed
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -193,6 +214,8 @@ public nonisolated enum Jindou_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseItera
     case .notReady: return 9
     case .internal: return 10
     case .shuttingDown: return 11
+    case .unauthenticated: return 12
+    case .loadFailed: return 13
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -211,70 +234,113 @@ public nonisolated enum Jindou_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseItera
     .notReady,
     .internal,
     .shuttingDown,
+    .unauthenticated,
+    .loadFailed,
   ]
 
 }
 
 /// The small header in front of every payload.
-public nonisolated struct Jindou_V1_FrameHeader: Sendable {
+public nonisolated struct Jindou_V1_FrameHeader: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var protocolVersion: UInt32 = 0
+  public var protocolVersion: UInt32 {
+    get {_storage._protocolVersion}
+    set {_uniqueStorage()._protocolVersion = newValue}
+  }
 
-  public var kind: Jindou_V1_MessageKind = .unspecified
+  public var kind: Jindou_V1_MessageKind {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
 
   /// Identifies a request and its reply (a step's dispatch and its combine share it).
-  public var requestID: UInt64 = 0
+  public var requestID: UInt64 {
+    get {_storage._requestID}
+    set {_uniqueStorage()._requestID = newValue}
+  }
 
-  public var layer: UInt32 = 0
+  public var layer: UInt32 {
+    get {_storage._layer}
+    set {_uniqueStorage()._layer = newValue}
+  }
 
-  public var placementVersion: UInt64 = 0
+  public var placementVersion: UInt64 {
+    get {_storage._placementVersion}
+    set {_uniqueStorage()._placementVersion = newValue}
+  }
 
-  public var tokenCount: UInt32 = 0
+  public var tokenCount: UInt32 {
+    get {_storage._tokenCount}
+    set {_uniqueStorage()._tokenCount = newValue}
+  }
 
-  public var hiddenSize: UInt32 = 0
+  public var hiddenSize: UInt32 {
+    get {_storage._hiddenSize}
+    set {_uniqueStorage()._hiddenSize = newValue}
+  }
 
-  public var dtype: Jindou_V1_TensorDType = .unspecified
+  public var dtype: Jindou_V1_TensorDType {
+    get {_storage._dtype}
+    set {_uniqueStorage()._dtype = newValue}
+  }
 
-  public var payloadLength: UInt64 = 0
+  public var payloadLength: UInt64 {
+    get {_storage._payloadLength}
+    set {_uniqueStorage()._payloadLength = newValue}
+  }
 
   /// CRC-32C (Castagnoli) of the payload bytes.
-  public var payloadCrc32C: UInt32 = 0
+  public var payloadCrc32C: UInt32 {
+    get {_storage._payloadCrc32C}
+    set {_uniqueStorage()._payloadCrc32C = newValue}
+  }
 
-  public var body: Jindou_V1_FrameHeader.OneOf_Body? = nil
+  public var body: OneOf_Body? {
+    get {return _storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   public var hello: Jindou_V1_Hello {
     get {
-      if case .hello(let v)? = body {return v}
+      if case .hello(let v)? = _storage._body {return v}
       return Jindou_V1_Hello()
     }
-    set {body = .hello(newValue)}
+    set {_uniqueStorage()._body = .hello(newValue)}
   }
 
   public var welcome: Jindou_V1_Welcome {
     get {
-      if case .welcome(let v)? = body {return v}
+      if case .welcome(let v)? = _storage._body {return v}
       return Jindou_V1_Welcome()
     }
-    set {body = .welcome(newValue)}
+    set {_uniqueStorage()._body = .welcome(newValue)}
   }
 
   public var routing: Jindou_V1_DispatchRouting {
     get {
-      if case .routing(let v)? = body {return v}
+      if case .routing(let v)? = _storage._body {return v}
       return Jindou_V1_DispatchRouting()
     }
-    set {body = .routing(newValue)}
+    set {_uniqueStorage()._body = .routing(newValue)}
   }
 
   public var error: Jindou_V1_ErrorReply {
     get {
-      if case .error(let v)? = body {return v}
+      if case .error(let v)? = _storage._body {return v}
       return Jindou_V1_ErrorReply()
     }
-    set {body = .error(newValue)}
+    set {_uniqueStorage()._body = .error(newValue)}
+  }
+
+  public var shard: Jindou_V1_ShardSpec {
+    get {
+      if case .shard(let v)? = _storage._body {return v}
+      return Jindou_V1_ShardSpec()
+    }
+    set {_uniqueStorage()._body = .shard(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -284,10 +350,13 @@ public nonisolated struct Jindou_V1_FrameHeader: Sendable {
     case welcome(Jindou_V1_Welcome)
     case routing(Jindou_V1_DispatchRouting)
     case error(Jindou_V1_ErrorReply)
+    case shard(Jindou_V1_ShardSpec)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Handshake, coordinator → worker.
@@ -302,6 +371,13 @@ public nonisolated struct Jindou_V1_Hello: Sendable {
   public var modelFingerprint: String = String()
 
   public var coordinatorName: String = String()
+
+  /// Cluster-secret authentication: a fresh random nonce and
+  /// HMAC-SHA256(secret, "jindou-hello" ‖ nonce ‖ fingerprint ‖ coordinator_name).
+  /// Empty when the cluster runs without a secret.
+  public var nonce: Data = Data()
+
+  public var authTag: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -325,6 +401,49 @@ public nonisolated struct Jindou_V1_Welcome: Sendable {
 
   /// Bytes of expert weights resident on the worker.
   public var expertBytes: UInt64 = 0
+
+  /// HMAC-SHA256(secret, "jindou-welcome" ‖ hello nonce ‖ fingerprint ‖ worker_name), when a secret is set.
+  public var authTag: Data = Data()
+
+  /// Capacity the worker offers: cores and bytes of memory for experts.
+  public var cores: UInt32 = 0
+
+  public var memoryBytes: UInt64 = 0
+
+  /// The shard version last applied (0 = the worker's own --experts).
+  public var shardVersion: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A set of experts, compactly: per MoE layer, ranges like "0-31,40".
+public nonisolated struct Jindou_V1_ShardSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var version: UInt64 = 0
+
+  public var layers: [Jindou_V1_LayerExperts] = []
+
+  /// In SHARD_STATUS: bytes of expert weights now resident.
+  public var expertBytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Jindou_V1_LayerExperts: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var layer: UInt32 = 0
+
+  public var experts: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -384,7 +503,7 @@ public nonisolated struct Jindou_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "jindou.v1"
 
 nonisolated extension Jindou_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}HELLO\0\u{1}WELCOME\0\u{1}DISPATCH\0\u{1}COMBINE\0\u{1}ERROR\0\u{1}PING\0\u{1}PONG\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}HELLO\0\u{1}WELCOME\0\u{1}DISPATCH\0\u{1}COMBINE\0\u{1}ERROR\0\u{1}PING\0\u{1}PONG\0\u{1}SHARD_UPDATE\0\u{1}SHARD_STATUS\0")
 }
 
 nonisolated extension Jindou_V1_TensorDType: SwiftProtobuf._ProtoNameProviding {
@@ -392,155 +511,228 @@ nonisolated extension Jindou_V1_TensorDType: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Jindou_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}PROTOCOL_VERSION_MISMATCH\0\u{1}MODEL_FINGERPRINT_MISMATCH\0\u{1}MALFORMED_FRAME\0\u{1}CHECKSUM_MISMATCH\0\u{1}PAYLOAD_TOO_LARGE\0\u{1}UNKNOWN_LAYER\0\u{1}EXPERT_NOT_HOSTED\0\u{1}BAD_ROUTING\0\u{1}NOT_READY\0\u{1}INTERNAL\0\u{1}SHUTTING_DOWN\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}PROTOCOL_VERSION_MISMATCH\0\u{1}MODEL_FINGERPRINT_MISMATCH\0\u{1}MALFORMED_FRAME\0\u{1}CHECKSUM_MISMATCH\0\u{1}PAYLOAD_TOO_LARGE\0\u{1}UNKNOWN_LAYER\0\u{1}EXPERT_NOT_HOSTED\0\u{1}BAD_ROUTING\0\u{1}NOT_READY\0\u{1}INTERNAL\0\u{1}SHUTTING_DOWN\0\u{1}UNAUTHENTICATED\0\u{1}LOAD_FAILED\0")
 }
 
 nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FrameHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{2}\u{6}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{2}\u{6}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0")
+
+  fileprivate class _StorageClass {
+    var _protocolVersion: UInt32 = 0
+    var _kind: Jindou_V1_MessageKind = .unspecified
+    var _requestID: UInt64 = 0
+    var _layer: UInt32 = 0
+    var _placementVersion: UInt64 = 0
+    var _tokenCount: UInt32 = 0
+    var _hiddenSize: UInt32 = 0
+    var _dtype: Jindou_V1_TensorDType = .unspecified
+    var _payloadLength: UInt64 = 0
+    var _payloadCrc32C: UInt32 = 0
+    var _body: Jindou_V1_FrameHeader.OneOf_Body?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _protocolVersion = source._protocolVersion
+      _kind = source._kind
+      _requestID = source._requestID
+      _layer = source._layer
+      _placementVersion = source._placementVersion
+      _tokenCount = source._tokenCount
+      _hiddenSize = source._hiddenSize
+      _dtype = source._dtype
+      _payloadLength = source._payloadLength
+      _payloadCrc32C = source._payloadCrc32C
+      _body = source._body
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.layer) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.placementVersion) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.tokenCount) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.hiddenSize) }()
-      case 8: try { try decoder.decodeSingularEnumField(value: &self.dtype) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.payloadLength) }()
-      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.payloadCrc32C) }()
-      case 16: try {
-        var v: Jindou_V1_Hello?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .hello(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocolVersion) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._kind) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._requestID) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._layer) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._placementVersion) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._tokenCount) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._hiddenSize) }()
+        case 8: try { try decoder.decodeSingularEnumField(value: &_storage._dtype) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._payloadLength) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._payloadCrc32C) }()
+        case 16: try {
+          var v: Jindou_V1_Hello?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .hello(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .hello(v)
+          }
+        }()
+        case 17: try {
+          var v: Jindou_V1_Welcome?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .welcome(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .welcome(v)
+          }
+        }()
+        case 18: try {
+          var v: Jindou_V1_DispatchRouting?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .routing(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .routing(v)
+          }
+        }()
+        case 19: try {
+          var v: Jindou_V1_ErrorReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .error(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .error(v)
+          }
+        }()
+        case 20: try {
+          var v: Jindou_V1_ShardSpec?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .shard(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .shard(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .hello(v)
-        }
-      }()
-      case 17: try {
-        var v: Jindou_V1_Welcome?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .welcome(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .welcome(v)
-        }
-      }()
-      case 18: try {
-        var v: Jindou_V1_DispatchRouting?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .routing(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .routing(v)
-        }
-      }()
-      case 19: try {
-        var v: Jindou_V1_ErrorReply?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .error(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .error(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.protocolVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.protocolVersion, fieldNumber: 1)
-    }
-    if self.kind != .unspecified {
-      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
-    }
-    if self.requestID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 3)
-    }
-    if self.layer != 0 {
-      try visitor.visitSingularUInt32Field(value: self.layer, fieldNumber: 4)
-    }
-    if self.placementVersion != 0 {
-      try visitor.visitSingularUInt64Field(value: self.placementVersion, fieldNumber: 5)
-    }
-    if self.tokenCount != 0 {
-      try visitor.visitSingularUInt32Field(value: self.tokenCount, fieldNumber: 6)
-    }
-    if self.hiddenSize != 0 {
-      try visitor.visitSingularUInt32Field(value: self.hiddenSize, fieldNumber: 7)
-    }
-    if self.dtype != .unspecified {
-      try visitor.visitSingularEnumField(value: self.dtype, fieldNumber: 8)
-    }
-    if self.payloadLength != 0 {
-      try visitor.visitSingularUInt64Field(value: self.payloadLength, fieldNumber: 9)
-    }
-    if self.payloadCrc32C != 0 {
-      try visitor.visitSingularUInt32Field(value: self.payloadCrc32C, fieldNumber: 10)
-    }
-    switch self.body {
-    case .hello?: try {
-      guard case .hello(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-    }()
-    case .welcome?: try {
-      guard case .welcome(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-    }()
-    case .routing?: try {
-      guard case .routing(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-    }()
-    case .error?: try {
-      guard case .error(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._protocolVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._protocolVersion, fieldNumber: 1)
+      }
+      if _storage._kind != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._kind, fieldNumber: 2)
+      }
+      if _storage._requestID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._requestID, fieldNumber: 3)
+      }
+      if _storage._layer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._layer, fieldNumber: 4)
+      }
+      if _storage._placementVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._placementVersion, fieldNumber: 5)
+      }
+      if _storage._tokenCount != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._tokenCount, fieldNumber: 6)
+      }
+      if _storage._hiddenSize != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._hiddenSize, fieldNumber: 7)
+      }
+      if _storage._dtype != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._dtype, fieldNumber: 8)
+      }
+      if _storage._payloadLength != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._payloadLength, fieldNumber: 9)
+      }
+      if _storage._payloadCrc32C != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._payloadCrc32C, fieldNumber: 10)
+      }
+      switch _storage._body {
+      case .hello?: try {
+        guard case .hello(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .welcome?: try {
+        guard case .welcome(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .routing?: try {
+        guard case .routing(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      }()
+      case .error?: try {
+        guard case .error(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      }()
+      case .shard?: try {
+        guard case .shard(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Jindou_V1_FrameHeader, rhs: Jindou_V1_FrameHeader) -> Bool {
-    if lhs.protocolVersion != rhs.protocolVersion {return false}
-    if lhs.kind != rhs.kind {return false}
-    if lhs.requestID != rhs.requestID {return false}
-    if lhs.layer != rhs.layer {return false}
-    if lhs.placementVersion != rhs.placementVersion {return false}
-    if lhs.tokenCount != rhs.tokenCount {return false}
-    if lhs.hiddenSize != rhs.hiddenSize {return false}
-    if lhs.dtype != rhs.dtype {return false}
-    if lhs.payloadLength != rhs.payloadLength {return false}
-    if lhs.payloadCrc32C != rhs.payloadCrc32C {return false}
-    if lhs.body != rhs.body {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._protocolVersion != rhs_storage._protocolVersion {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._requestID != rhs_storage._requestID {return false}
+        if _storage._layer != rhs_storage._layer {return false}
+        if _storage._placementVersion != rhs_storage._placementVersion {return false}
+        if _storage._tokenCount != rhs_storage._tokenCount {return false}
+        if _storage._hiddenSize != rhs_storage._hiddenSize {return false}
+        if _storage._dtype != rhs_storage._dtype {return false}
+        if _storage._payloadLength != rhs_storage._payloadLength {return false}
+        if _storage._payloadCrc32C != rhs_storage._payloadCrc32C {return false}
+        if _storage._body != rhs_storage._body {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -548,7 +740,7 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}coordinator_name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}coordinator_name\0\u{1}nonce\0\u{3}auth_tag\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -559,6 +751,8 @@ nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.protocolVersion) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.modelFingerprint) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.coordinatorName) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.nonce) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.authTag) }()
       default: break
       }
     }
@@ -574,6 +768,12 @@ nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.coordinatorName.isEmpty {
       try visitor.visitSingularStringField(value: self.coordinatorName, fieldNumber: 3)
     }
+    if !self.nonce.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nonce, fieldNumber: 4)
+    }
+    if !self.authTag.isEmpty {
+      try visitor.visitSingularBytesField(value: self.authTag, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -581,6 +781,8 @@ nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.protocolVersion != rhs.protocolVersion {return false}
     if lhs.modelFingerprint != rhs.modelFingerprint {return false}
     if lhs.coordinatorName != rhs.coordinatorName {return false}
+    if lhs.nonce != rhs.nonce {return false}
+    if lhs.authTag != rhs.authTag {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -588,7 +790,7 @@ nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Welcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}experts\0\u{3}expert_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}experts\0\u{3}expert_bytes\0\u{3}auth_tag\0\u{1}cores\0\u{3}memory_bytes\0\u{3}shard_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -601,6 +803,10 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
       case 3: try { try decoder.decodeSingularStringField(value: &self.workerName) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.experts) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.expertBytes) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.authTag) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.cores) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.memoryBytes) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.shardVersion) }()
       default: break
       }
     }
@@ -622,6 +828,18 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.expertBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.expertBytes, fieldNumber: 5)
     }
+    if !self.authTag.isEmpty {
+      try visitor.visitSingularBytesField(value: self.authTag, fieldNumber: 6)
+    }
+    if self.cores != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cores, fieldNumber: 7)
+    }
+    if self.memoryBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryBytes, fieldNumber: 8)
+    }
+    if self.shardVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.shardVersion, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -631,6 +849,85 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.workerName != rhs.workerName {return false}
     if lhs.experts != rhs.experts {return false}
     if lhs.expertBytes != rhs.expertBytes {return false}
+    if lhs.authTag != rhs.authTag {return false}
+    if lhs.cores != rhs.cores {return false}
+    if lhs.memoryBytes != rhs.memoryBytes {return false}
+    if lhs.shardVersion != rhs.shardVersion {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Jindou_V1_ShardSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}layers\0\u{3}expert_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.layers) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.expertBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 1)
+    }
+    if !self.layers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.layers, fieldNumber: 2)
+    }
+    if self.expertBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.expertBytes, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Jindou_V1_ShardSpec, rhs: Jindou_V1_ShardSpec) -> Bool {
+    if lhs.version != rhs.version {return false}
+    if lhs.layers != rhs.layers {return false}
+    if lhs.expertBytes != rhs.expertBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Jindou_V1_LayerExperts: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LayerExperts"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}layer\0\u{1}experts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.layer) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.experts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.layer != 0 {
+      try visitor.visitSingularUInt32Field(value: self.layer, fieldNumber: 1)
+    }
+    if !self.experts.isEmpty {
+      try visitor.visitSingularStringField(value: self.experts, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Jindou_V1_LayerExperts, rhs: Jindou_V1_LayerExperts) -> Bool {
+    if lhs.layer != rhs.layer {return false}
+    if lhs.experts != rhs.experts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,571 @@
+import Foundation
+import JindouAdmin
+import JindouModel
+import JindouPlacement
+import JindouRouting
+import JindouTransport
+import JindouWire
+import Logging
+import ServiceLifecycle
+
+/// The control plane: who the workers are, which placement is active, and every change to
+/// it, applied live (DESIGN invariant 3).
+///
+/// A change (a worker joins or is gone, `scale`, `drain`, `rebalance`) produces a new
+/// placement version that is *staged*: workers load their newly assigned experts while
+/// still serving the old ones; once every worker holds its part, the new version becomes
+/// active for the next step; the old shards are released only after the last step that
+/// used the old version has finished. No request in flight sees a half-applied change.
+public actor ClusterController {
+    public struct Settings: Sendable {
+        public var heartbeat: Duration
+        public var unreachableAfter: Duration
+        public var goneAfter: Duration
+        /// Copies of each expert; nil keeps the restored value (else 1).
+        public var replicas: Int?
+
+        public init(heartbeat: Duration = .seconds(1), unreachableAfter: Duration = .seconds(3),
+                    goneAfter: Duration = .seconds(60), replicas: Int? = nil) {
+            self.heartbeat = heartbeat
+            self.unreachableAfter = unreachableAfter
+            self.goneAfter = goneAfter
+            self.replicas = replicas
+        }
+    }
+
+    struct Member {
+        var name: String
+        var address: Endpoint
+        var cores: Int
+        var memoryBytes: UInt64
+        var origin: String
+        var draining: Bool
+        var lastContact: ContinuousClock.Instant?
+        var state: String
+        var loaded: Set<ExpertKey>
+        var loadedBytes: UInt64
+        var updating = false
+        var pinging = false
+        /// A dispatch to it failed; unreachable until a ping succeeds.
+        var markedDown = false
+
+        var record: MemberRecord {
+            MemberRecord(name: name, address: address.description, cores: cores, memoryBytes: memoryBytes, origin: origin, draining: draining)
+        }
+    }
+
+    public let description: ModelDescription
+    public let fingerprint: String
+    public let pool: WorkerPool
+    public let routing: RoutingState
+    public let statistics: LoadStatistics
+    let settings: Settings
+    let expertBytes: UInt64
+    let logger: Logger
+    private let log: ClusterStateLog?
+    private var members: [String: Member] = [:]
+    private var order: [String] = []
+    public private(set) var active: Placement
+    private var staged: Placement?
+    private var retiring: Placement?
+    private var replicas: Int
+    private var pinned: Bool
+    private var needsReplan = false
+    /// Live workers in the last published routing table (to notice data-path failures).
+    private var publishedLive = Set<String>()
+
+    public init(description: ModelDescription, fingerprint: String, pool: WorkerPool, expertBytes: UInt64,
+                settings: Settings, stateDirectory: String?, logger: Logger) throws {
+        self.description = description
+        self.fingerprint = fingerprint
+        self.pool = pool
+        self.expertBytes = expertBytes
+        self.settings = settings
+        self.logger = logger
+        statistics = LoadStatistics(expertCount: description.expertCount, firstLayer: description.sparseLayers.first ?? 0)
+        replicas = settings.replicas ?? 1
+        pinned = false
+        var restoredSettings = false
+        var restoredMembers: [MemberRecord] = []
+        var restoredPlacement: PlacementRecord?
+        if let stateDirectory {
+            let (log, records) = try ClusterStateLog.open(directory: stateDirectory)
+            self.log = log
+            for record in records {
+                switch record {
+                case .member(let m):
+                    restoredMembers.removeAll { $0.name == m.name }
+                    restoredMembers.append(m)
+                case .memberRemoved(let name): restoredMembers.removeAll { $0.name == name }
+                case .placement(let p): restoredPlacement = p
+                case .settings(let r, let p):
+                    replicas = settings.replicas ?? r
+                    pinned = p
+                    restoredSettings = true
+                }
+            }
+        } else {
+            log = nil
+        }
+        if !restoredSettings || settings.replicas != nil {
+            try log?.append([.settings(replicas: replicas, pinned: pinned)])
+        }
+        let restored = try restoredPlacement?.placement(expertCount: description.expertCount)
+            ?? Placement(version: 0, workers: [], hosts: [:])
+        active = restored
+        routing = RoutingState(RoutingTable(placement: restored, live: []))
+        for m in restoredMembers {
+            guard let endpoint = Endpoint(m.address) else { continue }
+            members[m.name] = Member(name: m.name, address: endpoint, cores: m.cores, memoryBytes: m.memoryBytes, origin: m.origin,
+                                     draining: m.draining, lastContact: nil, state: "unreachable", loaded: [], loadedBytes: 0)
+            order.append(m.name)
+        }
+        if !restoredMembers.isEmpty {
+            logger.info("restored cluster state", metadata: ["workers": "\(restoredMembers.count)", "placement_version": "\(restored.version)"])
+        }
+    }
+
+    /// Registers restored members' addresses with the pool (links connect on first use).
+    public func start() async {
+        for name in order { await pool.register(name: name, endpoint: members[name]!.address) }
+    }
+
+    public var isEmpty: Bool { members.isEmpty }
+
+    // MARK: - Membership
+
+    /// A worker configured on the coordinator's command line (`--workers`), already connected.
+    public func addStatic(_ info: WorkerInfo) throws {
+        var member = members[info.name] ?? Member(
+            name: info.name, address: info.endpoint, cores: info.cores, memoryBytes: info.memoryBytes, origin: "static",
+            draining: false, lastContact: nil, state: "joining", loaded: [], loadedBytes: 0)
+        member.address = info.endpoint
+        member.loaded = Set(info.experts)
+        member.loadedBytes = info.expertBytes
+        member.lastContact = .now
+        member.state = "ready"
+        if members[info.name] == nil { order.append(info.name) }
+        members[info.name] = member
+        try persist([.member(member.record)])
+    }
+
+    /// Sets the placement a static cluster starts with (from `--placement`).
+    public func setInitialPlacement(_ placement: Placement, pinned: Bool) throws {
+        active = placement.withVersion(max(active.version, 1))
+        self.pinned = pinned
+        try persist([.settings(replicas: replicas, pinned: pinned), .placement(PlacementRecord(active))])
+        publishRoutingTable()
+    }
+
+    /// `POST /v1/admin/workers/join`.
+    public func join(_ request: JoinRequest) async throws -> JoinResponse {
+        guard request.fingerprint == fingerprint else {
+            logger.error("refused worker with another model", metadata: ["worker": "\(request.name)"])
+            throw ClusterError.workerRefused(
+                worker: request.name,
+                reason: WireError.modelFingerprintMismatch(ours: fingerprint, theirs: request.fingerprint).description)
+        }
+        guard let endpoint = Endpoint(request.address) else {
+            throw ClusterError.rejected("bad worker address '\(request.address)' (expected host:port)")
+        }
+        let isNew = members[request.name] == nil
+        var member = members[request.name] ?? Member(
+            name: request.name, address: endpoint, cores: request.cores, memoryBytes: request.memoryBytes, origin: "joined",
+            draining: false, lastContact: nil, state: "joining", loaded: [], loadedBytes: 0)
+        member.address = endpoint
+        member.cores = request.cores
+        member.memoryBytes = request.memoryBytes
+        member.lastContact = .now
+        // A restarted worker holds nothing yet; reconciliation gives it its shard back.
+        member.loaded = []
+        member.loadedBytes = 0
+        if isNew { order.append(request.name) }
+        members[request.name] = member
+        await pool.register(name: request.name, endpoint: endpoint)
+        try persist([.member(member.record)])
+        if isNew && !pinned { needsReplan = true }
+        logger.info(isNew ? "worker joined" : "worker rejoined", metadata: ["worker": "\(request.name)", "address": "\(endpoint)"])
+        return JoinResponse(heartbeatSeconds: settings.heartbeat.seconds, state: member.state)
+    }
+
+    /// `POST /v1/admin/workers/heartbeat`.
+    public func heartbeat(_ request: HeartbeatRequest) async throws {
+        guard var member = members[request.name] else { throw ClusterError.unknownWorker(request.name) }
+        member.lastContact = .now
+        if let endpoint = Endpoint(request.address), endpoint != member.address {
+            member.address = endpoint
+            await pool.register(name: request.name, endpoint: endpoint)
+            try persist([.member(member.record)])
+        }
+        members[request.name] = member
+    }
+
+    // MARK: - The control loop
+
+    /// One pass: liveness, planning, shard reconciliation, switching, releasing.
+    public func tick() async {
+        let now = ContinuousClock.now
+        let routedLive = routing.table.live
+        for name in order {
+            guard var member = members[name] else { continue }
+            // Ping in the background; the answer counts as contact.
+            if !member.pinging && member.state != "gone" {
+                member.pinging = true
+                Task { await self.ping(name) }
+            }
+            if publishedLive.contains(name) && !routedLive.contains(name) { member.markedDown = true }
+            let previous = member.state
+            member.state = state(of: member, now: now)
+            if member.state != previous {
+                logger.notice("worker \(member.state)", metadata: ["worker": "\(name)", "was": "\(previous)"])
+                if member.state == "gone" && !pinned && active.workers.contains(name) { needsReplan = true }
+                if member.state == "unreachable" || member.state == "gone" { member.loaded = [] }
+            }
+            members[name] = member
+        }
+        if let stagedPlacement = staged, stagedPlacement.workers.contains(where: { !isLive(members[$0]) && !stagedPlacement.experts(ofWorkerName: $0).isEmpty }) {
+            logger.warning("a worker of the staged placement is down; planning again", metadata: ["version": "\(stagedPlacement.version)"])
+            staged = nil
+            needsReplan = true
+        }
+        if needsReplan && staged == nil && retiring == nil {
+            needsReplan = false
+            do {
+                try stage(try plan(load: nil))
+            } catch {
+                logger.error("cannot place experts", metadata: ["error": "\(error)"])
+            }
+        }
+        // Switch once every worker holds its part of the staged placement.
+        if let next = staged, next.workers.indices.allSatisfy({ index in
+            let name = next.workers[index]
+            let wanted = next.experts(ofWorker: index)
+            return wanted.isEmpty || (isLive(members[name]) && Set(wanted).isSubset(of: members[name]!.loaded))
+        }) {
+            retiring = active
+            active = next
+            staged = nil
+            do { try persist([.placement(PlacementRecord(active))]) } catch { logger.error("cannot persist placement", metadata: ["error": "\(error)"]) }
+            logger.notice("placement switched", metadata: ["version": "\(active.version)"])
+        }
+        if let old = retiring, routing.stepsInFlight(version: old.version) == 0 { retiring = nil }
+        publishRoutingTable()
+        reconcileShards()
+    }
+
+    private func state(of member: Member, now: ContinuousClock.Instant) -> String {
+        guard let contact = member.lastContact else { return member.state == "joining" ? "joining" : "unreachable" }
+        let age = now - contact
+        if age > settings.goneAfter { return "gone" }
+        if age > settings.unreachableAfter || member.markedDown { return "unreachable" }
+        if member.draining {
+            return member.loaded.isEmpty && desired(member.name).isEmpty ? "drained" : "draining"
+        }
+        return "ready"
+    }
+
+    private func isLive(_ member: Member?) -> Bool {
+        guard let member else { return false }
+        return ["ready", "draining", "drained"].contains(member.state)
+    }
+
+    private func ping(_ name: String) async {
+        let ok: Bool
+        do {
+            _ = try await withTimeout(settings.unreachableAfter) { try await self.pool.ping(name) }
+            ok = true
+        } catch {
+            ok = false
+        }
+        guard var member = members[name] else { return }
+        member.pinging = false
+        if ok {
+            member.lastContact = .now
+            let wasDown = member.markedDown
+            member.markedDown = false
+            if wasDown || member.state == "unreachable" || member.state == "joining" {
+                // Reconnected: learn what it holds now (it may have restarted).
+                if let info = await pool.info(name) {
+                    member.loaded = Set(info.experts)
+                    member.loadedBytes = info.expertBytes
+                    if member.memoryBytes == 0 { member.memoryBytes = info.memoryBytes }
+                }
+                member.state = member.draining ? "draining" : "ready"
+            }
+        }
+        members[name] = member
+    }
+
+    /// The experts `name` must hold now: active ∪ staged ∪ retiring.
+    private func desired(_ name: String) -> Set<ExpertKey> {
+        var keys = Set(active.experts(ofWorkerName: name))
+        if let staged { keys.formUnion(staged.experts(ofWorkerName: name)) }
+        if let retiring { keys.formUnion(retiring.experts(ofWorkerName: name)) }
+        return keys
+    }
+
+    private func reconcileShards() {
+        for name in order {
+            guard var member = members[name], isLive(member), !member.updating else { continue }
+            let wanted = desired(name)
+            guard wanted != member.loaded else { continue }
+            member.updating = true
+            members[name] = member
+            let version = staged?.version ?? active.version
+            let spec = ExpertSetCoding.spec(wanted, version: version)
+            Task {
+                do {
+                    let reply = try await pool.exchange(name, ShardMessage.frame(.shardUpdate, spec: spec, requestID: pool.nextRequestID()), control: true)
+                    let status = try ShardMessage.spec(reply, kind: .shardStatus)
+                    let held = try ExpertSetCoding.keys(status, expertCount: description.expertCount)
+                    self.shardApplied(name, held: Set(held), bytes: status.expertBytes)
+                } catch {
+                    self.shardFailed(name, error: error)
+                }
+            }
+        }
+    }
+
+    private func shardApplied(_ name: String, held: Set<ExpertKey>, bytes: UInt64) {
+        guard var member = members[name] else { return }
+        member.updating = false
+        member.loaded = held
+        member.loadedBytes = bytes
+        member.lastContact = .now
+        members[name] = member
+        logger.info("worker shard updated", metadata: ["worker": "\(name)", "experts": "\(held.count)"])
+    }
+
+    private func shardFailed(_ name: String, error: Error) {
+        members[name]?.updating = false
+        logger.warning("shard update failed", metadata: ["worker": "\(name)", "error": "\(error)"])
+    }
+
+    private func publishRoutingTable() {
+        let live = Set(order.filter { isLive(members[$0]) })
+        routing.replace(RoutingTable(placement: active, live: live))
+        publishedLive = live
+    }
+
+    // MARK: - Planning
+
+    private var eligible: [PlacementPlanner.Worker] {
+        order.compactMap { name in
+            guard let m = members[name], m.state == "ready", !m.draining else { return nil }
+            return PlacementPlanner.Worker(name: name, capacityBytes: m.memoryBytes)
+        }
+    }
+
+    private var nextVersion: UInt64 { max(active.version, staged?.version ?? 0) + 1 }
+
+    private func plan(load: [ExpertKey: Double]?, replicas: Int? = nil) throws -> Placement {
+        let planner = PlacementPlanner(experts: description.allExperts, expertBytes: expertBytes)
+        return try planner.plan(workers: eligible, replicas: replicas ?? self.replicas, current: active,
+                                version: nextVersion, load: load)
+    }
+
+    /// Stages `placement` unless it changes nothing; returns the placement that will be active.
+    @discardableResult
+    private func stage(_ placement: Placement) throws -> Placement {
+        guard !placement.sameAssignments(as: active) else {
+            staged = nil
+            return active
+        }
+        staged = placement
+        logger.notice("placement staged", metadata: ["version": "\(placement.version)"])
+        reconcileShards()
+        return placement
+    }
+
+    private func refuseIfPinned() throws {
+        if pinned {
+            throw ClusterError.rejected("the placement is pinned from a file (--placement FILE); change the file and restart instead")
+        }
+    }
+
+    /// `jindouctl scale --replicas N`.
+    public func scale(replicas newReplicas: Int) throws -> PlacementChange {
+        try refuseIfPinned()
+        guard newReplicas >= 1 else { throw ClusterError.rejected("replicas must be at least 1") }
+        let placement = try plan(load: nil, replicas: newReplicas)
+        replicas = newReplicas
+        try persist([.settings(replicas: replicas, pinned: pinned)])
+        return PlacementChange(from: active, to: try stage(placement), applied: true, load: statistics.perExpert)
+    }
+
+    /// `jindouctl drain WORKER`: moves its experts elsewhere; then it can be stopped.
+    public func drain(_ name: String) throws -> PlacementChange {
+        try refuseIfPinned()
+        guard var member = members[name] else { throw ClusterError.unknownWorker(name) }
+        member.draining = true
+        members[name] = member
+        guard !eligible.isEmpty else {
+            members[name]?.draining = false
+            throw ClusterError.rejected("cannot drain \(name): no other worker could take its experts")
+        }
+        let placement: Placement
+        do {
+            placement = try plan(load: nil)
+        } catch {
+            members[name]?.draining = false
+            throw error
+        }
+        try persist([.member(member.record)])
+        return PlacementChange(from: active, to: try stage(placement), applied: true, load: statistics.perExpert)
+    }
+
+    /// `jindouctl rebalance [--dry-run]`: a placement from measured per-expert load.
+    public func rebalance(dryRun: Bool) throws -> PlacementChange {
+        try refuseIfPinned()
+        let load = statistics.perExpert
+        guard load.values.contains(where: { $0 > 0 }) else {
+            throw ClusterError.rejected("no load measured yet: serve some requests before rebalancing")
+        }
+        let placement = try plan(load: load)
+        if dryRun { return PlacementChange(from: active, to: placement, applied: false, load: load) }
+        return PlacementChange(from: active, to: try stage(placement), applied: true, load: load)
+    }
+
+    /// Whether no change is in progress and every live worker holds exactly its part.
+    public var isSettled: Bool {
+        staged == nil && retiring == nil && !needsReplan
+            && order.allSatisfy { name in !isLive(members[name]) || (members[name]!.loaded == desired(name) && !members[name]!.updating) }
+    }
+
+    // MARK: - Reports
+
+    public func status() -> ClusterStatus {
+        let now = ContinuousClock.now
+        let served = routing.table
+        let workerLoad = statistics.snapshot.workers
+        let totalLoad = max(1, workerLoad.values.reduce(0, +))
+        let servedCount = description.allExperts.filter { !served.liveHosts($0).isEmpty }.count
+        return ClusterStatus(
+            model: description.architecture.rawValue, fingerprint: fingerprint, placementVersion: active.version,
+            stagedVersion: staged?.version, replicas: replicas, pinned: pinned, servedExperts: servedCount,
+            totalExperts: description.allExperts.count, settled: isSettled,
+            workers: order.compactMap { name in
+                guard let m = members[name] else { return nil }
+                return WorkerStatus(
+                    name: name, address: m.address.description, state: m.state, origin: m.origin, experts: m.loaded.count,
+                    expertBytes: m.loadedBytes, memoryBytes: m.memoryBytes, cores: m.cores,
+                    loadShare: Double(workerLoad[name] ?? 0) / Double(totalLoad),
+                    lastSeenSeconds: m.lastContact.map { (now - $0).seconds })
+            })
+    }
+
+    public func shards(layer: Int?) -> ShardsReport { ShardsReport(placement: active, layer: layer) }
+
+    public func loadReport() -> LoadReport {
+        let s = statistics.snapshot
+        return LoadReport(tokens: s.tokens, experts: Dictionary(uniqueKeysWithValues: s.experts.map { (String($0.key), $0.value) }),
+                          workers: s.workers)
+    }
+
+    /// `jindouctl verify`: every expert served; every worker on the same model; all
+    /// replicas of an expert give bit-identical outputs for probe tokens.
+    public func verify() async -> VerifyReport {
+        var checks: [VerifyReport.Check] = []
+        let table = routing.table
+        let unserved = description.allExperts.filter { key in
+            !table.liveHosts(key).contains { members[$0]?.loaded.contains(key) == true }
+        }
+        checks.append(.init(name: "every expert served", ok: unserved.isEmpty,
+                            detail: unserved.isEmpty ? "\(description.allExperts.count) (layer, expert) pairs on live workers"
+                                : "not served: " + unserved.prefix(10).map(\.description).joined(separator: ", ")))
+        var fingerprintProblems: [String] = []
+        for name in order where isLive(members[name]) {
+            if await pool.info(name) == nil { fingerprintProblems.append("\(name): no handshake yet") }
+        }
+        checks.append(.init(name: "same model fingerprint", ok: fingerprintProblems.isEmpty,
+                            detail: fingerprintProblems.isEmpty ? "every live worker passed the handshake with \(fingerprint.prefix(16))…"
+                                : fingerprintProblems.joined(separator: "; ")))
+        let (compared, mismatches) = await probeReplicas(table)
+        checks.append(.init(name: "replicas agree", ok: mismatches.isEmpty,
+                            detail: mismatches.isEmpty ? "\(compared) replicated experts gave identical outputs"
+                                : "differ: " + mismatches.prefix(10).joined(separator: "; ")))
+        return VerifyReport(checks: checks)
+    }
+
+    /// Sends probe tokens (one per replicated expert, weight 1) to every host of each
+    /// replicated expert and compares the outputs bit for bit.
+    private func probeReplicas(_ table: RoutingTable) async -> (Int, [String]) {
+        let h = description.hiddenSize
+        var compared = 0
+        var mismatches: [String] = []
+        for layer in description.sparseLayers {
+            let replicated = (0..<description.expertCount).map { ExpertKey(layer: layer, expert: $0) }
+                .filter { table.liveHosts($0).count >= 2 }
+            guard !replicated.isEmpty else { continue }
+            var outputs: [ExpertKey: [[Float]]] = [:]
+            for name in Set(replicated.flatMap { table.liveHosts($0) }).sorted() {
+                let mine = replicated.filter { table.liveHosts($0).contains(name) }
+                var routing = RoutingDecision()
+                var hidden: [Float] = []
+                for key in mine {
+                    routing.append(experts: [Int32(key.expert)], weights: [1])
+                    hidden += (0..<h).map { Float(sin(Double($0 * 31 + key.expert * 7 + layer))) }
+                }
+                let message = DispatchMessage(requestID: pool.nextRequestID(), layer: layer, placementVersion: table.placement.version,
+                                              hiddenSize: h, dtype: .f32, routing: routing, hidden: hidden)
+                do {
+                    let combine = try CombineMessage(frame: try await pool.exchange(name, message.frame()))
+                    for (row, key) in mine.enumerated() { outputs[key, default: []].append(Array(combine.output[(row * h)..<((row + 1) * h)])) }
+                } catch {
+                    mismatches.append("\(name) layer \(layer): \(error)")
+                }
+            }
+            for (key, rows) in outputs where rows.count >= 2 {
+                compared += 1
+                if rows.contains(where: { $0 != rows[0] }) { mismatches.append("\(key)") }
+            }
+        }
+        return (compared, mismatches)
+    }
+
+    // MARK: - Persistence
+
+    private func persist(_ records: [ClusterRecord]) throws {
+        guard let log else { return }
+        try log.append(records)
+        if log.needsCompaction {
+            var state: [ClusterRecord] = [.settings(replicas: replicas, pinned: pinned)]
+            state += order.compactMap { members[$0].map { .member($0.record) } }
+            state.append(.placement(PlacementRecord(active)))
+            try log.compact(to: state)
+        }
+    }
+}
+
+extension ClusterController: Service {
+    /// Runs the control loop until graceful shutdown.
+    public nonisolated func run() async throws {
+        await start()
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await tick()
+            try? await Task.sleep(for: settings.heartbeat / 2)
+        }
+    }
+}
+
+extension Placement {
+    /// Experts of the worker called `name` (none if it is not in this placement).
+    public func experts(ofWorkerName name: String) -> [ExpertKey] {
+        guard let index = workers.firstIndex(of: name) else { return [] }
+        return experts(ofWorker: index)
+    }
+}
+
+/// Runs `body`, failing with a timeout after `limit`.
+func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            throw ClusterError.rejected("timed out after \(limit)")
+        }
+        let result = try await group.next()!
+        group.cancelAll()
+        return result
+    }
+}

@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import JindouAdmin
+import JindouWire
+
+/// Flags every command that talks to a coordinator shares.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Coordinator URL (default: $JINDOU_COORDINATOR, else http://127.0.0.1:8080).")
+    var coordinator: String?
+
+    @Option(name: .customLong("token-file"), help: "File holding the cluster secret (default: $JINDOU_TOKEN_FILE).")
+    var tokenFile: String?
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func client() throws -> AdminClient {
+        let url = coordinator ?? ProcessInfo.processInfo.environment["JINDOU_COORDINATOR"] ?? "http://127.0.0.1:8080"
+        let file = tokenFile ?? ProcessInfo.processInfo.environment["JINDOU_TOKEN_FILE"]
+        let token = try file.map { path -> String in
+            do { return try ClusterSecret(contentsOfFile: path).token } catch { throw CLIError(error) }
+        }
+        do { return try AdminClient(url, token: token) } catch { throw CLIError(error) }
+    }
+
+    /// Runs a request, turning any failure into one readable line.
+    func call<T>(_ body: (AdminClient) async throws -> T) async throws -> T {
+        let client = try client()
+        do { return try await body(client) } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+    }
+
+    func printJSON<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
+    }
+}
+
+/// A plain text table: left-aligned columns separated by two spaces.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}
+
+/// Bytes in the largest unit that keeps the number ≥ 1 (decimal units, like `df -H`).
+func megabytes(_ bytes: UInt64) -> String {
+    let units: [(Double, String)] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")]
+    for (size, unit) in units where Double(bytes) >= size { return String(format: "%.1f %@", Double(bytes) / size, unit) }
+    return "\(bytes) B"
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The cluster's workers, their state, shards and load.")
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() async throws {
+        let status = try await cluster.call { try await $0.get("v1/admin/status", as: ClusterStatus.self) }
+        if cluster.json { return try cluster.printJSON(status) }
+        print("model \(status.model)  placement v\(status.placementVersion)\(status.stagedVersion.map { " (staging v\($0))" } ?? "")  replicas \(status.replicas)\(status.pinned ? "  pinned" : "")\(status.settled ? "" : "  (changing)")  experts served \(status.servedExperts)/\(status.totalExperts)")
+        print(table(["WORKER", "ADDRESS", "STATE", "EXPERTS", "EXPERT MEM", "CAPACITY", "LOAD", "LAST SEEN"],
+                    status.workers.map { w in
+                        [w.name, w.address, w.state, String(w.experts), megabytes(w.expertBytes), megabytes(w.memoryBytes),
+                         String(format: "%.1f%%", w.loadShare * 100), w.lastSeenSeconds.map { String(format: "%.1fs ago", $0) } ?? "never"]
+                    }))
+    }
+}
+
+struct Shards: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Which worker hosts which experts (replicas listed together).")
+    @OptionGroup var cluster: ClusterOptions
+    @Option(help: "Only this layer.")
+    var layer: Int?
+
+    func run() async throws {
+        let query = layer.map { ["layer": String($0)] } ?? [:]
+        let report = try await cluster.call { try await $0.get("v1/admin/shards", query: query, as: ShardsReport.self) }
+        if cluster.json { return try cluster.printJSON(report) }
+        print("placement v\(report.placementVersion)")
+        var rows: [[String]] = []
+        for layer in report.layers {
+            // Group experts by their host set: "0-31 → a, b".
+            var byHosts: [[String]: [Int]] = [:]
+            for (expert, hosts) in layer.experts { byHosts[hosts, default: []].append(Int(expert) ?? 0) }
+            for (hosts, experts) in byHosts.sorted(by: { ($0.value.min() ?? 0) < ($1.value.min() ?? 0) }) {
+                rows.append([String(layer.layer), formatRanges(experts), hosts.joined(separator: ", "), String(hosts.count)])
+            }
+        }
+        print(table(["LAYER", "EXPERTS", "WORKERS", "COPIES"], rows))
+    }
+}
+
+func formatRanges(_ values: [Int]) -> String {
+    let sorted = values.sorted()
+    var parts: [String] = []
+    var i = 0
+    while i < sorted.count {
+        var j = i
+        while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
+        parts.append(i == j ? "\(sorted[i])" : "\(sorted[i])-\(sorted[j])")
+        i = j + 1
+    }
+    return parts.joined(separator: ",")
+}
+
+/// Prints a placement change (scale, drain, rebalance).
+func show(_ change: PlacementChange, _ cluster: ClusterOptions) throws {
+    if cluster.json { return try cluster.printJSON(change) }
+    print("placement v\(change.fromVersion) → v\(change.toVersion)\(change.applied ? " (staged; switches once workers have loaded)" : " (dry run, nothing changed)")")
+    if let predicted = change.predictedMaxOverMean {
+        print(String(format: "worker load max/mean: %.3f now → %.3f predicted", change.currentMaxOverMean ?? 0, predicted))
+    }
+    print(table(["WORKER", "ADDED", "REMOVED"], change.diff.filter { $0.addedCount + $0.removedCount > 0 }.map {
+        [$0.worker, "\($0.addedCount)", "\($0.removedCount)"]
+    }))
+}
+
+struct Scale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set the number of copies of every expert (new workers are picked up automatically).")
+    @OptionGroup var cluster: ClusterOptions
+    @Option(help: "Copies of each expert.")
+    var replicas: Int
+
+    func validate() throws { guard replicas >= 1 else { throw ValidationError("--replicas must be ≥ 1") } }
+
+    func run() async throws {
+        let change = try await cluster.call { try await $0.post("v1/admin/scale", ScaleRequest(replicas: replicas), as: PlacementChange.self) }
+        try show(change, cluster)
+    }
+}
+
+struct Drain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Move a worker's experts elsewhere; when it shows 'drained' it can be stopped.")
+    @OptionGroup var cluster: ClusterOptions
+    @Argument(help: "Worker name.")
+    var worker: String
+
+    func run() async throws {
+        let change = try await cluster.call { try await $0.post("v1/admin/drain", DrainRequest(worker: worker), as: PlacementChange.self) }
+        try show(change, cluster)
+    }
+}
+
+struct Rebalance: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Place experts by measured load to even out the workers.")
+    @OptionGroup var cluster: ClusterOptions
+    @Flag(name: .customLong("dry-run"), help: "Print the diff and predicted balance without changing anything.")
+    var dryRun = false
+
+    func run() async throws {
+        let change = try await cluster.call { try await $0.post("v1/admin/rebalance", RebalanceRequest(dryRun: dryRun), as: PlacementChange.self) }
+        try show(change, cluster)
+    }
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check every expert is served, workers agree on the model, replicas agree.")
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() async throws {
+        let report = try await cluster.call { try await $0.get("v1/admin/verify", as: VerifyReport.self) }
+        if cluster.json { try cluster.printJSON(report) } else {
+            print(table(["CHECK", "RESULT", "DETAIL"], report.checks.map { [$0.name, $0.ok ? "ok" : "FAILED", $0.detail] }))
+        }
+        if !report.ok { throw CLIError(message: "verification failed: " + report.checks.filter { !$0.ok }.map(\.name).joined(separator: ", ")) }
+    }
+}
+
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tokens routed per expert and per worker since the coordinator started.")
+    @OptionGroup var cluster: ClusterOptions
+    @Option(help: "Only this layer.")
+    var layer: Int?
+
+    func run() async throws {
+        let report = try await cluster.call { try await $0.get("v1/admin/load", as: LoadReport.self) }
+        if cluster.json { return try cluster.printJSON(report) }
+        print("tokens \(report.tokens)")
+        print(table(["WORKER", "ASSIGNMENTS"], report.workers.sorted { $0.key < $1.key }.map { [$0.key, String($0.value)] }))
+        for (key, counts) in report.experts.sorted(by: { Int($0.key) ?? 0 < Int($1.key) ?? 0 }) where layer == nil || Int(key) == layer {
+            let total = max(1, counts.reduce(0, +))
+            let mean = Double(total) / Double(max(1, counts.count))
+            print("layer \(key): max/mean expert load \(String(format: "%.2f", Double(counts.max() ?? 0) / mean)); top: "
+                  + counts.enumerated().sorted { $0.element > $1.element }.prefix(5).map { "\($0.offset)=\($0.element)" }.joined(separator: " "))
+        }
+    }
+}
