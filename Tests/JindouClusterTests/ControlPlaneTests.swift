@@ -174,6 +174,30 @@ struct ControlPlaneTests {
         #expect(lines.count == 4 && lines[1].hasPrefix("WORKER") && lines[2].hasPrefix("a ") && lines[3].hasPrefix("b "))
     }
 
+    @Test func restartedWorkerRejoinsAndGetsItsShardBack() async throws {
+        let token = try tokenFile()
+        let coordinator = try CoordinatorProcess(fixture: fixture, arguments: ["--token-file", token] + timing())
+        defer { coordinator.stop() }
+        var workers = [try joinWorker("a", coordinator, token: token), try joinWorker("b", coordinator, token: token)]
+        defer { workers.forEach { $0.stop() } }
+        let client = try AdminClient(coordinator.url, token: try ClusterSecret(contentsOfFile: token).token, timeoutSeconds: 30)
+        try await waitSettled(client, "cluster up") { $0.workers.filter { $0.state == "ready" }.count == 2 }
+        let shards = try await client.get("v1/admin/shards", as: ShardsReport.self)
+
+        workers[1].kill()
+        try await eventually(.seconds(10), "b unreachable") {
+            try await client.get("v1/admin/status", as: ClusterStatus.self).workers.first { $0.name == "b" }?.state == "unreachable"
+        }
+        // Same name, new process and port: it rejoins and is given the same experts again.
+        workers[1] = try joinWorker("b", coordinator, token: token)
+        try await waitSettled(client, "b back") { $0.workers.allSatisfy { $0.state == "ready" } }
+        #expect(try await client.get("v1/admin/shards", as: ShardsReport.self) == shards)
+        let status = try await client.get("v1/admin/status", as: ClusterStatus.self)
+        #expect(status.workers.first { $0.name == "b" }?.address == workers[1].endpoint.description)
+        let expected = try await RequestStream.expectations(fixture: fixture)[1]
+        #expect(try await client.post("v1/jindou/generate", expected.body, as: GenerationReport.self).tokenIDs == expected.tokens)
+    }
+
     @Test func strangersAreRefused() async throws {
         let token = try tokenFile()
         let coordinator = try CoordinatorProcess(fixture: fixture, arguments: ["--token-file", token] + timing())
