@@ -30,6 +30,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -76,6 +79,7 @@ let package = Package(
                 "JindouWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -87,7 +91,14 @@ let package = Package(
         // The admin API's JSON types (coordinator, workers joining, jindouctl).
         .target(
             name: "JindouAdmin",
-            dependencies: ["JindouModel", "JindouPlacement"]
+            dependencies: [
+                "JindouModel", "JindouPlacement", "JindouTransport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         // Layer 5: the worker daemon's service.
         .target(
@@ -113,6 +124,7 @@ let package = Package(
             dependencies: [
                 "JindouAdmin", "JindouCoordinator", "JindouModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -131,7 +143,7 @@ let package = Package(
         .executableTarget(
             name: "jindouctl",
             dependencies: [
-                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire",
+                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -157,7 +169,9 @@ let package = Package(
         .testTarget(
             name: "JindouClusterTests",
             dependencies: ["JindouAdmin", "JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
-                           "JindouTestSupport", .product(name: "Logging", package: "swift-log")]
+                           "JindouTestSupport", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
         .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport"]),

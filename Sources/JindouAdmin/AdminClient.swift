@@ -1,21 +1,26 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import JindouTransport
+import NIOCore
+import NIOHTTP1
+import Synchronization
 
 /// A client of the coordinator's HTTP API, for `jindouctl` and for workers joining.
+/// `https://` URLs use mutual TLS with the node certificate in `tls`.
 public struct AdminClient: Sendable {
     public let base: URL
     /// The cluster secret, sent as `Authorization: Bearer …` when set.
     public let token: String?
     public let timeoutSeconds: Double
+    public let tls: NodeTLS?
 
-    public init(_ url: String, token: String? = nil, timeoutSeconds: Double = 3600) throws {
-        let text = url.contains("://") ? url : "http://\(url)"
+    public init(_ url: String, token: String? = nil, timeoutSeconds: Double = 3600, tls: NodeTLS? = nil) throws {
+        let text = url.contains("://") ? url : (tls == nil ? "http://\(url)" : "https://\(url)")
         guard let base = URL(string: text), base.host != nil else { throw AdminClientError.badURL(url) }
         self.base = base
         self.token = token
         self.timeoutSeconds = timeoutSeconds
+        self.tls = tls
     }
 
     public func get<Response: Decodable>(_ path: String, query: [String: String] = [:], as type: Response.Type) async throws -> Response {
@@ -26,25 +31,42 @@ public struct AdminClient: Sendable {
         try JSONDecoder().decode(Response.self, from: try await send("POST", path, body: try JSONEncoder().encode(body)))
     }
 
+    /// One HTTP client per TLS identity, for the life of the process (AsyncHTTPClient
+    /// clients must be shut down before they are released; these never are).
+    private static let clients = Mutex<[NodeTLS: HTTPClient]>([:])
+
+    static func httpClient(_ tls: NodeTLS?) throws -> HTTPClient {
+        guard let tls else { return HTTPClient.shared }
+        return try clients.withLock { clients in
+            if let client = clients[tls] { return client }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton,
+                                    configuration: .init(tlsConfiguration: try tls.clientConfiguration()))
+            clients[tls] = client
+            return client
+        }
+    }
+
     /// Sends a request; returns the body of a 2xx answer, else throws `AdminClientError`.
     public func send(_ method: String, _ path: String, query: [String: String] = [:], body: Data?) async throws -> Data {
         var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) } }
-        var request = URLRequest(url: components.url!)
-        request.httpMethod = method
-        request.timeoutInterval = timeoutSeconds
+        var request = HTTPClientRequest(url: components.url!.absoluteString)
+        request.method = HTTPMethod(rawValue: method)
         if let body {
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.body = .bytes(ByteBuffer(bytes: body))
+            request.headers.add(name: "Content-Type", value: "application/json")
         }
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response): (Data, URLResponse)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let status: Int
+        let data: Data
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            let response = try await Self.httpClient(tls).execute(request, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+            status = Int(response.status.code)
+            let buffer = try await response.body.collect(upTo: 512 << 20)
+            data = Data(buffer.readableBytesView)
         } catch {
-            throw AdminClientError.unreachable(url: base.absoluteString, reason: error.localizedDescription)
+            throw AdminClientError.unreachable(url: base.absoluteString, reason: "\(error)")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
             let message = (try? JSONDecoder().decode(APIError.self, from: data))?.error.message ?? String(decoding: data, as: UTF8.self)
             throw AdminClientError.status(code: status, message: message)

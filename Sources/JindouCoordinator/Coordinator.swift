@@ -41,11 +41,13 @@ public struct Coordinator: Sendable {
         public var prefault: Bool
         public var stateDirectory: String?
         public var secret: ClusterSecret?
+        /// Mutual TLS for node links (the HTTP API takes the same files, see JindouServer).
+        public var tls: NodeTLS?
         public var control: ClusterController.Settings
 
         public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
                     wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
-                    stateDirectory: String? = nil, secret: ClusterSecret? = nil,
+                    stateDirectory: String? = nil, secret: ClusterSecret? = nil, tls: NodeTLS? = nil,
                     control: ClusterController.Settings = .init()) {
             self.modelDirectory = modelDirectory
             self.workers = workers
@@ -55,6 +57,7 @@ public struct Coordinator: Sendable {
             self.prefault = prefault
             self.stateDirectory = stateDirectory
             self.secret = secret
+            self.tls = tls
             self.control = control
         }
     }
@@ -77,7 +80,8 @@ public struct Coordinator: Sendable {
         if options.prefault { model.tensors.prefault(label: "loading coordinator weights") }
         let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
 
-        let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, timeoutSeconds: options.timeoutSeconds, logger: logger)
+        let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls,
+                              timeoutSeconds: options.timeoutSeconds, logger: logger)
         let controller = try ClusterController(
             description: description, fingerprint: fingerprint, pool: pool, expertBytes: expertBytes,
             settings: options.control, stateDirectory: options.stateDirectory, logger: logger)

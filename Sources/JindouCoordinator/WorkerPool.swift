@@ -54,16 +54,18 @@ public actor WorkerPool {
     public let fingerprint: String
     public let coordinatorName: String
     public let secret: ClusterSecret?
+    private let tls: NodeTLS?
     private let timeoutSeconds: Double
     private let logger: Logger
     private var entries: [String: Entry] = [:]
     private let requestIDs = Atomic<UInt64>(1)
 
     public init(fingerprint: String, coordinatorName: String = "coordinator", secret: ClusterSecret? = nil,
-                timeoutSeconds: Double = 120, logger: Logger) {
+                tls: NodeTLS? = nil, timeoutSeconds: Double = 120, logger: Logger) {
         self.fingerprint = fingerprint
         self.coordinatorName = coordinatorName
         self.secret = secret
+        self.tls = tls
         self.timeoutSeconds = timeoutSeconds
         self.logger = logger
     }
@@ -108,7 +110,7 @@ public actor WorkerPool {
     private func handshake(_ endpoint: Endpoint) async throws -> (any WorkerLink, WorkerInfo) {
         let link: TCPWorkerLink
         do {
-            link = try await TCPWorkerLink.connect(to: endpoint, timeoutSeconds: timeoutSeconds)
+            link = try await TCPWorkerLink.connect(to: endpoint, timeoutSeconds: timeoutSeconds, tls: try tls?.clientContext())
         } catch {
             throw ClusterError.workerUnavailable(worker: endpoint.description, reason: "\(error)")
         }

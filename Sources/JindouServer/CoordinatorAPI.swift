@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdTLS
 import JindouAdmin
 import JindouCoordinator
 import JindouModel
@@ -149,18 +150,22 @@ public enum CoordinatorAPI {
         }
     }
 
-    /// The HTTP application; prints `ready http://HOST:PORT` on stdout once it accepts requests.
+    /// The HTTP application; prints `ready http(s)://HOST:PORT` on stdout once it accepts
+    /// requests. With `tls`, it is HTTPS and every client must present a certificate the
+    /// cluster CA signed (mutual TLS).
     public static func application(
-        engine: InferenceEngine, controller: ClusterController?, secret: ClusterSecret?, listen: Endpoint,
-        services: [any Service] = [], logger: Logger
-    ) -> some ApplicationProtocol {
-        Application(
+        engine: InferenceEngine, controller: ClusterController?, secret: ClusterSecret?, tls: NodeTLS? = nil,
+        listen: Endpoint, services: [any Service] = [], logger: Logger
+    ) throws -> some ApplicationProtocol {
+        let scheme = tls == nil ? "http" : "https"
+        return Application(
             router: router(engine: engine, controller: controller, secret: secret),
+            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration()) } ?? .http1(),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "jindou"),
             services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? listen.port
-                announceReady("http://\(Endpoint(host: listen.host, port: port))")
+                announceReady("\(scheme)://\(Endpoint(host: listen.host, port: port))")
             },
             logger: logger)
     }

@@ -11,7 +11,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     /// Parses `host:port`, `tcp://host:port`, `http://host:port` or `[v6]:port`.
     public init?(_ text: String) {
         var rest = Substring(text)
-        for scheme in ["tcp://", "http://"] where rest.hasPrefix(scheme) { rest = rest.dropFirst(scheme.count) }
+        for scheme in ["tcp://", "tls://", "http://", "https://"] where rest.hasPrefix(scheme) { rest = rest.dropFirst(scheme.count) }
         while rest.hasSuffix("/") { rest = rest.dropLast() }
         guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
               (0...65535).contains(port) else { return nil }

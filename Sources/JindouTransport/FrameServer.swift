@@ -2,6 +2,7 @@ import JindouWire
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// What a connection's session wants done after a frame.
 public enum SessionAction: Sendable {
@@ -22,10 +23,12 @@ public final class FrameServer: Sendable {
     public let channel: NIOAsyncChannel<NIOAsyncChannel<InboundFrame, Frame>, Never>
     private let logger: Logger
 
-    /// Binds `endpoint` (port 0 picks a free port; see `boundEndpoint`).
+    /// Binds `endpoint` (port 0 picks a free port; see `boundEndpoint`). With `tls`, every
+    /// connection must complete mutual TLS before any frame is read; a failed TLS handshake
+    /// closes it and is logged.
     public init(
         endpoint: Endpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, logger: Logger
+        maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, tls: NIOSSLContext? = nil, logger: Logger
     ) async throws {
         self.logger = logger
         channel = try await ServerBootstrap(group: group)
@@ -34,6 +37,9 @@ public final class FrameServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: endpoint.host, port: endpoint.port) { child in
                 child.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try child.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(FrameDecodingHandler(maximumPayloadLength: maximumPayloadLength)))
                     try child.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncodingHandler()))
@@ -57,6 +63,10 @@ public final class FrameServer: Sendable {
                     group.addTask { [logger] in
                         do {
                             try await Self.serve(connection, session: makeSession())
+                        } catch let error as NIOSSLError {
+                            logger.warning("refused connection: TLS failed", metadata: ["peer": "\(remote)", "error": "\(error)"])
+                        } catch let error as BoringSSLError {
+                            logger.warning("refused connection: TLS failed", metadata: ["peer": "\(remote)", "error": "\(error)"])
                         } catch {
                             logger.debug("connection ended", metadata: ["peer": "\(remote)", "error": "\(error)"])
                         }

@@ -2,6 +2,7 @@ import JindouWire
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Errors of a connection to a peer, naming the peer.
 public enum LinkError: Error, Equatable, CustomStringConvertible {
@@ -48,9 +49,11 @@ public final class TCPWorkerLink: WorkerLink {
     }
 
     /// Connects to `endpoint`. `timeoutSeconds` bounds both the connect and every exchange.
+    /// With `tls`, the link is mutual TLS (see `NodeTLS`).
     public static func connect(
         to endpoint: Endpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        timeoutSeconds: Double = 60, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength
+        timeoutSeconds: Double = 60, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
+        tls: NIOSSLContext? = nil
     ) async throws -> TCPWorkerLink {
         let peer = endpoint.description
         let timeout = TimeAmount.nanoseconds(Int64(timeoutSeconds * 1e9))
@@ -61,6 +64,9 @@ public final class TCPWorkerLink: WorkerLink {
                 .connectTimeout(.seconds(Int64(max(1, min(timeoutSeconds, 10)))))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil))
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecodingHandler(maximumPayloadLength: maximumPayloadLength)))
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncodingHandler()))
@@ -88,7 +94,11 @@ public final class TCPWorkerLink: WorkerLink {
             promise.fail(LinkError.timedOut(peer: peer, seconds: seconds))
             channel.close(promise: nil)
         }
-        channel.writeAndFlush(PendingExchange(frame: frame, promise: promise), promise: nil)
+        // If the write itself fails (the connection closed meanwhile), fail at once rather
+        // than at the deadline.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in promise.fail(LinkError.closed(peer: peer)) }
+        channel.writeAndFlush(PendingExchange(frame: frame, promise: promise), promise: written)
         defer { deadline.cancel() }
         return try await promise.futureResult.get()
     }
@@ -113,11 +123,18 @@ final class RequestReplyHandler: ChannelDuplexHandler {
 
     private let peer: String
     private var waiting = CircularBuffer<EventLoopPromise<Frame>>()
+    private var closed = false
 
     init(peer: String) { self.peer = peer }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let pending = unwrapOutboundIn(data)
+        if closed {
+            // channelInactive has already failed the waiters; nobody would fail this one.
+            pending.promise.fail(LinkError.closed(peer: peer))
+            promise?.fail(LinkError.closed(peer: peer))
+            return
+        }
         waiting.append(pending.promise)
         context.write(wrapOutboundOut(pending.frame), promise: promise)
     }
@@ -138,6 +155,7 @@ final class RequestReplyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
         failAll(LinkError.closed(peer: peer))
         context.fireChannelInactive()
     }

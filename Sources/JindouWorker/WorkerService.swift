@@ -22,6 +22,8 @@ public struct WorkerService: Service {
         /// The address the coordinator should dial (default: the bound address).
         public var advertise: Endpoint?
         public var secret: ClusterSecret?
+        /// Mutual TLS for the data plane and for joining (see `NodeTLS`).
+        public var tls: NodeTLS?
         /// Bytes offered for experts (default: MemAvailable at start).
         public var memoryBytes: UInt64?
         public var maximumPayloadLength: Int
@@ -29,7 +31,7 @@ public struct WorkerService: Service {
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
-                    memoryBytes: UInt64? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
+                    tls: NodeTLS? = nil, memoryBytes: UInt64? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
                     prefault: Bool = true) {
             self.modelDirectory = modelDirectory
             self.listen = listen
@@ -39,6 +41,7 @@ public struct WorkerService: Service {
             self.join = join
             self.advertise = advertise
             self.secret = secret
+            self.tls = tls
             self.memoryBytes = memoryBytes
             self.maximumPayloadLength = maximumPayloadLength
             self.prefault = prefault
@@ -54,7 +57,8 @@ public struct WorkerService: Service {
     public init(options: Options, logger: Logger) async throws {
         let checkpoint = try Checkpoint(directory: options.modelDirectory)
         let description = try ModelDescription(checkpoint: checkpoint)
-        let server = try await FrameServer(endpoint: options.listen, maximumPayloadLength: options.maximumPayloadLength, logger: logger)
+        let server = try await FrameServer(endpoint: options.listen, maximumPayloadLength: options.maximumPayloadLength,
+                                           tls: try options.tls?.serverContext(), logger: logger)
         let bound = server.boundEndpoint ?? options.listen
         let name = options.name ?? "\(ProcessInfo.processInfo.hostName):\(bound.port)"
         let keys: [ExpertKey]
@@ -79,7 +83,7 @@ public struct WorkerService: Service {
     }
 
     /// `tcp://host:port` actually bound.
-    public var url: String { "tcp://\(server.boundEndpoint ?? Endpoint(host: "?", port: 0))" }
+    public var url: String { "\(options.tls == nil ? "tcp" : "tls")://\(server.boundEndpoint ?? Endpoint(host: "?", port: 0))" }
 
     /// The address to give the coordinator.
     var advertisedAddress: String {
@@ -111,7 +115,7 @@ public struct WorkerService: Service {
     /// coordinator does not know this worker (e.g. it restarted without its state), and
     /// keeps retrying with backoff while it is unreachable.
     func joinAndHeartbeat(_ url: String) async {
-        guard let client = try? AdminClient(url, token: state.secret?.token, timeoutSeconds: 10) else {
+        guard let client = try? AdminClient(url, token: state.secret?.token, timeoutSeconds: 10, tls: options.tls) else {
             logger.error("bad --join URL", metadata: ["url": "\(url)"])
             return
         }

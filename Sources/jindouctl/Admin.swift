@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JindouAdmin
+import JindouTransport
 import JindouWire
 
 /// Flags every command that talks to a coordinator shares.
@@ -11,16 +12,14 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("token-file"), help: "File holding the cluster secret (default: $JINDOU_TOKEN_FILE).")
     var tokenFile: String?
 
+    @OptionGroup var tls: ClientTLSOptions
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
     func client() throws -> AdminClient {
         let url = coordinator ?? ProcessInfo.processInfo.environment["JINDOU_COORDINATOR"] ?? "http://127.0.0.1:8080"
-        let file = tokenFile ?? ProcessInfo.processInfo.environment["JINDOU_TOKEN_FILE"]
-        let token = try file.map { path -> String in
-            do { return try ClusterSecret(contentsOfFile: path).token } catch { throw CLIError(error) }
-        }
-        do { return try AdminClient(url, token: token) } catch { throw CLIError(error) }
+        return try makeAdminClient(url: url, tokenFile: tokenFile, tls: tls)
     }
 
     /// Runs a request, turning any failure into one readable line.
@@ -33,6 +32,37 @@ struct ClusterOptions: ParsableArguments {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
+    }
+}
+
+/// Mutual TLS for talking to an HTTPS coordinator.
+struct ClientTLSOptions: ParsableArguments {
+    @Option(name: .customLong("tls-ca"), help: "Cluster CA certificate (PEM) for an https:// coordinator.")
+    var ca: String?
+    @Option(name: .customLong("tls-cert"), help: "Client certificate (PEM) signed by the cluster CA.")
+    var certificate: String?
+    @Option(name: .customLong("tls-key"), help: "Client private key (PEM).")
+    var key: String?
+
+    func validate() throws {
+        let given = [ca, certificate, key].compactMap { $0 }.count
+        guard given == 0 || given == 3 else { throw ValidationError("give all of --tls-ca, --tls-cert and --tls-key, or none") }
+    }
+
+    var node: NodeTLS? {
+        guard let ca, let certificate, let key else { return nil }
+        return NodeTLS(caPath: ca, certificatePath: certificate, keyPath: key)
+    }
+}
+
+/// An admin client from flags (and JINDOU_TOKEN_FILE).
+func makeAdminClient(url: String, tokenFile: String?, tls: ClientTLSOptions) throws -> AdminClient {
+    let file = tokenFile ?? ProcessInfo.processInfo.environment["JINDOU_TOKEN_FILE"]
+    do {
+        let token = try file.map { try ClusterSecret(contentsOfFile: $0).token }
+        return try AdminClient(url, token: token, tls: tls.node)
+    } catch {
+        throw CLIError(error)
     }
 }
 

@@ -26,6 +26,8 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "Cluster secret for --coordinator (default: $JINDOU_TOKEN_FILE).")
     var tokenFile: String?
 
+    @OptionGroup var tls: ClientTLSOptions
+
     @Option(name: .customLong("prompt-ids"), help: "Comma-separated prompt token ids, e.g. 1,2,3.")
     var promptIDs: String
 
@@ -108,9 +110,8 @@ struct Generate: AsyncParsableCommand {
                 let result = try await engine.generate(body.request)
                 report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             } else {
-                let file = tokenFile ?? ProcessInfo.processInfo.environment["JINDOU_TOKEN_FILE"]
-                let token = try file.map { try ClusterSecret(contentsOfFile: $0).token }
-                report = try await AdminClient(coordinatorURL!, token: token).post("v1/jindou/generate", body, as: GenerationReport.self)
+                report = try await makeAdminClient(url: coordinatorURL!, tokenFile: tokenFile, tls: tls)
+                    .post("v1/jindou/generate", body, as: GenerationReport.self)
             }
         } catch {
             throw CLIError(error)

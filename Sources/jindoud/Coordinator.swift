@@ -46,6 +46,7 @@ struct Coordinator: AsyncParsableCommand {
     var goneAfter: Double = 60
 
     @OptionGroup var secret: SecretOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16 (half the bytes).")
     var wireDType: String = "f32"
@@ -80,15 +81,16 @@ struct Coordinator: AsyncParsableCommand {
             coordinator = try await .start(
                 .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
                       wireDType: WireDType(rawValue: wireDType)!, timeoutSeconds: timeoutSeconds, prefault: !daemon.noPrefault,
-                      stateDirectory: stateDir, secret: clusterSecret,
+                      stateDirectory: stateDir, secret: clusterSecret, tls: tls.node,
                       control: .init(heartbeat: .seconds(heartbeatSeconds), unreachableAfter: .seconds(unreachableAfter),
                                      goneAfter: .seconds(goneAfter), replicas: replicas)),
                 logger: logger)
         } catch {
             throw DaemonError(error)
         }
-        let app = CoordinatorAPI.application(
-            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, listen: listen, logger: logger)
+        let app = try CoordinatorAPI.application(
+            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
+            listen: listen, logger: logger)
         let group = ServiceGroup(services: [coordinator.controller, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await coordinator.pool.closeAll()

@@ -35,6 +35,7 @@ struct Local: AsyncParsableCommand {
     var stateDir: String?
 
     @OptionGroup var secret: SecretOptions
+    @OptionGroup var tls: TLSOptions
 
     @OptionGroup var daemon: DaemonOptions
 
@@ -59,19 +60,21 @@ struct Local: AsyncParsableCommand {
                                  "--experts", "\(placement):\(index)/\(workers)", "--log-level", daemon.logLevel]
                 if daemon.noPrefault { arguments.append("--no-prefault") }
                 if let file = secret.tokenFile { arguments += ["--token-file", file] }
+                arguments += tls.arguments
                 endpoints.append(try processes.start(arguments: arguments))
             }
             coordinator = try await .start(
                 .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
                       wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault, stateDirectory: stateDir,
-                      secret: clusterSecret),
+                      secret: clusterSecret, tls: tls.node),
                 logger: logger)
         } catch {
             processes.stopAll()
             throw DaemonError(error)
         }
-        let app = CoordinatorAPI.application(
-            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, listen: listen, logger: logger)
+        let app = try CoordinatorAPI.application(
+            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
+            listen: listen, logger: logger)
         // Services stop in reverse order: the API first, then the control loop, then the workers.
         let group = ServiceGroup(services: [processes, coordinator.controller, app], gracefulShutdownSignals: [.sigterm, .sigint],
                                  logger: logger)

@@ -40,6 +40,7 @@ struct Worker: AsyncParsableCommand {
     var memoryLimit: String?
 
     @OptionGroup var secret: SecretOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(help: "A placement file; host what it assigns to --name.")
     var placement: String?
@@ -64,7 +65,7 @@ struct Worker: AsyncParsableCommand {
         do {
             service = try await WorkerService(
                 options: .init(modelDirectory: model, listen: listen, expertSpec: experts, placementFile: placement,
-                               name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger),
+                               name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
                                maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault),
                 logger: logger)

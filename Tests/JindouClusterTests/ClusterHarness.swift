@@ -31,7 +31,7 @@ final class WorkerProcess: @unchecked Sendable {
         process.standardOutput = stdout
         try process.run()
         self.name = name
-        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready tcp://"),
+        guard let line = readLine(stdout.fileHandleForReading), (line.hasPrefix("ready tcp://") || line.hasPrefix("ready tls://")),
               let endpoint = Endpoint(String(line.dropFirst("ready ".count))) else {
             process.terminate()
             throw HarnessError("worker \(name) did not become ready")
@@ -118,7 +118,7 @@ final class CoordinatorProcess: @unchecked Sendable {
         let stdout = Pipe()
         process.standardOutput = stdout
         try process.run()
-        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready http://") else {
+        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready http") else {
             process.terminate()
             throw HarnessError("coordinator did not become ready")
         }
