@@ -59,6 +59,9 @@ let package = Package(
             dependencies: ["JindouNumerics", "JindouRouting", .product(name: "Crypto", package: "swift-crypto")]
         ),
 
+        // Text: tokenizer.json BPE tokenizers and chat templates (a Jinja subset).
+        .target(name: "JindouTokenizer"),
+
         // Hardware CRC-32C (SSE4.2) with a portable fallback, for frame checksums.
         .target(name: "CJindouSupport"),
 
@@ -143,7 +146,7 @@ let package = Package(
         .executableTarget(
             name: "jindouctl",
             dependencies: [
-                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport",
+                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport", "JindouTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -166,6 +169,7 @@ let package = Package(
         ),
         .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics"]),
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
+        .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
             dependencies: ["JindouAdmin", "JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",

@@ -33,6 +33,8 @@ from safetensors.torch import save_file
 from transformers import (AutoModelForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Qwen3MoeConfig,
                           Qwen3MoeForCausalLM)
 
+import fixture_text
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 
@@ -390,6 +392,9 @@ def to_legacy_config(path: str):
         json.dump(config, f, indent=2, sort_keys=True)
 
 
+TEMPLATES: dict[str, str] = {}
+
+
 @torch.no_grad()
 def write_fixture(spec: Spec, root: str) -> dict:
     out_dir = os.path.join(root, spec.name)
@@ -397,6 +402,9 @@ def write_fixture(spec: Spec, root: str) -> dict:
     model = build_model(spec).to(spec.dtype)
     kwargs = {"max_shard_size": spec.max_shard_size} if spec.max_shard_size else {}
     model.save_pretrained(out_dir, **kwargs)
+    # A tokenizer and the family's real chat template, for serving tests.
+    family = "qwen3" if spec.architecture == "qwen3_moe" else "glm4"
+    fixture_text.write_model_tokenizer(out_dir, family, model.config.vocab_size, TEMPLATES[family])
     config_path = os.path.join(out_dir, "config.json")
     if spec.legacy_config:
         to_legacy_config(config_path)
@@ -501,6 +509,10 @@ def main():
     args = parser.parse_args()
     root = os.path.abspath(args.unseen or args.out)
     os.makedirs(root, exist_ok=True)
+    assets = fixture_text.fetch_llama_cpp_assets(os.path.join(os.environ.get("TMPDIR", "/tmp"), "jindou-llama-cpp-assets"))
+    for family in ("qwen3", "glm4"):
+        with open(assets[family]) as f:
+            TEMPLATES[family] = f.read()
     specs = fixture_specs(args.seed, unseen=bool(args.unseen))
     print(f"{'fixture':28} {'files':>5} {'size':>9} {'min gap':>9} {'min margin':>10} {'bias Δ':>6}")
     for spec in specs:
@@ -516,6 +528,10 @@ def main():
                   file=sys.stderr)
         if "max_abs_logit_diff_vs_f32ref" in meta:
             print(f"  bf16 run vs f32-upcast run: max |Δlogit| {meta['max_abs_logit_diff_vs_f32ref']:.3e}")
+    if not args.unseen:
+        fixture_text.write_tokenizer_fixtures(root)
+        fixture_text.write_template_goldens(root, TEMPLATES, {"qwen3": os.path.join(root, "qwen3-moe-tiny"),
+                                                              "glm4": os.path.join(root, "glm4-moe-tiny")})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+"""Tokenizer and chat-template fixtures for Jindou's tests (imported by make_fixtures.py).
+
+- Byte-level BPE tokenizers trained by Hugging Face `tokenizers` with the same pipeline as
+  Qwen2/Qwen3 (NFC, split by Qwen2's regex, ByteLevel) and GLM4 (its regex), saved as
+  tokenizer.json, with the token ids `tokenizers` produces for a varied corpus.
+- The real Qwen3 and GLM-4.6 chat templates, taken from the `llama-cpp-python` sdist on
+  PyPI (it vendors llama.cpp's models/templates), with the strings transformers'
+  `apply_chat_template` renders for a set of conversations.
+- A tiny tokenizer (vocab ≤ the model fixtures' 320) plus tokenizer_config.json with the
+  real template, written next to each model fixture.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+import tarfile
+import urllib.request
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+# Pre-tokenizer patterns from the Qwen2 and GLM-4 tokenizer.json files.
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+GLM4_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+# Added tokens: (content, special) as the real tokenizers declare them.
+QWEN_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<think>", False),
+              ("</think>", False), ("<tool_call>", False), ("</tool_call>", False), ("<tool_response>", False),
+              ("</tool_response>", False)]
+GLM_ADDED = [("<|endoftext|>", True), ("[gMASK]", True), ("<sop>", True), ("<|system|>", True), ("<|user|>", True),
+             ("<|assistant|>", True), ("<|observation|>", True), ("<think>", False), ("</think>", False),
+             ("<tool_call>", False), ("</tool_call>", False), ("<tool_response>", False), ("</tool_response>", False),
+             ("<arg_key>", False), ("</arg_key>", False), ("<arg_value>", False), ("</arg_value>", False)]
+
+LLAMA_CPP_PYTHON = "llama-cpp-python"
+TEMPLATE_FILES = {"qwen3": "models/templates/Qwen-Qwen3-0.6B.jinja", "glm4": "models/templates/GLM-4.6.jinja"}
+
+
+def fetch_llama_cpp_assets(cache: str) -> dict[str, str]:
+    """Downloads the llama-cpp-python sdist from PyPI once and extracts the chat templates
+    and the Qwen2 vocabulary GGUF it vendors. Returns {name: path}."""
+    os.makedirs(cache, exist_ok=True)
+    wanted = dict(TEMPLATE_FILES, qwen2_vocab="models/ggml-vocab-qwen2.gguf",
+                  qwen2_vocab_inputs="models/ggml-vocab-qwen2.gguf.inp")
+    paths = {name: os.path.join(cache, os.path.basename(member)) for name, member in wanted.items()}
+    if all(os.path.exists(p) for p in paths.values()):
+        return paths
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{LLAMA_CPP_PYTHON}/json") as response:
+        info = json.load(response)
+    sdist = next(u for u in info["urls"] if u["packagetype"] == "sdist")
+    url = sdist["url"]
+    if not url.startswith("http"):  # some mirrors answer with a relative path
+        url = "https://files.pythonhosted.org/packages/" + url.split("packages/", 2)[-1]
+    print(f"fetching {LLAMA_CPP_PYTHON} {info['info']['version']} sdist for its vendored templates and vocab")
+    with urllib.request.urlopen(url) as response:
+        data = response.read()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        for name, member in wanted.items():
+            path = next(m for m in archive.getnames() if m.endswith("vendor/llama.cpp/" + member))
+            with archive.extractfile(path) as source, open(paths[name], "wb") as target:
+                target.write(source.read())
+    with open(os.path.join(cache, "SOURCE.txt"), "w") as f:
+        f.write(f"{LLAMA_CPP_PYTHON} {info['info']['version']} sdist from PyPI: {url}\n")
+    return paths
+
+
+def corpus() -> list[str]:
+    """Varied text: English, Chinese, code, emoji, whitespace runs, numbers, contractions,
+    combining characters (NFC), special tokens inline, mixed scripts."""
+    lines = [
+        "Hello, world! This is a test of the tokenizer.",
+        "I'm sure you'll find it's what we've wanted; they'd say we're done, wouldn't they?",
+        "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG'S BACK. It'S LOUD.",
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+        "人工智能正在改变我们的生活方式，分布式推理让大模型运行在普通机器上。",
+        "混合专家模型（MoE）在每一层只激活少数专家。",
+        "日本語のテキストも少し：東京は大きな都市です。한국어 문장도 있습니다.",
+        "Emoji: 😀😃😄 👩‍💻 🇨🇳 🏳️‍🌈 ❤️ 🤖🚀✨ and text after.",
+        "Whitespace    runs\t\ttabs\n\n\nnewlines   \n  trailing   ",
+        "   leading spaces and a single trailing space ",
+        "\n\n\n",
+        "    ",
+        "numbers: 0 7 42 1234567890 3.14159 -273.15 1e-9 0x1F 1,000,000",
+        "Ünïcödé café naïve résumé coöperate façade jalapeño",
+        "Combining: e\u0301 a\u0300 o\u0308 n\u0303 — should normalise to é à ö ñ",
+        "Mixed: Swift的并发模型 uses actors と async/await 😀 42个专家",
+        "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n4<|im_end|>",
+        "Special tokens glued:<|endoftext|><|endoftext|>x<tool_call>{\"name\": \"f\"}</tool_call>",
+        "def fibonacci(n: int) -> int:\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n",
+        "for (int i = 0; i < n; ++i) { sum += a[i] * b[i]; }  // dot product",
+        "let router = Router(configuration: config, gate: weights)  /* Swift */",
+        "SELECT id, name FROM users WHERE age >= 21 ORDER BY name DESC;",
+        "{\"key\": [1, 2.5, true, null], \"nested\": {\"a\": \"b\"}}",
+        "URLs: https://example.com/path?q=1&r=two#frag and user@example.org",
+        "Punctuation!!! ??? ... --- ___ *** ### @@@ $$$ %%% ^^^ &&& ((()))",
+        "A line with CR\r\nand CRLF endings\rand lone CR.",
+        "Zero\u200bwidth\u200bspaces and non\u00a0breaking\u00a0spaces.",
+        "Греческий и русский текст: Привет, мир! Γειά σου Κόσμε!",
+        "العربية: مرحبا بالعالم. עברית: שלום עולם.",
+        "Math: ∀x∈ℝ, x² ≥ 0; ∑ᵢ aᵢ = ∫ f(x) dx ≈ π/4",
+        "Tabs\tand\tmore\ttabs\t\t\tat\tthe\tend\t",
+        "a" * 40 + " " + "ab" * 20 + " " + "1" * 25,
+        "",
+    ]
+    # Some real code and prose from the standard library, as a larger, unseen sample.
+    import json as json_module
+    import textwrap
+    lines += inspect.getsource(textwrap).split("\n\n")[:12]
+    lines += inspect.getsource(json_module).split("\n\n")[:6]
+    return lines
+
+
+def training_corpus() -> list[str]:
+    """What the tokenizers learn their merges from (overlaps the test corpus only in part)."""
+    import argparse
+    import collections
+    import difflib
+    text = [inspect.getsource(m) for m in (argparse, collections, difflib)]
+    chinese = ("大模型推理需要大量内存带宽。专家并行把专家分布到多台机器上，每一层都要在协调器和工作节点之间交换数据。"
+               "我们用普通的机器来运行最大的开源模型，这是一个小团队的目标。今天天气很好，我们去公园散步吧。") * 20
+    emoji = "😀 🚀 ✨ 🤖 👩‍💻 " * 50
+    return text + [chinese, emoji] + corpus()[:10]
+
+
+def train(pattern: str, vocab_size: int, added: list[tuple[str, bool]], texts: list[str]) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tokenizer.train_from_iterator(texts, trainer)
+    from tokenizers import AddedToken
+    for content, special in added:
+        token = AddedToken(content, special=special, normalized=False)
+        if special:
+            tokenizer.add_special_tokens([token])
+        else:
+            tokenizer.add_tokens([token])
+    return tokenizer
+
+
+def tokenizer_golden(tokenizer: Tokenizer, lines: list[str]) -> dict:
+    cases = []
+    for text in lines:
+        encoding = tokenizer.encode(text, add_special_tokens=False)
+        cases.append({
+            "text": text,
+            "ids": encoding.ids,
+            "decoded": tokenizer.decode(encoding.ids, skip_special_tokens=False),
+            "decoded_skip_special": tokenizer.decode(encoding.ids, skip_special_tokens=True),
+        })
+    return {"generator": "tools/make_fixtures.py (fixture_text.py)", "cases": cases}
+
+
+def write_tokenizer_fixtures(root: str):
+    """Tests/Fixtures/tokenizers/{qwen-style,glm-style}: trained tokenizers + goldens."""
+    for name, pattern, added in (("qwen-style", QWEN2_PATTERN, QWEN_ADDED), ("glm-style", GLM4_PATTERN, GLM_ADDED)):
+        directory = os.path.join(root, "tokenizers", name)
+        os.makedirs(directory, exist_ok=True)
+        tokenizer = train(pattern, 3000, added, training_corpus())
+        tokenizer.save(os.path.join(directory, "tokenizer.json"))
+        with open(os.path.join(directory, "golden.json"), "w") as f:
+            json.dump(tokenizer_golden(tokenizer, corpus()), f, ensure_ascii=False, indent=1)
+        print(f"tokenizer fixture {name}: vocab {tokenizer.get_vocab_size()}")
+
+
+def conversations() -> list[dict]:
+    """Conversations × options rendered by apply_chat_template for the template goldens."""
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "城市"},
+                                                               "unit": {"type": "string", "enum": ["c", "f"]}},
+                              "required": ["city"]}}}
+    search = {"type": "function", "function": {"name": "search", "description": "Search the web",
+              "parameters": {"type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "integer"}}}}}
+    simple = [{"role": "user", "content": "Hi there!"}]
+    with_system = [{"role": "system", "content": "You are Jindou, a helpful assistant."},
+                   {"role": "user", "content": "What is a mixture of experts?"}]
+    multi = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"},
+             {"role": "assistant", "content": "Hi! How can I help?"},
+             {"role": "user", "content": "Tell me a joke about GPUs."}]
+    thinking = [{"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "<think>\nAdd two and two.\n</think>\n\nIt is 4."},
+                {"role": "user", "content": "And 3+3?"}]
+    reasoning_field = [{"role": "user", "content": "Why is the sky blue?"},
+                       {"role": "assistant", "content": "Rayleigh scattering.", "reasoning_content": "Short light scatters more."},
+                       {"role": "user", "content": "Thanks"}]
+    tool_use = [{"role": "system", "content": "Use tools when needed."},
+                {"role": "user", "content": "北京天气怎么样？"},
+                {"role": "assistant", "content": "",
+                 "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "北京", "unit": "c"}}}]},
+                {"role": "tool", "content": "{\"temperature\": 21, \"sky\": \"晴\"}"},
+                {"role": "assistant", "content": "北京现在21度，晴天。"},
+                {"role": "user", "content": "And search for news about it."},
+                {"role": "assistant", "content": "Searching.",
+                 "tool_calls": [{"type": "function", "function": {"name": "search", "arguments": {"q": "北京 新闻", "n": 3}}},
+                                {"type": "function", "function": {"name": "search", "arguments": {"q": "Beijing news", "n": 2}}}]},
+                {"role": "tool", "content": "result one"}, {"role": "tool", "content": "result two"}]
+    string_arguments = [{"role": "user", "content": "weather?"},
+                        {"role": "assistant", "content": None,
+                         "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                        {"role": "tool", "content": "sunny"}]
+    list_content = [{"role": "user", "content": [{"type": "text", "text": "Part one. "}, {"type": "text", "text": "Part two."}]}]
+    cases = []
+    for name, messages in (("simple", simple), ("system", with_system), ("multi", multi), ("thinking", thinking),
+                           ("reasoning_field", reasoning_field), ("tool_use", tool_use), ("string_arguments", string_arguments),
+                           ("list_content", list_content)):
+        for tools in (None, [weather, search]):
+            for add_generation_prompt in (True, False):
+                for enable_thinking in (None, True, False):
+                    options = {"add_generation_prompt": add_generation_prompt}
+                    if enable_thinking is not None:
+                        options["enable_thinking"] = enable_thinking
+                    cases.append({"name": name, "messages": messages, "tools": tools, "options": options})
+    return cases
+
+
+def write_template_goldens(root: str, templates: dict[str, str], tokenizer_directories: dict[str, str]):
+    """Tests/Fixtures/templates/{name}.jinja + goldens.json rendered by apply_chat_template."""
+    from transformers import AutoTokenizer
+    directory = os.path.join(root, "templates")
+    os.makedirs(directory, exist_ok=True)
+    goldens = {"generator": "tools/make_fixtures.py (fixture_text.py)", "templates": {}}
+    for name, template in templates.items():
+        with open(os.path.join(directory, f"{name}.jinja"), "w") as f:
+            f.write(template)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_directories[name])
+        rendered = []
+        for case in conversations():
+            try:
+                text = tokenizer.apply_chat_template(case["messages"], tools=case["tools"], tokenize=False,
+                                                     chat_template=template, **case["options"])
+                rendered.append(dict(case, rendered=text))
+            except Exception as error:  # a template may refuse some inputs; record that too
+                rendered.append(dict(case, error=type(error).__name__))
+        goldens["templates"][name] = rendered
+        print(f"template {name}: {len(rendered)} renderings, {sum('error' in r for r in rendered)} refusals")
+    with open(os.path.join(directory, "goldens.json"), "w") as f:
+        json.dump(goldens, f, ensure_ascii=False, indent=1)
+
+
+def write_model_tokenizer(directory: str, family: str, vocab_size: int, template: str):
+    """A tokenizer small enough for a model fixture's vocabulary, and tokenizer_config.json
+    with the family's real chat template."""
+    pattern, added = (QWEN2_PATTERN, QWEN_ADDED) if family == "qwen3" else (GLM4_PATTERN, GLM_ADDED)
+    tokenizer = train(pattern, vocab_size - len(added), added, training_corpus())
+    assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
+    tokenizer.save(os.path.join(directory, "tokenizer.json"))
+    eos = "<|im_end|>" if family == "qwen3" else "<|user|>"
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
+              "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False,
+              "added_tokens_decoder": {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,
+                                                                        "lstrip": False, "rstrip": False, "single_word": False}
+                                       for c, s in added}}
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f, ensure_ascii=False, indent=1)
+    return tokenizer
