@@ -61,6 +61,7 @@ let package = Package(
 
         // Text: tokenizer.json BPE tokenizers and chat templates (a Jinja subset).
         .target(name: "JindouTokenizer"),
+        .target(name: "JindouTemplates"),
 
         // Hardware CRC-32C (SSE4.2) with a portable fallback, for frame checksums.
         .target(name: "CJindouSupport"),
@@ -169,7 +170,7 @@ let package = Package(
         ),
         .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics"]),
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
-        .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTestSupport"]),
+        .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
             dependencies: ["JindouAdmin", "JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
