@@ -33,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -119,16 +121,24 @@ let package = Package(
             dependencies: [
                 "JindouAdmin", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Layer 6: serving: continuous batching over the engine.
+        .target(
+            name: "JindouServing",
+            dependencies: ["JindouModel", "JindouRouting", "JindouTokenizer", "JindouTemplates", .product(name: "Metrics", package: "swift-metrics")]
         ),
         // Layer 6: HTTP API on the coordinator.
         .target(
             name: "JindouServer",
             dependencies: [
-                "JindouAdmin", "JindouCoordinator", "JindouModel",
+                "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -155,7 +165,9 @@ let package = Package(
         .executableTarget(
             name: "jindoud",
             dependencies: [
-                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouPlacement",
+                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -6,6 +6,7 @@ import JindouRouting
 import JindouTransport
 import JindouWire
 import Logging
+import Metrics
 import ServiceLifecycle
 
 /// The control plane: who the workers are, which placement is active, and every change to
@@ -251,6 +252,12 @@ public actor ClusterController {
         if let old = retiring, routing.stepsInFlight(version: old.version) == 0 { retiring = nil }
         publishRoutingTable()
         reconcileShards()
+        let workerLoad = statistics.snapshot.workers
+        let total = Double(max(1, workerLoad.values.reduce(0, +)))
+        for name in order {
+            Gauge(label: "jindou_worker_load_share", dimensions: [("worker", name)]).record(Double(workerLoad[name] ?? 0) / total)
+            Gauge(label: "jindou_worker_live", dimensions: [("worker", name)]).record(isLive(members[name]) ? 1 : 0)
+        }
     }
 
     private func state(of member: Member, now: ContinuousClock.Instant) -> String {

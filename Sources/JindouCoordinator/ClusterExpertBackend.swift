@@ -2,6 +2,7 @@ import JindouModel
 import JindouPlacement
 import JindouRouting
 import JindouWire
+import Metrics
 import Synchronization
 
 /// The coordinator's `ExpertBackend`: at every MoE layer it splits the routing by the
@@ -128,8 +129,12 @@ public struct ClusterExpertBackend: ExpertBackend {
         let message = DispatchMessage(
             requestID: pool.nextRequestID(), layer: layer, placementVersion: table.placement.version,
             hiddenSize: h, dtype: wireDType, routing: share.routing, hidden: rows)
+        let start = ContinuousClock.now
         do {
             let reply = try await pool.exchange(worker, message.frame())
+            Metrics.Timer(label: "jindou_dispatch_seconds", dimensions: [("worker", worker)])
+                .recordNanoseconds((ContinuousClock.now - start).components.attoseconds / 1_000_000_000
+                                   + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
             let combine: CombineMessage
             do {
                 combine = try CombineMessage(frame: reply)

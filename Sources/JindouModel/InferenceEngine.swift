@@ -42,6 +42,16 @@ public struct GenerationResult: Sendable {
     public var prefillSeconds: Double
     public var decodeSeconds: Double
 
+    public init(tokenIDs: [Int], finishReason: FinishReason, lastPromptLogits: [Float]?, promptTokenCount: Int,
+                prefillSeconds: Double, decodeSeconds: Double) {
+        self.tokenIDs = tokenIDs
+        self.finishReason = finishReason
+        self.lastPromptLogits = lastPromptLogits
+        self.promptTokenCount = promptTokenCount
+        self.prefillSeconds = prefillSeconds
+        self.decodeSeconds = decodeSeconds
+    }
+
     /// Decode throughput (tokens after the first, per second).
     public var decodeTokensPerSecond: Double {
         tokenIDs.count > 1 && decodeSeconds > 0 ? Double(tokenIDs.count - 1) / decodeSeconds : 0

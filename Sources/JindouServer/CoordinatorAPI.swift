@@ -8,15 +8,30 @@ import JindouPlacement
 import JindouRouting
 import JindouTransport
 import JindouWire
+import JindouServing
 import Logging
+import Metrics
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 
 /// The coordinator's HTTP API: generation and the admin API (docs/admin-api.md).
 public enum CoordinatorAPI {
-    public static func router(engine: InferenceEngine, controller: ClusterController?, secret: ClusterSecret?) -> Hummingbird.Router<APIRequestContext> {
+    public static func router(serving: ServingContext, controller: ClusterController?, secret: ClusterSecret?,
+                              metrics: PrometheusCollectorRegistry?) -> Hummingbird.Router<APIRequestContext> {
+        let engine = serving.engine
         let router = Hummingbird.Router(context: APIRequestContext.self)
+        router.add(middleware: RequestMetrics())
         if let secret { router.add(middleware: BearerAuthentication(secret: secret)) }
+        OpenAIAPI.register(on: router, serving: serving)
+        if let metrics {
+            router.get("metrics") { _, _ -> Response in
+                var buffer: [UInt8] = []
+                metrics.emit(into: &buffer)
+                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
+            }
+        }
 
         router.get("health") { _, _ -> Response in
             var body: [String: Any] = ["status": "ok", "model": engine.description.architecture.rawValue]
@@ -33,8 +48,7 @@ public enum CoordinatorAPI {
         router.post("v1/jindou/generate") { request, context -> Response in
             await respond(context) {
                 let body = try await decode(GenerationRequestBody.self, request)
-                let result = try await engine.generate(body.request)
-                return GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
+                return try await generate(body.request, serving: serving)
             }
         }
 
@@ -79,6 +93,35 @@ public enum CoordinatorAPI {
         return router
     }
 
+    /// Runs a token-id generation through the batch scheduler (so it shares decode steps
+    /// with every other request) and reports it like `jindouctl generate --json`.
+    static func generate(_ request: GenerationRequest, serving: ServingContext) async throws -> GenerationReport {
+        let start = ContinuousClock.now
+        var firstToken: ContinuousClock.Instant?
+        var tokens: [Int] = []
+        var logits: [Float]?
+        var finish = FinishReason.length
+        let events = try await serving.scheduler.submit(ScheduledRequest(
+            promptTokenIDs: request.promptTokenIDs, maxNewTokens: request.maxNewTokens, sampling: request.sampling,
+            expertsPerToken: request.expertsPerToken,
+            stopTokenIDs: request.stopTokenIDs ?? Set(serving.engine.description.eosTokenIDs),
+            returnLastPromptLogits: request.returnLastPromptLogits))
+        for try await event in events {
+            switch event {
+            case .promptLogits(let l): logits = l
+            case .token(let t):
+                if firstToken == nil { firstToken = .now }
+                tokens.append(t)
+            case .finished(let reason, _, _): finish = reason
+            }
+        }
+        let end = ContinuousClock.now
+        let result = GenerationResult(
+            tokenIDs: tokens, finishReason: finish, lastPromptLogits: logits, promptTokenCount: request.promptTokenIDs.count,
+            prefillSeconds: ((firstToken ?? end) - start).seconds, decodeSeconds: (end - (firstToken ?? end)).seconds)
+        return GenerationReport(result, requested: request.expertsPerToken, description: serving.engine.description)
+    }
+
     /// Errors a handler maps to a status.
     enum APIFailure: Error {
         case badRequest(String)
@@ -108,6 +151,12 @@ public enum CoordinatorAPI {
             return errorResponse(.badRequest, type: "invalid_request_error", message: message)
         } catch let error as EngineError {
             return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
+        } catch let error as SchedulerError {
+            switch error {
+            case .busy: return errorResponse(.tooManyRequests, type: "rate_limit_error", message: error.description)
+            case .tooLarge: return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
+            case .shuttingDown: return errorResponse(.serviceUnavailable, type: "server_error", message: error.description)
+            }
         } catch let error as ClusterError {
             switch error {
             case .unknownWorker:
@@ -154,12 +203,12 @@ public enum CoordinatorAPI {
     /// requests. With `tls`, it is HTTPS and every client must present a certificate the
     /// cluster CA signed (mutual TLS).
     public static func application(
-        engine: InferenceEngine, controller: ClusterController?, secret: ClusterSecret?, tls: NodeTLS? = nil,
-        listen: Endpoint, services: [any Service] = [], logger: Logger
+        serving: ServingContext, controller: ClusterController?, secret: ClusterSecret?, tls: NodeTLS? = nil,
+        metrics: PrometheusCollectorRegistry? = nil, listen: Endpoint, services: [any Service] = [], logger: Logger
     ) throws -> some ApplicationProtocol {
         let scheme = tls == nil ? "http" : "https"
         return Application(
-            router: router(engine: engine, controller: controller, secret: secret),
+            router: router(serving: serving, controller: controller, secret: secret, metrics: metrics),
             server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration()) } ?? .http1(),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "jindou"),
             services: services,
@@ -196,6 +245,29 @@ struct BearerAuthentication<Context: RemoteAddressRequestContext>: RouterMiddlew
         ])
         return CoordinatorAPI.errorResponse(.unauthorized, type: "authentication_error",
                                             message: "missing or wrong cluster secret (Authorization: Bearer …)")
+    }
+}
+
+/// Counts requests per route and status (`jindou_requests_total`).
+struct RequestMetrics<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response = try await next(request, context)
+        Counter(label: "jindou_requests_total",
+                dimensions: [("path", request.uri.path), ("status", String(response.status.code))]).increment()
+        return response
+    }
+}
+
+/// Runs the batch scheduler's step loop as a service.
+public struct SchedulerService: Service {
+    public let scheduler: BatchScheduler
+    public init(_ scheduler: BatchScheduler) { self.scheduler = scheduler }
+    public func run() async throws {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await scheduler.run()
+        } onCancelOrGracefulShutdown: {
+            Task { await scheduler.stop() }
+        }
     }
 }
 

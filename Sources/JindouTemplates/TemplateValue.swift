@@ -86,7 +86,7 @@ extension TemplateValue {
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
 
     /// Python truthiness.
-    var truthy: Bool {
+    public var truthy: Bool {
         switch self {
         case .undefined, .none: false
         case .bool(let b): b

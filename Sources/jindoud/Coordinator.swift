@@ -1,6 +1,7 @@
 import ArgumentParser
 import JindouCoordinator
 import JindouServer
+import JindouServing
 import JindouTransport
 import JindouWire
 import Logging
@@ -47,6 +48,7 @@ struct Coordinator: AsyncParsableCommand {
 
     @OptionGroup var secret: SecretOptions
     @OptionGroup var tls: TLSOptions
+    @OptionGroup var servingOptions: ServingOptions
 
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16 (half the bytes).")
     var wireDType: String = "f32"
@@ -73,6 +75,7 @@ struct Coordinator: AsyncParsableCommand {
     }
 
     func run() async throws {
+        _ = metricsRegistry  // bootstrap metrics before anything creates a counter
         let logger = daemon.bootstrapLogging(label: "jindou.coordinator")
         let coordinator: JindouCoordinator.Coordinator
         let clusterSecret: ClusterSecret?
@@ -88,10 +91,17 @@ struct Coordinator: AsyncParsableCommand {
         } catch {
             throw DaemonError(error)
         }
+        let serving: ServingContext
+        do {
+            serving = try servingOptions.context(engine: coordinator.engine, model: model)
+        } catch {
+            throw DaemonError(error)
+        }
         let app = try CoordinatorAPI.application(
-            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            listen: listen, logger: logger)
-        let group = ServiceGroup(services: [coordinator.controller, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
+            metrics: metricsRegistry, listen: listen, logger: logger)
+        let group = ServiceGroup(services: [coordinator.controller, SchedulerService(serving.scheduler), app],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await coordinator.pool.closeAll()
     }

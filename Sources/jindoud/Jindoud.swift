@@ -37,9 +37,14 @@ struct DaemonOptions: ParsableArguments {
 }
 
 /// Parses `host:port` for ArgumentParser.
+import JindouModel
+import JindouServer
+import JindouServing
 import JindouTransport
 import JindouWire
 import Foundation
+import Metrics
+import Prometheus
 
 /// Flags for the cluster secret.
 struct SecretOptions: ParsableArguments {
@@ -81,6 +86,51 @@ struct TLSOptions: ParsableArguments {
         return ["--tls-ca", ca, "--tls-cert", certificate, "--tls-key", key]
     }
 }
+
+/// Serving flags shared by `coordinator` and `local`.
+struct ServingOptions: ParsableArguments {
+    @Option(name: .customLong("served-model-name"), help: "The model name clients send (default: the model directory's name).")
+    var servedModelName: String?
+
+    @Option(name: .customLong("max-model-len"), help: "Most prompt + completion tokens per request (default: the model's max_position_embeddings).")
+    var maxModelLength: Int?
+
+    @Option(name: .customLong("max-batch-tokens"), help: "Most tokens per decode/prefill step (longer prompts are prefilled in chunks).")
+    var maxBatchTokens: Int = 512
+
+    @Option(name: .customLong("max-sequences"), help: "Most requests decoding at once.")
+    var maxSequences: Int = 64
+
+    @Option(name: .customLong("kv-cache"), help: "KV-cache memory for running requests, e.g. 4GiB; requests wait when it is full.")
+    var kvCache: String = "4GiB"
+
+    @Option(name: .customLong("max-queued"), help: "Requests that may wait for admission; more get HTTP 429.")
+    var maxQueued: Int = 256
+
+    func validate() throws {
+        guard parseByteSize(kvCache) != nil else { throw ValidationError("--kv-cache: e.g. 4GiB") }
+        guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
+        if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
+    }
+
+    /// The serving context for an engine over the checkpoint in `model`.
+    func context(engine: InferenceEngine, model: String) throws -> ServingContext {
+        let text = try ServingText(directory: model, description: engine.description)
+        let scheduler = BatchScheduler(engine: engine, options: .init(
+            maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,
+            kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued))
+        let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
+        return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
+                              maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings)
+    }
+}
+
+/// Prometheus metrics for the process (`GET /metrics`).
+let metricsRegistry: PrometheusCollectorRegistry = {
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    return registry
+}()
 
 /// Parses sizes like 512MiB, 8GB, 2048 (bytes).
 func parseByteSize(_ text: String) -> UInt64? {

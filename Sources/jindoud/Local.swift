@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JindouCoordinator
 import JindouServer
+import JindouServing
 import JindouTransport
 import JindouWire
 import Logging
@@ -36,6 +37,7 @@ struct Local: AsyncParsableCommand {
 
     @OptionGroup var secret: SecretOptions
     @OptionGroup var tls: TLSOptions
+    @OptionGroup var servingOptions: ServingOptions
 
     @OptionGroup var daemon: DaemonOptions
 
@@ -48,6 +50,7 @@ struct Local: AsyncParsableCommand {
     }
 
     func run() async throws {
+        _ = metricsRegistry  // bootstrap metrics before anything creates a counter
         let logger = daemon.bootstrapLogging(label: "jindou.local")
         let processes = LocalWorkers(logger: logger)
         let coordinator: JindouCoordinator.Coordinator
@@ -72,12 +75,18 @@ struct Local: AsyncParsableCommand {
             processes.stopAll()
             throw DaemonError(error)
         }
+        let serving: ServingContext
+        do {
+            serving = try servingOptions.context(engine: coordinator.engine, model: model)
+        } catch {
+            throw DaemonError(error)
+        }
         let app = try CoordinatorAPI.application(
-            engine: coordinator.engine, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            listen: listen, logger: logger)
+            serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
+            metrics: metricsRegistry, listen: listen, logger: logger)
         // Services stop in reverse order: the API first, then the control loop, then the workers.
-        let group = ServiceGroup(services: [processes, coordinator.controller, app], gracefulShutdownSignals: [.sigterm, .sigint],
-                                 logger: logger)
+        let group = ServiceGroup(services: [processes, coordinator.controller, SchedulerService(serving.scheduler), app],
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()
         } catch {

@@ -1,0 +1,303 @@
+import Foundation
+import JindouModel
+import JindouRouting
+import Metrics
+
+/// One request to the scheduler: a prompt and how to continue it.
+public struct ScheduledRequest: Sendable {
+    public var promptTokenIDs: [Int]
+    public var maxNewTokens: Int
+    public var sampling: SamplingParameters
+    public var expertsPerToken: ExpertsPerToken
+    public var stopTokenIDs: Set<Int>
+    public var returnLastPromptLogits: Bool
+
+    public init(promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,
+                expertsPerToken: ExpertsPerToken = .configured, stopTokenIDs: Set<Int> = [], returnLastPromptLogits: Bool = false) {
+        self.promptTokenIDs = promptTokenIDs
+        self.maxNewTokens = maxNewTokens
+        self.sampling = sampling
+        self.expertsPerToken = expertsPerToken
+        self.stopTokenIDs = stopTokenIDs
+        self.returnLastPromptLogits = returnLastPromptLogits
+    }
+}
+
+/// What a running request produces.
+public enum GenerationEvent: Sendable {
+    /// The float32 logits of the last prompt position (when asked for), before the first token.
+    case promptLogits([Float])
+    case token(Int)
+    case finished(FinishReason, promptTokens: Int, completionTokens: Int)
+}
+
+/// Why the scheduler refused a request.
+public enum SchedulerError: Error, Equatable, CustomStringConvertible {
+    /// The waiting queue is full: retry later (HTTP 429).
+    case busy(queued: Int)
+    /// The request alone needs more KV cache than the whole budget (HTTP 400).
+    case tooLarge(neededBytes: Int, budgetBytes: Int)
+    case shuttingDown
+
+    public var description: String {
+        switch self {
+        case .busy(let queued): "the server is busy (\(queued) requests already waiting); retry later"
+        case .tooLarge(let needed, let budget):
+            "the request needs \(needed / 1_000_000) MB of KV cache (prompt + max_tokens), more than the whole budget of \(budget / 1_000_000) MB"
+        case .shuttingDown: "the server is shutting down"
+        }
+    }
+}
+
+/// Continuous batching: every step runs one forward pass over all running sequences —
+/// one decode token each plus chunks of prompts still being prefilled — so one dispatch
+/// per worker per MoE layer carries the tokens of every request. New requests join at
+/// step boundaries when the KV-cache budget allows; otherwise they wait in a bounded
+/// queue. A request whose consumer goes away is dropped at the next step boundary.
+public actor BatchScheduler {
+    public struct Options: Sendable {
+        /// Most tokens in one step (decode tokens + prefill chunk tokens).
+        public var maximumStepTokens: Int
+        /// Most sequences running at once.
+        public var maximumSequences: Int
+        /// KV-cache bytes that running sequences may reserve (prompt + max_tokens each).
+        public var kvCacheBudgetBytes: Int
+        /// Requests that may wait for admission before new ones get `busy`.
+        public var maximumQueued: Int
+
+        public init(maximumStepTokens: Int = 512, maximumSequences: Int = 64, kvCacheBudgetBytes: Int = 4 << 30,
+                    maximumQueued: Int = 256) {
+            self.maximumStepTokens = maximumStepTokens
+            self.maximumSequences = maximumSequences
+            self.kvCacheBudgetBytes = kvCacheBudgetBytes
+            self.maximumQueued = maximumQueued
+        }
+    }
+
+    final class Sequence {
+        let id: Int
+        let request: ScheduledRequest
+        let cache: KVCache
+        let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
+        let reservedBytes: Int
+        var sampler: Sampler
+        var prefilled = 0
+        var generated: [Int] = []
+        var pendingToken: Int?
+        var cancelled = false
+        let submitted = ContinuousClock.now
+        var lastToken: ContinuousClock.Instant?
+
+        init(id: Int, request: ScheduledRequest, cache: KVCache, reservedBytes: Int,
+             continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation) {
+            self.id = id
+            self.request = request
+            self.cache = cache
+            self.reservedBytes = reservedBytes
+            self.continuation = continuation
+            sampler = Sampler(request.sampling)
+        }
+
+        var inPrefill: Bool { prefilled < request.promptTokenIDs.count }
+    }
+
+    public let engine: InferenceEngine
+    public let options: Options
+    private var waiting: [Sequence] = []
+    private var running: [Sequence] = []
+    private var nextID = 0
+    private var reservedBytes = 0
+    private var wake: CheckedContinuation<Void, Never>?
+    private var stopped = false
+    private let bytesPerToken: Int
+
+    // Metrics (exported for Prometheus by the daemon's metrics backend).
+    private let batchSequences = Recorder(label: "jindou_batch_sequences")
+    private let batchTokens = Recorder(label: "jindou_batch_tokens")
+    private let stepSeconds = Metrics.Timer(label: "jindou_step_seconds")
+    private let timeToFirstToken = Metrics.Timer(label: "jindou_time_to_first_token_seconds")
+    private let interTokenLatency = Metrics.Timer(label: "jindou_inter_token_latency_seconds")
+    private let promptTokens = Counter(label: "jindou_prompt_tokens_total")
+    private let generatedTokens = Counter(label: "jindou_generation_tokens_total")
+    private let queueDepth = Gauge(label: "jindou_queue_depth")
+    private let runningGauge = Gauge(label: "jindou_running_sequences")
+    private let kvReserved = Gauge(label: "jindou_kv_cache_reserved_bytes")
+
+    public init(engine: InferenceEngine, options: Options = .init()) {
+        self.engine = engine
+        self.options = options
+        let a = engine.description.attention
+        bytesPerToken = engine.description.layerCount * 2 * a.keyValueHeads * a.headDimension * MemoryLayout<Float>.size
+    }
+
+    /// KV-cache bytes a request reserves while it runs.
+    public func reservation(for request: ScheduledRequest) -> Int {
+        (request.promptTokenIDs.count + request.maxNewTokens) * bytesPerToken
+    }
+
+    /// Queues a request; its events arrive on the returned stream. Throws at once if the
+    /// request can never fit or the queue is full.
+    public func submit(_ request: ScheduledRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        guard !stopped else { throw SchedulerError.shuttingDown }
+        guard !request.promptTokenIDs.isEmpty else { throw EngineError.emptyPrompt }
+        try engine.model.validate([SequenceStep(cache: KVCache(layerCount: 0, rowWidth: 0), tokens: request.promptTokenIDs,
+                                                expertsPerToken: request.expertsPerToken)])
+        try request.sampling.validate()
+        let bytes = reservation(for: request)
+        guard bytes <= options.kvCacheBudgetBytes else { throw SchedulerError.tooLarge(neededBytes: bytes, budgetBytes: options.kvCacheBudgetBytes) }
+        guard waiting.count < options.maximumQueued else { throw SchedulerError.busy(queued: waiting.count) }
+        let id = nextID
+        nextID += 1
+        let (stream, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()
+        continuation.onTermination = { [weak self] termination in
+            if case .cancelled = termination { Task { await self?.cancel(id) } }
+        }
+        let sequence = Sequence(id: id, request: request, cache: engine.model.makeCache(), reservedBytes: bytes, continuation: continuation)
+        waiting.append(sequence)
+        queueDepth.record(waiting.count)
+        wake?.resume()
+        wake = nil
+        return stream
+    }
+
+    /// Marks a request cancelled (its consumer went away); it leaves at the next step.
+    func cancel(_ id: Int) {
+        for s in running + waiting where s.id == id { s.cancelled = true }
+        wake?.resume()
+        wake = nil
+    }
+
+    public var runningCount: Int { running.count }
+    public var waitingCount: Int { waiting.count }
+
+    /// Runs steps until cancelled. Call once (the daemon runs it as part of its service group).
+    public func run() async {
+        while !Task.isCancelled && !stopped {
+            admit()
+            if running.isEmpty {
+                await withCheckedContinuation { wake = $0 }
+                continue
+            }
+            await step()
+        }
+        for s in running + waiting { s.continuation.finish(throwing: SchedulerError.shuttingDown) }
+        running.removeAll()
+        waiting.removeAll()
+    }
+
+    public func stop() {
+        stopped = true
+        wake?.resume()
+        wake = nil
+    }
+
+    /// Moves waiting requests into the batch, oldest first, while the budget allows.
+    private func admit() {
+        waiting.removeAll { s in
+            if s.cancelled { s.continuation.finish() }
+            return s.cancelled
+        }
+        while let next = waiting.first, running.count < options.maximumSequences,
+              reservedBytes + next.reservedBytes <= options.kvCacheBudgetBytes {
+            waiting.removeFirst()
+            reservedBytes += next.reservedBytes
+            running.append(next)
+            promptTokens.increment(by: next.request.promptTokenIDs.count)
+        }
+        queueDepth.record(waiting.count)
+        runningGauge.record(running.count)
+        kvReserved.record(reservedBytes)
+    }
+
+    private func retire(_ s: Sequence) {
+        reservedBytes -= s.reservedBytes
+        running.removeAll { $0 === s }
+    }
+
+    /// One forward pass over the batch, then sampling and events.
+    private func step() async {
+        running.removeAll { s in
+            if s.cancelled {
+                reservedBytes -= s.reservedBytes
+                s.continuation.finish()
+            }
+            return s.cancelled
+        }
+        guard !running.isEmpty else { return }
+        // Decode tokens first (one per sequence), then prompt chunks in arrival order.
+        var budget = options.maximumStepTokens
+        var plan: [(Sequence, [Int], LogitsSelection)] = []
+        for s in running where !s.inPrefill {
+            guard let token = s.pendingToken else { continue }
+            plan.append((s, [token], .last))
+            budget -= 1
+        }
+        for s in running where s.inPrefill && budget > 0 {
+            let prompt = s.request.promptTokenIDs
+            let chunk = Array(prompt[s.prefilled..<min(prompt.count, s.prefilled + budget)])
+            budget -= chunk.count
+            plan.append((s, chunk, s.prefilled + chunk.count == prompt.count ? .last : .none))
+        }
+        guard !plan.isEmpty else { return }
+        batchSequences.record(plan.count)
+        batchTokens.record(plan.reduce(0) { $0 + $1.1.count })
+
+        let batch = plan.map { SequenceStep(cache: $0.0.cache, tokens: $0.1, expertsPerToken: $0.0.request.expertsPerToken, logits: $0.2) }
+        let start = ContinuousClock.now
+        let logits: [[Float]]
+        do {
+            logits = try await engine.model.forward(batch, experts: engine.experts)
+        } catch {
+            // The step failed (a worker is gone, …): fail its sequences, keep serving.
+            for (s, _, _) in plan {
+                s.continuation.finish(throwing: error)
+                retire(s)
+            }
+            return
+        }
+        stepSeconds.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+
+        for ((s, tokens, selection), rowLogits) in zip(plan, logits) {
+            if s.inPrefill {
+                s.prefilled += tokens.count
+                if selection == .none { continue }
+                if s.request.returnLastPromptLogits { s.continuation.yield(.promptLogits(rowLogits)) }
+            }
+            if s.cancelled { continue }
+            guard s.request.maxNewTokens > 0 else {
+                finish(s, .length)
+                continue
+            }
+            let token = s.sampler.sample(rowLogits)
+            let now = ContinuousClock.now
+            if let last = s.lastToken {
+                interTokenLatency.recordNanoseconds((now - last).nanoseconds)
+            } else {
+                timeToFirstToken.recordNanoseconds((now - s.submitted).nanoseconds)
+            }
+            s.lastToken = now
+            s.generated.append(token)
+            generatedTokens.increment()
+            s.continuation.yield(.token(token))
+            if s.request.stopTokenIDs.contains(token) {
+                finish(s, .stop)
+            } else if s.generated.count >= s.request.maxNewTokens {
+                finish(s, .length)
+            } else {
+                s.pendingToken = token
+            }
+        }
+    }
+
+    private func finish(_ s: Sequence, _ reason: FinishReason) {
+        s.continuation.yield(.finished(reason, promptTokens: s.request.promptTokenIDs.count, completionTokens: s.generated.count))
+        s.continuation.finish()
+        retire(s)
+    }
+}
+
+extension LogitsSelection: Equatable {}
+
+extension Duration {
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}
