@@ -17,8 +17,8 @@ Reference choices, all deliberate:
 - eager attention AND eager experts. transformers 5 defaults MoE experts to `grouped_mm`
   where torch provides it; the eager loop is the implementation the modeling file spells
   out, exists on every torch version, and sums each token's experts in ascending expert
-  index (the order Jindou sums in). The generator measures `grouped_mm` against it and
-  records the difference (0 on the versions tried).
+  index (the order Jindou sums in; grouped_mm sums in routing order). The generator
+  measures `grouped_mm` against it and records the difference (rounding-level in fp32).
 - goldens come from the checkpoint as `from_pretrained` reloads it, never from the
   in-memory model, and the reload must equal the in-memory model bit for bit.
 - tiny random models at the default init (std 0.02) have near-tied logits and routers, so
@@ -247,10 +247,9 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     """A router forward implementing `auto` for Kmax = the configured K.
 
     Returns the router's usual (logits, weights [T, Kmax], indices [T, Kmax]): dropped
-    experts keep their index with weight 0, which the experts module turns into an exact
-    no-op (x + 0·finite = x). `sentinel=True` instead points dropped slots at index
-    num_experts, which the eager experts loop skips outright; the self-check asserts both
-    give identical logits."""
+    experts keep their index with weight 0, so they contribute exactly 0 (0 · finite).
+    `sentinel=True` instead points dropped slots at index num_experts, which the eager
+    experts loop skips outright; the self-check compares the two."""
     glm = is_glm(router)
 
     def forward(hidden_states):
@@ -334,7 +333,7 @@ class RouterRecorder:
         def record(module, inputs, outputs):
             hidden = inputs[0].reshape(-1, module.hidden_dim)
             _, weights, indices = outputs
-            mask = getattr(module, "_jindou_auto_mask", None)
+            mask = module.__dict__.pop("_jindou_auto_mask", None) if self.threshold is not None else None
             self.captures.append((layer_index, hidden.detach().float().clone(), indices.detach().clone(),
                                   weights.detach().float().clone(), None if mask is None else mask.clone()))
             _, scores, choice, group_scores = routing(module, hidden)
@@ -448,7 +447,7 @@ def make_goldens(model, spec: Spec, prompts: dict):
             "auto_threshold": threshold, "max_new_tokens": n, "greedy_new_tokens": tokens,
             "min_top_gap": min(top_gap(prefill), top_gap(steps)),
             "min_routing_margin": minimum(recorder.margins),
-            # Beyond the brief's margin: near-ties of the group choice and of the auto rule.
+            # Other near-ties that would flip a decision: the group choice, the auto rule.
             "min_group_margin": minimum(recorder.group_margins),
             "min_auto_threshold_margin": minimum(recorder.threshold_margins),
         })
@@ -539,21 +538,24 @@ def assert_same_model(expected, actual, probe, what):
 
 @torch.no_grad()
 def check_auto_reference(model, prompt):
-    """The auto patch must (a) with threshold 1.0 reproduce transformers' own routers
-    exactly — same experts, bitwise-equal weights, bitwise-equal logits — and (b) give the
-    same logits whether dropped experts carry weight 0 or are skipped outright. (b) holds
-    to rounding only: a dropped expert contributes exactly 0, but it still runs its GEMM on
-    more rows, and BLAS blocking depends on the row count. Returns (b)'s max |Δlogit|."""
+    """The auto patch must (a) with threshold 1.0 reproduce transformers' own routers —
+    the same experts, bitwise-equal weights and logits (two documented exceptions: exact
+    ties at the K-th place, and ulp-level weights when GLM's unsorted top-k sums K >= 3
+    weights in another order) — and (b) give the same logits whether dropped experts
+    carry weight 0 or are skipped outright. (b) holds to rounding only: a dropped expert
+    contributes exactly 0, but still runs its GEMM on more rows, and BLAS blocking depends
+    on the row count. Returns what was established."""
     kmax = model.config.num_experts_per_tok
     probe = torch.tensor([prompt])
     with RouterRecorder(model, kmax) as plain:
         expected = model(probe).logits
-    ties = 0
+    ties, exact = 0, True
     for layer, hidden, i0, w0, _ in plain.captures:
         # Router by router on the inputs transformers' own router received.
         gate = model.model.layers[layer].mlp.gate
         hidden = hidden.to(model.dtype)
         _, w1, i1 = auto_forward(gate, 1.0, kmax)(hidden)
+        gate.__dict__.pop("_jindou_auto_mask", None)
         # Exact ties at the K-th place (bf16 router logits are coarse enough to tie) are
         # broken by torch.topk in an unspecified order, by Jindou's rule to the lower index.
         _, _, choice, _ = routing(gate, hidden)
@@ -563,15 +565,20 @@ def check_auto_reference(model, prompt):
         ties += int((~untied).sum())
         s0, s1 = i0[untied].sort(dim=-1), i1[untied].sort(dim=-1)
         assert torch.equal(s0.values, s1.values), f"auto(1.0) chose other experts in layer {layer}"
-        assert torch.equal(w0[untied].gather(1, s0.indices), w1[untied].float().gather(1, s1.indices)), \
-            f"auto(1.0) weights differ in layer {layer}"
+        a, b = w0[untied].gather(1, s0.indices), w1[untied].float().gather(1, s1.indices)
+        # Normalising sums the K weights; Glm4MoeTopkRouter's topk(sorted=False) may hand
+        # them over in another order than descending, so for K >= 3 an ulp may differ.
+        assert torch.allclose(a, b, rtol=1e-6, atol=0), f"auto(1.0) weights differ in layer {layer}"
+        exact &= torch.equal(a, b)
     with Patch(model, auto=1.0):
         actual = model(probe).logits
     if ties:
         print(f"  note: {ties} exact router ties at the K-th place; auto(1.0) compared on the other tokens",
               file=sys.stderr)
-    else:
+    elif exact:
         assert torch.equal(expected, actual), "auto(1.0) logits differ from the configured top-k"
+    else:
+        assert torch.allclose(expected, actual, rtol=0, atol=1e-5), "auto(1.0) logits differ from the configured top-k"
     with Patch(model, auto=0.6):
         zero_weight = model(probe).logits
     with Patch(model, auto=0.6, sentinel=True):
@@ -579,7 +586,7 @@ def check_auto_reference(model, prompt):
     difference = float((zero_weight.float() - skipped.float()).abs().max())
     bound = 1e-4 if model.dtype == torch.float32 else 0.1
     assert difference <= bound, f"weight-0 padding differs from skipping the experts by {difference}"
-    return difference
+    return {"bitwise": exact and not ties, "exact_ties": ties, "zero_weight_vs_skip": difference}
 
 
 @torch.no_grad()
@@ -675,12 +682,13 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # in-memory model (proves the files, and any rewritten config, are faithful).
     reloaded = load(out_dir, spec.dtype)
     assert_same_model(model, reloaded, probe, f"{spec.name} reload")
-    zero_weight_vs_skip = check_auto_reference(reloaded, prompts["long"])
+    auto_check = check_auto_reference(reloaded, prompts["long"])
 
     meta, tensors, selections = make_goldens(reloaded, spec, prompts)
     meta["max_abs_logit_diff_grouped_mm"] = max(
         grouped_mm_difference(reloaded, prompts["long"], k) or 0.0 for k in {None, max(spec.k_overrides, default=None)})
-    meta["max_abs_logit_diff_auto_zero_weight_vs_skip"] = zero_weight_vs_skip
+    # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
+    meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
     if spec.architecture == "glm4_moe":
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
