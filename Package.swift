@@ -157,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "jindouctl",
             dependencies: [
-                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport", "JindouTokenizer",
+                "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport", "JindouTokenizer", "JindouTemplates",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -182,6 +182,7 @@ let package = Package(
         ),
         .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics"]),
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
+        .testTarget(name: "JindouServingTests", dependencies: ["JindouServing", "JindouModel", "JindouRouting", "JindouTestSupport"]),
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",

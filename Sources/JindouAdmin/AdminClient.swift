@@ -46,6 +46,52 @@ public struct AdminClient: Sendable {
         }
     }
 
+    /// POSTs JSON and yields each server-sent event's `data:` payload until `[DONE]`.
+    public func events(_ path: String, body: Data) -> AsyncThrowingStream<Data, Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    var request = HTTPClientRequest(url: base.appendingPathComponent(path).absoluteString)
+                    request.method = .POST
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+                    let response: HTTPClientResponse
+                    do {
+                        response = try await Self.httpClient(tls).execute(request, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+                    } catch {
+                        throw AdminClientError.unreachable(url: base.absoluteString, reason: "\(error)")
+                    }
+                    guard (200..<300).contains(Int(response.status.code)) else {
+                        let data = Data((try await response.body.collect(upTo: 1 << 20)).readableBytesView)
+                        let message = (try? JSONDecoder().decode(APIError.self, from: data))?.error.message ?? String(decoding: data, as: UTF8.self)
+                        throw AdminClientError.status(code: Int(response.status.code), message: message)
+                    }
+                    var pending = Data()
+                    for try await chunk in response.body {
+                        pending.append(contentsOf: chunk.readableBytesView)
+                        while let range = pending.range(of: Data("\n\n".utf8)) {
+                            let event = pending[pending.startIndex..<range.lowerBound]
+                            pending.removeSubrange(pending.startIndex..<range.upperBound)
+                            for line in event.split(separator: UInt8(ascii: "\n")) where line.starts(with: Data("data: ".utf8)) {
+                                let payload = Data(line.dropFirst(6))
+                                if payload == Data("[DONE]".utf8) {
+                                    continuation.finish()
+                                    return
+                                }
+                                continuation.yield(payload)
+                            }
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
     /// Sends a request; returns the body of a 2xx answer, else throws `AdminClientError`.
     public func send(_ method: String, _ path: String, query: [String: String] = [:], body: Data?) async throws -> Data {
         var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false)!

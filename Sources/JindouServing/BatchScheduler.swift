@@ -145,7 +145,10 @@ public actor BatchScheduler {
         try request.sampling.validate()
         let bytes = reservation(for: request)
         guard bytes <= options.kvCacheBudgetBytes else { throw SchedulerError.tooLarge(neededBytes: bytes, budgetBytes: options.kvCacheBudgetBytes) }
-        guard waiting.count < options.maximumQueued else { throw SchedulerError.busy(queued: waiting.count) }
+        // Requests that can start at the next step boundary never count against the queue.
+        let fitsNow = waiting.isEmpty && running.count < options.maximumSequences
+            && reservedBytes + bytes <= options.kvCacheBudgetBytes
+        guard fitsNow || waiting.count < options.maximumQueued else { throw SchedulerError.busy(queued: waiting.count) }
         let id = nextID
         nextID += 1
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()

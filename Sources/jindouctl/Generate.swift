@@ -29,7 +29,10 @@ struct Generate: AsyncParsableCommand {
     @OptionGroup var tls: ClientTLSOptions
 
     @Option(name: .customLong("prompt-ids"), help: "Comma-separated prompt token ids, e.g. 1,2,3.")
-    var promptIDs: String
+    var promptIDs: String?
+
+    @Option(help: "Prompt text (tokenized with the model's tokenizer); the answer streams to the terminal.")
+    var prompt: String?
 
     @Option(name: .customLong("max-new-tokens"), help: "Most tokens to generate.")
     var maxNewTokens: Int = 16
@@ -74,7 +77,8 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("give --model DIR (in-process) or --coordinator URL (or set JINDOU_COORDINATOR)")
         }
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
-        guard (try? parsedPrompt()) != nil else {
+        guard (promptIDs == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --prompt-ids or --prompt") }
+        if let promptIDs, (try? parsedPrompt()) == nil {
             throw ValidationError("--prompt-ids must be a comma-separated list of non-negative integers, got '\(promptIDs)'")
         }
         guard autoThreshold > 0, autoThreshold <= 1 else { throw ValidationError("--auto-threshold must be in (0, 1]") }
@@ -84,7 +88,7 @@ struct Generate: AsyncParsableCommand {
     }
 
     func parsedPrompt() throws -> [Int] {
-        let parts = promptIDs.split(separator: ",", omittingEmptySubsequences: false)
+        let parts = (promptIDs ?? "").split(separator: ",", omittingEmptySubsequences: false)
         let ids = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !ids.isEmpty, ids.count == parts.count, ids.allSatisfy({ $0 >= 0 }) else {
             throw ValidationError("bad --prompt-ids")
@@ -102,6 +106,7 @@ struct Generate: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let prompt { return try await runText(prompt) }
         let body = try self.body
         let report: GenerationReport
         do {
@@ -139,4 +144,58 @@ struct CLIError: Error, CustomStringConvertible {
     init(message: String) {
         description = message
     }
+}
+
+extension Generate {
+    /// `--prompt TEXT`: tokenize, generate, stream the text.
+    func runText(_ prompt: String) async throws {
+        let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
+        if let model {
+            do {
+                let engine = try InferenceEngine.load(directory: model, prefault: true)
+                let (tokenizer, _, _, tokenizerStops) = try textSide(of: model)
+                let ids = tokenizer.encode(prompt, addSpecialTokens: true)
+                let printer = StreamPrinter(tokenizer: tokenizer, echo: !json)
+                let result = try await engine.generate(GenerationRequest(
+                    promptTokenIDs: ids, maxNewTokens: maxNewTokens,
+                    sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
+                    expertsPerToken: experts ?? .configured,
+                    stopTokenIDs: ignoreEOS ? [] : Set(engine.description.eosTokenIDs).union(tokenizerStops)),
+                    onToken: { printer.token($0) })
+                let text = printer.finish()
+                if json {
+                    var report = try JSONSerialization.jsonObject(with: JSONEncoder().encode(
+                        GenerationReport(result, requested: experts ?? .configured, description: engine.description))) as! [String: Any]
+                    report["text"] = text
+                    report["prompt_ids"] = ids
+                    FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]) + Data("\n".utf8))
+                } else {
+                    emit("\n")
+                }
+            } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+            return
+        }
+        let client = try makeAdminClient(url: coordinatorURL!, tokenFile: tokenFile, tls: tls)
+        let models: ModelList
+        do { models = try await client.get("v1/models", as: ModelList.self) } catch { throw CLIError(error) }
+        var body: [String: Any] = ["model": models.data.first?.id ?? "", "prompt": prompt, "max_tokens": maxNewTokens,
+                                   "temperature": temperature, "top_p": topP, "top_k": topK]
+        if let seed { body["seed"] = seed }
+        if let text = expertsPerToken { body["experts_per_token"] = Int(text) ?? text }
+        do {
+            let answer = try await streamCompletion(client: client, path: "v1/completions", body: body, echo: !json)
+            if json {
+                let object: [String: Any] = ["text": answer.text, "finish_reason": answer.finish, "usage": answer.usage]
+                FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8))
+            } else {
+                emit("\n")
+            }
+        } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+    }
+}
+
+/// `GET /v1/models`.
+struct ModelList: Decodable {
+    struct Model: Decodable { let id: String }
+    let data: [Model]
 }
