@@ -192,7 +192,7 @@ let package = Package(
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
-        .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport"]),
+        .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport", "JindouTokenizer", "JindouTemplates"]),
     ],
     swiftLanguageModes: [.v6]
 )
