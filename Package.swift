@@ -153,11 +153,18 @@ let package = Package(
             ]
         ),
 
+        // Flags both executables share.
+        .target(
+            name: "JindouCommandLine",
+            dependencies: ["JindouTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // Thin executables.
         .executableTarget(
             name: "jindouctl",
             dependencies: [
                 "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport", "JindouTokenizer", "JindouTemplates",
+                "JindouCommandLine", "JindouPlacement",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -165,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "jindoud",
             dependencies: [
-                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel",
+                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel", "JindouCommandLine",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -101,11 +101,7 @@ public enum CoordinatorAPI {
         var tokens: [Int] = []
         var logits: [Float]?
         var finish = FinishReason.length
-        let events = try await serving.scheduler.submit(ScheduledRequest(
-            promptTokenIDs: request.promptTokenIDs, maxNewTokens: request.maxNewTokens, sampling: request.sampling,
-            expertsPerToken: request.expertsPerToken,
-            stopTokenIDs: request.stopTokenIDs ?? Set(serving.engine.description.eosTokenIDs),
-            returnLastPromptLogits: request.returnLastPromptLogits))
+        let events = try await serving.scheduler.submit(request)
         for try await event in events {
             switch event {
             case .promptLogits(let l): logits = l

@@ -252,7 +252,7 @@ enum OpenAIAPI {
             throw RequestProblem("This model's maximum context length is \(limit) tokens. However, you requested \(prompt.count + maxTokens) tokens (\(prompt.count) in the prompt, \(maxTokens) in the completion).",
                                  param: "max_tokens", code: "context_length_exceeded")
         }
-        let events = try await serving.scheduler.submit(ScheduledRequest(
+        let events = try await serving.scheduler.submit(GenerationRequest(
             promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: parameters.sampling,
             expertsPerToken: parameters.expertsPerToken, stopTokenIDs: serving.text.stopTokenIDs))
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)

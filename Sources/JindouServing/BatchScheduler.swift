@@ -3,26 +3,6 @@ import JindouModel
 import JindouRouting
 import Metrics
 
-/// One request to the scheduler: a prompt and how to continue it.
-public struct ScheduledRequest: Sendable {
-    public var promptTokenIDs: [Int]
-    public var maxNewTokens: Int
-    public var sampling: SamplingParameters
-    public var expertsPerToken: ExpertsPerToken
-    public var stopTokenIDs: Set<Int>
-    public var returnLastPromptLogits: Bool
-
-    public init(promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,
-                expertsPerToken: ExpertsPerToken = .configured, stopTokenIDs: Set<Int> = [], returnLastPromptLogits: Bool = false) {
-        self.promptTokenIDs = promptTokenIDs
-        self.maxNewTokens = maxNewTokens
-        self.sampling = sampling
-        self.expertsPerToken = expertsPerToken
-        self.stopTokenIDs = stopTokenIDs
-        self.returnLastPromptLogits = returnLastPromptLogits
-    }
-}
-
 /// What a running request produces.
 public enum GenerationEvent: Sendable {
     /// The float32 logits of the last prompt position (when asked for), before the first token.
@@ -76,7 +56,9 @@ public actor BatchScheduler {
 
     final class Sequence {
         let id: Int
-        let request: ScheduledRequest
+        let request: GenerationRequest
+        /// Tokens that end this sequence (the request's, else the model's EOS ids).
+        let stopTokenIDs: Set<Int>
         let cache: KVCache
         let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
         let reservedBytes: Int
@@ -88,10 +70,11 @@ public actor BatchScheduler {
         let submitted = ContinuousClock.now
         var lastToken: ContinuousClock.Instant?
 
-        init(id: Int, request: ScheduledRequest, cache: KVCache, reservedBytes: Int,
+        init(id: Int, request: GenerationRequest, stopTokenIDs: Set<Int>, cache: KVCache, reservedBytes: Int,
              continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation) {
             self.id = id
             self.request = request
+            self.stopTokenIDs = stopTokenIDs
             self.cache = cache
             self.reservedBytes = reservedBytes
             self.continuation = continuation
@@ -131,13 +114,13 @@ public actor BatchScheduler {
     }
 
     /// KV-cache bytes a request reserves while it runs.
-    public func reservation(for request: ScheduledRequest) -> Int {
+    public func reservation(for request: GenerationRequest) -> Int {
         (request.promptTokenIDs.count + request.maxNewTokens) * bytesPerToken
     }
 
     /// Queues a request; its events arrive on the returned stream. Throws at once if the
     /// request can never fit or the queue is full.
-    public func submit(_ request: ScheduledRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
+    public func submit(_ request: GenerationRequest) throws -> AsyncThrowingStream<GenerationEvent, Error> {
         guard !stopped else { throw SchedulerError.shuttingDown }
         guard !request.promptTokenIDs.isEmpty else { throw EngineError.emptyPrompt }
         try engine.model.validate([SequenceStep(cache: KVCache(layerCount: 0, rowWidth: 0), tokens: request.promptTokenIDs,
@@ -155,7 +138,8 @@ public actor BatchScheduler {
         continuation.onTermination = { [weak self] termination in
             if case .cancelled = termination { Task { await self?.cancel(id) } }
         }
-        let sequence = Sequence(id: id, request: request, cache: engine.model.makeCache(), reservedBytes: bytes, continuation: continuation)
+        let sequence = Sequence(id: id, request: request, stopTokenIDs: request.stopTokenIDs ?? Set(engine.description.eosTokenIDs),
+                                cache: engine.model.makeCache(), reservedBytes: bytes, continuation: continuation)
         waiting.append(sequence)
         queueDepth.record(waiting.count)
         wake?.resume()
@@ -282,7 +266,7 @@ public actor BatchScheduler {
             s.generated.append(token)
             generatedTokens.increment()
             s.continuation.yield(.token(token))
-            if s.request.stopTokenIDs.contains(token) {
+            if s.stopTokenIDs.contains(token) {
                 finish(s, .stop)
             } else if s.generated.count >= s.request.maxNewTokens {
                 finish(s, .length)

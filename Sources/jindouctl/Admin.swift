@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import JindouAdmin
+import JindouCommandLine
+import JindouPlacement
 import JindouTransport
 import JindouWire
 
@@ -12,7 +14,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .customLong("token-file"), help: "File holding the cluster secret (default: $JINDOU_TOKEN_FILE).")
     var tokenFile: String?
 
-    @OptionGroup var tls: ClientTLSOptions
+    @OptionGroup var tls: TLSOptions
 
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
@@ -35,28 +37,8 @@ struct ClusterOptions: ParsableArguments {
     }
 }
 
-/// Mutual TLS for talking to an HTTPS coordinator.
-struct ClientTLSOptions: ParsableArguments {
-    @Option(name: .customLong("tls-ca"), help: "Cluster CA certificate (PEM) for an https:// coordinator.")
-    var ca: String?
-    @Option(name: .customLong("tls-cert"), help: "Client certificate (PEM) signed by the cluster CA.")
-    var certificate: String?
-    @Option(name: .customLong("tls-key"), help: "Client private key (PEM).")
-    var key: String?
-
-    func validate() throws {
-        let given = [ca, certificate, key].compactMap { $0 }.count
-        guard given == 0 || given == 3 else { throw ValidationError("give all of --tls-ca, --tls-cert and --tls-key, or none") }
-    }
-
-    var node: NodeTLS? {
-        guard let ca, let certificate, let key else { return nil }
-        return NodeTLS(caPath: ca, certificatePath: certificate, keyPath: key)
-    }
-}
-
 /// An admin client from flags (and JINDOU_TOKEN_FILE).
-func makeAdminClient(url: String, tokenFile: String?, tls: ClientTLSOptions) throws -> AdminClient {
+func makeAdminClient(url: String, tokenFile: String?, tls: TLSOptions) throws -> AdminClient {
     let file = tokenFile ?? ProcessInfo.processInfo.environment["JINDOU_TOKEN_FILE"]
     do {
         let token = try file.map { try ClusterSecret(contentsOfFile: $0).token }
@@ -116,24 +98,11 @@ struct Shards: AsyncParsableCommand {
             var byHosts: [[String]: [Int]] = [:]
             for (expert, hosts) in layer.experts { byHosts[hosts, default: []].append(Int(expert) ?? 0) }
             for (hosts, experts) in byHosts.sorted(by: { ($0.value.min() ?? 0) < ($1.value.min() ?? 0) }) {
-                rows.append([String(layer.layer), formatRanges(experts), hosts.joined(separator: ", "), String(hosts.count)])
+                rows.append([String(layer.layer), formatExpertRanges(experts), hosts.joined(separator: ", "), String(hosts.count)])
             }
         }
         print(table(["LAYER", "EXPERTS", "WORKERS", "COPIES"], rows))
     }
-}
-
-func formatRanges(_ values: [Int]) -> String {
-    let sorted = values.sorted()
-    var parts: [String] = []
-    var i = 0
-    while i < sorted.count {
-        var j = i
-        while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
-        parts.append(i == j ? "\(sorted[i])" : "\(sorted[i])-\(sorted[j])")
-        i = j + 1
-    }
-    return parts.joined(separator: ",")
 }
 
 /// Prints a placement change (scale, drain, rebalance).

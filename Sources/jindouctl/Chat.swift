@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouCommandLine
 import Foundation
 import JindouAdmin
 import JindouModel
@@ -25,7 +26,7 @@ struct Chat: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "Cluster secret for --coordinator.")
     var tokenFile: String?
 
-    @OptionGroup var tls: ClientTLSOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(help: "System prompt.")
     var system: String?

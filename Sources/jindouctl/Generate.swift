@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouCommandLine
 import Foundation
 import JindouAdmin
 import JindouModel
@@ -26,7 +27,7 @@ struct Generate: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "Cluster secret for --coordinator (default: $JINDOU_TOKEN_FILE).")
     var tokenFile: String?
 
-    @OptionGroup var tls: ClientTLSOptions
+    @OptionGroup var tls: TLSOptions
 
     @Option(name: .customLong("prompt-ids"), help: "Comma-separated prompt token ids, e.g. 1,2,3.")
     var promptIDs: String?

@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouCommandLine
 import JindouCoordinator
 import JindouServer
 import JindouServing

@@ -37,6 +37,7 @@ struct DaemonOptions: ParsableArguments {
 }
 
 /// Parses `host:port` for ArgumentParser.
+import JindouCommandLine
 import JindouModel
 import JindouServer
 import JindouServing
@@ -59,31 +60,6 @@ struct SecretOptions: ParsableArguments {
             logger.warning("the cluster secret file is readable by other users; chmod 600 it", metadata: ["file": "\(tokenFile)"])
         }
         return secret
-    }
-}
-
-/// Flags for mutual TLS (all three or none).
-struct TLSOptions: ParsableArguments {
-    @Option(name: .customLong("tls-ca"), help: "Cluster CA certificate (PEM); with --tls-cert/--tls-key enables mutual TLS.")
-    var ca: String?
-    @Option(name: .customLong("tls-cert"), help: "This node's certificate (PEM), signed by the cluster CA.")
-    var certificate: String?
-    @Option(name: .customLong("tls-key"), help: "This node's private key (PEM).")
-    var key: String?
-
-    func validate() throws {
-        let given = [ca, certificate, key].compactMap { $0 }.count
-        guard given == 0 || given == 3 else { throw ValidationError("give all of --tls-ca, --tls-cert and --tls-key, or none") }
-    }
-
-    var node: NodeTLS? {
-        guard let ca, let certificate, let key else { return nil }
-        return NodeTLS(caPath: ca, certificatePath: certificate, keyPath: key)
-    }
-
-    var arguments: [String] {
-        guard let ca, let certificate, let key else { return [] }
-        return ["--tls-ca", ca, "--tls-cert", certificate, "--tls-key", key]
     }
 }
 
@@ -131,17 +107,3 @@ let metricsRegistry: PrometheusCollectorRegistry = {
     MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
     return registry
 }()
-
-/// Parses sizes like 512MiB, 8GB, 2048 (bytes).
-func parseByteSize(_ text: String) -> UInt64? {
-    let units: [(String, UInt64)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10),
-                                     ("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000), ("B", 1)]
-    for (suffix, factor) in units where text.hasSuffix(suffix) {
-        return Double(text.dropLast(suffix.count)).map { UInt64($0 * Double(factor)) }
-    }
-    return UInt64(text)
-}
-
-extension Endpoint: ExpressibleByArgument {
-    public init?(argument: String) { self.init(argument) }
-}

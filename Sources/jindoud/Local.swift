@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouCommandLine
 import Foundation
 import JindouCoordinator
 import JindouServer

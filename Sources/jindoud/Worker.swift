@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouCommandLine
 import JindouTransport
 import JindouWire
 import JindouWorker

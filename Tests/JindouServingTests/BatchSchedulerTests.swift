@@ -11,9 +11,9 @@ import Testing
 struct BatchSchedulerTests {
     let fixture = "glm4-moe-tiny"
 
-    func requests() -> [ScheduledRequest] {
+    func requests() -> [GenerationRequest] {
         (0..<12).map { i in
-            ScheduledRequest(promptTokenIDs: (0..<(3 + i * 4)).map { ($0 * 37 + i * 11) % 300 }, maxNewTokens: 5 + i % 4,
+            GenerationRequest(promptTokenIDs: (0..<(3 + i * 4)).map { ($0 * 37 + i * 11) % 300 }, maxNewTokens: 5 + i % 4,
                              expertsPerToken: [.configured, .fixed(1), .fixed(4), .auto(threshold: 0.6)][i % 4])
         }
     }
@@ -49,7 +49,7 @@ struct BatchSchedulerTests {
 
     @Test func admissionWaitsForKVBudgetAndRefusesWhenFull() async throws {
         let engine = try await EngineCache.shared.engine(fixture)
-        let request = ScheduledRequest(promptTokenIDs: [1, 2, 3, 4], maxNewTokens: 4)
+        let request = GenerationRequest(promptTokenIDs: [1, 2, 3, 4], maxNewTokens: 4)
         let perRequest = await BatchScheduler(engine: engine).reservation(for: request)
         // Budget for exactly one request at a time: others wait and still finish.
         let scheduler = BatchScheduler(engine: engine, options: .init(kvCacheBudgetBytes: perRequest, maximumQueued: 3))
@@ -60,7 +60,7 @@ struct BatchSchedulerTests {
         let results = try await [collect(a), collect(b), collect(c)]
         #expect(results[0] == results[1] && results[1] == results[2] && results[0].count == 4)
         await #expect(throws: SchedulerError.self) {
-            try await scheduler.submit(ScheduledRequest(promptTokenIDs: [1, 2], maxNewTokens: 100))
+            try await scheduler.submit(GenerationRequest(promptTokenIDs: [1, 2], maxNewTokens: 100))
         }
     }
 
@@ -70,7 +70,7 @@ struct BatchSchedulerTests {
         let loop = Task { await scheduler.run() }
         defer { loop.cancel(); Task { await scheduler.stop() } }
         do {
-            let stream = try await scheduler.submit(ScheduledRequest(promptTokenIDs: [1, 2, 3], maxNewTokens: 200))
+            let stream = try await scheduler.submit(GenerationRequest(promptTokenIDs: [1, 2, 3], maxNewTokens: 200))
             for try await event in stream { if case .token = event { break } }
         }
         for _ in 0..<50 where await scheduler.runningCount > 0 { try await Task.sleep(for: .milliseconds(20)) }
