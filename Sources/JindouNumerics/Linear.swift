@@ -60,6 +60,8 @@ public func linearRows(
         rowKernel(Float16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
     case .float32:
         rowKernel(Float32Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+    case .float8E4M3:
+        fp8RowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
     default:
         preconditionFailure("linear: unsupported weight dtype \(weight.dtype.rawValue)")
     }
@@ -174,6 +176,49 @@ private func rowKernel<W: WeightElements>(
     }
 }
 
+/// FP8 E4M3 weights with block scales (DeepSeek-V3's recipe): each 16-wide tile is widened
+/// in registers, partial sums are kept per column block and multiplied by that block's
+/// scale. Bytes read: rows × columns × 1 (+ one float per block), half of BF16.
+private func fp8RowKernel(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
+    y: UnsafeMutablePointer<Float>, outputStride: Int
+) {
+    let scales = weight.blockScales!
+    let columns = weight.columns
+    let block = scales.blockColumns
+    @inline(__always) func widen16(_ row: UnsafeRawPointer, _ c: Int) -> SIMD16<Float> {
+        let bytes = SIMD16<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: c, as: SIMD16<UInt8>.self))
+        let bits = (bytes & 0x80) &<< 24 | (bytes & 0x7F) &<< 20
+        return unsafeBitCast(bits, to: SIMD16<Float>.self) * 0x1p120
+    }
+    for r in rows {
+        let row = weight.rowPointer(r)
+        let bytes = row.assumingMemoryBound(to: UInt8.self)
+        for t in 0..<tokens {
+            let xt = x + t * columns
+            var total: Float = 0
+            var start = 0
+            while start < columns {
+                let end = min(columns, start + block)
+                var acc = SIMD16<Float>()
+                var c = start
+                while c + 16 <= end {
+                    acc = acc.addingProduct(widen16(row, c), UnsafeRawPointer(xt + c).loadUnaligned(as: SIMD16<Float>.self))
+                    c += 16
+                }
+                var partial = acc.sum()
+                while c < end {
+                    partial += FP8E4M3.float(bytes[c]) * xt[c]
+                    c += 1
+                }
+                total += partial * scales.scale(row: r, column: start)
+                start = end
+            }
+            y[t * outputStride + r] = total
+        }
+    }
+}
+
 /// Rows of weights widened per tile to F32 and multiplied with OpenBLAS sgemm.
 /// OpenBLAS runs single-threaded (see `configureBLAS`); we split row tiles over our own
 /// threads so BLAS never oversubscribes cores used by expert-parallel loops.
@@ -194,7 +239,7 @@ private func linearBLAS(
         } else {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: count * columns)
             defer { scratch.deallocate() }
-            convertToFloat(weight.rowPointer(start), dtype: weight.dtype, count: count * columns, into: scratch)
+            weight.widenRows(start..<(start + count), into: scratch)
             sgemmNT(x, tokens: tokens, scratch, rows: count, columns: columns, y + start, ldc: weight.rows)
         }
     }

@@ -10,14 +10,18 @@ public struct WeightMatrix: @unchecked Sendable {
     public let dtype: DType
     public let base: UnsafeRawPointer
     public let owner: AnyObject?
+    /// Per-block dequantisation scales of an FP8 matrix (DeepSeek's `weight_scale_inv`).
+    public let blockScales: BlockScales?
 
-    public init(rows: Int, columns: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject?) {
-        precondition(dtype.isKernelWeightType, "WeightMatrix needs F32, F16 or BF16, got \(dtype.rawValue)")
+    public init(rows: Int, columns: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject?, blockScales: BlockScales? = nil) {
+        precondition(dtype.isKernelWeightType || (dtype == .float8E4M3 && blockScales != nil),
+                     "WeightMatrix needs F32, F16, BF16, or F8_E4M3 with block scales, got \(dtype.rawValue)")
         self.rows = rows
         self.columns = columns
         self.dtype = dtype
         self.base = base
         self.owner = owner
+        self.blockScales = blockScales
     }
 
     /// A matrix that owns a copy of `values` (row-major, `rows × columns`) as F32.
@@ -37,12 +41,29 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Rows `range` as a matrix sharing the same memory.
     public func rows(_ range: Range<Int>) -> WeightMatrix {
-        WeightMatrix(rows: range.count, columns: columns, dtype: dtype, base: rowPointer(range.lowerBound), owner: owner)
+        WeightMatrix(rows: range.count, columns: columns, dtype: dtype, base: rowPointer(range.lowerBound), owner: owner,
+                     blockScales: blockScales?.offset(rows: range.lowerBound))
     }
 
-    /// The whole matrix widened to F32 (tests and small tensors only).
+    /// The whole matrix widened to F32 (dequantised for FP8).
     public func floatValues() -> [Float] {
-        floatArray(base, dtype: dtype, count: rows * columns)
+        [Float](unsafeUninitializedCapacity: rows * columns) { buffer, count in
+            widenRows(0..<rows, into: buffer.baseAddress!)
+            count = rows * columns
+        }
+    }
+
+    /// Rows `range` widened (and dequantised) to F32, row-major, into `destination`.
+    public func widenRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
+        if dtype == .float8E4M3, let scales = blockScales {
+            for (i, r) in range.enumerated() {
+                let row = rowPointer(r).assumingMemoryBound(to: UInt8.self)
+                let out = destination + i * columns
+                for c in 0..<columns { out[c] = FP8E4M3.float(row[c]) * scales.scale(row: r, column: c) }
+            }
+        } else {
+            convertToFloat(rowPointer(range.lowerBound), dtype: dtype, count: range.count * columns, into: destination)
+        }
     }
 }
 
@@ -59,4 +80,63 @@ public final class OwnedBytes: @unchecked Sendable {
     }
 
     deinit { pointer.deallocate() }
+}
+
+/// Block-wise dequantisation scales: element (r, c) is multiplied by
+/// `values[((rowOffset + r) / blockRows) * blockColumnCount + c / blockColumns]`.
+///
+/// `@unchecked Sendable`: read-only memory kept alive by `owner`.
+public struct BlockScales: @unchecked Sendable {
+    public let values: UnsafePointer<Float>
+    public let blockRows: Int
+    public let blockColumns: Int
+    /// Column blocks per row of blocks (ceil(columns / blockColumns)).
+    public let blockColumnCount: Int
+    public let rowOffset: Int
+    public let owner: AnyObject?
+
+    public init(values: UnsafePointer<Float>, blockRows: Int, blockColumns: Int, blockColumnCount: Int, rowOffset: Int = 0, owner: AnyObject?) {
+        self.values = values
+        self.blockRows = blockRows
+        self.blockColumns = blockColumns
+        self.blockColumnCount = blockColumnCount
+        self.rowOffset = rowOffset
+        self.owner = owner
+    }
+
+    @inlinable
+    public func scale(row: Int, column: Int) -> Float {
+        values[((rowOffset + row) / blockRows) * blockColumnCount + column / blockColumns]
+    }
+
+    func offset(rows: Int) -> BlockScales {
+        BlockScales(values: values, blockRows: blockRows, blockColumns: blockColumns, blockColumnCount: blockColumnCount,
+                    rowOffset: rowOffset + rows, owner: owner)
+    }
+}
+
+/// FP8 E4M3 (OCP "e4m3fn": 1 sign, 4 exponent with bias 7, 3 mantissa; no infinities).
+public enum FP8E4M3 {
+    /// Exact: placing the 7 low bits at f32 bit 20 gives 2^(e-127)(1+m/8) (or the matching
+    /// subnormal), and 2^120 moves the bias from 127 to 7.
+    @inlinable
+    public static func float(_ byte: UInt8) -> Float {
+        Float(bitPattern: UInt32(byte & 0x80) << 24 | UInt32(byte & 0x7F) << 20) * 0x1p120
+    }
+
+    /// Round-to-nearest-even encoding (for tests and quantisation tools), saturating at ±448.
+    public static func byte(_ value: Float) -> UInt8 {
+        let sign: UInt8 = value.sign == .minus ? 0x80 : 0
+        let magnitude = min(abs(value), 448)
+        var best: UInt8 = 0
+        var bestError = Float.infinity
+        for candidate in UInt8(0)...0x7E {
+            let error = abs(float(candidate) - magnitude)
+            if error < bestError || (error == bestError && candidate & 1 == 0) {
+                best = candidate
+                bestError = error
+            }
+        }
+        return sign | best
+    }
 }

@@ -150,3 +150,64 @@ struct ElementwiseKernelTests {
         }
     }
 }
+
+@Suite("FP8 E4M3 block-scaled weights")
+struct FP8KernelTests {
+    @Test func everyByteDecodesToItsE4M3Value() {
+        for byte in UInt8(0)...255 where byte & 0x7F != 0x7F {  // 0x7F/0xFF are NaN
+            let sign: Float = byte & 0x80 != 0 ? -1 : 1
+            let e = Int(byte >> 3) & 0xF, m = Float(byte & 7)
+            let expected = e == 0 ? sign * m / 8 * pow(2, -6) : sign * (1 + m / 8) * pow(2, Float(e - 7))
+            #expect(FP8E4M3.float(byte) == expected, "byte \(byte)")
+        }
+        #expect(FP8E4M3.float(0x7E) == 448)
+        #expect(FP8E4M3.float(FP8E4M3.byte(0.3)) == 0.3125)
+    }
+
+    @Test(arguments: [1, 5, 13])
+    func blockScaledLinearMatchesDequantisedReference(tokens: Int) {
+        // 70 × 100 with 32 × 32 blocks: partial blocks on both axes.
+        let rows = 70, columns = 100, block = 32
+        let raw = randomFloats(rows * columns, seed: 21).map { $0 * 3 }
+        let rowBlocks = (rows + block - 1) / block, columnBlocks = (columns + block - 1) / block
+        var scales = [Float](repeating: 0, count: rowBlocks * columnBlocks)
+        var bytes = [UInt8](repeating: 0, count: rows * columns)
+        for rb in 0..<rowBlocks {
+            for cb in 0..<columnBlocks {
+                var maximum: Float = 0
+                for r in (rb * block)..<min(rows, (rb + 1) * block) {
+                    for c in (cb * block)..<min(columns, (cb + 1) * block) { maximum = max(maximum, abs(raw[r * columns + c])) }
+                }
+                let scale = max(maximum, 1e-12) / 448
+                scales[rb * columnBlocks + cb] = scale
+                for r in (rb * block)..<min(rows, (rb + 1) * block) {
+                    for c in (cb * block)..<min(columns, (cb + 1) * block) { bytes[r * columns + c] = FP8E4M3.byte(raw[r * columns + c] / scale) }
+                }
+            }
+        }
+        let storage = OwnedBytes(byteCount: bytes.count)
+        bytes.withUnsafeBytes { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let scaleStorage = OwnedBytes(byteCount: scales.count * 4)
+        scales.withUnsafeBytes { scaleStorage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let weight = WeightMatrix(
+            rows: rows, columns: columns, dtype: .float8E4M3, base: UnsafeRawPointer(storage.pointer), owner: storage,
+            blockScales: BlockScales(values: UnsafePointer(scaleStorage.pointer.assumingMemoryBound(to: Float.self)),
+                                     blockRows: block, blockColumns: block, blockColumnCount: columnBlocks, owner: scaleStorage))
+        let dequantised = weight.floatValues()
+        let x = randomFloats(tokens * columns, seed: 5)
+        var y = [Float](repeating: .nan, count: tokens * rows)
+        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { linear(xb.baseAddress!, tokens: tokens, weight: weight, into: $0.baseAddress!) } }
+        for t in 0..<tokens {
+            for r in 0..<rows {
+                var reference = 0.0
+                for c in 0..<columns { reference += Double(dequantised[r * columns + c]) * Double(x[t * columns + c]) }
+                #expect(abs(Double(y[t * rows + r]) - reference) < 1e-4 * max(1, abs(reference)))
+            }
+        }
+        // Dequantisation is close to the original weights (the quantisation error).
+        #expect(zip(raw, dequantised).allSatisfy { abs($0 - $1) <= abs($0) / 8 + 1e-6 })
+        // Row slices keep their blocks' scales.
+        let slice = weight.rows(40..<70).floatValues()
+        #expect(Array(dequantised[(40 * columns)...]) == slice)
+    }
+}
