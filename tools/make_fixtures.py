@@ -6,12 +6,15 @@ golden outputs computed by transformers on them.
     /work/venv/bin/pip install torch transformers safetensors tokenizers numpy
     /work/venv/bin/python tools/make_fixtures.py                     # → Tests/Fixtures
     /work/venv/bin/python tools/make_fixtures.py --unseen /tmp/unseen --seed 7
+    /work/venv/bin/python tools/make_fixtures.py --out /tmp/f --only deepseek-v3-tiny,kimi-k2-tiny
 
 Each fixture directory holds what `save_pretrained` wrote (config.json, safetensors, an
 index when sharded, generation_config.json), a tiny tokenizer with the family's real chat
-template (fixture_text.py), and `golden.json` + `golden.safetensors` (prompts, greedy
-tokens, logits, router captures, separation margins). The Swift tests read only these
-files; they need no Python. See tools/README.md for what each fixture covers.
+template (fixture_text.py; Qwen and GLM only), and `golden.json` + `golden.safetensors`
+(prompts, greedy tokens, logits, router captures, separation margins). DeepSeek-V3-family
+checkpoints are post-processed where real ones differ from what transformers writes: an
+MTP layer's tensors appended, `model_type: kimi_k2`, or FP8 weights with block scales.
+The Swift tests read only these files; they need no Python. See tools/README.md for what each fixture covers.
 
 Reference choices, all deliberate:
 - eager attention AND eager experts. transformers 5 defaults MoE experts to `grouped_mm`
@@ -24,6 +27,10 @@ Reference choices, all deliberate:
 - tiny random models at the default init (std 0.02) have near-tied logits and routers, so
   weights are re-initialised at larger scales and seeds are searched until every golden
   is well separated; the margins reached are recorded so tests can reason about them.
+- FP8 checkpoints: the reference is transformers in fp32 on the weights dequantised the
+  DeepSeek way (fp8 value × its block's scale_inv, partial edge blocks included), which
+  is what Jindou computes; transformers' own FP8 loader is not used (it needs a GPU or
+  accelerate, and assumes the scale grid divides the weight).
 """
 
 from __future__ import annotations
@@ -32,16 +39,18 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 import transformers
-from safetensors.torch import save_file
-from transformers import (AutoModelForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Qwen3MoeConfig,
-                          Qwen3MoeForCausalLM)
+from safetensors.torch import load_file, save_file
+from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig,
+                          Glm4MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_text  # noqa: E402  (tokenizers and chat templates; shares this generator's run)
@@ -59,6 +68,18 @@ SEED_ATTEMPTS = 12
 TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
             max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32)
 IMPLEMENTATIONS = dict(attn_implementation="eager", experts_implementation="eager")
+# DeepSeek-V3 (MLA): 4 heads, q/k head 16 + 8 rotary, v head 16, latent KV rank 32.
+DS_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
+               max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32, kv_lora_rank=32,
+               qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16)
+# YaRN with mscale != mscale_all_dim, so that both the cos/sin attention factor
+# (mscale(f, 1.0) / mscale(f, 0.707)) and the softmax-scale correction (mscale(f, 0.707)²)
+# differ from 1 (DeepSeek-V3 itself has mscale = mscale_all_dim = 1: factor 1, correction ≠ 1).
+DS_YARN = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 64,
+           "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 0.707}
+# Keys the DeepSeek-V3 / Kimi-K2 Hub configs carry that transformers does not write.
+DS_HUB_KEYS = {"topk_method": "noaux_tc", "scoring_func": "sigmoid", "moe_layer_freq": 1}
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
 @dataclass
@@ -75,15 +96,26 @@ class Spec:
     k_overrides: tuple = ()
     auto_thresholds: tuple = (0.6,)
     router_k: int | None = None         # the override K captured in the router goldens
+    long_prompt: int | None = None      # an extra configured-K case with a prompt this long
+    mtp_layers: int = 0                 # DeepSeek: write this many MTP layers' tensors after the last layer
+    fp8_block: int | None = None        # DeepSeek: store Linear weights as FP8 with [B, B] block scales
 
 
 def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
     """The committed fixtures, or (unseen=True) other sizes/seeds/layouts for ad-hoc checks."""
     s = seed_offset
     qwen_rope = dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    ds_tiny = dict(DS_TINY, num_hidden_layers=4, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=16,
+                   num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.5,
+                   norm_topk_prob=True, rope_interleave=True, rope_parameters=DS_YARN, num_mtp_layers=0)
     if unseen:
         wide = dict(TINY, hidden_size=96, num_attention_heads=6, num_key_value_heads=3, vocab_size=400,
                     moe_intermediate_size=48)
+        ds_wide = dict(DS_TINY, hidden_size=96, num_attention_heads=6, num_key_value_heads=6, vocab_size=400,
+                       moe_intermediate_size=40, kv_lora_rank=48, qk_nope_head_dim=24, qk_rope_head_dim=16,
+                       v_head_dim=20)
+        ds_yarn = {"rope_type": "yarn", "rope_theta": 20000.0, "factor": 8.0, "original_max_position_embeddings": 32,
+                   "beta_fast": 32, "beta_slow": 1, "mscale": 0.9, "mscale_all_dim": 0.6}
         return [
             Spec("unseen-qwen3-moe", "qwen3_moe", 101 + s,
                  dict(wide, **qwen_rope, num_hidden_layers=3, num_experts=16, num_experts_per_tok=4,
@@ -104,6 +136,26 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                  dict(TINY, **qwen_rope, num_hidden_layers=2, num_experts=8, num_experts_per_tok=2,
                       norm_topk_prob=False, tie_word_embeddings=False),
                  dtype=torch.bfloat16, k_overrides=(3,), auto_thresholds=(0.6,), router_k=3),
+            # q-LoRA + YaRN (Hub-style `rope_scaling: {type: yarn}`), 32 experts in 8 groups, 2 shared, sharded, MTP.
+            Spec("unseen-deepseek-v3", "deepseek_v3", 404 + s,
+                 dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=40, n_routed_experts=32,
+                      num_experts_per_tok=6, n_group=8, topk_group=3, n_shared_experts=2, routed_scaling_factor=2.0,
+                      norm_topk_prob=True, rope_interleave=True, rope_parameters=ds_yarn, num_mtp_layers=1),
+                 legacy_config=True, extra_config=DS_HUB_KEYS, max_shard_size="150KB", min_shards=3, mtp_layers=1,
+                 k_overrides=(2, 12), auto_thresholds=(0.7,), router_k=12, long_prompt=48),
+            # FP8 with 64×64 blocks (partial edge blocks everywhere at hidden 96), no q-LoRA, rotate-half rope.
+            Spec("unseen-deepseek-v3-fp8", "deepseek_v3", 505 + s,
+                 dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=None, n_routed_experts=16,
+                      num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.5,
+                      norm_topk_prob=True, rope_interleave=False, rope_parameters=ds_yarn, num_mtp_layers=0),
+                 fp8_block=64, k_overrides=(2, 8), auto_thresholds=(0.6,), router_k=8),
+            Spec("unseen-kimi-k2", "deepseek_v3", 606 + s,
+                 dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=64, n_routed_experts=32,
+                      num_experts_per_tok=8, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.827,
+                      norm_topk_prob=True, rope_interleave=True,
+                      rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, num_mtp_layers=0),
+                 legacy_config=True, extra_config={"model_type": "kimi_k2", **DS_HUB_KEYS},
+                 k_overrides=(3,), auto_thresholds=(0.8,), router_k=3),
         ]
     qwen_tiny = dict(TINY, **qwen_rope, num_hidden_layers=4, num_experts=8, num_experts_per_tok=2,
                      norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[1], tie_word_embeddings=False)
@@ -127,6 +179,30 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
              extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 5), router_k=5),
         Spec("qwen3-moe-tiny-bf16", "qwen3_moe", 5 + s, qwen_tiny, dtype=torch.bfloat16,
              k_overrides=(1, 4, 8), router_k=4),
+        # MLA with q-LoRA, interleaved YaRN rope, 16 experts in 4 groups (2 allowed: 8 reachable).
+        # The 70-token prompt takes positions past original_max_position_embeddings (64).
+        Spec("deepseek-v3-tiny", "deepseek_v3", 6 + s, ds_tiny,
+             k_overrides=(1, 3, 8), router_k=3, long_prompt=70),
+        # q_proj instead of q-LoRA, rotate-half default rope, 4.x Hub-style config, sharded, and
+        # an MTP layer's tensors at layer index num_hidden_layers (transformers ignores them).
+        Spec("deepseek-v3-tiny-noq", "deepseek_v3", 7 + s,
+             dict(DS_TINY, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=None, n_routed_experts=8,
+                  num_experts_per_tok=2, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=1.5,
+                  norm_topk_prob=False, rope_interleave=False,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, num_mtp_layers=1),
+             max_shard_size="100KB", min_shards=3, legacy_config=True, extra_config=DS_HUB_KEYS, mtp_layers=1,
+             k_overrides=(1, 4), router_k=4),
+        # config.json says model_type kimi_k2 (as Kimi-K2's does); transformers loads it as deepseek_v3.
+        Spec("kimi-k2-tiny", "deepseek_v3", 8 + s,
+             dict(DS_TINY, num_hidden_layers=2, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=24,
+                  num_experts_per_tok=4, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.827,
+                  norm_topk_prob=True, rope_interleave=True,
+                  rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, num_mtp_layers=0),
+             legacy_config=True, extra_config={"model_type": "kimi_k2", **DS_HUB_KEYS}, k_overrides=(2, 8), router_k=8),
+        # The deepseek-v3-tiny architecture with FP8 weights and 32×32 block scales (moe 48:
+        # partial blocks); goldens from the dequantised weights in fp32.
+        Spec("deepseek-v3-tiny-fp8", "deepseek_v3", 9 + s, dict(ds_tiny, num_hidden_layers=3, moe_intermediate_size=48),
+             fp8_block=32, k_overrides=(1, 8), router_k=8),
     ]
 
 
@@ -138,6 +214,8 @@ def build_model(spec: Spec):
     torch.manual_seed(spec.seed)
     if spec.architecture == "qwen3_moe":
         model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "deepseek_v3":
+        model = DeepseekV3ForCausalLM(DeepseekV3Config(**spec.config, **IMPLEMENTATIONS))
     else:
         args = dict(spec.config)
         partial = args.pop("partial_rotary_factor", 1.0)
@@ -386,13 +464,18 @@ def prompts_for(spec: Spec, vocab: int):
 
     def prompt(n):
         return torch.randint(0, vocab, (n,), generator=g).tolist()
-    return {"short": prompt(5), "medium": prompt(9), "long": prompt(40), "override": prompt(7)}
+    prompts = {"short": prompt(5), "medium": prompt(9), "long": prompt(40), "override": prompt(7)}
+    if spec.long_prompt:  # drawn last: the other prompts stay what they are without it
+        prompts[f"long{spec.long_prompt}"] = prompt(spec.long_prompt)
+    return prompts
 
 
 def golden_cases(spec: Spec, prompts: dict):
     """(name, prompt, experts_per_token, max_new_tokens); experts_per_token is None for the
     configured K, an int, or ("auto", threshold)."""
     cases = [(f"default-{p}", prompts[p], None, 8) for p in ("short", "medium", "long")]
+    if spec.long_prompt:
+        cases.append((f"default-long{spec.long_prompt}", prompts[f"long{spec.long_prompt}"], None, 8))
     cases += [(f"k{k}", prompts["override"], k, 6) for k in spec.k_overrides]
     cases += [(f"auto{t}", prompts["override"], ("auto", t), 6) for t in spec.auto_thresholds]
     return cases
@@ -503,13 +586,22 @@ def rewrite_config(path: str, legacy: bool, extra: dict):
     with open(path) as f:
         config = json.load(f)
     if legacy:
-        rope = config.pop("rope_parameters", None) or {}
-        config["rope_theta"] = rope.get("rope_theta", 10000.0)
+        rope = dict(config.pop("rope_parameters", None) or {})
+        config["rope_theta"] = rope.pop("rope_theta", 10000.0)
         if "partial_rotary_factor" in rope:
-            config["partial_rotary_factor"] = rope["partial_rotary_factor"]
-        config["rope_scaling"] = None
+            config["partial_rotary_factor"] = rope.pop("partial_rotary_factor")
+        # Scaled rope the 4.x way, as DeepSeek-V3's config has it: {"type": "yarn", "factor": …}.
+        rope_type = rope.pop("rope_type", "default")
+        config["rope_scaling"] = None if rope_type == "default" else {"type": rope_type, **rope}
         if config.get("model_type") == "qwen3_moe" and "num_local_experts" in config:
             config["num_experts"] = config.pop("num_local_experts")
+        if config.get("model_type") == "deepseek_v3":
+            # Derived by transformers (head_dim = qk_rope_head_dim); DeepSeek's own configs lack
+            # them, and rope_interleave (absent there: interleaved, transformers' default).
+            config.pop("head_dim", None)
+            config.pop("qk_head_dim", None)
+            if config.get("rope_interleave") is True:
+                del config["rope_interleave"]
         if "dtype" in config:
             config["torch_dtype"] = config.pop("dtype")
         assert "rope_parameters" not in config and "dtype" not in config and "num_local_experts" not in config
@@ -522,17 +614,320 @@ def shard_files(directory):
     return sorted(f for f in os.listdir(directory) if f.startswith("model") and f.endswith(".safetensors"))
 
 
+# model_type values transformers does not know, loaded as the architecture they name.
+LOAD_AS = {"kimi_k2": "deepseek_v3"}
+
+
+def read_config(directory) -> dict:
+    with open(os.path.join(directory, "config.json")) as f:
+        return json.load(f)
+
+
 def load(directory, dtype):
-    return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval()
+    """from_pretrained, except for checkpoints transformers cannot load as they are: a
+    model_type it refuses (kimi_k2), or FP8 weights (dequantised here, see dequantise_fp8).
+    Those are staged in a temporary copy with a config transformers takes."""
+    config = read_config(directory)
+    if config.get("model_type") not in LOAD_AS and "quantization_config" not in config:
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval()
+    with tempfile.TemporaryDirectory() as staged:
+        for name in os.listdir(directory):
+            if name.startswith("model") and name.endswith(".safetensors"):
+                if "quantization_config" in config:
+                    save_file(dequantised_file(os.path.join(directory, name), config), os.path.join(staged, name),
+                              metadata={"format": "pt"})
+                else:
+                    os.symlink(os.path.join(directory, name), os.path.join(staged, name))
+            elif name != "config.json":
+                shutil.copy(os.path.join(directory, name), staged)
+        config["model_type"] = LOAD_AS.get(config["model_type"], config["model_type"])
+        config.pop("quantization_config", None)
+        with open(os.path.join(staged, "config.json"), "w") as f:
+            json.dump(config, f)
+        return AutoModelForCausalLM.from_pretrained(staged, dtype=dtype, **IMPLEMENTATIONS).eval()
+
+
+@torch.no_grad()
+def kimi_loading_report(directory) -> dict:
+    """What transformers itself does with a `model_type: kimi_k2` checkpoint, recorded in
+    golden.json: AutoModel refuses it, and DeepseekV3ForCausalLM.from_pretrained loads it
+    without the per-expert → fused expert conversion (that mapping is keyed by model_type),
+    leaving the routed experts uninitialised with only a load-report warning."""
+    report = {}
+    try:
+        AutoModelForCausalLM.from_pretrained(directory, **IMPLEMENTATIONS)
+        report["AutoModelForCausalLM"] = "loaded"
+    except ValueError as error:
+        report["AutoModelForCausalLM"] = "ValueError: " + str(error).split(".")[0]
+    _, info = DeepseekV3ForCausalLM.from_pretrained(directory, output_loading_info=True, **IMPLEMENTATIONS)
+    report["DeepseekV3ForCausalLM"] = {"missing_keys": len(info["missing_keys"]),
+                                       "unexpected_keys": len(info["unexpected_keys"]),
+                                       "missing_example": sorted(info["missing_keys"])[:2]}
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# DeepSeek-V3 checkpoint layouts: MTP tensors, FP8 weights with block scales
+
+@torch.no_grad()
+def write_mtp_layers(spec: Spec, out_dir: str) -> list[str]:
+    """Appends the tensors of spec.mtp_layers multi-token-prediction layers to the
+    checkpoint, as DeepSeek-V3's has them at layer index num_hidden_layers (61): a whole
+    decoder layer plus eh_proj [H, 2H], enorm, hnorm, shared_head.norm, shared_head.head
+    [V, H] and embed_tokens [V, H]. Random values; the decoder layer's names come from
+    save_pretrained of a model with the extra layers. Returns the names written."""
+    layers = spec.config["num_hidden_layers"]
+    donor_spec = replace(spec, seed=spec.seed + 500,
+                         config=dict(spec.config, num_hidden_layers=layers + spec.mtp_layers))
+    donor = build_model(donor_spec)
+    hidden, vocab = spec.config["hidden_size"], spec.config["vocab_size"]
+    extra = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        donor.save_pretrained(scratch)
+        tensors = load_file(os.path.join(scratch, "model.safetensors"))
+    generator = torch.Generator().manual_seed(spec.seed + 501)
+    for n in range(layers, layers + spec.mtp_layers):
+        prefix = f"model.layers.{n}."
+        extra.update({k: v for k, v in tensors.items() if k.startswith(prefix)})
+        extra[prefix + "eh_proj.weight"] = torch.randn(hidden, 2 * hidden, generator=generator) / math.sqrt(2 * hidden)
+        for norm in ("enorm", "hnorm", "shared_head.norm"):
+            extra[prefix + norm + ".weight"] = 1 + 0.1 * torch.randn(hidden, generator=generator)
+        extra[prefix + "shared_head.head.weight"] = torch.randn(vocab, hidden, generator=generator) / math.sqrt(hidden)
+        extra[prefix + "embed_tokens.weight"] = torch.randn(vocab, hidden, generator=generator)
+    # Into the last shard, as DeepSeek's index puts them in its last files.
+    index_path = os.path.join(out_dir, "model.safetensors.index.json")
+    last = shard_files(out_dir)[-1]
+    shard = load_file(os.path.join(out_dir, last))
+    assert not set(shard) & set(extra)
+    save_file({**shard, **extra}, os.path.join(out_dir, last), metadata={"format": "pt"})
+    if os.path.exists(index_path):
+        with open(index_path) as f:
+            index = json.load(f)
+        for name, tensor in extra.items():
+            index["weight_map"][name] = last
+            index["metadata"]["total_size"] += tensor.numel() * tensor.element_size()
+        with open(index_path, "w") as f:
+            f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return sorted(extra)
+
+
+@torch.no_grad()
+def check_mtp_layers(model, out_dir, names) -> dict:
+    """transformers' own MTP loader (MtpModel, used by generate(use_mtp=True)) must load
+    the MTP tensors written, every one equal to the checkpoint's. It finds the MTP layers
+    through DeepseekV3's _keys_to_ignore_on_load_unexpected, which hard-wires layer 61, so
+    the pattern is pointed at this checkpoint's layer index for the check."""
+    from transformers.modeling_layers import MtpModel
+    layers = model.config.num_hidden_layers
+    original = model._keys_to_ignore_on_load_unexpected
+    model._keys_to_ignore_on_load_unexpected = [rf"model\.layers\.{layers}.*"]
+    try:
+        mtp = MtpModel.from_pretrained(model)  # raises if any MTP weight is missing
+    finally:
+        model._keys_to_ignore_on_load_unexpected = original
+    written, compared = load_all(out_dir), 0
+    for key, value in mtp.state_dict().items():
+        if key.startswith(("embed_tokens.", "shared_head.")):
+            continue  # tied to the main model, not loaded from the MTP layer
+        n, rest = re.match(r"^layers\.(\d+)\.(.*)$", key).groups()
+        prefix = f"model.layers.{layers + int(n)}."
+        rest = rest.removeprefix("mtp_block.").replace("post_norm.", "shared_head.norm.")
+        if rest.endswith("mlp.experts.gate_up_proj"):
+            base = prefix + rest.removesuffix("gate_up_proj")
+            expected = torch.stack([torch.cat([written[f"{base}{e}.gate_proj.weight"], written[f"{base}{e}.up_proj.weight"]])
+                                    for e in range(value.shape[0])])
+        elif rest.endswith("mlp.experts.down_proj"):
+            base = prefix + rest.removesuffix("down_proj")
+            expected = torch.stack([written[f"{base}{e}.down_proj.weight"] for e in range(value.shape[0])])
+        else:
+            expected = written[prefix + rest]
+        assert torch.equal(value, expected), f"MtpModel {key} differs from the checkpoint"
+        compared += 1
+    return {"tensors_written": len(names), "mtp_model_tensors_checked": compared,
+            "loader_note": "transformers' MtpModel loads them (every tensor equal) once "
+                           f"_keys_to_ignore_on_load_unexpected points at layer {layers}; DeepseekV3 hard-wires "
+                           "model.layers.61, so generate(use_mtp=True) would not find them in this checkpoint"}
+
+
+def load_all(directory) -> dict:
+    tensors = {}
+    for name in shard_files(directory):
+        tensors.update(load_file(os.path.join(directory, name)))
+    return tensors
+
+
+# Every Linear weight of attention and of the dense, shared and routed MLPs; the router
+# (mlp.gate.weight), embeddings, norms, lm_head and e_score_correction_bias stay F32.
+FP8_WEIGHT = re.compile(r"^model\.layers\.\d+\.(self_attn\.(q_proj|q_a_proj|q_b_proj|kv_a_proj_with_mqa|kv_b_proj|o_proj)"
+                        r"|mlp\.(shared_experts\.|experts\.\d+\.)?(gate_proj|up_proj|down_proj))\.weight$")
+
+
+def expand_blocks(scale, shape, block):
+    """[ceil(rows/B), ceil(cols/B)] block scales → one per weight element (edge blocks partial)."""
+    return scale.repeat_interleave(block, 0).repeat_interleave(block, 1)[:shape[0], :shape[1]]
+
+
+def quantise_fp8(weight, block):
+    """DeepSeek-V3's recipe: scale_inv = max|w| over the block / 448 (1 for an all-zero
+    block), w_fp8 = w / scale_inv rounded to float8_e4m3fn."""
+    rows, cols = weight.shape
+    r, c = -(-rows // block), -(-cols // block)
+    padded = torch.zeros(r * block, c * block, dtype=torch.float32)
+    padded[:rows, :cols] = weight.float().abs()
+    amax = padded.view(r, block, c, block).amax(dim=(1, 3))
+    scale_inv = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
+    scaled = (weight.float() / expand_blocks(scale_inv, weight.shape, block)).clamp(-FP8_MAX, FP8_MAX)
+    quantised = scaled.to(torch.float8_e4m3fn)
+    assert not torch.isnan(quantised.float()).any()
+    return quantised, scale_inv.contiguous()
+
+
+def dequantise_fp8(quantised, scale_inv, block):
+    """fp8 → fp32, times its block's scale_inv (one fp32 multiply per element)."""
+    return quantised.float() * expand_blocks(scale_inv, quantised.shape, block)
+
+
+def fp8_block(config) -> int:
+    q = config["quantization_config"]
+    assert q["quant_method"] == "fp8" and q["fmt"] == "e4m3", q
+    rows, cols = q["weight_block_size"]
+    assert rows == cols, "square blocks only"
+    return rows
+
+
+def dequantised_file(path, config) -> dict:
+    """A safetensors file of an FP8 checkpoint with every `<w>` + `<w>_scale_inv` pair
+    replaced by the dequantised fp32 `<w>`."""
+    block, tensors, out = fp8_block(config), load_file(path), {}
+    for name, tensor in tensors.items():
+        if name.endswith("_scale_inv"):
+            assert name[:-len("_scale_inv")] in tensors, f"{name} without its weight"
+        elif tensor.dtype == torch.float8_e4m3fn:
+            out[name] = dequantise_fp8(tensor, tensors[name + "_scale_inv"], block)
+        else:
+            out[name] = tensor
+    return out
+
+
+@torch.no_grad()
+def quantise_checkpoint(out_dir: str, block: int) -> dict:
+    """Rewrites the fp32 checkpoint save_pretrained wrote in FP8 (DeepSeek's layout:
+    `<name>` F8_E4M3 + `<name>_scale_inv` F32) and returns {checkpoint name: dequantised
+    fp32 tensor} for the quantised weights, and the relative RMS weight error over them."""
+    assert shard_files(out_dir) == ["model.safetensors"], "FP8 fixtures are single-file"
+    path = os.path.join(out_dir, "model.safetensors")
+    tensors, written, dequantised = load_file(path), {}, {}
+    error = total = 0.0
+    for name, tensor in tensors.items():
+        if FP8_WEIGHT.match(name):
+            assert tensor.dim() == 2 and tensor.dtype == torch.float32, name
+            quantised, scale_inv = quantise_fp8(tensor, block)
+            written[name], written[name + "_scale_inv"] = quantised, scale_inv
+            dequantised[name] = dequantise_fp8(quantised, scale_inv, block)
+            error += float((dequantised[name].double() - tensor.double()).pow(2).sum())
+            total += float(tensor.double().pow(2).sum())
+        else:
+            assert tensor.dim() == 1 or name.endswith(("embed_tokens.weight", "lm_head.weight", "mlp.gate.weight")), name
+            written[name] = tensor
+    save_file(written, path, metadata={"format": "pt"})
+    reread = load_file(path)
+    for name, tensor in written.items():  # bit for bit (fp8 compared as bytes)
+        assert reread[name].dtype == tensor.dtype and torch.equal(bits(reread[name]), bits(tensor)), name
+    return dequantised, math.sqrt(error / total)
+
+
+def bits(tensor):
+    return tensor.view(torch.uint8) if tensor.dtype == torch.float8_e4m3fn else tensor
+
+
+@torch.no_grad()
+def set_checkpoint_tensor(model, name, tensor):
+    """Writes a tensor given by its checkpoint name into the model (routed experts are
+    stored per expert in checkpoints, fused as gate_up_proj [E, 2I, H] / down_proj [E, H, I]
+    in the model)."""
+    expert = re.match(r"^(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight$", name)
+    if expert is None:
+        model.get_parameter(name).copy_(tensor)
+        return
+    experts, index, kind = model.get_submodule(expert.group(1)), int(expert.group(2)), expert.group(3)
+    half = experts.gate_up_proj.shape[1] // 2
+    if kind == "down":
+        experts.down_proj[index].copy_(tensor)
+    elif kind == "gate":
+        experts.gate_up_proj[index, :half].copy_(tensor)
+    else:
+        experts.gate_up_proj[index, half:].copy_(tensor)
+
+
+@torch.no_grad()
+def transformers_fp8_dequantise_check(out_dir, config) -> dict:
+    """For the record: transformers' Fp8Dequantize (its loader's CPU path) on these tensors.
+    It derives the block size as rows // scale_rows, so a weight with partial edge blocks
+    is rejected (not divisible) or silently dequantised with the wrong block size."""
+    from transformers.integrations.finegrained_fp8 import Fp8Dequantize
+    block, tensors = fp8_block(config), load_all(out_dir)
+    result = {"equal": 0, "different": 0, "rejected": 0, "different_example": None}
+    for name, tensor in sorted(tensors.items()):
+        if tensor.dtype != torch.float8_e4m3fn:
+            continue
+        ours = dequantise_fp8(tensor, tensors[name + "_scale_inv"], block)
+        try:
+            theirs = Fp8Dequantize(None)._dequantize_one(tensor, tensors[name + "_scale_inv"], torch.float32)
+        except ValueError:
+            result["rejected"] += 1
+            continue
+        if torch.equal(ours, theirs):
+            result["equal"] += 1
+        else:
+            result["different"] += 1
+            result["different_example"] = result["different_example"] or name
+    return result
+
+
+def rope_summary(model) -> dict:
+    """The rotary and softmax-scale numbers transformers uses (DeepSeek-V3), for golden.json."""
+    config, rotary = model.config, model.model.rotary_emb
+    attention = model.model.layers[0].self_attn
+    rope = dict(config.rope_parameters)
+    dim = config.qk_rope_head_dim
+    summary = {
+        "rope_type": rope["rope_type"], "rope_theta": rope["rope_theta"], "rope_interleave": config.rope_interleave,
+        "rotary_dim": dim, "inv_freq": rotary.inv_freq.tolist(),
+        "attention_factor": float(rotary.attention_scaling),  # multiplies cos and sin
+        "softmax_scale": float(attention.scaling),
+        "softmax_scale_unscaled": (config.qk_nope_head_dim + config.qk_rope_head_dim) ** -0.5,
+    }
+    summary["softmax_scale_multiplier"] = summary["softmax_scale"] / summary["softmax_scale_unscaled"]
+    if rope["rope_type"] == "yarn":
+        base, factor, original = rope["rope_theta"], rope["factor"], rope["original_max_position_embeddings"]
+
+        def correction_dim(rotations):
+            return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+        extrapolation = [base ** (-2 * i / dim) for i in range(dim // 2)]
+        summary["yarn"] = {
+            key: rope.get(key) for key in ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow",
+                                           "mscale", "mscale_all_dim")}
+        summary["yarn"]["truncate"] = rope.get("truncate", True)  # transformers' default
+        summary["yarn"]["correction_range"] = [max(math.floor(correction_dim(rope["beta_fast"])), 0),
+                                               min(math.ceil(correction_dim(rope["beta_slow"])), dim - 1)]
+        # Per frequency pair: 1 = the unscaled (extrapolated) frequency, 0 = divided by factor.
+        summary["yarn"]["extrapolation_weight"] = [
+            (f - e / factor) / (e - e / factor) for f, e in zip(summary["inv_freq"], extrapolation)]
+    return summary
 
 
 @torch.no_grad()
 def assert_same_model(expected, actual, probe, what):
-    """Bitwise-equal persistent tensors and logits."""
+    """Bitwise-equal persistent tensors, rotary buffers (computed from the config, not
+    saved), attention and rotary scales, and logits."""
     want, got = expected.state_dict(), actual.state_dict()
     assert want.keys() == got.keys(), f"{what}: tensor names differ: {set(want) ^ set(got)}"
     for key in want:
         assert want[key].dtype == got[key].dtype and torch.equal(want[key], got[key]), f"{what}: {key} differs"
+    for (key, a), (_, b) in zip(expected.model.rotary_emb.named_buffers(), actual.model.rotary_emb.named_buffers()):
+        assert torch.equal(a, b), f"{what}: rotary {key} differs"
+    assert expected.model.rotary_emb.attention_scaling == actual.model.rotary_emb.attention_scaling, what
+    assert expected.model.layers[0].self_attn.scaling == actual.model.layers[0].self_attn.scaling, what
     assert torch.equal(expected(probe).logits, actual(probe).logits), f"{what}: logits differ"
 
 
@@ -669,8 +1064,26 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         for n, b in rotary.items():
             setattr(model.model.rotary_emb, n, b)
     model.save_pretrained(out_dir, **({"max_shard_size": spec.max_shard_size} if spec.max_shard_size else {}))
-    family = "qwen3" if spec.architecture == "qwen3_moe" else "glm4"
-    fixture_text.write_model_tokenizer(out_dir, family, model.config.vocab_size, templates[family])
+    family = {"qwen3_moe": "qwen3", "glm4_moe": "glm4"}.get(spec.architecture)
+    if family:  # DeepSeek-family fixtures carry no tokenizer
+        fixture_text.write_model_tokenizer(out_dir, family, model.config.vocab_size, templates[family])
+    extra_meta = {}
+    unquantised = None
+    if spec.fp8_block:
+        # The fp32 checkpoint as written, kept as the unquantised comparison; then the
+        # checkpoint is rewritten in FP8 and the in-memory model takes the dequantised
+        # weights, which is what the goldens are computed from.
+        unquantised = load(out_dir, torch.float32)
+        assert_same_model(model, unquantised, probe, f"{spec.name} unquantised reload")
+        dequantised, weight_error = quantise_checkpoint(out_dir, spec.fp8_block)
+        for name, tensor in dequantised.items():
+            set_checkpoint_tensor(model, name, tensor)
+        extra = dict(spec.extra_config, quantization_config={
+            "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+            "weight_block_size": [spec.fp8_block, spec.fp8_block]})
+        spec = replace(spec, extra_config=extra)
+    assert not (spec.mtp_layers and spec.fp8_block), "MTP tensors would stay unquantised"
+    mtp_names = write_mtp_layers(spec, out_dir) if spec.mtp_layers else []
     if spec.legacy_config or spec.extra_config:  # otherwise config.json stays as transformers wrote it
         rewrite_config(os.path.join(out_dir, "config.json"), spec.legacy_config, spec.extra_config)
     shards = shard_files(out_dir)
@@ -683,15 +1096,35 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     reloaded = load(out_dir, spec.dtype)
     assert_same_model(model, reloaded, probe, f"{spec.name} reload")
     auto_check = check_auto_reference(reloaded, prompts["long"])
+    if spec.architecture == "deepseek_v3":
+        extra_meta["config_model_type"] = read_config(out_dir)["model_type"]
+        extra_meta["rope"] = rope_summary(reloaded)
+        if extra_meta["config_model_type"] in LOAD_AS:
+            extra_meta["loaded_as_model_type"] = LOAD_AS[extra_meta["config_model_type"]]
+            extra_meta["transformers_kimi_k2_loading"] = kimi_loading_report(out_dir)
+        if mtp_names:
+            extra_meta["mtp"] = check_mtp_layers(reloaded, out_dir, mtp_names)
+        if spec.fp8_block:
+            extra_meta["fp8"] = fp8_summary(out_dir, read_config(out_dir))
+            extra_meta["fp8"]["weight_relative_rms_error"] = weight_error
 
     meta, tensors, selections = make_goldens(reloaded, spec, prompts)
+    meta.update(extra_meta)
     meta["max_abs_logit_diff_grouped_mm"] = max(
         grouped_mm_difference(reloaded, prompts["long"], k) or 0.0 for k in {None, max(spec.k_overrides, default=None)})
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture == "glm4_moe":
+    if spec.architecture in ("glm4_moe", "deepseek_v3"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
+
+    if unquantised is not None:
+        # Informational: the quantisation error, against the unquantised fp32 model.
+        ref_meta, ref_tensors, ref_selections = make_goldens(unquantised, spec, prompts)
+        meta["max_abs_logit_diff_vs_unquantised"] = comparable_logit_difference(meta, tensors, ref_meta, ref_tensors)
+        meta["greedy_tokens_equal_unquantised"] = all(a["greedy_new_tokens"] == b["greedy_new_tokens"]
+                                                      for a, b in zip(meta["cases"], ref_meta["cases"]))
+        meta["routing_differences_vs_unquantised"] = routing_differences(meta, selections, ref_meta, ref_selections)
 
     if spec.dtype != torch.float32:
         # The same weights widened exactly to fp32 and run in fp32: what Jindou computes.
@@ -712,6 +1145,18 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         meta["f32ref_min_routing_margin"] = minimum(c["min_routing_margin"] for c in ref_meta["cases"])
     write_goldens(out_dir, "golden", meta, tensors)
     return meta
+
+
+def fp8_summary(out_dir, config) -> dict:
+    """What the FP8 checkpoint holds, for golden.json."""
+    block, tensors = fp8_block(config), load_all(out_dir)
+    quantised = [n for n, t in tensors.items() if t.dtype == torch.float8_e4m3fn]
+    partial = [n for n in quantised if any(d % block for d in tensors[n].shape)]
+    return {"weight_block_size": [block, block], "quantised_tensors": len(quantised),
+            "with_partial_blocks": len(partial),
+            "f32_tensors": sum(t.dtype == torch.float32 and not n.endswith("_scale_inv") for n, t in tensors.items()),
+            "reference": "transformers fp32 on fp8.float() * scale_inv expanded per block",
+            "transformers_fp8_dequantize": transformers_fp8_dequantise_check(out_dir, config)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -776,6 +1221,8 @@ def main():
                         help="fixture root (default: Tests/Fixtures of this repository)")
     parser.add_argument("--unseen", metavar="DIR", help="write the unseen cross-check checkpoints here instead")
     parser.add_argument("--seed", type=int, default=0, help="offset added to every fixture seed")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated fixture names: write only these "
+                        "(and not the tokenizer/template fixtures)")
     args = parser.parse_args()
     root = os.path.abspath(args.unseen or args.out)
     os.makedirs(root, exist_ok=True)
@@ -788,11 +1235,16 @@ def main():
             templates[family] = f.read()
 
     rows = []
-    for spec in fixture_specs(args.seed, unseen=bool(args.unseen)):
+    specs = fixture_specs(args.seed, unseen=bool(args.unseen))
+    if args.only:
+        wanted = set(args.only.split(","))
+        assert wanted <= {s.name for s in specs}, f"unknown fixtures: {wanted - {s.name for s in specs}}"
+        specs = [s for s in specs if s.name in wanted]
+    for spec in specs:
         meta = write_separated_fixture(spec, root, templates)
         rows.append((spec.name, meta))
 
-    if not args.unseen:
+    if not args.unseen and not args.only:
         fixture_text.write_tokenizer_fixtures(root)
         fixture_text.write_template_goldens(root, templates, {"qwen3": os.path.join(root, "qwen3-moe-tiny"),
                                                               "glm4": os.path.join(root, "glm4-moe-tiny")})
@@ -817,6 +1269,17 @@ def main():
                   f"{meta['greedy_tokens_equal_f32ref']}, routing decisions differing: "
                   f"{meta['routing_differences_vs_f32ref']['differing']}/"
                   f"{meta['routing_differences_vs_f32ref']['compared']}")
+        if "rope" in meta:
+            r = meta["rope"]
+            print(f"{'':24} rope {r['rope_type']}{' interleaved' if r['rope_interleave'] else ''}: "
+                  f"attention factor {r['attention_factor']:.7g}, softmax scale {r['softmax_scale']:.7g} "
+                  f"(× {r['softmax_scale_multiplier']:.7g}), inv_freq {[float(f'{f:.4g}') for f in r['inv_freq']]}")
+        if "max_abs_logit_diff_vs_unquantised" in meta:
+            print(f"{'':24} fp8 vs unquantised fp32: max |Δlogit| {meta['max_abs_logit_diff_vs_unquantised']:.3e}, "
+                  f"greedy tokens equal: {meta['greedy_tokens_equal_unquantised']}, routing decisions differing: "
+                  f"{meta['routing_differences_vs_unquantised']['differing']}/"
+                  f"{meta['routing_differences_vs_unquantised']['compared']}; transformers' Fp8Dequantize: "
+                  f"{meta['fp8']['transformers_fp8_dequantize']}")
     print(f"total {directory_size(root) / 1024 / 1024:.2f} MB in {root}")
 
 
