@@ -139,6 +139,7 @@ public struct Coordinator: Sendable {
         var total = 0
         for request in requests {
             guard let file = checkpoint.weightMap[request.name], let entry = headers[file]?.entries[request.name] else {
+                if request.optional { continue }
                 throw CheckpointError.missingTensor(tensor: request.name, searched: [checkpoint.directory])
             }
             total += entry.dataRange.count

@@ -69,6 +69,49 @@ public struct TensorSet: Sendable {
 
     public subscript(name: String) -> TensorView? { tensors[name] }
 
+    /// The 2-D kernel weight `name`; an F8_E4M3 weight is paired with its `_scale_inv`
+    /// block scales (`quantization` gives the block size; the scales' shape is checked).
+    public func matrix(_ name: String, quantization: BlockQuantization?) throws -> WeightMatrix {
+        guard let tensor = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: []) }
+        guard tensor.dtype == .float8E4M3 else { return try tensor.matrix() }
+        guard tensor.shape.count == 2 else {
+            throw CheckpointError.shapeMismatch(path: tensor.path, tensor: name, expected: [-1, -1], actual: tensor.shape)
+        }
+        guard let quantization else {
+            throw CheckpointError.badQuantization(
+                path: tensor.path, tensor: name,
+                reason: "is F8_E4M3 but config.json has no quantization_config with weight_block_size")
+        }
+        guard let scales = tensors[name + WeightNames.scaleSuffix] else {
+            throw CheckpointError.badQuantization(
+                path: tensor.path, tensor: name, reason: "is F8_E4M3 but its block scales '\(name)\(WeightNames.scaleSuffix)' are missing")
+        }
+        let expected = quantization.scaleShape(rows: tensor.shape[0], columns: tensor.shape[1])
+        guard scales.shape == expected else {
+            throw CheckpointError.shapeMismatch(path: scales.path, tensor: scales.name, expected: expected, actual: scales.shape)
+        }
+        let values: UnsafePointer<Float>, owner: AnyObject
+        if scales.dtype == .float32 {
+            values = scales.pointer.assumingMemoryBound(to: Float.self)
+            owner = scales.owner
+        } else {
+            let widened = try scales.floats()
+            let storage = OwnedBytes(byteCount: widened.count * MemoryLayout<Float>.size)
+            let typed = storage.pointer.bindMemory(to: Float.self, capacity: widened.count)
+            typed.update(from: widened, count: widened.count)
+            values = UnsafePointer(typed)
+            owner = storage
+        }
+        for i in 0..<scales.elementCount where !(values[i].isFinite && values[i] > 0) {
+            throw CheckpointError.badQuantization(path: scales.path, tensor: scales.name,
+                                                  reason: "block scale \(i) is \(values[i]); scales must be finite and positive")
+        }
+        let blockScales = BlockScales(values: values, blockRows: quantization.blockRows, blockColumns: quantization.blockColumns,
+                                      blockColumnCount: expected[1], owner: owner)
+        return WeightMatrix(rows: tensor.shape[0], columns: tensor.shape[1], dtype: .float8E4M3, base: tensor.pointer,
+                            owner: tensor.owner, blockScales: blockScales)
+    }
+
     /// Reads every mapped page once (with a progress bar on a terminal) so the first
     /// forward pass does not stall on page faults.
     public func prefault(label: String = "loading weights") {

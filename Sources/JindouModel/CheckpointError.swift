@@ -15,6 +15,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     case badIndex(path: String, reason: String)
     case badConfig(path: String, field: String, reason: String)
     case unsupportedArchitecture(path: String, architecture: String, supported: [String])
+    case badQuantization(path: String, tensor: String, reason: String)
 
     public var description: String {
         switch self {
@@ -46,6 +47,8 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             "\(path): field '\(field)': \(reason)"
         case .unsupportedArchitecture(let path, let architecture, let supported):
             "\(path): architecture '\(architecture)' is not supported (supported: \(supported.joined(separator: ", ")))"
+        case .badQuantization(let path, let tensor, let reason):
+            "\(path): tensor '\(tensor)': \(reason)"
         }
     }
 }

@@ -1,9 +1,10 @@
-// The decoder stack shared by Qwen3-MoE and GLM4-MoE, block by block as in
-// `modeling_qwen3_moe.py` / `modeling_glm4_moe.py`:
+// The decoder stack shared by Qwen3-MoE, GLM4-MoE and DeepSeek-V3, block by block as in
+// `modeling_qwen3_moe.py` / `modeling_glm4_moe.py` / `modeling_deepseek_v3.py`:
 //   Model.forward:        embed_tokens → layers → norm → lm_head
 //   DecoderLayer.forward: h += self_attn(input_layernorm(h)); h += mlp(post_attention_layernorm(h))
 //   Attention.forward:    q/k/v proj (+bias) → q_norm/k_norm per head → rotary → cache
 //                         update → eager attention (softmax(q·kᵀ·scale + causal mask)·v) → o_proj
+//                         (DeepSeek-V3: Multi-head Latent Attention, LatentAttention.swift)
 //   SparseMoeBlock:       gate → experts (routed, via `ExpertBackend`) [+ shared_experts]
 //   MLP:                  down_proj(silu(gate_proj(x)) * up_proj(x))
 // Everything except routed experts lives here: this is what the coordinator holds.
@@ -40,10 +41,18 @@ public enum FeedForwardWeights: Sendable {
     case sparse(router: Router, shared: MLPWeights?)
 }
 
+/// A layer's attention block.
+public enum AttentionBlockWeights: Sendable {
+    /// Grouped-query attention (Qwen3-MoE, GLM4-MoE).
+    case grouped(AttentionWeights)
+    /// Multi-head Latent Attention (DeepSeek-V3, Kimi-K2).
+    case latent(LatentAttentionWeights)
+}
+
 public struct DecoderLayerWeights: Sendable {
     public let inputNorm: [Float]
     public let postAttentionNorm: [Float]
-    public let attention: AttentionWeights
+    public let attention: AttentionBlockWeights
     public let feedForward: FeedForwardWeights
 }
 
@@ -97,6 +106,8 @@ public struct DecoderModel: Sendable {
     public let rotary: RotaryEmbedding
     /// The loaded tensors (keeps mappings alive; reports mapped bytes).
     public let tensors: TensorSet
+    /// How Multi-head Latent Attention is computed (no effect on other attention).
+    public var latentAttentionMode: LatentAttentionMode = .automatic
 
     /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped).
     public init(description: ModelDescription, checkpoint: Checkpoint) throws {
@@ -105,7 +116,10 @@ public struct DecoderModel: Sendable {
             guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.directory]) }
             return t
         }
-        func matrix(_ name: String) throws -> WeightMatrix { try tensor(name).matrix() }
+        func matrix(_ name: String) throws -> WeightMatrix {
+            _ = try tensor(name)
+            return try tensors.matrix(name, quantization: description.weightQuantization)
+        }
         func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
         func mlp(_ prefix: String) throws -> MLPWeights {
             MLPWeights(gate: try matrix(prefix + "gate_proj.weight"), up: try matrix(prefix + "up_proj.weight"),
@@ -118,11 +132,15 @@ public struct DecoderModel: Sendable {
         finalNorm = try vector(WeightNames.finalNorm)
         lmHead = description.tieWordEmbeddings ? embedding : try matrix(WeightNames.lmHead)
         let a = description.attention
-        rotary = RotaryEmbedding(headDimension: a.headDimension, rotaryDimension: a.rotaryDimension, base: a.ropeTheta)
+        rotary = description.makeRotaryEmbedding()
         var layers: [DecoderLayerWeights] = []
         for (l, kind) in description.layers.enumerated() {
             let p = WeightNames.layer(l)
-            let attention = AttentionWeights(
+            let attention: AttentionBlockWeights
+            if let latent = description.latentAttention {
+                attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: matrix, vector: vector))
+            } else {
+                attention = .grouped(AttentionWeights(
                 query: try matrix(p + "self_attn.q_proj.weight"),
                 key: try matrix(p + "self_attn.k_proj.weight"),
                 value: try matrix(p + "self_attn.v_proj.weight"),
@@ -132,7 +150,8 @@ public struct DecoderModel: Sendable {
                 valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
                 outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
                 queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.q_norm.weight") : nil,
-                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.k_norm.weight") : nil)
+                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.k_norm.weight") : nil))
+            }
             let feedForward: FeedForwardWeights
             switch kind {
             case .dense:
@@ -154,7 +173,8 @@ public struct DecoderModel: Sendable {
 
     /// A fresh KV cache for one sequence.
     public func makeCache() -> KVCache {
-        KVCache(layerCount: layers.count, rowWidth: description.attention.keyValueHeads * description.attention.headDimension)
+        let widths = description.keyValueCacheWidths
+        return KVCache(layerCount: layers.count, keyWidth: widths.keys, valueWidth: widths.values)
     }
 
     /// The router of the first sparse layer (all share one configuration).
@@ -214,7 +234,14 @@ public struct DecoderModel: Sendable {
         for (l, layer) in layers.enumerated() {
             // h = h + self_attn(input_layernorm(h))
             var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
-            let attended = attention(layer.attention, layer: l, input: normed, batch: batch, sequenceOf: sequenceOf, positions: positions)
+            let attended: [Float]
+            switch layer.attention {
+            case .grouped(let weights):
+                attended = attention(weights, layer: l, input: normed, batch: batch, sequenceOf: sequenceOf, positions: positions)
+            case .latent(let weights):
+                attended = latentAttention(weights, shape: description.latentAttention!, layer: l, input: normed, batch: batch,
+                                           sequenceOf: sequenceOf, positions: positions)
+            }
             add(attended, into: &hidden)
             // h = h + mlp(post_attention_layernorm(h))
             normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
@@ -263,20 +290,20 @@ public struct DecoderModel: Sendable {
 
     // MARK: - Blocks
 
-    private func rmsNormed(_ x: [Float], weight: [Float], rows: Int) -> [Float] {
+    func rmsNormed(_ x: [Float], weight: [Float], rows: Int, epsilon: Float? = nil) -> [Float] {
         var y = [Float](repeating: 0, count: x.count)
         x.withUnsafeBufferPointer { xb in
             weight.withUnsafeBufferPointer { wb in
                 y.withUnsafeMutableBufferPointer { yb in
                     rmsNorm(xb.baseAddress!, rows: rows, width: weight.count, weight: wb.baseAddress!,
-                            epsilon: description.rmsNormEpsilon, into: yb.baseAddress!)
+                            epsilon: epsilon ?? description.rmsNormEpsilon, into: yb.baseAddress!)
                 }
             }
         }
         return y
     }
 
-    private func project(_ x: [Float], rows: Int, weight: WeightMatrix, bias: [Float]? = nil) -> [Float] {
+    func project(_ x: [Float], rows: Int, weight: WeightMatrix, bias: [Float]? = nil) -> [Float] {
         var y = [Float](repeating: 0, count: rows * weight.rows)
         x.withUnsafeBufferPointer { xb in
             y.withUnsafeMutableBufferPointer { yb in

@@ -63,7 +63,8 @@ public struct ExpertShard: ExpertBackend {
         var experts: [ExpertKey: ExpertWeights] = [:]
         for key in keys {
             func matrix(_ projection: String) throws -> WeightMatrix {
-                try tensors[WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection)]!.matrix()
+                try tensors.matrix(WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection),
+                                   quantization: description.weightQuantization)
             }
             experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
         }

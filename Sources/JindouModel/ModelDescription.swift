@@ -1,10 +1,13 @@
 import Foundation
+import JindouNumerics
 import JindouRouting
 
 /// The architectures Jindou serves, by the `architectures` name in config.json.
 public enum Architecture: String, Sendable, CaseIterable, Codable {
     case qwen3Moe = "Qwen3MoeForCausalLM"
     case glm4Moe = "Glm4MoeForCausalLM"
+    /// DeepSeek-V3 / V3.1 and Kimi-K2 (`model_type` `deepseek_v3` or `kimi_k2`).
+    case deepseekV3 = "DeepseekV3ForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -23,8 +26,75 @@ public struct AttentionShape: Sendable, Equatable {
     public var outputBias: Bool
     /// Sliding-window attention span, if the checkpoint enables it.
     public var slidingWindow: Int?
+    /// Frequency scaling of the rotary embedding (`rope_type`).
+    public var ropeScaling: RopeScaling = .none
+    /// Rotary pairs are adjacent features (DeepSeek's `rope_interleave`) instead of halves.
+    public var interleavedRotary: Bool = false
 
     public var scale: Float { 1 / Float(headDimension).squareRoot() }
+}
+
+/// `rope_type` and its parameters, resolved as transformers' `modeling_rope_utils` does.
+public enum RopeScaling: Sendable, Equatable {
+    case none
+    case yarn(YarnScaling)
+}
+
+/// YaRN parameters after transformers' defaults are applied (`_compute_yarn_parameters`).
+public struct YarnScaling: Sendable, Equatable {
+    public var factor: Double
+    public var originalMaxPositions: Int
+    public var betaFast: Double
+    public var betaSlow: Double
+    /// Multiplier on cos/sin: `attention_factor`, or get_mscale(factor, mscale) /
+    /// get_mscale(factor, mscale_all_dim) when both are set, or get_mscale(factor).
+    public var attentionFactor: Double
+    /// `mscale_all_dim` (DeepSeek also scales the softmax by get_mscale(factor, it)²).
+    public var mscaleAllDim: Double?
+    public var truncate: Bool
+
+    /// `yarn_get_mscale` / `get_mscale`.
+    public static func mscale(_ scale: Double, _ mscale: Double = 1) -> Double {
+        scale <= 1 ? 1 : 0.1 * mscale * log(scale) + 1
+    }
+}
+
+/// Multi-head Latent Attention (DeepSeek-V2/V3, Kimi-K2): queries through an optional
+/// low-rank projection, keys and values from one shared latent of `keyValueLoraRank`
+/// features plus a single rotary key of `ropeDimension` features.
+public struct LatentAttentionShape: Sendable, Equatable {
+    public var heads: Int
+    /// `q_lora_rank`; nil means a plain `q_proj`.
+    public var queryLoraRank: Int?
+    public var keyValueLoraRank: Int
+    /// `qk_nope_head_dim`: query/key features per head without position.
+    public var nopeDimension: Int
+    /// `qk_rope_head_dim`: rotary features (per query head; one shared key).
+    public var ropeDimension: Int
+    /// `v_head_dim`.
+    public var valueDimension: Int
+    /// `attention_bias`: biases on q_a_proj, kv_a_proj_with_mqa and o_proj.
+    public var bias: Bool
+    /// qk_head_dim^-0.5, times get_mscale(factor, mscale_all_dim)² under YaRN (`yarn_apply_mscale`).
+    public var softmaxScale: Float
+    /// The RMSNorm epsilon of q_a_layernorm and kv_a_layernorm (DeepseekV3RMSNorm's default).
+    public var latentNormEpsilon: Float = 1e-6
+
+    public var queryKeyDimension: Int { nopeDimension + ropeDimension }
+    /// Floats cached per token and layer: the normed latent and the rotated key.
+    public var cacheRowWidth: Int { keyValueLoraRank + ropeDimension }
+}
+
+/// Block-scaled FP8 weights (`quantization_config: {quant_method: fp8, fmt: e4m3,
+/// weight_block_size: [R, C]}`): each quantised Linear weight `W` comes with
+/// `W_scale_inv` of shape [ceil(rows/R), ceil(cols/C)].
+public struct BlockQuantization: Sendable, Equatable {
+    public var blockRows: Int
+    public var blockColumns: Int
+
+    public func scaleShape(rows: Int, columns: Int) -> [Int] {
+        [(rows + blockRows - 1) / blockRows, (columns + blockColumns - 1) / blockColumns]
+    }
 }
 
 /// What a decoder layer's feed-forward block is.
@@ -58,6 +128,25 @@ public struct ModelDescription: Sendable, Equatable {
     public var bosTokenID: Int?
     /// Weight dtype declared in config.json (`dtype` or `torch_dtype`), informational.
     public var declaredDType: String?
+    /// Multi-head Latent Attention instead of `attention`'s grouped-query attention (DeepSeek-V3).
+    public var latentAttention: LatentAttentionShape? = nil
+    /// Block-scaled FP8 Linear weights, from `quantization_config`.
+    public var weightQuantization: BlockQuantization? = nil
+    /// Multi-token-prediction layers stored after the decoder layers (never loaded).
+    public var ignoredPredictionLayers: Int = 0
+
+    /// Floats per token and layer in the KV cache: keys and values, or one latent row (MLA).
+    public var keyValueCacheWidths: (keys: Int, values: Int) {
+        if let latent = latentAttention { return (latent.cacheRowWidth, 0) }
+        let width = attention.keyValueHeads * attention.headDimension
+        return (width, width)
+    }
+
+    /// Bytes of KV cache per token over all layers (fp32 rows).
+    public var keyValueCacheBytesPerToken: Int {
+        let widths = keyValueCacheWidths
+        return layers.count * (widths.keys + widths.values) * MemoryLayout<Float>.size
+    }
 
     public var layerCount: Int { layers.count }
     public var expertCount: Int { router.expertCount }
@@ -114,7 +203,10 @@ extension ModelDescription {
                 self = try JSONDecoder().decode(Qwen3MoeConfiguration.self, from: configJSON).description()
             case .glm4Moe:
                 self = try JSONDecoder().decode(Glm4MoeConfiguration.self, from: configJSON).description()
+            case .deepseekV3:
+                self = try JSONDecoder().decode(DeepseekV3Configuration.self, from: configJSON).description()
             }
+            weightQuantization = try JSONDecoder().decode(QuantizationProbe.self, from: configJSON).quantization()
         } catch let error as CheckpointError {
             throw error
         } catch let error as ConfigurationError {
@@ -136,6 +228,7 @@ extension ModelDescription {
         switch type {
         case "qwen3_moe": Architecture.qwen3Moe.rawValue
         case "glm4_moe": Architecture.glm4Moe.rawValue
+        case "deepseek_v3", "kimi_k2": Architecture.deepseekV3.rawValue
         default: nil
         }
     }
@@ -151,6 +244,20 @@ extension ModelDescription {
         try require(attention.heads % attention.keyValueHeads == 0, "num_key_value_heads",
                     "\(attention.keyValueHeads) does not divide num_attention_heads \(attention.heads)")
         try require(attention.headDimension > 0 && attention.headDimension % 2 == 0, "head_dim", "must be a positive even number")
+        if let latent = latentAttention {
+            try require(latent.keyValueLoraRank > 0, "kv_lora_rank", "must be positive")
+            try require(latent.queryLoraRank.map { $0 > 0 } ?? true, "q_lora_rank", "must be positive or null")
+            try require(latent.nopeDimension > 0, "qk_nope_head_dim", "must be positive")
+            try require(latent.ropeDimension > 0 && latent.ropeDimension % 2 == 0, "qk_rope_head_dim", "must be a positive even number")
+            try require(latent.valueDimension > 0, "v_head_dim", "must be positive")
+        }
+        if case .yarn(let yarn) = attention.ropeScaling {
+            try require(yarn.factor > 0, "rope_parameters.factor", "must be positive")
+            try require(yarn.originalMaxPositions > 0, "rope_parameters.original_max_position_embeddings", "must be positive")
+        }
+        if let q = weightQuantization {
+            try require(q.blockRows > 0 && q.blockColumns > 0, "quantization_config.weight_block_size", "must be positive")
+        }
         try require(attention.rotaryDimension % 2 == 0 && attention.rotaryDimension <= attention.headDimension,
                     "partial_rotary_factor", "gives rotary dimension \(attention.rotaryDimension) for head_dim \(attention.headDimension)")
         if !sparseLayers.isEmpty {
@@ -165,6 +272,24 @@ extension ModelDescription {
         }
     }
 
+}
+
+extension ModelDescription {
+    /// The rotary embedding `attention` describes (rotating `rotaryDimension` features at
+    /// the start of each `headDimension`-wide head).
+    public func makeRotaryEmbedding() -> RotaryEmbedding {
+        let a = attention
+        switch a.ropeScaling {
+        case .none:
+            return RotaryEmbedding(headDimension: a.headDimension, rotaryDimension: a.rotaryDimension, base: a.ropeTheta,
+                                   interleaved: a.interleavedRotary)
+        case .yarn(let y):
+            return RotaryEmbedding(
+                headDimension: a.headDimension, rotaryDimension: a.rotaryDimension, base: a.ropeTheta, yarnFactor: y.factor,
+                originalMaxPositions: y.originalMaxPositions, betaFast: y.betaFast, betaSlow: y.betaSlow,
+                attentionFactor: y.attentionFactor, truncate: y.truncate, interleaved: a.interleavedRotary)
+        }
+    }
 }
 
 extension DecodingError.Context {
@@ -212,12 +337,23 @@ struct GenerationConfiguration: Decodable {
 }
 
 /// RoPE settings in either config style: transformers 5 writes `rope_parameters:
-/// {rope_theta, rope_type, partial_rotary_factor}`; Hub checkpoints written by 4.x have
-/// top-level `rope_theta`, `partial_rotary_factor` and `rope_scaling`.
+/// {rope_theta, rope_type, partial_rotary_factor, …}`; Hub checkpoints written by 4.x have
+/// top-level `rope_theta`, `partial_rotary_factor` and `rope_scaling: {type, factor, …}`.
 struct RopeSettings {
     var theta: Double
     var partialRotaryFactor: Double
     var type: String
+    /// YaRN keys as written (resolved against max_position_embeddings by `scaling`).
+    var factor: Double?
+    var originalMaxPositions: Int?
+    var betaFast: Double?
+    var betaSlow: Double?
+    var mscale: Double?
+    var mscaleAllDim: Double?
+    var attentionFactor: Double?
+    var truncate: Bool?
+
+    static let supportedTypes = ["default", "yarn"]
 
     static func decode<K: CodingKey>(
         from container: KeyedDecodingContainer<K>, parameters: K, theta: K, partialFactor: K, scaling: K,
@@ -225,24 +361,55 @@ struct RopeSettings {
     ) throws -> RopeSettings {
         var settings = RopeSettings(theta: defaultTheta, partialRotaryFactor: defaultPartialFactor, type: "default")
         if let p = try container.decodeIfPresent(RopeParametersObject.self, forKey: parameters) {
-            settings.theta = p.ropeTheta ?? settings.theta
-            settings.partialRotaryFactor = p.partialRotaryFactor ?? settings.partialRotaryFactor
-            settings.type = p.ropeType ?? p.type ?? settings.type
+            settings.merge(p)
         }
         if let t = try container.decodeIfPresent(Double.self, forKey: theta) { settings.theta = t }
         if let f = try container.decodeIfPresent(Double.self, forKey: partialFactor) { settings.partialRotaryFactor = f }
         if let s = try container.decodeIfPresent(RopeParametersObject.self, forKey: scaling) {
-            settings.type = s.ropeType ?? s.type ?? settings.type
+            settings.merge(s)
         }
-        guard settings.type == "default" else {
+        guard Self.supportedTypes.contains(settings.type) else {
             throw ConfigurationError(field: "rope_parameters.rope_type",
-                                     reason: "rope type '\(settings.type)' is not supported yet (supported: default)")
+                                     reason: "rope type '\(settings.type)' is not supported yet (supported: \(Self.supportedTypes.joined(separator: ", ")))")
         }
         return settings
     }
 
+    private mutating func merge(_ p: RopeParametersObject) {
+        theta = p.ropeTheta ?? theta
+        partialRotaryFactor = p.partialRotaryFactor ?? partialRotaryFactor
+        type = p.ropeType ?? p.type ?? type
+        factor = p.factor ?? factor
+        originalMaxPositions = p.originalMaxPositionEmbeddings ?? originalMaxPositions
+        betaFast = p.betaFast ?? betaFast
+        betaSlow = p.betaSlow ?? betaSlow
+        mscale = p.mscale ?? mscale
+        mscaleAllDim = p.mscaleAllDim ?? mscaleAllDim
+        attentionFactor = p.attentionFactor ?? attentionFactor
+        truncate = p.truncate ?? truncate
+    }
+
     func rotaryDimension(headDimension: Int) -> Int {
         Int(Double(headDimension) * partialRotaryFactor)
+    }
+
+    /// The resolved scaling, as `_compute_yarn_parameters` resolves it.
+    func scaling(maxPositionEmbeddings: Int) throws -> RopeScaling {
+        guard type == "yarn" else { return .none }
+        let original = originalMaxPositions ?? maxPositionEmbeddings
+        let factor = factor ?? Double(maxPositionEmbeddings) / Double(max(1, original))
+        let attention: Double
+        if let attentionFactor {
+            attention = attentionFactor
+        } else if let mscale, let mscaleAllDim, mscale != 0, mscaleAllDim != 0 {
+            attention = YarnScaling.mscale(factor, mscale) / YarnScaling.mscale(factor, mscaleAllDim)
+        } else {
+            attention = YarnScaling.mscale(factor)
+        }
+        return .yarn(YarnScaling(
+            factor: factor, originalMaxPositions: original,
+            betaFast: (betaFast ?? 0) != 0 ? betaFast! : 32, betaSlow: (betaSlow ?? 0) != 0 ? betaSlow! : 1,
+            attentionFactor: attention, mscaleAllDim: mscaleAllDim, truncate: truncate ?? true))
     }
 }
 
@@ -251,10 +418,61 @@ private struct RopeParametersObject: Decodable {
     let ropeType: String?
     let type: String?
     let partialRotaryFactor: Double?
+    let factor: Double?
+    let originalMaxPositionEmbeddings: Int?
+    let betaFast: Double?
+    let betaSlow: Double?
+    let mscale: Double?
+    let mscaleAllDim: Double?
+    let attentionFactor: Double?
+    let truncate: Bool?
     enum CodingKeys: String, CodingKey {
         case ropeTheta = "rope_theta"
         case ropeType = "rope_type"
         case type
         case partialRotaryFactor = "partial_rotary_factor"
+        case factor
+        case originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        case betaFast = "beta_fast"
+        case betaSlow = "beta_slow"
+        case mscale
+        case mscaleAllDim = "mscale_all_dim"
+        case attentionFactor = "attention_factor"
+        case truncate
+    }
+}
+
+/// `quantization_config`, if any. Jindou reads DeepSeek-style block FP8 (which Qwen3 and
+/// GLM FP8 releases also use); other methods are refused by name.
+private struct QuantizationProbe: Decodable {
+    let quantizationConfig: Settings?
+    struct Settings: Decodable {
+        let quantMethod: String?
+        let fmt: String?
+        let weightBlockSize: [Int]?
+        enum CodingKeys: String, CodingKey {
+            case quantMethod = "quant_method"
+            case fmt
+            case weightBlockSize = "weight_block_size"
+        }
+    }
+    enum CodingKeys: String, CodingKey {
+        case quantizationConfig = "quantization_config"
+    }
+
+    func quantization() throws -> BlockQuantization? {
+        guard let q = quantizationConfig else { return nil }
+        guard q.quantMethod == "fp8" else {
+            throw ConfigurationError(field: "quantization_config.quant_method",
+                                     reason: "'\(q.quantMethod ?? "none")' is not supported (supported: fp8 with block scales)")
+        }
+        guard (q.fmt ?? "e4m3") == "e4m3" else {
+            throw ConfigurationError(field: "quantization_config.fmt", reason: "'\(q.fmt!)' is not supported (supported: e4m3)")
+        }
+        guard let block = q.weightBlockSize, block.count == 2 else {
+            throw ConfigurationError(field: "quantization_config.weight_block_size",
+                                     reason: "must be [rows, columns] (per-tensor FP8 is not supported)")
+        }
+        return BlockQuantization(blockRows: block[0], blockColumns: block[1])
     }
 }

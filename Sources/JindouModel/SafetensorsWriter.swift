@@ -81,7 +81,7 @@ public final class SafetensorsStreamWriter {
     private var next = 0
 
     public init(path: String, entries: [SafetensorsWriter.Entry], metadata: [String: String] = ["format": "pt"]) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw CheckpointError.unreadableFile(path: path, reason: "cannot create")
         }

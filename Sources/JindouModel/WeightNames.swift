@@ -4,6 +4,8 @@ public enum WeightNames {
     public static let embedding = "model.embed_tokens.weight"
     public static let finalNorm = "model.norm.weight"
     public static let lmHead = "lm_head.weight"
+    /// Suffix of a block-FP8 weight's dequantisation scales (`weight_scale_inv`).
+    public static let scaleSuffix = "_scale_inv"
 
     public static func layer(_ index: Int) -> String { "model.layers.\(index)." }
 
@@ -38,7 +40,6 @@ extension ModelDescription {
     /// engine) holds.
     public func nonExpertTensors() -> [TensorRequest] {
         let h = hiddenSize
-        let a = attention
         var requests = [
             TensorRequest(WeightNames.embedding, shape: [vocabularySize, h]),
             TensorRequest(WeightNames.finalNorm, shape: [h]),
@@ -48,29 +49,14 @@ extension ModelDescription {
         }
         for (l, kind) in layers.enumerated() {
             let p = WeightNames.layer(l)
-            let q = a.heads * a.headDimension
-            let kv = a.keyValueHeads * a.headDimension
             requests += [
                 TensorRequest(p + "input_layernorm.weight", shape: [h]),
                 TensorRequest(p + "post_attention_layernorm.weight", shape: [h]),
-                TensorRequest(p + "self_attn.q_proj.weight", shape: [q, h]),
-                TensorRequest(p + "self_attn.k_proj.weight", shape: [kv, h]),
-                TensorRequest(p + "self_attn.v_proj.weight", shape: [kv, h]),
-                TensorRequest(p + "self_attn.o_proj.weight", shape: [h, q]),
             ]
-            if a.queryKeyValueBias {
-                requests += [
-                    TensorRequest(p + "self_attn.q_proj.bias", shape: [q]),
-                    TensorRequest(p + "self_attn.k_proj.bias", shape: [kv]),
-                    TensorRequest(p + "self_attn.v_proj.bias", shape: [kv]),
-                ]
-            }
-            if a.outputBias { requests.append(TensorRequest(p + "self_attn.o_proj.bias", shape: [h])) }
-            if a.queryKeyNorm {
-                requests += [
-                    TensorRequest(p + "self_attn.q_norm.weight", shape: [a.headDimension]),
-                    TensorRequest(p + "self_attn.k_norm.weight", shape: [a.headDimension]),
-                ]
+            if let latent = latentAttention {
+                requests += latentAttentionTensors(prefix: p + "self_attn.", latent)
+            } else {
+                requests += groupedAttentionTensors(prefix: p + "self_attn.")
             }
             switch kind {
             case .dense(let intermediate):
@@ -88,13 +74,73 @@ extension ModelDescription {
         return requests
     }
 
-    /// The three projections of routed expert `key`.
+    /// The three projections of routed expert `key` (and their FP8 block scales, if any).
     public func expertTensors(_ key: ExpertKey) -> [TensorRequest] {
-        ["gate", "up", "down"].map { projection in
-            TensorRequest(
-                WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection),
-                shape: projection == "down" ? [hiddenSize, moeIntermediateSize] : [moeIntermediateSize, hiddenSize])
+        ["gate", "up", "down"].flatMap { projection in
+            linear(WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection),
+                   shape: projection == "down" ? [hiddenSize, moeIntermediateSize] : [moeIntermediateSize, hiddenSize])
         }
+    }
+
+    /// A Linear weight, and its `_scale_inv` block scales when the checkpoint is block-FP8.
+    /// The scales are optional: a weight stored unquantised in an FP8 checkpoint has none,
+    /// and an F8_E4M3 weight without them is refused when the matrix is built.
+    func linear(_ name: String, shape: [Int]) -> [TensorRequest] {
+        var requests = [TensorRequest(name, shape: shape)]
+        if let q = weightQuantization {
+            requests.append(TensorRequest(name + WeightNames.scaleSuffix, shape: q.scaleShape(rows: shape[0], columns: shape[1]),
+                                          optional: true))
+        }
+        return requests
+    }
+
+    private func groupedAttentionTensors(prefix p: String) -> [TensorRequest] {
+        let h = hiddenSize, a = attention
+        let q = a.heads * a.headDimension
+        let kv = a.keyValueHeads * a.headDimension
+        var requests = linear(p + "q_proj.weight", shape: [q, h]) + linear(p + "k_proj.weight", shape: [kv, h])
+            + linear(p + "v_proj.weight", shape: [kv, h]) + linear(p + "o_proj.weight", shape: [h, q])
+        if a.queryKeyValueBias {
+            requests += [
+                TensorRequest(p + "q_proj.bias", shape: [q]),
+                TensorRequest(p + "k_proj.bias", shape: [kv]),
+                TensorRequest(p + "v_proj.bias", shape: [kv]),
+            ]
+        }
+        if a.outputBias { requests.append(TensorRequest(p + "o_proj.bias", shape: [h])) }
+        if a.queryKeyNorm {
+            requests += [
+                TensorRequest(p + "q_norm.weight", shape: [a.headDimension]),
+                TensorRequest(p + "k_norm.weight", shape: [a.headDimension]),
+            ]
+        }
+        return requests
+    }
+
+    /// `DeepseekV3Attention`'s parameters.
+    private func latentAttentionTensors(prefix p: String, _ m: LatentAttentionShape) -> [TensorRequest] {
+        let h = hiddenSize
+        let q = m.heads * m.queryKeyDimension
+        var requests: [TensorRequest] = []
+        if let rank = m.queryLoraRank {
+            requests += linear(p + "q_a_proj.weight", shape: [rank, h])
+            requests.append(TensorRequest(p + "q_a_layernorm.weight", shape: [rank]))
+            requests += linear(p + "q_b_proj.weight", shape: [q, rank])
+            if m.bias { requests.append(TensorRequest(p + "q_a_proj.bias", shape: [rank])) }
+        } else {
+            requests += linear(p + "q_proj.weight", shape: [q, h])
+        }
+        requests += linear(p + "kv_a_proj_with_mqa.weight", shape: [m.cacheRowWidth, h])
+        requests.append(TensorRequest(p + "kv_a_layernorm.weight", shape: [m.keyValueLoraRank]))
+        requests += linear(p + "kv_b_proj.weight", shape: [m.heads * (m.nopeDimension + m.valueDimension), m.keyValueLoraRank])
+        requests += linear(p + "o_proj.weight", shape: [h, m.heads * m.valueDimension])
+        if m.bias {
+            requests += [
+                TensorRequest(p + "kv_a_proj_with_mqa.bias", shape: [m.cacheRowWidth]),
+                TensorRequest(p + "o_proj.bias", shape: [h]),
+            ]
+        }
+        return requests
     }
 
     /// Every routed expert of every sparse layer.
@@ -103,10 +149,8 @@ extension ModelDescription {
     }
 
     private func mlpTensors(prefix: String, intermediate: Int) -> [TensorRequest] {
-        [
-            TensorRequest(prefix + "gate_proj.weight", shape: [intermediate, hiddenSize]),
-            TensorRequest(prefix + "up_proj.weight", shape: [intermediate, hiddenSize]),
-            TensorRequest(prefix + "down_proj.weight", shape: [hiddenSize, intermediate]),
-        ]
+        linear(prefix + "gate_proj.weight", shape: [intermediate, hiddenSize])
+            + linear(prefix + "up_proj.weight", shape: [intermediate, hiddenSize])
+            + linear(prefix + "down_proj.weight", shape: [hiddenSize, intermediate])
     }
 }

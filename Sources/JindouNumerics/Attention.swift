@@ -13,10 +13,12 @@ public func attendOneToken(
     query q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDimension d: Int,
     keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rowStride: Int,
     first: Int = 0, length: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
-    into out: UnsafeMutablePointer<Float>
+    into out: UnsafeMutablePointer<Float>, valueDimension: Int? = nil, valueRowStride: Int? = nil
 ) {
     let group = heads / kvHeads
     let count = length - first
+    let dv = valueDimension ?? d
+    let valueStride = valueRowStride ?? rowStride
     for h in 0..<heads {
         let kvHead = h / group
         let qh = q + h * d
@@ -27,12 +29,12 @@ public func attendOneToken(
             scores[p - first] = s * scale
         }
         softmaxInPlace(scores, count: count)
-        let oh = out + h * d
-        for i in 0..<d { oh[i] = 0 }
+        let oh = out + h * dv
+        for i in 0..<dv { oh[i] = 0 }
         for p in first..<length {
             let w = scores[p - first]
-            let vp = v + p * rowStride + kvHead * d
-            for i in 0..<d { oh[i] += w * vp[i] }
+            let vp = v + p * valueStride + kvHead * dv
+            for i in 0..<dv { oh[i] += w * vp[i] }
         }
     }
 }

@@ -109,8 +109,7 @@ public actor BatchScheduler {
     public init(engine: InferenceEngine, options: Options = .init()) {
         self.engine = engine
         self.options = options
-        let a = engine.description.attention
-        bytesPerToken = engine.description.layerCount * 2 * a.keyValueHeads * a.headDimension * MemoryLayout<Float>.size
+        bytesPerToken = engine.description.keyValueCacheBytesPerToken
     }
 
     /// KV-cache bytes a request reserves while it runs.
