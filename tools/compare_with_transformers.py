@@ -11,11 +11,14 @@ exceeds --tolerance (default 1e-3, the foundation issue's bound for unseen check
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import load, read_config  # noqa: E402  (kimi_k2 and FP8 checkpoints need its loader)
 
 torch.set_num_threads(1)
 
@@ -45,12 +48,10 @@ def main():
 
     failures = 0
     for directory in args.checkpoints:
-        model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager").eval()
-        dtype = next(model.parameters()).dtype
-        if dtype != torch.float32:
-            # Jindou computes in fp32 over exactly widened weights: compare with that.
-            model = AutoModelForCausalLM.from_pretrained(directory, attn_implementation="eager",
-                                                         dtype=torch.float32).eval()
+        config = read_config(directory)
+        dtype = "fp8" if "quantization_config" in config else config.get("dtype", config.get("torch_dtype"))
+        # Jindou computes in fp32 over exactly widened (FP8: dequantised) weights: compare with that.
+        model = load(directory, torch.float32)
         generator = torch.Generator().manual_seed(99)
         for p in range(args.prompts):
             length = [6, 17, 33][p % 3]
@@ -64,7 +65,7 @@ def main():
             same = result["token_ids"] == reference_tokens
             ok = same and difference <= args.tolerance
             failures += not ok
-            print(f"{'ok ' if ok else 'BAD'} {directory} ({str(dtype).replace('torch.', '')}) prompt {length:2} tokens: "
+            print(f"{'ok ' if ok else 'BAD'} {directory} ({dtype}) prompt {length:2} tokens: "
                   f"greedy identical={same} max|Δlogit|={difference:.2e}")
     sys.exit(1 if failures else 0)
 

@@ -87,7 +87,7 @@ extension LatentAttentionShape {
     /// position once, absorption costs that per new token and attends over wider rows
     /// (2·kv_lora + rope per position and head, against qk + v expanded). Since both pay
     /// per cached position, the context length cancels out.
-    func prefersExpanded(tokens: Int) -> Bool {
+    public func prefersExpanded(tokens: Int) -> Bool {
         let widerRows = 2 * keyValueLoraRank + ropeDimension - queryKeyDimension - valueDimension
         return widerRows > 0 && tokens * widerRows > keyValueLoraRank * (nopeDimension + valueDimension)
     }

@@ -92,6 +92,11 @@ public struct BlockQuantization: Sendable, Equatable {
     public var blockRows: Int
     public var blockColumns: Int
 
+    public init(blockRows: Int, blockColumns: Int) {
+        self.blockRows = blockRows
+        self.blockColumns = blockColumns
+    }
+
     public func scaleShape(rows: Int, columns: Int) -> [Int] {
         [(rows + blockRows - 1) / blockRows, (columns + blockColumns - 1) / blockColumns]
     }

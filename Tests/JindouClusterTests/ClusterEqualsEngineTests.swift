@@ -40,7 +40,14 @@ enum Layout: String, CaseIterable, Sendable, CustomStringConvertible {
 struct ClusterEqualsEngineTests {
     static let arguments: [(String, Layout)] = ["qwen3-moe-tiny", "glm4-moe-tiny"].flatMap { fixture in
         Layout.allCases.map { (fixture, $0) }
-    }
+    } + [
+        // DeepSeek-V3 family (MLA on the coordinator; 16-24 experts, so the layouts that
+        // do not assume 8): q-LoRA + YaRN, FP8 experts on the workers, no-q-LoRA sharded
+        // checkpoint with MTP tensors, Kimi-K2's model_type.
+        ("deepseek-v3-tiny", .oneWorker), ("deepseek-v3-tiny", .twoContiguous), ("deepseek-v3-tiny", .threeRoundRobin),
+        ("deepseek-v3-tiny-fp8", .threeRoundRobin), ("deepseek-v3-tiny-noq", .twoContiguous),
+        ("kimi-k2-tiny", .threeRoundRobin),
+    ]
 
     @Test(arguments: arguments)
     func logitsAndGreedyTokensMatch(fixture: String, layout: Layout) async throws {
@@ -52,7 +59,7 @@ struct ClusterEqualsEngineTests {
             logger: testLogger)
         defer { Task { await coordinator.pool.closeAll() } }
         let single = try await EngineCache.shared.engine(fixture)
-        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
 
         for c in golden.cases {
             let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
@@ -60,6 +67,15 @@ struct ClusterEqualsEngineTests {
             for (position, (a, e)) in zip(actual, expected).enumerated() {
                 let difference = maxAbsDifference(a, e)
                 #expect(difference <= 1e-5, "\(fixture) \(layout) case \(c.name) position \(position): \(difference)")
+            }
+            // And transformers itself (fp32 goldens), not only through the engine.
+            if golden.dtype == "float32" {
+                let reference = try rows(tensors.tensor("case\(c.index).prefill_logits"))
+                #expect(actual.count == reference.count)
+                for (position, (a, e)) in zip(actual, reference).enumerated() {
+                    let difference = maxAbsDifference(a, e)
+                    #expect(difference <= 1e-4, "\(fixture) \(layout) case \(c.name) position \(position) vs transformers: \(difference)")
+                }
             }
             let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
                                             expertsPerToken: c.experts, stopTokenIDs: [])

@@ -62,9 +62,9 @@ struct ConfigurationTests {
     @Test func unsupportedRopeTypeIsRefusedByName() throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("qwen3-moe-tiny") + "/config.json"))
         var config = try JSONSerialization.jsonObject(with: data) as! [String: Any]
-        config["rope_parameters"] = ["rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0]
+        config["rope_parameters"] = ["rope_type": "longrope", "rope_theta": 10000.0, "factor": 4.0]
         #expect(throws: CheckpointError.badConfig(path: "c", field: "rope_parameters.rope_type",
-                                                  reason: "rope type 'yarn' is not supported yet (supported: default)")) {
+                                                  reason: "rope type 'longrope' is not supported yet (supported: default, yarn)")) {
             try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
         }
     }
