@@ -142,7 +142,7 @@ public struct Coordinator: Sendable {
                 if request.optional { continue }
                 throw CheckpointError.missingTensor(tensor: request.name, searched: [checkpoint.directory])
             }
-            total += entry.dataRange.count
+            total += request.rows.map { entry.dataRange.count / max(1, entry.shape.first ?? 1) * $0.count } ?? entry.dataRange.count
         }
         return UInt64(total)
     }

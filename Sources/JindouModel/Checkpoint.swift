@@ -7,12 +7,19 @@ public struct TensorRequest: Sendable, Hashable {
     public let shape: [Int]?
     /// Missing optional tensors are skipped instead of failing the load.
     public let optional: Bool
+    /// Only these indices of the first dimension (one expert of a fused expert tensor);
+    /// only their bytes are mapped. `shape` is the whole tensor's.
+    public let rows: Range<Int>?
 
-    public init(_ name: String, shape: [Int]?, optional: Bool = false) {
+    public init(_ name: String, shape: [Int]?, optional: Bool = false, rows: Range<Int>? = nil) {
         self.name = name
         self.shape = shape
         self.optional = optional
+        self.rows = rows
     }
+
+    /// The name the loaded view is found under: the tensor name, or `name[lo..<hi]` for a slice.
+    public var key: String { rows.map { "\(name)[\($0.lowerBound)..<\($0.upperBound)]" } ?? name }
 }
 
 /// A loaded tensor: a view into a mapping (or an owned copy when the file's alignment
@@ -71,8 +78,16 @@ public struct TensorSet: Sendable {
 
     /// The 2-D kernel weight `name`; an F8_E4M3 weight is paired with its `_scale_inv`
     /// block scales (`quantization` gives the block size; the scales' shape is checked).
-    public func matrix(_ name: String, quantization: BlockQuantization?) throws -> WeightMatrix {
-        guard let tensor = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: []) }
+    public func matrix(_ name: String, quantization: BlockQuantization?, as shape: [Int]? = nil) throws -> WeightMatrix {
+        guard var tensor = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: []) }
+        if let shape {
+            // A slice [1, rows, columns] of a stacked tensor, viewed as its 2-D matrix.
+            guard shape.reduce(1, *) == tensor.elementCount else {
+                throw CheckpointError.shapeMismatch(path: tensor.path, tensor: name, expected: shape, actual: tensor.shape)
+            }
+            tensor = TensorView(name: tensor.name, dtype: tensor.dtype, shape: shape, pointer: tensor.pointer, owner: tensor.owner,
+                                path: tensor.path)
+        }
         guard tensor.dtype == .float8E4M3 else { return try tensor.matrix() }
         guard tensor.shape.count == 2 else {
             throw CheckpointError.shapeMismatch(path: tensor.path, tensor: name, expected: [-1, -1], actual: tensor.shape)
@@ -212,7 +227,18 @@ public struct Checkpoint: Sendable {
             if let expected = request.shape, expected != entry.shape {
                 throw CheckpointError.shapeMismatch(path: header.path, tensor: request.name, expected: expected, actual: entry.shape)
             }
-            byFile[file, default: []].append((request, entry))
+            var selected = entry
+            if let rows = request.rows {
+                guard let first = entry.shape.first, rows.lowerBound >= 0, rows.upperBound <= first, !rows.isEmpty else {
+                    throw CheckpointError.shapeMismatch(path: header.path, tensor: request.name,
+                                                        expected: [rows.upperBound] + entry.shape.dropFirst(), actual: entry.shape)
+                }
+                let rowBytes = entry.dataRange.count / first
+                let begin = entry.dataRange.lowerBound + rows.lowerBound * rowBytes
+                selected = SafetensorsEntry(name: request.key, dtype: entry.dtype, shape: [rows.count] + entry.shape.dropFirst(),
+                                            dataRange: begin..<(begin + rows.count * rowBytes))
+            }
+            byFile[file, default: []].append((request, selected))
         }
 
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -241,7 +267,7 @@ public struct Checkpoint: Sendable {
                 regions.append(region)
                 for (request, entry) in group {
                     let pointer = region.pointer(atFileOffset: header.dataOffset + entry.dataRange.lowerBound)
-                    tensors[request.name] = Self.view(entry, at: pointer, region: region, path: header.path)
+                    tensors[request.key] = Self.view(entry, at: pointer, region: region, path: header.path)
                 }
             }
         }

@@ -71,12 +71,16 @@ public struct SequenceStep: Sendable {
     public let tokens: [Int]
     public let expertsPerToken: ExpertsPerToken
     public let logits: LogitsSelection
+    /// Image features and M-RoPE positions of the sequence's prompt (vision-language models).
+    public let multimodal: MultimodalPrompt?
 
-    public init(cache: KVCache, tokens: [Int], expertsPerToken: ExpertsPerToken = .configured, logits: LogitsSelection = .last) {
+    public init(cache: KVCache, tokens: [Int], expertsPerToken: ExpertsPerToken = .configured, logits: LogitsSelection = .last,
+                multimodal: MultimodalPrompt? = nil) {
         self.cache = cache
         self.tokens = tokens
         self.expertsPerToken = expertsPerToken
         self.logits = logits
+        self.multimodal = multimodal
     }
 }
 
@@ -108,6 +112,8 @@ public struct DecoderModel: Sendable {
     public let tensors: TensorSet
     /// How Multi-head Latent Attention is computed (no effect on other attention).
     public var latentAttentionMode: LatentAttentionMode = .automatic
+    /// The vision tower of a vision-language checkpoint (runs where this model runs).
+    public let vision: VisionTower?
 
     /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped).
     public init(description: ModelDescription, checkpoint: Checkpoint) throws {
@@ -128,14 +134,14 @@ public struct DecoderModel: Sendable {
 
         self.description = description
         self.tensors = tensors
-        embedding = try matrix(WeightNames.embedding)
-        finalNorm = try vector(WeightNames.finalNorm)
+        embedding = try matrix(description.embeddingName)
+        finalNorm = try vector(description.finalNormName)
         lmHead = description.tieWordEmbeddings ? embedding : try matrix(WeightNames.lmHead)
         let a = description.attention
         rotary = description.makeRotaryEmbedding()
         var layers: [DecoderLayerWeights] = []
         for (l, kind) in description.layers.enumerated() {
-            let p = WeightNames.layer(l)
+            let p = description.layerPrefix(l)
             let attention: AttentionBlockWeights
             if let latent = description.latentAttention {
                 attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: matrix, vector: vector))
@@ -157,8 +163,8 @@ public struct DecoderModel: Sendable {
             case .dense:
                 feedForward = .dense(try mlp(p + "mlp."))
             case .sparse:
-                let bias = description.hasCorrectionBias ? try vector(WeightNames.correctionBias(layer: l)) : nil
-                let router = try Router(configuration: description.router, gate: try matrix(WeightNames.router(layer: l)),
+                let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
+                let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
                                         correctionBias: bias)
                 let shared = description.sharedExpertIntermediateSize != nil ? try mlp(p + "mlp.shared_experts.") : nil
                 feedForward = .sparse(router: router, shared: shared)
@@ -169,6 +175,7 @@ public struct DecoderModel: Sendable {
                 attention: attention, feedForward: feedForward))
         }
         self.layers = layers
+        vision = try description.vision.map { try VisionTower(shape: $0, checkpoint: checkpoint) }
     }
 
     /// A fresh KV cache for one sequence.
@@ -210,15 +217,19 @@ public struct DecoderModel: Sendable {
         let count = tokens.count
         if count == 0 { return batch.map { _ in [] } }
 
-        // Per-token sequence index and position.
-        var sequenceOf = [Int](), positions = [Int]()
+        // Per-token sequence index, cache position, rotary position (t, h, w) and image row.
+        var sequenceOf = [Int](), positions = [Int](), ropePositions = [SIMD3<Int>](), visualRows = [Int]()
         sequenceOf.reserveCapacity(count)
         positions.reserveCapacity(count)
+        ropePositions.reserveCapacity(count)
         for (s, item) in batch.enumerated() {
             item.cache.reserve(item.tokens.count)
             for i in item.tokens.indices {
+                let position = item.cache.length + i
                 sequenceOf.append(s)
-                positions.append(item.cache.length + i)
+                positions.append(position)
+                ropePositions.append(item.multimodal?.ropePosition(at: position) ?? SIMD3(repeating: position))
+                visualRows.append(item.multimodal?.visualRow(at: position) ?? -1)
             }
         }
         let expertsPerToken = sequenceOf.map { batch[$0].expertsPerToken }
@@ -230,6 +241,11 @@ public struct DecoderModel: Sendable {
                 convertToFloat(embedding.rowPointer(token), dtype: embedding.dtype, count: h, into: out.baseAddress! + t * h)
             }
         }
+        // Image tokens take the vision tower's merged features instead (masked_scatter).
+        for t in 0..<count where visualRows[t] >= 0 {
+            let prompt = batch[sequenceOf[t]].multimodal!
+            hidden.replaceSubrange((t * h)..<((t + 1) * h), with: prompt.embeddings[(visualRows[t] * h)..<((visualRows[t] + 1) * h)])
+        }
 
         for (l, layer) in layers.enumerated() {
             // h = h + self_attn(input_layernorm(h))
@@ -237,7 +253,8 @@ public struct DecoderModel: Sendable {
             let attended: [Float]
             switch layer.attention {
             case .grouped(let weights):
-                attended = attention(weights, layer: l, input: normed, batch: batch, sequenceOf: sequenceOf, positions: positions)
+                attended = attention(weights, layer: l, input: normed, batch: batch, sequenceOf: sequenceOf, positions: positions,
+                                     ropePositions: ropePositions)
             case .latent(let weights):
                 attended = latentAttention(weights, shape: description.latentAttention!, layer: l, input: normed, batch: batch,
                                            sequenceOf: sequenceOf, positions: positions)
@@ -262,6 +279,17 @@ public struct DecoderModel: Sendable {
                 }
                 if let sharedOutput { add(sharedOutput, into: &moeOutput) }
                 add(moeOutput, into: &hidden)
+            }
+            // DeepStack: image tokens get level l's vision features after text layer l.
+            for t in 0..<count where visualRows[t] >= 0 {
+                let prompt = batch[sequenceOf[t]].multimodal!
+                guard l < prompt.deepstack.count else { continue }
+                let row = visualRows[t] * h
+                prompt.deepstack[l].withUnsafeBufferPointer { features in
+                    hidden.withUnsafeMutableBufferPointer { out in
+                        for i in 0..<h { out[t * h + i] += features[row + i] }
+                    }
+                }
             }
         }
         for item in batch { item.cache.commit(item.tokens.count) }
@@ -337,7 +365,8 @@ public struct DecoderModel: Sendable {
 
     /// `Qwen3MoeAttention.forward` / `Glm4MoeAttention.forward` with the eager kernel.
     private func attention(
-        _ w: AttentionWeights, layer: Int, input: [Float], batch: [SequenceStep], sequenceOf: [Int], positions: [Int]
+        _ w: AttentionWeights, layer: Int, input: [Float], batch: [SequenceStep], sequenceOf: [Int], positions: [Int],
+        ropePositions: [SIMD3<Int>]
     ) -> [Float] {
         let a = description.attention
         let count = sequenceOf.count
@@ -353,8 +382,8 @@ public struct DecoderModel: Sendable {
         q.withUnsafeMutableBufferPointer { qb in
             k.withUnsafeMutableBufferPointer { kb in
                 for t in 0..<count {
-                    rotary.apply(qb.baseAddress! + t * qWidth, heads: a.heads, position: positions[t])
-                    rotary.apply(kb.baseAddress! + t * kvWidth, heads: a.keyValueHeads, position: positions[t])
+                    rotary.apply(qb.baseAddress! + t * qWidth, heads: a.heads, positions: ropePositions[t])
+                    rotary.apply(kb.baseAddress! + t * kvWidth, heads: a.keyValueHeads, positions: ropePositions[t])
                 }
             }
         }

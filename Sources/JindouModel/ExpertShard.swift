@@ -63,15 +63,27 @@ public struct ExpertShard: ExpertBackend {
         var experts: [ExpertKey: ExpertWeights] = [:]
         for key in keys {
             func matrix(_ projection: String) throws -> WeightMatrix {
-                try tensors.matrix(WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection),
+                try tensors.matrix(description.expertTensorKey(key, projection: projection),
                                    quantization: description.weightQuantization)
             }
-            experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
+            switch description.expertStorage {
+            case .perExpert:
+                experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
+            case .fusedInputMajor:
+                // [hidden, 2·moe] and [moe, hidden] slices → [moe, hidden] ×2 and [hidden, moe].
+                let moe = description.moeIntermediateSize, h = description.hiddenSize
+                let gateUp = try tensors.matrix(description.expertTensorKey(key, projection: "gate"), quantization: nil, as: [h, 2 * moe])
+                let down = try tensors.matrix(description.expertTensorKey(key, projection: "down"), quantization: nil, as: [moe, h])
+                experts[key] = ExpertWeights(gate: gateUp.transposedCopy(columns: 0..<moe),
+                                             up: gateUp.transposedCopy(columns: moe..<(2 * moe)),
+                                             down: down.transposedCopy(columns: 0..<h))
+            }
         }
         self.hiddenSize = description.hiddenSize
         self.intermediateSize = description.moeIntermediateSize
         self.experts = experts
-        self.tensors = tensors
+        // Fused experts were copied out (transposed); their mappings are not kept.
+        self.tensors = description.expertStorage == .perExpert ? tensors : TensorSet(tensors: [:], regions: [])
     }
 
     /// A shard of already-loaded experts (their weight matrices keep their mappings alive).

@@ -20,6 +20,8 @@ public struct GenerationRequest: Sendable {
     public var stopTokenIDs: Set<Int>?
     /// Return the float32 logits of the last prompt position.
     public var returnLastPromptLogits: Bool
+    /// Images in the prompt (vision-language models; see `InferenceEngine.multimodal`).
+    public var multimodal: MultimodalPrompt?
 
     public init(
         promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,
@@ -31,6 +33,7 @@ public struct GenerationRequest: Sendable {
         self.expertsPerToken = expertsPerToken
         self.stopTokenIDs = stopTokenIDs
         self.returnLastPromptLogits = returnLastPromptLogits
+        self.multimodal = nil
     }
 }
 
@@ -85,11 +88,24 @@ public struct InferenceEngine: Sendable {
 
     public var description: ModelDescription { model.description }
 
+    /// Runs the vision tower on `images` and lays the features over the image tokens of
+    /// `tokens` (which must hold, per image in order, one run of its token count).
+    public func multimodal(tokens: [Int], images: [PixelPatches]) throws -> MultimodalPrompt {
+        guard let vision = model.vision, let shape = description.vision else {
+            throw EngineError.invalidParameter(name: "images", reason: "\(description.architecture.rawValue) does not take images")
+        }
+        let features = try vision.encode(images)
+        return try MultimodalPrompt(tokens: tokens, imageTokenID: shape.imageTokenID, grids: images.map(\.grid),
+                                    mergeSize: shape.spatialMergeSize, features: features)
+    }
+
     /// Logits at every prompt position (a fresh cache; nothing is kept).
-    public func promptLogits(_ tokens: [Int], expertsPerToken: ExpertsPerToken = .configured) async throws -> [[Float]] {
+    public func promptLogits(_ tokens: [Int], expertsPerToken: ExpertsPerToken = .configured,
+                             multimodal: MultimodalPrompt? = nil) async throws -> [[Float]] {
         guard !tokens.isEmpty else { throw EngineError.emptyPrompt }
         let cache = model.makeCache()
-        let flat = try await model.forward([SequenceStep(cache: cache, tokens: tokens, expertsPerToken: expertsPerToken, logits: .all)], experts: experts)[0]
+        let flat = try await model.forward([SequenceStep(cache: cache, tokens: tokens, expertsPerToken: expertsPerToken, logits: .all,
+                                                         multimodal: multimodal)], experts: experts)[0]
         let v = description.vocabularySize
         return (0..<tokens.count).map { Array(flat[($0 * v)..<(($0 + 1) * v)]) }
     }
@@ -111,7 +127,8 @@ public struct InferenceEngine: Sendable {
 
         let start = Date()
         var logits = try await model.forward(
-            [SequenceStep(cache: cache, tokens: request.promptTokenIDs, expertsPerToken: request.expertsPerToken)],
+            [SequenceStep(cache: cache, tokens: request.promptTokenIDs, expertsPerToken: request.expertsPerToken,
+                          multimodal: request.multimodal)],
             experts: experts)[0]
         let prefillSeconds = Date().timeIntervalSince(start)
         let lastPromptLogits = request.returnLastPromptLogits ? logits : nil
@@ -130,7 +147,8 @@ public struct InferenceEngine: Sendable {
             }
             if generated.count == request.maxNewTokens { break }
             logits = try await model.forward(
-                [SequenceStep(cache: cache, tokens: [token], expertsPerToken: request.expertsPerToken)], experts: experts)[0]
+                [SequenceStep(cache: cache, tokens: [token], expertsPerToken: request.expertsPerToken,
+                              multimodal: request.multimodal)], experts: experts)[0]
         }
         return GenerationResult(
             tokenIDs: generated, finishReason: finish, lastPromptLogits: lastPromptLogits,

@@ -8,6 +8,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case glm4Moe = "Glm4MoeForCausalLM"
     /// DeepSeek-V3 / V3.1 and Kimi-K2 (`model_type` `deepseek_v3` or `kimi_k2`).
     case deepseekV3 = "DeepseekV3ForCausalLM"
+    /// Qwen3-VL-MoE (30B-A3B, 235B-A22B): the Qwen3-MoE text model with M-RoPE and
+    /// DeepStack, plus a vision tower on the coordinator.
+    case qwen3VLMoe = "Qwen3VLMoeForConditionalGeneration"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -30,6 +33,8 @@ public struct AttentionShape: Sendable, Equatable {
     public var ropeScaling: RopeScaling = .none
     /// Rotary pairs are adjacent features (DeepSeek's `rope_interleave`) instead of halves.
     public var interleavedRotary: Bool = false
+    /// Interleaved M-RoPE (`mrope_section` [t, h, w] frequencies, Qwen3-VL).
+    public var mropeSection: [Int]? = nil
 
     public var scale: Float { 1 / Float(headDimension).squareRoot() }
 }
@@ -83,6 +88,45 @@ public struct LatentAttentionShape: Sendable, Equatable {
     public var queryKeyDimension: Int { nopeDimension + ropeDimension }
     /// Floats cached per token and layer: the normed latent and the rotated key.
     public var cacheRowWidth: Int { keyValueLoraRank + ropeDimension }
+}
+
+/// How a checkpoint stores routed experts.
+public enum ExpertStorage: Sendable, Equatable {
+    /// `…mlp.experts.E.{gate,up,down}_proj.weight`, each [out, in].
+    case perExpert
+    /// `…mlp.experts.gate_up_proj` [E, hidden, 2·moe] and `…mlp.experts.down_proj`
+    /// [E, moe, hidden]: all experts of a layer in one tensor, each [in, out] (Qwen3-VL-MoE).
+    case fusedInputMajor
+}
+
+/// Qwen3-VL's vision tower (`Qwen3VLMoeVisionConfig`) and the special tokens around images.
+public struct VisionTowerShape: Sendable, Equatable {
+    public var depth: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var heads: Int
+    public var inChannels: Int
+    public var patchSize: Int
+    public var temporalPatchSize: Int
+    public var spatialMergeSize: Int
+    /// Width of the merged tokens fed to the text model (its hidden size).
+    public var outHiddenSize: Int
+    /// Learned position table size (a square: side × side).
+    public var positionEmbeddings: Int
+    /// Vision blocks whose output, merged, is added to the first text layers (DeepStack).
+    public var deepstackIndexes: [Int]
+    public var ropeTheta: Double
+    /// `hidden_act` of the blocks' MLP (`gelu_pytorch_tanh` or `gelu`).
+    public var activation: String
+    public var imageTokenID: Int
+    public var videoTokenID: Int
+    public var visionStartTokenID: Int
+    public var visionEndTokenID: Int
+
+    public var headDimension: Int { hiddenSize / heads }
+    /// Features per flattened patch: channels × temporal × patch × patch.
+    public var patchFeatures: Int { inChannels * temporalPatchSize * patchSize * patchSize }
+    public var positionGridSide: Int { Int(Double(positionEmbeddings).squareRoot()) }
 }
 
 /// Block-scaled FP8 weights (`quantization_config: {quant_method: fp8, fmt: e4m3,
@@ -139,6 +183,12 @@ public struct ModelDescription: Sendable, Equatable {
     public var weightQuantization: BlockQuantization? = nil
     /// Multi-token-prediction layers stored after the decoder layers (never loaded).
     public var ignoredPredictionLayers: Int = 0
+    /// Prefix of the text model's tensors (`model.`; Qwen3-VL: `model.language_model.`).
+    public var textPrefix: String = "model."
+    /// How routed experts are stored in the checkpoint.
+    public var expertStorage: ExpertStorage = .perExpert
+    /// The vision tower, for vision-language checkpoints.
+    public var vision: VisionTowerShape? = nil
 
     /// Floats per token and layer in the KV cache: keys and values, or one latent row (MLA).
     public var keyValueCacheWidths: (keys: Int, values: Int) {
@@ -210,6 +260,8 @@ extension ModelDescription {
                 self = try JSONDecoder().decode(Glm4MoeConfiguration.self, from: configJSON).description()
             case .deepseekV3:
                 self = try JSONDecoder().decode(DeepseekV3Configuration.self, from: configJSON).description()
+            case .qwen3VLMoe:
+                self = try JSONDecoder().decode(Qwen3VLMoeConfiguration.self, from: configJSON).description()
             }
             weightQuantization = try JSONDecoder().decode(QuantizationProbe.self, from: configJSON).quantization()
         } catch let error as CheckpointError {
@@ -234,6 +286,7 @@ extension ModelDescription {
         case "qwen3_moe": Architecture.qwen3Moe.rawValue
         case "glm4_moe": Architecture.glm4Moe.rawValue
         case "deepseek_v3", "kimi_k2": Architecture.deepseekV3.rawValue
+        case "qwen3_vl_moe": Architecture.qwen3VLMoe.rawValue
         default: nil
         }
     }
@@ -255,6 +308,23 @@ extension ModelDescription {
             try require(latent.nopeDimension > 0, "qk_nope_head_dim", "must be positive")
             try require(latent.ropeDimension > 0 && latent.ropeDimension % 2 == 0, "qk_rope_head_dim", "must be a positive even number")
             try require(latent.valueDimension > 0, "v_head_dim", "must be positive")
+        }
+        if let section = attention.mropeSection {
+            try require(section.count == 3 && section.reduce(0, +) == attention.rotaryDimension / 2, "rope_parameters.mrope_section",
+                        "\(section) must be three numbers summing to head_dim / 2 (\(attention.rotaryDimension / 2))")
+        }
+        if let v = vision {
+            try require(v.depth > 0 && v.hiddenSize > 0 && v.heads > 0 && v.hiddenSize % v.heads == 0, "vision_config",
+                        "depth, hidden_size and num_heads must be positive, num_heads dividing hidden_size")
+            try require(v.headDimension % 4 == 0, "vision_config.num_heads", "head dimension \(v.headDimension) must be a multiple of 4")
+            try require(v.outHiddenSize == hiddenSize, "vision_config.out_hidden_size",
+                        "\(v.outHiddenSize) differs from the text hidden_size \(hiddenSize)")
+            try require(v.positionGridSide * v.positionGridSide == v.positionEmbeddings, "vision_config.num_position_embeddings",
+                        "\(v.positionEmbeddings) is not a square")
+            try require(v.deepstackIndexes.allSatisfy { (0..<v.depth).contains($0) } && v.deepstackIndexes.count <= layers.count,
+                        "vision_config.deepstack_visual_indexes", "\(v.deepstackIndexes) must name vision blocks, at most one per text layer")
+            try require(["gelu_pytorch_tanh", "gelu"].contains(v.activation), "vision_config.hidden_act",
+                        "'\(v.activation)' is not supported (gelu_pytorch_tanh, gelu)")
         }
         if case .yarn(let yarn) = attention.ropeScaling {
             try require(yarn.factor > 0, "rope_parameters.factor", "must be positive")
@@ -287,12 +357,26 @@ extension ModelDescription {
         switch a.ropeScaling {
         case .none:
             return RotaryEmbedding(headDimension: a.headDimension, rotaryDimension: a.rotaryDimension, base: a.ropeTheta,
-                                   interleaved: a.interleavedRotary)
+                                   interleaved: a.interleavedRotary, frequencyAxes: a.mropeSection.map(Self.mropeAxes))
         case .yarn(let y):
             return RotaryEmbedding(
                 headDimension: a.headDimension, rotaryDimension: a.rotaryDimension, base: a.ropeTheta, yarnFactor: y.factor,
                 originalMaxPositions: y.originalMaxPositions, betaFast: y.betaFast, betaSlow: y.betaSlow,
                 attentionFactor: y.attentionFactor, truncate: y.truncate, interleaved: a.interleavedRotary)
+        }
+    }
+}
+
+extension ModelDescription {
+    /// Interleaved M-RoPE (`Qwen3VLMoeTextRotaryEmbedding.recomposition_frequencies`):
+    /// frequency i follows height when i % 3 == 1 and i < 3·section[1], width when
+    /// i % 3 == 2 and i < 3·section[2], and the temporal/text position otherwise.
+    static func mropeAxes(_ section: [Int]) -> [Int] {
+        let half = section.reduce(0, +)
+        return (0..<half).map { i in
+            if i % 3 == 1 && i < 3 * section[1] { return 1 }
+            if i % 3 == 2 && i < 3 * section[2] { return 2 }
+            return 0
         }
     }
 }
@@ -357,6 +441,8 @@ struct RopeSettings {
     var mscaleAllDim: Double?
     var attentionFactor: Double?
     var truncate: Bool?
+    /// Qwen-VL's M-RoPE sections [t, h, w] (frequencies per axis; sum = head_dim / 2).
+    var mropeSection: [Int]?
 
     static let supportedTypes = ["default", "yarn"]
 
@@ -392,6 +478,7 @@ struct RopeSettings {
         mscaleAllDim = p.mscaleAllDim ?? mscaleAllDim
         attentionFactor = p.attentionFactor ?? attentionFactor
         truncate = p.truncate ?? truncate
+        mropeSection = p.mropeSection ?? mropeSection
     }
 
     func rotaryDimension(headDimension: Int) -> Int {
@@ -431,6 +518,7 @@ private struct RopeParametersObject: Decodable {
     let mscaleAllDim: Double?
     let attentionFactor: Double?
     let truncate: Bool?
+    let mropeSection: [Int]?
     enum CodingKeys: String, CodingKey {
         case ropeTheta = "rope_theta"
         case ropeType = "rope_type"
@@ -444,6 +532,7 @@ private struct RopeParametersObject: Decodable {
         case mscaleAllDim = "mscale_all_dim"
         case attentionFactor = "attention_factor"
         case truncate
+        case mropeSection = "mrope_section"
     }
 }
 

@@ -36,19 +36,39 @@ public struct ExpertKey: Hashable, Sendable, Comparable, CustomStringConvertible
 }
 
 extension ModelDescription {
+    /// Tensor names of this checkpoint's text model (prefix `textPrefix`).
+    public var embeddingName: String { textPrefix + "embed_tokens.weight" }
+    public var finalNormName: String { textPrefix + "norm.weight" }
+    public func layerPrefix(_ layer: Int) -> String { textPrefix + "layers.\(layer)." }
+    public func routerName(layer: Int) -> String { layerPrefix(layer) + "mlp.gate.weight" }
+    public func correctionBiasName(layer: Int) -> String { layerPrefix(layer) + "mlp.gate.e_score_correction_bias" }
+
+    /// Where expert `key`'s projection lives: (tensor request key, and whether the stored
+    /// matrix is input-major, i.e. [in, out] rather than [out, in]). For fused storage,
+    /// `gate` and `up` share the `gate_up_proj` slice ([hidden, 2·moe]: gate columns first).
+    public func expertTensorKey(_ key: ExpertKey, projection: String) -> String {
+        switch expertStorage {
+        case .perExpert:
+            return layerPrefix(key.layer) + "mlp.experts.\(key.expert).\(projection)_proj.weight"
+        case .fusedInputMajor:
+            let name = layerPrefix(key.layer) + (projection == "down" ? "mlp.experts.down_proj" : "mlp.experts.gate_up_proj")
+            return TensorRequest(name, shape: nil, rows: key.expert..<(key.expert + 1)).key
+        }
+    }
+
     /// Every tensor except routed experts: what the coordinator (or the single-process
     /// engine) holds.
     public func nonExpertTensors() -> [TensorRequest] {
         let h = hiddenSize
         var requests = [
-            TensorRequest(WeightNames.embedding, shape: [vocabularySize, h]),
-            TensorRequest(WeightNames.finalNorm, shape: [h]),
+            TensorRequest(embeddingName, shape: [vocabularySize, h]),
+            TensorRequest(finalNormName, shape: [h]),
         ]
         if !tieWordEmbeddings {
             requests.append(TensorRequest(WeightNames.lmHead, shape: [vocabularySize, h]))
         }
         for (l, kind) in layers.enumerated() {
-            let p = WeightNames.layer(l)
+            let p = layerPrefix(l)
             requests += [
                 TensorRequest(p + "input_layernorm.weight", shape: [h]),
                 TensorRequest(p + "post_attention_layernorm.weight", shape: [h]),
@@ -62,9 +82,9 @@ extension ModelDescription {
             case .dense(let intermediate):
                 requests += mlpTensors(prefix: p + "mlp.", intermediate: intermediate)
             case .sparse:
-                requests.append(TensorRequest(WeightNames.router(layer: l), shape: [expertCount, h]))
+                requests.append(TensorRequest(routerName(layer: l), shape: [expertCount, h]))
                 if hasCorrectionBias {
-                    requests.append(TensorRequest(WeightNames.correctionBias(layer: l), shape: [expertCount]))
+                    requests.append(TensorRequest(correctionBiasName(layer: l), shape: [expertCount]))
                 }
                 if let shared = sharedExpertIntermediateSize {
                     requests += mlpTensors(prefix: p + "mlp.shared_experts.", intermediate: shared)
@@ -76,9 +96,19 @@ extension ModelDescription {
 
     /// The three projections of routed expert `key` (and their FP8 block scales, if any).
     public func expertTensors(_ key: ExpertKey) -> [TensorRequest] {
-        ["gate", "up", "down"].flatMap { projection in
-            linear(WeightNames.expert(layer: key.layer, expert: key.expert, projection: projection),
-                   shape: projection == "down" ? [hiddenSize, moeIntermediateSize] : [moeIntermediateSize, hiddenSize])
+        switch expertStorage {
+        case .perExpert:
+            return ["gate", "up", "down"].flatMap { projection in
+                linear(expertTensorKey(key, projection: projection),
+                       shape: projection == "down" ? [hiddenSize, moeIntermediateSize] : [moeIntermediateSize, hiddenSize])
+            }
+        case .fusedInputMajor:
+            let p = layerPrefix(key.layer) + "mlp.experts."
+            let rows = key.expert..<(key.expert + 1)
+            return [
+                TensorRequest(p + "gate_up_proj", shape: [expertCount, hiddenSize, 2 * moeIntermediateSize], rows: rows),
+                TensorRequest(p + "down_proj", shape: [expertCount, moeIntermediateSize, hiddenSize], rows: rows),
+            ]
         }
     }
 

@@ -29,3 +29,21 @@ public func softmaxInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) {
     let inverse = 1 / sum
     for i in 0..<count { values[i] *= inverse }
 }
+
+/// GELU, in place. `tanhApproximation`: torch's `gelu(approximate="tanh")`
+/// (`gelu_pytorch_tanh`): 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))); otherwise the exact
+/// 0.5·v·(1 + erf(v/√2)) of `nn.GELU()`.
+public func gelu(_ values: UnsafeMutablePointer<Float>, count: Int, tanhApproximation: Bool) {
+    if tanhApproximation {
+        let k = Float((2 / Double.pi).squareRoot())
+        for i in 0..<count {
+            let v = values[i]
+            values[i] = 0.5 * v * (1 + tanhf(k * (v + 0.044715 * v * v * v)))
+        }
+    } else {
+        for i in 0..<count {
+            let v = values[i]
+            values[i] = 0.5 * v * (1 + erff(v * Float(0.5.squareRoot())))
+        }
+    }
+}

@@ -15,9 +15,16 @@ public struct RotaryEmbedding: Sendable {
     /// (DeepSeek's `rope_interleave`, `apply_rotary_pos_emb_interleave`).
     public let interleaved: Bool
 
+    /// Multi-axis rotary (Qwen-VL's M-RoPE, the vision tower's 2-D rope): frequency i
+    /// turns with position coordinate `frequencyAxes[i]` (0 temporal/text, 1 height,
+    /// 2 width). nil: every frequency uses coordinate 0.
+    public let frequencyAxes: [Int]?
+
     public init(headDimension: Int, rotaryDimension: Int, base: Double, attentionScaling: Float = 1,
-                inverseFrequencies: [Float]? = nil, interleaved: Bool = false) {
+                inverseFrequencies: [Float]? = nil, interleaved: Bool = false, frequencyAxes: [Int]? = nil) {
         precondition(rotaryDimension % 2 == 0 && rotaryDimension <= headDimension)
+        precondition(frequencyAxes.map { $0.count == rotaryDimension / 2 && $0.allSatisfy { (0..<3).contains($0) } } ?? true)
+        self.frequencyAxes = frequencyAxes
         self.headDimension = headDimension
         self.rotaryDimension = rotaryDimension
         self.attentionScaling = attentionScaling
@@ -61,11 +68,18 @@ public struct RotaryEmbedding: Sendable {
 
     /// Rotates `heads` consecutive heads of one token at `position`, in place.
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        apply(x, heads: heads, positions: SIMD3(position, position, position))
+    }
+
+    /// Rotates `heads` consecutive heads of one token at a multi-axis position
+    /// (temporal/text, height, width), in place.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, positions: SIMD3<Int>) {
         let half = rotaryDimension / 2
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * half) { table in
             let cosines = table.baseAddress!
             let sines = cosines + half
             for i in 0..<half {
+                let position = positions[frequencyAxes?[i] ?? 0]
                 let angle = Float(position) * inverseFrequencies[i]
                 cosines[i] = cos(angle) * attentionScaling
                 sines[i] = sin(angle) * attentionScaling

@@ -45,6 +45,30 @@ public struct WeightMatrix: @unchecked Sendable {
                      blockScales: blockScales?.offset(rows: range.lowerBound))
     }
 
+    /// Columns `range`, transposed, as a new matrix of `range.count` rows × `rows` columns
+    /// in the same dtype (owned memory). Turns input-major [in, out] storage into the
+    /// [out, in] layout the kernels read. Not for block-scaled FP8.
+    public func transposedCopy(columns range: Range<Int>) -> WeightMatrix {
+        precondition(blockScales == nil && range.lowerBound >= 0 && range.upperBound <= columns)
+        let size = dtype.byteSize
+        let storage = OwnedBytes(byteCount: range.count * rows * size)
+        func copy<T>(_: T.Type) {
+            let source = base.assumingMemoryBound(to: T.self)
+            let target = storage.pointer.assumingMemoryBound(to: T.self)
+            for r in 0..<rows {
+                let row = source + r * columns
+                for (i, c) in range.enumerated() { target[i * rows + r] = row[c] }
+            }
+        }
+        switch size {
+        case 1: copy(UInt8.self)
+        case 2: copy(UInt16.self)
+        case 4: copy(UInt32.self)
+        default: copy(UInt64.self)
+        }
+        return WeightMatrix(rows: range.count, columns: rows, dtype: dtype, base: UnsafeRawPointer(storage.pointer), owner: storage)
+    }
+
     /// The whole matrix widened to F32 (dequantised for FP8).
     public func floatValues() -> [Float] {
         [Float](unsafeUninitializedCapacity: rows * columns) { buffer, count in

@@ -228,7 +228,10 @@ public actor BatchScheduler {
         batchSequences.record(plan.count)
         batchTokens.record(plan.reduce(0) { $0 + $1.1.count })
 
-        let batch = plan.map { SequenceStep(cache: $0.0.cache, tokens: $0.1, expertsPerToken: $0.0.request.expertsPerToken, logits: $0.2) }
+        let batch = plan.map {
+            SequenceStep(cache: $0.0.cache, tokens: $0.1, expertsPerToken: $0.0.request.expertsPerToken, logits: $0.2,
+                         multimodal: $0.0.request.multimodal)
+        }
         let start = ContinuousClock.now
         let logits: [[Float]]
         do {
