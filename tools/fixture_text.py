@@ -35,9 +35,20 @@ GLM_ADDED = [("<|endoftext|>", True), ("[gMASK]", True), ("<sop>", True), ("<|sy
              ("<|assistant|>", True), ("<|observation|>", True), ("<think>", False), ("</think>", False),
              ("<tool_call>", False), ("</tool_call>", False), ("<tool_response>", False), ("</tool_response>", False),
              ("<arg_key>", False), ("</arg_key>", False), ("<arg_value>", False), ("</arg_value>", False)]
+# Qwen2-VL / Qwen2.5-VL / Qwen3-VL: the vision and box tokens sit between <|im_end|> and <tool_call>.
+QWEN_VL_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
+                 ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
+                 ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
+                 ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False), ("</tool_call>", False),
+                 ("<|fim_prefix|>", False), ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False),
+                 ("<|repo_name|>", False), ("<|file_sep|>", False), ("<tool_response>", False),
+                 ("</tool_response>", False), ("<think>", False), ("</think>", False)]
 
 LLAMA_CPP_PYTHON = "llama-cpp-python"
-TEMPLATE_FILES = {"qwen3": "models/templates/Qwen-Qwen3-0.6B.jinja", "glm4": "models/templates/GLM-4.6.jinja"}
+TEMPLATE_FILES = {"qwen3": "models/templates/Qwen-Qwen3-0.6B.jinja", "glm4": "models/templates/GLM-4.6.jinja",
+                  # llama.cpp vendors no Qwen2/2.5/3-VL template; Qwen3.5's is Qwen's own vision-aware one
+                  # (<|vision_start|><|image_pad|><|vision_end|> per image, add_vision_id).
+                  "qwen3_vl": "models/templates/Qwen3.5-4B.jinja"}
 
 
 def fetch_llama_cpp_assets(cache: str) -> dict[str, str]:
@@ -249,11 +260,12 @@ def write_template_goldens(root: str, templates: dict[str, str], tokenizer_direc
 def write_model_tokenizer(directory: str, family: str, vocab_size: int, template: str):
     """A tokenizer small enough for a model fixture's vocabulary, and tokenizer_config.json
     with the family's real chat template."""
-    pattern, added = (QWEN2_PATTERN, QWEN_ADDED) if family == "qwen3" else (GLM4_PATTERN, GLM_ADDED)
+    pattern, added = {"qwen3": (QWEN2_PATTERN, QWEN_ADDED), "qwen3_vl": (QWEN2_PATTERN, QWEN_VL_ADDED),
+                      "glm4": (GLM4_PATTERN, GLM_ADDED)}[family]
     tokenizer = train(pattern, vocab_size - len(added), added, training_corpus())
     assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
     tokenizer.save(os.path.join(directory, "tokenizer.json"))
-    eos = "<|im_end|>" if family == "qwen3" else "<|user|>"
+    eos = "<|user|>" if family == "glm4" else "<|im_end|>"
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
               "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False,
               "added_tokens_decoder": {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,

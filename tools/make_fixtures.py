@@ -14,6 +14,8 @@ template (fixture_text.py; Qwen and GLM only), and `golden.json` + `golden.safet
 (prompts, greedy tokens, logits, router captures, separation margins). DeepSeek-V3-family
 checkpoints are post-processed where real ones differ from what transformers writes: an
 MTP layer's tensors appended, `model_type: kimi_k2`, or FP8 weights with block scales.
+The Qwen3-VL-MoE fixture (checkpoint, processor files, images, preprocessing and model
+goldens) is written by fixture_vision.py with this module's helpers.
 The Swift tests read only these files; they need no Python. See tools/README.md for what each fixture covers.
 
 Reference choices, all deliberate:
@@ -54,6 +56,7 @@ from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForC
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_text  # noqa: E402  (tokenizers and chat templates; shares this generator's run)
+import fixture_vision  # noqa: E402  (the Qwen3-VL-MoE fixture; imports this module for its helpers)
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -228,10 +231,10 @@ def build_model(spec: Spec):
 
 
 @torch.no_grad()
-def reinitialise(model):
+def reinitialise(model, hidden=None):
     """Weights large enough that logits and routers are far from ties, scaled by fan-in so
-    activations stay O(1) whatever the hidden size."""
-    hidden = model.config.hidden_size
+    activations stay O(1) whatever the hidden size (default: the config's)."""
+    hidden = hidden or model.config.hidden_size
     for name, p in model.named_parameters():
         if name.endswith("norm.weight") or "layernorm" in name:
             p.copy_(1 + 0.1 * torch.randn_like(p))
@@ -433,10 +436,11 @@ class RouterRecorder:
 
 
 @torch.no_grad()
-def greedy(model, prompt, n):
+def greedy(model, prompt, n, **prefill_inputs):
     """Greedy decoding with a DynamicCache: prefill logits at every prompt position, the
-    logits each new token was chosen from (row 0 = last prefill position), the tokens."""
-    out = model(torch.tensor([prompt]), use_cache=True)
+    logits each new token was chosen from (row 0 = last prefill position), the tokens.
+    `prefill_inputs` go to the prefill call only (a VL model's pixel values and grids)."""
+    out = model(torch.tensor([prompt]), use_cache=True, **prefill_inputs)
     prefill = out.logits[0].float().clone()
     cache, logits = out.past_key_values, out.logits[0, -1]
     step_logits, tokens = [], []
@@ -450,12 +454,13 @@ def greedy(model, prompt, n):
 
 
 @torch.no_grad()
-def generate_check(model, prompt, n):
-    """The same greedy run through model.generate: (tokens, logits [n, V])."""
+def generate_check(model, prompt, n, **prefill_inputs):
+    """The same greedy run through model.generate: (tokens, logits [n, V]). The explicit
+    all-ones mask matters: without one, generate masks every pad_token_id (0) in the prompt."""
     ids = torch.tensor([prompt])
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
                          do_sample=False, eos_token_id=None, pad_token_id=0, output_logits=True,
-                         return_dict_in_generate=True)
+                         return_dict_in_generate=True, **prefill_inputs)
     return out.sequences[0, len(prompt):].tolist(), torch.stack([x[0].float() for x in out.logits])
 
 
@@ -1192,20 +1197,22 @@ def problems(meta) -> list[str]:
     return found
 
 
-def write_separated_fixture(spec: Spec, root: str, templates: dict) -> dict:
+def write_separated_fixture(spec: Spec, root: str, templates: dict, writer=None) -> dict:
     """Tries seeds spec.seed, spec.seed + 1000, … until the goldens are well separated;
-    otherwise rewrites the attempt with the fewest problems (deterministic, so equal)."""
+    otherwise rewrites the attempt with the fewest problems (deterministic, so equal).
+    `writer` (default write_fixture) writes one attempt and returns its golden metadata."""
+    writer = writer or write_fixture
     base, attempts = spec.seed, []
     for attempt in range(SEED_ATTEMPTS):
         seed = base + 1000 * attempt
-        meta = write_fixture(replace(spec, seed=seed), root, templates)
+        meta = writer(replace(spec, seed=seed), root, templates)
         found = problems(meta)
         if not found:
             return meta
         attempts.append((len(found), attempt, seed))
         print(f"  {spec.name} seed {seed}: {'; '.join(found)}; trying another seed", file=sys.stderr)
     _, _, seed = min(attempts)
-    meta = write_fixture(replace(spec, seed=seed), root, templates)
+    meta = writer(replace(spec, seed=seed), root, templates)
     for problem in problems(meta):
         print(f"  warning: {spec.name} (seed {seed}): {problem}", file=sys.stderr)
     return meta
@@ -1230,24 +1237,30 @@ def main():
     assets = fixture_text.fetch_llama_cpp_assets(
         os.path.join(os.environ.get("TMPDIR", "/tmp"), "jindou-llama-cpp-assets"))
     templates = {}
-    for family in ("qwen3", "glm4"):
+    for family in ("qwen3", "glm4", "qwen3_vl"):
         with open(assets[family]) as f:
             templates[family] = f.read()
 
     rows = []
     specs = fixture_specs(args.seed, unseen=bool(args.unseen))
+    writers = {}
+    if not args.unseen:  # Qwen3-VL-MoE: fixture_vision.py writes the model, processor, images and goldens
+        vision = fixture_vision.spec(args.seed)
+        specs.append(vision)
+        writers[vision.name] = fixture_vision.write_fixture
     if args.only:
         wanted = set(args.only.split(","))
         assert wanted <= {s.name for s in specs}, f"unknown fixtures: {wanted - {s.name for s in specs}}"
         specs = [s for s in specs if s.name in wanted]
     for spec in specs:
-        meta = write_separated_fixture(spec, root, templates)
+        meta = write_separated_fixture(spec, root, templates, writers.get(spec.name))
         rows.append((spec.name, meta))
 
     if not args.unseen and not args.only:
         fixture_text.write_tokenizer_fixtures(root)
-        fixture_text.write_template_goldens(root, templates, {"qwen3": os.path.join(root, "qwen3-moe-tiny"),
-                                                              "glm4": os.path.join(root, "glm4-moe-tiny")})
+        fixture_text.write_template_goldens(root, {f: templates[f] for f in ("qwen3", "glm4")},
+                                            {"qwen3": os.path.join(root, "qwen3-moe-tiny"),
+                                             "glm4": os.path.join(root, "glm4-moe-tiny")})
 
     print()
     print(f"{'fixture':24} {'seed':>5} {'files':>5} {'size':>7} {'shards':>6} {'min gap':>9} {'min margin':>10} "

@@ -69,21 +69,42 @@ public struct ExpertShard: ExpertBackend {
             switch description.expertStorage {
             case .perExpert:
                 experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
-            case .fusedInputMajor:
-                // [hidden, 2·moe] and [moe, hidden] slices → [moe, hidden] ×2 and [hidden, moe].
-                let moe = description.moeIntermediateSize, h = description.hiddenSize
-                let gateUp = try tensors.matrix(description.expertTensorKey(key, projection: "gate"), quantization: nil, as: [h, 2 * moe])
-                let down = try tensors.matrix(description.expertTensorKey(key, projection: "down"), quantization: nil, as: [moe, h])
-                experts[key] = ExpertWeights(gate: gateUp.transposedCopy(columns: 0..<moe),
-                                             up: gateUp.transposedCopy(columns: moe..<(2 * moe)),
-                                             down: down.transposedCopy(columns: 0..<h))
+            case .fused:
+                experts[key] = try Self.fusedExpert(key, description: description, tensors: tensors)
             }
         }
         self.hiddenSize = description.hiddenSize
         self.intermediateSize = description.moeIntermediateSize
         self.experts = experts
-        // Fused experts were copied out (transposed); their mappings are not kept.
-        self.tensors = description.expertStorage == .perExpert ? tensors : TensorSet(tensors: [:], regions: [])
+        // Input-major fused experts were copied out (transposed); their mappings are not kept.
+        let copied = experts.values.contains { $0.gate.owner is OwnedBytes }
+        self.tensors = copied ? TensorSet(tensors: [:], regions: []) : tensors
+    }
+
+    /// One expert from stacked `gate_up_proj` / `down_proj` slices, in either orientation.
+    static func fusedExpert(_ key: ExpertKey, description: ModelDescription, tensors: TensorSet) throws -> ExpertWeights {
+        let moe = description.moeIntermediateSize, h = description.hiddenSize
+        let gateUpKey = description.expertTensorKey(key, projection: "gate")
+        let downKey = description.expertTensorKey(key, projection: "down")
+        guard let gateUpView = tensors[gateUpKey], let downView = tensors[downKey] else {
+            throw CheckpointError.missingTensor(tensor: gateUpKey, searched: [])
+        }
+        let gateUpShape = Array(gateUpView.shape.dropFirst()), downShape = Array(downView.shape.dropFirst())
+        let e = description.expertCount
+        if gateUpShape == [2 * moe, h] && downShape == [h, moe] {
+            let gateUp = try tensors.matrix(gateUpKey, quantization: nil, as: gateUpShape)
+            return ExpertWeights(gate: gateUp.rows(0..<moe), up: gateUp.rows(moe..<(2 * moe)),
+                                 down: try tensors.matrix(downKey, quantization: nil, as: downShape))
+        }
+        if gateUpShape == [h, 2 * moe] && downShape == [moe, h] {
+            let gateUp = try tensors.matrix(gateUpKey, quantization: nil, as: gateUpShape)
+            let down = try tensors.matrix(downKey, quantization: nil, as: downShape)
+            return ExpertWeights(gate: gateUp.transposedCopy(columns: 0..<moe), up: gateUp.transposedCopy(columns: moe..<(2 * moe)),
+                                 down: down.transposedCopy(columns: 0..<h))
+        }
+        throw CheckpointError.shapeMismatch(
+            path: gateUpView.path, tensor: gateUpView.name.components(separatedBy: "[").first ?? gateUpView.name,
+            expected: [e, 2 * moe, h], actual: [e] + gateUpShape)
     }
 
     /// A shard of already-loaded experts (their weight matrices keep their mappings alive).

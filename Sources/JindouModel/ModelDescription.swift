@@ -94,9 +94,13 @@ public struct LatentAttentionShape: Sendable, Equatable {
 public enum ExpertStorage: Sendable, Equatable {
     /// `…mlp.experts.E.{gate,up,down}_proj.weight`, each [out, in].
     case perExpert
-    /// `…mlp.experts.gate_up_proj` [E, hidden, 2·moe] and `…mlp.experts.down_proj`
-    /// [E, moe, hidden]: all experts of a layer in one tensor, each [in, out] (Qwen3-VL-MoE).
-    case fusedInputMajor
+    /// `…mlp.experts.gate_up_proj` and `…mlp.experts.down_proj`: all experts of a layer
+    /// stacked in one tensor (Qwen3-VL-MoE). Either output-major ([E, 2·moe, hidden] and
+    /// [E, hidden, moe], what transformers 5 writes; read in place) or input-major
+    /// ([E, hidden, 2·moe] and [E, moe, hidden], Hub releases; transposed once at load).
+    /// As transformers' `Transpose(check_dims=True)` does, the output-major reading wins
+    /// when both shapes coincide (hidden = 2·moe).
+    case fused
 }
 
 /// Qwen3-VL's vision tower (`Qwen3VLMoeVisionConfig`) and the special tokens around images.

@@ -6,7 +6,7 @@
 //   (merged features of some vision blocks added to the hidden states of image tokens after
 //   the first text layers), and a router that always renormalises its top-k
 //   (`Qwen3VLMoeTextTopKRouter` has no norm_topk_prob switch).
-// - Routed experts are stored fused per layer, input-major (`ExpertStorage.fusedInputMajor`).
+// - Routed experts are stored fused per layer, input-major (`ExpertStorage.fused`).
 // - Tensors live under `model.language_model.` (text) and `model.visual.` (vision tower,
 //   VisionTower.swift); `lm_head.weight` at the top.
 // - Position ids for prompts with images follow `Qwen3VLMoeModel.get_rope_index`
@@ -59,7 +59,7 @@ struct Qwen3VLMoeConfiguration: Decodable {
         description.architecture = .qwen3VLMoe
         description.attention.mropeSection = section
         description.textPrefix = "model.language_model."
-        description.expertStorage = .fusedInputMajor
+        description.expertStorage = .fused
         description.vision = VisionTowerShape(
             depth: vision.depth, hiddenSize: vision.hiddenSize, intermediateSize: vision.intermediateSize,
             heads: vision.numHeads, inChannels: vision.inChannels, patchSize: vision.patchSize,

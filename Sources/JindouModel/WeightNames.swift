@@ -43,14 +43,13 @@ extension ModelDescription {
     public func routerName(layer: Int) -> String { layerPrefix(layer) + "mlp.gate.weight" }
     public func correctionBiasName(layer: Int) -> String { layerPrefix(layer) + "mlp.gate.e_score_correction_bias" }
 
-    /// Where expert `key`'s projection lives: (tensor request key, and whether the stored
-    /// matrix is input-major, i.e. [in, out] rather than [out, in]). For fused storage,
-    /// `gate` and `up` share the `gate_up_proj` slice ([hidden, 2·moe]: gate columns first).
+    /// The key expert `key`'s projection is loaded under. For fused storage, `gate` and
+    /// `up` share the `gate_up_proj` slice (gate first).
     public func expertTensorKey(_ key: ExpertKey, projection: String) -> String {
         switch expertStorage {
         case .perExpert:
             return layerPrefix(key.layer) + "mlp.experts.\(key.expert).\(projection)_proj.weight"
-        case .fusedInputMajor:
+        case .fused:
             let name = layerPrefix(key.layer) + (projection == "down" ? "mlp.experts.down_proj" : "mlp.experts.gate_up_proj")
             return TensorRequest(name, shape: nil, rows: key.expert..<(key.expert + 1)).key
         }
@@ -102,13 +101,11 @@ extension ModelDescription {
                 linear(expertTensorKey(key, projection: projection),
                        shape: projection == "down" ? [hiddenSize, moeIntermediateSize] : [moeIntermediateSize, hiddenSize])
             }
-        case .fusedInputMajor:
+        case .fused:
             let p = layerPrefix(key.layer) + "mlp.experts."
             let rows = key.expert..<(key.expert + 1)
-            return [
-                TensorRequest(p + "gate_up_proj", shape: [expertCount, hiddenSize, 2 * moeIntermediateSize], rows: rows),
-                TensorRequest(p + "down_proj", shape: [expertCount, moeIntermediateSize, hiddenSize], rows: rows),
-            ]
+            // Either orientation (see ExpertStorage.fused); ExpertShard checks the shapes.
+            return [TensorRequest(p + "gate_up_proj", shape: nil, rows: rows), TensorRequest(p + "down_proj", shape: nil, rows: rows)]
         }
     }
 

@@ -75,6 +75,10 @@ public struct Golden: Decodable, Sendable {
         public let greedyNewTokens: [Int]
         public let minTopGap: Double?
         public let minRoutingMargin: Double?
+        /// Image files in the prompt (vision-language fixtures), relative to the fixture.
+        public let images: [String]?
+        public let imageGridTHW: [[Int]]?
+        public let ropeDelta: Int?
 
         enum CodingKeys: String, CodingKey {
             case index, name
@@ -85,7 +89,12 @@ public struct Golden: Decodable, Sendable {
             case greedyNewTokens = "greedy_new_tokens"
             case minTopGap = "min_top_gap"
             case minRoutingMargin = "min_routing_margin"
+            case images
+            case imageGridTHW = "image_grid_thw"
+            case ropeDelta = "rope_delta"
         }
+
+        public var hasImages: Bool { !(images ?? []).isEmpty }
 
         public var experts: ExpertsPerToken { expertsPerToken.resolved(threshold: autoThreshold) }
     }

@@ -1,0 +1,113 @@
+import Foundation
+import JindouModel
+import JindouTestSupport
+import Testing
+
+/// Qwen3-VL-MoE against transformers on `qwen3-vl-moe-tiny`: the vision tower's outputs,
+/// M-RoPE positions, and the text model's logits and greedy tokens with 0, 1 and 2 images,
+/// fed the processor's own pixel values (preprocessing is tested on its own).
+@Suite("Qwen3-VL-MoE equals transformers")
+struct Qwen3VLMoeTests {
+    static let fixture = "qwen3-vl-moe-tiny"
+
+    struct Loaded {
+        let golden: Golden
+        let tensors: SafetensorsFile
+        let engine: InferenceEngine
+    }
+
+    func load() async throws -> Loaded {
+        let (golden, tensors) = try GoldenSet(fixture: Self.fixture, stem: "golden").load()
+        return Loaded(golden: golden, tensors: tensors, engine: try await EngineCache.shared.engine(Self.fixture))
+    }
+
+    /// The processor's pixel values of a case, split per image by its grid.
+    static func images(_ c: Golden.Case, _ tensors: SafetensorsFile) throws -> [PixelPatches] {
+        guard c.hasImages, let grids = c.imageGridTHW else { return [] }
+        let values = try tensors.tensor("case\(c.index).pixel_values").floats()
+        let width = values.count / grids.reduce(0) { $0 + $1.reduce(1, *) }
+        var start = 0
+        return grids.map { g in
+            let count = g.reduce(1, *) * width
+            defer { start += count }
+            return PixelPatches(values: Array(values[start..<(start + count)]), grid: ImageGrid(t: g[0], h: g[1], w: g[2]))
+        }
+    }
+
+    static func multimodal(_ c: Golden.Case, _ loaded: Loaded) throws -> MultimodalPrompt? {
+        let images = try images(c, loaded.tensors)
+        return images.isEmpty ? nil : try loaded.engine.multimodal(tokens: c.promptIDs, images: images)
+    }
+
+    @Test("vision tower: merged features and every DeepStack level")
+    func visionFeatures() async throws {
+        let loaded = try await load()
+        var checked = 0
+        for c in loaded.golden.cases where c.hasImages {
+            let images = try Self.images(c, loaded.tensors)
+            let features = try #require(loaded.engine.model.vision).encode(images)
+            let expected = try loaded.tensors.tensor("case\(c.index).image_embeds").floats()
+            #expect(features.embeddings.count == expected.count)
+            #expect(maxAbsDifference(features.embeddings, expected) <= 1e-4, "\(c.name) image_embeds")
+            for (j, level) in features.deepstack.enumerated() {
+                let reference = try loaded.tensors.tensor("case\(c.index).deepstack\(j)").floats()
+                #expect(maxAbsDifference(level, reference) <= 1e-4, "\(c.name) deepstack\(j)")
+            }
+            #expect(features.deepstack.count == loaded.engine.description.vision?.deepstackIndexes.count)
+            checked += 1
+        }
+        #expect(checked >= 3)
+    }
+
+    @Test("M-RoPE positions and rope deltas equal get_rope_index")
+    func positions() async throws {
+        let loaded = try await load()
+        for c in loaded.golden.cases where c.hasImages {
+            let prompt = try #require(try Self.multimodal(c, loaded))
+            let expected = try loaded.tensors.tensor("case\(c.index).position_ids").int64s()  // [3, P]
+            let p = c.promptIDs.count
+            for axis in 0..<3 {
+                let ours = (0..<p).map { prompt.ropePosition(at: $0)[axis] }
+                #expect(ours == expected[(axis * p)..<((axis + 1) * p)].map { Int($0) }, "\(c.name) axis \(axis)")
+            }
+            #expect(prompt.ropeDelta == c.ropeDelta, "\(c.name)")
+        }
+    }
+
+    @Test("prefill logits, decode logits and greedy tokens with 0, 1 and 2 images")
+    func logitsAndTokens() async throws {
+        let loaded = try await load()
+        for c in loaded.golden.cases {
+            let multimodal = try Self.multimodal(c, loaded)
+            let expected = try rows(loaded.tensors.tensor("case\(c.index).prefill_logits"))
+            let actual = try await loaded.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: multimodal)
+            var worst: Float = 0
+            for (a, e) in zip(actual, expected) { worst = max(worst, maxAbsDifference(a, e)) }
+            var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
+                                            expertsPerToken: c.experts, stopTokenIDs: [])
+            request.multimodal = multimodal
+            let collected = LogitsCollector()
+            let result = try await loaded.engine.generate(request, onStepLogits: { collected.append($0) })
+            let steps = try rows(loaded.tensors.tensor("case\(c.index).generated_logits"))
+            for (a, e) in zip(collected.rows, steps) { worst = max(worst, maxAbsDifference(a, e)) }
+            #expect(worst <= 1e-4, "\(c.name): max |Δlogit| \(worst)")
+            #expect(result.tokenIDs == c.greedyNewTokens, "\(c.name)")
+        }
+    }
+
+    @Test("image tokens that do not match the images are refused")
+    func mismatchedImages() async throws {
+        let loaded = try await load()
+        let c = try #require(loaded.golden.cases.first { $0.imageGridTHW?.count == 1 })
+        let images = try Self.images(c, loaded.tensors)
+        #expect(throws: VisionError.self) {
+            try loaded.engine.multimodal(tokens: c.promptIDs, images: images + images)
+        }
+        #expect(throws: VisionError.self) {
+            try loaded.engine.multimodal(tokens: Array(c.promptIDs.dropLast(0)).filter { $0 != loaded.engine.description.vision!.imageTokenID } + [1], images: images)
+        }
+        var broken = images[0]
+        broken.values.removeLast()
+        #expect(throws: VisionError.self) { try loaded.engine.multimodal(tokens: c.promptIDs, images: [broken]) }
+    }
+}
