@@ -47,6 +47,8 @@ struct ClusterEqualsEngineTests {
         ("deepseek-v3-tiny", .oneWorker), ("deepseek-v3-tiny", .twoContiguous), ("deepseek-v3-tiny", .threeRoundRobin),
         ("deepseek-v3-tiny-fp8", .threeRoundRobin), ("deepseek-v3-tiny-noq", .twoContiguous),
         ("kimi-k2-tiny", .threeRoundRobin),
+        // Qwen3-VL-MoE: vision tower on the coordinator, fused experts on the workers.
+        ("qwen3-vl-moe-tiny", .oneWorker), ("qwen3-vl-moe-tiny", .threeUneven),
     ]
 
     @Test(arguments: arguments)
@@ -62,8 +64,10 @@ struct ClusterEqualsEngineTests {
         let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
 
         for c in golden.cases {
-            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let images = try c.multimodal(tensors, engine: coordinator.engine)
+            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts,
+                                                         multimodal: try c.multimodal(tensors, engine: single))
+            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: images)
             for (position, (a, e)) in zip(actual, expected).enumerated() {
                 let difference = maxAbsDifference(a, e)
                 #expect(difference <= 1e-5, "\(fixture) \(layout) case \(c.name) position \(position): \(difference)")
@@ -77,8 +81,9 @@ struct ClusterEqualsEngineTests {
                     #expect(difference <= 1e-4, "\(fixture) \(layout) case \(c.name) position \(position) vs transformers: \(difference)")
                 }
             }
-            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
+            var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
                                             expertsPerToken: c.experts, stopTokenIDs: [])
+            request.multimodal = images
             let clusterTokens = try await coordinator.engine.generate(request).tokenIDs
             #expect(clusterTokens == c.greedyNewTokens, "\(fixture) \(layout) case \(c.name)")
         }

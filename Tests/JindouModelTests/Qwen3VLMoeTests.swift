@@ -21,22 +21,8 @@ struct Qwen3VLMoeTests {
         return Loaded(golden: golden, tensors: tensors, engine: try await EngineCache.shared.engine(Self.fixture))
     }
 
-    /// The processor's pixel values of a case, split per image by its grid.
-    static func images(_ c: Golden.Case, _ tensors: SafetensorsFile) throws -> [PixelPatches] {
-        guard c.hasImages, let grids = c.imageGridTHW else { return [] }
-        let values = try tensors.tensor("case\(c.index).pixel_values").floats()
-        let width = values.count / grids.reduce(0) { $0 + $1.reduce(1, *) }
-        var start = 0
-        return grids.map { g in
-            let count = g.reduce(1, *) * width
-            defer { start += count }
-            return PixelPatches(values: Array(values[start..<(start + count)]), grid: ImageGrid(t: g[0], h: g[1], w: g[2]))
-        }
-    }
-
     static func multimodal(_ c: Golden.Case, _ loaded: Loaded) throws -> MultimodalPrompt? {
-        let images = try images(c, loaded.tensors)
-        return images.isEmpty ? nil : try loaded.engine.multimodal(tokens: c.promptIDs, images: images)
+        try c.multimodal(loaded.tensors, engine: loaded.engine)
     }
 
     @Test("vision tower: merged features and every DeepStack level")
@@ -44,7 +30,7 @@ struct Qwen3VLMoeTests {
         let loaded = try await load()
         var checked = 0
         for c in loaded.golden.cases where c.hasImages {
-            let images = try Self.images(c, loaded.tensors)
+            let images = try c.pixelPatches(loaded.tensors)
             let features = try #require(loaded.engine.model.vision).encode(images)
             let expected = try loaded.tensors.tensor("case\(c.index).image_embeds").floats()
             #expect(features.embeddings.count == expected.count)
@@ -99,7 +85,7 @@ struct Qwen3VLMoeTests {
     func mismatchedImages() async throws {
         let loaded = try await load()
         let c = try #require(loaded.golden.cases.first { $0.imageGridTHW?.count == 1 })
-        let images = try Self.images(c, loaded.tensors)
+        let images = try c.pixelPatches(loaded.tensors)
         #expect(throws: VisionError.self) {
             try loaded.engine.multimodal(tokens: c.promptIDs, images: images + images)
         }

@@ -116,6 +116,27 @@ public struct Golden: Decodable, Sendable {
     }
 }
 
+extension Golden.Case {
+    /// The processor's pixel values of an image case, split per image by its grid.
+    public func pixelPatches(_ tensors: SafetensorsFile) throws -> [PixelPatches] {
+        guard hasImages, let grids = imageGridTHW else { return [] }
+        let values = try tensors.tensor("case\(index).pixel_values").floats()
+        let width = values.count / grids.reduce(0) { $0 + $1.reduce(1, *) }
+        var start = 0
+        return grids.map { g in
+            let count = g.reduce(1, *) * width
+            defer { start += count }
+            return PixelPatches(values: Array(values[start..<(start + count)]), grid: ImageGrid(t: g[0], h: g[1], w: g[2]))
+        }
+    }
+
+    /// The case's images run through `engine`'s vision tower, or nil for text-only cases.
+    public func multimodal(_ tensors: SafetensorsFile, engine: InferenceEngine) throws -> MultimodalPrompt? {
+        let images = try pixelPatches(tensors)
+        return images.isEmpty ? nil : try engine.multimodal(tokens: promptIDs, images: images)
+    }
+}
+
 /// `experts_per_token` in a golden: an integer, "auto", or null (the configured K).
 public enum GoldenExperts: Decodable, Sendable {
     case configured
