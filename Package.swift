@@ -43,6 +43,19 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .systemLibrary(
+            name: "CJPEG",
+            pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg62-turbo-dev"])]
+        ),
+        // libpng/libjpeg calls behind return codes: their longjmp error handling must not
+        // unwind through Swift frames.
+        .target(name: "CJindouImageCodecs", dependencies: ["CPNG", "CJPEG"]),
 
         // Layer 1: tensors, dtypes, kernels.
         .target(
@@ -59,6 +72,15 @@ let package = Package(
         .target(
             name: "JindouModel",
             dependencies: ["JindouNumerics", "JindouRouting", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+
+        // Images for vision-language models: PNG/JPEG decoding and Qwen2-VL/Qwen3-VL
+        // preprocessing (resize, normalise, patchify). Pixel loops run per pixel, so
+        // compiled optimised like the kernels.
+        .target(
+            name: "JindouImages",
+            dependencies: ["CJindouImageCodecs"],
+            swiftSettings: optimisedKernels
         ),
 
         // Text: tokenizer.json BPE tokenizers and chat templates (a Jinja subset).
@@ -128,7 +150,7 @@ let package = Package(
         // Layer 6: serving: continuous batching over the engine.
         .target(
             name: "JindouServing",
-            dependencies: ["JindouModel", "JindouRouting", "JindouTokenizer", "JindouTemplates", .product(name: "Metrics", package: "swift-metrics")]
+            dependencies: ["JindouModel", "JindouRouting", "JindouTokenizer", "JindouTemplates", "JindouImages", .product(name: "Metrics", package: "swift-metrics")]
         ),
         // Layer 6: HTTP API on the coordinator.
         .target(
@@ -164,7 +186,7 @@ let package = Package(
             name: "jindouctl",
             dependencies: [
                 "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport", "JindouTokenizer", "JindouTemplates",
-                "JindouCommandLine", "JindouPlacement",
+                "JindouCommandLine", "JindouPlacement", "JindouServing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -199,6 +221,7 @@ let package = Package(
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
+        .testTarget(name: "JindouImagesTests", dependencies: ["JindouImages", "JindouModel", "JindouTestSupport"]),
         .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport", "JindouTokenizer", "JindouTemplates"]),
     ],
     swiftLanguageModes: [.v6]

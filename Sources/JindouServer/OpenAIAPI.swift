@@ -16,13 +16,20 @@ public struct ServingContext: Sendable {
     public let modelName: String
     /// Prompt + completion tokens one request may use.
     public let maximumModelLength: Int
+    /// The image side of a vision-language checkpoint (nil: images are refused).
+    public let vision: ServingVision?
+    /// Where request images may come from.
+    public let imagePolicy: ImageSourcePolicy
 
-    public init(engine: InferenceEngine, scheduler: BatchScheduler, text: ServingText, modelName: String, maximumModelLength: Int) {
+    public init(engine: InferenceEngine, scheduler: BatchScheduler, text: ServingText, modelName: String, maximumModelLength: Int,
+                vision: ServingVision? = nil, imagePolicy: ImageSourcePolicy = .init()) {
         self.engine = engine
         self.scheduler = scheduler
         self.text = text
         self.modelName = modelName
         self.maximumModelLength = maximumModelLength
+        self.vision = vision
+        self.imagePolicy = imagePolicy
     }
 }
 
@@ -196,7 +203,7 @@ enum OpenAIAPI {
         let body = try RequestBody(try await request.body.collect(upTo: 64 << 20))
         try checkModel(body, serving)
         let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter)
-        guard let template = serving.text.chatTemplate, let tokenizer = serving.text.tokenizer else {
+        guard serving.text.chatTemplate != nil, serving.text.tokenizer != nil else {
             throw RequestProblem("This model has no chat template or tokenizer; use /v1/completions.", param: "messages")
         }
         guard case .array(let messages)? = body["messages"], !messages.isEmpty else {
@@ -211,15 +218,19 @@ enum OpenAIAPI {
         if case .array(let t)? = body["tools"] { tools = t }
         var extra: [String: TemplateValue] = [:]
         if case .object(let kwargs)? = body["chat_template_kwargs"] { for (k, v) in kwargs.pairs { extra[k] = v } }
-        let rendered: String
+        let prompt: ChatPrompt
         do {
-            rendered = try template.render(messages: messages, tools: tools, addGenerationPrompt: true, extra: extra,
-                                           specialTokens: serving.text.specialTokens)
+            prompt = try ChatPrompt.build(messages: messages, tools: tools, extra: extra, text: serving.text, vision: serving.vision,
+                                          engine: serving.engine, policy: serving.imagePolicy)
         } catch let error as TemplateError {
             throw RequestProblem("The chat template could not render these messages: \(error.message)", param: "messages")
+        } catch let error as ImageInputError {
+            throw RequestProblem(error.message, param: "messages")
+        } catch let error as VisionError {
+            throw RequestProblem(error.description, param: "messages")
         }
-        let prompt = tokenizer.encode(rendered, addSpecialTokens: false)
-        return try await run(prompt: prompt, parameters: parameters, defaultMaxTokens: nil, chat: true, serving: serving)
+        return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
+                             chat: true, serving: serving)
     }
 
     static func tokenIDs(_ items: [TemplateValue]) throws -> [Int] {
@@ -239,8 +250,8 @@ enum OpenAIAPI {
 
     // MARK: Generation
 
-    static func run(prompt: [Int], parameters: GenerationParameters, defaultMaxTokens: Int?, chat: Bool,
-                    serving: ServingContext) async throws -> Response {
+    static func run(prompt: [Int], multimodal: MultimodalPrompt? = nil, parameters: GenerationParameters, defaultMaxTokens: Int?,
+                    chat: Bool, serving: ServingContext) async throws -> Response {
         let limit = serving.maximumModelLength
         let available = limit - prompt.count
         guard available > 0 else {
@@ -252,9 +263,11 @@ enum OpenAIAPI {
             throw RequestProblem("This model's maximum context length is \(limit) tokens. However, you requested \(prompt.count + maxTokens) tokens (\(prompt.count) in the prompt, \(maxTokens) in the completion).",
                                  param: "max_tokens", code: "context_length_exceeded")
         }
-        let events = try await serving.scheduler.submit(GenerationRequest(
+        var request = GenerationRequest(
             promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: parameters.sampling,
-            expertsPerToken: parameters.expertsPerToken, stopTokenIDs: serving.text.stopTokenIDs))
+            expertsPerToken: parameters.expertsPerToken, stopTokenIDs: serving.text.stopTokenIDs)
+        request.multimodal = multimodal
+        let events = try await serving.scheduler.submit(request)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970)
         let header: [(String, TemplateValue)] = [("id", .string(id)), ("object", .string(chat ? "chat.completion" : "text_completion")),

@@ -5,6 +5,8 @@ import JindouAdmin
 import JindouModel
 import JindouRouting
 import JindouWire
+import JindouServing
+import JindouTemplates
 
 struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +36,11 @@ struct Generate: AsyncParsableCommand {
 
     @Option(help: "Prompt text (tokenized with the model's tokenizer); the answer streams to the terminal.")
     var prompt: String?
+
+    @Option(name: .customLong("image"), help: ArgumentHelp(
+        "An image (PNG or JPEG) to put before --prompt in one user chat message; repeatable. Vision-language models only.",
+        valueName: "FILE"))
+    var images: [String] = []
 
     @Option(name: .customLong("max-new-tokens"), help: "Most tokens to generate.")
     var maxNewTokens: Int = 16
@@ -79,6 +86,7 @@ struct Generate: AsyncParsableCommand {
         }
         guard maxNewTokens >= 0 else { throw ValidationError("--max-new-tokens must be ≥ 0") }
         guard (promptIDs == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --prompt-ids or --prompt") }
+        if !images.isEmpty && prompt == nil { throw ValidationError("--image needs --prompt (the text that goes with the images)") }
         if let promptIDs, (try? parsedPrompt()) == nil {
             throw ValidationError("--prompt-ids must be a comma-separated list of non-negative integers, got '\(promptIDs)'")
         }
@@ -107,6 +115,7 @@ struct Generate: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let prompt, !images.isEmpty { return try await runImageChat(prompt) }
         if let prompt { return try await runText(prompt) }
         let body = try self.body
         let report: GenerationReport
@@ -185,6 +194,71 @@ extension Generate {
         if let text = expertsPerToken { body["experts_per_token"] = Int(text) ?? text }
         do {
             let answer = try await streamCompletion(client: client, path: "v1/completions", body: body, echo: !json)
+            if json {
+                let object: [String: Any] = ["text": answer.text, "finish_reason": answer.finish, "usage": answer.usage]
+                FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8))
+            } else {
+                emit("\n")
+            }
+        } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+    }
+}
+
+extension Generate {
+    /// `--image FILE… --prompt TEXT`: one user message (images, then the text) through the
+    /// chat template, exactly as the OpenAI chat endpoint builds it.
+    func runImageChat(_ prompt: String) async throws {
+        let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
+        if let model {
+            do {
+                let engine = try InferenceEngine.load(directory: model, prefault: true)
+                let text = try ServingText(directory: model, description: engine.description)
+                guard let vision = try ServingVision(directory: model, description: engine.description, text: text) else {
+                    throw CLIError(message: "\(model) is not a vision-language model (\(engine.description.architecture.rawValue))")
+                }
+                let parts = images.map { TemplateValue.object(TemplateObject([("type", .string("image")), ("image", .string($0))])) }
+                    + [.object(TemplateObject([("type", .string("text")), ("text", .string(prompt))]))]
+                let message = TemplateValue.object(TemplateObject([("role", .string("user")), ("content", .array(parts))]))
+                // The files are named by the person running the command: any readable path.
+                let chat = try ChatPrompt.build(messages: [message], text: text, vision: vision, engine: engine,
+                                                policy: ImageSourcePolicy(localDirectory: "/"))
+                let printer = StreamPrinter(tokenizer: text.tokenizer!, echo: !json)
+                var request = GenerationRequest(
+                    promptTokenIDs: chat.tokens, maxNewTokens: maxNewTokens,
+                    sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
+                    expertsPerToken: experts ?? .configured, stopTokenIDs: ignoreEOS ? [] : text.stopTokenIDs)
+                request.multimodal = chat.multimodal
+                let result = try await engine.generate(request, onToken: { printer.token($0) })
+                let answer = printer.finish()
+                if json {
+                    var report = try JSONSerialization.jsonObject(with: JSONEncoder().encode(
+                        GenerationReport(result, requested: experts ?? .configured, description: engine.description))) as! [String: Any]
+                    report["text"] = answer
+                    report["prompt_ids"] = chat.tokens
+                    FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]) + Data("\n".utf8))
+                } else {
+                    emit("\n")
+                }
+            } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+            return
+        }
+        // Through a coordinator: the images travel as data: URLs in an OpenAI chat request.
+        var parts: [[String: Any]] = []
+        for path in images {
+            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError(message: "cannot read image \(path)") }
+            let type = path.lowercased().hasSuffix(".png") ? "png" : "jpeg"
+            parts.append(["type": "image_url", "image_url": ["url": "data:image/\(type);base64," + data.base64EncodedString()]])
+        }
+        parts.append(["type": "text", "text": prompt])
+        let client = try makeAdminClient(url: coordinatorURL!, tokenFile: tokenFile, tls: tls)
+        let models: ModelList
+        do { models = try await client.get("v1/models", as: ModelList.self) } catch { throw CLIError(error) }
+        var body: [String: Any] = ["model": models.data.first?.id ?? "", "messages": [["role": "user", "content": parts]],
+                                   "max_tokens": maxNewTokens, "temperature": temperature, "top_p": topP, "top_k": topK]
+        if let seed { body["seed"] = seed }
+        if let text = expertsPerToken { body["experts_per_token"] = Int(text) ?? text }
+        do {
+            let answer = try await streamCompletion(client: client, path: "v1/chat/completions", body: body, echo: !json)
             if json {
                 let object: [String: Any] = ["text": answer.text, "finish_reason": answer.finish, "usage": answer.usage]
                 FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8))

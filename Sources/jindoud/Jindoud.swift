@@ -83,8 +83,16 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("max-queued"), help: "Requests that may wait for admission; more get HTTP 429.")
     var maxQueued: Int = 256
 
+    @Option(name: .customLong("allow-local-images"),
+            help: "Let chat requests name image files inside this directory (default: only data: URLs; remote URLs are never fetched).")
+    var allowLocalImages: String?
+
+    @Option(name: .customLong("max-image-bytes"), help: "Largest encoded image a request may send, e.g. 32MiB.")
+    var maxImageBytes: String = "32MiB"
+
     func validate() throws {
         guard parseByteSize(kvCache) != nil else { throw ValidationError("--kv-cache: e.g. 4GiB") }
+        guard parseByteSize(maxImageBytes) != nil else { throw ValidationError("--max-image-bytes: e.g. 32MiB") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
         if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
     }
@@ -97,7 +105,10 @@ struct ServingOptions: ParsableArguments {
             kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued))
         let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
         return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
-                              maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings)
+                              maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,
+                              vision: try ServingVision(directory: model, description: engine.description, text: text),
+                              imagePolicy: ImageSourcePolicy(localDirectory: allowLocalImages,
+                                                             maxBytes: Int(parseByteSize(maxImageBytes)!)))
     }
 }
 

@@ -45,13 +45,17 @@ struct NetnsClusterTests {
             .init(modelDirectory: Fixtures.path(fixture), workers: workers.map(\.endpoint), placement: placement, prefault: false),
             logger: testLogger)
         let single = try await EngineCache.shared.engine(fixture)
-        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
         for c in golden.cases {
-            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let images = try c.multimodal(tensors, engine: coordinator.engine)
+            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts,
+                                                         multimodal: try c.multimodal(tensors, engine: single))
+            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: images)
             for (a, e) in zip(actual, expected) { #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) \(layout) case \(c.name)") }
-            let tokens = try await coordinator.engine.generate(GenerationRequest(
-                promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts, stopTokenIDs: [])).tokenIDs
+            var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts,
+                                            stopTokenIDs: [])
+            request.multimodal = images
+            let tokens = try await coordinator.engine.generate(request).tokenIDs
             #expect(tokens == c.greedyNewTokens, "\(fixture) \(layout) case \(c.name)")
         }
         await coordinator.pool.closeAll()
