@@ -110,6 +110,8 @@ struct GenerationParameters {
     var expertsPerToken: ExpertsPerToken
     var stream: Bool
     var includeUsage: Bool
+    /// vLLM's `ignore_eos` extension: generate max_tokens even past EOS.
+    var ignoreEOS: Bool
 
     init(_ body: RequestBody, router: JindouRouting.Router?) throws {
         if let n = try body.int("n", in: 1...Int.max), n != 1 { throw RequestProblem("Only n=1 is supported.", param: "n") }
@@ -120,6 +122,7 @@ struct GenerationParameters {
             if let p = try body.number(penalty, in: -2...2), p != 0 { throw RequestProblem("'\(penalty)' is not supported (use 0).", param: penalty) }
         }
         maxTokens = try body.int("max_completion_tokens", in: 0...Int.max) ?? body.int("max_tokens", in: 0...Int.max)
+        ignoreEOS = try body.bool("ignore_eos") ?? false
         let temperature = try body.number("temperature", in: 0...2) ?? 1
         let topP = try body.number("top_p", in: 0...1) ?? 1
         guard topP > 0 else { throw RequestProblem("'top_p' must be greater than 0.", param: "top_p") }
@@ -265,7 +268,7 @@ enum OpenAIAPI {
         }
         var request = GenerationRequest(
             promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: parameters.sampling,
-            expertsPerToken: parameters.expertsPerToken, stopTokenIDs: serving.text.stopTokenIDs)
+            expertsPerToken: parameters.expertsPerToken, stopTokenIDs: parameters.ignoreEOS ? [] : serving.text.stopTokenIDs)
         request.multimodal = multimodal
         let events = try await serving.scheduler.submit(request)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)

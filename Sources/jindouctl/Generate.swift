@@ -254,7 +254,8 @@ extension Generate {
         let models: ModelList
         do { models = try await client.get("v1/models", as: ModelList.self) } catch { throw CLIError(error) }
         var body: [String: Any] = ["model": models.data.first?.id ?? "", "messages": [["role": "user", "content": parts]],
-                                   "max_tokens": maxNewTokens, "temperature": temperature, "top_p": topP, "top_k": topK]
+                                   "max_tokens": maxNewTokens, "temperature": temperature, "top_p": topP, "top_k": topK,
+                                   "ignore_eos": ignoreEOS]
         if let seed { body["seed"] = seed }
         if let text = expertsPerToken { body["experts_per_token"] = Int(text) ?? text }
         do {
