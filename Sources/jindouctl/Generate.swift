@@ -185,15 +185,22 @@ extension Generate {
             } catch let error as CLIError { throw error } catch { throw CLIError(error) }
             return
         }
+        try await askCoordinator(path: "v1/completions", ["prompt": prompt])
+    }
+
+    /// Streams an OpenAI request to the coordinator (model, sampling and experts filled in)
+    /// and prints the answer, or one JSON object with `--json`.
+    func askCoordinator(path: String, _ fields: [String: Any]) async throws {
         let client = try makeAdminClient(url: coordinatorURL!, tokenFile: tokenFile, tls: tls)
         let models: ModelList
         do { models = try await client.get("v1/models", as: ModelList.self) } catch { throw CLIError(error) }
-        var body: [String: Any] = ["model": models.data.first?.id ?? "", "prompt": prompt, "max_tokens": maxNewTokens,
-                                   "temperature": temperature, "top_p": topP, "top_k": topK]
+        var body: [String: Any] = ["model": models.data.first?.id ?? "", "max_tokens": maxNewTokens, "temperature": temperature,
+                                   "top_p": topP, "top_k": topK, "ignore_eos": ignoreEOS]
+        body.merge(fields) { $1 }
         if let seed { body["seed"] = seed }
         if let text = expertsPerToken { body["experts_per_token"] = Int(text) ?? text }
         do {
-            let answer = try await streamCompletion(client: client, path: "v1/completions", body: body, echo: !json)
+            let answer = try await streamCompletion(client: client, path: path, body: body, echo: !json)
             if json {
                 let object: [String: Any] = ["text": answer.text, "finish_reason": answer.finish, "usage": answer.usage]
                 FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8))
@@ -250,23 +257,7 @@ extension Generate {
             parts.append(["type": "image_url", "image_url": ["url": "data:image/\(type);base64," + data.base64EncodedString()]])
         }
         parts.append(["type": "text", "text": prompt])
-        let client = try makeAdminClient(url: coordinatorURL!, tokenFile: tokenFile, tls: tls)
-        let models: ModelList
-        do { models = try await client.get("v1/models", as: ModelList.self) } catch { throw CLIError(error) }
-        var body: [String: Any] = ["model": models.data.first?.id ?? "", "messages": [["role": "user", "content": parts]],
-                                   "max_tokens": maxNewTokens, "temperature": temperature, "top_p": topP, "top_k": topK,
-                                   "ignore_eos": ignoreEOS]
-        if let seed { body["seed"] = seed }
-        if let text = expertsPerToken { body["experts_per_token"] = Int(text) ?? text }
-        do {
-            let answer = try await streamCompletion(client: client, path: "v1/chat/completions", body: body, echo: !json)
-            if json {
-                let object: [String: Any] = ["text": answer.text, "finish_reason": answer.finish, "usage": answer.usage]
-                FileHandle.standardOutput.write(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8))
-            } else {
-                emit("\n")
-            }
-        } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+        try await askCoordinator(path: "v1/chat/completions", ["messages": [["role": "user", "content": parts]]])
     }
 }
 
