@@ -178,6 +178,9 @@ public struct DecoderModel: Sendable {
         vision = try description.vision.map { try VisionTower(shape: $0, checkpoint: checkpoint) }
     }
 
+    /// Every mapping this model holds (text weights and the vision tower's).
+    public var mappedRegions: [MappedRegion] { tensors.regions + (vision?.tensors.regions ?? []) }
+
     /// A fresh KV cache for one sequence.
     public func makeCache() -> KVCache {
         let widths = description.keyValueCacheWidths

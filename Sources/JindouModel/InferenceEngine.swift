@@ -80,7 +80,7 @@ public struct InferenceEngine: Sendable {
         let model = try DecoderModel(description: description, checkpoint: checkpoint)
         let shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
         if prefault {
-            let all = TensorSet(tensors: [:], regions: model.tensors.regions + shard.tensors.regions)
+            let all = TensorSet(tensors: [:], regions: model.mappedRegions + shard.tensors.regions)
             all.prefault()
         }
         return InferenceEngine(model: model, experts: shard)
