@@ -77,7 +77,7 @@ public struct Coordinator: Sendable {
         let description = try ModelDescription(checkpoint: checkpoint)
         let fingerprint = try ModelFingerprint.compute(checkpoint)
         let model = try DecoderModel(description: description, checkpoint: checkpoint)
-        if options.prefault { TensorSet(tensors: [:], regions: model.mappedRegions).prefault(label: "loading coordinator weights") }
+        if options.prefault { model.prefaultWeights(label: "loading coordinator weights") }
         let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
 
         let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls,

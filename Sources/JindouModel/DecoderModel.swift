@@ -181,6 +181,11 @@ public struct DecoderModel: Sendable {
     /// Every mapping this model holds (text weights and the vision tower's).
     public var mappedRegions: [MappedRegion] { tensors.regions + (vision?.tensors.regions ?? []) }
 
+    /// Reads every page of every mapping once (progress bar on a terminal).
+    public func prefaultWeights(label: String) {
+        TensorSet(tensors: [:], regions: mappedRegions).prefault(label: label)
+    }
+
     /// A fresh KV cache for one sequence.
     public func makeCache() -> KVCache {
         let widths = description.keyValueCacheWidths
