@@ -166,6 +166,15 @@ let package = Package(
             ]
         ),
 
+        // Load balancing, offline: routing traces, synthetic skewed traces, the EPLB-style
+        // replication planner, serving-bias simulation and the replayer (docs/balancing.md).
+        // Replays loop over millions of routing choices, so compiled optimised like the kernels.
+        .target(
+            name: "JindouBalancing",
+            dependencies: ["JindouModel", "JindouPlacement", "JindouRouting"],
+            swiftSettings: optimisedKernels
+        ),
+
         // Benchmarks (`jindouctl bench`): measured runs that write results, never tests.
         .target(
             name: "JindouBenchmarks",
@@ -186,7 +195,7 @@ let package = Package(
             name: "jindouctl",
             dependencies: [
                 "JindouAdmin", "JindouModel", "JindouRouting", "JindouNumerics", "JindouBenchmarks", "JindouWire", "JindouTransport", "JindouTokenizer", "JindouTemplates",
-                "JindouCommandLine", "JindouPlacement", "JindouServing",
+                "JindouCommandLine", "JindouPlacement", "JindouServing", "JindouBalancing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -221,6 +230,7 @@ let package = Package(
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
+        .testTarget(name: "JindouBalancingTests", dependencies: ["JindouBalancing", "JindouPlacement", "JindouModel"]),
         .testTarget(name: "JindouImagesTests", dependencies: ["JindouImages", "JindouModel", "JindouTestSupport"]),
         .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport", "JindouTokenizer", "JindouTemplates"]),
     ],

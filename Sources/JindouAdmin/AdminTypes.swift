@@ -239,17 +239,210 @@ public struct VerifyReport: Codable, Sendable, Equatable {
     }
 }
 
-/// `GET /v1/admin/load`: tokens routed per expert and per worker since start.
+/// `GET /v1/admin/load`: tokens routed per expert and per worker since start, the same
+/// over the sliding window (`--load-window`), and the serving-time bias (`--balance-bias`).
 public struct LoadReport: Codable, Sendable, Equatable {
+    /// Since start: tokens routed, layer (string key) → per-expert assignments, worker → assignments.
     public var tokens: Int
-    /// Layer (string key) → per-expert token counts.
     public var experts: [String: [Int]]
     public var workers: [String: Int]
+    /// Over the sliding window (nil from a coordinator that predates it).
+    public var window: LoadWindowReport?
+    /// Serving-time bias (nil unless `--balance-bias`).
+    public var bias: ServingBiasReport?
 
-    public init(tokens: Int, experts: [String: [Int]], workers: [String: Int]) {
+    public init(tokens: Int, experts: [String: [Int]], workers: [String: Int], window: LoadWindowReport? = nil,
+                bias: ServingBiasReport? = nil) {
         self.tokens = tokens
         self.experts = experts
         self.workers = workers
+        self.window = window
+        self.bias = bias
+    }
+}
+
+/// Routing statistics over the last `seconds` seconds.
+public struct LoadWindowReport: Codable, Sendable, Equatable {
+    /// One worker in the window.
+    public struct Worker: Codable, Sendable, Equatable {
+        public var name: String
+        /// (token, expert) assignments it computed, and its share of all assignments.
+        public var assignments: Int
+        public var share: Double
+        /// MoE-layer dispatches it received.
+        public var dispatches: Int
+        /// Distinct experts it computed per dispatch, on average (≤ hostedExperts per layer).
+        public var activatedExpertsPerStep: Double
+        /// Experts it hosts in its fullest layer: the bound on activated experts per step.
+        public var hostedExperts: Int
+        /// Dispatch payload bytes to it and back.
+        public var bytesSent: UInt64
+        public var bytesReceived: UInt64
+        /// Dispatch round trips (send, compute on the worker, combine), summed.
+        public var dispatchSeconds: Double
+
+        public init(name: String, assignments: Int, share: Double, dispatches: Int, activatedExpertsPerStep: Double,
+                    hostedExperts: Int, bytesSent: UInt64, bytesReceived: UInt64, dispatchSeconds: Double) {
+            self.name = name
+            self.assignments = assignments
+            self.share = share
+            self.dispatches = dispatches
+            self.activatedExpertsPerStep = activatedExpertsPerStep
+            self.hostedExperts = hostedExperts
+            self.bytesSent = bytesSent
+            self.bytesReceived = bytesReceived
+            self.dispatchSeconds = dispatchSeconds
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, assignments, share, dispatches
+            case activatedExpertsPerStep = "activated_experts_per_step"
+            case hostedExperts = "hosted_experts_per_layer"
+            case bytesSent = "bytes_sent"
+            case bytesReceived = "bytes_received"
+            case dispatchSeconds = "dispatch_seconds"
+        }
+    }
+
+    /// One sparse layer in the window.
+    public struct Layer: Codable, Sendable, Equatable {
+        public var layer: Int
+        /// Assignments per expert.
+        public var experts: [Int]
+        /// Largest and mean expert load, and max ÷ mean.
+        public var max: Int
+        public var mean: Double
+        public var maxOverMean: Double
+        /// Experts that received any token.
+        public var activeExperts: Int
+
+        public init(layer: Int, experts: [Int]) {
+            self.layer = layer
+            self.experts = experts
+            max = experts.max() ?? 0
+            mean = experts.isEmpty ? 0 : Double(experts.reduce(0, +)) / Double(experts.count)
+            maxOverMean = mean > 0 ? Double(max) / mean : 0
+            activeExperts = experts.filter { $0 > 0 }.count
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case layer, experts, max, mean
+            case maxOverMean = "max_over_mean"
+            case activeExperts = "active_experts"
+        }
+    }
+
+    /// Window length configured, and seconds it covers so far.
+    public var seconds: Int
+    public var coveredSeconds: Int
+    /// Tokens routed (each counted once per step).
+    public var tokens: Int
+    /// Assignments summed over workers (= tokens × experts per token × sparse layers).
+    public var assignments: Int
+    /// Worker load (assignments) max ÷ mean over the placement's workers.
+    public var workerMaxOverMean: Double
+    /// Activated experts per step, max ÷ mean over workers.
+    public var activatedMaxOverMean: Double
+    public var workers: [Worker]
+    public var layers: [Layer]
+
+    public init(seconds: Int, coveredSeconds: Int, tokens: Int, workers: [Worker], layers: [Layer]) {
+        self.seconds = seconds
+        self.coveredSeconds = coveredSeconds
+        self.tokens = tokens
+        self.workers = workers
+        self.layers = layers
+        assignments = workers.reduce(0) { $0 + $1.assignments }
+        workerMaxOverMean = Self.maxOverMean(workers.map { Double($0.assignments) })
+        activatedMaxOverMean = Self.maxOverMean(workers.map(\.activatedExpertsPerStep))
+    }
+
+    static func maxOverMean(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let mean = values.reduce(0, +) / Double(values.count)
+        return mean > 0 ? (values.max() ?? 0) / mean : 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case seconds, tokens, assignments, workers, layers
+        case coveredSeconds = "covered_seconds"
+        case workerMaxOverMean = "worker_max_over_mean"
+        case activatedMaxOverMean = "activated_max_over_mean"
+    }
+}
+
+/// The serving-time balancing bias (`--balance-bias`) and the routing change it causes.
+public struct ServingBiasReport: Codable, Sendable, Equatable {
+    public struct Layer: Codable, Sendable, Equatable {
+        public var layer: Int
+        public var maxAbsBias: Double
+        /// Fraction of top-k choices the current bias changes on the layer's sampled tokens, and mean KL.
+        public var routingChange: Double
+        public var divergence: Double
+        public var backoffs: Int
+        public var bias: [Float]
+
+        public init(layer: Int, maxAbsBias: Double, routingChange: Double, divergence: Double, backoffs: Int, bias: [Float]) {
+            self.layer = layer
+            self.maxAbsBias = maxAbsBias
+            self.routingChange = routingChange
+            self.divergence = divergence
+            self.backoffs = backoffs
+            self.bias = bias
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case layer, backoffs, bias
+            case maxAbsBias = "max_abs_bias"
+            case routingChange = "routing_change"
+            case divergence = "kl"
+        }
+    }
+
+    public var gamma: Double
+    public var cap: Double
+    public var maxRoutingChange: Double
+    /// `--max-routing-kl` (nil: not limited).
+    public var maxDivergence: Double?
+    /// Updates applied so far.
+    public var updates: Int
+    public var maxAbsBias: Double
+    /// Guard figures: on sampled tokens, the current bias vs none (all layers).
+    public var routingChange: Double
+    public var divergence: Double
+    /// The same measured on live tokens as they were routed (since the last window).
+    public var observedRoutingChange: Double
+    public var observedDivergence: Double
+    /// Times a bias was halved because it changed more than `maxRoutingChange`.
+    public var backoffs: Int
+    public var layers: [Layer]
+
+    public init(gamma: Double, cap: Double, maxRoutingChange: Double, updates: Int, maxAbsBias: Double, routingChange: Double,
+                divergence: Double, observedRoutingChange: Double, observedDivergence: Double, backoffs: Int, layers: [Layer],
+                maxDivergence: Double? = nil) {
+        self.maxDivergence = maxDivergence
+        self.gamma = gamma
+        self.cap = cap
+        self.maxRoutingChange = maxRoutingChange
+        self.updates = updates
+        self.maxAbsBias = maxAbsBias
+        self.routingChange = routingChange
+        self.divergence = divergence
+        self.observedRoutingChange = observedRoutingChange
+        self.observedDivergence = observedDivergence
+        self.backoffs = backoffs
+        self.layers = layers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case gamma, cap, updates, backoffs, layers
+        case maxRoutingChange = "max_routing_change"
+        case maxDivergence = "max_kl"
+        case maxAbsBias = "max_abs_bias"
+        case routingChange = "routing_change"
+        case divergence = "kl"
+        case observedRoutingChange = "observed_routing_change"
+        case observedDivergence = "observed_kl"
     }
 }
 

@@ -24,9 +24,16 @@ public actor ClusterController {
         public var goneAfter: Duration
         /// Copies of each expert; nil keeps the restored value (else 1).
         public var replicas: Int?
+        /// Seconds of routing statistics the load report, metrics and serving bias use (`--load-window`).
+        public var loadWindowSeconds: Int
+        /// Serving-time balancing bias (`--balance-bias`); nil: off.
+        public var servingBias: ServingBiasSettings?
 
         public init(heartbeat: Duration = .seconds(1), unreachableAfter: Duration = .seconds(3),
-                    goneAfter: Duration = .seconds(60), replicas: Int? = nil) {
+                    goneAfter: Duration = .seconds(60), replicas: Int? = nil, loadWindowSeconds: Int = 60,
+                    servingBias: ServingBiasSettings? = nil) {
+            self.loadWindowSeconds = loadWindowSeconds
+            self.servingBias = servingBias
             self.heartbeat = heartbeat
             self.unreachableAfter = unreachableAfter
             self.goneAfter = goneAfter
@@ -60,6 +67,11 @@ public actor ClusterController {
     public let pool: WorkerPool
     public let routing: RoutingState
     public let statistics: LoadStatistics
+    /// The serving-time bias the dispatch path routes with (nil unless `--balance-bias`).
+    public let servingBias: ServingBias?
+    private var lastBiasUpdate: ContinuousClock.Instant?
+    private var lastBiasPersist = ContinuousClock.now
+    private var persistedBias: [Int: [Float]] = [:]
     let settings: Settings
     let expertBytes: UInt64
     let logger: Logger
@@ -76,19 +88,22 @@ public actor ClusterController {
     private var publishedLive = Set<String>()
 
     public init(description: ModelDescription, fingerprint: String, pool: WorkerPool, expertBytes: UInt64,
-                settings: Settings, stateDirectory: String?, logger: Logger) throws {
+                settings: Settings, stateDirectory: String?, servingBias: ServingBias? = nil, logger: Logger) throws {
+        self.servingBias = servingBias
         self.description = description
         self.fingerprint = fingerprint
         self.pool = pool
         self.expertBytes = expertBytes
         self.settings = settings
         self.logger = logger
-        statistics = LoadStatistics(expertCount: description.expertCount, firstLayer: description.sparseLayers.first ?? 0)
+        statistics = LoadStatistics(expertCount: description.expertCount, sparseLayers: description.sparseLayers,
+                                    windowSeconds: max(1, settings.loadWindowSeconds))
         replicas = settings.replicas ?? 1
         pinned = false
         var restoredSettings = false
         var restoredMembers: [MemberRecord] = []
         var restoredPlacement: PlacementRecord?
+        var restoredBias: [String: [Float]] = [:]
         if let stateDirectory {
             let (log, records) = try ClusterStateLog.open(directory: stateDirectory)
             self.log = log
@@ -103,6 +118,7 @@ public actor ClusterController {
                     replicas = settings.replicas ?? r
                     pinned = p
                     restoredSettings = true
+                case .servingBias(let bias): restoredBias = bias
                 }
             }
         } else {
@@ -120,6 +136,11 @@ public actor ClusterController {
             members[m.name] = Member(name: m.name, address: endpoint, cores: m.cores, memoryBytes: m.memoryBytes, origin: m.origin,
                                      draining: m.draining, lastContact: nil, state: "unreachable", loaded: [], loadedBytes: 0)
             order.append(m.name)
+        }
+        if let servingBias, !restoredBias.isEmpty {
+            servingBias.restore(Dictionary(uniqueKeysWithValues: restoredBias.compactMap { key, value in Int(key).map { ($0, value) } }))
+            persistedBias = servingBias.biases
+            logger.info("restored serving bias", metadata: ["layers": "\(restoredBias.count)"])
         }
         if !restoredMembers.isEmpty {
             logger.info("restored cluster state", metadata: ["workers": "\(restoredMembers.count)", "placement_version": "\(restored.version)"])
@@ -252,11 +273,61 @@ public actor ClusterController {
         if let old = retiring, routing.stepsInFlight(version: old.version) == 0 { retiring = nil }
         publishRoutingTable()
         reconcileShards()
-        let workerLoad = statistics.snapshot.workers
-        let total = Double(max(1, workerLoad.values.reduce(0, +)))
         for name in order {
-            Gauge(label: "jindou_worker_load_share", dimensions: [("worker", name)]).record(Double(workerLoad[name] ?? 0) / total)
             Gauge(label: "jindou_worker_live", dimensions: [("worker", name)]).record(isLive(members[name]) ? 1 : 0)
+        }
+        balanceTick(now: now)
+    }
+
+    /// Once a second: the serving bias update (with `--balance-bias`) and the load gauges.
+    private func balanceTick(now: ContinuousClock.Instant) {
+        if let last = lastBiasUpdate, now - last < .seconds(1) { return }
+        lastBiasUpdate = now
+        let window = statistics.window()
+        if let servingBias {
+            servingBias.update(load: window.experts)
+            let windowDuration = Duration.seconds(statistics.windowSeconds)
+            if now - lastBiasPersist >= windowDuration {
+                persistBias()
+                _ = servingBias.snapshot(resetObserved: true)
+            }
+        }
+        recordLoadMetrics(loadReport(window: window))
+    }
+
+    private func persistBias() {
+        guard let servingBias else { return }
+        lastBiasPersist = .now
+        let biases = servingBias.biases
+        guard biases != persistedBias else { return }
+        do {
+            try persist([.servingBias(biases.stringKeys)])
+            persistedBias = biases
+        } catch {
+            logger.error("cannot persist the serving bias", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func recordLoadMetrics(_ report: LoadReport) {
+        guard let window = report.window else { return }
+        for worker in window.workers {
+            Gauge(label: "jindou_worker_load_share", dimensions: [("worker", worker.name)]).record(worker.share)
+            Gauge(label: "jindou_worker_activated_experts", dimensions: [("worker", worker.name)]).record(worker.activatedExpertsPerStep)
+            Gauge(label: "jindou_worker_dispatch_bytes", dimensions: [("worker", worker.name)]).record(Double(worker.bytesSent))
+        }
+        Gauge(label: "jindou_worker_load_max_over_mean").record(window.workerMaxOverMean)
+        Gauge(label: "jindou_worker_activated_experts_max_over_mean").record(window.activatedMaxOverMean)
+        Gauge(label: "jindou_window_tokens").record(Double(window.tokens))
+        for layer in window.layers {
+            Gauge(label: "jindou_layer_expert_load_max", dimensions: [("layer", String(layer.layer))]).record(Double(layer.max))
+            Gauge(label: "jindou_layer_expert_load_mean", dimensions: [("layer", String(layer.layer))]).record(layer.mean)
+        }
+        if let bias = report.bias {
+            Gauge(label: "jindou_serving_bias_max_abs").record(bias.maxAbsBias)
+            Gauge(label: "jindou_serving_bias_routing_change").record(bias.routingChange)
+            Gauge(label: "jindou_serving_bias_kl").record(bias.divergence)
+            Gauge(label: "jindou_serving_bias_observed_routing_change").record(bias.observedRoutingChange)
+            Gauge(label: "jindou_serving_bias_backoffs").record(Double(bias.backoffs))
         }
     }
 
@@ -444,7 +515,7 @@ public actor ClusterController {
     public func status() -> ClusterStatus {
         let now = ContinuousClock.now
         let served = routing.table
-        let workerLoad = statistics.snapshot.workers
+        let workerLoad = statistics.window().workers.mapValues(\.assignments)
         let totalLoad = max(1, workerLoad.values.reduce(0, +))
         let servedCount = description.allExperts.filter { !served.liveHosts($0).isEmpty }.count
         return ClusterStatus(
@@ -463,10 +534,49 @@ public actor ClusterController {
 
     public func shards(layer: Int?) -> ShardsReport { ShardsReport(placement: active, layer: layer) }
 
-    public func loadReport() -> LoadReport {
-        let s = statistics.snapshot
-        return LoadReport(tokens: s.tokens, experts: Dictionary(uniqueKeysWithValues: s.experts.map { (String($0.key), $0.value) }),
-                          workers: s.workers)
+    public func loadReport() -> LoadReport { loadReport(window: statistics.window()) }
+
+    func loadReport(window w: LoadStatistics.Snapshot) -> LoadReport {
+        let total = statistics.total
+        // Every worker of the active placement counts, idle ones with zero.
+        var names = active.workers
+        for name in w.workers.keys.sorted() where !names.contains(name) { names.append(name) }
+        let assignments = max(1, w.workers.values.reduce(0) { $0 + $1.assignments })
+        let workers = names.map { name in
+            let c = w.workers[name] ?? LoadStatistics.WorkerCounts()
+            let hosted = active.experts(ofWorkerName: name).reduce(into: [Int: Int]()) { $0[$1.layer, default: 0] += 1 }.values.max() ?? 0
+            return LoadWindowReport.Worker(
+                name: name, assignments: c.assignments, share: Double(c.assignments) / Double(assignments), dispatches: c.dispatches,
+                activatedExpertsPerStep: c.dispatches == 0 ? 0 : Double(c.activatedExperts) / Double(c.dispatches),
+                hostedExperts: hosted, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived,
+                dispatchSeconds: Double(c.dispatchNanoseconds) / 1e9)
+        }
+        let window = LoadWindowReport(seconds: statistics.windowSeconds, coveredSeconds: w.seconds, tokens: w.tokens, workers: workers,
+                                      layers: w.experts.keys.sorted().map { LoadWindowReport.Layer(layer: $0, experts: w.experts[$0]!) })
+        return LoadReport(tokens: total.tokens, experts: total.experts.stringKeys, workers: total.workers.mapValues(\.assignments),
+                          window: window, bias: biasReport())
+    }
+
+    private func biasReport() -> ServingBiasReport? {
+        guard let servingBias else { return nil }
+        let (layers, updates) = servingBias.snapshot()
+        var guarded = ServingBias.Change(), observed = ServingBias.Change()
+        for state in layers.values {
+            guarded.add(state.guarded)
+            observed.add(state.observed)
+        }
+        let s = servingBias.settings
+        return ServingBiasReport(
+            gamma: Double(s.gamma), cap: Double(s.cap), maxRoutingChange: s.maxRoutingChange, updates: updates,
+            maxAbsBias: Double(layers.values.map(\.maxAbs).max() ?? 0), routingChange: guarded.fraction,
+            divergence: guarded.meanDivergence, observedRoutingChange: observed.fraction, observedDivergence: observed.meanDivergence,
+            backoffs: layers.values.reduce(0) { $0 + $1.backoffs },
+            layers: layers.keys.sorted().map { layer in
+                let state = layers[layer]!
+                return ServingBiasReport.Layer(layer: layer, maxAbsBias: Double(state.maxAbs), routingChange: state.guarded.fraction,
+                                               divergence: state.guarded.meanDivergence, backoffs: state.backoffs, bias: state.bias)
+            },
+            maxDivergence: s.maxDivergence)
     }
 
     /// `jindouctl verify`: every expert served; every worker on the same model; all
@@ -539,6 +649,7 @@ public actor ClusterController {
             var state: [ClusterRecord] = [.settings(replicas: replicas, pinned: pinned)]
             state += order.compactMap { members[$0].map { .member($0.record) } }
             state.append(.placement(PlacementRecord(active)))
+            if let biases = servingBias?.biases, !biases.isEmpty { state.append(.servingBias(biases.stringKeys)) }
             try log.compact(to: state)
         }
     }
@@ -552,6 +663,7 @@ extension ClusterController: Service {
             await tick()
             try? await Task.sleep(for: settings.heartbeat / 2)
         }
+        await persistBias()
     }
 }
 
@@ -575,4 +687,9 @@ func withTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () 
         group.cancelAll()
         return result
     }
+}
+
+extension Dictionary where Key == Int {
+    /// JSON objects take string keys (layer numbers in reports and the state log).
+    var stringKeys: [String: Value] { Dictionary<String, Value>(uniqueKeysWithValues: map { (String($0.key), $0.value) }) }
 }

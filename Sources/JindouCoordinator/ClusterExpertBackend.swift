@@ -23,6 +23,8 @@ public struct ClusterExpertBackend: ExpertBackend {
     public let statistics: LoadStatistics
     public let hiddenSize: Int
     public let wireDType: WireDType
+    /// Serving-time balancing bias (`--balance-bias`); nil routes exactly as the model does.
+    public let servingBias: ServingBias?
 
     @TaskLocal static var stepTable: RoutingTable?
     /// Rotates replica choice between calls.
@@ -33,7 +35,9 @@ public struct ClusterExpertBackend: ExpertBackend {
         func next() -> Int { counter.wrappingAdd(1, ordering: .relaxed).oldValue & 0xFFFF_FFFF }
     }
 
-    public init(pool: WorkerPool, routing: RoutingState, statistics: LoadStatistics, hiddenSize: Int, wireDType: WireDType = .f32) {
+    public init(pool: WorkerPool, routing: RoutingState, statistics: LoadStatistics, hiddenSize: Int, wireDType: WireDType = .f32,
+                servingBias: ServingBias? = nil) {
+        self.servingBias = servingBias
         self.pool = pool
         self.routing = routing
         self.statistics = statistics
@@ -45,6 +49,12 @@ public struct ClusterExpertBackend: ExpertBackend {
         let table = routing.beginStep()
         defer { routing.endStep(table.placement.version) }
         return try await Self.$stepTable.withValue(table) { try await body() }
+    }
+
+    public func route(layer: Int, router: Router, hidden: UnsafePointer<Float>, tokens: Int,
+                      expertsPerToken: (Int) -> ExpertsPerToken) -> RoutingDecision {
+        guard let servingBias else { return router.route(hidden: hidden, tokens: tokens, expertsPerToken: expertsPerToken) }
+        return servingBias.route(layer: layer, router: router, hidden: hidden, tokens: tokens, expertsPerToken: expertsPerToken)
     }
 
     /// One worker's share of a layer: which batch tokens it gets and their routing.
@@ -82,20 +92,22 @@ public struct ClusterExpertBackend: ExpertBackend {
         var output = [Float](repeating: 0, count: tokenCount * h)
         var failed = Set<String>()
         var pending: [Int]? = nil  // tokens still to compute (nil: all)
-        var served: [String: Int] = [:]
+        var served: [(String, LoadStatistics.WorkerCounts)] = []
+        // Distinct experts per worker share: one bit per expert, reused across shares.
+        var seen = [UInt64](repeating: 0, count: (statistics.expertCount + 63) / 64)
         let offset = rotation.next()
         while true {
             let shares = try split(layer: layer, routing: decision, table: table, failed: failed, subset: pending, rotation: offset)
-            var results: [(String, Share, Result<[Float], Error>)] = []
-            await withTaskGroup(of: (String, Share, Result<[Float], Error>).self) { group in
+            var results: [(String, Share, Exchange)] = []
+            await withTaskGroup(of: (String, Share, Exchange).self) { group in
                 for (worker, share) in shares {
                     group.addTask { (worker, share, await self.exchange(worker: worker, layer: layer, share: share, hidden: hidden, table: table)) }
                 }
                 for await result in group { results.append(result) }
             }
             var retry: [Int] = []
-            for (worker, share, result) in results.sorted(by: { $0.0 < $1.0 }) {
-                switch result {
+            for (worker, share, exchange) in results.sorted(by: { $0.0 < $1.0 }) {
+                switch exchange.result {
                 case .success(let partial):
                     output.withUnsafeMutableBufferPointer { out in
                         partial.withUnsafeBufferPointer { p in
@@ -104,7 +116,20 @@ public struct ClusterExpertBackend: ExpertBackend {
                             }
                         }
                     }
-                    served[worker, default: 0] += share.routing.assignmentCount
+                    for i in seen.indices { seen[i] = 0 }
+                    var activated = 0
+                    for e in share.routing.experts {
+                        let (word, bit) = (Int(e) >> 6, UInt64(1) << UInt64(Int(e) & 63))
+                        if seen[word] & bit == 0 { seen[word] |= bit; activated += 1 }
+                    }
+                    var counts = LoadStatistics.WorkerCounts()
+                    counts.assignments = share.routing.assignmentCount
+                    counts.dispatches = 1
+                    counts.activatedExperts = activated
+                    counts.bytesSent = exchange.bytesSent
+                    counts.bytesReceived = exchange.bytesReceived
+                    counts.dispatchNanoseconds = exchange.nanoseconds
+                    served.append((worker, counts))
                 case .failure(let error):
                     // A worker that cannot answer is taken out of routing; its tokens are
                     // retried on the other replicas. Refusals of the request itself are not retried.
@@ -117,11 +142,19 @@ public struct ClusterExpertBackend: ExpertBackend {
             if retry.isEmpty { break }
             pending = retry.sorted()
         }
-        statistics.record(layer: layer, experts: decision.experts, workers: served, tokens: tokenCount)
+        statistics.record(layer: layer, experts: decision.experts, tokens: tokenCount, workers: served)
         return output
     }
 
-    func exchange(worker: String, layer: Int, share: Share, hidden: [Float], table: RoutingTable) async -> Result<[Float], Error> {
+    /// One worker's answer to a dispatch and what it cost.
+    struct Exchange: Sendable {
+        var result: Result<[Float], Error>
+        var bytesSent: UInt64 = 0
+        var bytesReceived: UInt64 = 0
+        var nanoseconds: UInt64 = 0
+    }
+
+    func exchange(worker: String, layer: Int, share: Share, hidden: [Float], table: RoutingTable) async -> Exchange {
         let h = hiddenSize
         var rows = [Float]()
         rows.reserveCapacity(share.tokens.count * h)
@@ -130,11 +163,16 @@ public struct ClusterExpertBackend: ExpertBackend {
             requestID: pool.nextRequestID(), layer: layer, placementVersion: table.placement.version,
             hiddenSize: h, dtype: wireDType, routing: share.routing, hidden: rows)
         let start = ContinuousClock.now
+        var cost = Exchange(result: .success([]))
         do {
-            let reply = try await pool.exchange(worker, message.frame())
-            Metrics.Timer(label: "jindou_dispatch_seconds", dimensions: [("worker", worker)])
-                .recordNanoseconds((ContinuousClock.now - start).components.attoseconds / 1_000_000_000
-                                   + (ContinuousClock.now - start).components.seconds * 1_000_000_000)
+            let frame = message.frame()
+            cost.bytesSent = UInt64(frame.payload.readableBytes)
+            let reply = try await pool.exchange(worker, frame)
+            let elapsed = ContinuousClock.now - start
+            let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            cost.nanoseconds = UInt64(max(0, nanoseconds))
+            cost.bytesReceived = UInt64(reply.payload.readableBytes)
+            Metrics.Timer(label: "jindou_dispatch_seconds", dimensions: [("worker", worker)]).recordNanoseconds(nanoseconds)
             let combine: CombineMessage
             do {
                 combine = try CombineMessage(frame: reply)
@@ -146,9 +184,10 @@ public struct ClusterExpertBackend: ExpertBackend {
                     worker: worker,
                     reason: "combine for request \(combine.requestID) with \(combine.output.count) values, expected request \(message.requestID) with \(share.tokens.count * h)")
             }
-            return .success(combine.output)
+            cost.result = .success(combine.output)
         } catch {
-            return .failure(error)
+            cost.result = .failure(error)
         }
+        return cost
     }
 }

@@ -8,8 +8,10 @@ public enum ClusterRecord: Codable, Sendable, Equatable {
     case memberRemoved(name: String)
     case placement(PlacementRecord)
     case settings(replicas: Int, pinned: Bool)
+    /// The serving-time balancing bias, layer (string key) → per-expert bias (`--balance-bias`).
+    case servingBias([String: [Float]])
 
-    enum CodingKeys: String, CodingKey { case type, member, name, placement, replicas, pinned }
+    enum CodingKeys: String, CodingKey { case type, member, name, placement, replicas, pinned, bias }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -18,6 +20,7 @@ public enum ClusterRecord: Codable, Sendable, Equatable {
         case "member_removed": self = .memberRemoved(name: try c.decode(String.self, forKey: .name))
         case "placement": self = .placement(try c.decode(PlacementRecord.self, forKey: .placement))
         case "settings": self = .settings(replicas: try c.decode(Int.self, forKey: .replicas), pinned: try c.decode(Bool.self, forKey: .pinned))
+        case "serving_bias": self = .servingBias(try c.decode([String: [Float]].self, forKey: .bias))
         case let other: throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "unknown record type \(other)")
         }
     }
@@ -38,6 +41,9 @@ public enum ClusterRecord: Codable, Sendable, Equatable {
             try c.encode("settings", forKey: .type)
             try c.encode(replicas, forKey: .replicas)
             try c.encode(pinned, forKey: .pinned)
+        case .servingBias(let bias):
+            try c.encode("serving_bias", forKey: .type)
+            try c.encode(bias, forKey: .bias)
         }
     }
 }

@@ -82,9 +82,14 @@ public struct Coordinator: Sendable {
 
         let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls,
                               timeoutSeconds: options.timeoutSeconds, logger: logger)
+        let servingBias = options.control.servingBias.map { settings in
+            ServingBias(settings: settings, routers: Dictionary(uniqueKeysWithValues: model.layers.enumerated().compactMap { l, layer in
+                if case .sparse(let router, _) = layer.feedForward { return (l, router) } else { return nil }
+            }))
+        }
         let controller = try ClusterController(
             description: description, fingerprint: fingerprint, pool: pool, expertBytes: expertBytes,
-            settings: options.control, stateDirectory: options.stateDirectory, logger: logger)
+            settings: options.control, stateDirectory: options.stateDirectory, servingBias: servingBias, logger: logger)
         await controller.start()
 
         var workers: [WorkerInfo] = []
@@ -121,7 +126,7 @@ public struct Coordinator: Sendable {
         }
         await controller.tick()
         let backend = ClusterExpertBackend(pool: pool, routing: controller.routing, statistics: controller.statistics,
-                                           hiddenSize: description.hiddenSize, wireDType: options.wireDType)
+                                           hiddenSize: description.hiddenSize, wireDType: options.wireDType, servingBias: servingBias)
         let version = await controller.active.version
         logger.info("coordinator ready", metadata: [
             "workers": "\(workers.count)", "placement_version": "\(version)",

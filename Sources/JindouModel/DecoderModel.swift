@@ -275,7 +275,7 @@ public struct DecoderModel: Sendable {
                 add(self.mlp(mlp, input: normed, rows: count), into: &hidden)
             case .sparse(let router, let shared):
                 let routing = normed.withUnsafeBufferPointer {
-                    router.route(hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
+                    experts.route(layer: l, router: router, hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
                 }
                 let input = normed
                 async let routedOutput = experts.routedExperts(layer: l, hidden: input, tokenCount: count, routing: routing)

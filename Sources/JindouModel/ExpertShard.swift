@@ -15,9 +15,20 @@ public protocol ExpertBackend: Sendable {
     /// Runs one forward step (every layer of it). A cluster backend fixes its placement
     /// for the whole step here, so placement switches happen between steps.
     func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result
+
+    /// Routes a MoE layer's `tokens` rows of `hidden`. The default is the router's own
+    /// choice; the cluster backend may add its serving-time balancing bias here
+    /// (selection only, on top of the checkpoint's correction bias).
+    func route(layer: Int, router: Router, hidden: UnsafePointer<Float>, tokens: Int,
+               expertsPerToken: (Int) -> ExpertsPerToken) -> RoutingDecision
 }
 
 extension ExpertBackend {
+    public func route(layer: Int, router: Router, hidden: UnsafePointer<Float>, tokens: Int,
+                      expertsPerToken: (Int) -> ExpertsPerToken) -> RoutingDecision {
+        router.route(hidden: hidden, tokens: tokens, expertsPerToken: expertsPerToken)
+    }
+
     public func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
         try await body()
     }

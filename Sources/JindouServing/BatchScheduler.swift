@@ -285,8 +285,6 @@ public actor BatchScheduler {
     }
 }
 
-extension LogitsSelection: Equatable {}
-
 extension Duration {
     var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }

@@ -169,21 +169,46 @@ struct Verify: AsyncParsableCommand {
 }
 
 struct Load: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Tokens routed per expert and per worker since the coordinator started.")
+    static let configuration = CommandConfiguration(
+        abstract: "Routing load over the coordinator's window (--load-window): per worker and per layer, and the serving bias.")
     @OptionGroup var cluster: ClusterOptions
-    @Option(help: "Only this layer.")
+    @Option(help: "Only this layer (its per-expert loads and bias are printed in full).")
     var layer: Int?
 
     func run() async throws {
         let report = try await cluster.call { try await $0.get("v1/admin/load", as: LoadReport.self) }
         if cluster.json { return try cluster.printJSON(report) }
-        print("tokens \(report.tokens)")
-        print(table(["WORKER", "ASSIGNMENTS"], report.workers.sorted { $0.key < $1.key }.map { [$0.key, String($0.value)] }))
-        for (key, counts) in report.experts.sorted(by: { Int($0.key) ?? 0 < Int($1.key) ?? 0 }) where layer == nil || Int(key) == layer {
-            let total = max(1, counts.reduce(0, +))
-            let mean = Double(total) / Double(max(1, counts.count))
-            print("layer \(key): max/mean expert load \(String(format: "%.2f", Double(counts.max() ?? 0) / mean)); top: "
-                  + counts.enumerated().sorted { $0.element > $1.element }.prefix(5).map { "\($0.offset)=\($0.element)" }.joined(separator: " "))
+        guard let window = report.window else {
+            // A coordinator from before the window: totals since start.
+            print("tokens \(report.tokens) since start")
+            print(table(["WORKER", "ASSIGNMENTS"], report.workers.sorted { $0.key < $1.key }.map { [$0.key, String($0.value)] }))
+            return
+        }
+        print("window \(window.coveredSeconds)/\(window.seconds)s  tokens \(window.tokens)  assignments \(window.assignments)  "
+              + String(format: "worker load max/mean %.3f  activated experts max/mean %.3f", window.workerMaxOverMean, window.activatedMaxOverMean)
+              + "  (since start: \(report.tokens) tokens)")
+        print(table(["WORKER", "ASSIGNMENTS", "SHARE", "ACTIVATED/STEP", "HOSTED/LAYER", "SENT", "RECEIVED", "DISPATCH"],
+                    window.workers.map { w in
+                        [w.name, String(w.assignments), String(format: "%.1f%%", w.share * 100), String(format: "%.2f", w.activatedExpertsPerStep),
+                         String(w.hostedExperts), megabytes(w.bytesSent), megabytes(w.bytesReceived), String(format: "%.3fs", w.dispatchSeconds)]
+                    }))
+        let layers = window.layers.filter { layer == nil || $0.layer == layer }
+        print(table(["LAYER", "MAX", "MEAN", "MAX/MEAN", "ACTIVE EXPERTS", "TOP"], layers.map { l in
+            [String(l.layer), String(l.max), String(format: "%.1f", l.mean), String(format: "%.2f", l.maxOverMean),
+             "\(l.activeExperts)/\(l.experts.count)",
+             l.experts.enumerated().sorted { $0.element > $1.element }.prefix(5).map { "\($0.offset)=\($0.element)" }.joined(separator: " ")]
+        }))
+        if let layer, let row = layers.first {
+            print("layer \(layer) experts: " + row.experts.enumerated().map { "\($0.offset)=\($0.element)" }.joined(separator: " "))
+        }
+        if let bias = report.bias {
+            print(String(format: "serving bias: max |b| %.4f (cap %.4f, gamma %.4f)  routing change %.2f%% (limit %.2f%%)  KL %.4f  "
+                         + "observed change %.2f%%  KL %.4f  back-offs %d  updates %d",
+                         bias.maxAbsBias, bias.cap, bias.gamma, bias.routingChange * 100, bias.maxRoutingChange * 100, bias.divergence,
+                         bias.observedRoutingChange * 100, bias.observedDivergence, bias.backoffs, bias.updates))
+            if let layer, let l = bias.layers.first(where: { $0.layer == layer }) {
+                print("layer \(layer) bias: " + l.bias.enumerated().map { String(format: "%d=%+.4f", $0.offset, $0.element) }.joined(separator: " "))
+            }
         }
     }
 }

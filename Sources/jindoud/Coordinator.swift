@@ -47,6 +47,7 @@ struct Coordinator: AsyncParsableCommand {
     @Option(name: .customLong("gone-after"), help: "Seconds without contact before a worker is gone and its experts are placed elsewhere.")
     var goneAfter: Double = 60
 
+    @OptionGroup var balancing: BalancingOptions
     @OptionGroup var secret: SecretOptions
     @OptionGroup var tls: TLSOptions
     @OptionGroup var servingOptions: ServingOptions
@@ -87,7 +88,8 @@ struct Coordinator: AsyncParsableCommand {
                       wireDType: WireDType(rawValue: wireDType)!, timeoutSeconds: timeoutSeconds, prefault: !daemon.noPrefault,
                       stateDirectory: stateDir, secret: clusterSecret, tls: tls.node,
                       control: .init(heartbeat: .seconds(heartbeatSeconds), unreachableAfter: .seconds(unreachableAfter),
-                                     goneAfter: .seconds(goneAfter), replicas: replicas)),
+                                     goneAfter: .seconds(goneAfter), replicas: replicas, loadWindowSeconds: balancing.loadWindow,
+                                     servingBias: balancing.servingBias)),
                 logger: logger)
         } catch {
             throw DaemonError(error)

@@ -36,6 +36,7 @@ struct Local: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "Directory for the cluster state (members, placement).")
     var stateDir: String?
 
+    @OptionGroup var balancing: BalancingOptions
     @OptionGroup var secret: SecretOptions
     @OptionGroup var tls: TLSOptions
     @OptionGroup var servingOptions: ServingOptions
@@ -70,7 +71,8 @@ struct Local: AsyncParsableCommand {
             coordinator = try await .start(
                 .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
                       wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault, stateDirectory: stateDir,
-                      secret: clusterSecret, tls: tls.node),
+                      secret: clusterSecret, tls: tls.node,
+                      control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias)),
                 logger: logger)
         } catch {
             processes.stopAll()

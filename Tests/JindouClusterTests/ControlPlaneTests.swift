@@ -21,11 +21,18 @@ final class RequestStream: Sendable {
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     static func expectations(fixture: String) async throws -> [Expected] {
+        let bodies = ([nil, .fixed(1), .fixed(4), .auto(threshold: 0.6)] as [ExpertsPerToken?]).enumerated().map { i, experts in
+            GenerationRequestBody(promptIDs: [3 + i, 14, 15, 92 + i], maxNewTokens: 4, expertsPerToken: experts,
+                                  ignoreEOS: true, emitLogits: true)
+        }
+        return try await expectations(fixture: fixture, bodies: bodies)
+    }
+
+    /// The single-process engine's answers to `bodies`.
+    static func expectations(fixture: String, bodies: [GenerationRequestBody]) async throws -> [Expected] {
         let engine = try await EngineCache.shared.engine(fixture)
         var result: [Expected] = []
-        for (i, experts) in ([nil, .fixed(1), .fixed(4), .auto(threshold: 0.6)] as [ExpertsPerToken?]).enumerated() {
-            let body = GenerationRequestBody(promptIDs: [3 + i, 14, 15, 92 + i], maxNewTokens: 4, expertsPerToken: experts,
-                                             ignoreEOS: true, emitLogits: true)
+        for body in bodies {
             let run = try await engine.generate(body.request)
             result.append(Expected(body: body, tokens: run.tokenIDs, logits: run.lastPromptLogits!))
         }
@@ -70,7 +77,7 @@ struct ControlPlaneTests {
 
     func tokenFile(_ token: String = ClusterSecret.generate()) throws -> String {
         let path = NSTemporaryDirectory() + "jindou-token-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: path, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
         return path
     }
 

@@ -79,7 +79,7 @@ struct FaultTests {
         let coordinator = try await Coordinator.start(
             .init(modelDirectory: Fixtures.path(fixture), workers: [steady.endpoint, victim.endpoint], placement: .contiguous,
                   timeoutSeconds: 10, prefault: false,
-                  control: .init(heartbeat: .milliseconds(100), unreachableAfter: .milliseconds(500), goneAfter: .seconds(60))),
+                  control: .init(heartbeat: .milliseconds(100), unreachableAfter: .seconds(2), goneAfter: .seconds(60))),
             logger: testLogger)
         let controlLoop = Task { try await coordinator.controller.run() }
         defer { controlLoop.cancel() }

@@ -98,4 +98,16 @@ struct RouterRuleTests {
         #expect(ExpertsPerToken(parsing: "auto:2") == nil)
         #expect(ExpertsPerToken(parsing: "many") == nil)
     }
+
+    @Test func balancingBiasMovesAgainstLoadWithinTheCap() {
+        var bias: [Float] = [0, 0, 0.04, -0.04]
+        // Mean load 4: expert 0 is over, 1 at the mean, 2 and 3 under.
+        BalancingBias.update(&bias, load: [10, 4, 1, 1], gamma: 0.02, cap: 0.05)
+        #expect(bias == [-0.02, 0, 0.05, -0.02])
+        BalancingBias.update(&bias, load: [10, 4, 1, 1], gamma: 0.02, cap: 0.05)
+        #expect(bias == [-0.04, 0, 0.05, 0])
+        let before = bias
+        BalancingBias.update(&bias, load: [10, 4, 1, 1], gamma: 0, cap: 0.05)
+        #expect(bias == before)
+    }
 }
