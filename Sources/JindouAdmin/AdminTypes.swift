@@ -280,9 +280,13 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
         public var bytesReceived: UInt64
         /// Dispatch round trips (send, compute on the worker, combine), summed.
         public var dispatchSeconds: Double
+        /// Expert computation on the worker, summed (as each worker reports in its replies);
+        /// dispatch minus compute is the network and queueing share.
+        public var computeSeconds: Double
 
         public init(name: String, assignments: Int, share: Double, dispatches: Int, activatedExpertsPerStep: Double,
-                    hostedExperts: Int, bytesSent: UInt64, bytesReceived: UInt64, dispatchSeconds: Double) {
+                    hostedExperts: Int, bytesSent: UInt64, bytesReceived: UInt64, dispatchSeconds: Double, computeSeconds: Double = 0) {
+            self.computeSeconds = computeSeconds
             self.name = name
             self.assignments = assignments
             self.share = share
@@ -301,6 +305,18 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
             case bytesSent = "bytes_sent"
             case bytesReceived = "bytes_received"
             case dispatchSeconds = "dispatch_seconds"
+            case computeSeconds = "compute_seconds"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(name: try c.decode(String.self, forKey: .name), assignments: try c.decode(Int.self, forKey: .assignments),
+                      share: try c.decode(Double.self, forKey: .share), dispatches: try c.decode(Int.self, forKey: .dispatches),
+                      activatedExpertsPerStep: try c.decode(Double.self, forKey: .activatedExpertsPerStep),
+                      hostedExperts: try c.decode(Int.self, forKey: .hostedExperts), bytesSent: try c.decode(UInt64.self, forKey: .bytesSent),
+                      bytesReceived: try c.decode(UInt64.self, forKey: .bytesReceived),
+                      dispatchSeconds: try c.decode(Double.self, forKey: .dispatchSeconds),
+                      computeSeconds: try c.decodeIfPresent(Double.self, forKey: .computeSeconds) ?? 0)
         }
     }
 

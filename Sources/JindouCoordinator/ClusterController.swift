@@ -314,6 +314,8 @@ public actor ClusterController {
             Gauge(label: "jindou_worker_load_share", dimensions: [("worker", worker.name)]).record(worker.share)
             Gauge(label: "jindou_worker_activated_experts", dimensions: [("worker", worker.name)]).record(worker.activatedExpertsPerStep)
             Gauge(label: "jindou_worker_dispatch_bytes", dimensions: [("worker", worker.name)]).record(Double(worker.bytesSent))
+            Gauge(label: "jindou_worker_dispatch_seconds_window", dimensions: [("worker", worker.name)]).record(worker.dispatchSeconds)
+            Gauge(label: "jindou_worker_compute_seconds_window", dimensions: [("worker", worker.name)]).record(worker.computeSeconds)
         }
         Gauge(label: "jindou_worker_load_max_over_mean").record(window.workerMaxOverMean)
         Gauge(label: "jindou_worker_activated_experts_max_over_mean").record(window.activatedMaxOverMean)
@@ -549,7 +551,7 @@ public actor ClusterController {
                 name: name, assignments: c.assignments, share: Double(c.assignments) / Double(assignments), dispatches: c.dispatches,
                 activatedExpertsPerStep: c.dispatches == 0 ? 0 : Double(c.activatedExperts) / Double(c.dispatches),
                 hostedExperts: hosted, bytesSent: c.bytesSent, bytesReceived: c.bytesReceived,
-                dispatchSeconds: Double(c.dispatchNanoseconds) / 1e9)
+                dispatchSeconds: Double(c.dispatchNanoseconds) / 1e9, computeSeconds: Double(c.computeNanoseconds) / 1e9)
         }
         let window = LoadWindowReport(seconds: statistics.windowSeconds, coveredSeconds: w.seconds, tokens: w.tokens, workers: workers,
                                       layers: w.experts.keys.sorted().map { LoadWindowReport.Layer(layer: $0, experts: w.experts[$0]!) })

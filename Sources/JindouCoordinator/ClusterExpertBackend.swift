@@ -129,6 +129,7 @@ public struct ClusterExpertBackend: ExpertBackend {
                     counts.bytesSent = exchange.bytesSent
                     counts.bytesReceived = exchange.bytesReceived
                     counts.dispatchNanoseconds = exchange.nanoseconds
+                    counts.computeNanoseconds = exchange.computeNanoseconds
                     served.append((worker, counts))
                 case .failure(let error):
                     // A worker that cannot answer is taken out of routing; its tokens are
@@ -152,6 +153,8 @@ public struct ClusterExpertBackend: ExpertBackend {
         var bytesSent: UInt64 = 0
         var bytesReceived: UInt64 = 0
         var nanoseconds: UInt64 = 0
+        /// The worker's own compute time for it (from the COMBINE header).
+        var computeNanoseconds: UInt64 = 0
     }
 
     func exchange(worker: String, layer: Int, share: Share, hidden: [Float], table: RoutingTable) async -> Exchange {
@@ -184,6 +187,7 @@ public struct ClusterExpertBackend: ExpertBackend {
                     worker: worker,
                     reason: "combine for request \(combine.requestID) with \(combine.output.count) values, expected request \(message.requestID) with \(share.tokens.count * h)")
             }
+            cost.computeNanoseconds = combine.computeNanoseconds
             cost.result = .success(combine.output)
         } catch {
             cost.result = .failure(error)

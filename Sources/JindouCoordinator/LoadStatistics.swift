@@ -22,6 +22,8 @@ public final class LoadStatistics: Sendable {
         public var bytesReceived: UInt64 = 0
         /// Dispatch round trips (send, worker compute, combine), summed.
         public var dispatchNanoseconds: UInt64 = 0
+        /// Expert computation on the worker (as it reports in its COMBINE), summed.
+        public var computeNanoseconds: UInt64 = 0
 
         public init() {}
 
@@ -32,6 +34,7 @@ public final class LoadStatistics: Sendable {
             bytesSent += other.bytesSent
             bytesReceived += other.bytesReceived
             dispatchNanoseconds += other.dispatchNanoseconds
+            computeNanoseconds += other.computeNanoseconds
         }
     }
 

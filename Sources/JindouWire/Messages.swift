@@ -157,8 +157,11 @@ public struct CombineMessage: Sendable, Equatable {
     public var hiddenSize: Int
     public var dtype: WireDType
     public var output: [Float]
+    /// Time the worker spent computing `output` (0: not measured).
+    public var computeNanoseconds: UInt64
 
-    public init(requestID: UInt64, layer: Int, hiddenSize: Int, dtype: WireDType, output: [Float]) {
+    public init(requestID: UInt64, layer: Int, hiddenSize: Int, dtype: WireDType, output: [Float], computeNanoseconds: UInt64 = 0) {
+        self.computeNanoseconds = computeNanoseconds
         self.requestID = requestID
         self.layer = layer
         self.hiddenSize = hiddenSize
@@ -176,6 +179,7 @@ public struct CombineMessage: Sendable, Equatable {
         header.tokenCount = UInt32(tokenCount)
         header.hiddenSize = UInt32(hiddenSize)
         header.dtype = dtype.protobuf
+        header.computeNanoseconds = computeNanoseconds
         return Frame(header: header, payload: TensorPayload.encode(output, as: dtype))
     }
 
@@ -187,6 +191,7 @@ public struct CombineMessage: Sendable, Equatable {
         layer = Int(h.layer)
         hiddenSize = Int(h.hiddenSize)
         self.dtype = dtype
+        computeNanoseconds = h.computeNanoseconds
         output = try TensorPayload.decode(frame.payload, count: Int(h.tokenCount) * Int(h.hiddenSize), as: dtype, kind: "COMBINE")
     }
 }

@@ -172,9 +172,12 @@ public struct WorkerSession: FrameSession {
             return refuse(.expertNotHosted, "expert \(expert) of layer \(message.layer) is not hosted on worker \(state.name)")
         }
         do {
+            let start = ContinuousClock.now
             let output = try await state.compute(message, shard: shard)
+            let elapsed = (ContinuousClock.now - start).components
+            let nanoseconds = UInt64(max(0, elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000))
             return .reply(CombineMessage(requestID: id, layer: message.layer, hiddenSize: message.hiddenSize,
-                                         dtype: message.dtype, output: output).frame())
+                                         dtype: message.dtype, output: output, computeNanoseconds: nanoseconds).frame())
         } catch {
             return refuse(.internal, "\(error)")
         }

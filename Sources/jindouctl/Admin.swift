@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JindouAdmin
+import JindouBalancing
 import JindouCommandLine
 import JindouPlacement
 import JindouTransport
@@ -174,9 +175,13 @@ struct Load: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
     @Option(help: "Only this layer (its per-expert loads and bias are printed in full).")
     var layer: Int?
+    @Option(help: ArgumentHelp("Also draw the window as a PNG: a layer × expert heat map and a per-worker bar chart.",
+                               valueName: "FILE.png"))
+    var plot: String?
 
     func run() async throws {
         let report = try await cluster.call { try await $0.get("v1/admin/load", as: LoadReport.self) }
+        if let plot { try Self.draw(report, layer: layer, to: plot) }
         if cluster.json { return try cluster.printJSON(report) }
         guard let window = report.window else {
             // A coordinator from before the window: totals since start.
@@ -187,10 +192,11 @@ struct Load: AsyncParsableCommand {
         print("window \(window.coveredSeconds)/\(window.seconds)s  tokens \(window.tokens)  assignments \(window.assignments)  "
               + String(format: "worker load max/mean %.3f  activated experts max/mean %.3f", window.workerMaxOverMean, window.activatedMaxOverMean)
               + "  (since start: \(report.tokens) tokens)")
-        print(table(["WORKER", "ASSIGNMENTS", "SHARE", "ACTIVATED/STEP", "HOSTED/LAYER", "SENT", "RECEIVED", "DISPATCH"],
+        print(table(["WORKER", "ASSIGNMENTS", "SHARE", "ACTIVATED/STEP", "HOSTED/LAYER", "SENT", "RECEIVED", "DISPATCH", "COMPUTE"],
                     window.workers.map { w in
                         [w.name, String(w.assignments), String(format: "%.1f%%", w.share * 100), String(format: "%.2f", w.activatedExpertsPerStep),
-                         String(w.hostedExperts), megabytes(w.bytesSent), megabytes(w.bytesReceived), String(format: "%.3fs", w.dispatchSeconds)]
+                         String(w.hostedExperts), megabytes(w.bytesSent), megabytes(w.bytesReceived), String(format: "%.3fs", w.dispatchSeconds),
+                         String(format: "%.3fs", w.computeSeconds)]
                     }))
         let layers = window.layers.filter { layer == nil || $0.layer == layer }
         print(table(["LAYER", "MAX", "MEAN", "MAX/MEAN", "ACTIVE EXPERTS", "TOP"], layers.map { l in
@@ -209,6 +215,20 @@ struct Load: AsyncParsableCommand {
             if let layer, let l = bias.layers.first(where: { $0.layer == layer }) {
                 print("layer \(layer) bias: " + l.bias.enumerated().map { String(format: "%d=%+.4f", $0.offset, $0.element) }.joined(separator: " "))
             }
+        }
+    }
+
+    static func draw(_ report: LoadReport, layer: Int?, to path: String) throws {
+        guard let window = report.window else {
+            throw ValidationError("--plot needs the coordinator's load window (this coordinator reports only totals)")
+        }
+        let image = LoadPlot.render(
+            layers: window.layers.filter { layer == nil || $0.layer == layer }.map { LoadPlot.Layer(layer: $0.layer, experts: $0.experts) },
+            workers: window.workers.map { LoadPlot.Worker(name: $0.name, share: $0.share) })
+        do {
+            try Data(image.pngData()).write(to: URL(fileURLWithPath: path))
+        } catch {
+            throw ValidationError("cannot write \(path): \(error.localizedDescription)")
         }
     }
 }

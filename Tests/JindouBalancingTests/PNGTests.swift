@@ -143,4 +143,26 @@ struct PNGTests {
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
         #expect(RGBImage.adler32(Array("Wikipedia".utf8)) == 0x11E6_0398)
     }
+
+    @Test("the load plot: heat relative to each layer's hottest expert, bars proportional to shares")
+    func loadPlot() throws {
+        let layers = [LoadPlot.Layer(layer: 0, experts: [8, 0, 4, 2]), LoadPlot.Layer(layer: 2, experts: [1, 1, 1, 1])]
+        let workers = [LoadPlot.Worker(name: "w0", share: 0.5), LoadPlot.Worker(name: "w1", share: 0.25), LoadPlot.Worker(name: "w2", share: 0.25)]
+        let image = LoadPlot.render(layers: layers, workers: workers)
+        func pixel(_ x: Int, _ y: Int) -> [UInt8] { Array(image.pixels[(3 * (y * image.width + x))..<(3 * (y * image.width + x) + 3)]) }
+        func rgb(_ c: (UInt8, UInt8, UInt8)) -> [UInt8] { [c.0, c.1, c.2] }
+        let (cw, ch) = LoadPlot.cell(experts: 4, layers: 2)
+        let (left, top) = (70, 40)
+        func cell(_ row: Int, _ expert: Int) -> [UInt8] { pixel(left + expert * cw + cw / 2, top + row * ch + ch / 2) }
+        #expect(cell(0, 0) == rgb(LoadPlot.heat(1)) && cell(0, 1) == [255, 255, 255] && cell(0, 2) == rgb(LoadPlot.heat(0.5)))
+        #expect(cell(1, 3) == rgb(LoadPlot.heat(1)))  // a flat layer is uniformly "hottest"
+        #expect(LoadPlot.heat(0) == (255, 255, 255) && LoadPlot.heat(2) == LoadPlot.heat(1))
+        // Bar lengths: count the bar colour along each worker's row.
+        let bar: [UInt8] = [60, 140, 200]
+        let lengths = (0..<3).map { i in (0..<image.width).filter { pixel($0, top + i * 26 + 9) == bar }.count }
+        #expect(lengths[0] == 2 * lengths[1] && lengths[1] == lengths[2] && lengths[0] > 100)
+        let parts = try chunks(image.pngData())
+        #expect(unfilter(try inflate(parts[1].data), width: image.width, height: image.height) == image.pixels)
+    }
 }
+

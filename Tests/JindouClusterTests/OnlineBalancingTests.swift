@@ -1,6 +1,7 @@
 import Foundation
 import JindouAdmin
 import JindouCoordinator
+import JindouImages
 import JindouModel
 import JindouRouting
 import JindouTestSupport
@@ -96,6 +97,8 @@ struct OnlineBalancingTests {
         #expect(abs(window.workers.reduce(0) { $0 + $1.share } - 1) < 1e-9)
         for worker in window.workers {
             #expect(worker.dispatches > 0 && worker.bytesSent > 0 && worker.bytesReceived > 0 && worker.dispatchSeconds > 0)
+            // The worker's own compute time comes back in its replies and is part of the round trip.
+            #expect(worker.computeSeconds > 0 && worker.computeSeconds < worker.dispatchSeconds)
             #expect(worker.activatedExpertsPerStep >= 1 && worker.activatedExpertsPerStep <= Double(worker.hostedExperts))
         }
         #expect(report.bias == nil)
@@ -108,6 +111,18 @@ struct OnlineBalancingTests {
         #expect(printed.contains("tokens \(window.tokens)") && printed.contains("w0") && printed.contains("layer 0 experts:"))
         let json = try ctl.run(["load", "--coordinator", coordinator.url, "--token-file", token, "--json"])
         #expect(try JSONDecoder().decode(LoadReport.self, from: json.stdout).window?.tokens == window.tokens)
+
+        // --plot writes a PNG that libpng reads: the heat map's cells are not all white.
+        let plot = NSTemporaryDirectory() + "jindou-load-\(UUID().uuidString).png"
+        defer { try? FileManager.default.removeItem(atPath: plot) }
+        let drawn = try ctl.run(["load", "--coordinator", coordinator.url, "--token-file", token, "--plot", plot])
+        #expect(drawn.status == 0, "\(drawn.stderr)")
+        let decoded = try ImageDecoder().decode(contentsOf: plot).image
+        #expect(decoded.width > 300 && decoded.height > 100)
+        let heat = (0..<(sparseLayers * 8)).map { i in decoded.pixels[3 * ((45 + i / 8) * decoded.width + 75 + (i % 8) * 24)] }
+        #expect(heat.contains { $0 < 255 }, "the heat map is empty")
+        let refused = try ctl.run(["load", "--coordinator", coordinator.url, "--token-file", token, "--plot", "/nonexistent/dir/x.png"])
+        #expect(refused.status != 0 && refused.stderr.contains("/nonexistent/dir/x.png"))
     }
 
     /// (d) Under a skewed workload (one prompt repeated with one expert per token, so every

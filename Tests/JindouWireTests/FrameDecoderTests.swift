@@ -49,6 +49,20 @@ struct FrameDecoderTests {
         }
     }
 
+    @Test func combineCarriesTheWorkersComputeTime() throws {
+        let message = CombineMessage(requestID: 9, layer: 2, hiddenSize: 4, dtype: .f32, output: [1, 2, 3, 4, 5, 6, 7, 8],
+                                     computeNanoseconds: 1_234_567)
+        var buffer = try FrameEncoder.encode(message.frame())
+        var decoder = FrameDecoder()
+        let back = try CombineMessage(frame: #require(try decoder.decode(&buffer)))
+        #expect(back == message)
+        // A reply without the field (an older worker) reads as "not measured".
+        var legacy = message
+        legacy.computeNanoseconds = 0
+        var old = try FrameEncoder.encode(legacy.frame())
+        #expect(try CombineMessage(frame: #require(try decoder.decode(&old))).computeNanoseconds == 0)
+    }
+
     @Test func severalFramesInOneRead() throws {
         var buffer = ByteBuffer()
         for id in 0..<5 { try FrameEncoder.encode(Heartbeat.frame(.ping, requestID: UInt64(id)), into: &buffer) }

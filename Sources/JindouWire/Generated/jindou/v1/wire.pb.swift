@@ -298,6 +298,12 @@ public nonisolated struct Jindou_V1_FrameHeader: @unchecked Sendable {
     set {_uniqueStorage()._payloadCrc32C = newValue}
   }
 
+  /// COMBINE: nanoseconds the worker spent computing this reply's experts (0: not measured).
+  public var computeNanoseconds: UInt64 {
+    get {_storage._computeNanoseconds}
+    set {_uniqueStorage()._computeNanoseconds = newValue}
+  }
+
   public var body: OneOf_Body? {
     get {return _storage._body}
     set {_uniqueStorage()._body = newValue}
@@ -516,7 +522,7 @@ nonisolated extension Jindou_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FrameHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{2}\u{6}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{3}compute_nanoseconds\0\u{2}\u{5}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -529,6 +535,7 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
     var _dtype: Jindou_V1_TensorDType = .unspecified
     var _payloadLength: UInt64 = 0
     var _payloadCrc32C: UInt32 = 0
+    var _computeNanoseconds: UInt64 = 0
     var _body: Jindou_V1_FrameHeader.OneOf_Body?
 
       // This property is used as the initial default value for new instances of the type.
@@ -550,6 +557,7 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
       _dtype = source._dtype
       _payloadLength = source._payloadLength
       _payloadCrc32C = source._payloadCrc32C
+      _computeNanoseconds = source._computeNanoseconds
       _body = source._body
     }
   }
@@ -579,6 +587,7 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
         case 8: try { try decoder.decodeSingularEnumField(value: &_storage._dtype) }()
         case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._payloadLength) }()
         case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._payloadCrc32C) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._computeNanoseconds) }()
         case 16: try {
           var v: Jindou_V1_Hello?
           var hadOneofValue = false
@@ -686,6 +695,9 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
       if _storage._payloadCrc32C != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._payloadCrc32C, fieldNumber: 10)
       }
+      if _storage._computeNanoseconds != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._computeNanoseconds, fieldNumber: 11)
+      }
       switch _storage._body {
       case .hello?: try {
         guard case .hello(let v)? = _storage._body else { preconditionFailure() }
@@ -728,6 +740,7 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
         if _storage._dtype != rhs_storage._dtype {return false}
         if _storage._payloadLength != rhs_storage._payloadLength {return false}
         if _storage._payloadCrc32C != rhs_storage._payloadCrc32C {return false}
+        if _storage._computeNanoseconds != rhs_storage._computeNanoseconds {return false}
         if _storage._body != rhs_storage._body {return false}
         return true
       }
