@@ -141,7 +141,7 @@ let package = Package(
         .target(
             name: "JindouCoordinator",
             dependencies: [
-                "JindouAdmin", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                "JindouAdmin", "JindouBalancing", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -224,7 +224,7 @@ let package = Package(
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
-            dependencies: ["JindouAdmin", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
+            dependencies: ["JindouAdmin", "JindouBalancing", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
                            "JindouTestSupport", .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]

@@ -25,8 +25,11 @@ public struct ClusterExpertBackend: ExpertBackend {
     public let wireDType: WireDType
     /// Serving-time balancing bias (`--balance-bias`); nil routes exactly as the model does.
     public let servingBias: ServingBias?
+    /// `--record-routing`: the served routing, written as a trace.
+    public let recorder: RoutingRecorder?
 
     @TaskLocal static var stepTable: RoutingTable?
+    @TaskLocal static var stepRouting: RoutingRecorder.Step?
     /// Rotates replica choice between calls.
     private let rotation = Rotation()
 
@@ -36,8 +39,9 @@ public struct ClusterExpertBackend: ExpertBackend {
     }
 
     public init(pool: WorkerPool, routing: RoutingState, statistics: LoadStatistics, hiddenSize: Int, wireDType: WireDType = .f32,
-                servingBias: ServingBias? = nil) {
+                servingBias: ServingBias? = nil, recorder: RoutingRecorder? = nil) {
         self.servingBias = servingBias
+        self.recorder = recorder
         self.pool = pool
         self.routing = routing
         self.statistics = statistics
@@ -48,7 +52,11 @@ public struct ClusterExpertBackend: ExpertBackend {
     public func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
         let table = routing.beginStep()
         defer { routing.endStep(table.placement.version) }
-        return try await Self.$stepTable.withValue(table) { try await body() }
+        guard let recorder else { return try await Self.$stepTable.withValue(table) { try await body() } }
+        let step = RoutingRecorder.Step()
+        let result = try await Self.$stepTable.withValue(table) { try await Self.$stepRouting.withValue(step) { try await body() } }
+        recorder.finish(step)
+        return result
     }
 
     public func route(layer: Int, router: Router, hidden: UnsafePointer<Float>, tokens: Int,
@@ -88,6 +96,7 @@ public struct ClusterExpertBackend: ExpertBackend {
 
     public func routedExperts(layer: Int, hidden: [Float], tokenCount: Int, routing decision: RoutingDecision) async throws -> [Float] {
         let table = Self.stepTable ?? routing.table
+        Self.stepRouting?.record(layer: layer, decision)
         let h = hiddenSize
         var output = [Float](repeating: 0, count: tokenCount * h)
         var failed = Set<String>()

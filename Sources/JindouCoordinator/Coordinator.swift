@@ -44,11 +44,14 @@ public struct Coordinator: Sendable {
         /// Mutual TLS for node links (the HTTP API takes the same files, see JindouServer).
         public var tls: NodeTLS?
         public var control: ClusterController.Settings
+        /// `--record-routing`: trace file for the served routing.
+        public var routingTrace: String?
 
         public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
                     wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
                     stateDirectory: String? = nil, secret: ClusterSecret? = nil, tls: NodeTLS? = nil,
-                    control: ClusterController.Settings = .init()) {
+                    control: ClusterController.Settings = .init(), routingTrace: String? = nil) {
+            self.routingTrace = routingTrace
             self.modelDirectory = modelDirectory
             self.workers = workers
             self.placement = placement
@@ -66,6 +69,8 @@ public struct Coordinator: Sendable {
     public let pool: WorkerPool
     public let controller: ClusterController
     public let fingerprint: String
+    /// The routing trace being recorded (`routingTrace`); close it at shutdown.
+    public let recorder: RoutingRecorder?
 
     public var placement: Placement { get async { await controller.active } }
 
@@ -125,15 +130,20 @@ public struct Coordinator: Sendable {
             }
         }
         await controller.tick()
+        let recorder = try options.routingTrace.map {
+            try RoutingRecorder(path: $0, sparseLayers: description.sparseLayers, expertCount: description.expertCount,
+                                expertsPerToken: description.router.expertsPerToken)
+        }
         let backend = ClusterExpertBackend(pool: pool, routing: controller.routing, statistics: controller.statistics,
-                                           hiddenSize: description.hiddenSize, wireDType: options.wireDType, servingBias: servingBias)
+                                           hiddenSize: description.hiddenSize, wireDType: options.wireDType, servingBias: servingBias,
+                                           recorder: recorder)
         let version = await controller.active.version
         logger.info("coordinator ready", metadata: [
             "workers": "\(workers.count)", "placement_version": "\(version)",
             "coordinator_bytes": "\(model.tensors.tensorBytes)",
         ])
         return Coordinator(engine: InferenceEngine(model: model, experts: backend), pool: pool, controller: controller,
-                           fingerprint: fingerprint)
+                           fingerprint: fingerprint, recorder: recorder)
     }
 
     /// Bytes of one routed expert (its three projections), from the checkpoint's dtype.

@@ -21,6 +21,11 @@ struct BalancingOptions: ParsableArguments {
     @Option(name: .customLong("max-routing-kl"), help: "Also halve the bias while the mean KL(unbiased ‖ biased) of routing weights on sampled tokens exceeds this (default: not limited).")
     var maxRoutingKL: Double?
 
+    @Option(name: .customLong("record-routing"),
+            help: ArgumentHelp("Record the served routing (each token's experts, per MoE layer) as a trace for 'jindouctl balance simulate|plan'.",
+                               valueName: "FILE"))
+    var recordRouting: String?
+
     func validate() throws {
         if let maxRoutingKL, maxRoutingKL < 0 { throw ValidationError("--max-routing-kl must be ≥ 0") }
         guard loadWindow >= 1 else { throw ValidationError("--load-window must be at least 1 second") }

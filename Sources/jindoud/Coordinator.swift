@@ -89,7 +89,8 @@ struct Coordinator: AsyncParsableCommand {
                       stateDirectory: stateDir, secret: clusterSecret, tls: tls.node,
                       control: .init(heartbeat: .seconds(heartbeatSeconds), unreachableAfter: .seconds(unreachableAfter),
                                      goneAfter: .seconds(goneAfter), replicas: replicas, loadWindowSeconds: balancing.loadWindow,
-                                     servingBias: balancing.servingBias)),
+                                     servingBias: balancing.servingBias),
+                      routingTrace: balancing.recordRouting),
                 logger: logger)
         } catch {
             throw DaemonError(error)
@@ -107,5 +108,13 @@ struct Coordinator: AsyncParsableCommand {
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
         await coordinator.pool.closeAll()
+        if let recorder = coordinator.recorder {
+            recorder.close()
+            let p = recorder.progress
+            logger.info("routing trace closed", metadata: [
+                "path": "\(recorder.path)", "steps": "\(p.steps)", "tokens": "\(p.tokens)", "skipped_tokens": "\(p.skippedTokens)",
+                "error": "\(p.error ?? "none")",
+            ])
+        }
     }
 }

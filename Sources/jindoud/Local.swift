@@ -72,7 +72,8 @@ struct Local: AsyncParsableCommand {
                 .init(modelDirectory: model, workers: endpoints, placement: PlacementChoice(placement)!,
                       wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault, stateDirectory: stateDir,
                       secret: clusterSecret, tls: tls.node,
-                      control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias)),
+                      control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias),
+                      routingTrace: balancing.recordRouting),
                 logger: logger)
         } catch {
             processes.stopAll()
@@ -97,6 +98,14 @@ struct Local: AsyncParsableCommand {
             throw error
         }
         await coordinator.pool.closeAll()
+        if let recorder = coordinator.recorder {
+            recorder.close()
+            let p = recorder.progress
+            logger.info("routing trace closed", metadata: [
+                "path": "\(recorder.path)", "steps": "\(p.steps)", "tokens": "\(p.tokens)", "skipped_tokens": "\(p.skippedTokens)",
+                "error": "\(p.error ?? "none")",
+            ])
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 import Foundation
 import JindouAdmin
+import JindouBalancing
 import JindouCoordinator
 import JindouImages
 import JindouModel
+import JindouPlacement
 import JindouRouting
 import JindouTestSupport
 import JindouWire
@@ -123,6 +125,43 @@ struct OnlineBalancingTests {
         #expect(heat.contains { $0 < 255 }, "the heat map is empty")
         let refused = try ctl.run(["load", "--coordinator", coordinator.url, "--token-file", token, "--plot", "/nonexistent/dir/x.png"])
         #expect(refused.status != 0 && refused.stderr.contains("/nonexistent/dir/x.png"))
+    }
+
+    /// `--record-routing`: the trace holds exactly the routing the window counted (default-K
+    /// requests), leaves out tokens of other K, and `jindouctl balance` replays it.
+    @Test func recordedTraceMatchesTheWindowAndReplays() async throws {
+        let token = try tokenFile()
+        let path = NSTemporaryDirectory() + "jindou-routing-\(UUID().uuidString).trace"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (coordinator, workers, client) = try await cluster(["--load-window", "600", "--record-routing", path], workers: 2, token: token)
+        defer { workers.forEach { $0.stop() } }
+        for i in 0..<5 {
+            let body = GenerationRequestBody(promptIDs: [3 + i, 14, 15, 92], maxNewTokens: 3, ignoreEOS: true)
+            _ = try await client.post("v1/jindou/generate", body, as: GenerationReport.self)
+        }
+        let window = try #require(try await client.get("v1/admin/load", as: LoadReport.self).window)
+        // Another K: served, counted in the window, not in the trace.
+        let elastic = GenerationRequestBody(promptIDs: [7, 8, 9], maxNewTokens: 2, expertsPerToken: .fixed(4), ignoreEOS: true)
+        _ = try await client.post("v1/jindou/generate", elastic, as: GenerationReport.self)
+        coordinator.stop()  // SIGTERM: the trace is closed
+
+        let trace = try RoutingTrace.read(path: path)
+        #expect(trace.header.experts == 8 && trace.header.layers == sparseLayers && trace.header.topK == expertsPerToken)
+        #expect(trace.tokenCount == window.tokens)
+        let load = trace.expertLoad()
+        for (i, layer) in window.layers.enumerated() { #expect(load[i].map { Int($0) } == layer.experts, "layer \(layer.layer)") }
+
+        let ctl = try Executable("jindouctl")
+        let simulated = try ctl.run(["balance", "simulate", "--trace", path, "--workers", "2,4", "--window-steps", "4", "--json"])
+        #expect(simulated.status == 0, "\(simulated.stderr)")
+        let planned = try ctl.run(["balance", "plan", "--trace", path, "--workers", "w0,w1", "--extra-slots", "0.25",
+                                   "--model-layers", "0,2,3", "--out", path + ".placement.json"])
+        #expect(planned.status == 0, "\(planned.stderr)")
+        defer { try? FileManager.default.removeItem(atPath: path + ".placement.json") }
+        // The plan is a valid placement for the model the trace came from.
+        let description = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path(fixture)))
+        let placement = try PlacementFile.load(path: path + ".placement.json", description: description)
+        try placement.validate(for: description)
     }
 
     /// (d) Under a skewed workload (one prompt repeated with one expert per token, so every
