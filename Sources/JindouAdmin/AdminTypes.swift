@@ -189,8 +189,8 @@ public struct PlacementChange: Codable, Sendable, Equatable {
                        removedCount: $0.removed.count)
         }
         if let load, load.values.contains(where: { $0 > 0 }) {
-            predictedMaxOverMean = PlacementPlanner.workerLoad(new, load: load).max()
-            currentMaxOverMean = old.map { PlacementPlanner.workerLoad($0, load: load).max() ?? 0 }
+            predictedMaxOverMean = PlacementPlanner.stepMaxOverMean(new, load: load)
+            currentMaxOverMean = old.map { PlacementPlanner.stepMaxOverMean($0, load: load) }
         }
     }
 
@@ -215,8 +215,22 @@ public struct DrainRequest: Codable, Sendable {
 
 public struct RebalanceRequest: Codable, Sendable {
     public var dryRun: Bool
-    public init(dryRun: Bool) { self.dryRun = dryRun }
-    enum CodingKeys: String, CodingKey { case dryRun = "dry_run" }
+    /// Replicate hot experts into this many extra slots per layer, as a fraction of the
+    /// expert count (EPLB; 0.25 → E + 25 %). Absent: move experts only, `replicas` copies each.
+    public var extraSlots: Double?
+    /// With `extraSlots`: what the packing balances, `tokens` (default) or `activated`
+    /// (distinct experts each worker reads per step).
+    public var objective: String?
+    public init(dryRun: Bool, extraSlots: Double? = nil, objective: String? = nil) {
+        self.dryRun = dryRun
+        self.extraSlots = extraSlots
+        self.objective = objective
+    }
+    enum CodingKeys: String, CodingKey {
+        case dryRun = "dry_run"
+        case extraSlots = "extra_slots"
+        case objective
+    }
 }
 
 /// `GET /v1/admin/verify`.
@@ -331,10 +345,14 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
         public var maxOverMean: Double
         /// Experts that received any token.
         public var activeExperts: Int
+        /// Assignments per worker in this layer, in the order of the report's `workers`
+        /// (absent from coordinators before it was measured).
+        public var workers: [Int]?
 
-        public init(layer: Int, experts: [Int]) {
+        public init(layer: Int, experts: [Int], workers: [Int]? = nil) {
             self.layer = layer
             self.experts = experts
+            self.workers = workers
             max = experts.max() ?? 0
             mean = experts.isEmpty ? 0 : Double(experts.reduce(0, +)) / Double(experts.count)
             maxOverMean = mean > 0 ? Double(max) / mean : 0
@@ -345,6 +363,7 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
             case layer, experts, max, mean
             case maxOverMean = "max_over_mean"
             case activeExperts = "active_experts"
+            case workers = "worker_assignments"
         }
     }
 
@@ -355,8 +374,12 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
     public var tokens: Int
     /// Assignments summed over workers (= tokens × experts per token × sparse layers).
     public var assignments: Int
-    /// Worker load (assignments) max ÷ mean over the placement's workers.
+    /// Worker load (assignments over all layers) max ÷ mean over the placement's workers.
     public var workerMaxOverMean: Double
+    /// What a step waits for: Σ over layers of the busiest worker's assignments in that
+    /// layer ÷ Σ over layers of the mean (each MoE layer waits for its slowest worker, so
+    /// imbalance that cancels out across layers still costs time). ≥ `workerMaxOverMean`.
+    public var stepMaxOverMean: Double?
     /// Activated experts per step, max ÷ mean over workers.
     public var activatedMaxOverMean: Double
     public var workers: [Worker]
@@ -370,6 +393,12 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
         self.layers = layers
         assignments = workers.reduce(0) { $0 + $1.assignments }
         workerMaxOverMean = Self.maxOverMean(workers.map { Double($0.assignments) })
+        let perLayer = layers.compactMap(\.workers).filter { !$0.isEmpty }
+        if !perLayer.isEmpty {
+            let sumMax = perLayer.reduce(0.0) { $0 + Double($1.max() ?? 0) }
+            let sumMean = perLayer.reduce(0.0) { $0 + Double($1.reduce(0, +)) / Double($1.count) }
+            stepMaxOverMean = sumMean > 0 ? sumMax / sumMean : 0
+        }
         activatedMaxOverMean = Self.maxOverMean(workers.map(\.activatedExpertsPerStep))
     }
 
@@ -383,6 +412,7 @@ public struct LoadWindowReport: Codable, Sendable, Equatable {
         case seconds, tokens, assignments, workers, layers
         case coveredSeconds = "covered_seconds"
         case workerMaxOverMean = "worker_max_over_mean"
+        case stepMaxOverMean = "step_max_over_mean"
         case activatedMaxOverMean = "activated_max_over_mean"
     }
 }

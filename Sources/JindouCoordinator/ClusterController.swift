@@ -1,5 +1,6 @@
 import Foundation
 import JindouAdmin
+import JindouBalancing
 import JindouModel
 import JindouPlacement
 import JindouRouting
@@ -444,6 +445,44 @@ public actor ClusterController {
                                 version: nextVersion, load: load)
     }
 
+    /// EPLB-style placement from measured load (`rebalance --extra-slots`): hot experts get
+    /// extra copies (their tokens split across them), copies are packed heaviest-first with
+    /// the same number of slots per worker and layer, capped by the smallest worker's memory.
+    /// Packing is symmetric in the workers, so each layer's packs are then matched to the
+    /// workers already holding most of their experts, which keeps the experts to load small.
+    private func replicatedPlan(load: [ExpertKey: Double], steps: Int, extraSlots: Double,
+                                objective: ReplicationPlanner.Objective) throws -> Placement {
+        let workers = eligible
+        guard !workers.isEmpty else { throw PlacementError.badSpec("no workers to place experts on") }
+        let layers = description.sparseLayers
+        let memoryCap = workers.map { Int(min($0.capacityBytes / max(1, expertBytes), UInt64(Int.max))) / max(1, layers.count) }.min()
+        let matrix = layers.map { l in (0..<description.expertCount).map { load[ExpertKey(layer: l, expert: $0)] ?? 0 } }
+        let planner = ReplicationPlanner(workers: workers.count, extraSlotFraction: extraSlots, memoryCapExperts: memoryCap,
+                                         objective: objective)
+        var layout = try planner.plan(load: matrix, steps: max(1, steps)).layout
+        let names = workers.map(\.name)
+        for (i, layer) in layers.enumerated() {
+            // held[w][e]: worker w (of `names`) holds expert e of this layer now.
+            let held = names.map { name -> Set<Int> in
+                guard let index = active.workers.firstIndex(of: name) else { return [] }
+                return Set(active.experts(ofWorker: index).filter { $0.layer == layer }.map(\.expert))
+            }
+            var packs = [Set<Int>](repeating: [], count: names.count)
+            for (expert, copies) in layout.hosts[i].enumerated() { for p in copies { packs[p].insert(expert) } }
+            var pairs: [(overlap: Int, pack: Int, worker: Int)] = []
+            for p in packs.indices { for w in names.indices { pairs.append((packs[p].intersection(held[w]).count, p, w)) } }
+            pairs.sort { ($0.overlap, -$0.pack, -$0.worker) > ($1.overlap, -$1.pack, -$1.worker) }
+            var target = [Int](repeating: -1, count: names.count)
+            var taken = Set<Int>()
+            for pair in pairs where target[pair.pack] < 0 && !taken.contains(pair.worker) {
+                target[pair.pack] = pair.worker
+                taken.insert(pair.worker)
+            }
+            layout.hosts[i] = layout.hosts[i].map { $0.map { target[$0] } }
+        }
+        return try layout.placement(workerNames: names, modelLayers: layers, version: nextVersion)
+    }
+
     /// Stages `placement` unless it changes nothing; returns the placement that will be active.
     @discardableResult
     private func stage(_ placement: Placement) throws -> Placement {
@@ -495,13 +534,23 @@ public actor ClusterController {
     }
 
     /// `jindouctl rebalance [--dry-run]`: a placement from measured per-expert load.
-    public func rebalance(dryRun: Bool) throws -> PlacementChange {
+    public func rebalance(dryRun: Bool, extraSlots: Double? = nil, objective: String? = nil) throws -> PlacementChange {
         try refuseIfPinned()
-        let load = statistics.perExpert
+        let (load, steps) = statistics.loadForPlacement
         guard load.values.contains(where: { $0 > 0 }) else {
             throw ClusterError.rejected("no load measured yet: serve some requests before rebalancing")
         }
-        let placement = try plan(load: load)
+        let placement: Placement
+        if let extraSlots {
+            guard extraSlots >= 0, extraSlots.isFinite else { throw ClusterError.rejected("extra_slots must be ≥ 0") }
+            guard let goal = ReplicationPlanner.Objective(rawValue: objective ?? "tokens") else {
+                throw ClusterError.rejected("objective must be tokens or activated, not '\(objective ?? "")'")
+            }
+            placement = try replicatedPlan(load: load, steps: steps, extraSlots: extraSlots, objective: goal)
+        } else {
+            guard objective == nil else { throw ClusterError.rejected("objective needs extra_slots") }
+            placement = try plan(load: load)
+        }
         if dryRun { return PlacementChange(from: active, to: placement, applied: false, load: load) }
         return PlacementChange(from: active, to: try stage(placement), applied: true, load: load)
     }
@@ -554,7 +603,10 @@ public actor ClusterController {
                 dispatchSeconds: Double(c.dispatchNanoseconds) / 1e9, computeSeconds: Double(c.computeNanoseconds) / 1e9)
         }
         let window = LoadWindowReport(seconds: statistics.windowSeconds, coveredSeconds: w.seconds, tokens: w.tokens, workers: workers,
-                                      layers: w.experts.keys.sorted().map { LoadWindowReport.Layer(layer: $0, experts: w.experts[$0]!) })
+                                      layers: w.experts.keys.sorted().map { layer in
+                                          LoadWindowReport.Layer(layer: layer, experts: w.experts[layer]!,
+                                                                 workers: names.map { w.layerAssignments[$0]?[layer] ?? 0 })
+                                      })
         return LoadReport(tokens: total.tokens, experts: total.experts.stringKeys, workers: total.workers.mapValues(\.assignments),
                           window: window, bias: biasReport())
     }

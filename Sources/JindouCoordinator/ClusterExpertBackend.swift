@@ -10,7 +10,8 @@ import Synchronization
 /// (dispatch), and adds up what comes back (combine).
 ///
 /// - Replicas share an expert's tokens: token t of the n-th dispatched layer uses live
-///   replica (t + n) mod replicas, so single-token decode steps rotate over them too.
+///   replicas in turn, per (layer, expert): the n-th token routed to an expert goes to its
+///   live copy n mod copies, so copies share its tokens evenly.
 /// - Failover: if a worker fails mid-layer it is marked down and its share is re-split
 ///   over the remaining live replicas; only an expert with no live host fails the step,
 ///   naming that (layer, expert).
@@ -30,12 +31,19 @@ public struct ClusterExpertBackend: ExpertBackend {
 
     @TaskLocal static var stepTable: RoutingTable?
     @TaskLocal static var stepRouting: RoutingRecorder.Step?
-    /// Rotates replica choice between calls.
+    /// Whose turn it is among each expert's copies.
     private let rotation = Rotation()
 
+    /// One counter per (layer, expert): an expert's n-th token goes to its live copy
+    /// n mod copies, so copies split an expert's tokens exactly evenly whatever the batch
+    /// shapes. (Rotating per layer call instead aliases with periodic workloads: a prompt
+    /// served over and over sends a hot expert's tokens to the same copy every time.)
     final class Rotation: Sendable {
-        let counter = Atomic<Int>(0)
-        func next() -> Int { counter.wrappingAdd(1, ordering: .relaxed).oldValue & 0xFFFF_FFFF }
+        private let turns = Mutex<[Int: [UInt32]]>([:])
+        func take(layer: Int, experts: Int) -> [UInt32] {
+            turns.withLock { $0[layer] } ?? [UInt32](repeating: 0, count: experts)
+        }
+        func put(layer: Int, _ value: [UInt32]) { turns.withLock { $0[layer] = value } }
     }
 
     public init(pool: WorkerPool, routing: RoutingState, statistics: LoadStatistics, hiddenSize: Int, wireDType: WireDType = .f32,
@@ -73,16 +81,23 @@ public struct ClusterExpertBackend: ExpertBackend {
 
     /// Splits a layer's routing (tokens `subset`, default all) by live worker.
     public func split(layer: Int, routing decision: RoutingDecision, table: RoutingTable, failed: Set<String> = [],
-                      subset: [Int]? = nil, rotation offset: Int = 0) throws -> [String: Share] {
+                      subset: [Int]? = nil) throws -> [String: Share] {
         var shares: [String: Share] = [:]
         var perWorker: [String: ([Int32], [Float])] = [:]
+        var turns = rotation.take(layer: layer, experts: table.placement.hosts.keys.reduce(0) { max($0, $1.expert + 1) })
+        defer { rotation.put(layer: layer, turns) }
         for t in subset ?? Array(0..<decision.tokenCount) {
             perWorker.removeAll(keepingCapacity: true)
             for i in decision.offsets[t]..<decision.offsets[t + 1] {
                 let expert = Int(decision.experts[i])
                 let hosts = table.liveHosts(ExpertKey(layer: layer, expert: expert), excluding: failed)
                 guard !hosts.isEmpty else { throw ClusterError.expertUnavailable(layer: layer, expert: expert) }
-                let worker = hosts[(t + offset) % hosts.count]
+                var worker = hosts[0]
+                if hosts.count > 1 {
+                    if expert >= turns.count { turns += [UInt32](repeating: 0, count: expert + 1 - turns.count) }
+                    worker = hosts[Int(turns[expert]) % hosts.count]
+                    turns[expert] &+= 1
+                }
                 perWorker[worker, default: ([], [])].0.append(decision.experts[i])
                 perWorker[worker, default: ([], [])].1.append(decision.weights[i])
             }
@@ -101,12 +116,14 @@ public struct ClusterExpertBackend: ExpertBackend {
         var output = [Float](repeating: 0, count: tokenCount * h)
         var failed = Set<String>()
         var pending: [Int]? = nil  // tokens still to compute (nil: all)
+        // What is still to compute: at first every choice; after a worker fails, only the
+        // (token, expert) choices it had — the other workers' parts are already summed.
+        var remaining = decision
         var served: [(String, LoadStatistics.WorkerCounts)] = []
         // Distinct experts per worker share: one bit per expert, reused across shares.
         var seen = [UInt64](repeating: 0, count: (statistics.expertCount + 63) / 64)
-        let offset = rotation.next()
         while true {
-            let shares = try split(layer: layer, routing: decision, table: table, failed: failed, subset: pending, rotation: offset)
+            let shares = try split(layer: layer, routing: remaining, table: table, failed: failed, subset: pending)
             var results: [(String, Share, Exchange)] = []
             await withTaskGroup(of: (String, Share, Exchange).self) { group in
                 for (worker, share) in shares {
@@ -114,7 +131,7 @@ public struct ClusterExpertBackend: ExpertBackend {
                 }
                 for await result in group { results.append(result) }
             }
-            var retry: [Int] = []
+            var retry: [Int: (experts: [Int32], weights: [Float])] = [:]
             for (worker, share, exchange) in results.sorted(by: { $0.0 < $1.0 }) {
                 switch exchange.result {
                 case .success(let partial):
@@ -146,11 +163,21 @@ public struct ClusterExpertBackend: ExpertBackend {
                     guard case ClusterError.workerUnavailable = error else { throw error }
                     failed.insert(worker)
                     routing.markDown(worker)
-                    retry += share.tokens
+                    for (row, t) in share.tokens.enumerated() {
+                        let range = share.routing.offsets[row]..<share.routing.offsets[row + 1]
+                        retry[t, default: ([], [])].experts += share.routing.experts[range]
+                        retry[t, default: ([], [])].weights += share.routing.weights[range]
+                    }
                 }
             }
             if retry.isEmpty { break }
-            pending = retry.sorted()
+            remaining = RoutingDecision()
+            for t in 0..<tokenCount {
+                // Sorted by expert, as a routing decision keeps them (two failed workers' parts interleave).
+                let pairs = zip(retry[t]?.experts ?? [], retry[t]?.weights ?? []).sorted { $0.0 < $1.0 }
+                remaining.append(experts: pairs.map(\.0), weights: pairs.map(\.1))
+            }
+            pending = retry.keys.sorted()
         }
         statistics.record(layer: layer, experts: decision.experts, tokens: tokenCount, workers: served)
         return output

@@ -109,7 +109,9 @@ public final class ClusterStateLog: @unchecked Sendable {
                 records.append(record)
             }
         } else {
-            FileManager.default.createFile(atPath: path, contents: nil)
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ClusterError.rejected("cannot create the cluster state log \(path)")
+            }
         }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw ClusterError.rejected("cannot write the cluster state log \(path)")
@@ -148,7 +150,9 @@ public final class ClusterStateLog: @unchecked Sendable {
             data.append(try JSONEncoder().encode(record))
             data.append(UInt8(ascii: "\n"))
         }
-        FileManager.default.createFile(atPath: temporary, contents: data)
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw ClusterError.rejected("cannot write \(temporary) while compacting the cluster state log")
+        }
         let file = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
         try file.synchronize()
         try file.close()

@@ -44,23 +44,32 @@ public final class LoadStatistics: Sendable {
         public var seconds: Int
         /// Tokens routed (counted once per step, at the first sparse layer).
         public var tokens = 0
+        /// Engine steps routed (counted at the first sparse layer).
+        public var steps = 0
         /// Layer → per-expert assignments.
         public var experts: [Int: [Int]] = [:]
         public var workers: [String: WorkerCounts] = [:]
+        /// Worker → layer → assignments.
+        public var layerAssignments: [String: [Int: Int]] = [:]
     }
 
     private struct Bucket {
         var second: Int64 = -1
         var tokens = 0
+        var steps = 0
         /// `slot(layer) * expertCount + expert`.
         var experts: [Int]
         var workers: [String: WorkerCounts] = [:]
+        /// Worker → assignments per sparse-layer slot.
+        var layerAssignments: [String: [Int]] = [:]
 
         mutating func reset(to second: Int64) {
             self.second = second
             tokens = 0
+            steps = 0
             for i in experts.indices { experts[i] = 0 }
             for key in workers.keys { workers[key] = WorkerCounts() }
+            for key in layerAssignments.keys { layerAssignments[key] = [Int](repeating: 0, count: layerAssignments[key]!.count) }
         }
     }
 
@@ -113,13 +122,18 @@ public final class LoadStatistics: Sendable {
                     }
                 }
             }
+            let layerSlots = sparseLayers.count
             for (name, counts) in workers {
                 s.ring[index].workers[name, default: WorkerCounts()].add(counts)
                 s.total.workers[name, default: WorkerCounts()].add(counts)
+                s.ring[index].layerAssignments[name, default: [Int](repeating: 0, count: layerSlots)][slots[layer]] += counts.assignments
+                s.total.layerAssignments[name, default: [Int](repeating: 0, count: layerSlots)][slots[layer]] += counts.assignments
             }
             if countTokens {
                 s.ring[index].tokens += tokens
                 s.total.tokens += tokens
+                s.ring[index].steps += 1
+                s.total.steps += 1
             }
         }
     }
@@ -128,28 +142,43 @@ public final class LoadStatistics: Sendable {
     public func window(at second: Int64? = nil) -> Snapshot {
         let second = second ?? now
         let oldest = second - Int64(windowSeconds) + 1
-        let (tokens, rows, workers) = state.withLock { s in
+        let (tokens, steps, rows, workers, perLayer) = state.withLock { s in
             var rows = [Int](repeating: 0, count: sparseLayers.count * expertCount)
             var workers: [String: WorkerCounts] = [:]
+            var perLayer: [String: [Int]] = [:]
             var tokens = 0
+            var steps = 0
             for bucket in s.ring where bucket.second >= oldest && bucket.second <= second {
                 tokens += bucket.tokens
+                steps += bucket.steps
                 for i in rows.indices { rows[i] += bucket.experts[i] }
                 for (name, counts) in bucket.workers { workers[name, default: WorkerCounts()].add(counts) }
+                for (name, counts) in bucket.layerAssignments {
+                    var sum = perLayer[name] ?? [Int](repeating: 0, count: counts.count)
+                    for i in counts.indices { sum[i] += counts[i] }
+                    perLayer[name] = sum
+                }
             }
-            return (tokens, rows, workers)
+            return (tokens, steps, rows, workers, perLayer)
         }
-        return snapshot(seconds: Int(min(Int64(windowSeconds), second + 1)), tokens: tokens, rows: rows, workers: workers)
+        return snapshot(seconds: Int(min(Int64(windowSeconds), second + 1)), tokens: tokens, steps: steps, rows: rows, workers: workers,
+                        layerAssignments: perLayer)
     }
 
     /// Sums since start.
     public var total: Snapshot {
-        let (tokens, rows, workers) = state.withLock { ($0.total.tokens, $0.total.experts, $0.total.workers) }
-        return snapshot(seconds: Int(now + 1), tokens: tokens, rows: rows, workers: workers)
+        let (tokens, steps, rows, workers, perLayer) = state.withLock {
+            ($0.total.tokens, $0.total.steps, $0.total.experts, $0.total.workers, $0.total.layerAssignments)
+        }
+        return snapshot(seconds: Int(now + 1), tokens: tokens, steps: steps, rows: rows, workers: workers, layerAssignments: perLayer)
     }
 
-    private func snapshot(seconds: Int, tokens: Int, rows: [Int], workers: [String: WorkerCounts]) -> Snapshot {
-        var result = Snapshot(seconds: seconds, tokens: tokens, workers: workers.filter { $0.value.dispatches > 0 })
+    private func snapshot(seconds: Int, tokens: Int, steps: Int, rows: [Int], workers: [String: WorkerCounts],
+                          layerAssignments: [String: [Int]]) -> Snapshot {
+        var result = Snapshot(seconds: seconds, tokens: tokens, steps: steps, workers: workers.filter { $0.value.dispatches > 0 })
+        for (name, counts) in layerAssignments where result.workers[name] != nil {
+            result.layerAssignments[name] = Dictionary(uniqueKeysWithValues: zip(sparseLayers, counts))
+        }
         for (i, layer) in sparseLayers.enumerated() {
             let row = Array(rows[(i * expertCount)..<((i + 1) * expertCount)])
             if row.contains(where: { $0 > 0 }) { result.experts[layer] = row }
@@ -158,11 +187,15 @@ public final class LoadStatistics: Sendable {
     }
 
     /// Per-(layer, expert) load for placement: the window's if it saw any traffic, else since start.
-    public var perExpert: [ExpertKey: Double] {
+    public var perExpert: [ExpertKey: Double] { loadForPlacement.load }
+
+    /// Per-(layer, expert) load for placement and the steps it was measured over: the
+    /// window's if it saw any traffic, else since start.
+    public var loadForPlacement: (load: [ExpertKey: Double], steps: Int) {
         var source = window()
         if source.experts.isEmpty { source = total }
         var result: [ExpertKey: Double] = [:]
         for (layer, row) in source.experts { for (e, n) in row.enumerated() { result[ExpertKey(layer: layer, expert: e)] = Double(n) } }
-        return result
+        return (result, source.steps)
     }
 }

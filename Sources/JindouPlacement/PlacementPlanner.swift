@@ -52,20 +52,28 @@ public struct PlacementPlanner: Sendable {
         var weight = [Double](repeating: 0, count: workers.count)
 
         if let load {
-            // Heaviest first onto the least-loaded worker with room (LPT).
+            // Heaviest first onto the worker with room that is least loaded in the expert's
+            // layer (LPT per layer: every MoE layer waits for its busiest worker), ties to
+            // the least loaded overall.
             let order = experts.sorted { (load[$0] ?? 0, $1) > (load[$1] ?? 0, $0) }
+            var layerWeight: [Int: [Double]] = [:]
             for key in order {
                 let share = (load[key] ?? 0) / Double(copies)
+                var inLayer = layerWeight[key.layer] ?? [Double](repeating: 0, count: workers.count)
                 var chosen: [Int] = []
                 for _ in 0..<copies {
                     let candidates = workers.indices.filter { !chosen.contains($0) && UInt64(used[$0]) < capacity[$0] }
-                    guard let best = candidates.min(by: { (weight[$0], used[$0], $0) < (weight[$1], used[$1], $1) }) else {
+                    guard let best = candidates.min(by: {
+                        (inLayer[$0], weight[$0], used[$0], $0) < (inLayer[$1], weight[$1], used[$1], $1)
+                    }) else {
                         throw PlacementError.insufficientCapacity(needed: expertBytes, available: 0)
                     }
                     chosen.append(best)
                     used[best] += 1
                     weight[best] += share
+                    inLayer[best] += share
                 }
+                layerWeight[key.layer] = inLayer
                 hosts[key] = chosen.sorted()
             }
             return try Placement(version: version, workers: names, hosts: hosts)
@@ -119,6 +127,24 @@ public struct PlacementPlanner: Sendable {
         }
         let mean = totals.reduce(0, +) / Double(max(1, totals.count))
         return mean > 0 ? totals.map { $0 / mean } : totals.map { _ in 0 }
+    }
+
+    /// What a step waits for under `placement`: Σ over layers of the busiest worker's load
+    /// in that layer ÷ Σ over layers of the mean worker load (copies split a key's load
+    /// evenly). 1 is perfect balance in every layer.
+    public static func stepMaxOverMean(_ placement: Placement, load: [ExpertKey: Double]) -> Double {
+        var perLayer: [Int: [Double]] = [:]
+        for (key, hosts) in placement.hosts where !hosts.isEmpty {
+            var totals = perLayer[key.layer] ?? [Double](repeating: 0, count: placement.workers.count)
+            for h in hosts { totals[h] += (load[key] ?? 0) / Double(hosts.count) }
+            perLayer[key.layer] = totals
+        }
+        var sumMax = 0.0, sumMean = 0.0
+        for totals in perLayer.values {
+            sumMax += totals.max() ?? 0
+            sumMean += totals.reduce(0, +) / Double(max(1, totals.count))
+        }
+        return sumMean > 0 ? sumMax / sumMean : 0
     }
 
     /// What changes between two placements, per worker: experts added and removed.

@@ -88,7 +88,10 @@ public enum CoordinatorAPI {
             await respond(context) { try await controller.drain(try await decode(DrainRequest.self, request).worker) }
         }
         admin.post("rebalance") { request, context -> Response in
-            await respond(context) { try await controller.rebalance(dryRun: try await decode(RebalanceRequest.self, request).dryRun) }
+            await respond(context) {
+                let body = try await decode(RebalanceRequest.self, request)
+                return try await controller.rebalance(dryRun: body.dryRun, extraSlots: body.extraSlots, objective: body.objective)
+            }
         }
         return router
     }

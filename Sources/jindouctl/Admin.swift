@@ -149,9 +149,21 @@ struct Rebalance: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
     @Flag(name: .customLong("dry-run"), help: "Print the diff and predicted balance without changing anything.")
     var dryRun = false
+    @Option(name: .customLong("extra-slots"),
+            help: "Also replicate hot experts (EPLB) into this many extra slots per layer, as a fraction of the expert count (e.g. 0.25).")
+    var extraSlots: Double?
+    @Option(help: "With --extra-slots: balance 'tokens' per worker (EPLB) or 'activated' experts read per worker and step.")
+    var objective: String?
+
+    func validate() throws {
+        if let extraSlots, !(0...64).contains(extraSlots) { throw ValidationError("--extra-slots must be in 0…64") }
+        if let objective, !["tokens", "activated"].contains(objective) { throw ValidationError("--objective must be tokens or activated") }
+        if objective != nil && extraSlots == nil { throw ValidationError("--objective needs --extra-slots") }
+    }
 
     func run() async throws {
-        let change = try await cluster.call { try await $0.post("v1/admin/rebalance", RebalanceRequest(dryRun: dryRun), as: PlacementChange.self) }
+        let request = RebalanceRequest(dryRun: dryRun, extraSlots: extraSlots, objective: objective)
+        let change = try await cluster.call { try await $0.post("v1/admin/rebalance", request, as: PlacementChange.self) }
         try show(change, cluster)
     }
 }
@@ -190,7 +202,8 @@ struct Load: AsyncParsableCommand {
             return
         }
         print("window \(window.coveredSeconds)/\(window.seconds)s  tokens \(window.tokens)  assignments \(window.assignments)  "
-              + String(format: "worker load max/mean %.3f  activated experts max/mean %.3f", window.workerMaxOverMean, window.activatedMaxOverMean)
+              + String(format: "worker load max/mean %.3f (per layer %.3f)  activated experts max/mean %.3f",
+                       window.workerMaxOverMean, window.stepMaxOverMean ?? 0, window.activatedMaxOverMean)
               + "  (since start: \(report.tokens) tokens)")
         print(table(["WORKER", "ASSIGNMENTS", "SHARE", "ACTIVATED/STEP", "HOSTED/LAYER", "SENT", "RECEIVED", "DISPATCH", "COMPUTE"],
                     window.workers.map { w in

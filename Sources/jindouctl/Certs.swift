@@ -55,8 +55,10 @@ struct CertsInit: ParsableCommand {
                 directory: out, nodes: nodeList, hosts: hosts.split(separator: ",").map(String.init), days: days)
             let tokenPath = out + "/token"
             if !FileManager.default.fileExists(atPath: tokenPath) {
-                FileManager.default.createFile(atPath: tokenPath, contents: Data((ClusterSecret.generate() + "\n").utf8),
-                                               attributes: [.posixPermissions: 0o600])
+                guard FileManager.default.createFile(atPath: tokenPath, contents: Data((ClusterSecret.generate() + "\n").utf8),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw ValidationError("cannot write \(tokenPath)")
+                }
                 written.append(tokenPath)
             }
         } catch {
