@@ -69,24 +69,11 @@ public struct ReplicaLayout: Sendable, Equatable {
                 var experts = [[Int]](repeating: [], count: workers)
                 for (expert, copies) in hosts[i].enumerated() where rank < copies.count { experts[copies[rank]].append(expert) }
                 for (w, list) in experts.enumerated() where !list.isEmpty {
-                    shards.append(PlacementFile.Shard(worker: workerNames[w], experts: Self.ranges(list), layers: String(layer)))
+                    shards.append(PlacementFile.Shard(worker: workerNames[w], experts: formatExpertRanges(list), layers: String(layer)))
                 }
             }
         }
         return PlacementFile(version: version, workers: workerNames, shards: shards)
-    }
-
-    /// Sorted indices as `0-3,7,9-10`.
-    static func ranges(_ sorted: [Int]) -> String {
-        var parts: [String] = []
-        var i = 0
-        while i < sorted.count {
-            var j = i
-            while j + 1 < sorted.count && sorted[j + 1] == sorted[j] + 1 { j += 1 }
-            parts.append(i == j ? "\(sorted[i])" : "\(sorted[i])-\(sorted[j])")
-            i = j + 1
-        }
-        return parts.joined(separator: ",")
     }
 
     /// The layout of an existing placement (e.g. the coordinator's current one).

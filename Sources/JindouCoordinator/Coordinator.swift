@@ -146,6 +146,19 @@ public struct Coordinator: Sendable {
                            fingerprint: fingerprint, recorder: recorder)
     }
 
+    /// After the services stopped: closes the worker links and the routing trace.
+    public func shutdown(logger: Logger) async {
+        await pool.closeAll()
+        if let recorder {
+            recorder.close()
+            let p = recorder.progress
+            logger.info("routing trace closed", metadata: [
+                "path": "\(recorder.path)", "steps": "\(p.steps)", "tokens": "\(p.tokens)", "skipped_tokens": "\(p.skippedTokens)",
+                "error": "\(p.error ?? "none")",
+            ])
+        }
+    }
+
     /// Bytes of one routed expert (its three projections), from the checkpoint's dtype.
     static func expertByteCount(checkpoint: Checkpoint, description: ModelDescription) throws -> UInt64 {
         guard let first = description.allExperts.first else { return 1 }

@@ -107,14 +107,6 @@ struct Coordinator: AsyncParsableCommand {
         let group = ServiceGroup(services: [coordinator.controller, SchedulerService(serving.scheduler), app],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
-        await coordinator.pool.closeAll()
-        if let recorder = coordinator.recorder {
-            recorder.close()
-            let p = recorder.progress
-            logger.info("routing trace closed", metadata: [
-                "path": "\(recorder.path)", "steps": "\(p.steps)", "tokens": "\(p.tokens)", "skipped_tokens": "\(p.skippedTokens)",
-                "error": "\(p.error ?? "none")",
-            ])
-        }
+        await coordinator.shutdown(logger: logger)
     }
 }

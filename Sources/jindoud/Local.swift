@@ -97,15 +97,7 @@ struct Local: AsyncParsableCommand {
             processes.stopAll()
             throw error
         }
-        await coordinator.pool.closeAll()
-        if let recorder = coordinator.recorder {
-            recorder.close()
-            let p = recorder.progress
-            logger.info("routing trace closed", metadata: [
-                "path": "\(recorder.path)", "steps": "\(p.steps)", "tokens": "\(p.tokens)", "skipped_tokens": "\(p.skippedTokens)",
-                "error": "\(p.error ?? "none")",
-            ])
-        }
+        await coordinator.shutdown(logger: logger)
     }
 }
 
