@@ -218,7 +218,7 @@ let package = Package(
             dependencies: ["JindouModel", "JindouRouting"],
             path: "Tests/JindouTestSupport"
         ),
-        .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics"]),
+        .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics", "JindouTestSupport"]),
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
         .testTarget(name: "JindouServingTests", dependencies: ["JindouServing", "JindouModel", "JindouRouting", "JindouTestSupport"]),
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),

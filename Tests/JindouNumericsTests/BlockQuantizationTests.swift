@@ -1,0 +1,73 @@
+import Foundation
+import JindouNumerics
+import JindouTestSupport
+import Testing
+
+/// Q8_0 and Q4_K against the references' own bytes (tools/fixture_quants.py): ggml's
+/// encoders and the `gguf` package's decoders, on ten kinds of rows.
+@Suite("GGUF block quantisation")
+struct BlockQuantizationTests {
+    struct Manifest: Decodable { let rows: Int; let columns: Int }
+
+    let manifest: Manifest
+    let input: [Float]
+
+    init() throws {
+        manifest = try JSONDecoder().decode(Manifest.self, from: try Self.data("manifest.json"))
+        input = try Self.floats("input.f32")
+    }
+
+    static func data(_ name: String) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quants/" + name)))
+    }
+
+    static func floats(_ name: String) throws -> [Float] {
+        let data = try data(name)
+        return data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
+    }
+
+    static let files: [BlockFormat: (encoded: String, decoded: String)] = [
+        .q8_0: ("q8_0.bin", "q8_0.dequantized.f32"), .q4_K: ("q4_k.bin", "q4_k.dequantized.f32"),
+    ]
+
+    @Test("encoding equals ggml's reference encoder byte for byte", arguments: BlockFormat.allCases)
+    func encodesLikeGGML(format: BlockFormat) throws {
+        let expected = [UInt8](try Self.data(Self.files[format]!.encoded))
+        let rowBytes = try #require(format.rowBytes(columns: manifest.columns))
+        #expect(expected.count == rowBytes * manifest.rows)
+        var encoded = [UInt8](repeating: 0xAA, count: expected.count)
+        input.withUnsafeBufferPointer { x in
+            encoded.withUnsafeMutableBytes { out in
+                for r in 0..<manifest.rows {
+                    format.quantize(UnsafeBufferPointer(rebasing: x[(r * manifest.columns)..<((r + 1) * manifest.columns)]),
+                                    into: UnsafeMutableRawBufferPointer(rebasing: out[(r * rowBytes)..<((r + 1) * rowBytes)]))
+                }
+            }
+        }
+        for r in 0..<manifest.rows {
+            let range = (r * rowBytes)..<((r + 1) * rowBytes)
+            let differing = range.filter { encoded[$0] != expected[$0] }
+            #expect(differing.isEmpty, "row \(r): \(differing.count) bytes differ, first at block \(((differing.first ?? range.lowerBound) - range.lowerBound) / format.bytesPerBlock)")
+        }
+    }
+
+    @Test("decoding equals the gguf package's dequantize bit for bit", arguments: BlockFormat.allCases)
+    func decodesLikeGGUF(format: BlockFormat) throws {
+        let encoded = try Self.data(Self.files[format]!.encoded)
+        let expected = try Self.floats(Self.files[format]!.decoded)
+        var decoded = [Float](repeating: .nan, count: expected.count)
+        encoded.withUnsafeBytes { q in decoded.withUnsafeMutableBufferPointer { format.dequantize(q, into: $0) } }
+        let differing = decoded.indices.filter { decoded[$0].bitPattern != expected[$0].bitPattern }
+        #expect(differing.isEmpty, "\(differing.count) values differ, first at \(differing.first ?? -1)")
+        // And the round trip stays close to the input (a sanity bound, not the reference check).
+        let error = zip(decoded, input).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+        let power = input.reduce(0.0) { $0 + Double($1 * $1) }
+        #expect((error / power).squareRoot() < (format == .q8_0 ? 0.01 : 0.1))
+    }
+
+    @Test func rowSizes() {
+        #expect(BlockFormat.q8_0.rowBytes(columns: 2048) == 2048 / 32 * 34)
+        #expect(BlockFormat.q4_K.rowBytes(columns: 2048) == 2048 / 256 * 144)
+        #expect(BlockFormat.q4_K.rowBytes(columns: 2040) == nil && BlockFormat.q8_0.rowBytes(columns: 33) == nil)
+    }
+}
