@@ -24,7 +24,7 @@ public func linear(
         linearBLAS(x, tokens: tokens, weight: weight, into: y, parallel: true)
     } else {
         // ~16 KiB of weights per chunk at least, so thread hand-off stays small.
-        let minimumRows = max(1, 16_384 / max(1, weight.columns * weight.dtype.byteSize))
+        let minimumRows = max(1, 16_384 / max(1, weight.rowBytes))
         parallelChunks(weight.rows, minimumChunk: minimumRows) { rows in
             linearRows(x, tokens: tokens, weight: weight, rows: rows, into: y, outputStride: weight.rows)
         }
@@ -53,6 +53,13 @@ public func linearRows(
     _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
     into y: UnsafeMutablePointer<Float>, outputStride: Int
 ) {
+    if let format = weight.blockFormat {
+        switch format {
+        case .q8_0: q8_0RowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        case .q4_K: q4_KRowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        }
+        return
+    }
     switch weight.dtype {
     case .bfloat16:
         rowKernel(BFloat16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)

@@ -12,6 +12,11 @@ public struct WeightMatrix: @unchecked Sendable {
     public let owner: AnyObject?
     /// Per-block dequantisation scales of an FP8 matrix (DeepSeek's `weight_scale_inv`).
     public let blockScales: BlockScales?
+    /// A GGUF block format (Q8_0, Q4_K): each row is `columns / blockSize` blocks and
+    /// `dtype` is `.uint8` (the raw bytes).
+    public let blockFormat: BlockFormat?
+    /// Bytes from one row to the next.
+    public let rowBytes: Int
 
     public init(rows: Int, columns: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject?, blockScales: BlockScales? = nil) {
         precondition(dtype.isKernelWeightType || (dtype == .float8E4M3 && blockScales != nil),
@@ -22,6 +27,41 @@ public struct WeightMatrix: @unchecked Sendable {
         self.base = base
         self.owner = owner
         self.blockScales = blockScales
+        blockFormat = nil
+        rowBytes = columns * dtype.byteSize
+    }
+
+    /// A block-quantised matrix: `rows` rows of `format.rowBytes(columns:)` bytes each.
+    public init(rows: Int, columns: Int, quantized format: BlockFormat, base: UnsafeRawPointer, owner: AnyObject?) {
+        guard let rowBytes = format.rowBytes(columns: columns) else {
+            preconditionFailure("\(format.rawValue) rows need a multiple of \(format.blockSize) columns, got \(columns)")
+        }
+        self.rows = rows
+        self.columns = columns
+        dtype = .uint8
+        self.base = base
+        self.owner = owner
+        blockScales = nil
+        blockFormat = format
+        self.rowBytes = rowBytes
+    }
+
+    /// `self` encoded in `format` (owned memory), as llama-quantize would encode it.
+    public func quantized(_ format: BlockFormat) -> WeightMatrix {
+        precondition(blockFormat == nil, "already quantised")
+        guard let rowBytes = format.rowBytes(columns: columns) else {
+            preconditionFailure("\(format.rawValue) rows need a multiple of \(format.blockSize) columns, got \(columns)")
+        }
+        let storage = OwnedBytes(byteCount: max(1, rows * rowBytes))
+        var row = [Float](repeating: 0, count: columns)
+        for r in 0..<rows {
+            row.withUnsafeMutableBufferPointer { buffer in
+                widenRows(r..<(r + 1), into: buffer.baseAddress!)
+                format.quantize(UnsafeBufferPointer(buffer),
+                                into: UnsafeMutableRawBufferPointer(start: storage.pointer + r * rowBytes, count: rowBytes))
+            }
+        }
+        return WeightMatrix(rows: rows, columns: columns, quantized: format, base: UnsafeRawPointer(storage.pointer), owner: storage)
     }
 
     /// A matrix that owns a copy of `values` (row-major, `rows × columns`) as F32.
@@ -32,24 +72,27 @@ public struct WeightMatrix: @unchecked Sendable {
         self.init(rows: rows, columns: columns, dtype: .float32, base: UnsafeRawPointer(storage.pointer), owner: storage)
     }
 
-    public var byteCount: Int { rows * columns * dtype.byteSize }
+    public var byteCount: Int { rows * rowBytes }
 
     @inlinable
     public func rowPointer(_ row: Int) -> UnsafeRawPointer {
-        base + row * columns * dtype.byteSize
+        base + row * rowBytes
     }
 
     /// Rows `range` as a matrix sharing the same memory.
     public func rows(_ range: Range<Int>) -> WeightMatrix {
-        WeightMatrix(rows: range.count, columns: columns, dtype: dtype, base: rowPointer(range.lowerBound), owner: owner,
-                     blockScales: blockScales?.offset(rows: range.lowerBound))
+        if let blockFormat {
+            return WeightMatrix(rows: range.count, columns: columns, quantized: blockFormat, base: rowPointer(range.lowerBound), owner: owner)
+        }
+        return WeightMatrix(rows: range.count, columns: columns, dtype: dtype, base: rowPointer(range.lowerBound), owner: owner,
+                            blockScales: blockScales?.offset(rows: range.lowerBound))
     }
 
     /// Columns `range`, transposed, as a new matrix of `range.count` rows × `rows` columns
     /// in the same dtype (owned memory). Turns input-major [in, out] storage into the
     /// [out, in] layout the kernels read. Not for block-scaled FP8.
     public func transposedCopy(columns range: Range<Int>) -> WeightMatrix {
-        precondition(blockScales == nil && range.lowerBound >= 0 && range.upperBound <= columns)
+        precondition(blockScales == nil && blockFormat == nil && range.lowerBound >= 0 && range.upperBound <= columns)
         let size = dtype.byteSize
         let storage = OwnedBytes(byteCount: range.count * rows * size)
         func copy<T>(_: T.Type) {
@@ -79,7 +122,12 @@ public struct WeightMatrix: @unchecked Sendable {
 
     /// Rows `range` widened (and dequantised) to F32, row-major, into `destination`.
     public func widenRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
-        if dtype == .float8E4M3, let scales = blockScales {
+        if let blockFormat {
+            for (i, r) in range.enumerated() {
+                blockFormat.dequantize(UnsafeRawBufferPointer(start: rowPointer(r), count: rowBytes),
+                                       into: UnsafeMutableBufferPointer(start: destination + i * columns, count: columns))
+            }
+        } else if dtype == .float8E4M3, let scales = blockScales {
             for (i, r) in range.enumerated() {
                 let row = rowPointer(r).assumingMemoryBound(to: UInt8.self)
                 let out = destination + i * columns

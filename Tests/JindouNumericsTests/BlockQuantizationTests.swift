@@ -71,3 +71,39 @@ struct BlockQuantizationTests {
         #expect(BlockFormat.q4_K.rowBytes(columns: 2040) == nil && BlockFormat.q8_0.rowBytes(columns: 33) == nil)
     }
 }
+
+/// The quantised linear kernels against `linear` on the dequantised matrix.
+@Suite("Quantised linear kernels")
+struct QuantizedLinearTests {
+    func randomMatrix(rows: Int, columns: Int, seed: UInt64) -> [Float] {
+        var state = seed
+        return (0..<(rows * columns)).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state >> 11) % 2_000_001) / 1_000_000 * 0.05
+        }
+    }
+
+    @Test("equals the dequantised matrix's product (1 to 13 tokens, odd row counts, BLAS path too)",
+          arguments: BlockFormat.allCases)
+    func matchesDequantised(format: BlockFormat) {
+        let (rows, columns) = (37, 512)
+        let dense = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 3))
+        let quantized = dense.quantized(format)
+        #expect(quantized.byteCount == rows * format.rowBytes(columns: columns)!)
+        let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
+        for tokens in [1, 2, 5, 13] {
+            let x = randomMatrix(rows: tokens, columns: columns, seed: UInt64(10 + tokens)).map { $0 * 20 }
+            var expected = [Float](repeating: 0, count: tokens * rows), actual = expected
+            x.withUnsafeBufferPointer { xp in
+                linear(xp.baseAddress!, tokens: tokens, weight: decoded, into: &expected)
+                linear(xp.baseAddress!, tokens: tokens, weight: quantized, into: &actual)
+            }
+            let scale = expected.map(abs).max()!
+            let worst = zip(expected, actual).map { abs($0 - $1) }.max()!
+            #expect(worst <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+        }
+        // Row slices share the quantised memory.
+        let slice = quantized.rows(5..<9)
+        #expect(slice.floatValues() == Array(quantized.floatValues()[(5 * columns)..<(9 * columns)]))
+    }
+}
