@@ -11,9 +11,23 @@ import PackageDescription
 // vectorise with AVX2/F16C/FMA, and the baseline build is ~16x slower. To build binaries
 // for other machines set JINDOU_TARGET_CPU (e.g. `x86-64-v3`, or `x86-64` for any).
 let targetCPU = ProcessInfo.processInfo.environment["JINDOU_TARGET_CPU"] ?? "native"
+// Whether that CPU has AVX2 and FMA: the integer-dot kernels for quantised weights
+// (JindouNumerics/QuantizedDotAVX2.swift) are compiled in only then, portable fallbacks otherwise.
+let targetHasAVX2: Bool = {
+    #if arch(x86_64)
+    if targetCPU == "native" {
+        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ")) } ?? []
+        return flags.contains("avx2") && flags.contains("fma") && flags.contains("f16c")
+    }
+    return ["x86-64-v3", "x86-64-v4", "haswell", "skylake", "znver1", "znver2", "znver3", "znver4"].contains(targetCPU)
+    #else
+    return false
+    #endif
+}()
 let optimisedKernels: [SwiftSetting] = [
     .unsafeFlags(["-O", "-enforce-exclusivity=unchecked", "-target-cpu", targetCPU]),
-]
+] + (targetHasAVX2 ? [.define("JINDOU_AVX2")] : [])
 
 let package = Package(
     name: "Jindou",
@@ -179,7 +193,7 @@ let package = Package(
         .target(
             name: "JindouBenchmarks",
             dependencies: [
-                "JindouCoordinator", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                "JindouCoordinator", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -54,10 +54,17 @@ public func linearRows(
     into y: UnsafeMutablePointer<Float>, outputStride: Int
 ) {
     if let format = weight.blockFormat {
+        #if JINDOU_AVX2
+        switch format {
+        case .q8_0: q8_0RowKernelAVX2(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        case .q4_K: q4_KRowKernelAVX2(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        }
+        #else
         switch format {
         case .q8_0: q8_0RowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
         case .q4_K: q4_KRowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
         }
+        #endif
         return
     }
     switch weight.dtype {

@@ -31,6 +31,19 @@ public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
     }
 }
 
+/// Runs `body(i)` for `i` in `0..<threads` concurrently, whatever `Parallelism.threads`
+/// says: for benchmarks that compare thread counts in one process.
+public func runConcurrently(_ threads: Int, _ body: (Int) -> Void) {
+    if threads <= 1 {
+        body(0)
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        let shared = SendableBody(body)
+        DispatchQueue.concurrentPerform(iterations: threads) { shared.call($0) }
+    }
+}
+
 /// Splits `0..<total` into at most `Parallelism.threads * 2` contiguous chunks of at
 /// least `minimumChunk` items and runs `body(range)` for each, in parallel.
 @inlinable

@@ -7,7 +7,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self]
     )
 }
 
@@ -62,6 +62,59 @@ struct ClusterBench: AsyncParsableCommand {
                 jindoud: jindoud, wireDType: WireDType(rawValue: wireDType)!), logger: logger).run()
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "cluster", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct KernelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Expert GEMV speed per weight format and thread count, against the read bandwidth measured in the same run.",
+        discussion: """
+            Example (Qwen3-30B-A3B expert shapes, 48 experts ≈ 450 MB of bf16 weights):
+              jindouctl bench kernels --threads 1,2
+            Writes the 'kernels' section of --out and the JSON results. Build with -c release.
+            """
+    )
+
+    @Option(help: "Hidden size (expert input and output width).")
+    var hidden: Int = 2048
+    @Option(help: "Expert intermediate size.")
+    var intermediate: Int = 768
+    @Option(help: "Experts (gate, up, down each) in the working set; make it larger than the caches.")
+    var experts: Int = 48
+    @Option(help: "Thread counts, comma-separated.")
+    var threads: String = "1,2"
+    @Option(help: "Formats, comma-separated: bf16, f16, q8_0, q4_k.")
+    var formats: String = "bf16,f16,q8_0,q4_k"
+    @Option(help: "Timed passes per measurement (the best is kept).")
+    var repetitions: Int = 5
+    @Option(help: "Markdown file to update.")
+    var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.")
+    var json: String = "docs/benchmarks/kernels.json"
+
+    var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("--threads: e.g. 1,2") }
+        guard hidden % 256 == 0, intermediate % 256 == 0 else { throw ValidationError("--hidden and --intermediate must be multiples of 256 (Q4_K blocks)") }
+        guard experts >= 1, repetitions >= 1 else { throw ValidationError("--experts and --repetitions must be ≥ 1") }
+    }
+
+    func run() throws {
+        let benchmark = KernelBenchmark(options: .init(
+            hidden: hidden, intermediate: intermediate, experts: experts, threads: threadCounts,
+            formats: formats.split(separator: ",").map(String.init), repetitions: repetitions))
+        do {
+            let report = try benchmark.run { line in
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
+            try BenchmarkReport.writeJSON(report, to: json)
+            try BenchmarkReport.replaceSection(named: "kernels", in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)

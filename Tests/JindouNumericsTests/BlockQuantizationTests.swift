@@ -1,5 +1,5 @@
 import Foundation
-import JindouNumerics
+@testable import JindouNumerics
 import JindouTestSupport
 import Testing
 
@@ -83,6 +83,50 @@ struct QuantizedLinearTests {
         }
     }
 
+    /// Y = X̂ · Wᵀ in double, X̂ the activations rounded as the int8 kernels do (per 32
+    /// columns: d = max|x| / 127, q = round-half-away(x / d), x̂ = q · d). For Q4_K the
+    /// kernels apply each sub-block's `min` to the exact Σ x, so the emulation does too.
+    func int8ActivationProduct(_ x: [Float], tokens: Int, weight: WeightMatrix) -> [Double] {
+        let (rows, columns) = (weight.rows, weight.columns)
+        var rounded = [Double](repeating: 0, count: x.count)
+        for b in 0..<(x.count / 32) {
+            let block = x[(32 * b)..<(32 * b + 32)]
+            let d = block.map(abs).max()! / 127
+            let id: Float = d != 0 ? 1 / d : 0
+            for (i, v) in block.enumerated() { rounded[32 * b + i] = Double((v * id).rounded(.toNearestOrAwayFromZero)) * Double(d) }
+        }
+        // Per weight: the part scaled with x̂ and the `min` part scaled with x.
+        var scaled = weight.floatValues().map(Double.init)
+        var offsets = [Double](repeating: 0, count: rows * columns)
+        if weight.blockFormat == .q4_K {
+            for r in 0..<rows {
+                for s in 0..<(columns / 256) {
+                    let block = weight.rowPointer(r) + s * Q4_K.bytesPerBlock
+                    let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+                    for j in 0..<8 {
+                        let m = Double(dmin * Float(Q4_K.scaleMin(j, block + 4).min))
+                        for i in 0..<32 {
+                            let index = r * columns + s * 256 + 32 * j + i
+                            scaled[index] += m  // w = (d·sc·q − m): the d·sc·q part
+                            offsets[index] = -m
+                        }
+                    }
+                }
+            }
+        }
+        var y = [Double](repeating: 0, count: tokens * rows)
+        for t in 0..<tokens {
+            for r in 0..<rows {
+                var sum = 0.0
+                for c in 0..<columns {
+                    sum += rounded[t * columns + c] * scaled[r * columns + c] + Double(x[t * columns + c]) * offsets[r * columns + c]
+                }
+                y[t * rows + r] = sum
+            }
+        }
+        return y
+    }
+
     @Test("equals the dequantised matrix's product (1 to 13 tokens, odd row counts, BLAS path too)",
           arguments: BlockFormat.allCases)
     func matchesDequantised(format: BlockFormat) {
@@ -100,7 +144,16 @@ struct QuantizedLinearTests {
             }
             let scale = expected.map(abs).max()!
             let worst = zip(expected, actual).map { abs($0 - $1) }.max()!
-            #expect(worst <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+            if quantizedKernelsUseInt8Activations && tokens < blasTokenThreshold {
+                // Exact: the same int8 activations, in double precision.
+                let exact = int8ActivationProduct(x, tokens: tokens, weight: quantized)
+                let worstExact = zip(exact, actual).map { abs(Float($0) - $1) }.max()!
+                #expect(worstExact <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worstExact) of \(scale) vs int8-activation product")
+                // And the activation rounding stays small against the fp32-activation product.
+                #expect(worst <= 2e-2 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+            } else {
+                #expect(worst <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+            }
         }
         // Row slices share the quantised memory.
         let slice = quantized.rows(5..<9)

@@ -1,0 +1,231 @@
+import Dispatch
+import Foundation
+import JindouNumerics
+
+/// `jindouctl bench kernels`: how close the expert GEMV kernels run to this machine's
+/// memory-bandwidth roofline, per weight format and thread count, measured in one run.
+///
+/// - Read bandwidth: a STREAM-like pass (SIMD sum) over a buffer far larger than the
+///   caches, with the same threads; the best of several passes.
+/// - Kernels: one decode step's worth of expert matrices of the chosen shape (gate, up
+///   and down of `experts` experts; by default Qwen3-30B-A3B's 2048 → 768 → 2048), each
+///   multiplied with one token (and with 4), rows split over the threads, best of several
+///   passes over the whole set, so every weight comes from memory. Achieved GB/s = weight
+///   bytes ÷ time; the ratio to the measured read bandwidth is the roofline fraction.
+///
+/// Quantised weights are random blocks with sane scales (the kernels' speed does not depend
+/// on the values; quantising hundreds of MB with the reference encoder would take minutes).
+public struct KernelBenchmark: Sendable {
+    public struct Options: Sendable {
+        public var hidden: Int
+        public var intermediate: Int
+        public var experts: Int
+        public var threads: [Int]
+        public var formats: [String]
+        public var repetitions: Int
+
+        public init(hidden: Int = 2048, intermediate: Int = 768, experts: Int = 48, threads: [Int] = [1, 2],
+                    formats: [String] = ["bf16", "f16", "q8_0", "q4_k"], repetitions: Int = 5) {
+            self.hidden = hidden
+            self.intermediate = intermediate
+            self.experts = experts
+            self.threads = threads
+            self.formats = formats
+            self.repetitions = repetitions
+        }
+    }
+
+    public struct Result: Codable, Sendable {
+        public var format: String
+        public var threads: Int
+        public var tokens: Int
+        public var weightBytes: Int
+        public var seconds: Double
+        public var gigabytesPerSecond: Double
+        /// Achieved ÷ measured read bandwidth at the same thread count.
+        public var rooflineFraction: Double
+        /// Weights multiplied per second (÷ 1e9), the compute side of the same figure.
+        public var gigaweightsPerSecond: Double
+    }
+
+    public struct Report: Codable, Sendable {
+        public var machine: String
+        public var date: String
+        public var shape: String
+        public var readBandwidth: [String: Double]
+        public var results: [Result]
+    }
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    public func run(progress: (String) -> Void = { _ in }) throws -> Report {
+        var bandwidth: [String: Double] = [:]
+        for t in options.threads {
+            bandwidth[String(t)] = Self.readBandwidth(threads: t, repetitions: options.repetitions)
+            progress(String(format: "read bandwidth, %d thread(s): %.1f GB/s", t, bandwidth[String(t)]! / 1e9))
+        }
+        var results: [Result] = []
+        for name in options.formats {
+            let matrices = try makeExperts(format: name)
+            let bytes = matrices.reduce(0) { $0 + $1.byteCount }
+            let weights = matrices.reduce(0) { $0 + $1.rows * $1.columns }
+            for t in options.threads {
+                for tokens in [1, 4] {
+                    let seconds = Self.time(matrices, tokens: tokens, threads: t, repetitions: options.repetitions)
+                    let rate = Double(bytes) / seconds
+                    results.append(Result(format: name, threads: t, tokens: tokens, weightBytes: bytes, seconds: seconds,
+                                          gigabytesPerSecond: rate / 1e9, rooflineFraction: rate / bandwidth[String(t)]!,
+                                          gigaweightsPerSecond: Double(weights) / seconds / 1e9))
+                    progress(String(format: "%@ × %d token(s), %d thread(s): %.1f GB/s (%.0f%% of read bandwidth)",
+                                    name, tokens, t, rate / 1e9, 100 * rate / bandwidth[String(t)]!))
+                }
+            }
+        }
+        return Report(machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()),
+                      shape: "\(options.experts) experts × (gate \(options.intermediate)×\(options.hidden), up \(options.intermediate)×\(options.hidden), down \(options.hidden)×\(options.intermediate))",
+                      readBandwidth: bandwidth, results: results)
+    }
+
+    /// The gate, up and down matrices of `experts` experts in `format`, random contents.
+    func makeExperts(format: String) throws -> [WeightMatrix] {
+        var matrices: [WeightMatrix] = []
+        var generator = SplitMix(seed: 7)
+        for _ in 0..<options.experts {
+            for (rows, columns) in [(options.intermediate, options.hidden), (options.intermediate, options.hidden),
+                                    (options.hidden, options.intermediate)] {
+                matrices.append(try Self.randomMatrix(rows: rows, columns: columns, format: format, generator: &generator))
+            }
+        }
+        return matrices
+    }
+
+    static func randomMatrix(rows: Int, columns: Int, format: String, generator: inout SplitMix) throws -> WeightMatrix {
+        func fill(_ storage: OwnedBytes) {
+            let words = storage.pointer.bindMemory(to: UInt64.self, capacity: storage.byteCount / 8)
+            for i in 0..<(storage.byteCount / 8) { words[i] = generator.next() }
+        }
+        switch format {
+        case "bf16", "f16":
+            let storage = OwnedBytes(byteCount: rows * columns * 2)
+            let halves = storage.pointer.bindMemory(to: UInt16.self, capacity: rows * columns)
+            for i in 0..<(rows * columns) {
+                let value = Float(Int(generator.next() % 2001) - 1000) * 2e-5
+                halves[i] = format == "bf16" ? BFloat16Conversion.bits(from: value) : Float16(value).bitPattern
+            }
+            return WeightMatrix(rows: rows, columns: columns, dtype: format == "bf16" ? .bfloat16 : .float16,
+                                base: UnsafeRawPointer(storage.pointer), owner: storage)
+        case "q8_0", "q4_k":
+            let blockFormat: BlockFormat = format == "q8_0" ? .q8_0 : .q4_K
+            guard let rowBytes = blockFormat.rowBytes(columns: columns) else {
+                throw BenchmarkError("\(format) needs columns divisible by \(blockFormat.blockSize), got \(columns)")
+            }
+            let storage = OwnedBytes(byteCount: rows * rowBytes)
+            fill(storage)
+            // Sane f16 scales (random bits would include NaN/denormal scales).
+            let blocks = rows * columns / blockFormat.blockSize
+            for b in 0..<blocks {
+                let block = storage.pointer + b * blockFormat.bytesPerBlock
+                block.storeBytes(of: Float16(0.001).bitPattern, as: UInt16.self)
+                if blockFormat == .q4_K { block.storeBytes(of: Float16(0.0005).bitPattern, toByteOffset: 2, as: UInt16.self) }
+            }
+            return WeightMatrix(rows: rows, columns: columns, quantized: blockFormat, base: UnsafeRawPointer(storage.pointer), owner: storage)
+        default:
+            throw BenchmarkError("unknown format '\(format)' (bf16, f16, q8_0, q4_k)")
+        }
+    }
+
+    /// Best time of `repetitions` passes multiplying every matrix with `tokens` tokens,
+    /// rows split over `threads` threads.
+    static func time(_ matrices: [WeightMatrix], tokens: Int, threads: Int, repetitions: Int) -> Double {
+        let columns = matrices.map(\.columns).max()!
+        let rows = matrices.map(\.rows).max()!
+        let x = (0..<(tokens * columns)).map { Float(($0 % 17) - 8) * 0.01 }
+        let outputs = (0..<threads).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: tokens * rows) }
+        defer { outputs.forEach { $0.deallocate() } }
+        var best = Double.infinity
+        x.withUnsafeBufferPointer { xp in
+            for _ in 0..<(repetitions + 1) {  // the first pass warms up
+                let start = ContinuousClock.now
+                runConcurrently(threads) { thread in
+                    for weight in matrices {
+                        let share = (weight.rows + threads - 1) / threads
+                        let range = (thread * share)..<min(weight.rows, (thread + 1) * share)
+                        // Each thread writes its own buffer: no false sharing, nothing allocated.
+                        linearRows(xp.baseAddress!, tokens: tokens, weight: weight, rows: range, into: outputs[thread],
+                                   outputStride: weight.rows)
+                    }
+                }
+                best = min(best, (ContinuousClock.now - start).seconds)
+            }
+        }
+        return best
+    }
+
+    /// STREAM-like read bandwidth in bytes/s: `threads` threads each sum their part of a
+    /// 1 GiB buffer with SIMD loads; the best of `repetitions` passes.
+    static func readBandwidth(threads: Int, repetitions: Int) -> Double {
+        let count = 1 << 28  // floats: 1 GiB
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        for i in stride(from: 0, to: count, by: 1024) { buffer[i] = 1 }  // touch every page
+        let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads * 16)
+        defer { sink.deallocate() }
+        var best = Double.infinity
+        for _ in 0..<(repetitions + 1) {
+            let start = ContinuousClock.now
+            runConcurrently(threads) { thread in
+                let share = count / threads
+                let base = UnsafeRawPointer(buffer + thread * share)
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                var i = 0
+                while i + 64 <= share {
+                    a0 += base.load(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+                    a1 += base.load(fromByteOffset: i * 4 + 64, as: SIMD16<Float>.self)
+                    a2 += base.load(fromByteOffset: i * 4 + 128, as: SIMD16<Float>.self)
+                    a3 += base.load(fromByteOffset: i * 4 + 192, as: SIMD16<Float>.self)
+                    i += 64
+                }
+                sink[thread * 16] = (a0 + a1 + a2 + a3).sum()
+            }
+            best = min(best, (ContinuousClock.now - start).seconds)
+        }
+        return Double(count * 4) / best
+    }
+}
+
+/// SplitMix64: a small deterministic generator for benchmark data.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension KernelBenchmark.Report {
+    /// The markdown section for docs/benchmarks.md.
+    public var markdown: String {
+        var lines = [
+            "## Kernels: expert GEMV against the read-bandwidth roofline (`jindouctl bench kernels`)",
+            "",
+            "Machine: \(machine). Run: \(date). Weights: \(shape), every pass reads them all from memory.",
+            "Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB): "
+                + readBandwidth.keys.sorted().map { String(format: "%.1f GB/s with %@ thread(s)", readBandwidth[$0]! / 1e9, $0) }
+                .joined(separator: ", ") + ".",
+            "",
+            "| format | bytes/weight | threads | tokens | weight GB/s | % of read bandwidth | Gweights/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results {
+            let perWeight = Double(r.weightBytes) / (r.gigaweightsPerSecond * 1e9 * r.seconds)
+            lines.append(String(format: "| %@ | %.4f | %d | %d | %.1f | %.0f%% | %.2f |", r.format, perWeight, r.threads, r.tokens,
+                                r.gigabytesPerSecond, r.rooflineFraction * 100, r.gigaweightsPerSecond))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
