@@ -146,8 +146,38 @@ def main() -> None:
         },
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_gguf(args.out / "small.gguf", x, q8, q4)
     print(f"wrote {args.out}: {x.shape[0]} rows × {ROW}; relative RMSE q8_0 {manifest['relative_rmse']['q8_0']:.2e}, "
           f"q4_k {manifest['relative_rmse']['q4_k']:.2e}")
+
+
+def write_gguf(path: Path, x: np.ndarray, q8: np.ndarray, q4: np.ndarray) -> None:
+    """A small GGUF written by the gguf package's GGUFWriter: metadata of every scalar type
+    and arrays, and tensors in F32, F16, BF16, Q8_0 (2-D) and Q4_K (3-D, stacked like
+    llama.cpp's `ffn_*_exps`), so Jindou's reader is checked against the reference writer."""
+    import gguf
+    writer = gguf.GGUFWriter(str(path), arch="qwen3moe")
+    writer.add_uint32("qwen3moe.block_count", 2)
+    writer.add_float32("qwen3moe.rope.freq_base", 1000000.0)
+    writer.add_bool("jindou.flag", True)
+    writer.add_int32("jindou.negative", -7)
+    writer.add_uint64("jindou.big", 1 << 40)
+    writer.add_float64("jindou.double", 0.1)
+    writer.add_string("jindou.text", "Grüße, 筋斗")
+    writer.add_array("jindou.tokens", ["a", "bc", "<|im_end|>"])
+    writer.add_array("jindou.ints", [1, -2, 3])
+    writer.add_tensor("f32.weight", x[:2, :64].copy())
+    writer.add_tensor("f16.weight", x[2:4, :64].astype(np.float16))
+    bf16 = (x[4:6, :64].view(np.uint32) >> 16).astype(np.uint16)  # truncated bf16 bits: exact to compare
+    # Quantised and BF16 tensors are given as their bytes; the writer derives the shape.
+    writer.add_tensor("bf16.weight", bf16.view(np.uint8), raw_dtype=GGMLQuantizationType.BF16)
+    writer.add_tensor("q8_0.weight", q8[:3], raw_dtype=GGMLQuantizationType.Q8_0)
+    # Q4_K rows 0-5 as 2 experts × 3 rows.
+    writer.add_tensor("blk.0.ffn_gate_exps.weight", q4[:6].reshape(2, 3, -1), raw_dtype=GGMLQuantizationType.Q4_K)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def _version(package: str) -> str:

@@ -72,7 +72,26 @@ func q8_0RowKernelAVX2(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMat
                 let xq = UnsafeRawPointer(a.values + t * weight.columns)
                 let dx = a.scales + t * blocks
                 var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
+                var acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps()
                 var b = 0
+                // Four blocks per iteration: four independent accumulators.
+                while b + 4 <= blocks {
+                    let p0 = row + b &* 34, p1 = p0 + 34, p2 = p0 + 68, p3 = p0 + 102
+                    let w0 = load256(p0 + 2), w1 = load256(p1 + 2), w2 = load256(p2 + 2), w3 = load256(p3 + 2)
+                    let xb = xq + b &* 32
+                    let x0 = load256(xb), x1 = load256(xb + 32), x2 = load256(xb + 64), x3 = load256(xb + 96)
+                    let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones)
+                    let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones)
+                    let s2 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w2, w2), _mm256_sign_epi8(x2, w2)), ones)
+                    let s3 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w3, w3), _mm256_sign_epi8(x3, w3)), ones)
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(Float(halfBits: p0.loadUnaligned(as: UInt16.self)) * dx[b]), acc0)
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(Float(halfBits: p1.loadUnaligned(as: UInt16.self)) * dx[b &+ 1]), acc1)
+                    acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s2), _mm256_set1_ps(Float(halfBits: p2.loadUnaligned(as: UInt16.self)) * dx[b &+ 2]), acc2)
+                    acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s3), _mm256_set1_ps(Float(halfBits: p3.loadUnaligned(as: UInt16.self)) * dx[b &+ 3]), acc3)
+                    b &+= 4
+                }
+                acc0 = _mm256_add_ps(acc0, acc2)
+                acc1 = _mm256_add_ps(acc1, acc3)
                 while b + 2 <= blocks {
                     let p0 = row + b &* 34, p1 = p0 + 34
                     let w0 = load256(p0 + 2), w1 = load256(p1 + 2)
