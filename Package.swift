@@ -146,7 +146,7 @@ let package = Package(
         .target(
             name: "JindouWorker",
             dependencies: [
-                "JindouAdmin", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire",
+                "JindouAdmin", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -217,7 +217,7 @@ let package = Package(
         .executableTarget(
             name: "jindoud",
             dependencies: [
-                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel", "JindouCommandLine",
+                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel", "JindouNumerics", "JindouCommandLine",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

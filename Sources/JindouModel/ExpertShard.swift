@@ -1,4 +1,5 @@
 import JindouNumerics
+import Synchronization
 import JindouRouting
 
 /// Computes the routed experts of a MoE layer for a batch: the seam between the engine
@@ -47,6 +48,7 @@ public struct ExpertWeights: Sendable {
 public enum ExpertShardError: Error, Equatable, CustomStringConvertible {
     case expertNotHosted(layer: Int, expert: Int)
     case badRouting(reason: String)
+    case unsupportedFormat(String)
 
     public var description: String {
         switch self {
@@ -54,6 +56,8 @@ public enum ExpertShardError: Error, Equatable, CustomStringConvertible {
             "expert \(expert) of layer \(layer) is not hosted here"
         case .badRouting(let reason):
             "bad routing: \(reason)"
+        case .unsupportedFormat(let reason):
+            reason
         }
     }
 }
@@ -127,6 +131,31 @@ public struct ExpertShard: ExpertBackend {
     }
 
     public var keys: [ExpertKey] { experts.keys.sorted() }
+
+    /// Every expert re-encoded in `format` (owned memory, as llama-quantize encodes it; the
+    /// checkpoint's mappings are dropped). Deterministic. Throws when a projection's input
+    /// width is not a whole number of `format` blocks.
+    public func quantized(_ format: BlockFormat) throws -> ExpertShard {
+        for width in [hiddenSize, intermediateSize] where width % format.blockSize != 0 {
+            throw ExpertShardError.unsupportedFormat(
+                "\(format.rawValue) needs projection widths that are multiples of \(format.blockSize); this model has hidden \(hiddenSize), expert intermediate \(intermediateSize)")
+        }
+        let keys = self.keys
+        let converted = Mutex([ExpertKey: ExpertWeights]())
+        parallelFor(keys.count) { i in
+            let weights = experts[keys[i]]!
+            let q = ExpertWeights(gate: weights.gate.quantized(format), up: weights.up.quantized(format), down: weights.down.quantized(format))
+            converted.withLock { $0[keys[i]] = q }
+        }
+        return ExpertShard(hiddenSize: hiddenSize, intermediateSize: intermediateSize, experts: converted.withLock { $0 })
+    }
+
+    init(hiddenSize: Int, intermediateSize: Int, experts: [ExpertKey: ExpertWeights]) {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.experts = experts
+        self.tensors = TensorSet(tensors: [:], regions: [])
+    }
 
     /// Bytes of expert weights held.
     public var byteCount: Int { experts.values.reduce(0) { $0 + $1.byteCount } }

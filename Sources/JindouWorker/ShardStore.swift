@@ -1,5 +1,6 @@
 import Foundation
 import JindouModel
+import JindouNumerics
 import Synchronization
 
 /// The experts a worker holds right now, replaceable while it serves.
@@ -15,11 +16,17 @@ public final class ShardStore: Sendable {
     /// Loads and releases run one at a time.
     private let updates = Mutex<Void>(())
 
-    public init(description: ModelDescription, checkpoint: Checkpoint, initial: [ExpertKey], prefault: Bool) throws {
+    /// The format experts are re-encoded in after loading (nil: the checkpoint's).
+    public let expertFormat: BlockFormat?
+
+    public init(description: ModelDescription, checkpoint: Checkpoint, initial: [ExpertKey], prefault: Bool,
+                expertFormat: BlockFormat? = nil) throws {
         self.description = description
         self.checkpoint = checkpoint
-        let shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: initial)
-        if prefault { shard.tensors.prefault(label: "loading experts") }
+        self.expertFormat = expertFormat
+        var shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: initial)
+        if prefault && expertFormat == nil { shard.tensors.prefault(label: "loading experts") }
+        if let expertFormat { shard = try shard.quantized(expertFormat) }
         current = Mutex(shard)
     }
 
@@ -37,8 +44,9 @@ public final class ShardStore: Sendable {
             let old = shard
             let wanted = Set(keys)
             let missing = wanted.filter { old.experts[$0] == nil }.sorted()
-            let loaded = try ExpertShard(description: description, checkpoint: checkpoint, keys: missing)
-            if prefault { loaded.tensors.prefault(label: "loading \(missing.count) experts") }
+            var loaded = try ExpertShard(description: description, checkpoint: checkpoint, keys: missing)
+            if prefault && expertFormat == nil { loaded.tensors.prefault(label: "loading \(missing.count) experts") }
+            if let expertFormat { loaded = try loaded.quantized(expertFormat) }
             var experts = old.experts.filter { wanted.contains($0.key) }
             for (key, weights) in loaded.experts { experts[key] = weights }
             let next = ExpertShard(description: description, experts: experts)

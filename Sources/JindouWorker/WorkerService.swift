@@ -1,6 +1,7 @@
 import Foundation
 import JindouAdmin
 import JindouModel
+import JindouNumerics
 import JindouPlacement
 import JindouTransport
 import JindouWire
@@ -28,11 +29,14 @@ public struct WorkerService: Service {
         public var memoryBytes: UInt64?
         public var maximumPayloadLength: Int
         public var prefault: Bool
+        /// `--expert-format`: re-encode the experts it holds (Q8_0, Q4_K) after loading.
+        public var expertFormat: BlockFormat?
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
                     tls: NodeTLS? = nil, memoryBytes: UInt64? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
-                    prefault: Bool = true) {
+                    prefault: Bool = true, expertFormat: BlockFormat? = nil) {
+            self.expertFormat = expertFormat
             self.modelDirectory = modelDirectory
             self.listen = listen
             self.expertSpec = expertSpec
@@ -69,7 +73,8 @@ public struct WorkerService: Service {
         } else {
             keys = options.join == nil ? description.allExperts : []
         }
-        let store = try ShardStore(description: description, checkpoint: checkpoint, initial: keys, prefault: options.prefault)
+        let store = try ShardStore(description: description, checkpoint: checkpoint, initial: keys, prefault: options.prefault,
+                                   expertFormat: options.expertFormat)
         let fingerprint = try ModelFingerprint.compute(checkpoint)
         state = WorkerState(name: name, description: description, fingerprint: fingerprint, store: store,
                             secret: options.secret, cores: ProcessInfo.processInfo.activeProcessorCount,

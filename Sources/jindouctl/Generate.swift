@@ -3,6 +3,7 @@ import JindouCommandLine
 import Foundation
 import JindouAdmin
 import JindouModel
+import JindouNumerics
 import JindouRouting
 import JindouWire
 import JindouServing
@@ -68,6 +69,10 @@ struct Generate: AsyncParsableCommand {
     @Flag(name: .customLong("ignore-eos"), help: "Do not stop at the model's EOS tokens.")
     var ignoreEOS = false
 
+    @Option(name: .customLong("expert-format"),
+            help: "With --model: re-encode the routed experts after loading, q8_0 or q4_k (GGUF block formats).")
+    var expertFormat: String?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -91,6 +96,7 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--prompt-ids must be a comma-separated list of non-negative integers, got '\(promptIDs)'")
         }
         guard autoThreshold > 0, autoThreshold <= 1 else { throw ValidationError("--auto-threshold must be in (0, 1]") }
+        if let expertFormat, BlockFormat(rawValue: expertFormat) == nil { throw ValidationError("--expert-format must be q8_0 or q4_k") }
         if let text = expertsPerToken, ExpertsPerToken(parsing: text, defaultThreshold: autoThreshold) == nil {
             throw ValidationError("--experts-per-token must be a positive integer, 'auto' or 'auto:THRESHOLD', got '\(text)'")
         }
@@ -121,7 +127,7 @@ struct Generate: AsyncParsableCommand {
         let report: GenerationReport
         do {
             if let model {
-                let engine = try InferenceEngine.load(directory: model, prefault: true)
+                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)))
                 let result = try await engine.generate(body.request)
                 report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             } else {
@@ -162,7 +168,7 @@ extension Generate {
         let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
         if let model {
             do {
-                let engine = try InferenceEngine.load(directory: model, prefault: true)
+                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)))
                 let (tokenizer, _, _, tokenizerStops) = try textSide(of: model)
                 let ids = tokenizer.encode(prompt, addSpecialTokens: true)
                 let printer = StreamPrinter(tokenizer: tokenizer, echo: !json)
@@ -218,7 +224,7 @@ extension Generate {
         let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
         if let model {
             do {
-                let engine = try InferenceEngine.load(directory: model, prefault: true)
+                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)))
                 let text = try ServingText(directory: model, description: engine.description)
                 guard let vision = try ServingVision(directory: model, description: engine.description, text: text) else {
                     throw CLIError(message: "\(model) is not a vision-language model (\(engine.description.architecture.rawValue))")

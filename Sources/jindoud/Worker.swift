@@ -1,5 +1,6 @@
 import ArgumentParser
 import JindouCommandLine
+import JindouNumerics
 import JindouTransport
 import JindouWire
 import JindouWorker
@@ -52,9 +53,14 @@ struct Worker: AsyncParsableCommand {
     @Option(name: .customLong("max-payload-mb"), help: "Largest frame payload accepted, in MiB.")
     var maxPayloadMB: Int = 1024
 
+    @Option(name: .customLong("expert-format"),
+            help: "Re-encode the experts this worker holds after loading: q8_0 or q4_k (GGUF block formats; default: the checkpoint's dtype).")
+    var expertFormat: String?
+
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        if let expertFormat, BlockFormat(rawValue: expertFormat) == nil { throw ValidationError("--expert-format must be q8_0 or q4_k") }
         if placement != nil && name == nil { throw ValidationError("--placement needs --name (the worker's name in the file)") }
         if let memoryLimit, parseByteSize(memoryLimit) == nil { throw ValidationError("--memory-limit: e.g. 48GiB, 512MB or bytes") }
         guard maxPayloadMB > 0 else { throw ValidationError("--max-payload-mb must be positive") }
@@ -68,7 +74,8 @@ struct Worker: AsyncParsableCommand {
                 options: .init(modelDirectory: model, listen: listen, expertSpec: experts, placementFile: placement,
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
-                               maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault),
+                               maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault,
+                               expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:))),
                 logger: logger)
         } catch {
             throw DaemonError(error)
