@@ -89,6 +89,33 @@ struct ClusterEqualsEngineTests {
         }
     }
 
+    /// Workers started with `--expert-format q8_0` compute exactly what the single-process
+    /// engine computes with its experts re-encoded the same way.
+    @Test func quantisedWorkersEqualTheQuantisedEngine() async throws {
+        let fixture = "qwen3-moe-tiny"
+        let workers = try (0..<2).map {
+            try WorkerProcess(fixture: fixture, experts: "contiguous:\($0)/2", name: "w\($0)", extraArguments: ["--expert-format", "q8_0"])
+        }
+        defer { workers.forEach { $0.stop() } }
+        let coordinator = try await Coordinator.start(
+            .init(modelDirectory: Fixtures.path(fixture), workers: workers.map(\.endpoint), placement: .contiguous, prefault: false),
+            logger: testLogger)
+        defer { Task { await coordinator.pool.closeAll() } }
+        let single = try InferenceEngine.load(directory: Fixtures.path(fixture), expertFormat: .q8_0)
+        let fp32 = try await EngineCache.shared.engine(fixture)
+        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        for c in golden.cases.prefix(4) {
+            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            for (position, (a, e)) in zip(actual, expected).enumerated() {
+                #expect(maxAbsDifference(a, e) <= 1e-5, "case \(c.name) position \(position)")
+            }
+            // And the workers really hold Q8_0 experts: the fp32 engine differs.
+            let unquantised = try await fp32.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            #expect(zip(actual, unquantised).contains { maxAbsDifference($0, $1) > 1e-4 }, "case \(c.name)")
+        }
+    }
+
     @Test func workersMapOnlyTheirShard() async throws {
         // Uneven shards: each worker's mapping of the checkpoint file is its experts' bytes
         // (rounded to pages per mapping), not the file.
