@@ -9,6 +9,11 @@ public struct SyntheticModelShape: Sendable {
     /// replaces num_hidden_layers when writing.
     public let configJSON: String
 
+    public init(name: String, configJSON: String) {
+        self.name = name
+        self.configJSON = configJSON
+    }
+
     public static let presets: [String: SyntheticModelShape] = [
         // Qwen/Qwen3-30B-A3B config.json
         "qwen3-30b-a3b": SyntheticModelShape(name: "qwen3-30b-a3b", configJSON: """

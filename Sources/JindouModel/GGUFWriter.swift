@@ -1,0 +1,264 @@
+import Foundation
+import JindouNumerics
+
+/// Writes GGUF v3 files (the layout `GGUFFile` reads), streaming tensor data so files
+/// larger than memory can be written. The file is written to `path.partial` and renamed
+/// when complete, so a failed write never leaves a file that looks finished.
+public struct GGUFWriter {
+    /// A metadata value with its GGUF type.
+    public enum Value {
+        case u32(UInt32)
+        case i32(Int32)
+        case u64(UInt64)
+        case f32(Float)
+        case bool(Bool)
+        case string(String)
+        case strings([String])
+        case i32s([Int32])
+    }
+
+    /// A tensor: dimensions innermost first, and a producer that writes exactly `byteCount` bytes.
+    public struct Tensor {
+        public var name: String
+        public var dimensions: [Int]
+        public var type: GGMLType
+        public var produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+        public var byteCount: Int {
+            dimensions.reduce(1, *) / type.block.size * type.block.bytes
+        }
+
+        public init(name: String, dimensions: [Int], type: GGMLType,
+                    produce: @escaping (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
+            self.name = name
+            self.dimensions = dimensions
+            self.type = type
+            self.produce = produce
+        }
+    }
+
+    public var metadata: [(String, Value)] = []
+    public var tensors: [Tensor] = []
+    public let alignment = 32
+
+    public init() {}
+
+    /// Writes the file; `progress(tensorIndex)` after each tensor.
+    public func write(to path: String, progress: (Int) -> Void = { _ in }) throws {
+        let partial = path + ".partial"
+        guard FileManager.default.createFile(atPath: partial, contents: nil) else {
+            throw GGUFError(path: path, reason: "cannot create \(partial)")
+        }
+        let handle: FileHandle
+        do { handle = try FileHandle(forWritingTo: URL(fileURLWithPath: partial)) } catch {
+            throw GGUFError(path: path, reason: "cannot write: \(error.localizedDescription)")
+        }
+        var buffer = Buffer(handle: handle, path: path)
+        do {
+            buffer.bytes(Array("GGUF".utf8))
+            buffer.u32(3)
+            buffer.u64(UInt64(tensors.count))
+            buffer.u64(UInt64(metadata.count))
+            for (key, value) in metadata {
+                buffer.string(key)
+                buffer.value(value)
+            }
+            var offset = 0
+            for tensor in tensors {
+                buffer.string(tensor.name)
+                buffer.u32(UInt32(tensor.dimensions.count))
+                for d in tensor.dimensions { buffer.u64(UInt64(d)) }
+                buffer.u32(tensor.type.rawValue)
+                buffer.u64(UInt64(offset))
+                offset += (tensor.byteCount + alignment - 1) / alignment * alignment
+            }
+            try buffer.pad(to: alignment)
+            for (index, tensor) in tensors.enumerated() {
+                var written = 0
+                try tensor.produce { chunk in
+                    written += chunk.count
+                    try buffer.raw(chunk)
+                }
+                guard written == tensor.byteCount else {
+                    throw GGUFError(path: path, reason: "tensor '\(tensor.name)' produced \(written) bytes, expected \(tensor.byteCount)")
+                }
+                try buffer.pad(to: alignment)
+                progress(index)
+            }
+            try buffer.flush()
+            try handle.synchronize()
+            try handle.close()
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: partial, toPath: path)
+        } catch {
+            try? handle.close()
+            try? FileManager.default.removeItem(atPath: partial)
+            throw error
+        }
+    }
+
+    /// Little-endian output, buffered in 8 MiB chunks.
+    struct Buffer {
+        let handle: FileHandle
+        let path: String
+        var pending: [UInt8] = []
+        var position = 0
+
+        mutating func bytes(_ b: [UInt8]) { pending += b; position += b.count }
+        mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes(Array($0)) } }
+        mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes(Array($0)) } }
+        mutating func string(_ s: String) { u64(UInt64(s.utf8.count)); bytes(Array(s.utf8)) }
+        mutating func value(_ value: Value) {
+            switch value {
+            case .u32(let v): u32(4); u32(v)
+            case .i32(let v): u32(5); u32(UInt32(bitPattern: v))
+            case .u64(let v): u32(10); u64(v)
+            case .f32(let v): u32(6); u32(v.bitPattern)
+            case .bool(let v): u32(7); bytes([v ? 1 : 0])
+            case .string(let s): u32(8); string(s)
+            case .strings(let list):
+                u32(9); u32(8); u64(UInt64(list.count))
+                for s in list { string(s) }
+            case .i32s(let list):
+                u32(9); u32(5); u64(UInt64(list.count))
+                for v in list { u32(UInt32(bitPattern: v)) }
+            }
+        }
+        mutating func raw(_ chunk: UnsafeRawBufferPointer) throws {
+            pending.append(contentsOf: chunk)
+            position += chunk.count
+            if pending.count >= 8 << 20 { try flush() }
+        }
+        mutating func pad(to alignment: Int) throws {
+            let padding = (alignment - position % alignment) % alignment
+            bytes([UInt8](repeating: 0, count: padding))
+            try flush()
+        }
+        mutating func flush() throws {
+            guard !pending.isEmpty else { return }
+            do { try handle.write(contentsOf: pending) } catch {
+                throw GGUFError(path: path, reason: "write failed: \(error.localizedDescription)")
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+    }
+}
+
+/// `jindouctl quantize`: a Hugging Face Qwen3-MoE checkpoint as a GGUF file with llama.cpp's
+/// `qwen3moe` tensor names and metadata, weights re-encoded as llama-quantize does
+/// (reference encoders). `expertFormat` for the routed experts (stacked `ffn_*_exps`),
+/// Q8_0 for every other matrix, F32 for norms and the router (llama-quantize keeps
+/// `ffn_gate_inp` unquantised). The vocabulary is written as `tokenizer.ggml.model =
+/// none` with `vocab_size` (llama.cpp then runs, e.g. llama-bench, without a tokenizer).
+public enum GGUFExport {
+    public static func qwen3Moe(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
+                                name: String) throws -> GGUFWriter {
+        guard d.architecture == .qwen3Moe else {
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export supports Qwen3MoeForCausalLM so far, not \(d.architecture.rawValue)")
+        }
+        guard d.latentAttention == nil, d.weightQuantization == nil, d.expertStorage == .perExpert else {
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export needs a per-expert bf16/f16/f32 checkpoint")
+        }
+        for width in [d.hiddenSize, d.moeIntermediateSize] where width % expertFormat.blockSize != 0 {
+            throw GGUFError(path: checkpoint.directory, reason: "\(expertFormat.rawValue) needs widths that are multiples of \(expertFormat.blockSize); hidden \(d.hiddenSize), expert intermediate \(d.moeIntermediateSize)")
+        }
+        let a = d.attention
+        var writer = GGUFWriter()
+        let arch = "qwen3moe"
+        writer.metadata = [
+            ("general.architecture", .string(arch)),
+            ("general.name", .string(name)),
+            ("general.file_type", .u32(expertFormat == .q8_0 ? 7 : 14)),
+            ("general.quantization_version", .u32(2)),
+            ("\(arch).context_length", .u32(UInt32(d.maxPositionEmbeddings))),
+            ("\(arch).embedding_length", .u32(UInt32(d.hiddenSize))),
+            ("\(arch).block_count", .u32(UInt32(d.layerCount))),
+            ("\(arch).feed_forward_length", .u32(UInt32(d.moeIntermediateSize * d.router.expertsPerToken))),
+            ("\(arch).attention.head_count", .u32(UInt32(a.heads))),
+            ("\(arch).attention.head_count_kv", .u32(UInt32(a.keyValueHeads))),
+            ("\(arch).attention.key_length", .u32(UInt32(a.headDimension))),
+            ("\(arch).attention.value_length", .u32(UInt32(a.headDimension))),
+            ("\(arch).rope.freq_base", .f32(Float(a.ropeTheta))),
+            ("\(arch).attention.layer_norm_rms_epsilon", .f32(d.rmsNormEpsilon)),
+            ("\(arch).expert_count", .u32(UInt32(d.expertCount))),
+            ("\(arch).expert_used_count", .u32(UInt32(d.router.expertsPerToken))),
+            ("\(arch).expert_feed_forward_length", .u32(UInt32(d.moeIntermediateSize))),
+            ("\(arch).vocab_size", .u32(UInt32(d.vocabularySize))),
+            ("tokenizer.ggml.model", .string("none")),
+        ]
+        func plain(_ hf: String) throws -> TensorView {
+            let set = try checkpoint.load([TensorRequest(hf, shape: nil)])
+            guard let view = set[hf] else { throw CheckpointError.missingTensor(tensor: hf, searched: []) }
+            return view
+        }
+        func vector(_ gguf: String, _ hf: String) throws {
+            let count = try plain(hf).elementCount
+            writer.tensors.append(.init(name: gguf, dimensions: [count], type: .f32) { write in
+                try plain(hf).floats().withUnsafeBytes { try write($0) }
+            })
+        }
+        func matrix(_ gguf: String, _ hf: String, _ format: BlockFormat?) throws {
+            let view = try plain(hf)
+            guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
+            let (rows, columns) = (view.shape[0], view.shape[1])
+            let type: GGMLType = format.map { $0 == .q8_0 ? .q8_0 : .q4_K } ?? .f32
+            writer.tensors.append(.init(name: gguf, dimensions: [columns, rows], type: type) { write in
+                try encodeRows(try plain(hf).matrix(), format: format, write: write)
+            })
+        }
+        let q8: BlockFormat = .q8_0
+        try matrix("token_embd.weight", d.embeddingName, q8)
+        for l in 0..<d.layerCount {
+            let p = d.layerPrefix(l), b = "blk.\(l)."
+            try vector(b + "attn_norm.weight", p + "input_layernorm.weight")
+            try matrix(b + "attn_q.weight", p + "self_attn.q_proj.weight", q8)
+            try matrix(b + "attn_k.weight", p + "self_attn.k_proj.weight", q8)
+            try matrix(b + "attn_v.weight", p + "self_attn.v_proj.weight", q8)
+            try matrix(b + "attn_output.weight", p + "self_attn.o_proj.weight", q8)
+            try vector(b + "attn_q_norm.weight", p + "self_attn.q_norm.weight")
+            try vector(b + "attn_k_norm.weight", p + "self_attn.k_norm.weight")
+            try vector(b + "ffn_norm.weight", p + "post_attention_layernorm.weight")
+            guard d.sparseLayers.contains(l) else {
+                throw GGUFError(path: checkpoint.directory, reason: "layer \(l) is dense; qwen3moe GGUF export expects every layer to be MoE")
+            }
+            try matrix(b + "ffn_gate_inp.weight", d.routerName(layer: l), nil)
+            let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
+            let type: GGMLType = expertFormat == .q8_0 ? .q8_0 : .q4_K
+            for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
+                writer.tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, type: type) { write in
+                    // One expert at a time: only its tensors are mapped.
+                    for expert in 0..<e {
+                        let key = ExpertKey(layer: l, expert: expert)
+                        let shard = try ExpertShard(description: d, checkpoint: checkpoint, keys: [key])
+                        let weights = shard.experts[key]!
+                        let m = projection == "gate" ? weights.gate : projection == "up" ? weights.up : weights.down
+                        try encodeRows(m, format: expertFormat, write: write)
+                    }
+                })
+            }
+        }
+        try vector("output_norm.weight", d.finalNormName)
+        if !d.tieWordEmbeddings { try matrix("output.weight", WeightNames.lmHead, q8) }
+        return writer
+    }
+
+    /// Rows of `m` encoded in `format` (F32 when nil), a few rows at a time.
+    static func encodeRows(_ m: WeightMatrix, format: BlockFormat?, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var row = [Float](repeating: 0, count: m.columns)
+        let rowBytes = format?.rowBytes(columns: m.columns) ?? m.columns * 4
+        var encoded = [UInt8](repeating: 0, count: rowBytes)
+        for r in 0..<m.rows {
+            try row.withUnsafeMutableBufferPointer { values in
+                m.widenRows(r..<(r + 1), into: values.baseAddress!)
+                if let format {
+                    try encoded.withUnsafeMutableBytes { out in
+                        format.quantize(UnsafeBufferPointer(values), into: out)
+                        try write(UnsafeRawBufferPointer(out))
+                    }
+                } else {
+                    try write(UnsafeRawBufferPointer(values))
+                }
+            }
+        }
+    }
+}
