@@ -7,7 +7,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self]
     )
 }
 
@@ -115,6 +115,50 @@ struct KernelBench: ParsableCommand {
             }
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "kernels", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct DecodeBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Single-process decode tokens/s of Jindou and llama.cpp's llama-bench on the same model, per thread count.",
+        discussion: """
+            Example (docs/benchmarks.md has the whole recipe, including building llama-bench):
+              jindouctl synth --like qwen3-30b-a3b --layers 8 --vocab-size 32768 --out /tmp/q30b-8l
+              jindouctl quantize --to q8_0 --model /tmp/q30b-8l --out /tmp/q30b-8l-q8_0.gguf
+              jindouctl bench decode --model /tmp/q30b-8l --gguf /tmp/q30b-8l-q8_0.gguf --llama-bench /path/to/llama-bench
+            """
+    )
+
+    @Option(help: "Checkpoint directory.") var model: String
+    @Option(help: "The same model as GGUF (jindouctl quantize).") var gguf: String
+    @Option(name: .customLong("llama-bench"), help: "llama.cpp's llama-bench binary (omit to measure Jindou only).") var llamaBench: String?
+    @Option(name: .customLong("expert-format"), help: "q8_0 or q4_k: the experts' format in the GGUF.") var expertFormat: String = "q8_0"
+    @Option(help: "Thread counts, comma-separated.") var threads: String = "1,2"
+    @Option(help: "Tokens to decode.") var tokens: Int = 32
+    @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.") var json: String = "docs/benchmarks/decode.json"
+
+    var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--threads: e.g. 1,2") }
+        guard ["q8_0", "q4_k"].contains(expertFormat) else { throw ValidationError("--expert-format must be q8_0 or q4_k") }
+        guard tokens >= 2 else { throw ValidationError("--tokens must be ≥ 2") }
+    }
+
+    func run() throws {
+        let jindouctl = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let benchmark = DecodeBenchmark(options: .init(model: model, gguf: gguf, llamaBench: llamaBench, expertFormat: expertFormat,
+                                                       threads: threadCounts, tokens: tokens, jindouctl: jindouctl))
+        do {
+            let report = try benchmark.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            try BenchmarkReport.writeJSON(report, to: json)
+            try BenchmarkReport.replaceSection(named: "decode", in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)
