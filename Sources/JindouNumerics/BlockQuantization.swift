@@ -101,6 +101,13 @@ public enum Q4_K {
         return Int32(bitPattern: shifted.bitPattern & 0x007F_FFFF) - 0x0040_0000
     }
 
+    /// A super-block's parts: the two f16 scales, the packed 6-bit scales/mins, the nibbles.
+    @inline(__always)
+    static func parts(_ block: UnsafeRawPointer) -> (d: Float, dmin: Float, packed: UnsafeRawPointer, quants: UnsafeRawPointer) {
+        (Float(halfBits: block.loadUnaligned(as: UInt16.self)), Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)),
+         block + 4, block + 16)
+    }
+
     /// `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min.
     @inline(__always)
     static func scaleMin(_ j: Int, _ q: UnsafeRawPointer) -> (scale: UInt8, min: UInt8) {
@@ -244,10 +251,7 @@ public enum Q4_K {
     public static func dequantize(_ q: UnsafeRawBufferPointer, into y: UnsafeMutableBufferPointer<Float>) {
         precondition(y.count % blockSize == 0 && q.count >= y.count / blockSize * bytesPerBlock, "Q4_K: whole blocks only")
         for b in 0..<(y.count / blockSize) {
-            let block = q.baseAddress! + b * bytesPerBlock
-            let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-            let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-            let packed = block + 4, quants = block + 16
+            let (d, dmin, packed, quants) = parts(q.baseAddress! + b * bytesPerBlock)
             var out = b * blockSize
             for group in 0..<4 {
                 let (s1, m1) = scaleMin(2 * group, packed), (s2, m2) = scaleMin(2 * group + 1, packed)

@@ -132,10 +132,7 @@ func q4_KRowKernelAVX2(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMat
                 var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
                 var correction: Float = 0
                 for s in 0..<superBlocks {
-                    let block = row + s &* Q4_K.bytesPerBlock
-                    let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-                    let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-                    let packed = block + 4, quants = block + 16
+                    let (d, dmin, packed, quants) = Q4_K.parts(row + s &* Q4_K.bytesPerBlock)
                     for group in 0..<4 {
                         let (sc1, m1) = Q4_K.scaleMin(2 &* group, packed)
                         let (sc2, m2) = Q4_K.scaleMin(2 &* group &+ 1, packed)

@@ -87,10 +87,7 @@ func q4_KRowKernel(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix,
                 var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
                 var correction: Float = 0
                 for s in 0..<superBlocks {
-                    let block = row + s &* Q4_K.bytesPerBlock
-                    let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-                    let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-                    let packed = block + 4, quants = block + 16
+                    let (d, dmin, packed, quants) = Q4_K.parts(row + s &* Q4_K.bytesPerBlock)
                     for group in 0..<4 {
                         let (s1, m1) = Q4_K.scaleMin(2 &* group, packed)
                         let (s2, m2) = Q4_K.scaleMin(2 &* group &+ 1, packed)

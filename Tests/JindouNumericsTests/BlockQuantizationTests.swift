@@ -127,6 +127,27 @@ struct QuantizedLinearTests {
         return y
     }
 
+    /// The portable fp32-widening kernels (what runs without AVX2) on every build.
+    @Test("portable kernels equal the dequantised product", arguments: BlockFormat.allCases)
+    func portableKernels(format: BlockFormat) {
+        let (rows, columns, tokens) = (9, 512, 3)
+        let quantized = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 5)).quantized(format)
+        let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
+        let x = randomMatrix(rows: tokens, columns: columns, seed: 6)
+        var expected = [Float](repeating: 0, count: tokens * rows), actual = expected
+        x.withUnsafeBufferPointer { xp in
+            linear(xp.baseAddress!, tokens: tokens, weight: decoded, into: &expected)
+            actual.withUnsafeMutableBufferPointer { y in
+                switch format {
+                case .q8_0: q8_0RowKernel(xp.baseAddress!, tokens: tokens, weight: quantized, rows: 0..<rows, y: y.baseAddress!, outputStride: rows)
+                case .q4_K: q4_KRowKernel(xp.baseAddress!, tokens: tokens, weight: quantized, rows: 0..<rows, y: y.baseAddress!, outputStride: rows)
+                }
+            }
+        }
+        let scale = expected.map(abs).max()!
+        #expect(zip(expected, actual).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
+    }
+
     @Test("equals the dequantised matrix's product (1 to 13 tokens, odd row counts, BLAS path too)",
           arguments: BlockFormat.allCases)
     func matchesDequantised(format: BlockFormat) {
