@@ -44,6 +44,19 @@ public struct SyntheticModelShape: Sendable {
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "partial_rotary_factor": 0.5},
             "eos_token_id": [151329, 151336, 151338]}
             """),
+        // deepseek-ai/DeepSeek-V3 config.json (bf16 weights; the release is FP8)
+        "deepseek-v3": SyntheticModelShape(name: "deepseek-v3", configJSON: """
+            {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+            "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+            "num_attention_heads": 128, "num_key_value_heads": 128, "q_lora_rank": 1536, "kv_lora_rank": 512,
+            "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
+            "n_shared_experts": 1, "num_experts_per_tok": 8, "n_group": 8, "topk_group": 4, "first_k_dense_replace": 3,
+            "moe_layer_freq": 1, "routed_scaling_factor": 2.5, "norm_topk_prob": true, "scoring_func": "sigmoid",
+            "topk_method": "noaux_tc", "rms_norm_eps": 1e-6, "max_position_embeddings": 163840, "tie_word_embeddings": false,
+            "rope_theta": 10000, "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096,
+            "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}, "attention_bias": false,
+            "eos_token_id": 1, "bos_token_id": 0}
+            """),
     ]
 }
 

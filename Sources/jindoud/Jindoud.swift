@@ -20,12 +20,18 @@ struct DaemonOptions: ParsableArguments {
     @Flag(name: .customLong("no-prefault"), help: "Do not read every weight page at start (faster start, slower first request).")
     var noPrefault = false
 
+    @Option(help: "Threads the numeric kernels use (default: the cores this process may use; JINDOU_THREADS).")
+    var threads: Int?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be ≥ 1") }
     }
 
-    /// Logs go to stderr; stdout carries only the `ready` line.
+    /// Logs go to stderr; stdout carries only the `ready` line. Also applies `--threads`
+    /// (before any kernel runs; child processes of `jindoud local` inherit it).
     func bootstrapLogging(label: String) -> Logger {
+        if let threads { setenv("JINDOU_THREADS", String(threads), 1) }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { name in
             var handler = StreamLogHandler.standardError(label: name)
