@@ -69,7 +69,9 @@ public struct DecodeBenchmark: Sendable {
     }
 
     func jindouDecode(threads: Int) throws -> (Double, Double) {
+        // Experts in the GGUF's expert format, every other matrix Q8_0, as `jindouctl quantize` writes them.
         let output = try Self.run(options.jindouctl, ["generate", "--model", options.model, "--expert-format", options.expertFormat,
+                                                      "--dense-format", "q8_0",
                                                       "--prompt-ids", "1,2,3,4", "--max-new-tokens", String(options.tokens + 1),
                                                       "--ignore-eos", "--json"],
                                   environment: ["JINDOU_THREADS": String(threads)])
@@ -118,8 +120,8 @@ extension DecodeBenchmark.Report {
             "",
             "Machine: \(machine). Run: \(date). Model: `\(model)`; llama.cpp reads `\(gguf)` "
                 + String(format: "(%.2f GB, written by `jindouctl quantize --to %@`)", Double(ggufBytes) / 1e9, expertFormat)
-                + "; Jindou loads the checkpoint with `--expert-format \(expertFormat)`, which encodes the experts to the same bytes"
-                + " (its attention, embedding and LM head stay in the checkpoint's bf16, where the GGUF has Q8_0: Jindou reads more bytes per token).",
+                + "; Jindou loads the checkpoint with `--expert-format \(expertFormat) --dense-format q8_0`, which encodes every"
+                + " matrix to the same bytes as the GGUF (embedding rows and routers stay bf16; they are read per token, not per weight).",
             "Decode of \(tokens) tokens after a 4-token prompt, one process at a time.",
             "",
             "| threads | Jindou tok/s | llama.cpp tok/s | Jindou ÷ llama.cpp |",

@@ -115,8 +115,11 @@ public struct DecoderModel: Sendable {
     /// The vision tower of a vision-language checkpoint (runs where this model runs).
     public let vision: VisionTower?
 
-    /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped).
-    public init(description: ModelDescription, checkpoint: Checkpoint) throws {
+    /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped). With
+    /// `denseFormat`, the attention projections, dense and shared MLPs and the LM head are
+    /// re-encoded (Q8_0, Q4_K) when their width is a whole number of blocks; embeddings,
+    /// routers and latent attention stay in the checkpoint's dtype.
+    public init(description: ModelDescription, checkpoint: Checkpoint, denseFormat: BlockFormat? = nil) throws {
         let tensors = try checkpoint.load(description.nonExpertTensors())
         func tensor(_ name: String) throws -> TensorView {
             guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.directory]) }
@@ -127,16 +130,21 @@ public struct DecoderModel: Sendable {
             return try tensors.matrix(name, quantization: description.weightQuantization)
         }
         func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
+        func encoded(_ m: WeightMatrix) -> WeightMatrix {
+            guard let denseFormat, m.blockScales == nil, m.columns % denseFormat.blockSize == 0 else { return m }
+            return m.quantized(denseFormat)
+        }
+        func dense(_ name: String) throws -> WeightMatrix { encoded(try matrix(name)) }
         func mlp(_ prefix: String) throws -> MLPWeights {
-            MLPWeights(gate: try matrix(prefix + "gate_proj.weight"), up: try matrix(prefix + "up_proj.weight"),
-                       down: try matrix(prefix + "down_proj.weight"))
+            MLPWeights(gate: try dense(prefix + "gate_proj.weight"), up: try dense(prefix + "up_proj.weight"),
+                       down: try dense(prefix + "down_proj.weight"))
         }
 
         self.description = description
         self.tensors = tensors
         embedding = try matrix(description.embeddingName)
         finalNorm = try vector(description.finalNormName)
-        lmHead = description.tieWordEmbeddings ? embedding : try matrix(WeightNames.lmHead)
+        lmHead = encoded(description.tieWordEmbeddings ? embedding : try matrix(WeightNames.lmHead))
         let a = description.attention
         rotary = description.makeRotaryEmbedding()
         var layers: [DecoderLayerWeights] = []
@@ -147,10 +155,10 @@ public struct DecoderModel: Sendable {
                 attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: matrix, vector: vector))
             } else {
                 attention = .grouped(AttentionWeights(
-                query: try matrix(p + "self_attn.q_proj.weight"),
-                key: try matrix(p + "self_attn.k_proj.weight"),
-                value: try matrix(p + "self_attn.v_proj.weight"),
-                output: try matrix(p + "self_attn.o_proj.weight"),
+                query: try dense(p + "self_attn.q_proj.weight"),
+                key: try dense(p + "self_attn.k_proj.weight"),
+                value: try dense(p + "self_attn.v_proj.weight"),
+                output: try dense(p + "self_attn.o_proj.weight"),
                 queryBias: a.queryKeyValueBias ? try vector(p + "self_attn.q_proj.bias") : nil,
                 keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
                 valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,

@@ -75,10 +75,12 @@ public struct InferenceEngine: Sendable {
     /// Loads a checkpoint with every expert in this process. With `prefault`, every mapped
     /// page is read once up front (progress bar on a terminal).
     /// With `expertFormat`, the routed experts are re-encoded (Q8_0, Q4_K) after loading.
-    public static func load(directory: String, prefault: Bool = false, expertFormat: BlockFormat? = nil) throws -> InferenceEngine {
+    /// With `denseFormat`, the coordinator-side matrices too (see `DecoderModel.init`).
+    public static func load(directory: String, prefault: Bool = false, expertFormat: BlockFormat? = nil,
+                            denseFormat: BlockFormat? = nil) throws -> InferenceEngine {
         let checkpoint = try Checkpoint(directory: directory)
         let description = try ModelDescription(checkpoint: checkpoint)
-        let model = try DecoderModel(description: description, checkpoint: checkpoint)
+        let model = try DecoderModel(description: description, checkpoint: checkpoint, denseFormat: denseFormat)
         var shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
         if let expertFormat { shard = try shard.quantized(expertFormat) }
         if prefault {

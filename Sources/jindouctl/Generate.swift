@@ -73,6 +73,10 @@ struct Generate: AsyncParsableCommand {
             help: "With --model: re-encode the routed experts after loading, q8_0 or q4_k (GGUF block formats).")
     var expertFormat: String?
 
+    @Option(name: .customLong("dense-format"),
+            help: "With --model: re-encode attention, dense/shared MLPs and the LM head too, q8_0 or q4_k (embeddings and routers stay).")
+    var denseFormat: String?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -97,6 +101,7 @@ struct Generate: AsyncParsableCommand {
         }
         guard autoThreshold > 0, autoThreshold <= 1 else { throw ValidationError("--auto-threshold must be in (0, 1]") }
         if let expertFormat, BlockFormat(rawValue: expertFormat) == nil { throw ValidationError("--expert-format must be q8_0 or q4_k") }
+        if let denseFormat, BlockFormat(rawValue: denseFormat) == nil { throw ValidationError("--dense-format must be q8_0 or q4_k") }
         if let text = expertsPerToken, ExpertsPerToken(parsing: text, defaultThreshold: autoThreshold) == nil {
             throw ValidationError("--experts-per-token must be a positive integer, 'auto' or 'auto:THRESHOLD', got '\(text)'")
         }
@@ -127,7 +132,8 @@ struct Generate: AsyncParsableCommand {
         let report: GenerationReport
         do {
             if let model {
-                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)))
+                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
+                                                  denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
                 let result = try await engine.generate(body.request)
                 report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             } else {
@@ -168,7 +174,8 @@ extension Generate {
         let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
         if let model {
             do {
-                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)))
+                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
+                                                  denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
                 let (tokenizer, _, _, tokenizerStops) = try textSide(of: model)
                 let ids = tokenizer.encode(prompt, addSpecialTokens: true)
                 let printer = StreamPrinter(tokenizer: tokenizer, echo: !json)
@@ -224,7 +231,8 @@ extension Generate {
         let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
         if let model {
             do {
-                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)))
+                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
+                                                  denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
                 let text = try ServingText(directory: model, description: engine.description)
                 guard let vision = try ServingVision(directory: model, description: engine.description, text: text) else {
                     throw CLIError(message: "\(model) is not a vision-language model (\(engine.description.architecture.rawValue))")

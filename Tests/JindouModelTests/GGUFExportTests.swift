@@ -44,7 +44,12 @@ struct GGUFExportTests {
         #expect(file.tensor("blk.0.ffn_gate_inp.weight")?.type == .f32)
 
         // Experts equal the engine's own re-encoding; other matrices are Q8_0 of the checkpoint.
-        let engine = try InferenceEngine.load(directory: directory, expertFormat: format)
+        let engine = try InferenceEngine.load(directory: directory, expertFormat: format, denseFormat: .q8_0)
+        // `--dense-format q8_0` encodes the coordinator's matrices to the GGUF's bytes too.
+        guard case .grouped(let attention) = engine.model.layers[1].attention else { Issue.record("not grouped attention"); return }
+        #expect(attention.query.blockFormat == .q8_0 && engine.model.lmHead.blockFormat == .q8_0)
+        #expect(try file.matrix("blk.1.attn_q.weight").floatValues() == attention.query.floatValues())
+        #expect(try file.matrix("output.weight").floatValues() == engine.model.lmHead.floatValues())
         let shard = try #require(engine.experts as? ExpertShard)
         for l in 0..<2 {
             for e in 0..<4 {

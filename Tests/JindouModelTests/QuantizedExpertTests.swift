@@ -24,6 +24,23 @@ struct QuantizedExpertTests {
         #expect(accuracy.meanKL < 1e-3 && accuracy.top1Agreement >= 0.95, "\(accuracy)")
     }
 
+    /// `--dense-format q8_0` on top: the attention and LM head are re-encoded too, and the
+    /// model stays close to fp32.
+    @Test func q8_0DenseMatricesToo() async throws {
+        let fixture = "qwen3-moe-tiny"
+        let reference = try await EngineCache.shared.engine(fixture)
+        let experts = try InferenceEngine.load(directory: Fixtures.path(fixture), expertFormat: .q8_0)
+        let all = try InferenceEngine.load(directory: Fixtures.path(fixture), expertFormat: .q8_0, denseFormat: .q8_0)
+        #expect(all.model.lmHead.blockFormat == .q8_0 && all.model.embedding.blockFormat == nil)
+        let prompts = try GoldenSet(fixture: fixture, stem: "golden").load().0.cases.map(\.promptIDs)
+        let expertOnly = try await QuantizationAccuracy.measure(reference: reference, candidate: experts, prompts: prompts)
+        let everything = try await QuantizationAccuracy.measure(reference: reference, candidate: all, prompts: prompts)
+        print("q8_0 experts and dense matrices, \(fixture): mean KL \(everything.meanKL), top-1 agreement \(everything.top1Agreement)")
+        #expect(everything.meanKL != expertOnly.meanKL)
+        // Top-1 flips only where the fixture's two best logits are nearly tied (measured 0.92).
+        #expect(everything.meanKL < 1e-3 && everything.top1Agreement >= 0.9, "\(everything)")
+    }
+
     @Test func unsupportedWidthsAreRefusedWithTheReason() throws {
         // The fixtures' 64-wide hidden size is not a whole Q4_K block (256).
         #expect {
