@@ -1,4 +1,5 @@
 import Foundation
+import JindouModel
 
 // Synthetic skewed routing: Zipf(s) popularity over E experts, a different random hot set
 // (permutation) per layer, optionally re-drawn every N steps, and top-k distinct experts per
@@ -15,17 +16,7 @@ import Foundation
 // the simulator regenerates any token's scores without storing them and traces are
 // deterministic from the seed on any machine.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-mixed 64-bit generator.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    @inline(__always) public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     /// Uniform in the open interval (0, 1).
     @inline(__always) public mutating func nextUnit() -> Float {
         (Float(next() >> 40) + 0.5) * (1.0 / 16_777_216.0)

@@ -172,10 +172,6 @@ public struct ClusterBenchmark {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
-
 /// A `jindoud worker` child process.
 final class LaunchedWorker: @unchecked Sendable {
     // @unchecked: set once in init, then only signalled.

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import JindouModel
 import JindouNumerics
 
 /// `jindouctl bench kernels`: how close the expert GEMV kernels run to this machine's
@@ -90,7 +91,7 @@ public struct KernelBenchmark: Sendable {
     /// The gate, up and down matrices of `experts` experts in `format`, random contents.
     func makeExperts(format: String) throws -> [WeightMatrix] {
         var matrices: [WeightMatrix] = []
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
         for _ in 0..<options.experts {
             for (rows, columns) in [(options.intermediate, options.hidden), (options.intermediate, options.hidden),
                                     (options.hidden, options.intermediate)] {
@@ -100,7 +101,7 @@ public struct KernelBenchmark: Sendable {
         return matrices
     }
 
-    static func randomMatrix(rows: Int, columns: Int, format: String, generator: inout SplitMix) throws -> WeightMatrix {
+    static func randomMatrix(rows: Int, columns: Int, format: String, generator: inout SplitMix64) throws -> WeightMatrix {
         func fill(_ storage: OwnedBytes) {
             let words = storage.pointer.bindMemory(to: UInt64.self, capacity: storage.byteCount / 8)
             for i in 0..<(storage.byteCount / 8) { words[i] = generator.next() }
@@ -191,19 +192,6 @@ public struct KernelBenchmark: Sendable {
             best = min(best, (ContinuousClock.now - start).seconds)
         }
         return Double(count * 4) / best
-    }
-}
-
-/// SplitMix64: a small deterministic generator for benchmark data.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

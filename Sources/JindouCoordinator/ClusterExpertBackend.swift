@@ -40,8 +40,9 @@ public struct ClusterExpertBackend: ExpertBackend {
     /// served over and over sends a hot expert's tokens to the same copy every time.)
     final class Rotation: Sendable {
         private let turns = Mutex<[Int: [UInt32]]>([:])
+        /// Takes the layer's counters out (so updating them copies nothing); `put` returns them.
         func take(layer: Int, experts: Int) -> [UInt32] {
-            turns.withLock { $0[layer] } ?? [UInt32](repeating: 0, count: experts)
+            turns.withLock { $0.removeValue(forKey: layer) } ?? [UInt32](repeating: 0, count: experts)
         }
         func put(layer: Int, _ value: [UInt32]) { turns.withLock { $0[layer] = value } }
     }
@@ -84,7 +85,7 @@ public struct ClusterExpertBackend: ExpertBackend {
                       subset: [Int]? = nil) throws -> [String: Share] {
         var shares: [String: Share] = [:]
         var perWorker: [String: ([Int32], [Float])] = [:]
-        var turns = rotation.take(layer: layer, experts: table.placement.hosts.keys.reduce(0) { max($0, $1.expert + 1) })
+        var turns = rotation.take(layer: layer, experts: statistics.expertCount)
         defer { rotation.put(layer: layer, turns) }
         for t in subset ?? Array(0..<decision.tokenCount) {
             perWorker.removeAll(keepingCapacity: true)
@@ -94,7 +95,6 @@ public struct ClusterExpertBackend: ExpertBackend {
                 guard !hosts.isEmpty else { throw ClusterError.expertUnavailable(layer: layer, expert: expert) }
                 var worker = hosts[0]
                 if hosts.count > 1 {
-                    if expert >= turns.count { turns += [UInt32](repeating: 0, count: expert + 1 - turns.count) }
                     worker = hosts[Int(turns[expert]) % hosts.count]
                     turns[expert] &+= 1
                 }
@@ -207,8 +207,7 @@ public struct ClusterExpertBackend: ExpertBackend {
             let frame = message.frame()
             cost.bytesSent = UInt64(frame.payload.readableBytes)
             let reply = try await pool.exchange(worker, frame)
-            let elapsed = ContinuousClock.now - start
-            let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            let nanoseconds = (ContinuousClock.now - start).nanoseconds
             cost.nanoseconds = UInt64(max(0, nanoseconds))
             cost.bytesReceived = UInt64(reply.payload.readableBytes)
             Metrics.Timer(label: "jindou_dispatch_seconds", dimensions: [("worker", worker)]).recordNanoseconds(nanoseconds)

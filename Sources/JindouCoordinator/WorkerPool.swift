@@ -205,7 +205,3 @@ public actor WorkerPool {
         }
     }
 }
-
-extension Duration {
-    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

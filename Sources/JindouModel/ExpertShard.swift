@@ -124,10 +124,7 @@ public struct ExpertShard: ExpertBackend {
 
     /// A shard of already-loaded experts (their weight matrices keep their mappings alive).
     public init(description: ModelDescription, experts: [ExpertKey: ExpertWeights]) {
-        self.hiddenSize = description.hiddenSize
-        self.intermediateSize = description.moeIntermediateSize
-        self.experts = experts
-        self.tensors = TensorSet(tensors: [:], regions: [])
+        self.init(hiddenSize: description.hiddenSize, intermediateSize: description.moeIntermediateSize, experts: experts)
     }
 
     public var keys: [ExpertKey] { experts.keys.sorted() }

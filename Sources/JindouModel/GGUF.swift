@@ -54,14 +54,26 @@ public enum GGMLType: UInt32, Sendable {
     case q4_K = 12
     case bf16 = 30
 
+    public init(_ format: BlockFormat) {
+        switch format {
+        case .q8_0: self = .q8_0
+        case .q4_K: self = .q4_K
+        }
+    }
+
+    /// The block format of a quantised type.
+    public var blockFormat: BlockFormat? {
+        switch self {
+        case .q8_0: .q8_0
+        case .q4_K: .q4_K
+        case .f32, .f16, .bf16: nil
+        }
+    }
+
     /// (weights per block, bytes per block).
     var block: (size: Int, bytes: Int) {
-        switch self {
-        case .f32: (1, 4)
-        case .f16, .bf16: (1, 2)
-        case .q8_0: (Q8_0.blockSize, Q8_0.bytesPerBlock)
-        case .q4_K: (Q4_K.blockSize, Q4_K.bytesPerBlock)
-        }
+        if let blockFormat { return (blockFormat.blockSize, blockFormat.bytesPerBlock) }
+        return (1, self == .f32 ? 4 : 2)
     }
 }
 
@@ -177,8 +189,7 @@ public final class GGUFFile: @unchecked Sendable {
         case .f32: return WeightMatrix(rows: rows, columns: columns, dtype: .float32, base: base, owner: region)
         case .f16: return WeightMatrix(rows: rows, columns: columns, dtype: .float16, base: base, owner: region)
         case .bf16: return WeightMatrix(rows: rows, columns: columns, dtype: .bfloat16, base: base, owner: region)
-        case .q8_0: return WeightMatrix(rows: rows, columns: columns, quantized: .q8_0, base: base, owner: region)
-        case .q4_K: return WeightMatrix(rows: rows, columns: columns, quantized: .q4_K, base: base, owner: region)
+        case .q8_0, .q4_K: return WeightMatrix(rows: rows, columns: columns, quantized: info.type.blockFormat!, base: base, owner: region)
         }
     }
 

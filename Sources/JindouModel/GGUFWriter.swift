@@ -201,7 +201,7 @@ public enum GGUFExport {
             let view = try plain(hf)
             guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
             let (rows, columns) = (view.shape[0], view.shape[1])
-            let type: GGMLType = format.map { $0 == .q8_0 ? .q8_0 : .q4_K } ?? .f32
+            let type = format.map(GGMLType.init) ?? .f32
             writer.tensors.append(.init(name: gguf, dimensions: [columns, rows], type: type) { write in
                 try encodeRows(try plain(hf).matrix(), format: format, write: write)
             })
@@ -223,7 +223,7 @@ public enum GGUFExport {
             }
             try matrix(b + "ffn_gate_inp.weight", d.routerName(layer: l), nil)
             let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
-            let type: GGMLType = expertFormat == .q8_0 ? .q8_0 : .q4_K
+            let type = GGMLType(expertFormat)
             for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
                 writer.tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, type: type) { write in
                     // One expert at a time: only its tensors are mapped.
@@ -242,23 +242,20 @@ public enum GGUFExport {
         return writer
     }
 
-    /// Rows of `m` encoded in `format` (F32 when nil), a few rows at a time.
+    /// Rows of `m` encoded in `format` (F32 when nil), 64 rows at a time.
     static func encodeRows(_ m: WeightMatrix, format: BlockFormat?, write: (UnsafeRawBufferPointer) throws -> Void) throws {
-        var row = [Float](repeating: 0, count: m.columns)
+        let chunk = 64
         let rowBytes = format?.rowBytes(columns: m.columns) ?? m.columns * 4
-        var encoded = [UInt8](repeating: 0, count: rowBytes)
-        for r in 0..<m.rows {
-            try row.withUnsafeMutableBufferPointer { values in
-                m.widenRows(r..<(r + 1), into: values.baseAddress!)
-                if let format {
-                    try encoded.withUnsafeMutableBytes { out in
-                        format.quantize(UnsafeBufferPointer(values), into: out)
-                        try write(UnsafeRawBufferPointer(out))
-                    }
-                } else {
-                    try write(UnsafeRawBufferPointer(values))
-                }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk * rowBytes, alignment: 64)
+        defer { buffer.deallocate() }
+        for start in stride(from: 0, to: m.rows, by: chunk) {
+            let rows = start..<min(m.rows, start + chunk)
+            if let format {
+                m.encodeRows(rows, as: format, into: buffer)
+            } else {
+                m.widenRows(rows, into: buffer.bindMemory(to: Float.self, capacity: rows.count * m.columns))
             }
+            try write(UnsafeRawBufferPointer(start: buffer, count: rows.count * rowBytes))
         }
     }
 }

@@ -32,11 +32,12 @@ public struct SamplingParameters: Sendable, Equatable {
     }
 }
 
-/// SplitMix64: small, fast, and reproducible across platforms.
+/// SplitMix64 (Steele, Lea, Flood 2014): small, fast, and reproducible across platforms.
+/// Inlinable: synthetic traces and benchmark data draw hundreds of millions of values.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
+    @usableFromInline var state: UInt64
+    @inlinable public init(seed: UInt64) { state = seed }
+    @inlinable public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -25,8 +25,8 @@ public func linear(
     } else {
         // ~16 KiB of weights per chunk at least, so thread hand-off stays small.
         let minimumRows = max(1, 16_384 / max(1, weight.rowBytes))
-        parallelChunks(weight.rows, minimumChunk: minimumRows) { rows in
-            linearRows(x, tokens: tokens, weight: weight, rows: rows, into: y, outputStride: weight.rows)
+        withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: weight.rows) { kernel in
+            parallelChunks(weight.rows, minimumChunk: minimumRows) { kernel($0) }
         }
     }
     if let bias {
@@ -53,20 +53,40 @@ public func linearRows(
     _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
     into y: UnsafeMutablePointer<Float>, outputStride: Int
 ) {
+    withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: outputStride) { $0(rows) }
+}
+
+/// Runs `body` with the row kernel for `weight`: a function computing rows `range` of
+/// `y = x · Wᵀ`. Per-call preparation happens once here, for every range `body` asks for
+/// (for quantised weights on AVX2, the activations' int8 encoding).
+func withRowKernel(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>, outputStride: Int,
+    _ body: ((Range<Int>) -> Void) -> Void
+) {
     if let format = weight.blockFormat {
         #if JINDOU_AVX2
-        switch format {
-        case .q8_0: q8_0RowKernelAVX2(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
-        case .q4_K: q4_KRowKernelAVX2(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        Int8Activations.with(x, tokens: tokens, columns: weight.columns) { a in
+            switch format {
+            case .q8_0: body { q8_0RowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
+            case .q4_K: body { q4_KRowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
+            }
         }
         #else
         switch format {
-        case .q8_0: q8_0RowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
-        case .q4_K: q4_KRowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        case .q8_0: body { q8_0RowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
+        case .q4_K: body { q4_KRowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
         }
         #endif
         return
     }
+    body { denseRows(x, tokens: tokens, weight: weight, rows: $0, into: y, outputStride: outputStride) }
+}
+
+/// Rows of an F32/F16/BF16 or block-scaled FP8 matrix.
+private func denseRows(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
+    into y: UnsafeMutablePointer<Float>, outputStride: Int
+) {
     switch weight.dtype {
     case .bfloat16:
         rowKernel(BFloat16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)

@@ -53,15 +53,23 @@ public struct WeightMatrix: @unchecked Sendable {
             preconditionFailure("\(format.rawValue) rows need a multiple of \(format.blockSize) columns, got \(columns)")
         }
         let storage = OwnedBytes(byteCount: max(1, rows * rowBytes))
-        var row = [Float](repeating: 0, count: columns)
-        for r in 0..<rows {
-            row.withUnsafeMutableBufferPointer { buffer in
-                widenRows(r..<(r + 1), into: buffer.baseAddress!)
-                format.quantize(UnsafeBufferPointer(buffer),
-                                into: UnsafeMutableRawBufferPointer(start: storage.pointer + r * rowBytes, count: rowBytes))
+        encodeRows(0..<rows, as: format, into: storage.pointer)
+        return WeightMatrix(rows: rows, columns: columns, quantized: format, base: UnsafeRawPointer(storage.pointer), owner: storage)
+    }
+
+    /// Rows `range` encoded in `format`, one after another, into `out`
+    /// (`range.count × format.rowBytes(columns:)` bytes).
+    public func encodeRows(_ range: Range<Int>, as format: BlockFormat, into out: UnsafeMutableRawPointer) {
+        precondition(blockFormat == nil, "already quantised")
+        guard let rowBytes = format.rowBytes(columns: columns) else {
+            preconditionFailure("\(format.rawValue) rows need a multiple of \(format.blockSize) columns, got \(columns)")
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { row in
+            for (i, r) in range.enumerated() {
+                widenRows(r..<(r + 1), into: row.baseAddress!)
+                format.quantize(UnsafeBufferPointer(row), into: UnsafeMutableRawBufferPointer(start: out + i * rowBytes, count: rowBytes))
             }
         }
-        return WeightMatrix(rows: rows, columns: columns, quantized: format, base: UnsafeRawPointer(storage.pointer), owner: storage)
     }
 
     /// A matrix that owns a copy of `values` (row-major, `rows × columns`) as F32.

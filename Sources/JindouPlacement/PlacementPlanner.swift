@@ -118,17 +118,6 @@ public struct PlacementPlanner: Sendable {
         return try Placement(version: version, workers: names, hosts: hosts)
     }
 
-    /// Each worker's share of the load under `placement` (copies split a key's load evenly),
-    /// normalised so the mean is 1: max of this is the predicted max/mean worker load.
-    public static func workerLoad(_ placement: Placement, load: [ExpertKey: Double]) -> [Double] {
-        var totals = [Double](repeating: 0, count: placement.workers.count)
-        for (key, hosts) in placement.hosts where !hosts.isEmpty {
-            for h in hosts { totals[h] += (load[key] ?? 0) / Double(hosts.count) }
-        }
-        let mean = totals.reduce(0, +) / Double(max(1, totals.count))
-        return mean > 0 ? totals.map { $0 / mean } : totals.map { _ in 0 }
-    }
-
     /// What a step waits for under `placement`: Σ over layers of the busiest worker's load
     /// in that layer ÷ Σ over layers of the mean worker load (copies split a key's load
     /// evenly). 1 is perfect balance in every layer.

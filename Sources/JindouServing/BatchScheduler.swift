@@ -284,7 +284,3 @@ public actor BatchScheduler {
         retire(s)
     }
 }
-
-extension Duration {
-    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
-}

@@ -174,8 +174,7 @@ public struct WorkerSession: FrameSession {
         do {
             let start = ContinuousClock.now
             let output = try await state.compute(message, shard: shard)
-            let elapsed = (ContinuousClock.now - start).components
-            let nanoseconds = UInt64(max(0, elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000))
+            let nanoseconds = UInt64(max(0, (ContinuousClock.now - start).nanoseconds))
             return .reply(CombineMessage(requestID: id, layer: message.layer, hiddenSize: message.hiddenSize,
                                          dtype: message.dtype, output: output, computeNanoseconds: nanoseconds).frame())
         } catch {

@@ -107,6 +107,12 @@ struct Generate: AsyncParsableCommand {
         }
     }
 
+    /// The in-process engine for `--model`, with `--expert-format` / `--dense-format`.
+    func loadEngine(_ model: String) throws -> InferenceEngine {
+        try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
+                                 denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
+    }
+
     func parsedPrompt() throws -> [Int] {
         let parts = (promptIDs ?? "").split(separator: ",", omittingEmptySubsequences: false)
         let ids = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -132,8 +138,7 @@ struct Generate: AsyncParsableCommand {
         let report: GenerationReport
         do {
             if let model {
-                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
-                                                  denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
+                let engine = try loadEngine(model)
                 let result = try await engine.generate(body.request)
                 report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             } else {
@@ -174,8 +179,7 @@ extension Generate {
         let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
         if let model {
             do {
-                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
-                                                  denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
+                let engine = try loadEngine(model)
                 let (tokenizer, _, _, tokenizerStops) = try textSide(of: model)
                 let ids = tokenizer.encode(prompt, addSpecialTokens: true)
                 let printer = StreamPrinter(tokenizer: tokenizer, echo: !json)
@@ -231,8 +235,7 @@ extension Generate {
         let experts = expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) }
         if let model {
             do {
-                let engine = try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
-                                                  denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
+                let engine = try loadEngine(model)
                 let text = try ServingText(directory: model, description: engine.description)
                 guard let vision = try ServingVision(directory: model, description: engine.description, text: text) else {
                     throw CLIError(message: "\(model) is not a vision-language model (\(engine.description.architecture.rawValue))")
