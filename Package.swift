@@ -74,7 +74,7 @@ let package = Package(
         // Layer 1: tensors, dtypes, kernels.
         .target(
             name: "JindouNumerics",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CJindouSupport"],
             swiftSettings: optimisedKernels
         ),
         // Layer 2: routing (scores, bias, groups, top-k, elastic experts-per-token).

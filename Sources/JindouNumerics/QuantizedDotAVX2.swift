@@ -15,6 +15,7 @@
 
 #if JINDOU_AVX2
 import _Builtin_intrinsics.intel
+import CJindouSupport
 
 /// Activations as int8 blocks of 32 with one fp32 scale per block, and each block's fp32
 /// sum (for Q4_K's `min` term).
@@ -25,25 +26,32 @@ struct Int8Activations {
     let blocksPerToken: Int
 
     /// Quantises `tokens` rows of `columns` floats (columns a multiple of 32):
-    /// d = max|x| / 127, q = round-half-away(x / d).
+    /// d = max|x| / 127, q = x / d rounded to nearest, ties to even (`vcvtps2dq`, as
+    /// ggml-cpu's AVX2 `quantize_row_q8_0`).
     static func with<R>(_ x: UnsafePointer<Float>, tokens: Int, columns: Int, _ body: (Int8Activations) -> R) -> R {
         let blocks = columns / 32
         return withUnsafeTemporaryAllocation(of: Int8.self, capacity: max(1, tokens * columns)) { values in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * blocks)) { floats in
                 let activations = Int8Activations(values: values.baseAddress!, scales: floats.baseAddress!,
                                                   sums: floats.baseAddress! + tokens * blocks, blocksPerToken: blocks)
+                let signBits = _mm256_set1_ps(-0.0)
+                // vpackssdw/vpacksswb interleave 128-bit lanes; this puts the bytes back in order.
+                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
                 for b in 0..<(tokens * blocks) {
-                    let v0 = UnsafeRawPointer(x + 32 * b).loadUnaligned(as: SIMD16<Float>.self)
-                    let v1 = UnsafeRawPointer(x + 32 * b + 16).loadUnaligned(as: SIMD16<Float>.self)
-                    let amax = max(v0.replacing(with: -v0, where: v0 .< 0).max(), v1.replacing(with: -v1, where: v1 .< 0).max())
-                    let d = amax / 127
-                    let id: Float = d != 0 ? 1 / d : 0
-                    let q0 = SIMD16<Int32>((v0 * id).rounded(.toNearestOrAwayFromZero))
-                    let q1 = SIMD16<Int32>((v1 * id).rounded(.toNearestOrAwayFromZero))
-                    UnsafeMutableRawPointer(values.baseAddress! + 32 * b).storeBytes(of: SIMD16<Int8>(truncatingIfNeeded: q0), as: SIMD16<Int8>.self)
-                    UnsafeMutableRawPointer(values.baseAddress! + 32 * b + 16).storeBytes(of: SIMD16<Int8>(truncatingIfNeeded: q1), as: SIMD16<Int8>.self)
+                    let source = x + 32 &* b
+                    let v0 = _mm256_loadu_ps(source), v1 = _mm256_loadu_ps(source + 8)
+                    let v2 = _mm256_loadu_ps(source + 16), v3 = _mm256_loadu_ps(source + 24)
+                    let magnitudes = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBits, v0), _mm256_andnot_ps(signBits, v1)),
+                                                   _mm256_max_ps(_mm256_andnot_ps(signBits, v2), _mm256_andnot_ps(signBits, v3)))
+                    let d = magnitudes.max() / 127
+                    let inverse = _mm256_set1_ps(d != 0 ? 1 / d : 0)
+                    let q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse))
+                    let q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse))
+                    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3))
+                    _mm256_storeu_si256(UnsafeMutableRawPointer(values.baseAddress! + 32 &* b).assumingMemoryBound(to: __m256i.self),
+                                        _mm256_permutevar8x32_epi32(bytes, order))
                     activations.scales[b] = d
-                    activations.sums[b] = (v0 + v1).sum()
+                    activations.sums[b] = (_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3))).sum()
                 }
                 return body(activations)
             }
@@ -61,56 +69,84 @@ private func horizontalSum(_ v: __m256) -> Float {
     unsafeBitCast(v, to: SIMD8<Float>.self).sum()
 }
 
+/// One Q8_0 block's integer dot product as 8 int32 partial sums:
+/// |w| · (x · sign w) = w · x, with |w| unsigned for `vpmaddubsw`.
+@inline(__always)
+private func q8_0BlockDot(_ w: __m256i, _ x: __m256i, _ ones: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones)
+}
+
+/// Lane i of the result = the sum of all lanes of `s[i]`: eight blocks' totals in one
+/// vector, so their scales are applied with one multiply-add.
+@inline(__always)
+private func laneTotals(_ s0: __m256i, _ s1: __m256i, _ s2: __m256i, _ s3: __m256i,
+                        _ s4: __m256i, _ s5: __m256i, _ s6: __m256i, _ s7: __m256i) -> __m256i {
+    let a = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3))
+    let c = _mm256_hadd_epi32(_mm256_hadd_epi32(s4, s5), _mm256_hadd_epi32(s6, s7))
+    // a = [b0..b3 low halves | b0..b3 high halves], c likewise for b4..b7.
+    let va = unsafeBitCast(a, to: SIMD8<Int32>.self), vc = unsafeBitCast(c, to: SIMD8<Int32>.self)
+    return unsafeBitCast(SIMD8(lowHalf: va.lowHalf, highHalf: vc.lowHalf) &+ SIMD8(lowHalf: va.highHalf, highHalf: vc.highHalf),
+                         to: __m256i.self)
+}
+
+/// Bytes ahead of the current block that the Q8_0 kernel asks the prefetcher for: one
+/// row of 2048 columns, far enough to cover the memory latency at full bandwidth.
+private let q8_0PrefetchDistance = 2048
+
+/// Σ w·x over one Q8_0 row and one token's int8 activations. Eight blocks (272 bytes)
+/// per step: eight integer dot products reduced to one vector (lane = block), then one
+/// multiply-add with the eight blocks' combined scales (f16 weight scale × activation
+/// scale). ~9 instructions per block instead of ~14 with a broadcast scale per block,
+/// and explicit prefetches keep enough cache lines in flight for one core to stream.
+@inline(__always)
+private func q8_0RowDot(_ row: UnsafeRawPointer, _ xq: UnsafeRawPointer, _ dx: UnsafePointer<Float>,
+                        blocks: Int, _ ones: __m256i) -> Float {
+    var acc = _mm256_setzero_ps()
+    var b = 0
+    while b &+ 8 <= blocks {
+        let p = row + b &* 34, xb = xq + b &* 32
+        let ahead = p + q8_0PrefetchDistance
+        jindou_prefetch(ahead); jindou_prefetch(ahead + 64); jindou_prefetch(ahead + 128)
+        jindou_prefetch(ahead + 192); jindou_prefetch(ahead + 256)
+        let s0 = q8_0BlockDot(load256(p + 2), load256(xb), ones)
+        let s1 = q8_0BlockDot(load256(p + 36), load256(xb + 32), ones)
+        let s2 = q8_0BlockDot(load256(p + 70), load256(xb + 64), ones)
+        let s3 = q8_0BlockDot(load256(p + 104), load256(xb + 96), ones)
+        let s4 = q8_0BlockDot(load256(p + 138), load256(xb + 128), ones)
+        let s5 = q8_0BlockDot(load256(p + 172), load256(xb + 160), ones)
+        let s6 = q8_0BlockDot(load256(p + 206), load256(xb + 192), ones)
+        let s7 = q8_0BlockDot(load256(p + 240), load256(xb + 224), ones)
+        let totals = laneTotals(s0, s1, s2, s3, s4, s5, s6, s7)
+        let halves = SIMD8<UInt16>(
+            p.loadUnaligned(as: UInt16.self), p.loadUnaligned(fromByteOffset: 34, as: UInt16.self),
+            p.loadUnaligned(fromByteOffset: 68, as: UInt16.self), p.loadUnaligned(fromByteOffset: 102, as: UInt16.self),
+            p.loadUnaligned(fromByteOffset: 136, as: UInt16.self), p.loadUnaligned(fromByteOffset: 170, as: UInt16.self),
+            p.loadUnaligned(fromByteOffset: 204, as: UInt16.self), p.loadUnaligned(fromByteOffset: 238, as: UInt16.self))
+        let scales = _mm256_mul_ps(_mm256_cvtph_ps(unsafeBitCast(halves, to: __m128i.self)),
+                                   _mm256_loadu_ps(dx + b))
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals), scales, acc)
+        b &+= 8
+    }
+    while b < blocks {
+        let p = row + b &* 34
+        let s = q8_0BlockDot(load256(p + 2), load256(xq + b &* 32), ones)
+        let d = Float(halfBits: p.loadUnaligned(as: UInt16.self)) * dx[b]
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc)
+        b &+= 1
+    }
+    return horizontalSum(acc)
+}
+
 func q8_0RowKernelAVX2(_ a: Int8Activations, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
                        y: UnsafeMutablePointer<Float>, outputStride: Int) {
     let blocks = weight.columns / 32
     let ones = _mm256_set1_epi16(1)
     for r in rows {
         let row = weight.rowPointer(r)
+        // Later tokens read the row from L1.
         for t in 0..<tokens {
-            let xq = UnsafeRawPointer(a.values + t * weight.columns)
-            let dx = a.scales + t * blocks
-            var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
-            var acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps()
-            var b = 0
-            // Four blocks per iteration: four independent accumulators.
-            while b + 4 <= blocks {
-                let p0 = row + b &* 34, p1 = p0 + 34, p2 = p0 + 68, p3 = p0 + 102
-                let w0 = load256(p0 + 2), w1 = load256(p1 + 2), w2 = load256(p2 + 2), w3 = load256(p3 + 2)
-                let xb = xq + b &* 32
-                let x0 = load256(xb), x1 = load256(xb + 32), x2 = load256(xb + 64), x3 = load256(xb + 96)
-                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones)
-                let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones)
-                let s2 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w2, w2), _mm256_sign_epi8(x2, w2)), ones)
-                let s3 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w3, w3), _mm256_sign_epi8(x3, w3)), ones)
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(Float(halfBits: p0.loadUnaligned(as: UInt16.self)) * dx[b]), acc0)
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(Float(halfBits: p1.loadUnaligned(as: UInt16.self)) * dx[b &+ 1]), acc1)
-                acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s2), _mm256_set1_ps(Float(halfBits: p2.loadUnaligned(as: UInt16.self)) * dx[b &+ 2]), acc2)
-                acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s3), _mm256_set1_ps(Float(halfBits: p3.loadUnaligned(as: UInt16.self)) * dx[b &+ 3]), acc3)
-                b &+= 4
-            }
-            acc0 = _mm256_add_ps(acc0, acc2)
-            acc1 = _mm256_add_ps(acc1, acc3)
-            while b + 2 <= blocks {
-                let p0 = row + b &* 34, p1 = p0 + 34
-                let w0 = load256(p0 + 2), w1 = load256(p1 + 2)
-                let x0 = load256(xq + b &* 32), x1 = load256(xq + (b &* 32 &+ 32))
-                // |w| · (x · sign w) = w · x, with |w| unsigned for vpmaddubsw.
-                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones)
-                let s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones)
-                let d0 = Float(halfBits: p0.loadUnaligned(as: UInt16.self)) * dx[b]
-                let d1 = Float(halfBits: p1.loadUnaligned(as: UInt16.self)) * dx[b &+ 1]
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d0), acc0)
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(d1), acc1)
-                b &+= 2
-            }
-            if b < blocks {
-                let p0 = row + b &* 34
-                let w0 = load256(p0 + 2), x0 = load256(xq + b &* 32)
-                let s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones)
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(Float(halfBits: p0.loadUnaligned(as: UInt16.self)) * dx[b]), acc0)
-            }
-            y[t * outputStride + r] = horizontalSum(_mm256_add_ps(acc0, acc1))
+            y[t &* outputStride &+ r] = q8_0RowDot(row, UnsafeRawPointer(a.values + t &* weight.columns), a.scales + t &* blocks,
+                                                   blocks: blocks, ones)
         }
     }
 }

@@ -149,6 +149,32 @@ struct ElementwiseKernelTests {
             for i in 0..<8 { #expect(out[h * 8 + i] == v[(h / 2) * 8 + i]) }
         }
     }
+
+    /// Head sizes with vector bodies and scalar tails (128, 72, 7), grouped heads and a
+    /// sliding window: softmax(q·kᵀ·scale)·v against a double-precision reference.
+    @Test(arguments: [128, 72, 7])
+    func attentionMatchesDoublePrecisionReference(headDimension d: Int) {
+        let heads = 4, kvHeads = 2, length = 37, first = 5, scale: Float = 0.125
+        let q = randomFloats(heads * d, seed: 11), k = randomFloats(length * kvHeads * d, seed: 12)
+        let v = randomFloats(length * kvHeads * d, seed: 13)
+        var out = [Float](repeating: 0, count: heads * d)
+        var scores = [Float](repeating: 0, count: length)
+        attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v, rowStride: kvHeads * d,
+                       first: first, length: length, scale: scale, scores: &scores, into: &out)
+        for h in 0..<heads {
+            let kv = h / (heads / kvHeads)
+            let logits = (first..<length).map { p in
+                (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(k[(p * kvHeads + kv) * d + $1]) } * Double(scale)
+            }
+            let top = logits.max()!
+            let weights = logits.map { exp($0 - top) }
+            let total = weights.reduce(0, +)
+            for i in 0..<d {
+                let expected = zip(first..<length, weights).reduce(0.0) { $0 + $1.1 / total * Double(v[($1.0 * kvHeads + kv) * d + i]) }
+                #expect(abs(Double(out[h * d + i]) - expected) < 1e-5, "head \(h) element \(i)")
+            }
+        }
+    }
 }
 
 @Suite("FP8 E4M3 block-scaled weights")

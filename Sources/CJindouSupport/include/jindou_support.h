@@ -12,4 +12,11 @@ uint32_t jindou_crc32c(uint32_t crc, const void *data, size_t length);
 /// Whether the hardware path is in use (for benchmarks and logs).
 int jindou_crc32c_is_hardware(void);
 
+/// Asks the CPU to bring the cache line holding `address` into L1 (`prefetcht0`); never
+/// faults. For streaming kernels whose loop body is too long for the out-of-order window
+/// to keep enough loads in flight. (Swift cannot call the `_mm_prefetch` macro.)
+static inline __attribute__((always_inline)) void jindou_prefetch(const void *address) {
+    __builtin_prefetch(address, 0, 3);
+}
+
 #endif
