@@ -57,13 +57,17 @@ struct GGUFLoadingTests {
         let gguf = try InferenceEngine.load(directory: file)
         #expect(gguf.model.embedding.blockFormat == .q8_0)
         let reference = try InferenceEngine.load(directory: Fixtures.path("qwen3-moe-tiny"), expertFormat: .q8_0, denseFormat: .q8_0)
-        // Q8_0 rounds each embedding value by at most 1/254 of its block's largest magnitude;
-        // the fixture's logits span about ±10, and the difference stays a small fraction of it.
+        // Q8_0 rounds each embedding value by at most 1/254 of its block's largest magnitude.
+        // Measured: max |Δlogit| 0.07 (5 tokens) … 0.46 (40 tokens) on logits spanning about
+        // ±10, and the same greedy tokens in every case.
         for c in try Self.prompts("qwen3-moe-tiny") {
             let a = try await gguf.promptLogits(c.promptIDs, expertsPerToken: c.experts)
             let b = try await reference.promptLogits(c.promptIDs, expertsPerToken: c.experts)
             let difference = zip(a, b).map { maxAbsDifference($0, $1) }.max() ?? 0
-            #expect(difference > 0 && difference < 0.5, "case \(c.name): max |Δlogit| \(difference)")
+            #expect(difference > 0 && difference < 1, "case \(c.name): max |Δlogit| \(difference)")
+            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts,
+                                            stopTokenIDs: [])
+            #expect(try await gguf.generate(request).tokenIDs == (try await reference.generate(request).tokenIDs), "case \(c.name)")
         }
     }
 
