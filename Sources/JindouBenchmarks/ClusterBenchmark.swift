@@ -70,8 +70,7 @@ public struct ClusterBenchmark {
     }
 
     public func run() async throws -> Report {
-        let checkpoint = try Checkpoint(directory: options.modelDirectory)
-        let description = try ModelDescription(checkpoint: checkpoint)
+        let description = try openWeightSource(options.modelDirectory).modelDescription()
         let prompt = (0..<options.promptTokens).map { ($0 * 7919 + 13) % description.vocabularySize }
 
         logger.notice("single-process engine")

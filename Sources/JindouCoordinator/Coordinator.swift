@@ -78,9 +78,9 @@ public struct Coordinator: Sendable {
     /// connects to every `--workers` worker (failing with the name of any that cannot be
     /// reached or refuses), and sets and validates the starting placement.
     public static func start(_ options: Options, logger: Logger) async throws -> Coordinator {
-        let checkpoint = try Checkpoint(directory: options.modelDirectory)
-        let description = try ModelDescription(checkpoint: checkpoint)
-        let fingerprint = try ModelFingerprint.compute(checkpoint)
+        let checkpoint = try openWeightSource(options.modelDirectory)
+        let description = try checkpoint.modelDescription()
+        let fingerprint = try checkpoint.fingerprint()
         let model = try DecoderModel(description: description, checkpoint: checkpoint)
         if options.prefault { model.prefaultWeights(label: "loading coordinator weights") }
         let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
@@ -159,19 +159,9 @@ public struct Coordinator: Sendable {
         }
     }
 
-    /// Bytes of one routed expert (its three projections), from the checkpoint's dtype.
-    static func expertByteCount(checkpoint: Checkpoint, description: ModelDescription) throws -> UInt64 {
+    /// Bytes of one routed expert (its three projections), as the checkpoint stores them.
+    static func expertByteCount(checkpoint: any WeightSource, description: ModelDescription) throws -> UInt64 {
         guard let first = description.allExperts.first else { return 1 }
-        let requests = description.expertTensors(first)
-        let headers = try checkpoint.headers(for: requests.map(\.name))
-        var total = 0
-        for request in requests {
-            guard let file = checkpoint.weightMap[request.name], let entry = headers[file]?.entries[request.name] else {
-                if request.optional { continue }
-                throw CheckpointError.missingTensor(tensor: request.name, searched: [checkpoint.directory])
-            }
-            total += request.rows.map { entry.dataRange.count / max(1, entry.shape.first ?? 1) * $0.count } ?? entry.dataRange.count
-        }
-        return UInt64(total)
+        return UInt64(try checkpoint.byteCount(of: description.expertTensors(first)))
     }
 }

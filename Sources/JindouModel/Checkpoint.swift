@@ -33,14 +33,34 @@ public struct TensorView: @unchecked Sendable {
     public let pointer: UnsafeRawPointer
     public let owner: AnyObject
     public let path: String
+    /// A GGUF block format (Q8_0, Q4_K): rows of whole blocks along the last dimension,
+    /// `dtype` is `.uint8` (the raw bytes), as in `WeightMatrix`.
+    public let blockFormat: BlockFormat?
+
+    public init(name: String, dtype: DType, shape: [Int], pointer: UnsafeRawPointer, owner: AnyObject, path: String,
+                blockFormat: BlockFormat? = nil) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.pointer = pointer
+        self.owner = owner
+        self.path = path
+        self.blockFormat = blockFormat
+    }
 
     public var elementCount: Int { shape.reduce(1, *) }
-    public var byteCount: Int { elementCount * dtype.byteSize }
+    public var byteCount: Int {
+        guard let blockFormat else { return elementCount * dtype.byteSize }
+        return elementCount / blockFormat.blockSize * blockFormat.bytesPerBlock
+    }
 
-    /// The tensor as a 2-D kernel weight (F32/F16/BF16).
+    /// The tensor as a 2-D kernel weight (F32/F16/BF16, or Q8_0/Q4_K blocks).
     public func matrix() throws -> WeightMatrix {
         guard shape.count == 2 else {
             throw CheckpointError.shapeMismatch(path: path, tensor: name, expected: [-1, -1], actual: shape)
+        }
+        if let blockFormat {
+            return WeightMatrix(rows: shape[0], columns: shape[1], quantized: blockFormat, base: pointer, owner: owner)
         }
         guard dtype.isKernelWeightType else {
             throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: dtype.rawValue, supported: "F32, F16, BF16")
@@ -50,8 +70,9 @@ public struct TensorView: @unchecked Sendable {
 
     /// The tensor widened to `Float` (small tensors: norms, biases).
     public func floats() throws -> [Float] {
-        guard dtype.isKernelWeightType || dtype == .float64 else {
-            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: dtype.rawValue, supported: "F32, F16, BF16, F64")
+        guard blockFormat == nil, dtype.isKernelWeightType || dtype == .float64 else {
+            throw CheckpointError.unsupportedDType(path: path, tensor: name, dtype: blockFormat.map { $0.rawValue.uppercased() } ?? dtype.rawValue,
+                                                  supported: "F32, F16, BF16, F64")
         }
         return floatArray(pointer, dtype: dtype, count: elementCount)
     }
@@ -86,7 +107,7 @@ public struct TensorSet: Sendable {
                 throw CheckpointError.shapeMismatch(path: tensor.path, tensor: name, expected: shape, actual: tensor.shape)
             }
             tensor = TensorView(name: tensor.name, dtype: tensor.dtype, shape: shape, pointer: tensor.pointer, owner: tensor.owner,
-                                path: tensor.path)
+                                path: tensor.path, blockFormat: tensor.blockFormat)
         }
         guard tensor.dtype == .float8E4M3 else { return try tensor.matrix() }
         guard tensor.shape.count == 2 else {
@@ -241,34 +262,15 @@ public struct Checkpoint: Sendable {
             byFile[file, default: []].append((request, selected))
         }
 
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         var tensors: [String: TensorView] = [:]
         var regions: [MappedRegion] = []
         for (file, items) in byFile.sorted(by: { $0.key < $1.key }) {
             let header = headers[file]!
-            let sorted = items.sorted { $0.1.dataRange.lowerBound < $1.1.dataRange.lowerBound }
-            // Coalesce tensors whose pages touch into one mapping.
-            var groups: [[(TensorRequest, SafetensorsEntry)]] = []
-            var groupEnd = -1
-            for item in sorted {
-                let begin = header.dataOffset + item.1.dataRange.lowerBound
-                let end = header.dataOffset + item.1.dataRange.upperBound
-                if groups.isEmpty || begin / page * page > groupEnd {
-                    groups.append([item])
-                } else {
-                    groups[groups.count - 1].append(item)
-                }
-                groupEnd = max(groupEnd, (end + page - 1) / page * page)
-            }
-            for group in groups {
-                let begin = header.dataOffset + group.first!.1.dataRange.lowerBound
-                let end = group.map { header.dataOffset + $0.1.dataRange.upperBound }.max()!
-                let region = try MappedRegion(path: header.path, offset: begin, length: end - begin)
-                regions.append(region)
-                for (request, entry) in group {
-                    let pointer = region.pointer(atFileOffset: header.dataOffset + entry.dataRange.lowerBound)
-                    tensors[request.key] = Self.view(entry, at: pointer, region: region, path: header.path)
-                }
+            let ranges = items.map { (header.dataOffset + $0.1.dataRange.lowerBound)..<(header.dataOffset + $0.1.dataRange.upperBound) }
+            let mapped = try MappedRegion.mapCoalesced(path: header.path, ranges: ranges)
+            regions += mapped.regions
+            for ((request, entry), (range, region)) in zip(items, zip(ranges, mapped.regionOfRange)) {
+                tensors[request.key] = Self.view(entry, at: region.pointer(atFileOffset: range.lowerBound), region: region, path: header.path)
             }
         }
         return TensorSet(tensors: tensors, regions: regions)

@@ -118,11 +118,12 @@ public struct DecoderModel: Sendable {
     /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped). With
     /// `denseFormat`, the attention projections, dense and shared MLPs and the LM head are
     /// re-encoded (Q8_0, Q4_K) when their width is a whole number of blocks; embeddings,
-    /// routers and latent attention stay in the checkpoint's dtype.
-    public init(description: ModelDescription, checkpoint: Checkpoint, denseFormat: BlockFormat? = nil) throws {
+    /// routers and latent attention stay in the checkpoint's dtype, and so does a matrix a
+    /// GGUF file already stores block-quantised.
+    public init(description: ModelDescription, checkpoint: any WeightSource, denseFormat: BlockFormat? = nil) throws {
         let tensors = try checkpoint.load(description.nonExpertTensors())
         func tensor(_ name: String) throws -> TensorView {
-            guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.directory]) }
+            guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.path]) }
             return t
         }
         func matrix(_ name: String) throws -> WeightMatrix {
@@ -131,7 +132,7 @@ public struct DecoderModel: Sendable {
         }
         func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
         func encoded(_ m: WeightMatrix) -> WeightMatrix {
-            guard let denseFormat, m.blockScales == nil, m.columns % denseFormat.blockSize == 0 else { return m }
+            guard let denseFormat, m.blockScales == nil, m.blockFormat == nil, m.columns % denseFormat.blockSize == 0 else { return m }
             return m.quantized(denseFormat)
         }
         func dense(_ name: String) throws -> WeightMatrix { encoded(try matrix(name)) }
@@ -253,9 +254,8 @@ public struct DecoderModel: Sendable {
         // embed_tokens
         var hidden = [Float](repeating: 0, count: count * h)
         hidden.withUnsafeMutableBufferPointer { out in
-            for (t, token) in tokens.enumerated() {
-                convertToFloat(embedding.rowPointer(token), dtype: embedding.dtype, count: h, into: out.baseAddress! + t * h)
-            }
+            // One row each, dequantised when the embedding is block-quantised (GGUF).
+            for (t, token) in tokens.enumerated() { embedding.widenRows(token..<(token + 1), into: out.baseAddress! + t * h) }
         }
         // Image tokens take the vision tower's merged features instead (masked_scatter).
         for t in 0..<count where visualRows[t] >= 0 {

@@ -72,7 +72,7 @@ public struct ExpertShard: ExpertBackend {
     public let tensors: TensorSet
 
     /// Loads exactly `keys` from `checkpoint`: no other tensor is mapped.
-    public init(description: ModelDescription, checkpoint: Checkpoint, keys: [ExpertKey]) throws {
+    public init(description: ModelDescription, checkpoint: any WeightSource, keys: [ExpertKey]) throws {
         let requests = keys.flatMap { description.expertTensors($0) }
         let tensors = try checkpoint.load(requests)
         var experts: [ExpertKey: ExpertWeights] = [:]
@@ -131,8 +131,16 @@ public struct ExpertShard: ExpertBackend {
 
     /// Every expert re-encoded in `format` (owned memory, as llama-quantize encodes it; the
     /// checkpoint's mappings are dropped). Deterministic. Throws when a projection's input
-    /// width is not a whole number of `format` blocks.
+    /// width is not a whole number of `format` blocks. Experts a GGUF file already stores in
+    /// `format` are kept as they are; in another block format, they are refused.
     public func quantized(_ format: BlockFormat) throws -> ExpertShard {
+        if let stored = experts.values.first(where: { $0.gate.blockFormat != nil })?.gate.blockFormat {
+            guard stored == format else {
+                throw ExpertShardError.unsupportedFormat(
+                    "the experts are stored as \(stored.rawValue); re-encoding them as \(format.rawValue) is not supported (load them as stored)")
+            }
+            return self
+        }
         for width in [hiddenSize, intermediateSize] where width % format.blockSize != 0 {
             throw ExpertShardError.unsupportedFormat(
                 "\(format.rawValue) needs projection widths that are multiples of \(format.blockSize); this model has hidden \(hiddenSize), expert intermediate \(intermediateSize)")

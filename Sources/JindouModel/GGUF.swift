@@ -16,6 +16,11 @@ public struct GGUFError: Error, CustomStringConvertible, Equatable {
     public let path: String
     public let reason: String
     public var description: String { "\(path): \(reason)" }
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// A metadata value.
@@ -60,6 +65,13 @@ public enum GGMLType: UInt32, Sendable {
         case .q4_K: self = .q4_K
         }
     }
+
+    /// Names of the ggml types Jindou does not read (ggml.h `ggml_type`), for messages.
+    static let otherNames: [UInt32: String] = [
+        2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
+        16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS",
+        24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+    ]
 
     /// The block format of a quantised type.
     public var blockFormat: BlockFormat? {
@@ -140,7 +152,8 @@ public final class GGUFFile: @unchecked Sendable {
             for _ in 0..<rank { dimensions.append(try reader.count("tensor '\(name)' dimension")) }
             let rawType = try reader.u32()
             guard let type = GGMLType(rawValue: rawType) else {
-                throw GGUFError(path: path, reason: "tensor '\(name)' has ggml type \(rawType), which Jindou does not read (F32, F16, BF16, Q8_0, Q4_K)")
+                let known = GGMLType.otherNames[rawType].map { " (\($0))" } ?? ""
+                throw GGUFError(path: path, reason: "tensor '\(name)' has ggml type \(rawType)\(known), which Jindou does not read (F32, F16, BF16, Q8_0, Q4_K)")
             }
             let offset = try reader.count("tensor '\(name)' offset")
             let (elements, overflow) = dimensions.reduce((1, false)) { acc, d in

@@ -147,11 +147,19 @@ public struct GGUFWriter {
 /// `jindouctl quantize`: a Hugging Face Qwen3-MoE checkpoint as a GGUF file with llama.cpp's
 /// `qwen3moe` tensor names and metadata, weights re-encoded as llama-quantize does
 /// (reference encoders). `expertFormat` for the routed experts (stacked `ffn_*_exps`),
-/// Q8_0 for every other matrix, F32 for norms and the router (llama-quantize keeps
-/// `ffn_gate_inp` unquantised). The vocabulary is written as `tokenizer.ggml.model =
-/// none` with `vocab_size` (llama.cpp then runs, e.g. llama-bench, without a tokenizer).
+/// Q8_0 for every other matrix except the token embedding (`embeddingFormat`, nil = F32;
+/// llama-quantize's `--token-embedding-type`), F32 for norms and the router (llama-quantize
+/// keeps `ffn_gate_inp` unquantised). `tokenizer` is the `tokenizer.*` metadata to write;
+/// without it the vocabulary is written as `tokenizer.ggml.model = none` with `vocab_size`
+/// (llama.cpp then runs, e.g. llama-bench, without a tokenizer).
+///
+/// Beyond what llama.cpp's qwen3moe reads, and ignored by it: `expert_weights_norm` (false
+/// for `norm_topk_prob: false`; llama.cpp always renormalises) and dense layers
+/// (`mlp_only_layers`) as `blk.N.ffn_{gate,up,down}` — llama.cpp refuses such a file, Jindou
+/// loads it.
 public enum GGUFExport {
     public static func qwen3Moe(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
+                                embeddingFormat: BlockFormat? = .q8_0, tokenizer: [(String, GGUFWriter.Value)]? = nil,
                                 name: String) throws -> GGUFWriter {
         guard d.architecture == .qwen3Moe else {
             throw GGUFError(path: checkpoint.directory, reason: "GGUF export supports Qwen3MoeForCausalLM so far, not \(d.architecture.rawValue)")
@@ -165,6 +173,7 @@ public enum GGUFExport {
         let a = d.attention
         var writer = GGUFWriter()
         let arch = "qwen3moe"
+        let denseIntermediate = d.layers.compactMap { if case .dense(let size) = $0 { size } else { nil } }.first
         writer.metadata = [
             ("general.architecture", .string(arch)),
             ("general.name", .string(name)),
@@ -173,7 +182,7 @@ public enum GGUFExport {
             ("\(arch).context_length", .u32(UInt32(d.maxPositionEmbeddings))),
             ("\(arch).embedding_length", .u32(UInt32(d.hiddenSize))),
             ("\(arch).block_count", .u32(UInt32(d.layerCount))),
-            ("\(arch).feed_forward_length", .u32(UInt32(d.moeIntermediateSize * d.router.expertsPerToken))),
+            ("\(arch).feed_forward_length", .u32(UInt32(denseIntermediate ?? d.moeIntermediateSize * d.router.expertsPerToken))),
             ("\(arch).attention.head_count", .u32(UInt32(a.heads))),
             ("\(arch).attention.head_count_kv", .u32(UInt32(a.keyValueHeads))),
             ("\(arch).attention.key_length", .u32(UInt32(a.headDimension))),
@@ -183,45 +192,47 @@ public enum GGUFExport {
             ("\(arch).expert_count", .u32(UInt32(d.expertCount))),
             ("\(arch).expert_used_count", .u32(UInt32(d.router.expertsPerToken))),
             ("\(arch).expert_feed_forward_length", .u32(UInt32(d.moeIntermediateSize))),
+            ("\(arch).expert_weights_norm", .bool(d.router.normalizeTopK)),
             ("\(arch).vocab_size", .u32(UInt32(d.vocabularySize))),
-            ("tokenizer.ggml.model", .string("none")),
         ]
+        writer.metadata += tokenizer ?? [("tokenizer.ggml.model", .string("none"))]
         func plain(_ hf: String) throws -> TensorView {
             let set = try checkpoint.load([TensorRequest(hf, shape: nil)])
             guard let view = set[hf] else { throw CheckpointError.missingTensor(tensor: hf, searched: []) }
             return view
         }
-        func vector(_ gguf: String, _ hf: String) throws {
+        func vector(_ hf: String) throws {
+            let gguf = GGUFTensorNames.gguf(for: hf, textPrefix: d.textPrefix)!.name
             let count = try plain(hf).elementCount
             writer.tensors.append(.init(name: gguf, dimensions: [count], type: .f32) { write in
                 try plain(hf).floats().withUnsafeBytes { try write($0) }
             })
         }
-        func matrix(_ gguf: String, _ hf: String, _ format: BlockFormat?) throws {
+        func matrix(_ hf: String, _ format: BlockFormat?) throws {
+            let gguf = GGUFTensorNames.gguf(for: hf, textPrefix: d.textPrefix)!.name
             let view = try plain(hf)
             guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
             let (rows, columns) = (view.shape[0], view.shape[1])
+            if let format, columns % format.blockSize != 0 {
+                throw GGUFError(path: checkpoint.directory, reason: "\(hf) has \(columns) columns, not whole \(format.rawValue) blocks of \(format.blockSize)")
+            }
             let type = format.map(GGMLType.init) ?? .f32
             writer.tensors.append(.init(name: gguf, dimensions: [columns, rows], type: type) { write in
                 try encodeRows(try plain(hf).matrix(), format: format, write: write)
             })
         }
         let q8: BlockFormat = .q8_0
-        try matrix("token_embd.weight", d.embeddingName, q8)
+        try matrix(d.embeddingName, embeddingFormat)
         for l in 0..<d.layerCount {
             let p = d.layerPrefix(l), b = "blk.\(l)."
-            try vector(b + "attn_norm.weight", p + "input_layernorm.weight")
-            try matrix(b + "attn_q.weight", p + "self_attn.q_proj.weight", q8)
-            try matrix(b + "attn_k.weight", p + "self_attn.k_proj.weight", q8)
-            try matrix(b + "attn_v.weight", p + "self_attn.v_proj.weight", q8)
-            try matrix(b + "attn_output.weight", p + "self_attn.o_proj.weight", q8)
-            try vector(b + "attn_q_norm.weight", p + "self_attn.q_norm.weight")
-            try vector(b + "attn_k_norm.weight", p + "self_attn.k_norm.weight")
-            try vector(b + "ffn_norm.weight", p + "post_attention_layernorm.weight")
+            try vector(p + "input_layernorm.weight")
+            for projection in ["q", "k", "v", "o"] { try matrix(p + "self_attn.\(projection)_proj.weight", q8) }
+            for norm in ["self_attn.q_norm.weight", "self_attn.k_norm.weight", "post_attention_layernorm.weight"] { try vector(p + norm) }
             guard d.sparseLayers.contains(l) else {
-                throw GGUFError(path: checkpoint.directory, reason: "layer \(l) is dense; qwen3moe GGUF export expects every layer to be MoE")
+                for projection in ["gate", "up", "down"] { try matrix(p + "mlp.\(projection)_proj.weight", q8) }
+                continue
             }
-            try matrix(b + "ffn_gate_inp.weight", d.routerName(layer: l), nil)
+            try matrix(d.routerName(layer: l), nil)
             let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
             let type = GGMLType(expertFormat)
             for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
@@ -237,8 +248,8 @@ public enum GGUFExport {
                 })
             }
         }
-        try vector("output_norm.weight", d.finalNormName)
-        if !d.tieWordEmbeddings { try matrix("output.weight", WeightNames.lmHead, q8) }
+        try vector(d.finalNormName)
+        if !d.tieWordEmbeddings { try matrix(WeightNames.lmHead, q8) }
         return writer
     }
 

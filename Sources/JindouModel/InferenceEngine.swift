@@ -76,10 +76,16 @@ public struct InferenceEngine: Sendable {
     /// page is read once up front (progress bar on a terminal).
     /// With `expertFormat`, the routed experts are re-encoded (Q8_0, Q4_K) after loading.
     /// With `denseFormat`, the coordinator-side matrices too (see `DecoderModel.init`).
+    /// `directory` is a checkpoint directory or a GGUF file (`openWeightSource`).
     public static func load(directory: String, prefault: Bool = false, expertFormat: BlockFormat? = nil,
                             denseFormat: BlockFormat? = nil) throws -> InferenceEngine {
-        let checkpoint = try Checkpoint(directory: directory)
-        let description = try ModelDescription(checkpoint: checkpoint)
+        try load(source: try openWeightSource(directory), prefault: prefault, expertFormat: expertFormat, denseFormat: denseFormat)
+    }
+
+    /// Loads every weight of `checkpoint` (a checkpoint directory or a GGUF file), as `load(directory:)`.
+    public static func load(source checkpoint: any WeightSource, prefault: Bool = false, expertFormat: BlockFormat? = nil,
+                            denseFormat: BlockFormat? = nil) throws -> InferenceEngine {
+        let description = try checkpoint.modelDescription()
         let model = try DecoderModel(description: description, checkpoint: checkpoint, denseFormat: denseFormat)
         var shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
         if let expertFormat { shard = try shard.quantized(expertFormat) }

@@ -74,6 +74,35 @@ public final class MappedRegion: @unchecked Sendable {
         _ = sink
     }
 
+    /// Maps byte ranges of `path`, one mapping per run of ranges whose pages touch (so a
+    /// worker maps its experts' bytes and little else). Returns the mappings and, for each
+    /// range in input order, the mapping that holds it.
+    public static func mapCoalesced(path: String, ranges: [Range<Int>]) throws -> (regions: [MappedRegion], regionOfRange: [MappedRegion]) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let order = ranges.indices.sorted { ranges[$0].lowerBound < ranges[$1].lowerBound }
+        var groups: [[Int]] = []
+        var groupEnd = -1
+        for index in order {
+            let range = ranges[index]
+            if groups.isEmpty || range.lowerBound / page * page > groupEnd {
+                groups.append([index])
+            } else {
+                groups[groups.count - 1].append(index)
+            }
+            groupEnd = max(groupEnd, (range.upperBound + page - 1) / page * page)
+        }
+        var regions: [MappedRegion] = []
+        var regionOfRange = [MappedRegion?](repeating: nil, count: ranges.count)
+        for group in groups {
+            let begin = ranges[group[0]].lowerBound
+            let end = group.map { ranges[$0].upperBound }.max()!
+            let region = try MappedRegion(path: path, offset: begin, length: end - begin)
+            regions.append(region)
+            for index in group { regionOfRange[index] = region }
+        }
+        return (regions, regionOfRange.map { $0! })
+    }
+
     deinit {
         munmap(UnsafeMutableRawPointer(mutating: base), length)
     }

@@ -295,7 +295,7 @@ extension ModelDescription {
         }
     }
 
-    private func validate(path: String) throws {
+    func validate(path: String) throws {
         func require(_ condition: Bool, _ field: String, _ reason: String) throws {
             if !condition { throw CheckpointError.badConfig(path: path, field: field, reason: reason) }
         }

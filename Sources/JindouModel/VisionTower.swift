@@ -136,7 +136,7 @@ public struct VisionTower: Sendable {
         return requests
     }
 
-    public init(shape v: VisionTowerShape, checkpoint: Checkpoint) throws {
+    public init(shape v: VisionTowerShape, checkpoint: any WeightSource) throws {
         let tensors = try checkpoint.load(Self.tensorRequests(v))
         func matrix(_ name: String, as shape: [Int]? = nil) throws -> WeightMatrix {
             try tensors.matrix(Self.prefix + name, quantization: nil, as: shape)

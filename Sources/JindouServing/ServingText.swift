@@ -5,7 +5,7 @@ import JindouTokenizer
 
 /// A checkpoint's text side: tokenizer, chat template and special tokens, from
 /// tokenizer.json and tokenizer_config.json (either may be absent: then only token-id
-/// prompts are served).
+/// prompts are served), or from a GGUF file's `tokenizer.*` metadata.
 public struct ServingText: Sendable {
     public let tokenizer: Tokenizer?
     public let chatTemplate: ChatTemplate?
@@ -14,9 +14,27 @@ public struct ServingText: Sendable {
     /// Token ids that end generation: the model's EOS ids and the tokenizer's eos_token.
     public let stopTokenIDs: Set<Int>
 
+    init(tokenizer: Tokenizer?, chatTemplate: ChatTemplate?, specialTokens: [String: String], stopTokenIDs: Set<Int>) {
+        self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate
+        self.specialTokens = specialTokens
+        self.stopTokenIDs = stopTokenIDs
+    }
+
+    /// The text side of a checkpoint directory, or of a GGUF file (`init(gguf:description:)`).
     public init(directory: String, description: ModelDescription) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            try self.init(gguf: directory, description: description)
+        } else {
+            self = try Self.checkpointText(directory: directory, description: description)
+        }
+    }
+
+    /// tokenizer.json, tokenizer_config.json and chat_template.jinja of a checkpoint directory.
+    private static func checkpointText(directory: String, description: ModelDescription) throws -> ServingText {
         let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
-        tokenizer = FileManager.default.fileExists(atPath: tokenizerPath) ? try Tokenizer(contentsOf: tokenizerPath) : nil
+        let tokenizer = FileManager.default.fileExists(atPath: tokenizerPath) ? try Tokenizer(contentsOf: tokenizerPath) : nil
         var specials: [String: String] = [:]
         var template: String?
         let configPath = (directory as NSString).appendingPathComponent("tokenizer_config.json")
@@ -36,11 +54,10 @@ public struct ServingText: Sendable {
         }
         let jinjaPath = (directory as NSString).appendingPathComponent("chat_template.jinja")
         if template == nil, let data = FileManager.default.contents(atPath: jinjaPath) { template = String(decoding: data, as: UTF8.self) }
-        chatTemplate = try template.map { try ChatTemplate($0) }
-        specialTokens = specials
         var stops = Set(description.eosTokenIDs)
         if let eos = specials["eos_token"], let id = tokenizer?.id(of: eos) { stops.insert(id) }
-        stopTokenIDs = stops
+        return ServingText(tokenizer: tokenizer, chatTemplate: try template.map { try ChatTemplate($0) }, specialTokens: specials,
+                           stopTokenIDs: stops)
     }
 }
 

@@ -63,7 +63,7 @@ public final class Tokenizer: Sendable {
         try self.init(json: data, path: path)
     }
 
-    public init(json data: Data, path: String = "tokenizer.json") throws {
+    public convenience init(json data: Data, path: String = "tokenizer.json") throws {
         guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw TokenizerError.malformed(path: path, reason: "not a JSON object")
         }
@@ -88,25 +88,12 @@ public final class Tokenizer: Sendable {
             added.append(AddedToken(id: id, content: content, special: entry["special"] as? Bool ?? false,
                                     leftStrip: entry["lstrip"] as? Bool ?? false, rightStrip: entry["rstrip"] as? Bool ?? false))
         }
-        let size = max(vocabulary.values.max() ?? -1, added.map(\.id).max() ?? -1) + 1
-        var tokens = [String?](repeating: nil, count: size)
-        for (token, id) in vocabulary { tokens[id] = token }
-        for token in added { tokens[token.id] = token.content }
-
         // Merges: "a b" strings or ["a", "b"] pairs.
-        var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
-        for (rank, entry) in (model["merges"] as? [Any] ?? []).enumerated() {
-            let pair: [String]
+        let merges: [[String]] = (model["merges"] as? [Any] ?? []).map { entry in
             if let text = entry as? String {
-                pair = text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            } else {
-                pair = entry as? [String] ?? []
+                return text.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             }
-            guard pair.count == 2, let left = vocabulary[pair[0]], let right = vocabulary[pair[1]],
-                  let merged = vocabulary[pair[0] + pair[1]] else {
-                throw TokenizerError.malformed(path: path, reason: "merge \(rank) '\(entry)' names tokens not in the vocabulary")
-            }
-            merges[UInt64(left) << 32 | UInt64(right)] = (Int32(rank), Int32(merged))
+            return entry as? [String] ?? []
         }
 
         var normalizations: [Normalization] = []
@@ -144,22 +131,6 @@ public final class Tokenizer: Sendable {
             }
         }
         try preTokenizer(root["pre_tokenizer"] as? [String: Any])
-        var regexes: [Int: CompiledPattern] = [:]
-        for (index, step) in preTokenizers.enumerated() {
-            let pattern: String
-            switch step {
-            case .split(let p, _, _): pattern = p
-            case .byteLevel(_, true): pattern = Self.gpt2Pattern
-            case .digits(true): pattern = #"\p{N}"#
-            case .digits(false): pattern = #"\p{N}+"#
-            default: continue
-            }
-            do {
-                regexes[index] = CompiledPattern(regex: try Regex(pattern).matchingSemantics(.unicodeScalar))
-            } catch {
-                throw TokenizerError.malformed(path: path, reason: "pre-tokenizer regex does not compile: \(error)")
-            }
-        }
 
         // Post-processor: template special tokens around a single sequence.
         var prefix: [Int] = [], suffix: [Int] = []
@@ -178,6 +149,44 @@ public final class Tokenizer: Sendable {
             }
         }
         postProcessor(root["post_processor"] as? [String: Any])
+        try self.init(path: path, vocabulary: vocabulary, addedTokens: added, merges: merges, normalizations: normalizations,
+                      preTokenizers: preTokenizers, ignoreMerges: model["ignore_merges"] as? Bool ?? false,
+                      prefixTokens: prefix, suffixTokens: suffix)
+    }
+
+    /// The common part of every source: vocabulary, added tokens, merge pairs by rank and the
+    /// pre-tokenization steps, checked and compiled.
+    init(path: String, vocabulary: [String: Int], addedTokens added: [AddedToken], merges mergePairs: [[String]],
+         normalizations: [Normalization], preTokenizers: [PreTokenizer], ignoreMerges: Bool, prefixTokens: [Int],
+         suffixTokens: [Int]) throws {
+        let size = max(vocabulary.values.max() ?? -1, added.map(\.id).max() ?? -1) + 1
+        var tokens = [String?](repeating: nil, count: size)
+        for (token, id) in vocabulary { tokens[id] = token }
+        for token in added { tokens[token.id] = token.content }
+        var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
+        for (rank, pair) in mergePairs.enumerated() {
+            guard pair.count == 2, let left = vocabulary[pair[0]], let right = vocabulary[pair[1]],
+                  let merged = vocabulary[pair[0] + pair[1]] else {
+                throw TokenizerError.malformed(path: path, reason: "merge \(rank) '\(pair.joined(separator: " "))' names tokens not in the vocabulary")
+            }
+            merges[UInt64(left) << 32 | UInt64(right)] = (Int32(rank), Int32(merged))
+        }
+        var regexes: [Int: CompiledPattern] = [:]
+        for (index, step) in preTokenizers.enumerated() {
+            let pattern: String
+            switch step {
+            case .split(let p, _, _): pattern = p
+            case .byteLevel(_, true): pattern = Self.gpt2Pattern
+            case .digits(true): pattern = #"\p{N}"#
+            case .digits(false): pattern = #"\p{N}+"#
+            default: continue
+            }
+            do {
+                regexes[index] = CompiledPattern(regex: try Regex(pattern).matchingSemantics(.unicodeScalar))
+            } catch {
+                throw TokenizerError.malformed(path: path, reason: "pre-tokenizer regex does not compile: \(error)")
+            }
+        }
 
         self.vocabularySize = size
         self.addedTokens = added
@@ -187,11 +196,11 @@ public final class Tokenizer: Sendable {
         self.normalizations = normalizations
         self.preTokenizers = preTokenizers
         self.regexes = regexes
-        self.ignoreMerges = model["ignore_merges"] as? Bool ?? false
+        self.ignoreMerges = ignoreMerges
         self.addedByFirstScalar = Dictionary(grouping: added.filter { !$0.content.isEmpty }) { $0.content.unicodeScalars.first! }
             .mapValues { $0.sorted { $0.content.unicodeScalars.count > $1.content.unicodeScalars.count } }
-        self.prefixTokens = prefix
-        self.suffixTokens = suffix
+        self.prefixTokens = prefixTokens
+        self.suffixTokens = suffixTokens
     }
 
     // MARK: - Lookup

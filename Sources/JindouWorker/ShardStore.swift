@@ -10,7 +10,7 @@ import Synchronization
 /// a released expert's memory is unmapped when the last snapshot using it is gone.
 public final class ShardStore: Sendable {
     public let description: ModelDescription
-    let checkpoint: Checkpoint
+    let checkpoint: any WeightSource
     private let current: Mutex<ExpertShard>
     private let version = Atomic<UInt64>(0)
     /// Loads and releases run one at a time.
@@ -19,7 +19,7 @@ public final class ShardStore: Sendable {
     /// The format experts are re-encoded in after loading (nil: the checkpoint's).
     public let expertFormat: BlockFormat?
 
-    public init(description: ModelDescription, checkpoint: Checkpoint, initial: [ExpertKey], prefault: Bool,
+    public init(description: ModelDescription, checkpoint: any WeightSource, initial: [ExpertKey], prefault: Bool,
                 expertFormat: BlockFormat? = nil) throws {
         self.description = description
         self.checkpoint = checkpoint

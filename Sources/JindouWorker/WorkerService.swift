@@ -59,8 +59,8 @@ public struct WorkerService: Service {
 
     /// Loads the initial shard and binds the listening socket; `ready` is printed by the caller.
     public init(options: Options, logger: Logger) async throws {
-        let checkpoint = try Checkpoint(directory: options.modelDirectory)
-        let description = try ModelDescription(checkpoint: checkpoint)
+        let checkpoint = try openWeightSource(options.modelDirectory)
+        let description = try checkpoint.modelDescription()
         let server = try await FrameServer(endpoint: options.listen, maximumPayloadLength: options.maximumPayloadLength,
                                            tls: try options.tls?.serverContext(), logger: logger)
         let bound = server.boundEndpoint ?? options.listen
@@ -75,7 +75,7 @@ public struct WorkerService: Service {
         }
         let store = try ShardStore(description: description, checkpoint: checkpoint, initial: keys, prefault: options.prefault,
                                    expertFormat: options.expertFormat)
-        let fingerprint = try ModelFingerprint.compute(checkpoint)
+        let fingerprint = try checkpoint.fingerprint()
         state = WorkerState(name: name, description: description, fingerprint: fingerprint, store: store,
                             secret: options.secret, cores: ProcessInfo.processInfo.activeProcessorCount,
                             memoryBytes: options.memoryBytes ?? Self.availableMemory())

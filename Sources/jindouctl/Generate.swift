@@ -13,7 +13,7 @@ struct Generate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate tokens from a prompt of token ids.",
         discussion: """
-            With --model DIR the single-process engine runs in this process; with --coordinator URL
+            With --model DIR (or FILE.gguf) the single-process engine runs in this process; with --coordinator URL
             (or JINDOU_COORDINATOR) a running cluster generates.
             Examples:
               jindouctl generate --model Tests/Fixtures/qwen3-moe-tiny --prompt-ids 1,2,3 --max-new-tokens 8 --json
@@ -21,7 +21,7 @@ struct Generate: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Checkpoint directory (config.json + safetensors); runs the engine in-process.")
+    @Option(help: "Checkpoint directory (config.json + safetensors) or GGUF file; runs the engine in-process.")
     var model: String?
 
     @Option(help: "URL of a running coordinator (default: $JINDOU_COORDINATOR).")

@@ -2,15 +2,18 @@ import ArgumentParser
 import Foundation
 import JindouModel
 import JindouNumerics
+import JindouTokenizer
 
 /// `jindouctl quantize`: a checkpoint as a GGUF file llama.cpp reads (docs/quantization.md).
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a Qwen3-MoE checkpoint as GGUF with Q8_0 or Q4_K experts (llama.cpp's qwen3moe layout).",
         discussion: """
-            Routed experts in --to, other matrices Q8_0, norms and routers F32, encoded as
-            llama-quantize does. The vocabulary is written without a tokenizer (tokenizer.ggml.model
-            = none), enough for llama-bench and for comparing logits by token id.
+            Routed experts in --to, other matrices Q8_0 (the token embedding as --token-embedding-type),
+            norms and routers F32, encoded as llama-quantize does. The checkpoint's tokenizer.json is
+            written as llama.cpp's tokenizer metadata (tokenizer.ggml.*, chat template); without one,
+            the vocabulary is written without a tokenizer (tokenizer.ggml.model = none), enough for
+            llama-bench and for comparing logits by token id.
             Example: jindouctl quantize --to q8_0 --model /tmp/q30b-8l --out /tmp/q30b-8l-q8_0.gguf
             """
     )
@@ -18,9 +21,12 @@ struct Quantize: ParsableCommand {
     @Option(help: "Expert format: q8_0 or q4_k.") var to: String
     @Option(help: "Checkpoint directory.") var model: String
     @Option(help: "Output .gguf file (written to FILE.partial, renamed when complete).") var out: String
+    @Option(name: .customLong("token-embedding-type"), help: "Token embedding format: q8_0 (llama-quantize's default) or f32.")
+    var tokenEmbeddingType = "q8_0"
 
     func validate() throws {
         guard BlockFormat(rawValue: to) != nil else { throw ValidationError("--to must be q8_0 or q4_k") }
+        guard ["q8_0", "f32"].contains(tokenEmbeddingType) else { throw ValidationError("--token-embedding-type must be q8_0 or f32") }
     }
 
     func run() throws {
@@ -28,6 +34,8 @@ struct Quantize: ParsableCommand {
             let checkpoint = try Checkpoint(directory: model)
             let description = try ModelDescription(checkpoint: checkpoint)
             let writer = try GGUFExport.qwen3Moe(checkpoint: checkpoint, description: description, expertFormat: BlockFormat(rawValue: to)!,
+                                                 embeddingFormat: BlockFormat(rawValue: tokenEmbeddingType),
+                                                 tokenizer: try Self.tokenizerMetadata(checkpoint, vocabularySize: description.vocabularySize),
                                                  name: URL(fileURLWithPath: model).lastPathComponent)
             let total = writer.tensors.count
             let start = Date()
@@ -40,5 +48,31 @@ struct Quantize: ParsableCommand {
         } catch {
             throw CLIError(error)
         }
+    }
+
+    /// llama.cpp's `tokenizer.*` metadata for the checkpoint's tokenizer.json, in the order its
+    /// converter writes it; nil without tokenizer.json.
+    static func tokenizerMetadata(_ checkpoint: Checkpoint, vocabularySize: Int) throws -> [(String, GGUFWriter.Value)]? {
+        let path = checkpoint.path(of: "tokenizer.json")
+        guard let json = FileManager.default.contents(atPath: path) else { return nil }
+        let config = FileManager.default.contents(atPath: checkpoint.path(of: "tokenizer_config.json"))
+        let v = try GGMLVocabulary(tokenizerJSON: json, tokenizerConfig: config, modelConfig: checkpoint.configData,
+                                   vocabularySize: vocabularySize, path: path)
+        var metadata: [(String, GGUFWriter.Value)] = [
+            ("tokenizer.ggml.model", .string(v.model)),
+            ("tokenizer.ggml.pre", .string(v.pre ?? "default")),
+            ("tokenizer.ggml.tokens", .strings(v.tokens)),
+            ("tokenizer.ggml.token_type", .i32s(v.tokenTypes)),
+            ("tokenizer.ggml.merges", .strings(v.merges)),
+        ]
+        let ids = [("bos", v.bosTokenID), ("eos", v.eosTokenID), ("unknown", v.unknownTokenID), ("padding", v.paddingTokenID)]
+        for (name, id) in ids { if let id { metadata.append(("tokenizer.ggml.\(name)_token_id", .u32(UInt32(id)))) } }
+        if v.hasAddBOS { metadata.append(("tokenizer.ggml.add_bos_token", .bool(v.addBOS))) }
+        if v.hasAddEOS { metadata.append(("tokenizer.ggml.add_eos_token", .bool(v.addEOS))) }
+        let jinja = FileManager.default.contents(atPath: checkpoint.path(of: "chat_template.jinja"))
+        if let template = GGMLVocabulary.chatTemplate(tokenizerConfig: config, jinja: jinja) {
+            metadata.append(("tokenizer.chat_template", .string(template)))
+        }
+        return metadata
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import JindouAdmin
 import JindouModel
+import JindouServing
 import JindouTemplates
 import JindouTokenizer
 import Synchronization
@@ -59,8 +60,13 @@ func streamCompletion(client: AdminClient, path: String, body: [String: Any], ec
     return (text, finish, usage)
 }
 
-/// The tokenizer (and chat template) of a checkpoint directory, or a clear error.
+/// The tokenizer (and chat template) of a checkpoint directory or GGUF file, or a clear error.
 func textSide(of directory: String) throws -> (Tokenizer, ChatTemplate?, [String: String], Set<Int>) {
+    if isFile(directory) {
+        let text = try ServingText(gguf: directory, description: try GGUFCheckpoint(path: directory).description)
+        guard let tokenizer = text.tokenizer else { throw CLIError(message: "\(directory) has no tokenizer (tokenizer.ggml.model); use --prompt-ids") }
+        return (tokenizer, text.chatTemplate, text.specialTokens, text.stopTokenIDs)
+    }
     let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
     guard FileManager.default.fileExists(atPath: tokenizerPath) else {
         throw CLIError(message: "\(directory) has no tokenizer.json; use --prompt-ids")
@@ -78,4 +84,10 @@ func textSide(of directory: String) throws -> (Tokenizer, ChatTemplate?, [String
         if let eos = specials["eos_token"], let id = tokenizer.id(of: eos) { stops.insert(id) }
     }
     return (tokenizer, template, specials, stops)
+}
+
+/// Whether `path` is an existing file (a GGUF model) rather than a checkpoint directory.
+func isFile(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
 }

@@ -13,7 +13,7 @@ struct Tokenize: ParsableCommand {
             """
     )
 
-    @Option(help: "Checkpoint directory holding tokenizer.json.")
+    @Option(help: "Checkpoint directory holding tokenizer.json, or a GGUF file with a tokenizer.")
     var model: String?
 
     @Option(help: "A tokenizer.json file.")
@@ -36,9 +36,13 @@ struct Tokenize: ParsableCommand {
     }
 
     func run() throws {
-        let path = tokenizer ?? (model! as NSString).appendingPathComponent("tokenizer.json")
         let tokenizer: Tokenizer
-        do { tokenizer = try Tokenizer(contentsOf: path) } catch { throw CLIError(error) }
+        if let model, isFile(model) {
+            do { tokenizer = try textSide(of: model).0 } catch let error as CLIError { throw error } catch { throw CLIError(error) }
+        } else {
+            let path = self.tokenizer ?? (model! as NSString).appendingPathComponent("tokenizer.json")
+            do { tokenizer = try Tokenizer(contentsOf: path) } catch { throw CLIError(error) }
+        }
         if let decode {
             let ids = decode.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             print(tokenizer.decode(ids))

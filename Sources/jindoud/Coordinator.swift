@@ -20,7 +20,7 @@ struct Coordinator: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Checkpoint directory; only non-expert weights are loaded.")
+    @Option(help: "Checkpoint directory or GGUF file; only non-expert weights are loaded.")
     var model: String
 
     @Option(help: "HTTP address to serve the API on (port 0 picks a free port).")

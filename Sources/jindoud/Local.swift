@@ -18,7 +18,7 @@ struct Local: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Checkpoint directory.")
+    @Option(help: "Checkpoint directory or GGUF file.")
     var model: String
 
     @Option(help: "Number of worker processes.")

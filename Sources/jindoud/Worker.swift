@@ -23,7 +23,7 @@ struct Worker: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Checkpoint directory (config.json + safetensors), a local copy.")
+    @Option(help: "Checkpoint directory (config.json + safetensors) or GGUF file, a local copy.")
     var model: String
 
     @Option(help: "Address to accept coordinator connections on (port 0 picks a free port).")

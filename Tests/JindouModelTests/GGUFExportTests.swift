@@ -70,8 +70,6 @@ struct GGUFExportTests {
 
     @Test func refusesWhatItCannotWrite() throws {
         let ctl = try Executable("jindouctl")
-        let dense = try ctl.run(["quantize", "--to", "q8_0", "--model", Fixtures.path("qwen3-moe-tiny"), "--out", NSTemporaryDirectory() + "x.gguf"])
-        #expect(dense.status != 0 && dense.stderr.contains("dense"))
         let glm = try ctl.run(["quantize", "--to", "q8_0", "--model", Fixtures.path("glm4-moe-tiny"), "--out", NSTemporaryDirectory() + "y.gguf"])
         #expect(glm.status != 0 && glm.stderr.contains("Qwen3MoeForCausalLM"))
         let bad = try ctl.run(["quantize", "--to", "q5_k", "--model", Fixtures.path("glm4-moe-tiny"), "--out", NSTemporaryDirectory() + "z.gguf"])

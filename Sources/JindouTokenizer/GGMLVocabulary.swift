@@ -1,0 +1,199 @@
+import Foundation
+
+/// llama.cpp's tokenizer as a GGUF file stores it (`tokenizer.ggml.*`, written by
+/// convert_hf_to_gguf.py `_set_vocab_gpt2` and gguf-py's `SpecialVocab`), as plain values.
+public struct GGMLVocabulary: Sendable, Equatable {
+    /// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
+    public enum TokenType: Int32, Sendable {
+        case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+    }
+
+    /// `tokenizer.ggml.model`: Jindou reads `gpt2` (byte-level BPE).
+    public var model: String
+    /// `tokenizer.ggml.pre`: llama.cpp's name for the pre-tokenizer.
+    public var pre: String?
+    /// Byte-level token strings, by id.
+    public var tokens: [String]
+    public var tokenTypes: [Int32]
+    /// "left right" merges by rank (a space inside a token is written as U+0120).
+    public var merges: [String]
+    public var bosTokenID: Int?
+    public var eosTokenID: Int?
+    public var addBOS: Bool
+    public var addEOS: Bool
+    public var unknownTokenID: Int?
+    public var paddingTokenID: Int?
+    /// Whether the source said anything about adding BOS/EOS (the converter writes
+    /// `add_bos_token`/`add_eos_token` only then).
+    public var hasAddBOS = false
+    public var hasAddEOS = false
+
+    public init(model: String, pre: String?, tokens: [String], tokenTypes: [Int32], merges: [String], bosTokenID: Int? = nil,
+                eosTokenID: Int? = nil, addBOS: Bool = false, addEOS: Bool = false) {
+        self.model = model
+        self.pre = pre
+        self.tokens = tokens
+        self.tokenTypes = tokenTypes
+        self.merges = merges
+        self.bosTokenID = bosTokenID
+        self.eosTokenID = eosTokenID
+        self.addBOS = addBOS
+        self.addEOS = addEOS
+    }
+
+    /// The normaliser, pre-tokenizer and regex of each `tokenizer.ggml.pre` Jindou supports: the
+    /// pipelines of the families' own tokenizer.json files (NFC, a regex split, byte-level
+    /// without its own regex), whose regexes llama.cpp's src/llama-vocab.cpp transcribes for
+    /// the same names. Merges are applied as tokenizer.json says (`ignore_merges: false`), so
+    /// ids equal the `tokenizers` library's.
+    static let preTokenizerPatterns: [String: String] = [
+        // LLAMA_VOCAB_PRE_TYPE_QWEN2 (Qwen2, Qwen2.5, Qwen3, Qwen3-MoE).
+        "qwen2": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
+        // LLAMA_VOCAB_PRE_TYPE_CHATGLM4 (GLM-4, GLM-4.5/4.6 MoE).
+        "glm4": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
+    ]
+
+    /// The `tokenizer.ggml.pre` names Jindou tokenizes with.
+    public static var supportedPreTokenizers: [String] { preTokenizerPatterns.keys.sorted() }
+}
+
+extension Tokenizer {
+    /// A byte-level BPE tokenizer from a GGUF file's vocabulary. `normal` tokens form the BPE
+    /// vocabulary; `control` tokens become special added tokens and `user_defined` ones
+    /// ordinary added tokens (matched before BPE, as tokenizer.json's `added_tokens` are);
+    /// `unused` padding entries are left out. `add_bos_token`/`add_eos_token` put those ids
+    /// around the text when encoding with `addSpecialTokens`. `path` names the file in errors.
+    public convenience init(ggml vocabulary: GGMLVocabulary, path: String) throws {
+        guard vocabulary.model == "gpt2" else {
+            throw TokenizerError.unsupported(path: path, component: "tokenizer.ggml.model", type: vocabulary.model)
+        }
+        guard let pre = vocabulary.pre, let pattern = GGMLVocabulary.preTokenizerPatterns[pre] else {
+            throw TokenizerError.malformed(
+                path: path,
+                reason: "tokenizer.ggml.pre '\(vocabulary.pre ?? "(missing)")' is not supported (supported: \(GGMLVocabulary.supportedPreTokenizers.joined(separator: ", ")))")
+        }
+        guard vocabulary.tokenTypes.count == vocabulary.tokens.count else {
+            throw TokenizerError.malformed(
+                path: path, reason: "tokenizer.ggml.token_type has \(vocabulary.tokenTypes.count) entries for \(vocabulary.tokens.count) tokens")
+        }
+        var words: [String: Int] = [:]
+        words.reserveCapacity(vocabulary.tokens.count)
+        var added: [AddedToken] = []
+        for (id, (token, rawType)) in zip(vocabulary.tokens, vocabulary.tokenTypes).enumerated() {
+            switch GGMLVocabulary.TokenType(rawValue: rawType) {
+            case .normal: words[token] = id
+            case .control: added.append(AddedToken(id: id, content: token, special: true, leftStrip: false, rightStrip: false))
+            case .userDefined: added.append(AddedToken(id: id, content: token, special: false, leftStrip: false, rightStrip: false))
+            case .unused: continue
+            case .unknown, .byte, nil:
+                throw TokenizerError.malformed(path: path, reason: "token \(id) '\(token)' has type \(rawType), which a gpt2 vocabulary does not use")
+            }
+        }
+        let merges = vocabulary.merges.map { line in
+            line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        }
+        for (name, id) in [("bos", vocabulary.bosTokenID), ("eos", vocabulary.eosTokenID)] {
+            if let id, !(0..<vocabulary.tokens.count).contains(id) {
+                throw TokenizerError.malformed(path: path, reason: "tokenizer.ggml.\(name)_token_id \(id) is not a token id (\(vocabulary.tokens.count) tokens)")
+            }
+        }
+        let prefix = vocabulary.addBOS ? vocabulary.bosTokenID.map { [$0] } ?? [] : []
+        let suffix = vocabulary.addEOS ? vocabulary.eosTokenID.map { [$0] } ?? [] : []
+        try self.init(path: path, vocabulary: words, addedTokens: added, merges: merges, normalizations: [.nfc],
+                      preTokenizers: [.split(pattern: pattern, behavior: "Isolated", invert: false),
+                                      .byteLevel(addPrefixSpace: false, useRegex: false)],
+                      ignoreMerges: false, prefixTokens: prefix, suffixTokens: suffix)
+    }
+}
+
+extension GGMLVocabulary {
+    /// The vocabulary llama.cpp's converter writes for a checkpoint's byte-level BPE tokenizer
+    /// (convert_hf_to_gguf.py `_set_vocab_gpt2`, gguf-py `SpecialVocab`): one token per id up
+    /// to `vocabularySize` (`[PADn]`, unused, where the tokenizer has none), added tokens as
+    /// control tokens when special or shaped like `<|…|>`, user-defined otherwise; merges as
+    /// "left right"; bos/eos/unk/pad ids from tokenizer_config.json's token strings, else
+    /// config.json's `*_token_id`; `add_bos_token`/`add_eos_token` from tokenizer_config.json;
+    /// `pre` named from the pre-tokenizer regex (`supportedPreTokenizers`, others refused).
+    /// The chat template is in `chatTemplate(tokenizerConfig:)`.
+    public init(tokenizerJSON: Data, tokenizerConfig: Data?, modelConfig: Data?, vocabularySize: Int, path: String) throws {
+        guard let root = try? JSONSerialization.jsonObject(with: tokenizerJSON) as? [String: Any],
+              let model = root["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Any] else {
+            throw TokenizerError.malformed(path: path, reason: "not a tokenizer.json with a model vocabulary")
+        }
+        guard (model["type"] as? String ?? "BPE") == "BPE", model["byte_fallback"] as? Bool != true else {
+            throw TokenizerError.unsupported(path: path, component: "model", type: model["type"] as? String ?? "BPE with byte_fallback")
+        }
+        // The Split regex of the pre-tokenizer (alone or inside a Sequence).
+        var regex: String?
+        func find(_ object: [String: Any]?) {
+            guard let object else { return }
+            if object["type"] as? String == "Split" { regex = regex ?? ((object["pattern"] as? [String: Any])?["Regex"] as? String) }
+            for child in object["pretokenizers"] as? [[String: Any]] ?? [] { find(child) }
+        }
+        find(root["pre_tokenizer"] as? [String: Any])
+        guard let regex, let pre = Self.preTokenizerPatterns.first(where: { $0.value == regex })?.key else {
+            throw TokenizerError.malformed(
+                path: path, reason: "its pre-tokenizer regex is not one llama.cpp names and Jindou reads (supported: \(Self.supportedPreTokenizers.joined(separator: ", ")))")
+        }
+        var byID: [Int: (String, Int32)] = [:]
+        for (token, id) in vocab {
+            guard let id = (id as? NSNumber)?.intValue else { throw TokenizerError.malformed(path: path, reason: "vocab entry '\(token)' is not an id") }
+            byID[id] = (token, TokenType.normal.rawValue)
+        }
+        let added = root["added_tokens"] as? [[String: Any]] ?? []
+        for entry in added {
+            guard let id = (entry["id"] as? NSNumber)?.intValue, let content = entry["content"] as? String else {
+                throw TokenizerError.malformed(path: path, reason: "added token without id or content")
+            }
+            let special = entry["special"] as? Bool ?? false || Self.looksSpecial(content)
+            byID[id] = (content, special ? TokenType.control.rawValue : TokenType.userDefined.rawValue)
+        }
+        guard let largest = byID.keys.max(), largest < vocabularySize else {
+            throw TokenizerError.malformed(path: path, reason: "token ids reach \(byID.keys.max() ?? -1), beyond the model's vocabulary of \(vocabularySize)")
+        }
+        let entries = (0..<vocabularySize).map { byID[$0] ?? ("[PAD\($0)]", TokenType.unused.rawValue) }
+        let merges: [String] = (model["merges"] as? [Any] ?? []).map { entry in
+            if let text = entry as? String { return text }
+            // Pairs (transformers ≥ 4.45): a space inside a token is written as U+0120, as the converter does.
+            return (entry as? [String] ?? []).map { $0.replacingOccurrences(of: " ", with: "\u{120}") }.joined(separator: " ")
+        }
+        let config = tokenizerConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        let modelSettings = modelConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        /// SpecialVocab: the tokenizer_config.json token string among added_tokens, else config.json's id.
+        func specialID(_ kind: String) -> Int? {
+            let entry = config["\(kind)_token"]
+            let content = entry as? String ?? (entry as? [String: Any])?["content"] as? String
+            if let content, let id = added.first(where: { $0["content"] as? String == content })?["id"] as? NSNumber {
+                return id.intValue < vocabularySize ? id.intValue : nil
+            }
+            guard let id = (modelSettings["\(kind)_token_id"] as? NSNumber)?.intValue, (0..<vocabularySize).contains(id) else { return nil }
+            return id
+        }
+        self.init(model: "gpt2", pre: pre, tokens: entries.map(\.0), tokenTypes: entries.map(\.1), merges: merges,
+                  bosTokenID: specialID("bos"), eosTokenID: specialID("eos"),
+                  addBOS: config["add_bos_token"] as? Bool ?? false, addEOS: config["add_eos_token"] as? Bool ?? false)
+        unknownTokenID = specialID("unk")
+        paddingTokenID = specialID("pad")
+        hasAddBOS = config["add_bos_token"] is Bool
+        hasAddEOS = config["add_eos_token"] is Bool
+    }
+
+    /// `TextModel.does_token_look_special`: added tokens some checkpoints leave unmarked.
+    static func looksSpecial(_ token: String) -> Bool {
+        ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].contains(token)
+            || (token.hasPrefix("<|") && token.hasSuffix("|>"))
+            || (token.hasPrefix("<｜") && token.hasSuffix("｜>"))
+            || (token.hasPrefix("<unused") && token.hasSuffix(">"))
+    }
+
+    /// tokenizer_config.json's `chat_template` (the `default` one of a list), else the
+    /// checkpoint's chat_template.jinja, as the converter picks it.
+    public static func chatTemplate(tokenizerConfig: Data?, jinja: Data?) -> String? {
+        let config = tokenizerConfig.flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        if let text = config["chat_template"] as? String { return text }
+        if let list = config["chat_template"] as? [[String: Any]] {
+            return list.first { $0["name"] as? String == "default" }?["template"] as? String ?? list.first?["template"] as? String
+        }
+        return jinja.map { String(decoding: $0, as: UTF8.self) }
+    }
+}

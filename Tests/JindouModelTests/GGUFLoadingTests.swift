@@ -1,0 +1,253 @@
+import Foundation
+import JindouModel
+import JindouNumerics
+import JindouTestSupport
+import Testing
+
+/// `--model FILE.gguf`: a GGUF file loads into the same engine a checkpoint directory does,
+/// with its weights read as stored.
+@Suite("GGUF loading")
+struct GGUFLoadingTests {
+    /// Written once by llama.cpp's convert_hf_to_gguf.py from `qwen3-moe-tiny-sharded`
+    /// (tools/fixture_gguf.py), F32.
+    static let llamaCppFile = Fixtures.path("gguf/qwen3-moe-tiny-sharded-f32.gguf")
+
+    /// `jindouctl quantize` of a fixture into a temporary directory (removed by the caller).
+    static func quantize(_ fixture: String, _ extra: [String] = []) throws -> (directory: String, file: String) {
+        let directory = NSTemporaryDirectory() + "jindou-gguf-load-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = directory + "/\(fixture).gguf"
+        let run = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", Fixtures.path(fixture), "--out", file] + extra)
+        #expect(run.status == 0, "\(run.stderr)")
+        return (directory, file)
+    }
+
+    /// Prompts of every golden case of `fixture`.
+    static func prompts(_ fixture: String) throws -> [Golden.Case] {
+        try GoldenSet(fixture: fixture, stem: "golden").load().0.cases
+    }
+
+    @Test("jindouctl quantize q8_0 → GGUF equals the checkpoint re-encoded in process, bit for bit")
+    func quantizedFileEqualsReencodedCheckpoint() async throws {
+        // qwen3-moe-tiny: a dense layer (mlp_only_layers), norm_topk_prob false, untied head.
+        // The embedding is written F32: the engine keeps the checkpoint's embedding too.
+        let (directory, file) = try Self.quantize("qwen3-moe-tiny", ["--token-embedding-type", "f32"])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let gguf = try InferenceEngine.load(directory: file)
+        let reference = try InferenceEngine.load(directory: Fixtures.path("qwen3-moe-tiny"), expertFormat: .q8_0, denseFormat: .q8_0)
+        #expect(gguf.description.layers == reference.description.layers)
+        #expect(gguf.description.router == reference.description.router)
+        let shard = try #require(gguf.experts as? ExpertShard)
+        #expect(shard.experts.values.allSatisfy { $0.gate.blockFormat == .q8_0 && $0.down.blockFormat == .q8_0 })
+        for c in try Self.prompts("qwen3-moe-tiny") {
+            let a = try await gguf.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let b = try await reference.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            #expect(a == b, "case \(c.name): max |Δlogit| \(zip(a, b).map { maxAbsDifference($0, $1) }.max() ?? 0)")
+            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts,
+                                            stopTokenIDs: [])
+            let tokens = try await gguf.generate(request).tokenIDs
+            #expect(tokens == (try await reference.generate(request).tokenIDs), "case \(c.name)")
+        }
+    }
+
+    @Test("the default Q8_0 token embedding changes logits by its rounding only")
+    func quantizedEmbedding() async throws {
+        let (directory, file) = try Self.quantize("qwen3-moe-tiny")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let gguf = try InferenceEngine.load(directory: file)
+        #expect(gguf.model.embedding.blockFormat == .q8_0)
+        let reference = try InferenceEngine.load(directory: Fixtures.path("qwen3-moe-tiny"), expertFormat: .q8_0, denseFormat: .q8_0)
+        // Q8_0 rounds each embedding value by at most 1/254 of its block's largest magnitude.
+        // Measured: max |Δlogit| 0.07 (5 tokens) … 0.46 (40 tokens) on logits spanning about
+        // ±10, and the same greedy tokens in every case.
+        for c in try Self.prompts("qwen3-moe-tiny") {
+            let a = try await gguf.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let b = try await reference.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            let difference = zip(a, b).map { maxAbsDifference($0, $1) }.max() ?? 0
+            #expect(difference > 0 && difference < 1, "case \(c.name): max |Δlogit| \(difference)")
+            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts,
+                                            stopTokenIDs: [])
+            #expect(try await gguf.generate(request).tokenIDs == (try await reference.generate(request).tokenIDs), "case \(c.name)")
+        }
+    }
+
+    @Test("a GGUF written by llama.cpp's converter equals transformers' goldens")
+    func llamaCppConvertedFileEqualsTransformers() async throws {
+        let engine = try InferenceEngine.load(directory: Self.llamaCppFile)
+        let checkpoint = try InferenceEngine.load(directory: Fixtures.path("qwen3-moe-tiny-sharded"))
+        #expect(engine.description.tieWordEmbeddings && engine.description.router.normalizeTopK)
+        let (golden, tensors) = try GoldenSet(fixture: "qwen3-moe-tiny-sharded", stem: "golden").load()
+        for c in golden.cases {
+            let expected = try rows(tensors.tensor("case\(c.index).prefill_logits"))
+            let actual = try await engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            for (position, (a, e)) in zip(actual, expected).enumerated() {
+                #expect(maxAbsDifference(a, e) <= TransformersGoldenTests.fp32Tolerance, "case \(c.name) position \(position)")
+            }
+            // Same F32 weights, same kernels: the same numbers as the safetensors checkpoint.
+            #expect(actual == (try await checkpoint.promptLogits(c.promptIDs, expertsPerToken: c.experts)), "case \(c.name)")
+            let result = try await engine.generate(GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
+                                                                     expertsPerToken: c.experts, stopTokenIDs: []))
+            #expect(result.tokenIDs == c.greedyNewTokens, "case \(c.name)")
+        }
+    }
+
+    @Test("an expert is one slice of the stacked tensor, mapped alone")
+    func expertsAreMappedOneByOne() throws {
+        let source = try GGUFCheckpoint(path: Self.llamaCppFile)
+        let d = source.description
+        let key = ExpertKey(layer: 1, expert: 5)
+        let shard = try ExpertShard(description: d, checkpoint: source, keys: [key])
+        let file = try GGUFFile(path: Self.llamaCppFile)
+        #expect(try shard.experts[key]!.up.floatValues() == file.matrix("blk.1.ffn_up_exps.weight", slice: 5).floatValues())
+        #expect(try shard.experts[key]!.down.floatValues() == file.matrix("blk.1.ffn_down_exps.weight", slice: 5).floatValues())
+        let expertBytes = 3 * d.hiddenSize * d.moeIntermediateSize * 4
+        #expect(try source.byteCount(of: d.expertTensors(key)) == expertBytes)
+        // Three slices of 8 KiB each, in three stacked tensors: a few pages, not the file.
+        #expect(shard.tensors.mappedBytes <= expertBytes + 6 * 4096)
+        let size = try FileManager.default.attributesOfItem(atPath: Self.llamaCppFile)[.size] as! Int
+        #expect(shard.tensors.mappedBytes < size / 10)
+        // Coordinator and worker agree on the identity of a file, not of its path.
+        #expect(try source.fingerprint() == GGUFCheckpoint(path: Self.llamaCppFile).fingerprint())
+    }
+
+    // MARK: - Damaged and unsupported files
+
+    /// The llama.cpp fixture rewritten with `edit` applied to its metadata and tensors.
+    static func rewritten(metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
+                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true }) throws -> String {
+        let file = try GGUFFile(path: llamaCppFile)
+        var writer = GGUFWriter()
+        writer.metadata = file.metadataKeys.compactMap { key in writerValue(file.metadata[key]!).map { (key, $0) } }
+        edit(&writer.metadata)
+        for info in file.tensors where keep(info) {
+            writer.tensors.append(.init(name: info.name, dimensions: info.dimensions, type: info.type) { write in
+                try write(file.bytes(of: info))
+            })
+        }
+        let path = NSTemporaryDirectory() + "jindou-gguf-damaged-\(UUID().uuidString).gguf"
+        try writer.write(to: path)
+        return path
+    }
+
+    static func writerValue(_ value: GGUFValue) -> GGUFWriter.Value? {
+        switch value {
+        case .uint(let v): return v <= UInt64(UInt32.max) ? .u32(UInt32(v)) : .u64(v)
+        case .int(let v): return .i32(Int32(v))
+        case .float(let v): return .f32(Float(v))
+        case .bool(let v): return .bool(v)
+        case .string(let v): return .string(v)
+        case .array(let list):
+            if let strings = list.map(\.string) as? [String] { return .strings(strings) }
+            return .i32s(list.map { Int32($0.integer ?? 0) })
+        }
+    }
+
+    func loadError(_ path: String) -> String {
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try InferenceEngine.load(directory: path)
+            return "loaded"
+        } catch let error as GGUFError {
+            #expect(error.path == path)
+            return error.description
+        } catch {
+            return "not a GGUFError: \(error)"
+        }
+    }
+
+    static func set(_ key: String, _ value: GGUFWriter.Value) -> (inout [(String, GGUFWriter.Value)]) -> Void {
+        { metadata in
+            if let i = metadata.firstIndex(where: { $0.0 == key }) { metadata[i].1 = value } else { metadata.append((key, value)) }
+        }
+    }
+
+    @Test func unsupportedArchitectureIsNamed() throws {
+        let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe)"), "\(message)")
+    }
+
+    @Test func missingTensorIsNamed() throws {
+        let message = loadError(try Self.rewritten(tensors: { $0.name != "blk.1.attn_k.weight" }))
+        #expect(message.contains("missing tensor 'blk.1.attn_k.weight' (model.layers.1.self_attn.k_proj.weight)"), "\(message)")
+        let experts = loadError(try Self.rewritten(tensors: { $0.name != "blk.2.ffn_down_exps.weight" }))
+        #expect(experts.contains("missing tensor 'blk.2.ffn_down_exps.weight'"), "\(experts)")
+    }
+
+    @Test func shapeThatDisagreesWithTheMetadataIsNamed() throws {
+        let message = loadError(try Self.rewritten(metadata: Self.set("qwen3moe.attention.head_count_kv", .u32(4))))
+        #expect(message.contains("tensor 'blk.0.attn_k.weight' has shape [32, 64]"), "\(message)")
+        #expect(message.contains("implies [64, 64]"), "\(message)")
+    }
+
+    @Test func badOrMissingMetadataIsNamed() throws {
+        let missing = loadError(try Self.rewritten(metadata: { $0.removeAll { $0.0 == "qwen3moe.block_count" } }))
+        #expect(missing.contains("metadata 'qwen3moe.block_count' is missing"), "\(missing)")
+        let type = loadError(try Self.rewritten(metadata: Self.set("qwen3moe.expert_count", .string("eight"))))
+        #expect(type.contains("metadata 'qwen3moe.expert_count' is not a non-negative integer"), "\(type)")
+        let range = loadError(try Self.rewritten(metadata: Self.set("qwen3moe.expert_used_count", .u32(9))))
+        #expect(range.contains("num_experts_per_tok") && range.contains("9 is not in 1…8"), "\(range)")
+        let rope = loadError(try Self.rewritten(metadata: Self.set("qwen3moe.rope.scaling.type", .string("yarn"))))
+        #expect(rope.contains("'qwen3moe.rope.scaling.type' 'yarn' is not supported"), "\(rope)")
+    }
+
+    @Test func unsupportedTensorTypeIsNamed() throws {
+        // Patch blk.0.attn_q.weight's ggml type (after its name, rank and two dimensions) to Q6_K (14).
+        var data = try Data(contentsOf: URL(fileURLWithPath: Self.llamaCppFile))
+        let name = Data("blk.0.attn_q.weight".utf8)
+        let at = try #require(data.range(of: name)).upperBound
+        let typeOffset = at + 4 + 2 * 8
+        #expect(data[typeOffset] == 0)
+        data[typeOffset] = 14
+        let path = NSTemporaryDirectory() + "jindou-gguf-q6k-\(UUID().uuidString).gguf"
+        try data.write(to: URL(fileURLWithPath: path))
+        let message = loadError(path)
+        #expect(message.contains("tensor 'blk.0.attn_q.weight' has ggml type 14 (Q6_K)"), "\(message)")
+    }
+
+    @Test func truncatedOrForeignFilesAreRefused() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.llamaCppFile))
+        let truncated = NSTemporaryDirectory() + "jindou-gguf-cut-\(UUID().uuidString).gguf"
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: truncated))
+        #expect(loadError(truncated).contains("past the end of the file"))
+        let foreign = NSTemporaryDirectory() + "jindou-gguf-json-\(UUID().uuidString).gguf"
+        try Data(#"{"not": "gguf", "but": "json of some length"}"#.utf8).write(to: URL(fileURLWithPath: foreign))
+        #expect(loadError(foreign).contains("not a GGUF file"))
+    }
+
+    @Test("re-encoding experts a GGUF stores quantised is refused, not a crash")
+    func reencodingQuantisedExpertsIsRefused() throws {
+        let (directory, file) = try Self.quantize("qwen3-moe-tiny")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(throws: ExpertShardError.self) { try InferenceEngine.load(directory: file, expertFormat: .q4_K) }
+        // The stored format is accepted as it is.
+        let engine = try InferenceEngine.load(directory: file, expertFormat: .q8_0, denseFormat: .q8_0)
+        #expect((engine.experts as? ExpertShard)?.experts.count == 3 * 8)
+    }
+
+    @Test("jindouctl generate --model FILE.gguf")
+    func generateCommandReadsGGUF() async throws {
+        let output = try Executable("jindouctl").run(["generate", "--model", Self.llamaCppFile, "--prompt-ids", "3,14,15,92,65",
+                                                      "--max-new-tokens", "5", "--json", "--emit-logits"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let object = try JSONSerialization.jsonObject(with: output.stdout) as! [String: Any]
+        let engine = try InferenceEngine.load(directory: Self.llamaCppFile)
+        let expected = try await engine.generate(GenerationRequest(promptTokenIDs: [3, 14, 15, 92, 65], maxNewTokens: 5,
+                                                                   returnLastPromptLogits: true))
+        #expect(object["token_ids"] as? [Int] == expected.tokenIDs)
+        #expect((object["last_logits"] as? [NSNumber])?.map(\.floatValue) == expected.lastPromptLogits)
+
+        // Text in: the tokenizer comes from the file's tokenizer.ggml metadata.
+        let text = try Executable("jindouctl").run(["generate", "--model", Self.llamaCppFile, "--prompt", "Hello 世界",
+                                                    "--max-new-tokens", "4", "--ignore-eos", "--json"])
+        #expect(text.status == 0, "\(text.stderr)")
+        let textObject = try JSONSerialization.jsonObject(with: text.stdout) as! [String: Any]
+        let directoryRun = try Executable("jindouctl").run(["generate", "--model", Fixtures.path("qwen3-moe-tiny-sharded"),
+                                                            "--prompt", "Hello 世界", "--max-new-tokens", "4", "--ignore-eos", "--json"])
+        let directoryObject = try JSONSerialization.jsonObject(with: directoryRun.stdout) as! [String: Any]
+        #expect(textObject["prompt_ids"] as? [Int] == directoryObject["prompt_ids"] as? [Int])
+        #expect(textObject["text"] as? String == directoryObject["text"] as? String)
+
+        let bad = try Executable("jindouctl").run(["generate", "--model", Fixtures.path("quants/q8_0.bin"), "--prompt-ids", "1"])
+        #expect(bad.status != 0 && bad.stderr.contains("not a GGUF file"), "\(bad.stderr)")
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import JindouTestSupport
+import Testing
+@testable import JindouTokenizer
+
+/// The tokenizer a GGUF file carries (`tokenizer.ggml.*`, as llama.cpp's converter writes it
+/// from tokenizer.json) tokenizes exactly as the tokenizer.json it came from.
+@Suite("Tokenizer from a GGUF vocabulary")
+struct GGMLVocabularyTests {
+    static let fixtures = ["tokenizers/qwen-style": "qwen2", "tokenizers/glm-style": "glm4"]
+
+    func load(_ fixture: String) throws -> (json: Tokenizer, ggml: Tokenizer, vocabulary: GGMLVocabulary, golden: TokenizerGolden) {
+        let path = Fixtures.path(fixture) + "/tokenizer.json"
+        let json = try Tokenizer(contentsOf: path)
+        let vocabulary = try GGMLVocabulary(tokenizerJSON: Data(contentsOf: URL(fileURLWithPath: path)), tokenizerConfig: nil,
+                                            modelConfig: nil, vocabularySize: json.vocabularySize + 3, path: path)
+        let golden = try JSONDecoder().decode(TokenizerGolden.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path(fixture) + "/golden.json")))
+        return (json, try Tokenizer(ggml: vocabulary, path: "test.gguf"), vocabulary, golden)
+    }
+
+    @Test(arguments: Array(fixtures.keys))
+    func encodesAndDecodesLikeTokenizers(fixture: String) throws {
+        let (json, ggml, vocabulary, golden) = try load(fixture)
+        #expect(vocabulary.pre == Self.fixtures[fixture])
+        // Padding entries past the tokenizer's ids, as the converter writes for a larger vocab_size.
+        #expect(vocabulary.tokens.suffix(3) == (json.vocabularySize..<(json.vocabularySize + 3)).map { "[PAD\($0)]" })
+        #expect(golden.cases.count > 40)
+        for c in golden.cases {
+            #expect(ggml.encode(c.text) == c.ids, "\(fixture): \(c.text.debugDescription)")
+            #expect(ggml.decode(c.ids) == c.decoded)
+            #expect(ggml.decode(c.ids, skipSpecialTokens: true) == c.decodedSkipSpecial)
+        }
+        for id in 0..<json.vocabularySize {
+            #expect(ggml.token(id) == json.token(id) && ggml.isSpecial(id) == json.isSpecial(id), "token \(id)")
+        }
+    }
+
+    @Test func unsupportedVocabulariesAreNamed() throws {
+        let base = GGMLVocabulary(model: "gpt2", pre: "qwen2", tokens: ["a", "b", "ab"], tokenTypes: [1, 1, 1], merges: ["a b"])
+        #expect(try Tokenizer(ggml: base, path: "m.gguf").encode("abab") == [2, 2])
+        var llama = base
+        llama.model = "llama"
+        #expect(throws: TokenizerError.unsupported(path: "m.gguf", component: "tokenizer.ggml.model", type: "llama")) {
+            try Tokenizer(ggml: llama, path: "m.gguf")
+        }
+        var pre = base
+        pre.pre = "llama-bpe"
+        do {
+            _ = try Tokenizer(ggml: pre, path: "m.gguf")
+            Issue.record("llama-bpe accepted")
+        } catch {
+            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: glm4, qwen2)")
+        }
+        var types = base
+        types.tokenTypes = [1, 1]
+        #expect(throws: TokenizerError.self) { try Tokenizer(ggml: types, path: "m.gguf") }
+        var merges = base
+        merges.merges = ["a c"]
+        #expect(throws: TokenizerError.self) { try Tokenizer(ggml: merges, path: "m.gguf") }
+        var bos = base
+        bos.bosTokenID = 7
+        #expect(throws: TokenizerError.self) { try Tokenizer(ggml: bos, path: "m.gguf") }
+    }
+}
