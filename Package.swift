@@ -193,8 +193,8 @@ let package = Package(
         .target(
             name: "JindouBenchmarks",
             dependencies: [
-                "JindouCoordinator", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport", "JindouWire",
-                .product(name: "Logging", package: "swift-log"),
+                "JindouBalancing", "JindouCoordinator", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport",
+                "JindouWire", .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -177,10 +177,19 @@ final class LaunchedWorker: @unchecked Sendable {
     let process = Process()
     let endpoint: Endpoint
 
-    init(jindoud: String, model: String, experts: String, name: String) throws {
-        process.executableURL = URL(fileURLWithPath: jindoud)
-        process.arguments = ["worker", "--model", model, "--listen", "127.0.0.1:0", "--experts", experts, "--name", name,
-                             "--log-level", "warning"]
+    /// `wrapper` runs first (e.g. `ip netns exec NS taskset -c 0`) with jindoud and its
+    /// arguments appended.
+    init(jindoud: String, model: String, experts: String, name: String, listen: String = "127.0.0.1:0",
+         wrapper: [String] = [], extraArguments: [String] = []) throws {
+        let arguments = ["worker", "--model", model, "--listen", listen, "--experts", experts, "--name", name,
+                         "--log-level", "warning"] + extraArguments
+        if let command = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = Array(wrapper.dropFirst()) + [jindoud] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: jindoud)
+            process.arguments = arguments
+        }
         let stdout = Pipe()
         process.standardOutput = stdout
         try process.run()

@@ -1,49 +1,85 @@
 import Foundation
+import JindouModel
 
-/// `jindouctl bench decode`: single-process decode tokens/s of Jindou and of llama.cpp's
-/// `llama-bench` on the same model and machine, in one run, per thread count.
+/// `jindouctl bench decode`: single-process decode and prefill tokens/s of Jindou and of
+/// llama.cpp's `llama-bench`, per weight format and thread count, in one run, against the
+/// memory-bandwidth roofline measured in the same run.
 ///
-/// Jindou runs `jindouctl generate --model DIR --expert-format F` (experts re-encoded from
-/// the checkpoint exactly as `jindouctl quantize` writes them into the GGUF) with
-/// `JINDOU_THREADS`; llama.cpp runs `llama-bench -m FILE.gguf -p 0 -n N -t T -o json`.
-/// Each is a separate process, measured one after the other.
+/// - Models: one per format, e.g. `bf16=DIR` (a safetensors checkpoint) and
+///   `q8_0=FILE.gguf`, `q4_k=FILE.gguf` (written by `jindouctl quantize` from that
+///   checkpoint). Jindou loads each with `jindouctl generate --model PATH`; llama.cpp runs
+///   `llama-bench -m FILE.gguf -p P -n N -t T` on the identical GGUF files.
+/// - Decode: `N` tokens after a 4-token prompt (llama-bench's `tg N` starts from an empty
+///   context). Prefill: one `P`-token prompt (llama-bench's `pp P`).
+/// - Roofline: the bytes one decode token reads (every non-expert matrix, the LM head, one
+///   embedding row, and `experts_per_token` experts of each MoE layer, in their stored
+///   format; the KV cache of a short context is negligible) ÷ the STREAM-like read
+///   bandwidth at the same thread count = the fastest decode memory allows. Achieved
+///   tokens/s ÷ that is the roofline fraction.
+/// - Memory: the Jindou process's peak resident set (VmHWM, polled while it runs) against
+///   the file's weight bytes.
+/// Each measurement is a separate process, one after the other.
 public struct DecodeBenchmark: Sendable {
+    public struct Model: Sendable {
+        public var format: String
+        public var path: String
+        public init(format: String, path: String) {
+            self.format = format
+            self.path = path
+        }
+    }
+
     public struct Options: Sendable {
-        public var model: String
-        public var gguf: String
+        public var models: [Model]
         public var llamaBench: String?
-        public var expertFormat: String
         public var threads: [Int]
         public var tokens: Int
+        public var promptTokens: Int
         public var jindouctl: String
 
-        public init(model: String, gguf: String, llamaBench: String?, expertFormat: String, threads: [Int], tokens: Int, jindouctl: String) {
-            self.model = model
-            self.gguf = gguf
+        public init(models: [Model], llamaBench: String?, threads: [Int], tokens: Int, promptTokens: Int, jindouctl: String) {
+            self.models = models
             self.llamaBench = llamaBench
-            self.expertFormat = expertFormat
             self.threads = threads
             self.tokens = tokens
+            self.promptTokens = promptTokens
             self.jindouctl = jindouctl
         }
     }
 
     public struct Row: Codable, Sendable {
+        public var format: String
         public var threads: Int
-        public var jindouTokensPerSecond: Double
-        public var jindouPrefillSeconds: Double
-        public var llamaCppTokensPerSecond: Double?
-        public var ratio: Double?
+        public var jindouDecodeTokensPerSecond: Double
+        public var jindouPrefillTokensPerSecond: Double
+        public var llamaCppDecodeTokensPerSecond: Double?
+        public var llamaCppPrefillTokensPerSecond: Double?
+        /// Jindou ÷ llama.cpp, decode and prefill.
+        public var decodeRatio: Double?
+        public var prefillRatio: Double?
+        /// Read bandwidth (bytes/s) at this thread count ÷ bytes per decode token.
+        public var rooflineTokensPerSecond: Double
+        public var jindouRooflineFraction: Double
+        public var llamaCppRooflineFraction: Double?
+        public var jindouPeakResidentBytes: Int
+    }
+
+    public struct ModelInfo: Codable, Sendable {
+        public var format: String
+        public var path: String
+        public var fileBytes: Int
+        /// Bytes of weights one decode token reads.
+        public var bytesPerDecodeToken: Int
     }
 
     public struct Report: Codable, Sendable {
         public var machine: String
         public var date: String
-        public var model: String
-        public var gguf: String
-        public var ggufBytes: Int
-        public var expertFormat: String
+        public var models: [ModelInfo]
+        /// STREAM-like read bandwidth in bytes/s per thread count, measured in this run.
+        public var readBandwidth: [String: Double]
         public var tokens: Int
+        public var promptTokens: Int
         public var rows: [Row]
     }
 
@@ -51,51 +87,107 @@ public struct DecodeBenchmark: Sendable {
     public init(options: Options) { self.options = options }
 
     public func run(progress: (String) -> Void = { _ in }) throws -> Report {
-        var rows: [Row] = []
+        var bandwidth: [String: Double] = [:]
         for t in options.threads {
-            let (jindou, prefill) = try jindouDecode(threads: t)
-            progress(String(format: "jindou, %d thread(s): %.2f tokens/s", t, jindou))
-            var llama: Double?
-            if let bench = options.llamaBench {
-                llama = try llamaCppDecode(bench, threads: t)
-                progress(String(format: "llama.cpp, %d thread(s): %.2f tokens/s", t, llama!))
+            bandwidth[String(t)] = KernelBenchmark.readBandwidth(threads: t, repetitions: 5)
+            progress(String(format: "read bandwidth, %d thread(s): %.1f GB/s", t, bandwidth[String(t)]! / 1e9))
+        }
+        var models: [ModelInfo] = []
+        var rows: [Row] = []
+        for model in options.models {
+            let info = ModelInfo(format: model.format, path: model.path, fileBytes: try Self.fileBytes(model.path),
+                                 bytesPerDecodeToken: try Self.bytesPerDecodeToken(model.path))
+            models.append(info)
+            for t in options.threads {
+                let roofline = bandwidth[String(t)]! / Double(info.bytesPerDecodeToken)
+                let decode = try jindou(model.path, threads: t, promptTokens: 4, newTokens: options.tokens + 1)
+                let prefill = try jindou(model.path, threads: t, promptTokens: options.promptTokens, newTokens: 1)
+                let jindouDecode = Double(options.tokens) / decode.decodeSeconds
+                let jindouPrefill = Double(options.promptTokens) / prefill.prefillSeconds
+                progress(String(format: "jindou %@, %d thread(s): decode %.2f tok/s (%.0f%% of roofline), prefill %.1f tok/s",
+                                model.format, t, jindouDecode, jindouDecode / roofline * 100, jindouPrefill))
+                var llama: (decode: Double, prefill: Double)?
+                if let bench = options.llamaBench, model.path.hasSuffix(".gguf") {
+                    llama = try llamaCpp(bench, gguf: model.path, threads: t)
+                    progress(String(format: "llama.cpp %@, %d thread(s): decode %.2f tok/s, prefill %.1f tok/s",
+                                    model.format, t, llama!.decode, llama!.prefill))
+                }
+                rows.append(Row(
+                    format: model.format, threads: t, jindouDecodeTokensPerSecond: jindouDecode, jindouPrefillTokensPerSecond: jindouPrefill,
+                    llamaCppDecodeTokensPerSecond: llama?.decode, llamaCppPrefillTokensPerSecond: llama?.prefill,
+                    decodeRatio: llama.map { jindouDecode / $0.decode }, prefillRatio: llama.map { jindouPrefill / $0.prefill },
+                    rooflineTokensPerSecond: roofline, jindouRooflineFraction: jindouDecode / roofline,
+                    llamaCppRooflineFraction: llama.map { $0.decode / roofline },
+                    jindouPeakResidentBytes: max(decode.peakResidentBytes, prefill.peakResidentBytes)))
             }
-            rows.append(Row(threads: t, jindouTokensPerSecond: jindou, jindouPrefillSeconds: prefill, llamaCppTokensPerSecond: llama,
-                            ratio: llama.map { jindou / $0 }))
         }
-        let size = (try? FileManager.default.attributesOfItem(atPath: options.gguf)[.size] as? NSNumber)?.intValue ?? 0
-        return Report(machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()), model: options.model,
-                      gguf: options.gguf, ggufBytes: size, expertFormat: options.expertFormat, tokens: options.tokens, rows: rows)
+        return Report(machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()), models: models,
+                      readBandwidth: bandwidth, tokens: options.tokens, promptTokens: options.promptTokens, rows: rows)
     }
 
-    func jindouDecode(threads: Int) throws -> (Double, Double) {
-        // Experts in the GGUF's expert format, every other matrix Q8_0, as `jindouctl quantize` writes them.
-        let output = try Self.run(options.jindouctl, ["generate", "--model", options.model, "--expert-format", options.expertFormat,
-                                                      "--dense-format", "q8_0",
-                                                      "--prompt-ids", "1,2,3,4", "--max-new-tokens", String(options.tokens + 1),
-                                                      "--ignore-eos", "--json"],
-                                  environment: ["JINDOU_THREADS": String(threads)])
+    /// Bytes of weights one decode token reads from `path`'s model, in their stored format.
+    public static func bytesPerDecodeToken(_ path: String) throws -> Int {
+        let source = try openWeightSource(path)
+        let d = try source.modelDescription()
+        let nonExpert = d.nonExpertTensors()
+        var bytes = try source.byteCount(of: nonExpert)
+        if !d.tieWordEmbeddings, let embedding = nonExpert.first(where: { $0.name == d.embeddingName }) {
+            // The embedding contributes one row; a tied one is also the LM head, read whole.
+            let whole = try source.byteCount(of: [embedding])
+            bytes -= whole - whole / d.vocabularySize
+        }
+        for layer in d.sparseLayers {
+            bytes += d.router.expertsPerToken * (try source.byteCount(of: d.expertTensors(ExpertKey(layer: layer, expert: 0))))
+        }
+        return bytes
+    }
+
+    static func fileBytes(_ path: String) throws -> Int {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw BenchmarkError("no model at \(path)")
+        }
+        let files = isDirectory.boolValue
+            ? try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".safetensors") }.map { path + "/" + $0 }
+            : [path]
+        return try files.reduce(0) { $0 + ((try FileManager.default.attributesOfItem(atPath: $1)[.size] as? NSNumber)?.intValue ?? 0) }
+    }
+
+    struct JindouRun {
+        var prefillSeconds: Double
+        var decodeSeconds: Double
+        var peakResidentBytes: Int
+    }
+
+    func jindou(_ model: String, threads: Int, promptTokens: Int, newTokens: Int) throws -> JindouRun {
+        let prompt = (0..<promptTokens).map { String(($0 * 7919 + 13) % 1000 + 1) }.joined(separator: ",")
+        let (output, peak) = try Self.run(options.jindouctl, ["generate", "--model", model, "--prompt-ids", prompt,
+                                                              "--max-new-tokens", String(newTokens), "--ignore-eos", "--json"],
+                                          environment: ["JINDOU_THREADS": String(threads)])
         guard let object = try JSONSerialization.jsonObject(with: output) as? [String: Any],
-              let tokens = object["token_ids"] as? [Int], let decode = object["decode_seconds"] as? Double, decode > 0,
-              let prefill = object["prefill_seconds"] as? Double else {
-            throw BenchmarkError("jindouctl generate printed no token_ids / decode_seconds")
+              let tokens = object["token_ids"] as? [Int], tokens.count == newTokens,
+              let decode = object["decode_seconds"] as? Double, let prefill = object["prefill_seconds"] as? Double, prefill > 0 else {
+            throw BenchmarkError("jindouctl generate printed no token_ids / decode_seconds / prefill_seconds")
         }
-        // As GenerationResult.decodeTokensPerSecond: the first token comes from the prefill.
-        return (Double(tokens.count - 1) / decode, prefill)
+        return JindouRun(prefillSeconds: prefill, decodeSeconds: decode, peakResidentBytes: peak)
     }
 
-    func llamaCppDecode(_ bench: String, threads: Int) throws -> Double {
+    func llamaCpp(_ bench: String, gguf: String, threads: Int) throws -> (decode: Double, prefill: Double) {
         let directory = URL(fileURLWithPath: bench).deletingLastPathComponent().path
-        let output = try Self.run(bench, ["-m", options.gguf, "-p", "0", "-n", String(options.tokens), "-t", String(threads), "-r", "3", "-o", "json"],
-                                  environment: ["LD_LIBRARY_PATH": directory])
+        let (output, _) = try Self.run(bench, ["-m", gguf, "-p", String(options.promptTokens), "-n", String(options.tokens),
+                                               "-t", String(threads), "-r", "3", "-o", "json"],
+                                       environment: ["LD_LIBRARY_PATH": directory])
         guard let results = try JSONSerialization.jsonObject(with: output) as? [[String: Any]],
-              let rate = results.first?["avg_ts"] as? Double else {
-            throw BenchmarkError("llama-bench printed no avg_ts")
+              let decode = results.first(where: { ($0["n_gen"] as? Int ?? 0) > 0 })?["avg_ts"] as? Double,
+              let prefill = results.first(where: { ($0["n_prompt"] as? Int ?? 0) > 0 })?["avg_ts"] as? Double else {
+            throw BenchmarkError("llama-bench printed no pp/tg avg_ts")
         }
-        return rate
+        return (decode, prefill)
     }
 
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> Data {
+    /// Runs a process to completion; returns its stdout and its peak resident set (VmHWM,
+    /// polled every 50 ms while it runs).
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> (Data, Int) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -104,33 +196,88 @@ public struct DecodeBenchmark: Sendable {
         process.standardOutput = stdout
         process.standardError = FileHandle.nullDevice
         try process.run()
+        let peak = PeakResidentSet(pid: process.processIdentifier)
         let data = stdout.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw BenchmarkError("\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
         }
-        return data
+        return (data, peak.stop())
+    }
+}
+
+/// Polls /proc/PID/status for VmHWM (the peak resident set so far) until stopped.
+final class PeakResidentSet: @unchecked Sendable {
+    // @unchecked: `peak` and `running` are only touched under `lock`.
+    private let lock = NSLock()
+    private var peak = 0
+    private var running = true
+    private let thread: Thread
+
+    init(pid: Int32) {
+        let box = Box()
+        thread = Thread {
+            while true {
+                if let kb = PeakResidentSet.highWaterKilobytes(pid: pid) { box.owner?.record(kb * 1024) }
+                guard box.owner?.isRunning ?? false else { return }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+        box.owner = self
+        thread.start()
+    }
+
+    private final class Box: @unchecked Sendable { weak var owner: PeakResidentSet? }
+
+    private var isRunning: Bool { lock.withLock { running } }
+    private func record(_ bytes: Int) { lock.withLock { peak = max(peak, bytes) } }
+
+    /// Stops polling; the largest VmHWM seen.
+    func stop() -> Int {
+        lock.withLock {
+            running = false
+            return peak
+        }
+    }
+
+    static func highWaterKilobytes(pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return Int(line.split(separator: " ").dropFirst().first ?? "")
     }
 }
 
 extension DecodeBenchmark.Report {
     public var markdown: String {
+        func gb(_ b: Int) -> String { String(format: "%.2f", Double(b) / 1e9) }
         var lines = [
-            "## Decode: Jindou and llama.cpp on the same model (`jindouctl bench decode`)",
+            "## Decode and prefill: Jindou and llama.cpp on the same files (`jindouctl bench decode`)",
             "",
-            "Machine: \(machine). Run: \(date). Model: `\(model)`; llama.cpp reads `\(gguf)` "
-                + String(format: "(%.2f GB, written by `jindouctl quantize --to %@`)", Double(ggufBytes) / 1e9, expertFormat)
-                + "; Jindou loads the checkpoint with `--expert-format \(expertFormat) --dense-format q8_0`, which encodes every"
-                + " matrix to the same bytes as the GGUF (embedding rows and routers stay bf16; they are read per token, not per weight).",
-            "Decode of \(tokens) tokens after a 4-token prompt, one process at a time.",
+            "Machine: \(machine). Run: \(date). Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB): "
+                + readBandwidth.keys.sorted().map { String(format: "%.1f GB/s with %@ thread(s)", readBandwidth[$0]! / 1e9, $0) }
+                .joined(separator: ", ") + ".",
+            "Decode: \(tokens) tokens after a 4-token prompt (llama-bench: `tg\(tokens)`). Prefill: a \(promptTokens)-token prompt"
+                + " (llama-bench: `pp\(promptTokens)`). Roofline = read bandwidth ÷ bytes one decode token reads.",
             "",
-            "| threads | Jindou tok/s | llama.cpp tok/s | Jindou ÷ llama.cpp |",
+            "| format | model file | file GB | GB read per decode token |",
             "|---|---|---|---|",
         ]
+        for m in models {
+            lines.append("| \(m.format) | `\(m.path)` | \(gb(m.fileBytes)) | \(String(format: "%.3f", Double(m.bytesPerDecodeToken) / 1e9)) |")
+        }
+        lines += [
+            "",
+            "| format | threads | Jindou decode tok/s | llama.cpp decode tok/s | Jindou ÷ llama.cpp | roofline tok/s | Jindou % of roofline | llama.cpp % of roofline | Jindou prefill tok/s | llama.cpp prefill tok/s | prefill ratio | Jindou peak RSS GB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        func optional(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "—" }
         for r in rows {
-            lines.append(String(format: "| %d | %.2f | %@ | %@ |", r.threads, r.jindouTokensPerSecond,
-                                r.llamaCppTokensPerSecond.map { String(format: "%.2f", $0) } ?? "—",
-                                r.ratio.map { String(format: "%.2f", $0) } ?? "—"))
+            lines.append("| \(r.format) | \(r.threads) | " + String(format: "%.2f", r.jindouDecodeTokensPerSecond)
+                + " | \(optional(r.llamaCppDecodeTokensPerSecond, "%.2f")) | \(optional(r.decodeRatio, "%.2f")) | "
+                + String(format: "%.2f | %.0f%%", r.rooflineTokensPerSecond, r.jindouRooflineFraction * 100)
+                + " | \(optional(r.llamaCppRooflineFraction.map { $0 * 100 }, "%.0f%%")) | "
+                + String(format: "%.1f", r.jindouPrefillTokensPerSecond)
+                + " | \(optional(r.llamaCppPrefillTokensPerSecond, "%.1f")) | \(optional(r.prefillRatio, "%.2f")) | \(gb(r.jindouPeakResidentBytes)) |")
         }
         return lines.joined(separator: "\n")
     }
