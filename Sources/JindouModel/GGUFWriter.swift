@@ -255,16 +255,22 @@ public enum GGUFExport {
 
     /// Rows of `m` encoded in `format` (F32 when nil), 64 rows at a time.
     static func encodeRows(_ m: WeightMatrix, format: BlockFormat?, write: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let chunk = 64
+        // 64 rows per task, a batch of tasks per write: the Q4_K encoder's search is slow,
+        // so the rows are encoded on every kernel thread.
+        let task = 64, chunk = task * Parallelism.threads * 2
         let rowBytes = format?.rowBytes(columns: m.columns) ?? m.columns * 4
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk * rowBytes, alignment: 64)
         defer { buffer.deallocate() }
         for start in stride(from: 0, to: m.rows, by: chunk) {
             let rows = start..<min(m.rows, start + chunk)
-            if let format {
-                m.encodeRows(rows, as: format, into: buffer)
-            } else {
-                m.widenRows(rows, into: buffer.bindMemory(to: Float.self, capacity: rows.count * m.columns))
+            parallelFor((rows.count + task - 1) / task) { t in
+                let part = (rows.lowerBound + t * task)..<min(rows.upperBound, rows.lowerBound + (t + 1) * task)
+                let out = buffer + (part.lowerBound - rows.lowerBound) * rowBytes
+                if let format {
+                    m.encodeRows(part, as: format, into: out)
+                } else {
+                    m.widenRows(part, into: out.bindMemory(to: Float.self, capacity: part.count * m.columns))
+                }
             }
             try write(UnsafeRawBufferPointer(start: buffer, count: rows.count * rowBytes))
         }

@@ -151,6 +151,58 @@ func q8_0RowKernelAVX2(_ a: Int8Activations, tokens: Int, weight: WeightMatrix, 
     }
 }
 
+/// Q4_K's twelve packed scale bytes as eight 6-bit scales and eight 6-bit mins, as floats
+/// (ggml's `kmask` shuffle: the same values as `Q4_K.scaleMin(0…7)`).
+@inline(__always)
+private func q4_KScalesAndMins(_ packed: UnsafeRawPointer) -> (scales: __m256, mins: __m256) {
+    let u0 = packed.loadUnaligned(as: UInt32.self)
+    let u1 = packed.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+    let u2 = packed.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+    let low6: UInt32 = 0x3F3F_3F3F, low4: UInt32 = 0x0F0F_0F0F, low2: UInt32 = 0x0303_0303
+    let scales = UInt64(u0 & low6) | UInt64((u2 & low4) | (((u0 >> 6) & low2) << 4)) << 32
+    let mins = UInt64(u1 & low6) | UInt64(((u2 >> 4) & low4) | (((u1 >> 6) & low2) << 4)) << 32
+    @inline(__always) func floats(_ bytes: UInt64) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: bytes))))
+    }
+    return (floats(scales), floats(mins))
+}
+
+/// Bytes ahead of the current super-block the Q4_K kernel prefetches.
+private let q4_KPrefetchDistance = 1152
+
+/// Σ w·x over one Q4_K row and one token's int8 activations. Per super-block (256 weights,
+/// 144 bytes): eight sub-block integer dot products (nibbles are unsigned, so
+/// `vpmaddubsw` takes them directly) reduced to one vector (lane = sub-block), one
+/// multiply-add with the vector of d·scale·(activation scale), and the `min` terms as
+/// one more with dmin·min·Σx — no scalar work per sub-block.
+@inline(__always)
+private func q4_KRowDot(_ row: UnsafeRawPointer, _ xq: UnsafeRawPointer, _ dx: UnsafePointer<Float>, _ xs: UnsafePointer<Float>,
+                        superBlocks: Int, _ ones: __m256i, _ lowNibbles: __m256i) -> Float {
+    var acc = _mm256_setzero_ps(), minimums = _mm256_setzero_ps()
+    for s in 0..<superBlocks {
+        let block = row + s &* Q4_K.bytesPerBlock
+        let ahead = block + q4_KPrefetchDistance
+        jindou_prefetch(ahead); jindou_prefetch(ahead + 64); jindou_prefetch(ahead + 128)
+        let quants = block + 16, xb = xq + s &* 256
+        @inline(__always) func pair(_ group: Int) -> (__m256i, __m256i) {
+            let bytes = load256(quants + 32 &* group)
+            let low = _mm256_and_si256(bytes, lowNibbles)
+            let high = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), lowNibbles)
+            return (_mm256_madd_epi16(_mm256_maddubs_epi16(low, load256(xb + 64 &* group)), ones),
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(high, load256(xb + (64 &* group &+ 32))), ones))
+        }
+        let (s0, s1) = pair(0), (s2, s3) = pair(1), (s4, s5) = pair(2), (s6, s7) = pair(3)
+        let totals = laneTotals(s0, s1, s2, s3, s4, s5, s6, s7)
+        let (scales, mins) = q4_KScalesAndMins(block + 4)
+        let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
+        let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        let sub = s &* 8
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals), _mm256_mul_ps(_mm256_mul_ps(scales, _mm256_set1_ps(d)), _mm256_loadu_ps(dx + sub)), acc)
+        minimums = _mm256_fmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(dmin)), _mm256_loadu_ps(xs + sub), minimums)
+    }
+    return horizontalSum(acc) - horizontalSum(minimums)
+}
+
 func q4_KRowKernelAVX2(_ a: Int8Activations, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
                        y: UnsafeMutablePointer<Float>, outputStride: Int) {
     let superBlocks = weight.columns / Q4_K.blockSize
@@ -160,29 +212,8 @@ func q4_KRowKernelAVX2(_ a: Int8Activations, tokens: Int, weight: WeightMatrix, 
     for r in rows {
         let row = weight.rowPointer(r)
         for t in 0..<tokens {
-            let xq = UnsafeRawPointer(a.values + t * weight.columns)
-            let dx = a.scales + t * blocks, xs = a.sums + t * blocks
-            var acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps()
-            var correction: Float = 0
-            for s in 0..<superBlocks {
-                let (d, dmin, packed, quants) = Q4_K.parts(row + s &* Q4_K.bytesPerBlock)
-                for group in 0..<4 {
-                    let (sc1, m1) = Q4_K.scaleMin(2 &* group, packed)
-                    let (sc2, m2) = Q4_K.scaleMin(2 &* group &+ 1, packed)
-                    let bytes = load256(quants + 32 &* group)
-                    let low = _mm256_and_si256(bytes, lowNibbles)
-                    let high = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), lowNibbles)
-                    let sub = s &* 8 &+ 2 &* group  // activation block = Q4_K sub-block
-                    let xLow = load256(xq + 32 &* sub), xHigh = load256(xq + (32 &* sub &+ 32))
-                    // Nibbles are unsigned, activations signed: vpmaddubsw directly.
-                    let pLow = _mm256_madd_epi16(_mm256_maddubs_epi16(low, xLow), ones)
-                    let pHigh = _mm256_madd_epi16(_mm256_maddubs_epi16(high, xHigh), ones)
-                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pLow), _mm256_set1_ps(d * Float(sc1) * dx[sub]), acc0)
-                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pHigh), _mm256_set1_ps(d * Float(sc2) * dx[sub &+ 1]), acc1)
-                    correction += dmin * Float(m1) * xs[sub] + dmin * Float(m2) * xs[sub &+ 1]
-                }
-            }
-            y[t * outputStride + r] = horizontalSum(_mm256_add_ps(acc0, acc1)) - correction
+            y[t &* outputStride &+ r] = q4_KRowDot(row, UnsafeRawPointer(a.values + t &* weight.columns), a.scales + t &* blocks,
+                                                   a.sums + t &* blocks, superBlocks: superBlocks, ones, lowNibbles)
         }
     }
 }
