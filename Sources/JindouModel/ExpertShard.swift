@@ -174,6 +174,7 @@ public struct ExpertShard: ExpertBackend {
     /// token in ascending expert order.
     ///
     /// Bytes read: 3 × hidden × moe_intermediate × dtype bytes per distinct expert used.
+    /// Gate and up share one pass over the input (`linearPair`).
     public func compute(layer: Int, hidden: [Float], tokenCount: Int, routing: RoutingDecision) throws -> [Float] {
         guard routing.tokenCount == tokenCount, hidden.count == tokenCount * hiddenSize else {
             throw ExpertShardError.badRouting(
@@ -216,15 +217,12 @@ public struct ExpertShard: ExpertBackend {
                 for (row, t) in tokens.enumerated() { (input + row * h).update(from: x + t * h, count: h) }
                 let w = weights[index]
                 let output = slab + slabOffsets[index] * h
+                // Gate and up in one pass over the input, then down.
+                linearPair(input, tokens: n, w.gate, into: gate, w.up, into: up, parallel: parallelInside)
+                swiglu(gate: gate, up: up, count: n * m)
                 if parallelInside {
-                    linear(input, tokens: n, weight: w.gate, into: gate)
-                    linear(input, tokens: n, weight: w.up, into: up)
-                    swiglu(gate: gate, up: up, count: n * m)
                     linear(gate, tokens: n, weight: w.down, into: output)
                 } else {
-                    linearSerial(input, tokens: n, weight: w.gate, into: gate)
-                    linearSerial(input, tokens: n, weight: w.up, into: up)
-                    swiglu(gate: gate, up: up, count: n * m)
                     linearSerial(gate, tokens: n, weight: w.down, into: output)
                 }
             }

@@ -56,6 +56,38 @@ public func linearRows(
     withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: outputStride) { $0(rows) }
 }
 
+/// `y1 = x · W1ᵀ` and `y2 = x · W2ᵀ` for two matrices of the same shape over the same
+/// input — an expert's gate and up projections — in one pass: the input's int8 encoding
+/// (quantised weights) is made once, and each chunk of rows of `first` is followed by the
+/// same rows of `second`. `parallel`: rows spread over the kernel threads; otherwise on the
+/// calling thread (one expert per task).
+public func linearPair(
+    _ x: UnsafePointer<Float>, tokens: Int, _ first: WeightMatrix, into y1: UnsafeMutablePointer<Float>,
+    _ second: WeightMatrix, into y2: UnsafeMutablePointer<Float>, parallel: Bool
+) {
+    precondition(first.rows == second.rows && first.columns == second.columns, "linearPair: matrices of different shapes")
+    if tokens == 0 { return }
+    if tokens >= blasTokenThreshold || first.blockFormat != second.blockFormat {
+        for (w, y) in [(first, y1), (second, y2)] {
+            if parallel { linear(x, tokens: tokens, weight: w, into: y) } else { linearSerial(x, tokens: tokens, weight: w, into: y) }
+        }
+        return
+    }
+    withActivations(x, tokens: tokens, weight: first) { activations in
+        let kernel1 = rowKernel(for: first, activations, x, tokens: tokens, into: y1, outputStride: first.rows)
+        let kernel2 = rowKernel(for: second, activations, x, tokens: tokens, into: y2, outputStride: second.rows)
+        let both = { (rows: Range<Int>) in
+            kernel1(rows)
+            kernel2(rows)
+        }
+        if parallel {
+            parallelChunks(first.rows, minimumChunk: max(1, 8_192 / max(1, first.rowBytes)), both)
+        } else {
+            both(0..<first.rows)
+        }
+    }
+}
+
 /// Runs `body` with the row kernel for `weight`: a function computing rows `range` of
 /// `y = x · Wᵀ`. Per-call preparation happens once here, for every range `body` asks for
 /// (for quantised weights on AVX2, the activations' int8 encoding).
@@ -63,23 +95,51 @@ func withRowKernel(
     _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>, outputStride: Int,
     _ body: ((Range<Int>) -> Void) -> Void
 ) {
+    withActivations(x, tokens: tokens, weight: weight) { activations in
+        body(rowKernel(for: weight, activations, x, tokens: tokens, into: y, outputStride: outputStride))
+    }
+}
+
+#if JINDOU_AVX2
+typealias PreparedActivations = Int8Activations?
+#else
+typealias PreparedActivations = Void?
+#endif
+
+/// The activations' int8 encoding when `weight` is block-quantised and the integer kernels
+/// are compiled in; nil otherwise.
+private func withActivations(
+    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, _ body: (PreparedActivations) -> Void
+) {
+    #if JINDOU_AVX2
+    if weight.blockFormat != nil {
+        Int8Activations.with(x, tokens: tokens, columns: weight.columns) { body($0) }
+        return
+    }
+    #endif
+    body(nil)
+}
+
+/// The row kernel for `weight`'s format (`activations` from `withActivations`).
+private func rowKernel(
+    for weight: WeightMatrix, _ activations: PreparedActivations, _ x: UnsafePointer<Float>, tokens: Int,
+    into y: UnsafeMutablePointer<Float>, outputStride: Int
+) -> (Range<Int>) -> Void {
     if let format = weight.blockFormat {
         #if JINDOU_AVX2
-        Int8Activations.with(x, tokens: tokens, columns: weight.columns) { a in
-            switch format {
-            case .q8_0: body { q8_0RowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-            case .q4_K: body { q4_KRowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-            }
+        let a = activations!
+        switch format {
+        case .q8_0: return { q8_0RowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
+        case .q4_K: return { q4_KRowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
         }
         #else
         switch format {
-        case .q8_0: body { q8_0RowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        case .q4_K: body { q4_KRowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
+        case .q8_0: return { q8_0RowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
+        case .q4_K: return { q4_KRowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
         }
         #endif
-        return
     }
-    body { denseRows(x, tokens: tokens, weight: weight, rows: $0, into: y, outputStride: outputStride) }
+    return { denseRows(x, tokens: tokens, weight: weight, rows: $0, into: y, outputStride: outputStride) }
 }
 
 /// Rows of an F32/F16/BF16 or block-scaled FP8 matrix.
