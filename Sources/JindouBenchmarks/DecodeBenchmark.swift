@@ -150,7 +150,10 @@ public struct DecodeBenchmark: Sendable {
         let files = isDirectory.boolValue
             ? try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".safetensors") }.map { path + "/" + $0 }
             : [path]
-        return try files.reduce(0) { $0 + ((try FileManager.default.attributesOfItem(atPath: $1)[.size] as? NSNumber)?.intValue ?? 0) }
+        return try files.reduce(0) { total, file in
+            let target = URL(fileURLWithPath: file).resolvingSymlinksInPath().path
+            return total + ((try FileManager.default.attributesOfItem(atPath: target)[.size] as? NSNumber)?.intValue ?? 0)
+        }
     }
 
     struct JindouRun {

@@ -116,7 +116,9 @@ public final class GGUFFile: @unchecked Sendable {
         self.path = path
         let size: Int
         do {
-            size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+            // The target's size: `attributesOfItem` describes a symbolic link itself.
+            let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            size = (try FileManager.default.attributesOfItem(atPath: target)[.size] as? NSNumber)?.intValue ?? 0
         } catch {
             throw GGUFError(path: path, reason: "cannot read: \(error.localizedDescription)")
         }

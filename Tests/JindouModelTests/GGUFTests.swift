@@ -33,6 +33,17 @@ struct GGUFTests {
         #expect(file.tensor("blk.0.ffn_gate_exps.weight")?.dimensions == [1024, 3, 2])
     }
 
+    /// Model files are often symbolic links (a download cache, a benchmark directory).
+    @Test func opensThroughASymbolicLink() throws {
+        let link = NSTemporaryDirectory() + "jindou-gguf-link-\(getpid()).gguf"
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
+        defer { try? FileManager.default.removeItem(atPath: link) }
+        let file = try GGUFFile(path: link)
+        #expect(file.tensors.count == (try GGUFFile(path: path)).tensors.count)
+        #expect(try file.matrix("f32.weight").floatValues() == (try GGUFFile(path: path)).matrix("f32.weight").floatValues())
+    }
+
     @Test func readsTensors() throws {
         let file = try GGUFFile(path: path)
         let input = try Self.floats("input.f32")
