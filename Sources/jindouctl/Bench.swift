@@ -51,11 +51,7 @@ struct ClusterBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "jindou.bench")
-        logger.logLevel = .notice
-        let jindoud = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("jindoud").path
+        let (logger, jindoud) = benchmarkEnvironment()
         do {
             let report = try await ClusterBenchmark(options: .init(
                 modelDirectory: model, workerCounts: counts, decodeTokens: decodeTokens, repetitions: repetitions,
@@ -96,11 +92,7 @@ struct ScalingBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: "jindou.bench")
-        logger.logLevel = .notice
-        let jindoud = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("jindoud").path
+        let (logger, jindoud) = benchmarkEnvironment()
         do {
             let report = try await ScalingBenchmark(options: .init(
                 model: model, workerCounts: counts, decodeTokens: decodeTokens, jindoud: jindoud, harness: harness, delay: delay),
@@ -231,4 +223,14 @@ struct DecodeBench: ParsableCommand {
         let full = URL(fileURLWithPath: path).standardizedFileURL.path
         return full.hasPrefix(base) ? String(full.dropFirst(base.count)) : full
     }
+}
+
+/// The cluster benchmarks' logger (notice level, stderr) and the `jindoud` next to this binary.
+private func benchmarkEnvironment() -> (Logger, String) {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "jindou.bench")
+    logger.logLevel = .notice
+    let jindoud = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        .appendingPathComponent("jindoud").path
+    return (logger, jindoud)
 }
