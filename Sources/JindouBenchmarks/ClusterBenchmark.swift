@@ -107,8 +107,13 @@ public struct ClusterBenchmark {
     }
 
     func decodeRate(_ engine: InferenceEngine, prompt: [Int]) async throws -> Double {
+        try await Self.decodeRate(engine, prompt: prompt, newTokens: options.decodeTokens)
+    }
+
+    /// Decode tokens/s of one generation of `newTokens` after a 2-token warm-up generation.
+    static func decodeRate(_ engine: InferenceEngine, prompt: [Int], newTokens: Int) async throws -> Double {
         _ = try await engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 2, stopTokenIDs: []))  // warm-up
-        let result = try await engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: options.decodeTokens, stopTokenIDs: []))
+        let result = try await engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: newTokens, stopTokenIDs: []))
         return result.decodeTokensPerSecond
     }
 

@@ -215,25 +215,21 @@ final class PeakResidentSet: @unchecked Sendable {
     private let lock = NSLock()
     private var peak = 0
     private var running = true
-    private let thread: Thread
 
     init(pid: Int32) {
-        let box = Box()
-        thread = Thread {
-            while true {
-                if let kb = PeakResidentSet.highWaterKilobytes(pid: pid) { box.owner?.record(kb * 1024) }
-                guard box.owner?.isRunning ?? false else { return }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-        }
-        box.owner = self
-        thread.start()
+        Thread { [self] in
+            while poll(pid) { Thread.sleep(forTimeInterval: 0.05) }
+        }.start()
     }
 
-    private final class Box: @unchecked Sendable { weak var owner: PeakResidentSet? }
-
-    private var isRunning: Bool { lock.withLock { running } }
-    private func record(_ bytes: Int) { lock.withLock { peak = max(peak, bytes) } }
+    /// Records the current VmHWM; whether to keep polling.
+    private func poll(_ pid: Int32) -> Bool {
+        let kilobytes = Self.highWaterKilobytes(pid: pid)
+        return lock.withLock {
+            if let kilobytes { peak = max(peak, kilobytes * 1024) }
+            return running
+        }
+    }
 
     /// Stops polling; the largest VmHWM seen.
     func stop() -> Int {

@@ -78,11 +78,8 @@ public struct ScalingBenchmark {
             let coordinator = try await Coordinator.start(
                 .init(modelDirectory: options.model, workers: workers.map(\.endpoint), placement: .contiguous, wireDType: .f32, prefault: true),
                 logger: logger)
-            _ = try await coordinator.engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 2, stopTokenIDs: []))
-            let result = try await coordinator.engine.generate(
-                GenerationRequest(promptTokenIDs: prompt, maxNewTokens: options.decodeTokens + 1, stopTokenIDs: []))
+            let rate = try await ClusterBenchmark.decodeRate(coordinator.engine, prompt: prompt, newTokens: options.decodeTokens + 1)
             let infos = await coordinator.pool.workers
-            let rate = result.decodeTokensPerSecond
             runs.append(Run(workers: count, cores: pinned, decodeTokensPerSecond: rate,
                             ratioToOneWorker: rate / (runs.first?.decodeTokensPerSecond ?? rate),
                             workerResidentBytes: workers.map(\.residentBytes), workerExpertBytes: infos.map { Int($0.expertBytes) }))

@@ -253,7 +253,7 @@ public enum GGUFExport {
         return writer
     }
 
-    /// Rows of `m` encoded in `format` (F32 when nil), 64 rows at a time.
+    /// Rows of `m` encoded in `format` (F32 when nil), written in batches.
     static func encodeRows(_ m: WeightMatrix, format: BlockFormat?, write: (UnsafeRawBufferPointer) throws -> Void) throws {
         // 64 rows per task, a batch of tasks per write: the Q4_K encoder's search is slow,
         // so the rows are encoded on every kernel thread.

@@ -81,6 +81,7 @@ public func linearPair(
             kernel2(rows)
         }
         if parallel {
+            // ~16 KiB of weights per chunk, as `linear`: half from each matrix.
             parallelChunks(first.rows, minimumChunk: max(1, 8_192 / max(1, first.rowBytes)), both)
         } else {
             both(0..<first.rows)

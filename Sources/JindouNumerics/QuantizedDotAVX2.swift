@@ -23,7 +23,6 @@ struct Int8Activations {
     var values: UnsafeMutablePointer<Int8>
     var scales: UnsafeMutablePointer<Float>
     var sums: UnsafeMutablePointer<Float>
-    let blocksPerToken: Int
 
     /// Quantises `tokens` rows of `columns` floats (columns a multiple of 32):
     /// d = max|x| / 127, q = x / d rounded to nearest, ties to even (`vcvtps2dq`, as
@@ -33,7 +32,7 @@ struct Int8Activations {
         return withUnsafeTemporaryAllocation(of: Int8.self, capacity: max(1, tokens * columns)) { values in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * blocks)) { floats in
                 let activations = Int8Activations(values: values.baseAddress!, scales: floats.baseAddress!,
-                                                  sums: floats.baseAddress! + tokens * blocks, blocksPerToken: blocks)
+                                                  sums: floats.baseAddress! + tokens * blocks)
                 let signBits = _mm256_set1_ps(-0.0)
                 // vpackssdw/vpacksswb interleave 128-bit lanes; this puts the bytes back in order.
                 let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
@@ -89,8 +88,9 @@ private func laneTotals(_ s0: __m256i, _ s1: __m256i, _ s2: __m256i, _ s3: __m25
                          to: __m256i.self)
 }
 
-/// Bytes ahead of the current block that the Q8_0 kernel asks the prefetcher for: one
-/// row of 2048 columns, far enough to cover the memory latency at full bandwidth.
+/// Bytes ahead of the current block that the Q8_0 kernel asks the prefetcher for: about
+/// one row of 2048 columns (2176 bytes), far enough to cover the memory latency at full
+/// bandwidth.
 private let q8_0PrefetchDistance = 2048
 
 /// Σ w·x over one Q8_0 row and one token's int8 activations. Eight blocks (272 bytes)

@@ -55,7 +55,12 @@ extension ServingText {
     /// The text side of a GGUF file: tokenizer from `tokenizer.ggml.*`, chat template from
     /// `tokenizer.chat_template`, special tokens from the bos/eos/padding/unknown ids.
     public init(gguf path: String, description: ModelDescription) throws {
-        let file = try GGUFFile(path: path)
+        try self.init(gguf: try GGUFFile(path: path), description: description)
+    }
+
+    /// The same from an already opened file (e.g. `GGUFCheckpoint.file`).
+    public init(gguf file: GGUFFile, description: ModelDescription) throws {
+        let path = file.path
         var specials: [String: String] = [:]
         var stops = Set(description.eosTokenIDs)
         guard let vocabulary = try GGMLVocabulary(gguf: file) else {

@@ -61,29 +61,19 @@ func streamCompletion(client: AdminClient, path: String, body: [String: Any], ec
 }
 
 /// The tokenizer (and chat template) of a checkpoint directory or GGUF file, or a clear error.
-func textSide(of directory: String) throws -> (Tokenizer, ChatTemplate?, [String: String], Set<Int>) {
-    if isFile(directory) {
-        let text = try ServingText(gguf: directory, description: try GGUFCheckpoint(path: directory).description)
-        guard let tokenizer = text.tokenizer else { throw CLIError(message: "\(directory) has no tokenizer (tokenizer.ggml.model); use --prompt-ids") }
-        return (tokenizer, text.chatTemplate, text.specialTokens, text.stopTokenIDs)
+/// The same text side the server uses (`ServingText`); its stop ids include the model's EOS ids.
+func textSide(of model: String) throws -> (Tokenizer, ChatTemplate?, [String: String], Set<Int>) {
+    let text: ServingText, missing: String
+    if isFile(model) {
+        let source = try GGUFCheckpoint(path: model)
+        text = try ServingText(gguf: source.file, description: source.description)
+        missing = "no tokenizer (tokenizer.ggml.model)"
+    } else {
+        text = try ServingText(directory: model, description: try Checkpoint(directory: model).modelDescription())
+        missing = "no tokenizer.json"
     }
-    let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
-    guard FileManager.default.fileExists(atPath: tokenizerPath) else {
-        throw CLIError(message: "\(directory) has no tokenizer.json; use --prompt-ids")
-    }
-    let tokenizer = try Tokenizer(contentsOf: tokenizerPath)
-    var template: ChatTemplate?
-    var specials: [String: String] = [:]
-    var stops = Set<Int>()
-    if let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("tokenizer_config.json")),
-       let config = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-        if let source = config["chat_template"] as? String { template = try ChatTemplate(source) }
-        for key in ["bos_token", "eos_token", "pad_token", "unk_token"] {
-            if let s = config[key] as? String { specials[key] = s }
-        }
-        if let eos = specials["eos_token"], let id = tokenizer.id(of: eos) { stops.insert(id) }
-    }
-    return (tokenizer, template, specials, stops)
+    guard let tokenizer = text.tokenizer else { throw CLIError(message: "\(model) has \(missing); use --prompt-ids") }
+    return (tokenizer, text.chatTemplate, text.specialTokens, text.stopTokenIDs)
 }
 
 /// Whether `path` is an existing file (a GGUF model) rather than a checkpoint directory.
