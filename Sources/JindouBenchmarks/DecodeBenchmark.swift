@@ -95,13 +95,15 @@ public struct DecodeBenchmark: Sendable {
         var models: [ModelInfo] = []
         var rows: [Row] = []
         for model in options.models {
+            let source = try openWeightSource(model.path)
+            let vocabulary = try source.modelDescription().vocabularySize
             let info = ModelInfo(format: model.format, path: model.path, fileBytes: try Self.fileBytes(model.path),
-                                 bytesPerDecodeToken: try Self.bytesPerDecodeToken(model.path))
+                                 bytesPerDecodeToken: try Self.bytesPerDecodeToken(source))
             models.append(info)
             for t in options.threads {
                 let roofline = bandwidth[String(t)]! / Double(info.bytesPerDecodeToken)
-                let decode = try jindou(model.path, threads: t, promptTokens: 4, newTokens: options.tokens + 1)
-                let prefill = try jindou(model.path, threads: t, promptTokens: options.promptTokens, newTokens: 1)
+                let decode = try jindou(model.path, vocabulary: vocabulary, threads: t, promptTokens: 4, newTokens: options.tokens + 1)
+                let prefill = try jindou(model.path, vocabulary: vocabulary, threads: t, promptTokens: options.promptTokens, newTokens: 1)
                 let jindouDecode = Double(options.tokens) / decode.decodeSeconds
                 let jindouPrefill = Double(options.promptTokens) / prefill.prefillSeconds
                 progress(String(format: "jindou %@, %d thread(s): decode %.2f tok/s (%.0f%% of roofline), prefill %.1f tok/s",
@@ -125,9 +127,8 @@ public struct DecodeBenchmark: Sendable {
                       readBandwidth: bandwidth, tokens: options.tokens, promptTokens: options.promptTokens, rows: rows)
     }
 
-    /// Bytes of weights one decode token reads from `path`'s model, in their stored format.
-    public static func bytesPerDecodeToken(_ path: String) throws -> Int {
-        let source = try openWeightSource(path)
+    /// Bytes of weights one decode token reads from `source`'s model, in their stored format.
+    public static func bytesPerDecodeToken(_ source: any WeightSource) throws -> Int {
         let d = try source.modelDescription()
         let nonExpert = d.nonExpertTensors()
         var bytes = try source.byteCount(of: nonExpert)
@@ -162,8 +163,8 @@ public struct DecodeBenchmark: Sendable {
         var peakResidentBytes: Int
     }
 
-    func jindou(_ model: String, threads: Int, promptTokens: Int, newTokens: Int) throws -> JindouRun {
-        let prompt = (0..<promptTokens).map { String(($0 * 7919 + 13) % 1000 + 1) }.joined(separator: ",")
+    func jindou(_ model: String, vocabulary: Int, threads: Int, promptTokens: Int, newTokens: Int) throws -> JindouRun {
+        let prompt = (0..<promptTokens).map { String(($0 * 7919 + 13) % vocabulary) }.joined(separator: ",")
         let (output, peak) = try Self.run(options.jindouctl, ["generate", "--model", model, "--prompt-ids", prompt,
                                                               "--max-new-tokens", String(newTokens), "--ignore-eos", "--json"],
                                           environment: ["JINDOU_THREADS": String(threads)])
