@@ -195,6 +195,15 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, num_mtp_layers=1),
              max_shard_size="100KB", min_shards=3, legacy_config=True, extra_config=DS_HUB_KEYS, mtp_layers=1,
              k_overrides=(1, 4), router_k=4),
+        # 256 wide (hidden and expert intermediate: one Q4_K super-block per row) and bf16,
+        # so Q4_K experts can be measured against the bf16 model (QuantizedExpertTests). The
+        # LM head is untied (fan-in scaled, logits of std ~1, unlike the tied fixtures' ~√hidden),
+        # so next-token distributions are soft enough for KL to measure anything.
+        Spec("qwen3-moe-tiny-wide", "qwen3_moe", 10 + s,
+             dict(TINY, **qwen_rope, hidden_size=256, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                  moe_intermediate_size=256, num_hidden_layers=2, num_experts=4, num_experts_per_tok=2,
+                  norm_topk_prob=True, tie_word_embeddings=False),
+             dtype=torch.bfloat16, k_overrides=(1, 4), router_k=4),
         # config.json says model_type kimi_k2 (as Kimi-K2's does); transformers loads it as deepseek_v3.
         Spec("kimi-k2-tiny", "deepseek_v3", 8 + s,
              dict(DS_TINY, num_hidden_layers=2, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=24,
