@@ -3,31 +3,47 @@ import Foundation
 import PackageDescription
 
 // Kernels are unusable without optimisation (generic SIMD code in a debug build runs
-// ~100x slower), so the numerics module is always compiled optimised, also in debug
+// ~100x slower), so the numerics modules are always compiled optimised, also in debug
 // builds and `swift test`. Everything else follows the build configuration.
 //
-// They are also compiled for the building machine's CPU (`-target-cpu native`, like
-// llama.cpp's default GGML_NATIVE): on x86-64 the bf16→f32 widening and FMA only
-// vectorise with AVX2/F16C/FMA, and the baseline build is ~16x slower. To build binaries
-// for other machines set JINDOU_TARGET_CPU (e.g. `x86-64-v3`, or `x86-64` for any).
-let targetCPU = ProcessInfo.processInfo.environment["JINDOU_TARGET_CPU"] ?? "native"
-// Whether that CPU has AVX2 and FMA: the integer-dot kernels for quantised weights
-// (JindouNumerics/QuantizedDotAVX2.swift) are compiled in only then, portable fallbacks otherwise.
-let targetHasAVX2: Bool = {
+// Runtime CPU dispatch: the hot loops (Sources/JindouKernelsGeneric) are compiled three
+// times — for the baseline CPU, for AVX2/FMA/F16C (`haswell`) and for AVX-512
+// (`skylake-avx512`) — as the modules JindouKernelsGeneric, JindouKernelsAVX2 and
+// JindouKernelsAVX512 (the latter two hold symbolic links to the first's files), and
+// JindouNumerics picks the best one the running CPU supports (JINDOU_KERNELS overrides).
+// Swift has no per-function target attributes, so a module per instruction set is how
+// one binary carries all three. The rest is compiled for the baseline, JINDOU_TARGET_CPU
+// (default: `x86-64`, any 64-bit x86; e.g. `native` to tune everything for this machine).
+let targetCPU = ProcessInfo.processInfo.environment["JINDOU_TARGET_CPU"]
+#if arch(x86_64)
+let baselineCPU: String? = targetCPU ?? "x86-64"
+let variantCPUs = (avx2: "haswell", avx512: "skylake-avx512")
+#else
+let baselineCPU: String? = targetCPU
+#endif
+let optimisedKernels: [SwiftSetting] = [
+    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"] + (baselineCPU.map { cpu -> [String] in ["-target-cpu", cpu] } ?? [])),
+]
+/// The kernel modules: name, compiler flags, defines.
+let kernelVariants: [(name: String, settings: [SwiftSetting])] = {
+    let flags = ["-O", "-enforce-exclusivity=unchecked"]
     #if arch(x86_64)
-    if targetCPU == "native" {
-        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ")) } ?? []
-        return flags.contains("avx2") && flags.contains("fma") && flags.contains("f16c")
-    }
-    return ["x86-64-v3", "x86-64-v4", "haswell", "skylake", "znver1", "znver2", "znver3", "znver4"].contains(targetCPU)
+    return [
+        ("JindouKernelsGeneric", optimisedKernels),
+        ("JindouKernelsAVX2", [.unsafeFlags(flags + ["-target-cpu", variantCPUs.avx2]), .define("JINDOU_AVX2")]),
+        ("JindouKernelsAVX512", [.unsafeFlags(flags + ["-target-cpu", variantCPUs.avx512]), .define("JINDOU_AVX2"), .define("JINDOU_AVX512")]),
+    ]
     #else
-    return false
+    // Other architectures: one baseline copy under each name (the dispatcher never picks
+    // the x86 ones there).
+    return ["JindouKernelsGeneric", "JindouKernelsAVX2", "JindouKernelsAVX512"].map { ($0, optimisedKernels) }
     #endif
 }()
-let optimisedKernels: [SwiftSetting] = [
-    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked", "-target-cpu", targetCPU]),
-] + (targetHasAVX2 ? [.define("JINDOU_AVX2")] : [])
+
+let kernelTargets: [Target] = kernelVariants.map {
+    .target(name: $0.name, dependencies: ["JindouTensors", "CJindouSupport"], swiftSettings: $0.settings)
+}
+let kernelDependencies: [Target.Dependency] = kernelVariants.map { .target(name: $0.name) }
 
 let package = Package(
     name: "Jindou",
@@ -71,10 +87,14 @@ let package = Package(
         // unwind through Swift frames.
         .target(name: "CJindouImageCodecs", dependencies: ["CPNG", "CJPEG"]),
 
-        // Layer 1: tensors, dtypes, kernels.
+        // Layer 1: tensors, dtypes, block formats (JindouTensors); the hot loops, compiled
+        // once per instruction set (JindouKernels*); linear layers, attention, norms and the
+        // runtime choice of kernels (JindouNumerics, which re-exports JindouTensors).
+        .target(name: "JindouTensors", swiftSettings: optimisedKernels),
+    ] + kernelTargets + [
         .target(
             name: "JindouNumerics",
-            dependencies: ["COpenBLAS", "CJindouSupport"],
+            dependencies: ["COpenBLAS", "CJindouSupport", "JindouTensors"] + kernelDependencies,
             swiftSettings: optimisedKernels
         ),
         // Layer 2: routing (scores, bias, groups, top-k, elastic experts-per-token).
@@ -232,7 +252,8 @@ let package = Package(
             dependencies: ["JindouModel", "JindouRouting"],
             path: "Tests/JindouTestSupport"
         ),
-        .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics", "JindouTestSupport"]),
+        .testTarget(name: "JindouNumericsTests",
+                    dependencies: ["JindouNumerics", "JindouTensors", "JindouTestSupport"] + kernelDependencies),
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
         .testTarget(name: "JindouServingTests", dependencies: ["JindouServing", "JindouModel", "JindouRouting", "JindouTestSupport"]),
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),

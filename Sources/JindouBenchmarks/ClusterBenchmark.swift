@@ -1,6 +1,7 @@
 import Foundation
 import JindouCoordinator
 import JindouModel
+import JindouNumerics
 import JindouRouting
 import JindouTransport
 import JindouWire
@@ -172,7 +173,8 @@ public struct ClusterBenchmark {
         let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
             .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
             .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB"
+        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, "
+            + "\(KernelDispatch.active.name) kernels"
     }
 }
 

@@ -25,7 +25,7 @@ public func linear(
     } else {
         // ~16 KiB of weights per chunk at least, so thread hand-off stays small.
         let minimumRows = max(1, 16_384 / max(1, weight.rowBytes))
-        withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: weight.rows) { kernel in
+        kernels.withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: weight.rows) { kernel in
             parallelChunks(weight.rows, minimumChunk: minimumRows) { kernel($0) }
         }
     }
@@ -53,7 +53,7 @@ public func linearRows(
     _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
     into y: UnsafeMutablePointer<Float>, outputStride: Int
 ) {
-    withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: outputStride) { $0(rows) }
+    kernels.withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: outputStride) { $0(rows) }
 }
 
 /// `y1 = x · W1ᵀ` and `y2 = x · W2ᵀ` for two matrices of the same shape over the same
@@ -73,9 +73,7 @@ public func linearPair(
         }
         return
     }
-    withActivations(x, tokens: tokens, weight: first) { activations in
-        let kernel1 = rowKernel(for: first, activations, x, tokens: tokens, into: y1, outputStride: first.rows)
-        let kernel2 = rowKernel(for: second, activations, x, tokens: tokens, into: y2, outputStride: second.rows)
+    kernels.withRowKernels(x, tokens: tokens, first, into: y1, second, into: y2) { kernel1, kernel2 in
         let both = { (rows: Range<Int>) in
             kernel1(rows)
             kernel2(rows)
@@ -85,231 +83,6 @@ public func linearPair(
             parallelChunks(first.rows, minimumChunk: max(1, 8_192 / max(1, first.rowBytes)), both)
         } else {
             both(0..<first.rows)
-        }
-    }
-}
-
-/// Runs `body` with the row kernel for `weight`: a function computing rows `range` of
-/// `y = x · Wᵀ`. Per-call preparation happens once here, for every range `body` asks for
-/// (for quantised weights on AVX2, the activations' int8 encoding).
-func withRowKernel(
-    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>, outputStride: Int,
-    _ body: ((Range<Int>) -> Void) -> Void
-) {
-    withActivations(x, tokens: tokens, weight: weight) { activations in
-        body(rowKernel(for: weight, activations, x, tokens: tokens, into: y, outputStride: outputStride))
-    }
-}
-
-#if JINDOU_AVX2
-typealias PreparedActivations = Int8Activations?
-#else
-typealias PreparedActivations = Void?
-#endif
-
-/// The activations' int8 encoding when `weight` is block-quantised and the integer kernels
-/// are compiled in; nil otherwise.
-private func withActivations(
-    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, _ body: (PreparedActivations) -> Void
-) {
-    #if JINDOU_AVX2
-    if weight.blockFormat != nil {
-        Int8Activations.with(x, tokens: tokens, columns: weight.columns) { body($0) }
-        return
-    }
-    #endif
-    body(nil)
-}
-
-/// The row kernel for `weight`'s format (`activations` from `withActivations`).
-private func rowKernel(
-    for weight: WeightMatrix, _ activations: PreparedActivations, _ x: UnsafePointer<Float>, tokens: Int,
-    into y: UnsafeMutablePointer<Float>, outputStride: Int
-) -> (Range<Int>) -> Void {
-    if let format = weight.blockFormat {
-        #if JINDOU_AVX2
-        let a = activations!
-        switch format {
-        case .q8_0: return { q8_0RowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        case .q4_K: return { q4_KRowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        }
-        #else
-        switch format {
-        case .q8_0: return { q8_0RowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        case .q4_K: return { q4_KRowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        }
-        #endif
-    }
-    return { denseRows(x, tokens: tokens, weight: weight, rows: $0, into: y, outputStride: outputStride) }
-}
-
-/// Rows of an F32/F16/BF16 or block-scaled FP8 matrix.
-private func denseRows(
-    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
-    into y: UnsafeMutablePointer<Float>, outputStride: Int
-) {
-    switch weight.dtype {
-    case .bfloat16:
-        rowKernel(BFloat16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
-    case .float16:
-        rowKernel(Float16Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
-    case .float32:
-        rowKernel(Float32Weights.self, x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
-    case .float8E4M3:
-        fp8RowKernel(x, tokens: tokens, weight: weight, rows: rows, y: y, outputStride: outputStride)
-    default:
-        preconditionFailure("linear: unsupported weight dtype \(weight.dtype.rawValue)")
-    }
-}
-
-/// How a weight dtype widens 16 elements at a time into fp32 registers.
-@usableFromInline
-protocol WeightElements {
-    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float>
-    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float
-}
-
-@usableFromInline
-enum BFloat16Weights: WeightElements {
-    @inline(__always) @usableFromInline
-    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float> {
-        let bits = row.loadUnaligned(fromByteOffset: column &* 2, as: SIMD16<UInt16>.self)
-        return unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: bits) &<< 16, to: SIMD16<Float>.self)
-    }
-    @inline(__always) @usableFromInline
-    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float {
-        BFloat16Conversion.float(fromBits: row.loadUnaligned(fromByteOffset: column &* 2, as: UInt16.self))
-    }
-}
-
-@usableFromInline
-enum Float16Weights: WeightElements {
-    @inline(__always) @usableFromInline
-    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float> {
-        SIMD16<Float>(row.loadUnaligned(fromByteOffset: column &* 2, as: SIMD16<Float16>.self))
-    }
-    @inline(__always) @usableFromInline
-    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float {
-        Float(row.loadUnaligned(fromByteOffset: column &* 2, as: Float16.self))
-    }
-}
-
-@usableFromInline
-enum Float32Weights: WeightElements {
-    @inline(__always) @usableFromInline
-    static func load16(_ row: UnsafeRawPointer, _ column: Int) -> SIMD16<Float> {
-        row.loadUnaligned(fromByteOffset: column &* 4, as: SIMD16<Float>.self)
-    }
-    @inline(__always) @usableFromInline
-    static func load1(_ row: UnsafeRawPointer, _ column: Int) -> Float {
-        row.loadUnaligned(fromByteOffset: column &* 4, as: Float.self)
-    }
-}
-
-@inline(__always)
-private func loadActivations16(_ x: UnsafePointer<Float>, _ column: Int) -> SIMD16<Float> {
-    UnsafeRawPointer(x + column).loadUnaligned(as: SIMD16<Float>.self)
-}
-
-/// Rows × tokens dot products; tokens are taken four at a time so each 16-wide weight
-/// tile is widened once and used four times.
-private func rowKernel<W: WeightElements>(
-    _: W.Type, _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
-    y: UnsafeMutablePointer<Float>, outputStride: Int
-) {
-    let columns = weight.columns
-    let vectorEnd = columns & ~15
-    for r in rows {
-        let row = weight.rowPointer(r)
-        var t = 0
-        while t + 4 <= tokens {
-            let x0 = x + t * columns, x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns
-            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-            var c = 0
-            while c < vectorEnd {
-                let w = W.load16(row, c)
-                a0 = a0.addingProduct(w, loadActivations16(x0, c))
-                a1 = a1.addingProduct(w, loadActivations16(x1, c))
-                a2 = a2.addingProduct(w, loadActivations16(x2, c))
-                a3 = a3.addingProduct(w, loadActivations16(x3, c))
-                c &+= 16
-            }
-            var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-            while c < columns {
-                let w = W.load1(row, c)
-                s0 += w * x0[c]; s1 += w * x1[c]; s2 += w * x2[c]; s3 += w * x3[c]
-                c += 1
-            }
-            y[t * outputStride + r] = s0
-            y[(t + 1) * outputStride + r] = s1
-            y[(t + 2) * outputStride + r] = s2
-            y[(t + 3) * outputStride + r] = s3
-            t += 4
-        }
-        while t < tokens {
-            let x0 = x + t * columns
-            // Two accumulators hide the fused multiply-add latency on the 1-token path.
-            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
-            var c = 0
-            while c + 32 <= vectorEnd {
-                a0 = a0.addingProduct(W.load16(row, c), loadActivations16(x0, c))
-                a1 = a1.addingProduct(W.load16(row, c &+ 16), loadActivations16(x0, c &+ 16))
-                c &+= 32
-            }
-            if c < vectorEnd {
-                a0 = a0.addingProduct(W.load16(row, c), loadActivations16(x0, c))
-                c &+= 16
-            }
-            var s = (a0 + a1).sum()
-            while c < columns {
-                s += W.load1(row, c) * x0[c]
-                c += 1
-            }
-            y[t * outputStride + r] = s
-            t += 1
-        }
-    }
-}
-
-/// FP8 E4M3 weights with block scales (DeepSeek-V3's recipe): each 16-wide tile is widened
-/// in registers, partial sums are kept per column block and multiplied by that block's
-/// scale. Bytes read: rows × columns × 1 (+ one float per block), half of BF16.
-private func fp8RowKernel(
-    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
-    y: UnsafeMutablePointer<Float>, outputStride: Int
-) {
-    let scales = weight.blockScales!
-    let columns = weight.columns
-    let block = scales.blockColumns
-    @inline(__always) func widen16(_ row: UnsafeRawPointer, _ c: Int) -> SIMD16<Float> {
-        let bytes = SIMD16<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: c, as: SIMD16<UInt8>.self))
-        let bits = (bytes & 0x80) &<< 24 | (bytes & 0x7F) &<< 20
-        return unsafeBitCast(bits, to: SIMD16<Float>.self) * 0x1p120
-    }
-    for r in rows {
-        let row = weight.rowPointer(r)
-        let bytes = row.assumingMemoryBound(to: UInt8.self)
-        for t in 0..<tokens {
-            let xt = x + t * columns
-            var total: Float = 0
-            var start = 0
-            while start < columns {
-                let end = min(columns, start + block)
-                var acc = SIMD16<Float>()
-                var c = start
-                while c + 16 <= end {
-                    acc = acc.addingProduct(widen16(row, c), UnsafeRawPointer(xt + c).loadUnaligned(as: SIMD16<Float>.self))
-                    c += 16
-                }
-                var partial = acc.sum()
-                while c < end {
-                    partial += FP8E4M3.float(bytes[c]) * xt[c]
-                    c += 1
-                }
-                total += partial * scales.scale(row: r, column: start)
-                start = end
-            }
-            y[t * outputStride + r] = total
         }
     }
 }
@@ -334,7 +107,7 @@ private func linearBLAS(
         } else {
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: count * columns)
             defer { scratch.deallocate() }
-            weight.widenRows(start..<(start + count), into: scratch)
+            kernels.widenRows(weight, start..<(start + count), into: scratch)
             sgemmNT(x, tokens: tokens, scratch, rows: count, columns: columns, y + start, ldc: weight.rows)
         }
     }

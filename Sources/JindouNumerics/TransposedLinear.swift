@@ -13,28 +13,5 @@ public func linearTransposed(
     _ x: UnsafePointer<Float>, tokens: Int, inputStride: Int, weight: WeightMatrix,
     into y: UnsafeMutablePointer<Float>, outputStride: Int
 ) {
-    let columns = weight.columns
-    for t in 0..<tokens { (y + t * outputStride).update(repeating: 0, count: columns) }
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { buffer in
-        let row = buffer.baseAddress!
-        for i in 0..<weight.rows {
-            weight.widenRows(i..<(i + 1), into: row)
-            for t in 0..<tokens {
-                let a = x[t * inputStride + i]
-                if a == 0 { continue }
-                let out = y + t * outputStride
-                var c = 0
-                while c + 16 <= columns {
-                    let w = UnsafeRawPointer(row + c).loadUnaligned(as: SIMD16<Float>.self)
-                    let o = UnsafeRawPointer(out + c).loadUnaligned(as: SIMD16<Float>.self)
-                    UnsafeMutableRawPointer(out + c).storeBytes(of: o + a * w, as: SIMD16<Float>.self)
-                    c += 16
-                }
-                while c < columns {
-                    out[c] += a * row[c]
-                    c += 1
-                }
-            }
-        }
-    }
+    kernels.linearTransposed(x, tokens: tokens, inputStride: inputStride, weight: weight, into: y, outputStride: outputStride)
 }

@@ -84,6 +84,7 @@ public struct WorkerService: Service {
         self.logger = logger
         logger.info("worker loaded", metadata: [
             "name": "\(name)", "experts": "\(keys.count)", "expert_bytes": "\(store.shard.byteCount)", "listen": "\(bound)",
+            "kernels": "\(KernelDispatch.active.name)",
         ])
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JindouModel
+import JindouNumerics
 import JindouRouting
 import JindouTestSupport
 
@@ -33,6 +34,36 @@ struct CommandLineTests {
             case .fixed(let k): #expect(object["experts_per_token"] as? Int == k)
             case .configured: break
             }
+        }
+    }
+
+    /// JINDOU_KERNELS picks the kernel set at startup: every set this CPU runs meets the
+    /// goldens; one it cannot run, or an unknown name, is refused with a warning and the
+    /// best supported set used instead.
+    @Test func kernelSetChosenByEnvironment() throws {
+        let fixture = "qwen3-moe-tiny"
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let c = try #require(golden.cases.first { $0.name == "default-medium" })
+        let expected = try rows(tensors.tensor("case\(c.index).prefill_logits")).last!
+        let ctl = try Executable("jindouctl")
+        let supported = Set(KernelDispatch.supported.map { $0.name })
+        for name in KernelDispatch.all.map({ $0.name }) + ["sse9"] {
+            let output = try ctl.run(["generate", "--model", Fixtures.path(fixture),
+                                      "--prompt-ids", c.promptIDs.map(String.init).joined(separator: ","),
+                                      "--max-new-tokens", String(c.maxNewTokens), "--temperature", "0", "--json", "--emit-logits"],
+                                     environment: ["JINDOU_KERNELS": name])
+            #expect(output.status == 0, "\(name): \(output.stderr)")
+            if supported.contains(name) {
+                #expect(!output.stderr.contains("warning"), "\(name): \(output.stderr)")
+            } else if name == "sse9" {
+                #expect(output.stderr.contains("JINDOU_KERNELS=sse9 is not a kernel set"), "\(output.stderr)")
+            } else {
+                #expect(output.stderr.contains("lacks the instructions"), "\(name): \(output.stderr)")
+            }
+            let object = try JSONSerialization.jsonObject(with: output.stdout) as! [String: Any]
+            #expect(object["token_ids"] as? [Int] == c.greedyNewTokens, "\(name)")
+            let logits = (object["last_logits"] as! [NSNumber]).map(\.floatValue)
+            #expect(maxAbsDifference(logits, expected) <= 1e-4, "\(name)")
         }
     }
 

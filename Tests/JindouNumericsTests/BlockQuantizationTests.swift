@@ -1,5 +1,6 @@
 import Foundation
 @testable import JindouNumerics
+import JindouKernelsGeneric
 import JindouTestSupport
 import Testing
 
@@ -127,23 +128,29 @@ struct QuantizedLinearTests {
         return y
     }
 
-    /// The portable fp32-widening kernels (what runs without AVX2) on every build.
-    @Test("portable kernels equal the dequantised product", arguments: BlockFormat.allCases)
-    func portableKernels(format: BlockFormat) {
+    /// Rows of `x · Wᵀ` computed by kernel set `kernels` (one row range, no threads).
+    static func rows(_ kernels: any KernelSet.Type, _ x: [Float], tokens: Int, weight: WeightMatrix) -> [Float] {
+        var y = [Float](repeating: 0, count: tokens * weight.rows)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                kernels.withRowKernel(xp.baseAddress!, tokens: tokens, weight: weight, into: yp.baseAddress!, outputStride: weight.rows) {
+                    $0(0..<weight.rows)
+                }
+            }
+        }
+        return y
+    }
+
+    /// The generic fp32-widening kernels (what runs without AVX2), on every machine.
+    @Test("generic kernels equal the dequantised product", arguments: BlockFormat.allCases)
+    func genericKernels(format: BlockFormat) {
         let (rows, columns, tokens) = (9, 512, 3)
         let quantized = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 5)).quantized(format)
         let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
         let x = randomMatrix(rows: tokens, columns: columns, seed: 6)
-        var expected = [Float](repeating: 0, count: tokens * rows), actual = expected
-        x.withUnsafeBufferPointer { xp in
-            linear(xp.baseAddress!, tokens: tokens, weight: decoded, into: &expected)
-            actual.withUnsafeMutableBufferPointer { y in
-                switch format {
-                case .q8_0: q8_0RowKernel(xp.baseAddress!, tokens: tokens, weight: quantized, rows: 0..<rows, y: y.baseAddress!, outputStride: rows)
-                case .q4_K: q4_KRowKernel(xp.baseAddress!, tokens: tokens, weight: quantized, rows: 0..<rows, y: y.baseAddress!, outputStride: rows)
-                }
-            }
-        }
+        var expected = [Float](repeating: 0, count: tokens * rows)
+        x.withUnsafeBufferPointer { linear($0.baseAddress!, tokens: tokens, weight: decoded, into: &expected) }
+        let actual = Self.rows(JindouKernelsGeneric.Kernels.self, x, tokens: tokens, weight: quantized)
         let scale = expected.map(abs).max()!
         #expect(zip(expected, actual).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
     }
@@ -160,22 +167,31 @@ struct QuantizedLinearTests {
         let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
         for tokens in [1, 2, 5, 13] {
             let x = randomMatrix(rows: tokens, columns: columns, seed: UInt64(10 + tokens)).map { $0 * 20 }
-            var expected = [Float](repeating: 0, count: tokens * rows), actual = expected
+            var expected = [Float](repeating: 0, count: tokens * rows), blas = expected
             x.withUnsafeBufferPointer { xp in
                 linear(xp.baseAddress!, tokens: tokens, weight: decoded, into: &expected)
-                linear(xp.baseAddress!, tokens: tokens, weight: quantized, into: &actual)
+                linear(xp.baseAddress!, tokens: tokens, weight: quantized, into: &blas)
             }
             let scale = expected.map(abs).max()!
-            let worst = zip(expected, actual).map { abs($0 - $1) }.max()!
-            if quantizedKernelsUseInt8Activations && tokens < blasTokenThreshold {
-                // Exact: the same int8 activations, in double precision.
-                let exact = int8ActivationProduct(x, tokens: tokens, weight: quantized)
-                let worstExact = zip(exact, actual).map { abs(Float($0) - $1) }.max()!
-                #expect(worstExact <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worstExact) of \(scale) vs int8-activation product")
-                // And the activation rounding stays small against the fp32-activation product.
-                #expect(worst <= 2e-2 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
-            } else {
-                #expect(worst <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+            if tokens >= blasTokenThreshold {
+                let worst = zip(expected, blas).map { abs($0 - $1) }.max()!
+                #expect(worst <= 1e-5 * scale, "\(format) BLAS tokens \(tokens): max |Δ| \(worst) of \(scale)")
+            }
+            // Every kernel set this CPU runs (the row kernels serve up to 11 tokens).
+            for kernels in KernelDispatch.supported {
+                let actual = Self.rows(kernels, x, tokens: tokens, weight: quantized)
+                let worst = zip(expected, actual).map { abs($0 - $1) }.max()!
+                if kernels.usesInt8Activations {
+                    // Exact: the same int8 activations, in double precision.
+                    let exact = int8ActivationProduct(x, tokens: tokens, weight: quantized)
+                    let worstExact = zip(exact, actual).map { abs(Float($0) - $1) }.max()!
+                    #expect(worstExact <= 1e-5 * scale,
+                            "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worstExact) of \(scale) vs int8-activation product")
+                    // And the activation rounding stays small against the fp32-activation product.
+                    #expect(worst <= 2e-2 * scale, "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+                } else {
+                    #expect(worst <= 1e-5 * scale, "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
+                }
             }
         }
         // Row slices share the quantised memory.

@@ -24,10 +24,14 @@ public struct Executable: Sendable {
         public let stderr: String
     }
 
-    public func run(_ arguments: [String]) throws -> Output {
+    /// `environment` is added to this process's own.
+    public func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = url
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

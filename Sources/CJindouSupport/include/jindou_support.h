@@ -19,4 +19,9 @@ static inline __attribute__((always_inline)) void jindou_prefetch(const void *ad
     __builtin_prefetch(address, 0, 3);
 }
 
+/// Instruction sets the running CPU and operating system support (CPUID, and XGETBV for
+/// the register state the OS saves): 2 = AVX-512 F/CD/BW/DQ/VL with AVX2/FMA/F16C,
+/// 1 = AVX2/FMA/F16C, 0 = neither (or not x86-64). Picks the kernel module at startup.
+int jindou_cpu_vector_level(void);
+
 #endif

@@ -1,3 +1,5 @@
+import JindouTensors
+
 // Linear kernels over GGUF block-quantised weights (Q8_0, Q4_K): Y[t, r] = Σ_c X[t, c] ·
 // W[r, c] with W decoded block by block in registers, never materialised.
 //
@@ -12,16 +14,6 @@
 // Q8_0: per 32-weight block, Σ q·x in fp32 then × d. Q4_K: per 32-weight sub-block,
 // d·scale·Σ q·x − dmin·min·Σ x, with Σ x per sub-block computed once per call for every
 // row. Results equal the dequantised matrix's `linear` up to fp32 summation order.
-
-/// Whether `linear` over Q8_0/Q4_K weights quantises the activations to int8 blocks first
-/// (the AVX2 integer-dot kernels, QuantizedDotAVX2.swift) or widens the weights to fp32.
-public let quantizedKernelsUseInt8Activations: Bool = {
-    #if JINDOU_AVX2
-    return true
-    #else
-    return false
-    #endif
-}()
 
 @inline(__always)
 private func activations16(_ x: UnsafePointer<Float>, _ column: Int) -> SIMD16<Float> {

@@ -53,8 +53,8 @@ public enum BlockFormat: String, Sendable, CaseIterable, Codable {
 
 /// Q8_0: blocks of 32 weights, an f16 scale `d` then 32 signed bytes; weight = q · d.
 public enum Q8_0 {
-    public static let blockSize = 32
-    public static let bytesPerBlock = 34
+    @inlinable public static var blockSize: Int { 32 }
+    @inlinable public static var bytesPerBlock: Int { 34 }
 
     /// `quantize_row_q8_0_ref`: d = max|x| / 127, q = round-half-away(x / d).
     public static func quantize(_ x: UnsafeBufferPointer<Float>, into out: UnsafeMutableRawBufferPointer) {
@@ -91,8 +91,8 @@ public enum Q8_0 {
 /// 4-bit quants (for each 64 weights, 32 bytes: low nibbles the first 32, high nibbles the
 /// next 32). Weight = d·scale_j · q − dmin·min_j.
 public enum Q4_K {
-    public static let blockSize = 256
-    public static let bytesPerBlock = 144
+    @inlinable public static var blockSize: Int { 256 }
+    @inlinable public static var bytesPerBlock: Int { 144 }
 
     /// ggml's `nearest_int`: round to nearest, ties to even, by the 1.5·2^23 trick.
     @inline(__always)
@@ -102,15 +102,15 @@ public enum Q4_K {
     }
 
     /// A super-block's parts: the two f16 scales, the packed 6-bit scales/mins, the nibbles.
-    @inline(__always)
-    static func parts(_ block: UnsafeRawPointer) -> (d: Float, dmin: Float, packed: UnsafeRawPointer, quants: UnsafeRawPointer) {
+    @inlinable @inline(__always)
+    public static func parts(_ block: UnsafeRawPointer) -> (d: Float, dmin: Float, packed: UnsafeRawPointer, quants: UnsafeRawPointer) {
         (Float(halfBits: block.loadUnaligned(as: UInt16.self)), Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)),
          block + 4, block + 16)
     }
 
     /// `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min.
-    @inline(__always)
-    static func scaleMin(_ j: Int, _ q: UnsafeRawPointer) -> (scale: UInt8, min: UInt8) {
+    @inlinable @inline(__always)
+    public static func scaleMin(_ j: Int, _ q: UnsafeRawPointer) -> (scale: UInt8, min: UInt8) {
         func byte(_ i: Int) -> UInt8 { q.load(fromByteOffset: i, as: UInt8.self) }
         if j < 4 { return (byte(j) & 63, byte(j + 4) & 63) }
         return ((byte(j + 4) & 0xF) | ((byte(j - 4) >> 6) << 4), (byte(j + 4) >> 4) | ((byte(j) >> 6) << 4))
@@ -267,6 +267,6 @@ public enum Q4_K {
 
 extension Float {
     /// The value of an IEEE half-precision bit pattern (little-endian on disk).
-    @inline(__always)
-    init(halfBits: UInt16) { self = Float(Float16(bitPattern: UInt16(littleEndian: halfBits))) }
+    @inlinable @inline(__always)
+    public init(halfBits: UInt16) { self = Float(Float16(bitPattern: UInt16(littleEndian: halfBits))) }
 }

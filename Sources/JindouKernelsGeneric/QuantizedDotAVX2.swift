@@ -10,12 +10,13 @@
 // Accuracy: the activations' rounding adds a relative error of about 2⁻⁸ per element
 // (what llama.cpp accepts for these formats); tests bound it against the exact product.
 //
-// Compiled only when the target CPU has AVX2/FMA/F16C (Package.swift defines
-// JINDOU_AVX2); otherwise the fp32-widening kernels run.
+// Compiled into the AVX2 and AVX-512 kernel modules (Package.swift defines JINDOU_AVX2
+// there); the generic module runs the fp32-widening kernels (QuantizedRows.swift).
 
 #if JINDOU_AVX2
 import _Builtin_intrinsics.intel
 import CJindouSupport
+import JindouTensors
 
 /// Activations as int8 blocks of 32 with one fp32 scale per block, and each block's fp32
 /// sum (for Q4_K's `min` term).

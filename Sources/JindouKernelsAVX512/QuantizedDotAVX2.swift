@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/QuantizedDotAVX2.swift

@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/QuantizedRows.swift

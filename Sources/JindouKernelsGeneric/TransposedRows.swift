@@ -1,0 +1,42 @@
+import JindouTensors
+
+// x · W with the weight used untransposed (y = x·W rather than x·Wᵀ): MLA's absorbed
+// decode multiplies each head's query by its slice of kv_b_proj this way
+// (q_latent = q_nope · W_UK, W_UK being [nope, kv_lora_rank]), so no transposed copy of
+// the weight is ever made.
+//
+// Bytes read per call: rows × columns × sizeof(weight element) once, plus the inputs;
+// each widened row is reused for every token, so a decode batch of T tokens reads the
+// weight once. Roofline: memory bandwidth / (rows × columns × element size) calls per s.
+
+/// For each token t: y[t·outputStride + c] = Σᵢ x[t·inputStride + i] · W[i, c].
+/// `x` holds `weight.rows` features per token, `y` receives `weight.columns`.
+func transposedRows(
+    _ x: UnsafePointer<Float>, tokens: Int, inputStride: Int, weight: WeightMatrix,
+    into y: UnsafeMutablePointer<Float>, outputStride: Int
+) {
+    let columns = weight.columns
+    for t in 0..<tokens { (y + t * outputStride).update(repeating: 0, count: columns) }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { buffer in
+        let row = buffer.baseAddress!
+        for i in 0..<weight.rows {
+            widenWeightRows(weight, i..<(i + 1), into: row)
+            for t in 0..<tokens {
+                let a = x[t * inputStride + i]
+                if a == 0 { continue }
+                let out = y + t * outputStride
+                var c = 0
+                while c + 16 <= columns {
+                    let w = UnsafeRawPointer(row + c).loadUnaligned(as: SIMD16<Float>.self)
+                    let o = UnsafeRawPointer(out + c).loadUnaligned(as: SIMD16<Float>.self)
+                    UnsafeMutableRawPointer(out + c).storeBytes(of: o + a * w, as: SIMD16<Float>.self)
+                    c += 16
+                }
+                while c < columns {
+                    out[c] += a * row[c]
+                    c += 1
+                }
+            }
+        }
+    }
+}

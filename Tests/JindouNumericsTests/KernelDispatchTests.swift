@@ -1,0 +1,141 @@
+import Foundation
+import JindouKernelsGeneric
+import JindouNumerics
+import JindouTestSupport
+import Testing
+
+/// Runtime CPU dispatch: every kernel set this CPU runs computes the same products as a
+/// double-precision reference, and the one in use is the most capable supported one.
+@Suite("Kernel dispatch")
+struct KernelDispatchTests {
+    static func floats(_ count: Int, seed: UInt64) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state >> 11) % 2_000_001) / 1_000_000
+        }
+    }
+
+    /// A matrix of `values` stored as `dtype` (rounded by the dtype's own conversion).
+    static func matrix(rows: Int, columns: Int, _ values: [Float], _ dtype: DType) -> WeightMatrix {
+        let storage = OwnedBytes(byteCount: rows * columns * dtype.byteSize)
+        for (i, v) in values.enumerated() {
+            switch dtype {
+            case .bfloat16: storage.pointer.storeBytes(of: BFloat16Conversion.bits(from: v), toByteOffset: 2 * i, as: UInt16.self)
+            case .float16: storage.pointer.storeBytes(of: Float16(v), toByteOffset: 2 * i, as: Float16.self)
+            default: storage.pointer.storeBytes(of: v, toByteOffset: 4 * i, as: Float.self)
+            }
+        }
+        return WeightMatrix(rows: rows, columns: columns, dtype: dtype, base: UnsafeRawPointer(storage.pointer), owner: storage)
+    }
+
+    @Test func theMostCapableSupportedSetIsInUse() throws {
+        let names = KernelDispatch.all.map { $0.name }
+        #expect(names == ["avx512", "avx2", "generic"])
+        #expect(KernelDispatch.supported.last?.name == "generic", "the generic kernels run everywhere")
+        if ProcessInfo.processInfo.environment["JINDOU_KERNELS"] == nil {
+            #expect(KernelDispatch.active.name == KernelDispatch.supported[0].name)
+        }
+        #if arch(x86_64)
+        // /proc/cpuinfo agrees with CPUID on what this machine can run.
+        let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let flags = Set(info.split(separator: "\n").first { $0.hasPrefix("flags") }!.split(separator: " ").map(String.init))
+        let avx2 = flags.isSuperset(of: ["avx2", "fma", "f16c"])
+        let avx512 = avx2 && flags.isSuperset(of: ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"])
+        #expect(KernelDispatch.supported.contains { $0.name == "avx2" } == avx2)
+        #expect(KernelDispatch.supported.contains { $0.name == "avx512" } == avx512)
+        #endif
+    }
+
+    /// The AVX2 and AVX-512 modules compile the generic module's files through symbolic
+    /// links; a kernel file added without its links would silently be missing there.
+    @Test func everyKernelSourceIsCompiledIntoEverySet() throws {
+        let sources = Fixtures.repositoryRoot + "/Sources/"
+        let generic = try FileManager.default.contentsOfDirectory(atPath: sources + "JindouKernelsGeneric").sorted()
+        #expect(!generic.isEmpty)
+        for variant in ["JindouKernelsAVX2", "JindouKernelsAVX512"] {
+            let files = try FileManager.default.contentsOfDirectory(atPath: sources + variant).sorted()
+            #expect(files == generic, "\(variant)")
+            for file in files {
+                let target = try FileManager.default.destinationOfSymbolicLink(atPath: sources + variant + "/" + file)
+                #expect(target == "../JindouKernelsGeneric/" + file)
+            }
+        }
+    }
+
+    @Test("dense row kernels and widening, every supported set", arguments: [DType.float32, .float16, .bfloat16])
+    func denseRows(dtype: DType) {
+        let (rows, columns) = (13, 200)  // 200: twelve 16-wide tiles and an 8-column tail
+        let weight = Self.matrix(rows: rows, columns: columns, Self.floats(rows * columns, seed: 1), dtype)
+        let stored = weight.floatValues()
+        for tokens in [1, 3, 4, 7] {
+            let x = Self.floats(tokens * columns, seed: UInt64(tokens))
+            for kernels in KernelDispatch.supported {
+                let y = QuantizedLinearTests.rows(kernels, x, tokens: tokens, weight: weight)
+                for t in 0..<tokens {
+                    for r in 0..<rows {
+                        var reference = 0.0
+                        for c in 0..<columns { reference += Double(stored[r * columns + c]) * Double(x[t * columns + c]) }
+                        #expect(abs(Double(y[t * rows + r]) - reference) <= 1e-5 * max(1, abs(reference)), "\(kernels.name) \(dtype)")
+                    }
+                }
+            }
+        }
+        for kernels in KernelDispatch.supported {
+            var widened = [Float](repeating: .nan, count: 5 * columns)
+            widened.withUnsafeMutableBufferPointer { kernels.widenRows(weight, 4..<9, into: $0.baseAddress!) }
+            #expect(widened == Array(stored[(4 * columns)..<(9 * columns)]), "\(kernels.name) widening \(dtype)")
+        }
+    }
+
+    @Test("block formats widen bit for bit like the reference decoder, every supported set", arguments: BlockFormat.allCases)
+    func blockWidening(format: BlockFormat) {
+        let (rows, columns) = (6, 512)
+        let weight = WeightMatrix(rows: rows, columns: columns, float32: Self.floats(rows * columns, seed: 9)).quantized(format)
+        let reference = weight.floatValues()
+        for kernels in KernelDispatch.supported {
+            var widened = [Float](repeating: .nan, count: rows * columns)
+            widened.withUnsafeMutableBufferPointer { kernels.widenRows(weight, 0..<rows, into: $0.baseAddress!) }
+            #expect(widened == reference, "\(kernels.name) \(format)")
+        }
+    }
+
+    @Test func attentionAndTransposedProductEverySupportedSet() {
+        let (heads, kvHeads, d, length) = (4, 2, 40, 9)
+        let q = Self.floats(heads * d, seed: 3), k = Self.floats(length * kvHeads * d, seed: 4), v = Self.floats(length * kvHeads * d, seed: 5)
+        var outputs: [String: [Float]] = [:]
+        for kernels in KernelDispatch.supported {
+            var out = [Float](repeating: .nan, count: heads * d), scores = [Float](repeating: 0, count: length)
+            kernels.attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v, rowStride: kvHeads * d,
+                                   first: 2, length: length, scale: 0.3, scores: &scores, into: &out, valueDimension: d,
+                                   valueRowStride: kvHeads * d)
+            outputs[kernels.name] = out
+        }
+        // Reference in double.
+        for h in 0..<heads {
+            let g = h / (heads / kvHeads)
+            let logits = (2..<length).map { p in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(k[(p * kvHeads + g) * d + $1]) } * 0.3 }
+            let m = logits.max()!, e = logits.map { exp($0 - m) }, total = e.reduce(0, +)
+            for i in 0..<d {
+                let expected = (2..<length).enumerated().reduce(0.0) { $0 + e[$1.offset] / total * Double(v[($1.element * kvHeads + g) * d + i]) }
+                for (name, out) in outputs {
+                    #expect(abs(Double(out[h * d + i]) - expected) <= 1e-5, "\(name) head \(h)")
+                }
+            }
+        }
+        // x · W (untransposed), 3 tokens.
+        let (rows, columns, tokens) = (24, 70, 3)
+        let weight = Self.matrix(rows: rows, columns: columns, Self.floats(rows * columns, seed: 6), .bfloat16)
+        let stored = weight.floatValues(), x = Self.floats(tokens * rows, seed: 7)
+        for kernels in KernelDispatch.supported {
+            var y = [Float](repeating: .nan, count: tokens * columns)
+            kernels.linearTransposed(x, tokens: tokens, inputStride: rows, weight: weight, into: &y, outputStride: columns)
+            for t in 0..<tokens {
+                for c in 0..<columns {
+                    let expected = (0..<rows).reduce(0.0) { $0 + Double(x[t * rows + $1]) * Double(stored[$1 * columns + c]) }
+                    #expect(abs(Double(y[t * columns + c]) - expected) <= 1e-5 * max(1, abs(expected)), "\(kernels.name)")
+                }
+            }
+        }
+    }
+}
