@@ -38,8 +38,8 @@ func dotProduct(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: I
     var i = 0
     while i &+ 16 <= n {
         let j = i &+ 8
-        acc0 = acc0.addingProduct(load8(a, i), load8(b, i))
-        acc1 = acc1.addingProduct(load8(a, j), load8(b, j))
+        acc0 = acc0.multiplyAdding(load8(a, i), load8(b, i))
+        acc1 = acc1.multiplyAdding(load8(a, j), load8(b, j))
         i &+= 16
     }
     var s = (acc0 + acc1).sum()
@@ -56,7 +56,7 @@ func addScaled(_ x: UnsafePointer<Float>, _ w: Float, into y: UnsafeMutablePoint
     var i = 0
     while i &+ 8 <= n {
         let target = UnsafeMutableRawPointer(y + i)
-        let sum = target.loadUnaligned(as: SIMD8<Float>.self).addingProduct(load8(x, i), SIMD8(repeating: w))
+        let sum = target.loadUnaligned(as: SIMD8<Float>.self).multiplyAdding(load8(x, i), SIMD8(repeating: w))
         target.storeBytes(of: sum, as: SIMD8<Float>.self)
         i &+= 8
     }

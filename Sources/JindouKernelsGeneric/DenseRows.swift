@@ -90,10 +90,10 @@ private func rowKernel<W: WeightElements>(
             var c = 0
             while c < vectorEnd {
                 let w = W.load16(row, c)
-                a0 = a0.addingProduct(w, loadActivations16(x0, c))
-                a1 = a1.addingProduct(w, loadActivations16(x1, c))
-                a2 = a2.addingProduct(w, loadActivations16(x2, c))
-                a3 = a3.addingProduct(w, loadActivations16(x3, c))
+                a0 = a0.multiplyAdding(w, loadActivations16(x0, c))
+                a1 = a1.multiplyAdding(w, loadActivations16(x1, c))
+                a2 = a2.multiplyAdding(w, loadActivations16(x2, c))
+                a3 = a3.multiplyAdding(w, loadActivations16(x3, c))
                 c &+= 16
             }
             var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
@@ -114,12 +114,12 @@ private func rowKernel<W: WeightElements>(
             var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
             var c = 0
             while c + 32 <= vectorEnd {
-                a0 = a0.addingProduct(W.load16(row, c), loadActivations16(x0, c))
-                a1 = a1.addingProduct(W.load16(row, c &+ 16), loadActivations16(x0, c &+ 16))
+                a0 = a0.multiplyAdding(W.load16(row, c), loadActivations16(x0, c))
+                a1 = a1.multiplyAdding(W.load16(row, c &+ 16), loadActivations16(x0, c &+ 16))
                 c &+= 32
             }
             if c < vectorEnd {
-                a0 = a0.addingProduct(W.load16(row, c), loadActivations16(x0, c))
+                a0 = a0.multiplyAdding(W.load16(row, c), loadActivations16(x0, c))
                 c &+= 16
             }
             var s = (a0 + a1).sum()
@@ -160,7 +160,7 @@ private func fp8RowKernel(
                 var acc = SIMD16<Float>()
                 var c = start
                 while c + 16 <= end {
-                    acc = acc.addingProduct(widen16(row, c), UnsafeRawPointer(xt + c).loadUnaligned(as: SIMD16<Float>.self))
+                    acc = acc.multiplyAdding(widen16(row, c), UnsafeRawPointer(xt + c).loadUnaligned(as: SIMD16<Float>.self))
                     c += 16
                 }
                 var partial = acc.sum()

@@ -40,8 +40,8 @@ func q8_0RowKernel(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix,
                     + SIMD16<Float>(p0.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)) * activations16(xt, c &+ 16)
                 let s1 = SIMD16<Float>(p1.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)) * activations16(xt, c &+ 32)
                     + SIMD16<Float>(p1.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)) * activations16(xt, c &+ 48)
-                acc0 = acc0.addingProduct(s0, SIMD16(repeating: d0))
-                acc1 = acc1.addingProduct(s1, SIMD16(repeating: d1))
+                acc0 = acc0.multiplyAdding(s0, SIMD16(repeating: d0))
+                acc1 = acc1.multiplyAdding(s1, SIMD16(repeating: d1))
                 b &+= 2
             }
             if b < blocks {
@@ -50,7 +50,7 @@ func q8_0RowKernel(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix,
                 let c = b &* 32
                 let s0 = SIMD16<Float>(p0.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)) * activations16(xt, c)
                     + SIMD16<Float>(p0.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)) * activations16(xt, c &+ 16)
-                acc0 = acc0.addingProduct(s0, SIMD16(repeating: d0))
+                acc0 = acc0.multiplyAdding(s0, SIMD16(repeating: d0))
             }
             y[t * outputStride + r] = (acc0 + acc1).sum()
         }
@@ -90,8 +90,8 @@ func q4_KRowKernel(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix,
                             + SIMD16<Float>(q1 & low) * activations16(xt, c &+ 16)
                         let highDot = SIMD16<Float>(q0 &>> 4) * activations16(xt, c &+ 32)
                             + SIMD16<Float>(q1 &>> 4) * activations16(xt, c &+ 48)
-                        acc0 = acc0.addingProduct(lowDot, SIMD16(repeating: d * Float(s1)))
-                        acc1 = acc1.addingProduct(highDot, SIMD16(repeating: d * Float(s2)))
+                        acc0 = acc0.multiplyAdding(lowDot, SIMD16(repeating: d * Float(s1)))
+                        acc1 = acc1.multiplyAdding(highDot, SIMD16(repeating: d * Float(s2)))
                         let sub = s &* 8 &+ 2 &* group
                         correction += dmin * Float(m1) * xs[sub] + dmin * Float(m2) * xs[sub &+ 1]
                     }

@@ -63,6 +63,47 @@ struct KernelDispatchTests {
         }
     }
 
+    /// Each module's object code uses the instructions it was compiled for (objdump of the
+    /// built objects, next to the test bundle): none wider than SSE in the generic one,
+    /// AVX2 integer dots and FMA in the AVX2 one, 512-bit registers in the AVX-512 one —
+    /// whether or not this CPU can run them.
+    @Test func eachModuleUsesItsInstructionSet() throws {
+        #if arch(x86_64)
+        let build = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        var candidates = [build]
+        // `swift test` may run the bundle from inside the .xctest directory.
+        candidates.append(URL(fileURLWithPath: build).deletingLastPathComponent().path)
+        candidates.append(Fixtures.repositoryRoot + "/.build/debug")
+        guard let directory = candidates.first(where: { FileManager.default.fileExists(atPath: $0 + "/JindouKernelsAVX2.build") }) else {
+            Issue.record("no JindouKernelsAVX2.build next to the test bundle (looked in \(candidates))")
+            return
+        }
+        func instructions(_ module: String) throws -> String {
+            let objects = try FileManager.default.contentsOfDirectory(atPath: "\(directory)/\(module).build")
+                .filter { $0.hasSuffix(".o") }.map { "\(directory)/\(module).build/\($0)" }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["objdump", "-d", "--no-show-raw-insn"] + objects
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "objdump (binutils) failed on \(module)")
+            return text
+        }
+        let generic = try instructions("JindouKernelsGeneric")
+        #expect(!generic.isEmpty)
+        if ProcessInfo.processInfo.environment["JINDOU_TARGET_CPU"] == nil {  // the baseline x86-64
+            #expect(!generic.contains("%ymm") && !generic.contains("%zmm"))
+        }
+        let avx2 = try instructions("JindouKernelsAVX2")
+        #expect(avx2.contains("vpmaddubsw") && avx2.contains("vfmadd") && avx2.contains("%ymm") && !avx2.contains("%zmm"))
+        let avx512 = try instructions("JindouKernelsAVX512")
+        #expect(avx512.contains("%zmm") && avx512.contains("vfmadd"))
+        #endif
+    }
+
     @Test("dense row kernels and widening, every supported set", arguments: [DType.float32, .float16, .bfloat16])
     func denseRows(dtype: DType) {
         let (rows, columns) = (13, 200)  // 200: twelve 16-wide tiles and an 8-column tail
