@@ -13,6 +13,13 @@ Writes into `Tests/Fixtures/gguf/`:
   (llama.cpp's `qwen3moe` has no dense layers, so `qwen3-moe-tiny`, whose layer 1 is dense,
   is refused by the converter: "Can not map tensor 'model.layers.1.mlp.down_proj.weight'"),
   `--outtype f32`, so the fixture's transformers goldens apply unchanged.
+- `glm4-moe-tiny-f32.gguf`, `glm4-moe-tiny-legacy-f32.gguf`: both GLM4-MoE fixtures
+  (`glm4moe`), `--outtype f32`. Both convert as they are: a leading dense layer, shared
+  experts, `exp_probs_b` correction biases; q/k norms, two expert groups and routed scaling
+  2.5 in the first, attention biases in the legacy one (transformers 4.x config style,
+  sharded). Both declare `num_nextn_predict_layers: 1` without the MTP layer's weights, so
+  the converter writes `nextn_predict_layers = 1` and one more block in `block_count` than
+  there are decoder layers, with no tensors for it; the loader must ignore that block.
 
 One adjustment to the converter, and only one: it identifies the BPE pre-tokenizer by
 hashing the token ids a known text encodes to (`get_vocab_base_pre`), which works for
@@ -38,11 +45,14 @@ FIXTURES = ROOT / "Tests" / "Fixtures"
 # (src/llama-vocab.cpp lists the regex each name stands for).
 KNOWN_PRE_TOKENIZERS = {
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "glm4",
 }
 
 CONVERSIONS = [
     # (fixture directory, output file name, --outtype)
     ("qwen3-moe-tiny-sharded", "qwen3-moe-tiny-sharded-f32.gguf", "f32"),
+    ("glm4-moe-tiny", "glm4-moe-tiny-f32.gguf", "f32"),
+    ("glm4-moe-tiny-legacy", "glm4-moe-tiny-legacy-f32.gguf", "f32"),
 ]
 
 

@@ -5,7 +5,7 @@ import JindouRouting
 
 // A llama.cpp GGUF file as a weight source. Metadata and tensor names follow llama.cpp's
 // conversion (convert_hf_to_gguf.py, gguf-py/gguf/constants.py and tensor_mapping.py) and
-// its loader (src/models/qwen3moe.cpp):
+// its loader (src/models/qwen3moe.cpp; glm4moe: GGUFGlm4Moe.swift):
 //   token_embd, output_norm, output (absent: tied to token_embd),
 //   blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm, ffn_norm,
 //          ffn_gate_inp, ffn_{gate,up,down}_exps (all experts stacked, [E, out, in])}.
@@ -42,8 +42,9 @@ public enum GGUFTensorNames {
     ]
 
     /// The GGUF tensor (and, for a routed expert, its slice of the stacked tensor) holding
-    /// Hugging Face tensor `name`; nil for names GGUF has no place for.
-    public static func gguf(for name: String, textPrefix: String = "model.") -> (name: String, slice: Int?)? {
+    /// Hugging Face tensor `name` in a file of `architecture`; nil for names GGUF has no place for.
+    public static func gguf(for name: String, textPrefix: String = "model.",
+                            architecture: Architecture = .qwen3Moe) -> (name: String, slice: Int?)? {
         switch name {
         case textPrefix + "embed_tokens.weight": return ("token_embd.weight", nil)
         case textPrefix + "norm.weight": return ("output_norm.weight", nil)
@@ -55,7 +56,8 @@ public enum GGUFTensorNames {
         let rest = name.dropFirst(layers.count)
         guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
         let suffix = String(rest[rest.index(after: dot)...])
-        if let mapped = layerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
+        let overrides = architecture == .glm4Moe ? glm4MoeLayerSuffixes : [:]
+        if let mapped = overrides[suffix] ?? layerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
         // mlp.experts.E.{gate,up,down}_proj.weight → ffn_{gate,up,down}_exps.weight, slice E.
         let parts = suffix.split(separator: ".")
         if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), parts[4] == "weight",
@@ -67,7 +69,7 @@ public enum GGUFTensorNames {
 }
 
 /// A GGUF file whose tensors are served under Hugging Face names (see `WeightSource`).
-/// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
+/// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE) and `glm4moe` (GLM4-MoE). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
 public struct GGUFCheckpoint: WeightSource {
     public let file: GGUFFile
     /// The model the metadata describes (checked against the tensors' shapes on load).
@@ -76,7 +78,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -87,6 +89,7 @@ public struct GGUFCheckpoint: WeightSource {
         let metadata = GGUFModelMetadata(file: file, architecture: architecture)
         switch architecture {
         case "qwen3moe": description = try metadata.qwen3Moe()
+        case "glm4moe": description = try metadata.glm4Moe()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }
@@ -96,7 +99,8 @@ public struct GGUFCheckpoint: WeightSource {
 
     /// Where a request's bytes are: the GGUF tensor, its HF-order shape and file byte range.
     private func locate(_ request: TensorRequest) throws -> (info: GGUFTensorInfo, shape: [Int], range: Range<Int>)? {
-        guard request.rows == nil, let (name, slice) = GGUFTensorNames.gguf(for: request.name, textPrefix: description.textPrefix) else {
+        guard request.rows == nil, let (name, slice) = GGUFTensorNames.gguf(
+            for: request.name, textPrefix: description.textPrefix, architecture: description.architecture) else {
             throw GGUFError(path: path, reason: "Jindou has no GGUF tensor name for '\(request.name)'")
         }
         guard let info = file.tensor(name) else {

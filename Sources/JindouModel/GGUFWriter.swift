@@ -144,35 +144,49 @@ public struct GGUFWriter {
     }
 }
 
-/// `jindouctl quantize`: a Hugging Face Qwen3-MoE checkpoint as a GGUF file with llama.cpp's
-/// `qwen3moe` tensor names and metadata, weights re-encoded as llama-quantize does
-/// (reference encoders). `expertFormat` for the routed experts (stacked `ffn_*_exps`),
-/// Q8_0 for every other matrix except the token embedding (`embeddingFormat`, nil = F32;
-/// llama-quantize's `--token-embedding-type`), F32 for norms and the router (llama-quantize
-/// keeps `ffn_gate_inp` unquantised). `tokenizer` is the `tokenizer.*` metadata to write;
-/// without it the vocabulary is written as `tokenizer.ggml.model = none` with `vocab_size`
-/// (llama.cpp then runs, e.g. llama-bench, without a tokenizer).
+/// `jindouctl quantize`: a Hugging Face checkpoint as a GGUF file with llama.cpp's tensor
+/// names and metadata for its architecture (`qwen3moe`, `glm4moe`: `llamaCppArchitecture`),
+/// weights re-encoded as llama-quantize does (reference encoders). `expertFormat` for the
+/// routed experts (stacked `ffn_*_exps`), Q8_0 for every other matrix except the token
+/// embedding (`embeddingFormat`, nil = F32; llama-quantize's `--token-embedding-type`), F32
+/// for norms, biases and the router (llama-quantize keeps `ffn_gate_inp` unquantised).
+/// `tokenizer` is the `tokenizer.*` metadata to write; without it the vocabulary is written
+/// as `tokenizer.ggml.model = none` with `vocab_size` (llama.cpp then runs, e.g.
+/// llama-bench, without a tokenizer).
 ///
 /// Beyond what llama.cpp's qwen3moe reads, and ignored by it: `expert_weights_norm` (false
 /// for `norm_topk_prob: false`; llama.cpp always renormalises) and dense layers
 /// (`mlp_only_layers`) as `blk.N.ffn_{gate,up,down}` — llama.cpp refuses such a file, Jindou
-/// loads it.
+/// loads it. glm4moe files are what the converter writes with `--no-mtp`: MTP layers,
+/// which Jindou never loads, are not written.
 public enum GGUFExport {
-    public static func qwen3Moe(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
-                                embeddingFormat: BlockFormat? = .q8_0, tokenizer: [(String, GGUFWriter.Value)]? = nil,
-                                name: String) throws -> GGUFWriter {
-        guard d.architecture == .qwen3Moe else {
-            throw GGUFError(path: checkpoint.directory, reason: "GGUF export supports Qwen3MoeForCausalLM so far, not \(d.architecture.rawValue)")
+    /// llama.cpp's name for the architectures Jindou writes; nil for the others.
+    public static func llamaCppArchitecture(_ architecture: Architecture) -> String? {
+        switch architecture {
+        case .qwen3Moe: "qwen3moe"
+        case .glm4Moe: "glm4moe"
+        default: nil
+        }
+    }
+
+    public static func writer(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
+                              embeddingFormat: BlockFormat? = .q8_0, tokenizer: [(String, GGUFWriter.Value)]? = nil,
+                              name: String) throws -> GGUFWriter {
+        guard let arch = llamaCppArchitecture(d.architecture) else {
+            let supported = Architecture.allCases.filter { llamaCppArchitecture($0) != nil }.map(\.rawValue)
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export supports \(supported.joined(separator: ", ")) so far, not \(d.architecture.rawValue)")
         }
         guard d.latentAttention == nil, d.weightQuantization == nil, d.expertStorage == .perExpert else {
             throw GGUFError(path: checkpoint.directory, reason: "GGUF export needs a per-expert bf16/f16/f32 checkpoint")
+        }
+        guard d.attention.ropeScaling == .none else {
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export does not write rope scaling (yarn) yet")
         }
         for width in [d.hiddenSize, d.moeIntermediateSize] where width % expertFormat.blockSize != 0 {
             throw GGUFError(path: checkpoint.directory, reason: "\(expertFormat.rawValue) needs widths that are multiples of \(expertFormat.blockSize); hidden \(d.hiddenSize), expert intermediate \(d.moeIntermediateSize)")
         }
         let a = d.attention
         var writer = GGUFWriter()
-        let arch = "qwen3moe"
         let denseIntermediate = d.layers.compactMap { if case .dense(let size) = $0 { size } else { nil } }.first
         writer.metadata = [
             ("general.architecture", .string(arch)),
@@ -195,21 +209,23 @@ public enum GGUFExport {
             ("\(arch).expert_weights_norm", .bool(d.router.normalizeTopK)),
             ("\(arch).vocab_size", .u32(UInt32(d.vocabularySize))),
         ]
+        if d.architecture == .glm4Moe { writer.metadata += try glm4MoeMetadata(d, path: checkpoint.directory) }
         writer.metadata += tokenizer ?? [("tokenizer.ggml.model", .string("none"))]
         func plain(_ hf: String) throws -> TensorView {
             let set = try checkpoint.load([TensorRequest(hf, shape: nil)])
             guard let view = set[hf] else { throw CheckpointError.missingTensor(tensor: hf, searched: []) }
             return view
         }
+        func ggufName(_ hf: String) -> String {
+            GGUFTensorNames.gguf(for: hf, textPrefix: d.textPrefix, architecture: d.architecture)!.name
+        }
         func vector(_ hf: String) throws {
-            let gguf = GGUFTensorNames.gguf(for: hf, textPrefix: d.textPrefix)!.name
             let count = try plain(hf).elementCount
-            writer.tensors.append(.init(name: gguf, dimensions: [count], type: .f32) { write in
+            writer.tensors.append(.init(name: ggufName(hf), dimensions: [count], type: .f32) { write in
                 try plain(hf).floats().withUnsafeBytes { try write($0) }
             })
         }
         func matrix(_ hf: String, _ format: BlockFormat?) throws {
-            let gguf = GGUFTensorNames.gguf(for: hf, textPrefix: d.textPrefix)!.name
             let view = try plain(hf)
             guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
             let (rows, columns) = (view.shape[0], view.shape[1])
@@ -217,22 +233,28 @@ public enum GGUFExport {
                 throw GGUFError(path: checkpoint.directory, reason: "\(hf) has \(columns) columns, not whole \(format.rawValue) blocks of \(format.blockSize)")
             }
             let type = format.map(GGMLType.init) ?? .f32
-            writer.tensors.append(.init(name: gguf, dimensions: [columns, rows], type: type) { write in
+            writer.tensors.append(.init(name: ggufName(hf), dimensions: [columns, rows], type: type) { write in
                 try encodeRows(try plain(hf).matrix(), format: format, write: write)
             })
         }
-        let q8: BlockFormat = .q8_0
+        func mlp(_ prefix: String) throws {
+            for projection in ["gate", "up", "down"] { try matrix(prefix + "\(projection)_proj.weight", .q8_0) }
+        }
         try matrix(d.embeddingName, embeddingFormat)
         for l in 0..<d.layerCount {
             let p = d.layerPrefix(l), b = "blk.\(l)."
             try vector(p + "input_layernorm.weight")
-            for projection in ["q", "k", "v", "o"] { try matrix(p + "self_attn.\(projection)_proj.weight", q8) }
-            for norm in ["self_attn.q_norm.weight", "self_attn.k_norm.weight", "post_attention_layernorm.weight"] { try vector(p + norm) }
+            for projection in ["q", "k", "v", "o"] { try matrix(p + "self_attn.\(projection)_proj.weight", .q8_0) }
+            if a.queryKeyValueBias { for projection in ["q", "k", "v"] { try vector(p + "self_attn.\(projection)_proj.bias") } }
+            if a.outputBias { try vector(p + "self_attn.o_proj.bias") }
+            if a.queryKeyNorm { for norm in ["q_norm", "k_norm"] { try vector(p + "self_attn.\(norm).weight") } }
+            try vector(p + "post_attention_layernorm.weight")
             guard d.sparseLayers.contains(l) else {
-                for projection in ["gate", "up", "down"] { try matrix(p + "mlp.\(projection)_proj.weight", q8) }
+                try mlp(p + "mlp.")
                 continue
             }
             try matrix(d.routerName(layer: l), nil)
+            if d.hasCorrectionBias { try vector(d.correctionBiasName(layer: l)) }
             let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
             let type = GGMLType(expertFormat)
             for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
@@ -247,9 +269,10 @@ public enum GGUFExport {
                     }
                 })
             }
+            if d.sharedExpertIntermediateSize != nil { try mlp(p + "mlp.shared_experts.") }
         }
         try vector(d.finalNormName)
-        if !d.tieWordEmbeddings { try matrix(WeightNames.lmHead, q8) }
+        if !d.tieWordEmbeddings { try matrix(WeightNames.lmHead, .q8_0) }
         return writer
     }
 

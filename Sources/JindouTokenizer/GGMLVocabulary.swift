@@ -178,6 +178,20 @@ extension GGMLVocabulary {
         hasAddEOS = config["add_eos_token"] is Bool
     }
 
+    /// The special ids convert_hf_to_gguf.py's `_set_vocab_glm` (GLM4, GLM4-MoE) sets after
+    /// tokenizer_config.json's, in its order, by `tokenizer.ggml.{kind}_token_id` kind: BOS
+    /// `[gMASK]` and unknown `<|endoftext|>` unless already set (gguf-py's SpecialVocab keeps
+    /// the first id of a kind), end of turn `<|user|>`, end of message `<|observation|>`.
+    /// Tokens the vocabulary lacks are skipped.
+    public func glmSpecialTokens() -> [(kind: String, id: Int)] {
+        let additions = [("bos", "[gMASK]", bosTokenID), ("eot", "<|user|>", nil), ("unknown", "<|endoftext|>", unknownTokenID),
+                         ("eom", "<|observation|>", nil)]
+        return additions.compactMap { kind, token, existing in
+            guard existing == nil, let id = tokens.firstIndex(of: token) else { return nil }
+            return (kind, id)
+        }
+    }
+
     /// `TextModel.does_token_look_special`: added tokens some checkpoints leave unmarked.
     static func looksSpecial(_ token: String) -> Bool {
         ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].contains(token)

@@ -7,7 +7,7 @@ import JindouTokenizer
 /// `jindouctl quantize`: a checkpoint as a GGUF file llama.cpp reads (docs/quantization.md).
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a Qwen3-MoE checkpoint as GGUF with Q8_0 or Q4_K experts (llama.cpp's qwen3moe layout).",
+        abstract: "Write a Qwen3-MoE or GLM4-MoE checkpoint as GGUF with Q8_0 or Q4_K experts (llama.cpp's qwen3moe/glm4moe layout).",
         discussion: """
             Routed experts in --to, other matrices Q8_0 (the token embedding as --token-embedding-type),
             norms and routers F32, encoded as llama-quantize does. The checkpoint's tokenizer.json is
@@ -33,10 +33,10 @@ struct Quantize: ParsableCommand {
         do {
             let checkpoint = try Checkpoint(directory: model)
             let description = try ModelDescription(checkpoint: checkpoint)
-            let writer = try GGUFExport.qwen3Moe(checkpoint: checkpoint, description: description, expertFormat: BlockFormat(rawValue: to)!,
-                                                 embeddingFormat: BlockFormat(rawValue: tokenEmbeddingType),
-                                                 tokenizer: try Self.tokenizerMetadata(checkpoint, vocabularySize: description.vocabularySize),
-                                                 name: URL(fileURLWithPath: model).lastPathComponent)
+            let writer = try GGUFExport.writer(checkpoint: checkpoint, description: description, expertFormat: BlockFormat(rawValue: to)!,
+                                               embeddingFormat: BlockFormat(rawValue: tokenEmbeddingType),
+                                               tokenizer: try Self.tokenizerMetadata(checkpoint, description: description),
+                                               name: URL(fileURLWithPath: model).lastPathComponent)
             let total = writer.tensors.count
             let start = Date()
             try writer.write(to: out) { index in
@@ -51,13 +51,13 @@ struct Quantize: ParsableCommand {
     }
 
     /// llama.cpp's `tokenizer.*` metadata for the checkpoint's tokenizer.json, in the order its
-    /// converter writes it; nil without tokenizer.json.
-    static func tokenizerMetadata(_ checkpoint: Checkpoint, vocabularySize: Int) throws -> [(String, GGUFWriter.Value)]? {
+    /// converter writes it (GLM4-MoE: with `_set_vocab_glm`'s special ids); nil without tokenizer.json.
+    static func tokenizerMetadata(_ checkpoint: Checkpoint, description: ModelDescription) throws -> [(String, GGUFWriter.Value)]? {
         let path = checkpoint.path(of: "tokenizer.json")
         guard let json = FileManager.default.contents(atPath: path) else { return nil }
         let config = FileManager.default.contents(atPath: checkpoint.path(of: "tokenizer_config.json"))
         let v = try GGMLVocabulary(tokenizerJSON: json, tokenizerConfig: config, modelConfig: checkpoint.configData,
-                                   vocabularySize: vocabularySize, path: path)
+                                   vocabularySize: description.vocabularySize, path: path)
         var metadata: [(String, GGUFWriter.Value)] = [
             ("tokenizer.ggml.model", .string(v.model)),
             ("tokenizer.ggml.pre", .string(v.pre ?? "default")),
@@ -67,6 +67,9 @@ struct Quantize: ParsableCommand {
         ]
         let ids = [("bos", v.bosTokenID), ("eos", v.eosTokenID), ("unknown", v.unknownTokenID), ("padding", v.paddingTokenID)]
         for (name, id) in ids { if let id { metadata.append(("tokenizer.ggml.\(name)_token_id", .u32(UInt32(id)))) } }
+        if description.architecture == .glm4Moe {
+            for (name, id) in v.glmSpecialTokens() { metadata.append(("tokenizer.ggml.\(name)_token_id", .u32(UInt32(id)))) }
+        }
         if v.hasAddBOS { metadata.append(("tokenizer.ggml.add_bos_token", .bool(v.addBOS))) }
         if v.hasAddEOS { metadata.append(("tokenizer.ggml.add_eos_token", .bool(v.addEOS))) }
         let jinja = FileManager.default.contents(atPath: checkpoint.path(of: "chat_template.jinja"))

@@ -12,6 +12,21 @@ struct GGUFLoadingTests {
     /// (tools/fixture_gguf.py), F32.
     static let llamaCppFile = Fixtures.path("gguf/qwen3-moe-tiny-sharded-f32.gguf")
 
+    /// Fixtures tools/fixture_gguf.py converted with llama.cpp's converter (F32), each to
+    /// `gguf/<fixture>-f32.gguf`: qwen3moe, glm4moe with q/k norms, expert groups and a
+    /// routed scaling factor, glm4moe with attention biases (both declare one MTP layer).
+    static let llamaCppConverted = ["qwen3-moe-tiny-sharded", "glm4-moe-tiny", "glm4-moe-tiny-legacy"]
+
+    static func llamaCppFile(_ fixture: String) -> String { Fixtures.path("gguf/\(fixture)-f32.gguf") }
+
+    /// What a description computes with, without what only names things (stop and BOS ids,
+    /// the declared dtype, the count of ignored MTP layers).
+    static func computed(_ description: ModelDescription) -> ModelDescription {
+        var d = description
+        (d.eosTokenIDs, d.bosTokenID, d.declaredDType, d.ignoredPredictionLayers) = ([], nil, nil, 0)
+        return d
+    }
+
     /// `jindouctl quantize` of a fixture into a temporary directory (removed by the caller).
     static func quantize(_ fixture: String, _ extra: [String] = []) throws -> (directory: String, file: String) {
         let directory = NSTemporaryDirectory() + "jindou-gguf-load-\(UUID().uuidString)"
@@ -27,19 +42,22 @@ struct GGUFLoadingTests {
         try GoldenSet(fixture: fixture, stem: "golden").load().0.cases
     }
 
-    @Test("jindouctl quantize q8_0 → GGUF equals the checkpoint re-encoded in process, bit for bit")
-    func quantizedFileEqualsReencodedCheckpoint() async throws {
-        // qwen3-moe-tiny: a dense layer (mlp_only_layers), norm_topk_prob false, untied head.
+    /// qwen3-moe-tiny: a dense layer (mlp_only_layers), norm_topk_prob false, untied head.
+    /// glm4-moe-tiny: a leading dense layer, shared experts, sigmoid routing with correction
+    /// bias, two expert groups, routed scaling 2.5, q/k norms, partial rotary, a declared MTP
+    /// layer. glm4-moe-tiny-legacy: attention biases, no q/k norms, sharded, K = 3.
+    @Test("jindouctl quantize q8_0 → GGUF equals the checkpoint re-encoded in process, bit for bit",
+          arguments: ["qwen3-moe-tiny", "glm4-moe-tiny", "glm4-moe-tiny-legacy"])
+    func quantizedFileEqualsReencodedCheckpoint(fixture: String) async throws {
         // The embedding is written F32: the engine keeps the checkpoint's embedding too.
-        let (directory, file) = try Self.quantize("qwen3-moe-tiny", ["--token-embedding-type", "f32"])
+        let (directory, file) = try Self.quantize(fixture, ["--token-embedding-type", "f32"])
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let gguf = try InferenceEngine.load(directory: file)
-        let reference = try InferenceEngine.load(directory: Fixtures.path("qwen3-moe-tiny"), expertFormat: .q8_0, denseFormat: .q8_0)
-        #expect(gguf.description.layers == reference.description.layers)
-        #expect(gguf.description.router == reference.description.router)
+        let reference = try InferenceEngine.load(directory: Fixtures.path(fixture), expertFormat: .q8_0, denseFormat: .q8_0)
+        #expect(Self.computed(gguf.description) == Self.computed(reference.description))
         let shard = try #require(gguf.experts as? ExpertShard)
         #expect(shard.experts.values.allSatisfy { $0.gate.blockFormat == .q8_0 && $0.down.blockFormat == .q8_0 })
-        for c in try Self.prompts("qwen3-moe-tiny") {
+        for c in try Self.prompts(fixture) {
             let a = try await gguf.promptLogits(c.promptIDs, expertsPerToken: c.experts)
             let b = try await reference.promptLogits(c.promptIDs, expertsPerToken: c.experts)
             #expect(a == b, "case \(c.name): max |Δlogit| \(zip(a, b).map { maxAbsDifference($0, $1) }.max() ?? 0)")
@@ -71,24 +89,64 @@ struct GGUFLoadingTests {
         }
     }
 
-    @Test("a GGUF written by llama.cpp's converter equals transformers' goldens")
-    func llamaCppConvertedFileEqualsTransformers() async throws {
-        let engine = try InferenceEngine.load(directory: Self.llamaCppFile)
-        let checkpoint = try InferenceEngine.load(directory: Fixtures.path("qwen3-moe-tiny-sharded"))
-        #expect(engine.description.tieWordEmbeddings && engine.description.router.normalizeTopK)
-        let (golden, tensors) = try GoldenSet(fixture: "qwen3-moe-tiny-sharded", stem: "golden").load()
+    /// Measured max |Δlogit| over every case and position (prefill) and step (decode):
+    /// qwen3-moe-tiny-sharded 2.7e-5 / 1.3e-5, glm4-moe-tiny 3.3e-6 / 2.9e-6,
+    /// glm4-moe-tiny-legacy 2.2e-6 / 2.2e-6 — the safetensors checkpoints' own, as these
+    /// files give the same logits bit for bit.
+    @Test("a GGUF written by llama.cpp's converter equals transformers' goldens", arguments: llamaCppConverted)
+    func llamaCppConvertedFileEqualsTransformers(fixture: String) async throws {
+        let engine = try InferenceEngine.load(directory: Self.llamaCppFile(fixture))
+        let checkpoint = try InferenceEngine.load(directory: Fixtures.path(fixture))
+        // The metadata describes the model config.json does (MTP layers left out).
+        #expect(Self.computed(engine.description) == Self.computed(checkpoint.description))
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let bound = TransformersGoldenTests.fp32Tolerance
         for c in golden.cases {
             let expected = try rows(tensors.tensor("case\(c.index).prefill_logits"))
             let actual = try await engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            #expect(actual.count == expected.count)
             for (position, (a, e)) in zip(actual, expected).enumerated() {
-                #expect(maxAbsDifference(a, e) <= TransformersGoldenTests.fp32Tolerance, "case \(c.name) position \(position)")
+                #expect(maxAbsDifference(a, e) <= bound, "case \(c.name) position \(position): max |Δlogit| \(maxAbsDifference(a, e))")
             }
             // Same F32 weights, same kernels: the same numbers as the safetensors checkpoint.
             #expect(actual == (try await checkpoint.promptLogits(c.promptIDs, expertsPerToken: c.experts)), "case \(c.name)")
+            let decoded = try rows(tensors.tensor("case\(c.index).generated_logits"))
+            let steps = LogitsCollector()
             let result = try await engine.generate(GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
-                                                                     expertsPerToken: c.experts, stopTokenIDs: []))
+                                                                     expertsPerToken: c.experts, stopTokenIDs: []),
+                                                   onStepLogits: { steps.append($0) })
+            #expect(steps.rows.count == decoded.count)
+            for (step, (a, e)) in zip(steps.rows, decoded).enumerated() {
+                #expect(maxAbsDifference(a, e) <= bound, "case \(c.name) step \(step): max |Δlogit| \(maxAbsDifference(a, e))")
+            }
             #expect(result.tokenIDs == c.greedyNewTokens, "case \(c.name)")
         }
+    }
+
+    @Test("glm4moe: MTP blocks counted in block_count are never described nor mapped")
+    func glm4MoePredictionLayersAreIgnored() async throws {
+        let source = try GGUFCheckpoint(path: Self.llamaCppFile("glm4-moe-tiny"))
+        #expect(source.file.metadata["glm4moe.block_count"]?.integer == 4)
+        #expect(source.description.layerCount == 3 && source.description.ignoredPredictionLayers == 1)
+        // A file that carries the MTP block's tensors (as GLM-4.5 conversions do) loads the same.
+        let withPrediction = try Self.rewritten(from: Self.llamaCppFile("glm4-moe-tiny"), adding: [
+            .init(name: "blk.3.nextn.eh_proj.weight", dimensions: [128, 64], type: .f32) { write in
+                try [Float](repeating: .nan, count: 128 * 64).withUnsafeBytes { try write($0) }
+            },
+            .init(name: "blk.3.attn_norm.weight", dimensions: [64], type: .f32) { write in
+                try [Float](repeating: .nan, count: 64).withUnsafeBytes { try write($0) }
+            },
+        ])
+        defer { try? FileManager.default.removeItem(atPath: withPrediction) }
+        let engine = try InferenceEngine.load(directory: withPrediction)
+        #expect(engine.description == source.description && engine.model.layers.count == 3)
+        let d = engine.description
+        let requested = d.nonExpertTensors().map(\.name) + d.allExperts.flatMap { d.expertTensors($0).map(\.name) }
+        #expect(!requested.contains { $0.hasPrefix("model.layers.3.") })
+        // The NaN-filled MTP tensors touch nothing.
+        let prompt = [39, 85, 270, 195, 38]
+        let original = try InferenceEngine.load(directory: Self.llamaCppFile("glm4-moe-tiny"))
+        #expect(try await engine.promptLogits(prompt) == original.promptLogits(prompt))
     }
 
     @Test("an expert is one slice of the stacked tensor, mapped alone")
@@ -112,10 +170,10 @@ struct GGUFLoadingTests {
 
     // MARK: - Damaged and unsupported files
 
-    /// The llama.cpp fixture rewritten with `edit` applied to its metadata and tensors.
-    static func rewritten(metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
-                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true }) throws -> String {
-        let file = try GGUFFile(path: llamaCppFile)
+    /// A llama.cpp fixture rewritten with `edit` applied to its metadata and tensors.
+    static func rewritten(from path: String = llamaCppFile, metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
+                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true }, adding extra: [GGUFWriter.Tensor] = []) throws -> String {
+        let file = try GGUFFile(path: path)
         var writer = GGUFWriter()
         writer.metadata = file.metadataKeys.compactMap { key in writerValue(file.metadata[key]!).map { (key, $0) } }
         edit(&writer.metadata)
@@ -124,6 +182,7 @@ struct GGUFLoadingTests {
                 try write(file.bytes(of: info))
             })
         }
+        writer.tensors += extra
         let path = NSTemporaryDirectory() + "jindou-gguf-damaged-\(UUID().uuidString).gguf"
         try writer.write(to: path)
         return path
@@ -163,7 +222,7 @@ struct GGUFLoadingTests {
 
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
-        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe)"), "\(message)")
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe)"), "\(message)")
     }
 
     @Test func missingTensorIsNamed() throws {
@@ -188,6 +247,49 @@ struct GGUFLoadingTests {
         #expect(range.contains("num_experts_per_tok") && range.contains("9 is not in 1…8"), "\(range)")
         let rope = loadError(try Self.rewritten(metadata: Self.set("qwen3moe.rope.scaling.type", .string("yarn"))))
         #expect(rope.contains("'qwen3moe.rope.scaling.type' 'yarn' is not supported"), "\(rope)")
+    }
+
+    @Test func badGlm4MoeMetadataIsNamed() throws {
+        let glm = Self.llamaCppFile("glm4-moe-tiny")
+        func message(_ edit: @escaping (inout [(String, GGUFWriter.Value)]) -> Void) throws -> String {
+            loadError(try Self.rewritten(from: glm, metadata: edit))
+        }
+        let softmax = try message(Self.set("glm4moe.expert_gating_func", .u32(1)))
+        #expect(softmax.contains("metadata 'glm4moe.expert_gating_func' is 1 (softmax); GLM4-MoE routes with sigmoid (2)"), "\(softmax)")
+        for key in ["glm4moe.expert_count", "glm4moe.expert_shared_count", "glm4moe.expert_feed_forward_length", "glm4moe.context_length"] {
+            let missing = try message { $0.removeAll { $0.0 == key } }
+            #expect(missing.contains("metadata '\(key)' is missing"), "\(missing)")
+        }
+        let mtp = try message(Self.set("glm4moe.nextn_predict_layers", .u32(4)))
+        #expect(mtp.contains("metadata 'glm4moe.nextn_predict_layers' is 4, which leaves no decoder layer of block_count 4"), "\(mtp)")
+        let groups = try message(Self.set("glm4moe.expert_group_used_count", .u32(3)))
+        #expect(groups.contains("metadata 'glm4moe.expert_group_used_count' 3 is not in 1…expert_group_count (2)"), "\(groups)")
+        let dense = try message(Self.set("glm4moe.leading_dense_block_count", .u32(5)))
+        #expect(dense.contains("metadata 'glm4moe.leading_dense_block_count' is 5, more than the 3 decoder layers"), "\(dense)")
+        let rope = try message(Self.set("glm4moe.rope.scaling.type", .string("yarn")))
+        #expect(rope.contains("'glm4moe.rope.scaling.type' 'yarn' is not supported"), "\(rope)")
+        // One more leading dense layer than the file has: the missing tensor is named.
+        let shifted = try message(Self.set("glm4moe.leading_dense_block_count", .u32(2)))
+        #expect(shifted.contains("missing tensor 'blk.1.ffn_gate.weight' (model.layers.1.mlp.gate_proj.weight)"), "\(shifted)")
+    }
+
+    @Test func glm4MoeTensorsMissingOrUnlikeAcrossLayersAreNamed() throws {
+        let glm = Self.llamaCppFile("glm4-moe-tiny")
+        let bias = loadError(try Self.rewritten(from: glm, tensors: { $0.name != "blk.2.exp_probs_b.bias" }))
+        #expect(bias.contains("missing tensor 'blk.2.exp_probs_b.bias' (model.layers.2.mlp.gate.e_score_correction_bias)"), "\(bias)")
+        let shared = loadError(try Self.rewritten(from: glm, tensors: { $0.name != "blk.1.ffn_up_shexp.weight" }))
+        #expect(shared.contains("missing tensor 'blk.1.ffn_up_shexp.weight' (model.layers.1.mlp.shared_experts.up_proj.weight)"), "\(shared)")
+        let norm = loadError(try Self.rewritten(from: glm, tensors: { $0.name != "blk.1.attn_k_norm.weight" }))
+        #expect(norm.contains("tensor 'blk.1.attn_k_norm.weight' is missing while 'blk.0.attn_q_norm.weight' is present"), "\(norm)")
+        let extra = loadError(try Self.rewritten(from: Self.llamaCppFile("glm4-moe-tiny-legacy"), adding: [
+            .init(name: "blk.1.attn_q_norm.weight", dimensions: [16], type: .f32) { write in
+                try [Float](repeating: 1, count: 16).withUnsafeBytes { try write($0) }
+            },
+        ]))
+        #expect(extra.contains("tensor 'blk.1.attn_q_norm.weight' is present while 'blk.0.attn_q_norm.weight' is not"), "\(extra)")
+        let legacy = Self.llamaCppFile("glm4-moe-tiny-legacy")
+        let qkvBias = loadError(try Self.rewritten(from: legacy, tensors: { $0.name != "blk.1.attn_v.bias" }))
+        #expect(qkvBias.contains("tensor 'blk.1.attn_v.bias' is missing while 'blk.0.attn_q.bias' is present"), "\(qkvBias)")
     }
 
     @Test func unsupportedTensorTypeIsNamed() throws {

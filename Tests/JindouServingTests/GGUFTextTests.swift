@@ -10,18 +10,27 @@ struct GGUFTextTests {
     static let fixture = "qwen3-moe-tiny-sharded"
     /// llama.cpp's converter wrote it from the fixture (tools/fixture_gguf.py).
     static let llamaCppFile = Fixtures.path("gguf/qwen3-moe-tiny-sharded-f32.gguf")
+    /// Fixtures with a llama.cpp-converted `gguf/<fixture>-f32.gguf`: pre-tokenizers qwen2 and glm4.
+    static let llamaCppConverted = ["qwen3-moe-tiny-sharded", "glm4-moe-tiny"]
 
-    /// Texts of the tokenizer goldens (English, CJK, code, emoji, whitespace runs, special tokens).
+    /// Texts of the tokenizer goldens (English, CJK, code, emoji, whitespace runs, special
+    /// tokens), and Qwen's and GLM's chat markup.
     static func corpus() throws -> [String] {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tokenizers/qwen-style/golden.json")))
         let cases = (try JSONSerialization.jsonObject(with: data) as! [String: Any])["cases"] as! [[String: Any]]
-        return cases.map { $0["text"] as! String } + ["<|im_start|>user\nHello 世界<|im_end|>\n", "<|endoftext|><|endoftext|>x"]
+        return cases.map { $0["text"] as! String } + [
+            "<|im_start|>user\nHello 世界<|im_end|>\n", "<|endoftext|><|endoftext|>x",
+            "[gMASK]<sop><|system|>\nBe brief.<|user|>\nHello 世界 12345<|assistant|>\n<think></think>\nHi<|observation|>",
+            "<tool_call>f\n<arg_key>x</arg_key>\n<arg_value>1234567</arg_value>\n</tool_call>",
+        ]
     }
 
-    @Test func llamaCppFileTokenizesLikeTokenizerJSON() throws {
-        let description = try GGUFCheckpoint(path: Self.llamaCppFile).description
-        let gguf = try ServingText(directory: Self.llamaCppFile, description: description)
-        let json = try ServingText(directory: Fixtures.path(Self.fixture), description: description)
+    @Test(arguments: llamaCppConverted)
+    func llamaCppFileTokenizesLikeTokenizerJSON(fixture: String) throws {
+        let path = Fixtures.path("gguf/\(fixture)-f32.gguf")
+        let description = try GGUFCheckpoint(path: path).description
+        let gguf = try ServingText(directory: path, description: description)
+        let json = try ServingText(directory: Fixtures.path(fixture), description: description)
         let (a, b) = (try #require(gguf.tokenizer), try #require(json.tokenizer))
         let corpus = try Self.corpus()
         #expect(corpus.count > 40)
@@ -36,19 +45,22 @@ struct GGUFTextTests {
         #expect(gguf.chatTemplate != nil && json.chatTemplate != nil)
     }
 
-    @Test("jindouctl quantize writes the tokenizer metadata llama.cpp's converter writes")
-    func quantizeWritesLlamaCppTokenizerMetadata() throws {
+    /// GLM: `_set_vocab_glm`'s BOS `[gMASK]`, EOT `<|user|>`, unknown `<|endoftext|>`,
+    /// EOM `<|observation|>` after tokenizer_config.json's EOS and padding, in that order.
+    @Test("jindouctl quantize writes the tokenizer metadata llama.cpp's converter writes", arguments: llamaCppConverted)
+    func quantizeWritesLlamaCppTokenizerMetadata(fixture: String) throws {
         let directory = NSTemporaryDirectory() + "jindou-gguf-text-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let out = directory + "/m.gguf"
-        let run = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", Fixtures.path(Self.fixture), "--out", out])
+        let run = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", Fixtures.path(fixture), "--out", out])
         #expect(run.status == 0, "\(run.stderr)")
-        let ours = try GGUFFile(path: out), theirs = try GGUFFile(path: Self.llamaCppFile)
+        let ours = try GGUFFile(path: out), theirs = try GGUFFile(path: Fixtures.path("gguf/\(fixture)-f32.gguf"))
         let keys = theirs.metadataKeys.filter { $0.hasPrefix("tokenizer.") }
         #expect(keys.count >= 7)
         #expect(ours.metadataKeys.filter { $0.hasPrefix("tokenizer.") } == keys)
         for key in keys { #expect(ours.metadata[key] == theirs.metadata[key], "\(key)") }
+        guard fixture == Self.fixture else { return }
 
         // Without tokenizer.json: no tokenizer, the vocabulary size only.
         let bare = directory + "/bare"
