@@ -29,31 +29,84 @@ import argparse
 import json
 import runpy
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "Tests" / "Fixtures"
+TOKENIZERS = FIXTURES / "gguf" / "tokenizers"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fixture_text  # noqa: E402  (the staged DeepSeek-family tokenizers)
 
 # tokenizer.json pre-tokenizer regexes → llama.cpp's `tokenizer.ggml.pre` names
 # (src/llama-vocab.cpp lists the regex each name stands for).
 KNOWN_PRE_TOKENIZERS = {
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "qwen2",
+    tuple(fixture_text.DEEPSEEK_V3_PATTERNS): "deepseek-v3",
 }
 
 CONVERSIONS = [
-    # (fixture directory, output file name, --outtype)
-    ("qwen3-moe-tiny-sharded", "qwen3-moe-tiny-sharded-f32.gguf", "f32"),
+    # (fixture directory, output file name, --outtype, staged tokenizer family or None)
+    ("qwen3-moe-tiny-sharded", "qwen3-moe-tiny-sharded-f32.gguf", "f32", None),
+    ("deepseek-v3-tiny", "deepseek-v3-tiny-f32.gguf", "f32", "deepseek"),
+    ("deepseek-v3-tiny-noq", "deepseek-v3-tiny-noq-f32.gguf", "f32", "deepseek"),
+    ("kimi-k2-tiny", "kimi-k2-tiny-f32.gguf", "f32", "kimi"),
 ]
 
+# Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
+STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja"}
 
-def pre_tokenizer_regex(directory: Path) -> str | None:
+
+def pre_tokenizer_regexes(directory: Path) -> tuple[str, ...]:
+    """The Split regexes of tokenizer.json's pre-tokenizer, in order."""
     tokenizer = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
     pre = tokenizer.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
-    for step in steps:
-        if step.get("type") == "Split":
-            return step.get("pattern", {}).get("Regex")
-    return None
+    return tuple(step.get("pattern", {}).get("Regex") for step in steps if step.get("type") == "Split")
+
+
+def write_staged_tokenizer(family: str, llama_cpp: Path, vocab_size: int) -> Path:
+    """Tests/Fixtures/gguf/tokenizers/{family}: the tiny tokenizer the DeepSeek-family
+    conversions are given (kept, so the tests can compare the files' tokenizer.ggml.* with it),
+    and for `deepseek` a golden.json: the ids `tokenizers` gives for fixture_text's corpus and
+    what transformers' apply_chat_template renders for its conversations."""
+    directory = TOKENIZERS / family
+    directory.mkdir(parents=True, exist_ok=True)
+    template = (llama_cpp / "models" / "templates" / STAGED_TEMPLATES[family]).read_text(encoding="utf-8")
+    tokenizer = fixture_text.write_deepseek_tokenizer(str(directory), family, vocab_size, template)
+    if family == "deepseek":
+        from transformers import AutoTokenizer
+        lines = fixture_text.corpus() + ["<｜begin▁of▁sentence｜>You are helpful.<｜User｜>你好 2048<｜Assistant｜><think></think>"]
+        golden = fixture_text.tokenizer_golden(tokenizer, lines)
+        chat = AutoTokenizer.from_pretrained(str(directory))
+        rendered = []
+        for case in fixture_text.conversations():
+            if case["tools"] is not None or "enable_thinking" in case["options"]:
+                continue  # DeepSeek-V3.1's template has no tool list; thinking is its own variable
+            try:
+                text = chat.apply_chat_template(case["messages"], tokenize=False, **case["options"])
+                rendered.append(dict(case, rendered=text))
+            except Exception as error:  # recorded, as fixture_text's template goldens do
+                rendered.append(dict(case, error=type(error).__name__))
+        golden["chat"] = rendered
+        with open(directory / "golden.json", "w", encoding="utf-8") as f:
+            json.dump(golden, f, ensure_ascii=False, indent=1)
+    return directory
+
+
+def stage(fixture: Path, tokenizer: Path, into: Path) -> Path:
+    """A copy of a DeepSeek-family fixture that the converter accepts: the checkpoint's files
+    linked, the staged tokenizer's files linked, and config.json with `scoring_func: sigmoid`
+    when it lacks one (see the module docstring)."""
+    into.mkdir()
+    for item in list(fixture.iterdir()) + list(tokenizer.iterdir()):
+        if item.name not in ("config.json", "golden.json", "golden.safetensors"):
+            (into / item.name).symlink_to(item)
+    config = json.loads((fixture / "config.json").read_text(encoding="utf-8"))
+    config.setdefault("scoring_func", "sigmoid")
+    (into / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return into
 
 
 def main() -> None:
@@ -74,26 +127,30 @@ def main() -> None:
         try:
             return original(self, tokenizer)
         except NotImplementedError:
-            regex = pre_tokenizer_regex(Path(self.dir_model))
-            if regex not in KNOWN_PRE_TOKENIZERS:
+            regexes = pre_tokenizer_regexes(Path(self.dir_model))
+            if regexes not in KNOWN_PRE_TOKENIZERS:
                 raise
-            name = KNOWN_PRE_TOKENIZERS[regex]
+            name = KNOWN_PRE_TOKENIZERS[regexes]
             print(f"fixture_gguf: tiny vocabulary, pre-tokenizer named '{name}' from its tokenizer.json regex")
             return name
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre
 
-    for fixture, name, outtype in CONVERSIONS:
-        directory = FIXTURES / fixture
-        out = FIXTURES / "gguf" / name
-        out.parent.mkdir(exist_ok=True)
-        sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)]
-        try:
-            runpy.run_path(str(converter), run_name="__main__")
-        except SystemExit as exit:
-            if exit.code not in (None, 0):
-                raise
-        print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
+    tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES}
+    with tempfile.TemporaryDirectory(prefix="jindou-gguf-stage-") as staging:
+        for fixture, name, outtype, family in CONVERSIONS:
+            directory = FIXTURES / fixture
+            if family:
+                directory = stage(directory, tokenizers[family], Path(staging) / fixture)
+            out = FIXTURES / "gguf" / name
+            out.parent.mkdir(exist_ok=True)
+            sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)]
+            try:
+                runpy.run_path(str(converter), run_name="__main__")
+            except SystemExit as exit:
+                if exit.code not in (None, 0):
+                    raise
+            print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":
