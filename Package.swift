@@ -234,7 +234,7 @@ let package = Package(
         ),
         .testTarget(name: "JindouNumericsTests", dependencies: ["JindouNumerics", "JindouTestSupport"]),
         .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
-        .testTarget(name: "JindouServingTests", dependencies: ["JindouServing", "JindouModel", "JindouRouting", "JindouTestSupport"]),
+        .testTarget(name: "JindouServingTests", dependencies: ["JindouServing", "JindouModel", "JindouRouting", "JindouTemplates", "JindouTokenizer", "JindouTestSupport"]),
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",

@@ -8,19 +8,42 @@ tests load files Jindou did not write itself.
 sdist on PyPI: `vendor/llama.cpp`); its `gguf-py` is used, as the converter itself does.
 Needs torch, transformers and numpy (the converter's own requirements).
 
-Writes into `Tests/Fixtures/gguf/`:
+Writes into `Tests/Fixtures/gguf/`, all `--outtype f32` so the transformers goldens apply
+wherever the file can say what the checkpoint says:
 - `qwen3-moe-tiny-sharded-f32.gguf`: the all-MoE Qwen3 fixture `qwen3-moe-tiny-sharded`
   (llama.cpp's `qwen3moe` has no dense layers, so `qwen3-moe-tiny`, whose layer 1 is dense,
-  is refused by the converter: "Can not map tensor 'model.layers.1.mlp.down_proj.weight'"),
-  `--outtype f32`, so the fixture's transformers goldens apply unchanged.
+  is refused by the converter: "Can not map tensor 'model.layers.1.mlp.down_proj.weight'").
+- `kimi-k2-tiny-f32.gguf` (`deepseek2`): exact — q-LoRA, interleaved default rope, no YaRN.
+- `deepseek-v3-tiny-f32.gguf` (`deepseek2`): not exact. The fixture's YaRN has mscale 1.0 and
+  mscale_all_dim 0.707; the file carries only 0.1 · mscale_all_dim (`yarn_log_multiplier`),
+  and llama.cpp assumes mscale = mscale_all_dim, i.e. a cos/sin attention factor of 1 where
+  transformers uses mscale(4, 1.0) / mscale(4, 0.707) ≈ 1.037. llama.cpp's own logits on this
+  file differ from the goldens by up to ~2 (and by ~2e-6 from Jindou's reading of the file).
+- `deepseek-v3-tiny-noq-f32.gguf` (`deepseek2`): not exact. The fixture has
+  `rope_interleave: false` (rotate-half); the converter ignores the flag and llama.cpp rotates
+  adjacent pairs, so the file means the interleaved model. llama.cpp itself does not load it
+  (it requires `attention.q_lora_rank` except for DeepSeek-V2-Lite's layer counts); Jindou
+  does (a plain `attn_q`). The converter drops the fixture's MTP layer.
+The tests compare the last two with their checkpoints changed the same way
+(Tests/JindouModelTests/GGUFDeepseekTests.swift).
 
-One adjustment to the converter, and only one: it identifies the BPE pre-tokenizer by
-hashing the token ids a known text encodes to (`get_vocab_base_pre`), which works for
-released vocabularies only. The fixtures' tiny vocabularies keep their family's
-pre-tokenizer, so when the hash is unknown this script names the pre-tokenizer from the
-regex in tokenizer.json instead (refusing any regex it does not know). Everything else —
-tensor names, layouts, metadata, the token list, merges, special ids, chat template — is
-the converter's own output. Deterministic: the same inputs give the same bytes.
+Adjustments, all to the inputs or the pre-tokenizer's name, never to the converter's output:
+- it identifies the BPE pre-tokenizer by hashing the token ids a known text encodes to
+  (`get_vocab_base_pre`), which works for released vocabularies only. The fixtures' tiny
+  vocabularies keep their family's pre-tokenizer, so when the hash is unknown this script
+  names the pre-tokenizer from the Split regexes in tokenizer.json instead (`qwen2`,
+  `deepseek-v3`; refusing any it does not know);
+- the DeepSeek-family fixtures carry no tokenizer, so each is converted from a staged copy
+  (checkpoint files linked) with a tiny tokenizer trained with DeepSeek-V3's pipeline and
+  DeepSeek-V3.1's or Kimi-K2's chat template (fixture_text.write_deepseek_tokenizer; kept in
+  `Tests/Fixtures/gguf/tokenizers/` with a golden of `tokenizers`' ids and transformers'
+  chat renderings), and with `scoring_func: sigmoid` added to config.json where transformers
+  5 left it out (DeepSeek's own config.json has it; without it the converter writes no
+  `expert_gating_func` and llama.cpp scores experts with softmax). The Kimi-K2 fixture gets
+  the same pipeline: Kimi's real tokenizer is tiktoken-based, which llama.cpp names
+  `kimi-k2` and Jindou does not read.
+Everything else — tensor names, layouts, metadata, the token list, merges, special ids, chat
+template — is the converter's own output. Deterministic: the same inputs give the same bytes.
 """
 
 from __future__ import annotations

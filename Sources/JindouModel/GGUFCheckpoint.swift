@@ -55,7 +55,7 @@ public enum GGUFTensorNames {
         let rest = name.dropFirst(layers.count)
         guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
         let suffix = String(rest[rest.index(after: dot)...])
-        if let mapped = layerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
+        if let mapped = layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
         // mlp.experts.E.{gate,up,down}_proj.weight → ffn_{gate,up,down}_exps.weight, slice E.
         let parts = suffix.split(separator: ".")
         if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), parts[4] == "weight",
@@ -67,7 +67,8 @@ public enum GGUFTensorNames {
 }
 
 /// A GGUF file whose tensors are served under Hugging Face names (see `WeightSource`).
-/// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
+/// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE) and `deepseek2` (DeepSeek-V3, Kimi-K2;
+/// GGUFDeepseek2.swift). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
 public struct GGUFCheckpoint: WeightSource {
     public let file: GGUFFile
     /// The model the metadata describes (checked against the tensors' shapes on load).
@@ -76,7 +77,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe"]
+    public static let supportedArchitectures = ["qwen3moe", "deepseek2"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -87,6 +88,7 @@ public struct GGUFCheckpoint: WeightSource {
         let metadata = GGUFModelMetadata(file: file, architecture: architecture)
         switch architecture {
         case "qwen3moe": description = try metadata.qwen3Moe()
+        case "deepseek2": description = try metadata.deepseek2()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }

@@ -112,14 +112,20 @@ struct GGUFLoadingTests {
 
     // MARK: - Damaged and unsupported files
 
-    /// The llama.cpp fixture rewritten with `edit` applied to its metadata and tensors.
-    static func rewritten(metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
-                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true }) throws -> String {
-        let file = try GGUFFile(path: llamaCppFile)
+    /// A llama.cpp fixture (default: this suite's) rewritten with `edit` applied to its
+    /// metadata, only the tensors `keep` accepts, and those `replace` gives instead of a tensor.
+    static func rewritten(from source: String = llamaCppFile, metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
+                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true },
+                          replace: (GGUFTensorInfo) throws -> GGUFWriter.Tensor? = { _ in nil }) throws -> String {
+        let file = try GGUFFile(path: source)
         var writer = GGUFWriter()
         writer.metadata = file.metadataKeys.compactMap { key in writerValue(file.metadata[key]!).map { (key, $0) } }
         edit(&writer.metadata)
         for info in file.tensors where keep(info) {
+            if let replacement = try replace(info) {
+                writer.tensors.append(replacement)
+                continue
+            }
             writer.tensors.append(.init(name: info.name, dimensions: info.dimensions, type: info.type) { write in
                 try write(file.bytes(of: info))
             })
@@ -163,7 +169,7 @@ struct GGUFLoadingTests {
 
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
-        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe)"), "\(message)")
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, deepseek2)"), "\(message)")
     }
 
     @Test func missingTensorIsNamed() throws {
