@@ -135,6 +135,22 @@ struct GGUFDeepseekTests {
         #expect(yarn.router.groupCount == 4 && yarn.router.groupsPerToken == 2 && yarn.hasCorrectionBias)
     }
 
+    @Test("layers counted by nextn_predict_layers (MTP) are never requested")
+    func predictionLayersAreNeverMapped() async throws {
+        // As a file that kept the MTP block would say it: one more block, named as such. Its
+        // tensors are absent here, so loading proves none is asked for.
+        let path = try GGUFLoadingTests.rewritten(from: Self.file("kimi-k2-tiny"), metadata: { metadata in
+            GGUFLoadingTests.set("deepseek2.block_count", .u32(3))(&metadata)
+            GGUFLoadingTests.set("deepseek2.nextn_predict_layers", .u32(1))(&metadata)
+        })
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let source = try GGUFCheckpoint(path: path)
+        #expect(source.description.layerCount == 2 && source.description.ignoredPredictionLayers == 1)
+        let prompt = [23, 88, 175, 59, 216]
+        let logits = try await Self.engine(source).promptLogits(prompt)
+        #expect(logits == (try await Self.engine(try GGUFCheckpoint(path: Self.file("kimi-k2-tiny"))).promptLogits(prompt)))
+    }
+
     // MARK: - Damaged files
 
     /// `file` with kv_b_proj unsplit, as files converted before llama.cpp split it: attn_kv_b
