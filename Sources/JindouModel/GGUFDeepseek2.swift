@@ -139,7 +139,7 @@ extension GGUFModelMetadata {
         let groups = try positive(arch("expert_group_count"), default: 1)
         let scale = try number(arch("expert_weights_scale"), default: 1)
         let moe = try positive(arch("expert_feed_forward_length"))
-        let shared = try integer(arch("expert_shared_count"), default: 0)
+        let shared = try integer(arch("expert_shared_count"))  // required by llama.cpp too
         let leadingDense = try integer(arch("leading_dense_block_count"), default: 0)
         let feedForward = leadingDense > 0 ? try positive(arch("feed_forward_length")) : 0
         let layers: [FeedForwardKind] = (0..<layerCount).map { $0 < leadingDense ? .dense(intermediateSize: feedForward) : .sparse }

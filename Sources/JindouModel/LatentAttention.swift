@@ -24,9 +24,9 @@
 // Where W_UK / W_UV come from (`LatentUpProjections`): Hugging Face checkpoints store one
 // kv_b_proj, whose rows per head are [W_UK_h | W_UV_h]; llama.cpp's converter splits it into
 // `attn_k_b` (W_UK_hᵀ per head, kv_lora_rank × nope) and `attn_v_b` (W_UV_h per head). Both
-// are used as stored, nothing is copied: with W_UK_hᵀ the absorbed query q_nope_h·W_UK_h is an
-// ordinary projection by W_UK_hᵀ, and the expanded keys c·W_UK_hᵀ the x·W product that
-// kv_b_proj's rows need for the absorbed query.
+// are used as stored, nothing is copied: with W_UK_hᵀ stored, the absorbed query
+// W_UK_hᵀ·q_nope_h is an ordinary projection, and the expanded keys c·W_UK_hᵀ take the x·W
+// kernel (`linearTransposed`) that the absorbed query takes with kv_b_proj's rows.
 
 import Foundation
 import JindouNumerics
