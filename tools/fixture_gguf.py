@@ -8,7 +8,8 @@ tests load files Jindou did not write itself.
 sdist on PyPI: `vendor/llama.cpp`); its `gguf-py` is used, as the converter itself does.
 Needs torch, transformers and numpy (the converter's own requirements).
 
-Writes into `Tests/Fixtures/gguf/`:
+Writes into `Tests/Fixtures/gguf/`, all `--outtype f32` so the transformers goldens apply
+wherever the file can say what the checkpoint says:
 - `qwen3-moe-tiny-sharded-f32.gguf`: the all-MoE Qwen3 fixture `qwen3-moe-tiny-sharded`
   (llama.cpp's `qwen3moe` has no dense layers, so `qwen3-moe-tiny`, whose layer 1 is dense,
   is refused by the converter: "Can not map tensor 'model.layers.1.mlp.down_proj.weight'"),
@@ -20,14 +21,37 @@ Writes into `Tests/Fixtures/gguf/`:
   sharded). Both declare `num_nextn_predict_layers: 1` without the MTP layer's weights, so
   the converter writes `nextn_predict_layers = 1` and one more block in `block_count` than
   there are decoder layers, with no tensors for it; the loader must ignore that block.
+- `kimi-k2-tiny-f32.gguf` (`deepseek2`): exact — q-LoRA, interleaved default rope, no YaRN.
+- `deepseek-v3-tiny-f32.gguf` (`deepseek2`): not exact. The fixture's YaRN has mscale 1.0 and
+  mscale_all_dim 0.707; the file carries only 0.1 · mscale_all_dim (`yarn_log_multiplier`),
+  and llama.cpp assumes mscale = mscale_all_dim, i.e. a cos/sin attention factor of 1 where
+  transformers uses mscale(4, 1.0) / mscale(4, 0.707) ≈ 1.037. llama.cpp's own logits on this
+  file differ from the goldens by up to ~2 (and by ~2e-6 from Jindou's reading of the file).
+- `deepseek-v3-tiny-noq-f32.gguf` (`deepseek2`): not exact. The fixture has
+  `rope_interleave: false` (rotate-half); the converter ignores the flag and llama.cpp rotates
+  adjacent pairs, so the file means the interleaved model. llama.cpp itself does not load it
+  (it requires `attention.q_lora_rank` except for DeepSeek-V2-Lite's layer counts); Jindou
+  does (a plain `attn_q`). The converter drops the fixture's MTP layer.
+The tests compare the last two with their checkpoints changed the same way
+(Tests/JindouModelTests/GGUFDeepseekTests.swift).
 
-One adjustment to the converter, and only one: it identifies the BPE pre-tokenizer by
-hashing the token ids a known text encodes to (`get_vocab_base_pre`), which works for
-released vocabularies only. The fixtures' tiny vocabularies keep their family's
-pre-tokenizer, so when the hash is unknown this script names the pre-tokenizer from the
-regex in tokenizer.json instead (refusing any regex it does not know). Everything else —
-tensor names, layouts, metadata, the token list, merges, special ids, chat template — is
-the converter's own output. Deterministic: the same inputs give the same bytes.
+Adjustments, all to the inputs or the pre-tokenizer's name, never to the converter's output:
+- it identifies the BPE pre-tokenizer by hashing the token ids a known text encodes to
+  (`get_vocab_base_pre`), which works for released vocabularies only. The fixtures' tiny
+  vocabularies keep their family's pre-tokenizer, so when the hash is unknown this script
+  names the pre-tokenizer from the Split regexes in tokenizer.json instead (`qwen2`,
+  `deepseek-v3`; refusing any it does not know);
+- the DeepSeek-family fixtures carry no tokenizer, so each is converted from a staged copy
+  (checkpoint files linked) with a tiny tokenizer trained with DeepSeek-V3's pipeline and
+  DeepSeek-V3.1's or Kimi-K2's chat template (fixture_text.write_deepseek_tokenizer; kept in
+  `Tests/Fixtures/gguf/tokenizers/` with a golden of `tokenizers`' ids and transformers'
+  chat renderings), and with `scoring_func: sigmoid` added to config.json where transformers
+  5 left it out (DeepSeek's own config.json has it; without it the converter writes no
+  `expert_gating_func` and llama.cpp scores experts with softmax). The Kimi-K2 fixture gets
+  the same pipeline: Kimi's real tokenizer is tiktoken-based, which llama.cpp names
+  `kimi-k2` and Jindou does not read.
+Everything else — tensor names, layouts, metadata, the token list, merges, special ids, chat
+template — is the converter's own output. Deterministic: the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -36,34 +60,87 @@ import argparse
 import json
 import runpy
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "Tests" / "Fixtures"
+TOKENIZERS = FIXTURES / "gguf" / "tokenizers"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fixture_text  # noqa: E402  (the staged DeepSeek-family tokenizers)
 
 # tokenizer.json pre-tokenizer regexes → llama.cpp's `tokenizer.ggml.pre` names
 # (src/llama-vocab.cpp lists the regex each name stands for).
 KNOWN_PRE_TOKENIZERS = {
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "glm4",
+    (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "qwen2",
+    (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "glm4",
+    tuple(fixture_text.DEEPSEEK_V3_PATTERNS): "deepseek-v3",
 }
 
 CONVERSIONS = [
-    # (fixture directory, output file name, --outtype)
-    ("qwen3-moe-tiny-sharded", "qwen3-moe-tiny-sharded-f32.gguf", "f32"),
-    ("glm4-moe-tiny", "glm4-moe-tiny-f32.gguf", "f32"),
-    ("glm4-moe-tiny-legacy", "glm4-moe-tiny-legacy-f32.gguf", "f32"),
+    # (fixture directory, output file name, --outtype, staged tokenizer family or None)
+    ("qwen3-moe-tiny-sharded", "qwen3-moe-tiny-sharded-f32.gguf", "f32", None),
+    ("glm4-moe-tiny", "glm4-moe-tiny-f32.gguf", "f32", None),
+    ("glm4-moe-tiny-legacy", "glm4-moe-tiny-legacy-f32.gguf", "f32", None),
+    ("deepseek-v3-tiny", "deepseek-v3-tiny-f32.gguf", "f32", "deepseek"),
+    ("deepseek-v3-tiny-noq", "deepseek-v3-tiny-noq-f32.gguf", "f32", "deepseek"),
+    ("kimi-k2-tiny", "kimi-k2-tiny-f32.gguf", "f32", "kimi"),
 ]
 
+# Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
+STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja"}
 
-def pre_tokenizer_regex(directory: Path) -> str | None:
+
+def pre_tokenizer_regexes(directory: Path) -> tuple[str, ...]:
+    """The Split regexes of tokenizer.json's pre-tokenizer, in order."""
     tokenizer = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
     pre = tokenizer.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
-    for step in steps:
-        if step.get("type") == "Split":
-            return step.get("pattern", {}).get("Regex")
-    return None
+    return tuple(step.get("pattern", {}).get("Regex") for step in steps if step.get("type") == "Split")
+
+
+def write_staged_tokenizer(family: str, llama_cpp: Path, vocab_size: int) -> Path:
+    """Tests/Fixtures/gguf/tokenizers/{family}: the tiny tokenizer the DeepSeek-family
+    conversions are given (kept, so the tests can compare the files' tokenizer.ggml.* with it),
+    and for `deepseek` a golden.json: the ids `tokenizers` gives for fixture_text's corpus and
+    what transformers' apply_chat_template renders for its conversations."""
+    directory = TOKENIZERS / family
+    directory.mkdir(parents=True, exist_ok=True)
+    template = (llama_cpp / "models" / "templates" / STAGED_TEMPLATES[family]).read_text(encoding="utf-8")
+    tokenizer = fixture_text.write_deepseek_tokenizer(str(directory), family, vocab_size, template)
+    if family == "deepseek":
+        from transformers import AutoTokenizer
+        lines = fixture_text.corpus() + ["<｜begin▁of▁sentence｜>You are helpful.<｜User｜>你好 2048<｜Assistant｜><think></think>"]
+        golden = fixture_text.tokenizer_golden(tokenizer, lines)
+        chat = AutoTokenizer.from_pretrained(str(directory))
+        rendered = []
+        for case in fixture_text.conversations():
+            if case["tools"] is not None or "enable_thinking" in case["options"]:
+                continue  # DeepSeek-V3.1's template has no tool list; thinking is its own variable
+            try:
+                text = chat.apply_chat_template(case["messages"], tokenize=False, **case["options"])
+                rendered.append(dict(case, rendered=text))
+            except Exception as error:  # recorded, as fixture_text's template goldens do
+                rendered.append(dict(case, error=type(error).__name__))
+        golden["chat"] = rendered
+        with open(directory / "golden.json", "w", encoding="utf-8") as f:
+            json.dump(golden, f, ensure_ascii=False, indent=1)
+    return directory
+
+
+def stage(fixture: Path, tokenizer: Path, into: Path) -> Path:
+    """A copy of a DeepSeek-family fixture that the converter accepts: the checkpoint's files
+    linked, the staged tokenizer's files linked, and config.json with `scoring_func: sigmoid`
+    when it lacks one (see the module docstring)."""
+    into.mkdir()
+    for item in list(fixture.iterdir()) + list(tokenizer.iterdir()):
+        if item.name not in ("config.json", "golden.json", "golden.safetensors"):
+            (into / item.name).symlink_to(item)
+    config = json.loads((fixture / "config.json").read_text(encoding="utf-8"))
+    config.setdefault("scoring_func", "sigmoid")
+    (into / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return into
 
 
 def main() -> None:
@@ -84,26 +161,30 @@ def main() -> None:
         try:
             return original(self, tokenizer)
         except NotImplementedError:
-            regex = pre_tokenizer_regex(Path(self.dir_model))
-            if regex not in KNOWN_PRE_TOKENIZERS:
+            regexes = pre_tokenizer_regexes(Path(self.dir_model))
+            if regexes not in KNOWN_PRE_TOKENIZERS:
                 raise
-            name = KNOWN_PRE_TOKENIZERS[regex]
+            name = KNOWN_PRE_TOKENIZERS[regexes]
             print(f"fixture_gguf: tiny vocabulary, pre-tokenizer named '{name}' from its tokenizer.json regex")
             return name
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre
 
-    for fixture, name, outtype in CONVERSIONS:
-        directory = FIXTURES / fixture
-        out = FIXTURES / "gguf" / name
-        out.parent.mkdir(exist_ok=True)
-        sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)]
-        try:
-            runpy.run_path(str(converter), run_name="__main__")
-        except SystemExit as exit:
-            if exit.code not in (None, 0):
-                raise
-        print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
+    tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES}
+    with tempfile.TemporaryDirectory(prefix="jindou-gguf-stage-") as staging:
+        for fixture, name, outtype, family in CONVERSIONS:
+            directory = FIXTURES / fixture
+            if family:
+                directory = stage(directory, tokenizers[family], Path(staging) / fixture)
+            out = FIXTURES / "gguf" / name
+            out.parent.mkdir(exist_ok=True)
+            sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)]
+            try:
+                runpy.run_path(str(converter), run_name="__main__")
+            except SystemExit as exit:
+                if exit.code not in (None, 0):
+                    raise
+            print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

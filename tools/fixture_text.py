@@ -26,6 +26,15 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 GLM4_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# DeepSeek-V3's tokenizer.json: no normaliser, three Split regexes in sequence (numbers,
+# CJK runs, words), then ByteLevel. The CJK ranges and the CR/LF in the third regex are the
+# characters themselves in the real file, not escapes.
+DEEPSEEK_V3_PATTERNS = [
+    r"\p{N}{1,3}",
+    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
+    "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+]
 
 # Added tokens: (content, special) as the real tokenizers declare them.
 QWEN_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<think>", False),
@@ -35,6 +44,19 @@ GLM_ADDED = [("<|endoftext|>", True), ("[gMASK]", True), ("<sop>", True), ("<|sy
              ("<|assistant|>", True), ("<|observation|>", True), ("<think>", False), ("</think>", False),
              ("<tool_call>", False), ("</tool_call>", False), ("<tool_response>", False), ("</tool_response>", False),
              ("<arg_key>", False), ("</arg_key>", False), ("<arg_value>", False), ("</arg_value>", False)]
+# DeepSeek-V3: BOS and EOS are ids 0 and 1 (as config.json's bos/eos_token_id say); the
+# others are the tokens DeepSeek-V3.1's chat template writes. `<｜…｜>` tokens are marked
+# special (llama.cpp's converter makes them control tokens whatever tokenizer.json says).
+DEEPSEEK_ADDED = [("<｜begin▁of▁sentence｜>", True), ("<｜end▁of▁sentence｜>", True), ("<｜▁pad▁｜>", True),
+                  ("<｜User｜>", True), ("<｜Assistant｜>", True), ("<think>", False), ("</think>", False),
+                  ("<｜tool▁calls▁begin｜>", True), ("<｜tool▁calls▁end｜>", True), ("<｜tool▁call▁begin｜>", True),
+                  ("<｜tool▁call▁end｜>", True), ("<｜tool▁sep｜>", True), ("<｜tool▁output▁begin｜>", True),
+                  ("<｜tool▁output▁end｜>", True)]
+# Kimi-K2: [BOS] and [EOS] at 0 and 1, then the tokens its chat template writes.
+KIMI_ADDED = [("[BOS]", True), ("[EOS]", True), ("<|im_end|>", True), ("<|im_user|>", True), ("<|im_assistant|>", True),
+              ("<|im_system|>", True), ("<|im_middle|>", True), ("<|tool_calls_section_begin|>", True),
+              ("<|tool_calls_section_end|>", True), ("<|tool_call_begin|>", True), ("<|tool_call_argument_begin|>", True),
+              ("<|tool_call_end|>", True)]
 # Qwen2-VL / Qwen2.5-VL / Qwen3-VL: the vision and box tokens sit between <|im_end|> and <tool_call>.
 QWEN_VL_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
                  ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
@@ -137,19 +159,25 @@ def training_corpus() -> list[str]:
     return text + [chinese, emoji] + corpus()[:10]
 
 
-def train(pattern: str, vocab_size: int, added: list[tuple[str, bool]], texts: list[str]) -> Tokenizer:
+def train(pattern: str | list[str], vocab_size: int, added: list[tuple[str, bool]], texts: list[str],
+          nfc: bool = True, leading_specials: int = 0) -> Tokenizer:
+    """A byte-level BPE: NFC (unless `nfc` is false), one Split per pattern, ByteLevel. The
+    first `leading_specials` added tokens are given to the trainer, which puts them at ids
+    0, 1, …; the rest are added after the learned vocabulary."""
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    if nfc:
+        tokenizer.normalizer = normalizers.NFC()
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(p), behavior="isolated", invert=False) for p in patterns]
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    tokenizer.train_from_iterator(texts, trainer)
     from tokenizers import AddedToken
-    for content, special in added:
+    leading = [AddedToken(c, special=True, normalized=False) for c, _ in added[:leading_specials]]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=leading)
+    tokenizer.train_from_iterator(texts, trainer)
+    for content, special in added[leading_specials:]:
         token = AddedToken(content, special=special, normalized=False)
         if special:
             tokenizer.add_special_tokens([token])
@@ -268,6 +296,29 @@ def write_model_tokenizer(directory: str, family: str, vocab_size: int, template
     eos = "<|user|>" if family == "glm4" else "<|im_end|>"
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
               "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False,
+              "added_tokens_decoder": {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,
+                                                                        "lstrip": False, "rstrip": False, "single_word": False}
+                                       for c, s in added}}
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f, ensure_ascii=False, indent=1)
+    return tokenizer
+
+
+def write_deepseek_tokenizer(directory: str, family: str, vocab_size: int, template: str):
+    """A tiny tokenizer with DeepSeek-V3's pipeline (no normaliser, its three Split regexes,
+    ByteLevel) and the family's added tokens (`deepseek`: DeepSeek-V3's, BOS/EOS at 0/1;
+    `kimi`: Kimi-K2's), plus tokenizer_config.json with the family's real chat template.
+    The DeepSeek-family model fixtures carry no tokenizer; tools/fixture_gguf.py stages one
+    with this for llama.cpp's converter, which needs one."""
+    added = {"deepseek": DEEPSEEK_ADDED, "kimi": KIMI_ADDED}[family]
+    tokenizer = train(DEEPSEEK_V3_PATTERNS, vocab_size - len(added) + 2, added, training_corpus(), nfc=False,
+                      leading_specials=2)
+    assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
+    tokenizer.save(os.path.join(directory, "tokenizer.json"))
+    bos, eos = added[0][0], added[1][0]
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "bos_token": bos,
+              "eos_token": eos, "add_bos_token": family == "deepseek", "add_eos_token": False,
+              "model_max_length": 256, "clean_up_tokenization_spaces": False,
               "added_tokens_decoder": {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,
                                                                         "lstrip": False, "rstrip": False, "single_word": False}
                                        for c, s in added}}

@@ -116,19 +116,19 @@ public struct DecoderModel: Sendable {
     public let vision: VisionTower?
 
     /// Loads the non-expert tensors of `checkpoint` (nothing else is mapped). With
-    /// `denseFormat`, the attention projections, dense and shared MLPs and the LM head are
-    /// re-encoded (Q8_0, Q4_K) when their width is a whole number of blocks; embeddings,
-    /// routers and latent attention stay in the checkpoint's dtype, and so does a matrix a
-    /// GGUF file already stores block-quantised.
+    /// `denseFormat`, the attention projections (MLA's too), dense and shared MLPs and the LM
+    /// head are re-encoded (Q8_0, Q4_K) when their width is a whole number of blocks;
+    /// embeddings, routers and MLA's up-projections from the latent (kv_b_proj) stay in the
+    /// checkpoint's dtype, and so does a matrix a GGUF file already stores block-quantised.
     public init(description: ModelDescription, checkpoint: any WeightSource, denseFormat: BlockFormat? = nil) throws {
         let tensors = try checkpoint.load(description.nonExpertTensors())
         func tensor(_ name: String) throws -> TensorView {
             guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.path]) }
             return t
         }
-        func matrix(_ name: String) throws -> WeightMatrix {
+        func matrix(_ name: String, as shape: [Int]? = nil) throws -> WeightMatrix {
             _ = try tensor(name)
-            return try tensors.matrix(name, quantization: description.weightQuantization)
+            return try tensors.matrix(name, quantization: description.weightQuantization, as: shape)
         }
         func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
         func encoded(_ m: WeightMatrix) -> WeightMatrix {
@@ -153,7 +153,8 @@ public struct DecoderModel: Sendable {
             let p = description.layerPrefix(l)
             let attention: AttentionBlockWeights
             if let latent = description.latentAttention {
-                attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: matrix, vector: vector))
+                attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: matrix, dense: dense,
+                                                               vector: vector))
             } else {
                 attention = .grouped(AttentionWeights(
                 query: try dense(p + "self_attn.q_proj.weight"),

@@ -57,7 +57,7 @@ public enum GGUFTensorNames {
         guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
         let suffix = String(rest[rest.index(after: dot)...])
         let overrides = architecture == .glm4Moe ? glm4MoeLayerSuffixes : [:]
-        if let mapped = overrides[suffix] ?? layerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
+        if let mapped = overrides[suffix] ?? layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
         // mlp.experts.E.{gate,up,down}_proj.weight → ffn_{gate,up,down}_exps.weight, slice E.
         let parts = suffix.split(separator: ".")
         if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), parts[4] == "weight",
@@ -69,7 +69,8 @@ public enum GGUFTensorNames {
 }
 
 /// A GGUF file whose tensors are served under Hugging Face names (see `WeightSource`).
-/// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE) and `glm4moe` (GLM4-MoE). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
+/// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE), `glm4moe` (GLM4-MoE; GGUFGlm4Moe.swift) and
+/// `deepseek2` (DeepSeek-V3, Kimi-K2; GGUFDeepseek2.swift). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
 public struct GGUFCheckpoint: WeightSource {
     public let file: GGUFFile
     /// The model the metadata describes (checked against the tensors' shapes on load).
@@ -78,7 +79,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -90,6 +91,7 @@ public struct GGUFCheckpoint: WeightSource {
         switch architecture {
         case "qwen3moe": description = try metadata.qwen3Moe()
         case "glm4moe": description = try metadata.glm4Moe()
+        case "deepseek2": description = try metadata.deepseek2()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }

@@ -144,55 +144,117 @@ public struct GGUFWriter {
     }
 }
 
-/// `jindouctl quantize`: a Hugging Face checkpoint as a GGUF file with llama.cpp's tensor
-/// names and metadata for its architecture (`qwen3moe`, `glm4moe`: `llamaCppArchitecture`),
-/// weights re-encoded as llama-quantize does (reference encoders). `expertFormat` for the
-/// routed experts (stacked `ffn_*_exps`), Q8_0 for every other matrix except the token
-/// embedding (`embeddingFormat`, nil = F32; llama-quantize's `--token-embedding-type`), F32
-/// for norms, biases and the router (llama-quantize keeps `ffn_gate_inp` unquantised).
-/// `tokenizer` is the `tokenizer.*` metadata to write; without it the vocabulary is written
-/// as `tokenizer.ggml.model = none` with `vocab_size` (llama.cpp then runs, e.g.
-/// llama-bench, without a tokenizer).
+/// `jindouctl quantize`: a Hugging Face checkpoint as a GGUF file with llama.cpp's tensor names
+/// and metadata for its architecture (`qwen3moe` for Qwen3-MoE, `glm4moe` for GLM4-MoE:
+/// GGUFGlm4Moe.swift, `deepseek2` for DeepSeek-V3 and Kimi-K2: GGUFDeepseek2.swift), weights re-encoded as llama-quantize does (reference
+/// encoders). `expertFormat` for the routed experts (stacked `ffn_*_exps`), Q8_0 for every
+/// other matrix except the token embedding (`embeddingFormat`, nil = F32; llama-quantize's
+/// `--token-embedding-type`) — F32 where a matrix's width is not whole Q8_0 blocks, as
+/// `DecoderModel`'s `denseFormat` leaves such a matrix —, F32 for norms, the router (llama-quantize
+/// keeps `ffn_gate_inp` unquantised) and `exp_probs_b`. `tokenizer` is the `tokenizer.*`
+/// metadata to write; without it the vocabulary is written as `tokenizer.ggml.model = none` with
+/// `vocab_size` (llama.cpp then runs, e.g. llama-bench, without a tokenizer).
 ///
 /// Beyond what llama.cpp's qwen3moe reads, and ignored by it: `expert_weights_norm` (false
 /// for `norm_topk_prob: false`; llama.cpp always renormalises) and dense layers
 /// (`mlp_only_layers`) as `blk.N.ffn_{gate,up,down}` — llama.cpp refuses such a file, Jindou
-/// loads it. glm4moe files are what the converter writes with `--no-mtp`: MTP layers,
-/// which Jindou never loads, are not written.
+/// loads it. glm4moe files are what the converter writes with `--no-mtp`: MTP layers, which
+/// Jindou never loads, are not written. Block-FP8 checkpoints are refused: Jindou reads them,
+/// but does not dequantise them into a file.
 public enum GGUFExport {
-    /// llama.cpp's name for the architectures Jindou writes; nil for the others.
-    public static func llamaCppArchitecture(_ architecture: Architecture) -> String? {
-        switch architecture {
-        case .qwen3Moe: "qwen3moe"
-        case .glm4Moe: "glm4moe"
-        default: nil
-        }
-    }
+    /// The architectures `model` writes.
+    public static let supportedArchitectures: [Architecture] = [.qwen3Moe, .glm4Moe, .deepseekV3]
 
-    public static func writer(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
-                              embeddingFormat: BlockFormat? = .q8_0, tokenizer: [(String, GGUFWriter.Value)]? = nil,
-                              name: String) throws -> GGUFWriter {
-        guard let arch = llamaCppArchitecture(d.architecture) else {
-            let supported = Architecture.allCases.filter { llamaCppArchitecture($0) != nil }.map(\.rawValue)
-            throw GGUFError(path: checkpoint.directory, reason: "GGUF export supports \(supported.joined(separator: ", ")) so far, not \(d.architecture.rawValue)")
+    public static func model(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
+                             embeddingFormat: BlockFormat? = .q8_0, tokenizer: [(String, GGUFWriter.Value)]? = nil,
+                             name: String) throws -> GGUFWriter {
+        let arch: String
+        switch d.architecture {
+        case .qwen3Moe: arch = "qwen3moe"
+        case .glm4Moe: arch = "glm4moe"
+        case .deepseekV3: arch = "deepseek2"
+        default:
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export supports \(supportedArchitectures.map(\.rawValue).joined(separator: ", ")) so far, not \(d.architecture.rawValue)")
         }
-        guard d.latentAttention == nil, d.weightQuantization == nil, d.expertStorage == .perExpert else {
-            throw GGUFError(path: checkpoint.directory, reason: "GGUF export needs a per-expert bf16/f16/f32 checkpoint")
+        guard d.weightQuantization == nil else {
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export reads bf16/f16/f32 weights; this checkpoint is block-FP8 (quantization_config), which it does not dequantise")
         }
-        guard d.attention.ropeScaling == .none else {
-            throw GGUFError(path: checkpoint.directory, reason: "GGUF export does not write rope scaling (yarn) yet")
+        guard d.expertStorage == .perExpert, d.vision == nil else {
+            throw GGUFError(path: checkpoint.directory, reason: "GGUF export needs a text-only checkpoint with per-expert tensors")
         }
         for width in [d.hiddenSize, d.moeIntermediateSize] where width % expertFormat.blockSize != 0 {
             throw GGUFError(path: checkpoint.directory, reason: "\(expertFormat.rawValue) needs widths that are multiples of \(expertFormat.blockSize); hidden \(d.hiddenSize), expert intermediate \(d.moeIntermediateSize)")
         }
-        let a = d.attention
         var writer = GGUFWriter()
-        let denseIntermediate = d.layers.compactMap { if case .dense(let size) = $0 { size } else { nil } }.first
         writer.metadata = [
             ("general.architecture", .string(arch)),
             ("general.name", .string(name)),
             ("general.file_type", .u32(expertFormat == .q8_0 ? 7 : 14)),
             ("general.quantization_version", .u32(2)),
+        ]
+        switch d.architecture {
+        case .deepseekV3: writer.metadata += try deepseek2Metadata(d, path: checkpoint.directory)
+        default:
+            guard d.attention.ropeScaling == .none else {
+                throw GGUFError(path: checkpoint.directory, reason: "GGUF export does not write rope scaling (yarn) for \(arch) yet")
+            }
+            writer.metadata += qwen3MoeMetadata(d, architecture: arch)
+            if d.architecture == .glm4Moe { writer.metadata += try glm4MoeMetadata(d, path: checkpoint.directory) }
+        }
+        writer.metadata += tokenizer ?? [("tokenizer.ggml.model", .string("none"))]
+        var tensors = TensorWriter(checkpoint: checkpoint, description: d)
+        let q8: BlockFormat = .q8_0
+        try tensors.matrix(d.embeddingName, embeddingFormat)
+        for l in 0..<d.layerCount {
+            let p = d.layerPrefix(l), b = "blk.\(l)."
+            try tensors.vector(p + "input_layernorm.weight")
+            switch d.architecture {
+            case .deepseekV3:
+                try tensors.latentAttention(layer: l)
+            default:
+                let a = d.attention
+                for projection in ["q", "k", "v", "o"] { try tensors.matrix(p + "self_attn.\(projection)_proj.weight", q8) }
+                if a.queryKeyValueBias { for projection in ["q", "k", "v"] { try tensors.vector(p + "self_attn.\(projection)_proj.bias") } }
+                if a.outputBias { try tensors.vector(p + "self_attn.o_proj.bias") }
+                if a.queryKeyNorm { for norm in ["q_norm", "k_norm"] { try tensors.vector(p + "self_attn.\(norm).weight") } }
+            }
+            try tensors.vector(p + "post_attention_layernorm.weight")
+            guard d.sparseLayers.contains(l) else {
+                for projection in ["gate", "up", "down"] { try tensors.matrix(p + "mlp.\(projection)_proj.weight", q8) }
+                continue
+            }
+            try tensors.matrix(d.routerName(layer: l), nil)
+            if d.hasCorrectionBias { try tensors.vector(d.correctionBiasName(layer: l)) }
+            let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
+            let type = GGMLType(expertFormat)
+            for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
+                tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, type: type) { write in
+                    // One expert at a time: only its tensors are mapped.
+                    for expert in 0..<e {
+                        let key = ExpertKey(layer: l, expert: expert)
+                        let shard = try ExpertShard(description: d, checkpoint: checkpoint, keys: [key])
+                        let weights = shard.experts[key]!
+                        let m = projection == "gate" ? weights.gate : projection == "up" ? weights.up : weights.down
+                        try encodeRows(m, format: expertFormat, write: write)
+                    }
+                })
+            }
+            if d.sharedExpertIntermediateSize != nil {
+                for projection in ["gate", "up", "down"] { try tensors.matrix(p + "mlp.shared_experts.\(projection)_proj.weight", q8) }
+            }
+        }
+        try tensors.vector(d.finalNormName)
+        if !d.tieWordEmbeddings { try tensors.matrix(WeightNames.lmHead, q8) }
+        writer.tensors = tensors.tensors
+        return writer
+    }
+
+    /// llama.cpp's `qwen3moe` keys (convert_hf_to_gguf.py `Qwen3MoeModel`), also the ones
+    /// `glm4moe` shares (under its own prefix).
+    static func qwen3MoeMetadata(_ d: ModelDescription, architecture arch: String) -> [(String, GGUFWriter.Value)] {
+        let a = d.attention
+        let denseIntermediate = d.layers.compactMap { if case .dense(let size) = $0 { size } else { nil } }.first
+        return [
             ("\(arch).context_length", .u32(UInt32(d.maxPositionEmbeddings))),
             ("\(arch).embedding_length", .u32(UInt32(d.hiddenSize))),
             ("\(arch).block_count", .u32(UInt32(d.layerCount))),
@@ -209,71 +271,53 @@ public enum GGUFExport {
             ("\(arch).expert_weights_norm", .bool(d.router.normalizeTopK)),
             ("\(arch).vocab_size", .u32(UInt32(d.vocabularySize))),
         ]
-        if d.architecture == .glm4Moe { writer.metadata += try glm4MoeMetadata(d, path: checkpoint.directory) }
-        writer.metadata += tokenizer ?? [("tokenizer.ggml.model", .string("none"))]
-        func plain(_ hf: String) throws -> TensorView {
+    }
+
+    /// The tensors of a file being exported, each read from the checkpoint (and encoded) only
+    /// when the writer asks for its bytes.
+    struct TensorWriter {
+        let checkpoint: Checkpoint
+        let description: ModelDescription
+        private(set) var tensors: [GGUFWriter.Tensor] = []
+
+        init(checkpoint: Checkpoint, description: ModelDescription) {
+            self.checkpoint = checkpoint
+            self.description = description
+        }
+
+        mutating func append(_ tensor: GGUFWriter.Tensor) { tensors.append(tensor) }
+
+        /// Checkpoint tensor `hf`, mapped.
+        static func plain(_ hf: String, _ checkpoint: Checkpoint) throws -> TensorView {
             let set = try checkpoint.load([TensorRequest(hf, shape: nil)])
             guard let view = set[hf] else { throw CheckpointError.missingTensor(tensor: hf, searched: []) }
             return view
         }
+
         func ggufName(_ hf: String) -> String {
-            GGUFTensorNames.gguf(for: hf, textPrefix: d.textPrefix, architecture: d.architecture)!.name
+            GGUFTensorNames.gguf(for: hf, textPrefix: description.textPrefix, architecture: description.architecture)!.name
         }
-        func vector(_ hf: String) throws {
-            let count = try plain(hf).elementCount
-            writer.tensors.append(.init(name: ggufName(hf), dimensions: [count], type: .f32) { write in
-                try plain(hf).floats().withUnsafeBytes { try write($0) }
+
+        /// A vector (norm, bias) as F32.
+        mutating func vector(_ hf: String) throws {
+            let checkpoint = checkpoint
+            let count = try Self.plain(hf, checkpoint).elementCount
+            tensors.append(.init(name: ggufName(hf), dimensions: [count], type: .f32) { write in
+                try Self.plain(hf, checkpoint).floats().withUnsafeBytes { try write($0) }
             })
         }
-        func matrix(_ hf: String, _ format: BlockFormat?) throws {
-            let view = try plain(hf)
+
+        /// A matrix encoded in `format`, or F32 (nil, or a width that is not whole blocks).
+        mutating func matrix(_ hf: String, _ format: BlockFormat?) throws {
+            let view = try Self.plain(hf, checkpoint)
             guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
             let (rows, columns) = (view.shape[0], view.shape[1])
-            if let format, columns % format.blockSize != 0 {
-                throw GGUFError(path: checkpoint.directory, reason: "\(hf) has \(columns) columns, not whole \(format.rawValue) blocks of \(format.blockSize)")
-            }
-            let type = format.map(GGMLType.init) ?? .f32
-            writer.tensors.append(.init(name: ggufName(hf), dimensions: [columns, rows], type: type) { write in
-                try encodeRows(try plain(hf).matrix(), format: format, write: write)
+            let format = format.flatMap { columns % $0.blockSize == 0 ? $0 : nil }
+            let checkpoint = checkpoint
+            tensors.append(.init(name: ggufName(hf), dimensions: [columns, rows], type: format.map(GGMLType.init) ?? .f32) { write in
+                try encodeRows(try Self.plain(hf, checkpoint).matrix(), format: format, write: write)
             })
         }
-        func mlp(_ prefix: String) throws {
-            for projection in ["gate", "up", "down"] { try matrix(prefix + "\(projection)_proj.weight", .q8_0) }
-        }
-        try matrix(d.embeddingName, embeddingFormat)
-        for l in 0..<d.layerCount {
-            let p = d.layerPrefix(l), b = "blk.\(l)."
-            try vector(p + "input_layernorm.weight")
-            for projection in ["q", "k", "v", "o"] { try matrix(p + "self_attn.\(projection)_proj.weight", .q8_0) }
-            if a.queryKeyValueBias { for projection in ["q", "k", "v"] { try vector(p + "self_attn.\(projection)_proj.bias") } }
-            if a.outputBias { try vector(p + "self_attn.o_proj.bias") }
-            if a.queryKeyNorm { for norm in ["q_norm", "k_norm"] { try vector(p + "self_attn.\(norm).weight") } }
-            try vector(p + "post_attention_layernorm.weight")
-            guard d.sparseLayers.contains(l) else {
-                try mlp(p + "mlp.")
-                continue
-            }
-            try matrix(d.routerName(layer: l), nil)
-            if d.hasCorrectionBias { try vector(d.correctionBiasName(layer: l)) }
-            let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
-            let type = GGMLType(expertFormat)
-            for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
-                writer.tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, type: type) { write in
-                    // One expert at a time: only its tensors are mapped.
-                    for expert in 0..<e {
-                        let key = ExpertKey(layer: l, expert: expert)
-                        let shard = try ExpertShard(description: d, checkpoint: checkpoint, keys: [key])
-                        let weights = shard.experts[key]!
-                        let m = projection == "gate" ? weights.gate : projection == "up" ? weights.up : weights.down
-                        try encodeRows(m, format: expertFormat, write: write)
-                    }
-                })
-            }
-            if d.sharedExpertIntermediateSize != nil { try mlp(p + "mlp.shared_experts.") }
-        }
-        try vector(d.finalNormName)
-        if !d.tieWordEmbeddings { try matrix(WeightNames.lmHead, .q8_0) }
-        return writer
     }
 
     /// Rows of `m` encoded in `format` (F32 when nil), written in batches.

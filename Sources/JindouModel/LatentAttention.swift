@@ -20,6 +20,13 @@
 //     (nope + v)) plus attention over latent rows.
 // `LatentAttentionMode.automatic` picks, per sequence and step, the cheaper of the two by
 // the multiply count (see `prefersExpanded`): decode steps always absorb.
+//
+// Where W_UK / W_UV come from (`LatentUpProjections`): Hugging Face checkpoints store one
+// kv_b_proj, whose rows per head are [W_UK_h | W_UV_h]; llama.cpp's converter splits it into
+// `attn_k_b` (W_UK_hᵀ per head, kv_lora_rank × nope) and `attn_v_b` (W_UV_h per head). Both
+// are used as stored, nothing is copied: with W_UK_hᵀ stored, the absorbed query
+// W_UK_hᵀ·q_nope_h is an ordinary projection, and the expanded keys c·W_UK_hᵀ take the x·W
+// kernel (`linearTransposed`) that the absorbed query takes with kv_b_proj's rows.
 
 import Foundation
 import JindouNumerics
@@ -34,6 +41,15 @@ public enum LatentAttentionMode: String, Sendable, CaseIterable {
     case expanded
 }
 
+/// How a checkpoint stores MLA's up-projections from the latent.
+public enum LatentUpProjections: Sendable, Equatable {
+    /// `kv_b_proj` [heads · (nope + v), kv_lora_rank] (Hugging Face).
+    case joint
+    /// `k_b_proj` [heads, kv_lora_rank, nope] (each head's W_UK transposed) and `v_b_proj`
+    /// [heads, v, kv_lora_rank] (each head's W_UV): llama.cpp's `attn_k_b` / `attn_v_b`.
+    case split
+}
+
 /// `DeepseekV3Attention`'s weights.
 public struct LatentAttentionWeights: Sendable {
     public let queryA: WeightMatrix?
@@ -45,39 +61,57 @@ public struct LatentAttentionWeights: Sendable {
     public let keyValueA: WeightMatrix
     public let keyValueABias: [Float]?
     public let keyValueANorm: [Float]
-    public let keyValueB: WeightMatrix
+    /// kv_b_proj, when the checkpoint stores it whole (`LatentUpProjections.joint`).
+    public let keyValueB: WeightMatrix?
     public let output: WeightMatrix
     public let outputBias: [Float]?
-    /// Per head: the k_nope rows (W_UK_h, nope × kv_lora_rank) and v rows (W_UV_h,
-    /// v × kv_lora_rank) of kv_b_proj, as views of the same memory.
+    /// Per head W_UK_h: the k_nope rows of kv_b_proj (nope × kv_lora_rank), or with
+    /// `keyUpTransposed` W_UK_hᵀ (kv_lora_rank × nope) as `k_b_proj` stores it. Views of the
+    /// checkpoint's memory either way.
     public let keyUp: [WeightMatrix]
+    public let keyUpTransposed: Bool
+    /// Per head W_UV_h (v × kv_lora_rank): the v rows of kv_b_proj, or `v_b_proj`'s slice.
     public let valueUp: [WeightMatrix]
 
-    init(prefix p: String, shape m: LatentAttentionShape, matrix: (String) throws -> WeightMatrix,
-         vector: (String) throws -> [Float]) throws {
+    /// `matrix(name, shape)` loads a 2-D weight as stored, viewed as `shape` when given;
+    /// `dense(name)` loads a projection (re-encoded by `DecoderModel`'s `denseFormat`).
+    init(prefix p: String, shape m: LatentAttentionShape, matrix load: (String, [Int]?) throws -> WeightMatrix,
+         dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
         if m.queryLoraRank != nil {
-            queryA = try matrix(p + "q_a_proj.weight")
+            queryA = try dense(p + "q_a_proj.weight")
             queryABias = m.bias ? try vector(p + "q_a_proj.bias") : nil
             queryANorm = try vector(p + "q_a_layernorm.weight")
-            queryB = try matrix(p + "q_b_proj.weight")
+            queryB = try dense(p + "q_b_proj.weight")
             query = nil
         } else {
             queryA = nil
             queryABias = nil
             queryANorm = nil
             queryB = nil
-            query = try matrix(p + "q_proj.weight")
+            query = try dense(p + "q_proj.weight")
         }
-        keyValueA = try matrix(p + "kv_a_proj_with_mqa.weight")
+        keyValueA = try dense(p + "kv_a_proj_with_mqa.weight")
         keyValueABias = m.bias ? try vector(p + "kv_a_proj_with_mqa.bias") : nil
         keyValueANorm = try vector(p + "kv_a_layernorm.weight")
-        let keyValueB = try matrix(p + "kv_b_proj.weight")
-        self.keyValueB = keyValueB
-        output = try matrix(p + "o_proj.weight")
+        output = try dense(p + "o_proj.weight")
         outputBias = m.bias ? try vector(p + "o_proj.bias") : nil
-        let perHead = m.nopeDimension + m.valueDimension
-        keyUp = (0..<m.heads).map { keyValueB.rows((perHead * $0)..<(perHead * $0 + m.nopeDimension)) }
-        valueUp = (0..<m.heads).map { keyValueB.rows((perHead * $0 + m.nopeDimension)..<(perHead * ($0 + 1))) }
+        let (rank, nope, v) = (m.keyValueLoraRank, m.nopeDimension, m.valueDimension)
+        switch m.upProjections {
+        case .joint:
+            let keyValueB = try load(p + "kv_b_proj.weight", nil)
+            self.keyValueB = keyValueB
+            let perHead = nope + v
+            keyUp = (0..<m.heads).map { keyValueB.rows((perHead * $0)..<(perHead * $0 + nope)) }
+            keyUpTransposed = false
+            valueUp = (0..<m.heads).map { keyValueB.rows((perHead * $0 + nope)..<(perHead * ($0 + 1))) }
+        case .split:
+            keyValueB = nil
+            let keys = try load(p + "k_b_proj.weight", [m.heads * rank, nope])
+            let values = try load(p + "v_b_proj.weight", [m.heads * v, rank])
+            keyUp = (0..<m.heads).map { keys.rows((rank * $0)..<(rank * ($0 + 1))) }
+            keyUpTransposed = true
+            valueUp = (0..<m.heads).map { values.rows((v * $0)..<(v * ($0 + 1))) }
+        }
     }
 }
 
@@ -171,20 +205,39 @@ extension DecoderModel {
         latents.withUnsafeMutableBufferPointer { b in
             for p in 0..<length { (b.baseAddress! + p * rank).update(from: rows + p * m.cacheRowWidth, count: rank) }
         }
-        let expanded = project(latents, rows: length, weight: w.keyValueB)  // per head [k_nope | v]
         var keys = [Float](repeating: 0, count: length * heads * qk)
         var values = [Float](repeating: 0, count: length * heads * dv)
-        expanded.withUnsafeBufferPointer { e in
-            keys.withUnsafeMutableBufferPointer { k in
-                values.withUnsafeMutableBufferPointer { v in
-                    for p in 0..<length {
-                        for h in 0..<heads {
-                            let source = e.baseAddress! + (p * heads + h) * (m.nopeDimension + dv)
-                            let key = k.baseAddress! + (p * heads + h) * qk
-                            key.update(from: source, count: m.nopeDimension)
-                            (key + m.nopeDimension).update(from: rows + p * m.cacheRowWidth + rank, count: m.ropeDimension)
-                            (v.baseAddress! + (p * heads + h) * dv).update(from: source + m.nopeDimension, count: dv)
+        keys.withUnsafeMutableBufferPointer { k in
+            values.withUnsafeMutableBufferPointer { v in
+                let key = k.baseAddress!, value = v.baseAddress!
+                if let keyValueB = w.keyValueB {
+                    let expanded = project(latents, rows: length, weight: keyValueB)  // per head [k_nope | v]
+                    expanded.withUnsafeBufferPointer { e in
+                        for p in 0..<length {
+                            for h in 0..<heads {
+                                let source = e.baseAddress! + (p * heads + h) * (m.nopeDimension + dv)
+                                (key + (p * heads + h) * qk).update(from: source, count: m.nopeDimension)
+                                (value + (p * heads + h) * dv).update(from: source + m.nopeDimension, count: dv)
+                            }
                         }
+                    }
+                } else {
+                    // Split storage: k_nope_h = c·W_UK_hᵀ (x·W with the stored W_UK_hᵀ), v_h = W_UV_h·c.
+                    latents.withUnsafeBufferPointer { lb in
+                        let latent = lb.baseAddress!
+                        parallelFor(heads) { h in
+                            linearTransposed(latent, tokens: length, inputStride: rank, weight: w.keyUp[h],
+                                             into: key + h * qk, outputStride: heads * qk)
+                            let perHead = UnsafeMutablePointer<Float>.allocate(capacity: length * dv)
+                            defer { perHead.deallocate() }
+                            linearSerial(latent, tokens: length, weight: w.valueUp[h], into: perHead)
+                            for p in 0..<length { (value + (p * heads + h) * dv).update(from: perHead + p * dv, count: dv) }
+                        }
+                    }
+                }
+                for p in 0..<length {
+                    for h in 0..<heads {
+                        (key + (p * heads + h) * qk + m.nopeDimension).update(from: rows + p * m.cacheRowWidth + rank, count: m.ropeDimension)
                     }
                 }
             }
@@ -228,8 +281,24 @@ extension DecoderModel {
             absorbed.withUnsafeMutableBufferPointer { ab in
                 let query = qb.baseAddress! + tokens.lowerBound * heads * qk, out = ab.baseAddress!
                 parallelFor(heads) { h in
-                    linearTransposed(query + h * qk, tokens: n, inputStride: heads * qk, weight: w.keyUp[h],
-                                     into: out + h * rowWidth, outputStride: heads * rowWidth)
+                    if w.keyUpTransposed {
+                        // W_UK_hᵀ stored: q_nope_h·W_UK_h = W_UK_hᵀ·q_nope_h, an ordinary projection
+                        // of the head's q_nope rows (gathered, then scattered into q̃).
+                        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: n * m.nopeDimension)
+                        let projected = UnsafeMutablePointer<Float>.allocate(capacity: n * rank)
+                        defer {
+                            gathered.deallocate()
+                            projected.deallocate()
+                        }
+                        for i in 0..<n {
+                            (gathered + i * m.nopeDimension).update(from: query + i * heads * qk + h * qk, count: m.nopeDimension)
+                        }
+                        linearSerial(gathered, tokens: n, weight: w.keyUp[h], into: projected)
+                        for i in 0..<n { (out + (i * heads + h) * rowWidth).update(from: projected + i * rank, count: rank) }
+                    } else {
+                        linearTransposed(query + h * qk, tokens: n, inputStride: heads * qk, weight: w.keyUp[h],
+                                         into: out + h * rowWidth, outputStride: heads * rowWidth)
+                    }
                     for i in 0..<n {
                         (out + (i * heads + h) * rowWidth + rank).update(from: query + i * heads * qk + h * qk + m.nopeDimension,
                                                                       count: m.ropeDimension)

@@ -84,6 +84,8 @@ public struct LatentAttentionShape: Sendable, Equatable {
     public var softmaxScale: Float
     /// The RMSNorm epsilon of q_a_layernorm and kv_a_layernorm (DeepseekV3RMSNorm's default).
     public var latentNormEpsilon: Float = 1e-6
+    /// kv_b_proj whole (Hugging Face) or split per head (llama.cpp's attn_k_b / attn_v_b).
+    public var upProjections: LatentUpProjections = .joint
 
     public var queryKeyDimension: Int { nopeDimension + ropeDimension }
     /// Floats cached per token and layer: the normed latent and the rotated key.

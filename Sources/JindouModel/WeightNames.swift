@@ -159,7 +159,15 @@ extension ModelDescription {
         }
         requests += linear(p + "kv_a_proj_with_mqa.weight", shape: [m.cacheRowWidth, h])
         requests.append(TensorRequest(p + "kv_a_layernorm.weight", shape: [m.keyValueLoraRank]))
-        requests += linear(p + "kv_b_proj.weight", shape: [m.heads * (m.nopeDimension + m.valueDimension), m.keyValueLoraRank])
+        switch m.upProjections {
+        case .joint:
+            requests += linear(p + "kv_b_proj.weight", shape: [m.heads * (m.nopeDimension + m.valueDimension), m.keyValueLoraRank])
+        case .split:
+            requests += [
+                TensorRequest(p + "k_b_proj.weight", shape: [m.heads, m.keyValueLoraRank, m.nopeDimension]),
+                TensorRequest(p + "v_b_proj.weight", shape: [m.heads, m.valueDimension, m.keyValueLoraRank]),
+            ]
+        }
         requests += linear(p + "o_proj.weight", shape: [h, m.heads * m.valueDimension])
         if m.bias {
             requests += [

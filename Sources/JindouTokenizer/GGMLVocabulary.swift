@@ -53,8 +53,40 @@ public struct GGMLVocabulary: Sendable, Equatable {
         "glm4": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
     ]
 
+    /// Pre-tokenizers that are a sequence of Split regexes without a normaliser (the whole
+    /// pipeline of their tokenizer.json: each Split isolates its matches within the pieces of the
+    /// one before, then byte-level without a regex).
+    static let preTokenizerSequences: [String: [String]] = [
+        // LLAMA_VOCAB_PRE_TYPE_DEEPSEEK3_LLM (DeepSeek-V3, V3.1, R1): numbers, CJK runs, words.
+        // The CJK ranges and the CR/LF are the characters themselves, as in the real file.
+        "deepseek-v3": [
+            #"\p{N}{1,3}"#,
+            "[\u{4E00}-\u{9FA5}\u{3040}-\u{309F}\u{30A0}-\u{30FF}]+",
+            ##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^"## + "\r\n" + #"\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+["#
+                + "\r\n" + #"]*|\s*["# + "\r\n" + #"]+|\s+(?!\S)|\s+"#,
+        ],
+    ]
+
     /// The `tokenizer.ggml.pre` names Jindou tokenizes with.
-    public static var supportedPreTokenizers: [String] { preTokenizerPatterns.keys.sorted() }
+    public static var supportedPreTokenizers: [String] { (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys).sorted() }
+
+    /// The normalisations and pre-tokenizer steps `pre` stands for; nil for an unknown name.
+    static func pipeline(_ pre: String) -> (normalizations: [Tokenizer.Normalization], steps: [Tokenizer.PreTokenizer])? {
+        let byteLevel = Tokenizer.PreTokenizer.byteLevel(addPrefixSpace: false, useRegex: false)
+        if let pattern = preTokenizerPatterns[pre] {
+            return ([.nfc], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])
+        }
+        if let patterns = preTokenizerSequences[pre] {
+            return ([], patterns.map { .split(pattern: $0, behavior: "Isolated", invert: false) } + [byteLevel])
+        }
+        return nil
+    }
+
+    /// The `tokenizer.ggml.pre` name of a tokenizer.json pipeline: its Split regexes in order.
+    static func preTokenizerName(splitRegexes regexes: [String]) -> String? {
+        if regexes.count == 1, let name = preTokenizerPatterns.first(where: { $0.value == regexes[0] })?.key { return name }
+        return preTokenizerSequences.first { $0.value == regexes }?.key
+    }
 }
 
 extension Tokenizer {
@@ -67,7 +99,7 @@ extension Tokenizer {
         guard vocabulary.model == "gpt2" else {
             throw TokenizerError.unsupported(path: path, component: "tokenizer.ggml.model", type: vocabulary.model)
         }
-        guard let pre = vocabulary.pre, let pattern = GGMLVocabulary.preTokenizerPatterns[pre] else {
+        guard let pre = vocabulary.pre, let pipeline = GGMLVocabulary.pipeline(pre) else {
             throw TokenizerError.malformed(
                 path: path,
                 reason: "tokenizer.ggml.pre '\(vocabulary.pre ?? "(missing)")' is not supported (supported: \(GGMLVocabulary.supportedPreTokenizers.joined(separator: ", ")))")
@@ -99,10 +131,8 @@ extension Tokenizer {
         }
         let prefix = vocabulary.addBOS ? vocabulary.bosTokenID.map { [$0] } ?? [] : []
         let suffix = vocabulary.addEOS ? vocabulary.eosTokenID.map { [$0] } ?? [] : []
-        try self.init(path: path, vocabulary: words, addedTokens: added, merges: merges, normalizations: [.nfc],
-                      preTokenizers: [.split(pattern: pattern, behavior: "Isolated", invert: false),
-                                      .byteLevel(addPrefixSpace: false, useRegex: false)],
-                      ignoreMerges: false, prefixTokens: prefix, suffixTokens: suffix)
+        try self.init(path: path, vocabulary: words, addedTokens: added, merges: merges, normalizations: pipeline.normalizations,
+                      preTokenizers: pipeline.steps, ignoreMerges: false, prefixTokens: prefix, suffixTokens: suffix)
     }
 }
 
@@ -123,15 +153,17 @@ extension GGMLVocabulary {
         guard (model["type"] as? String ?? "BPE") == "BPE", model["byte_fallback"] as? Bool != true else {
             throw TokenizerError.unsupported(path: path, component: "model", type: model["type"] as? String ?? "BPE with byte_fallback")
         }
-        // The Split regex of the pre-tokenizer (alone or inside a Sequence).
-        var regex: String?
+        // The Split regexes of the pre-tokenizer (alone or inside a Sequence), in order.
+        var regexes: [String] = []
         func find(_ object: [String: Any]?) {
             guard let object else { return }
-            if object["type"] as? String == "Split" { regex = regex ?? ((object["pattern"] as? [String: Any])?["Regex"] as? String) }
+            if object["type"] as? String == "Split", let regex = (object["pattern"] as? [String: Any])?["Regex"] as? String {
+                regexes.append(regex)
+            }
             for child in object["pretokenizers"] as? [[String: Any]] ?? [] { find(child) }
         }
         find(root["pre_tokenizer"] as? [String: Any])
-        guard let regex, let pre = Self.preTokenizerPatterns.first(where: { $0.value == regex })?.key else {
+        guard let pre = Self.preTokenizerName(splitRegexes: regexes) else {
             throw TokenizerError.malformed(
                 path: path, reason: "its pre-tokenizer regex is not one llama.cpp names and Jindou reads (supported: \(Self.supportedPreTokenizers.joined(separator: ", ")))")
         }

@@ -7,10 +7,12 @@ import JindouTokenizer
 /// `jindouctl quantize`: a checkpoint as a GGUF file llama.cpp reads (docs/quantization.md).
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a Qwen3-MoE or GLM4-MoE checkpoint as GGUF with Q8_0 or Q4_K experts (llama.cpp's qwen3moe/glm4moe layout).",
+        abstract: "Write a Qwen3-MoE, GLM4-MoE or DeepSeek-V3/Kimi-K2 checkpoint as GGUF with Q8_0 or Q4_K experts (llama.cpp's qwen3moe / glm4moe / deepseek2 layout).",
         discussion: """
             Routed experts in --to, other matrices Q8_0 (the token embedding as --token-embedding-type),
-            norms and routers F32, encoded as llama-quantize does. The checkpoint's tokenizer.json is
+            (F32 where a width is not whole blocks), norms and routers F32, encoded as llama-quantize
+            does; DeepSeek-V3's kv_b_proj is split into attn_k_b / attn_v_b as llama.cpp's converter
+            does, kept in the checkpoint's dtype. FP8 checkpoints are refused. The checkpoint's tokenizer.json is
             written as llama.cpp's tokenizer metadata (tokenizer.ggml.*, chat template); without one,
             the vocabulary is written without a tokenizer (tokenizer.ggml.model = none), enough for
             llama-bench and for comparing logits by token id.
@@ -33,10 +35,10 @@ struct Quantize: ParsableCommand {
         do {
             let checkpoint = try Checkpoint(directory: model)
             let description = try ModelDescription(checkpoint: checkpoint)
-            let writer = try GGUFExport.writer(checkpoint: checkpoint, description: description, expertFormat: BlockFormat(rawValue: to)!,
-                                               embeddingFormat: BlockFormat(rawValue: tokenEmbeddingType),
-                                               tokenizer: try Self.tokenizerMetadata(checkpoint, description: description),
-                                               name: URL(fileURLWithPath: model).lastPathComponent)
+            let writer = try GGUFExport.model(checkpoint: checkpoint, description: description, expertFormat: BlockFormat(rawValue: to)!,
+                                              embeddingFormat: BlockFormat(rawValue: tokenEmbeddingType),
+                                              tokenizer: try Self.tokenizerMetadata(checkpoint, description: description),
+                                              name: URL(fileURLWithPath: model).lastPathComponent)
             let total = writer.tensors.count
             let start = Date()
             try writer.write(to: out) { index in

@@ -170,14 +170,22 @@ struct GGUFLoadingTests {
 
     // MARK: - Damaged and unsupported files
 
-    /// A llama.cpp fixture rewritten with `edit` applied to its metadata and tensors.
-    static func rewritten(from path: String = llamaCppFile, metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
-                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true }, adding extra: [GGUFWriter.Tensor] = []) throws -> String {
-        let file = try GGUFFile(path: path)
+    /// A llama.cpp fixture (default: this suite's) rewritten with `edit` applied to its
+    /// metadata, only the tensors `keep` accepts, those `replace` gives instead of a tensor,
+    /// and `extra` tensors added at the end.
+    static func rewritten(from source: String = llamaCppFile, metadata edit: (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
+                          tensors keep: (GGUFTensorInfo) -> Bool = { _ in true },
+                          replace: (GGUFTensorInfo) throws -> GGUFWriter.Tensor? = { _ in nil },
+                          adding extra: [GGUFWriter.Tensor] = []) throws -> String {
+        let file = try GGUFFile(path: source)
         var writer = GGUFWriter()
         writer.metadata = file.metadataKeys.compactMap { key in writerValue(file.metadata[key]!).map { (key, $0) } }
         edit(&writer.metadata)
         for info in file.tensors where keep(info) {
+            if let replacement = try replace(info) {
+                writer.tensors.append(replacement)
+                continue
+            }
             writer.tensors.append(.init(name: info.name, dimensions: info.dimensions, type: info.type) { write in
                 try write(file.bytes(of: info))
             })
@@ -222,7 +230,7 @@ struct GGUFLoadingTests {
 
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
-        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe)"), "\(message)")
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2)"), "\(message)")
     }
 
     @Test func missingTensorIsNamed() throws {

@@ -1,6 +1,8 @@
 import Foundation
 import JindouModel
 import JindouServing
+import JindouTemplates
+import JindouTokenizer
 import JindouTestSupport
 import Testing
 
@@ -92,7 +94,66 @@ struct GGUFTextTests {
             _ = try ServingText(directory: path, description: description)
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: glm4, qwen2)"), "\(error)")
+            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, qwen2)"), "\(error)")
+        }
+    }
+}
+
+/// A llama.cpp `deepseek2` file's text side: its `deepseek-v3` pre-tokenizer (three Split
+/// regexes, no normaliser) and DeepSeek-V3.1's chat template, from the file's metadata alone.
+@Suite("GGUF tokenizer and chat template: deepseek2")
+struct GGUFDeepseekTextTests {
+    /// Converted by llama.cpp from deepseek-v3-tiny with the tokenizer in gguf/tokenizers/deepseek.
+    static let file = Fixtures.path("gguf/deepseek-v3-tiny-f32.gguf")
+    static let tokenizerDirectory = Fixtures.path("gguf/tokenizers/deepseek")
+
+    static func golden() throws -> TemplateValue {
+        try JSONText.parse(Data(contentsOf: URL(fileURLWithPath: tokenizerDirectory + "/golden.json")))
+    }
+
+    @Test func tokenizesLikeTokenizers() throws {
+        let description = try GGUFCheckpoint(path: Self.file).description
+        let text = try ServingText(directory: Self.file, description: description)
+        let tokenizer = try #require(text.tokenizer)
+        let json = try Tokenizer(contentsOf: Self.tokenizerDirectory + "/tokenizer.json")
+        guard case .object(let root) = try Self.golden(), case .array(let cases)? = root["cases"] else {
+            Issue.record("malformed golden")
+            return
+        }
+        #expect(cases.count > 40)
+        for case .object(let c) in cases {
+            guard case .string(let input)? = c["text"], case .array(let ids)? = c["ids"] else { continue }
+            let expected = ids.compactMap { if case .int(let id) = $0 { id } else { nil } }
+            #expect(tokenizer.encode(input) == expected, "\(input.debugDescription)")
+            #expect(json.encode(input) == expected)
+            #expect(tokenizer.decode(expected) == json.decode(expected))
+        }
+        // add_bos_token: the BOS (id 0) leads an encoding with special tokens.
+        #expect(tokenizer.encode("Hi", addSpecialTokens: true).first == 0)
+        #expect(text.specialTokens["bos_token"] == "<｜begin▁of▁sentence｜>" && text.specialTokens["eos_token"] == "<｜end▁of▁sentence｜>")
+        #expect(text.stopTokenIDs == [1])
+    }
+
+    @Test func chatTemplateRendersLikeTransformers() throws {
+        let description = try GGUFCheckpoint(path: Self.file).description
+        let text = try ServingText(directory: Self.file, description: description)
+        let template = try #require(text.chatTemplate)
+        guard case .object(let root) = try Self.golden(), case .array(let cases)? = root["chat"] else {
+            Issue.record("malformed golden")
+            return
+        }
+        #expect(cases.count >= 16)
+        for case .object(let c) in cases {
+            guard case .array(let messages)? = c["messages"], case .object(let options)? = c["options"] else { continue }
+            let result = Result {
+                try template.render(messages: messages, addGenerationPrompt: options["add_generation_prompt"]?.truthy ?? false,
+                                    specialTokens: text.specialTokens)
+            }
+            switch (result, c["rendered"]) {
+            case (.success(let rendered), .string(let expected)?): #expect(rendered == expected)
+            case (.failure, nil): #expect(c["error"] != nil)
+            default: Issue.record("\(c["name"].map { "\($0)" } ?? "?"): \(result) vs \(String(describing: c["rendered"]))")
+            }
         }
     }
 }

@@ -1,0 +1,69 @@
+// llama.cpp's logits for one prompt, for tools/compare_with_llama_cpp.py: every prompt
+// position, then greedy decoding. F32 KV cache, no flash attention, one thread, so the
+// numbers are llama.cpp's graph in fp32.
+//
+//   llama_cpp_logits MODEL.gguf N_NEW ID0 ID1 ...
+//   stdout: "P <position> <logits…>" per prompt position, then per new token
+//           "G <step> <token>" and (except after the last) "D <step> <logits…>".
+#include "llama.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int print_row(const char *tag, int index, const float *logits, int vocabulary) {
+    int best = 0;
+    printf("%s %d", tag, index);
+    for (int v = 0; v < vocabulary; v++) {
+        printf(" %.9g", logits[v]);
+        if (logits[v] > logits[best]) best = v;
+    }
+    printf("\n");
+    return best;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s MODEL.gguf N_NEW ID...\n", argv[0]);
+        return 2;
+    }
+    llama_backend_init();
+    struct llama_model *model = llama_model_load_from_file(argv[1], llama_model_default_params());
+    if (!model) return 3;
+    const int n_new = atoi(argv[2]), n = argc - 3;
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = cp.n_batch = cp.n_ubatch = 512;
+    cp.n_threads = cp.n_threads_batch = 1;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.type_k = cp.type_v = GGML_TYPE_F32;
+    struct llama_context *ctx = llama_init_from_model(model, cp);
+    if (!ctx || n + n_new > 512) return 4;
+    const int vocabulary = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    struct llama_batch batch = llama_batch_init(512, 0, 1);
+    for (int i = 0; i < n; i++) {
+        batch.token[i] = atoi(argv[3 + i]);
+        batch.pos[i] = i;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = 0;
+        batch.logits[i] = 1;
+    }
+    batch.n_tokens = n;
+    if (llama_decode(ctx, batch)) return 5;
+    int next = 0;
+    for (int i = 0; i < n; i++) next = print_row("P", i, llama_get_logits_ith(ctx, i), vocabulary);
+    for (int step = 0; step < n_new; step++) {
+        printf("G %d %d\n", step, next);
+        if (step == n_new - 1) break;
+        batch.token[0] = next;
+        batch.pos[0] = n + step;
+        batch.n_seq_id[0] = 1;
+        batch.seq_id[0][0] = 0;
+        batch.logits[0] = 1;
+        batch.n_tokens = 1;
+        if (llama_decode(ctx, batch)) return 6;
+        next = print_row("D", step, llama_get_logits_ith(ctx, 0), vocabulary);
+    }
+    llama_batch_free(batch);
+    llama_free(ctx);
+    llama_model_free(model);
+    return 0;
+}
