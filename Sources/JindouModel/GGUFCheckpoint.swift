@@ -214,15 +214,20 @@ struct GGUFModelMetadata {
 
     func arch(_ suffix: String) -> String { "\(architecture).\(suffix)" }
 
-    /// `qwen3moe`: llama.cpp's Qwen3-MoE (src/models/qwen3moe.cpp). Every layer there is MoE;
-    /// a layer without `ffn_gate_inp` but with `ffn_gate`/`ffn_up`/`ffn_down` is read as a
-    /// dense MLP of `feed_forward_length` (Qwen3's `mlp_only_layers`, which `jindouctl
-    /// quantize` writes and llama.cpp itself does not load). Routing is softmax top-k,
-    /// renormalised unless `expert_weights_norm` is false (llama.cpp always renormalises).
-    func qwen3Moe() throws -> ModelDescription {
-        let path = file.path
-        let layerCount = try positive(arch("block_count"))
-        let hidden = try positive(arch("embedding_length"))
+    /// Decoder layers and trailing MTP blocks: llama.cpp's converter counts the
+    /// `nextn_predict_layers` blocks in `block_count`; Jindou never loads them.
+    func decoderLayers() throws -> (count: Int, prediction: Int) {
+        let blockCount = try positive(arch("block_count"))
+        let prediction = try integer(arch("nextn_predict_layers"), default: 0)
+        guard prediction < blockCount else {
+            throw error(arch("nextn_predict_layers"), "is \(prediction), which leaves no decoder layer of block_count \(blockCount)")
+        }
+        return (blockCount - prediction, prediction)
+    }
+
+    /// Heads, key/value heads, head width and rotary width of standard attention (qwen3moe,
+    /// glm4moe), with llama.cpp's defaults; rope scaling must be absent or `none`.
+    func attentionHeads(hidden: Int) throws -> (heads: Int, kvHeads: Int, headDimension: Int, rotary: Int) {
         let heads = try positive(arch("attention.head_count"))
         let kvHeads = try positive(arch("attention.head_count_kv"), default: heads)
         let headDimension = try positive(arch("attention.key_length"), default: hidden / heads)
@@ -234,17 +239,56 @@ struct GGUFModelMetadata {
         if let scaling = value(arch("rope.scaling.type")), scaling.string != "none" {
             throw error(arch("rope.scaling.type"), "'\(scaling.string ?? "?")' is not supported for GGUF yet (supported: none)")
         }
-        let experts = try positive(arch("expert_count"))
-        let used = try positive(arch("expert_used_count"))
-        let feedForward = try integer(arch("feed_forward_length"), default: 0)
-        let moe = try positive(arch("expert_feed_forward_length"), default: feedForward / used)
+        return (heads, kvHeads, headDimension, rotary)
+    }
+
+    /// Rows of `token_embd.weight`, checked against `vocab_size` when the file has it.
+    func vocabularySize() throws -> Int {
         guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else {
-            throw GGUFError(path: path, reason: "missing tensor 'token_embd.weight' (or it is not 2-D)")
+            throw GGUFError(path: file.path, reason: "missing tensor 'token_embd.weight' (or it is not 2-D)")
         }
         let vocabulary = embedding.dimensions[1]
         if let declared = value(arch("vocab_size")), declared.integer != vocabulary {
             throw error(arch("vocab_size"), "is \(declared.integer.map(String.init) ?? "not an integer"), but token_embd.weight has \(vocabulary) rows")
         }
+        return vocabulary
+    }
+
+    /// The ids of `tokenizer.ggml.{kind}_token_id` for each kind present, without repeats.
+    func tokenIDs(_ kinds: [String]) throws -> [Int] {
+        var ids: [Int] = []
+        for key in kinds.map({ "tokenizer.ggml.\($0)_token_id" }) where value(key) != nil {
+            let id = try integer(key)
+            if !ids.contains(id) { ids.append(id) }
+        }
+        return ids
+    }
+
+    /// `description` once it validates; otherwise an error naming the file's metadata.
+    func validated(_ description: ModelDescription) throws -> ModelDescription {
+        do {
+            try description.validate(path: file.path)
+        } catch CheckpointError.badConfig(_, let field, let reason) {
+            throw GGUFError(path: file.path, reason: "metadata does not describe a usable model: \(field) \(reason)")
+        }
+        return description
+    }
+
+    /// `qwen3moe`: llama.cpp's Qwen3-MoE (src/models/qwen3moe.cpp). Every layer there is MoE;
+    /// a layer without `ffn_gate_inp` but with `ffn_gate`/`ffn_up`/`ffn_down` is read as a
+    /// dense MLP of `feed_forward_length` (Qwen3's `mlp_only_layers`, which `jindouctl
+    /// quantize` writes and llama.cpp itself does not load). Routing is softmax top-k,
+    /// renormalised unless `expert_weights_norm` is false (llama.cpp always renormalises).
+    func qwen3Moe() throws -> ModelDescription {
+        let path = file.path
+        let layerCount = try positive(arch("block_count"))
+        let hidden = try positive(arch("embedding_length"))
+        let (heads, kvHeads, headDimension, rotary) = try attentionHeads(hidden: hidden)
+        let experts = try positive(arch("expert_count"))
+        let used = try positive(arch("expert_used_count"))
+        let feedForward = try integer(arch("feed_forward_length"), default: 0)
+        let moe = try positive(arch("expert_feed_forward_length"), default: feedForward / used)
+        let vocabulary = try vocabularySize()
         let layers: [FeedForwardKind] = try (0..<layerCount).map { l in
             if file.tensor("blk.\(l).ffn_gate_inp.weight") != nil { return .sparse }
             guard file.tensor("blk.\(l).ffn_gate.weight") != nil else {
@@ -254,14 +298,7 @@ struct GGUFModelMetadata {
             return .dense(intermediateSize: feedForward)
         }
         let bias = file.tensor("blk.0.attn_q.bias") != nil
-        var eos: [Int] = []
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
-            if value(key) != nil {
-                let id = try integer(key)
-                if !eos.contains(id) { eos.append(id) }
-            }
-        }
-        let description = ModelDescription(
+        return try validated(ModelDescription(
             architecture: .qwen3Moe,
             vocabularySize: vocabulary,
             hiddenSize: hidden,
@@ -279,14 +316,8 @@ struct GGUFModelMetadata {
             moeIntermediateSize: moe,
             sharedExpertIntermediateSize: nil,
             maxPositionEmbeddings: try positive(arch("context_length")),
-            eosTokenIDs: eos,
-            bosTokenID: value("tokenizer.ggml.bos_token_id") != nil ? try integer("tokenizer.ggml.bos_token_id") : nil,
-            declaredDType: nil)
-        do {
-            try description.validate(path: path)
-        } catch CheckpointError.badConfig(_, let field, let reason) {
-            throw GGUFError(path: path, reason: "metadata does not describe a usable model: \(field) \(reason)")
-        }
-        return description
+            eosTokenIDs: try tokenIDs(["eos", "eot"]),
+            bosTokenID: try tokenIDs(["bos"]).first,
+            declaredDType: nil))
     }
 }

@@ -63,12 +63,7 @@ extension GGUFModelMetadata {
     /// comment for what the metadata cannot say and what Jindou assumes then).
     func deepseek2() throws -> ModelDescription {
         let path = file.path
-        let blockCount = try positive(arch("block_count"))
-        let predictionLayers = try integer(arch("nextn_predict_layers"), default: 0)
-        guard predictionLayers < blockCount else {
-            throw error(arch("nextn_predict_layers"), "is \(predictionLayers), not less than block_count \(blockCount)")
-        }
-        let layerCount = blockCount - predictionLayers
+        let (layerCount, predictionLayers) = try decoderLayers()
         let hidden = try positive(arch("embedding_length"))
         let heads = try positive(arch("attention.head_count"))
 
@@ -144,19 +139,8 @@ extension GGUFModelMetadata {
         let feedForward = leadingDense > 0 ? try positive(arch("feed_forward_length")) : 0
         let layers: [FeedForwardKind] = (0..<layerCount).map { $0 < leadingDense ? .dense(intermediateSize: feedForward) : .sparse }
 
-        guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else {
-            throw GGUFError(path: path, reason: "missing tensor 'token_embd.weight' (or it is not 2-D)")
-        }
-        let vocabulary = embedding.dimensions[1]
-        if let declared = value(arch("vocab_size")), declared.integer != vocabulary {
-            throw error(arch("vocab_size"), "is \(declared.integer.map(String.init) ?? "not an integer"), but token_embd.weight has \(vocabulary) rows")
-        }
+        let vocabulary = try vocabularySize()
         let firstSparse = leadingDense < layerCount ? leadingDense : nil
-        var eos: [Int] = []
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] where value(key) != nil {
-            let id = try integer(key)
-            if !eos.contains(id) { eos.append(id) }
-        }
         var description = ModelDescription(
             architecture: .deepseekV3,
             vocabularySize: vocabulary,
@@ -179,8 +163,8 @@ extension GGUFModelMetadata {
             moeIntermediateSize: moe,
             sharedExpertIntermediateSize: shared > 0 ? moe * shared : nil,
             maxPositionEmbeddings: contextLength,
-            eosTokenIDs: eos,
-            bosTokenID: value("tokenizer.ggml.bos_token_id") != nil ? try integer("tokenizer.ggml.bos_token_id") : nil,
+            eosTokenIDs: try tokenIDs(["eos", "eot"]),
+            bosTokenID: try tokenIDs(["bos"]).first,
             declaredDType: nil)
         var latent = LatentAttentionShape(
             heads: heads, queryLoraRank: queryRank, keyValueLoraRank: keyValueRank, nopeDimension: queryKey - rope,
@@ -188,12 +172,7 @@ extension GGUFModelMetadata {
         latent.upProjections = split ? .split : .joint
         description.latentAttention = latent
         description.ignoredPredictionLayers = predictionLayers
-        do {
-            try description.validate(path: path)
-        } catch CheckpointError.badConfig(_, let field, let reason) {
-            throw GGUFError(path: path, reason: "metadata does not describe a usable model: \(field) \(reason)")
-        }
-        return description
+        return try validated(description)
     }
 }
 

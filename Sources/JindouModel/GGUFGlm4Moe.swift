@@ -37,24 +37,9 @@ extension GGUFModelMetadata {
     /// needs every layer alike.
     func glm4Moe() throws -> ModelDescription {
         let path = file.path
-        let blockCount = try positive(arch("block_count"))
-        let predictionLayers = try integer(arch("nextn_predict_layers"), default: 0)
-        guard predictionLayers < blockCount else {
-            throw error(arch("nextn_predict_layers"), "is \(predictionLayers), which leaves no decoder layer of block_count \(blockCount)")
-        }
-        let layerCount = blockCount - predictionLayers
+        let (layerCount, predictionLayers) = try decoderLayers()
         let hidden = try positive(arch("embedding_length"))
-        let heads = try positive(arch("attention.head_count"))
-        let kvHeads = try positive(arch("attention.head_count_kv"), default: heads)
-        let headDimension = try positive(arch("attention.key_length"), default: hidden / heads)
-        let valueLength = try positive(arch("attention.value_length"), default: headDimension)
-        guard valueLength == headDimension else {
-            throw error(arch("attention.value_length"), "\(valueLength) differs from attention.key_length \(headDimension)")
-        }
-        let rotary = try positive(arch("rope.dimension_count"), default: headDimension)
-        if let scaling = value(arch("rope.scaling.type")), scaling.string != "none" {
-            throw error(arch("rope.scaling.type"), "'\(scaling.string ?? "?")' is not supported for GGUF yet (supported: none)")
-        }
+        let (heads, kvHeads, headDimension, rotary) = try attentionHeads(hidden: hidden)
         if let sections = value(arch("rope.dimension_sections")), sections.array?.contains(where: { $0.integer != 0 }) ?? true {
             throw error(arch("rope.dimension_sections"), "is set: multimodal rotary (GLM-4.5V) is not supported")
         }
@@ -92,13 +77,7 @@ extension GGUFModelMetadata {
         }
         let layers: [FeedForwardKind] = (0..<layerCount).map { $0 < denseLead ? .dense(intermediateSize: feedForward) : .sparse }
 
-        guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else {
-            throw GGUFError(path: path, reason: "missing tensor 'token_embd.weight' (or it is not 2-D)")
-        }
-        let vocabulary = embedding.dimensions[1]
-        if let declared = value(arch("vocab_size")), declared.integer != vocabulary {
-            throw error(arch("vocab_size"), "is \(declared.integer.map(String.init) ?? "not an integer"), but token_embd.weight has \(vocabulary) rows")
-        }
+        let vocabulary = try vocabularySize()
         for fused in ["attn_qkv.weight", "ffn_gate_up_exps.weight"] {
             if let layer = (0..<layerCount).first(where: { file.tensor("blk.\($0).\(fused)") != nil }) {
                 throw GGUFError(path: path, reason: "tensor 'blk.\(layer).\(fused)' is fused (convert_hf_to_gguf.py --fuse-qkv / --fuse-gate-up-exps); Jindou reads the unfused tensors")
@@ -107,11 +86,6 @@ extension GGUFModelMetadata {
         let queryKeyNorm = try sameInEveryLayer(["attn_q_norm.weight", "attn_k_norm.weight"], layers: layerCount)
         let bias = try sameInEveryLayer(["attn_q.bias", "attn_k.bias", "attn_v.bias"], layers: layerCount)
 
-        var endOfGeneration: [Int] = []
-        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] where value(key) != nil {
-            let id = try integer(key)
-            if !endOfGeneration.contains(id) { endOfGeneration.append(id) }
-        }
         var description = ModelDescription(
             architecture: .glm4Moe,
             vocabularySize: vocabulary,
@@ -135,16 +109,11 @@ extension GGUFModelMetadata {
             moeIntermediateSize: moe,
             sharedExpertIntermediateSize: shared > 0 ? moe * shared : nil,
             maxPositionEmbeddings: try positive(arch("context_length")),
-            eosTokenIDs: endOfGeneration,
-            bosTokenID: value("tokenizer.ggml.bos_token_id") != nil ? try integer("tokenizer.ggml.bos_token_id") : nil,
+            eosTokenIDs: try tokenIDs(["eos", "eot", "eom"]),
+            bosTokenID: try tokenIDs(["bos"]).first,
             declaredDType: nil)
         description.ignoredPredictionLayers = predictionLayers
-        do {
-            try description.validate(path: path)
-        } catch CheckpointError.badConfig(_, let field, let reason) {
-            throw GGUFError(path: path, reason: "metadata does not describe a usable model: \(field) \(reason)")
-        }
-        return description
+        return try validated(description)
     }
 
     /// Whether the decoder layers carry the optional tensors `suffixes` (all of them in
