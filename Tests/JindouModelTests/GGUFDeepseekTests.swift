@@ -184,18 +184,7 @@ struct GGUFDeepseekTests {
         })
     }
 
-    func loadError(_ path: String) -> String {
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        do {
-            _ = try InferenceEngine.load(directory: path)
-            return "loaded"
-        } catch let error as GGUFError {
-            #expect(error.path == path)
-            return error.description
-        } catch {
-            return "not a GGUFError: \(error)"
-        }
-    }
+    func loadError(_ path: String) -> String { GGUFLoadingTests().loadError(path) }
 
     func damaged(_ edit: @escaping (inout [(String, GGUFWriter.Value)]) -> Void = { _ in },
                  tensors keep: @escaping (GGUFTensorInfo) -> Bool = { _ in true }) throws -> String {
