@@ -57,7 +57,10 @@ public struct DecodeBenchmark: Sendable {
         /// Jindou ÷ llama.cpp, decode and prefill.
         public var decodeRatio: Double?
         public var prefillRatio: Double?
-        /// Read bandwidth (bytes/s) at this thread count ÷ bytes per decode token.
+        /// Read bandwidth (bytes/s) at this thread count, measured just before this row's
+        /// decode (the machine's bandwidth drifts over a run on shared hosts).
+        public var readBandwidth: Double
+        /// `readBandwidth` ÷ bytes per decode token.
         public var rooflineTokensPerSecond: Double
         public var jindouRooflineFraction: Double
         public var llamaCppRooflineFraction: Double?
@@ -101,26 +104,37 @@ public struct DecodeBenchmark: Sendable {
                                  bytesPerDecodeToken: try Self.bytesPerDecodeToken(source))
             models.append(info)
             for t in options.threads {
-                let roofline = bandwidth[String(t)]! / Double(info.bytesPerDecodeToken)
-                let decode = try jindou(model.path, vocabulary: vocabulary, threads: t, promptTokens: 4, newTokens: options.tokens + 1)
-                let prefill = try jindou(model.path, vocabulary: vocabulary, threads: t, promptTokens: options.promptTokens, newTokens: 1)
-                let jindouDecode = Double(options.tokens) / decode.decodeSeconds
-                let jindouPrefill = Double(options.promptTokens) / prefill.prefillSeconds
+                let measured = KernelBenchmark.readBandwidth(threads: t, repetitions: 3)
+                let roofline = measured / Double(info.bytesPerDecodeToken)
+                // Three rounds, Jindou and llama.cpp interleaved (decode, prefill, then one
+                // llama-bench repetition) so both see the same machine on a noisy host; rates
+                // are the means over the rounds (llama-bench's `avg_ts` of `-r 1` each).
+                let rounds = 3
+                var decodes: [JindouRun] = [], prefills: [JindouRun] = [], llamaRuns: [(decode: Double, prefill: Double)] = []
+                for _ in 0..<rounds {
+                    decodes.append(try jindou(model.path, vocabulary: vocabulary, threads: t, promptTokens: 4, newTokens: options.tokens + 1))
+                    prefills.append(try jindou(model.path, vocabulary: vocabulary, threads: t, promptTokens: options.promptTokens, newTokens: 1))
+                    if let bench = options.llamaBench, model.path.hasSuffix(".gguf") {
+                        llamaRuns.append(try llamaCpp(bench, gguf: model.path, threads: t))
+                    }
+                }
+                func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
+                let jindouDecode = mean(decodes.map { Double(options.tokens) / $0.decodeSeconds })
+                let jindouPrefill = mean(prefills.map { Double(options.promptTokens) / $0.prefillSeconds })
                 progress(String(format: "jindou %@, %d thread(s): decode %.2f tok/s (%.0f%% of roofline), prefill %.1f tok/s",
                                 model.format, t, jindouDecode, jindouDecode / roofline * 100, jindouPrefill))
-                var llama: (decode: Double, prefill: Double)?
-                if let bench = options.llamaBench, model.path.hasSuffix(".gguf") {
-                    llama = try llamaCpp(bench, gguf: model.path, threads: t)
+                let llama = llamaRuns.isEmpty ? nil : (decode: mean(llamaRuns.map(\.decode)), prefill: mean(llamaRuns.map(\.prefill)))
+                if let llama {
                     progress(String(format: "llama.cpp %@, %d thread(s): decode %.2f tok/s, prefill %.1f tok/s",
-                                    model.format, t, llama!.decode, llama!.prefill))
+                                    model.format, t, llama.decode, llama.prefill))
                 }
                 rows.append(Row(
                     format: model.format, threads: t, jindouDecodeTokensPerSecond: jindouDecode, jindouPrefillTokensPerSecond: jindouPrefill,
                     llamaCppDecodeTokensPerSecond: llama?.decode, llamaCppPrefillTokensPerSecond: llama?.prefill,
                     decodeRatio: llama.map { jindouDecode / $0.decode }, prefillRatio: llama.map { jindouPrefill / $0.prefill },
-                    rooflineTokensPerSecond: roofline, jindouRooflineFraction: jindouDecode / roofline,
+                    readBandwidth: measured, rooflineTokensPerSecond: roofline, jindouRooflineFraction: jindouDecode / roofline,
                     llamaCppRooflineFraction: llama.map { $0.decode / roofline },
-                    jindouPeakResidentBytes: max(decode.peakResidentBytes, prefill.peakResidentBytes)))
+                    jindouPeakResidentBytes: (decodes + prefills).map(\.peakResidentBytes).max()!))
             }
         }
         return Report(machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()), models: models,
@@ -179,7 +193,7 @@ public struct DecodeBenchmark: Sendable {
     func llamaCpp(_ bench: String, gguf: String, threads: Int) throws -> (decode: Double, prefill: Double) {
         let directory = URL(fileURLWithPath: bench).deletingLastPathComponent().path
         let (output, _) = try Self.run(bench, ["-m", gguf, "-p", String(options.promptTokens), "-n", String(options.tokens),
-                                               "-t", String(threads), "-r", "3", "-o", "json"],
+                                               "-t", String(threads), "-r", "1", "-o", "json"],
                                        environment: ["LD_LIBRARY_PATH": directory])
         guard let results = try JSONSerialization.jsonObject(with: output) as? [[String: Any]],
               let decode = results.first(where: { ($0["n_gen"] as? Int ?? 0) > 0 })?["avg_ts"] as? Double,
@@ -255,9 +269,11 @@ extension DecodeBenchmark.Report {
             "",
             "Machine: \(machine). Run: \(date). Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB): "
                 + readBandwidth.keys.sorted().map { String(format: "%.1f GB/s with %@ thread(s)", readBandwidth[$0]! / 1e9, $0) }
-                .joined(separator: ", ") + ".",
+                .joined(separator: ", ") + " at the start, and again just before each row (its *read GB/s*, which its roofline uses).",
             "Decode: \(tokens) tokens after a 4-token prompt (llama-bench: `tg\(tokens)`). Prefill: a \(promptTokens)-token prompt"
-                + " (llama-bench: `pp\(promptTokens)`). Roofline = read bandwidth ÷ bytes one decode token reads.",
+                + " (llama-bench: `pp\(promptTokens)`); rates are means over 3 rounds, Jindou and llama-bench interleaved"
+                + " in each round so both see the same machine."
+                + " Roofline = read bandwidth ÷ bytes one decode token reads.",
             "",
             "| format | model file | file GB | GB read per decode token |",
             "|---|---|---|---|",
@@ -267,14 +283,14 @@ extension DecodeBenchmark.Report {
         }
         lines += [
             "",
-            "| format | threads | Jindou decode tok/s | llama.cpp decode tok/s | Jindou ÷ llama.cpp | roofline tok/s | Jindou % of roofline | llama.cpp % of roofline | Jindou prefill tok/s | llama.cpp prefill tok/s | prefill ratio | Jindou peak RSS GB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| format | threads | Jindou decode tok/s | llama.cpp decode tok/s | Jindou ÷ llama.cpp | read GB/s | roofline tok/s | Jindou % of roofline | llama.cpp % of roofline | Jindou prefill tok/s | llama.cpp prefill tok/s | prefill ratio | Jindou peak RSS GB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         func optional(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "—" }
         for r in rows {
             lines.append("| \(r.format) | \(r.threads) | " + String(format: "%.2f", r.jindouDecodeTokensPerSecond)
                 + " | \(optional(r.llamaCppDecodeTokensPerSecond, "%.2f")) | \(optional(r.decodeRatio, "%.2f")) | "
-                + String(format: "%.2f | %.0f%%", r.rooflineTokensPerSecond, r.jindouRooflineFraction * 100)
+                + String(format: "%.1f | %.2f | %.0f%%", r.readBandwidth / 1e9, r.rooflineTokensPerSecond, r.jindouRooflineFraction * 100)
                 + " | \(optional(r.llamaCppRooflineFraction.map { $0 * 100 }, "%.0f%%")) | "
                 + String(format: "%.1f", r.jindouPrefillTokensPerSecond)
                 + " | \(optional(r.llamaCppPrefillTokensPerSecond, "%.1f")) | \(optional(r.prefillRatio, "%.2f")) | \(gb(r.jindouPeakResidentBytes)) |")

@@ -79,7 +79,9 @@ struct FaultTests {
         let coordinator = try await Coordinator.start(
             .init(modelDirectory: Fixtures.path(fixture), workers: [steady.endpoint, victim.endpoint], placement: .contiguous,
                   timeoutSeconds: 10, prefault: false,
-                  control: .init(heartbeat: .milliseconds(100), unreachableAfter: .seconds(2), goneAfter: .seconds(60))),
+                  // Generous: the surviving worker must not be declared unreachable when the
+                  // test machine is busy; the victim's death is seen from its connection.
+                  control: .init(heartbeat: .milliseconds(100), unreachableAfter: .seconds(6), goneAfter: .seconds(60))),
             logger: testLogger)
         let controlLoop = Task { try await coordinator.controller.run() }
         defer { controlLoop.cancel() }
@@ -105,7 +107,8 @@ struct FaultTests {
         } catch let error as ClusterError {
             #expect(error.description.contains("is not served"), "\(error)")
         }
-        #expect(ContinuousClock.now - start < .seconds(1), "failing took too long")
+        // "Fast": it does not wait for the 10 s request timeout (a bound on behaviour, not speed).
+        #expect(ContinuousClock.now - start < .seconds(5), "failing waited for the request timeout")
         // It comes back on the same address: the control loop notices and requests succeed again.
         victim = try WorkerProcess(fixture: fixture, experts: "contiguous:1/2", name: "w1", port: port)
         let single = try await EngineCache.shared.engine(fixture)
