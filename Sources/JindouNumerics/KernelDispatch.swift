@@ -54,7 +54,3 @@ public enum KernelDispatch {
 
 /// The kernels `linear`, `attendOneToken` and the others call.
 var kernels: any KernelSet.Type { KernelDispatch.active }
-
-/// Whether `linear` over Q8_0/Q4_K weights quantises the activations to int8 blocks first
-/// (the integer-dot kernels) or widens the weights to fp32 (the generic kernels).
-public var quantizedKernelsUseInt8Activations: Bool { kernels.usesInt8Activations }
