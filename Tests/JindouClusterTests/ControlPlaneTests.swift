@@ -88,7 +88,7 @@ struct ControlPlaneTests {
     }
 
     func waitSettled(_ client: AdminClient, _ what: String, _ extra: @escaping (ClusterStatus) -> Bool = { _ in true }) async throws {
-        try await eventually(.seconds(30), what) {
+        try await eventually(.seconds(60), what) {
             let s = try await client.get("v1/admin/status", as: ClusterStatus.self)
             return s.settled && s.servedExperts == s.totalExperts && extra(s)
         }
@@ -106,7 +106,7 @@ struct ControlPlaneTests {
 
         let stream = RequestStream()
         stream.start(client: client, expected: try await RequestStream.expectations(fixture: fixture))
-        try await eventually(.seconds(10), "requests flowing") { stream.sent >= 5 }
+        try await eventually(.seconds(60), "requests flowing") { stream.sent >= 5 }
 
         // (a) A worker joins and is picked up; then every expert gets two copies.
         workers.append(try joinWorker("w2", coordinator, token: token))
@@ -131,10 +131,10 @@ struct ControlPlaneTests {
         // (d) Kill a worker whose experts are all replicated.
         let verify = try await client.get("v1/admin/verify", as: VerifyReport.self)
         #expect(verify.ok, "\(verify.checks)")
-        try await eventually(.seconds(10), "more requests") { stream.sent >= 40 }
+        try await eventually(.seconds(60), "more requests") { stream.sent >= 40 }
         workers[2].kill()
         let sentAtKill = stream.sent
-        try await eventually(.seconds(20), "requests after the kill") { stream.sent >= sentAtKill + 20 }
+        try await eventually(.seconds(60), "requests after the kill") { stream.sent >= sentAtKill + 20 }
 
         let result = await stream.finish()
         #expect(result.failures.isEmpty, "\(result.failures.prefix(5))")
@@ -192,7 +192,7 @@ struct ControlPlaneTests {
         let shards = try await client.get("v1/admin/shards", as: ShardsReport.self)
 
         workers[1].kill()
-        try await eventually(.seconds(10), "b unreachable") {
+        try await eventually(.seconds(60), "b unreachable") {
             try await client.get("v1/admin/status", as: ClusterStatus.self).workers.first { $0.name == "b" }?.state == "unreachable"
         }
         // Same name, new process and port: it rejoins and is given the same experts again.
@@ -235,7 +235,7 @@ struct ControlPlaneTests {
         let member = try joinWorker("member", coordinator, token: token)
         defer { member.stop() }
         let client = try AdminClient(coordinator.url, token: secret.token, timeoutSeconds: 10)
-        try await eventually(.seconds(10), "member ready") {
+        try await eventually(.seconds(60), "member ready") {
             try await client.get("v1/admin/status", as: ClusterStatus.self).workers.contains { $0.name == "member" && $0.state == "ready" }
         }
         #expect(try await !client.get("v1/admin/status", as: ClusterStatus.self).workers.contains { $0.name == "stranger" })

@@ -31,16 +31,17 @@ struct MutualTLSTests {
         let other = try certificates("w0,admin")  // another cluster's CA
         let token = cluster + "/token"
         let coordinator = try CoordinatorProcess(
-            fixture: fixture, arguments: ["--token-file", token, "--heartbeat", "0.1", "--unreachable-after", "0.6"] + flags(cluster, "coordinator"))
+            fixture: fixture, arguments: ["--token-file", token] + flags(cluster, "coordinator"))
         defer { coordinator.stop() }
         #expect(coordinator.url.hasPrefix("https://"))
         let member = try WorkerProcess(fixture: fixture, experts: nil, name: "w0",
                                        extraArguments: ["--join", coordinator.url, "--token-file", token] + flags(cluster, "w0"))
         defer { member.stop() }
         let secret = try ClusterSecret(contentsOfFile: token).token
-        let admin = try AdminClient(coordinator.url, token: secret, timeoutSeconds: 10,
+        let admin = try AdminClient(coordinator.url, token: secret, timeoutSeconds: 30,
                                     tls: NodeTLS(directory: cluster, name: "admin"))
-        try await eventually(.seconds(20), "w0 serves every expert over TLS") {
+        // Generous: this suite starts while every other suite is starting processes.
+        try await eventually(.seconds(60), "w0 serves every expert over TLS") {
             let status = try await admin.get("v1/admin/status", as: ClusterStatus.self)
             return status.settled && status.servedExperts == status.totalExperts
         }

@@ -74,7 +74,7 @@ struct OnlineBalancingTests {
     }
 
     func settled(_ client: AdminClient, _ what: String, _ extra: @escaping (ClusterStatus) -> Bool = { _ in true }) async throws {
-        try await eventually(.seconds(30), what) {
+        try await eventually(.seconds(60), what) {
             let s = try await client.get("v1/admin/status", as: ClusterStatus.self)
             return s.settled && s.servedExperts == s.totalExperts && extra(s)
         }

@@ -162,7 +162,7 @@ struct OpenAIServingTests {
         let client = try cluster.client
         let body = Data(#"{"model": "qwen3-moe-tiny", "prompt": "x", "max_tokens": 240, "stream": true}"#.utf8)
         for try await _ in client.events("v1/completions", body: body) { break }  // read one chunk, hang up
-        try await eventually(.seconds(10), "the abandoned sequence is dropped") {
+        try await eventually(.seconds(60), "the abandoned sequence is dropped") {
             try await cluster.metric("jindou_running_sequences") == 0
         }
         let generated = try await cluster.metric("jindou_generation_tokens_total") ?? 0
