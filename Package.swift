@@ -90,7 +90,7 @@ let package = Package(
         // Layer 1: tensors, dtypes, block formats (JindouTensors); the hot loops, compiled
         // once per instruction set (JindouKernels*); linear layers, attention, norms and the
         // runtime choice of kernels (JindouNumerics, which re-exports JindouTensors).
-        .target(name: "JindouTensors", swiftSettings: optimisedKernels),
+        .target(name: "JindouTensors", dependencies: ["CJindouSupport"], swiftSettings: optimisedKernels),
     ] + kernelTargets + [
         .target(
             name: "JindouNumerics",

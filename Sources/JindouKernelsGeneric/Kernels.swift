@@ -20,26 +20,31 @@ public enum Kernels: KernelSet {
     public static let usesInt8Activations = false
     #endif
 
-    public static func withRowKernel(
-        _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>, outputStride: Int,
-        _ body: ((Range<Int>) -> Void) -> Void
-    ) {
-        withActivations(x, tokens: tokens, weight: weight) { activations in
-            body(rowKernel(for: weight, activations, x, tokens: tokens, into: y, outputStride: outputStride))
-        }
+    public static func prepare(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix) -> UnsafeRawPointer? {
+        #if JINDOU_AVX2
+        if weight.blockFormat != nil { return Int8Activations.encode(x, tokens: tokens, columns: weight.columns) }
+        #endif
+        return nil
     }
 
-    public static func withRowKernels(
-        _ x: UnsafePointer<Float>, tokens: Int, _ first: WeightMatrix, into y1: UnsafeMutablePointer<Float>,
-        _ second: WeightMatrix, into y2: UnsafeMutablePointer<Float>,
-        _ body: (_ first: @escaping (Range<Int>) -> Void, _ second: @escaping (Range<Int>) -> Void) -> Void
-    ) {
-        precondition(first.columns == second.columns && first.blockFormat == second.blockFormat,
-                     "withRowKernels: the matrices need one width and one format")
-        withActivations(x, tokens: tokens, weight: first) { activations in
-            body(rowKernel(for: first, activations, x, tokens: tokens, into: y1, outputStride: first.rows),
-                 rowKernel(for: second, activations, x, tokens: tokens, into: y2, outputStride: second.rows))
+    public static func computeRows(_ call: RowCall, _ rows: Range<Int>) {
+        let weight = call.weight
+        if let format = weight.blockFormat {
+            #if JINDOU_AVX2
+            let a = Int8Activations(call.prepared!, tokens: call.tokens, columns: weight.columns)
+            switch format {
+            case .q8_0: q8_0RowKernelAVX2(a, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            case .q4_K: q4_KRowKernelAVX2(a, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            }
+            #else
+            switch format {
+            case .q8_0: q8_0RowKernel(call.x, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            case .q4_K: q4_KRowKernel(call.x, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            }
+            #endif
+            return
         }
+        denseRows(call.x, tokens: call.tokens, weight: weight, rows: rows, into: call.y, outputStride: call.outputStride)
     }
 
     public static func widenRows(_ weight: WeightMatrix, _ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
@@ -64,49 +69,6 @@ public enum Kernels: KernelSet {
         transposedRows(x, tokens: tokens, inputStride: inputStride, weight: weight, into: y, outputStride: outputStride)
     }
 }
-
-#if JINDOU_AVX2
-typealias PreparedActivations = Int8Activations?
-#else
-typealias PreparedActivations = Void?
-#endif
-
-/// The activations' int8 encoding when `weight` is block-quantised and the integer kernels
-/// are compiled in; nil otherwise.
-private func withActivations(
-    _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, _ body: (PreparedActivations) -> Void
-) {
-    #if JINDOU_AVX2
-    if weight.blockFormat != nil {
-        Int8Activations.with(x, tokens: tokens, columns: weight.columns) { body($0) }
-        return
-    }
-    #endif
-    body(nil)
-}
-
-/// The row kernel for `weight`'s format (`activations` from `withActivations`).
-private func rowKernel(
-    for weight: WeightMatrix, _ activations: PreparedActivations, _ x: UnsafePointer<Float>, tokens: Int,
-    into y: UnsafeMutablePointer<Float>, outputStride: Int
-) -> (Range<Int>) -> Void {
-    if let format = weight.blockFormat {
-        #if JINDOU_AVX2
-        let a = activations!
-        switch format {
-        case .q8_0: return { q8_0RowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        case .q4_K: return { q4_KRowKernelAVX2(a, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        }
-        #else
-        switch format {
-        case .q8_0: return { q8_0RowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        case .q4_K: return { q4_KRowKernel(x, tokens: tokens, weight: weight, rows: $0, y: y, outputStride: outputStride) }
-        }
-        #endif
-    }
-    return { denseRows(x, tokens: tokens, weight: weight, rows: $0, into: y, outputStride: outputStride) }
-}
-
 
 extension SIMD where Scalar == Float {
     /// self + a·b: one fused multiply-add instruction where the CPU has one (the AVX2 and

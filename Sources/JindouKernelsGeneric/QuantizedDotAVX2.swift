@@ -25,37 +25,49 @@ struct Int8Activations {
     var scales: UnsafeMutablePointer<Float>
     var sums: UnsafeMutablePointer<Float>
 
-    /// Quantises `tokens` rows of `columns` floats (columns a multiple of 32):
+    /// The encoding `encode` wrote at `base`.
+    init(_ base: UnsafeRawPointer, tokens: Int, columns: Int) {
+        let blocks = tokens * (columns / 32)
+        values = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: Int8.self))
+        let floats = UnsafeMutablePointer(mutating: (base + Self.valueBytes(tokens: tokens, columns: columns)).assumingMemoryBound(to: Float.self))
+        scales = floats
+        sums = floats + blocks
+    }
+
+    /// The int8 values' bytes, padded to a cache line; the scales and sums follow.
+    static func valueBytes(tokens: Int, columns: Int) -> Int { (tokens * columns + 63) & ~63 }
+
+    /// Quantises `tokens` rows of `columns` floats (columns a multiple of 32) into the calling
+    /// thread's scratch and returns where (read it back with `init(_:tokens:columns:)`):
     /// d = max|x| / 127, q = x / d rounded to nearest, ties to even (`vcvtps2dq`, as
     /// ggml-cpu's AVX2 `quantize_row_q8_0`).
-    static func with<R>(_ x: UnsafePointer<Float>, tokens: Int, columns: Int, _ body: (Int8Activations) -> R) -> R {
+    static func encode(_ x: UnsafePointer<Float>, tokens: Int, columns: Int) -> UnsafeRawPointer {
         let blocks = columns / 32
-        return withUnsafeTemporaryAllocation(of: Int8.self, capacity: max(1, tokens * columns)) { values in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * blocks)) { floats in
-                let activations = Int8Activations(values: values.baseAddress!, scales: floats.baseAddress!,
-                                                  sums: floats.baseAddress! + tokens * blocks)
-                let signBits = _mm256_set1_ps(-0.0)
-                // vpackssdw/vpacksswb interleave 128-bit lanes; this puts the bytes back in order.
-                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
-                for b in 0..<(tokens * blocks) {
-                    let source = x + 32 &* b
-                    let v0 = _mm256_loadu_ps(source), v1 = _mm256_loadu_ps(source + 8)
-                    let v2 = _mm256_loadu_ps(source + 16), v3 = _mm256_loadu_ps(source + 24)
-                    let magnitudes = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBits, v0), _mm256_andnot_ps(signBits, v1)),
-                                                   _mm256_max_ps(_mm256_andnot_ps(signBits, v2), _mm256_andnot_ps(signBits, v3)))
-                    let d = magnitudes.max() / 127
-                    let inverse = _mm256_set1_ps(d != 0 ? 1 / d : 0)
-                    let q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse))
-                    let q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse))
-                    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3))
-                    _mm256_storeu_si256(UnsafeMutableRawPointer(values.baseAddress! + 32 &* b).assumingMemoryBound(to: __m256i.self),
-                                        _mm256_permutevar8x32_epi32(bytes, order))
-                    activations.scales[b] = d
-                    activations.sums[b] = (_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3))).sum()
-                }
-                return body(activations)
-            }
+        let valueBytes = Self.valueBytes(tokens: tokens, columns: columns)
+        let buffer = UnsafeMutableRawPointer(threadScratch(.int8Activations, UInt8.self, count: valueBytes + 8 * tokens * blocks))
+        (buffer + valueBytes).bindMemory(to: Float.self, capacity: 2 * tokens * blocks)
+        let activations = Int8Activations(buffer, tokens: tokens, columns: columns)
+        let values = activations.values
+        let signBits = _mm256_set1_ps(-0.0)
+        // vpackssdw/vpacksswb interleave 128-bit lanes; this puts the bytes back in order.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+        for b in 0..<(tokens * blocks) {
+            let source = x + 32 &* b
+            let v0 = _mm256_loadu_ps(source), v1 = _mm256_loadu_ps(source + 8)
+            let v2 = _mm256_loadu_ps(source + 16), v3 = _mm256_loadu_ps(source + 24)
+            let magnitudes = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBits, v0), _mm256_andnot_ps(signBits, v1)),
+                                           _mm256_max_ps(_mm256_andnot_ps(signBits, v2), _mm256_andnot_ps(signBits, v3)))
+            let d = magnitudes.max() / 127
+            let inverse = _mm256_set1_ps(d != 0 ? 1 / d : 0)
+            let q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse))
+            let q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse))
+            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3))
+            _mm256_storeu_si256(UnsafeMutableRawPointer(values + 32 &* b).assumingMemoryBound(to: __m256i.self),
+                                _mm256_permutevar8x32_epi32(bytes, order))
+            activations.scales[b] = d
+            activations.sums[b] = (_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3))).sum()
         }
+        return UnsafeRawPointer(buffer)
     }
 }
 

@@ -420,8 +420,7 @@ public struct DecoderModel: Sendable {
             attended.withUnsafeMutableBufferPointer { ob in
                 let query = qb.baseAddress!, out = ob.baseAddress!
                 parallelChunks(count, minimumChunk: max(1, 4096 / max(1, longest))) { tokens in
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)
-                    defer { scores.deallocate() }
+                    let scores = threadScratch(.attentionScores, Float.self, count: longest)
                     for t in tokens {
                         let cache = batch[sequenceOf[t]].cache
                         let length = positions[t] + 1  // causal: this position and all before it

@@ -180,73 +180,115 @@ public struct ExpertShard: ExpertBackend {
             throw ExpertShardError.badRouting(
                 reason: "\(routing.tokenCount) routed tokens and \(hidden.count) hidden values for \(tokenCount) tokens of width \(hiddenSize)")
         }
-        // Group (token, weight) pairs by expert.
-        var groups: [Int: [(token: Int, weight: Float)]] = [:]
-        for t in 0..<tokenCount {
-            for i in routing.offsets[t]..<routing.offsets[t + 1] {
-                groups[Int(routing.experts[i]), default: []].append((t, routing.weights[i]))
-            }
-        }
-        let order = groups.keys.sorted()
-        var weights: [ExpertWeights] = []
-        weights.reserveCapacity(order.count)
-        for e in order {
-            guard let w = experts[ExpertKey(layer: layer, expert: e)] else {
-                throw ExpertShardError.expertNotHosted(layer: layer, expert: e)
-            }
-            weights.append(w)
-        }
-        // Output slab: one row per (expert, token) assignment, experts in ascending order.
-        var slabOffsets = [0]
-        for e in order { slabOffsets.append(slabOffsets.last! + groups[e]!.count) }
-        let h = hiddenSize, m = intermediateSize
-        let assignments = slabOffsets.last!
-        let slab = UnsafeMutablePointer<Float>.allocate(capacity: max(1, assignments * h))
-        defer { slab.deallocate() }
-        let tokenLists = order.map { groups[$0]!.map(\.token) }
-
-        hidden.withUnsafeBufferPointer { hiddenBuffer in
-            let x = hiddenBuffer.baseAddress!
-            let run = { (index: Int, parallelInside: Bool) in
-                let tokens = tokenLists[index]
-                let n = tokens.count
-                let input = UnsafeMutablePointer<Float>.allocate(capacity: n * h)
-                let gate = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
-                let up = UnsafeMutablePointer<Float>.allocate(capacity: n * m)
-                defer { input.deallocate(); gate.deallocate(); up.deallocate() }
-                for (row, t) in tokens.enumerated() { (input + row * h).update(from: x + t * h, count: h) }
-                let w = weights[index]
-                let output = slab + slabOffsets[index] * h
-                // Gate and up in one pass over the input, then down.
-                linearPair(input, tokens: n, w.gate, into: gate, w.up, into: up, parallel: parallelInside)
-                swiglu(gate: gate, up: up, count: n * m)
-                if parallelInside {
-                    linear(gate, tokens: n, weight: w.down, into: output)
-                } else {
-                    linearSerial(gate, tokens: n, weight: w.down, into: output)
-                }
-            }
-            // Enough experts to keep every thread busy: one expert per task. Otherwise
-            // split each expert's rows over the threads instead.
-            if order.count >= Parallelism.threads {
-                parallelFor(order.count) { run($0, false) }
-            } else {
-                for i in order.indices { run(i, true) }
-            }
-        }
-
-        // Combine in ascending expert order, as transformers' index_add_ loop does.
-        var output = [Float](repeating: 0, count: tokenCount * h)
-        output.withUnsafeMutableBufferPointer { out in
-            for (index, e) in order.enumerated() {
-                for (row, pair) in groups[e]!.enumerated() {
-                    let source = slab + (slabOffsets[index] + row) * h
-                    let target = out.baseAddress! + pair.token * h
-                    let w = pair.weight
-                    for i in 0..<h { target[i] += source[i] * w }
-                }
+        var output = [Float](repeating: 0, count: tokenCount * hiddenSize)
+        try hidden.withUnsafeBufferPointer { x in
+            try output.withUnsafeMutableBufferPointer { out in
+                try compute(layer: layer, hidden: x.baseAddress!, tokenCount: tokenCount, routing: routing, into: out.baseAddress!)
             }
         }
         return output
+    }
+
+    /// `compute` into `output` (`tokenCount × hiddenSize`, overwritten), allocating nothing
+    /// once the calling thread's scratch has grown to the batch: the grouping, each expert's
+    /// gathered inputs, its gate/up activations and its output rows live in thread scratch
+    /// (`ScratchSlot.expertGroups`, `.expertActivations`), and experts are spread over the
+    /// threads with `parallelApply`.
+    public func compute(layer: Int, hidden x: UnsafePointer<Float>, tokenCount: Int, routing: RoutingDecision,
+                        into output: UnsafeMutablePointer<Float>) throws {
+        guard routing.tokenCount == tokenCount else {
+            throw ExpertShardError.badRouting(reason: "\(routing.tokenCount) routed tokens for \(tokenCount) tokens")
+        }
+        let h = hiddenSize, m = intermediateSize
+        let assignments = routing.assignmentCount
+        var largest = -1
+        for e in routing.experts {
+            guard e >= 0 else { throw ExpertShardError.badRouting(reason: "negative expert index \(e)") }
+            largest = max(largest, Int(e))
+        }
+        // Counting sort of the (token, expert) pairs by expert; tokens stay in ascending order
+        // within each expert. Integers: per-expert cursor, experts used, group starts, and
+        // each grouped row's token and routing index.
+        let span = largest + 1
+        let integers = threadScratch(.expertGroups, Int.self, count: span + (span + 1) + (span + 1) + 2 * assignments)
+        let cursor = integers, order = integers + span, groupStarts = order + span + 1
+        let rowToken = groupStarts + span + 1, rowPair = rowToken + assignments
+        cursor.initialize(repeating: 0, count: span)
+        for e in routing.experts { cursor[Int(e)] += 1 }
+        var used = 0
+        groupStarts[0] = 0
+        for e in 0..<span where cursor[e] > 0 {
+            guard experts[ExpertKey(layer: layer, expert: e)] != nil else { throw ExpertShardError.expertNotHosted(layer: layer, expert: e) }
+            order[used] = e
+            groupStarts[used + 1] = groupStarts[used] + cursor[e]
+            cursor[e] = groupStarts[used]
+            used += 1
+        }
+        for t in 0..<tokenCount {
+            for i in routing.offsets[t]..<routing.offsets[t + 1] {
+                let e = Int(routing.experts[i])
+                rowToken[cursor[e]] = t
+                rowPair[cursor[e]] = i
+                cursor[e] += 1
+            }
+        }
+
+        // Floats: gathered inputs, gate and up activations, and the output slab, one row per
+        // grouped (expert, token) pair.
+        let floats = threadScratch(.expertActivations, Float.self, count: assignments * (2 * h + 2 * m))
+        var task = ExpertTask(experts: experts, layer: layer, order: order, groupStarts: groupStarts, rowToken: rowToken, x: x,
+                              input: floats, gate: floats + assignments * h, up: floats + assignments * (h + m),
+                              slab: floats + assignments * (h + 2 * m), hidden: h, intermediate: m, parallelInside: false)
+        // Enough experts to keep every thread busy: one expert per task. Otherwise split
+        // each expert's rows over the threads instead.
+        if used >= Parallelism.threads {
+            parallelApply(used, &task) { context, index in context!.assumingMemoryBound(to: ExpertTask.self).pointee.run(index) }
+        } else {
+            task.parallelInside = true
+            for i in 0..<used { task.run(i) }
+        }
+
+        // Combine in ascending expert order, as transformers' index_add_ loop does.
+        output.initialize(repeating: 0, count: tokenCount * h)
+        for row in 0..<assignments {
+            let source = task.slab + row * h
+            let target = output + rowToken[row] * h
+            let w = routing.weights[rowPair[row]]
+            for i in 0..<h { target[i] += source[i] * w }
+        }
+    }
+}
+
+/// One expert's share of `ExpertShard.compute`: gather its tokens, gate and up in one pass,
+/// SwiGLU, down. A value of pointers into the caller's scratch, for `parallelApply`.
+private struct ExpertTask {
+    let experts: [ExpertKey: ExpertWeights]
+    let layer: Int
+    let order: UnsafeMutablePointer<Int>
+    let groupStarts: UnsafeMutablePointer<Int>
+    let rowToken: UnsafeMutablePointer<Int>
+    let x: UnsafePointer<Float>
+    let input: UnsafeMutablePointer<Float>
+    let gate: UnsafeMutablePointer<Float>
+    let up: UnsafeMutablePointer<Float>
+    let slab: UnsafeMutablePointer<Float>
+    let hidden: Int
+    let intermediate: Int
+    var parallelInside: Bool
+
+    func run(_ index: Int) {
+        let h = hidden, m = intermediate
+        let first = groupStarts[index], n = groupStarts[index + 1] - first
+        let input = self.input + first * h, gate = self.gate + first * m, up = self.up + first * m
+        for row in 0..<n { (input + row * h).update(from: x + rowToken[first + row] * h, count: h) }
+        let w = experts[ExpertKey(layer: layer, expert: order[index])]!  // checked by `compute`
+        let output = slab + first * h
+        linearPair(input, tokens: n, w.gate, into: gate, w.up, into: up, parallel: parallelInside)
+        swiglu(gate: gate, up: up, count: n * m)
+        if parallelInside {
+            linear(gate, tokens: n, weight: w.down, into: output)
+        } else {
+            linearSerial(gate, tokens: n, weight: w.down, into: output)
+        }
     }
 }

@@ -23,11 +23,11 @@ public func linear(
     if tokens >= blasTokenThreshold {
         linearBLAS(x, tokens: tokens, weight: weight, into: y, parallel: true)
     } else {
+        let call = RowCall(x: x, tokens: tokens, weight: weight, y: y, outputStride: weight.rows,
+                           prepared: kernels.prepare(x, tokens: tokens, weight: weight))
         // ~16 KiB of weights per chunk at least, so thread hand-off stays small.
-        let minimumRows = max(1, 16_384 / max(1, weight.rowBytes))
-        kernels.withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: weight.rows) { kernel in
-            parallelChunks(weight.rows, minimumChunk: minimumRows) { kernel($0) }
-        }
+        var task = RowTask(first: call, second: nil, rows: weight.rows, minimumChunk: max(1, 16_384 / max(1, weight.rowBytes)))
+        task.run()
     }
     if let bias {
         for t in 0..<tokens {
@@ -53,7 +53,9 @@ public func linearRows(
     _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
     into y: UnsafeMutablePointer<Float>, outputStride: Int
 ) {
-    kernels.withRowKernel(x, tokens: tokens, weight: weight, into: y, outputStride: outputStride) { $0(rows) }
+    let call = RowCall(x: x, tokens: tokens, weight: weight, y: y, outputStride: outputStride,
+                       prepared: kernels.prepare(x, tokens: tokens, weight: weight))
+    kernels.computeRows(call, rows)
 }
 
 /// `y1 = x · W1ᵀ` and `y2 = x · W2ᵀ` for two matrices of the same shape over the same
@@ -68,22 +70,50 @@ public func linearPair(
     precondition(first.rows == second.rows && first.columns == second.columns, "linearPair: matrices of different shapes")
     if tokens == 0 { return }
     if tokens >= blasTokenThreshold || first.blockFormat != second.blockFormat {
-        for (w, y) in [(first, y1), (second, y2)] {
-            if parallel { linear(x, tokens: tokens, weight: w, into: y) } else { linearSerial(x, tokens: tokens, weight: w, into: y) }
+        if parallel {
+            linear(x, tokens: tokens, weight: first, into: y1)
+            linear(x, tokens: tokens, weight: second, into: y2)
+        } else {
+            linearSerial(x, tokens: tokens, weight: first, into: y1)
+            linearSerial(x, tokens: tokens, weight: second, into: y2)
         }
         return
     }
-    kernels.withRowKernels(x, tokens: tokens, first, into: y1, second, into: y2) { kernel1, kernel2 in
-        let both = { (rows: Range<Int>) in
-            kernel1(rows)
-            kernel2(rows)
-        }
-        if parallel {
-            // ~16 KiB of weights per chunk, as `linear`: half from each matrix.
-            parallelChunks(first.rows, minimumChunk: max(1, 8_192 / max(1, first.rowBytes)), both)
-        } else {
-            both(0..<first.rows)
-        }
+    let prepared = kernels.prepare(x, tokens: tokens, weight: first)
+    let call1 = RowCall(x: x, tokens: tokens, weight: first, y: y1, outputStride: first.rows, prepared: prepared)
+    let call2 = RowCall(x: x, tokens: tokens, weight: second, y: y2, outputStride: second.rows, prepared: prepared)
+    // ~16 KiB of weights per chunk, as `linear`: half from each matrix.
+    var task = RowTask(first: call1, second: call2, rows: first.rows,
+                       minimumChunk: parallel ? max(1, 8_192 / max(1, first.rowBytes)) : first.rows)
+    task.run()
+}
+
+/// Row chunks of one product (or of two over the same input), spread over the kernel
+/// threads without allocating (`parallelApply`).
+struct RowTask {
+    let first: RowCall
+    let second: RowCall?
+    let rows: Int
+    let chunkSize: Int
+    let chunks: Int
+
+    init(first: RowCall, second: RowCall?, rows: Int, minimumChunk: Int) {
+        self.first = first
+        self.second = second
+        self.rows = rows
+        chunks = parallelChunkCount(rows, minimumChunk: minimumChunk)
+        chunkSize = (rows + chunks - 1) / max(1, chunks)
+    }
+
+    func chunk(_ index: Int) {
+        let range = (index * chunkSize)..<min(rows, (index + 1) * chunkSize)
+        if range.isEmpty { return }
+        kernels.computeRows(first, range)
+        if let second { kernels.computeRows(second, range) }
+    }
+
+    mutating func run() {
+        parallelApply(chunks, &self) { context, index in context!.assumingMemoryBound(to: RowTask.self).pointee.chunk(index) }
     }
 }
 
@@ -105,8 +135,7 @@ private func linearBLAS(
             let w = weight.rowPointer(start).assumingMemoryBound(to: Float.self)
             sgemmNT(x, tokens: tokens, w, rows: count, columns: columns, y + start, ldc: weight.rows)
         } else {
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: count * columns)
-            defer { scratch.deallocate() }
+            let scratch = threadScratch(.widenedTile, Float.self, count: count * columns)
             kernels.widenRows(weight, start..<(start + count), into: scratch)
             sgemmNT(x, tokens: tokens, scratch, rows: count, columns: columns, y + start, ldc: weight.rows)
         }

@@ -1,3 +1,4 @@
+import CJindouSupport
 import Dispatch
 import Foundation
 
@@ -14,8 +15,36 @@ public enum Parallelism {
     }()
 }
 
+/// The per-index function of `parallelApply`: a C function pointer, so it captures nothing;
+/// everything it needs comes through `context`.
+public typealias ParallelFunction = @convention(c) (_ context: UnsafeMutableRawPointer?, _ index: Int) -> Void
+
+/// Runs `function(&task, i)` for `i` in `0..<count`, spread over the kernel threads when
+/// `count > 1` and `Parallelism.threads > 1`. Allocates nothing, so the hot paths (linear
+/// layers, grouped experts) use it; `function` is a closure literal that captures nothing
+/// and reads its inputs from `task` (a struct on the caller's stack):
+///
+///     var task = RowTask(...)
+///     parallelApply(chunks, &task) { context, i in context!.assumingMemoryBound(to: RowTask.self).pointee.run(i) }
+///
+/// Each index must only write memory no other index touches.
+@inlinable
+public func parallelApply<Task>(_ count: Int, _ task: inout Task, _ function: ParallelFunction) {
+    if count <= 0 { return }
+    withUnsafeMutablePointer(to: &task) { pointer in
+        let context = UnsafeMutableRawPointer(pointer)
+        if count == 1 || Parallelism.threads == 1 {
+            for i in 0..<count { function(context, i) }
+        } else {
+            jindou_parallel_apply(count, context, function)
+        }
+    }
+}
+
 /// Runs `body(i)` for `i` in `0..<count`, spread over the kernel threads when there is
 /// enough work to pay for the hand-off (`count > 1` and `Parallelism.threads > 1`).
+/// Making the non-escaping `body` callable from other threads costs two small heap
+/// objects per parallel call; per-token paths use `parallelApply` instead.
 ///
 /// `body` must only write disjoint memory per index.
 @inlinable
@@ -49,8 +78,7 @@ public func runConcurrently(_ threads: Int, _ body: (Int) -> Void) {
 @inlinable
 public func parallelChunks(_ total: Int, minimumChunk: Int, _ body: (Range<Int>) -> Void) {
     if total <= 0 { return }
-    let maxChunks = Parallelism.threads == 1 ? 1 : Parallelism.threads * 2
-    let chunks = max(1, min(maxChunks, total / max(1, minimumChunk)))
+    let chunks = parallelChunkCount(total, minimumChunk: minimumChunk)
     if chunks == 1 {
         body(0..<total)
         return
@@ -61,6 +89,14 @@ public func parallelChunks(_ total: Int, minimumChunk: Int, _ body: (Range<Int>)
         let end = min(total, start + size)
         if start < end { body(start..<end) }
     }
+}
+
+/// How many chunks `parallelChunks` splits `total` items into: at most
+/// `Parallelism.threads * 2`, each of at least `minimumChunk` items.
+@inlinable
+public func parallelChunkCount(_ total: Int, minimumChunk: Int) -> Int {
+    let maxChunks = Parallelism.threads == 1 ? 1 : Parallelism.threads * 2
+    return max(1, min(maxChunks, total / max(1, minimumChunk)))
 }
 
 /// Carries a kernel body into `concurrentPerform`.

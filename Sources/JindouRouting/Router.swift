@@ -121,11 +121,14 @@ public struct Router: Sendable {
     }
 
     /// Routes `tokens` rows of `hidden`; `expertsPerToken(t)` gives each token's choice.
+    /// Allocates only the decision's three arrays: logits and every temporary live in the
+    /// calling thread's scratch.
     public func route(
         hidden: UnsafePointer<Float>, tokens: Int, expertsPerToken: (Int) -> ExpertsPerToken
     ) -> RoutingDecision {
-        let logits = logits(hidden: hidden, tokens: tokens)
-        return logits.withUnsafeBufferPointer { select(logits: $0.baseAddress!, tokens: tokens, expertsPerToken: expertsPerToken) }
+        let logits = threadScratch(.routerLogits, Float.self, count: tokens * configuration.expertCount)
+        linear(hidden, tokens: tokens, weight: gate, into: logits)
+        return select(logits: logits, tokens: tokens, expertsPerToken: expertsPerToken)
     }
 
     /// Selection from precomputed router logits (`tokens × expertCount`).
@@ -133,22 +136,27 @@ public struct Router: Sendable {
         logits: UnsafePointer<Float>, tokens: Int, expertsPerToken: (Int) -> ExpertsPerToken
     ) -> RoutingDecision {
         let n = configuration.expertCount
+        let groups = configuration.groupCount
         var decision = RoutingDecision()
-        var scores = [Float](repeating: 0, count: n)
-        var choice = [Float](repeating: 0, count: n)
-        var order = [Int](repeating: 0, count: n)
+        decision.reserve(tokens: tokens, assignments: tokens * configuration.expertsPerToken)
+        // Scratch: raw scores, selection scores, group scores, chosen weights; chosen
+        // experts, index scratch for top-k, group flags.
+        let floats = threadScratch(.routerScores, Float.self, count: 3 * n + groups)
+        let scores = floats, choice = floats + n, groupScores = floats + 2 * n, weights = floats + 2 * n + groups
+        let integers = threadScratch(.routerIndices, Int.self, count: 2 * n + 2 * groups)
+        let chosen = integers, order = integers + n, groupOrder = integers + 2 * n, keptGroups = groupOrder + groups
         for t in 0..<tokens {
             let row = logits + t * n
             // 1. Scores.
             switch configuration.scoring {
             case .softmax:
-                for e in 0..<n { scores[e] = row[e] }
-                scores.withUnsafeMutableBufferPointer { softmaxInPlace($0.baseAddress!, count: n) }
+                scores.update(from: row, count: n)
+                softmaxInPlace(scores, count: n)
             case .sigmoid:
                 for e in 0..<n { scores[e] = sigmoid(row[e]) }
             }
             // 2. Selection scores: biases steer the choice, never the weights.
-            for e in 0..<n { choice[e] = scores[e] }
+            choice.update(from: scores, count: n)
             if let bias = correctionBias { for e in 0..<n { choice[e] += bias[e] } }
             if let bias = servingBias { for e in 0..<n { choice[e] += bias[e] } }
 
@@ -159,19 +167,19 @@ public struct Router: Sendable {
             case .fixed(let k): selectCount = min(max(1, k), n)
             }
             // 3. Group limit.
-            if configuration.groupCount > 1 {
-                maskGroups(&choice, selecting: selectCount)
+            if groups > 1 {
+                maskGroups(choice, selecting: selectCount, groupScores: groupScores, groupOrder: groupOrder, kept: keptGroups)
             }
             // 4. Top-k by selection score, descending, ties to the lower index.
-            let chosen = topIndices(choice, count: selectCount, scratch: &order)
+            let chosenCount = topIndices(choice, n, count: selectCount, into: chosen, scratch: order)
             // 5. Elastic `auto`: shortest prefix reaching the threshold of the raw-score total.
-            var kept = chosen.count
+            var kept = chosenCount
             if case .auto(let threshold) = request {
                 var total: Float = 0
-                for e in chosen { total += scores[e] }
+                for i in 0..<chosenCount { total += scores[chosen[i]] }
                 var running: Float = 0
-                for (i, e) in chosen.enumerated() {
-                    running += scores[e]
+                for i in 0..<chosenCount {
+                    running += scores[chosen[i]]
                     if Double(running) >= threshold * Double(total) {
                         kept = i + 1
                         break
@@ -179,34 +187,44 @@ public struct Router: Sendable {
                 }
             }
             // 6. Weights from raw scores.
-            var selected = Array(chosen.prefix(kept))
-            var weights = selected.map { scores[$0] }
+            for i in 0..<kept { weights[i] = scores[chosen[i]] }
             if configuration.normalizeTopK {
                 var sum: Float = 0
-                for w in weights { sum += w }
+                for i in 0..<kept { sum += weights[i] }
                 let denominator = sum + configuration.normalizationEpsilon
-                for i in weights.indices { weights[i] /= denominator }
+                for i in 0..<kept { weights[i] /= denominator }
             }
             if configuration.routedScalingFactor != 1 {
-                for i in weights.indices { weights[i] *= configuration.routedScalingFactor }
+                for i in 0..<kept { weights[i] *= configuration.routedScalingFactor }
             }
-            // 7. Ascending expert order: the order transformers sums expert outputs in.
-            let permutation = selected.indices.sorted { selected[$0] < selected[$1] }
-            let sortedWeights = permutation.map { weights[$0] }
-            selected = permutation.map { selected[$0] }
-            decision.append(experts: selected.map { Int32($0) }, weights: sortedWeights)
+            // 7. Ascending expert order: the order transformers sums expert outputs in
+            // (insertion sort: K is small; the experts are distinct).
+            for i in 1..<max(1, kept) {
+                let (expert, weight) = (chosen[i], weights[i])
+                var j = i
+                while j > 0 && chosen[j - 1] > expert {
+                    chosen[j] = chosen[j - 1]
+                    weights[j] = weights[j - 1]
+                    j -= 1
+                }
+                chosen[j] = expert
+                weights[j] = weight
+            }
+            decision.appendToken(count: kept) { (Int32(chosen[$0]), weights[$0]) }
         }
         return decision
     }
 
     /// Group-limited routing (DeepSeek-V3 / GLM4): a group's score is the sum of its two
     /// best selection scores; experts outside the best groups are masked to -inf.
-    private func maskGroups(_ choice: inout [Float], selecting k: Int) {
+    private func maskGroups(
+        _ choice: UnsafeMutablePointer<Float>, selecting k: Int, groupScores: UnsafeMutablePointer<Float>,
+        groupOrder: UnsafeMutablePointer<Int>, kept: UnsafeMutablePointer<Int>
+    ) {
         let groups = configuration.groupCount
         let size = configuration.expertsPerGroup
         let allowed = min(groups, max(configuration.groupsPerToken, (k + size - 1) / size))
         if allowed >= groups { return }
-        var groupScores = [Float](repeating: 0, count: groups)
         for g in 0..<groups {
             var best = -Float.infinity, second = -Float.infinity
             for e in (g * size)..<((g + 1) * size) {
@@ -215,33 +233,46 @@ public struct Router: Sendable {
             }
             groupScores[g] = size >= 2 ? best + second : best
         }
-        var groupOrder = [Int](repeating: 0, count: groups)
-        let keep = Set(topIndices(groupScores, count: allowed, scratch: &groupOrder))
-        for g in 0..<groups where !keep.contains(g) {
-            for e in (g * size)..<((g + 1) * size) { choice[e] = -.infinity }
+        let keptCount = topIndices(groupScores, groups, count: allowed, into: kept, scratch: groupOrder)
+        for g in 0..<groups {
+            var keep = false
+            for i in 0..<keptCount where kept[i] == g { keep = true }
+            if !keep {
+                for e in (g * size)..<((g + 1) * size) { choice[e] = -.infinity }
+            }
         }
     }
 }
 
-/// Indices of the `count` largest values, largest first, ties to the lower index.
-func topIndices(_ values: [Float], count: Int, scratch: inout [Int]) -> [Int] {
-    let n = values.count
+/// Writes the indices of the `count` largest of `n` values to `result`, largest first, ties
+/// to the lower index; returns how many (`min(count, n)`). `scratch` holds `n` indices.
+func topIndices(
+    _ values: UnsafePointer<Float>, _ n: Int, count: Int, into result: UnsafeMutablePointer<Int>, scratch: UnsafeMutablePointer<Int>
+) -> Int {
     let k = min(count, n)
+    if k <= 0 { return 0 }
     if k <= 16 {
         // Insertion into a short sorted list: K is small for every real router.
-        var best: [Int] = []
-        best.reserveCapacity(k + 1)
+        var size = 0
         for i in 0..<n {
             let v = values[i]
-            if best.count == k, let last = best.last, !(v > values[last]) { continue }
-            var position = best.count
-            while position > 0 && v > values[best[position - 1]] { position -= 1 }
-            best.insert(i, at: position)
-            if best.count > k { best.removeLast() }
+            if size == k && !(v > values[result[size - 1]]) { continue }
+            var position = size
+            while position > 0 && v > values[result[position - 1]] { position -= 1 }
+            let end = min(size, k - 1)
+            var j = end
+            while j > position {
+                result[j] = result[j - 1]
+                j -= 1
+            }
+            result[position] = i
+            size = min(size + 1, k)
         }
-        return best
+        return size
     }
-    if scratch.count != n { scratch = Array(0..<n) } else { for i in 0..<n { scratch[i] = i } }
-    scratch.sort { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
-    return Array(scratch.prefix(k))
+    var indices = UnsafeMutableBufferPointer(start: scratch, count: n)
+    for i in 0..<n { indices[i] = i }
+    indices.sort { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
+    result.update(from: scratch, count: k)
+    return k
 }

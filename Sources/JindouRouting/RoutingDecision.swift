@@ -33,6 +33,23 @@ public struct RoutingDecision: Sendable, Equatable {
         offsets.append(experts.count)
     }
 
+    /// Reserves room for `tokens` more tokens and `assignments` more choices.
+    public mutating func reserve(tokens: Int, assignments: Int) {
+        offsets.reserveCapacity(offsets.count + tokens)
+        experts.reserveCapacity(experts.count + assignments)
+        weights.reserveCapacity(weights.count + assignments)
+    }
+
+    /// Appends one token's `count` choices, `choice(i)` giving the i-th (sorted by expert).
+    public mutating func appendToken(count: Int, _ choice: (Int) -> (expert: Int32, weight: Float)) {
+        for i in 0..<count {
+            let (expert, weight) = choice(i)
+            experts.append(expert)
+            weights.append(weight)
+        }
+        offsets.append(experts.count)
+    }
+
     /// Token `t`'s (expert, weight) pairs.
     public func choices(ofToken t: Int) -> [(expert: Int, weight: Float)] {
         (offsets[t]..<offsets[t + 1]).map { (Int(experts[$0]), weights[$0]) }

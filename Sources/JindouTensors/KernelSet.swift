@@ -14,19 +14,15 @@ public protocol KernelSet: SendableMetatype {
     /// to int8 blocks first, as ggml-cpu does) rather than widened to fp32.
     static var usesInt8Activations: Bool { get }
 
-    /// Calls `body` with a function that computes rows `range` of `y = x · Wᵀ` for
-    /// `tokens` rows of `x` (`weight.columns` wide), writing `y[t · outputStride + r]`.
-    /// Per-call preparation (the int8 encoding of `x`) happens once, for every range.
-    static func withRowKernel(
-        _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>, outputStride: Int,
-        _ body: ((Range<Int>) -> Void) -> Void)
+    /// Prepares `x` (`tokens` rows, `weight.columns` wide) for `weight`'s row kernel, once
+    /// per product: the int8 block encoding for quantised weights where the integer kernels
+    /// are compiled in, written to the calling thread's scratch (`ScratchSlot.int8Activations`);
+    /// nil when the kernel reads `x` as it is.
+    static func prepare(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix) -> UnsafeRawPointer?
 
-    /// `withRowKernel` for two matrices of one shape and format over the same `x` (an
-    /// expert's gate and up projections): `x` is prepared once for both.
-    static func withRowKernels(
-        _ x: UnsafePointer<Float>, tokens: Int, _ first: WeightMatrix, into y1: UnsafeMutablePointer<Float>,
-        _ second: WeightMatrix, into y2: UnsafeMutablePointer<Float>,
-        _ body: (_ first: @escaping (Range<Int>) -> Void, _ second: @escaping (Range<Int>) -> Void) -> Void)
+    /// Rows `rows` of `call.y = call.x · call.weightᵀ`. Safe to run for disjoint row ranges on
+    /// several threads at once (while the thread that prepared `call` waits).
+    static func computeRows(_ call: RowCall, _ rows: Range<Int>)
 
     /// Rows `range` of `weight` widened (or dequantised) to fp32, row-major.
     static func widenRows(_ weight: WeightMatrix, _ range: Range<Int>, into destination: UnsafeMutablePointer<Float>)
@@ -43,4 +39,29 @@ public protocol KernelSet: SendableMetatype {
     static func linearTransposed(
         _ x: UnsafePointer<Float>, tokens: Int, inputStride: Int, weight: WeightMatrix,
         into y: UnsafeMutablePointer<Float>, outputStride: Int)
+}
+
+/// One matrix product for `KernelSet.computeRows`: `y[t · outputStride + r] = Σ_c x[t, c] · W[r, c]`.
+/// A value (pointers and the weight), so it can cross to other threads without allocation.
+public struct RowCall: @unchecked Sendable {
+    // @unchecked: raw pointers to the caller's buffers; `parallelApply` returns only after
+    // every thread is done with them.
+    public let x: UnsafePointer<Float>
+    public let tokens: Int
+    public let weight: WeightMatrix
+    public let y: UnsafeMutablePointer<Float>
+    public let outputStride: Int
+    /// What `KernelSet.prepare` returned for `x` and `weight`.
+    public let prepared: UnsafeRawPointer?
+
+    @inlinable
+    public init(x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, y: UnsafeMutablePointer<Float>, outputStride: Int,
+                prepared: UnsafeRawPointer?) {
+        self.x = x
+        self.tokens = tokens
+        self.weight = weight
+        self.y = y
+        self.outputStride = outputStride
+        self.prepared = prepared
+    }
 }

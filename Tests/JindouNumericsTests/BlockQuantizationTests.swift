@@ -133,9 +133,9 @@ struct QuantizedLinearTests {
         var y = [Float](repeating: 0, count: tokens * weight.rows)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                kernels.withRowKernel(xp.baseAddress!, tokens: tokens, weight: weight, into: yp.baseAddress!, outputStride: weight.rows) {
-                    $0(0..<weight.rows)
-                }
+                let x = xp.baseAddress!
+                kernels.computeRows(RowCall(x: x, tokens: tokens, weight: weight, y: yp.baseAddress!, outputStride: weight.rows,
+                                            prepared: kernels.prepare(x, tokens: tokens, weight: weight)), 0..<weight.rows)
             }
         }
         return y

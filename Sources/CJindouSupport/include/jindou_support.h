@@ -24,4 +24,23 @@ static inline __attribute__((always_inline)) void jindou_prefetch(const void *ad
 /// 1 = AVX2/FMA/F16C, 0 = neither (or not x86-64). Picks the kernel module at startup.
 int jindou_cpu_vector_level(void);
 
+/// A function run for each index of a parallel loop, with the loop's context.
+typedef void (*jindou_parallel_function)(void *context, size_t index);
+
+/// Runs `function(context, i)` for every i in 0 ..< iterations on libdispatch's worker
+/// threads and the calling thread, returning when all have finished (`dispatch_apply_f`
+/// with DISPATCH_APPLY_AUTO). Unlike Swift's `concurrentPerform`, which boxes its closure
+/// and copies a block per call, this allocates nothing.
+void jindou_parallel_apply(size_t iterations, void *context, jindou_parallel_function function);
+
+/// Number of scratch slots each thread has (see `jindou_thread_scratch`).
+#define JINDOU_SCRATCH_SLOTS 8
+
+/// A 64-byte-aligned buffer of at least `bytes` bytes owned by the calling thread, one per
+/// `slot` (0 ..< JINDOU_SCRATCH_SLOTS). It grows (geometrically) when a call asks for more
+/// and is otherwise reused, so steady-state kernels allocate nothing; its contents are
+/// undefined on return. Valid until this thread asks for the same slot again; freed when
+/// the thread exits. Aborts with a message if memory is exhausted.
+void *jindou_thread_scratch(int slot, size_t bytes);
+
 #endif
