@@ -267,7 +267,11 @@ let package = Package(
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
         .testTarget(name: "JindouBalancingTests", dependencies: ["JindouBalancing", "JindouPlacement", "JindouModel"]),
         .testTarget(name: "JindouImagesTests", dependencies: ["JindouImages", "JindouModel", "JindouTestSupport"]),
-        .testTarget(name: "JindouModelTests", dependencies: ["JindouModel", "JindouTestSupport", "JindouTokenizer", "JindouTemplates"]),
+        .testTarget(name: "JindouModelTests",
+                    dependencies: ["JindouModel", "JindouTestSupport", "JindouTokenizer", "JindouTemplates", "CAllocationCounter", "CJindouSupport"]),
+        // Per-thread heap allocation counts for the no-allocation-per-token tests (defines
+        // malloc and friends in the test executable only).
+        .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
     ],
     swiftLanguageModes: [.v6]
 )

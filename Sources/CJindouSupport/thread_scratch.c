@@ -10,6 +10,9 @@ typedef struct {
 } scratch_slot;
 
 static pthread_key_t scratch_key;
+static __thread long scratch_allocations;
+
+long jindou_thread_scratch_allocations(void) { return scratch_allocations; }
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void release_slots(void *value) {
@@ -37,6 +40,7 @@ void *jindou_thread_scratch(int slot, size_t bytes) {
     scratch_slot *slots = pthread_getspecific(scratch_key);
     if (slots == NULL) {
         slots = calloc(JINDOU_SCRATCH_SLOTS, sizeof(scratch_slot));
+        scratch_allocations++;
         if (slots == NULL || pthread_setspecific(scratch_key, slots) != 0) {
             fputs("jindou: out of memory for thread scratch\n", stderr);
             abort();
@@ -51,6 +55,7 @@ void *jindou_thread_scratch(int slot, size_t bytes) {
         free(s->pointer);
         s->pointer = NULL;
         s->bytes = 0;
+        scratch_allocations++;
         if (posix_memalign(&s->pointer, 64, size) != 0) {
             fprintf(stderr, "jindou: out of memory: %zu bytes of thread scratch\n", size);
             abort();

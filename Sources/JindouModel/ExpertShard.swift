@@ -199,10 +199,27 @@ public struct ExpertShard: ExpertBackend {
         guard routing.tokenCount == tokenCount else {
             throw ExpertShardError.badRouting(reason: "\(routing.tokenCount) routed tokens for \(tokenCount) tokens")
         }
+        // Plain pointers into the decision's arrays: index loops over them allocate nothing,
+        // also unoptimised (an array iterator's generic accessor would, per element).
+        try routing.experts.withUnsafeBufferPointer { chosen in
+            try routing.offsets.withUnsafeBufferPointer { offsets in
+                try routing.weights.withUnsafeBufferPointer { weights in
+                    try computeGrouped(layer: layer, hidden: x, tokenCount: tokenCount, chosen: chosen.baseAddress!,
+                                       assignments: chosen.count, offsets: offsets.baseAddress!, weights: weights.baseAddress!,
+                                       into: output)
+                }
+            }
+        }
+    }
+
+    private func computeGrouped(
+        layer: Int, hidden x: UnsafePointer<Float>, tokenCount: Int, chosen: UnsafePointer<Int32>, assignments: Int,
+        offsets: UnsafePointer<Int>, weights: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>
+    ) throws {
         let h = hiddenSize, m = intermediateSize
-        let assignments = routing.assignmentCount
         var largest = -1
-        for e in routing.experts {
+        for i in 0..<assignments {
+            let e = chosen[i]
             guard e >= 0 else { throw ExpertShardError.badRouting(reason: "negative expert index \(e)") }
             largest = max(largest, Int(e))
         }
@@ -214,7 +231,7 @@ public struct ExpertShard: ExpertBackend {
         let cursor = integers, order = integers + span, groupStarts = order + span + 1
         let rowToken = groupStarts + span + 1, rowPair = rowToken + assignments
         cursor.initialize(repeating: 0, count: span)
-        for e in routing.experts { cursor[Int(e)] += 1 }
+        for i in 0..<assignments { cursor[Int(chosen[i])] += 1 }
         var used = 0
         groupStarts[0] = 0
         for e in 0..<span where cursor[e] > 0 {
@@ -225,8 +242,8 @@ public struct ExpertShard: ExpertBackend {
             used += 1
         }
         for t in 0..<tokenCount {
-            for i in routing.offsets[t]..<routing.offsets[t + 1] {
-                let e = Int(routing.experts[i])
+            for i in offsets[t]..<offsets[t + 1] {
+                let e = Int(chosen[i])
                 rowToken[cursor[e]] = t
                 rowPair[cursor[e]] = i
                 cursor[e] += 1
@@ -253,7 +270,7 @@ public struct ExpertShard: ExpertBackend {
         for row in 0..<assignments {
             let source = task.slab + row * h
             let target = output + rowToken[row] * h
-            let w = routing.weights[rowPair[row]]
+            let w = weights[rowPair[row]]
             for i in 0..<h { target[i] += source[i] * w }
         }
     }

@@ -137,8 +137,15 @@ public struct Router: Sendable {
     ) -> RoutingDecision {
         let n = configuration.expertCount
         let groups = configuration.groupCount
-        var decision = RoutingDecision()
-        decision.reserve(tokens: tokens, assignments: tokens * configuration.expertsPerToken)
+        func selectionSize(_ request: ExpertsPerToken) -> Int {
+            switch request {
+            case .configured, .auto: configuration.expertsPerToken
+            case .fixed(let k): min(max(1, k), n)
+            }
+        }
+        var capacity = 0
+        for t in 0..<tokens { capacity += selectionSize(expertsPerToken(t)) }
+        var decision = RoutingDecision(reservingTokens: tokens, assignments: capacity)
         // Scratch: raw scores, selection scores, group scores, chosen weights; chosen
         // experts, index scratch for top-k, group flags.
         let floats = threadScratch(.routerScores, Float.self, count: 3 * n + groups)
@@ -161,11 +168,7 @@ public struct Router: Sendable {
             if let bias = servingBias { for e in 0..<n { choice[e] += bias[e] } }
 
             let request = expertsPerToken(t)
-            let selectCount: Int
-            switch request {
-            case .configured, .auto: selectCount = configuration.expertsPerToken
-            case .fixed(let k): selectCount = min(max(1, k), n)
-            }
+            let selectCount = selectionSize(request)
             // 3. Group limit.
             if groups > 1 {
                 maskGroups(choice, selecting: selectCount, groupScores: groupScores, groupOrder: groupOrder, kept: keptGroups)

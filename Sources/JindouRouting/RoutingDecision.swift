@@ -14,6 +14,18 @@ public struct RoutingDecision: Sendable, Equatable {
         weights = []
     }
 
+    /// An empty decision with room for `tokens` tokens and `assignments` choices, so
+    /// appending them makes no further allocation (three arrays in all).
+    public init(reservingTokens tokens: Int, assignments: Int) {
+        offsets = []
+        offsets.reserveCapacity(tokens + 1)
+        offsets.append(0)
+        experts = []
+        experts.reserveCapacity(assignments)
+        weights = []
+        weights.reserveCapacity(assignments)
+    }
+
     public init(offsets: [Int], experts: [Int32], weights: [Float]) {
         precondition(offsets.first == 0 && offsets.last == experts.count && experts.count == weights.count)
         self.offsets = offsets
@@ -31,13 +43,6 @@ public struct RoutingDecision: Sendable, Equatable {
         experts.append(contentsOf: chosen)
         weights.append(contentsOf: chosenWeights)
         offsets.append(experts.count)
-    }
-
-    /// Reserves room for `tokens` more tokens and `assignments` more choices.
-    public mutating func reserve(tokens: Int, assignments: Int) {
-        offsets.reserveCapacity(offsets.count + tokens)
-        experts.reserveCapacity(experts.count + assignments)
-        weights.reserveCapacity(weights.count + assignments)
     }
 
     /// Appends one token's `count` choices, `choice(i)` giving the i-th (sorted by expert).

@@ -43,4 +43,8 @@ void jindou_parallel_apply(size_t iterations, void *context, jindou_parallel_fun
 /// the thread exits. Aborts with a message if memory is exhausted.
 void *jindou_thread_scratch(int slot, size_t bytes);
 
+/// How many heap allocations `jindou_thread_scratch` has made on the calling thread (its
+/// slot table and every growth): tests tell this amortised growth from per-call allocation.
+long jindou_thread_scratch_allocations(void);
+
 #endif
