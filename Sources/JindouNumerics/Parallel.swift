@@ -36,7 +36,7 @@ public func parallelApply<Task>(_ count: Int, _ task: inout Task, _ function: Pa
         if count == 1 || Parallelism.threads == 1 {
             for i in 0..<count { function(context, i) }
         } else {
-            jindou_parallel_apply(count, context, function)
+            jindou_parallel_apply(count, context, function, Int32(Parallelism.threads))
         }
     }
 }

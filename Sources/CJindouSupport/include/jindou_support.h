@@ -27,11 +27,14 @@ int jindou_cpu_vector_level(void);
 /// A function run for each index of a parallel loop, with the loop's context.
 typedef void (*jindou_parallel_function)(void *context, size_t index);
 
-/// Runs `function(context, i)` for every i in 0 ..< iterations on libdispatch's worker
-/// threads and the calling thread, returning when all have finished (`dispatch_apply_f`
-/// with DISPATCH_APPLY_AUTO). Unlike Swift's `concurrentPerform`, which boxes its closure
-/// and copies a block per call, this allocates nothing.
-void jindou_parallel_apply(size_t iterations, void *context, jindou_parallel_function function);
+/// Runs `function(context, i)` for every i in 0 ..< iterations on a fixed pool of
+/// `threads - 1` kernel threads (started by the first call) and the calling thread,
+/// returning when all have finished. Allocates nothing per call (Swift's
+/// `concurrentPerform` boxes its closure and copies a block; libdispatch's
+/// `dispatch_apply_f` allocates continuations whenever the caller's cache has drained).
+/// One job at a time: a caller that finds the pool busy, or calls from inside a job, runs
+/// its iterations itself.
+void jindou_parallel_apply(size_t iterations, void *context, jindou_parallel_function function, int threads);
 
 /// Number of scratch slots each thread has (see `jindou_thread_scratch`).
 #define JINDOU_SCRATCH_SLOTS 8
