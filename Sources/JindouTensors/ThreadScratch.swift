@@ -7,7 +7,7 @@ import CJindouSupport
 /// for the same slot again. Rules that keep that safe: each use site has its own slot;
 /// a buffer is used only in synchronous code (never held across `await`, where a task may
 /// move to another thread); other threads may read or write it only while its owner waits
-/// for them (inside `parallelFor`). Contents are undefined on return.
+/// for them (inside `parallelApply`). Contents are undefined on return.
 public enum ScratchSlot: Int32, CaseIterable, Sendable {
     /// Activations rounded to int8 blocks for the integer kernels (values, then scales and sums).
     case int8Activations = 0
