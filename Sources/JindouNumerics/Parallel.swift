@@ -42,9 +42,10 @@ public func parallelApply<Task>(_ count: Int, _ task: inout Task, _ function: Pa
 }
 
 /// Runs `body(i)` for `i` in `0..<count`, spread over the kernel threads when there is
-/// enough work to pay for the hand-off (`count > 1` and `Parallelism.threads > 1`).
-/// Making the non-escaping `body` callable from other threads costs two small heap
-/// objects per parallel call; per-token paths use `parallelApply` instead.
+/// enough work to pay for the hand-off (`count > 1` and `Parallelism.threads > 1`): the
+/// same thread pool as `parallelApply`. Making the non-escaping `body` callable from the
+/// pool's threads costs two small heap objects per parallel call; per-token paths use
+/// `parallelApply` directly instead.
 ///
 /// `body` must only write disjoint memory per index.
 @inlinable
@@ -55,8 +56,8 @@ public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
         return
     }
     withoutActuallyEscaping(body) { body in
-        let shared = SendableBody(body)
-        DispatchQueue.concurrentPerform(iterations: count) { shared.call($0) }
+        var body = body
+        parallelApply(count, &body) { context, index in context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index) }
     }
 }
 
@@ -99,11 +100,10 @@ public func parallelChunkCount(_ total: Int, minimumChunk: Int) -> Int {
     return max(1, min(maxChunks, total / max(1, minimumChunk)))
 }
 
-/// Carries a kernel body into `concurrentPerform`.
+/// Carries a benchmark body into `concurrentPerform` (`runConcurrently`).
 ///
 /// `@unchecked Sendable`: `concurrentPerform` returns only after every iteration has
-/// finished, so the body never outlives the call, and kernel bodies write disjoint memory
-/// per index (the contract of `parallelFor`).
+/// finished, so the body never outlives the call, and each thread writes its own memory.
 @usableFromInline
 struct SendableBody<Argument>: @unchecked Sendable {
     @usableFromInline let body: (Argument) -> Void
