@@ -294,14 +294,21 @@ def write_model_tokenizer(directory: str, family: str, vocab_size: int, template
     assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
     tokenizer.save(os.path.join(directory, "tokenizer.json"))
     eos = "<|user|>" if family == "glm4" else "<|im_end|>"
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
-              "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False,
-              "added_tokens_decoder": {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,
-                                                                        "lstrip": False, "rstrip": False, "single_word": False}
-                                       for c, s in added}}
+    write_tokenizer_config(directory, tokenizer, added,
+                           {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
+                            "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False})
+    return tokenizer
+
+
+def write_tokenizer_config(directory: str, tokenizer, added, fields: dict):
+    """tokenizer_config.json: `fields`, then `added_tokens_decoder` for the (content,
+    special) pairs in `added`, as transformers writes it."""
+    config = dict(fields)
+    config["added_tokens_decoder"] = {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,
+                                                                      "lstrip": False, "rstrip": False, "single_word": False}
+                                      for c, s in added}
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
         json.dump(config, f, ensure_ascii=False, indent=1)
-    return tokenizer
 
 
 def write_deepseek_tokenizer(directory: str, family: str, vocab_size: int, template: str):
@@ -316,12 +323,8 @@ def write_deepseek_tokenizer(directory: str, family: str, vocab_size: int, templ
     assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
     tokenizer.save(os.path.join(directory, "tokenizer.json"))
     bos, eos = added[0][0], added[1][0]
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "bos_token": bos,
-              "eos_token": eos, "add_bos_token": family == "deepseek", "add_eos_token": False,
-              "model_max_length": 256, "clean_up_tokenization_spaces": False,
-              "added_tokens_decoder": {str(tokenizer.token_to_id(c)): {"content": c, "special": s, "normalized": False,
-                                                                        "lstrip": False, "rstrip": False, "single_word": False}
-                                       for c, s in added}}
-    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
-        json.dump(config, f, ensure_ascii=False, indent=1)
+    write_tokenizer_config(directory, tokenizer, added,
+                           {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "bos_token": bos,
+                            "eos_token": eos, "add_bos_token": family == "deepseek", "add_eos_token": False,
+                            "model_max_length": 256, "clean_up_tokenization_spaces": False})
     return tokenizer
