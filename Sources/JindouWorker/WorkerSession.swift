@@ -18,7 +18,7 @@ public final class WorkerState: Sendable {
     public let cores: Int
     public let memoryBytes: UInt64
     /// Expert computations run here, one at a time, off the cooperative thread pool
-    /// (they block on `concurrentPerform` and would starve async tasks).
+    /// (they block on the kernel thread pool and would starve async tasks).
     let computeQueue = DispatchQueue(label: "jindou.worker.compute")
     /// Shard loads run here, so they never delay a dispatch.
     let loadQueue = DispatchQueue(label: "jindou.worker.load")
