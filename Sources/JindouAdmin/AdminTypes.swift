@@ -507,3 +507,33 @@ public struct APIError: Codable, Sendable, Error, CustomStringConvertible {
 extension Dictionary where Key == Int {
     var stringKeys: [String: Value] { Dictionary<String, Value>(uniqueKeysWithValues: map { (String($0.key), $0.value) }) }
 }
+
+/// `GET /ready`: whether the server can compute the model now (every expert of the active
+/// placement held by a live worker), and if not, what is missing.
+public struct ReadinessReport: Codable, Sendable, Equatable {
+    public var ready: Bool
+    /// What is missing, for people (nil when ready).
+    public var reason: String?
+    public var placementVersion: UInt64?
+    public var servedExperts: Int?
+    public var totalExperts: Int?
+    /// Up to ten (layer, expert) pairs no live worker serves, as `layer L expert E`.
+    public var unserved: [String]?
+
+    public init(ready: Bool, reason: String? = nil, placementVersion: UInt64? = nil, servedExperts: Int? = nil,
+                totalExperts: Int? = nil, unserved: [String]? = nil) {
+        self.ready = ready
+        self.reason = reason
+        self.placementVersion = placementVersion
+        self.servedExperts = servedExperts
+        self.totalExperts = totalExperts
+        self.unserved = unserved
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ready, reason, unserved
+        case placementVersion = "placement_version"
+        case servedExperts = "served_experts"
+        case totalExperts = "total_experts"
+    }
+}

@@ -583,6 +583,34 @@ public actor ClusterController {
             })
     }
 
+    /// `GET /ready`: ready when every (layer, expert) of the active placement is held by a
+    /// worker the routing table lists as live — what a step needs to run. Workers show
+    /// `ready` while their first shard is still being staged, so worker states alone
+    /// would report readiness too early.
+    public func readiness() -> ReadinessReport {
+        let table = routing.table
+        let all = description.allExperts
+        let unserved = all.filter { key in !table.liveHosts(key).contains { members[$0]?.loaded.contains(key) == true } }
+        let report = ReadinessReport(ready: unserved.isEmpty, placementVersion: active.version, servedExperts: all.count - unserved.count,
+                                     totalExperts: all.count,
+                                     unserved: unserved.isEmpty ? nil : unserved.prefix(10).map { "layer \($0.layer) expert \($0.expert)" })
+        guard !unserved.isEmpty else { return report }
+        var reason = "\(all.count - unserved.count) of \(all.count) experts are served"
+        let live = order.filter { isLive(members[$0]) }.count
+        if members.isEmpty {
+            reason += "; no worker has joined yet"
+        } else if live == 0 {
+            reason += "; none of the \(members.count) workers is live"
+        } else if let staged {
+            reason += "; placement version \(staged.version) is being loaded by the workers"
+        } else {
+            reason += "; \(live) of \(members.count) workers are live"
+        }
+        var result = report
+        result.reason = reason + " (not served: " + report.unserved!.joined(separator: ", ") + (unserved.count > 10 ? ", …)" : ")")
+        return result
+    }
+
     public func shards(layer: Int?) -> ShardsReport { ShardsReport(placement: active, layer: layer) }
 
     public func loadReport() -> LoadReport { loadReport(window: statistics.window()) }

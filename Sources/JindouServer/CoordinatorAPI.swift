@@ -33,8 +33,11 @@ public enum CoordinatorAPI {
             }
         }
 
+        // Liveness: the process serves HTTP. The cluster's state is reported, not judged.
         router.get("health") { _, _ -> Response in
             var body: [String: Any] = ["status": "ok", "model": engine.description.architecture.rawValue]
+            let readiness = await serving.readiness.report()
+            body["ready"] = readiness.ready
             if let controller {
                 let status = await controller.status()
                 body["placement_version"] = status.placementVersion
@@ -45,9 +48,17 @@ public enum CoordinatorAPI {
             return jsonResponse(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
         }
 
+        // Readiness: 200 only when every expert of the active placement is served by a live worker.
+        router.get("ready") { _, _ -> Response in
+            let readiness = await serving.readiness.report()
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            return jsonResponse(try encoder.encode(readiness), status: readiness.ready ? .ok : .serviceUnavailable)
+        }
+
         router.post("v1/jindou/generate") { request, context -> Response in
             await respond(context) {
-                let body = try await decode(GenerationRequestBody.self, request)
+                let body = try await decode(GenerationRequestBody.self, request, limit: serving.maximumRequestBytes)
                 return try await generate(body.request, serving: serving)
             }
         }
@@ -104,6 +115,7 @@ public enum CoordinatorAPI {
         var tokens: [Int] = []
         var logits: [Float]?
         var finish = FinishReason.length
+        try await serving.readiness.admit()
         let events = try await serving.scheduler.submit(request)
         for try await event in events {
             switch event {
@@ -126,12 +138,14 @@ public enum CoordinatorAPI {
         case badRequest(String)
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request, limit: Int = 1 << 20) async throws -> T {
         let data: ByteBuffer
         do {
-            data = try await request.body.collect(upTo: 64 << 20)
+            data = try await RequestBodyLimit.collect(request, limit: limit)
+        } catch let error as RequestBodyLimit.TooLarge {
+            throw error
         } catch {
-            throw APIFailure.badRequest("request body too large or unreadable")
+            throw APIFailure.badRequest("request body unreadable: \(error)")
         }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: data))
@@ -148,6 +162,10 @@ public enum CoordinatorAPI {
             return jsonResponse(try encoder.encode(try await body()))
         } catch APIFailure.badRequest(let message) {
             return errorResponse(.badRequest, type: "invalid_request_error", message: message)
+        } catch let error as RequestBodyLimit.TooLarge {
+            return errorResponse(.contentTooLarge, type: "invalid_request_error", message: error.description, code: "request_too_large")
+        } catch let error as ReadinessGate.NotReady {
+            return errorResponse(.serviceUnavailable, type: "server_error", message: error.description, code: "not_ready")
         } catch let error as EngineError {
             return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
         } catch let error as SchedulerError {
@@ -199,11 +217,13 @@ public enum CoordinatorAPI {
     }
 
     /// The HTTP application; prints `ready http(s)://HOST:PORT` on stdout once it accepts
-    /// requests. With `tls`, it is HTTPS and every client must present a certificate the
-    /// cluster CA signed (mutual TLS).
+    /// requests — or, with `waitReady`, only once `/ready` answers 200 (every expert served).
+    /// With `tls`, it is HTTPS and every client must present a certificate the cluster CA
+    /// signed (mutual TLS).
     public static func application(
         serving: ServingContext, controller: ClusterController?, secret: ClusterSecret?, tls: NodeTLS? = nil,
-        metrics: PrometheusCollectorRegistry? = nil, listen: Endpoint, services: [any Service] = [], logger: Logger
+        metrics: PrometheusCollectorRegistry? = nil, listen: Endpoint, services: [any Service] = [], waitReady: Bool = false,
+        logger: Logger
     ) throws -> some ApplicationProtocol {
         let scheme = tls == nil ? "http" : "https"
         return Application(
@@ -213,13 +233,20 @@ public enum CoordinatorAPI {
             services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? listen.port
-                announceReady("\(scheme)://\(Endpoint(host: listen.host, port: port))")
+                let url = "\(scheme)://\(Endpoint(host: listen.host, port: port))"
+                guard waitReady else { return announceReady(url) }
+                logger.info("serving HTTP; waiting for every expert to be served before announcing ready", metadata: ["url": "\(url)"])
+                Task {
+                    try await serving.readiness.waitUntilReady()
+                    announceReady(url)
+                }
             },
             logger: logger)
     }
 }
 
-/// Requires `Authorization: Bearer <cluster secret>` on every route but `/health`;
+/// Requires `Authorization: Bearer <cluster secret>` on every route but `/health` and `/ready`
+/// (load balancers and orchestrators probe them);
 /// refusals are logged with the peer's address and never reach a handler.
 /// Request context that remembers the peer's address (for logging refusals).
 public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
@@ -236,7 +263,7 @@ struct BearerAuthentication<Context: RemoteAddressRequestContext>: RouterMiddlew
     let secret: ClusterSecret
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/health" || secret.acceptsBearer(request.headers[.authorization]) {
+        if request.uri.path == "/health" || request.uri.path == "/ready" || secret.acceptsBearer(request.headers[.authorization]) {
             return try await next(request, context)
         }
         context.logger.warning("refused unauthenticated request", metadata: [

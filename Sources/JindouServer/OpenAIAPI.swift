@@ -20,9 +20,16 @@ public struct ServingContext: Sendable {
     public let vision: ServingVision?
     /// Where request images may come from.
     public let imagePolicy: ImageSourcePolicy
+    /// Largest request body accepted (`--max-request-bytes`); larger ones get 413.
+    public let maximumRequestBytes: Int
+    /// Requests wait here until the cluster first serves every expert (`/ready`).
+    public let readiness: ReadinessGate
 
     public init(engine: InferenceEngine, scheduler: BatchScheduler, text: ServingText, modelName: String, maximumModelLength: Int,
-                vision: ServingVision? = nil, imagePolicy: ImageSourcePolicy = .init()) {
+                vision: ServingVision? = nil, imagePolicy: ImageSourcePolicy = .init(), maximumRequestBytes: Int = 64 << 20,
+                readiness: ReadinessGate = .always) {
+        self.maximumRequestBytes = maximumRequestBytes
+        self.readiness = readiness
         self.engine = engine
         self.scheduler = scheduler
         self.text = text
@@ -171,12 +178,15 @@ enum OpenAIAPI {
         router.post("v1/chat/completions") { request, context -> Response in
             await handle(context) { try await chatCompletions(request, serving: serving) }
         }
+        router.post("tokenize") { request, context -> Response in
+            await handle(context) { try await tokenize(request, serving: serving) }
+        }
     }
 
     // MARK: Endpoints
 
     static func completions(_ request: Request, serving: ServingContext) async throws -> Response {
-        let body = try RequestBody(try await request.body.collect(upTo: 64 << 20))
+        let body = try RequestBody(try await RequestBodyLimit.collect(request, limit: serving.maximumRequestBytes))
         try checkModel(body, serving)
         let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter)
         let prompt: [Int]
@@ -203,9 +213,17 @@ enum OpenAIAPI {
     }
 
     static func chatCompletions(_ request: Request, serving: ServingContext) async throws -> Response {
-        let body = try RequestBody(try await request.body.collect(upTo: 64 << 20))
+        let body = try RequestBody(try await RequestBodyLimit.collect(request, limit: serving.maximumRequestBytes))
         try checkModel(body, serving)
         let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter)
+        let prompt = try chatPrompt(body, serving: serving)
+        return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
+                             chat: true, serving: serving)
+    }
+
+    /// The prompt of a chat request: `messages` (and `tools`, `chat_template_kwargs`)
+    /// rendered by the model's chat template and tokenized.
+    static func chatPrompt(_ body: RequestBody, serving: ServingContext) throws -> ChatPrompt {
         guard serving.text.chatTemplate != nil, serving.text.tokenizer != nil else {
             throw RequestProblem("This model has no chat template or tokenizer; use /v1/completions.", param: "messages")
         }
@@ -221,10 +239,9 @@ enum OpenAIAPI {
         if case .array(let t)? = body["tools"] { tools = t }
         var extra: [String: TemplateValue] = [:]
         if case .object(let kwargs)? = body["chat_template_kwargs"] { for (k, v) in kwargs.pairs { extra[k] = v } }
-        let prompt: ChatPrompt
         do {
-            prompt = try ChatPrompt.build(messages: messages, tools: tools, extra: extra, text: serving.text, vision: serving.vision,
-                                          engine: serving.engine, policy: serving.imagePolicy)
+            return try ChatPrompt.build(messages: messages, tools: tools, extra: extra, text: serving.text, vision: serving.vision,
+                                        engine: serving.engine, policy: serving.imagePolicy)
         } catch let error as TemplateError {
             throw RequestProblem("The chat template could not render these messages: \(error.message)", param: "messages")
         } catch let error as ImageInputError {
@@ -232,8 +249,25 @@ enum OpenAIAPI {
         } catch let error as VisionError {
             throw RequestProblem(error.description, param: "messages")
         }
-        return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
-                             chat: true, serving: serving)
+    }
+
+    /// `POST /tokenize` (vLLM's extension): the token ids of `prompt`, or of `messages`
+    /// rendered by the chat template, with the model's context length — so a client can
+    /// fit its history to the context before it asks for a completion.
+    static func tokenize(_ request: Request, serving: ServingContext) async throws -> Response {
+        let body = try RequestBody(try await RequestBodyLimit.collect(request, limit: serving.maximumRequestBytes))
+        if body["model"] != nil { try checkModel(body, serving) }
+        let tokens: [Int]
+        if body["messages"] != nil {
+            tokens = try chatPrompt(body, serving: serving).tokens
+        } else if let text = try body.string("prompt") {
+            guard let tokenizer = serving.text.tokenizer else { throw RequestProblem("This model has no tokenizer.", param: "prompt") }
+            tokens = tokenizer.encode(text, addSpecialTokens: try body.bool("add_special_tokens") ?? true)
+        } else {
+            throw RequestProblem("Send 'prompt' (a string) or 'messages' (a chat).", param: "prompt")
+        }
+        return json(["count": .int(tokens.count), "max_model_len": .int(serving.maximumModelLength),
+                     "tokens": .array(tokens.map { .int($0) })])
     }
 
     static func tokenIDs(_ items: [TemplateValue]) throws -> [Int] {
@@ -270,6 +304,7 @@ enum OpenAIAPI {
             promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: parameters.sampling,
             expertsPerToken: parameters.expertsPerToken, stopTokenIDs: parameters.ignoreEOS ? [] : serving.text.stopTokenIDs)
         request.multimodal = multimodal
+        try await serving.readiness.admit()
         let events = try await serving.scheduler.submit(request)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970)
@@ -407,6 +442,14 @@ enum OpenAIAPI {
             return try await body()
         } catch let problem as RequestProblem {
             return json(TemplateObject([("error", errorObject(problem))]), status: problem.status)
+        } catch let error as RequestBodyLimit.TooLarge {
+            return json(TemplateObject([("error", errorObject(RequestProblem(error.description, status: .contentTooLarge,
+                                                                              code: "request_too_large")))]),
+                        status: .contentTooLarge)
+        } catch let error as ReadinessGate.NotReady {
+            return json(TemplateObject([("error", .object(TemplateObject([("message", .string(error.description)), ("type", .string("server_error")),
+                                                                          ("param", .none), ("code", .string("not_ready"))])))]),
+                        status: .serviceUnavailable)
         } catch let error as SchedulerError {
             switch error {
             case .busy: return json(TemplateObject([("error", errorObject(RequestProblem(error.description, status: .tooManyRequests)))]), status: .tooManyRequests)

@@ -280,6 +280,14 @@ extension Generate {
 
 /// `GET /v1/models`.
 struct ModelList: Decodable {
-    struct Model: Decodable { let id: String }
+    struct Model: Decodable {
+        let id: String
+        /// Prompt + completion tokens the server accepts per request.
+        let maxModelLength: Int?
+        enum CodingKeys: String, CodingKey {
+            case id
+            case maxModelLength = "max_model_len"
+        }
+    }
     let data: [Model]
 }

@@ -58,6 +58,10 @@ struct Coordinator: AsyncParsableCommand {
     @Option(name: .customLong("timeout"), help: "Seconds to wait for a worker's reply before failing the request.")
     var timeoutSeconds: Double = 120
 
+    @Flag(name: .customLong("wait-ready"),
+          help: "Print the 'ready <url>' line only once every expert is served (/ready answers 200), not as soon as HTTP is up.")
+    var waitReady = false
+
     @OptionGroup var daemon: DaemonOptions
 
     var endpoints: [Endpoint] { workers.split(separator: ",").compactMap { Endpoint(String($0)) } }
@@ -97,13 +101,13 @@ struct Coordinator: AsyncParsableCommand {
         }
         let serving: ServingContext
         do {
-            serving = try servingOptions.context(engine: coordinator.engine, model: model)
+            serving = try servingOptions.context(engine: coordinator.engine, model: model, controller: coordinator.controller)
         } catch {
             throw DaemonError(error)
         }
         let app = try CoordinatorAPI.application(
             serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            metrics: metricsRegistry, listen: listen, logger: logger)
+            metrics: metricsRegistry, listen: listen, waitReady: waitReady, logger: logger)
         let group = ServiceGroup(services: [coordinator.controller, SchedulerService(serving.scheduler), app],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

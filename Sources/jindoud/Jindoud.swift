@@ -44,6 +44,7 @@ struct DaemonOptions: ParsableArguments {
 
 /// Parses `host:port` for ArgumentParser.
 import JindouCommandLine
+import JindouCoordinator
 import JindouModel
 import JindouServer
 import JindouServing
@@ -96,15 +97,27 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("max-image-bytes"), help: "Largest encoded image a request may send, e.g. 32MiB.")
     var maxImageBytes: String = "32MiB"
 
+    @Option(name: .customLong("max-request-bytes"), help: "Largest HTTP request body, e.g. 64MiB; larger ones get 413.")
+    var maxRequestBytes: String = "64MiB"
+
+    @Option(name: .customLong("ready-timeout"),
+            help: "Seconds a request waits for the cluster to serve every expert at startup before it gets 503.")
+    var readyTimeout: Double = 60
+
     func validate() throws {
         guard parseByteSize(kvCache) != nil else { throw ValidationError("--kv-cache: e.g. 4GiB") }
         guard parseByteSize(maxImageBytes) != nil else { throw ValidationError("--max-image-bytes: e.g. 32MiB") }
+        guard let requestBytes = parseByteSize(maxRequestBytes), requestBytes > 0, requestBytes <= UInt64(Int.max) else {
+            throw ValidationError("--max-request-bytes: e.g. 64MiB")
+        }
+        guard readyTimeout >= 0, readyTimeout.isFinite else { throw ValidationError("--ready-timeout must be ≥ 0 seconds") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
         if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
     }
 
-    /// The serving context for an engine over the checkpoint in `model`.
-    func context(engine: InferenceEngine, model: String) throws -> ServingContext {
+    /// The serving context for an engine over the checkpoint in `model`; requests wait for
+    /// `controller`'s first complete placement (if any) up to `--ready-timeout`.
+    func context(engine: InferenceEngine, model: String, controller: ClusterController?) throws -> ServingContext {
         let text = try ServingText(directory: model, description: engine.description)
         let scheduler = BatchScheduler(engine: engine, options: .init(
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,
@@ -114,7 +127,11 @@ struct ServingOptions: ParsableArguments {
                               maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,
                               vision: try ServingVision(directory: model, description: engine.description, text: text),
                               imagePolicy: ImageSourcePolicy(localDirectory: allowLocalImages,
-                                                             maxBytes: Int(parseByteSize(maxImageBytes)!)))
+                                                             maxBytes: Int(parseByteSize(maxImageBytes)!)),
+                              maximumRequestBytes: Int(parseByteSize(maxRequestBytes)!),
+                              readiness: controller.map { controller in
+                                  ReadinessGate(startupWait: .milliseconds(Int64(readyTimeout * 1000))) { await controller.readiness() }
+                              } ?? .always)
     }
 }
 

@@ -81,13 +81,13 @@ struct Local: AsyncParsableCommand {
         }
         let serving: ServingContext
         do {
-            serving = try servingOptions.context(engine: coordinator.engine, model: model)
+            serving = try servingOptions.context(engine: coordinator.engine, model: model, controller: coordinator.controller)
         } catch {
             throw DaemonError(error)
         }
         let app = try CoordinatorAPI.application(
             serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            metrics: metricsRegistry, listen: listen, logger: logger)
+            metrics: metricsRegistry, listen: listen, waitReady: true, logger: logger)
         // Services stop in reverse order: the API first, then the control loop, then the workers.
         let group = ServiceGroup(services: [processes, coordinator.controller, SchedulerService(serving.scheduler), app],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
