@@ -40,7 +40,7 @@ fi
 model="$work/q30b-8l"
 [ -f "$model/config.json" ] || $bin/jindouctl synth --like qwen3-30b-a3b --layers 8 --vocab-size 32768 --out "$model"
 for format in q8_0 q4_k; do
-  [ -f "$model-$format.gguf" ] || $bin/jindouctl quantize --to "$format" --model "$model" --out "$model-$format.gguf"
+  [ -f "$model-$format.gguf" ] || $bin/jindouctl quantize --experts "$format" --model "$model" --out "$model-$format.gguf"
 done
 
 $bin/jindouctl bench kernels --threads 1,2

@@ -51,41 +51,79 @@ public indirect enum GGUFValue: Sendable, Equatable {
     public var array: [GGUFValue]? { if case .array(let a) = self { a } else { nil } }
 }
 
-/// ggml tensor types Jindou reads.
-public enum GGMLType: UInt32, Sendable {
-    case f32 = 0
-    case f16 = 1
-    case q8_0 = 8
-    case q4_K = 12
-    case bf16 = 30
+/// A ggml tensor type (ggml.h `enum ggml_type`): its id, name and block layout, for every
+/// type a GGUF file may hold — so any file's layout can be checked, and a tensor Jindou
+/// cannot compute with is refused by name only when it is asked for.
+public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
+    /// ggml's type id, as stored in the file.
+    public let rawValue: UInt32
+    /// ggml's name (`ggml_type_name`), e.g. "Q4_K".
+    public let name: String
+    /// Weights per block (1 for plain types).
+    public let blockSize: Int
+    /// Bytes per block.
+    public let bytesPerBlock: Int
 
+    /// Block layouts of every ggml type id (ggml.c `type_traits`: `blck_size`, `type_size`).
+    /// Ids 4, 5 (Q4_2, Q4_3) and 31–33, 36–38 (removed repacked types) are not file types.
+    static let traits: [UInt32: (name: String, blockSize: Int, bytesPerBlock: Int)] = [
+        0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22), 7: ("Q5_1", 32, 24),
+        8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 36), 10: ("Q2_K", 256, 84), 11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144),
+        13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210), 15: ("Q8_K", 256, 292), 16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74),
+        18: ("IQ3_XXS", 256, 98), 19: ("IQ1_S", 256, 50), 20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82),
+        23: ("IQ4_XS", 256, 136), 24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8), 28: ("F64", 1, 8),
+        29: ("IQ1_M", 256, 56), 30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54), 35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17),
+        40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18), 42: ("Q2_0", 64, 18),
+    ]
+
+    /// The type with ggml id `rawValue`; nil for an id ggml does not define.
+    public init?(rawValue: UInt32) {
+        guard let t = Self.traits[rawValue] else { return nil }
+        self.rawValue = rawValue
+        name = t.name
+        blockSize = t.blockSize
+        bytesPerBlock = t.bytesPerBlock
+    }
+
+    /// The ggml type of a Jindou block format.
     public init(_ format: BlockFormat) {
-        switch format {
-        case .q8_0: self = .q8_0
-        case .q4_K: self = .q4_K
+        self = Self.traits.first { $0.value.name.lowercased() == format.rawValue }.flatMap { Self(rawValue: $0.key) }!
+    }
+
+    public static let f32 = GGMLType(rawValue: 0)!
+    public static let f16 = GGMLType(rawValue: 1)!
+    public static let bf16 = GGMLType(rawValue: 30)!
+    public static let q8_0 = GGMLType(rawValue: 8)!
+    public static let q4_K = GGMLType(rawValue: 12)!
+
+    public var description: String { name }
+
+    /// The block format Jindou computes this type in, or nil for plain types and types it
+    /// does not read.
+    public var blockFormat: BlockFormat? { BlockFormat(rawValue: name.lowercased()) }
+
+    /// The dtype a tensor of this type has in Jindou: the float dtype, `.uint8` (raw
+    /// blocks) for a block format, or nil when Jindou does not compute with the type.
+    public var dtype: DType? {
+        switch rawValue {
+        case 0: .float32
+        case 1: .float16
+        case 30: .bfloat16
+        default: blockFormat == nil ? nil : .uint8
         }
     }
 
-    /// Names of the ggml types Jindou does not read (ggml.h `ggml_type`), for messages.
-    static let otherNames: [UInt32: String] = [
-        2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
-        16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS",
-        24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
-    ]
-
-    /// The block format of a quantised type.
-    public var blockFormat: BlockFormat? {
-        switch self {
-        case .q8_0: .q8_0
-        case .q4_K: .q4_K
-        case .f32, .f16, .bf16: nil
-        }
+    /// Bytes of `elements` weights (a whole number of blocks), or nil.
+    public func byteCount(elements: Int) -> Int? {
+        elements % blockSize == 0 ? elements / blockSize * bytesPerBlock : nil
     }
 
     /// (weights per block, bytes per block).
-    var block: (size: Int, bytes: Int) {
-        if let blockFormat { return (blockFormat.blockSize, blockFormat.bytesPerBlock) }
-        return (1, self == .f32 ? 4 : 2)
+    var block: (size: Int, bytes: Int) { (blockSize, bytesPerBlock) }
+
+    /// Every type Jindou computes with, for messages.
+    static var readable: String {
+        traits.keys.sorted().compactMap { GGMLType(rawValue: $0) }.filter { $0.dtype != nil }.map(\.name).joined(separator: ", ")
     }
 }
 
@@ -94,26 +132,112 @@ public struct GGUFTensorInfo: Sendable, Equatable {
     /// Dimensions innermost first, as GGUF stores them (a [rows, columns] matrix is [columns, rows]).
     public let dimensions: [Int]
     public let type: GGMLType
-    /// Offset from the start of the data section.
+    /// Offset from the start of its part's data section.
     public let offset: Int
     public let byteCount: Int
+    /// Which file of a split model holds it (0 for an unsplit file).
+    public let part: Int
+    /// Offset of its first byte in that file.
+    public let fileOffset: Int
 }
 
-/// A GGUF file, mapped read-only.
+/// A GGUF model, mapped read-only: one file, or every part of a model split by
+/// `llama-gguf-split` (`NAME-00001-of-00003.gguf` …; opened by its first part).
+///
+/// Every tensor's type is checked for a known ggml layout and every tensor for lying inside
+/// its file when the model is opened; whether Jindou computes with a type is checked only
+/// for the tensors a model asks for (`GGUFCheckpoint`), so a file with one odd tensor
+/// Jindou never reads still loads.
 public final class GGUFFile: @unchecked Sendable {
-    // @unchecked: immutable after init; the mapping is read-only.
+    // @unchecked: immutable after init; the mappings are read-only.
+    /// One file of the model.
+    public struct Part: @unchecked Sendable {
+        // @unchecked: the mapping is read-only and kept alive by `region`.
+        public let path: String
+        public let byteCount: Int
+        let region: MappedRegion
+        /// Where its tensor data starts.
+        let dataOffset: Int
+        /// The bytes before `dataOffset`: metadata and tensor infos.
+        var header: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: region.base, count: dataOffset) }
+    }
+
+    /// The first (or only) file.
     public let path: String
     public let version: UInt32
+    /// The first file's metadata (the model's; later parts carry only `split.*`).
     public let metadata: [String: GGUFValue]
     /// Keys in file order.
     public let metadataKeys: [String]
+    /// Every part's tensors, in part order.
     public let tensors: [GGUFTensorInfo]
     public let alignment: Int
-    let region: MappedRegion
-    let dataOffset: Int
+    public let parts: [Part]
+    private let index: [String: Int]
 
     public init(path: String) throws {
+        let first = try Self.parse(path: path, part: 0)
         self.path = path
+        version = first.version
+        metadata = first.metadata
+        metadataKeys = first.keys
+        alignment = first.alignment
+        var parts = [first.part]
+        var tensors = first.tensors
+        let count = try Self.splitField("split.count", first.metadata, path: path) ?? 1
+        let number = try Self.splitField("split.no", first.metadata, path: path) ?? 0
+        if count > 1 || number > 0 {
+            guard number == 0 else {
+                throw GGUFError(path: path, reason: "this is part \(number + 1) of \(count) of a split model; open its first part (…-00001-of-\(String(format: "%05d", count)).gguf)")
+            }
+            guard let prefix = Self.splitPrefix(path, count: count) else {
+                throw GGUFError(path: path, reason: "split.count is \(count), but the file name does not end in -00001-of-\(String(format: "%05d", count)).gguf, so the other parts cannot be found")
+            }
+            for i in 1..<count {
+                let partPath = prefix + String(format: "-%05d-of-%05d.gguf", i + 1, count)
+                guard FileManager.default.fileExists(atPath: partPath) else {
+                    throw GGUFError(path: path, reason: "split part \(i + 1) of \(count) is missing: \(partPath)")
+                }
+                let next = try Self.parse(path: partPath, part: i)
+                let (partCount, partNumber) = (try Self.splitField("split.count", next.metadata, path: partPath),
+                                               try Self.splitField("split.no", next.metadata, path: partPath))
+                guard partCount == count, partNumber == i else {
+                    throw GGUFError(path: partPath, reason: "split metadata says part \(partNumber.map { String($0 + 1) } ?? "?") of \(partCount.map(String.init) ?? "?"); expected part \(i + 1) of \(count) (files from different splits?)")
+                }
+                parts.append(next.part)
+                tensors += next.tensors
+            }
+            if let declared = try Self.splitField("split.tensors.count", first.metadata, path: path), declared != tensors.count {
+                throw GGUFError(path: path, reason: "split.tensors.count is \(declared), but the \(count) parts hold \(tensors.count) tensors")
+            }
+        }
+        var index: [String: Int] = [:]
+        for (i, tensor) in tensors.enumerated() {
+            guard index[tensor.name] == nil else {
+                throw GGUFError(path: parts[tensor.part].path, reason: "tensor '\(tensor.name)' appears twice (also in \(parts[tensors[index[tensor.name]!].part].path))")
+            }
+            index[tensor.name] = i
+        }
+        self.parts = parts
+        self.tensors = tensors
+        self.index = index
+    }
+
+    /// `NAME` of `NAME-00001-of-0000N.gguf` (llama.cpp's `llama_split_prefix`).
+    static func splitPrefix(_ path: String, count: Int) -> String? {
+        let suffix = String(format: "-%05d-of-%05d.gguf", 1, count)
+        return path.hasSuffix(suffix) ? String(path.dropLast(suffix.count)) : nil
+    }
+
+    static func splitField(_ key: String, _ metadata: [String: GGUFValue], path: String) throws -> Int? {
+        guard let value = metadata[key] else { return nil }
+        guard let n = value.integer, n >= 0 else { throw GGUFError(path: path, reason: "metadata '\(key)' is not a non-negative integer") }
+        return n
+    }
+
+    /// One file's header, tensor infos and mapping, checked.
+    private static func parse(path: String, part: Int) throws -> (part: Part, version: UInt32, metadata: [String: GGUFValue], keys: [String],
+                                                               alignment: Int, tensors: [GGUFTensorInfo]) {
         let size: Int
         do {
             // The target's size: `attributesOfItem` describes a symbolic link itself.
@@ -123,10 +247,10 @@ public final class GGUFFile: @unchecked Sendable {
             throw GGUFError(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
         guard size >= 24 else { throw GGUFError(path: path, reason: "\(size) bytes is too short for a GGUF header") }
-        region = try MappedRegion(path: path, offset: 0, length: size)
+        let region = try MappedRegion(path: path, offset: 0, length: size)
         var reader = Reader(base: region.base, count: size, path: path)
         guard try reader.bytes(4) == Array("GGUF".utf8) else { throw GGUFError(path: path, reason: "not a GGUF file (magic is not 'GGUF')") }
-        version = try reader.u32()
+        let version = try reader.u32()
         guard version == 2 || version == 3 else { throw GGUFError(path: path, reason: "GGUF version \(version) is not supported (2 or 3)") }
         let tensorCount = try reader.count("tensor count")
         let metadataCount = try reader.count("metadata count")
@@ -139,13 +263,11 @@ public final class GGUFFile: @unchecked Sendable {
             metadata[key] = try reader.value(type: type, key: key, depth: 0)
             keys.append(key)
         }
-        self.metadata = metadata
-        metadataKeys = keys
-        alignment = metadata["general.alignment"]?.integer ?? 32
+        let alignment = metadata["general.alignment"]?.integer ?? 32
         guard alignment > 0 && alignment & (alignment - 1) == 0 else {
             throw GGUFError(path: path, reason: "general.alignment \(alignment) is not a power of two")
         }
-        var infos: [GGUFTensorInfo] = []
+        var infos: [(name: String, dimensions: [Int], type: GGMLType, offset: Int, bytes: Int)] = []
         for _ in 0..<tensorCount {
             let name = try reader.string()
             let rank = Int(try reader.u32())
@@ -154,35 +276,49 @@ public final class GGUFFile: @unchecked Sendable {
             for _ in 0..<rank { dimensions.append(try reader.count("tensor '\(name)' dimension")) }
             let rawType = try reader.u32()
             guard let type = GGMLType(rawValue: rawType) else {
-                let known = GGMLType.otherNames[rawType].map { " (\($0))" } ?? ""
-                throw GGUFError(path: path, reason: "tensor '\(name)' has ggml type \(rawType)\(known), which Jindou does not read (F32, F16, BF16, Q8_0, Q4_K)")
+                throw GGUFError(path: path, reason: "tensor '\(name)' has ggml type id \(rawType), which is not a ggml type this version knows (newer llama.cpp?)")
             }
             let offset = try reader.count("tensor '\(name)' offset")
             let (elements, overflow) = dimensions.reduce((1, false)) { acc, d in
                 let (v, o) = acc.0.multipliedReportingOverflow(by: d)
                 return (v, acc.1 || o)
             }
-            guard !overflow, dimensions[0] % type.block.size == 0 else {
-                throw GGUFError(path: path, reason: "tensor '\(name)' \(dimensions): rows must be whole \(type) blocks of \(type.block.size)")
+            guard !overflow, dimensions[0] % type.blockSize == 0 else {
+                throw GGUFError(path: path, reason: "tensor '\(name)' \(dimensions): rows must be whole \(type) blocks of \(type.blockSize)")
             }
             guard offset % alignment == 0 else { throw GGUFError(path: path, reason: "tensor '\(name)' offset \(offset) is not \(alignment)-aligned") }
-            infos.append(GGUFTensorInfo(name: name, dimensions: dimensions, type: type, offset: offset,
-                                        byteCount: elements / type.block.size * type.block.bytes))
+            infos.append((name, dimensions, type, offset, elements / type.blockSize * type.bytesPerBlock))
         }
-        dataOffset = (reader.offset + alignment - 1) / alignment * alignment
+        let dataOffset = (reader.offset + alignment - 1) / alignment * alignment
         for info in infos {
-            guard dataOffset + info.offset + info.byteCount <= size else {
-                throw GGUFError(path: path, reason: "tensor '\(info.name)' ends at byte \(dataOffset + info.offset + info.byteCount), past the end of the file (\(size)): truncated?")
+            guard dataOffset + info.offset + info.bytes <= size else {
+                throw GGUFError(path: path, reason: "tensor '\(info.name)' ends at byte \(dataOffset + info.offset + info.bytes), past the end of the file (\(size)): truncated?")
             }
         }
-        tensors = infos
+        let tensors = infos.map {
+            GGUFTensorInfo(name: $0.name, dimensions: $0.dimensions, type: $0.type, offset: $0.offset, byteCount: $0.bytes, part: part,
+                           fileOffset: dataOffset + $0.offset)
+        }
+        return (Part(path: path, byteCount: size, region: region, dataOffset: dataOffset), version, metadata, keys, alignment, tensors)
     }
 
-    public func tensor(_ name: String) -> GGUFTensorInfo? { tensors.first { $0.name == name } }
+    public func tensor(_ name: String) -> GGUFTensorInfo? { index[name].map { tensors[$0] } }
 
     /// The tensor's bytes, in place.
     public func bytes(of info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: region.base + dataOffset + info.offset, count: info.byteCount)
+        UnsafeRawBufferPointer(start: parts[info.part].region.base + info.fileOffset, count: info.byteCount)
+    }
+
+    /// The path of the file holding `info`.
+    public func path(of info: GGUFTensorInfo) -> String { parts[info.part].path }
+
+    /// `info`'s dtype in Jindou, or an error naming the tensor, its type and file when Jindou
+    /// does not compute with that type.
+    public func dtype(of info: GGUFTensorInfo) throws -> DType {
+        guard let dtype = info.type.dtype else {
+            throw GGUFError(path: path(of: info), reason: "tensor '\(info.name)' has type \(info.type), which Jindou does not compute with (it reads \(GGMLType.readable))")
+        }
+        return dtype
     }
 
     /// A 2-D tensor, or one slice `index` of the outermost dimension of a 3-D one (a stacked
@@ -191,21 +327,20 @@ public final class GGUFFile: @unchecked Sendable {
         guard let info = tensor(name) else { throw GGUFError(path: path, reason: "no tensor '\(name)'") }
         let d = info.dimensions
         guard (index == nil && d.count == 2) || (index != nil && d.count == 3) else {
-            throw GGUFError(path: path, reason: "tensor '\(name)' has dimensions \(d); expected \(index == nil ? 2 : 3)")
+            throw GGUFError(path: path(of: info), reason: "tensor '\(name)' has dimensions \(d); expected \(index == nil ? 2 : 3)")
         }
         let (columns, rows) = (d[0], d[1])
-        let rowBytes = columns / info.type.block.size * info.type.block.bytes
+        let rowBytes = columns / info.type.blockSize * info.type.bytesPerBlock
         var base = bytes(of: info).baseAddress!
         if let index {
-            guard (0..<d[2]).contains(index) else { throw GGUFError(path: path, reason: "tensor '\(name)' has \(d[2]) slices, asked for \(index)") }
+            guard (0..<d[2]).contains(index) else { throw GGUFError(path: path(of: info), reason: "tensor '\(name)' has \(d[2]) slices, asked for \(index)") }
             base += index * rows * rowBytes
         }
-        switch info.type {
-        case .f32: return WeightMatrix(rows: rows, columns: columns, dtype: .float32, base: base, owner: region)
-        case .f16: return WeightMatrix(rows: rows, columns: columns, dtype: .float16, base: base, owner: region)
-        case .bf16: return WeightMatrix(rows: rows, columns: columns, dtype: .bfloat16, base: base, owner: region)
-        case .q8_0, .q4_K: return WeightMatrix(rows: rows, columns: columns, quantized: info.type.blockFormat!, base: base, owner: region)
+        let owner = parts[info.part].region
+        if let format = info.type.blockFormat {
+            return WeightMatrix(rows: rows, columns: columns, quantized: format, base: base, owner: owner)
         }
+        return WeightMatrix(rows: rows, columns: columns, dtype: try dtype(of: info), base: base, owner: owner)
     }
 
     /// Bounds-checked little-endian reads from the mapping.

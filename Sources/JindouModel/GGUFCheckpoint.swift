@@ -70,7 +70,9 @@ public enum GGUFTensorNames {
 
 /// A GGUF file whose tensors are served under Hugging Face names (see `WeightSource`).
 /// Architectures: llama.cpp's `qwen3moe` (Qwen3-MoE), `glm4moe` (GLM4-MoE; GGUFGlm4Moe.swift) and
-/// `deepseek2` (DeepSeek-V3, Kimi-K2; GGUFDeepseek2.swift). Tensor types: F32, F16, BF16, Q8_0, Q4_K.
+/// `deepseek2` (DeepSeek-V3, Kimi-K2; GGUFDeepseek2.swift). Tensor types: F32, F16, BF16 and
+/// every ggml block format Jindou computes with, mixed freely per tensor (llama-quantize's
+/// mixes); split models (`GGUFFile`).
 public struct GGUFCheckpoint: WeightSource {
     public let file: GGUFFile
     /// The model the metadata describes (checked against the tensors' shapes on load).
@@ -110,7 +112,7 @@ public struct GGUFCheckpoint: WeightSource {
             throw GGUFError(path: path, reason: "missing tensor '\(name)' (\(request.name))")
         }
         var dimensions = info.dimensions
-        var range = (file.dataOffset + info.offset)..<(file.dataOffset + info.offset + info.byteCount)
+        var range = info.fileOffset..<(info.fileOffset + info.byteCount)
         if let slice {
             guard dimensions.count == 3 else {
                 throw GGUFError(path: path, reason: "tensor '\(name)' has dimensions \(dimensions); expected 3 (stacked experts)")
@@ -130,25 +132,28 @@ public struct GGUFCheckpoint: WeightSource {
         return (info, shape, range)
     }
 
+    /// Maps only the requested tensors' byte ranges (coalesced per part of a split model),
+    /// so a worker maps its experts' slices and nothing else.
     public func load(_ requests: [TensorRequest]) throws -> TensorSet {
-        var located: [(TensorRequest, GGUFTensorInfo, [Int], Range<Int>)] = []
+        var located: [(request: TensorRequest, info: GGUFTensorInfo, shape: [Int], range: Range<Int>, dtype: DType)] = []
         for request in requests {
             guard let (info, shape, range) = try locate(request) else { continue }
-            located.append((request, info, shape, range))
+            located.append((request, info, shape, range, try file.dtype(of: info)))
         }
-        let mapped = try MappedRegion.mapCoalesced(path: path, ranges: located.map(\.3))
         var tensors: [String: TensorView] = [:]
-        for ((request, info, shape, range), region) in zip(located, mapped.regionOfRange) {
-            let dtype: DType = switch info.type {
-            case .f32: .float32
-            case .f16: .float16
-            case .bf16: .bfloat16
-            case .q8_0, .q4_K: .uint8
+        var regions: [MappedRegion] = []
+        for part in Set(located.map(\.info.part)).sorted() {
+            let items = located.filter { $0.info.part == part }
+            let partPath = file.parts[part].path
+            let mapped = try MappedRegion.mapCoalesced(path: partPath, ranges: items.map(\.range))
+            for (item, region) in zip(items, mapped.regionOfRange) {
+                tensors[item.request.key] = TensorView(name: item.info.name, dtype: item.dtype, shape: item.shape,
+                                                       pointer: region.pointer(atFileOffset: item.range.lowerBound), owner: region,
+                                                       path: partPath, blockFormat: item.info.type.blockFormat)
             }
-            tensors[request.key] = TensorView(name: info.name, dtype: dtype, shape: shape, pointer: region.pointer(atFileOffset: range.lowerBound),
-                                              owner: region, path: path, blockFormat: info.type.blockFormat)
+            regions += mapped.regions
         }
-        return TensorSet(tensors: tensors, regions: mapped.regions)
+        return TensorSet(tensors: tensors, regions: regions)
     }
 
     public func byteCount(of requests: [TensorRequest]) throws -> Int {
@@ -156,10 +161,11 @@ public struct GGUFCheckpoint: WeightSource {
     }
 
     /// SHA-256 of everything before the tensor data: metadata and tensor infos (names,
-    /// shapes, types, offsets), not the weights.
+    /// shapes, types, offsets), not the weights; of every part's header for a split model.
     public func fingerprint() throws -> String {
-        let header = UnsafeRawBufferPointer(start: file.region.base, count: file.dataOffset)
-        return SHA256.hash(data: header).map { String(format: "%02x", $0) }.joined()
+        var hash = SHA256()
+        for part in file.parts { hash.update(bufferPointer: part.header) }
+        return hash.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }
 

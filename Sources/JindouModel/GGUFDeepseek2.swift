@@ -257,15 +257,15 @@ extension GGUFExport.TensorWriter {
     /// kv_b_proj unquantised in process too, so the file's numbers are the checkpoint's.
     mutating func latentAttention(layer l: Int) throws {
         let d = description, m = description.latentAttention!
-        let p = d.layerPrefix(l) + "self_attn.", q8: BlockFormat = .q8_0
+        let p = d.layerPrefix(l) + "self_attn."
         if m.queryLoraRank != nil {
-            try matrix(p + "q_a_proj.weight", q8)
+            try matrix(p + "q_a_proj.weight")
             try vector(p + "q_a_layernorm.weight")
-            try matrix(p + "q_b_proj.weight", q8)
+            try matrix(p + "q_b_proj.weight")
         } else {
-            try matrix(p + "q_proj.weight", q8)
+            try matrix(p + "q_proj.weight")
         }
-        try matrix(p + "kv_a_proj_with_mqa.weight", q8)
+        try matrix(p + "kv_a_proj_with_mqa.weight")
         try vector(p + "kv_a_layernorm.weight")
         let name = p + "kv_b_proj.weight", checkpoint = checkpoint
         let view = try Self.plain(name, checkpoint)
@@ -273,28 +273,31 @@ extension GGUFExport.TensorWriter {
         guard view.shape == [heads * (nope + v), rank] else {
             throw CheckpointError.shapeMismatch(path: view.path, tensor: name, expected: [heads * (nope + v), rank], actual: view.shape)
         }
-        let type: GGMLType
+        let source: GGMLType
         switch view.dtype {
-        case .float32: type = .f32
-        case .float16: type = .f16
-        case .bfloat16: type = .bf16
+        case .float32: source = .f32
+        case .float16: source = .f16
+        case .bfloat16: source = .bf16
         default:
             throw CheckpointError.unsupportedDType(path: view.path, tensor: name, dtype: view.dtype.rawValue, supported: "F32, F16, BF16")
         }
-        append(.init(name: "blk.\(l).attn_k_b.weight", dimensions: [nope, rank, heads], type: type) { write in
-            let keyValueB = try Self.plain(name, checkpoint).matrix()
-            for h in 0..<heads {
-                let transposed = keyValueB.rows((h * (nope + v))..<(h * (nope + v) + nope)).transposedCopy(columns: 0..<rank)
-                try write(UnsafeRawBufferPointer(start: transposed.base, count: transposed.byteCount))
+        append(.init(name: "blk.\(l).attn_k_b.weight", dimensions: [nope, rank, heads], role: .latentSplit, source: source) { type in
+            { write in
+                let keyValueB = try Self.plain(name, checkpoint).matrix()
+                for h in 0..<heads {
+                    let transposed = keyValueB.rows((h * (nope + v))..<(h * (nope + v) + nope)).transposedCopy(columns: 0..<rank)
+                    try GGUFExport.encodeRows(transposed, type: type, write: write)
+                }
             }
         })
-        append(.init(name: "blk.\(l).attn_v_b.weight", dimensions: [rank, v, heads], type: type) { write in
-            let keyValueB = try Self.plain(name, checkpoint).matrix()
-            for h in 0..<heads {
-                let values = keyValueB.rows((h * (nope + v) + nope)..<((h + 1) * (nope + v)))
-                try write(UnsafeRawBufferPointer(start: values.base, count: values.byteCount))
+        append(.init(name: "blk.\(l).attn_v_b.weight", dimensions: [rank, v, heads], role: .latentSplit, source: source) { type in
+            { write in
+                let keyValueB = try Self.plain(name, checkpoint).matrix()
+                for h in 0..<heads {
+                    try GGUFExport.encodeRows(keyValueB.rows((h * (nope + v) + nope)..<((h + 1) * (nope + v))), type: type, write: write)
+                }
             }
         })
-        try matrix(p + "o_proj.weight", q8)
+        try matrix(p + "o_proj.weight")
     }
 }

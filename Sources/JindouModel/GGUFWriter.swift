@@ -146,14 +146,19 @@ public struct GGUFWriter {
 
 /// `jindouctl quantize`: a Hugging Face checkpoint as a GGUF file with llama.cpp's tensor names
 /// and metadata for its architecture (`qwen3moe` for Qwen3-MoE, `glm4moe` for GLM4-MoE:
-/// GGUFGlm4Moe.swift, `deepseek2` for DeepSeek-V3 and Kimi-K2: GGUFDeepseek2.swift), weights re-encoded as llama-quantize does (reference
-/// encoders). `expertFormat` for the routed experts (stacked `ffn_*_exps`), Q8_0 for every
-/// other matrix except the token embedding (`embeddingFormat`, nil = F32; llama-quantize's
-/// `--token-embedding-type`) — F32 where a matrix's width is not whole Q8_0 blocks, as
-/// `DecoderModel`'s `denseFormat` leaves such a matrix —, F32 for norms, the router (llama-quantize
-/// keeps `ffn_gate_inp` unquantised) and `exp_probs_b`. `tokenizer` is the `tokenizer.*`
-/// metadata to write; without it the vocabulary is written as `tokenizer.ggml.model = none` with
-/// `vocab_size` (llama.cpp then runs, e.g. llama-bench, without a tokenizer).
+/// GGUFGlm4Moe.swift, `deepseek2` for DeepSeek-V3 and Kimi-K2: GGUFDeepseek2.swift), weights
+/// re-encoded as llama-quantize encodes them (reference encoders, no importance matrix), each
+/// tensor in the type the `Recipe` gives it:
+/// - `.mix`: llama-quantize's mixes (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, IQ4_XS, …) with its
+///   per-tensor rules (`QuantizationMix`), as if llama-quantize ran on the converter's F32 file;
+/// - `.experts(format, embedding)`: the routed experts (stacked `ffn_*_exps`) in `format`, every
+///   other matrix Q8_0 (F32 where a width is not whole blocks, as `DecoderModel`'s `denseFormat`
+///   leaves it) and the token embedding in `embedding` (nil = F32) — what a worker started with
+///   `--expert-format` computes, so the file equals the in-process model bit for bit.
+/// Norms, the router (llama-quantize keeps `ffn_gate_inp` unquantised) and `exp_probs_b` are
+/// F32. `tokenizer` is the `tokenizer.*` metadata to write; without it the vocabulary is
+/// written as `tokenizer.ggml.model = none` with `vocab_size` (llama.cpp then runs, e.g.
+/// llama-bench, without a tokenizer).
 ///
 /// Beyond what llama.cpp's qwen3moe reads, and ignored by it: `expert_weights_norm` (false
 /// for `norm_topk_prob: false`; llama.cpp always renormalises) and dense layers
@@ -165,9 +170,22 @@ public enum GGUFExport {
     /// The architectures `model` writes.
     public static let supportedArchitectures: [Architecture] = [.qwen3Moe, .glm4Moe, .deepseekV3]
 
-    public static func model(checkpoint: Checkpoint, description d: ModelDescription, expertFormat: BlockFormat,
-                             embeddingFormat: BlockFormat? = .q8_0, tokenizer: [(String, GGUFWriter.Value)]? = nil,
-                             name: String) throws -> GGUFWriter {
+    /// Which type each tensor is written in.
+    public enum Recipe: Sendable {
+        case mix(QuantizationMix)
+        case experts(BlockFormat, embedding: BlockFormat?)
+
+        /// `general.file_type`.
+        var fileType: Int {
+            switch self {
+            case .mix(let mix): mix.fileType
+            case .experts(let format, _): format == .q8_0 ? 7 : QuantizationMix.allCases.first { $0.defaultType.blockFormat == format }?.fileType ?? 7
+            }
+        }
+    }
+
+    public static func model(checkpoint: Checkpoint, description d: ModelDescription, recipe: Recipe,
+                             tokenizer: [(String, GGUFWriter.Value)]? = nil, name: String) throws -> GGUFWriter {
         let arch: String
         switch d.architecture {
         case .qwen3Moe: arch = "qwen3moe"
@@ -182,14 +200,16 @@ public enum GGUFExport {
         guard d.expertStorage == .perExpert, d.vision == nil else {
             throw GGUFError(path: checkpoint.directory, reason: "GGUF export needs a text-only checkpoint with per-expert tensors")
         }
-        for width in [d.hiddenSize, d.moeIntermediateSize] where width % expertFormat.blockSize != 0 {
-            throw GGUFError(path: checkpoint.directory, reason: "\(expertFormat.rawValue) needs widths that are multiples of \(expertFormat.blockSize); hidden \(d.hiddenSize), expert intermediate \(d.moeIntermediateSize)")
+        if case .experts(let expertFormat, _) = recipe {
+            for width in [d.hiddenSize, d.moeIntermediateSize] where width % expertFormat.blockSize != 0 {
+                throw GGUFError(path: checkpoint.directory, reason: "\(expertFormat.rawValue) needs widths that are multiples of \(expertFormat.blockSize); hidden \(d.hiddenSize), expert intermediate \(d.moeIntermediateSize)")
+            }
         }
         var writer = GGUFWriter()
         writer.metadata = [
             ("general.architecture", .string(arch)),
             ("general.name", .string(name)),
-            ("general.file_type", .u32(expertFormat == .q8_0 ? 7 : 14)),
+            ("general.file_type", .u32(UInt32(recipe.fileType))),
             ("general.quantization_version", .u32(2)),
         ]
         switch d.architecture {
@@ -203,8 +223,7 @@ public enum GGUFExport {
         }
         writer.metadata += tokenizer ?? [("tokenizer.ggml.model", .string("none"))]
         var tensors = TensorWriter(checkpoint: checkpoint, description: d)
-        let q8: BlockFormat = .q8_0
-        try tensors.matrix(d.embeddingName, embeddingFormat)
+        try tensors.matrix(d.embeddingName)
         for l in 0..<d.layerCount {
             let p = d.layerPrefix(l), b = "blk.\(l)."
             try tensors.vector(p + "input_layernorm.weight")
@@ -213,39 +232,42 @@ public enum GGUFExport {
                 try tensors.latentAttention(layer: l)
             default:
                 let a = d.attention
-                for projection in ["q", "k", "v", "o"] { try tensors.matrix(p + "self_attn.\(projection)_proj.weight", q8) }
+                for projection in ["q", "k", "v", "o"] { try tensors.matrix(p + "self_attn.\(projection)_proj.weight") }
                 if a.queryKeyValueBias { for projection in ["q", "k", "v"] { try tensors.vector(p + "self_attn.\(projection)_proj.bias") } }
                 if a.outputBias { try tensors.vector(p + "self_attn.o_proj.bias") }
                 if a.queryKeyNorm { for norm in ["q_norm", "k_norm"] { try tensors.vector(p + "self_attn.\(norm).weight") } }
             }
             try tensors.vector(p + "post_attention_layernorm.weight")
             guard d.sparseLayers.contains(l) else {
-                for projection in ["gate", "up", "down"] { try tensors.matrix(p + "mlp.\(projection)_proj.weight", q8) }
+                for projection in ["gate", "up", "down"] { try tensors.matrix(p + "mlp.\(projection)_proj.weight") }
                 continue
             }
-            try tensors.matrix(d.routerName(layer: l), nil)
+            try tensors.matrix(d.routerName(layer: l), role: .router)
             if d.hasCorrectionBias { try tensors.vector(d.correctionBiasName(layer: l)) }
             let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
-            let type = GGMLType(expertFormat)
             for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
-                tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, type: type) { write in
-                    // One expert at a time: only its tensors are mapped.
-                    for expert in 0..<e {
-                        let key = ExpertKey(layer: l, expert: expert)
-                        let shard = try ExpertShard(description: d, checkpoint: checkpoint, keys: [key])
-                        let weights = shard.experts[key]!
-                        let m = projection == "gate" ? weights.gate : projection == "up" ? weights.up : weights.down
-                        try encodeRows(m, format: expertFormat, write: write)
+                let checkpoint = checkpoint
+                tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, role: .experts, source: .f32) { type in
+                    { write in
+                        // One expert at a time: only its tensors are mapped.
+                        for expert in 0..<e {
+                            let key = ExpertKey(layer: l, expert: expert)
+                            let shard = try ExpertShard(description: d, checkpoint: checkpoint, keys: [key])
+                            let weights = shard.experts[key]!
+                            let m = projection == "gate" ? weights.gate : projection == "up" ? weights.up : weights.down
+                            try encodeRows(m, type: type, write: write)
+                        }
                     }
                 })
             }
             if d.sharedExpertIntermediateSize != nil {
-                for projection in ["gate", "up", "down"] { try tensors.matrix(p + "mlp.shared_experts.\(projection)_proj.weight", q8) }
+                for projection in ["gate", "up", "down"] { try tensors.matrix(p + "mlp.shared_experts.\(projection)_proj.weight") }
             }
         }
         try tensors.vector(d.finalNormName)
-        if !d.tieWordEmbeddings { try tensors.matrix(WeightNames.lmHead, q8) }
-        writer.tensors = tensors.tensors
+        if !d.tieWordEmbeddings { try tensors.matrix(WeightNames.lmHead) }
+        writer.tensors = try tensors.typed(recipe, model: QuantizationMix.Model(
+            layers: d.layerCount, experts: d.expertCount, heads: d.attention.heads, keyValueHeads: d.attention.keyValueHeads))
         return writer
     }
 
@@ -274,18 +296,32 @@ public enum GGUFExport {
     }
 
     /// The tensors of a file being exported, each read from the checkpoint (and encoded) only
-    /// when the writer asks for its bytes.
+    /// when the writer asks for its bytes; their types are chosen once all are known
+    /// (`typed`), since llama-quantize's rules count tensors across the whole model.
     struct TensorWriter {
+        /// What a tensor is, for the recipes.
+        enum Role { case vector, matrix, router, experts, latentSplit }
+
+        /// A tensor before its type is chosen: `produce(type)` writes it in `type`.
+        struct Planned {
+            var name: String
+            var dimensions: [Int]
+            var role: Role
+            /// The checkpoint's type (what "not quantised" keeps).
+            var source: GGMLType
+            var produce: (GGMLType) -> (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+        }
+
         let checkpoint: Checkpoint
         let description: ModelDescription
-        private(set) var tensors: [GGUFWriter.Tensor] = []
+        private(set) var planned: [Planned] = []
 
         init(checkpoint: Checkpoint, description: ModelDescription) {
             self.checkpoint = checkpoint
             self.description = description
         }
 
-        mutating func append(_ tensor: GGUFWriter.Tensor) { tensors.append(tensor) }
+        mutating func append(_ tensor: Planned) { planned.append(tensor) }
 
         /// Checkpoint tensor `hf`, mapped.
         static func plain(_ hf: String, _ checkpoint: Checkpoint) throws -> TensorView {
@@ -298,34 +334,64 @@ public enum GGUFExport {
             GGUFTensorNames.gguf(for: hf, textPrefix: description.textPrefix, architecture: description.architecture)!.name
         }
 
-        /// A vector (norm, bias) as F32.
+        /// A vector (norm, bias), always F32.
         mutating func vector(_ hf: String) throws {
             let checkpoint = checkpoint
             let count = try Self.plain(hf, checkpoint).elementCount
-            tensors.append(.init(name: ggufName(hf), dimensions: [count], type: .f32) { write in
-                try Self.plain(hf, checkpoint).floats().withUnsafeBytes { try write($0) }
+            planned.append(.init(name: ggufName(hf), dimensions: [count], role: .vector, source: .f32) { _ in
+                { write in try Self.plain(hf, checkpoint).floats().withUnsafeBytes { try write($0) } }
             })
         }
 
-        /// A matrix encoded in `format`, or F32 (nil, or a width that is not whole blocks).
-        mutating func matrix(_ hf: String, _ format: BlockFormat?) throws {
+        /// A matrix, in whatever type the recipe gives it.
+        mutating func matrix(_ hf: String, role: Role = .matrix) throws {
             let view = try Self.plain(hf, checkpoint)
             guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
             let (rows, columns) = (view.shape[0], view.shape[1])
-            let format = format.flatMap { columns % $0.blockSize == 0 ? $0 : nil }
             let checkpoint = checkpoint
-            tensors.append(.init(name: ggufName(hf), dimensions: [columns, rows], type: format.map(GGMLType.init) ?? .f32) { write in
-                try encodeRows(try Self.plain(hf, checkpoint).matrix(), format: format, write: write)
+            planned.append(.init(name: ggufName(hf), dimensions: [columns, rows], role: role, source: .f32) { type in
+                { write in try encodeRows(try Self.plain(hf, checkpoint).matrix(), type: type, write: write) }
             })
+        }
+
+        /// The writer's tensors, each in the type `recipe` chooses.
+        func typed(_ recipe: Recipe, model: QuantizationMix.Model) throws -> [GGUFWriter.Tensor] {
+            let types: [GGMLType]
+            switch recipe {
+            case .mix(let mix):
+                let chosen = try mix.types(of: planned.map { .init(name: $0.name, dimensions: $0.dimensions) }, model: model)
+                types = zip(planned, chosen).map { $1 ?? $0.source }
+            case .experts(let format, let embedding):
+                types = planned.map { tensor in
+                    switch tensor.role {
+                    case .vector, .router: return .f32
+                    case .latentSplit: return tensor.source
+                    case .experts: return GGMLType(format)
+                    case .matrix:
+                        let wanted = tensor.name == "token_embd.weight" ? embedding : .q8_0
+                        return wanted.flatMap { tensor.dimensions[0] % $0.blockSize == 0 ? GGMLType($0) : nil } ?? .f32
+                    }
+                }
+            }
+            return zip(planned, types).map { tensor, type in
+                GGUFWriter.Tensor(name: tensor.name, dimensions: tensor.dimensions, type: type, produce: tensor.produce(type))
+            }
         }
     }
 
-    /// Rows of `m` encoded in `format` (F32 when nil), written in batches.
-    static func encodeRows(_ m: WeightMatrix, format: BlockFormat?, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Rows of `m` written as `type` (a block format, F32, F16 or BF16), in batches.
+    static func encodeRows(_ m: WeightMatrix, type: GGMLType, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let format = type.blockFormat
+        guard format != nil || [GGMLType.f32, .f16, .bf16].contains(type) else {
+            throw GGUFError(path: type.name, reason: "Jindou cannot write \(type) tensors")
+        }
+        if let format, !format.canQuantize {
+            throw GGUFError(path: type.name, reason: "Jindou has no \(type) encoder")
+        }
         // 64 rows per task, a batch of tasks per write: the Q4_K encoder's search is slow,
         // so the rows are encoded on every kernel thread.
         let task = 64, chunk = task * Parallelism.threads * 2
-        let rowBytes = format?.rowBytes(columns: m.columns) ?? m.columns * 4
+        let rowBytes = format?.rowBytes(columns: m.columns) ?? m.columns * type.bytesPerBlock
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk * rowBytes, alignment: 64)
         defer { buffer.deallocate() }
         for start in stride(from: 0, to: m.rows, by: chunk) {
@@ -335,11 +401,24 @@ public enum GGUFExport {
                 let out = buffer + (part.lowerBound - rows.lowerBound) * rowBytes
                 if let format {
                     m.encodeRows(part, as: format, into: out)
-                } else {
+                } else if type == .f32 {
                     m.widenRows(part, into: out.bindMemory(to: Float.self, capacity: part.count * m.columns))
+                } else {
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: m.columns) { row in
+                        for (i, r) in part.enumerated() {
+                            m.widenRows(r..<(r + 1), into: row.baseAddress!)
+                            let target = (out + i * rowBytes).bindMemory(to: UInt16.self, capacity: m.columns)
+                            for c in 0..<m.columns { target[c] = type == .f16 ? Float16(row[c]).bitPattern : BFloat16Conversion.bits(from: row[c]) }
+                        }
+                    }
                 }
             }
             try write(UnsafeRawBufferPointer(start: buffer, count: rows.count * rowBytes))
         }
     }
+}
+
+// Until the block formats' encoders land: every format Jindou has today encodes.
+extension BlockFormat {
+    public var canQuantize: Bool { true }
 }

@@ -241,7 +241,7 @@ struct GGUFDeepseekTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let model = try Self.withTokenizer("kimi-k2-tiny", "kimi", in: directory)
         let out = directory + "/kimi.gguf"
-        let run = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", model, "--out", out,
+        let run = try Executable("jindouctl").run(["quantize", "--experts", "q8_0", "--model", model, "--out", out,
                                                    "--token-embedding-type", "f32"])
         #expect(run.status == 0, "\(run.stderr)")
 
@@ -292,7 +292,7 @@ struct GGUFDeepseekTests {
         for (fixture, reason) in [("deepseek-v3-tiny", "YaRN with mscale ≠ mscale_all_dim"), ("deepseek-v3-tiny-noq", "rope_interleave: false"),
                                   ("deepseek-v3-tiny-fp8", "block-FP8")] {
             let out = NSTemporaryDirectory() + "jindou-refused-\(UUID().uuidString).gguf"
-            let run = try ctl.run(["quantize", "--to", "q8_0", "--model", Fixtures.path(fixture), "--out", out])
+            let run = try ctl.run(["quantize", "--experts", "q8_0", "--model", Fixtures.path(fixture), "--out", out])
             #expect(run.status != 0 && run.stderr.contains(reason), "\(fixture): \(run.stderr)")
             #expect(!FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
         }

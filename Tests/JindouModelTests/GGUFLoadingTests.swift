@@ -32,7 +32,7 @@ struct GGUFLoadingTests {
         let directory = NSTemporaryDirectory() + "jindou-gguf-load-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let file = directory + "/\(fixture).gguf"
-        let run = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", Fixtures.path(fixture), "--out", file] + extra)
+        let run = try Executable("jindouctl").run(["quantize", "--experts", "q8_0", "--model", Fixtures.path(fixture), "--out", file] + extra)
         #expect(run.status == 0, "\(run.stderr)")
         return (directory, file)
     }
@@ -300,18 +300,26 @@ struct GGUFLoadingTests {
         #expect(qkvBias.contains("tensor 'blk.1.attn_v.bias' is missing while 'blk.0.attn_q.bias' is present"), "\(qkvBias)")
     }
 
-    @Test func unsupportedTensorTypeIsNamed() throws {
-        // Patch blk.0.attn_q.weight's ggml type (after its name, rank and two dimensions) to Q6_K (14).
+    /// blk.0.attn_q.weight's ggml type (after its name, rank and two dimensions) patched to `type`.
+    static func withAttentionQueryType(_ type: UInt8) throws -> String {
         var data = try Data(contentsOf: URL(fileURLWithPath: Self.llamaCppFile))
         let name = Data("blk.0.attn_q.weight".utf8)
         let at = try #require(data.range(of: name)).upperBound
         let typeOffset = at + 4 + 2 * 8
         #expect(data[typeOffset] == 0)
-        data[typeOffset] = 14
-        let path = NSTemporaryDirectory() + "jindou-gguf-q6k-\(UUID().uuidString).gguf"
+        data[typeOffset] = type
+        let path = NSTemporaryDirectory() + "jindou-gguf-type\(type)-\(UUID().uuidString).gguf"
         try data.write(to: URL(fileURLWithPath: path))
-        let message = loadError(path)
-        #expect(message.contains("tensor 'blk.0.attn_q.weight' has ggml type 14 (Q6_K)"), "\(message)")
+        return path
+    }
+
+    @Test func unsupportedTensorTypesAreNamed() throws {
+        // I32 has F32's size, so the file's layout is valid: refused when the tensor is asked for.
+        let integer = loadError(try Self.withAttentionQueryType(26))
+        #expect(integer.contains("tensor 'blk.0.attn_q.weight' has type I32, which Jindou does not compute with"), "\(integer)")
+        // An id ggml does not define: the layout cannot be known, so the file is refused.
+        let unknown = loadError(try Self.withAttentionQueryType(99))
+        #expect(unknown.contains("tensor 'blk.0.attn_q.weight' has ggml type id 99, which is not a ggml type"), "\(unknown)")
     }
 
     @Test func truncatedOrForeignFilesAreRefused() throws {

@@ -77,7 +77,7 @@ struct QuantizedExpertTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = directory + "/\(fixture)-q4_k.gguf"
-        let run = try Executable("jindouctl").run(["quantize", "--to", "q4_k", "--model", Fixtures.path(fixture), "--out", file,
+        let run = try Executable("jindouctl").run(["quantize", "--experts", "q4_k", "--model", Fixtures.path(fixture), "--out", file,
                                                    "--token-embedding-type", "f32"])
         #expect(run.status == 0, "\(run.stderr)")
         let gguf = try InferenceEngine.load(directory: file)

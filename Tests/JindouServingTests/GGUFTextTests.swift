@@ -55,7 +55,7 @@ struct GGUFTextTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let out = directory + "/m.gguf"
-        let run = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", Fixtures.path(fixture), "--out", out])
+        let run = try Executable("jindouctl").run(["quantize", "--experts", "q8_0", "--model", Fixtures.path(fixture), "--out", out])
         #expect(run.status == 0, "\(run.stderr)")
         let ours = try GGUFFile(path: out), theirs = try GGUFFile(path: Fixtures.path("gguf/\(fixture)-f32.gguf"))
         let keys = theirs.metadataKeys.filter { $0.hasPrefix("tokenizer.") }
@@ -72,7 +72,7 @@ struct GGUFTextTests {
             try FileManager.default.copyItem(atPath: Fixtures.path(Self.fixture) + "/\(name)", toPath: bare + "/\(name)")
         }
         let bareOut = directory + "/bare.gguf"
-        let bareRun = try Executable("jindouctl").run(["quantize", "--to", "q8_0", "--model", bare, "--out", bareOut])
+        let bareRun = try Executable("jindouctl").run(["quantize", "--experts", "q8_0", "--model", bare, "--out", bareOut])
         #expect(bareRun.status == 0, "\(bareRun.stderr)")
         let bareFile = try GGUFFile(path: bareOut)
         #expect(bareFile.metadata["tokenizer.ggml.model"] == .string("none") && bareFile.metadata["qwen3moe.vocab_size"] == .uint(320))
