@@ -57,9 +57,15 @@ public struct DecodeBenchmark: Sendable {
         /// Jindou ÷ llama.cpp, decode and prefill.
         public var decodeRatio: Double?
         public var prefillRatio: Double?
-        /// Read bandwidth (bytes/s) at this thread count, measured just before this row's
-        /// decode (the machine's bandwidth drifts over a run on shared hosts).
+        /// Read bandwidth (bytes/s) at this thread count: the best pass of the probes at the
+        /// start of the run and just before this row (the machine's bandwidth drifts over a
+        /// run on shared hosts; the best pass is the closest to what it can do).
         public var readBandwidth: Double
+        /// This row's probe passes (best, median, worst).
+        public var bandwidthProbe: BandwidthProbe
+        /// The probe's spread says the machine was busy while this row ran: its ratios are
+        /// still side by side, but its roofline fraction is less certain.
+        public var noisy: Bool
         /// `readBandwidth` ÷ bytes per decode token.
         public var rooflineTokensPerSecond: Double
         public var jindouRooflineFraction: Double
@@ -79,8 +85,10 @@ public struct DecodeBenchmark: Sendable {
         public var machine: String
         public var date: String
         public var models: [ModelInfo]
-        /// STREAM-like read bandwidth in bytes/s per thread count, measured in this run.
+        /// STREAM-like read bandwidth in bytes/s per thread count, measured at the start of this run (best pass).
         public var readBandwidth: [String: Double]
+        /// The start-of-run probes, with their spread.
+        public var bandwidthProbes: [String: BandwidthProbe]
         public var tokens: Int
         public var promptTokens: Int
         public var rows: [Row]
@@ -90,10 +98,12 @@ public struct DecodeBenchmark: Sendable {
     public init(options: Options) { self.options = options }
 
     public func run(progress: (String) -> Void = { _ in }) throws -> Report {
-        var bandwidth: [String: Double] = [:]
+        var probes: [String: BandwidthProbe] = [:]
         for t in options.threads {
-            bandwidth[String(t)] = KernelBenchmark.readBandwidth(threads: t, repetitions: 5)
-            progress(String(format: "read bandwidth, %d thread(s): %.1f GB/s", t, bandwidth[String(t)]! / 1e9))
+            let probe = BandwidthProbe.measure(threads: t, passes: 10)
+            probes[String(t)] = probe
+            progress(String(format: "read bandwidth, %d thread(s): best %.1f GB/s, median %.1f, worst %.1f of %d passes%@", t,
+                            probe.best / 1e9, probe.median / 1e9, probe.worst / 1e9, probe.passes, probe.isNoisy ? " (noisy)" : ""))
         }
         var models: [ModelInfo] = []
         var rows: [Row] = []
@@ -104,7 +114,8 @@ public struct DecodeBenchmark: Sendable {
                                  bytesPerDecodeToken: try Self.bytesPerDecodeToken(source))
             models.append(info)
             for t in options.threads {
-                let measured = KernelBenchmark.readBandwidth(threads: t, repetitions: 3)
+                let rowProbe = BandwidthProbe.measure(threads: t, passes: 5)
+                let measured = probes[String(t)]!.merged(rowProbe).best
                 let roofline = measured / Double(info.bytesPerDecodeToken)
                 // Three rounds, Jindou and llama.cpp interleaved (decode, prefill, then one
                 // llama-bench repetition) so both see the same machine on a noisy host; rates
@@ -132,13 +143,15 @@ public struct DecodeBenchmark: Sendable {
                     format: model.format, threads: t, jindouDecodeTokensPerSecond: jindouDecode, jindouPrefillTokensPerSecond: jindouPrefill,
                     llamaCppDecodeTokensPerSecond: llama?.decode, llamaCppPrefillTokensPerSecond: llama?.prefill,
                     decodeRatio: llama.map { jindouDecode / $0.decode }, prefillRatio: llama.map { jindouPrefill / $0.prefill },
-                    readBandwidth: measured, rooflineTokensPerSecond: roofline, jindouRooflineFraction: jindouDecode / roofline,
+                    readBandwidth: measured, bandwidthProbe: rowProbe, noisy: rowProbe.isNoisy || rowProbe.best < 0.8 * measured,
+                    rooflineTokensPerSecond: roofline, jindouRooflineFraction: jindouDecode / roofline,
                     llamaCppRooflineFraction: llama.map { $0.decode / roofline },
                     jindouPeakResidentBytes: (decodes + prefills).map(\.peakResidentBytes).max()!))
             }
         }
         return Report(machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()), models: models,
-                      readBandwidth: bandwidth, tokens: options.tokens, promptTokens: options.promptTokens, rows: rows)
+                      readBandwidth: probes.mapValues(\.best), bandwidthProbes: probes, tokens: options.tokens,
+                      promptTokens: options.promptTokens, rows: rows)
     }
 
     /// Bytes of weights one decode token reads from `source`'s model, in their stored format.
@@ -267,9 +280,15 @@ extension DecodeBenchmark.Report {
         var lines = [
             "## Decode and prefill: Jindou and llama.cpp on the same files (`jindouctl bench decode`)",
             "",
-            "Machine: \(machine). Run: \(date). Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB): "
-                + readBandwidth.keys.sorted().map { String(format: "%.1f GB/s with %@ thread(s)", readBandwidth[$0]! / 1e9, $0) }
-                .joined(separator: ", ") + " at the start, and again just before each row (its *read GB/s*, which its roofline uses).",
+            "Machine: \(machine). Run: \(date). Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB, best of "
+                + "several passes; best / median / worst): "
+                + bandwidthProbes.keys.sorted().map { key in
+                    let p = bandwidthProbes[key]!
+                    return String(format: "%.1f / %.1f / %.1f GB/s with %@ thread(s)", p.best / 1e9, p.median / 1e9, p.worst / 1e9, key)
+                }.joined(separator: ", ") + " at the start, and again just before each row; a row's roofline uses the best pass of both"
+                + " (*read GB/s*). Rows marked * ran while the machine was busy (their probe's best pass was under 80 % of that,"
+                + " or its passes spread more than \(BandwidthProbe.noisySpread)×): their Jindou ÷ llama.cpp ratio is still"
+                + " measured side by side, their roofline fractions are less certain.",
             "Decode: \(tokens) tokens after a 4-token prompt (llama-bench: `tg\(tokens)`). Prefill: a \(promptTokens)-token prompt"
                 + " (llama-bench: `pp\(promptTokens)`); rates are means over 3 rounds, Jindou and llama-bench interleaved"
                 + " in each round so both see the same machine."
@@ -288,7 +307,7 @@ extension DecodeBenchmark.Report {
         ]
         func optional(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "—" }
         for r in rows {
-            lines.append("| \(r.format) | \(r.threads) | " + String(format: "%.2f", r.jindouDecodeTokensPerSecond)
+            lines.append("| \(r.format)\(r.noisy ? " *" : "") | \(r.threads) | " + String(format: "%.2f", r.jindouDecodeTokensPerSecond)
                 + " | \(optional(r.llamaCppDecodeTokensPerSecond, "%.2f")) | \(optional(r.decodeRatio, "%.2f")) | "
                 + String(format: "%.1f | %.2f | %.0f%%", r.readBandwidth / 1e9, r.rooflineTokensPerSecond, r.jindouRooflineFraction * 100)
                 + " | \(optional(r.llamaCppRooflineFraction.map { $0 * 100 }, "%.0f%%")) | "

@@ -165,15 +165,44 @@ public struct KernelBenchmark: Sendable {
 
     /// STREAM-like read bandwidth in bytes/s: `threads` threads each sum their part of a
     /// 1 GiB buffer with SIMD loads; the best of `repetitions` passes.
+    /// Read bandwidth (bytes/s) with `threads` threads: the best of `repetitions` passes.
     static func readBandwidth(threads: Int, repetitions: Int) -> Double {
+        BandwidthProbe.measure(threads: threads, passes: repetitions).best
+    }
+}
+
+/// A STREAM-like read-bandwidth probe: SIMD sums over a 1 GiB buffer (far beyond the caches),
+/// split over the threads. One pass on a shared host can read half of what the machine does
+/// on a quiet moment, so a roofline taken from one pass can be exceeded; the probe keeps the
+/// best of several passes as the machine's bandwidth and reports the spread, so a reader can
+/// tell a quiet measurement from a noisy one.
+public struct BandwidthProbe: Codable, Sendable, Equatable {
+    /// Bytes/s of the fastest, median and slowest pass.
+    public var best: Double
+    public var median: Double
+    public var worst: Double
+    public var passes: Int
+
+    /// best ÷ median above this means the machine was too noisy for one pass to be trusted.
+    public static let noisySpread = 1.25
+
+    public var isNoisy: Bool { best / max(median, 1) > Self.noisySpread }
+
+    /// The better of two measurements (e.g. the run's first probe and a row's own).
+    public func merged(_ other: BandwidthProbe) -> BandwidthProbe {
+        BandwidthProbe(best: max(best, other.best), median: max(median, other.median), worst: min(worst, other.worst),
+                       passes: passes + other.passes)
+    }
+
+    public static func measure(threads: Int, passes: Int) -> BandwidthProbe {
         let count = 1 << 28  // floats: 1 GiB
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
         defer { buffer.deallocate() }
         for i in stride(from: 0, to: count, by: 1024) { buffer[i] = 1 }  // touch every page
         let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads * 16)
         defer { sink.deallocate() }
-        var best = Double.infinity
-        for _ in 0..<(repetitions + 1) {
+        var rates: [Double] = []
+        for pass in 0..<(max(1, passes) + 1) {
             let start = ContinuousClock.now
             runConcurrently(threads) { thread in
                 let share = count / threads
@@ -189,9 +218,11 @@ public struct KernelBenchmark: Sendable {
                 }
                 sink[thread * 16] = (a0 + a1 + a2 + a3).sum()
             }
-            best = min(best, (ContinuousClock.now - start).seconds)
+            // The first pass warms the buffer's TLB entries and is not counted.
+            if pass > 0 { rates.append(Double(count * 4) / (ContinuousClock.now - start).seconds) }
         }
-        return Double(count * 4) / best
+        rates.sort()
+        return BandwidthProbe(best: rates.last!, median: rates[rates.count / 2], worst: rates.first!, passes: rates.count)
     }
 }
 
