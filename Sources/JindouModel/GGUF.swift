@@ -63,6 +63,7 @@ public enum GGMLType: UInt32, Sendable {
         switch format {
         case .q8_0: self = .q8_0
         case .q4_K: self = .q4_K
+        default: preconditionFailure("GGUF export writes Q8_0 and Q4_K tensors only, not \(format.rawValue)")
         }
     }
 

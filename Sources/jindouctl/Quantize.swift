@@ -27,7 +27,7 @@ struct Quantize: ParsableCommand {
     var tokenEmbeddingType = "q8_0"
 
     func validate() throws {
-        guard BlockFormat(rawValue: to) != nil else { throw ValidationError("--to must be q8_0 or q4_k") }
+        guard [.q8_0, .q4_K].contains(BlockFormat(rawValue: to)) else { throw ValidationError("--to must be q8_0 or q4_k") }
         guard ["q8_0", "f32"].contains(tokenEmbeddingType) else { throw ValidationError("--token-embedding-type must be q8_0 or f32") }
     }
 

@@ -47,7 +47,7 @@ struct GGUFExportTests {
          "glm4moe.expert_group_used_count": .uint(1), "glm4moe.rope.dimension_count": .uint(32), "glm4moe.feed_forward_length": .uint(512)]),
     ]
 
-    @Test(arguments: ["qwen3moe", "glm4moe"], BlockFormat.allCases)
+    @Test(arguments: ["qwen3moe", "glm4moe"], [BlockFormat.q8_0, .q4_K])
     func writesWhatLlamaCppReads(architecture: String, format: BlockFormat) async throws {
         let (shape, layerTensors, metadata) = try #require(Self.architectures[architecture])
         let directory = NSTemporaryDirectory() + "jindou-gguf-export-\(UUID().uuidString)"
