@@ -14,6 +14,13 @@ func gridByte(_ entry: UInt64, _ j: Int) -> UInt8 { UInt8(truncatingIfNeeded: en
 @inline(__always)
 func gridByte(_ entry: UInt32, _ j: Int) -> UInt8 { UInt8(truncatingIfNeeded: entry >> UInt32(8 * j)) }
 
+/// ggml's `(signs & kmask_iq2xs[j] ? -1.f : 1.f)`: exactly ±1, built from the bit rather
+/// than chosen by a branch (random signs make a branch mispredict half the time).
+@inline(__always)
+func signFactor(_ signs: UInt8, _ mask: UInt8) -> Float {
+    Float(bitPattern: 0x3F80_0000 | ((UInt32(signs & mask) &+ 255) >> 8) << 31)
+}
+
 /// IQ2_XXS: `block_iq2_xxs`, 66 bytes: f16 `d` at 0, then for each 32 weights 8 bytes at
 /// 2 + 8·s: four 8-bit `iq2xxs_grid` indices (one per 8 weights), then a u32 holding four
 /// 7-bit `ksigns_iq2xs` indices (bits 7·l) and a 4-bit scale (bits 28–31).
@@ -36,7 +43,7 @@ public enum IQ2_XXS {
                 for l in 0..<4 {
                     let entry = grid[Int(q.byte(l))]
                     let signs = signTable[Int((aux1 >> UInt32(7 * l)) & 127)]
-                    for j in 0..<8 { y[j] = db * Float(gridByte(entry, j)) * (signs & mask[j] != 0 ? -1 : 1) }
+                    for j in 0..<8 { y[j] = db * Float(gridByte(entry, j)) * signFactor(signs, mask[j]) }
                     y += 8
                 }
             }
@@ -69,7 +76,7 @@ public enum IQ2_XS {
                     let entry = grid[Int(q & 511)]
                     let signs = signTable[Int(q >> 9)]
                     let db = l / 2 == 0 ? db0 : db1
-                    for j in 0..<8 { y[j] = db * Float(gridByte(entry, j)) * (signs & mask[j] != 0 ? -1 : 1) }
+                    for j in 0..<8 { y[j] = db * Float(gridByte(entry, j)) * signFactor(signs, mask[j]) }
                     y += 8
                 }
             }
@@ -105,7 +112,7 @@ public enum IQ2_S {
                     let dl = l / 2 == 0 ? db0 : db1
                     let index = Int(qs.byte(l)) | (Int(qh.byte(ib32)) << (8 - 2 * l) & 0x300)
                     let entry = grid[index], sign = signs.byte(l)
-                    for j in 0..<8 { y[j] = dl * Float(gridByte(entry, j)) * (sign & mask[j] != 0 ? -1 : 1) }
+                    for j in 0..<8 { y[j] = dl * Float(gridByte(entry, j)) * signFactor(sign, mask[j]) }
                     y += 8
                 }
                 qs += 4
@@ -139,8 +146,8 @@ public enum IQ3_XXS {
                     let signs = signTable[Int((aux32 >> UInt32(7 * l)) & 127)]
                     let grid1 = grid[Int(qs.byte(2 * l))], grid2 = grid[Int(qs.byte(2 * l + 1))]
                     for j in 0..<4 {
-                        y[j] = db * Float(gridByte(grid1, j)) * (signs & mask[j] != 0 ? -1 : 1)
-                        y[j + 4] = db * Float(gridByte(grid2, j)) * (signs & mask[j + 4] != 0 ? -1 : 1)
+                        y[j] = db * Float(gridByte(grid1, j)) * signFactor(signs, mask[j])
+                        y[j + 4] = db * Float(gridByte(grid2, j)) * signFactor(signs, mask[j + 4])
                     }
                     y += 8
                 }
@@ -181,8 +188,8 @@ public enum IQ3_S {
                         let grid2 = grid[Int(qs.byte(2 * l + 1)) | ((h << (7 - 2 * l)) & 256)]
                         let sign = signs.byte(l)
                         for j in 0..<4 {
-                            y[j] = db * Float(gridByte(grid1, j)) * (sign & mask[j] != 0 ? -1 : 1)
-                            y[j + 4] = db * Float(gridByte(grid2, j)) * (sign & mask[j + 4] != 0 ? -1 : 1)
+                            y[j] = db * Float(gridByte(grid1, j)) * signFactor(sign, mask[j])
+                            y[j + 4] = db * Float(gridByte(grid2, j)) * signFactor(sign, mask[j + 4])
                         }
                         y += 8
                     }
