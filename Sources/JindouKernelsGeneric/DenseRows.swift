@@ -229,6 +229,8 @@ func widenWeightRows(_ weight: WeightMatrix, _ range: Range<Int>, into destinati
                         store(d2 * SIMD16<Float>(q1 &>> 4) - min2, o + 48)
                     }
                 }
+            default:
+                weight.widenRows(r..<(r + 1), into: out)
             }
         }
         return

@@ -35,11 +35,13 @@ public enum Kernels: KernelSet {
             switch format {
             case .q8_0: q8_0RowKernelAVX2(a, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
             case .q4_K: q4_KRowKernelAVX2(a, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            default: preconditionFailure("no row kernel for \(format.rawValue) weights yet")
             }
             #else
             switch format {
             case .q8_0: q8_0RowKernel(call.x, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
             case .q4_K: q4_KRowKernel(call.x, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            default: preconditionFailure("no row kernel for \(format.rawValue) weights yet")
             }
             #endif
             return

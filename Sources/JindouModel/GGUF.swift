@@ -87,7 +87,7 @@ public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
 
     /// The ggml type of a Jindou block format.
     public init(_ format: BlockFormat) {
-        self = Self.traits.first { $0.value.name.lowercased() == format.rawValue }.flatMap { Self(rawValue: $0.key) }!
+        self = GGMLType(rawValue: format.ggmlTypeID)!
     }
 
     public static let f32 = GGMLType(rawValue: 0)!
@@ -100,7 +100,7 @@ public struct GGMLType: Hashable, Sendable, CustomStringConvertible {
 
     /// The block format Jindou computes this type in, or nil for plain types and types it
     /// does not read.
-    public var blockFormat: BlockFormat? { BlockFormat(rawValue: name.lowercased()) }
+    public var blockFormat: BlockFormat? { BlockFormat(ggmlTypeID: rawValue) }
 
     /// The dtype a tensor of this type has in Jindou: the float dtype, `.uint8` (raw
     /// blocks) for a block format, or nil when Jindou does not compute with the type.

@@ -417,8 +417,3 @@ public enum GGUFExport {
         }
     }
 }
-
-// Until the block formats' encoders land: every format Jindou has today encodes.
-extension BlockFormat {
-    public var canQuantize: Bool { true }
-}

@@ -12,8 +12,8 @@ public struct WeightMatrix: @unchecked Sendable {
     public let owner: AnyObject?
     /// Per-block dequantisation scales of an FP8 matrix (DeepSeek's `weight_scale_inv`).
     public let blockScales: BlockScales?
-    /// A GGUF block format (Q8_0, Q4_K): each row is `columns / blockSize` blocks and
-    /// `dtype` is `.uint8` (the raw bytes).
+    /// A GGUF block format (any `BlockFormat`): each row is `columns / blockSize` blocks
+    /// and `dtype` is `.uint8` (the raw bytes).
     public let blockFormat: BlockFormat?
     /// Bytes from one row to the next.
     public let rowBytes: Int
@@ -46,7 +46,8 @@ public struct WeightMatrix: @unchecked Sendable {
         self.rowBytes = rowBytes
     }
 
-    /// `self` encoded in `format` (owned memory), as llama-quantize would encode it.
+    /// `self` encoded in `format` (owned memory), as llama-quantize would encode it without
+    /// an importance matrix. Precondition: `format.canQuantize`.
     public func quantized(_ format: BlockFormat) -> WeightMatrix {
         precondition(blockFormat == nil, "already quantised")
         guard let rowBytes = format.rowBytes(columns: columns) else {
@@ -58,7 +59,7 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// Rows `range` encoded in `format`, one after another, into `out`
-    /// (`range.count × format.rowBytes(columns:)` bytes).
+    /// (`range.count × format.rowBytes(columns:)` bytes). Precondition: `format.canQuantize`.
     public func encodeRows(_ range: Range<Int>, as format: BlockFormat, into out: UnsafeMutableRawPointer) {
         precondition(blockFormat == nil, "already quantised")
         guard let rowBytes = format.rowBytes(columns: columns) else {

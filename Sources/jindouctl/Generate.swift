@@ -100,8 +100,8 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--prompt-ids must be a comma-separated list of non-negative integers, got '\(promptIDs)'")
         }
         guard autoThreshold > 0, autoThreshold <= 1 else { throw ValidationError("--auto-threshold must be in (0, 1]") }
-        if let expertFormat, BlockFormat(rawValue: expertFormat) == nil { throw ValidationError("--expert-format must be q8_0 or q4_k") }
-        if let denseFormat, BlockFormat(rawValue: denseFormat) == nil { throw ValidationError("--dense-format must be q8_0 or q4_k") }
+        if let expertFormat, ![.q8_0, .q4_K].contains(BlockFormat(rawValue: expertFormat)) { throw ValidationError("--expert-format must be q8_0 or q4_k") }
+        if let denseFormat, ![.q8_0, .q4_K].contains(BlockFormat(rawValue: denseFormat)) { throw ValidationError("--dense-format must be q8_0 or q4_k") }
         if let text = expertsPerToken, ExpertsPerToken(parsing: text, defaultThreshold: autoThreshold) == nil {
             throw ValidationError("--experts-per-token must be a positive integer, 'auto' or 'auto:THRESHOLD', got '\(text)'")
         }

@@ -60,7 +60,7 @@ struct Worker: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
-        if let expertFormat, BlockFormat(rawValue: expertFormat) == nil { throw ValidationError("--expert-format must be q8_0 or q4_k") }
+        if let expertFormat, ![.q8_0, .q4_K].contains(BlockFormat(rawValue: expertFormat)) { throw ValidationError("--expert-format must be q8_0 or q4_k") }
         if placement != nil && name == nil { throw ValidationError("--placement needs --name (the worker's name in the file)") }
         if let memoryLimit, parseByteSize(memoryLimit) == nil { throw ValidationError("--memory-limit: e.g. 48GiB, 512MB or bytes") }
         guard maxPayloadMB > 0 else { throw ValidationError("--max-payload-mb must be positive") }

@@ -1,201 +1,233 @@
 import Foundation
-@testable import JindouNumerics
-import JindouKernelsGeneric
+import JindouTensors
 import JindouTestSupport
 import Testing
 
-/// Q8_0 and Q4_K against the references' own bytes (tools/fixture_quants.py): ggml's
-/// encoders and the `gguf` package's decoders, on ten kinds of rows.
-@Suite("GGUF block quantisation")
-struct BlockQuantizationTests {
-    struct Manifest: Decodable { let rows: Int; let columns: Int }
-
-    let manifest: Manifest
-    let input: [Float]
-
-    init() throws {
-        manifest = try JSONDecoder().decode(Manifest.self, from: try Self.data("manifest.json"))
-        input = try Self.floats("input.f32")
+/// The block-quantisation fixtures and their manifest (tools/fixture_quants.py): ggml's
+/// type traits, blocks `ggml_quantize_chunk` wrote from float rows, random valid blocks,
+/// and the `gguf` package's decodings of both (equal to ggml's `dequantize_row_*`).
+struct QuantFixtures: Sendable {
+    struct Manifest: Decodable, Sendable {
+        let ggmlVersion: String
+        let formats: [String: Format]
+        let activationFormats: [String: Traits]
+        let otherGgmlTypes: [String: UInt32]
+        let files: [String: String]
     }
+
+    struct Format: Decodable, Sendable {
+        let ggmlType: UInt32
+        let ggmlName: String
+        let blockSize: Int
+        let typeSize: Int
+        let vecDotType: String
+        let requiresImatrix: Bool
+        let quantizedWithImatrix: Bool
+        let fixtures: [Fixture]
+    }
+
+    struct Traits: Decodable, Sendable {
+        let ggmlType: UInt32
+        let blockSize: Int
+        let typeSize: Int
+    }
+
+    /// One encoded matrix: ggml's encoding of `input` (with `imatrix` importances when
+    /// set), or random blocks; `decoded` is the `gguf` package's dequantisation.
+    struct Fixture: Decodable, Sendable, CustomStringConvertible {
+        let kind: String
+        let rows: Int
+        let columns: Int
+        let input: String?
+        let imatrix: String?
+        let encoded: String
+        let decoded: String?
+        let relativeRmse: Double?
+
+        var description: String { encoded }
+    }
+
+    static let manifest: Manifest = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        // A missing or malformed manifest fails every test that reads it, naming the file.
+        return try! decoder.decode(Manifest.self, from: data("manifest.json"))
+    }()
 
     static func data(_ name: String) throws -> Data {
         try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quants/" + name)))
     }
+
+    static func bytes(_ name: String) throws -> [UInt8] { [UInt8](try data(name)) }
 
     static func floats(_ name: String) throws -> [Float] {
         let data = try data(name)
         return data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
     }
 
-    static let files: [BlockFormat: (encoded: String, decoded: String)] = [
-        .q8_0: ("q8_0.bin", "q8_0.dequantized.f32"), .q4_K: ("q4_k.bin", "q4_k.dequantized.f32"),
-    ]
+    static func format(_ format: BlockFormat) throws -> Format {
+        try #require(manifest.formats[format.rawValue], "manifest.json has no \(format.rawValue)")
+    }
 
-    @Test("encoding equals ggml's reference encoder byte for byte", arguments: BlockFormat.allCases)
-    func encodesLikeGGML(format: BlockFormat) throws {
-        let expected = [UInt8](try Self.data(Self.files[format]!.encoded))
-        let rowBytes = try #require(format.rowBytes(columns: manifest.columns))
-        #expect(expected.count == rowBytes * manifest.rows)
-        var encoded = [UInt8](repeating: 0xAA, count: expected.count)
+    /// Indices where `a` and `b` differ bit for bit.
+    static func differing(_ a: [Float], _ b: [Float]) -> [Int] {
+        a.indices.filter { a[$0].bitPattern != b[$0].bitPattern }
+    }
+
+    /// Jindou's encoding of `fixture.input` (row by row, with the fixture's importances).
+    static func encode(_ format: BlockFormat, _ fixture: Fixture) throws -> [UInt8] {
+        let input = try floats(try #require(fixture.input))
+        let importance = try fixture.imatrix.map(floats)
+        let rowBytes = try #require(format.rowBytes(columns: fixture.columns))
+        var encoded = [UInt8](repeating: 0xAA, count: rowBytes * fixture.rows)
         input.withUnsafeBufferPointer { x in
             encoded.withUnsafeMutableBytes { out in
-                for r in 0..<manifest.rows {
-                    format.quantize(UnsafeBufferPointer(rebasing: x[(r * manifest.columns)..<((r + 1) * manifest.columns)]),
-                                    into: UnsafeMutableRawBufferPointer(rebasing: out[(r * rowBytes)..<((r + 1) * rowBytes)]))
-                }
-            }
-        }
-        for r in 0..<manifest.rows {
-            let range = (r * rowBytes)..<((r + 1) * rowBytes)
-            let differing = range.filter { encoded[$0] != expected[$0] }
-            #expect(differing.isEmpty, "row \(r): \(differing.count) bytes differ, first at block \(((differing.first ?? range.lowerBound) - range.lowerBound) / format.bytesPerBlock)")
-        }
-    }
-
-    @Test("decoding equals the gguf package's dequantize bit for bit", arguments: BlockFormat.allCases)
-    func decodesLikeGGUF(format: BlockFormat) throws {
-        let encoded = try Self.data(Self.files[format]!.encoded)
-        let expected = try Self.floats(Self.files[format]!.decoded)
-        var decoded = [Float](repeating: .nan, count: expected.count)
-        encoded.withUnsafeBytes { q in decoded.withUnsafeMutableBufferPointer { format.dequantize(q, into: $0) } }
-        let differing = decoded.indices.filter { decoded[$0].bitPattern != expected[$0].bitPattern }
-        #expect(differing.isEmpty, "\(differing.count) values differ, first at \(differing.first ?? -1)")
-        // And the round trip stays close to the input (a sanity bound, not the reference check).
-        let error = zip(decoded, input).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
-        let power = input.reduce(0.0) { $0 + Double($1 * $1) }
-        #expect((error / power).squareRoot() < (format == .q8_0 ? 0.01 : 0.1))
-    }
-
-    @Test func rowSizes() {
-        #expect(BlockFormat.q8_0.rowBytes(columns: 2048) == 2048 / 32 * 34)
-        #expect(BlockFormat.q4_K.rowBytes(columns: 2048) == 2048 / 256 * 144)
-        #expect(BlockFormat.q4_K.rowBytes(columns: 2040) == nil && BlockFormat.q8_0.rowBytes(columns: 33) == nil)
-    }
-}
-
-/// The quantised linear kernels against `linear` on the dequantised matrix.
-@Suite("Quantised linear kernels")
-struct QuantizedLinearTests {
-    func randomMatrix(rows: Int, columns: Int, seed: UInt64) -> [Float] {
-        var state = seed
-        return (0..<(rows * columns)).map { _ in
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Float(Int64(bitPattern: state >> 11) % 2_000_001) / 1_000_000 * 0.05
-        }
-    }
-
-    /// Y = X̂ · Wᵀ in double, X̂ the activations rounded as the int8 kernels do (per 32
-    /// columns: d = max|x| / 127, q = x / d rounded to nearest even, x̂ = q · d). For Q4_K the
-    /// kernels apply each sub-block's `min` to the exact Σ x, so the emulation does too.
-    func int8ActivationProduct(_ x: [Float], tokens: Int, weight: WeightMatrix) -> [Double] {
-        let (rows, columns) = (weight.rows, weight.columns)
-        var rounded = [Double](repeating: 0, count: x.count)
-        for b in 0..<(x.count / 32) {
-            let block = x[(32 * b)..<(32 * b + 32)]
-            let d = block.map(abs).max()! / 127
-            let id: Float = d != 0 ? 1 / d : 0
-            for (i, v) in block.enumerated() { rounded[32 * b + i] = Double((v * id).rounded(.toNearestOrEven)) * Double(d) }
-        }
-        // Per weight: the part scaled with x̂ and the `min` part scaled with x.
-        var scaled = weight.floatValues().map(Double.init)
-        var offsets = [Double](repeating: 0, count: rows * columns)
-        if weight.blockFormat == .q4_K {
-            for r in 0..<rows {
-                for s in 0..<(columns / 256) {
-                    let block = weight.rowPointer(r) + s * Q4_K.bytesPerBlock
-                    let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-                    for j in 0..<8 {
-                        let m = Double(dmin * Float(Q4_K.scaleMin(j, block + 4).min))
-                        for i in 0..<32 {
-                            let index = r * columns + s * 256 + 32 * j + i
-                            scaled[index] += m  // w = (d·sc·q − m): the d·sc·q part
-                            offsets[index] = -m
-                        }
+                for r in 0..<fixture.rows {
+                    let row = UnsafeBufferPointer(rebasing: x[(r * fixture.columns)..<((r + 1) * fixture.columns)])
+                    let target = UnsafeMutableRawBufferPointer(rebasing: out[(r * rowBytes)..<((r + 1) * rowBytes)])
+                    if let importance {
+                        importance.withUnsafeBufferPointer { format.quantize(row, into: target, importance: $0) }
+                    } else {
+                        format.quantize(row, into: target)
                     }
                 }
             }
         }
-        var y = [Double](repeating: 0, count: tokens * rows)
-        for t in 0..<tokens {
-            for r in 0..<rows {
-                var sum = 0.0
-                for c in 0..<columns {
-                    sum += rounded[t * columns + c] * scaled[r * columns + c] + Double(x[t * columns + c]) * offsets[r * columns + c]
-                }
-                y[t * rows + r] = sum
-            }
-        }
-        return y
+        return encoded
     }
 
-    /// Rows of `x · Wᵀ` computed by kernel set `kernels` (one row range, no threads).
-    static func rows(_ kernels: any KernelSet.Type, _ x: [Float], tokens: Int, weight: WeightMatrix) -> [Float] {
-        var y = [Float](repeating: 0, count: tokens * weight.rows)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                let x = xp.baseAddress!
-                kernels.computeRows(RowCall(x: x, tokens: tokens, weight: weight, y: yp.baseAddress!, outputStride: weight.rows,
-                                            prepared: kernels.prepare(x, tokens: tokens, weight: weight)), 0..<weight.rows)
-            }
-        }
-        return y
+    static func decode(_ format: BlockFormat, _ encoded: [UInt8], count: Int) -> [Float] {
+        var decoded = [Float](repeating: .nan, count: count)
+        encoded.withUnsafeBytes { q in decoded.withUnsafeMutableBufferPointer { format.dequantize(q, into: $0) } }
+        return decoded
     }
 
-    /// The generic fp32-widening kernels (what runs without AVX2), on every machine.
-    @Test("generic kernels equal the dequantised product", arguments: BlockFormat.allCases)
-    func genericKernels(format: BlockFormat) {
-        let (rows, columns, tokens) = (9, 512, 3)
-        let quantized = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 5)).quantized(format)
-        let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
-        let x = randomMatrix(rows: tokens, columns: columns, seed: 6)
-        var expected = [Float](repeating: 0, count: tokens * rows)
-        x.withUnsafeBufferPointer { linear($0.baseAddress!, tokens: tokens, weight: decoded, into: &expected) }
-        let actual = Self.rows(JindouKernelsGeneric.Kernels.self, x, tokens: tokens, weight: quantized)
-        let scale = expected.map(abs).max()!
-        #expect(zip(expected, actual).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
+    /// √(Σ(a − x)² / Σx²).
+    static func relativeRMSE(_ a: [Float], _ x: [Float]) -> Double {
+        let error = zip(a, x).reduce(0.0) { $0 + (Double($1.0) - Double($1.1)) * (Double($1.0) - Double($1.1)) }
+        return (error / x.reduce(0.0) { $0 + Double($1) * Double($1) }).squareRoot()
+    }
+}
+
+/// Every ggml block format against llama.cpp's own bytes and the `gguf` package's decodings.
+@Suite("GGUF block quantisation")
+struct BlockQuantizationTests {
+    @Test("sizes, ids and activation formats equal ggml's type traits", arguments: BlockFormat.allCases)
+    func traits(format: BlockFormat) throws {
+        let ggml = try QuantFixtures.format(format)
+        #expect(format.ggmlTypeID == ggml.ggmlType && BlockFormat(ggmlTypeID: ggml.ggmlType) == format)
+        #expect("\(format)" == ggml.ggmlName, "case names are ggml_type_name")
+        #expect(format.blockSize == ggml.blockSize && format.bytesPerBlock == ggml.typeSize)
+        #expect(format.bitsPerWeight == Double(8 * ggml.typeSize) / Double(ggml.blockSize))
+        #expect(format.activationFormat.rawValue == ggml.vecDotType)
+        #expect(format.rowBytes(columns: 3 * ggml.blockSize) == 3 * ggml.typeSize)
+        #expect(format.rowBytes(columns: 3 * ggml.blockSize + 1) == nil)
+        // ggml can only quantise these with an importance matrix; Jindou has no encoder for them.
+        if ggml.requiresImatrix { #expect(!format.canQuantize) }
     }
 
-    /// 512 columns = 16 Q8_0 blocks (the 8-block path only); 544 = 17 (plus the one-block
-    /// tail; Q4_K needs multiples of 256).
-    @Test("equals the dequantised matrix's product (1 to 13 tokens, odd row counts, BLAS path too)",
-          arguments: [(BlockFormat.q8_0, 512), (.q8_0, 544), (.q4_K, 512)])
-    func matchesDequantised(format: BlockFormat, columns: Int) {
-        let rows = 37
-        let dense = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 3))
-        let quantized = dense.quantized(format)
-        #expect(quantized.byteCount == rows * format.rowBytes(columns: columns)!)
-        let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
-        for tokens in [1, 2, 5, 13] {
-            let x = randomMatrix(rows: tokens, columns: columns, seed: UInt64(10 + tokens)).map { $0 * 20 }
-            var expected = [Float](repeating: 0, count: tokens * rows), blas = expected
-            x.withUnsafeBufferPointer { xp in
-                linear(xp.baseAddress!, tokens: tokens, weight: decoded, into: &expected)
-                linear(xp.baseAddress!, tokens: tokens, weight: quantized, into: &blas)
-            }
-            let scale = expected.map(abs).max()!
-            if tokens >= blasTokenThreshold {
-                let worst = zip(expected, blas).map { abs($0 - $1) }.max()!
-                #expect(worst <= 1e-5 * scale, "\(format) BLAS tokens \(tokens): max |Δ| \(worst) of \(scale)")
-            }
-            // Every kernel set this CPU runs (the row kernels serve up to 11 tokens).
-            for kernels in KernelDispatch.supported {
-                let actual = Self.rows(kernels, x, tokens: tokens, weight: quantized)
-                let worst = zip(expected, actual).map { abs($0 - $1) }.max()!
-                if kernels.usesInt8Activations {
-                    // Exact: the same int8 activations, in double precision.
-                    let exact = int8ActivationProduct(x, tokens: tokens, weight: quantized)
-                    let worstExact = zip(exact, actual).map { abs(Float($0) - $1) }.max()!
-                    #expect(worstExact <= 1e-5 * scale,
-                            "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worstExact) of \(scale) vs int8-activation product")
-                    // And the activation rounding stays small against the fp32-activation product.
-                    #expect(worst <= 2e-2 * scale, "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
-                } else {
-                    #expect(worst <= 1e-5 * scale, "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
-                }
+    @Test func everyGGMLTypeIsAFormatOrNamedOther() throws {
+        let manifest = QuantFixtures.manifest
+        #expect(Set(manifest.formats.keys) == Set(BlockFormat.allCases.map(\.rawValue)))
+        for (name, id) in manifest.otherGgmlTypes {
+            #expect(BlockFormat(ggmlTypeID: id) == nil, "\(name) (\(id)) is not a block format Jindou reads")
+        }
+        for activation in ActivationFormat.allCases {
+            let ggml = try #require(manifest.activationFormats[activation.rawValue])
+            #expect(activation.ggmlTypeID == ggml.ggmlType && activation.blockSize == ggml.blockSize && activation.bytesPerBlock == ggml.typeSize)
+        }
+        #expect(Set(manifest.activationFormats.keys) == Set(ActivationFormat.allCases.map(\.rawValue)))
+    }
+
+    /// Blocks llama.cpp wrote (every kind of row, 32-weight formats also on rows of 35
+    /// blocks) and random valid ones (the IQ formats' indices visit every grid entry).
+    @Test("decoding equals the gguf package's dequantize bit for bit", arguments: BlockFormat.allCases)
+    func decodesLikeGGUF(format: BlockFormat) throws {
+        let fixtures = try QuantFixtures.format(format).fixtures.filter { $0.decoded != nil }
+        #expect(fixtures.contains { $0.kind == "ggml" } && fixtures.contains { $0.kind == "random" })
+        for fixture in fixtures {
+            let expected = try QuantFixtures.floats(fixture.decoded!)
+            #expect(expected.count == fixture.rows * fixture.columns)
+            let encoded = try QuantFixtures.bytes(fixture.encoded)
+            #expect(encoded.count == fixture.rows * format.rowBytes(columns: fixture.columns)!)
+            let differing = QuantFixtures.differing(QuantFixtures.decode(format, encoded, count: expected.count), expected)
+            #expect(differing.isEmpty, "\(fixture): \(differing.count) values differ, first at \(differing.first ?? -1)")
+        }
+    }
+
+    /// Without importances, what llama-quantize writes without an imatrix; with them
+    /// (`*.imatrix.bin`), what it writes with one.
+    @Test("encoding equals ggml_quantize_chunk byte for byte", arguments: BlockFormat.allCases.filter(\.canQuantize))
+    func encodesLikeGGML(format: BlockFormat) throws {
+        let fixtures = try QuantFixtures.format(format).fixtures.filter { $0.kind == "ggml" }
+        #expect(!fixtures.isEmpty)
+        for fixture in fixtures {
+            let expected = try QuantFixtures.bytes(fixture.encoded)
+            let encoded = try QuantFixtures.encode(format, fixture)
+            #expect(encoded.count == expected.count)
+            let rowBytes = format.rowBytes(columns: fixture.columns)!
+            for r in 0..<fixture.rows {
+                let range = (r * rowBytes)..<((r + 1) * rowBytes)
+                let differing = range.filter { encoded[$0] != expected[$0] }
+                #expect(differing.isEmpty, "\(fixture) row \(r): \(differing.count) bytes differ, first in block \(((differing.first ?? range.lowerBound) - range.lowerBound) / format.bytesPerBlock)")
             }
         }
-        // Row slices share the quantised memory.
-        let slice = quantized.rows(5..<9)
-        #expect(slice.floatValues() == Array(quantized.floatValues()[(5 * columns)..<(9 * columns)]))
+    }
+
+    /// The round trip's error is ggml's (the fixture's measured RMSE: same bytes, so equal
+    /// up to the order of the double-precision sums), and more bits per weight within a
+    /// family of encoders means less error on the same rows.
+    @Test("encode → decode error is ggml's and falls with the bit width")
+    func roundTripError() throws {
+        var measured: [BlockFormat: Double] = [:]
+        for format in BlockFormat.allCases where format.canQuantize {
+            let fixture = try #require(try QuantFixtures.format(format).fixtures.first { $0.input == "input.f32" && $0.imatrix == nil })
+            let input = try QuantFixtures.floats("input.f32")
+            let decoded = QuantFixtures.decode(format, try QuantFixtures.encode(format, fixture), count: input.count)
+            let error = QuantFixtures.relativeRMSE(decoded, input)
+            let ggml = try #require(fixture.relativeRmse)
+            #expect(abs(error - ggml) <= 1e-12 * ggml, "\(format): \(error) vs ggml's \(ggml)")
+            measured[format] = error
+        }
+        let families: [[BlockFormat]] = [[.q2_K, .q3_K, .q4_K, .q5_K, .q6_K, .q8_0], [.q4_0, .q5_0, .q8_0], [.q4_1, .q5_1],
+                                         [.tq1_0, .iq4_xs, .q5_K], [.iq4_nl, .q5_0]]
+        for family in families {
+            #expect(family == family.sorted { $0.bitsPerWeight < $1.bitsPerWeight }, "\(family) in bit-width order")
+            for (fewer, more) in zip(family, family.dropFirst()) {
+                #expect(measured[fewer]! > measured[more]!, "\(fewer) (\(fewer.bitsPerWeight) bits) vs \(more) (\(more.bitsPerWeight) bits)")
+            }
+        }
+    }
+
+    @Test("without an encoder, quantize stops with the format's name", arguments: BlockFormat.allCases.filter { !$0.canQuantize })
+    func noEncoder(format: BlockFormat) async {
+        await #expect(processExitsWith: .failure) { [format] in
+            let x = [Float](repeating: 1, count: format.blockSize)
+            var out = [UInt8](repeating: 0, count: format.bytesPerBlock)
+            x.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { format.quantize(x, into: $0) } }
+        }
+    }
+
+    @Test("WeightMatrix reads, widens, slices and (where it can) encodes every format", arguments: BlockFormat.allCases)
+    func weightMatrices(format: BlockFormat) throws {
+        for fixture in try QuantFixtures.format(format).fixtures where fixture.decoded != nil {
+            let encoded = try QuantFixtures.bytes(fixture.encoded), expected = try QuantFixtures.floats(fixture.decoded!)
+            try encoded.withUnsafeBytes { raw in
+                let matrix = WeightMatrix(rows: fixture.rows, columns: fixture.columns, quantized: format, base: raw.baseAddress!, owner: nil)
+                #expect(matrix.blockFormat == format && matrix.byteCount == encoded.count)
+                #expect(QuantFixtures.differing(matrix.floatValues(), expected).isEmpty, "\(fixture)")
+                let slice = matrix.rows(1..<fixture.rows)
+                #expect(QuantFixtures.differing(slice.floatValues(), Array(expected[fixture.columns...])).isEmpty, "\(fixture) rows 1…")
+                guard format.canQuantize, let input = fixture.input, fixture.imatrix == nil else { return }
+                let dense = WeightMatrix(rows: fixture.rows, columns: fixture.columns, float32: try QuantFixtures.floats(input))
+                let quantized = dense.quantized(format)
+                let bytes = Array(UnsafeRawBufferPointer(start: quantized.base, count: quantized.byteCount))
+                #expect(bytes.count == encoded.count && zip(bytes, encoded).allSatisfy { $0 == $1 }, "\(fixture) quantized")
+                let rowBytes = format.rowBytes(columns: fixture.columns)!
+                var part = [UInt8](repeating: 0, count: 2 * rowBytes)
+                part.withUnsafeMutableBytes { dense.encodeRows(2..<4, as: format, into: $0.baseAddress!) }
+                #expect(zip(part, encoded[(2 * rowBytes)...]).allSatisfy { $0 == $1 }, "\(fixture) encodeRows 2..<4")
+            }
+        }
     }
 }
