@@ -14,36 +14,27 @@ public enum Kernels: KernelSet {
     public static let name = "generic"
     #endif
 
-    #if JINDOU_AVX2
+    /// Every set multiplies block-quantised weights in integers over ggml's activation
+    /// blocks (the generic one in scalar code), so results do not depend on the CPU.
     public static let usesInt8Activations = true
-    #else
-    public static let usesInt8Activations = false
-    #endif
 
     public static func prepare(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix) -> UnsafeRawPointer? {
-        #if JINDOU_AVX2
-        if weight.blockFormat != nil { return Int8Activations.encode(x, tokens: tokens, columns: weight.columns) }
-        #endif
-        return nil
+        guard let format = weight.blockFormat else { return nil }
+        return QuantizedActivations.encode(x, tokens: tokens, columns: weight.columns, format: format.activationFormat)
     }
 
     public static func computeRows(_ call: RowCall, _ rows: Range<Int>) {
         let weight = call.weight
         if let format = weight.blockFormat {
+            let a = QuantizedActivations(call.prepared!, format: format.activationFormat, tokens: call.tokens, columns: weight.columns)
             #if JINDOU_AVX2
-            let a = Int8Activations(call.prepared!, tokens: call.tokens, columns: weight.columns)
             switch format {
-            case .q8_0: q8_0RowKernelAVX2(a, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
-            case .q4_K: q4_KRowKernelAVX2(a, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
-            default: preconditionFailure("no row kernel for \(format.rawValue) weights yet")
-            }
-            #else
-            switch format {
-            case .q8_0: q8_0RowKernel(call.x, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
-            case .q4_K: q4_KRowKernel(call.x, tokens: call.tokens, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
-            default: preconditionFailure("no row kernel for \(format.rawValue) weights yet")
+            case .q8_0: return q8_0RowKernelAVX2(a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            case .q4_K: return q4_KRowKernelAVX2(a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+            default: break
             }
             #endif
+            scalarBlockRows(format, a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
             return
         }
         denseRows(call.x, tokens: call.tokens, weight: weight, rows: rows, into: call.y, outputStride: call.outputStride)

@@ -1,75 +1,21 @@
-// Integer-dot kernels for Q8_0 and Q4_K weights on AVX2 (as llama.cpp's ggml-cpu does):
-// the activations are quantised to int8 per 32-column block once per call, then each
-// weight block's dot product is computed in integers — `vpmaddubsw` (u8 × s8 pairs →
-// s16) and `vpmaddwd` (pairs → s32) — converted to fp32 and scaled by the product of
-// the two block scales. That is ~6 instructions per 32 weights instead of widening every
-// weight to fp32, which is what keeps a quantised GEMV near the memory roofline.
+// Integer-dot kernels for Q8_0 and Q4_K weights on AVX2 (as llama.cpp's ggml-cpu does),
+// over the activations ActivationBlocks.swift rounded to Q8_0 (Q8_0 weights) or Q8_K
+// (Q4_K): each weight block's dot product is computed in integers — `vpmaddubsw` (u8 × s8
+// pairs → s16) and `vpmaddwd` (pairs → s32) — converted to fp32 and scaled by the product
+// of the two block scales. ~6 instructions per 32 weights instead of widening every weight
+// to fp32, which is what keeps a quantised GEMV near the memory roofline. The integer sums
+// are exactly the scalar kernels' (BlockDots.swift); only the float summation order differs.
 //
-// Bytes read per call: as the fp32-widening kernels (QuantizedLinear.swift); the
-// activations' int8 copy (tokens × columns bytes) stays in L1/L2.
-// Accuracy: the activations' rounding adds a relative error of about 2⁻⁸ per element
-// (what llama.cpp accepts for these formats); tests bound it against the exact product.
+// Bytes read per call: rows × rowBytes of weights (Q8_0 1.0625, Q4_K 0.5625 bytes per
+// weight); the activations' int8 copy (tokens × columns bytes) stays in L1/L2.
 //
 // Compiled into the AVX2 and AVX-512 kernel modules (Package.swift defines JINDOU_AVX2
-// there); the generic module runs the fp32-widening kernels (QuantizedRows.swift).
+// there); the generic module runs the scalar kernels.
 
 #if JINDOU_AVX2
 import _Builtin_intrinsics.intel
 import CJindouSupport
 import JindouTensors
-
-/// Activations as int8 blocks of 32 with one fp32 scale per block, and each block's fp32
-/// sum (for Q4_K's `min` term).
-struct Int8Activations {
-    var values: UnsafeMutablePointer<Int8>
-    var scales: UnsafeMutablePointer<Float>
-    var sums: UnsafeMutablePointer<Float>
-
-    /// The encoding `encode` wrote at `base`.
-    init(_ base: UnsafeRawPointer, tokens: Int, columns: Int) {
-        let blocks = tokens * (columns / 32)
-        values = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: Int8.self))
-        let floats = UnsafeMutablePointer(mutating: (base + Self.valueBytes(tokens: tokens, columns: columns)).assumingMemoryBound(to: Float.self))
-        scales = floats
-        sums = floats + blocks
-    }
-
-    /// The int8 values' bytes, padded to a cache line; the scales and sums follow.
-    static func valueBytes(tokens: Int, columns: Int) -> Int { (tokens * columns + 63) & ~63 }
-
-    /// Quantises `tokens` rows of `columns` floats (columns a multiple of 32) into the calling
-    /// thread's scratch and returns where (read it back with `init(_:tokens:columns:)`):
-    /// d = max|x| / 127, q = x / d rounded to nearest, ties to even (`vcvtps2dq`, as
-    /// ggml-cpu's AVX2 `quantize_row_q8_0`).
-    static func encode(_ x: UnsafePointer<Float>, tokens: Int, columns: Int) -> UnsafeRawPointer {
-        let blocks = columns / 32
-        let valueBytes = Self.valueBytes(tokens: tokens, columns: columns)
-        let buffer = UnsafeMutableRawPointer(threadScratch(.int8Activations, UInt8.self, count: valueBytes + 8 * tokens * blocks))
-        (buffer + valueBytes).bindMemory(to: Float.self, capacity: 2 * tokens * blocks)
-        let activations = Int8Activations(buffer, tokens: tokens, columns: columns)
-        let values = activations.values
-        let signBits = _mm256_set1_ps(-0.0)
-        // vpackssdw/vpacksswb interleave 128-bit lanes; this puts the bytes back in order.
-        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
-        for b in 0..<(tokens * blocks) {
-            let source = x + 32 &* b
-            let v0 = _mm256_loadu_ps(source), v1 = _mm256_loadu_ps(source + 8)
-            let v2 = _mm256_loadu_ps(source + 16), v3 = _mm256_loadu_ps(source + 24)
-            let magnitudes = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBits, v0), _mm256_andnot_ps(signBits, v1)),
-                                           _mm256_max_ps(_mm256_andnot_ps(signBits, v2), _mm256_andnot_ps(signBits, v3)))
-            let d = magnitudes.max() / 127
-            let inverse = _mm256_set1_ps(d != 0 ? 1 / d : 0)
-            let q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inverse)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inverse))
-            let q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inverse)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inverse))
-            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3))
-            _mm256_storeu_si256(UnsafeMutableRawPointer(values + 32 &* b).assumingMemoryBound(to: __m256i.self),
-                                _mm256_permutevar8x32_epi32(bytes, order))
-            activations.scales[b] = d
-            activations.sums[b] = (_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3))).sum()
-        }
-        return UnsafeRawPointer(buffer)
-    }
-}
 
 @inline(__always)
 private func load256(_ pointer: UnsafeRawPointer) -> __m256i {
@@ -150,48 +96,48 @@ private func q8_0RowDot(_ row: UnsafeRawPointer, _ xq: UnsafeRawPointer, _ dx: U
     return horizontalSum(acc)
 }
 
-func q8_0RowKernelAVX2(_ a: Int8Activations, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
+func q8_0RowKernelAVX2(_ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>,
                        y: UnsafeMutablePointer<Float>, outputStride: Int) {
     let blocks = weight.columns / 32
     let ones = _mm256_set1_epi16(1)
     for r in rows {
         let row = weight.rowPointer(r)
         // Later tokens read the row from L1.
-        for t in 0..<tokens {
-            y[t &* outputStride &+ r] = q8_0RowDot(row, UnsafeRawPointer(a.values + t &* weight.columns), a.scales + t &* blocks,
-                                                   blocks: blocks, ones)
+        for t in 0..<a.tokens {
+            let x = a.row(t)
+            y[t &* outputStride &+ r] = q8_0RowDot(row, UnsafeRawPointer(x.values), x.scales, blocks: blocks, ones)
         }
     }
 }
 
-/// Q4_K's twelve packed scale bytes as eight 6-bit scales and eight 6-bit mins, as floats
-/// (ggml's `kmask` shuffle: the same values as `Q4_K.scaleMin(0…7)`).
+/// Q4_K's twelve packed scale bytes as eight 6-bit scales and eight 6-bit mins, as int32
+/// lanes (ggml's `kmask` shuffle: the same values as `Q4_K.scaleMin(0…7)`).
 @inline(__always)
-private func q4_KScalesAndMins(_ packed: UnsafeRawPointer) -> (scales: __m256, mins: __m256) {
+private func q4_KScalesAndMinsInt(_ packed: UnsafeRawPointer) -> (scales: __m256i, mins: __m256i) {
     let u0 = packed.loadUnaligned(as: UInt32.self)
     let u1 = packed.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
     let u2 = packed.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
     let low6: UInt32 = 0x3F3F_3F3F, low4: UInt32 = 0x0F0F_0F0F, low2: UInt32 = 0x0303_0303
     let scales = UInt64(u0 & low6) | UInt64((u2 & low4) | (((u0 >> 6) & low2) << 4)) << 32
     let mins = UInt64(u1 & low6) | UInt64(((u2 >> 4) & low4) | (((u1 >> 6) & low2) << 4)) << 32
-    @inline(__always) func floats(_ bytes: UInt64) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: bytes))))
+    @inline(__always) func lanes(_ bytes: UInt64) -> __m256i {
+        _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(Int64(bitPattern: bytes)))
     }
-    return (floats(scales), floats(mins))
+    return (lanes(scales), lanes(mins))
 }
 
 /// Bytes ahead of the current super-block the Q4_K kernel prefetches.
 private let q4_KPrefetchDistance = 1152
 
-/// Σ w·x over one Q4_K row and one token's int8 activations. Per super-block (256 weights,
+/// Σ w·x over one Q4_K row and one token's Q8_K activations. Per super-block (256 weights,
 /// 144 bytes): eight sub-block integer dot products (nibbles are unsigned, so
-/// `vpmaddubsw` takes them directly) reduced to one vector (lane = sub-block), one
-/// multiply-add with the vector of d·scale·(activation scale), and the `min` terms as
-/// one more with dmin·min·Σx — no scalar work per sub-block.
+/// `vpmaddubsw` takes them directly) reduced to one vector (lane = sub-block) and scaled by
+/// the eight 6-bit scales, one multiply-add with d·(activation d); the `min` term in
+/// integers from the activations' 16-value sums (`vpmaddwd` of the sums with the mins).
 @inline(__always)
-private func q4_KRowDot(_ row: UnsafeRawPointer, _ xq: UnsafeRawPointer, _ dx: UnsafePointer<Float>, _ xs: UnsafePointer<Float>,
-                        superBlocks: Int, _ ones: __m256i, _ lowNibbles: __m256i) -> Float {
+private func q4_KRowDot(_ row: UnsafeRawPointer, _ x: ActivationRow, superBlocks: Int, _ ones: __m256i, _ lowNibbles: __m256i) -> Float {
     var acc = _mm256_setzero_ps(), minimums = _mm256_setzero_ps()
+    let xq = UnsafeRawPointer(x.values)
     for s in 0..<superBlocks {
         let block = row + s &* Q4_K.bytesPerBlock
         let ahead = block + q4_KPrefetchDistance
@@ -205,28 +151,29 @@ private func q4_KRowDot(_ row: UnsafeRawPointer, _ xq: UnsafeRawPointer, _ dx: U
                     _mm256_madd_epi16(_mm256_maddubs_epi16(high, load256(xb + (64 &* group &+ 32))), ones))
         }
         let (s0, s1) = pair(0), (s2, s3) = pair(1), (s4, s5) = pair(2), (s6, s7) = pair(3)
-        let totals = laneTotals(s0, s1, s2, s3, s4, s5, s6, s7)
-        let (scales, mins) = q4_KScalesAndMins(block + 4)
-        let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-        let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-        let sub = s &* 8
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals), _mm256_mul_ps(_mm256_mul_ps(scales, _mm256_set1_ps(d)), _mm256_loadu_ps(dx + sub)), acc)
-        minimums = _mm256_fmadd_ps(_mm256_mul_ps(mins, _mm256_set1_ps(dmin)), _mm256_loadu_ps(xs + sub), minimums)
+        let (scales, mins) = q4_KScalesAndMinsInt(block + 4)
+        let totals = _mm256_mullo_epi32(laneTotals(s0, s1, s2, s3, s4, s5, s6, s7), scales)
+        let dx = x.scales[s]
+        let d = Float(halfBits: block.loadUnaligned(as: UInt16.self)) * dx
+        let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) * dx
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals), _mm256_set1_ps(d), acc)
+        // (bsums[2k] + bsums[2k+1]) · m_k for the eight sub-blocks k.
+        let sums = _mm256_loadu_si256(UnsafeRawPointer(x.blockSums + 16 &* s).assumingMemoryBound(to: __m256i.self))
+        let pairedMins = _mm256_or_si256(mins, _mm256_slli_epi32(mins, 16))
+        minimums = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, pairedMins)), _mm256_set1_ps(dmin), minimums)
     }
     return horizontalSum(acc) - horizontalSum(minimums)
 }
 
-func q4_KRowKernelAVX2(_ a: Int8Activations, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
+func q4_KRowKernelAVX2(_ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>,
                        y: UnsafeMutablePointer<Float>, outputStride: Int) {
     let superBlocks = weight.columns / Q4_K.blockSize
-    let blocks = weight.columns / 32
     let ones = _mm256_set1_epi16(1)
     let lowNibbles = _mm256_set1_epi8(0x0F)
     for r in rows {
         let row = weight.rowPointer(r)
-        for t in 0..<tokens {
-            y[t &* outputStride &+ r] = q4_KRowDot(row, UnsafeRawPointer(a.values + t &* weight.columns), a.scales + t &* blocks,
-                                                   a.sums + t &* blocks, superBlocks: superBlocks, ones, lowNibbles)
+        for t in 0..<a.tokens {
+            y[t &* outputStride &+ r] = q4_KRowDot(row, a.row(t), superBlocks: superBlocks, ones, lowNibbles)
         }
     }
 }

