@@ -100,7 +100,9 @@ QWEN_MIXES += [Mix("UD-IQ1_S", "IQ1_S", imatrix=True, options=[
     "--tensor-type", r"blk\.1\.attn_v=q8_0", "--tensor-type", r"attn_(q|k|v|output)=q4_k"],
     note="unsloth-style dynamic mix from per-tensor overrides; committed only as its 3-part split, as large UD "
          "files are published", split=10)]  # 27 tensors → 3 parts
-DEEPSEEK_MIXES = [Mix("Q4_K_M", "Q4_K_M"), Mix("IQ4_XS", "IQ4_XS", imatrix=True), Mix("Q2_K", "Q2_K")]
+# Between them every fallback: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K/Q3_K → Q4_0, IQ* → IQ4_NL.
+DEEPSEEK_MIXES = [Mix("Q4_K_M", "Q4_K_M"), Mix("Q5_K_M", "Q5_K_M"), Mix("IQ4_XS", "IQ4_XS", imatrix=True),
+                  Mix("Q2_K", "Q2_K")]
 
 
 @dataclass
