@@ -12,7 +12,7 @@ Steps (tools/README.md has the details and the manifest schema):
    - `qwen3-moe-w256` (Qwen3-MoE): every matrix's input width a multiple of 256 (hidden 256,
      8 heads × 32 with 2 KV heads, moe_intermediate 256), 2 layers, 3 experts, top-2,
      norm_topk_prob, untied head, a 320-token BPE tokenizer (fixture_text). 3 experts, not 8:
-     experts are ~70% of every file, and with 8 the set would be ~60 MB; llama-quantize also
+     experts are ~70% of every file, and with 8 the set would be ~50 MB; llama-quantize also
      special-cases n_expert == 8 (Mixtral: attn_k/attn_v to Q8_0, attn_output to Q5_K), which real
      Qwen3-MoE files (128 experts) never get. Its only other expert-count rule (n_expert >= 4 or
      n_gqa >= 4 → Q4_K attn_v in IQ1/IQ2 mixes) is met through GQA 4, as in the real models, so
@@ -24,14 +24,16 @@ Steps (tools/README.md has the details and the manifest schema):
 2. each converted to an F32 GGUF by the llama.cpp tree's convert_hf_to_gguf.py (the pre-tokenizer
    name workaround of tools/fixture_gguf.py; nothing else changed);
 3. an importance matrix per checkpoint: llama-imatrix on `imatrix-corpus.txt` (committed);
-4. llama-quantize into every mix in MIXES (IQ mixes and the UD-style mix with the imatrix), one
-   UD-style mix of per-tensor overrides (`--tensor-type`), and a split (llama-gguf-split) of it;
+4. llama-quantize into every mix of QWEN_MIXES and DEEPSEEK_MIXES (IQ mixes and the UD-style mix
+   with the imatrix), the UD-style mix from per-tensor overrides (`--tensor-type`), committed as
+   its llama-gguf-split parts;
 5. llama.cpp's logits (tools/llama_cpp_logits.c: one thread, F32 KV cache, no flash attention)
    on 4 prompts per file: the last prompt position's logits (`<file>.logits.f32`), 8 greedy
-   tokens and every row's top-1/top-2 margin, into manifest.json;
+   tokens, every row's top-1/top-2 margin and llama.cpp's expert choices, into manifest.json;
 6. per file, the largest |Δlogit| between llama.cpp and float64 transformers on the weights
    dequantised from that file by gguf-py (`llama_vs_exact_dequantized_max_abs`): what llama.cpp's
-   kernels themselves add (they round activations to 8-bit blocks for quantised matmuls);
+   kernels themselves add (they round activations to 8-bit blocks for quantised matmuls), and
+   where the two chose different experts;
 7. the imatrix and every quantisation run a second time (and with 2 threads) into a scratch
    directory, to record whether they are bit-reproducible.
 
@@ -51,7 +53,6 @@ import runpy
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
