@@ -4,8 +4,9 @@
 #   tools/benchmarks.sh            # as root on Debian 12; ~1 h on 2 cores, ~30 GB of disk
 #
 # 1. installs the build dependencies (apt) and builds Jindou in release mode;
-# 2. builds llama.cpp's llama-bench from the sources vendored in PyPI's llama-cpp-python
-#    source distribution (the only llama.cpp source reachable without other internet);
+# 2. builds llama.cpp's llama-bench with tools/llama_cpp.sh, from the sources vendored in PyPI's
+#    llama-cpp-python source distribution (the only llama.cpp source reachable without other
+#    internet; it goes to $JINDOU_LLAMA_DIR, default /tmp/jindou-llama, and is reused);
 # 3. writes a synthetic Qwen3-30B-A3B-shape model (8 layers, bf16) and, from it, Q8_0 and
 #    Q4_K GGUF files with `jindouctl quantize` (llama.cpp and Jindou read the same files);
 # 4. runs `jindouctl bench kernels`, `bench decode` (Jindou vs llama-bench, bf16/Q8_0/Q4_K,
@@ -16,7 +17,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${JINDOU_BENCH_DIR:-/tmp/jindou-bench}
-llama_version=0.3.36
 mkdir -p "$work" docs/benchmarks
 
 if [ "${JINDOU_BENCH_SKIP_APT:-0}" != 1 ]; then
@@ -27,15 +27,7 @@ fi
 swift build -c release
 bin=.build/release
 
-llama_dir="$work/llama_cpp_python-$llama_version/vendor/llama.cpp"
-llama_bench="$llama_dir/build/bin/llama-bench"
-if [ ! -x "$llama_bench" ]; then
-  python3 -m pip download --no-deps --no-binary :all: "llama-cpp-python==$llama_version" -d "$work/dl"
-  tar xzf "$work/dl/llama_cpp_python-$llama_version.tar.gz" -C "$work"
-  cmake -S "$llama_dir" -B "$llama_dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
-  cmake --build "$llama_dir/build" --target llama-bench -j"$(nproc)"
-fi
+llama_bench="$(tools/llama_cpp.sh)/build/bin/llama-bench"
 
 model="$work/q30b-8l"
 [ -f "$model/config.json" ] || $bin/jindouctl synth --like qwen3-30b-a3b --layers 8 --vocab-size 32768 --out "$model"

@@ -5,10 +5,33 @@
 //   llama_cpp_logits MODEL.gguf N_NEW ID0 ID1 ...
 //   stdout: "P <position> <logits…>" per prompt position, then per new token
 //           "G <step> <token>" and (except after the last) "D <step> <logits…>".
+//   With LLAMA_CPP_LOGITS_ROUTING=1 in the environment it also prints, during the prompt's
+//   prefill, "R <layer> <position> <experts…>" per MoE layer and prompt position: every expert
+//   in llama.cpp's order of descending selection score (its `ffn_moe_argsort` tensor, whose first
+//   n_expert_used entries are the chosen experts). The eval callback this needs splits the graph
+//   at those tensors, so use the logits of a run without it.
 #include "llama.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static int in_prefill = 0;
+
+// ggml_backend_sched_eval_callback: ask for `ffn_moe_argsort-<layer>`, print it once computed.
+static bool routing(struct ggml_tensor *t, bool ask, void *user_data) {
+    (void) user_data;
+    if (strncmp(t->name, "ffn_moe_argsort-", 16) != 0) return !ask;  // observe nothing else
+    if (ask) return in_prefill;
+    if (t->type != GGML_TYPE_I32) return true;
+    const int layer = atoi(t->name + 16);
+    for (int64_t token = 0; token < t->ne[1]; token++) {
+        printf("R %d %d", layer, (int) token);
+        for (int64_t e = 0; e < t->ne[0]; e++) printf(" %d", *(const int32_t *) ((const char *) t->data + token * t->nb[1] + e * t->nb[0]));
+        printf("\n");
+    }
+    return true;
+}
 
 static int print_row(const char *tag, int index, const float *logits, int vocabulary) {
     int best = 0;
@@ -35,6 +58,8 @@ int main(int argc, char **argv) {
     cp.n_threads = cp.n_threads_batch = 1;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.type_k = cp.type_v = GGML_TYPE_F32;
+    const char *dump = getenv("LLAMA_CPP_LOGITS_ROUTING");
+    if (dump && strcmp(dump, "0") != 0) cp.cb_eval = routing;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx || n + n_new > 512) return 4;
     const int vocabulary = llama_vocab_n_tokens(llama_model_get_vocab(model));
@@ -47,7 +72,9 @@ int main(int argc, char **argv) {
         batch.logits[i] = 1;
     }
     batch.n_tokens = n;
+    in_prefill = 1;
     if (llama_decode(ctx, batch)) return 5;
+    in_prefill = 0;
     int next = 0;
     for (int i = 0; i < n; i++) next = print_row("P", i, llama_get_logits_ith(ctx, i), vocabulary);
     for (int step = 0; step < n_new; step++) {
