@@ -152,14 +152,40 @@ public final class GGUFFile: @unchecked Sendable {
     // @unchecked: immutable after init; the mappings are read-only.
     /// One file of the model.
     public struct Part: @unchecked Sendable {
-        // @unchecked: the mapping is read-only and kept alive by `region`.
+        // @unchecked: the mappings are read-only and kept alive by `header`/`whole`.
         public let path: String
         public let byteCount: Int
-        let region: MappedRegion
+        /// The beginning of the file, up to the tensor data: metadata and tensor infos are read
+        /// from it. Only this is mapped when a model is opened, so a worker maps nothing of a
+        /// part but its header and its experts' byte ranges (`GGUFCheckpoint.load`).
+        let headerRegion: MappedRegion
         /// Where its tensor data starts.
         let dataOffset: Int
+        /// The whole file, mapped the first time a tensor is read through `GGUFFile` itself.
+        let whole: LazyMapping
         /// The bytes before `dataOffset`: metadata and tensor infos.
-        var header: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: region.base, count: dataOffset) }
+        var header: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: headerRegion.base, count: dataOffset) }
+    }
+
+    /// A whole-file mapping made on first use (thread-safe).
+    final class LazyMapping: @unchecked Sendable {
+        // @unchecked: `region` is only touched under `lock`.
+        private let lock = NSLock()
+        private var region: MappedRegion?
+        let path: String
+        let length: Int
+        init(path: String, length: Int) {
+            self.path = path
+            self.length = length
+        }
+        func get() throws -> MappedRegion {
+            try lock.withLock {
+                if let region { return region }
+                let mapped = try MappedRegion(path: path, offset: 0, length: length)
+                region = mapped
+                return mapped
+            }
+        }
     }
 
     /// The first (or only) file.
@@ -247,8 +273,22 @@ public final class GGUFFile: @unchecked Sendable {
             throw GGUFError(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
         guard size >= 24 else { throw GGUFError(path: path, reason: "\(size) bytes is too short for a GGUF header") }
-        let region = try MappedRegion(path: path, offset: 0, length: size)
-        var reader = Reader(base: region.base, count: size, path: path)
+        // Map a window of the file's beginning, larger until the header fits (a vocabulary of
+        // 150k tokens and merges is a few MB of metadata).
+        var window = min(size, 8 << 20)
+        while true {
+            do {
+                return try parseHeader(path: path, part: part, size: size, window: window)
+            } catch Reader.WindowTooSmall.needed(let bytes) {
+                window = min(size, max(bytes, window * 4))
+            }
+        }
+    }
+
+    private static func parseHeader(path: String, part: Int, size: Int, window: Int) throws
+        -> (part: Part, version: UInt32, metadata: [String: GGUFValue], keys: [String], alignment: Int, tensors: [GGUFTensorInfo]) {
+        let region = try MappedRegion(path: path, offset: 0, length: window)
+        var reader = Reader(base: region.base, count: window, fileSize: size, path: path)
         guard try reader.bytes(4) == Array("GGUF".utf8) else { throw GGUFError(path: path, reason: "not a GGUF file (magic is not 'GGUF')") }
         let version = try reader.u32()
         guard version == 2 || version == 3 else { throw GGUFError(path: path, reason: "GGUF version \(version) is not supported (2 or 3)") }
@@ -299,14 +339,18 @@ public final class GGUFFile: @unchecked Sendable {
             GGUFTensorInfo(name: $0.name, dimensions: $0.dimensions, type: $0.type, offset: $0.offset, byteCount: $0.bytes, part: part,
                            fileOffset: dataOffset + $0.offset)
         }
-        return (Part(path: path, byteCount: size, region: region, dataOffset: dataOffset), version, metadata, keys, alignment, tensors)
+        // Keep only the header mapped (the window may reach into tensor data).
+        let header = window > dataOffset ? try MappedRegion(path: path, offset: 0, length: max(1, min(size, dataOffset))) : region
+        return (Part(path: path, byteCount: size, headerRegion: header, dataOffset: dataOffset,
+                     whole: LazyMapping(path: path, length: size)), version, metadata, keys, alignment, tensors)
     }
 
     public func tensor(_ name: String) -> GGUFTensorInfo? { index[name].map { tensors[$0] } }
 
-    /// The tensor's bytes, in place.
-    public func bytes(of info: GGUFTensorInfo) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: parts[info.part].region.base + info.fileOffset, count: info.byteCount)
+    /// The tensor's bytes, in place (maps the whole part on first use; `GGUFCheckpoint.load`
+    /// maps only the ranges it is asked for instead).
+    public func bytes(of info: GGUFTensorInfo) throws -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: try parts[info.part].whole.get().base + info.fileOffset, count: info.byteCount)
     }
 
     /// The path of the file holding `info`.
@@ -331,12 +375,12 @@ public final class GGUFFile: @unchecked Sendable {
         }
         let (columns, rows) = (d[0], d[1])
         let rowBytes = columns / info.type.blockSize * info.type.bytesPerBlock
-        var base = bytes(of: info).baseAddress!
+        var base = try bytes(of: info).baseAddress!
         if let index {
             guard (0..<d[2]).contains(index) else { throw GGUFError(path: path(of: info), reason: "tensor '\(name)' has \(d[2]) slices, asked for \(index)") }
             base += index * rows * rowBytes
         }
-        let owner = parts[info.part].region
+        let owner = try parts[info.part].whole.get()
         if let format = info.type.blockFormat {
             return WeightMatrix(rows: rows, columns: columns, quantized: format, base: base, owner: owner)
         }
@@ -346,14 +390,20 @@ public final class GGUFFile: @unchecked Sendable {
     /// Bounds-checked little-endian reads from the mapping.
     struct Reader {
         let base: UnsafeRawPointer
+        /// Bytes mapped at `base` (a window of the file's beginning).
         let count: Int
+        let fileSize: Int
         let path: String
         var offset = 0
 
+        /// The header runs past the mapped window: map at least this many bytes and read again.
+        enum WindowTooSmall: Error { case needed(Int) }
+
         mutating func need(_ n: Int, _ what: @autoclosure () -> String) throws {
-            guard n >= 0, offset + n <= count else {
-                throw GGUFError(path: path, reason: "truncated: \(what()) at byte \(offset) needs \(n) bytes, the file has \(count)")
+            guard n >= 0, offset + n <= fileSize else {
+                throw GGUFError(path: path, reason: "truncated: \(what()) at byte \(offset) needs \(n) bytes, the file has \(fileSize)")
             }
+            if offset + n > count { throw WindowTooSmall.needed(offset + n) }
         }
         mutating func bytes(_ n: Int) throws -> [UInt8] {
             try need(n, "\(n) bytes")

@@ -70,11 +70,11 @@ struct Generate: AsyncParsableCommand {
     var ignoreEOS = false
 
     @Option(name: .customLong("expert-format"),
-            help: "With --model: re-encode the routed experts after loading, q8_0 or q4_k (GGUF block formats).")
+            help: "With --model: re-encode the routed experts after loading, a GGUF block format Jindou encodes (q8_0, q6_k, q5_k, q4_k, q4_0, iq4_xs, …).")
     var expertFormat: String?
 
     @Option(name: .customLong("dense-format"),
-            help: "With --model: re-encode attention, dense/shared MLPs and the LM head too, q8_0 or q4_k (embeddings and routers stay).")
+            help: "With --model: re-encode attention, dense/shared MLPs and the LM head too, in a GGUF block format Jindou encodes (embeddings and routers stay).")
     var denseFormat: String?
 
     @Flag(help: "Print one JSON object.")
@@ -100,8 +100,12 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--prompt-ids must be a comma-separated list of non-negative integers, got '\(promptIDs)'")
         }
         guard autoThreshold > 0, autoThreshold <= 1 else { throw ValidationError("--auto-threshold must be in (0, 1]") }
-        if let expertFormat, ![.q8_0, .q4_K].contains(BlockFormat(rawValue: expertFormat)) { throw ValidationError("--expert-format must be q8_0 or q4_k") }
-        if let denseFormat, ![.q8_0, .q4_K].contains(BlockFormat(rawValue: denseFormat)) { throw ValidationError("--dense-format must be q8_0 or q4_k") }
+        if let expertFormat, !(BlockFormat(rawValue: expertFormat.lowercased())?.canQuantize ?? false) {
+            throw ValidationError("--expert-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
+        }
+        if let denseFormat, !(BlockFormat(rawValue: denseFormat.lowercased())?.canQuantize ?? false) {
+            throw ValidationError("--dense-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
+        }
         if let text = expertsPerToken, ExpertsPerToken(parsing: text, defaultThreshold: autoThreshold) == nil {
             throw ValidationError("--experts-per-token must be a positive integer, 'auto' or 'auto:THRESHOLD', got '\(text)'")
         }
@@ -109,8 +113,8 @@ struct Generate: AsyncParsableCommand {
 
     /// The in-process engine for `--model`, with `--expert-format` / `--dense-format`.
     func loadEngine(_ model: String) throws -> InferenceEngine {
-        try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:)),
-                                 denseFormat: denseFormat.flatMap(BlockFormat.init(rawValue:)))
+        try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) },
+                                 denseFormat: denseFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) })
     }
 
     func parsedPrompt() throws -> [Int] {

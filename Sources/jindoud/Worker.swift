@@ -54,13 +54,15 @@ struct Worker: AsyncParsableCommand {
     var maxPayloadMB: Int = 1024
 
     @Option(name: .customLong("expert-format"),
-            help: "Re-encode the experts this worker holds after loading: q8_0 or q4_k (GGUF block formats; default: the checkpoint's dtype).")
+            help: "Re-encode the experts this worker holds after loading: a GGUF block format Jindou encodes, e.g. q8_0, q6_k, q4_k, iq4_xs (default: the checkpoint's dtype).")
     var expertFormat: String?
 
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
-        if let expertFormat, ![.q8_0, .q4_K].contains(BlockFormat(rawValue: expertFormat)) { throw ValidationError("--expert-format must be q8_0 or q4_k") }
+        if let expertFormat, !(BlockFormat(rawValue: expertFormat.lowercased())?.canQuantize ?? false) {
+            throw ValidationError("--expert-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
+        }
         if placement != nil && name == nil { throw ValidationError("--placement needs --name (the worker's name in the file)") }
         if let memoryLimit, parseByteSize(memoryLimit) == nil { throw ValidationError("--memory-limit: e.g. 48GiB, 512MB or bytes") }
         guard maxPayloadMB > 0 else { throw ValidationError("--max-payload-mb must be positive") }
@@ -75,7 +77,7 @@ struct Worker: AsyncParsableCommand {
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
                                maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault,
-                               expertFormat: expertFormat.flatMap(BlockFormat.init(rawValue:))),
+                               expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }),
                 logger: logger)
         } catch {
             throw DaemonError(error)

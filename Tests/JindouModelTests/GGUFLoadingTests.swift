@@ -189,7 +189,7 @@ struct GGUFLoadingTests {
                 continue
             }
             writer.tensors.append(.init(name: info.name, dimensions: info.dimensions, type: info.type) { write in
-                try write(file.bytes(of: info))
+                try write(try file.bytes(of: info))
             })
         }
         writer.tensors += extra
