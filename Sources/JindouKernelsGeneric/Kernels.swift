@@ -28,10 +28,10 @@ public enum Kernels: KernelSet {
         if let format = weight.blockFormat {
             let a = QuantizedActivations(call.prepared!, format: format.activationFormat, tokens: call.tokens, columns: weight.columns)
             #if JINDOU_AVX2
-            switch format {
-            case .q8_0: return q8_0RowKernelAVX2(a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
-            case .q4_K: return q4_KRowKernelAVX2(a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
-            default: break
+            // The instruction-set versions (legacy/K formats; IQ/TQ/MXFP4), where there is one.
+            if legacyAndKRowsSIMD(format, a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)
+                || gridRowsSIMD(format, a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride) {
+                return
             }
             #endif
             scalarBlockRows(format, a, weight: weight, rows: rows, y: call.y, outputStride: call.outputStride)

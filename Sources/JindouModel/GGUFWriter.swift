@@ -174,10 +174,14 @@ public enum GGUFExport {
     public enum Recipe: Sendable {
         case mix(QuantizationMix)
         case experts(BlockFormat, embedding: BlockFormat?)
+        /// Every matrix as F32, F16 or BF16 (what llama.cpp's converter writes with
+        /// `--outtype`, and the input llama-quantize and llama-imatrix take).
+        case float(GGMLType)
 
         /// `general.file_type`.
         var fileType: Int {
             switch self {
+            case .float(let type): type == .f32 ? 0 : type == .f16 ? 1 : 32
             case .mix(let mix): mix.fileType
             case .experts(let format, _): format == .q8_0 ? 7 : QuantizationMix.allCases.first { $0.defaultType.blockFormat == format }?.fileType ?? 7
             }
@@ -361,6 +365,13 @@ public enum GGUFExport {
             case .mix(let mix):
                 let chosen = try mix.types(of: planned.map { .init(name: $0.name, dimensions: $0.dimensions) }, model: model)
                 types = zip(planned, chosen).map { $1 ?? $0.source }
+            case .float(let type):
+                types = planned.map { tensor in
+                    switch tensor.role {
+                    case .vector, .router: .f32
+                    default: type
+                    }
+                }
             case .experts(let format, let embedding):
                 types = planned.map { tensor in
                     switch tensor.role {

@@ -9,6 +9,7 @@ struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a Qwen3-MoE, GLM4-MoE or DeepSeek-V3/Kimi-K2 checkpoint as GGUF (llama.cpp's qwen3moe / glm4moe / deepseek2 layout), quantised as llama-quantize quantises.",
         discussion: """
+            --to BF16|F16|F32: every matrix unquantised in that type (llama-quantize's and llama-imatrix's input).
             --to MIX: one of llama-quantize's mixes (\(QuantizationMix.allCases.map(\.rawValue).joined(separator: ", "));
             Q4_K/Q5_K/Q3_K mean the _M mixes, as in llama-quantize), each tensor in the type llama-quantize's rules give
             it without an importance matrix (e.g. Q4_K_M: Q4_K with attn_v and some ffn_down in Q6_K, output in Q6_K;
@@ -24,7 +25,7 @@ struct Quantize: ParsableCommand {
             """
     )
 
-    @Option(help: "A llama-quantize mix: Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, IQ4_XS, ….") var to: String?
+    @Option(help: "A llama-quantize mix (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, IQ4_XS, …) or BF16/F16/F32 (unquantised, as the converter's --outtype).") var to: String?
     @Option(help: "Only the routed experts in this block format (e.g. q8_0, q4_k); other matrices Q8_0.") var experts: String?
     @Option(help: "Checkpoint directory.") var model: String
     @Option(help: "Output .gguf file (written to FILE.partial, renamed when complete).") var out: String
@@ -33,7 +34,7 @@ struct Quantize: ParsableCommand {
 
     func validate() throws {
         guard (to == nil) != (experts == nil) else { throw ValidationError("give exactly one of --to MIX or --experts FORMAT") }
-        if let to, QuantizationMix(name: to) == nil {
+        if let to, QuantizationMix(name: to) == nil, !["BF16", "F16", "F32"].contains(to.uppercased()) {
             throw ValidationError("--to must be one of \(QuantizationMix.allCases.map(\.rawValue).joined(separator: ", ")), not '\(to)'")
         }
         if let experts {
@@ -45,7 +46,14 @@ struct Quantize: ParsableCommand {
     }
 
     var recipe: GGUFExport.Recipe {
-        if let to { return .mix(QuantizationMix(name: to)!) }
+        if let to {
+            switch to.uppercased() {
+            case "BF16": return .float(.bf16)
+            case "F16": return .float(.f16)
+            case "F32": return .float(.f32)
+            default: return .mix(QuantizationMix(name: to)!)
+            }
+        }
         return .experts(BlockFormat(rawValue: experts!.lowercased())!, embedding: BlockFormat(rawValue: tokenEmbeddingType))
     }
 
