@@ -188,8 +188,11 @@ public enum GGUFExport {
         }
     }
 
+    /// `importance`: an importance matrix (llama-imatrix), used as llama-quantize's
+    /// `--imatrix` uses it: it weighs each encoder's rounding errors and changes a few rules.
     public static func model(checkpoint: Checkpoint, description d: ModelDescription, recipe: Recipe,
-                             tokenizer: [(String, GGUFWriter.Value)]? = nil, name: String) throws -> GGUFWriter {
+                             importance: ImportanceMatrix? = nil, tokenizer: [(String, GGUFWriter.Value)]? = nil,
+                             name: String) throws -> GGUFWriter {
         let arch: String
         switch d.architecture {
         case .qwen3Moe: arch = "qwen3moe"
@@ -226,7 +229,8 @@ public enum GGUFExport {
             if d.architecture == .glm4Moe { writer.metadata += try glm4MoeMetadata(d, path: checkpoint.directory) }
         }
         writer.metadata += tokenizer ?? [("tokenizer.ggml.model", .string("none"))]
-        var tensors = TensorWriter(checkpoint: checkpoint, description: d)
+        if let importance { writer.metadata += importance.metadata }
+        var tensors = TensorWriter(checkpoint: checkpoint, description: d, importance: importance)
         try tensors.matrix(d.embeddingName)
         for l in 0..<d.layerCount {
             let p = d.layerPrefix(l), b = "blk.\(l)."
@@ -250,8 +254,8 @@ public enum GGUFExport {
             if d.hasCorrectionBias { try tensors.vector(d.correctionBiasName(layer: l)) }
             let e = d.expertCount, h = d.hiddenSize, i = d.moeIntermediateSize
             for (projection, dimensions) in [("gate", [h, i, e]), ("up", [h, i, e]), ("down", [i, h, e])] {
-                let checkpoint = checkpoint
-                tensors.append(.init(name: b + "ffn_\(projection)_exps.weight", dimensions: dimensions, role: .experts, source: .f32) { type in
+                let checkpoint = checkpoint, name = b + "ffn_\(projection)_exps.weight"
+                tensors.append(.init(name: name, dimensions: dimensions, role: .experts, source: .f32) { type in
                     { write in
                         // One expert at a time: only its tensors are mapped.
                         for expert in 0..<e {
@@ -259,7 +263,8 @@ public enum GGUFExport {
                             let shard = try ExpertShard(description: d, checkpoint: checkpoint, keys: [key])
                             let weights = shard.experts[key]!
                             let m = projection == "gate" ? weights.gate : projection == "up" ? weights.up : weights.down
-                            try encodeRows(m, type: type, write: write)
+                            try encodeRows(m, type: type, importance: try importance?.importance(for: name, columns: m.columns, expert: expert),
+                                           write: write)
                         }
                     }
                 })
@@ -318,11 +323,13 @@ public enum GGUFExport {
 
         let checkpoint: Checkpoint
         let description: ModelDescription
+        let importance: ImportanceMatrix?
         private(set) var planned: [Planned] = []
 
-        init(checkpoint: Checkpoint, description: ModelDescription) {
+        init(checkpoint: Checkpoint, description: ModelDescription, importance: ImportanceMatrix? = nil) {
             self.checkpoint = checkpoint
             self.description = description
+            self.importance = importance
         }
 
         mutating func append(_ tensor: Planned) { planned.append(tensor) }
@@ -352,9 +359,13 @@ public enum GGUFExport {
             let view = try Self.plain(hf, checkpoint)
             guard view.shape.count == 2 else { throw CheckpointError.shapeMismatch(path: view.path, tensor: hf, expected: [-1, -1], actual: view.shape) }
             let (rows, columns) = (view.shape[0], view.shape[1])
-            let checkpoint = checkpoint
-            planned.append(.init(name: ggufName(hf), dimensions: [columns, rows], role: role, source: .f32) { type in
-                { write in try encodeRows(try Self.plain(hf, checkpoint).matrix(), type: type, write: write) }
+            let checkpoint = checkpoint, name = ggufName(hf), importance = importance
+            planned.append(.init(name: name, dimensions: [columns, rows], role: role, source: .f32) { type in
+                { write in
+                    // llama-imatrix records no token embedding (not a matmul input); others must fit.
+                    try encodeRows(try Self.plain(hf, checkpoint).matrix(), type: type,
+                                   importance: try importance?.importance(for: name, columns: columns, expert: nil), write: write)
+                }
             })
         }
 
@@ -363,7 +374,8 @@ public enum GGUFExport {
             let types: [GGMLType]
             switch recipe {
             case .mix(let mix):
-                let chosen = try mix.types(of: planned.map { .init(name: $0.name, dimensions: $0.dimensions) }, model: model)
+                let chosen = try mix.types(of: planned.map { .init(name: $0.name, dimensions: $0.dimensions) }, model: model,
+                                           importance: importance != nil)
                 types = zip(planned, chosen).map { $1 ?? $0.source }
             case .float(let type):
                 types = planned.map { tensor in
@@ -390,8 +402,10 @@ public enum GGUFExport {
         }
     }
 
-    /// Rows of `m` written as `type` (a block format, F32, F16 or BF16), in batches.
-    static func encodeRows(_ m: WeightMatrix, type: GGMLType, write: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Rows of `m` written as `type` (a block format, F32, F16 or BF16), in batches, weighed
+    /// by `importance` (one value per column) for the block formats whose encoders use it.
+    static func encodeRows(_ m: WeightMatrix, type: GGMLType, importance: [Float]? = nil,
+                           write: (UnsafeRawBufferPointer) throws -> Void) throws {
         let format = type.blockFormat
         guard format != nil || [GGMLType.f32, .f16, .bf16].contains(type) else {
             throw GGUFError(path: type.name, reason: "Jindou cannot write \(type) tensors")
@@ -411,7 +425,11 @@ public enum GGUFExport {
                 let part = (rows.lowerBound + t * task)..<min(rows.upperBound, rows.lowerBound + (t + 1) * task)
                 let out = buffer + (part.lowerBound - rows.lowerBound) * rowBytes
                 if let format {
-                    m.encodeRows(part, as: format, into: out)
+                    if let importance {
+                        importance.withUnsafeBufferPointer { m.encodeRows(part, as: format, importance: $0, into: out) }
+                    } else {
+                        m.encodeRows(part, as: format, into: out)
+                    }
                 } else if type == .f32 {
                     m.widenRows(part, into: out.bindMemory(to: Float.self, capacity: part.count * m.columns))
                 } else {

@@ -95,10 +95,10 @@ public enum QuantizationMix: String, CaseIterable, Sendable {
     /// llama-quantize keeps a tensor as it is (norms, biases, routers). The counters behind
     /// "every n-th `attn_v`" run in llama.cpp's tensor order (by block, then by name),
     /// whatever order `tensors` is in.
-    public func types(of tensors: [Tensor], model: Model) throws -> [GGMLType?] {
+    public func types(of tensors: [Tensor], model: Model, importance: Bool = false) throws -> [GGMLType?] {
         let order = tensors.indices.sorted { Self.loaderOrder(tensors[$0].name, tensors[$1].name) }
         var state = State(valueTensors: tensors.filter { Category($0.name).isAttentionValue }.count,
-                          tiedEmbeddings: !tensors.contains { $0.name == "output.weight" })
+                          tiedEmbeddings: !tensors.contains { $0.name == "output.weight" }, importance: importance)
         var result = [GGMLType?](repeating: nil, count: tensors.count)
         for i in order {
             let tensor = tensors[i]
@@ -134,6 +134,8 @@ public enum QuantizationMix: String, CaseIterable, Sendable {
     struct State {
         let valueTensors: Int
         let tiedEmbeddings: Bool
+        /// llama-quantize's `has_imatrix`.
+        let importance: Bool
         var valueIndex = 0
     }
 
@@ -195,9 +197,12 @@ public enum QuantizationMix: String, CaseIterable, Sendable {
             case .q3_K_M: type = layer < n / 16 ? .q5_K : .q4_K
             case .q3_K_L: type = .q5_K
             case .q4_K_M: if Self.useMoreBits(layer, n) { type = .q6_K }
-            case .iq4_nl, .iq4_xs: if layer < n / 8 { type = .q5_K }
+            case .iq4_nl, .iq4_xs: if layer < n / 8 && !state.importance { type = .q5_K }
             case .q5_K_M: if Self.useMoreBits(layer, n) { type = .q6_K }
             case .q4_K_S: if layer < n / 8 { type = .q5_K }
+            // Guards the first ffn_down layers when an imatrix makes Q4_0/Q5_0 aggressive.
+            case .q4_0: if state.importance && layer < n / 8 { type = GGMLType(rawValue: 3)! }
+            case .q5_0: if state.importance && layer < n / 8 { type = GGMLType(rawValue: 7)! }
             default: break
             }
         } else if category == .attentionOutput {

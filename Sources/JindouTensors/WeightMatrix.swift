@@ -59,16 +59,21 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// Rows `range` encoded in `format`, one after another, into `out`
-    /// (`range.count × format.rowBytes(columns:)` bytes). Precondition: `format.canQuantize`.
-    public func encodeRows(_ range: Range<Int>, as format: BlockFormat, into out: UnsafeMutableRawPointer) {
+    /// (`range.count × format.rowBytes(columns:)` bytes), with `importance` (one positive
+    /// weight per column: an importance matrix's entries, as llama-quantize passes them) when
+    /// given. Precondition: `format.canQuantize`.
+    public func encodeRows(_ range: Range<Int>, as format: BlockFormat, importance: UnsafeBufferPointer<Float>? = nil,
+                           into out: UnsafeMutableRawPointer) {
         precondition(blockFormat == nil, "already quantised")
         guard let rowBytes = format.rowBytes(columns: columns) else {
             preconditionFailure("\(format.rawValue) rows need a multiple of \(format.blockSize) columns, got \(columns)")
         }
+        precondition(importance.map { $0.count == columns } ?? true, "importance needs one weight per column")
         withUnsafeTemporaryAllocation(of: Float.self, capacity: columns) { row in
             for (i, r) in range.enumerated() {
                 widenRows(r..<(r + 1), into: row.baseAddress!)
-                format.quantize(UnsafeBufferPointer(row), into: UnsafeMutableRawBufferPointer(start: out + i * rowBytes, count: rowBytes))
+                format.quantize(UnsafeBufferPointer(row), into: UnsafeMutableRawBufferPointer(start: out + i * rowBytes, count: rowBytes),
+                                importance: importance)
             }
         }
     }

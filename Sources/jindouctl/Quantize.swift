@@ -27,6 +27,7 @@ struct Quantize: ParsableCommand {
 
     @Option(help: "A llama-quantize mix (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, IQ4_XS, …) or BF16/F16/F32 (unquantised, as the converter's --outtype).") var to: String?
     @Option(help: "Only the routed experts in this block format (e.g. q8_0, q4_k); other matrices Q8_0.") var experts: String?
+    @Option(help: "An importance matrix from llama-imatrix (GGUF), used as llama-quantize's --imatrix uses it.") var imatrix: String?
     @Option(help: "Checkpoint directory.") var model: String
     @Option(help: "Output .gguf file (written to FILE.partial, renamed when complete).") var out: String
     @Option(name: .customLong("token-embedding-type"), help: "With --experts: the token embedding's format, q8_0 or f32.")
@@ -62,6 +63,7 @@ struct Quantize: ParsableCommand {
             let checkpoint = try Checkpoint(directory: model)
             let description = try ModelDescription(checkpoint: checkpoint)
             let writer = try GGUFExport.model(checkpoint: checkpoint, description: description, recipe: recipe,
+                                              importance: try imatrix.map { try ImportanceMatrix(path: $0) },
                                               tokenizer: try Self.tokenizerMetadata(checkpoint, description: description),
                                               name: URL(fileURLWithPath: model).lastPathComponent)
             let total = writer.tensors.count

@@ -130,5 +130,14 @@ struct GGUFExportTests {
         #expect(bad.status != 0 && bad.stderr.contains("--to must be one of"), "\(bad.stderr)")
         let both = try ctl.run(["quantize", "--to", "Q8_0", "--experts", "q8_0", "--model", Fixtures.path("glm4-moe-tiny"), "--out", NSTemporaryDirectory() + "z.gguf"])
         #expect(both.status != 0 && both.stderr.contains("exactly one of --to MIX or --experts FORMAT"), "\(both.stderr)")
+        // An importance matrix that is not one, or is another model's.
+        let model = Fixtures.path("qwen3-moe-w256"), out = NSTemporaryDirectory() + "jindou-imatrix-\(UUID().uuidString).gguf"
+        let notOne = try ctl.run(["quantize", "--to", "IQ4_XS", "--imatrix", Fixtures.path("gguf-mixes/qwen3-moe-w256-Q8_0.gguf"),
+                                  "--model", model, "--out", out])
+        #expect(notOne.status != 0 && notOne.stderr.contains("not an importance matrix"), "\(notOne.stderr)")
+        let foreign = try ctl.run(["quantize", "--to", "IQ4_XS", "--imatrix", Fixtures.path("gguf-mixes/deepseek-v3-mixed.imatrix.gguf"),
+                                   "--model", model, "--out", out])
+        #expect(foreign.status != 0 && foreign.stderr.contains("does not fit rows of"), "\(foreign.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))
     }
 }

@@ -139,12 +139,12 @@ struct GGUFMixesTests {
 
     /// `jindouctl quantize --to MIX` of the checkpoint llama.cpp's files were made from writes
     /// every tensor byte for byte as llama-quantize did (same types per tensor, same encoders),
-    /// for the mixes made without an importance matrix.
+    /// with the same importance matrix where llama-quantize had one (`--imatrix`).
     @Test("jindouctl quantize --to MIX writes llama-quantize's bytes",
-          arguments: ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K_M", "Q3_K_S", "Q2_K"])
+          arguments: ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q3_K_M", "Q3_K_S", "Q2_K",
+                      "IQ4_XS", "IQ4_NL"])
     func quantizeWritesLlamaQuantizesBytes(mix: String) throws {
         let file = try #require(GGUFMixes.files.first { $0.checkpoint == "qwen3-moe-w256" && $0.mix == mix })
-        #expect(file.imatrix == nil)
         let checkpoint = Fixtures.path("qwen3-moe-w256")
         // The committed checkpoint is the one the manifest's files were made from.
         let recorded = try #require(GGUFMixes.manifest.checkpoints["qwen3-moe-w256"])
@@ -154,7 +154,8 @@ struct GGUFMixesTests {
 
         let out = NSTemporaryDirectory() + "jindou-mix-\(mix)-\(UUID().uuidString).gguf"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let run = try Executable("jindouctl").run(["quantize", "--to", mix, "--model", checkpoint, "--out", out])
+        let run = try Executable("jindouctl").run(["quantize", "--to", mix, "--model", checkpoint, "--out", out]
+                                                  + (file.imatrix.map { ["--imatrix", GGUFMixes.path($0)] } ?? []))
         #expect(run.status == 0, "\(run.stderr)")
         let ours = try GGUFFile(path: out), theirs = try GGUFFile(path: GGUFMixes.path(file.file))
         #expect(ours.tensors.map(\.name).sorted() == theirs.tensors.map(\.name).sorted())
@@ -171,13 +172,14 @@ struct GGUFMixesTests {
     @Test("llama-quantize's per-tensor rules, on every file of a mix Jindou writes")
     func mixRulesMatch() throws {
         for file in GGUFMixes.files {
-            guard let mix = QuantizationMix(name: file.mix), file.imatrix == nil || !file.mix.hasPrefix("IQ") else { continue }
+            guard let mix = QuantizationMix(name: file.mix) else { continue }
             let gguf = try GGUFFile(path: GGUFMixes.path(file.file))
             let arch = try #require(gguf.metadata["general.architecture"]?.string)
             func n(_ key: String) -> Int? { gguf.metadata["\(arch).\(key)"]?.integer }
             let model = QuantizationMix.Model(layers: n("block_count")!, experts: n("expert_count")!,
                                               heads: n("attention.head_count")!, keyValueHeads: n("attention.head_count_kv") ?? n("attention.head_count")!)
-            let types = try mix.types(of: gguf.tensors.map { .init(name: $0.name, dimensions: $0.dimensions) }, model: model)
+            let types = try mix.types(of: gguf.tensors.map { .init(name: $0.name, dimensions: $0.dimensions) }, model: model,
+                                      importance: file.imatrix != nil)
             for (tensor, type) in zip(gguf.tensors, types) {
                 #expect((type ?? tensor.type) == tensor.type, "\(file.file) \(tensor.name): llama-quantize \(tensor.type), Jindou's rules \(type.map(\.name) ?? "keep")")
             }
