@@ -7,7 +7,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self]
     )
 }
 
