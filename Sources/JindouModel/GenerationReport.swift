@@ -13,6 +13,8 @@ public struct GenerationReport: Codable, Sendable, Equatable {
     public var decodeSeconds: Double
     /// Float32 logits of the last prompt position (full vocabulary), when asked for.
     public var lastLogits: [Float]?
+    /// What speculative decoding did (drafted and accepted tokens, decode steps), when it ran.
+    public var speculation: SpeculationStatistics?
 
     enum CodingKeys: String, CodingKey {
         case tokenIDs = "token_ids"
@@ -22,6 +24,7 @@ public struct GenerationReport: Codable, Sendable, Equatable {
         case prefillSeconds = "prefill_seconds"
         case decodeSeconds = "decode_seconds"
         case lastLogits = "last_logits"
+        case speculation
     }
 
     public init(_ result: GenerationResult, requested: ExpertsPerToken, description: ModelDescription) {
@@ -32,6 +35,7 @@ public struct GenerationReport: Codable, Sendable, Equatable {
         prefillSeconds = result.prefillSeconds
         decodeSeconds = result.decodeSeconds
         lastLogits = result.lastPromptLogits
+        speculation = result.speculation
     }
 
     public var decodeTokensPerSecond: Double {
@@ -50,6 +54,8 @@ public struct GenerationRequestBody: Codable, Sendable {
     public var expertsPerToken: ExpertsPerToken?
     public var ignoreEOS: Bool?
     public var emitLogits: Bool?
+    /// false: this request does not use the server's speculative decoding.
+    public var speculative: Bool?
 
     enum CodingKeys: String, CodingKey {
         case promptIDs = "prompt_ids"
@@ -61,10 +67,13 @@ public struct GenerationRequestBody: Codable, Sendable {
         case expertsPerToken = "experts_per_token"
         case ignoreEOS = "ignore_eos"
         case emitLogits = "emit_logits"
+        case speculative
     }
 
     public init(promptIDs: [Int], maxNewTokens: Int? = nil, temperature: Float? = nil, topK: Int? = nil, topP: Float? = nil,
-                seed: UInt64? = nil, expertsPerToken: ExpertsPerToken? = nil, ignoreEOS: Bool? = nil, emitLogits: Bool? = nil) {
+                seed: UInt64? = nil, expertsPerToken: ExpertsPerToken? = nil, ignoreEOS: Bool? = nil, emitLogits: Bool? = nil,
+                speculative: Bool? = nil) {
+        self.speculative = speculative
         self.promptIDs = promptIDs
         self.maxNewTokens = maxNewTokens
         self.temperature = temperature
@@ -77,10 +86,12 @@ public struct GenerationRequestBody: Codable, Sendable {
     }
 
     public var request: GenerationRequest {
-        GenerationRequest(
+        var request = GenerationRequest(
             promptTokenIDs: promptIDs, maxNewTokens: maxNewTokens ?? 16,
             sampling: SamplingParameters(temperature: temperature ?? 0, topK: topK ?? 0, topP: topP ?? 1, seed: seed),
             expertsPerToken: expertsPerToken ?? .configured, stopTokenIDs: ignoreEOS == true ? [] : nil,
             returnLastPromptLogits: emitLogits ?? false)
+        request.speculative = speculative ?? true
+        return request
     }
 }

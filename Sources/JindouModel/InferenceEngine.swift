@@ -22,6 +22,8 @@ public struct GenerationRequest: Sendable {
     public var returnLastPromptLogits: Bool
     /// Images in the prompt (vision-language models; see `InferenceEngine.multimodal`).
     public var multimodal: MultimodalPrompt?
+    /// Whether this request may use the server's speculative decoding (per-request opt-out).
+    public var speculative = true
 
     public init(
         promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,
@@ -44,9 +46,12 @@ public struct GenerationResult: Sendable {
     public var promptTokenCount: Int
     public var prefillSeconds: Double
     public var decodeSeconds: Double
+    /// What speculative decoding did (nil when it was off).
+    public var speculation: SpeculationStatistics?
 
     public init(tokenIDs: [Int], finishReason: FinishReason, lastPromptLogits: [Float]?, promptTokenCount: Int,
-                prefillSeconds: Double, decodeSeconds: Double) {
+                prefillSeconds: Double, decodeSeconds: Double, speculation: SpeculationStatistics? = nil) {
+        self.speculation = speculation
         self.tokenIDs = tokenIDs
         self.finishReason = finishReason
         self.lastPromptLogits = lastPromptLogits
@@ -121,9 +126,11 @@ public struct InferenceEngine: Sendable {
     }
 
     /// Generates up to `maxNewTokens` tokens; `onToken` sees each one as it is chosen.
-    /// `onStepLogits`, when given, sees the logits each token was chosen from.
+    /// `onStepLogits`, when given, sees the logits each token was chosen from. With
+    /// `speculation` on (and the request not opting out), each decode step scores the pending
+    /// token and up to `draftTokens` drafted ones at once (Speculation.swift).
     public func generate(
-        _ request: GenerationRequest, onToken: (@Sendable (Int) -> Void)? = nil,
+        _ request: GenerationRequest, speculation: SpeculationOptions = .off, onToken: (@Sendable (Int) -> Void)? = nil,
         onStepLogits: (@Sendable ([Float]) -> Void)? = nil
     ) async throws -> GenerationResult {
         guard !request.promptTokenIDs.isEmpty else { throw EngineError.emptyPrompt }
@@ -134,6 +141,8 @@ public struct InferenceEngine: Sendable {
         let stop = request.stopTokenIDs ?? Set(description.eosTokenIDs)
         var sampler = Sampler(request.sampling)
         let cache = model.makeCache()
+        let speculate = speculation.mode != .off && request.speculative
+        var statistics = SpeculationStatistics()
 
         let start = Date()
         var logits = try await model.forward(
@@ -146,23 +155,52 @@ public struct InferenceEngine: Sendable {
         var generated: [Int] = []
         var finish = FinishReason.length
         let decodeStart = Date()
-        while generated.count < request.maxNewTokens {
-            onStepLogits?(logits)
-            let token = sampler.sample(logits)
+        /// Appends `token`; false once generation is over.
+        func emit(_ token: Int) -> Bool {
             generated.append(token)
             onToken?(token)
             if stop.contains(token) {
                 finish = .stop
-                break
+                return false
             }
-            if generated.count == request.maxNewTokens { break }
-            logits = try await model.forward(
-                [SequenceStep(cache: cache, tokens: [token], expertsPerToken: request.expertsPerToken,
-                              multimodal: request.multimodal)], experts: experts)[0]
+            return generated.count < request.maxNewTokens
+        }
+        guard request.maxNewTokens > 0 else {
+            return GenerationResult(tokenIDs: [], finishReason: .length, lastPromptLogits: lastPromptLogits,
+                                    promptTokenCount: request.promptTokenIDs.count, prefillSeconds: prefillSeconds, decodeSeconds: 0)
+        }
+        onStepLogits?(logits)
+        var pending = sampler.sample(logits)
+        var going = emit(pending)
+        while going {
+            let drafts = speculate
+                ? speculation.drafts(after: request.promptTokenIDs + generated, limit: request.maxNewTokens - generated.count - 1)
+                : []
+            let before = cache.length
+            let rows = try await model.forward(
+                [SequenceStep(cache: cache, tokens: [pending] + drafts, expertsPerToken: request.expertsPerToken,
+                              logits: drafts.isEmpty ? .last : .all, multimodal: request.multimodal)], experts: experts)[0]
+            let v = description.vocabularySize
+            var accepted = 0
+            statistics.steps += 1
+            statistics.drafted += drafts.count
+            for i in 0...drafts.count {
+                logits = Array(rows[(i * v)..<((i + 1) * v)])
+                onStepLogits?(logits)
+                let (token, kept) = i < drafts.count ? sampler.verify(logits, draft: drafts[i]) : (sampler.sample(logits), false)
+                statistics.tokens += 1
+                if kept { accepted += 1 }
+                going = emit(token)
+                pending = token
+                if !kept || !going { break }
+            }
+            statistics.accepted += accepted
+            // Keep the pending token and the accepted drafts; the rest were rejected.
+            cache.truncate(to: before + 1 + accepted)
         }
         return GenerationResult(
             tokenIDs: generated, finishReason: finish, lastPromptLogits: lastPromptLogits,
             promptTokenCount: request.promptTokenIDs.count, prefillSeconds: prefillSeconds,
-            decodeSeconds: Date().timeIntervalSince(decodeStart))
+            decodeSeconds: Date().timeIntervalSince(decodeStart), speculation: speculate ? statistics : nil)
     }
 }

@@ -76,4 +76,10 @@ public final class KVCache: @unchecked Sendable {
 
     /// Forgets everything (the memory stays reserved for reuse).
     public func reset() { length = 0 }
+
+    /// Forgets the positions from `newLength` on (speculative drafts the model rejected).
+    public func truncate(to newLength: Int) {
+        precondition(newLength >= 0 && newLength <= length, "truncate to \(newLength) of \(length)")
+        length = newLength
+    }
 }

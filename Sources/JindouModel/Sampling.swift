@@ -65,6 +65,18 @@ public struct Sampler: Sendable {
 
     public mutating func sample(_ logits: [Float]) -> Int {
         if parameters.temperature == 0 || logits.count == 1 { return Self.argmax(logits) }
+        let (tokens, probabilities) = distribution(logits)
+        var draw = uniform()
+        for (i, p) in probabilities.enumerated() {
+            draw -= p
+            if draw < 0 { return tokens[i] }
+        }
+        return tokens[tokens.count - 1]
+    }
+
+    /// The tokens this sampler can draw from `logits` (temperature, top-k, top-p applied),
+    /// most likely first, with their probabilities (summing to 1).
+    func distribution(_ logits: [Float]) -> (tokens: [Int], probabilities: [Float]) {
         let scaled = logits.map { $0 / parameters.temperature }
         var order = Array(scaled.indices).sorted { scaled[$0] > scaled[$1] || (scaled[$0] == scaled[$1] && $0 < $1) }
         if parameters.topK > 0 && parameters.topK < order.count { order.removeLast(order.count - parameters.topK) }
@@ -85,11 +97,11 @@ public struct Sampler: Sendable {
             order.removeLast(order.count - keep)
             total = probabilities.reduce(0, +)
         }
-        var draw = Float(Double(generator.next() >> 11) / Double(1 << 53)) * total
-        for (i, p) in probabilities.enumerated() {
-            draw -= p
-            if draw < 0 { return order[i] }
-        }
-        return order[order.count - 1]
+        return (order, probabilities.map { $0 / total })
+    }
+
+    /// A uniform draw in [0, 1) from this sampler's generator.
+    mutating func uniform() -> Float {
+        Float(Double(generator.next() >> 11) / Double(1 << 53))
     }
 }

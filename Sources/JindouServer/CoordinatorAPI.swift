@@ -115,11 +115,13 @@ public enum CoordinatorAPI {
         var tokens: [Int] = []
         var logits: [Float]?
         var finish = FinishReason.length
+        var speculation: SpeculationStatistics?
         try await serving.readiness.admit()
         let events = try await serving.scheduler.submit(request)
         for try await event in events {
             switch event {
             case .promptLogits(let l): logits = l
+            case .speculation(let statistics): speculation = statistics
             case .token(let t):
                 if firstToken == nil { firstToken = .now }
                 tokens.append(t)
@@ -129,7 +131,8 @@ public enum CoordinatorAPI {
         let end = ContinuousClock.now
         let result = GenerationResult(
             tokenIDs: tokens, finishReason: finish, lastPromptLogits: logits, promptTokenCount: request.promptTokenIDs.count,
-            prefillSeconds: ((firstToken ?? end) - start).seconds, decodeSeconds: (end - (firstToken ?? end)).seconds)
+            prefillSeconds: ((firstToken ?? end) - start).seconds, decodeSeconds: (end - (firstToken ?? end)).seconds,
+            speculation: speculation)
         return GenerationReport(result, requested: request.expertsPerToken, description: serving.engine.description)
     }
 

@@ -119,6 +119,8 @@ struct GenerationParameters {
     var includeUsage: Bool
     /// vLLM's `ignore_eos` extension: generate max_tokens even past EOS.
     var ignoreEOS: Bool
+    /// Jindou's extension: false opts this request out of the server's speculative decoding.
+    var speculative: Bool
 
     init(_ body: RequestBody, router: JindouRouting.Router?) throws {
         if let n = try body.int("n", in: 1...Int.max), n != 1 { throw RequestProblem("Only n=1 is supported.", param: "n") }
@@ -130,6 +132,7 @@ struct GenerationParameters {
         }
         maxTokens = try body.int("max_completion_tokens", in: 0...Int.max) ?? body.int("max_tokens", in: 0...Int.max)
         ignoreEOS = try body.bool("ignore_eos") ?? false
+        speculative = try body.bool("speculative") ?? true
         let temperature = try body.number("temperature", in: 0...2) ?? 1
         let topP = try body.number("top_p", in: 0...1) ?? 1
         guard topP > 0 else { throw RequestProblem("'top_p' must be greater than 0.", param: "top_p") }
@@ -304,6 +307,7 @@ enum OpenAIAPI {
             promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: parameters.sampling,
             expertsPerToken: parameters.expertsPerToken, stopTokenIDs: parameters.ignoreEOS ? [] : serving.text.stopTokenIDs)
         request.multimodal = multimodal
+        request.speculative = parameters.speculative
         try await serving.readiness.admit()
         let events = try await serving.scheduler.submit(request)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
@@ -330,7 +334,7 @@ enum OpenAIAPI {
             case .finished(let reason, _, let count):
                 completionTokens = count
                 finish = reason == .stop ? "stop" : "length"
-            case .promptLogits:
+            case .promptLogits, .speculation:
                 break
             }
         }
@@ -393,7 +397,7 @@ enum OpenAIAPI {
                         promptTokens = prompt
                         completionTokens = count
                         finish = reason == .stop ? "stop" : "length"
-                    case .promptLogits:
+                    case .promptLogits, .speculation:
                         break
                     }
                 }

@@ -8,6 +8,8 @@ public enum GenerationEvent: Sendable {
     /// The float32 logits of the last prompt position (when asked for), before the first token.
     case promptLogits([Float])
     case token(Int)
+    /// What speculative decoding did for this request (before `finished`, when it ran).
+    case speculation(SpeculationStatistics)
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
 }
 
@@ -44,9 +46,12 @@ public actor BatchScheduler {
         public var kvCacheBudgetBytes: Int
         /// Requests that may wait for admission before new ones get `busy`.
         public var maximumQueued: Int
+        /// Speculative decoding for requests that do not opt out.
+        public var speculation: SpeculationOptions
 
         public init(maximumStepTokens: Int = 512, maximumSequences: Int = 64, kvCacheBudgetBytes: Int = 4 << 30,
-                    maximumQueued: Int = 256) {
+                    maximumQueued: Int = 256, speculation: SpeculationOptions = .off) {
+            self.speculation = speculation
             self.maximumStepTokens = maximumStepTokens
             self.maximumSequences = maximumSequences
             self.kvCacheBudgetBytes = kvCacheBudgetBytes
@@ -67,6 +72,8 @@ public actor BatchScheduler {
         var generated: [Int] = []
         var pendingToken: Int?
         var cancelled = false
+        /// Speculation of this request (counted when it speculates).
+        var speculation: SpeculationStatistics?
         let submitted = ContinuousClock.now
         var lastToken: ContinuousClock.Instant?
 
@@ -105,6 +112,11 @@ public actor BatchScheduler {
     private let queueDepth = Gauge(label: "jindou_queue_depth")
     private let runningGauge = Gauge(label: "jindou_running_sequences")
     private let kvReserved = Gauge(label: "jindou_kv_cache_reserved_bytes")
+    private let draftedTokens = Counter(label: "jindou_speculative_draft_tokens_total")
+    private let acceptedTokens = Counter(label: "jindou_speculative_accepted_tokens_total")
+    private let tokensPerStep = Recorder(label: "jindou_decode_tokens_per_step")
+    /// What speculation did since the scheduler started.
+    public private(set) var speculationStatistics = SpeculationStatistics()
 
     public init(engine: InferenceEngine, options: Options = .init()) {
         self.engine = engine
@@ -210,13 +222,21 @@ public actor BatchScheduler {
             return s.cancelled
         }
         guard !running.isEmpty else { return }
-        // Decode tokens first (one per sequence), then prompt chunks in arrival order.
+        // Decode tokens first (one per sequence, plus its drafts when speculating), then
+        // prompt chunks in arrival order.
         var budget = options.maximumStepTokens
         var plan: [(Sequence, [Int], LogitsSelection)] = []
+        var drafted: [Int: (drafts: [Int], cacheLength: Int)] = [:]
         for s in running where !s.inPrefill {
             guard let token = s.pendingToken else { continue }
-            plan.append((s, [token], .last))
             budget -= 1
+            let drafts = s.request.speculative
+                ? options.speculation.drafts(after: s.request.promptTokenIDs + s.generated,
+                                             limit: min(s.request.maxNewTokens - s.generated.count - 1, max(0, budget)))
+                : []
+            budget -= drafts.count
+            drafted[s.id] = (drafts, s.cache.length)
+            plan.append((s, [token] + drafts, drafts.isEmpty ? .last : .all))
         }
         for s in running where s.inPrefill && budget > 0 {
             let prompt = s.request.promptTokenIDs
@@ -246,6 +266,7 @@ public actor BatchScheduler {
         }
         stepSeconds.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
 
+        let vocabulary = engine.description.vocabularySize
         for ((s, tokens, selection), rowLogits) in zip(plan, logits) {
             if s.inPrefill {
                 s.prefilled += tokens.count
@@ -257,28 +278,67 @@ public actor BatchScheduler {
                 finish(s, .length)
                 continue
             }
-            let token = s.sampler.sample(rowLogits)
-            let now = ContinuousClock.now
-            if let last = s.lastToken {
-                interTokenLatency.recordNanoseconds((now - last).nanoseconds)
-            } else {
-                timeToFirstToken.recordNanoseconds((now - s.submitted).nanoseconds)
+            let (drafts, cacheLength) = drafted[s.id] ?? ([], s.cache.length)
+            let counts = options.speculation.mode != .off && s.request.speculative && drafted[s.id] != nil
+            if counts {
+                s.speculation = s.speculation ?? SpeculationStatistics()
+                s.speculation!.steps += 1
+                s.speculation!.drafted += drafts.count
             }
-            s.lastToken = now
-            s.generated.append(token)
-            generatedTokens.increment()
-            s.continuation.yield(.token(token))
-            if s.stopTokenIDs.contains(token) {
-                finish(s, .stop)
-            } else if s.generated.count >= s.request.maxNewTokens {
-                finish(s, .length)
-            } else {
-                s.pendingToken = token
+            var accepted = 0
+            for i in 0...drafts.count {
+                let row = drafts.isEmpty ? rowLogits : Array(rowLogits[(i * vocabulary)..<((i + 1) * vocabulary)])
+                let (token, kept) = i < drafts.count ? s.sampler.verify(row, draft: drafts[i]) : (s.sampler.sample(row), false)
+                if kept { accepted += 1 }
+                if counts {
+                    s.speculation!.tokens += 1
+                    if kept { s.speculation!.accepted += 1 }
+                }
+                guard emit(token, for: s), kept else { break }
+            }
+            if drafted[s.id] != nil {
+                // Keep the fed pending token and the accepted drafts; forget the rejected ones.
+                if !drafts.isEmpty, running.contains(where: { $0 === s }) { s.cache.truncate(to: cacheLength + 1 + accepted) }
+                tokensPerStep.record(1 + accepted)
+                speculationStatistics.steps += 1
+                speculationStatistics.tokens += 1 + accepted
+                speculationStatistics.drafted += drafts.count
+                speculationStatistics.accepted += accepted
+                draftedTokens.increment(by: drafts.count)
+                acceptedTokens.increment(by: accepted)
             }
         }
     }
 
+    /// Hands `token` to `s`'s consumer; false once the sequence is finished (stop token or
+    /// max_tokens).
+    private func emit(_ token: Int, for s: Sequence) -> Bool {
+        let now = ContinuousClock.now
+        if let last = s.lastToken {
+            interTokenLatency.recordNanoseconds((now - last).nanoseconds)
+        } else {
+            timeToFirstToken.recordNanoseconds((now - s.submitted).nanoseconds)
+        }
+        s.lastToken = now
+        s.generated.append(token)
+        generatedTokens.increment()
+        s.continuation.yield(.token(token))
+        if s.stopTokenIDs.contains(token) {
+            finish(s, .stop)
+            return false
+        }
+        if s.generated.count >= s.request.maxNewTokens {
+            finish(s, .length)
+            return false
+        }
+        s.pendingToken = token
+        return true
+    }
+
     private func finish(_ s: Sequence, _ reason: FinishReason) {
+        if options.speculation.mode != .off && s.request.speculative {
+            s.continuation.yield(.speculation(s.speculation ?? SpeculationStatistics()))
+        }
         s.continuation.yield(.finished(reason, promptTokens: s.request.promptTokenIDs.count, completionTokens: s.generated.count))
         s.continuation.finish()
         retire(s)

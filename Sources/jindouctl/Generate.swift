@@ -77,6 +77,12 @@ struct Generate: AsyncParsableCommand {
             help: "With --model: re-encode attention, dense/shared MLPs and the LM head too, in a GGUF block format Jindou encodes (embeddings and routers stay).")
     var denseFormat: String?
 
+    @Option(help: "With --model: speculative decoding, off or ngram (prompt-lookup drafts). With --coordinator: 'off' opts this request out of the cluster's.")
+    var speculative: String?
+
+    @Option(name: .customLong("draft-tokens"), help: "With --model --speculative ngram: most drafted tokens per step.")
+    var draftTokens: Int = 4
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -106,6 +112,11 @@ struct Generate: AsyncParsableCommand {
         if let denseFormat, !(BlockFormat(rawValue: denseFormat.lowercased())?.canQuantize ?? false) {
             throw ValidationError("--dense-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
         }
+        if let speculative {
+            guard let mode = SpeculationMode(rawValue: speculative) else { throw ValidationError("--speculative must be off or ngram") }
+            if model == nil && mode != .off { throw ValidationError("with --coordinator, --speculative only takes 'off' (the cluster's setting applies)") }
+        }
+        guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be in 1…64") }
         if let text = expertsPerToken, ExpertsPerToken(parsing: text, defaultThreshold: autoThreshold) == nil {
             throw ValidationError("--experts-per-token must be a positive integer, 'auto' or 'auto:THRESHOLD', got '\(text)'")
         }
@@ -131,8 +142,13 @@ struct Generate: AsyncParsableCommand {
             GenerationRequestBody(
                 promptIDs: try parsedPrompt(), maxNewTokens: maxNewTokens, temperature: temperature, topK: topK, topP: topP,
                 seed: seed, expertsPerToken: expertsPerToken.flatMap { ExpertsPerToken(parsing: $0, defaultThreshold: autoThreshold) },
-                ignoreEOS: ignoreEOS, emitLogits: emitLogits)
+                ignoreEOS: ignoreEOS, emitLogits: emitLogits, speculative: speculative == "off" ? false : nil)
         }
+    }
+
+    /// `--speculative` / `--draft-tokens` for the in-process engine.
+    var speculation: SpeculationOptions {
+        SpeculationOptions(mode: speculative.flatMap(SpeculationMode.init(rawValue:)) ?? .off, draftTokens: draftTokens)
     }
 
     func run() async throws {
@@ -143,7 +159,7 @@ struct Generate: AsyncParsableCommand {
         do {
             if let model {
                 let engine = try loadEngine(model)
-                let result = try await engine.generate(body.request)
+                let result = try await engine.generate(body.request, speculation: speculation)
                 report = GenerationReport(result, requested: body.request.expertsPerToken, description: engine.description)
             } else {
                 report = try await makeAdminClient(url: coordinatorURL!, tokenFile: tokenFile, tls: tls)
@@ -162,6 +178,10 @@ struct Generate: AsyncParsableCommand {
                 format: "%d prompt tokens, %d new (%@), prefill %.3f s, decode %.1f tok/s, experts per token: %@\n",
                 report.promptTokens, report.tokenIDs.count, report.finishReason.rawValue, report.prefillSeconds,
                 report.decodeTokensPerSecond, report.expertsPerToken.description).utf8))
+            if let s = report.speculation {
+                FileHandle.standardError.write(Data(String(format: "speculation: %d drafted, %d accepted (%.0f%%), %.2f tokens per step\n",
+                                                           s.drafted, s.accepted, 100 * s.acceptanceRate, s.tokensPerStep).utf8))
+            }
         }
     }
 }

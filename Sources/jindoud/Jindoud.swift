@@ -100,6 +100,12 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("max-request-bytes"), help: "Largest HTTP request body, e.g. 64MiB; larger ones get 413.")
     var maxRequestBytes: String = "64MiB"
 
+    @Option(help: "Speculative decoding: off or ngram (prompt-lookup drafts, verified in one step; greedy output unchanged).")
+    var speculative: String = "off"
+
+    @Option(name: .customLong("draft-tokens"), help: "With --speculative: most drafted tokens per sequence and step.")
+    var draftTokens: Int = 4
+
     @Option(name: .customLong("ready-timeout"),
             help: "Seconds a request waits for the cluster to serve every expert at startup before it gets 503.")
     var readyTimeout: Double = 60
@@ -111,6 +117,11 @@ struct ServingOptions: ParsableArguments {
             throw ValidationError("--max-request-bytes: e.g. 64MiB")
         }
         guard readyTimeout >= 0, readyTimeout.isFinite else { throw ValidationError("--ready-timeout must be ≥ 0 seconds") }
+        guard SpeculationMode(rawValue: speculative) != nil else {
+            throw ValidationError(speculative == "mtp" ? "--speculative mtp is not supported yet (the checkpoint's MTP layers are not run); use ngram"
+                                                        : "--speculative must be off or ngram")
+        }
+        guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be in 1…64") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
         if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
     }
@@ -121,7 +132,8 @@ struct ServingOptions: ParsableArguments {
         let text = try ServingText(directory: model, description: engine.description)
         let scheduler = BatchScheduler(engine: engine, options: .init(
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,
-            kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued))
+            kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued,
+            speculation: SpeculationOptions(mode: SpeculationMode(rawValue: speculative)!, draftTokens: draftTokens)))
         let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
         return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
                               maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,
