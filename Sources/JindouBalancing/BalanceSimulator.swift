@@ -80,8 +80,9 @@ public enum BalanceSimulator {
 
         var results: [SimulationResult] = []
         for w in configuration.workers {
-            func measure(method: String, extra: Double, steps: [TraceStep], layout: (Int) throws -> ReplicaLayout) rethrows -> SimulationResult {
-                var acc = BalanceAccumulator(workers: w)
+            func measure(method: String, extra: Double, steps: [TraceStep], choice: ReplicaChoice = .rotate,
+                         layout: (Int) throws -> ReplicaLayout) rethrows -> SimulationResult {
+                var acc = BalanceAccumulator(workers: w, choice: choice)
                 for i in 1..<windows {
                     acc.add(steps: steps[range(i)], layout: try layout(i), experts: h.experts, topK: h.topK)
                 }
@@ -102,6 +103,13 @@ public enum BalanceSimulator {
                     results.append(try measure(method: name, extra: extra, steps: trace.steps) { i in
                         try planner.plan(load: unbiasedLoad[i - 1], steps: range(i - 1).count).layout
                     })
+                    if objective == .tokens {
+                        // The same placement, each step's replica choice by that step's load.
+                        results.append(try measure(method: "replication+step-choice", extra: extra, steps: trace.steps,
+                                                   choice: .leastLoaded) { i in
+                            try planner.plan(load: unbiasedLoad[i - 1], steps: range(i - 1).count).layout
+                        })
+                    }
                 }
             }
             if let replay = biasReplay, let biasedLoad {

@@ -213,8 +213,8 @@ public struct ReplicationPlanner: Sendable {
             let activation = 1 - exp(-share / Double(max(1, steps)))
             for _ in 0..<min(c, workers) { items.append(Copy(expert: e, tokens: share, activation: activation)) }
         }
-        let primary: (Copy) -> Double = objective == .tokens ? { $0.tokens } : { $0.activation }
-        let secondary: (Copy) -> Double = objective == .tokens ? { $0.activation } : { $0.tokens }
+        let primary: (Copy) -> Double = objective == .activatedExperts ? { $0.activation } : { $0.tokens }
+        let secondary: (Copy) -> Double = objective == .activatedExperts ? { $0.tokens } : { $0.activation }
         items.sort { (primary($0), secondary($0), -$0.expert) > (primary($1), secondary($1), -$1.expert) }
         var used = [Int](repeating: 0, count: workers)
         var weight = [Double](repeating: 0, count: workers)

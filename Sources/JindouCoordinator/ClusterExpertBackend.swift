@@ -1,3 +1,4 @@
+import JindouBalancing
 import JindouModel
 import JindouPlacement
 import JindouRouting
@@ -9,9 +10,11 @@ import Synchronization
 /// live workers that host each chosen expert, sends every worker its tokens concurrently
 /// (dispatch), and adds up what comes back (combine).
 ///
-/// - Replicas share an expert's tokens: token t of the n-th dispatched layer uses live
-///   replicas in turn, per (layer, expert): the n-th token routed to an expert goes to its
-///   live copy n mod copies, so copies share its tokens evenly.
+/// - Replicas share an expert's tokens by each step's load (`ReplicaChoice.leastLoaded`,
+///   the default): a step waits for its busiest worker, so a layer's tokens of replicated
+///   experts go to the copies whose workers this layer's other tokens leave lightest — or in
+///   turn (`.rotate`: the n-th token routed to an expert goes to its live copy n mod copies,
+///   an even split per expert that ignores the rest of the step).
 /// - Failover: if a worker fails mid-layer it is marked down and its share is re-split
 ///   over the remaining live replicas; only an expert with no live host fails the step,
 ///   naming that (layer, expert).
@@ -28,6 +31,8 @@ public struct ClusterExpertBackend: ExpertBackend {
     public let servingBias: ServingBias?
     /// `--record-routing`: the served routing, written as a trace.
     public let recorder: RoutingRecorder?
+    /// How a layer's tokens of a replicated expert are split over its live copies.
+    public let replicaChoice: ReplicaChoice
 
     @TaskLocal static var stepTable: RoutingTable?
     @TaskLocal static var stepRouting: RoutingRecorder.Step?
@@ -48,7 +53,8 @@ public struct ClusterExpertBackend: ExpertBackend {
     }
 
     public init(pool: WorkerPool, routing: RoutingState, statistics: LoadStatistics, hiddenSize: Int, wireDType: WireDType = .f32,
-                servingBias: ServingBias? = nil, recorder: RoutingRecorder? = nil) {
+                servingBias: ServingBias? = nil, recorder: RoutingRecorder? = nil, replicaChoice: ReplicaChoice = .leastLoaded) {
+        self.replicaChoice = replicaChoice
         self.servingBias = servingBias
         self.recorder = recorder
         self.pool = pool
@@ -85,21 +91,71 @@ public struct ClusterExpertBackend: ExpertBackend {
                       subset: [Int]? = nil) throws -> [String: Share] {
         var shares: [String: Share] = [:]
         var perWorker: [String: ([Int32], [Float])] = [:]
-        var turns = rotation.take(layer: layer, experts: statistics.expertCount)
-        defer { rotation.put(layer: layer, turns) }
-        for t in subset ?? Array(0..<decision.tokenCount) {
+        let tokens = subset ?? Array(0..<decision.tokenCount)
+        // The worker of every (token, choice), by choice index into `decision.experts`.
+        var workerOf = [String](repeating: "", count: decision.experts.count)
+        var hostsOf: [Int: [String]] = [:]
+        func hosts(_ expert: Int) throws -> [String] {
+            if let known = hostsOf[expert] { return known }
+            let live = table.liveHosts(ExpertKey(layer: layer, expert: expert), excluding: failed)
+            guard !live.isEmpty else { throw ClusterError.expertUnavailable(layer: layer, expert: expert) }
+            hostsOf[expert] = live
+            return live
+        }
+        switch replicaChoice {
+        case .rotate:
+            var turns = rotation.take(layer: layer, experts: statistics.expertCount)
+            defer { rotation.put(layer: layer, turns) }
+            for t in tokens {
+                for i in decision.offsets[t]..<decision.offsets[t + 1] {
+                    let expert = Int(decision.experts[i])
+                    let live = try hosts(expert)
+                    var worker = live[0]
+                    if live.count > 1 {
+                        worker = live[Int(turns[expert]) % live.count]
+                        turns[expert] &+= 1
+                    }
+                    workerOf[i] = worker
+                }
+            }
+        case .leastLoaded:
+            // Choices per expert (in token order), then the split ReplicaChoice computes.
+            var choices: [Int: [Int]] = [:]
+            for t in tokens {
+                for i in decision.offsets[t]..<decision.offsets[t + 1] { choices[Int(decision.experts[i]), default: []].append(i) }
+            }
+            let experts = choices.keys.sorted()
+            var names: [String] = [], index: [String: Int] = [:]
+            var counts: [Int] = [], hostIndices: [[Int]] = []
+            for expert in experts {
+                let live = try hosts(expert)
+                for name in live where index[name] == nil {
+                    index[name] = names.count
+                    names.append(name)
+                }
+                counts.append(choices[expert]!.count)
+                hostIndices.append(live.map { index[$0]! })
+            }
+            var load = [Int](repeating: 0, count: names.count)
+            let given = ReplicaChoice.split(counts: counts, hosts: hostIndices, tokens: &load)
+            for (k, expert) in experts.enumerated() {
+                let list = choices[expert]!, live = hostsOf[expert]!
+                guard !given[k].isEmpty else {
+                    for i in list { workerOf[i] = live[0] }
+                    continue
+                }
+                var next = 0
+                for (j, n) in given[k].enumerated() {
+                    for i in list[next..<(next + n)] { workerOf[i] = live[j] }
+                    next += n
+                }
+            }
+        }
+        for t in tokens {
             perWorker.removeAll(keepingCapacity: true)
             for i in decision.offsets[t]..<decision.offsets[t + 1] {
-                let expert = Int(decision.experts[i])
-                let hosts = table.liveHosts(ExpertKey(layer: layer, expert: expert), excluding: failed)
-                guard !hosts.isEmpty else { throw ClusterError.expertUnavailable(layer: layer, expert: expert) }
-                var worker = hosts[0]
-                if hosts.count > 1 {
-                    worker = hosts[Int(turns[expert]) % hosts.count]
-                    turns[expert] &+= 1
-                }
-                perWorker[worker, default: ([], [])].0.append(decision.experts[i])
-                perWorker[worker, default: ([], [])].1.append(decision.weights[i])
+                perWorker[workerOf[i], default: ([], [])].0.append(decision.experts[i])
+                perWorker[workerOf[i], default: ([], [])].1.append(decision.weights[i])
             }
             for (worker, choice) in perWorker {
                 shares[worker, default: Share()].tokens.append(t)

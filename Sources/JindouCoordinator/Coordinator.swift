@@ -1,4 +1,5 @@
 import Foundation
+import JindouBalancing
 import JindouModel
 import JindouPlacement
 import JindouTransport
@@ -46,12 +47,16 @@ public struct Coordinator: Sendable {
         public var control: ClusterController.Settings
         /// `--record-routing`: trace file for the served routing.
         public var routingTrace: String?
+        /// How replicated experts' tokens are split over their copies each step.
+        public var replicaChoice: ReplicaChoice = .leastLoaded
 
         public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
                     wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
                     stateDirectory: String? = nil, secret: ClusterSecret? = nil, tls: NodeTLS? = nil,
-                    control: ClusterController.Settings = .init(), routingTrace: String? = nil) {
+                    control: ClusterController.Settings = .init(), routingTrace: String? = nil,
+                    replicaChoice: ReplicaChoice = .leastLoaded) {
             self.routingTrace = routingTrace
+            self.replicaChoice = replicaChoice
             self.modelDirectory = modelDirectory
             self.workers = workers
             self.placement = placement
@@ -136,7 +141,7 @@ public struct Coordinator: Sendable {
         }
         let backend = ClusterExpertBackend(pool: pool, routing: controller.routing, statistics: controller.statistics,
                                            hiddenSize: description.hiddenSize, wireDType: options.wireDType, servingBias: servingBias,
-                                           recorder: recorder)
+                                           recorder: recorder, replicaChoice: options.replicaChoice)
         let version = await controller.active.version
         logger.info("coordinator ready", metadata: [
             "workers": "\(workers.count)", "placement_version": "\(version)",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouBalancing
 import JindouCoordinator
 
 /// Routing statistics window and the serving-time balancing bias (`jindoud coordinator`, `jindoud local`).
@@ -26,7 +27,12 @@ struct BalancingOptions: ParsableArguments {
                                valueName: "FILE"))
     var recordRouting: String?
 
+    @Option(name: .customLong("replica-choice"),
+            help: "How a step's tokens of a replicated expert are split over its copies: least-loaded (by that step's load per worker) or rotate (in turn).")
+    var replicaChoice: String = "least-loaded"
+
     func validate() throws {
+        guard ReplicaChoice(rawValue: replicaChoice) != nil else { throw ValidationError("--replica-choice must be least-loaded or rotate") }
         if let maxRoutingKL, maxRoutingKL < 0 { throw ValidationError("--max-routing-kl must be ≥ 0") }
         guard loadWindow >= 1 else { throw ValidationError("--load-window must be at least 1 second") }
         guard biasGamma > 0, biasCap > 0, biasGamma <= biasCap else { throw ValidationError("need 0 < --bias-gamma ≤ --bias-cap") }

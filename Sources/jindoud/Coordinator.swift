@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouBalancing
 import JindouCommandLine
 import JindouCoordinator
 import JindouServer
@@ -94,7 +95,7 @@ struct Coordinator: AsyncParsableCommand {
                       control: .init(heartbeat: .seconds(heartbeatSeconds), unreachableAfter: .seconds(unreachableAfter),
                                      goneAfter: .seconds(goneAfter), replicas: replicas, loadWindowSeconds: balancing.loadWindow,
                                      servingBias: balancing.servingBias),
-                      routingTrace: balancing.recordRouting),
+                      routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!),
                 logger: logger)
         } catch {
             throw DaemonError(error)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouBalancing
 import JindouCommandLine
 import Foundation
 import JindouCoordinator
@@ -73,7 +74,7 @@ struct Local: AsyncParsableCommand {
                       wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault, stateDirectory: stateDir,
                       secret: clusterSecret, tls: tls.node,
                       control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias),
-                      routingTrace: balancing.recordRouting),
+                      routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!),
                 logger: logger)
         } catch {
             processes.stopAll()

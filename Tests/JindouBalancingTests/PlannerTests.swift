@@ -71,6 +71,63 @@ struct PlannerTests {
         #expect(activated.meanMaxActivated < replicated.meanMaxActivated)
     }
 
+    /// A step waits for its busiest worker: choosing each step's copies by that step's load
+    /// evens the step, not only the window (the placement is EPLB's either way).
+    @Test("choosing copies by each step's load brings step max/mean to ≤ 1.10 on Zipf 1.2", arguments: [4, 8, 16])
+    func stepChoiceBar(workers: Int) throws {
+        let config = SimulationConfiguration(workers: [workers], extraSlots: [0.25], windowSteps: Self.window)
+        let (results, _) = try BalanceSimulator.run(trace: Fixtures.zipfTrace, configuration: config)
+        let rotated = try #require(results.first { $0.method == "replication" })
+        let chosen = try #require(results.first { $0.method == "replication+step-choice" })
+        #expect(chosen.stepMaxOverMean <= 1.10, "\(workers) workers: step max/mean \(chosen.stepMaxOverMean)")
+        #expect(chosen.stepMaxOverMean < rotated.stepMaxOverMean || rotated.stepMaxOverMean <= 1.01)
+    }
+
+    /// The split's busiest worker is never busier than the best split's by more than one
+    /// token: random small cases against every assignment.
+    @Test("the least-loaded split is near the min-max optimum")
+    func leastLoadedSplitIsNearOptimal() {
+        var state: UInt64 = 12_345
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(n))
+        }
+        for _ in 0..<300 {
+            let workers = 2 + next(3), experts = 2 + next(4)
+            let hosts = (0..<experts).map { _ -> [Int] in
+                let copies = 1 + next(2)
+                var chosen: [Int] = []
+                while chosen.count < copies { let w = next(workers); if !chosen.contains(w) { chosen.append(w) } }
+                return chosen
+            }
+            let counts = (0..<experts).map { _ in next(5) }
+            var tokens = [Int](repeating: 0, count: workers)
+            let given = ReplicaChoice.split(counts: counts, hosts: hosts, tokens: &tokens)
+            // Conserved: every token placed on one of its expert's copies.
+            for e in 0..<experts where !given[e].isEmpty { #expect(given[e].reduce(0, +) == counts[e]) }
+            #expect(tokens.reduce(0, +) == counts.reduce(0, +))
+            // Brute force: every split of every replicated expert's tokens.
+            func best(_ e: Int, _ load: [Int]) -> Int {
+                if e == experts { return load.max()! }
+                var result = Int.max
+                if hosts[e].count == 1 {
+                    var l = load
+                    l[hosts[e][0]] += counts[e]
+                    return best(e + 1, l)
+                }
+                for first in 0...counts[e] {
+                    var l = load
+                    l[hosts[e][0]] += first
+                    l[hosts[e][1]] += counts[e] - first
+                    result = min(result, best(e + 1, l))
+                }
+                return result
+            }
+            let optimum = best(0, [Int](repeating: 0, count: workers))
+            #expect(tokens.max()! <= optimum + 1, "hosts \(hosts), counts \(counts): \(tokens.max()!) vs optimum \(optimum)")
+        }
+    }
+
     @Test("a plan written as a placement file loads as the same Placement, primaries kept")
     func placementFile() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
