@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # A multi-host Jindou cluster on one machine: N network namespaces ("hosts"), each joined
-# to the root namespace by its own veth pair, with optional tc netem delay/rate.
+# to the root namespace by its own veth pair, with optional emulated links.
 # Host I has address 10.77.I.2; the root namespace reaches it as 10.77.I.1's peer.
 #
-#   cluster/netns/cluster.sh up N [--prefix P] [--delay 2ms] [--rate 1gbit]
+#   cluster/netns/cluster.sh up N [--prefix P] [--rate 1gbit]
 #   cluster/netns/cluster.sh address I                # prints 10.77.I.2
 #   cluster/netns/cluster.sh exec I [--prefix P] CMD…   # runs CMD inside host I
 #   cluster/netns/cluster.sh down [--prefix P]
-#   cluster/netns/cluster.sh demo MODEL N [--delay 2ms]  # up, a worker per host, a coordinator
-#                                                       # in the root namespace; Ctrl-C tears down
+#   cluster/netns/cluster.sh demo MODEL N [--rtt 200us] [--jitter 20us] [--rate 1gbit]
+#                          # up, a worker per host, a coordinator in the root namespace
+#                          # reaching each worker through a delay relay; Ctrl-C tears down
+#
+# Links: --rate shapes both directions of every veth pair with tc tbf (works on kernels
+# without sch_netem). Delay cannot come from tc here, so --rtt/--jitter start
+# `jindouctl link relay` in the root namespace: host I's worker is reached at 10.77.I.1:7170,
+# which forwards to 10.77.I.2:7070 with half the RTT added each way. `jindouctl link probe`
+# against `jindouctl link echo` in a host measures the result.
 # Needs root and iproute2. Traffic stays inside this machine.
 set -euo pipefail
 
 prefix=jd
-delay=""
+rtt=""
+jitter=""
 rate=""
 command=${1:-}
 shift || true
@@ -22,7 +30,9 @@ args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;
-    --delay) delay=$2; shift 2 ;;
+    --rtt) rtt=$2; shift 2 ;;
+    --delay) rtt=$2; shift 2 ;;   # older spelling: the added round trip
+    --jitter) jitter=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
@@ -32,15 +42,19 @@ set -- "${args[@]+"${args[@]}"}"
 namespace() { echo "${prefix}-h$1"; }
 root_link() { echo "${prefix}v$1"; }   # interface names are limited to 15 characters
 
-netem() {
-  local target=("$@")
-  local spec=()
-  [ -n "$delay" ] && spec+=(delay "$delay")
-  [ -n "$rate" ] && spec+=(rate "$rate")
-  if [ ${#spec[@]} -gt 0 ]; then
-    # netem needs the sch_netem kernel module; without it the cluster still works, undelayed.
-    "${target[@]}" "${spec[@]}" 2>/dev/null || echo "cluster.sh: tc netem unavailable on this kernel; no delay/rate applied" >&2
-  fi
+# tbf on one interface: burst of at least 256 KB (veth hands tbf 64 KB GSO segments) or
+# 1 ms at the rate, a 10 ms queue.
+shape() {
+  [ -n "$rate" ] || return 0
+  tc "$@" root tbf rate "$rate" burst "$(burst_bytes)" latency 10ms
+}
+burst_bytes() {
+  local bits
+  bits=$(echo "$rate" | awk '{ v = $1 + 0; u = tolower($1); sub(/^[0-9.]+/, "", u);
+    m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : 1; printf "%d", v * m }')
+  local bytes=$((bits / 8 / 1000))
+  [ "$bytes" -lt 262144 ] && bytes=262144
+  echo "$bytes"
 }
 
 up() {
@@ -55,9 +69,9 @@ up() {
     ip -n "$ns" addr add "10.77.$i.2/24" dev eth0
     ip -n "$ns" link set eth0 up
     ip -n "$ns" link set lo up
-    # Delay/rate both ways: on the host's egress and on the root side's egress.
-    netem tc -n "$ns" qdisc add dev eth0 root netem
-    netem tc qdisc add dev "$link" root netem
+    # Rate both ways: on the host's egress and on the root side's egress.
+    shape -n "$ns" qdisc add dev eth0
+    shape qdisc add dev "$link"
   done
 }
 
@@ -80,14 +94,25 @@ case "$command" in
     model=${1:?model directory}; n=${2:-2}
     here=$(cd "$(dirname "$0")/../.." && pwd)
     jindoud=${JINDOUD:-$here/.build/release/jindoud}
-    trap down EXIT
+    jindouctl=${JINDOUCTL:-$here/.build/release/jindouctl}
+    trap 'kill $(jobs -p) 2>/dev/null; down' EXIT
     down; up "$n"
     workers=()
+    links=()
     for ((i = 0; i < n; i++)); do
       ip netns exec "$(namespace "$i")" "$jindoud" worker --model "$model" --listen "10.77.$i.2:7070" \
         --experts "contiguous:$i/$n" --name "host-$i" > "/tmp/${prefix}-worker-$i.out" &
-      workers+=("10.77.$i.2:7070")
+      if [ -n "$rtt" ]; then
+        links+=(--link "10.77.$i.1:7170=10.77.$i.2:7070")
+        workers+=("10.77.$i.1:7170")
+      else
+        workers+=("10.77.$i.2:7070")
+      fi
     done
+    if [ -n "$rtt" ]; then
+      "$jindouctl" link relay "${links[@]}" --rtt "$rtt" ${jitter:+--jitter "$jitter"} > "/tmp/${prefix}-relay.out" &
+      until [ "$(grep -c '^ready' "/tmp/${prefix}-relay.out" 2>/dev/null)" = "$n" ]; do sleep 0.1; done
+    fi
     for ((i = 0; i < n; i++)); do
       until grep -q '^ready' "/tmp/${prefix}-worker-$i.out" 2>/dev/null; do sleep 0.1; done
     done
