@@ -74,6 +74,9 @@ public struct ClusterExpertBackend: ExpertBackend {
         return result
     }
 
+    /// Experts are computed by workers across a network: micro-batches can overlap them.
+    public var isRemote: Bool { true }
+
     public func route(layer: Int, router: Router, hidden: UnsafePointer<Float>, tokens: Int,
                       expertsPerToken: (Int) -> ExpertsPerToken) -> RoutingDecision {
         guard let servingBias else { return router.route(hidden: hidden, tokens: tokens, expertsPerToken: expertsPerToken) }

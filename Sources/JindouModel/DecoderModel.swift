@@ -223,10 +223,28 @@ public struct DecoderModel: Sendable {
     }
 
     /// Runs one step: appends each sequence's tokens to its cache and returns, per
-    /// sequence, the logits it asked for (row-major, `vocabularySize` wide).
-    public func forward(_ batch: [SequenceStep], experts: any ExpertBackend) async throws -> [[Float]] {
+    /// sequence, the logits it asked for (row-major, `vocabularySize` wide). With
+    /// `microBatches`, the step's sequences run as concurrent micro-batches that overlap
+    /// one another's expert round trips (`MicroBatching`); the results are the same.
+    public func forward(_ batch: [SequenceStep], experts: any ExpertBackend,
+                        microBatches: MicroBatching = .fixed(1)) async throws -> [[Float]] {
         try validate(batch)
-        return try await experts.step { try await self.forwardStep(batch, experts: experts) }
+        let groups = microBatches.groups(tokenCounts: batch.map(\.tokens.count), remoteExperts: experts.isRemote)
+        guard groups.count > 1 else { return try await experts.step { try await self.forwardStep(batch, experts: experts) } }
+        let parts = try await withThrowingTaskGroup(of: (Int, [[Float]]).self) { group in
+            for (g, indices) in groups.enumerated() {
+                let part = indices.map { batch[$0] }
+                group.addTask { (g, try await experts.step { try await self.forwardStep(part, experts: experts) }) }
+            }
+            var parts = [[[Float]]](repeating: [], count: groups.count)
+            for try await (g, logits) in group { parts[g] = logits }
+            return parts
+        }
+        var results = [[Float]](repeating: [], count: batch.count)
+        for (indices, logits) in zip(groups, parts) {
+            for (s, rows) in zip(indices, logits) { results[s] = rows }
+        }
+        return results
     }
 
     private func forwardStep(_ batch: [SequenceStep], experts: any ExpertBackend) async throws -> [[Float]] {

@@ -22,6 +22,10 @@ public protocol ExpertBackend: Sendable {
     /// (selection only, on top of the checkpoint's correction bias).
     func route(layer: Int, router: Router, hidden: UnsafePointer<Float>, tokens: Int,
                expertsPerToken: (Int) -> ExpertsPerToken) -> RoutingDecision
+
+    /// Whether routed experts are computed elsewhere (workers across a network), so a
+    /// step's micro-batches can overlap them (`MicroBatching.auto`).
+    var isRemote: Bool { get }
 }
 
 extension ExpertBackend {
@@ -33,6 +37,8 @@ extension ExpertBackend {
     public func step<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
         try await body()
     }
+
+    public var isRemote: Bool { false }
 }
 
 /// The three projections of one routed expert (`Qwen3MoeMLP` shape with

@@ -48,10 +48,13 @@ public actor BatchScheduler {
         public var maximumQueued: Int
         /// Speculative decoding for requests that do not opt out.
         public var speculation: SpeculationOptions
+        /// Whether a step's sequences run as overlapping micro-batches.
+        public var microBatches: MicroBatching
 
         public init(maximumStepTokens: Int = 512, maximumSequences: Int = 64, kvCacheBudgetBytes: Int = 4 << 30,
-                    maximumQueued: Int = 256, speculation: SpeculationOptions = .off) {
+                    maximumQueued: Int = 256, speculation: SpeculationOptions = .off, microBatches: MicroBatching = .auto) {
             self.speculation = speculation
+            self.microBatches = microBatches
             self.maximumStepTokens = maximumStepTokens
             self.maximumSequences = maximumSequences
             self.kvCacheBudgetBytes = kvCacheBudgetBytes
@@ -115,6 +118,7 @@ public actor BatchScheduler {
     private let draftedTokens = Counter(label: "jindou_speculative_draft_tokens_total")
     private let acceptedTokens = Counter(label: "jindou_speculative_accepted_tokens_total")
     private let tokensPerStep = Recorder(label: "jindou_decode_tokens_per_step")
+    private let microBatchedSteps = Counter(label: "jindou_micro_batched_steps_total")
     /// What speculation did since the scheduler started.
     public private(set) var speculationStatistics = SpeculationStatistics()
 
@@ -254,8 +258,11 @@ public actor BatchScheduler {
         }
         let start = ContinuousClock.now
         let logits: [[Float]]
+        if options.microBatches.groups(tokenCounts: batch.map(\.tokens.count), remoteExperts: engine.experts.isRemote).count > 1 {
+            microBatchedSteps.increment()
+        }
         do {
-            logits = try await engine.model.forward(batch, experts: engine.experts)
+            logits = try await engine.model.forward(batch, experts: engine.experts, microBatches: options.microBatches)
         } catch {
             // The step failed (a worker is gone, …): fail its sequences, keep serving.
             for (s, _, _) in plan {

@@ -106,6 +106,10 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("draft-tokens"), help: "With --speculative: most drafted tokens per sequence and step.")
     var draftTokens: Int = 4
 
+    @Option(name: .customLong("micro-batches"),
+            help: "Split each step into overlapping micro-batches: 1, 2 or auto (2 when experts are remote and ≥ \(MicroBatching.autoMinimumSequences) sequences run).")
+    var microBatches: String = "auto"
+
     @Option(name: .customLong("ready-timeout"),
             help: "Seconds a request waits for the cluster to serve every expert at startup before it gets 503.")
     var readyTimeout: Double = 60
@@ -122,6 +126,7 @@ struct ServingOptions: ParsableArguments {
                                                         : "--speculative must be off or ngram")
         }
         guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be in 1…64") }
+        guard MicroBatching(microBatches) != nil else { throw ValidationError("--micro-batches must be auto, 1 or 2") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
         if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
     }
@@ -133,7 +138,8 @@ struct ServingOptions: ParsableArguments {
         let scheduler = BatchScheduler(engine: engine, options: .init(
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,
             kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued,
-            speculation: SpeculationOptions(mode: SpeculationMode(rawValue: speculative)!, draftTokens: draftTokens)))
+            speculation: SpeculationOptions(mode: SpeculationMode(rawValue: speculative)!, draftTokens: draftTokens),
+            microBatches: MicroBatching(microBatches)!))
         let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
         return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
                               maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,
