@@ -255,7 +255,7 @@ let package = Package(
         ),
         .testTarget(name: "JindouNumericsTests",
                     dependencies: ["JindouNumerics", "JindouTensors", "JindouTestSupport"] + kernelDependencies),
-        .testTarget(name: "JindouWireTests", dependencies: ["JindouWire"]),
+        .testTarget(name: "JindouWireTests", dependencies: ["JindouWire", "JindouNumerics"]),
         .testTarget(name: "JindouServingTests", dependencies: ["JindouServing", "JindouModel", "JindouRouting", "JindouTemplates", "JindouTokenizer", "JindouTestSupport"]),
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(

@@ -148,7 +148,7 @@ public struct ClusterBenchmark {
     /// PING/PONG carrying the dispatch's payload bytes to every worker the layer uses, concurrently.
     func timeRoundTrip(_ backend: ClusterExpertBackend, layer: Int, hidden: [Float], routing: RoutingDecision) async throws -> (Double, Int) {
         let shares = try backend.split(layer: layer, routing: routing, table: backend.routing.table)
-        let payload = TensorPayload.encode(hidden, as: backend.wireDType)
+        let payload = TensorPayload.encode(hidden, as: backend.wireDType, width: hidden.count)
         let pool = backend.pool
         let targets = shares.keys.sorted()
         func once() async throws {

@@ -210,7 +210,26 @@ public enum FP8E4M3 {
         Float(bitPattern: UInt32(byte & 0x80) << 24 | UInt32(byte & 0x7F) << 20) * 0x1p120
     }
 
-    /// Round-to-nearest-even encoding (for tests and quantisation tools), saturating at ±448.
+    /// Round-to-nearest-even encoding, saturating at ±448 (NaN stays NaN): the hot-path
+    /// form of `byte`, on the float's bits. Normal results keep f32 mantissa bits 22–20,
+    /// rounded at bit 20 with the carry running into the exponent; below 2^-6 the value is
+    /// a multiple of 2^-9 (subnormal E4M3, or 2^-6 itself when it rounds up).
+    @inlinable
+    public static func encode(_ value: Float) -> UInt8 {
+        let bits = value.bitPattern
+        let sign = UInt8(truncatingIfNeeded: bits >> 24) & 0x80
+        let magnitude = bits & 0x7FFF_FFFF
+        if magnitude > 0x7F80_0000 { return sign | 0x7F }
+        if magnitude >= 0x43E0_0000 { return sign | 0x7E }
+        if magnitude < 0x3C80_0000 {
+            return sign | UInt8((Float(bitPattern: magnitude) * 512).rounded(.toNearestOrEven))
+        }
+        let rounded = (magnitude &+ 0x7_FFFF &+ ((magnitude >> 20) & 1)) >> 20
+        return sign | UInt8(min(rounded - (120 << 3), 0x7E))
+    }
+
+    /// Round-to-nearest-even encoding by search over every code, saturating at ±448: the
+    /// specification `encode` is tested against.
     public static func byte(_ value: Float) -> UInt8 {
         let sign: UInt8 = value.sign == .minus ? 0x80 : 0
         let magnitude = min(abs(value), 448)

@@ -4,27 +4,67 @@ import JindouRouting
 import NIOCore
 
 /// Element type of hidden states on the wire.
+///
+/// `fp8` is DeepEP's compact dispatch: each token's row in FP8 E4M3, 1 byte per value,
+/// with one f32 scale per 128 values of the row (their max |x| / 448, so an outlier channel
+/// costs precision only in its own block); its combine comes back in bf16.
 public enum WireDType: String, Sendable, CaseIterable {
     case f32
     case bf16
+    case fp8
 
-    public var protobuf: TensorDType { self == .f32 ? .f32 : .bf16 }
-    public var byteSize: Int { self == .f32 ? 4 : 2 }
+    public var protobuf: TensorDType {
+        switch self {
+        case .f32: .f32
+        case .bf16: .bf16
+        case .fp8: .fp8E4M3
+        }
+    }
+
+    /// Values that share one fp8 scale.
+    public static let fp8BlockWidth = 128
+
+    /// Bytes of one value (fp8 rows carry 4-byte scales besides, see `payloadBytes`).
+    public var byteSize: Int {
+        switch self {
+        case .f32: 4
+        case .bf16: 2
+        case .fp8: 1
+        }
+    }
+
+    /// Bytes of a payload of `rows` rows of `width` values.
+    public func payloadBytes(rows: Int, width: Int) -> Int {
+        rows * width * byteSize + (self == .fp8 ? rows * Self.fp8Blocks(width: width) * 4 : 0)
+    }
+
+    /// Scales per fp8 row.
+    public static func fp8Blocks(width: Int) -> Int {
+        (width + fp8BlockWidth - 1) / fp8BlockWidth
+    }
+
+    /// The element type of the combine answering a dispatch in this type: sums of experts
+    /// go back in bf16 when the dispatch was fp8 (as DeepEP does), else in the same type.
+    public var combineDType: WireDType { self == .fp8 ? .bf16 : self }
 
     public init?(_ dtype: TensorDType) {
         switch dtype {
         case .f32: self = .f32
         case .bf16: self = .bf16
+        case .fp8E4M3: self = .fp8
         default: return nil
         }
     }
 }
 
 /// Tensor payloads: little-endian rows of floats, widened to/from `Float` on each side.
+/// An fp8 payload is `rows × blocks` f32 scales (row-major), then `rows × width` E4M3 bytes.
 public enum TensorPayload {
-    public static func encode(_ values: [Float], as dtype: WireDType) -> ByteBuffer {
+    public static func encode(_ values: [Float], as dtype: WireDType, width: Int) -> ByteBuffer {
+        precondition(width > 0 && values.count % width == 0, "payload of \(values.count) values is not rows of \(width)")
+        let rows = values.count / width
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(values.count * dtype.byteSize)
+        buffer.reserveCapacity(dtype.payloadBytes(rows: rows, width: width))
         switch dtype {
         case .f32:
             values.withUnsafeBytes { _ = buffer.writeBytes($0) }
@@ -34,14 +74,38 @@ public enum TensorPayload {
                 for i in values.indices { out[i] = BFloat16Conversion.bits(from: values[i]).littleEndian }
                 return values.count * 2
             }
+        case .fp8:
+            let blocks = WireDType.fp8Blocks(width: width), block = WireDType.fp8BlockWidth
+            let bytes = dtype.payloadBytes(rows: rows, width: width)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes) { raw in
+                values.withUnsafeBufferPointer { x in
+                    let data = rows * blocks * 4
+                    for r in 0..<rows {
+                        for b in 0..<blocks {
+                            let columns = (b * block)..<min(width, (b + 1) * block)
+                            var largest: Float = 0
+                            for c in columns { largest = max(largest, abs(x[r * width + c])) }
+                            // An all-zero block keeps scale 1 (every byte 0); non-finite values stay non-finite.
+                            let scale = largest > 0 ? largest / 448 : 1
+                            raw.storeBytes(of: scale.bitPattern.littleEndian, toByteOffset: (r * blocks + b) * 4, as: UInt32.self)
+                            let inverse = 1 / scale
+                            for c in columns { raw[data + r * width + c] = FP8E4M3.encode(x[r * width + c] * inverse) }
+                        }
+                    }
+                }
+                return bytes
+            }
         }
         return buffer
     }
 
-    /// Reads `count` values; throws if the payload has another length.
-    public static func decode(_ buffer: ByteBuffer, count: Int, as dtype: WireDType, kind: String) throws(WireError) -> [Float] {
-        guard buffer.readableBytes == count * dtype.byteSize else {
-            throw .badMessage(kind: kind, reason: "payload has \(buffer.readableBytes) bytes, expected \(count) \(dtype.rawValue) values (\(count * dtype.byteSize) bytes)")
+    /// Reads `rows × width` values; throws if the payload has another length.
+    public static func decode(_ buffer: ByteBuffer, rows: Int, width: Int, as dtype: WireDType, kind: String) throws(WireError) -> [Float] {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: width)
+        guard !overflow, count < Int.max / 8 else { throw .badMessage(kind: kind, reason: "\(rows) × \(width) values overflow") }
+        let expected = dtype.payloadBytes(rows: rows, width: width)
+        guard buffer.readableBytes == expected else {
+            throw .badMessage(kind: kind, reason: "payload has \(buffer.readableBytes) bytes, expected \(rows) × \(width) \(dtype.rawValue) values (\(expected) bytes)")
         }
         return buffer.withUnsafeReadableBytes { raw in
             [Float](unsafeUninitializedCapacity: count) { out, initialized in
@@ -51,6 +115,17 @@ public enum TensorPayload {
                 case .bf16:
                     for i in 0..<count {
                         out[i] = BFloat16Conversion.float(fromBits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+                    }
+                case .fp8:
+                    let blocks = WireDType.fp8Blocks(width: width), block = WireDType.fp8BlockWidth
+                    let data = rows * blocks * 4
+                    for r in 0..<rows {
+                        for b in 0..<blocks {
+                            let scale = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: (r * blocks + b) * 4, as: UInt32.self)))
+                            for c in (b * block)..<min(width, (b + 1) * block) {
+                                out[r * width + c] = FP8E4M3.float(raw[data + r * width + c]) * scale
+                            }
+                        }
                     }
                 }
                 initialized = count
@@ -98,7 +173,7 @@ public struct DispatchMessage: Sendable, Equatable {
         routing.experts = self.routing.experts.map { UInt32(bitPattern: $0) }
         routing.weights = self.routing.weights
         header.routing = routing
-        return Frame(header: header, payload: TensorPayload.encode(hidden, as: dtype))
+        return Frame(header: header, payload: TensorPayload.encode(hidden, as: dtype, width: hiddenSize))
     }
 
     /// Parses and validates a DISPATCH frame's structure (not which experts are hosted).
@@ -146,7 +221,7 @@ public struct DispatchMessage: Sendable, Equatable {
             decision.append(experts: pairs.map(\.0), weights: pairs.map(\.1))
         }
         routing = decision
-        hidden = try TensorPayload.decode(frame.payload, count: count, as: dtype, kind: "DISPATCH")
+        hidden = try TensorPayload.decode(frame.payload, rows: tokens, width: hiddenSize, as: dtype, kind: "DISPATCH")
     }
 }
 
@@ -180,7 +255,7 @@ public struct CombineMessage: Sendable, Equatable {
         header.hiddenSize = UInt32(hiddenSize)
         header.dtype = dtype.protobuf
         header.computeNanoseconds = computeNanoseconds
-        return Frame(header: header, payload: TensorPayload.encode(output, as: dtype))
+        return Frame(header: header, payload: TensorPayload.encode(output, as: dtype, width: hiddenSize))
     }
 
     public init(frame: Frame) throws(WireError) {
@@ -192,7 +267,8 @@ public struct CombineMessage: Sendable, Equatable {
         hiddenSize = Int(h.hiddenSize)
         self.dtype = dtype
         computeNanoseconds = h.computeNanoseconds
-        output = try TensorPayload.decode(frame.payload, count: Int(h.tokenCount) * Int(h.hiddenSize), as: dtype, kind: "COMBINE")
+        guard h.hiddenSize > 0 || h.tokenCount == 0 else { throw .badMessage(kind: "COMBINE", reason: "hidden_size is 0") }
+        output = try TensorPayload.decode(frame.payload, rows: Int(h.tokenCount), width: Int(h.hiddenSize), as: dtype, kind: "COMBINE")
     }
 }
 

@@ -176,7 +176,7 @@ public struct WorkerSession: FrameSession {
             let output = try await state.compute(message, shard: shard)
             let nanoseconds = UInt64(max(0, (ContinuousClock.now - start).nanoseconds))
             return .reply(CombineMessage(requestID: id, layer: message.layer, hiddenSize: message.hiddenSize,
-                                         dtype: message.dtype, output: output, computeNanoseconds: nanoseconds).frame())
+                                         dtype: message.dtype.combineDType, output: output, computeNanoseconds: nanoseconds).frame())
         } catch {
             return refuse(.internal, "\(error)")
         }

@@ -34,7 +34,7 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(help: "Repetitions of each per-layer measurement.")
     var repetitions: Int = 50
 
-    @Option(name: .customLong("wire-dtype"), help: "f32 or bf16.")
+    @Option(name: .customLong("wire-dtype"), help: "f32, bf16 or fp8.")
     var wireDType: String = "f32"
 
     @Option(help: "Markdown file to update.")
@@ -47,7 +47,7 @@ struct ClusterBench: AsyncParsableCommand {
 
     func validate() throws {
         guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 && $0 <= 16 }) else { throw ValidationError("--workers: e.g. 1,2,3") }
-        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32 or bf16") }
+        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or fp8") }
     }
 
     func run() async throws {

@@ -53,7 +53,7 @@ struct Coordinator: AsyncParsableCommand {
     @OptionGroup var tls: TLSOptions
     @OptionGroup var servingOptions: ServingOptions
 
-    @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16 (half the bytes).")
+    @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact), bf16 (half the bytes) or fp8 (E4M3 + a scale per token, combine in bf16).")
     var wireDType: String = "f32"
 
     @Option(name: .customLong("timeout"), help: "Seconds to wait for a worker's reply before failing the request.")
@@ -76,7 +76,7 @@ struct Coordinator: AsyncParsableCommand {
         guard heartbeatSeconds > 0, unreachableAfter > heartbeatSeconds, goneAfter > unreachableAfter else {
             throw ValidationError("need 0 < --heartbeat < --unreachable-after < --gone-after")
         }
-        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32 or bf16") }
+        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or fp8") }
         guard PlacementChoice(placement) != nil else { throw ValidationError("bad --placement") }
         guard timeoutSeconds > 0 else { throw ValidationError("--timeout must be positive") }
     }

@@ -31,7 +31,7 @@ struct Local: AsyncParsableCommand {
     @Option(help: "contiguous or round-robin.")
     var placement: String = "contiguous"
 
-    @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact) or bf16.")
+    @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact), bf16 or fp8 (E4M3 + a scale per token, combine in bf16).")
     var wireDType: String = "f32"
 
     @Option(name: .customLong("state-dir"), help: "Directory for the cluster state (members, placement).")
@@ -49,7 +49,7 @@ struct Local: AsyncParsableCommand {
         guard ["contiguous", "round-robin"].contains(placement) else {
             throw ValidationError("--placement must be contiguous or round-robin")
         }
-        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32 or bf16") }
+        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or fp8") }
     }
 
     func run() async throws {

@@ -26,7 +26,7 @@ struct FrameDecoderTests {
         #expect(long.withUnsafeBytes { crc32c($0) } == ~reference)
     }
 
-    @Test(arguments: [WireDType.f32, .bf16])
+    @Test(arguments: [WireDType.f32, .bf16, .fp8])
     func dispatchRoundTripsByteByByte(dtype: WireDType) throws {
         let message = sampleDispatch(dtype: dtype)
         let bytes = try FrameEncoder.encode(message.frame())
@@ -42,10 +42,16 @@ struct FrameDecoderTests {
         }
         let back = try DispatchMessage(frame: #require(decoded), expertLimit: 8)
         #expect(back.routing == message.routing && back.layer == 3 && back.placementVersion == 7 && back.requestID == 42)
-        if dtype == .f32 {
-            #expect(back.hidden == message.hidden)
-        } else {
-            for (a, b) in zip(back.hidden, message.hidden) { #expect(abs(a - b) <= abs(b) / 128) }
+        switch dtype {
+        case .f32: #expect(back.hidden == message.hidden)
+        case .bf16: for (a, b) in zip(back.hidden, message.hidden) { #expect(abs(a - b) <= abs(b) / 128) }
+        case .fp8:
+            // Half an E4M3 step: 1/16 relative, or 2^-10 of the block's scale below the normals (one block here).
+            for t in 0..<message.tokenCount {
+                let row = message.hidden[(t * 8)..<((t + 1) * 8)]
+                let scale = row.map(abs).max()! / 448
+                for (a, b) in zip(back.hidden[row.indices], row) { #expect(abs(a - b) <= max(abs(b) / 16, scale / 1024)) }
+            }
         }
     }
 

@@ -121,6 +121,9 @@ public nonisolated enum Jindou_V1_TensorDType: SwiftProtobuf.Enum, Swift.CaseIte
   case f32 // = 1
   case bf16 // = 2
   case f16 // = 3
+
+  /// FP8 E4M3 ("e4m3fn") with one f32 scale per row (DeepEP-style dispatch).
+  case fp8E4M3 // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -133,6 +136,7 @@ public nonisolated enum Jindou_V1_TensorDType: SwiftProtobuf.Enum, Swift.CaseIte
     case 1: self = .f32
     case 2: self = .bf16
     case 3: self = .f16
+    case 4: self = .fp8E4M3
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -143,6 +147,7 @@ public nonisolated enum Jindou_V1_TensorDType: SwiftProtobuf.Enum, Swift.CaseIte
     case .f32: return 1
     case .bf16: return 2
     case .f16: return 3
+    case .fp8E4M3: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -153,6 +158,7 @@ public nonisolated enum Jindou_V1_TensorDType: SwiftProtobuf.Enum, Swift.CaseIte
     .f32,
     .bf16,
     .f16,
+    .fp8E4M3,
   ]
 
 }
@@ -513,7 +519,7 @@ nonisolated extension Jindou_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Jindou_V1_TensorDType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TENSOR_DTYPE_UNSPECIFIED\0\u{1}F32\0\u{1}BF16\0\u{1}F16\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TENSOR_DTYPE_UNSPECIFIED\0\u{1}F32\0\u{1}BF16\0\u{1}F16\0\u{1}FP8_E4M3\0")
 }
 
 nonisolated extension Jindou_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
