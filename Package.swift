@@ -213,7 +213,7 @@ let package = Package(
         .target(
             name: "JindouBenchmarks",
             dependencies: [
-                "JindouBalancing", "JindouCoordinator", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport",
+                "JindouBalancing", "JindouCoordinator", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport", "JindouServing",
                 "JindouWire", .product(name: "Logging", package: "swift-log"),
             ]
         ),

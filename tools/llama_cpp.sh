@@ -16,6 +16,11 @@
 #   JINDOU_LLAMA_SDIST  the llama_cpp_python-$version.tar.gz to use; otherwise one found in
 #                       $JINDOU_LLAMA_DIR, otherwise `pip download`ed from PyPI into it
 #   JINDOU_LLAMA_JOBS   parallel build jobs (default: nproc)
+#
+#   tools/llama_cpp.sh --rpc           # a second build, $llama/build-rpc, with GGML_RPC=ON:
+#                                      # ggml-rpc-server, llama-bench, llama-batched-bench (the
+#                                      # layer-split peer of tools/bench_network.sh and
+#                                      # `jindouctl bench network`)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 version=0.3.36
@@ -23,6 +28,8 @@ dir=${JINDOU_LLAMA_DIR:-/tmp/jindou-llama}
 jobs=${JINDOU_LLAMA_JOBS:-$(nproc)}
 tree="$dir/llama_cpp_python-$version/vendor/llama.cpp"
 build="$tree/build"
+rpc=0
+[ "${1:-}" = "--rpc" ] && rpc=1
 mkdir -p "$dir"
 
 if [ ! -f "$tree/CMakeLists.txt" ]; then
@@ -37,6 +44,20 @@ fi
 
 # The sdist carries the submodule's git metadata (HEAD, no objects): the commit it pins.
 commit=$(cat "$dir/llama_cpp_python-$version/.git/modules/vendor/llama.cpp/HEAD" 2>/dev/null || echo unknown)
+
+if [ "$rpc" = 1 ]; then
+  build="$tree/build-rpc"
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    echo "llama_cpp.sh: configuring $build (llama.cpp $commit, GGML_RPC=ON)" >&2
+    cmake -S "$tree" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_RPC=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+      -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_COMMON=ON -DBUILD_SHARED_LIBS=ON \
+      -DLLAMA_BUILD_NUMBER=0 -DLLAMA_BUILD_COMMIT="${commit:0:12}" >&2
+  fi
+  cmake --build "$build" -j"$jobs" --target ggml-rpc-server llama-bench llama-batched-bench >&2
+  echo "$tree"
+  exit 0
+fi
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
   echo "llama_cpp.sh: configuring $build (llama.cpp $commit)" >&2

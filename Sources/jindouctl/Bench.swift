@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import JindouBenchmarks
+import JindouTransport
 import JindouWire
 import Logging
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self]
     )
 }
 
@@ -59,6 +60,83 @@ struct ClusterBench: AsyncParsableCommand {
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "cluster", in: out, with: report.markdown)
             print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct NetworkBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "network",
+        abstract: "Jindou vs llama.cpp RPC on the same GGUF files over emulated links (namespaces, tbf rate, relay delay).",
+        discussion: """
+            Needs root and iproute2 (namespaces jdnet-h0… via cluster/netns/cluster.sh, removed afterwards), and for
+            llama.cpp a GGML_RPC build: `tools/llama_cpp.sh --rpc` (its build-rpc/bin is --llama-bin). Example:
+              jindouctl bench network --model q4_k=/tmp/q30b-8l-q4_k.gguf --model q8_0=/tmp/q30b-8l-q8_0.gguf \\
+                --workers 2 --rtt 0,200us,1ms --rate 1gbit,10gbit --streams 8,32 --llama-bin $llama/build-rpc/bin
+            Writes the 'network' section of --out, the JSON results and, with --plot, a PNG.
+            """
+    )
+
+    @Option(name: .customLong("model"), help: "LABEL=PATH of a GGUF file or checkpoint (repeatable).") var models: [String] = []
+    @Option(help: "Worker host counts, comma-separated.") var workers: String = "2"
+    @Option(help: "Added round-trip times, comma-separated (0, 50us, 200us, 1ms).") var rtt: String = "0,200us,1ms"
+    @Option(help: "Link rates, comma-separated (tc spelling), or 'none'.") var rate: String = "1gbit,10gbit"
+    @Option(help: "Concurrent stream counts, comma-separated.") var streams: String = "8,32"
+    @Option(name: .customLong("decode-tokens"), help: "Tokens generated per stream and measurement.") var decodeTokens: Int = 33
+    @Option(name: .customLong("prompt-tokens"), help: "Prompt length of the prefill measurement.") var promptTokens: Int = 64
+    @Option(name: .customLong("wire-dtype"), help: "f32, bf16 or fp8.") var wireDType: String = "f32"
+    @Option(name: .customLong("llama-bin"), help: "Directory with ggml-rpc-server, llama-bench, llama-batched-bench (omit: Jindou only).")
+    var llamaBin: String?
+    @Option(help: "The netns harness script.") var harness: String = "cluster/netns/cluster.sh"
+    @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.") var json: String = "docs/benchmarks/network.json"
+    @Option(help: "PNG chart to write (throughput at each RTT, Jindou vs llama.cpp).") var plot: String?
+
+    func list(_ text: String) -> [String] { text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+
+    var parsedModels: [(String, String)] {
+        models.map { spec in
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            return parts.count == 2 ? (parts[0], parts[1]) : (URL(fileURLWithPath: spec).lastPathComponent, spec)
+        }
+    }
+
+    func validate() throws {
+        guard !models.isEmpty else { throw ValidationError("give at least one --model LABEL=PATH") }
+        for (_, path) in parsedModels where !FileManager.default.fileExists(atPath: path) { throw ValidationError("--model: no file at \(path)") }
+        guard list(workers).allSatisfy({ (Int($0) ?? 0) >= 1 && Int($0)! <= 8 }) else { throw ValidationError("--workers: e.g. 2,3") }
+        for value in list(rtt) { do { _ = try LinkUnits.seconds(value) } catch { throw ValidationError("--rtt: \(error)") } }
+        for value in list(rate) where value != "none" { do { _ = try LinkUnits.bitsPerSecond(value) } catch { throw ValidationError("--rate: \(error)") } }
+        guard list(streams).allSatisfy({ (Int($0) ?? 0) >= 1 }) else { throw ValidationError("--streams: e.g. 8,32") }
+        guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or fp8") }
+        guard decodeTokens >= 2, promptTokens >= 1 else { throw ValidationError("--decode-tokens ≥ 2, --prompt-tokens ≥ 1") }
+        if let llamaBin {
+            for tool in ["ggml-rpc-server", "llama-bench", "llama-batched-bench"] where !FileManager.default.isExecutableFile(atPath: "\(llamaBin)/\(tool)") {
+                throw ValidationError("--llama-bin: no \(tool) in \(llamaBin) (build it with tools/llama_cpp.sh --rpc)")
+            }
+        }
+        guard FileManager.default.fileExists(atPath: harness) else { throw ValidationError("--harness: no file at \(harness)") }
+    }
+
+    func run() async throws {
+        let (logger, jindoud) = benchmarkEnvironment()
+        let jindouctl = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        do {
+            let report = try await NetworkBenchmark(options: .init(
+                models: parsedModels, workerCounts: list(workers).map { Int($0)! }, rtts: list(rtt),
+                rates: list(rate).map { $0 == "none" ? nil : $0 }, streams: list(streams).map { Int($0)! }, decodeTokens: decodeTokens,
+                promptTokens: promptTokens, wireDType: WireDType(rawValue: wireDType)!, llamaBin: llamaBin, jindoud: jindoud,
+                jindouctl: jindouctl, harness: harness), logger: logger).run()
+            try BenchmarkReport.writeJSON(report, to: json)
+            var markdown = report.markdown
+            if let plot {
+                try Data(NetworkPlot.render(report).pngData()).write(to: URL(fileURLWithPath: plot))
+                markdown += "\n\n![throughput over emulated links](\(DecodeBench.relative(plot, to: out)))"
+            }
+            try BenchmarkReport.replaceSection(named: "network", in: out, with: markdown)
+            print(markdown)
         } catch {
             throw CLIError(error)
         }
