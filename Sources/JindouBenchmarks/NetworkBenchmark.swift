@@ -84,9 +84,18 @@ public struct NetworkBenchmark {
         public var ngramTokensPerSecond: Double
         public var acceptanceRate: Double
         public var tokensPerStep: Double
+        public var draftsPerStep: Double
         /// Whether the speculative greedy output equalled the plain one.
         public var identical: Bool
         public var speedup: Double { ngramTokensPerSecond / plainTokensPerSecond }
+    }
+
+    /// What `LatencyModel` predicts for a row's measurements.
+    public struct Predictions: Codable, Sendable {
+        public var decodeTokensPerSecond: Double
+        /// Per stream count: one and two micro-batches.
+        public var streams: [Int: [Double]]
+        public var speculationTokensPerSecond: Double
     }
 
     public struct Row: Codable, Sendable {
@@ -101,6 +110,10 @@ public struct NetworkBenchmark {
         public var llamaCppPrefillTokensPerSecond: Double?
         public var streams: [StreamFigures]
         public var speculation: SpeculationFigures
+        /// The latency model calibrated on the first (lowest) RTT of this model, host count
+        /// and rate, moved onto this row's measured link.
+        public var latencyModel: LatencyModel
+        public var predicted: Predictions
 
         public var decodeRatio: Double? { llamaCppDecodeTokensPerSecond.map { jindouDecodeTokensPerSecond / $0 } }
     }
@@ -160,10 +173,13 @@ public struct NetworkBenchmark {
                                            listen: "\(address(i)):\(Self.workerPort)", wrapper: namespace(i), extraArguments: ["--threads", "1"])
                     }
                     defer { launched.forEach { $0.stop() } }
-                    for rtt in options.rtts {
+                    var calibration: LatencyModel?
+                    for rtt in options.rtts.sorted(by: { (try? LinkUnits.seconds($0)) ?? 0 < (try? LinkUnits.seconds($1)) ?? 0 }) {
                         let profile = try LinkProfile(rtt: rtt)
-                        rows.append(try await measure(label: label, model: model, description: description, workers: workers, rate: rate,
-                                                      rtt: rtt, profile: profile, hasLlama: !rpcServers.isEmpty))
+                        let row = try await measure(label: label, model: model, description: description, workers: workers, rate: rate,
+                                                    rtt: rtt, profile: profile, hasLlama: !rpcServers.isEmpty, calibration: calibration)
+                        calibration = calibration ?? row.latencyModel
+                        rows.append(row)
                     }
                 }
             }
@@ -177,7 +193,7 @@ public struct NetworkBenchmark {
     }
 
     func measure(label: String, model: String, description: ModelDescription, workers: Int, rate: String?, rtt: String,
-                 profile: LinkProfile, hasLlama: Bool) async throws -> Row {
+                 profile: LinkProfile, hasLlama: Bool, calibration: LatencyModel?) async throws -> Row {
         // One relay per host and service, all with this profile; none for 0 added delay.
         var relays: [LinkRelay] = []
         defer { let all = relays; Task { for relay in all { await relay.close() } } }
@@ -223,6 +239,35 @@ public struct NetworkBenchmark {
         }
 
         let speculation = try await speculationFigures(engine, vocabulary: vocabulary)
+
+        // The latency model: calibrated here on the first row, else moved onto this link.
+        let latency: LatencyModel
+        if let calibration {
+            latency = calibration.on(roundTripSeconds: link.roundTripSeconds, bytesPerSecond: link.bytesPerSecond)
+        } else {
+            let timed = TimedExpertBackend(engine.experts)
+            var points: [(tokens: Double, stepSeconds: Double, exchangeSeconds: Double)] = []
+            for sequences in [1, options.streams.max() ?? 8] {
+                // The faster of two runs: the machine's noise only ever adds time.
+                let a = try await calibrationPoint(engine.model, timed: timed, sequences: sequences, vocabulary: vocabulary)
+                let b = try await calibrationPoint(engine.model, timed: timed, sequences: sequences, vocabulary: vocabulary)
+                points.append(a.stepSeconds <= b.stepSeconds ? a : b)
+            }
+            let k = Double(description.router.expertsPerToken), w = Double(workers)
+            let reach = 1 - pow(1 - 1 / w, k)   // share of tokens the busiest worker receives
+            let bytes = Double(options.wireDType.payloadBytes(rows: 1, width: description.hiddenSize)
+                + options.wireDType.combineDType.payloadBytes(rows: 1, width: description.hiddenSize)) * reach
+            latency = LatencyModel.fit(moeLayers: description.sparseLayers.count, roundTripSeconds: link.roundTripSeconds,
+                                       bytesPerSecond: link.bytesPerSecond, bytesPerTokenPerLayer: bytes, points: points)
+        }
+        var predictedStreams: [Int: [Double]] = [:]
+        for s in options.streams {
+            predictedStreams[s] = [1, 2].map { latency.decodeTokensPerSecond(sequences: s, microBatches: $0) }
+        }
+        let predicted = Predictions(
+            decodeTokensPerSecond: latency.decodeTokensPerSecond(sequences: 1), streams: predictedStreams,
+            speculationTokensPerSecond: latency.decodeTokensPerSecond(sequences: 1, drafts: speculation.draftsPerStep,
+                                                                      tokensPerStep: speculation.tokensPerStep))
         await coordinator.pool.closeAll()
 
         var llamaDecode: Double?, llamaPrefill: Double?
@@ -238,7 +283,27 @@ public struct NetworkBenchmark {
         }
         return Row(model: label, workers: workers, rate: rate, rtt: rtt, link: link, jindouDecodeTokensPerSecond: decode,
                    jindouPrefillTokensPerSecond: prefillRate, llamaCppDecodeTokensPerSecond: llamaDecode,
-                   llamaCppPrefillTokensPerSecond: llamaPrefill, streams: streams, speculation: speculation)
+                   llamaCppPrefillTokensPerSecond: llamaPrefill, streams: streams, speculation: speculation,
+                   latencyModel: latency, predicted: predicted)
+    }
+
+    /// One calibration point: mean seconds of a decode step of `sequences` sequences, and
+    /// the part of it spent waiting for exchanges.
+    func calibrationPoint(_ model: DecoderModel, timed: TimedExpertBackend, sequences: Int,
+                          vocabulary: Int) async throws -> (tokens: Double, stepSeconds: Double, exchangeSeconds: Double) {
+        let caches = (0..<sequences).map { _ in model.makeCache() }
+        _ = try await model.forward(caches.enumerated().map { s, cache in
+            SequenceStep(cache: cache, tokens: (0..<options.streamPromptTokens).map { ($0 * 7919 + s * 131 + 13) % vocabulary })
+        }, experts: timed)
+        let steps = 16
+        timed.reset()
+        let start = ContinuousClock.now
+        for step in 0..<steps {
+            _ = try await model.forward(caches.enumerated().map { SequenceStep(cache: $1, tokens: [(step * 31 + $0 * 7 + 1) % vocabulary]) },
+                                        experts: timed)
+        }
+        let total = (ContinuousClock.now - start).seconds
+        return (Double(sequences), total / Double(steps), timed.waitedSeconds / Double(steps))
     }
 
     /// Decode tokens/s of `streams` concurrent requests through a scheduler (S_TG's definition).
@@ -291,6 +356,7 @@ public struct NetworkBenchmark {
         return SpeculationFigures(plainTokensPerSecond: plain.decodeTokensPerSecond, ngramTokensPerSecond: ngram.decodeTokensPerSecond,
                                   acceptanceRate: statistics.acceptanceRate,
                                   tokensPerStep: statistics.steps == 0 ? 1 : Double(statistics.tokens) / Double(statistics.steps),
+                                  draftsPerStep: statistics.steps == 0 ? 0 : Double(statistics.drafted) / Double(statistics.steps),
                                   identical: plain.tokenIDs == ngram.tokenIDs)
     }
 
@@ -446,6 +512,64 @@ extension NetworkBenchmark.Report {
             line += String(format: " %.2f× (%.0f %% accepted, %.2f tok/step)%@ |", spec.speedup, spec.acceptanceRate * 100, spec.tokensPerStep,
                            spec.identical ? "" : " OUTPUT DIFFERS")
             lines.append(line)
+        }
+        lines += ["", "### The latency model against these measurements (docs/performance.md)", "",
+                  "Calibrated on each group's lowest-RTT row (coordinator and worker time at 1 and \(counts.max() ?? 0) sequences),",
+                  "then moved onto each row's *measured* link; cells are measured / predicted (error).", ""]
+        var modelHeader = "| model | hosts | rate | RTT measured | batch 1 |"
+        var modelRule = "|---|---|---|---|---|"
+        for s in counts {
+            modelHeader += " \(s) streams mb1 | mb2 |"
+            modelRule += "---|---|"
+        }
+        modelHeader += " n-gram batch 1 | c fixed ms | c per token ms | w fixed ms/layer | w per token ms/layer |"
+        modelRule += "---|---|---|---|---|"
+        lines += [modelHeader, modelRule]
+        func cell(_ measured: Double, _ predicted: Double?) -> String {
+            guard let predicted, predicted > 0 else { return rate(measured) }
+            return "\(rate(measured)) / \(rate(predicted)) (\(String(format: "%+.0f", (predicted / measured - 1) * 100)) %)"
+        }
+        for row in rows {
+            let m = row.latencyModel
+            var line = "| \(row.model) | \(row.workers) | \(row.rate ?? "–") | \(LinkUnits.format(seconds: row.link.roundTripSeconds))"
+                + " | \(cell(row.jindouDecodeTokensPerSecond, row.predicted.decodeTokensPerSecond)) |"
+            for s in row.streams {
+                let p = row.predicted.streams[s.streams]
+                line += " \(cell(s.jindouOneMicroBatch, p?[0])) | \(cell(s.jindouTwoMicroBatches, p?[1])) |"
+            }
+            line += " \(cell(row.speculation.ngramTokensPerSecond, row.predicted.speculationTokensPerSecond))"
+            line += String(format: " | %.2f | %.3f | %.3f | %.4f |", m.coordinatorFixedSeconds * 1e3, m.coordinatorPerTokenSeconds * 1e3,
+                           m.workerFixedSeconds * 1e3, m.workerPerTokenSeconds * 1e3)
+            lines.append(line)
+        }
+        // What one more millisecond of RTT costs a batch-1 token: Jindou pays a round trip per
+        // MoE layer, a layer split a few per host.
+        lines += ["", "Round trips per batch-1 token (the slope of seconds per token over the added RTT, lowest to highest RTT):", ""]
+        lines += ["| model | hosts | rate | Jindou | llama.cpp RPC | crossover RTT (batch 1) |", "|---|---|---|---|---|---|"]
+        let groups = Dictionary(grouping: rows) { "\($0.model)|\($0.workers)|\($0.rate ?? "")" }
+        for key in groups.keys.sorted() {
+            let group = groups[key]!.sorted { $0.link.roundTripSeconds < $1.link.roundTripSeconds }
+            guard let low = group.first, let high = group.last, high.link.roundTripSeconds > low.link.roundTripSeconds else { continue }
+            let span = high.link.roundTripSeconds - low.link.roundTripSeconds
+            let jindou = (1 / high.jindouDecodeTokensPerSecond - 1 / low.jindouDecodeTokensPerSecond) / span
+            var llama: Double?
+            var crossover = "–"
+            if let a = low.llamaCppDecodeTokensPerSecond, let b = high.llamaCppDecodeTokensPerSecond {
+                let slope = (1 / b - 1 / a) / span
+                llama = slope
+                // Seconds per token: Jindou t_j + s_j·r, llama.cpp t_l + s_l·r; equal at r*.
+                let tj = 1 / low.jindouDecodeTokensPerSecond - jindou * low.link.roundTripSeconds
+                let tl = 1 / a - slope * low.link.roundTripSeconds
+                if jindou > slope, tl > tj {
+                    crossover = LinkUnits.format(seconds: (tl - tj) / (jindou - slope)) + " (llama.cpp faster above)"
+                } else if jindou <= slope {
+                    crossover = "none (Jindou pays fewer round trips)"
+                } else {
+                    crossover = "none (llama.cpp faster at every RTT)"
+                }
+            }
+            lines.append("| \(low.model) | \(low.workers) | \(low.rate ?? "–") | \(String(format: "%.1f", jindou)) | "
+                + "\(llama.map { String(format: "%.1f", $0) } ?? "–") | \(crossover) |")
         }
         return lines.joined(separator: "\n")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import JindouCoordinator
 import JindouModel
+import JindouTransport
 import Logging
 
 /// `jindouctl bench scaling`: decode tokens/s with 1, 2, 3… workers, each in its own network
@@ -16,6 +17,7 @@ public struct ScalingBenchmark {
         public var decodeTokens: Int
         public var jindoud: String
         public var harness: String
+        /// Added round-trip time of each worker's link (a `LinkRelay`), tc spelling.
         public var delay: String?
 
         public init(model: String, workerCounts: [Int], decodeTokens: Int = 32, jindoud: String, harness: String, delay: String? = nil) {
@@ -61,7 +63,8 @@ public struct ScalingBenchmark {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let hosts = options.workerCounts.max() ?? 1
         try harness(["down"], check: false)
-        try harness(["up", String(hosts)] + (options.delay.map { ["--delay", $0] } ?? []))
+        try harness(["up", String(hosts)])
+        let profile = try LinkProfile(rtt: options.delay)
         defer { try? harness(["down"], check: false) }
 
         var runs: [Run] = []
@@ -75,8 +78,13 @@ public struct ScalingBenchmark {
                     extraArguments: ["--threads", "1"])
             }
             defer { workers.forEach { $0.stop() } }
+            var relays: [LinkRelay] = []
+            for worker in workers where !profile.isIdentity {
+                relays.append(try await LinkRelay(listen: Endpoint(host: "127.0.0.1", port: 0), target: worker.endpoint, profile: profile))
+            }
+            let endpoints = profile.isIdentity ? workers.map(\.endpoint) : relays.map(\.endpoint)
             let coordinator = try await Coordinator.start(
-                .init(modelDirectory: options.model, workers: workers.map(\.endpoint), placement: .contiguous, wireDType: .f32, prefault: true),
+                .init(modelDirectory: options.model, workers: endpoints, placement: .contiguous, wireDType: .f32, prefault: true),
                 logger: logger)
             let rate = try await ClusterBenchmark.decodeRate(coordinator.engine, prompt: prompt, newTokens: options.decodeTokens + 1)
             let infos = await coordinator.pool.workers
@@ -85,6 +93,7 @@ public struct ScalingBenchmark {
                             workerResidentBytes: workers.map(\.residentBytes), workerExpertBytes: infos.map { Int($0.expertBytes) }))
             logger.notice("decode", metadata: ["workers": "\(count)", "tokens/s": "\(String(format: "%.2f", rate))"])
             await coordinator.pool.closeAll()
+            for relay in relays { await relay.close() }
         }
         return Report(model: options.model, machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()),
                       delay: options.delay, runs: runs)
@@ -110,7 +119,7 @@ extension ScalingBenchmark.Report {
         var lines = [
             "## Scaling: workers in network namespaces, one pinned core each (`jindouctl bench scaling`)",
             "",
-            "Model: `\(model)`. Machine: \(machine). Run: \(date). Link delay: \(delay ?? "none").",
+            "Model: `\(model)`. Machine: \(machine). Run: \(date). Added RTT (userspace relay): \(delay ?? "none").",
             "Each worker runs in its own namespace behind a veth pair, `taskset` to one core with one kernel thread;",
             "the coordinator (attention, router, LM head) runs unpinned in the root namespace. With more workers",
             "than cores, workers share cores (the *cores* column), so the ratio is bounded by this machine.",

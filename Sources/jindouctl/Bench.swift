@@ -158,7 +158,7 @@ struct ScalingBench: AsyncParsableCommand {
     @Option(help: "Worker counts to run, comma-separated.") var workers: String = "1,2,3"
     @Option(name: .customLong("decode-tokens"), help: "Tokens to decode per measurement.") var decodeTokens: Int = 32
     @Option(help: "The netns harness script.") var harness: String = "cluster/netns/cluster.sh"
-    @Option(help: "Link delay per direction (tc netem, e.g. 1ms), where the kernel has netem.") var delay: String?
+    @Option(name: .customLong("rtt"), help: "Added round-trip time per worker link (a userspace relay), e.g. 200us.") var delay: String?
     @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
     @Option(help: "JSON results file.") var json: String = "docs/benchmarks/scaling.json"
 
