@@ -5,8 +5,8 @@ import JindouNumerics
 /// matrix sizes of models far larger than this machine (`jindouctl synth`).
 public struct SyntheticModelShape: Sendable {
     public let name: String
-    /// config.json (transformers 5 style) of the full model, as JSON text; `layers`
-    /// replaces num_hidden_layers when writing.
+    /// config.json (transformers 5 style) of the full model, as JSON text (with the full
+    /// model's num_hidden_layers, which `layers` replaces when writing).
     public let configJSON: String
 
     public init(name: String, configJSON: String) {
@@ -17,7 +17,7 @@ public struct SyntheticModelShape: Sendable {
     public static let presets: [String: SyntheticModelShape] = [
         // Qwen/Qwen3-30B-A3B config.json
         "qwen3-30b-a3b": SyntheticModelShape(name: "qwen3-30b-a3b", configJSON: """
-            {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+            {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_hidden_layers": 48,
             "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "moe_intermediate_size": 768,
             "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "num_local_experts": 128,
             "num_experts_per_tok": 8, "norm_topk_prob": true, "decoder_sparse_step": 1, "mlp_only_layers": [],
@@ -26,7 +26,7 @@ public struct SyntheticModelShape: Sendable {
             """),
         // Qwen/Qwen3-235B-A22B config.json
         "qwen3-235b-a22b": SyntheticModelShape(name: "qwen3-235b-a22b", configJSON: """
-            {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+            {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_hidden_layers": 94,
             "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288, "moe_intermediate_size": 1536,
             "num_attention_heads": 64, "num_key_value_heads": 4, "head_dim": 128, "num_local_experts": 128,
             "num_experts_per_tok": 8, "norm_topk_prob": true, "decoder_sparse_step": 1, "mlp_only_layers": [],
@@ -35,7 +35,7 @@ public struct SyntheticModelShape: Sendable {
             """),
         // zai-org/GLM-4.5-Air config.json
         "glm4.5-air": SyntheticModelShape(name: "glm4.5-air", configJSON: """
-            {"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe",
+            {"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe", "num_hidden_layers": 46,
             "vocab_size": 151552, "hidden_size": 4096, "intermediate_size": 10944, "moe_intermediate_size": 1408,
             "num_attention_heads": 96, "num_key_value_heads": 8, "head_dim": 128, "n_routed_experts": 128,
             "num_experts_per_tok": 8, "n_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 1, "topk_group": 1,
@@ -46,7 +46,7 @@ public struct SyntheticModelShape: Sendable {
             """),
         // deepseek-ai/DeepSeek-V3 config.json (bf16 weights; the release is FP8)
         "deepseek-v3": SyntheticModelShape(name: "deepseek-v3", configJSON: """
-            {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+            {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "num_hidden_layers": 61,
             "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
             "num_attention_heads": 128, "num_key_value_heads": 128, "q_lora_rank": 1536, "kv_lora_rank": 512,
             "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JindouBenchmarks
+import JindouModel
 import JindouTransport
 import JindouWire
 import Logging
@@ -8,7 +9,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self]
     )
 }
 
@@ -93,6 +94,7 @@ struct NetworkBench: AsyncParsableCommand {
     @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
     @Option(help: "JSON results file.") var json: String = "docs/benchmarks/network.json"
     @Option(help: "PNG chart to write (throughput at each RTT, Jindou vs llama.cpp).") var plot: String?
+    @Option(name: .customLong("model-plot"), help: "PNG chart of measured against predicted rates (the latency model).") var modelPlot: String?
 
     func list(_ text: String) -> [String] { text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
@@ -135,7 +137,67 @@ struct NetworkBench: AsyncParsableCommand {
                 try Data(NetworkPlot.render(report).pngData()).write(to: URL(fileURLWithPath: plot))
                 markdown += "\n\n![throughput over emulated links](\(DecodeBench.relative(plot, to: out)))"
             }
+            if let modelPlot {
+                try Data(NetworkPlot.renderModel(report).pngData()).write(to: URL(fileURLWithPath: modelPlot))
+                markdown += "\n\n![measured against predicted](\(DecodeBench.relative(modelPlot, to: out)))"
+            }
             try BenchmarkReport.replaceSection(named: "network", in: out, with: markdown)
+            print(markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct ProjectBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "project",
+        abstract: "Project decode tokens/s of real models on real clusters with the latency model (Jindou and llama.cpp RPC).",
+        discussion: """
+            No cluster is run: parameter counts come from the models' config.json (synth presets), bits per weight
+            from --gguf (a file of the mix, e.g. a synthetic model quantised with --to Q4_K_M), the rest from the
+            options. Writes the 'projection' section of --out. Example:
+              jindouctl bench project --gguf /tmp/q30b-8l-q4_k_m.gguf --rpc-round-trips 3
+            """
+    )
+
+    @Option(help: "A GGUF file whose expert and non-expert bits per weight to use.") var gguf: String?
+    @Option(name: .customLong("expert-bits"), help: "Bits per routed-expert weight (without --gguf).") var expertBits: Double = 4.5
+    @Option(name: .customLong("other-bits"), help: "Bits per other weight (without --gguf).") var otherBits: Double = 4.5
+    @Option(name: .customLong("rpc-round-trips"), help: "llama.cpp RPC round trips per host and decode step (bench network measures it).")
+    var rpcRoundTrips: Double = 3
+    @Option(name: .customLong("memory-bandwidth"), help: "Memory bandwidth per host, GB/s.") var memoryBandwidth: Double = 50
+    @Option(help: "Effective FLOP rate per host, TFLOP/s.") var tflops: Double = 1
+    @Option(help: "Round trip of a 10 GbE link, µs.") var rtt10: Double = 50
+    @Option(help: "Round trip of a 25 GbE link, µs.") var rtt25: Double = 30
+    @Option(help: "Markdown file to update.") var out: String = "docs/performance.md"
+    @Option(help: "JSON results file.") var json: String = "docs/benchmarks/projection.json"
+
+    func run() throws {
+        do {
+            var bits = (experts: expertBits, other: otherBits)
+            var source = "--expert-bits \(expertBits) / --other-bits \(otherBits)"
+            if let gguf {
+                bits = try ClusterProjection.measuredBits(gguf: gguf)
+                source = String(format: "%@ (experts %.2f, other %.2f bits per weight)", URL(fileURLWithPath: gguf).lastPathComponent,
+                                bits.experts, bits.other)
+            }
+            var projections: [ClusterProjection.Projection] = []
+            for (preset, hosts, memory) in [("qwen3-235b-a22b", 4, 64e9), ("deepseek-v3", 8, 128e9)] {
+                let weights = try ClusterProjection.Weights(preset: SyntheticModelShape.presets[preset]!, expertBitsPerWeight: bits.experts,
+                                                            otherBitsPerWeight: bits.other)
+                for (gigabits, rtt) in [(10.0, rtt10), (25.0, rtt25)] {
+                    let machine = ClusterProjection.Machine(hosts: hosts, memoryBytesPerHost: memory, memoryBytesPerSecond: memoryBandwidth * 1e9,
+                                                            flopsPerSecond: tflops * 1e12, linkBitsPerSecond: gigabits * 1e9,
+                                                            roundTripSeconds: rtt * 1e-6)
+                    projections.append(ClusterProjection.project(weights, on: machine, sequences: [1, 32], rpcRoundTripsPerHost: rpcRoundTrips))
+                }
+            }
+            try BenchmarkReport.writeJSON(projections, to: json)
+            let markdown = ClusterProjection.Projection.markdown(projections, rpcRoundTripsPerHost: rpcRoundTrips, source: source)
+                + String(format: "\n\nAssumed per host: %.0f GB/s memory bandwidth, %.1f TFLOP/s; 10 GbE RTT %.0f µs, 25 GbE %.0f µs; bf16 wire.",
+                         memoryBandwidth, tflops, rtt10, rtt25)
+            try BenchmarkReport.replaceSection(named: "projection", in: out, with: markdown)
             print(markdown)
         } catch {
             throw CLIError(error)
