@@ -417,8 +417,16 @@ final class EchoCounter: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     private var remaining = 0
     private var promise: EventLoopPromise<Void>?
+    private var closed = false
 
+    /// Completes `promise` once `bytes` more came back; at once with an error if the
+    /// connection is already gone (it may close before anyone waits, e.g. a relay whose
+    /// target refused it).
     func expect(_ bytes: Int, promise: EventLoopPromise<Void>) {
+        guard !closed else {
+            promise.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
         remaining = bytes
         self.promise = promise
     }
@@ -432,6 +440,7 @@ final class EchoCounter: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
         promise?.fail(ChannelError.ioOnClosedChannel)
         promise = nil
     }
