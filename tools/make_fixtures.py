@@ -763,6 +763,44 @@ def check_mtp_layers(model, out_dir, names) -> dict:
                            "model.layers.61, so generate(use_mtp=True) would not find them in this checkpoint"}
 
 
+@torch.no_grad()
+def mtp_goldens(model, prompt) -> tuple[dict, dict]:
+    """What transformers' MTP (MtpModel, as generate(use_mtp=True) drives it through
+    MTPCandidateGenerator) computes for `prompt`: the main model's last hidden states
+    (after the final norm: outputs.hidden_states[-1]), then the MTP layer over the pairs
+    (h_t, x_{t+1}) at position t + 1 with a fresh MtpCache — the prefill — and then one more
+    pair through the same cache, as a decode step does. Returns (metadata, tensors): every
+    MTP position's logits (shared LM head after shared_head.norm) for both calls."""
+    from transformers.cache_utils import MtpCache
+    from transformers.modeling_layers import MtpModel
+    layers = model.config.num_hidden_layers
+    original = model._keys_to_ignore_on_load_unexpected
+    model._keys_to_ignore_on_load_unexpected = [rf"model\.layers\.{layers}.*"]
+    try:
+        mtp = MtpModel.from_pretrained(model)
+    finally:
+        model._keys_to_ignore_on_load_unexpected = original
+    mtp.eval()
+    tokens = list(prompt)
+    # The main model's greedy continuation supplies x_{N} and x_{N+1}.
+    for _ in range(2):
+        logits = model(torch.tensor([tokens])).logits
+        tokens.append(int(logits[0, -1].argmax()))
+    n = len(prompt)
+    hidden = model(torch.tensor([tokens]), output_hidden_states=True).hidden_states[-1]
+    cache = MtpCache(config=model.config.get_mtp_config())
+    def run(ids, positions, previous):
+        out = mtp.forward_layer(0, previous, torch.tensor([positions]), cache, input_ids=torch.tensor([ids]))
+        return mtp._project_to_logits(out)[0]
+    prefill = run(tokens[1:n + 1], list(range(1, n + 1)), hidden[:, :n])
+    step = run(tokens[n + 1:n + 2], [n + 1], hidden[:, n:n + 1])
+    meta = {"tokens": tokens, "prompt_length": n, "prefill_positions": [1, n], "step_position": n + 1,
+            "prefill_draft": int(prefill[-1].argmax()), "step_draft": int(step[-1].argmax()),
+            "hidden_source": "outputs.hidden_states[-1] (after the final norm)",
+            "reference": "transformers MtpModel.forward_layer + _project_to_logits, MtpCache"}
+    return meta, {"mtp.prefill_logits": prefill.contiguous(), "mtp.step_logits": step.contiguous()}
+
+
 def load_all(directory) -> dict:
     tensors = {}
     for name in shard_files(directory):
@@ -1123,6 +1161,10 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
             extra_meta["fp8"]["weight_relative_rms_error"] = weight_error
 
     meta, tensors, selections = make_goldens(reloaded, spec, prompts)
+    if mtp_names:
+        mtp_meta, mtp_tensors = mtp_goldens(reloaded, prompts["medium"])
+        extra_meta["mtp"]["goldens"] = mtp_meta
+        tensors.update(mtp_tensors)
     meta.update(extra_meta)
     meta["max_abs_logit_diff_grouped_mm"] = max(
         grouped_mm_difference(reloaded, prompts["long"], k) or 0.0 for k in {None, max(spec.k_overrides, default=None)})

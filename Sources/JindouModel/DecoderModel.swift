@@ -73,6 +73,12 @@ public struct SequenceStep: Sendable {
     public let logits: LogitsSelection
     /// Image features and M-RoPE positions of the sequence's prompt (vision-language models).
     public let multimodal: MultimodalPrompt?
+    /// Added to a token's cache row to give its rotary position (an MTP block's cache row j
+    /// holds the pair for position j + 1).
+    public var positionOffset = 0
+    /// Which rows' final-normed hidden states `forwardReturningHidden` returns (MTP drafts
+    /// start from them).
+    public var hidden: LogitsSelection = .none
 
     public init(cache: KVCache, tokens: [Int], expertsPerToken: ExpertsPerToken = .configured, logits: LogitsSelection = .last,
                 multimodal: MultimodalPrompt? = nil) {
@@ -122,69 +128,14 @@ public struct DecoderModel: Sendable {
     /// checkpoint's dtype, and so does a matrix a GGUF file already stores block-quantised.
     public init(description: ModelDescription, checkpoint: any WeightSource, denseFormat: BlockFormat? = nil) throws {
         let tensors = try checkpoint.load(description.nonExpertTensors())
-        func tensor(_ name: String) throws -> TensorView {
-            guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [checkpoint.path]) }
-            return t
-        }
-        func matrix(_ name: String, as shape: [Int]? = nil) throws -> WeightMatrix {
-            _ = try tensor(name)
-            return try tensors.matrix(name, quantization: description.weightQuantization, as: shape)
-        }
-        func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
-        func encoded(_ m: WeightMatrix) -> WeightMatrix {
-            guard let denseFormat, m.blockScales == nil, m.blockFormat == nil, m.columns % denseFormat.blockSize == 0 else { return m }
-            return m.quantized(denseFormat)
-        }
-        func dense(_ name: String) throws -> WeightMatrix { encoded(try matrix(name)) }
-        func mlp(_ prefix: String) throws -> MLPWeights {
-            MLPWeights(gate: try dense(prefix + "gate_proj.weight"), up: try dense(prefix + "up_proj.weight"),
-                       down: try dense(prefix + "down_proj.weight"))
-        }
-
+        let loader = LayerLoader(description: description, tensors: tensors, path: checkpoint.path, denseFormat: denseFormat)
         self.description = description
         self.tensors = tensors
-        embedding = try matrix(description.embeddingName)
-        finalNorm = try vector(description.finalNormName)
-        lmHead = encoded(description.tieWordEmbeddings ? embedding : try matrix(WeightNames.lmHead))
-        let a = description.attention
+        embedding = try loader.matrix(description.embeddingName)
+        finalNorm = try loader.vector(description.finalNormName)
+        lmHead = loader.encoded(description.tieWordEmbeddings ? embedding : try loader.matrix(WeightNames.lmHead))
         rotary = description.makeRotaryEmbedding()
-        var layers: [DecoderLayerWeights] = []
-        for (l, kind) in description.layers.enumerated() {
-            let p = description.layerPrefix(l)
-            let attention: AttentionBlockWeights
-            if let latent = description.latentAttention {
-                attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: matrix, dense: dense,
-                                                               vector: vector))
-            } else {
-                attention = .grouped(AttentionWeights(
-                query: try dense(p + "self_attn.q_proj.weight"),
-                key: try dense(p + "self_attn.k_proj.weight"),
-                value: try dense(p + "self_attn.v_proj.weight"),
-                output: try dense(p + "self_attn.o_proj.weight"),
-                queryBias: a.queryKeyValueBias ? try vector(p + "self_attn.q_proj.bias") : nil,
-                keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
-                valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
-                outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
-                queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.q_norm.weight") : nil,
-                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.k_norm.weight") : nil))
-            }
-            let feedForward: FeedForwardWeights
-            switch kind {
-            case .dense:
-                feedForward = .dense(try mlp(p + "mlp."))
-            case .sparse:
-                let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
-                let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
-                                        correctionBias: bias)
-                let shared = description.sharedExpertIntermediateSize != nil ? try mlp(p + "mlp.shared_experts.") : nil
-                feedForward = .sparse(router: router, shared: shared)
-            }
-            layers.append(DecoderLayerWeights(
-                inputNorm: try vector(p + "input_layernorm.weight"),
-                postAttentionNorm: try vector(p + "post_attention_layernorm.weight"),
-                attention: attention, feedForward: feedForward))
-        }
-        self.layers = layers
+        layers = try description.layers.enumerated().map { try loader.layer($0, kind: $1) }
         vision = try description.vision.map { try VisionTower(shape: $0, checkpoint: checkpoint) }
     }
 
@@ -206,6 +157,16 @@ public struct DecoderModel: Sendable {
     public var anyRouter: Router? {
         for layer in layers { if case .sparse(let router, _) = layer.feedForward { return router } }
         return nil
+    }
+
+    /// `forward` that also returns, per sequence, the final-normed hidden states of the rows
+    /// its `hidden` selects (row-major, `hiddenSize` wide), for MTP drafts. Not split into
+    /// micro-batches.
+    public func forwardReturningHidden(_ batch: [SequenceStep], experts: any ExpertBackend) async throws
+        -> (logits: [[Float]], hidden: [[Float]]) {
+        try validate(batch)
+        let output = try await experts.step { try await self.forwardStep(batch, experts: experts, returnHidden: true) }
+        return (output.logits, output.hidden)
     }
 
     /// Checks a step's inputs without touching any cache.
@@ -247,28 +208,50 @@ public struct DecoderModel: Sendable {
         return results
     }
 
+    /// A step's per-token bookkeeping: which sequence each token belongs to, its cache
+    /// row, its rotary position (t, h, w) and its image row (-1 for text).
+    struct StepLayout {
+        var sequenceOf: [Int] = [], positions: [Int] = [], ropePositions: [SIMD3<Int>] = [], visualRows: [Int] = []
+        var expertsPerToken: [ExpertsPerToken] = []
+        var count: Int { sequenceOf.count }
+
+        init(_ batch: [SequenceStep]) {
+            let count = batch.reduce(0) { $0 + $1.tokens.count }
+            sequenceOf.reserveCapacity(count)
+            positions.reserveCapacity(count)
+            ropePositions.reserveCapacity(count)
+            for (s, item) in batch.enumerated() {
+                item.cache.reserve(item.tokens.count)
+                for i in item.tokens.indices {
+                    let position = item.cache.length + i
+                    sequenceOf.append(s)
+                    positions.append(position)
+                    let rope = position + item.positionOffset
+                    ropePositions.append(item.multimodal?.ropePosition(at: rope) ?? SIMD3(repeating: rope))
+                    visualRows.append(item.multimodal?.visualRow(at: position) ?? -1)
+                }
+            }
+            expertsPerToken = sequenceOf.map { batch[$0].expertsPerToken }
+        }
+    }
+
+    /// The rows a step's final norm and LM head see, and what to return for them.
+    struct StepOutput {
+        var logits: [[Float]]
+        /// Per sequence, the selected rows of the final-normed hidden states (when asked).
+        var hidden: [[Float]]
+    }
+
     private func forwardStep(_ batch: [SequenceStep], experts: any ExpertBackend) async throws -> [[Float]] {
+        try await forwardStep(batch, experts: experts, returnHidden: false).logits
+    }
+
+    func forwardStep(_ batch: [SequenceStep], experts: any ExpertBackend, returnHidden: Bool) async throws -> StepOutput {
         let h = description.hiddenSize
         let tokens = batch.flatMap(\.tokens)
         let count = tokens.count
-        if count == 0 { return batch.map { _ in [] } }
-
-        // Per-token sequence index, cache position, rotary position (t, h, w) and image row.
-        var sequenceOf = [Int](), positions = [Int](), ropePositions = [SIMD3<Int>](), visualRows = [Int]()
-        sequenceOf.reserveCapacity(count)
-        positions.reserveCapacity(count)
-        ropePositions.reserveCapacity(count)
-        for (s, item) in batch.enumerated() {
-            item.cache.reserve(item.tokens.count)
-            for i in item.tokens.indices {
-                let position = item.cache.length + i
-                sequenceOf.append(s)
-                positions.append(position)
-                ropePositions.append(item.multimodal?.ropePosition(at: position) ?? SIMD3(repeating: position))
-                visualRows.append(item.multimodal?.visualRow(at: position) ?? -1)
-            }
-        }
-        let expertsPerToken = sequenceOf.map { batch[$0].expertsPerToken }
+        if count == 0 { return StepOutput(logits: batch.map { _ in [] }, hidden: batch.map { _ in [] }) }
+        let layout = StepLayout(batch)
 
         // embed_tokens
         var hidden = [Float](repeating: 0, count: count * h)
@@ -277,49 +260,18 @@ public struct DecoderModel: Sendable {
             for (t, token) in tokens.enumerated() { embedding.widenRows(token..<(token + 1), into: out.baseAddress! + t * h) }
         }
         // Image tokens take the vision tower's merged features instead (masked_scatter).
-        for t in 0..<count where visualRows[t] >= 0 {
-            let prompt = batch[sequenceOf[t]].multimodal!
-            hidden.replaceSubrange((t * h)..<((t + 1) * h), with: prompt.embeddings[(visualRows[t] * h)..<((visualRows[t] + 1) * h)])
+        for t in 0..<count where layout.visualRows[t] >= 0 {
+            let prompt = batch[layout.sequenceOf[t]].multimodal!
+            hidden.replaceSubrange((t * h)..<((t + 1) * h), with: prompt.embeddings[(layout.visualRows[t] * h)..<((layout.visualRows[t] + 1) * h)])
         }
 
         for (l, layer) in layers.enumerated() {
-            // h = h + self_attn(input_layernorm(h))
-            var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
-            let attended: [Float]
-            switch layer.attention {
-            case .grouped(let weights):
-                attended = attention(weights, layer: l, input: normed, batch: batch, sequenceOf: sequenceOf, positions: positions,
-                                     ropePositions: ropePositions)
-            case .latent(let weights):
-                attended = latentAttention(weights, shape: description.latentAttention!, layer: l, input: normed, batch: batch,
-                                           sequenceOf: sequenceOf, positions: positions)
-            }
-            add(attended, into: &hidden)
-            // h = h + mlp(post_attention_layernorm(h))
-            normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
-            switch layer.feedForward {
-            case .dense(let mlp):
-                add(self.mlp(mlp, input: normed, rows: count), into: &hidden)
-            case .sparse(let router, let shared):
-                let routing = normed.withUnsafeBufferPointer {
-                    experts.route(layer: l, router: router, hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
-                }
-                let input = normed
-                async let routedOutput = experts.routedExperts(layer: l, hidden: input, tokenCount: count, routing: routing)
-                // Shared experts run while the routed experts are computed (remotely, in a cluster).
-                let sharedOutput = shared.map { self.mlp($0, input: normed, rows: count) }
-                var moeOutput = try await routedOutput
-                guard moeOutput.count == count * h else {
-                    throw ExpertShardError.badRouting(reason: "expert backend returned \(moeOutput.count) values for \(count) tokens")
-                }
-                if let sharedOutput { add(sharedOutput, into: &moeOutput) }
-                add(moeOutput, into: &hidden)
-            }
+            try await decoderLayer(layer, cacheLayer: l, expertLayer: l, hidden: &hidden, batch: batch, layout: layout, experts: experts)
             // DeepStack: image tokens get level l's vision features after text layer l.
-            for t in 0..<count where visualRows[t] >= 0 {
-                let prompt = batch[sequenceOf[t]].multimodal!
+            for t in 0..<count where layout.visualRows[t] >= 0 {
+                let prompt = batch[layout.sequenceOf[t]].multimodal!
                 guard l < prompt.deepstack.count else { continue }
-                let row = visualRows[t] * h
+                let row = layout.visualRows[t] * h
                 prompt.deepstack[l].withUnsafeBufferPointer { features in
                     hidden.withUnsafeMutableBufferPointer { out in
                         for i in 0..<h { out[t * h + i] += features[row + i] }
@@ -330,25 +282,68 @@ public struct DecoderModel: Sendable {
         for item in batch { item.cache.commit(item.tokens.count) }
 
         // norm → lm_head, only for the rows asked for.
-        var results: [[Float]] = []
+        var output = StepOutput(logits: [], hidden: [])
         var start = 0
-        for item in batch {
-            let rows: Range<Int>
-            switch item.logits {
-            case .none: rows = start..<start
-            case .last: rows = (start + item.tokens.count - 1)..<(start + item.tokens.count)
-            case .all: rows = start..<(start + item.tokens.count)
+        func rows(_ selection: LogitsSelection, _ tokens: Int) -> Range<Int> {
+            switch selection {
+            case .none: start..<start
+            case .last: (start + tokens - 1)..<(start + tokens)
+            case .all: start..<(start + tokens)
             }
-            start += item.tokens.count
-            if rows.isEmpty {
-                results.append([])
-                continue
-            }
-            let selected = Array(hidden[(rows.lowerBound * h)..<(rows.upperBound * h)])
-            let normed = rmsNormed(selected, weight: finalNorm, rows: rows.count)
-            results.append(project(normed, rows: rows.count, weight: lmHead))
         }
-        return results
+        func normed(_ rows: Range<Int>) -> [Float] {
+            rows.isEmpty ? [] : rmsNormed(Array(hidden[(rows.lowerBound * h)..<(rows.upperBound * h)]), weight: finalNorm, rows: rows.count)
+        }
+        for item in batch {
+            let logitRows = rows(item.logits, item.tokens.count)
+            let hiddenRows = rows(returnHidden ? item.hidden : .none, item.tokens.count)
+            start += item.tokens.count
+            let forLogits = normed(logitRows)
+            output.logits.append(logitRows.isEmpty ? [] : project(forLogits, rows: logitRows.count, weight: lmHead))
+            output.hidden.append(hiddenRows == logitRows ? forLogits : normed(hiddenRows))
+        }
+        return output
+    }
+
+    /// One `DecoderLayer.forward` over a step's tokens: `hidden` += self_attn(input_layernorm),
+    /// then += mlp(post_attention_layernorm). `cacheLayer` is the KV-cache layer the
+    /// attention reads and writes, `expertLayer` the layer whose routed experts serve it
+    /// (they differ for an MTP block, which has a cache of its own).
+    func decoderLayer(_ layer: DecoderLayerWeights, cacheLayer l: Int, expertLayer: Int, hidden: inout [Float], batch: [SequenceStep],
+                      layout: StepLayout, experts: any ExpertBackend) async throws {
+        let h = description.hiddenSize, count = layout.count
+        var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
+        let attended: [Float]
+        switch layer.attention {
+        case .grouped(let weights):
+            attended = attention(weights, layer: l, input: normed, batch: batch, sequenceOf: layout.sequenceOf, positions: layout.positions,
+                                 ropePositions: layout.ropePositions)
+        case .latent(let weights):
+            attended = latentAttention(weights, shape: description.latentAttention!, layer: l, input: normed, batch: batch,
+                                       sequenceOf: layout.sequenceOf, positions: layout.positions,
+                                       ropePositions: layout.ropePositions.map { $0.x })
+        }
+        add(attended, into: &hidden)
+        normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
+        switch layer.feedForward {
+        case .dense(let mlp):
+            add(self.mlp(mlp, input: normed, rows: count), into: &hidden)
+        case .sparse(let router, let shared):
+            let expertsPerToken = layout.expertsPerToken
+            let routing = normed.withUnsafeBufferPointer {
+                experts.route(layer: expertLayer, router: router, hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
+            }
+            let input = normed
+            async let routedOutput = experts.routedExperts(layer: expertLayer, hidden: input, tokenCount: count, routing: routing)
+            // Shared experts run while the routed experts are computed (remotely, in a cluster).
+            let sharedOutput = shared.map { self.mlp($0, input: normed, rows: count) }
+            var moeOutput = try await routedOutput
+            guard moeOutput.count == count * h else {
+                throw ExpertShardError.badRouting(reason: "expert backend returned \(moeOutput.count) values for \(count) tokens")
+            }
+            if let sharedOutput { add(sharedOutput, into: &moeOutput) }
+            add(moeOutput, into: &hidden)
+        }
     }
 
     // MARK: - Blocks
@@ -452,5 +447,74 @@ public struct DecoderModel: Sendable {
             }
         }
         return project(attended, rows: count, weight: w.output, bias: w.outputBias)
+    }
+}
+
+/// Reads one decoder layer's weights from loaded tensors (decoder layers, and an MTP
+/// layer's block at its own index), re-encoding dense matrices when asked.
+struct LayerLoader {
+    let description: ModelDescription
+    let tensors: TensorSet
+    let path: String
+    let denseFormat: BlockFormat?
+
+    func tensor(_ name: String) throws -> TensorView {
+        guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: [path]) }
+        return t
+    }
+
+    func matrix(_ name: String, as shape: [Int]? = nil) throws -> WeightMatrix {
+        _ = try tensor(name)
+        return try tensors.matrix(name, quantization: description.weightQuantization, as: shape)
+    }
+
+    func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
+
+    func encoded(_ m: WeightMatrix) -> WeightMatrix {
+        guard let denseFormat, m.blockScales == nil, m.blockFormat == nil, m.columns % denseFormat.blockSize == 0 else { return m }
+        return m.quantized(denseFormat)
+    }
+
+    func dense(_ name: String) throws -> WeightMatrix { encoded(try matrix(name)) }
+
+    func mlp(_ prefix: String) throws -> MLPWeights {
+        MLPWeights(gate: try dense(prefix + "gate_proj.weight"), up: try dense(prefix + "up_proj.weight"),
+                   down: try dense(prefix + "down_proj.weight"))
+    }
+
+    func layer(_ l: Int, kind: FeedForwardKind) throws -> DecoderLayerWeights {
+        let p = description.layerPrefix(l)
+        let a = description.attention
+        let attention: AttentionBlockWeights
+        if let latent = description.latentAttention {
+            attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: { try matrix($0, as: $1) },
+                                                           dense: dense, vector: vector))
+        } else {
+            attention = .grouped(AttentionWeights(
+                query: try dense(p + "self_attn.q_proj.weight"),
+                key: try dense(p + "self_attn.k_proj.weight"),
+                value: try dense(p + "self_attn.v_proj.weight"),
+                output: try dense(p + "self_attn.o_proj.weight"),
+                queryBias: a.queryKeyValueBias ? try vector(p + "self_attn.q_proj.bias") : nil,
+                keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
+                valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
+                outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
+                queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.q_norm.weight") : nil,
+                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.k_norm.weight") : nil))
+        }
+        let feedForward: FeedForwardWeights
+        switch kind {
+        case .dense:
+            feedForward = .dense(try mlp(p + "mlp."))
+        case .sparse:
+            let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
+            let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
+                                    correctionBias: bias)
+            let shared = description.sharedExpertIntermediateSize != nil ? try mlp(p + "mlp.shared_experts.") : nil
+            feedForward = .sparse(router: router, shared: shared)
+        }
+        return DecoderLayerWeights(inputNorm: try vector(p + "input_layernorm.weight"),
+                                   postAttentionNorm: try vector(p + "post_attention_layernorm.weight"),
+                                   attention: attention, feedForward: feedForward)
     }
 }

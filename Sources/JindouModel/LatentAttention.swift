@@ -132,7 +132,7 @@ extension DecoderModel {
     /// sequence's cache and returns o_proj of the attended values, `count × hidden`.
     func latentAttention(
         _ w: LatentAttentionWeights, shape m: LatentAttentionShape, layer: Int, input: [Float], batch: [SequenceStep],
-        sequenceOf: [Int], positions: [Int]
+        sequenceOf: [Int], positions: [Int], ropePositions: [Int]
     ) -> [Float] {
         let count = sequenceOf.count
         let qk = m.queryKeyDimension, rowWidth = m.cacheRowWidth, heads = m.heads
@@ -157,8 +157,8 @@ extension DecoderModel {
         q.withUnsafeMutableBufferPointer { qb in
             latent.withUnsafeMutableBufferPointer { lb in
                 for t in 0..<count {
-                    rotary.apply(qb.baseAddress! + t * heads * qk + m.nopeDimension, heads: heads, position: positions[t])
-                    rotary.apply(lb.baseAddress! + t * rowWidth + m.keyValueLoraRank, heads: 1, position: positions[t])
+                    rotary.apply(qb.baseAddress! + t * heads * qk + m.nopeDimension, heads: heads, position: ropePositions[t])
+                    rotary.apply(lb.baseAddress! + t * rowWidth + m.keyValueLoraRank, heads: 1, position: ropePositions[t])
                 }
             }
         }

@@ -66,28 +66,33 @@ extension ModelDescription {
         if !tieWordEmbeddings {
             requests.append(TensorRequest(WeightNames.lmHead, shape: [vocabularySize, h]))
         }
-        for (l, kind) in layers.enumerated() {
-            let p = layerPrefix(l)
-            requests += [
-                TensorRequest(p + "input_layernorm.weight", shape: [h]),
-                TensorRequest(p + "post_attention_layernorm.weight", shape: [h]),
-            ]
-            if let latent = latentAttention {
-                requests += latentAttentionTensors(prefix: p + "self_attn.", latent)
-            } else {
-                requests += groupedAttentionTensors(prefix: p + "self_attn.")
+        for (l, kind) in layers.enumerated() { requests += layerTensors(l, kind: kind) }
+        return requests
+    }
+
+    /// The non-expert tensors of decoder layer `l` (also an MTP layer's block, stored at an
+    /// index past the decoder layers).
+    public func layerTensors(_ l: Int, kind: FeedForwardKind) -> [TensorRequest] {
+        let h = hiddenSize, p = layerPrefix(l)
+        var requests = [
+            TensorRequest(p + "input_layernorm.weight", shape: [h]),
+            TensorRequest(p + "post_attention_layernorm.weight", shape: [h]),
+        ]
+        if let latent = latentAttention {
+            requests += latentAttentionTensors(prefix: p + "self_attn.", latent)
+        } else {
+            requests += groupedAttentionTensors(prefix: p + "self_attn.")
+        }
+        switch kind {
+        case .dense(let intermediate):
+            requests += mlpTensors(prefix: p + "mlp.", intermediate: intermediate)
+        case .sparse:
+            requests.append(TensorRequest(routerName(layer: l), shape: [expertCount, h]))
+            if hasCorrectionBias {
+                requests.append(TensorRequest(correctionBiasName(layer: l), shape: [expertCount]))
             }
-            switch kind {
-            case .dense(let intermediate):
-                requests += mlpTensors(prefix: p + "mlp.", intermediate: intermediate)
-            case .sparse:
-                requests.append(TensorRequest(routerName(layer: l), shape: [expertCount, h]))
-                if hasCorrectionBias {
-                    requests.append(TensorRequest(correctionBiasName(layer: l), shape: [expertCount]))
-                }
-                if let shared = sharedExpertIntermediateSize {
-                    requests += mlpTensors(prefix: p + "mlp.shared_experts.", intermediate: shared)
-                }
+            if let shared = sharedExpertIntermediateSize {
+                requests += mlpTensors(prefix: p + "mlp.shared_experts.", intermediate: shared)
             }
         }
         return requests

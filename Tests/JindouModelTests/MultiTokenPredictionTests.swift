@@ -1,0 +1,59 @@
+import Foundation
+import JindouTestSupport
+import Testing
+@testable import JindouModel
+
+/// `--speculative mtp`: the checkpoint's MTP layer computes what transformers' MtpModel
+/// computes (goldens from tools/make_fixtures.py), and drafting with it never changes
+/// greedy output.
+@Suite struct MultiTokenPredictionTests {
+    static let fixture = "deepseek-v3-tiny-noq"
+
+    struct Goldens {
+        let tokens: [Int]
+        let promptLength: Int
+        let prefill: [[Float]]
+        let step: [Float]
+    }
+
+    static func goldens() throws -> Goldens {
+        let directory = Fixtures.path(fixture)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/golden.json"))) as! [String: Any]
+        let mtp = (json["mtp"] as! [String: Any])["goldens"] as! [String: Any]
+        let file = try SafetensorsFile(path: directory + "/golden.safetensors")
+        return Goldens(tokens: mtp["tokens"] as! [Int], promptLength: mtp["prompt_length"] as! Int,
+                       prefill: try rows(try file.tensor("mtp.prefill_logits")), step: try file.tensor("mtp.step_logits").floats())
+    }
+
+    @Test func theLayerEqualsTransformersMtpModel() async throws {
+        let engine = try await EngineCache.shared.engine(Self.fixture)
+        let source = try openWeightSource(Fixtures.path(Self.fixture))
+        let predictor = try MultiTokenPredictor(description: engine.description, checkpoint: source)
+        let golden = try Self.goldens()
+        let n = golden.promptLength
+        // The main model's normed hidden states of every position.
+        var step = SequenceStep(cache: engine.model.makeCache(), tokens: golden.tokens, logits: .none)
+        step.hidden = .all
+        let hidden = try await engine.model.forwardReturningHidden([step], experts: engine.experts).hidden[0]
+        let h = engine.description.hiddenSize
+        // Prefill: the pairs (h_t, x_{t+1}) for t < n, then one decode pair through the same cache.
+        let cache = predictor.makeCache(for: engine.model)
+        let prefill = try await predictor.allLogits(cache: cache, tokens: Array(golden.tokens[1...n]), previous: Array(hidden[0..<(n * h)]),
+                                                    model: engine.model)
+        #expect(prefill.count == golden.prefill.count && prefill.count == n)
+        // Real distributions, not a degenerate match.
+        #expect(golden.step.max()! - golden.step.min()! > 0.1)
+        for (mine, theirs) in zip(prefill, golden.prefill) { #expect(maxAbsDifference(mine, theirs) < 1e-4) }
+        let next = try await predictor.forward([.init(cache: cache, tokens: [golden.tokens[n + 1]], previous: Array(hidden[(n * h)..<((n + 1) * h)]))],
+                                               model: engine.model)
+        #expect(maxAbsDifference(next[0].logits, golden.step) < 1e-4)
+        #expect(cache.length == n + 1)
+    }
+
+    @Test func aCheckpointWithoutMTPLayersIsRefusedByName() async throws {
+        let engine = try await EngineCache.shared.engine("deepseek-v3-tiny")
+        #expect(throws: EngineError.self) {
+            _ = try MultiTokenPredictor(description: engine.description, checkpoint: try openWeightSource(Fixtures.path("deepseek-v3-tiny")))
+        }
+    }
+}
