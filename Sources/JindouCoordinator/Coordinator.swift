@@ -49,12 +49,15 @@ public struct Coordinator: Sendable {
         public var routingTrace: String?
         /// How replicated experts' tokens are split over their copies each step.
         public var replicaChoice: ReplicaChoice = .leastLoaded
+        /// Map the checkpoint's MTP layer (and its experts) here, for `--speculative mtp`.
+        public var multiTokenPrediction = false
 
         public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
                     wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
                     stateDirectory: String? = nil, secret: ClusterSecret? = nil, tls: NodeTLS? = nil,
                     control: ClusterController.Settings = .init(), routingTrace: String? = nil,
-                    replicaChoice: ReplicaChoice = .leastLoaded) {
+                    replicaChoice: ReplicaChoice = .leastLoaded, multiTokenPrediction: Bool = false) {
+            self.multiTokenPrediction = multiTokenPrediction
             self.routingTrace = routingTrace
             self.replicaChoice = replicaChoice
             self.modelDirectory = modelDirectory
@@ -88,6 +91,9 @@ public struct Coordinator: Sendable {
         let fingerprint = try checkpoint.fingerprint()
         let model = try DecoderModel(description: description, checkpoint: checkpoint)
         if options.prefault { model.prefaultWeights(label: "loading coordinator weights") }
+        // The MTP layer runs here, experts included: workers never hold it.
+        let predictor = options.multiTokenPrediction ? try MultiTokenPredictor(description: description, checkpoint: checkpoint) : nil
+        if options.prefault, let predictor { predictor.prefault(label: "loading the MTP layer") }
         let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
 
         let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls,
@@ -147,7 +153,7 @@ public struct Coordinator: Sendable {
             "workers": "\(workers.count)", "placement_version": "\(version)",
             "coordinator_bytes": "\(model.tensors.tensorBytes)",
         ])
-        return Coordinator(engine: InferenceEngine(model: model, experts: backend), pool: pool, controller: controller,
+        return Coordinator(engine: InferenceEngine(model: model, experts: backend, predictor: predictor), pool: pool, controller: controller,
                            fingerprint: fingerprint, recorder: recorder)
     }
 

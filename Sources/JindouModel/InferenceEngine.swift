@@ -71,10 +71,13 @@ public struct GenerationResult: Sendable {
 public struct InferenceEngine: Sendable {
     public let model: DecoderModel
     public let experts: any ExpertBackend
+    /// The checkpoint's MTP layer, when loaded for `--speculative mtp`.
+    public let predictor: MultiTokenPredictor?
 
-    public init(model: DecoderModel, experts: any ExpertBackend) {
+    public init(model: DecoderModel, experts: any ExpertBackend, predictor: MultiTokenPredictor? = nil) {
         self.model = model
         self.experts = experts
+        self.predictor = predictor
     }
 
     /// Loads a checkpoint with every expert in this process. With `prefault`, every mapped
@@ -82,26 +85,40 @@ public struct InferenceEngine: Sendable {
     /// With `expertFormat`, the routed experts are re-encoded (Q8_0, Q4_K) after loading.
     /// With `denseFormat`, the coordinator-side matrices too (see `DecoderModel.init`).
     /// `directory` is a checkpoint directory or a GGUF file (`openWeightSource`).
+    /// With `multiTokenPrediction`, the checkpoint's MTP layer is mapped too (`--speculative mtp`).
     public static func load(directory: String, prefault: Bool = false, expertFormat: BlockFormat? = nil,
-                            denseFormat: BlockFormat? = nil) throws -> InferenceEngine {
-        try load(source: try openWeightSource(directory), prefault: prefault, expertFormat: expertFormat, denseFormat: denseFormat)
+                            denseFormat: BlockFormat? = nil, multiTokenPrediction: Bool = false) throws -> InferenceEngine {
+        try load(source: try openWeightSource(directory), prefault: prefault, expertFormat: expertFormat, denseFormat: denseFormat,
+                 multiTokenPrediction: multiTokenPrediction)
     }
 
     /// Loads every weight of `checkpoint` (a checkpoint directory or a GGUF file), as `load(directory:)`.
     public static func load(source checkpoint: any WeightSource, prefault: Bool = false, expertFormat: BlockFormat? = nil,
-                            denseFormat: BlockFormat? = nil) throws -> InferenceEngine {
+                            denseFormat: BlockFormat? = nil, multiTokenPrediction: Bool = false) throws -> InferenceEngine {
         let description = try checkpoint.modelDescription()
         let model = try DecoderModel(description: description, checkpoint: checkpoint, denseFormat: denseFormat)
         var shard = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
         if let expertFormat { shard = try shard.quantized(expertFormat) }
+        let predictor = multiTokenPrediction ? try MultiTokenPredictor(description: description, checkpoint: checkpoint, denseFormat: denseFormat) : nil
         if prefault {
-            let all = TensorSet(tensors: [:], regions: model.mappedRegions + shard.tensors.regions)
+            let all = TensorSet(tensors: [:], regions: model.mappedRegions + shard.tensors.regions + (predictor?.mappedRegions ?? []))
             all.prefault()
         }
-        return InferenceEngine(model: model, experts: shard)
+        return InferenceEngine(model: model, experts: shard, predictor: predictor)
     }
 
     public var description: ModelDescription { model.description }
+
+    /// The MTP layer, or the error that says how to get one.
+    func requirePredictor() throws -> MultiTokenPredictor {
+        guard let predictor else {
+            throw EngineError.invalidParameter(
+                name: "speculative", reason: description.ignoredPredictionLayers > 0
+                    ? "mtp needs the MTP layer loaded (load the engine with multiTokenPrediction)"
+                    : "mtp needs the checkpoint's multi-token-prediction layers, and this one has none")
+        }
+        return predictor
+    }
 
     /// Runs the vision tower on `images` and lays the features over the image tokens of
     /// `tokens` (which must hold, per image in order, one run of its token count).
@@ -142,13 +159,20 @@ public struct InferenceEngine: Sendable {
         var sampler = Sampler(request.sampling)
         let cache = model.makeCache()
         let speculate = speculation.mode != .off && request.speculative
+        let predictor = speculate && speculation.mode == .mtp ? try requirePredictor() : nil
         var statistics = SpeculationStatistics()
 
         let start = Date()
-        var logits = try await model.forward(
-            [SequenceStep(cache: cache, tokens: request.promptTokenIDs, expertsPerToken: request.expertsPerToken,
-                          multimodal: request.multimodal)],
-            experts: experts)[0]
+        /// One forward step of `tokens`; with MTP, also the normed hidden rows of all of them.
+        func run(_ tokens: [Int], logits selection: LogitsSelection) async throws -> (logits: [Float], hidden: [Float]) {
+            var step = SequenceStep(cache: cache, tokens: tokens, expertsPerToken: request.expertsPerToken, logits: selection,
+                                    multimodal: request.multimodal)
+            guard predictor != nil else { return (try await model.forward([step], experts: experts)[0], []) }
+            step.hidden = .all
+            let output = try await model.forwardReturningHidden([step], experts: experts)
+            return (output.logits[0], output.hidden[0])
+        }
+        var (logits, hidden) = try await run(request.promptTokenIDs, logits: .last)
         let prefillSeconds = Date().timeIntervalSince(start)
         let lastPromptLogits = request.returnLastPromptLogits ? logits : nil
 
@@ -172,14 +196,20 @@ public struct InferenceEngine: Sendable {
         onStepLogits?(logits)
         var pending = sampler.sample(logits)
         var going = emit(pending)
+        let mtpState = predictor?.makeState(for: model)
+        // The pairs MTP has not seen yet: normed hidden rows and the tokens that followed them.
+        var verifiedHidden = hidden, verifiedNext = Array(request.promptTokenIDs.dropFirst()) + [pending]
         while going {
-            let drafts = speculate
-                ? speculation.drafts(after: request.promptTokenIDs + generated, limit: request.maxNewTokens - generated.count - 1)
-                : []
+            let limit = request.maxNewTokens - generated.count - 1
+            var drafts: [Int] = []
+            if let predictor, let mtpState {
+                drafts = try await predictor.propose([.init(state: mtpState, hidden: verifiedHidden, nextTokens: verifiedNext,
+                                                            drafts: min(limit, speculation.draftTokens))], model: model)[0]
+            } else if speculate {
+                drafts = speculation.drafts(after: request.promptTokenIDs + generated, limit: limit)
+            }
             let before = cache.length
-            let rows = try await model.forward(
-                [SequenceStep(cache: cache, tokens: [pending] + drafts, expertsPerToken: request.expertsPerToken,
-                              logits: drafts.isEmpty ? .last : .all, multimodal: request.multimodal)], experts: experts)[0]
+            let (rows, stepHidden) = try await run([pending] + drafts, logits: drafts.isEmpty ? .last : .all)
             let v = description.vocabularySize
             var accepted = 0
             statistics.steps += 1
@@ -197,6 +227,11 @@ public struct InferenceEngine: Sendable {
             statistics.accepted += accepted
             // Keep the pending token and the accepted drafts; the rest were rejected.
             cache.truncate(to: before + 1 + accepted)
+            let h = description.hiddenSize
+            if predictor != nil {
+                verifiedHidden = Array(stepHidden[0..<((1 + accepted) * h)])
+                verifiedNext = Array(drafts.prefix(accepted)) + [pending]
+            }
         }
         return GenerationResult(
             tokenIDs: generated, finishReason: finish, lastPromptLogits: lastPromptLogits,

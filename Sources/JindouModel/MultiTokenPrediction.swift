@@ -55,6 +55,9 @@ public struct MultiTokenPredictor: Sendable {
     /// Every mapping the layer holds.
     public var mappedRegions: [MappedRegion] { tensors.regions + experts.tensors.regions }
 
+    /// Reads every page of the layer's mappings once (progress bar on a terminal).
+    public func prefault(label: String) { TensorSet(tensors: [:], regions: mappedRegions).prefault(label: label) }
+
     /// A fresh MTP cache for one sequence (one layer, the main model's row widths).
     public func makeCache(for model: DecoderModel) -> KVCache {
         let widths = model.description.keyValueCacheWidths

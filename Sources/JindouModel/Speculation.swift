@@ -14,6 +14,9 @@ public enum SpeculationMode: String, Sendable, Codable, CaseIterable {
     /// Prompt lookup: the tokens that followed the latest earlier occurrence of the context's
     /// last n-gram (any model; pays off on repetitive text — code edits, quotes, lists).
     case ngram
+    /// The checkpoint's multi-token-prediction layer drafts (MultiTokenPrediction.swift):
+    /// DeepSeek-V3/V3.1, Kimi-K2, GLM-4.5+ where they ship it; mapped on the coordinator.
+    case mtp
 }
 
 /// Speculative decoding settings (`--speculative`, `--draft-tokens`).

@@ -77,6 +77,9 @@ public actor BatchScheduler {
         var cancelled = false
         /// Speculation of this request (counted when it speculates).
         var speculation: SpeculationStatistics?
+        /// With `--speculative mtp`: the MTP layer's state and its drafts for the next step.
+        var multiTokenState: MultiTokenDraftState?
+        var multiTokenDrafts: [Int] = []
         let submitted = ContinuousClock.now
         var lastToken: ContinuousClock.Instant?
 
@@ -231,13 +234,14 @@ public actor BatchScheduler {
         var budget = options.maximumStepTokens
         var plan: [(Sequence, [Int], LogitsSelection)] = []
         var drafted: [Int: (drafts: [Int], cacheLength: Int)] = [:]
+        let predictor = options.speculation.mode == .mtp ? engine.predictor : nil
         for s in running where !s.inPrefill {
             guard let token = s.pendingToken else { continue }
             budget -= 1
-            let drafts = s.request.speculative
-                ? options.speculation.drafts(after: s.request.promptTokenIDs + s.generated,
-                                             limit: min(s.request.maxNewTokens - s.generated.count - 1, max(0, budget)))
-                : []
+            let limit = min(s.request.maxNewTokens - s.generated.count - 1, max(0, budget))
+            let drafts = !s.request.speculative ? []
+                : predictor != nil ? Array(s.multiTokenDrafts.prefix(max(0, limit)))
+                : options.speculation.drafts(after: s.request.promptTokenIDs + s.generated, limit: limit)
             budget -= drafts.count
             drafted[s.id] = (drafts, s.cache.length)
             plan.append((s, [token] + drafts, drafts.isEmpty ? .last : .all))
@@ -252,17 +256,30 @@ public actor BatchScheduler {
         batchSequences.record(plan.count)
         batchTokens.record(plan.reduce(0) { $0 + $1.1.count })
 
-        let batch = plan.map {
-            SequenceStep(cache: $0.0.cache, tokens: $0.1, expertsPerToken: $0.0.request.expertsPerToken, logits: $0.2,
-                         multimodal: $0.0.request.multimodal)
+        // MTP drafting needs each speculating sequence's normed hidden states of the step.
+        for (s, _, _) in plan where predictor != nil && s.request.speculative && s.multiTokenState == nil {
+            s.multiTokenState = predictor!.makeState(for: engine.model)
         }
+        let batch = plan.map {
+            var step = SequenceStep(cache: $0.0.cache, tokens: $0.1, expertsPerToken: $0.0.request.expertsPerToken, logits: $0.2,
+                                    multimodal: $0.0.request.multimodal)
+            if $0.0.multiTokenState != nil { step.hidden = .all }
+            return step
+        }
+        let prefilledBefore = Dictionary(uniqueKeysWithValues: plan.map { ($0.0.id, $0.0.prefilled) })
         let start = ContinuousClock.now
         let logits: [[Float]]
-        if options.microBatches.groups(tokenCounts: batch.map(\.tokens.count), remoteExperts: engine.experts.isRemote).count > 1 {
+        var hidden: [[Float]] = []
+        let withHidden = batch.contains { $0.hidden != .none }
+        if !withHidden, options.microBatches.groups(tokenCounts: batch.map(\.tokens.count), remoteExperts: engine.experts.isRemote).count > 1 {
             microBatchedSteps.increment()
         }
         do {
-            logits = try await engine.model.forward(batch, experts: engine.experts, microBatches: options.microBatches)
+            if withHidden {
+                (logits, hidden) = try await engine.model.forwardReturningHidden(batch, experts: engine.experts)
+            } else {
+                logits = try await engine.model.forward(batch, experts: engine.experts, microBatches: options.microBatches)
+            }
         } catch {
             // The step failed (a worker is gone, …): fail its sequences, keep serving.
             for (s, _, _) in plan {
@@ -273,11 +290,20 @@ public actor BatchScheduler {
         }
         stepSeconds.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
 
-        let vocabulary = engine.description.vocabularySize
-        for ((s, tokens, selection), rowLogits) in zip(plan, logits) {
+        let vocabulary = engine.description.vocabularySize, width = engine.description.hiddenSize
+        var multiToken: [(Sequence, MultiTokenPredictor.Verified)] = []
+        for (index, ((s, tokens, selection), rowLogits)) in zip(plan, logits).enumerated() {
             if s.inPrefill {
                 s.prefilled += tokens.count
-                if selection == .none { continue }
+                if selection == .none {
+                    // A prompt chunk: MTP sees its pairs now (the next tokens are the prompt's).
+                    if let state = s.multiTokenState {
+                        let from = prefilledBefore[s.id]! + 1, prompt = s.request.promptTokenIDs
+                        multiToken.append((s, .init(state: state, hidden: hidden[index], nextTokens: Array(prompt[from..<(from + tokens.count)]),
+                                                    drafts: 0)))
+                    }
+                    continue
+                }
                 if s.request.returnLastPromptLogits { s.continuation.yield(.promptLogits(rowLogits)) }
             }
             if s.cancelled { continue }
@@ -303,6 +329,15 @@ public actor BatchScheduler {
                 }
                 guard emit(token, for: s), kept else { break }
             }
+            if let state = s.multiTokenState, running.contains(where: { $0 === s }), let next = s.pendingToken {
+                // The verified pairs: the prompt's (last chunk) or the fed token and accepted drafts, each followed by its token.
+                let rows = drafted[s.id] == nil ? tokens.count : 1 + accepted
+                let followers = drafted[s.id] == nil
+                    ? Array(s.request.promptTokenIDs[(prefilledBefore[s.id]! + 1)...]) + [next]
+                    : Array(drafts.prefix(accepted)) + [next]
+                multiToken.append((s, .init(state: state, hidden: Array(hidden[index][0..<(rows * width)]), nextTokens: followers,
+                                            drafts: options.speculation.draftTokens)))
+            }
             if drafted[s.id] != nil {
                 // Keep the fed pending token and the accepted drafts; forget the rejected ones.
                 if !drafts.isEmpty, running.contains(where: { $0 === s }) { s.cache.truncate(to: cacheLength + 1 + accepted) }
@@ -314,6 +349,11 @@ public actor BatchScheduler {
                 draftedTokens.increment(by: drafts.count)
                 acceptedTokens.increment(by: accepted)
             }
+        }
+        if let predictor, !multiToken.isEmpty {
+            // One MTP pass for every sequence's verified pairs, then one per further draft.
+            let proposals = (try? await predictor.propose(multiToken.map(\.1), model: engine.model)) ?? multiToken.map { _ in [] }
+            for ((s, _), drafts) in zip(multiToken, proposals) { s.multiTokenDrafts = drafts }
         }
     }
 

@@ -77,10 +77,10 @@ struct Generate: AsyncParsableCommand {
             help: "With --model: re-encode attention, dense/shared MLPs and the LM head too, in a GGUF block format Jindou encodes (embeddings and routers stay).")
     var denseFormat: String?
 
-    @Option(help: "With --model: speculative decoding, off or ngram (prompt-lookup drafts). With --coordinator: 'off' opts this request out of the cluster's.")
+    @Option(help: "With --model: speculative decoding, off, ngram (prompt-lookup drafts) or mtp (the checkpoint's MTP layer). With --coordinator: 'off' opts this request out of the cluster's.")
     var speculative: String?
 
-    @Option(name: .customLong("draft-tokens"), help: "With --model --speculative ngram: most drafted tokens per step.")
+    @Option(name: .customLong("draft-tokens"), help: "With --model --speculative ngram|mtp: most drafted tokens per step.")
     var draftTokens: Int = 4
 
     @Flag(help: "Print one JSON object.")
@@ -113,7 +113,7 @@ struct Generate: AsyncParsableCommand {
             throw ValidationError("--dense-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
         }
         if let speculative {
-            guard let mode = SpeculationMode(rawValue: speculative) else { throw ValidationError("--speculative must be off or ngram") }
+            guard let mode = SpeculationMode(rawValue: speculative) else { throw ValidationError("--speculative must be off, ngram or mtp") }
             if model == nil && mode != .off { throw ValidationError("with --coordinator, --speculative only takes 'off' (the cluster's setting applies)") }
         }
         guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be in 1…64") }
@@ -125,7 +125,8 @@ struct Generate: AsyncParsableCommand {
     /// The in-process engine for `--model`, with `--expert-format` / `--dense-format`.
     func loadEngine(_ model: String) throws -> InferenceEngine {
         try InferenceEngine.load(directory: model, prefault: true, expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) },
-                                 denseFormat: denseFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) })
+                                 denseFormat: denseFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) },
+                                 multiTokenPrediction: speculation.mode == .mtp)
     }
 
     func parsedPrompt() throws -> [Int] {

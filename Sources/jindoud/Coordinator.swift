@@ -95,7 +95,8 @@ struct Coordinator: AsyncParsableCommand {
                       control: .init(heartbeat: .seconds(heartbeatSeconds), unreachableAfter: .seconds(unreachableAfter),
                                      goneAfter: .seconds(goneAfter), replicas: replicas, loadWindowSeconds: balancing.loadWindow,
                                      servingBias: balancing.servingBias),
-                      routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!),
+                      routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!,
+                      multiTokenPrediction: servingOptions.speculative == "mtp"),
                 logger: logger)
         } catch {
             throw DaemonError(error)

@@ -100,7 +100,7 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("max-request-bytes"), help: "Largest HTTP request body, e.g. 64MiB; larger ones get 413.")
     var maxRequestBytes: String = "64MiB"
 
-    @Option(help: "Speculative decoding: off or ngram (prompt-lookup drafts, verified in one step; greedy output unchanged).")
+    @Option(help: "Speculative decoding: off, ngram (prompt-lookup drafts) or mtp (the checkpoint's MTP layer, mapped on the coordinator); drafts are verified in one step and greedy output is unchanged.")
     var speculative: String = "off"
 
     @Option(name: .customLong("draft-tokens"), help: "With --speculative: most drafted tokens per sequence and step.")
@@ -121,10 +121,7 @@ struct ServingOptions: ParsableArguments {
             throw ValidationError("--max-request-bytes: e.g. 64MiB")
         }
         guard readyTimeout >= 0, readyTimeout.isFinite else { throw ValidationError("--ready-timeout must be ≥ 0 seconds") }
-        guard SpeculationMode(rawValue: speculative) != nil else {
-            throw ValidationError(speculative == "mtp" ? "--speculative mtp is not supported yet (the checkpoint's MTP layers are not run); use ngram"
-                                                        : "--speculative must be off or ngram")
-        }
+        guard SpeculationMode(rawValue: speculative) != nil else { throw ValidationError("--speculative must be off, ngram or mtp") }
         guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be in 1…64") }
         guard MicroBatching(microBatches) != nil else { throw ValidationError("--micro-batches must be auto, 1 or 2") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }

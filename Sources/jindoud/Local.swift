@@ -74,7 +74,8 @@ struct Local: AsyncParsableCommand {
                       wireDType: WireDType(rawValue: wireDType)!, prefault: !daemon.noPrefault, stateDirectory: stateDir,
                       secret: clusterSecret, tls: tls.node,
                       control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias),
-                      routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!),
+                      routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!,
+                      multiTokenPrediction: servingOptions.speculative == "mtp"),
                 logger: logger)
         } catch {
             processes.stopAll()

@@ -57,3 +57,27 @@ import Testing
         }
     }
 }
+
+extension MultiTokenPredictionTests {
+    @Test(arguments: [1, 3])
+    func mtpDraftsNeverChangeGreedyOutput(draftTokens: Int) async throws {
+        let engine = try InferenceEngine.load(directory: Fixtures.path(Self.fixture), multiTokenPrediction: true)
+        #expect(engine.predictor?.layerIndex == engine.description.layerCount)
+        let golden = try Self.goldens()
+        for prompt in [Array(golden.tokens.prefix(golden.promptLength)), [5, 6, 7, 5, 6, 7, 5, 6], [11]] {
+            let request = GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 20, stopTokenIDs: [])
+            let plain = try await engine.generate(request)
+            let speculative = try await engine.generate(request, speculation: SpeculationOptions(mode: .mtp, draftTokens: draftTokens))
+            #expect(speculative.tokenIDs == plain.tokenIDs, "prompt \(prompt)")
+            let statistics = try #require(speculative.speculation)
+            #expect(statistics.tokens == 19 && statistics.drafted > 0 && statistics.accepted <= statistics.drafted)
+        }
+    }
+
+    @Test func mtpWithoutTheLayerLoadedIsAClearError() async throws {
+        let engine = try await EngineCache.shared.engine(Self.fixture)
+        await #expect(throws: EngineError.self) {
+            try await engine.generate(GenerationRequest(promptTokenIDs: [1, 2], maxNewTokens: 2), speculation: SpeculationOptions(mode: .mtp))
+        }
+    }
+}
