@@ -260,7 +260,7 @@ let package = Package(
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
-            dependencies: ["JindouAdmin", "JindouBalancing", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
+            dependencies: ["JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
                            "JindouTestSupport", .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]

@@ -16,7 +16,10 @@ import Synchronization
 ///
 /// with c and w linear in the tokens (fitted from two measured batch sizes). Two
 /// micro-batches of B/2 pipeline per layer: while one exchanges, the other computes, so a
-/// layer takes max(2·c(B/2)/L, c(B/2)/L + exchange(B/2)) plus one layer of fill.
+/// layer takes max(2·c(B/2)/L, c(B/2)/L + exchange(B/2)) plus one layer of fill. When the
+/// coordinator and the workers share the same cores (one machine, as in `bench network`),
+/// only the link's time can hide behind compute: the compute of both halves serialises, so
+/// a layer takes max(2·(c(B/2)/L + w(B/2)), c(B/2)/L + exchange(B/2)).
 /// Speculation processes B·(1 + d) tokens per step and keeps B·k of them (k tokens per
 /// step per sequence, measured).
 public struct LatencyModel: Codable, Sendable, Equatable {
@@ -34,10 +37,13 @@ public struct LatencyModel: Codable, Sendable, Equatable {
     /// Busiest worker's time per MoE layer beyond the link (experts, framing): fixed + per token.
     public var workerFixedSeconds: Double
     public var workerPerTokenSeconds: Double
+    /// Whether coordinator and workers compute on the same cores (overlap hides only the link).
+    public var sharedCompute: Bool
 
     public init(moeLayers: Int, roundTripSeconds: Double, bytesPerSecond: Double, bytesPerTokenPerLayer: Double,
                 coordinatorFixedSeconds: Double, coordinatorPerTokenSeconds: Double, workerFixedSeconds: Double,
-                workerPerTokenSeconds: Double) {
+                workerPerTokenSeconds: Double, sharedCompute: Bool = false) {
+        self.sharedCompute = sharedCompute
         self.moeLayers = moeLayers
         self.roundTripSeconds = roundTripSeconds
         self.bytesPerSecond = bytesPerSecond
@@ -62,7 +68,8 @@ public struct LatencyModel: Codable, Sendable, Equatable {
         guard microBatches >= 2, tokens >= 2 else { return coordinatorSeconds(tokens: tokens) + layers * exchangeSeconds(tokens: tokens) }
         let half = tokens / 2
         let perLayer = coordinatorSeconds(tokens: half) / layers
-        return layers * max(2 * perLayer, perLayer + exchangeSeconds(tokens: half)) + perLayer
+        let compute = sharedCompute ? 2 * (perLayer + workerSeconds(tokens: half)) : 2 * perLayer
+        return layers * max(compute, perLayer + exchangeSeconds(tokens: half)) + perLayer
     }
 
     /// Decode tokens per second of `sequences` sequences, each drafting `drafts` tokens per
@@ -84,7 +91,8 @@ public struct LatencyModel: Codable, Sendable, Equatable {
     /// `bytesPerSecond`: per point, the step's total seconds and the seconds it waited for
     /// exchanges (summed over its MoE layers).
     public static func fit(moeLayers: Int, roundTripSeconds: Double, bytesPerSecond: Double, bytesPerTokenPerLayer: Double,
-                           points: [(tokens: Double, stepSeconds: Double, exchangeSeconds: Double)]) -> LatencyModel {
+                           points: [(tokens: Double, stepSeconds: Double, exchangeSeconds: Double)],
+                           sharedCompute: Bool = false) -> LatencyModel {
         let layers = Double(moeLayers)
         func line(_ values: [(Double, Double)]) -> (Double, Double) {
             guard values.count >= 2, let a = values.min(by: { $0.0 < $1.0 }), let b = values.max(by: { $0.0 < $1.0 }), b.0 > a.0 else {
@@ -99,7 +107,8 @@ public struct LatencyModel: Codable, Sendable, Equatable {
         })
         return LatencyModel(moeLayers: moeLayers, roundTripSeconds: roundTripSeconds, bytesPerSecond: bytesPerSecond,
                             bytesPerTokenPerLayer: bytesPerTokenPerLayer, coordinatorFixedSeconds: coordinator.0,
-                            coordinatorPerTokenSeconds: coordinator.1, workerFixedSeconds: worker.0, workerPerTokenSeconds: worker.1)
+                            coordinatorPerTokenSeconds: coordinator.1, workerFixedSeconds: worker.0, workerPerTokenSeconds: worker.1,
+                            sharedCompute: sharedCompute)
     }
 }
 

@@ -258,7 +258,8 @@ public struct NetworkBenchmark {
             let bytes = Double(options.wireDType.payloadBytes(rows: 1, width: description.hiddenSize)
                 + options.wireDType.combineDType.payloadBytes(rows: 1, width: description.hiddenSize)) * reach
             latency = LatencyModel.fit(moeLayers: description.sparseLayers.count, roundTripSeconds: link.roundTripSeconds,
-                                       bytesPerSecond: link.bytesPerSecond, bytesPerTokenPerLayer: bytes, points: points)
+                                       bytesPerSecond: link.bytesPerSecond, bytesPerTokenPerLayer: bytes, points: points,
+                                       sharedCompute: true)
         }
         var predictedStreams: [Int: [Double]] = [:]
         for s in options.streams {
@@ -434,11 +435,15 @@ final class ChildProcess: @unchecked Sendable {
         }
     }
 
+    /// SIGTERM, then SIGKILL after two seconds (ggml-rpc-server ignores SIGTERM while it
+    /// waits in accept).
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(2)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// Whether a TCP connection to `endpoint` succeeds (then closes it).
