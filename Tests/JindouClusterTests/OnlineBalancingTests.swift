@@ -80,6 +80,17 @@ struct OnlineBalancingTests {
         }
     }
 
+    /// The current load window once it holds traffic: on a busy machine the request stream
+    /// can take longer than a window to get going, and an empty window has no max/mean.
+    func trafficWindow(_ client: AdminClient, _ what: String) async throws -> LoadWindowReport {
+        var found: LoadWindowReport?
+        try await eventually(.seconds(60), what) {
+            found = try await client.get("v1/admin/load", as: LoadReport.self).window
+            return (found?.tokens ?? 0) > 0 && found?.stepMaxOverMean != nil
+        }
+        return try #require(found)
+    }
+
     /// (c) Per-worker assignments add up to tokens × K per sparse layer; activated experts
     /// per step never exceed what a worker hosts.
     @Test func windowedStatisticsAddUp() async throws {
@@ -179,7 +190,7 @@ struct OnlineBalancingTests {
         let stream = RequestStream()
         stream.start(client: client, expected: try await RequestStream.expectations(fixture: fixture, bodies: [skewed]))
         try await Task.sleep(for: .seconds(window + 1))
-        let before = try #require(try await client.get("v1/admin/load", as: LoadReport.self).window)
+        let before = try await trafficWindow(client, "a window of traffic before the rebalance")
 
         let change = try await client.post("v1/admin/rebalance", RebalanceRequest(dryRun: false, extraSlots: extraSlots),
                                            as: PlacementChange.self)
@@ -192,7 +203,7 @@ struct OnlineBalancingTests {
         }
         try await settled(client, "rebalanced") { $0.placementVersion >= change.toVersion }
         try await Task.sleep(for: .seconds(window + 1))  // a window of traffic on the new placement only
-        let after = try #require(try await client.get("v1/admin/load", as: LoadReport.self).window)
+        let after = try await trafficWindow(client, "a window of traffic after the rebalance")
         let result = await stream.finish()
 
         // Each MoE layer waits for its busiest worker: the per-layer figure is the one to lower.
