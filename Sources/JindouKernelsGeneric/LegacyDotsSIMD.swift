@@ -147,7 +147,7 @@ enum IQ4_NLDecoding: LegacyBlockDecoding {
 #endif
 
 /// `kvalues_iq4nl` + `offset` (ggml-common.h: −127 … 113) in every 128-bit lane, for `vpshufb`.
-@inline(__always) func iq4Table(offset: Int8) -> Lanes {
+@inline(__always) func iq4Table(offset: Int) -> Lanes {
     @inline(__always) func v(_ x: Int) -> Int8 { Int8(truncatingIfNeeded: x &+ Int(offset)) }
     #if JINDOU_AVX512
     return _mm512_broadcast_i32x4(_mm_setr_epi8(v(-127), v(-104), v(-83), v(-65), v(-49), v(-35), v(-22), v(-10),
