@@ -40,7 +40,7 @@ enum KQuantKernel<F: KBlockKernel>: IntegerRowKernel {
         for s in 0..<blocks {
             let p = w + s &* size
             // About 1–2 KiB ahead, every line of the super-block once or twice.
-            for line in stride(from: 0, to: size, by: 64) { prefetchRows(p, 1536 &+ line) }
+            for line in stride(from: 0, to: size, by: 64) { prefetchRows(p, line) }
             F.superBlock(T.self, p, x, s, &acc)
         }
         var result = TokenAccumulators(SIMD2<Float>())

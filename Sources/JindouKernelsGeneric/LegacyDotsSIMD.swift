@@ -169,7 +169,7 @@ enum LegacyKernel<D: LegacyBlockDecoding>: IntegerRowKernel {
             let p = w + b &* size
             // About 2 KiB ahead (a row of 2048 Q8_0 weights; two of Q4_0), every line of the
             // eight blocks once or twice.
-            for line in stride(from: 0, to: 8 &* size, by: 64) { prefetchRows(p, 2048 &+ line) }
+            for line in stride(from: 0, to: 8 &* size, by: 64) { prefetchRows(p, line) }
             let d0 = D.decode(p), d1 = D.decode(p + size), d2 = D.decode(p + 2 &* size), d3 = D.decode(p + 3 &* size)
             let d4 = D.decode(p + 4 &* size), d5 = D.decode(p + 5 &* size), d6 = D.decode(p + 6 &* size), d7 = D.decode(p + 7 &* size)
             let weightScales = halfScales8(p, offset: 0, stride: size)
