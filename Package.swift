@@ -6,37 +6,49 @@ import PackageDescription
 // ~100x slower), so the numerics modules are always compiled optimised, also in debug
 // builds and `swift test`. Everything else follows the build configuration.
 //
-// Runtime CPU dispatch: the hot loops (Sources/JindouKernelsGeneric) are compiled three
-// times — for the baseline CPU, for AVX2/FMA/F16C (`haswell`) and for AVX-512
-// (`skylake-avx512`) — as the modules JindouKernelsGeneric, JindouKernelsAVX2 and
-// JindouKernelsAVX512 (the latter two hold symbolic links to the first's files), and
-// JindouNumerics picks the best one the running CPU supports (JINDOU_KERNELS overrides).
+// Runtime CPU dispatch: the hot loops (Sources/JindouKernelsGeneric) are compiled five
+// times — for the baseline CPU (JindouKernelsGeneric), x86-64-v3 (AVX2/FMA/F16C/BMI2:
+// JindouKernelsAVX2), x86-64-v3 + AVX-VNNI (256-bit `vpdpbusd`: JindouKernelsAVXVNNI),
+// x86-64-v4 (AVX-512 F/BW/CD/DQ/VL: JindouKernelsAVX512) and x86-64-v4 + AVX512-VNNI,
+// VBMI and BF16 (JindouKernelsAVX512VNNI) — the variants hold symbolic links to the
+// generic module's files, and JindouNumerics picks the best one the running CPU supports
+// (JINDOU_KERNELS overrides). The variants name feature sets (`-march=x86-64-vN` plus
+// explicit extensions) rather than CPU models, so the CPUID check before a set is chosen
+// (CJindouSupport/cpu_features.c) covers every feature its compiler may use — a CPU model
+// such as skylake-avx512 also enables e.g. PKU and RDSEED, which some VMs hide.
 // Swift has no per-function target attributes, so a module per instruction set is how
-// one binary carries all three. The rest is compiled for the baseline, JINDOU_TARGET_CPU
+// one binary carries them all. The rest is compiled for the baseline, JINDOU_TARGET_CPU
 // (default: `x86-64`, any 64-bit x86; e.g. `native` to tune everything for this machine).
 let targetCPU = ProcessInfo.processInfo.environment["JINDOU_TARGET_CPU"]
 #if arch(x86_64)
 let baselineCPU: String? = targetCPU ?? "x86-64"
-let variantCPUs = (avx2: "haswell", avx512: "skylake-avx512")
 #else
 let baselineCPU: String? = targetCPU
 #endif
 let optimisedKernels: [SwiftSetting] = [
     .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"] + (baselineCPU.map { cpu -> [String] in ["-target-cpu", cpu] } ?? [])),
 ]
-/// The kernel modules: name, compiler flags, defines.
+/// The kernel modules: name, compiler flags, defines (JINDOU_AVX2: the x86 SIMD kernels;
+/// JINDOU_AVX512: 512-bit registers; JINDOU_VNNI: `vpdpbusd`/`vpdpwssd`; JINDOU_BF16: `vdpbf16ps`).
 let kernelVariants: [(name: String, settings: [SwiftSetting])] = {
     let flags = ["-O", "-enforce-exclusivity=unchecked"]
+    func features(_ march: String, _ extensions: [String] = []) -> [String] {
+        flags + ["-Xcc", "-march=\(march)"] + extensions.flatMap { ["-Xcc", "-m\($0)"] }
+    }
     #if arch(x86_64)
     return [
         ("JindouKernelsGeneric", optimisedKernels),
-        ("JindouKernelsAVX2", [.unsafeFlags(flags + ["-target-cpu", variantCPUs.avx2]), .define("JINDOU_AVX2")]),
-        ("JindouKernelsAVX512", [.unsafeFlags(flags + ["-target-cpu", variantCPUs.avx512]), .define("JINDOU_AVX2"), .define("JINDOU_AVX512")]),
+        ("JindouKernelsAVX2", [.unsafeFlags(features("x86-64-v3")), .define("JINDOU_AVX2")]),
+        ("JindouKernelsAVXVNNI", [.unsafeFlags(features("x86-64-v3", ["avxvnni"])), .define("JINDOU_AVX2"), .define("JINDOU_VNNI")]),
+        ("JindouKernelsAVX512", [.unsafeFlags(features("x86-64-v4")), .define("JINDOU_AVX2"), .define("JINDOU_AVX512")]),
+        ("JindouKernelsAVX512VNNI", [.unsafeFlags(features("x86-64-v4", ["avx512vnni", "avx512vbmi", "avx512bf16"])),
+                                     .define("JINDOU_AVX2"), .define("JINDOU_AVX512"), .define("JINDOU_VNNI"), .define("JINDOU_BF16")]),
     ]
     #else
     // Other architectures: one baseline copy under each name (the dispatcher never picks
     // the x86 ones there).
-    return ["JindouKernelsGeneric", "JindouKernelsAVX2", "JindouKernelsAVX512"].map { ($0, optimisedKernels) }
+    return ["JindouKernelsGeneric", "JindouKernelsAVX2", "JindouKernelsAVXVNNI", "JindouKernelsAVX512", "JindouKernelsAVX512VNNI"]
+        .map { ($0, optimisedKernels) }
     #endif
 }()
 

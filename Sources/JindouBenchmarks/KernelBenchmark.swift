@@ -14,8 +14,12 @@ import JindouNumerics
 ///   passes over the whole set, so every weight comes from memory. Achieved GB/s = weight
 ///   bytes ÷ time; the ratio to the measured read bandwidth is the roofline fraction.
 ///
-/// Quantised weights are random blocks with sane scales (the kernels' speed does not depend
-/// on the values; quantising hundreds of MB with the reference encoder would take minutes).
+/// Block formats: any of `BlockFormat`'s (q4_0 … mxfp4). Where Jindou can encode the format,
+/// one expert's matrices are quantised from random floats and their bytes copied into every
+/// expert (each expert has its own memory, so nothing is cache-resident; quantising hundreds
+/// of MB with the reference encoders would take minutes); the IQ1/IQ2/IQ3 grid formats,
+/// which need an importance matrix to encode, get random bytes (their kernels' speed does
+/// not depend on the values).
 public struct KernelBenchmark: Sendable {
     public struct Options: Sendable {
         public var hidden: Int
@@ -24,15 +28,18 @@ public struct KernelBenchmark: Sendable {
         public var threads: [Int]
         public var formats: [String]
         public var repetitions: Int
+        /// Token counts multiplied per matrix (1: decode; more: a prefill tile).
+        public var tokens: [Int]
 
         public init(hidden: Int = 2048, intermediate: Int = 768, experts: Int = 48, threads: [Int] = [1, 2],
-                    formats: [String] = ["bf16", "f16", "q8_0", "q4_k"], repetitions: Int = 5) {
+                    formats: [String] = ["bf16", "f16", "q8_0", "q4_k"], repetitions: Int = 5, tokens: [Int] = [1, 4]) {
             self.hidden = hidden
             self.intermediate = intermediate
             self.experts = experts
             self.threads = threads
             self.formats = formats
             self.repetitions = repetitions
+            self.tokens = tokens
         }
     }
 
@@ -63,7 +70,7 @@ public struct KernelBenchmark: Sendable {
     public func run(progress: (String) -> Void = { _ in }) throws -> Report {
         var bandwidth: [String: Double] = [:]
         for t in options.threads {
-            bandwidth[String(t)] = Self.readBandwidth(threads: t, repetitions: options.repetitions)
+            bandwidth[String(t)] = Self.readBandwidth(threads: t, repetitions: min(options.repetitions, 10))
             progress(String(format: "read bandwidth, %d thread(s): %.1f GB/s", t, bandwidth[String(t)]! / 1e9))
         }
         var results: [Result] = []
@@ -72,7 +79,7 @@ public struct KernelBenchmark: Sendable {
             let bytes = matrices.reduce(0) { $0 + $1.byteCount }
             let weights = matrices.reduce(0) { $0 + $1.rows * $1.columns }
             for t in options.threads {
-                for tokens in [1, 4] {
+                for tokens in options.tokens {
                     let seconds = Self.time(matrices, tokens: tokens, threads: t, repetitions: options.repetitions)
                     let rate = Double(bytes) / seconds
                     results.append(Result(format: name, threads: t, tokens: tokens, weightBytes: bytes, seconds: seconds,
@@ -92,13 +99,49 @@ public struct KernelBenchmark: Sendable {
     func makeExperts(format: String) throws -> [WeightMatrix] {
         var matrices: [WeightMatrix] = []
         var generator = SplitMix64(seed: 7)
+        let shapes = [(options.intermediate, options.hidden), (options.intermediate, options.hidden), (options.hidden, options.intermediate)]
+        // Quantised formats: one expert encoded from random floats, copied into every expert.
+        var prototypes: [WeightMatrix]?
+        if let blockFormat = try Self.blockFormat(format), blockFormat.canQuantize {
+            prototypes = try shapes.map { try Self.quantizedPrototype(rows: $0.0, columns: $0.1, format: blockFormat, generator: &generator) }
+        }
         for _ in 0..<options.experts {
-            for (rows, columns) in [(options.intermediate, options.hidden), (options.intermediate, options.hidden),
-                                    (options.hidden, options.intermediate)] {
-                matrices.append(try Self.randomMatrix(rows: rows, columns: columns, format: format, generator: &generator))
+            for (index, (rows, columns)) in shapes.enumerated() {
+                if let prototypes {
+                    let prototype = prototypes[index]
+                    let storage = OwnedBytes(byteCount: prototype.byteCount)
+                    storage.pointer.copyMemory(from: prototype.rowPointer(0), byteCount: prototype.byteCount)
+                    matrices.append(WeightMatrix(rows: rows, columns: columns, quantized: prototype.blockFormat!,
+                                                 base: UnsafeRawPointer(storage.pointer), owner: storage))
+                } else {
+                    matrices.append(try Self.randomMatrix(rows: rows, columns: columns, format: format, generator: &generator))
+                }
             }
         }
         return matrices
+    }
+
+    /// The block format a `--formats` name spells (`q4_k`, `Q4_K`, `iq4_xs` …); nil for bf16/f16;
+    /// an error for anything else.
+    static func blockFormat(_ name: String) throws -> BlockFormat? {
+        if name == "bf16" || name == "f16" { return nil }
+        guard let format = BlockFormat(rawValue: name.lowercased()) else {
+            throw BenchmarkError("unknown format '\(name)' (bf16, f16, or a block format: "
+                                 + BlockFormat.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        return format
+    }
+
+    /// A `rows × columns` matrix of random floats (a spread like trained weights) encoded in `format`.
+    static func quantizedPrototype(rows: Int, columns: Int, format: BlockFormat, generator: inout SplitMix64) throws -> WeightMatrix {
+        guard format.rowBytes(columns: columns) != nil else {
+            throw BenchmarkError("\(format.rawValue) needs columns divisible by \(format.blockSize), got \(columns)")
+        }
+        let values = (0..<(rows * columns)).map { _ in
+            // A sum of uniforms: bell-shaped, with occasional larger values.
+            Float(Int(generator.next() % 2001) + Int(generator.next() % 2001) - 2000) * 1e-5
+        }
+        return WeightMatrix(rows: rows, columns: columns, float32: values).quantized(format)
     }
 
     static func randomMatrix(rows: Int, columns: Int, format: String, generator: inout SplitMix64) throws -> WeightMatrix {
@@ -106,34 +149,22 @@ public struct KernelBenchmark: Sendable {
             let words = storage.pointer.bindMemory(to: UInt64.self, capacity: storage.byteCount / 8)
             for i in 0..<(storage.byteCount / 8) { words[i] = generator.next() }
         }
-        switch format {
-        case "bf16", "f16":
-            let storage = OwnedBytes(byteCount: rows * columns * 2)
-            let halves = storage.pointer.bindMemory(to: UInt16.self, capacity: rows * columns)
-            for i in 0..<(rows * columns) {
-                let value = Float(Int(generator.next() % 2001) - 1000) * 2e-5
-                halves[i] = format == "bf16" ? BFloat16Conversion.bits(from: value) : Float16(value).bitPattern
-            }
-            return WeightMatrix(rows: rows, columns: columns, dtype: format == "bf16" ? .bfloat16 : .float16,
-                                base: UnsafeRawPointer(storage.pointer), owner: storage)
-        case "q8_0", "q4_k":
-            let blockFormat: BlockFormat = format == "q8_0" ? .q8_0 : .q4_K
+        if let blockFormat = try blockFormat(format) {
             guard let rowBytes = blockFormat.rowBytes(columns: columns) else {
                 throw BenchmarkError("\(format) needs columns divisible by \(blockFormat.blockSize), got \(columns)")
             }
-            let storage = OwnedBytes(byteCount: rows * rowBytes)
+            let storage = OwnedBytes(byteCount: (rows * rowBytes + 7) / 8 * 8)
             fill(storage)
-            // Sane f16 scales (random bits would include NaN/denormal scales).
-            let blocks = rows * columns / blockFormat.blockSize
-            for b in 0..<blocks {
-                let block = storage.pointer + b * blockFormat.bytesPerBlock
-                block.storeBytes(of: Float16(0.001).bitPattern, as: UInt16.self)
-                if blockFormat == .q4_K { block.storeBytes(of: Float16(0.0005).bitPattern, toByteOffset: 2, as: UInt16.self) }
-            }
             return WeightMatrix(rows: rows, columns: columns, quantized: blockFormat, base: UnsafeRawPointer(storage.pointer), owner: storage)
-        default:
-            throw BenchmarkError("unknown format '\(format)' (bf16, f16, q8_0, q4_k)")
         }
+        let storage = OwnedBytes(byteCount: rows * columns * 2)
+        let halves = storage.pointer.bindMemory(to: UInt16.self, capacity: rows * columns)
+        for i in 0..<(rows * columns) {
+            let value = Float(Int(generator.next() % 2001) - 1000) * 2e-5
+            halves[i] = format == "bf16" ? BFloat16Conversion.bits(from: value) : Float16(value).bitPattern
+        }
+        return WeightMatrix(rows: rows, columns: columns, dtype: format == "bf16" ? .bfloat16 : .float16,
+                            base: UnsafeRawPointer(storage.pointer), owner: storage)
     }
 
     /// Best time of `repetitions` passes multiplying every matrix with `tokens` tokens,

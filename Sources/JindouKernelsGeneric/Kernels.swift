@@ -1,13 +1,18 @@
 import JindouTensors
 
 // This module's copy of the kernels (see JindouTensors/KernelSet.swift). The same source
-// files are compiled as JindouKernelsGeneric (baseline CPU), JindouKernelsAVX2 (haswell:
-// AVX2, FMA, F16C; the integer-dot kernels for quantised weights) and JindouKernelsAVX512
-// (skylake-avx512), so `Kernels` is a different compilation in each module.
+// files are compiled as JindouKernelsGeneric (baseline CPU), JindouKernelsAVX2 (x86-64-v3:
+// AVX2, FMA, F16C; the SIMD integer-dot kernels for quantised weights), JindouKernelsAVXVNNI
+// (+ AVX-VNNI), JindouKernelsAVX512 (x86-64-v4) and JindouKernelsAVX512VNNI (+ AVX512-VNNI,
+// VBMI, BF16), so `Kernels` is a different compilation in each module (Package.swift).
 
 public enum Kernels: KernelSet {
-    #if JINDOU_AVX512
+    #if JINDOU_AVX512 && JINDOU_VNNI
+    public static let name = "avx512vnni"
+    #elseif JINDOU_AVX512
     public static let name = "avx512"
+    #elseif JINDOU_VNNI
+    public static let name = "avxvnni"
     #elseif JINDOU_AVX2
     public static let name = "avx2"
     #else

@@ -10,11 +10,7 @@ import JindouTensors
 @inline(__always)
 func legacyAndKRowsSIMD(_ format: BlockFormat, _ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>,
                         y: UnsafeMutablePointer<Float>, outputStride: Int) -> Bool {
-    switch format {
-    case .q8_0: q8_0RowKernelAVX2(a, weight: weight, rows: rows, y: y, outputStride: outputStride)
-    case .q4_K: q4_KRowKernelAVX2(a, weight: weight, rows: rows, y: y, outputStride: outputStride)
-    default: return false
-    }
-    return true
+    legacyRowsSIMD(format, a, weight: weight, rows: rows, y: y, outputStride: outputStride)
+        || kQuantRowsSIMD(format, a, weight: weight, rows: rows, y: y, outputStride: outputStride)
 }
 #endif

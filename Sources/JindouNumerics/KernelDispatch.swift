@@ -3,31 +3,37 @@ import CJindouSupport
 import Foundation
 import JindouKernelsAVX2
 import JindouKernelsAVX512
+import JindouKernelsAVX512VNNI
+import JindouKernelsAVXVNNI
 import JindouKernelsGeneric
 
 // Runtime CPU dispatch: the kernels are compiled once per instruction set (Package.swift),
 // and the best copy the running CPU supports is chosen once per process. JINDOU_KERNELS
-// (generic | avx2 | avx512) forces one — for comparisons and benchmarks; a copy the CPU
-// cannot run is refused with a warning and the best supported one used instead.
+// (generic | avx2 | avxvnni | avx512 | avx512vnni) forces one — for comparisons and
+// benchmarks; a copy the CPU cannot run is refused with a warning and the best supported
+// one used instead.
 
 public enum KernelDispatch {
     /// Every compiled copy, most capable first.
     public static let all: [any KernelSet.Type] = [
-        JindouKernelsAVX512.Kernels.self, JindouKernelsAVX2.Kernels.self, JindouKernelsGeneric.Kernels.self,
+        JindouKernelsAVX512VNNI.Kernels.self, JindouKernelsAVX512.Kernels.self, JindouKernelsAVXVNNI.Kernels.self,
+        JindouKernelsAVX2.Kernels.self, JindouKernelsGeneric.Kernels.self,
     ]
 
     /// The copies this CPU can run, most capable first.
     public static let supported: [any KernelSet.Type] = {
-        let level = Int(jindou_cpu_vector_level())
-        return all.filter { required(for: $0.name) <= level }
+        let sets = jindou_cpu_kernel_sets()
+        return all.filter { required(for: $0.name).map { sets & $0 != 0 } ?? true }
     }()
 
-    /// The instruction-set level a copy needs (as `jindou_cpu_vector_level` counts).
-    static func required(for name: String) -> Int {
+    /// The CPU feature bit (`jindou_cpu_kernel_sets`) a copy needs; nil for the generic one.
+    static func required(for name: String) -> Int32? {
         switch name {
-        case "avx512": 2
-        case "avx2": 1
-        default: 0
+        case "avx512vnni": JINDOU_KERNELS_AVX512VNNI
+        case "avx512": JINDOU_KERNELS_AVX512
+        case "avxvnni": JINDOU_KERNELS_AVXVNNI
+        case "avx2": JINDOU_KERNELS_AVX2
+        default: nil
         }
     }
 

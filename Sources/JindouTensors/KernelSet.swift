@@ -1,5 +1,6 @@
 // The hot loops, as one compiled copy per instruction set. JindouKernelsGeneric,
-// JindouKernelsAVX2 and JindouKernelsAVX512 compile the same sources for different CPUs
+// JindouKernelsAVX2, JindouKernelsAVXVNNI, JindouKernelsAVX512 and JindouKernelsAVX512VNNI
+// compile the same sources for different CPUs
 // (Package.swift); each exposes its copy as `Kernels: KernelSet`, and JindouNumerics
 // calls the best one the running CPU supports (`KernelDispatch`). Every requirement
 // covers a whole row range, attention head loop or matrix, so the one indirect call per
@@ -7,7 +8,7 @@
 
 /// One compiled copy of the kernels.
 public protocol KernelSet: SendableMetatype {
-    /// "generic", "avx2" or "avx512".
+    /// "generic", "avx2", "avxvnni", "avx512" or "avx512vnni".
     static var name: String { get }
 
     /// Whether block-quantised weights are multiplied in integers (the activations rounded

@@ -265,18 +265,22 @@ struct KernelBench: ParsableCommand {
     var experts: Int = 48
     @Option(help: "Thread counts, comma-separated.")
     var threads: String = "1,2"
-    @Option(help: "Formats, comma-separated: bf16, f16, q8_0, q4_k.")
+    @Option(help: "Formats, comma-separated: bf16, f16, or any block format (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k … q6_k, iq4_nl, iq4_xs, iq2_xxs …, tq1_0, tq2_0, mxfp4).")
     var formats: String = "bf16,f16,q8_0,q4_k"
     @Option(help: "Timed passes per measurement (the best is kept).")
     var repetitions: Int = 5
+    @Option(help: "Token counts per product, comma-separated (1: decode; more: prefill tiles).")
+    var tokens: String = "1,4"
     @Option(help: "Markdown file to update.")
     var out: String = "docs/benchmarks.md"
     @Option(help: "JSON results file.")
     var json: String = "docs/benchmarks/kernels.json"
 
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0) } }
+    var tokenCounts: [Int] { tokens.split(separator: ",").compactMap { Int($0) } }
 
     func validate() throws {
+        guard !tokenCounts.isEmpty, tokenCounts.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else { throw ValidationError("--tokens: e.g. 1,4,16") }
         guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("--threads: e.g. 1,2") }
         guard hidden % 256 == 0, intermediate % 256 == 0 else { throw ValidationError("--hidden and --intermediate must be multiples of 256 (Q4_K blocks)") }
         guard experts >= 1, repetitions >= 1 else { throw ValidationError("--experts and --repetitions must be ≥ 1") }
@@ -285,7 +289,7 @@ struct KernelBench: ParsableCommand {
     func run() throws {
         let benchmark = KernelBenchmark(options: .init(
             hidden: hidden, intermediate: intermediate, experts: experts, threads: threadCounts,
-            formats: formats.split(separator: ",").map(String.init), repetitions: repetitions))
+            formats: formats.split(separator: ",").map(String.init), repetitions: repetitions, tokens: tokenCounts))
         do {
             let report = try benchmark.run { line in
                 FileHandle.standardError.write(Data((line + "\n").utf8))

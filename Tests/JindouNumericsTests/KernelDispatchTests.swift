@@ -31,7 +31,7 @@ struct KernelDispatchTests {
 
     @Test func theMostCapableSupportedSetIsInUse() throws {
         let names = KernelDispatch.all.map { $0.name }
-        #expect(names == ["avx512", "avx2", "generic"])
+        #expect(names == ["avx512vnni", "avx512", "avxvnni", "avx2", "generic"])
         #expect(KernelDispatch.supported.last?.name == "generic", "the generic kernels run everywhere")
         if ProcessInfo.processInfo.environment["JINDOU_KERNELS"] == nil {
             #expect(KernelDispatch.active.name == KernelDispatch.supported[0].name)
@@ -40,20 +40,26 @@ struct KernelDispatchTests {
         // /proc/cpuinfo agrees with CPUID on what this machine can run.
         let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
         let flags = Set(info.split(separator: "\n").first { $0.hasPrefix("flags") }!.split(separator: " ").map(String.init))
-        let avx2 = flags.isSuperset(of: ["avx2", "fma", "f16c"])
+        // The x86-64-v3 / v4 feature sets the modules are compiled for (Linux's flag names: pni = SSE3).
+        let avx2 = flags.isSuperset(of: ["pni", "ssse3", "cx16", "sse4_1", "sse4_2", "popcnt", "lahf_lm", "abm",
+                                         "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave"])
         let avx512 = avx2 && flags.isSuperset(of: ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"])
+        let avxvnni = avx2 && flags.contains("avx_vnni")
+        let avx512vnni = avx512 && flags.isSuperset(of: ["avx512_vnni", "avx512vbmi", "avx512_bf16"])
         #expect(KernelDispatch.supported.contains { $0.name == "avx2" } == avx2)
         #expect(KernelDispatch.supported.contains { $0.name == "avx512" } == avx512)
+        #expect(KernelDispatch.supported.contains { $0.name == "avxvnni" } == avxvnni)
+        #expect(KernelDispatch.supported.contains { $0.name == "avx512vnni" } == avx512vnni)
         #endif
     }
 
-    /// The AVX2 and AVX-512 modules compile the generic module's files through symbolic
+    /// The instruction-set modules compile the generic module's files through symbolic
     /// links; a kernel file added without its links would silently be missing there.
     @Test func everyKernelSourceIsCompiledIntoEverySet() throws {
         let sources = Fixtures.repositoryRoot + "/Sources/"
         let generic = try FileManager.default.contentsOfDirectory(atPath: sources + "JindouKernelsGeneric").sorted()
         #expect(!generic.isEmpty)
-        for variant in ["JindouKernelsAVX2", "JindouKernelsAVX512"] {
+        for variant in ["JindouKernelsAVX2", "JindouKernelsAVXVNNI", "JindouKernelsAVX512", "JindouKernelsAVX512VNNI"] {
             let files = try FileManager.default.contentsOfDirectory(atPath: sources + variant).sorted()
             #expect(files == generic, "\(variant)")
             for file in files {
@@ -65,8 +71,9 @@ struct KernelDispatchTests {
 
     /// Each module's object code uses the instructions it was compiled for (objdump of the
     /// built objects, next to the test bundle): none wider than SSE in the generic one,
-    /// AVX2 integer dots and FMA in the AVX2 one, 512-bit registers in the AVX-512 one —
-    /// whether or not this CPU can run them.
+    /// AVX2 integer dots and FMA in the AVX2 one, VEX `vpdpbusd` on 256-bit registers in the
+    /// AVX-VNNI one, 512-bit registers in the AVX-512 ones and `vpdpbusd`/`vpdpwssd` on them
+    /// in the AVX512-VNNI one — whether or not this CPU can run them.
     @Test func eachModuleUsesItsInstructionSet() throws {
         #if arch(x86_64)
         let build = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
@@ -99,8 +106,13 @@ struct KernelDispatchTests {
         }
         let avx2 = try instructions("JindouKernelsAVX2")
         #expect(avx2.contains("vpmaddubsw") && avx2.contains("vfmadd") && avx2.contains("%ymm") && !avx2.contains("%zmm"))
+        let avxvnni = try instructions("JindouKernelsAVXVNNI")
+        #expect(avxvnni.contains("{vex} vpdpbusd") && avxvnni.contains("%ymm") && !avxvnni.contains("%zmm"))
         let avx512 = try instructions("JindouKernelsAVX512")
-        #expect(avx512.contains("%zmm") && avx512.contains("vfmadd"))
+        #expect(avx512.contains("%zmm") && avx512.contains("vfmadd") && !avx512.contains("vpdpbusd"))
+        let avx512vnni = try instructions("JindouKernelsAVX512VNNI")
+        #expect(avx512vnni.contains("%zmm") && avx512vnni.range(of: #"vpdpbusd [^\n]*%zmm"#, options: .regularExpression) != nil
+                && avx512vnni.contains("vpdpwssd"))
         #endif
     }
 

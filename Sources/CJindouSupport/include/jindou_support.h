@@ -19,9 +19,19 @@ static inline __attribute__((always_inline)) void jindou_prefetch(const void *ad
     __builtin_prefetch(address, 0, 3);
 }
 
-/// Instruction sets the running CPU and operating system support (CPUID, and XGETBV for
-/// the register state the OS saves): 2 = AVX-512 F/CD/BW/DQ/VL with AVX2/FMA/F16C,
-/// 1 = AVX2/FMA/F16C, 0 = neither (or not x86-64). Picks the kernel module at startup.
+/// The kernel sets (`jindou_cpu_kernel_sets` bits): each is one kernel module, compiled for
+/// a target whose every feature the bit's check verifies (cpu_features.c lists them).
+#define JINDOU_KERNELS_AVX2 1        /* x86-64-v3: AVX2, FMA, F16C, BMI1/2, LZCNT, MOVBE */
+#define JINDOU_KERNELS_AVXVNNI 2     /* x86-64-v3 + AVX-VNNI (256-bit vpdpbusd) */
+#define JINDOU_KERNELS_AVX512 4      /* x86-64-v4: AVX-512 F/BW/CD/DQ/VL */
+#define JINDOU_KERNELS_AVX512VNNI 8  /* x86-64-v4 + AVX512-VNNI, AVX512-VBMI, AVX512-BF16 */
+
+/// The kernel sets the running CPU and operating system support (CPUID, and XGETBV for
+/// the register state the OS saves), as JINDOU_KERNELS_* bits; 0 on other architectures.
+/// Picks the kernel module at startup.
+int jindou_cpu_kernel_sets(void);
+
+/// 2 = the AVX-512 set runs, 1 = the AVX2 set, 0 = neither (`jindou_cpu_kernel_sets`, coarser).
 int jindou_cpu_vector_level(void);
 
 /// A function run for each index of a parallel loop, with the loop's context.

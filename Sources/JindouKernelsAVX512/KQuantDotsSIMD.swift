@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/KQuantDotsSIMD.swift

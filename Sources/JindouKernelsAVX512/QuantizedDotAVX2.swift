@@ -1,1 +1,0 @@
-../JindouKernelsGeneric/QuantizedDotAVX2.swift
