@@ -1,0 +1,333 @@
+// The multi-token path of the grid/ternary kernels (GridRowsSIMD.swift): each row is decoded
+// once per call into a table of unsigned int8 weights, and every token runs the same integer
+// dot over that table, so the grid lookups, signs and scales are paid once per row instead
+// of once per token and row.
+//
+// Decoded super-block (256 weights, `GridTile.stride` bytes):
+//   0 ..< 256   u: the integer weight w plus the format's offset o (w + o ≥ 0, ≤ 127), so
+//               `vpmaddubsw` (unsigned × signed) takes it directly and pairs never saturate
+//               (2 · 127 · 127 < 2¹⁵);
+//   256 ..< 512 the int16 scale of every byte pair (128 words: word k covers bytes 2k, 2k+1),
+//               so `vpmaddwd` reads it straight from the table;
+//   512 ..< 544 sixteen int16 coefficients c_j of the activations' 16-value sums (Q8_K
+//               `bsums`): −o · scale_j, which takes the offset back out exactly;
+//   544         the float the integer sum is scaled by (the block's d with the format's
+//               constant, e.g. IQ2's 1/8), times the activation block's d.
+// Per token and super-block: Σ_pairs scale · (u · q) + Σ_j c_j · bsum_j is the scalar
+// kernel's integer sum, exactly.
+//
+// Bytes: the table is 8 super-blocks (4.6 KB, on the stack); per token each step reads 256
+// activation bytes and the 544 table bytes from L1.
+
+#if JINDOU_AVX2
+import _Builtin_intrinsics.intel
+import JindouTensors
+
+/// A format's kernels for the grid rows: the fused one-token row dot, and the decoder that
+/// writes one super-block in the tile layout.
+protocol GridKernel {
+    /// Bytes of one 256-weight block.
+    static var bytesPerBlock: Int { get }
+    /// Σ w·x of `superBlocks` blocks from `row` with one token's Q8_K activations.
+    static func rowDot(_ row: UnsafeRawPointer, _ x: ActivationRow, superBlocks: Int) -> Float
+    /// Writes one block in the tile layout (see the file comment) at `tile`.
+    static func decode(_ block: UnsafeRawPointer, into tile: UnsafeMutableRawPointer)
+}
+
+enum GridTile {
+    /// Bytes per decoded super-block.
+    static let stride = 576
+    static let scaleWords = 256
+    static let coefficients = 512
+    static let scale = 544
+    /// Super-blocks decoded at once (the stack table's capacity).
+    static let chunk = 8
+}
+
+typealias Bytes512 = (SIMD64<UInt8>, SIMD64<UInt8>, SIMD64<UInt8>, SIMD64<UInt8>,
+                      SIMD64<UInt8>, SIMD64<UInt8>, SIMD64<UInt8>, SIMD64<UInt8>)
+/// The stack table of `GridTile.chunk` decoded super-blocks (a fixed-size value, so it
+/// lives in the kernel's frame: nothing is allocated).
+typealias GridTileStorage = (Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512)
+
+@inline(__always)
+func loadBytes32(_ pointer: UnsafeRawPointer) -> __m256i {
+    _mm256_loadu_si256(pointer.assumingMemoryBound(to: __m256i.self))
+}
+
+@inline(__always)
+func storeBytes32(_ pointer: UnsafeMutableRawPointer, _ value: __m256i) {
+    _mm256_storeu_si256(pointer.assumingMemoryBound(to: __m256i.self), value)
+}
+
+@inline(__always)
+func sumLanes(_ v: __m256) -> Float {
+    v.sum()
+}
+
+/// Rows `rows` of `y = x · Wᵀ` for a grid format: the fused kernel for one token, the
+/// decoded table for several.
+@inline(__always)
+func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>,
+                             y: UnsafeMutablePointer<Float>, outputStride: Int) {
+    let superBlocks = weight.columns / 256
+    if a.tokens == 1 {
+        let x = a.row(0)
+        for r in rows { y[r] = K.rowDot(weight.rowPointer(r), x, superBlocks: superBlocks) }
+        return
+    }
+    var storage: GridTileStorage = (
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero))
+    withUnsafeMutableBytes(of: &storage) { buffer in
+        let tile = buffer.baseAddress!
+        for r in rows {
+            let row = weight.rowPointer(r)
+            var first = 0
+            while first < superBlocks {
+                let count = min(GridTile.chunk, superBlocks &- first)
+                for b in 0..<count {
+                    K.decode(row + (first &+ b) &* K.bytesPerBlock, into: tile + b &* GridTile.stride)
+                }
+                for t in 0..<a.tokens {
+                    let s = gridTileDot(UnsafeRawPointer(tile), a.row(t), first: first, count: count)
+                    let index = t &* outputStride &+ r
+                    y[index] = first == 0 ? s : y[index] + s
+                }
+                first &+= count
+            }
+        }
+    }
+}
+
+/// One token's Σ over `count` decoded super-blocks (activation blocks `first…`).
+@inline(__always)
+func gridTileDot(_ tile: UnsafeRawPointer, _ x: ActivationRow, first: Int, count: Int) -> Float {
+    #if JINDOU_AVX512
+    var acc = _mm512_setzero_ps()
+    for b in 0..<count {
+        let t = tile + b &* GridTile.stride
+        let q = UnsafeRawPointer(x.values + 256 &* (first &+ b))
+        @inline(__always) func part(_ j: Int) -> __m512i {
+            _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_loadu_si512(t + 64 &* j), _mm512_loadu_si512(q + 64 &* j)),
+                              _mm512_loadu_si512(t + (GridTile.scaleWords &+ 64 &* j)))
+        }
+        var s = _mm512_add_epi32(_mm512_add_epi32(part(0), part(1)), _mm512_add_epi32(part(2), part(3)))
+        let correction = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.blockSums + 16 &* (first &+ b))), loadBytes32(t + GridTile.coefficients))
+        s = _mm512_add_epi32(s, _mm512_zextsi256_si512(correction))
+        let d = t.load(fromByteOffset: GridTile.scale, as: Float.self) * x.scales[first &+ b]
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d), acc)
+    }
+    return _mm512_reduce_add_ps(acc)
+    #else
+    var acc = _mm256_setzero_ps()
+    for b in 0..<count {
+        let t = tile + b &* GridTile.stride
+        let q = UnsafeRawPointer(x.values + 256 &* (first &+ b))
+        @inline(__always) func part(_ j: Int) -> __m256i {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(loadBytes32(t + 32 &* j), loadBytes32(q + 32 &* j)),
+                              loadBytes32(t + (GridTile.scaleWords &+ 32 &* j)))
+        }
+        let s0 = _mm256_add_epi32(_mm256_add_epi32(part(0), part(1)), _mm256_add_epi32(part(2), part(3)))
+        let s1 = _mm256_add_epi32(_mm256_add_epi32(part(4), part(5)), _mm256_add_epi32(part(6), part(7)))
+        let correction = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.blockSums + 16 &* (first &+ b))), loadBytes32(t + GridTile.coefficients))
+        let s = _mm256_add_epi32(_mm256_add_epi32(s0, s1), correction)
+        let d = t.load(fromByteOffset: GridTile.scale, as: Float.self) * x.scales[first &+ b]
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc)
+    }
+    return sumLanes(acc)
+    #endif
+}
+
+// MARK: - Shared pieces of the grid decoders
+
+/// Bit 7 of every byte set to the parity of bits 0…6: ggml's `ksigns_iq2xs` stores 7 of 8
+/// signs and the 8th makes the number of minus signs even (computed with a nibble-parity
+/// shuffle instead of a table lookup per 8 weights).
+@inline(__always)
+func withParityBit(_ seven: __m256i) -> __m256i {
+    let nibbles = _mm256_set1_epi8(0x0F)
+    // 0x80 where the nibble has odd parity.
+    let parity = _mm256_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0,
+                                  0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0)
+    let odd = _mm256_xor_si256(_mm256_shuffle_epi8(parity, _mm256_and_si256(seven, nibbles)),
+                               _mm256_shuffle_epi8(parity, _mm256_and_si256(_mm256_srli_epi16(seven, 4), nibbles)))
+    return _mm256_or_si256(seven, odd)
+}
+
+/// The 32 sign bytes of a super-block from its eight 32-bit words of four 7-bit sign
+/// indices each (IQ2_XXS, IQ3_XXS): byte l of word k has bit j set when weight 32k + 8l + j is
+/// negative.
+@inline(__always)
+func evenSignBits(_ words: SIMD8<UInt32>) -> SIMD8<UInt32> {
+    let seven = (words & 0x7F) | ((words &<< 1) & 0x7F00) | ((words &<< 2) & 0x7F_0000) | ((words &<< 3) & 0x7F00_0000)
+    return unsafeBitCast(withParityBit(unsafeBitCast(seven, to: __m256i.self)), to: SIMD8<UInt32>.self)
+}
+
+/// Words 1, 3, …, 15 of the 64 bytes at `p` (without the gather LLVM would otherwise emit).
+@inline(__always)
+func oddWords(_ p: UnsafeRawPointer) -> SIMD8<UInt32> {
+    #if JINDOU_AVX512
+    let index = SIMD16<UInt32>(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15)
+    let odd = _mm512_permutexvar_epi32(unsafeBitCast(index, to: __m512i.self), _mm512_loadu_si512(p))
+    return unsafeBitCast(_mm512_castsi512_si256(odd), to: SIMD8<UInt32>.self)
+    #else
+    let odd = unsafeBitCast(SIMD8<Int32>(1, 3, 5, 7, 1, 3, 5, 7), to: __m256i.self)
+    let low = _mm256_permutevar8x32_epi32(loadBytes32(p), odd), high = _mm256_permutevar8x32_epi32(loadBytes32(p + 32), odd)
+    let upper = unsafeBitCast(SIMD8<Int32>(0, 0, 0, 0, -1, -1, -1, -1), to: __m256i.self)
+    return unsafeBitCast(_mm256_blendv_epi8(low, high, upper), to: SIMD8<UInt32>.self)
+    #endif
+}
+
+/// The sign bits of sub-block k (a 32-bit lane of `signs`) as 32 bytes, 0xFF where set.
+/// `low`/`high`: lanes 0…3 / 4…7 of the sign vector copied into both 128-bit halves
+/// (`signHalves`), so one in-lane shuffle spreads each byte over its 8 weights.
+@inline(__always)
+func signMask(_ halves: (low: __m256i, high: __m256i), _ k: Int) -> __m256i {
+    let b = UInt8(truncatingIfNeeded: 4 &* (k & 3))
+    var spread = SIMD32<UInt8>(repeating: b)
+    for i in 8..<16 { spread[i] = b &+ 1 }
+    for i in 16..<24 { spread[i] = b &+ 2 }
+    for i in 24..<32 { spread[i] = b &+ 3 }
+    let select = _mm256_set1_epi64x(Int64(bitPattern: 0x8040_2010_0804_0201))
+    let bytes = _mm256_shuffle_epi8(k < 4 ? halves.low : halves.high, unsafeBitCast(spread, to: __m256i.self))
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, select), select)
+}
+
+/// Lanes 0…3 and 4…7 of `signs`, each copied into both 128-bit halves (for `signMask`).
+@inline(__always)
+func signHalves(_ signs: SIMD8<UInt32>) -> (low: __m256i, high: __m256i) {
+    let v = unsafeBitCast(signs, to: __m256i.self)
+    return (_mm256_permutevar8x32_epi32(v, unsafeBitCast(SIMD8<Int32>(0, 1, 2, 3, 0, 1, 2, 3), to: __m256i.self)),
+            _mm256_permutevar8x32_epi32(v, unsafeBitCast(SIMD8<Int32>(4, 5, 6, 7, 4, 5, 6, 7), to: __m256i.self)))
+}
+
+/// Sixteen per-16 scales (int16 word j: weights 16j…16j+15) from eight per-32 ones.
+@inline(__always)
+func perSixteen(_ scales: SIMD8<UInt32>) -> __m256i {
+    let v = unsafeBitCast(scales, to: __m256i.self)
+    let packed = _mm256_packus_epi32(v, v)  // [s0…s3, s0…s3 | s4…s7, s4…s7]
+    return _mm256_unpacklo_epi16(packed, packed)  // [s0, s0, …, s3, s3 | s4, s4, …, s7, s7]
+}
+
+/// Sixteen per-16 scales 2n + 1 from 8 bytes of two nibbles each at `p` (IQ2_XS, IQ2_S:
+/// byte b: weights 32b… in the low nibble, 32b + 16… in the high one).
+@inline(__always)
+func nibbleScales(_ p: UnsafeRawPointer) -> __m256i {
+    let bytes = _mm_set1_epi64x(Int64(bitPattern: p.loadUnaligned(as: UInt64.self)))
+    let low = _mm_and_si128(bytes, _mm_set1_epi8(0x0F)), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F))
+    let words = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(low, high))
+    return _mm256_add_epi16(_mm256_add_epi16(words, words), _mm256_set1_epi16(1))
+}
+
+/// Words 0…7 and 8…15 of sixteen per-16 scales, each copied into both 128-bit halves.
+@inline(__always)
+func scaleHalves(_ scales: __m256i) -> (low: __m256i, high: __m256i) {
+    (_mm256_permutevar8x32_epi32(scales, unsafeBitCast(SIMD8<Int32>(0, 1, 2, 3, 0, 1, 2, 3), to: __m256i.self)),
+     _mm256_permutevar8x32_epi32(scales, unsafeBitCast(SIMD8<Int32>(4, 5, 6, 7, 4, 5, 6, 7), to: __m256i.self)))
+}
+
+/// The `vpmaddwd` factor of sub-block k: words 0…7 = scale 2k, 8…15 = scale 2k + 1.
+@inline(__always)
+func subBlockScales(_ halves: (low: __m256i, high: __m256i), _ k: Int) -> __m256i {
+    let first = UInt8(truncatingIfNeeded: 4 &* (k & 3))
+    var select = SIMD32<UInt8>()
+    for i in 0..<8 {
+        select[2 &* i] = first
+        select[2 &* i &+ 1] = first &+ 1
+        select[16 &+ 2 &* i] = first &+ 2
+        select[17 &+ 2 &* i] = first &+ 3
+    }
+    return _mm256_shuffle_epi8(k < 4 ? halves.low : halves.high, unsafeBitCast(select, to: __m256i.self))
+}
+
+/// Eight 32-bit scales as int16 words 0…7 in both 128-bit halves (for `scaleOf`).
+@inline(__always)
+func scaleHalves(_ scales: SIMD8<UInt32>) -> __m256i {
+    let v = unsafeBitCast(scales, to: __m256i.self)
+    let packed = _mm256_packus_epi32(v, v)  // [s0…s3, s0…s3 | s4…s7, s4…s7]
+    return _mm256_permutevar8x32_epi32(packed, unsafeBitCast(SIMD8<Int32>(0, 1, 4, 5, 0, 1, 4, 5), to: __m256i.self))
+}
+
+/// Word k of `scaleHalves` in all 16 words.
+@inline(__always)
+func scaleOf(_ halves: __m256i, _ k: Int) -> __m256i {
+    var select = SIMD32<UInt8>()
+    for i in 0..<16 {
+        select[2 &* i] = UInt8(truncatingIfNeeded: 2 &* k)
+        select[2 &* i &+ 1] = UInt8(truncatingIfNeeded: 2 &* k &+ 1)
+    }
+    return _mm256_shuffle_epi8(halves, unsafeBitCast(select, to: __m256i.self))
+}
+
+#if JINDOU_AVX512
+/// The `vpmaddwd` factor of sub-blocks 2j, 2j + 1 from sixteen per-16 scales (words 0…15
+/// of `scales`): words 8i…8i + 7 = scale 4j + i.
+@inline(__always)
+func pairScales(_ scales: __m512i, _ j: Int) -> __m512i {
+    // Built from splats, not a lane loop: LLVM does not fold a 32-lane loop into a constant.
+    let first = UInt16(truncatingIfNeeded: 4 &* j)
+    let index = SIMD32<UInt16>(lowHalf: SIMD16(lowHalf: SIMD8(repeating: first), highHalf: SIMD8(repeating: first &+ 1)),
+                               highHalf: SIMD16(lowHalf: SIMD8(repeating: first &+ 2), highHalf: SIMD8(repeating: first &+ 3)))
+    return _mm512_permutexvar_epi16(unsafeBitCast(index, to: __m512i.self), scales)
+}
+#endif
+
+// MARK: - Grid lookups
+
+/// Four 8-byte grid entries (32 weights) from four index bytes at `indices`.
+@inline(__always)
+func gridQuad(_ grid: UnsafePointer<UInt64>, _ indices: UnsafeRawPointer) -> __m256i {
+    @inline(__always) func entry(_ l: Int) -> UInt64 { grid[Int(indices.load(fromByteOffset: l, as: UInt8.self))] }
+    return unsafeBitCast(SIMD4<UInt64>(entry(0), entry(1), entry(2), entry(3)), to: __m256i.self)
+}
+
+/// Four 8-byte grid entries from four 16-bit indices packed in `indices`.
+@inline(__always)
+func gridQuad16(_ grid: UnsafePointer<UInt64>, _ indices: UInt64) -> __m256i {
+    @inline(__always) func entry(_ l: UInt64) -> UInt64 { grid[Int(truncatingIfNeeded: (indices >> (16 &* l)) & 0xFFFF)] }
+    return unsafeBitCast(SIMD4<UInt64>(entry(0), entry(1), entry(2), entry(3)), to: __m256i.self)
+}
+
+/// Eight 4-byte grid entries (32 weights) from two words of four 16-bit indices.
+@inline(__always)
+func gridOctet32(_ grid: UnsafePointer<UInt32>, _ first: UInt64, _ second: UInt64) -> __m256i {
+    @inline(__always) func entry(_ indices: UInt64, _ l: UInt64) -> UInt32 { grid[Int(truncatingIfNeeded: (indices >> (16 &* l)) & 0xFFFF)] }
+    return unsafeBitCast(SIMD8<UInt32>(entry(first, 0), entry(first, 1), entry(first, 2), entry(first, 3),
+                                       entry(second, 0), entry(second, 1), entry(second, 2), entry(second, 3)), to: __m256i.self)
+}
+
+#if JINDOU_AVX512
+/// Eight 8-byte grid entries (64 weights) from four index bytes at `first` and four at `second`.
+@inline(__always)
+func gridOctet(_ grid: UnsafePointer<UInt64>, _ first: UnsafeRawPointer, _ second: UnsafeRawPointer) -> __m512i {
+    @inline(__always) func entry(_ p: UnsafeRawPointer, _ l: Int) -> UInt64 { grid[Int(p.load(fromByteOffset: l, as: UInt8.self))] }
+    return unsafeBitCast(SIMD8<UInt64>(entry(first, 0), entry(first, 1), entry(first, 2), entry(first, 3),
+                                       entry(second, 0), entry(second, 1), entry(second, 2), entry(second, 3)), to: __m512i.self)
+}
+
+/// Eight 8-byte grid entries (64 weights) from two words of four 16-bit indices.
+@inline(__always)
+func gridOctet16(_ grid: UnsafePointer<UInt64>, _ first: UInt64, _ second: UInt64) -> __m512i {
+    @inline(__always) func entry(_ indices: UInt64, _ l: UInt64) -> UInt64 { grid[Int(truncatingIfNeeded: (indices >> (16 &* l)) & 0xFFFF)] }
+    return unsafeBitCast(SIMD8<UInt64>(entry(first, 0), entry(first, 1), entry(first, 2), entry(first, 3),
+                                       entry(second, 0), entry(second, 1), entry(second, 2), entry(second, 3)), to: __m512i.self)
+}
+#endif
+
+/// `value` negated where `mask` is 0xFF.
+@inline(__always)
+func negate(_ value: __m256i, where mask: __m256i) -> __m256i {
+    _mm256_sub_epi8(_mm256_xor_si256(value, mask), mask)
+}
+
+/// Sixteen int16 lanes: lane j = `scales[j >> 1]` (a per-32 scale for each 16-value sum).
+@inline(__always)
+func pairedScales(_ scales: SIMD8<Int32>) -> SIMD16<Int16> {
+    let s = SIMD8<Int16>(truncatingIfNeeded: scales)
+    return SIMD16(s[0], s[0], s[1], s[1], s[2], s[2], s[3], s[3], s[4], s[4], s[5], s[5], s[6], s[6], s[7], s[7])
+}
+#endif
