@@ -124,6 +124,66 @@ enum MXFP4Kernel {
         return sum
     }
 
+    #if JINDOU_AVX512
+    /// Σ w·x of one row with `count` (1…4) tokens: each 8-block step is decoded once into
+    /// registers (four 64-weight |w| vectors and sign masks) and applied to every token.
+    @inline(__always)
+    static func rowDots(_ row: UnsafeRawPointer, _ x: (ActivationRow, ActivationRow, ActivationRow, ActivationRow),
+                        count: Int, blocks: Int) -> SIMD4<Float> {
+        let t = tables
+        let zero = _mm512_setzero_si512(), ones = _mm512_set1_epi16(1)
+        let signed = _mm512_broadcast_i32x4(_mm256_castsi256_si128(t.signed))
+        let magnitude = _mm512_broadcast_i32x4(_mm256_castsi256_si128(t.magnitude))
+        let shifts: __m512i = SIMD8<Int64>(0, 0, 4, 4, 0, 0, 4, 4)
+        var acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0
+        var b = 0
+        while b &+ 8 <= blocks {
+            let p = row + 17 &* b
+            let ahead = p + prefetchDistance
+            jindou_prefetch(ahead); jindou_prefetch(ahead + 64); jindou_prefetch(ahead + 128)
+            let weightScales = halfScales(exponents(p))
+            @inline(__always) func pair(_ k: Int) -> (__m512i, UInt64) {
+                let p0 = p + 34 &* k
+                let first = _mm512_broadcast_i32x4(_mm_loadu_si128((p0 + 1).assumingMemoryBound(to: __m128i.self)))
+                let bytes = _mm512_mask_broadcast_i32x4(first, 0xFF00, _mm_loadu_si128((p0 + 18).assumingMemoryBound(to: __m128i.self)))
+                let n = _mm512_and_si512(_mm512_srlv_epi64(bytes, shifts), _mm512_set1_epi8(0x0F))
+                return (_mm512_shuffle_epi8(magnitude, n), _mm512_movepi8_mask(_mm512_shuffle_epi8(signed, n)))
+            }
+            let (u0, m0) = pair(0), (u1, m1) = pair(1), (u2, m2) = pair(2), (u3, m3) = pair(3)
+            @inline(__always) func token(_ x: ActivationRow, _ acc: inout __m512) {
+                let scales = _mm512_castps256_ps512(_mm256_mul_ps(weightScales, _mm256_loadu_ps(x.scales + b)))
+                let xq = UnsafeRawPointer(x.values + 32 &* b)
+                @inline(__always) func step(_ k: Int, _ u: __m512i, _ m: UInt64) {
+                    let q = _mm512_loadu_si512(xq + 64 &* k)
+                    let dot = _mm512_madd_epi16(_mm512_maddubs_epi16(u, _mm512_mask_sub_epi8(q, m, zero, q)), ones)
+                    let select = SIMD16<Int32>(lowHalf: SIMD8(repeating: Int32(2 &* k)), highHalf: SIMD8(repeating: Int32(2 &* k &+ 1)))
+                    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(unsafeBitCast(select, to: __m512i.self), scales), acc)
+                }
+                step(0, u0, m0); step(1, u1, m1); step(2, u2, m2); step(3, u3, m3)
+            }
+            token(x.0, &acc0)
+            if count > 1 { token(x.1, &acc1) }
+            if count > 2 { token(x.2, &acc2) }
+            if count > 3 { token(x.3, &acc3) }
+            b &+= 8
+        }
+        var sums = SIMD4<Float>(_mm512_reduce_add_ps(acc0), _mm512_reduce_add_ps(acc1), _mm512_reduce_add_ps(acc2), _mm512_reduce_add_ps(acc3))
+        while b < blocks {
+            let p = row + 17 &* b
+            let e = MXFP4.halfScale(p.load(as: UInt8.self))
+            @inline(__always) func tail(_ x: ActivationRow) -> Float {
+                (x.scales[b] * e) * Float(unsafeBitCast(blockDot(p, UnsafeRawPointer(x.values + 32 &* b), t), to: SIMD8<Int32>.self).wrappedSum())
+            }
+            sums[0] += tail(x.0)
+            if count > 1 { sums[1] += tail(x.1) }
+            if count > 2 { sums[2] += tail(x.2) }
+            if count > 3 { sums[3] += tail(x.3) }
+            b &+= 1
+        }
+        return sums
+    }
+    #endif
+
     // The stack table of several-token rows: per block 32 bytes of |w| and 32 of w, then
     // one 2^(e − 128) per block after `tableBlocks` blocks.
     static let tableBlocks = 64
@@ -179,6 +239,25 @@ func mxfp4Rows(_ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>
         for r in rows { y[r] = MXFP4Kernel.rowDot(weight.rowPointer(r), x, blocks: blocks) }
         return
     }
+    #if JINDOU_AVX512
+    // Up to four tokens per pass over a row, decoded in registers.
+    for r in rows {
+        let row = weight.rowPointer(r)
+        var t = 0
+        while t < a.tokens {
+            let n = min(4, a.tokens &- t)
+            let x = (a.row(t), a.row(t &+ min(1, n &- 1)), a.row(t &+ min(2, n &- 1)), a.row(t &+ min(3, n &- 1)))
+            let s = switch n {
+            case 1: MXFP4Kernel.rowDots(row, x, count: 1, blocks: blocks)
+            case 2: MXFP4Kernel.rowDots(row, x, count: 2, blocks: blocks)
+            case 3: MXFP4Kernel.rowDots(row, x, count: 3, blocks: blocks)
+            default: MXFP4Kernel.rowDots(row, x, count: 4, blocks: blocks)
+            }
+            for i in 0..<n { y[(t &+ i) &* outputStride &+ r] = s[i] }
+            t &+= n
+        }
+    }
+    #else
     var storage: GridTileStorage = (
         (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
         (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
@@ -202,6 +281,7 @@ func mxfp4Rows(_ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>
             }
         }
     }
+    #endif
 }
 
 /// Lane i of the result = the sum of all lanes of `s[i]` (eight blocks' totals in one vector).
