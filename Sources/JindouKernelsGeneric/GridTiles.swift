@@ -244,15 +244,7 @@ func subBlockScales(_ halves: (low: __m256i, high: __m256i), _ k: Int) -> __m256
     return _mm256_shuffle_epi8(k < 4 ? halves.low : halves.high, unsafeBitCast(select, to: __m256i.self))
 }
 
-/// Eight 32-bit scales as int16 words 0…7 in both 128-bit halves (for `scaleOf`).
-@inline(__always)
-func scaleHalves(_ scales: SIMD8<UInt32>) -> __m256i {
-    let v = unsafeBitCast(scales, to: __m256i.self)
-    let packed = _mm256_packus_epi32(v, v)  // [s0…s3, s0…s3 | s4…s7, s4…s7]
-    return _mm256_permutevar8x32_epi32(packed, unsafeBitCast(SIMD8<Int32>(0, 1, 4, 5, 0, 1, 4, 5), to: __m256i.self))
-}
-
-/// Word k of `scaleHalves` in all 16 words.
+/// Word k of `halves` (eight int16 words in both 128-bit halves) in all 16 words.
 @inline(__always)
 func scaleOf(_ halves: __m256i, _ k: Int) -> __m256i {
     var select = SIMD32<UInt8>()
@@ -324,10 +316,4 @@ func negate(_ value: __m256i, where mask: __m256i) -> __m256i {
     _mm256_sub_epi8(_mm256_xor_si256(value, mask), mask)
 }
 
-/// Sixteen int16 lanes: lane j = `scales[j >> 1]` (a per-32 scale for each 16-value sum).
-@inline(__always)
-func pairedScales(_ scales: SIMD8<Int32>) -> SIMD16<Int16> {
-    let s = SIMD8<Int16>(truncatingIfNeeded: scales)
-    return SIMD16(s[0], s[0], s[1], s[1], s[2], s[2], s[3], s[3], s[4], s[4], s[5], s[5], s[6], s[6], s[7], s[7])
-}
 #endif
