@@ -258,14 +258,7 @@ func mxfp4Rows(_ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>
         }
     }
     #else
-    var storage: GridTileStorage = (
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero))
-    withUnsafeMutableBytes(of: &storage) { buffer in
-        let tile = buffer.baseAddress!
+    withGridTable { tile in
         for r in rows {
             let row = weight.rowPointer(r)
             var first = 0

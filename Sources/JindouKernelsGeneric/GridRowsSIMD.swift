@@ -13,7 +13,9 @@ import JindouTensors
 //   call into a small table on the stack (GridTiles.swift: unsigned int8 weights with the
 //   sign folded in by an offset, per-16 scales, one float per super-block), and every token
 //   runs one shared integer dot over it — the grid lookups and signs are paid once per row,
-//   not once per token as in ggml's `vec_dot` loop.
+//   not once per token as in ggml's `vec_dot` loop. MXFP4 on AVX-512 decodes in registers
+//   for four tokens at a time instead; TQ1_0/TQ2_0, whose decoding is a few shifts, run the
+//   one-token kernel per token.
 //
 // Bytes read per call: rows × rowBytes of weights (IQ2_XXS 0.258, IQ1_S 0.195, MXFP4 0.531
 // bytes per weight); the activations (tokens × columns bytes) stay in L1/L2. The grid

@@ -11,8 +11,9 @@
 //               so `vpmaddwd` reads it straight from the table;
 //   512 ..< 544 sixteen int16 coefficients c_j of the activations' 16-value sums (Q8_K
 //               `bsums`): −o · scale_j, which takes the offset back out exactly;
-//   544         the float the integer sum is scaled by (the block's d with the format's
-//               constant, e.g. IQ2's 1/8), times the activation block's d.
+//   544         the float the integer sum is scaled by: the block's d with the format's
+//               constant (IQ2's 1/8, IQ1's 1/8 of the δ folding); the dot multiplies in
+//               the activation block's d.
 // Per token and super-block: Σ_pairs scale · (u · q) + Σ_j c_j · bsum_j is the scalar
 // kernel's integer sum, exactly.
 //
@@ -50,6 +51,18 @@ typealias Bytes512 = (SIMD64<UInt8>, SIMD64<UInt8>, SIMD64<UInt8>, SIMD64<UInt8>
 /// lives in the kernel's frame: nothing is allocated).
 typealias GridTileStorage = (Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512, Bytes512)
 
+/// Runs `body` with the address of a `GridTileStorage` table in this frame.
+@inline(__always)
+func withGridTable(_ body: (UnsafeMutableRawPointer) -> Void) {
+    var storage: GridTileStorage = (
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
+        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero))
+    withUnsafeMutableBytes(of: &storage) { body($0.baseAddress!) }
+}
+
 @inline(__always)
 func loadBytes32(_ pointer: UnsafeRawPointer) -> __m256i {
     _mm256_loadu_si256(pointer.assumingMemoryBound(to: __m256i.self))
@@ -76,14 +89,7 @@ func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: Weigh
         for r in rows { y[r] = K.rowDot(weight.rowPointer(r), x, superBlocks: superBlocks) }
         return
     }
-    var storage: GridTileStorage = (
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero), (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero),
-        (.zero, .zero, .zero, .zero, .zero, .zero, .zero, .zero))
-    withUnsafeMutableBytes(of: &storage) { buffer in
-        let tile = buffer.baseAddress!
+    withGridTable { tile in
         for r in rows {
             let row = weight.rowPointer(r)
             var first = 0
@@ -92,10 +98,24 @@ func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: Weigh
                 for b in 0..<count {
                     K.decode(row + (first &+ b) &* K.bytesPerBlock, into: tile + b &* GridTile.stride)
                 }
-                for t in 0..<a.tokens {
-                    let s = gridTileDot(UnsafeRawPointer(tile), a.row(t), first: first, count: count)
-                    let index = t &* outputStride &+ r
-                    y[index] = first == 0 ? s : y[index] + s
+                // Four tokens per pass over the table: each table vector is loaded once for
+                // four activation rows (the loads, not the multiplies, bound one token's pass).
+                var t = 0
+                while t < a.tokens {
+                    let n = min(4, a.tokens &- t)
+                    let x = (a.row(t), a.row(t &+ min(1, n &- 1)), a.row(t &+ min(2, n &- 1)), a.row(t &+ min(3, n &- 1)))
+                    let table = UnsafeRawPointer(tile)
+                    let s = switch n {
+                    case 1: gridTileDots(table, x, count: 1, first: first, blocks: count)
+                    case 2: gridTileDots(table, x, count: 2, first: first, blocks: count)
+                    case 3: gridTileDots(table, x, count: 3, first: first, blocks: count)
+                    default: gridTileDots(table, x, count: 4, first: first, blocks: count)
+                    }
+                    for i in 0..<n {
+                        let index = (t &+ i) &* outputStride &+ r
+                        y[index] = first == 0 ? s[i] : y[index] + s[i]
+                    }
+                    t &+= n
                 }
                 first &+= count
             }
@@ -103,42 +123,63 @@ func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: Weigh
     }
 }
 
-/// One token's Σ over `count` decoded super-blocks (activation blocks `first…`).
+/// Four tokens' activation rows (where fewer are used, the rest repeat one of them).
+typealias TokenRows = (ActivationRow, ActivationRow, ActivationRow, ActivationRow)
+
+/// The Σ of `count` (1…4) tokens over `blocks` decoded super-blocks (activation blocks
+/// `first…`).
 @inline(__always)
-func gridTileDot(_ tile: UnsafeRawPointer, _ x: ActivationRow, first: Int, count: Int) -> Float {
+func gridTileDots(_ tile: UnsafeRawPointer, _ x: TokenRows, count: Int, first: Int, blocks: Int) -> SIMD4<Float> {
     #if JINDOU_AVX512
-    var acc = _mm512_setzero_ps()
-    for b in 0..<count {
-        let t = tile + b &* GridTile.stride
-        let q = UnsafeRawPointer(x.values + 256 &* (first &+ b))
-        @inline(__always) func part(_ j: Int) -> __m512i {
-            _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_loadu_si512(t + 64 &* j), _mm512_loadu_si512(q + 64 &* j)),
-                              _mm512_loadu_si512(t + (GridTile.scaleWords &+ 64 &* j)))
+    var acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0
+    for b in 0..<blocks {
+        let t = tile + b &* GridTile.stride, block = first &+ b
+        let u0 = _mm512_loadu_si512(t), u1 = _mm512_loadu_si512(t + 64), u2 = _mm512_loadu_si512(t + 128), u3 = _mm512_loadu_si512(t + 192)
+        let w0 = _mm512_loadu_si512(t + GridTile.scaleWords), w1 = _mm512_loadu_si512(t + (GridTile.scaleWords &+ 64))
+        let w2 = _mm512_loadu_si512(t + (GridTile.scaleWords &+ 128)), w3 = _mm512_loadu_si512(t + (GridTile.scaleWords &+ 192))
+        let c = loadBytes32(t + GridTile.coefficients), d = t.load(fromByteOffset: GridTile.scale, as: Float.self)
+        @inline(__always) func token(_ x: ActivationRow, _ acc: inout __m512) {
+            let q = UnsafeRawPointer(x.values + 256 &* block)
+            let s01 = _mm512_add_epi32(_mm512_madd_epi16(_mm512_maddubs_epi16(u0, _mm512_loadu_si512(q)), w0),
+                                       _mm512_madd_epi16(_mm512_maddubs_epi16(u1, _mm512_loadu_si512(q + 64)), w1))
+            let s23 = _mm512_add_epi32(_mm512_madd_epi16(_mm512_maddubs_epi16(u2, _mm512_loadu_si512(q + 128)), w2),
+                                       _mm512_madd_epi16(_mm512_maddubs_epi16(u3, _mm512_loadu_si512(q + 192)), w3))
+            let s = _mm512_add_epi32(s01, s23)
+            // The activation-sum correction into the low 8 lanes (a masked add, not a zero-extension).
+            let correction = _mm512_castsi256_si512(_mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.blockSums + 16 &* block)), c))
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mask_add_epi32(s, 0x00FF, s, correction)), _mm512_set1_ps(d * x.scales[block]), acc)
         }
-        var s = _mm512_add_epi32(_mm512_add_epi32(part(0), part(1)), _mm512_add_epi32(part(2), part(3)))
-        let correction = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.blockSums + 16 &* (first &+ b))), loadBytes32(t + GridTile.coefficients))
-        s = _mm512_add_epi32(s, _mm512_zextsi256_si512(correction))
-        let d = t.load(fromByteOffset: GridTile.scale, as: Float.self) * x.scales[first &+ b]
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(d), acc)
+        token(x.0, &acc0)
+        if count > 1 { token(x.1, &acc1) }
+        if count > 2 { token(x.2, &acc2) }
+        if count > 3 { token(x.3, &acc3) }
     }
-    return _mm512_reduce_add_ps(acc)
+    return SIMD4(_mm512_reduce_add_ps(acc0), _mm512_reduce_add_ps(acc1), _mm512_reduce_add_ps(acc2), _mm512_reduce_add_ps(acc3))
     #else
-    var acc = _mm256_setzero_ps()
-    for b in 0..<count {
-        let t = tile + b &* GridTile.stride
-        let q = UnsafeRawPointer(x.values + 256 &* (first &+ b))
-        @inline(__always) func part(_ j: Int) -> __m256i {
-            _mm256_madd_epi16(_mm256_maddubs_epi16(loadBytes32(t + 32 &* j), loadBytes32(q + 32 &* j)),
-                              loadBytes32(t + (GridTile.scaleWords &+ 32 &* j)))
+    var acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0
+    for b in 0..<blocks {
+        let t = tile + b &* GridTile.stride, block = first &+ b
+        let q0 = UnsafeRawPointer(x.0.values + 256 &* block), q1 = UnsafeRawPointer(x.1.values + 256 &* block)
+        let q2 = UnsafeRawPointer(x.2.values + 256 &* block), q3 = UnsafeRawPointer(x.3.values + 256 &* block)
+        let c = loadBytes32(t + GridTile.coefficients)
+        var s0 = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.0.blockSums + 16 &* block)), c), s1 = s0, s2 = s0, s3 = s0
+        if count > 1 { s1 = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.1.blockSums + 16 &* block)), c) }
+        if count > 2 { s2 = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.2.blockSums + 16 &* block)), c) }
+        if count > 3 { s3 = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.3.blockSums + 16 &* block)), c) }
+        for k in 0..<8 {
+            let u = loadBytes32(t + 32 &* k), w = loadBytes32(t + (GridTile.scaleWords &+ 32 &* k))
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u, loadBytes32(q0 + 32 &* k)), w))
+            if count > 1 { s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u, loadBytes32(q1 + 32 &* k)), w)) }
+            if count > 2 { s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_maddubs_epi16(u, loadBytes32(q2 + 32 &* k)), w)) }
+            if count > 3 { s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(_mm256_maddubs_epi16(u, loadBytes32(q3 + 32 &* k)), w)) }
         }
-        let s0 = _mm256_add_epi32(_mm256_add_epi32(part(0), part(1)), _mm256_add_epi32(part(2), part(3)))
-        let s1 = _mm256_add_epi32(_mm256_add_epi32(part(4), part(5)), _mm256_add_epi32(part(6), part(7)))
-        let correction = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.blockSums + 16 &* (first &+ b))), loadBytes32(t + GridTile.coefficients))
-        let s = _mm256_add_epi32(_mm256_add_epi32(s0, s1), correction)
-        let d = t.load(fromByteOffset: GridTile.scale, as: Float.self) * x.scales[first &+ b]
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc)
+        let d = t.load(fromByteOffset: GridTile.scale, as: Float.self)
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d * x.0.scales[block]), acc0)
+        if count > 1 { acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(d * x.1.scales[block]), acc1) }
+        if count > 2 { acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s2), _mm256_set1_ps(d * x.2.scales[block]), acc2) }
+        if count > 3 { acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s3), _mm256_set1_ps(d * x.3.scales[block]), acc3) }
     }
-    return sumLanes(acc)
+    return SIMD4(sumLanes(acc0), sumLanes(acc1), sumLanes(acc2), sumLanes(acc3))
     #endif
 }
 
