@@ -175,11 +175,26 @@ enum IQ1_MKernel: GridKernel {
             let halves = scaleHalves(scales16)
             let coefficients = _mm256_mullo_epi16(scales16, _mm256_set1_epi16(-9))
             var s = _mm256_madd_epi16(loadBytes32(UnsafeRawPointer(x.blockSums + 16 &* i)), coefficients)
+            #if JINDOU_AVX512
+            // Loops, not unrolled: compiled for AVX-512, the unrolled form has its 32 lookups
+            // hoisted and spilled (as IQ1_S); for AVX2 it is the faster one.
+            for half in 0..<2 {
+                let source = half == 0 ? halves.low : halves.high
+                // Words 0…7 ← scale 2k, 8…15 ← scale 2k + 1 (bytes 4k′…4k′ + 3 of the half).
+                var select = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3)
+                for k in (4 &* half)..<(4 &* half &+ 4) {
+                    let dot = _mm256_maddubs_epi16(values(grid, p, k), loadBytes32(q8 + 32 &* k))
+                    s = _mm256_add_epi32(s, _mm256_madd_epi16(dot, _mm256_shuffle_epi8(source, select)))
+                    select = _mm256_add_epi8(select, _mm256_set1_epi8(4))
+                }
+            }
+            #else
             @inline(__always) func part(_ k: Int) -> __m256i {
                 _mm256_madd_epi16(_mm256_maddubs_epi16(values(grid, p, k), loadBytes32(q8 + 32 &* k)), subBlockScales(halves, k))
             }
             s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(part(0), part(1)), _mm256_add_epi32(part(2), part(3))))
             s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(part(4), part(5)), _mm256_add_epi32(part(6), part(7))))
+            #endif
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d(p) * x.scales[i]), acc)
         }
         return 0.125 * sumLanes(acc)
