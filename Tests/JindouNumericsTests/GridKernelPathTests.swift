@@ -5,10 +5,11 @@ import Testing
 
 /// The paths of the grid/ternary/MXFP4 SIMD kernels (JindouKernelsGeneric/GridRowsSIMD.swift)
 /// that the fixture-sized test in QuantizedLinearTests does not reach: several tokens over a
-/// row decoded once into the stack table, rows wider than one table (the partial sums of
-/// each table added into the output), MXFP4 rows whose block count is not a multiple of the
-/// 8-block step, and row ranges that start and end inside the matrix with an output stride
-/// wider than the range. Every supported kernel set against the double-precision product of
+/// row decoded once into the stack table (in passes of four tokens, and from 32 tokens two
+/// rows at a time, with an odd row left over), rows wider than one table (the partial sums
+/// of each table added into the output), MXFP4 rows whose block count is not a multiple of
+/// the 8-block step, and row ranges that start and end inside the matrix with an output
+/// stride wider than the range. Every supported kernel set against the double-precision product of
 /// the decoded weights with the activations rounded as ggml rounds them.
 @Suite("Grid kernel paths")
 struct GridKernelPathTests {
@@ -67,7 +68,7 @@ struct GridKernelPathTests {
             let encoded = try Self.matrix(format, rows: rows, columns: columns)
             try encoded.withUnsafeBytes { raw in
                 let weight = WeightMatrix(rows: rows, columns: columns, quantized: format, base: raw.baseAddress!, owner: nil)
-                for tokens in [1, 2, 3, 8, 9] {
+                for tokens in [1, 2, 3, 8, 9, 33] {
                     let x = Self.activations(tokens: tokens, columns: columns, seed: UInt64(7 + tokens))
                     let expected = QuantizedLinearTests.reference(x, tokens: tokens, weight: weight)
                     let scale = try #require(expected.map(abs).max())
@@ -88,7 +89,7 @@ struct GridKernelPathTests {
         let encoded = try Self.matrix(format, rows: rows, columns: columns)
         try encoded.withUnsafeBytes { raw in
             let weight = WeightMatrix(rows: rows, columns: columns, quantized: format, base: raw.baseAddress!, owner: nil)
-            for tokens in [1, 4] {
+            for tokens in [1, 4, 33] {
                 let x = Self.activations(tokens: tokens, columns: columns, seed: UInt64(30 + tokens))
                 let expected = QuantizedLinearTests.reference(x, tokens: tokens, weight: weight)
                 let scale = try #require(expected.map(abs).max())
