@@ -8,8 +8,9 @@
 // the activations (AVX2 `vpsignb`, AVX-512 a masked subtract), then `vpmaddubsw`/`vpmaddwd`.
 // The scales of 8 blocks are built as one vector (2^(e−128) from the exponent bits), so the
 // float work is one multiply-add per block (AVX-512) or per 8 blocks (AVX2, after reducing
-// the 8 integer vectors to one). Several tokens: the row's |w|, w and 2^(e−128) are decoded
-// once into a stack table and every token runs the dot over it.
+// the 8 integer vectors to one). Several tokens: on AVX-512 each 8-block step is decoded once
+// in registers and applied to up to four tokens (`rowDots`); on AVX2 (16 registers) the row's
+// |w|, w and 2^(e−128) are decoded once into a stack table and every token runs the dot over it.
 //
 // Bytes read per row: columns × 17/32 (0.53 per weight). One token runs near the memory
 // roofline at one thread (~18 GB/s of weights on this EPYC); software prefetches 1–4 KB
@@ -28,8 +29,8 @@ enum MXFP4Kernel {
         return (_mm256_broadcastsi128_si256(signed), _mm256_broadcastsi128_si256(_mm_abs_epi8(signed)))
     }
 
-    /// The 32 table indices of the block at `p`, in weight order (byte j: weight j's low
-    /// nibble for j < 16, weight j's high nibble of byte j − 16 above).
+    /// The 32 table indices of the block at `p`, in weight order: byte j < 16 is the low
+    /// nibble of the block's byte j (weight j), byte 16 + j its high nibble (weight 16 + j).
     @inline(__always)
     static func indices(_ p: UnsafeRawPointer) -> __m256i {
         let bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128((p + 1).assumingMemoryBound(to: __m128i.self)))

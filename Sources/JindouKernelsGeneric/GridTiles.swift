@@ -17,8 +17,10 @@
 // Per token and super-block: Σ_pairs scale · (u · q) + Σ_j c_j · bsum_j is the scalar
 // kernel's integer sum, exactly.
 //
-// Bytes: the table is 8 super-blocks (4.6 KB, on the stack); per token each step reads 256
-// activation bytes and the 544 table bytes from L1.
+// Bytes: the table is 8 super-blocks (4.6 KB, on the stack). Tokens go through it four at a
+// time, so each 544-byte table step is read once per four tokens' 256 activation bytes; from
+// 32 tokens (AVX-512) two rows' tables are read together, so each activation vector serves
+// two rows. One token alone would be bound by its loads (16 vectors per super-block).
 
 #if JINDOU_AVX2
 import _Builtin_intrinsics.intel
