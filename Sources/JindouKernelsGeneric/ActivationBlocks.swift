@@ -1,4 +1,7 @@
 import CJindouSupport
+#if JINDOU_AVX2
+import _Builtin_intrinsics.intel
+#endif
 import JindouTensors
 #if JINDOU_AVX2
 import _Builtin_intrinsics.intel
@@ -202,6 +205,28 @@ func encodeQ8_KBlock(_ x: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Int8>,
 /// One Q8_0 block: writes 32 int8 values, returns the unrounded d and Σq.
 @inline(__always)
 func encodeQ8_0Block(_ x: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Int8>) -> (d: Float, sum: Int32) {
+    #if JINDOU_AVX2
+    let v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24)
+    let signBit = _mm256_set1_ps(-0.0)
+    let m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signBit, v0), _mm256_andnot_ps(signBit, v1)),
+                          _mm256_max_ps(_mm256_andnot_ps(signBit, v2), _mm256_andnot_ps(signBit, v3)))
+    let maximum = m.max()
+    let d = maximum / 127
+    let inverse: Float = maximum != 0 ? 127 / maximum : 0
+    let s = _mm256_set1_ps(inverse)
+    // vcvtps2dq rounds to nearest even; a NaN becomes 0x80000000, then 0 below.
+    @inline(__always) func convert(_ v: __m256) -> __m256i {
+        let r = _mm256_mul_ps(v, s)
+        let i = _mm256_cvtps_epi32(r)
+        return _mm256_andnot_si256(_mm256_cmpeq_epi32(i, _mm256_set1_epi32(Int32.min)), i)
+    }
+    let i0 = convert(v0), i1 = convert(v1), i2 = convert(v2), i3 = convert(v3)
+    let packed = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3))
+    let ordered = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    _mm256_storeu_si256(UnsafeMutableRawPointer(q).assumingMemoryBound(to: __m256i.self), ordered)
+    let total = unsafeBitCast(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)), to: SIMD8<Int32>.self).wrappedSum()
+    return (d, total)
+    #else
     let v0 = UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self)
     let v1 = UnsafeRawPointer(x + 16).loadUnaligned(as: SIMD16<Float>.self)
     let maximum = max(v0.replacing(with: -v0, where: v0 .< 0).max(), v1.replacing(with: -v1, where: v1 .< 0).max())
@@ -215,6 +240,7 @@ func encodeQ8_0Block(_ x: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Int8>)
     UnsafeMutableRawPointer(q).storeBytes(of: SIMD16<Int8>(clamping: i0), as: SIMD16<Int8>.self)
     UnsafeMutableRawPointer(q + 16).storeBytes(of: SIMD16<Int8>(clamping: i1), as: SIMD16<Int8>.self)
     return (d, (i0 &+ i1).wrappedSum())
+    #endif
 }
 
 /// One Q8_K block (`quantize_row_q8_K_ref`): writes 256 int8 values and 16 sums, returns d.
