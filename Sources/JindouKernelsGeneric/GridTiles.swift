@@ -99,7 +99,7 @@ func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: Weigh
         }
     }
     /// Tokens `t`, `t + 1`, … `t + n − 1` (the unused slots repeat the last).
-    @inline(__always) func tokenRows(_ t: Int, _ n: Int) -> TokenRows {
+    @inline(__always) func tokenRows(_ t: Int, _ n: Int) -> GridTokenRows {
         (a.row(t), a.row(t &+ min(1, n &- 1)), a.row(t &+ min(2, n &- 1)), a.row(t &+ min(3, n &- 1)))
     }
     /// One row through the table, four tokens per pass: each table vector is loaded once for
@@ -174,7 +174,7 @@ func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: Weigh
 /// The sums of `count` (1…4) tokens over `blocks` decoded super-blocks of two rows (tables
 /// `tileA`, `tileB`): each activation vector serves both rows, each table vector four tokens.
 @inline(__always)
-func gridTileDots(_ tileA: UnsafeRawPointer, _ tileB: UnsafeRawPointer, _ x: TokenRows, count: Int, first: Int,
+func gridTileDots(_ tileA: UnsafeRawPointer, _ tileB: UnsafeRawPointer, _ x: GridTokenRows, count: Int, first: Int,
                   blocks: Int) -> (SIMD4<Float>, SIMD4<Float>) {
     var a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0
     for b in 0..<blocks {
@@ -212,12 +212,12 @@ func gridTileDots(_ tileA: UnsafeRawPointer, _ tileB: UnsafeRawPointer, _ x: Tok
 #endif
 
 /// Four tokens' activation rows (where fewer are used, the rest repeat one of them).
-typealias TokenRows = (ActivationRow, ActivationRow, ActivationRow, ActivationRow)
+typealias GridTokenRows = (ActivationRow, ActivationRow, ActivationRow, ActivationRow)
 
 /// The Σ of `count` (1…4) tokens over `blocks` decoded super-blocks (activation blocks
 /// `first…`).
 @inline(__always)
-func gridTileDots(_ tile: UnsafeRawPointer, _ x: TokenRows, count: Int, first: Int, blocks: Int) -> SIMD4<Float> {
+func gridTileDots(_ tile: UnsafeRawPointer, _ x: GridTokenRows, count: Int, first: Int, blocks: Int) -> SIMD4<Float> {
     #if JINDOU_AVX512
     var acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0
     for b in 0..<blocks {

@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/GridKernelsIQ3.swift

@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/GridKernelsIQ1.swift

@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/GridKernelsIQ2.swift

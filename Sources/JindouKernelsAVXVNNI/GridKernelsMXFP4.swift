@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/GridKernelsMXFP4.swift
