@@ -18,6 +18,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# fixture_vision first: it imports make_fixtures for its helpers, which imports fixture_vision
+# back; starting from make_fixtures would leave that module half-initialised.
+import fixture_vision  # noqa: E402,F401
 from make_fixtures import load, read_config  # noqa: E402  (kimi_k2 and FP8 checkpoints need its loader)
 
 torch.set_num_threads(1)

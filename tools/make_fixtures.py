@@ -52,7 +52,8 @@ import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig,
-                          Glm4MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM)
+                          Glm4MoeForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_text  # noqa: E402  (tokenizers and chat templates; shares this generator's run)
@@ -70,6 +71,14 @@ SEED_ATTEMPTS = 12
 
 TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
             max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32)
+# MiniMax-M2: every layer MoE, experts of `intermediate_size`.
+MINIMAX_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                    max_position_embeddings=256, intermediate_size=32, num_hidden_layers=3, num_local_experts=8,
+                    num_experts_per_tok=2, rotary_dim=8, rope_theta=5000000.0, tie_word_embeddings=False,
+                    bos_token_id=None, eos_token_id=None)
+# Keys of MiniMax-M2's released config.json that transformers ignores (Jindou checks them).
+MINIMAX_HUB_KEYS = {"use_qk_norm": True, "qk_norm_type": "per_layer", "scoring_func": "sigmoid",
+                    "use_routing_bias": True, "shared_intermediate_size": 0, "use_mtp": True, "num_mtp_modules": 3}
 IMPLEMENTATIONS = dict(attn_implementation="eager", experts_implementation="eager")
 # DeepSeek-V3 (MLA): 4 heads, q/k head 16 + 8 rotary, v head 16, latent KV rank 32.
 DS_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
@@ -88,7 +97,7 @@ FP8_MAX = 448.0  # largest finite float8_e4m3fn
 @dataclass
 class Spec:
     name: str
-    architecture: str                  # "qwen3_moe" | "glm4_moe"
+    architecture: str                  # "qwen3_moe" | "glm4_moe" | "deepseek_v3" | "minimax_m2"
     seed: int
     config: dict
     dtype: torch.dtype = torch.float32
@@ -152,6 +161,11 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                       num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.5,
                       norm_topk_prob=True, rope_interleave=False, rope_parameters=ds_yarn, num_mtp_layers=0),
                  fp8_block=64, k_overrides=(2, 8), auto_thresholds=(0.6,), router_k=8),
+            Spec("unseen-minimax-m2", "minimax_m2", 707 + s,
+                 dict(MINIMAX_TINY, hidden_size=96, num_attention_heads=6, num_key_value_heads=3, head_dim=16,
+                      vocab_size=400, intermediate_size=40, num_hidden_layers=2, num_local_experts=16,
+                      num_experts_per_tok=3, rotary_dim=12, tie_word_embeddings=True),
+                 max_shard_size="100KB", min_shards=2, k_overrides=(2, 6), auto_thresholds=(0.7,), router_k=6),
             Spec("unseen-kimi-k2", "deepseek_v3", 606 + s,
                  dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=64, n_routed_experts=32,
                       num_experts_per_tok=8, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.827,
@@ -211,6 +225,11 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   norm_topk_prob=True, rope_interleave=True,
                   rope_parameters={"rope_type": "default", "rope_theta": 50000.0}, num_mtp_layers=0),
              legacy_config=True, extra_config={"model_type": "kimi_k2", **DS_HUB_KEYS}, k_overrides=(2, 8), router_k=8),
+        # MiniMax-M2: q/k norm over the whole projection, partial rotary (rotary_dim 8 of 16),
+        # sigmoid router with a selection bias; config.json as the Hub's (rope_theta and
+        # rotary_dim at the top, the keys transformers ignores), Mixtral-style weight names.
+        Spec("minimax-m2-tiny", "minimax_m2", 11 + s, MINIMAX_TINY,
+             legacy_config=True, extra_config=MINIMAX_HUB_KEYS, k_overrides=(1, 4, 8), router_k=4),
         # The deepseek-v3-tiny architecture with FP8 weights and 32×32 block scales (moe 48:
         # partial blocks); goldens from the dequantised weights in fp32.
         Spec("deepseek-v3-tiny-fp8", "deepseek_v3", 9 + s, dict(ds_tiny, num_hidden_layers=3, moe_intermediate_size=48),
@@ -228,6 +247,8 @@ def build_model(spec: Spec):
         model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v3":
         model = DeepseekV3ForCausalLM(DeepseekV3Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "minimax_m2":
+        model = MiniMaxM2ForCausalLM(MiniMaxM2Config(**spec.config, **IMPLEMENTATIONS))
     else:
         args = dict(spec.config)
         partial = args.pop("partial_rotary_factor", 1.0)
@@ -236,6 +257,7 @@ def build_model(spec: Spec):
             **args, **IMPLEMENTATIONS,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": partial}))
     reinitialise(model)
+    link_routers(model)
     return model.eval()
 
 
@@ -264,11 +286,30 @@ def reinitialise(model, hidden=None):
             b.normal_(0, 0.1)
 
 
+def link_routers(model):
+    """MiniMaxM2TopKRouter takes the block's e_score_correction_bias as an argument; give
+    each router a reference to its block so the helpers here find the bias on the router
+    as for GLM4/DeepSeek (object.__setattr__: not registered as a submodule)."""
+    for layer in model.model.layers:
+        if type(layer.mlp.gate).__name__ == "MiniMaxM2TopKRouter":
+            object.__setattr__(layer.mlp.gate, "_jindou_block", layer.mlp)
+    return model
+
+
+def is_minimax(router) -> bool:
+    return "_jindou_block" in router.__dict__
+
+
+def correction_bias(router):
+    return router._jindou_block.e_score_correction_bias if is_minimax(router) else router.e_score_correction_bias
+
+
 def routers(model):
     return [layer.mlp.gate for layer in model.model.layers if hasattr(layer.mlp, "gate")]
 
 
 def is_glm(router) -> bool:
+    """GLM4/DeepSeek's grouped sigmoid router (MiniMax's sigmoid router has no groups)."""
     return hasattr(router, "e_score_correction_bias")
 
 
@@ -285,7 +326,7 @@ def reachable_experts(model) -> int:
     c = model.config
     if getattr(c, "n_group", None):
         return c.n_routed_experts // c.n_group * c.topk_group
-    return c.num_experts
+    return getattr(c, "num_experts", None) or c.num_local_experts
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,6 +337,10 @@ def routing(router, hidden, bias=None):
     computes them. Selection scores of experts outside the allowed groups are -inf; group
     scores are None for ungrouped routers. `bias` overrides e_score_correction_bias."""
     hidden = hidden.reshape(-1, router.hidden_dim)
+    if is_minimax(router):  # MiniMaxM2TopKRouter: sigmoid, bias for the choice, no groups
+        logits = F.linear(hidden.to(router.weight.dtype), router.weight)
+        scores = logits.float().sigmoid()
+        return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
     if not is_glm(router):
         logits = F.linear(hidden, router.weight)
         scores = F.softmax(logits, dtype=torch.float, dim=-1)
@@ -341,15 +386,16 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     `sentinel=True` instead points dropped slots at index num_experts, which the eager
     experts loop skips outright; the self-check compares the two."""
     glm = is_glm(router)
+    normalise = router.norm_topk_prob if not is_minimax(router) else True
 
-    def forward(hidden_states):
+    def forward(hidden_states, *_):  # MiniMax's router also takes the block's bias (read in routing)
         logits, scores, choice, _ = routing(router, hidden_states)
         order = descending(choice, kmax)
         raw = scores.gather(1, order)
         kept, _ = auto_keep(raw, threshold)
         mask = torch.arange(kmax).unsqueeze(0) < kept.unsqueeze(1)
         weights = raw * mask
-        if router.norm_topk_prob:
+        if normalise:
             denominator = weights.sum(dim=-1, keepdim=True) + (1e-20 if glm else 0.0)
             weights = weights / denominator
         if glm:
@@ -616,9 +662,12 @@ def rewrite_config(path: str, legacy: bool, extra: dict):
             config.pop("qk_head_dim", None)
             if config.get("rope_interleave") is True:
                 del config["rope_interleave"]
+        if config.get("model_type") == "minimax_m2" and "rotary_dim" in config:
+            config.pop("partial_rotary_factor", None)  # MiniMax's Hub configs say rotary_dim only
         if "dtype" in config:
             config["torch_dtype"] = config.pop("dtype")
-        assert "rope_parameters" not in config and "dtype" not in config and "num_local_experts" not in config
+        assert "rope_parameters" not in config and "dtype" not in config
+        assert "num_local_experts" not in config or config.get("model_type") == "minimax_m2"  # MiniMax's own name
     config.update(extra)
     with open(path, "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
@@ -643,7 +692,7 @@ def load(directory, dtype):
     Those are staged in a temporary copy with a config transformers takes."""
     config = read_config(directory)
     if config.get("model_type") not in LOAD_AS and "quantization_config" not in config:
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval()
+        return link_routers(AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval())
     with tempfile.TemporaryDirectory() as staged:
         for name in os.listdir(directory):
             if name.startswith("model") and name.endswith(".safetensors"):
@@ -658,7 +707,7 @@ def load(directory, dtype):
         config.pop("quantization_config", None)
         with open(os.path.join(staged, "config.json"), "w") as f:
             json.dump(config, f)
-        return AutoModelForCausalLM.from_pretrained(staged, dtype=dtype, **IMPLEMENTATIONS).eval()
+        return link_routers(AutoModelForCausalLM.from_pretrained(staged, dtype=dtype, **IMPLEMENTATIONS).eval())
 
 
 @torch.no_grad()
@@ -1079,7 +1128,7 @@ def count_bias_changes(model, prompts) -> tuple[int, int]:
             model(torch.tensor([prompts[key]]))
         for layer_index, hidden, indices, _, _ in recorder.captures:
             gate = model.model.layers[layer_index].mlp.gate
-            _, _, unbiased, _ = routing(gate, hidden, bias=torch.zeros_like(gate.e_score_correction_bias))
+            _, _, unbiased, _ = routing(gate, hidden, bias=torch.zeros_like(correction_bias(gate)))
             plain = descending(unbiased, kmax).sort(dim=-1).values
             changed += int((indices.sort(dim=-1).values != plain).any(dim=-1).sum())
             checked += indices.shape[0]
@@ -1171,7 +1220,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture in ("glm4_moe", "deepseek_v3"):
+    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:

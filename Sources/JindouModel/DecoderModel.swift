@@ -406,8 +406,10 @@ public struct DecoderModel: Sendable {
         var k = project(input, rows: count, weight: w.key, bias: w.keyBias)
         let v = project(input, rows: count, weight: w.value, bias: w.valueBias)
         if let qn = w.queryNorm, let kn = w.keyNorm {
-            q = rmsNormed(q, weight: qn, rows: count * a.heads)
-            k = rmsNormed(k, weight: kn, rows: count * a.keyValueHeads)
+            // Per head (`head_dim` rows per token) or over the whole projection (one row).
+            let perHead = a.queryKeyNormScope == .perHead
+            q = rmsNormed(q, weight: qn, rows: perHead ? count * a.heads : count)
+            k = rmsNormed(k, weight: kn, rows: perHead ? count * a.keyValueHeads : count)
         }
         q.withUnsafeMutableBufferPointer { qb in
             k.withUnsafeMutableBufferPointer { kb in

@@ -11,6 +11,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// Qwen3-VL-MoE (30B-A3B, 235B-A22B): the Qwen3-MoE text model with M-RoPE and
     /// DeepStack, plus a vision tower on the coordinator.
     case qwen3VLMoe = "Qwen3VLMoeForConditionalGeneration"
+    /// MiniMax-M2 / M2.1 (229B-A10B).
+    case miniMaxM2 = "MiniMaxM2ForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -21,8 +23,10 @@ public struct AttentionShape: Sendable, Equatable {
     /// Features per head that rotate (`head_dim × partial_rotary_factor`).
     public var rotaryDimension: Int
     public var ropeTheta: Double
-    /// Per-head RMSNorm on q and k before rotary (Qwen3; GLM4 with `use_qk_norm`).
+    /// RMSNorm on q and k before rotary (Qwen3; GLM4 with `use_qk_norm`; MiniMax-M2).
     public var queryKeyNorm: Bool
+    /// Over what that norm runs: each head (Qwen3, GLM4) or the whole projection (MiniMax-M2).
+    public var queryKeyNormScope: QueryKeyNormScope = .perHead
     /// Biases on q/k/v projections (`attention_bias`).
     public var queryKeyValueBias: Bool
     /// Bias on the output projection (Qwen3 with `attention_bias`; never GLM4).
@@ -37,6 +41,14 @@ public struct AttentionShape: Sendable, Equatable {
     public var mropeSection: [Int]? = nil
 
     public var scale: Float { 1 / Float(headDimension).squareRoot() }
+}
+
+/// What a q/k RMSNorm normalises over.
+public enum QueryKeyNormScope: Sendable, Equatable {
+    /// Each head's `head_dim` features (weight of `head_dim`).
+    case perHead
+    /// The whole projection, all heads at once (weight of `heads × head_dim`).
+    case wholeProjection
 }
 
 /// `rope_type` and its parameters, resolved as transformers' `modeling_rope_utils` does.
@@ -152,6 +164,36 @@ public struct BlockQuantization: Sendable, Equatable {
     }
 }
 
+/// A family's tensor names inside a MoE block (after the layer prefix).
+public struct MoENames: Sendable, Equatable {
+    /// The block's module: `mlp.` (Qwen3, GLM4, DeepSeek) or `block_sparse_moe.` (MiniMax, Mixtral).
+    public var block = "mlp."
+    /// The router's weight, and the selection bias, within the block.
+    public var router = "gate.weight"
+    public var correctionBias = "gate.e_score_correction_bias"
+    /// Per-expert projection modules: gate, up, down (`gate_proj`… or Mixtral's `w1`, `w3`, `w2`).
+    public var gate = "gate_proj", up = "up_proj", down = "down_proj"
+
+    public init() {}
+
+    public static let mixtral: MoENames = {
+        var names = MoENames()
+        names.block = "block_sparse_moe."
+        names.correctionBias = "e_score_correction_bias"
+        (names.gate, names.up, names.down) = ("w1", "w3", "w2")
+        return names
+    }()
+
+    /// The module name of `projection` ("gate", "up" or "down").
+    public func projection(_ projection: String) -> String {
+        switch projection {
+        case "gate": gate
+        case "up": up
+        default: down
+        }
+    }
+}
+
 /// What a decoder layer's feed-forward block is.
 public enum FeedForwardKind: Sendable, Equatable {
     /// A dense SwiGLU MLP of this intermediate size.
@@ -193,6 +235,8 @@ public struct ModelDescription: Sendable, Equatable {
     public var textPrefix: String = "model."
     /// How routed experts are stored in the checkpoint.
     public var expertStorage: ExpertStorage = .perExpert
+    /// The checkpoint's names inside a MoE block.
+    public var moeNames = MoENames()
     /// The vision tower, for vision-language checkpoints.
     public var vision: VisionTowerShape? = nil
 
@@ -259,16 +303,10 @@ extension ModelDescription {
                 path: path, architecture: name, supported: Architecture.allCases.map(\.rawValue))
         }
         do {
-            switch architecture {
-            case .qwen3Moe:
-                self = try JSONDecoder().decode(Qwen3MoeConfiguration.self, from: configJSON).description()
-            case .glm4Moe:
-                self = try JSONDecoder().decode(Glm4MoeConfiguration.self, from: configJSON).description()
-            case .deepseekV3:
-                self = try JSONDecoder().decode(DeepseekV3Configuration.self, from: configJSON).description()
-            case .qwen3VLMoe:
-                self = try JSONDecoder().decode(Qwen3VLMoeConfiguration.self, from: configJSON).description()
+            guard let definition = Self.definition(for: architecture) else {
+                throw CheckpointError.unsupportedArchitecture(path: path, architecture: name, supported: Architecture.allCases.map(\.rawValue))
             }
+            self = try definition.describe(configJSON: configJSON)
             weightQuantization = try JSONDecoder().decode(QuantizationProbe.self, from: configJSON).quantization()
         } catch let error as CheckpointError {
             throw error
@@ -285,16 +323,6 @@ extension ModelDescription {
             if bosTokenID == nil { bosTokenID = generation.bosTokenID }
         }
         try validate(path: path)
-    }
-
-    private static func architectureForModelType(_ type: String) -> String? {
-        switch type {
-        case "qwen3_moe": Architecture.qwen3Moe.rawValue
-        case "glm4_moe": Architecture.glm4Moe.rawValue
-        case "deepseek_v3", "kimi_k2": Architecture.deepseekV3.rawValue
-        case "qwen3_vl_moe": Architecture.qwen3VLMoe.rawValue
-        default: nil
-        }
     }
 
     func validate(path: String) throws {

@@ -40,15 +40,15 @@ extension ModelDescription {
     public var embeddingName: String { textPrefix + "embed_tokens.weight" }
     public var finalNormName: String { textPrefix + "norm.weight" }
     public func layerPrefix(_ layer: Int) -> String { textPrefix + "layers.\(layer)." }
-    public func routerName(layer: Int) -> String { layerPrefix(layer) + "mlp.gate.weight" }
-    public func correctionBiasName(layer: Int) -> String { layerPrefix(layer) + "mlp.gate.e_score_correction_bias" }
+    public func routerName(layer: Int) -> String { layerPrefix(layer) + moeNames.block + moeNames.router }
+    public func correctionBiasName(layer: Int) -> String { layerPrefix(layer) + moeNames.block + moeNames.correctionBias }
 
     /// The key expert `key`'s projection is loaded under. For fused storage, `gate` and
     /// `up` share the `gate_up_proj` slice (gate first).
     public func expertTensorKey(_ key: ExpertKey, projection: String) -> String {
         switch expertStorage {
         case .perExpert:
-            return layerPrefix(key.layer) + "mlp.experts.\(key.expert).\(projection)_proj.weight"
+            return layerPrefix(key.layer) + moeNames.block + "experts.\(key.expert).\(moeNames.projection(projection)).weight"
         case .fused:
             let name = layerPrefix(key.layer) + (projection == "down" ? "mlp.experts.down_proj" : "mlp.experts.gate_up_proj")
             return TensorRequest(name, shape: nil, rows: key.expert..<(key.expert + 1)).key
@@ -141,9 +141,10 @@ extension ModelDescription {
         }
         if a.outputBias { requests.append(TensorRequest(p + "o_proj.bias", shape: [h])) }
         if a.queryKeyNorm {
+            let whole = a.queryKeyNormScope == .wholeProjection
             requests += [
-                TensorRequest(p + "q_norm.weight", shape: [a.headDimension]),
-                TensorRequest(p + "k_norm.weight", shape: [a.headDimension]),
+                TensorRequest(p + "q_norm.weight", shape: [whole ? q : a.headDimension]),
+                TensorRequest(p + "k_norm.weight", shape: [whole ? kv : a.headDimension]),
             ]
         }
         return requests

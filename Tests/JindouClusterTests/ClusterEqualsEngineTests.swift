@@ -49,6 +49,8 @@ struct ClusterEqualsEngineTests {
         ("kimi-k2-tiny", .threeRoundRobin),
         // Qwen3-VL-MoE: vision tower on the coordinator, fused experts on the workers.
         ("qwen3-vl-moe-tiny", .oneWorker), ("qwen3-vl-moe-tiny", .threeUneven),
+        // MiniMax-M2: whole-projection q/k norm, Mixtral-style expert names on the workers.
+        ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
     ]
 
     @Test(arguments: arguments)
