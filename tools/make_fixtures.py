@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Glm4MoeConfig,
-                          Glm4MoeForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM, Qwen3MoeConfig,
-                          Qwen3MoeForCausalLM)
+from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
+                          Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_text  # noqa: E402  (tokenizers and chat templates; shares this generator's run)
@@ -166,6 +166,12 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                       vocab_size=400, intermediate_size=40, num_hidden_layers=2, num_local_experts=16,
                       num_experts_per_tok=3, rotary_dim=12, tie_word_embeddings=True),
                  max_shard_size="100KB", min_shards=2, k_overrides=(2, 6), auto_thresholds=(0.7,), router_k=6),
+            Spec("unseen-dots1", "dots1", 808 + s,
+                 dict(wide, num_hidden_layers=3, first_k_dense_replace=1, n_routed_experts=16, num_experts_per_tok=4,
+                      n_group=1, topk_group=1, n_shared_experts=2, routed_scaling_factor=2.5, norm_topk_prob=True,
+                      attention_bias=False, sliding_window=None, tie_word_embeddings=False,
+                      rope_parameters={"rope_type": "default", "rope_theta": 50000.0}),
+                 k_overrides=(2, 8), auto_thresholds=(0.7,), router_k=8),
             Spec("unseen-kimi-k2", "deepseek_v3", 606 + s,
                  dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=64, n_routed_experts=32,
                       num_experts_per_tok=8, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.827,
@@ -230,6 +236,15 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
         # rotary_dim at the top, the keys transformers ignores), Mixtral-style weight names.
         Spec("minimax-m2-tiny", "minimax_m2", 11 + s, MINIMAX_TINY,
              legacy_config=True, extra_config=MINIMAX_HUB_KEYS, k_overrides=(1, 4, 8), router_k=4),
+        # dots.llm1: Qwen3 attention (per-head q/k norm, biases on q/k/v and o) on DeepSeek-V3's
+        # MoE (sigmoid grouped router with selection bias, scaling, a shared expert, a dense
+        # first layer); Hub-style config with sliding_window null (every layer full).
+        Spec("dots1-tiny", "dots1", 12 + s,
+             dict(TINY, num_hidden_layers=3, first_k_dense_replace=1, n_routed_experts=8, num_experts_per_tok=2,
+                  n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.0, norm_topk_prob=True,
+                  attention_bias=True, sliding_window=None,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, k_overrides=(1, 3, 4), router_k=3),
         # The deepseek-v3-tiny architecture with FP8 weights and 32×32 block scales (moe 48:
         # partial blocks); goldens from the dequantised weights in fp32.
         Spec("deepseek-v3-tiny-fp8", "deepseek_v3", 9 + s, dict(ds_tiny, num_hidden_layers=3, moe_intermediate_size=48),
@@ -247,6 +262,8 @@ def build_model(spec: Spec):
         model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v3":
         model = DeepseekV3ForCausalLM(DeepseekV3Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "dots1":
+        model = Dots1ForCausalLM(Dots1Config(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "minimax_m2":
         model = MiniMaxM2ForCausalLM(MiniMaxM2Config(**spec.config, **IMPLEMENTATIONS))
     else:
@@ -291,7 +308,7 @@ def link_routers(model):
     each router a reference to its block so the helpers here find the bias on the router
     as for GLM4/DeepSeek (object.__setattr__: not registered as a submodule)."""
     for layer in model.model.layers:
-        if type(layer.mlp.gate).__name__ == "MiniMaxM2TopKRouter":
+        if type(getattr(layer.mlp, "gate", None)).__name__ == "MiniMaxM2TopKRouter":
             object.__setattr__(layer.mlp.gate, "_jindou_block", layer.mlp)
     return model
 
@@ -1220,7 +1237,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2"):
+    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:

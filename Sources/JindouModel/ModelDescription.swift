@@ -13,6 +13,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case qwen3VLMoe = "Qwen3VLMoeForConditionalGeneration"
     /// MiniMax-M2 / M2.1 (229B-A10B).
     case miniMaxM2 = "MiniMaxM2ForCausalLM"
+    /// dots.llm1 (142B-A14B): Qwen3 attention on DeepSeek-V3's MoE.
+    case dots1 = "Dots1ForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).

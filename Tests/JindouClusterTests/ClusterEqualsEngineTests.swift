@@ -51,6 +51,8 @@ struct ClusterEqualsEngineTests {
         ("qwen3-vl-moe-tiny", .oneWorker), ("qwen3-vl-moe-tiny", .threeUneven),
         // MiniMax-M2: whole-projection q/k norm, Mixtral-style expert names on the workers.
         ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
+        // dots.llm1: Qwen3 attention with o_proj bias, DeepSeek-V3 grouped router, shared expert.
+        ("dots1-tiny", .twoContiguous), ("dots1-tiny", .threeRoundRobin),
     ]
 
     @Test(arguments: arguments)

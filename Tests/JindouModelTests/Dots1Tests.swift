@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+import JindouModel
+import JindouTestSupport
+import JindouRouting
+
+/// dots.llm1's config.json: Qwen3 attention on DeepSeek-V3's MoE, layer types resolved as
+/// `Dots1Config.__post_init__` does, and what Jindou does not compute refused by name.
+/// Numerical equality with transformers: the dots1-tiny goldens (TransformersGoldenTests,
+/// RouterGoldenTests), ClusterEqualsEngineTests and LocalClusterTests.
+@Suite("dots.llm1 configuration")
+struct Dots1Tests {
+    func config() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("dots1-tiny") + "/config.json"))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    func describe(_ config: [String: Any]) throws -> ModelDescription {
+        try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
+    }
+
+    func refusedField(_ config: [String: Any]) -> String? {
+        do {
+            _ = try describe(config)
+            return nil
+        } catch let CheckpointError.badConfig(_, field, _) {
+            return field
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func theHubConfigDescribesQwen3AttentionOnDeepSeekMoE() throws {
+        let d = try describe(try config())
+        #expect(d.architecture == .dots1)
+        #expect(d.sparseLayers == [1, 2])  // first_k_dense_replace 1
+        #expect(d.attention.queryKeyNorm && d.attention.queryKeyNormScope == .perHead)
+        #expect(d.attention.queryKeyValueBias && d.attention.outputBias)  // Qwen3Attention: o_proj too
+        #expect(d.attention.rotaryDimension == d.attention.headDimension && d.attention.slidingWindow == nil)
+        #expect(d.router.scoring == .sigmoid && d.hasCorrectionBias && d.router.groupCount == 2 && d.router.groupsPerToken == 1)
+        #expect(d.router.routedScalingFactor == 2 && d.sharedExpertIntermediateSize == d.moeIntermediateSize)
+    }
+
+    @Test func layerTypesAreResolvedAsTransformersDoesAndMixesRefused() throws {
+        var c = try config()
+        c.removeValue(forKey: "layer_types")
+        c["sliding_window"] = 16
+        c["max_window_layers"] = 3  // no layer index reaches it: every layer full
+        #expect(try describe(c).attention.slidingWindow == nil)
+        c["max_window_layers"] = 0  // every layer slides
+        #expect(try describe(c).attention.slidingWindow == 16)
+        c["max_window_layers"] = 1
+        #expect(refusedField(c) == "layer_types")
+        c["layer_types"] = ["full_attention", "chunked_attention", "full_attention"]
+        #expect(refusedField(c) == "layer_types")
+        c["layer_types"] = ["full_attention"]
+        #expect(refusedField(c) == "layer_types")
+    }
+
+    @Test(arguments: ["n_routed_experts", "n_shared_experts", "num_experts_per_tok"])
+    func keysDotsLeavesUnsetAreRequired(key: String) throws {
+        var c = try config()
+        c.removeValue(forKey: key)
+        #expect(refusedField(c) == key)
+    }
+}
