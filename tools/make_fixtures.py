@@ -52,7 +52,9 @@ import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
-                          Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM,
+                          Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
+                          Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
+                          HunYuanMoEV1ForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +81,9 @@ MINIMAX_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_k
 # Keys of MiniMax-M2's released config.json that transformers ignores (Jindou checks them).
 MINIMAX_HUB_KEYS = {"use_qk_norm": True, "qk_norm_type": "per_layer", "scoring_func": "sigmoid",
                     "use_routing_bias": True, "shared_intermediate_size": 0, "use_mtp": True, "num_mtp_modules": 3}
+# Keys of Hunyuan-A13B's released config.json that transformers ignores (Jindou checks them).
+HUNYUAN_HUB_KEYS = {"use_qk_norm": True, "use_mixed_mlp_moe": True, "use_cla": False, "cla_share_factor": 2,
+                    "num_shared_expert": [1, 1, 1], "moe_intermediate_size": [32, 32, 32]}
 IMPLEMENTATIONS = dict(attn_implementation="eager", experts_implementation="eager")
 # DeepSeek-V3 (MLA): 4 heads, q/k head 16 + 8 rotary, v head 16, latent KV rank 32.
 DS_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
@@ -245,6 +250,24 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   attention_bias=True, sliding_window=None,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 3, 4), router_k=3),
+        # GLM-4.7-Flash: MLA (q-LoRA, interleaved rope) with GLM's grouped sigmoid router and a
+        # shared expert; layers per mlp_layer_types (sparse, dense, sparse: not DeepSeek's
+        # first_k_dense_replace rule), an MTP layer declared (never loaded).
+        Spec("glm4-moe-lite-tiny", "glm4_moe_lite", 14 + s,
+             dict(DS_TINY, num_hidden_layers=3, q_lora_rank=48, n_routed_experts=8, num_experts_per_tok=2, n_group=2,
+                  topk_group=1, n_shared_experts=1, routed_scaling_factor=1.8, norm_topk_prob=True, rope_interleave=True,
+                  mlp_layer_types=["sparse", "dense", "sparse"], bos_token_id=None, eos_token_id=None,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 3, 4), router_k=3),
+        # Hunyuan-A13B: q/k norm after rotary (`query_layernorm`/`key_layernorm`), NTK-alpha rope,
+        # softmax router `gate.wg`, a `shared_mlp` beside the experts, q/k/v/o biases; config.json
+        # in the Hub style (rope_scaling {type: dynamic, alpha}, the keys transformers ignores).
+        Spec("hunyuan-moe-tiny", "hunyuan_v1_moe", 13 + s,
+             dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=256, intermediate_size=32, num_hidden_layers=3, num_experts=8, moe_topk=2,
+                  attention_bias=True, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}),
+             legacy_config=True, extra_config=HUNYUAN_HUB_KEYS, k_overrides=(1, 4, 8), router_k=4),
         # The deepseek-v3-tiny architecture with FP8 weights and 32×32 block scales (moe 48:
         # partial blocks); goldens from the dequantised weights in fp32.
         Spec("deepseek-v3-tiny-fp8", "deepseek_v3", 9 + s, dict(ds_tiny, num_hidden_layers=3, moe_intermediate_size=48),
@@ -262,6 +285,10 @@ def build_model(spec: Spec):
         model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v3":
         model = DeepseekV3ForCausalLM(DeepseekV3Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "glm4_moe_lite":
+        model = Glm4MoeLiteForCausalLM(Glm4MoeLiteConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "hunyuan_v1_moe":
+        model = HunYuanMoEV1ForCausalLM(HunYuanMoEV1Config(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "dots1":
         model = Dots1ForCausalLM(Dots1Config(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "minimax_m2":
@@ -310,7 +337,18 @@ def link_routers(model):
     for layer in model.model.layers:
         if type(getattr(layer.mlp, "gate", None)).__name__ == "MiniMaxM2TopKRouter":
             object.__setattr__(layer.mlp.gate, "_jindou_block", layer.mlp)
+        if is_hunyuan(getattr(layer.mlp, "gate", None)):
+            layer.mlp.gate.hidden_dim = model.config.hidden_size  # HunYuanMoEV1Gate keeps no width
     return model
+
+
+def is_hunyuan(router) -> bool:
+    """HunYuanMoEV1Gate: softmax, renormalised top-k, its weight in a Linear `wg`."""
+    return type(router).__name__ == "HunYuanMoEV1Gate"
+
+
+def router_weight(router):
+    return router.wg.weight if is_hunyuan(router) else router.weight
 
 
 def is_minimax(router) -> bool:
@@ -359,7 +397,7 @@ def routing(router, hidden, bias=None):
         scores = logits.float().sigmoid()
         return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
     if not is_glm(router):
-        logits = F.linear(hidden, router.weight)
+        logits = F.linear(hidden.to(router_weight(router).dtype), router_weight(router))
         scores = F.softmax(logits, dtype=torch.float, dim=-1)
         return logits, scores, scores, None
     logits = F.linear(hidden.type(torch.float32), router.weight.type(torch.float32))
@@ -403,7 +441,7 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     `sentinel=True` instead points dropped slots at index num_experts, which the eager
     experts loop skips outright; the self-check compares the two."""
     glm = is_glm(router)
-    normalise = router.norm_topk_prob if not is_minimax(router) else True
+    normalise = True if is_minimax(router) or is_hunyuan(router) else router.norm_topk_prob
 
     def forward(hidden_states, *_):  # MiniMax's router also takes the block's bias (read in routing)
         logits, scores, choice, _ = routing(router, hidden_states)
@@ -1237,7 +1275,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1"):
+    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:

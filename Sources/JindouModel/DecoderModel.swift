@@ -405,12 +405,14 @@ public struct DecoderModel: Sendable {
         var q = project(input, rows: count, weight: w.query, bias: w.queryBias)
         var k = project(input, rows: count, weight: w.key, bias: w.keyBias)
         let v = project(input, rows: count, weight: w.value, bias: w.valueBias)
-        if let qn = w.queryNorm, let kn = w.keyNorm {
+        func normalise() {
+            guard let qn = w.queryNorm, let kn = w.keyNorm else { return }
             // Per head (`head_dim` rows per token) or over the whole projection (one row).
             let perHead = a.queryKeyNormScope == .perHead
             q = rmsNormed(q, weight: qn, rows: perHead ? count * a.heads : count)
             k = rmsNormed(k, weight: kn, rows: perHead ? count * a.keyValueHeads : count)
         }
+        if !a.queryKeyNormAfterRotary { normalise() }
         q.withUnsafeMutableBufferPointer { qb in
             k.withUnsafeMutableBufferPointer { kb in
                 for t in 0..<count {
@@ -419,6 +421,7 @@ public struct DecoderModel: Sendable {
                 }
             }
         }
+        if a.queryKeyNormAfterRotary { normalise() }  // HunYuanMoEV1Attention
         // past_key_values.update: write the new rows into each sequence's cache.
         k.withUnsafeBufferPointer { kb in
             v.withUnsafeBufferPointer { vb in
@@ -501,8 +504,8 @@ struct LayerLoader {
                 keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
                 valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
                 outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
-                queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.q_norm.weight") : nil,
-                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.k_norm.weight") : nil))
+                queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.queryNormName).weight") : nil,
+                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.keyNormName).weight") : nil))
         }
         let feedForward: FeedForwardWeights
         switch kind {
@@ -512,7 +515,8 @@ struct LayerLoader {
             let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
             let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
                                     correctionBias: bias)
-            let shared = description.sharedExpertIntermediateSize != nil ? try mlp(p + "mlp.shared_experts.") : nil
+            let shared = description.sharedExpertIntermediateSize != nil
+                ? try mlp(p + description.moeNames.block + description.moeNames.sharedExperts) : nil
             feedForward = .sparse(router: router, shared: shared)
         }
         return DecoderLayerWeights(inputNorm: try vector(p + "input_layernorm.weight"),

@@ -15,6 +15,10 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case miniMaxM2 = "MiniMaxM2ForCausalLM"
     /// dots.llm1 (142B-A14B): Qwen3 attention on DeepSeek-V3's MoE.
     case dots1 = "Dots1ForCausalLM"
+    /// Hunyuan-A13B (80B-A13B).
+    case hunyuanMoe = "HunYuanMoEV1ForCausalLM"
+    /// GLM-4.7-Flash (30B-A3B): DeepSeek-V3's latent attention with GLM4-MoE's experts.
+    case glm4MoeLite = "Glm4MoeLiteForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -29,6 +33,10 @@ public struct AttentionShape: Sendable, Equatable {
     public var queryKeyNorm: Bool
     /// Over what that norm runs: each head (Qwen3, GLM4) or the whole projection (MiniMax-M2).
     public var queryKeyNormScope: QueryKeyNormScope = .perHead
+    /// The norm runs on the rotated q and k (Hunyuan) instead of before rotary.
+    public var queryKeyNormAfterRotary: Bool = false
+    /// The norms' modules within `self_attn.` (`q_norm`/`k_norm`; Hunyuan: `query_layernorm`/`key_layernorm`).
+    public var queryNormName = "q_norm", keyNormName = "k_norm"
     /// Biases on q/k/v projections (`attention_bias`).
     public var queryKeyValueBias: Bool
     /// Bias on the output projection (Qwen3 with `attention_bias`; never GLM4).
@@ -175,6 +183,8 @@ public struct MoENames: Sendable, Equatable {
     public var correctionBias = "gate.e_score_correction_bias"
     /// Per-expert projection modules: gate, up, down (`gate_proj`… or Mixtral's `w1`, `w3`, `w2`).
     public var gate = "gate_proj", up = "up_proj", down = "down_proj"
+    /// The shared experts' MLP within the block (`shared_experts.`; Hunyuan: `shared_mlp.`).
+    public var sharedExperts = "shared_experts."
 
     public init() {}
 
@@ -479,12 +489,15 @@ struct RopeSettings {
     var truncate: Bool?
     /// Qwen-VL's M-RoPE sections [t, h, w] (frequencies per axis; sum = head_dim / 2).
     var mropeSection: [Int]?
+    /// NTK-alpha (`alpha` with `type: dynamic`, Hunyuan): a fixed stretch of the base.
+    var alpha: Double?
 
     static let supportedTypes = ["default", "yarn"]
 
+    /// `familyTypes`: further rope types the calling family resolves itself (Hunyuan's NTK-alpha `dynamic`).
     static func decode<K: CodingKey>(
         from container: KeyedDecodingContainer<K>, parameters: K, theta: K, partialFactor: K, scaling: K,
-        defaultTheta: Double, defaultPartialFactor: Double
+        defaultTheta: Double, defaultPartialFactor: Double, familyTypes: [String] = []
     ) throws -> RopeSettings {
         var settings = RopeSettings(theta: defaultTheta, partialRotaryFactor: defaultPartialFactor, type: "default")
         if let p = try container.decodeIfPresent(RopeParametersObject.self, forKey: parameters) {
@@ -495,9 +508,9 @@ struct RopeSettings {
         if let s = try container.decodeIfPresent(RopeParametersObject.self, forKey: scaling) {
             settings.merge(s)
         }
-        guard Self.supportedTypes.contains(settings.type) else {
+        guard (Self.supportedTypes + familyTypes).contains(settings.type) else {
             throw ConfigurationError(field: "rope_parameters.rope_type",
-                                     reason: "rope type '\(settings.type)' is not supported yet (supported: \(Self.supportedTypes.joined(separator: ", ")))")
+                                     reason: "rope type '\(settings.type)' is not supported yet (supported: \((Self.supportedTypes + familyTypes).joined(separator: ", ")))")
         }
         return settings
     }
@@ -515,6 +528,7 @@ struct RopeSettings {
         attentionFactor = p.attentionFactor ?? attentionFactor
         truncate = p.truncate ?? truncate
         mropeSection = p.mropeSection ?? mropeSection
+        alpha = p.alpha ?? alpha
     }
 
     func rotaryDimension(headDimension: Int) -> Int {
@@ -555,7 +569,9 @@ private struct RopeParametersObject: Decodable {
     let attentionFactor: Double?
     let truncate: Bool?
     let mropeSection: [Int]?
+    let alpha: Double?
     enum CodingKeys: String, CodingKey {
+        case alpha
         case ropeTheta = "rope_theta"
         case ropeType = "rope_type"
         case type

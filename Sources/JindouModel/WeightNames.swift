@@ -92,7 +92,7 @@ extension ModelDescription {
                 requests.append(TensorRequest(correctionBiasName(layer: l), shape: [expertCount]))
             }
             if let shared = sharedExpertIntermediateSize {
-                requests += mlpTensors(prefix: p + "mlp.shared_experts.", intermediate: shared)
+                requests += mlpTensors(prefix: p + moeNames.block + moeNames.sharedExperts, intermediate: shared)
             }
         }
         return requests
@@ -143,8 +143,8 @@ extension ModelDescription {
         if a.queryKeyNorm {
             let whole = a.queryKeyNormScope == .wholeProjection
             requests += [
-                TensorRequest(p + "q_norm.weight", shape: [whole ? q : a.headDimension]),
-                TensorRequest(p + "k_norm.weight", shape: [whole ? kv : a.headDimension]),
+                TensorRequest(p + a.queryNormName + ".weight", shape: [whole ? q : a.headDimension]),
+                TensorRequest(p + a.keyNormName + ".weight", shape: [whole ? kv : a.headDimension]),
             ]
         }
         return requests

@@ -53,6 +53,10 @@ struct ClusterEqualsEngineTests {
         ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
         // dots.llm1: Qwen3 attention with o_proj bias, DeepSeek-V3 grouped router, shared expert.
         ("dots1-tiny", .twoContiguous), ("dots1-tiny", .threeRoundRobin),
+        // Hunyuan: q/k norm after rotary, `gate.wg` router, `shared_mlp`.
+        ("hunyuan-moe-tiny", .threeWithReplicas),
+        // GLM-4.7-Flash: latent attention on the coordinator, GLM experts on the workers.
+        ("glm4-moe-lite-tiny", .oneWorker), ("glm4-moe-lite-tiny", .threeRoundRobin),
     ]
 
     @Test(arguments: arguments)
