@@ -270,12 +270,9 @@ enum Q2_KBlockKernel: KBlockKernel {
 @inline(__always) private func iq4_XSScales(_ p: UnsafeRawPointer) -> UInt64 {
     let high = UInt64(p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
     let low = UInt64(p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-    var bytes: UInt64 = 0
-    for j in 0..<8 {
-        let scale = ((low >> UInt64(4 &* j)) & 0xF) | (((high >> UInt64(2 &* j)) & 3) << 4)
-        bytes |= scale << UInt64(8 &* j)
-    }
-    return bytes
+    // Scale j = low nibble j | (2 high bits j) << 4, one byte each: two `pdep`s (BMI2, in
+    // every AVX2 set) instead of a loop of shifts per row and super-block.
+    return _pdep_u64(low, 0x0F0F_0F0F_0F0F_0F0F) | _pdep_u64(high, 0x3030_3030_3030_3030)
 }
 
 /// IQ4_XS: f16 d, 16 high scale bits, 4 bytes of low scale nibbles, 128 bytes of nibbles
