@@ -9,8 +9,8 @@ import _Builtin_intrinsics.intel
 // Bytes read per call: rows × columns × dtype bytes of weights (each weight is read once
 // per call, whatever the token count) + tokens × columns × 4 of activations.
 // Roofline: decode (few tokens) is memory-bound, so the target is the machine's read
-// bandwidth over the weight bytes; the row kernel keeps up to four tokens' accumulators
-// in registers so a weight tile is loaded once per four tokens.
+// bandwidth over the weight bytes; the row kernel keeps two tokens' accumulators
+// in registers so a weight tile is loaded once per two tokens.
 
 /// Rows of an F32/F16/BF16 or block-scaled FP8 matrix.
 func denseRows(
@@ -84,8 +84,11 @@ private func loadActivations16(_ x: UnsafePointer<Float>, _ column: Int) -> SIMD
     UnsafeRawPointer(x + column).loadUnaligned(as: SIMD16<Float>.self)
 }
 
-/// Rows × tokens dot products; tokens are taken four at a time so each 16-wide weight
-/// tile is widened once and used four times.
+/// Rows × tokens dot products; tokens are taken two at a time so each 16-wide weight tile
+/// is widened once and used twice. Every token sums in the same order whatever the token
+/// count (two accumulators over alternate 16-column tiles, then the scalar tail), so a
+/// token's row is bit for bit what a one-token call gives: speculative verification and
+/// batched decoding then choose exactly the tokens one-token decoding chooses.
 private func rowKernel<W: WeightElements>(
     _: W.Type, _ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix, rows: Range<Int>,
     y: UnsafeMutablePointer<Float>, outputStride: Int
@@ -95,33 +98,38 @@ private func rowKernel<W: WeightElements>(
     for r in rows {
         let row = weight.rowPointer(r)
         var t = 0
-        while t + 4 <= tokens {
-            let x0 = x + t * columns, x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns
-            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        while t + 2 <= tokens {
+            let x0 = x + t * columns, x1 = x0 + columns
+            // Two accumulators per token hide the fused multiply-add latency.
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), b0 = SIMD16<Float>(), b1 = SIMD16<Float>()
             var c = 0
-            while c < vectorEnd {
-                let w = W.load16(row, c)
-                a0 = a0.multiplyAdding(w, loadActivations16(x0, c))
-                a1 = a1.multiplyAdding(w, loadActivations16(x1, c))
-                a2 = a2.multiplyAdding(w, loadActivations16(x2, c))
-                a3 = a3.multiplyAdding(w, loadActivations16(x3, c))
+            while c + 32 <= vectorEnd {
+                let w0 = W.load16(row, c), w1 = W.load16(row, c &+ 16)
+                a0 = a0.multiplyAdding(w0, loadActivations16(x0, c))
+                a1 = a1.multiplyAdding(w1, loadActivations16(x0, c &+ 16))
+                b0 = b0.multiplyAdding(w0, loadActivations16(x1, c))
+                b1 = b1.multiplyAdding(w1, loadActivations16(x1, c &+ 16))
+                c &+= 32
+            }
+            if c < vectorEnd {
+                let w0 = W.load16(row, c)
+                a0 = a0.multiplyAdding(w0, loadActivations16(x0, c))
+                b0 = b0.multiplyAdding(w0, loadActivations16(x1, c))
                 c &+= 16
             }
-            var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+            var s0 = (a0 + a1).sum(), s1 = (b0 + b1).sum()
             while c < columns {
                 let w = W.load1(row, c)
-                s0 += w * x0[c]; s1 += w * x1[c]; s2 += w * x2[c]; s3 += w * x3[c]
+                s0 += w * x0[c]
+                s1 += w * x1[c]
                 c += 1
             }
             y[t * outputStride + r] = s0
             y[(t + 1) * outputStride + r] = s1
-            y[(t + 2) * outputStride + r] = s2
-            y[(t + 3) * outputStride + r] = s3
-            t += 4
+            t += 2
         }
         while t < tokens {
             let x0 = x + t * columns
-            // Two accumulators hide the fused multiply-add latency on the 1-token path.
             var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
             var c = 0
             while c + 32 <= vectorEnd {

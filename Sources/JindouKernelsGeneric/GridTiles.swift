@@ -86,9 +86,14 @@ func sumLanes(_ v: __m256) -> Float {
 func gridRows<K: GridKernel>(_: K.Type, _ a: QuantizedActivations, weight: WeightMatrix, rows: Range<Int>,
                              y: UnsafeMutablePointer<Float>, outputStride: Int) {
     let superBlocks = weight.columns / 256
-    if a.tokens == 1 {
-        let x = a.row(0)
-        for r in rows { y[r] = K.rowDot(weight.rowPointer(r), x, superBlocks: superBlocks) }
+    if a.tokens < gridTableTokens {
+        // The one-token kernel per token: a token's row is then bit for bit what a one-token
+        // call gives (the table path below adds its floats in another order), which keeps
+        // speculative verification and small decode batches on one-token decoding's tokens.
+        for t in 0..<a.tokens {
+            let x = a.row(t)
+            for r in rows { y[t &* outputStride &+ r] = K.rowDot(weight.rowPointer(r), x, superBlocks: superBlocks) }
+        }
         return
     }
     /// Writes `count` tokens' sums `s` of row `r` (added to the earlier tables' when `first > 0`).

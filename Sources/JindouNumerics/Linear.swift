@@ -5,8 +5,9 @@ import COpenBLAS
 // Bytes read per call: rows × columns × dtype bytes of weights (each weight is read once
 // per call, whatever the token count) + tokens × columns × 4 of activations.
 // Roofline: for decode (few tokens) the call is memory-bound, so the target is the
-// machine's read bandwidth over the weight bytes; the row kernel keeps up to four
-// tokens' accumulators in registers so a weight tile is loaded once per four tokens.
+// machine's read bandwidth over the weight bytes; the row kernel keeps two tokens'
+// accumulators in registers (each token summed as a one-token call sums it, so below the
+// BLAS threshold a token's row does not depend on the token count).
 // For prefill (many tokens) the call is compute-bound and goes to OpenBLAS sgemm, with
 // BF16/F16 weight tiles widened to F32 in a per-thread scratch first.
 

@@ -66,3 +66,8 @@ public struct RowCall: @unchecked Sendable {
         self.prepared = prepared
     }
 }
+
+/// Token counts from which the grid formats (IQ1/IQ2/IQ3) decode each row once into a table
+/// for all tokens (prefill); below it every token runs the one-token kernel, so a token's
+/// row is bit for bit a one-token call's (decode batches, speculative verification).
+public let gridTableTokens = 16
