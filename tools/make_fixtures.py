@@ -52,6 +52,7 @@ import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
+                          Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
                           HunYuanMoEV1ForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM,
@@ -250,6 +251,24 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   attention_bias=True, sliding_window=None,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 3, 4), router_k=3),
+        # dots.llm1 with sliding layers from max_window_layers (1) on: layer 0 full, layers 1-2
+        # a window of 5 positions, which every prompt but the shortest exceeds.
+        Spec("dots1-tiny-sliding", "dots1", 16 + s,
+             dict(TINY, num_hidden_layers=3, first_k_dense_replace=1, n_routed_experts=8, num_experts_per_tok=2,
+                  n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=1.0, norm_topk_prob=True,
+                  attention_bias=False, sliding_window=5, max_window_layers=1,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             k_overrides=(1, 4), router_k=4),
+        # ERNIE-4.5-MoE: interleaved full rotary, softmax router with a selection bias stored
+        # [1, E] in moe_statics, an ungated shared expert, layers from moe_layer_start_index
+        # (here 1) on, tied embeddings; Hub-style config.
+        Spec("ernie45-moe-tiny", "ernie4_5_moe", 15 + s,
+             dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+                  moe_num_experts=8, moe_k=2, moe_num_shared_experts=1, moe_layer_start_index=1, moe_layer_end_index=-1,
+                  moe_layer_interval=1, tie_word_embeddings=True, use_bias=False, bos_token_id=None, eos_token_id=None,
+                  pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
+             legacy_config=True, k_overrides=(1, 4, 8), router_k=4),
         # GLM-4.7-Flash: MLA (q-LoRA, interleaved rope) with GLM's grouped sigmoid router and a
         # shared expert; layers per mlp_layer_types (sparse, dense, sparse: not DeepSeek's
         # first_k_dense_replace rule), an MTP layer declared (never loaded).
@@ -285,6 +304,8 @@ def build_model(spec: Spec):
         model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v3":
         model = DeepseekV3ForCausalLM(DeepseekV3Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "ernie4_5_moe":
+        model = Ernie4_5_MoeForCausalLM(Ernie4_5_MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "glm4_moe_lite":
         model = Glm4MoeLiteForCausalLM(Glm4MoeLiteConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "hunyuan_v1_moe":
@@ -315,6 +336,9 @@ def reinitialise(model, hidden=None):
             p.copy_(1 + 0.1 * torch.randn_like(p))
         elif "embed_tokens" in name:
             p.normal_(0, 1.0)
+        elif name.endswith("e_score_correction_bias"):
+            # ERNIE keeps it as a parameter: next to softmax scores (~1/experts), not sigmoid ones.
+            p.normal_(0, 0.02)
         elif name.endswith("mlp.gate.weight"):
             # Router logits of std ~2 on normalised inputs: clearly ordered, not saturated.
             p.normal_(0, 2.0 / math.sqrt(hidden))
@@ -337,7 +361,7 @@ def link_routers(model):
     for layer in model.model.layers:
         if type(getattr(layer.mlp, "gate", None)).__name__ == "MiniMaxM2TopKRouter":
             object.__setattr__(layer.mlp.gate, "_jindou_block", layer.mlp)
-        if is_hunyuan(getattr(layer.mlp, "gate", None)):
+        if is_hunyuan(getattr(layer.mlp, "gate", None)) or is_ernie(getattr(layer.mlp, "gate", None)):
             layer.mlp.gate.hidden_dim = model.config.hidden_size  # HunYuanMoEV1Gate keeps no width
     return model
 
@@ -345,6 +369,11 @@ def link_routers(model):
 def is_hunyuan(router) -> bool:
     """HunYuanMoEV1Gate: softmax, renormalised top-k, its weight in a Linear `wg`."""
     return type(router).__name__ == "HunYuanMoEV1Gate"
+
+
+def is_ernie(router) -> bool:
+    """Ernie4_5_MoeTopKRouter: softmax, selection bias in `moe_statics` ([1, E]), clamped renormalisation."""
+    return type(router).__name__ == "Ernie4_5_MoeTopKRouter"
 
 
 def router_weight(router):
@@ -356,6 +385,8 @@ def is_minimax(router) -> bool:
 
 
 def correction_bias(router):
+    if is_ernie(router):
+        return router.moe_statics.e_score_correction_bias.squeeze(0)
     return router._jindou_block.e_score_correction_bias if is_minimax(router) else router.e_score_correction_bias
 
 
@@ -395,6 +426,10 @@ def routing(router, hidden, bias=None):
     if is_minimax(router):  # MiniMaxM2TopKRouter: sigmoid, bias for the choice, no groups
         logits = F.linear(hidden.to(router.weight.dtype), router.weight)
         scores = logits.float().sigmoid()
+        return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
+    if is_ernie(router):  # fp32 softmax, the bias for the choice only
+        logits = F.linear(hidden.float(), router.weight.float())
+        scores = F.softmax(logits, dim=1, dtype=torch.float)
         return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
     if not is_glm(router):
         logits = F.linear(hidden.to(router_weight(router).dtype), router_weight(router))
@@ -441,7 +476,7 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     `sentinel=True` instead points dropped slots at index num_experts, which the eager
     experts loop skips outright; the self-check compares the two."""
     glm = is_glm(router)
-    normalise = True if is_minimax(router) or is_hunyuan(router) else router.norm_topk_prob
+    normalise = True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) else router.norm_topk_prob
 
     def forward(hidden_states, *_):  # MiniMax's router also takes the block's bias (read in routing)
         logits, scores, choice, _ = routing(router, hidden_states)
@@ -1275,7 +1310,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite"):
+    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:

@@ -172,7 +172,7 @@ extension ClusterProjection.Projection {
         var lines = [
             "Inputs: parameter counts from each model's config.json; bits per weight from \(source);",
             "llama.cpp RPC round trips per host and step: \(String(format: "%.1f", rpcRoundTripsPerHost)) (as `bench network` measured);",
-            "MTP: one draft per step accepted \(Int(ClusterProjection.mtpAcceptance * 100)) % of the time (DeepSeek-V3 report; Jindou does not run MTP yet).",
+            "MTP: one draft per step accepted \(Int(ClusterProjection.mtpAcceptance * 100)) % of the time (DeepSeek-V3's report; Jindou runs it with `--speculative mtp`). DeepSeek-V3 ships its MTP layer; Qwen3-235B-A22B ships none, so its + MTP columns are what a draft of that acceptance would give.",
             "Decode tokens/s of all sequences together.",
             "",
             "| model | hosts × memory | link, RTT | model GB | sequences | Jindou | + overlap | + MTP | llama.cpp RPC | + MTP | Jindou ÷ llama.cpp | batch-1 bound |",

@@ -49,7 +49,7 @@ extension ModelDescription {
     /// Every family Jindou reads, one entry each.
     static let registry: [any ArchitectureDefinition.Type] = [
         Qwen3MoeFamily.self, Glm4MoeFamily.self, DeepseekV3Family.self, Qwen3VLMoeFamily.self, MiniMaxM2Family.self, Dots1Family.self,
-        HunyuanMoeFamily.self, Glm4MoeLiteFamily.self,
+        HunyuanMoeFamily.self, Glm4MoeLiteFamily.self, Ernie45MoeFamily.self,
     ]
 
     static func definition(for architecture: Architecture) -> (any ArchitectureDefinition.Type)? {

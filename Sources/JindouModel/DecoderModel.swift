@@ -442,7 +442,7 @@ public struct DecoderModel: Sendable {
                     for t in tokens {
                         let cache = batch[sequenceOf[t]].cache
                         let length = positions[t] + 1  // causal: this position and all before it
-                        let first = a.slidingWindow.map { max(0, length - $0) } ?? 0
+                        let first = a.window(layer: layer).map { max(0, length - $0) } ?? 0
                         attendOneToken(
                             query: query + t * qWidth, heads: a.heads, kvHeads: a.keyValueHeads, headDimension: d,
                             keys: cache.keys(layer: layer), values: cache.values(layer: layer), rowStride: kvWidth,

@@ -8,7 +8,7 @@
 // - `Dots1TopkRouter(DeepseekV3TopkRouter)`: sigmoid scores, `e_score_correction_bias` for
 //   the choice only, group-limited top-k, `norm_topk_prob` (+1e-20), `routed_scaling_factor`.
 // - `layer_types` (or `sliding_window` from layer `max_window_layers` on) makes layers
-//   sliding; Jindou's attention takes one window for all layers, so a mix is refused.
+//   sliding (`Qwen3Attention.sliding_window` on those layers only): per-layer windows.
 
 import Foundation
 import JindouRouting
@@ -144,12 +144,11 @@ struct Dots1Configuration: DescribedConfiguration {
             throw ConfigurationError(field: "layer_types", reason: "'\(unknown)' is not a layer type Jindou computes (full_attention, sliding_attention)")
         }
         let sliding = types.contains("sliding_attention")
-        guard !sliding || !types.contains("full_attention") else {
-            throw ConfigurationError(field: "layer_types", reason: "mixes sliding and full layers, which Jindou does not compute yet")
+        guard !sliding || (slidingWindow ?? 0) >= 1 else {
+            throw ConfigurationError(field: "sliding_window", reason: "sliding_attention layers need a window of at least 1")
         }
-        guard !sliding || slidingWindow != nil else { throw ConfigurationError(field: "sliding_window", reason: "is required by sliding_attention layers") }
         let headDimension = headDim ?? hiddenSize / max(1, numAttentionHeads)
-        return ModelDescription(
+        var description = ModelDescription(
             architecture: .dots1,
             vocabularySize: vocabSize,
             hiddenSize: hiddenSize,
@@ -157,7 +156,7 @@ struct Dots1Configuration: DescribedConfiguration {
                 heads: numAttentionHeads, keyValueHeads: numKeyValueHeads, headDimension: headDimension,
                 rotaryDimension: rope.rotaryDimension(headDimension: headDimension), ropeTheta: rope.theta,
                 queryKeyNorm: true, queryKeyValueBias: attentionBias, outputBias: attentionBias,
-                slidingWindow: sliding ? slidingWindow : nil,
+                slidingWindow: nil,
                 ropeScaling: try rope.scaling(maxPositionEmbeddings: maxPositionEmbeddings)),
             rmsNormEpsilon: Float(rmsNormEps),
             tieWordEmbeddings: tieWordEmbeddings,
@@ -174,5 +173,7 @@ struct Dots1Configuration: DescribedConfiguration {
             eosTokenIDs: eosTokenID,
             bosTokenID: bosTokenID,
             declaredDType: dtype)
+        if sliding { description.attention.layerWindows = types.map { $0 == "sliding_attention" ? slidingWindow : nil } }
+        return description
     }
 }

@@ -19,6 +19,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case hunyuanMoe = "HunYuanMoEV1ForCausalLM"
     /// GLM-4.7-Flash (30B-A3B): DeepSeek-V3's latent attention with GLM4-MoE's experts.
     case glm4MoeLite = "Glm4MoeLiteForCausalLM"
+    /// ERNIE-4.5-MoE (21B-A3B, 300B-A47B).
+    case ernie45Moe = "Ernie4_5_MoeForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -43,6 +45,9 @@ public struct AttentionShape: Sendable, Equatable {
     public var outputBias: Bool
     /// Sliding-window attention span, if the checkpoint enables it.
     public var slidingWindow: Int?
+    /// Per decoder layer, when layers differ (`layer_types`): that layer's window, nil for
+    /// full attention. nil: `slidingWindow` for every layer.
+    public var layerWindows: [Int?]? = nil
     /// Frequency scaling of the rotary embedding (`rope_type`).
     public var ropeScaling: RopeScaling = .none
     /// Rotary pairs are adjacent features (DeepSeek's `rope_interleave`) instead of halves.
@@ -51,6 +56,12 @@ public struct AttentionShape: Sendable, Equatable {
     public var mropeSection: [Int]? = nil
 
     public var scale: Float { 1 / Float(headDimension).squareRoot() }
+
+    /// The attention window of decoder layer `layer` (nil: every earlier position).
+    public func window(layer: Int) -> Int? {
+        guard let layerWindows, layerWindows.indices.contains(layer) else { return slidingWindow }
+        return layerWindows[layer]
+    }
 }
 
 /// What a q/k RMSNorm normalises over.
@@ -183,6 +194,8 @@ public struct MoENames: Sendable, Equatable {
     public var correctionBias = "gate.e_score_correction_bias"
     /// Per-expert projection modules: gate, up, down (`gate_proj`… or Mixtral's `w1`, `w3`, `w2`).
     public var gate = "gate_proj", up = "up_proj", down = "down_proj"
+    /// The selection bias is stored as one row, [1, experts] (ERNIE's `moe_statics`).
+    public var correctionBiasIsRow = false
     /// The shared experts' MLP within the block (`shared_experts.`; Hunyuan: `shared_mlp.`).
     public var sharedExperts = "shared_experts."
 

@@ -89,7 +89,7 @@ extension ModelDescription {
         case .sparse:
             requests.append(TensorRequest(routerName(layer: l), shape: [expertCount, h]))
             if hasCorrectionBias {
-                requests.append(TensorRequest(correctionBiasName(layer: l), shape: [expertCount]))
+                requests.append(TensorRequest(correctionBiasName(layer: l), shape: moeNames.correctionBiasIsRow ? [1, expertCount] : [expertCount]))
             }
             if let shared = sharedExpertIntermediateSize {
                 requests += mlpTensors(prefix: p + moeNames.block + moeNames.sharedExperts, intermediate: shared)

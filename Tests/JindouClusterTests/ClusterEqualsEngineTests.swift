@@ -52,11 +52,13 @@ struct ClusterEqualsEngineTests {
         // MiniMax-M2: whole-projection q/k norm, Mixtral-style expert names on the workers.
         ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
         // dots.llm1: Qwen3 attention with o_proj bias, DeepSeek-V3 grouped router, shared expert.
-        ("dots1-tiny", .twoContiguous), ("dots1-tiny", .threeRoundRobin),
+        ("dots1-tiny", .twoContiguous), ("dots1-tiny", .threeRoundRobin), ("dots1-tiny-sliding", .threeUneven),
         // Hunyuan: q/k norm after rotary, `gate.wg` router, `shared_mlp`.
         ("hunyuan-moe-tiny", .threeWithReplicas),
         // GLM-4.7-Flash: latent attention on the coordinator, GLM experts on the workers.
         ("glm4-moe-lite-tiny", .oneWorker), ("glm4-moe-lite-tiny", .threeRoundRobin),
+        // ERNIE-4.5: softmax router with a [1, E] selection bias, interleaved rotary, tied embeddings.
+        ("ernie45-moe-tiny", .twoContiguous), ("ernie45-moe-tiny", .threeUneven),
     ]
 
     @Test(arguments: arguments)

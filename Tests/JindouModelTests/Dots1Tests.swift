@@ -41,16 +41,17 @@ struct Dots1Tests {
         #expect(d.router.routedScalingFactor == 2 && d.sharedExpertIntermediateSize == d.moeIntermediateSize)
     }
 
-    @Test func layerTypesAreResolvedAsTransformersDoesAndMixesRefused() throws {
+    @Test func layerTypesAreResolvedAsTransformersDoes() throws {
         var c = try config()
         c.removeValue(forKey: "layer_types")
         c["sliding_window"] = 16
         c["max_window_layers"] = 3  // no layer index reaches it: every layer full
-        #expect(try describe(c).attention.slidingWindow == nil)
+        #expect(try describe(c).attention.layerWindows == nil)
         c["max_window_layers"] = 0  // every layer slides
-        #expect(try describe(c).attention.slidingWindow == 16)
-        c["max_window_layers"] = 1
-        #expect(refusedField(c) == "layer_types")
+        #expect(try describe(c).attention.layerWindows == [16, 16, 16])
+        c["max_window_layers"] = 1  // Dots1Config.__post_init__: sliding from layer 1 on
+        let mixed = try describe(c).attention
+        #expect(mixed.layerWindows == [nil, 16, 16] && mixed.window(layer: 0) == nil && mixed.window(layer: 2) == 16)
         c["layer_types"] = ["full_attention", "chunked_attention", "full_attention"]
         #expect(refusedField(c) == "layer_types")
         c["layer_types"] = ["full_attention"]
