@@ -52,7 +52,7 @@ import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
-                          Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM,
+                          Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
                           HunYuanMoEV1ForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM,
@@ -259,6 +259,17 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   attention_bias=False, sliding_window=5, max_window_layers=1,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              k_overrides=(1, 4), router_k=4),
+        # K-EXAONE: per-head q/k norm, sliding layers (window 5) with rotary and global layers
+        # without (NoPE), every second layer global (sliding_window_pattern 2); DeepSeek-V3's
+        # grouped sigmoid router with the bias stored as mlp.e_score_correction_bias.
+        Spec("exaone-moe-tiny", "exaone_moe", 17 + s,
+             dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=4,
+                  num_experts=8, num_experts_per_tok=2, num_shared_experts=1, first_k_dense_replace=1, n_group=2,
+                  topk_group=1, routed_scaling_factor=2.5, norm_topk_prob=True, sliding_window=5,
+                  sliding_window_pattern=2, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, k_overrides=(1, 3, 4), router_k=3),
         # ERNIE-4.5-MoE: interleaved full rotary, softmax router with a selection bias stored
         # [1, E] in moe_statics, an ungated shared expert, layers from moe_layer_start_index
         # (here 1) on, tied embeddings; Hub-style config.
@@ -304,6 +315,8 @@ def build_model(spec: Spec):
         model = Qwen3MoeForCausalLM(Qwen3MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v3":
         model = DeepseekV3ForCausalLM(DeepseekV3Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "exaone_moe":
+        model = ExaoneMoeForCausalLM(ExaoneMoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "ernie4_5_moe":
         model = Ernie4_5_MoeForCausalLM(Ernie4_5_MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "glm4_moe_lite":
@@ -411,7 +424,7 @@ def reachable_experts(model) -> int:
     (masked) experts, which Jindou deliberately does differently (docs/routing.md)."""
     c = model.config
     if getattr(c, "n_group", None):
-        return c.n_routed_experts // c.n_group * c.topk_group
+        return (getattr(c, "n_routed_experts", None) or c.num_experts) // c.n_group * c.topk_group
     return getattr(c, "num_experts", None) or c.num_local_experts
 
 
@@ -1310,7 +1323,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe"):
+    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe", "exaone_moe"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:

@@ -413,14 +413,14 @@ public struct DecoderModel: Sendable {
             k = rmsNormed(k, weight: kn, rows: perHead ? count * a.keyValueHeads : count)
         }
         if !a.queryKeyNormAfterRotary { normalise() }
-        q.withUnsafeMutableBufferPointer { qb in
+        if a.rotates(layer: layer) { q.withUnsafeMutableBufferPointer { qb in
             k.withUnsafeMutableBufferPointer { kb in
                 for t in 0..<count {
                     rotary.apply(qb.baseAddress! + t * qWidth, heads: a.heads, positions: ropePositions[t])
                     rotary.apply(kb.baseAddress! + t * kvWidth, heads: a.keyValueHeads, positions: ropePositions[t])
                 }
             }
-        }
+        } }
         if a.queryKeyNormAfterRotary { normalise() }  // HunYuanMoEV1Attention
         // past_key_values.update: write the new rows into each sequence's cache.
         k.withUnsafeBufferPointer { kb in

@@ -21,6 +21,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case glm4MoeLite = "Glm4MoeLiteForCausalLM"
     /// ERNIE-4.5-MoE (21B-A3B, 300B-A47B).
     case ernie45Moe = "Ernie4_5_MoeForCausalLM"
+    /// K-EXAONE (236B-A23B): sliding layers with rotary, global layers without (NoPE).
+    case exaoneMoe = "ExaoneMoeForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -48,6 +50,9 @@ public struct AttentionShape: Sendable, Equatable {
     /// Per decoder layer, when layers differ (`layer_types`): that layer's window, nil for
     /// full attention. nil: `slidingWindow` for every layer.
     public var layerWindows: [Int?]? = nil
+    /// Per decoder layer, when layers differ: whether rotary applies (false: NoPE, EXAONE's
+    /// global layers). nil: every layer rotates.
+    public var layerRotary: [Bool]? = nil
     /// Frequency scaling of the rotary embedding (`rope_type`).
     public var ropeScaling: RopeScaling = .none
     /// Rotary pairs are adjacent features (DeepSeek's `rope_interleave`) instead of halves.
@@ -56,6 +61,12 @@ public struct AttentionShape: Sendable, Equatable {
     public var mropeSection: [Int]? = nil
 
     public var scale: Float { 1 / Float(headDimension).squareRoot() }
+
+    /// Whether decoder layer `layer` applies rotary to q and k.
+    public func rotates(layer: Int) -> Bool {
+        guard let layerRotary, layerRotary.indices.contains(layer) else { return true }
+        return layerRotary[layer]
+    }
 
     /// The attention window of decoder layer `layer` (nil: every earlier position).
     public func window(layer: Int) -> Int? {

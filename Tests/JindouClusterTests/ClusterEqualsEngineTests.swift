@@ -59,6 +59,8 @@ struct ClusterEqualsEngineTests {
         ("glm4-moe-lite-tiny", .oneWorker), ("glm4-moe-lite-tiny", .threeRoundRobin),
         // ERNIE-4.5: softmax router with a [1, E] selection bias, interleaved rotary, tied embeddings.
         ("ernie45-moe-tiny", .twoContiguous), ("ernie45-moe-tiny", .threeUneven),
+        // K-EXAONE: sliding layers with rotary, global NoPE layers.
+        ("exaone-moe-tiny", .threeRoundRobin),
     ]
 
     @Test(arguments: arguments)

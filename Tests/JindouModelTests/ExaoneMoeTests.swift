@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+import JindouModel
+import JindouTestSupport
+import JindouRouting
+
+/// K-EXAONE's config.json: layer types from `sliding_window_pattern` as Exaone4Config
+/// derives them, rotary on sliding layers only (NoPE globals), dense/sparse layers, and
+/// what it cannot mean refused by name. Numerical equality with transformers: the
+/// exaone-moe-tiny goldens, ClusterEqualsEngineTests, LocalClusterTests.
+@Suite("K-EXAONE configuration")
+struct ExaoneMoeTests {
+    func config() throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("exaone-moe-tiny") + "/config.json"))
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    func describe(_ config: [String: Any]) throws -> ModelDescription {
+        try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
+    }
+
+    func refusedField(_ config: [String: Any]) -> String? {
+        do {
+            _ = try describe(config)
+            return nil
+        } catch let CheckpointError.badConfig(_, field, _) {
+            return field
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func slidingLayersRotateAndGlobalLayersDoNot() throws {
+        let d = try describe(try config())
+        #expect(d.architecture == .exaoneMoe && d.sparseLayers == [1, 2, 3])
+        // sliding_window_pattern 2: layers 0 and 2 slide (window 5), 1 and 3 are global NoPE.
+        #expect(d.attention.layerWindows == [5, nil, 5, nil])
+        #expect(d.attention.layerRotary == [true, false, true, false])
+        #expect(d.correctionBiasName(layer: 1) == "model.layers.1.mlp.e_score_correction_bias")
+        var c = try config()
+        c.removeValue(forKey: "layer_types")
+        c["sliding_window"] = NSNull()  // no window: every layer global, and every layer rotates
+        let global = try describe(c).attention
+        #expect(global.layerWindows == nil && global.rotates(layer: 1))
+    }
+
+    /// (field, JSON value)
+    @Test(arguments: [("sliding_window_pattern", "\"LLLG\""), ("layer_types", "[\"full_attention\"]"),
+                      ("mlp_layer_types", "[\"dense\", \"moe\", \"sparse\", \"sparse\"]"), ("hidden_act", "\"gelu\"")])
+    func whatItCannotMeanIsRefusedByName(field: String, value: String) throws {
+        var c = try config()
+        if field == "sliding_window_pattern" { c.removeValue(forKey: "layer_types") }
+        c[field] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+        #expect(refusedField(c) == field)
+    }
+}
