@@ -1,3 +1,4 @@
+import Foundation
 import JindouModel
 import JindouRouting
 import Synchronization
@@ -14,7 +15,11 @@ import Synchronization
 ///
 ///     T(B) = c(B) + L · (RTT + B·bytes/bandwidth + w(B))
 ///
-/// with c and w linear in the tokens (fitted from two measured batch sizes). Two
+/// with c linear in the tokens and w linear in the tokens or — with `expertReads` — in the
+/// experts the busiest worker touches: a memory-bound worker reads each touched expert
+/// once per step, and B tokens of K experts touch E_w · (1 − (1 − 1/E)^(K·B)) of its E_w,
+/// which grows fast at small B and saturates (8 tokens of Qwen3-30B's 8-of-128 touch half
+/// the experts, 32 tokens 87 %). Both fitted from two measured batch sizes. Two
 /// micro-batches of B/2 pipeline per layer: while one exchanges, the other computes, so a
 /// layer takes max(2·c(B/2)/L, c(B/2)/L + exchange(B/2)) plus one layer of fill. When the
 /// coordinator and the workers share the same cores (one machine, as in `bench network`),
@@ -39,6 +44,22 @@ public struct LatencyModel: Codable, Sendable, Equatable {
     public var workerPerTokenSeconds: Double
     /// Whether coordinator and workers compute on the same cores (overlap hides only the link).
     public var sharedCompute: Bool
+    /// When set, `workerPerTokenSeconds` is per touched expert of the busiest worker, not per token.
+    public var expertReads: ExpertReads?
+
+    /// Experts a step touches on the busiest worker.
+    public struct ExpertReads: Codable, Sendable, Equatable {
+        /// Routed experts of the model, experts chosen per token, experts on the busiest worker.
+        public var experts: Double, perToken: Double, onWorker: Double
+        public init(experts: Double, perToken: Double, onWorker: Double) {
+            (self.experts, self.perToken, self.onWorker) = (experts, perToken, onWorker)
+        }
+        /// Expected distinct experts of the worker's `onWorker` that `tokens` tokens touch.
+        public func touched(tokens: Double) -> Double {
+            guard experts > 0, tokens > 0 else { return 0 }
+            return onWorker * (1 - pow(1 - 1 / experts, perToken * tokens))
+        }
+    }
 
     public init(moeLayers: Int, roundTripSeconds: Double, bytesPerSecond: Double, bytesPerTokenPerLayer: Double,
                 coordinatorFixedSeconds: Double, coordinatorPerTokenSeconds: Double, workerFixedSeconds: Double,
@@ -55,7 +76,9 @@ public struct LatencyModel: Codable, Sendable, Equatable {
     }
 
     public func coordinatorSeconds(tokens: Double) -> Double { coordinatorFixedSeconds + coordinatorPerTokenSeconds * tokens }
-    public func workerSeconds(tokens: Double) -> Double { workerFixedSeconds + workerPerTokenSeconds * tokens }
+    public func workerSeconds(tokens: Double) -> Double {
+        workerFixedSeconds + workerPerTokenSeconds * (expertReads?.touched(tokens: tokens) ?? tokens)
+    }
 
     /// One MoE layer's exchange: round trip, bytes both ways, the busiest worker.
     public func exchangeSeconds(tokens: Double) -> Double {
@@ -92,7 +115,7 @@ public struct LatencyModel: Codable, Sendable, Equatable {
     /// exchanges (summed over its MoE layers).
     public static func fit(moeLayers: Int, roundTripSeconds: Double, bytesPerSecond: Double, bytesPerTokenPerLayer: Double,
                            points: [(tokens: Double, stepSeconds: Double, exchangeSeconds: Double)],
-                           sharedCompute: Bool = false) -> LatencyModel {
+                           sharedCompute: Bool = false, expertReads: ExpertReads? = nil) -> LatencyModel {
         let layers = Double(moeLayers)
         func line(_ values: [(Double, Double)]) -> (Double, Double) {
             guard values.count >= 2, let a = values.min(by: { $0.0 < $1.0 }), let b = values.max(by: { $0.0 < $1.0 }), b.0 > a.0 else {
@@ -103,12 +126,15 @@ public struct LatencyModel: Codable, Sendable, Equatable {
         }
         let coordinator = line(points.map { ($0.tokens, $0.stepSeconds - $0.exchangeSeconds) })
         let worker = line(points.map { point in
-            (point.tokens, point.exchangeSeconds / layers - roundTripSeconds - point.tokens * bytesPerTokenPerLayer / bytesPerSecond)
+            (expertReads?.touched(tokens: point.tokens) ?? point.tokens,
+             point.exchangeSeconds / layers - roundTripSeconds - point.tokens * bytesPerTokenPerLayer / bytesPerSecond)
         })
-        return LatencyModel(moeLayers: moeLayers, roundTripSeconds: roundTripSeconds, bytesPerSecond: bytesPerSecond,
-                            bytesPerTokenPerLayer: bytesPerTokenPerLayer, coordinatorFixedSeconds: coordinator.0,
-                            coordinatorPerTokenSeconds: coordinator.1, workerFixedSeconds: worker.0, workerPerTokenSeconds: worker.1,
-                            sharedCompute: sharedCompute)
+        var model = LatencyModel(moeLayers: moeLayers, roundTripSeconds: roundTripSeconds, bytesPerSecond: bytesPerSecond,
+                                 bytesPerTokenPerLayer: bytesPerTokenPerLayer, coordinatorFixedSeconds: coordinator.0,
+                                 coordinatorPerTokenSeconds: coordinator.1, workerFixedSeconds: worker.0, workerPerTokenSeconds: worker.1,
+                                 sharedCompute: sharedCompute)
+        model.expertReads = expertReads
+        return model
     }
 }
 

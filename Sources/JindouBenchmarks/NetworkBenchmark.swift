@@ -259,7 +259,9 @@ public struct NetworkBenchmark {
                 + options.wireDType.combineDType.payloadBytes(rows: 1, width: description.hiddenSize)) * reach
             latency = LatencyModel.fit(moeLayers: description.sparseLayers.count, roundTripSeconds: link.roundTripSeconds,
                                        bytesPerSecond: link.bytesPerSecond, bytesPerTokenPerLayer: bytes, points: points,
-                                       sharedCompute: true)
+                                       sharedCompute: true,
+                                       expertReads: .init(experts: Double(description.expertCount), perToken: k,
+                                                          onWorker: (Double(description.expertCount) / w).rounded(.up)))
         }
         var predictedStreams: [Int: [Double]] = [:]
         for s in options.streams {
@@ -520,14 +522,15 @@ extension NetworkBenchmark.Report {
         }
         lines += ["", "### The latency model against these measurements (docs/performance.md)", "",
                   "Calibrated on each group's lowest-RTT row (coordinator and worker time at 1 and \(counts.max() ?? 0) sequences),",
-                  "then moved onto each row's *measured* link; cells are measured / predicted (error).", ""]
+                  "then moved onto each row's *measured* link; cells are measured / predicted (error). The busiest worker's time",
+                  "grows with the experts a step touches on it (expected distinct experts of K per token), not with the tokens.", ""]
         var modelHeader = "| model | hosts | rate | RTT measured | batch 1 |"
         var modelRule = "|---|---|---|---|---|"
         for s in counts {
             modelHeader += " \(s) streams mb1 | mb2 |"
             modelRule += "---|---|"
         }
-        modelHeader += " n-gram batch 1 | c fixed ms | c per token ms | w fixed ms/layer | w per token ms/layer |"
+        modelHeader += " n-gram batch 1 | c fixed ms | c per token ms | w fixed ms/layer | w per touched expert ms/layer |"
         modelRule += "---|---|---|---|---|"
         lines += [modelHeader, modelRule]
         func cell(_ measured: Double, _ predicted: Double?) -> String {

@@ -1,3 +1,4 @@
+import Foundation
 import JindouBenchmarks
 import Testing
 
@@ -54,5 +55,25 @@ import Testing
         // Moved onto another link, the same compute.
         let far = fitted.on(roundTripSeconds: 1e-3, bytesPerSecond: 1.25e9)
         #expect(far.coordinatorFixedSeconds == fitted.coordinatorFixedSeconds && far.roundTripSeconds == 1e-3)
+    }
+
+    /// Workers' time in touched experts: the expectation is right at its ends and in between,
+    /// fitting recovers it, and it makes 8 tokens cost more than a line through 1 and 32 does.
+    @Test func touchedExpertsSaturateAndFit() {
+        let reads = LatencyModel.ExpertReads(experts: 128, perToken: 8, onWorker: 64)
+        #expect(abs(reads.touched(tokens: 1) - 64 * (1 - pow(127.0 / 128, 8))) < 1e-12)
+        #expect(reads.touched(tokens: 10_000) > 63.99 && reads.touched(tokens: 0) == 0)
+        var m = Self.model
+        m.expertReads = reads
+        let points = [1.0, 32.0].map { b in
+            (tokens: b, stepSeconds: m.stepSeconds(tokens: b), exchangeSeconds: Double(m.moeLayers) * m.exchangeSeconds(tokens: b))
+        }
+        let fitted = LatencyModel.fit(moeLayers: 48, roundTripSeconds: m.roundTripSeconds, bytesPerSecond: m.bytesPerSecond,
+                                      bytesPerTokenPerLayer: m.bytesPerTokenPerLayer, points: points, expertReads: reads)
+        #expect(abs(fitted.workerPerTokenSeconds - m.workerPerTokenSeconds) < 1e-9 && abs(fitted.workerFixedSeconds - m.workerFixedSeconds) < 1e-9)
+        var linear = LatencyModel.fit(moeLayers: 48, roundTripSeconds: m.roundTripSeconds, bytesPerSecond: m.bytesPerSecond,
+                                      bytesPerTokenPerLayer: m.bytesPerTokenPerLayer, points: points)
+        linear.expertReads = nil
+        #expect(fitted.stepSeconds(tokens: 8) > linear.stepSeconds(tokens: 8))
     }
 }
