@@ -136,14 +136,8 @@ struct Dots1Configuration: DescribedConfiguration {
         guard let shared = nSharedExperts else { throw ConfigurationError(field: "n_shared_experts", reason: "is required") }
         guard let perToken = numExpertsPerTok else { throw ConfigurationError(field: "num_experts_per_tok", reason: "is required") }
         guard hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (silu only)") }
-        let types = resolvedLayerTypes()
-        guard types.count == numHiddenLayers else {
-            throw ConfigurationError(field: "layer_types", reason: "has \(types.count) entries for \(numHiddenLayers) layers")
-        }
-        if let unknown = types.first(where: { $0 != "full_attention" && $0 != "sliding_attention" }) {
-            throw ConfigurationError(field: "layer_types", reason: "'\(unknown)' is not a layer type Jindou computes (full_attention, sliding_attention)")
-        }
-        let sliding = types.contains("sliding_attention")
+        let slides = try LayerTypes.sliding(resolvedLayerTypes(), layers: numHiddenLayers)
+        let sliding = slides.contains(true)
         guard !sliding || (slidingWindow ?? 0) >= 1 else {
             throw ConfigurationError(field: "sliding_window", reason: "sliding_attention layers need a window of at least 1")
         }
@@ -173,7 +167,7 @@ struct Dots1Configuration: DescribedConfiguration {
             eosTokenIDs: eosTokenID,
             bosTokenID: bosTokenID,
             declaredDType: dtype)
-        if sliding { description.attention.layerWindows = types.map { $0 == "sliding_attention" ? slidingWindow : nil } }
+        if sliding { description.attention.layerWindows = slides.map { $0 ? slidingWindow : nil } }
         return description
     }
 }

@@ -141,27 +141,12 @@ struct ExaoneMoeConfiguration: DescribedConfiguration {
 
     func description() throws -> ModelDescription {
         guard hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (silu only)") }
-        let types = try resolvedLayerTypes()
-        guard types.count == numHiddenLayers else {
-            throw ConfigurationError(field: "layer_types", reason: "has \(types.count) entries for \(numHiddenLayers) layers")
-        }
-        if let unknown = types.first(where: { $0 != "full_attention" && $0 != "sliding_attention" }) {
-            throw ConfigurationError(field: "layer_types", reason: "'\(unknown)' is not a layer type Jindou computes (full_attention, sliding_attention)")
-        }
-        if types.contains("sliding_attention") && (slidingWindow ?? 0) < 1 {
+        let slides = try LayerTypes.sliding(resolvedLayerTypes(), layers: numHiddenLayers)
+        if slides.contains(true) && (slidingWindow ?? 0) < 1 {
             throw ConfigurationError(field: "sliding_window", reason: "sliding_attention layers need a window of at least 1")
         }
-        let mlpTypes = mlpLayerTypes ?? (0..<numHiddenLayers).map { $0 < firstKDenseReplace ? "dense" : "sparse" }
-        guard mlpTypes.count == numHiddenLayers else {
-            throw ConfigurationError(field: "mlp_layer_types", reason: "has \(mlpTypes.count) entries for \(numHiddenLayers) layers")
-        }
-        let layers: [FeedForwardKind] = try mlpTypes.map { type in
-            switch type {
-            case "dense": return .dense(intermediateSize: intermediateSize)
-            case "sparse": return .sparse
-            default: throw ConfigurationError(field: "mlp_layer_types", reason: "'\(type)' is not dense or sparse")
-            }
-        }
+        let layers = try LayerTypes.feedForward(mlpLayerTypes ?? (0..<numHiddenLayers).map { $0 < firstKDenseReplace ? "dense" : "sparse" },
+                                                layers: numHiddenLayers, intermediateSize: intermediateSize)
         let headDimension = headDim ?? hiddenSize / max(1, numAttentionHeads)
         var attention = AttentionShape(
             heads: numAttentionHeads, keyValueHeads: numKeyValueHeads, headDimension: headDimension,
@@ -170,8 +155,8 @@ struct ExaoneMoeConfiguration: DescribedConfiguration {
             ropeScaling: try rope.scaling(maxPositionEmbeddings: maxPositionEmbeddings))
         if slidingWindow != nil {
             // Exaone4Attention.forward: rotary only when sliding_window is None or the layer slides.
-            attention.layerWindows = types.map { $0 == "sliding_attention" ? slidingWindow : nil }
-            attention.layerRotary = types.map { $0 == "sliding_attention" }
+            attention.layerWindows = slides.map { $0 ? slidingWindow : nil }
+            attention.layerRotary = slides
         }
         var description = ModelDescription(
             architecture: .exaoneMoe,

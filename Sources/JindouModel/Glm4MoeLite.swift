@@ -47,17 +47,8 @@ enum Glm4MoeLiteFamily: ArchitectureDefinition {
         case let list as [String]: types = list
         default: throw ConfigurationError(field: "mlp_layer_types", reason: "expected a list of \"dense\"/\"sparse\"")
         }
-        guard types.count == layers else {
-            throw ConfigurationError(field: "mlp_layer_types", reason: "has \(types.count) entries for \(layers) layers")
-        }
-        let dense = FeedForwardKind.dense(intermediateSize: (config["intermediate_size"] as? Int) ?? 10240)
-        description.layers = try types.map { type in
-            switch type {
-            case "dense": return dense
-            case "sparse": return .sparse
-            default: throw ConfigurationError(field: "mlp_layer_types", reason: "'\(type)' is not dense or sparse")
-            }
-        }
+        description.layers = try LayerTypes.feedForward(types, layers: layers,
+                                                        intermediateSize: (config["intermediate_size"] as? Int) ?? 10240)
         return description
     }
 }

@@ -10,25 +10,11 @@ import JindouRouting
 /// RouterGoldenTests), ClusterEqualsEngineTests and LocalClusterTests.
 @Suite("dots.llm1 configuration")
 struct Dots1Tests {
-    func config() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("dots1-tiny") + "/config.json"))
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }
+    func config() throws -> [String: Any] { try ConfigEditing.config("dots1-tiny") }
 
-    func describe(_ config: [String: Any]) throws -> ModelDescription {
-        try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
-    }
+    func describe(_ config: [String: Any]) throws -> ModelDescription { try ConfigEditing.describe(config) }
 
-    func refusedField(_ config: [String: Any]) -> String? {
-        do {
-            _ = try describe(config)
-            return nil
-        } catch let CheckpointError.badConfig(_, field, _) {
-            return field
-        } catch {
-            return "\(error)"
-        }
-    }
+    func refusedField(_ config: [String: Any]) -> String? { ConfigEditing.refusedField(config) }
 
     @Test func theHubConfigDescribesQwen3AttentionOnDeepSeekMoE() throws {
         let d = try describe(try config())

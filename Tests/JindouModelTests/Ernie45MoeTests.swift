@@ -10,25 +10,11 @@ import JindouRouting
 /// transformers: the ernie45-moe-tiny goldens, ClusterEqualsEngineTests, LocalClusterTests.
 @Suite("ERNIE-4.5-MoE configuration")
 struct Ernie45MoeTests {
-    func config() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("ernie45-moe-tiny") + "/config.json"))
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }
+    func config() throws -> [String: Any] { try ConfigEditing.config("ernie45-moe-tiny") }
 
-    func describe(_ config: [String: Any]) throws -> ModelDescription {
-        try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
-    }
+    func describe(_ config: [String: Any]) throws -> ModelDescription { try ConfigEditing.describe(config) }
 
-    func refusedField(_ config: [String: Any]) -> String? {
-        do {
-            _ = try describe(config)
-            return nil
-        } catch let CheckpointError.badConfig(_, field, _) {
-            return field
-        } catch {
-            return "\(error)"
-        }
-    }
+    func refusedField(_ config: [String: Any]) -> String? { ConfigEditing.refusedField(config) }
 
     @Test func theHubConfigDescribesTheBlocks() throws {
         let d = try describe(try config())

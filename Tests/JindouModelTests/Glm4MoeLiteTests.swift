@@ -9,14 +9,9 @@ import JindouRouting
 /// transformers: the glm4-moe-lite-tiny goldens, ClusterEqualsEngineTests, LocalClusterTests.
 @Suite("GLM-4.7-Flash configuration")
 struct Glm4MoeLiteTests {
-    func config() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("glm4-moe-lite-tiny") + "/config.json"))
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }
+    func config() throws -> [String: Any] { try ConfigEditing.config("glm4-moe-lite-tiny") }
 
-    func describe(_ config: [String: Any]) throws -> ModelDescription {
-        try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
-    }
+    func describe(_ config: [String: Any]) throws -> ModelDescription { try ConfigEditing.describe(config) }
 
     @Test func layersFollowMlpLayerTypesAndAttentionIsLatent() throws {
         let d = try describe(try config())

@@ -10,25 +10,11 @@ import JindouRouting
 /// (TransformersGoldenTests, RouterGoldenTests), ClusterEqualsEngineTests, LocalClusterTests.
 @Suite("Hunyuan-A13B configuration")
 struct HunyuanMoeTests {
-    func config() throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("hunyuan-moe-tiny") + "/config.json"))
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }
+    func config() throws -> [String: Any] { try ConfigEditing.config("hunyuan-moe-tiny") }
 
-    func describe(_ config: [String: Any]) throws -> ModelDescription {
-        try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: "c")
-    }
+    func describe(_ config: [String: Any]) throws -> ModelDescription { try ConfigEditing.describe(config) }
 
-    func refusedField(_ config: [String: Any]) -> String? {
-        do {
-            _ = try describe(config)
-            return nil
-        } catch let CheckpointError.badConfig(_, field, _) {
-            return field
-        } catch {
-            return "\(error)"
-        }
-    }
+    func refusedField(_ config: [String: Any]) -> String? { ConfigEditing.refusedField(config) }
 
     @Test func theHubConfigDescribesTheBlocks() throws {
         let d = try describe(try config())
