@@ -55,7 +55,8 @@ from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForC
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
-                          HunYuanMoEV1ForCausalLM, MiniMaxM2Config, MiniMaxM2ForCausalLM,
+                          GptOssConfig, GptOssForCausalLM, HunYuanMoEV1ForCausalLM, MiniMaxM2Config,
+                          MiniMaxM2ForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -82,6 +83,17 @@ MINIMAX_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_k
 # Keys of MiniMax-M2's released config.json that transformers ignores (Jindou checks them).
 MINIMAX_HUB_KEYS = {"use_qk_norm": True, "qk_norm_type": "per_layer", "scoring_func": "sigmoid",
                     "use_routing_bias": True, "shared_intermediate_size": 0, "use_mtp": True, "num_mtp_modules": 3}
+# gpt-oss: 4 layers alternating sliding (window 5: every prompt but the shortest exceeds
+# it) and full, YaRN past original_max_position_embeddings 16 (the 40-token prompt crosses
+# it), a swiglu_limit of 1 so both clamps act on many activations.
+GPT_OSS_TINY = dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                    max_position_embeddings=64, intermediate_size=32, num_hidden_layers=4, num_local_experts=8,
+                    num_experts_per_tok=2, sliding_window=5, swiglu_limit=1.0, tie_word_embeddings=False,
+                    bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                    rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0, "beta_fast": 32.0,
+                                     "beta_slow": 1.0, "truncate": False, "original_max_position_embeddings": 16})
+# Keys of gpt-oss's released config.json that transformers ignores.
+GPT_OSS_HUB_KEYS = {"experts_per_token": 2, "initial_context_length": 16}
 # Keys of Hunyuan-A13B's released config.json that transformers ignores (Jindou checks them).
 HUNYUAN_HUB_KEYS = {"use_qk_norm": True, "use_mixed_mlp_moe": True, "use_cla": False, "cla_share_factor": 2,
                     "num_shared_expert": [1, 1, 1], "moe_intermediate_size": [32, 32, 32]}
@@ -117,6 +129,7 @@ class Spec:
     long_prompt: int | None = None      # an extra configured-K case with a prompt this long
     mtp_layers: int = 0                 # DeepSeek: write this many MTP layers' tensors after the last layer
     fp8_block: int | None = None        # DeepSeek: store Linear weights as FP8 with [B, B] block scales
+    mxfp4: bool = False                 # gpt-oss: routed experts as MXFP4 _blocks/_scales (random bytes)
 
 
 def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
@@ -167,6 +180,13 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                       num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.5,
                       norm_topk_prob=True, rope_interleave=False, rope_parameters=ds_yarn, num_mtp_layers=0),
                  fp8_block=64, k_overrides=(2, 8), auto_thresholds=(0.6,), router_k=8),
+            Spec("unseen-gpt-oss", "gpt_oss", 909 + s,
+                 dict(GPT_OSS_TINY, hidden_size=96, num_attention_heads=6, num_key_value_heads=3, vocab_size=400,
+                      intermediate_size=64, num_hidden_layers=3, num_local_experts=16, num_experts_per_tok=4,
+                      sliding_window=7, swiglu_limit=2.0, layer_types=["full_attention", "sliding_attention", "full_attention"]),
+                 legacy_config=True, k_overrides=(2, 8), auto_thresholds=(0.7,), router_k=8),
+            Spec("unseen-gpt-oss-mxfp4", "gpt_oss", 919 + s, dict(GPT_OSS_TINY, hidden_size=96, vocab_size=400),
+                 mxfp4=True, k_overrides=(3,), auto_thresholds=(0.7,), router_k=3),
             Spec("unseen-minimax-m2", "minimax_m2", 707 + s,
                  dict(MINIMAX_TINY, hidden_size=96, num_attention_heads=6, num_key_value_heads=3, head_dim=16,
                       vocab_size=400, intermediate_size=40, num_hidden_layers=2, num_local_experts=16,
@@ -289,6 +309,14 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   mlp_layer_types=["sparse", "dense", "sparse"], bos_token_id=None, eos_token_id=None,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 3, 4), router_k=3),
+        # gpt-oss: attention sinks, q/k/v/o biases, alternating sliding/full layers, YaRN
+        # (truncate false), router with a bias and softmax over the top-k logits, experts
+        # input-major with interleaved gate/up, biases and the clamped SwiGLU; Hub-style config.
+        Spec("gpt-oss-tiny", "gpt_oss", 18 + s, GPT_OSS_TINY,
+             legacy_config=True, extra_config=GPT_OSS_HUB_KEYS, k_overrides=(1, 4, 8), router_k=4),
+        # The same architecture with the experts as released: MXFP4 blocks and scales.
+        Spec("gpt-oss-tiny-mxfp4", "gpt_oss", 19 + s, dict(GPT_OSS_TINY, num_hidden_layers=2),
+             mxfp4=True, k_overrides=(1, 3), router_k=3),
         # Hunyuan-A13B: q/k norm after rotary (`query_layernorm`/`key_layernorm`), NTK-alpha rope,
         # softmax router `gate.wg`, a `shared_mlp` beside the experts, q/k/v/o biases; config.json
         # in the Hub style (rope_scaling {type: dynamic, alpha}, the keys transformers ignores).
@@ -327,6 +355,8 @@ def build_model(spec: Spec):
         model = Dots1ForCausalLM(Dots1Config(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "minimax_m2":
         model = MiniMaxM2ForCausalLM(MiniMaxM2Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "gpt_oss":
+        model = GptOssForCausalLM(GptOssConfig(**spec.config, **IMPLEMENTATIONS))
     else:
         args = dict(spec.config)
         partial = args.pop("partial_rotary_factor", 1.0)
@@ -352,7 +382,15 @@ def reinitialise(model, hidden=None):
         elif name.endswith("e_score_correction_bias"):
             # ERNIE keeps it as a parameter: next to softmax scores (~1/experts), not sigmoid ones.
             p.normal_(0, 0.02)
-        elif name.endswith("mlp.gate.weight"):
+        elif name.endswith("self_attn.sinks"):
+            # gpt-oss's sink logits, on the scale of the attention scores so they matter.
+            p.normal_(0, 1.0)
+        elif name.endswith(("mlp.experts.gate_up_proj", "mlp.experts.down_proj")) and p.dim() == 3:
+            # gpt-oss stacks experts input-major ([E, in, out]): the fan-in is dim 1.
+            p.normal_(0, 1.0 / math.sqrt(p.shape[1]))
+        elif name.endswith("_proj_bias"):
+            p.normal_(0, 0.1)
+        elif name.endswith(("mlp.gate.weight", "mlp.router.weight")):
             # Router logits of std ~2 on normalised inputs: clearly ordered, not saturated.
             p.normal_(0, 2.0 / math.sqrt(hidden))
         elif name.endswith(".bias"):
@@ -365,6 +403,17 @@ def reinitialise(model, hidden=None):
         if name.endswith("e_score_correction_bias"):
             # Large enough next to sigmoid scores to change some selections (counted later).
             b.normal_(0, 0.1)
+
+
+def router_of(layer):
+    """A decoder layer's MoE router module (`mlp.gate`; gpt-oss: `mlp.router`), or None
+    for a dense layer."""
+    return getattr(layer.mlp, "gate", None) or getattr(layer.mlp, "router", None)
+
+
+def is_gpt_oss(router) -> bool:
+    """GptOssTopKRouter: Linear with bias, top-k of the logits, softmax over those."""
+    return type(router).__name__ == "GptOssTopKRouter"
 
 
 def link_routers(model):
@@ -404,7 +453,7 @@ def correction_bias(router):
 
 
 def routers(model):
-    return [layer.mlp.gate for layer in model.model.layers if hasattr(layer.mlp, "gate")]
+    return [router_of(layer) for layer in model.model.layers if router_of(layer) is not None]
 
 
 def is_glm(router) -> bool:
@@ -440,6 +489,12 @@ def routing(router, hidden, bias=None):
         logits = F.linear(hidden.to(router.weight.dtype), router.weight)
         scores = logits.float().sigmoid()
         return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
+    if is_gpt_oss(router):
+        # Chosen by the logits; the auto rule's raw scores are the softmax numerators
+        # exp(logit − max) (Jindou's `softmaxTopK`), whose shares among the chosen are their weights.
+        logits = F.linear(hidden.to(router.weight.dtype), router.weight, router.bias)
+        scores = (logits.float() - logits.float().max(dim=-1, keepdim=True).values).exp()
+        return logits, scores, logits.float(), None
     if is_ernie(router):  # fp32 softmax, the bias for the choice only
         logits = F.linear(hidden.float(), router.weight.float())
         scores = F.softmax(logits, dim=1, dtype=torch.float)
@@ -489,7 +544,7 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     `sentinel=True` instead points dropped slots at index num_experts, which the eager
     experts loop skips outright; the self-check compares the two."""
     glm = is_glm(router)
-    normalise = True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) else router.norm_topk_prob
+    normalise = True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) or is_gpt_oss(router) else router.norm_topk_prob
 
     def forward(hidden_states, *_):  # MiniMax's router also takes the block's bias (read in routing)
         logits, scores, choice, _ = routing(router, hidden_states)
@@ -560,8 +615,8 @@ class RouterRecorder:
 
     def __enter__(self):
         for layer_index, layer in enumerate(self.model.model.layers):
-            if hasattr(layer.mlp, "gate"):
-                self.handles.append(layer.mlp.gate.register_forward_hook(self.hook(layer_index)))
+            if router_of(layer) is not None:
+                self.handles.append(router_of(layer).register_forward_hook(self.hook(layer_index)))
         return self
 
     def __exit__(self, *exc):
@@ -770,7 +825,7 @@ def rewrite_config(path: str, legacy: bool, extra: dict):
         if "dtype" in config:
             config["torch_dtype"] = config.pop("dtype")
         assert "rope_parameters" not in config and "dtype" not in config
-        assert "num_local_experts" not in config or config.get("model_type") == "minimax_m2"  # MiniMax's own name
+        assert "num_local_experts" not in config or config.get("model_type") in ("minimax_m2", "gpt_oss")  # their own name
     config.update(extra)
     with open(path, "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
@@ -794,7 +849,10 @@ def load(directory, dtype):
     model_type it refuses (kimi_k2), or FP8 weights (dequantised here, see dequantise_fp8).
     Those are staged in a temporary copy with a config transformers takes."""
     config = read_config(directory)
-    if config.get("model_type") not in LOAD_AS and "quantization_config" not in config:
+    mxfp4 = (config.get("quantization_config") or {}).get("quant_method") == "mxfp4"
+    if config.get("model_type") not in LOAD_AS and ("quantization_config" not in config or mxfp4):
+        # MXFP4 (gpt-oss): transformers' own loader dequantises the experts on CPU
+        # (Mxfp4HfQuantizer → convert_moe_packed_tensors), exactly, in the requested dtype.
         return link_routers(AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval())
     with tempfile.TemporaryDirectory() as staged:
         for name in os.listdir(directory):
@@ -1040,6 +1098,36 @@ def quantise_checkpoint(out_dir: str, block: int) -> dict:
     return dequantised, math.sqrt(error / total)
 
 
+# gpt-oss's released quantization_config (which modules stay unquantised).
+MXFP4_QUANTIZATION = {"quant_method": "mxfp4", "modules_to_not_convert": [
+    "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+
+
+@torch.no_grad()
+def write_mxfp4_experts(spec: Spec, out_dir: str, model):
+    """Rewrites the checkpoint's gpt-oss experts as released checkpoints store them: each
+    `gate_up_proj` / `down_proj` [E, in, out] becomes `_blocks` [E, out, in/32, 16] (random
+    bytes: every FP4 code in both nibbles) and `_scales` [E, out, in/32] (random E8M0
+    exponents near 2^-4, so values have the fan-in scale). The in-memory model takes the
+    weights transformers' `convert_moe_packed_tensors` decodes from them; the reload (by
+    transformers' MXFP4 loader) must then equal it bit for bit."""
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    path = os.path.join(out_dir, "model.safetensors")
+    tensors, written = load_file(path), {}
+    g = torch.Generator().manual_seed(spec.seed * 31)
+    for name, tensor in tensors.items():
+        if not name.endswith(("mlp.experts.gate_up_proj", "mlp.experts.down_proj")):
+            written[name] = tensor
+            continue
+        experts, fan_in, width = tensor.shape
+        low = 122 if fan_in >= 64 else 123  # ~2.9 · 2^(e-127): ≈ 1/√fan_in
+        blocks = torch.randint(0, 256, (experts, width, fan_in // 32, 16), generator=g, dtype=torch.uint8)
+        scales = torch.randint(low, low + 2, (experts, width, fan_in // 32), generator=g, dtype=torch.uint8)
+        written[name + "_blocks"], written[name + "_scales"] = blocks, scales
+        model.get_parameter(name).copy_(convert_moe_packed_tensors(blocks, scales, dtype=torch.float32))
+    save_file(written, path, metadata={"format": "pt"})
+
+
 def bits(tensor):
     return tensor.view(torch.uint8) if tensor.dtype == torch.float8_e4m3fn else tensor
 
@@ -1151,7 +1239,7 @@ def check_auto_reference(model, prompt):
     ties, exact = 0, True
     for layer, hidden, i0, w0, _ in plain.captures:
         # Router by router on the inputs transformers' own router received.
-        gate = model.model.layers[layer].mlp.gate
+        gate = router_of(model.model.layers[layer])
         hidden = hidden.to(model.dtype)
         _, w1, i1 = auto_forward(gate, 1.0, kmax)(hidden)
         gate.__dict__.pop("_jindou_auto_mask", None)
@@ -1178,6 +1266,10 @@ def check_auto_reference(model, prompt):
         assert torch.equal(expected, actual), "auto(1.0) logits differ from the configured top-k"
     else:
         assert torch.allclose(expected, actual, rtol=0, atol=1e-5), "auto(1.0) logits differ from the configured top-k"
+    if any(is_gpt_oss(r) for r in routers(model)):
+        # GptOssExperts one-hot encodes the indices over num_experts classes: a sentinel
+        # index cannot be expressed, so only the weight-0 form exists there.
+        return {"bitwise": exact and not ties, "exact_ties": ties, "zero_weight_vs_skip": None}
     with Patch(model, auto=0.6):
         zero_weight = model(probe).logits
     with Patch(model, auto=0.6, sentinel=True):
@@ -1230,7 +1322,7 @@ def count_bias_changes(model, prompts) -> tuple[int, int]:
         with RouterRecorder(model, kmax) as recorder:
             model(torch.tensor([prompts[key]]))
         for layer_index, hidden, indices, _, _ in recorder.captures:
-            gate = model.model.layers[layer_index].mlp.gate
+            gate = router_of(model.model.layers[layer_index])
             _, _, unbiased, _ = routing(gate, hidden, bias=torch.zeros_like(correction_bias(gate)))
             plain = descending(unbiased, kmax).sort(dim=-1).values
             changed += int((indices.sort(dim=-1).values != plain).any(dim=-1).sum())
@@ -1286,6 +1378,9 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
             "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
             "weight_block_size": [spec.fp8_block, spec.fp8_block]})
         spec = replace(spec, extra_config=extra)
+    if spec.mxfp4:
+        write_mxfp4_experts(spec, out_dir, model)
+        spec = replace(spec, extra_config=dict(spec.extra_config, quantization_config=MXFP4_QUANTIZATION))
     assert not (spec.mtp_layers and spec.fp8_block), "MTP tensors would stay unquantised"
     mtp_names = write_mtp_layers(spec, out_dir) if spec.mtp_layers else []
     if spec.legacy_config or spec.extra_config:  # otherwise config.json stays as transformers wrote it

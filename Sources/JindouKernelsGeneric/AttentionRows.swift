@@ -9,7 +9,8 @@ func attention(
     query q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDimension d: Int,
     keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rowStride: Int,
     first: Int, length: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
-    into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride valueStride: Int
+    into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride valueStride: Int,
+    sinks: UnsafePointer<Float>? = nil
 ) {
     let group = heads / kvHeads
     let count = length - first
@@ -20,7 +21,11 @@ func attention(
             let kp = k + p * rowStride + kvHead * d
             scores[p - first] = dotProduct(qh, kp, count: d) * scale
         }
-        softmaxInPlace(scores, count: count)
+        if let sinks {
+            softmaxWithSink(scores, count: count, sink: sinks[h])
+        } else {
+            softmaxInPlace(scores, count: count)
+        }
         let oh = out + h * dv
         for i in 0..<dv { oh[i] = 0 }
         for p in first..<length {

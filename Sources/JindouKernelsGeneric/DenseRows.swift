@@ -278,3 +278,17 @@ private func loadLow64(_ p: UnsafeRawPointer) -> __m128i {
     _mm_cvtsi64_si128(p.loadUnaligned(as: Int64.self))
 }
 #endif
+
+/// Rows of a block-quantised matrix with fp32 activations (`WeightMatrix.floatActivations`):
+/// each row widened once into the thread's scratch, then one fp32 dot product per token, in
+/// the same order whatever the token count.
+func floatActivationRows(_ call: RowCall, _ rows: Range<Int>) {
+    let weight = call.weight, columns = weight.columns
+    let row = threadScratch(.widenedRow, Float.self, count: columns)
+    for r in rows {
+        widenWeightRows(weight, r..<(r + 1), into: row)
+        for t in 0..<call.tokens {
+            call.y[t &* call.outputStride &+ r] = dotProduct(row, call.x + t &* columns, count: columns)
+        }
+    }
+}

@@ -24,12 +24,16 @@ public enum Kernels: KernelSet {
     public static let usesInt8Activations = true
 
     public static func prepare(_ x: UnsafePointer<Float>, tokens: Int, weight: WeightMatrix) -> UnsafeRawPointer? {
-        guard let format = weight.blockFormat else { return nil }
+        guard let format = weight.blockFormat, !weight.floatActivations else { return nil }
         return QuantizedActivations.encode(x, tokens: tokens, columns: weight.columns, format: format.activationFormat)
     }
 
     public static func computeRows(_ call: RowCall, _ rows: Range<Int>) {
         let weight = call.weight
+        if weight.floatActivations {
+            floatActivationRows(call, rows)
+            return
+        }
         if let format = weight.blockFormat {
             let a = QuantizedActivations(call.prepared!, format: format.activationFormat, tokens: call.tokens, columns: weight.columns)
             #if JINDOU_AVX2
@@ -53,11 +57,11 @@ public enum Kernels: KernelSet {
         query q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDimension d: Int,
         keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rowStride: Int,
         first: Int, length: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
-        into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride: Int
+        into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride: Int, sinks: UnsafePointer<Float>?
     ) {
         attention(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v, rowStride: rowStride,
                   first: first, length: length, scale: scale, scores: scores, into: out, valueDimension: dv,
-                  valueRowStride: valueRowStride)
+                  valueRowStride: valueRowStride, sinks: sinks)
     }
 
     public static func linearTransposed(

@@ -8,6 +8,13 @@ protocol ArchitectureDefinition {
     /// `model_type` values that name it when config.json has no `architectures`.
     static var modelTypes: [String] { get }
     static func describe(configJSON: Data) throws -> ModelDescription
+    /// `quantization_config.quant_method` values the family reads itself (gpt-oss: mxfp4);
+    /// other methods go through the shared block-FP8 reading.
+    static var quantizationMethods: [String] { get }
+}
+
+extension ArchitectureDefinition {
+    static var quantizationMethods: [String] { [] }
 }
 
 /// A family whose configuration type decodes config.json and describes itself.
@@ -50,7 +57,7 @@ extension ModelDescription {
     static let registry: [any ArchitectureDefinition.Type] = [
         Qwen3MoeFamily.self, Glm4MoeFamily.self, DeepseekV3Family.self, Qwen3VLMoeFamily.self, MiniMaxM2Family.self, Dots1Family.self,
         HunyuanMoeFamily.self, Glm4MoeLiteFamily.self, Ernie45MoeFamily.self,
-        ExaoneMoeFamily.self,
+        ExaoneMoeFamily.self, GptOssFamily.self,
     ]
 
     static func definition(for architecture: Architecture) -> (any ArchitectureDefinition.Type)? {

@@ -25,6 +25,8 @@ public struct AttentionWeights: Sendable {
     public let outputBias: [Float]?
     public let queryNorm: [Float]?
     public let keyNorm: [Float]?
+    /// Per head, the attention sink's logit (gpt-oss).
+    public var sinks: [Float]? = nil
 }
 
 /// A dense SwiGLU MLP (dense layers and shared experts).
@@ -434,9 +436,11 @@ public struct DecoderModel: Sendable {
         }
         var attended = [Float](repeating: 0, count: count * qWidth)
         let longest = (positions.max() ?? 0) + 1
+        let sinkValues = w.sinks ?? []
         q.withUnsafeBufferPointer { qb in
-            attended.withUnsafeMutableBufferPointer { ob in
+            attended.withUnsafeMutableBufferPointer { ob in sinkValues.withUnsafeBufferPointer { sinkBuffer in
                 let query = qb.baseAddress!, out = ob.baseAddress!
+                let sinks = w.sinks == nil ? nil : sinkBuffer.baseAddress
                 parallelChunks(count, minimumChunk: max(1, 4096 / max(1, longest))) { tokens in
                     let scores = threadScratch(.attentionScores, Float.self, count: longest)
                     for t in tokens {
@@ -446,10 +450,10 @@ public struct DecoderModel: Sendable {
                         attendOneToken(
                             query: query + t * qWidth, heads: a.heads, kvHeads: a.keyValueHeads, headDimension: d,
                             keys: cache.keys(layer: layer), values: cache.values(layer: layer), rowStride: kvWidth,
-                            first: first, length: length, scale: a.scale, scores: scores, into: out + t * qWidth)
+                            first: first, length: length, scale: a.scale, scores: scores, into: out + t * qWidth, sinks: sinks)
                     }
                 }
-            }
+            } }
         }
         return project(attended, rows: count, weight: w.output, bias: w.outputBias)
     }
@@ -505,7 +509,8 @@ struct LayerLoader {
                 valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
                 outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
                 queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.queryNormName).weight") : nil,
-                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.keyNormName).weight") : nil))
+                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.keyNormName).weight") : nil,
+                sinks: a.sinks ? try vector(p + "self_attn.sinks") : nil))
         }
         let feedForward: FeedForwardWeights
         switch kind {
@@ -514,7 +519,8 @@ struct LayerLoader {
         case .sparse:
             let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
             let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
-                                    correctionBias: bias)
+                                    correctionBias: bias,
+                                    logitBias: try description.moeNames.routerBias.map { try vector(p + description.moeNames.block + $0) })
             let shared = description.sharedExpertIntermediateSize != nil
                 ? try mlp(p + description.moeNames.block + description.moeNames.sharedExperts) : nil
             feedForward = .sparse(router: router, shared: shared)

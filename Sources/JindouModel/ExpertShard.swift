@@ -42,13 +42,34 @@ extension ExpertBackend {
 }
 
 /// The three projections of one routed expert (`Qwen3MoeMLP` shape with
-/// `moe_intermediate_size`): down(silu(gate·x) * up·x).
+/// `moe_intermediate_size`): down(silu(gate·x) * up·x), with the projections' biases
+/// where the checkpoint has them (gpt-oss).
 public struct ExpertWeights: Sendable {
     public let gate: WeightMatrix
     public let up: WeightMatrix
     public let down: WeightMatrix
+    public let gateBias: [Float]?
+    public let upBias: [Float]?
+    public let downBias: [Float]?
 
-    public var byteCount: Int { gate.byteCount + up.byteCount + down.byteCount }
+    public init(gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix,
+                gateBias: [Float]? = nil, upBias: [Float]? = nil, downBias: [Float]? = nil) {
+        self.gate = gate
+        self.up = up
+        self.down = down
+        self.gateBias = gateBias
+        self.upBias = upBias
+        self.downBias = downBias
+    }
+
+    /// The same biases on other matrices (the experts re-encoded).
+    func replacingMatrices(gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) -> ExpertWeights {
+        ExpertWeights(gate: gate, up: up, down: down, gateBias: gateBias, upBias: upBias, downBias: downBias)
+    }
+
+    public var byteCount: Int {
+        gate.byteCount + up.byteCount + down.byteCount + 4 * [gateBias, upBias, downBias].reduce(0) { $0 + ($1?.count ?? 0) }
+    }
 }
 
 public enum ExpertShardError: Error, Equatable, CustomStringConvertible {
@@ -73,6 +94,8 @@ public struct ExpertShard: ExpertBackend {
     public let hiddenSize: Int
     public let intermediateSize: Int
     public let experts: [ExpertKey: ExpertWeights]
+    /// What runs between gate/up and down.
+    public let activation: ExpertActivation
     /// The tensors this shard loaded (keeps mappings alive; reports mapped bytes). A shard
     /// assembled from others holds none; its experts keep their own mappings alive.
     public let tensors: TensorSet
@@ -92,11 +115,14 @@ public struct ExpertShard: ExpertBackend {
                 experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
             case .fused:
                 experts[key] = try Self.fusedExpert(key, description: description, tensors: tensors)
+            case .interleavedWithBias(let mxfp4):
+                experts[key] = try Self.interleavedExpert(key, description: description, tensors: tensors, mxfp4: mxfp4)
             }
         }
         self.hiddenSize = description.hiddenSize
         self.intermediateSize = description.moeIntermediateSize
         self.experts = experts
+        self.activation = description.expertActivation
         // Input-major fused experts were copied out (transposed); their mappings are not kept.
         let copied = experts.values.contains { $0.gate.owner is OwnedBytes }
         self.tensors = copied ? TensorSet(tensors: [:], regions: []) : tensors
@@ -128,9 +154,50 @@ public struct ExpertShard: ExpertBackend {
             expected: [e, 2 * moe, h], actual: [e] + gateUpShape)
     }
 
+    /// One gpt-oss expert (`ExpertStorage.interleavedWithBias`): gate and up are the even
+    /// and odd outputs of `gate_up_proj`, as are their biases. Float experts are transposed
+    /// out of the input-major stack (owned copies); MXFP4 experts are repacked, bits
+    /// unchanged, into ggml's block layout (`MXFP4.repackedRows`) and stay MXFP4, multiplied
+    /// with fp32 activations as transformers computes them (`WeightMatrix.floatActivations`).
+    static func interleavedExpert(_ key: ExpertKey, description: ModelDescription, tensors: TensorSet, mxfp4: Bool) throws -> ExpertWeights {
+        let m = description.moeIntermediateSize, h = description.hiddenSize
+        func view(_ name: String) throws -> TensorView {
+            let request = description.stackedExpertSlice(key, name)
+            guard let view = tensors[request.key] else { throw CheckpointError.missingTensor(tensor: request.name, searched: []) }
+            return view
+        }
+        func matrix(_ name: String, as shape: [Int]) throws -> WeightMatrix {
+            _ = try view(name)
+            return try tensors.matrix(description.stackedExpertSlice(key, name).key, quantization: nil, as: shape)
+        }
+        let gateUpBias = try view("gate_up_proj_bias").floats()
+        let downBias = try view("down_proj_bias").floats()
+        let even = Array(stride(from: 0, to: 2 * m, by: 2)), odd = Array(stride(from: 1, to: 2 * m, by: 2))
+        let gateBias = even.map { gateUpBias[$0] }, upBias = odd.map { gateUpBias[$0] }
+        guard mxfp4 else {
+            let gateUp = try matrix("gate_up_proj", as: [h, 2 * m]), down = try matrix("down_proj", as: [m, h])
+            return ExpertWeights(gate: gateUp.transposedCopy(columns: even), up: gateUp.transposedCopy(columns: odd),
+                                 down: down.transposedCopy(columns: 0..<h), gateBias: gateBias, upBias: upBias, downBias: downBias)
+        }
+        func repacked(_ name: String, rows: some Collection<Int>, columns: Int) throws -> WeightMatrix {
+            let blocks = try view(name + "_blocks"), scales = try view(name + "_scales")
+            for v in [blocks, scales] where v.dtype != .uint8 {
+                throw CheckpointError.unsupportedDType(path: v.path, tensor: request(v), dtype: v.dtype.rawValue, supported: "U8 (MXFP4 blocks and E8M0 scales)")
+            }
+            let storage = MXFP4.repackedRows(blocks: blocks.pointer, scales: scales.pointer, rows: rows, columns: columns)
+            // transformers dequantises and multiplies in float: fp32 activations, not int8 blocks.
+            return WeightMatrix(rows: rows.count, columns: columns, quantized: .mxfp4, base: UnsafeRawPointer(storage.pointer), owner: storage)
+                .withFloatActivations()
+        }
+        func request(_ v: TensorView) -> String { v.name.components(separatedBy: "[").first ?? v.name }
+        return ExpertWeights(gate: try repacked("gate_up_proj", rows: even, columns: h), up: try repacked("gate_up_proj", rows: odd, columns: h),
+                             down: try repacked("down_proj", rows: 0..<h, columns: m), gateBias: gateBias, upBias: upBias, downBias: downBias)
+    }
+
     /// A shard of already-loaded experts (their weight matrices keep their mappings alive).
     public init(description: ModelDescription, experts: [ExpertKey: ExpertWeights]) {
-        self.init(hiddenSize: description.hiddenSize, intermediateSize: description.moeIntermediateSize, experts: experts)
+        self.init(hiddenSize: description.hiddenSize, intermediateSize: description.moeIntermediateSize,
+                  activation: description.expertActivation, experts: experts)
     }
 
     public var keys: [ExpertKey] { experts.keys.sorted() }
@@ -155,15 +222,18 @@ public struct ExpertShard: ExpertBackend {
         let converted = Mutex([ExpertKey: ExpertWeights]())
         parallelFor(keys.count) { i in
             let weights = experts[keys[i]]!
-            let q = ExpertWeights(gate: weights.gate.quantized(format), up: weights.up.quantized(format), down: weights.down.quantized(format))
+            let q = weights.replacingMatrices(gate: weights.gate.quantized(format), up: weights.up.quantized(format),
+                                              down: weights.down.quantized(format))
             converted.withLock { $0[keys[i]] = q }
         }
-        return ExpertShard(hiddenSize: hiddenSize, intermediateSize: intermediateSize, experts: converted.withLock { $0 })
+        return ExpertShard(hiddenSize: hiddenSize, intermediateSize: intermediateSize, activation: activation,
+                           experts: converted.withLock { $0 })
     }
 
-    init(hiddenSize: Int, intermediateSize: Int, experts: [ExpertKey: ExpertWeights]) {
+    init(hiddenSize: Int, intermediateSize: Int, activation: ExpertActivation, experts: [ExpertKey: ExpertWeights]) {
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
+        self.activation = activation
         self.experts = experts
         self.tensors = TensorSet(tensors: [:], regions: [])
     }
@@ -261,7 +331,8 @@ public struct ExpertShard: ExpertBackend {
         let floats = threadScratch(.expertActivations, Float.self, count: assignments * (2 * h + 2 * m))
         var task = ExpertTask(experts: experts, layer: layer, order: order, groupStarts: groupStarts, rowToken: rowToken, x: x,
                               input: floats, gate: floats + assignments * h, up: floats + assignments * (h + m),
-                              slab: floats + assignments * (h + 2 * m), hidden: h, intermediate: m, parallelInside: false)
+                              slab: floats + assignments * (h + 2 * m), hidden: h, intermediate: m, activation: activation,
+                              parallelInside: false)
         // Enough experts to keep every thread busy: one expert per task. Otherwise split
         // each expert's rows over the threads instead.
         if used >= Parallelism.threads {
@@ -297,6 +368,7 @@ private struct ExpertTask {
     let slab: UnsafeMutablePointer<Float>
     let hidden: Int
     let intermediate: Int
+    let activation: ExpertActivation
     var parallelInside: Bool
 
     func run(_ index: Int) {
@@ -307,11 +379,27 @@ private struct ExpertTask {
         let w = experts[ExpertKey(layer: layer, expert: order[index])]!  // checked by `compute`
         let output = slab + first * h
         linearPair(input, tokens: n, w.gate, into: gate, w.up, into: up, parallel: parallelInside)
-        swiglu(gate: gate, up: up, count: n * m)
+        if let b = w.gateBias { Self.addBias(b, to: gate, rows: n) }
+        if let b = w.upBias { Self.addBias(b, to: up, rows: n) }
+        switch activation {
+        case .swiglu: swiglu(gate: gate, up: up, count: n * m)
+        case .clampedSwiglu(let alpha, let limit): clampedSwiglu(gate: gate, up: up, count: n * m, alpha: alpha, limit: limit)
+        }
         if parallelInside {
             linear(gate, tokens: n, weight: w.down, into: output)
         } else {
             linearSerial(gate, tokens: n, weight: w.down, into: output)
+        }
+        if let b = w.downBias { Self.addBias(b, to: output, rows: n) }
+    }
+
+    /// `rows` rows of `bias.count` values each, plus `bias`.
+    private static func addBias(_ bias: [Float], to values: UnsafeMutablePointer<Float>, rows: Int) {
+        bias.withUnsafeBufferPointer { b in
+            for r in 0..<rows {
+                let row = values + r * b.count
+                for i in 0..<b.count { row[i] += b[i] }
+            }
         }
     }
 }

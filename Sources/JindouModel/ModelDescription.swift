@@ -21,6 +21,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case glm4MoeLite = "Glm4MoeLiteForCausalLM"
     /// ERNIE-4.5-MoE (21B-A3B, 300B-A47B).
     case ernie45Moe = "Ernie4_5_MoeForCausalLM"
+    /// gpt-oss (20B, 120B): attention sinks, biased experts with a clamped SwiGLU, MXFP4 experts.
+    case gptOss = "GptOssForCausalLM"
     /// K-EXAONE (236B-A23B): sliding layers with rotary, global layers without (NoPE).
     case exaoneMoe = "ExaoneMoeForCausalLM"
 }
@@ -43,6 +45,9 @@ public struct AttentionShape: Sendable, Equatable {
     public var queryNormName = "q_norm", keyNormName = "k_norm"
     /// Biases on q/k/v projections (`attention_bias`).
     public var queryKeyValueBias: Bool
+    /// A learned logit per head (`self_attn.sinks`) that joins each softmax's denominator
+    /// and is dropped from its weights (gpt-oss).
+    public var sinks = false
     /// Bias on the output projection (Qwen3 with `attention_bias`; never GLM4).
     public var outputBias: Bool
     /// Sliding-window attention span, if the checkpoint enables it.
@@ -147,6 +152,20 @@ public enum ExpertStorage: Sendable, Equatable {
     /// As transformers' `Transpose(check_dims=True)` does, the output-major reading wins
     /// when both shapes coincide (hidden = 2·moe).
     case fused
+    /// gpt-oss (`GptOssExperts`): `gate_up_proj` [E, hidden, 2·moe] (input-major) whose
+    /// columns alternate gate and up, `down_proj` [E, moe, hidden], and biases
+    /// `gate_up_proj_bias` [E, 2·moe] (alternating too) and `down_proj_bias` [E, hidden].
+    /// With `mxfp4`, as released: each matrix as `_blocks` [E, out, in/32, 16] and `_scales`
+    /// [E, out, in/32] (output-major MXFP4; the biases stay in the float dtype).
+    case interleavedWithBias(mxfp4: Bool)
+}
+
+/// What runs between an expert's gate/up and down projections.
+public enum ExpertActivation: Sendable, Equatable {
+    /// `silu(gate) · up`.
+    case swiglu
+    /// gpt-oss's `(clamp(up, ±limit) + 1) · g · σ(alpha · g)` with `g = min(gate, limit)`.
+    case clampedSwiglu(alpha: Float, limit: Float)
 }
 
 /// Qwen3-VL's vision tower (`Qwen3VLMoeVisionConfig`) and the special tokens around images.
@@ -202,6 +221,8 @@ public struct MoENames: Sendable, Equatable {
     public var block = "mlp."
     /// The router's weight, and the selection bias, within the block.
     public var router = "gate.weight"
+    /// The router Linear's own bias, added to its logits (gpt-oss: `router.bias`); nil: none.
+    public var routerBias: String? = nil
     public var correctionBias = "gate.e_score_correction_bias"
     /// Per-expert projection modules: gate, up, down (`gate_proj`… or Mixtral's `w1`, `w3`, `w2`).
     public var gate = "gate_proj", up = "up_proj", down = "down_proj"
@@ -273,6 +294,8 @@ public struct ModelDescription: Sendable, Equatable {
     public var expertStorage: ExpertStorage = .perExpert
     /// The checkpoint's names inside a MoE block.
     public var moeNames = MoENames()
+    /// The routed experts' activation.
+    public var expertActivation = ExpertActivation.swiglu
     /// The vision tower, for vision-language checkpoints.
     public var vision: VisionTowerShape? = nil
 
@@ -343,7 +366,8 @@ extension ModelDescription {
                 throw CheckpointError.unsupportedArchitecture(path: path, architecture: name, supported: Architecture.allCases.map(\.rawValue))
             }
             self = try definition.describe(configJSON: configJSON)
-            weightQuantization = try JSONDecoder().decode(QuantizationProbe.self, from: configJSON).quantization()
+            weightQuantization = try JSONDecoder().decode(QuantizationProbe.self, from: configJSON)
+                .quantization(familyMethods: definition.quantizationMethods)
         } catch let error as CheckpointError {
             throw error
         } catch let error as ConfigurationError {
@@ -630,8 +654,10 @@ private struct QuantizationProbe: Decodable {
         case quantizationConfig = "quantization_config"
     }
 
-    func quantization() throws -> BlockQuantization? {
+    /// `familyMethods`: methods the family's own configuration handled (none of them is block FP8).
+    func quantization(familyMethods: [String] = []) throws -> BlockQuantization? {
         guard let q = quantizationConfig else { return nil }
+        if let method = q.quantMethod, familyMethods.contains(method) { return nil }
         guard q.quantMethod == "fp8" else {
             throw ConfigurationError(field: "quantization_config.quant_method",
                                      reason: "'\(q.quantMethod ?? "none")' is not supported (supported: fp8 with block scales)")

@@ -1,3 +1,5 @@
+import JindouNumerics
+
 /// Tensor names as Hugging Face checkpoints store them, and the shapes config.json
 /// implies for each. One place, so the loader, the worker and the tests agree.
 public enum WeightNames {
@@ -49,10 +51,16 @@ extension ModelDescription {
         switch expertStorage {
         case .perExpert:
             return layerPrefix(key.layer) + moeNames.block + "experts.\(key.expert).\(moeNames.projection(projection)).weight"
-        case .fused:
+        case .fused, .interleavedWithBias:
             let name = layerPrefix(key.layer) + (projection == "down" ? "mlp.experts.down_proj" : "mlp.experts.gate_up_proj")
             return TensorRequest(name, shape: nil, rows: key.expert..<(key.expert + 1)).key
         }
+    }
+
+    /// The slice of layer `key.layer`'s stacked expert tensor `name` (e.g. `gate_up_proj_bias`)
+    /// that holds expert `key.expert`, and the key it is loaded under.
+    func stackedExpertSlice(_ key: ExpertKey, _ name: String, shape: [Int]? = nil) -> TensorRequest {
+        TensorRequest(layerPrefix(key.layer) + moeNames.block + "experts." + name, shape: shape, rows: key.expert..<(key.expert + 1))
     }
 
     /// Every tensor except routed experts: what the coordinator (or the single-process
@@ -88,6 +96,9 @@ extension ModelDescription {
             requests += mlpTensors(prefix: p + "mlp.", intermediate: intermediate)
         case .sparse:
             requests.append(TensorRequest(routerName(layer: l), shape: [expertCount, h]))
+            if let bias = moeNames.routerBias {
+                requests.append(TensorRequest(p + moeNames.block + bias, shape: [expertCount]))
+            }
             if hasCorrectionBias {
                 requests.append(TensorRequest(correctionBiasName(layer: l), shape: moeNames.correctionBiasIsRow ? [1, expertCount] : [expertCount]))
             }
@@ -111,6 +122,19 @@ extension ModelDescription {
             let rows = key.expert..<(key.expert + 1)
             // Either orientation (see ExpertStorage.fused); ExpertShard checks the shapes.
             return [TensorRequest(p + "gate_up_proj", shape: nil, rows: rows), TensorRequest(p + "down_proj", shape: nil, rows: rows)]
+        case .interleavedWithBias(let mxfp4):
+            let e = expertCount, h = hiddenSize, m = moeIntermediateSize
+            let biases = [stackedExpertSlice(key, "gate_up_proj_bias", shape: [e, 2 * m]), stackedExpertSlice(key, "down_proj_bias", shape: [e, h])]
+            guard mxfp4 else {
+                return [stackedExpertSlice(key, "gate_up_proj", shape: [e, h, 2 * m]), stackedExpertSlice(key, "down_proj", shape: [e, m, h])] + biases
+            }
+            let b = MXFP4.blockSize
+            return [
+                stackedExpertSlice(key, "gate_up_proj_blocks", shape: [e, 2 * m, h / b, 16]),
+                stackedExpertSlice(key, "gate_up_proj_scales", shape: [e, 2 * m, h / b]),
+                stackedExpertSlice(key, "down_proj_blocks", shape: [e, h, m / b, 16]),
+                stackedExpertSlice(key, "down_proj_scales", shape: [e, h, m / b]),
+            ] + biases
         }
     }
 
@@ -140,6 +164,7 @@ extension ModelDescription {
             ]
         }
         if a.outputBias { requests.append(TensorRequest(p + "o_proj.bias", shape: [h])) }
+        if a.sinks { requests.append(TensorRequest(p + "sinks", shape: [a.heads])) }
         if a.queryKeyNorm {
             let whole = a.queryKeyNormScope == .wholeProjection
             requests += [

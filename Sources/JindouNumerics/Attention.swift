@@ -13,9 +13,10 @@ public func attendOneToken(
     query q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDimension d: Int,
     keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rowStride: Int,
     first: Int = 0, length: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
-    into out: UnsafeMutablePointer<Float>, valueDimension: Int? = nil, valueRowStride: Int? = nil
+    into out: UnsafeMutablePointer<Float>, valueDimension: Int? = nil, valueRowStride: Int? = nil,
+    sinks: UnsafePointer<Float>? = nil
 ) {
     kernels.attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v, rowStride: rowStride,
                            first: first, length: length, scale: scale, scores: scores, into: out,
-                           valueDimension: valueDimension ?? d, valueRowStride: valueRowStride ?? rowStride)
+                           valueDimension: valueDimension ?? d, valueRowStride: valueRowStride ?? rowStride, sinks: sinks)
 }

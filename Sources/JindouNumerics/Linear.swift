@@ -19,7 +19,7 @@ public let blasTokenThreshold = 12
 /// at every batch size — so a GGUF model's prefill computes what llama.cpp computes.
 @inline(__always)
 func usesBLAS(tokens: Int, _ weight: WeightMatrix) -> Bool {
-    tokens >= blasTokenThreshold && weight.blockFormat == nil
+    tokens >= blasTokenThreshold && (weight.blockFormat == nil || weight.floatActivations)
 }
 
 /// Computes `y = x · Wᵀ (+ bias)` for `tokens` rows of `x` (row-major, `weight.columns`

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import JindouNumerics
 
 /// How router logits become expert scores.
@@ -6,6 +11,9 @@ public enum ScoringFunction: String, Sendable, Codable {
     case softmax
     /// GLM4-MoE, DeepSeek-V3: independent sigmoid per expert.
     case sigmoid
+    /// gpt-oss (`GptOssTopKRouter`): experts chosen by their logits, weights a softmax over
+    /// the chosen experts' logits only.
+    case softmaxTopK
 }
 
 /// The routing rules a checkpoint declares.
@@ -79,16 +87,22 @@ public struct Router: Sendable {
     public let gate: WeightMatrix
     /// The checkpoint's `e_score_correction_bias` (selection only).
     public let correctionBias: [Float]?
+    /// The gate Linear's own bias, added to the logits (gpt-oss's `router.bias`).
+    public let logitBias: [Float]?
     /// Serving-time balancing bias (selection only; Jindou's, not the checkpoint's).
     public private(set) var servingBias: [Float]?
 
-    public init(configuration: RouterConfiguration, gate: WeightMatrix, correctionBias: [Float]? = nil) throws {
+    public init(configuration: RouterConfiguration, gate: WeightMatrix, correctionBias: [Float]? = nil, logitBias: [Float]? = nil) throws {
         if let bias = correctionBias, bias.count != configuration.expertCount {
             throw RoutingError.biasLengthMismatch(kind: "e_score_correction_bias", expected: configuration.expertCount, actual: bias.count)
+        }
+        if let bias = logitBias, bias.count != configuration.expertCount {
+            throw RoutingError.biasLengthMismatch(kind: "router logit", expected: configuration.expertCount, actual: bias.count)
         }
         self.configuration = configuration
         self.gate = gate
         self.correctionBias = correctionBias
+        self.logitBias = logitBias
     }
 
     /// Sets (or clears, with nil) the serving-time balancing bias.
@@ -115,8 +129,17 @@ public struct Router: Sendable {
     /// Router logits for `tokens` rows of `hidden` (`gate.columns` wide), in fp32.
     public func logits(hidden: UnsafePointer<Float>, tokens: Int) -> [Float] {
         [Float](unsafeUninitializedCapacity: tokens * configuration.expertCount) { buffer, count in
-            linear(hidden, tokens: tokens, weight: gate, into: buffer.baseAddress!)
+            computeLogits(hidden, tokens: tokens, into: buffer.baseAddress!)
             count = tokens * configuration.expertCount
+        }
+    }
+
+    /// `F.linear(hidden, weight, bias)`: the gate product plus the logit bias, if any.
+    private func computeLogits(_ hidden: UnsafePointer<Float>, tokens: Int, into logits: UnsafeMutablePointer<Float>) {
+        if let logitBias {
+            logitBias.withUnsafeBufferPointer { linear(hidden, tokens: tokens, weight: gate, bias: $0.baseAddress!, into: logits) }
+        } else {
+            linear(hidden, tokens: tokens, weight: gate, into: logits)
         }
     }
 
@@ -127,7 +150,7 @@ public struct Router: Sendable {
         hidden: UnsafePointer<Float>, tokens: Int, expertsPerToken: (Int) -> ExpertsPerToken
     ) -> RoutingDecision {
         let logits = threadScratch(.routerLogits, Float.self, count: tokens * configuration.expertCount)
-        linear(hidden, tokens: tokens, weight: gate, into: logits)
+        computeLogits(hidden, tokens: tokens, into: logits)
         return select(logits: logits, tokens: tokens, expertsPerToken: expertsPerToken)
     }
 
@@ -161,9 +184,16 @@ public struct Router: Sendable {
                 softmaxInPlace(scores, count: n)
             case .sigmoid:
                 for e in 0..<n { scores[e] = sigmoid(row[e]) }
+            case .softmaxTopK:
+                // exp(logit − max): the softmax numerators, whose share among the chosen
+                // experts is their weight (set from the logits below).
+                var maximum = -Float.infinity
+                for e in 0..<n where row[e] > maximum { maximum = row[e] }
+                for e in 0..<n { scores[e] = expf(row[e] - maximum) }
             }
-            // 2. Selection scores: biases steer the choice, never the weights.
-            choice.update(from: scores, count: n)
+            // 2. Selection scores: biases steer the choice, never the weights. Chosen by the
+            // logits themselves for `softmaxTopK` (torch.topk on router_logits).
+            choice.update(from: configuration.scoring == .softmaxTopK ? row : UnsafePointer(scores), count: n)
             if let bias = correctionBias { for e in 0..<n { choice[e] += bias[e] } }
             if let bias = servingBias { for e in 0..<n { choice[e] += bias[e] } }
 
@@ -189,7 +219,12 @@ public struct Router: Sendable {
                     }
                 }
             }
-            // 6. Weights from raw scores.
+            // 6. Weights from raw scores (softmax over the kept logits: `softmax(router_top_value)`).
+            if configuration.scoring == .softmaxTopK {
+                var maximum = -Float.infinity
+                for i in 0..<kept where row[chosen[i]] > maximum { maximum = row[chosen[i]] }
+                for i in 0..<kept { scores[chosen[i]] = expf(row[chosen[i]] - maximum) }
+            }
             for i in 0..<kept { weights[i] = scores[chosen[i]] }
             if configuration.normalizeTopK {
                 var sum: Float = 0

@@ -30,6 +30,35 @@ public func softmaxInPlace(_ values: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count { values[i] *= inverse }
 }
 
+/// gpt-oss's softmax with an attention sink (`eager_attention_forward`): the head's learned
+/// logit `sink` joins the scores for the maximum and the denominator, and is then dropped,
+/// so the weights sum to less than one.
+public func softmaxWithSink(_ values: UnsafeMutablePointer<Float>, count: Int, sink: Float) {
+    var maximum = sink
+    for i in 0..<count where values[i] > maximum { maximum = values[i] }
+    var sum: Float = 0
+    for i in 0..<count {
+        let e = expf(values[i] - maximum)
+        values[i] = e
+        sum += e
+    }
+    sum += expf(sink - maximum)
+    let inverse = 1 / sum
+    for i in 0..<count { values[i] *= inverse }
+}
+
+/// gpt-oss's clamped SwiGLU (`GptOssExperts._apply_gate`), in place into `gate`: the gate
+/// clamped above at `limit`, the up projection to ±`limit`, then
+/// `(up + 1) · gate · σ(alpha · gate)`.
+public func clampedSwiglu(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int, alpha: Float, limit: Float) {
+    for i in 0..<count {
+        let g = min(gate[i], limit)
+        let u = min(max(up[i], -limit), limit)
+        let glu = g * sigmoid(g * alpha)
+        gate[i] = (u + 1) * glu
+    }
+}
+
 /// GELU, in place. `tanhApproximation`: torch's `gelu(approximate="tanh")`
 /// (`gelu_pytorch_tanh`): 0.5·v·(1 + tanh(√(2/π)·(v + 0.044715·v³))); otherwise the exact
 /// 0.5·v·(1 + erf(v/√2)) of `nn.GELU()`.

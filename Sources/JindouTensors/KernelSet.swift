@@ -34,7 +34,7 @@ public protocol KernelSet: SendableMetatype {
         query q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDimension d: Int,
         keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rowStride: Int,
         first: Int, length: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
-        into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride: Int)
+        into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride: Int, sinks: UnsafePointer<Float>?)
 
     /// For each token t: `y[t · outputStride + c] = Σᵢ x[t · inputStride + i] · W[i, c]`.
     static func linearTransposed(

@@ -66,3 +66,35 @@ public enum MXFP4 {
         }
     }
 }
+
+extension MXFP4 {
+    /// Rows `rows` of a matrix stored as Hugging Face keeps MXFP4 (gpt-oss's `*_blocks`
+    /// [rows, columns/32, 16] and `*_scales` [rows, columns/32], U8), in ggml's block layout:
+    /// per block the E8M0 byte, then 16 bytes with weight j in the low and weight j + 16 in
+    /// the high nibble. Hugging Face packs weight 2i in the low and 2i + 1 in the high nibble
+    /// of byte i (`convert_moe_packed_tensors`); the exponents are the same bytes (the table
+    /// here holds doubled values and the scale is halved, so both decode to
+    /// e2m1 · 2^(e − 127)). Only bits move: the result decodes to exactly what transformers'
+    /// dequantisation gives.
+    public static func repackedRows(blocks: UnsafeRawPointer, scales: UnsafeRawPointer, rows: some Collection<Int>, columns: Int)
+        -> OwnedBytes {
+        let perRow = columns / blockSize
+        let storage = OwnedBytes(byteCount: rows.count * perRow * bytesPerBlock)
+        let source = blocks.assumingMemoryBound(to: UInt8.self), exponents = scales.assumingMemoryBound(to: UInt8.self)
+        var target = storage.pointer.assumingMemoryBound(to: UInt8.self)
+        var values = [UInt8](repeating: 0, count: blockSize)
+        for r in rows {
+            for b in 0..<perRow {
+                let packed = source + (r * perRow + b) * 16
+                for i in 0..<16 {
+                    values[2 * i] = packed[i] & 0x0F
+                    values[2 * i + 1] = packed[i] >> 4
+                }
+                target[0] = exponents[r * perRow + b]
+                for j in 0..<16 { target[1 + j] = values[j] | (values[j + 16] << 4) }
+                target += bytesPerBlock
+            }
+        }
+        return storage
+    }
+}

@@ -25,6 +25,8 @@ public enum ScratchSlot: Int32, CaseIterable, Sendable {
     case routerIndices = 6
     /// The router's logits.
     case routerLogits = 7
+    /// One row of block-quantised weights widened to fp32 (`WeightMatrix.floatActivations`).
+    case widenedRow = 8
 }
 
 /// A buffer of at least `count` values of `type` in `slot` of the calling thread's scratch.

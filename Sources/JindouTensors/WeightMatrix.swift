@@ -17,6 +17,11 @@ public struct WeightMatrix: @unchecked Sendable {
     public let blockFormat: BlockFormat?
     /// Bytes from one row to the next.
     public let rowBytes: Int
+    /// A block-quantised matrix multiplied with fp32 activations (each row widened, then an
+    /// fp32 dot product), instead of ggml's int8 activation blocks: what a checkpoint means
+    /// when its reference dequantises the weights and multiplies in float (gpt-oss's MXFP4
+    /// experts in safetensors, as transformers runs them).
+    public private(set) var floatActivations = false
 
     public init(rows: Int, columns: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject?, blockScales: BlockScales? = nil) {
         precondition(dtype.isKernelWeightType || (dtype == .float8E4M3 && blockScales != nil),
@@ -93,20 +98,30 @@ public struct WeightMatrix: @unchecked Sendable {
         base + row * rowBytes
     }
 
+    /// The same matrix, multiplied with fp32 activations (see `floatActivations`).
+    public func withFloatActivations() -> WeightMatrix {
+        var matrix = self
+        matrix.floatActivations = blockFormat != nil
+        return matrix
+    }
+
     /// Rows `range` as a matrix sharing the same memory.
     public func rows(_ range: Range<Int>) -> WeightMatrix {
         if let blockFormat {
-            return WeightMatrix(rows: range.count, columns: columns, quantized: blockFormat, base: rowPointer(range.lowerBound), owner: owner)
+            var part = WeightMatrix(rows: range.count, columns: columns, quantized: blockFormat, base: rowPointer(range.lowerBound), owner: owner)
+            part.floatActivations = floatActivations
+            return part
         }
         return WeightMatrix(rows: range.count, columns: columns, dtype: dtype, base: rowPointer(range.lowerBound), owner: owner,
                             blockScales: blockScales?.offset(rows: range.lowerBound))
     }
 
-    /// Columns `range`, transposed, as a new matrix of `range.count` rows × `rows` columns
+    /// Columns `range` (any list of columns: a range, or every other one for interleaved
+    /// gate/up storage), transposed, as a new matrix of `range.count` rows × `rows` columns
     /// in the same dtype (owned memory). Turns input-major [in, out] storage into the
     /// [out, in] layout the kernels read. Not for block-scaled FP8.
-    public func transposedCopy(columns range: Range<Int>) -> WeightMatrix {
-        precondition(blockScales == nil && blockFormat == nil && range.lowerBound >= 0 && range.upperBound <= columns)
+    public func transposedCopy<Columns: Collection<Int>>(columns range: Columns) -> WeightMatrix {
+        precondition(blockScales == nil && blockFormat == nil && range.allSatisfy { (0..<columns).contains($0) })
         let size = dtype.byteSize
         let storage = OwnedBytes(byteCount: range.count * rows * size)
         func copy<T>(_: T.Type) {

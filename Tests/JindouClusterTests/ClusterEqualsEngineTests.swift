@@ -61,6 +61,9 @@ struct ClusterEqualsEngineTests {
         ("ernie45-moe-tiny", .twoContiguous), ("ernie45-moe-tiny", .threeUneven),
         // K-EXAONE: sliding layers with rotary, global NoPE layers.
         ("exaone-moe-tiny", .threeRoundRobin),
+        // gpt-oss: sinks on the coordinator; biased interleaved experts with the clamped SwiGLU,
+        // float and MXFP4 (kept MXFP4 on the workers).
+        ("gpt-oss-tiny", .oneWorker), ("gpt-oss-tiny", .threeRoundRobin), ("gpt-oss-tiny-mxfp4", .threeUneven),
     ]
 
     @Test(arguments: arguments)

@@ -156,23 +156,31 @@ struct KernelDispatchTests {
     @Test func attentionAndTransposedProductEverySupportedSet() {
         let (heads, kvHeads, d, length) = (4, 2, 40, 9)
         let q = Self.floats(heads * d, seed: 3), k = Self.floats(length * kvHeads * d, seed: 4), v = Self.floats(length * kvHeads * d, seed: 5)
-        var outputs: [String: [Float]] = [:]
-        for kernels in KernelDispatch.supported {
-            var out = [Float](repeating: .nan, count: heads * d), scores = [Float](repeating: 0, count: length)
-            kernels.attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v, rowStride: kvHeads * d,
-                                   first: 2, length: length, scale: 0.3, scores: &scores, into: &out, valueDimension: d,
-                                   valueRowStride: kvHeads * d)
-            outputs[kernels.name] = out
-        }
-        // Reference in double.
-        for h in 0..<heads {
-            let g = h / (heads / kvHeads)
-            let logits = (2..<length).map { p in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(k[(p * kvHeads + g) * d + $1]) } * 0.3 }
-            let m = logits.max()!, e = logits.map { exp($0 - m) }, total = e.reduce(0, +)
-            for i in 0..<d {
-                let expected = (2..<length).enumerated().reduce(0.0) { $0 + e[$1.offset] / total * Double(v[($1.element * kvHeads + g) * d + i]) }
-                for (name, out) in outputs {
-                    #expect(abs(Double(out[h * d + i]) - expected) <= 1e-5, "\(name) head \(h)")
+        // Without and with gpt-oss's sinks (one logit per head joining the denominator; the
+        // second head's is large enough to dominate the scores).
+        for sinks in [nil, [0.4, 3.0, -1.5, 0.0] as [Float]] {
+            var outputs: [String: [Float]] = [:]
+            for kernels in KernelDispatch.supported {
+                var out = [Float](repeating: .nan, count: heads * d), scores = [Float](repeating: 0, count: length)
+                sinks.withOptionalPointer { sinkPointer in
+                    kernels.attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v,
+                                           rowStride: kvHeads * d, first: 2, length: length, scale: 0.3, scores: &scores, into: &out,
+                                           valueDimension: d, valueRowStride: kvHeads * d, sinks: sinkPointer)
+                }
+                outputs[kernels.name] = out
+            }
+            // Reference in double.
+            for h in 0..<heads {
+                let g = h / (heads / kvHeads)
+                let logits = (2..<length).map { p in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(k[(p * kvHeads + g) * d + $1]) } * 0.3 }
+                let sink = sinks.map { Double($0[h]) }
+                let m = max(logits.max()!, sink ?? -.infinity), e = logits.map { exp($0 - m) }
+                let total = e.reduce(0, +) + (sink.map { exp($0 - m) } ?? 0)
+                for i in 0..<d {
+                    let expected = (2..<length).enumerated().reduce(0.0) { $0 + e[$1.offset] / total * Double(v[($1.element * kvHeads + g) * d + i]) }
+                    for (name, out) in outputs {
+                        #expect(abs(Double(out[h * d + i]) - expected) <= 1e-5, "\(name) head \(h) sinks \(sinks != nil)")
+                    }
                 }
             }
         }
@@ -189,6 +197,16 @@ struct KernelDispatchTests {
                     #expect(abs(Double(y[t * columns + c]) - expected) <= 1e-5 * max(1, abs(expected)), "\(kernels.name)")
                 }
             }
+        }
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// The array's storage (nil when there is no array) for the duration of `body`.
+    func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        switch self {
+        case .none: body(nil)
+        case .some(let values): values.withUnsafeBufferPointer { body($0.baseAddress) }
         }
     }
 }
