@@ -26,6 +26,10 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 GLM4_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# gpt-oss's tokenizer.json (o200k_harmony, tiktoken's o200k_base regex): no normaliser.
+O200K_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                 r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                 r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 # DeepSeek-V3's tokenizer.json: no normaliser, three Split regexes in sequence (numbers,
 # CJK runs, words), then ByteLevel. The CJK ranges and the CR/LF in the third regex are the
 # characters themselves in the real file, not escapes.
@@ -37,6 +41,9 @@ DEEPSEEK_V3_PATTERNS = [
 ]
 
 # Added tokens: (content, special) as the real tokenizers declare them.
+# gpt-oss: the harmony format's tokens (all special in its tokenizer.json).
+HARMONY_ADDED = [("<|startoftext|>", True), ("<|endoftext|>", True), ("<|return|>", True), ("<|constrain|>", True),
+                 ("<|channel|>", True), ("<|start|>", True), ("<|end|>", True), ("<|message|>", True), ("<|call|>", True)]
 QWEN_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<think>", False),
               ("</think>", False), ("<tool_call>", False), ("</tool_call>", False), ("<tool_response>", False),
               ("</tool_response>", False)]
@@ -70,7 +77,10 @@ LLAMA_CPP_PYTHON = "llama-cpp-python"
 TEMPLATE_FILES = {"qwen3": "models/templates/Qwen-Qwen3-0.6B.jinja", "glm4": "models/templates/GLM-4.6.jinja",
                   # llama.cpp vendors no Qwen2/2.5/3-VL template; Qwen3.5's is Qwen's own vision-aware one
                   # (<|vision_start|><|image_pad|><|vision_end|> per image, add_vision_id).
-                  "qwen3_vl": "models/templates/Qwen3.5-4B.jinja"}
+                  "qwen3_vl": "models/templates/Qwen3.5-4B.jinja",
+                  # The released templates of the GQA/MLA families of issue 19/20 that llama.cpp vendors.
+                  "gpt_oss": "models/templates/openai-gpt-oss-120b.jinja", "minimax_m2": "models/templates/MiniMax-M2.jinja",
+                  "glm4_moe_lite": "models/templates/GLM-4.7-Flash.jinja"}
 
 
 def fetch_llama_cpp_assets(cache: str) -> dict[str, str]:
@@ -201,10 +211,11 @@ def tokenizer_golden(tokenizer: Tokenizer, lines: list[str]) -> dict:
 
 def write_tokenizer_fixtures(root: str):
     """Tests/Fixtures/tokenizers/{qwen-style,glm-style}: trained tokenizers + goldens."""
-    for name, pattern, added in (("qwen-style", QWEN2_PATTERN, QWEN_ADDED), ("glm-style", GLM4_PATTERN, GLM_ADDED)):
+    for name, pattern, added, nfc in (("qwen-style", QWEN2_PATTERN, QWEN_ADDED, True), ("glm-style", GLM4_PATTERN, GLM_ADDED, True),
+                                      ("o200k-style", O200K_PATTERN, HARMONY_ADDED, False)):
         directory = os.path.join(root, "tokenizers", name)
         os.makedirs(directory, exist_ok=True)
-        tokenizer = train(pattern, 3000, added, training_corpus())
+        tokenizer = train(pattern, 3000, added, training_corpus(), nfc=nfc)
         tokenizer.save(os.path.join(directory, "tokenizer.json"))
         with open(os.path.join(directory, "golden.json"), "w") as f:
             json.dump(tokenizer_golden(tokenizer, corpus()), f, ensure_ascii=False, indent=1)
@@ -289,11 +300,11 @@ def write_model_tokenizer(directory: str, family: str, vocab_size: int, template
     """A tokenizer small enough for a model fixture's vocabulary, and tokenizer_config.json
     with the family's real chat template."""
     pattern, added = {"qwen3": (QWEN2_PATTERN, QWEN_ADDED), "qwen3_vl": (QWEN2_PATTERN, QWEN_VL_ADDED),
-                      "glm4": (GLM4_PATTERN, GLM_ADDED)}[family]
-    tokenizer = train(pattern, vocab_size - len(added), added, training_corpus())
+                      "glm4": (GLM4_PATTERN, GLM_ADDED), "gpt_oss": (O200K_PATTERN, HARMONY_ADDED)}[family]
+    tokenizer = train(pattern, vocab_size - len(added), added, training_corpus(), nfc=family != "gpt_oss")
     assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
     tokenizer.save(os.path.join(directory, "tokenizer.json"))
-    eos = "<|user|>" if family == "glm4" else "<|im_end|>"
+    eos = {"glm4": "<|user|>", "gpt_oss": "<|return|>"}.get(family, "<|im_end|>")
     write_tokenizer_config(directory, tokenizer, added,
                            {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
                             "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False})

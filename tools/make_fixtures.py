@@ -1360,7 +1360,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         for n, b in rotary.items():
             setattr(model.model.rotary_emb, n, b)
     model.save_pretrained(out_dir, **({"max_shard_size": spec.max_shard_size} if spec.max_shard_size else {}))
-    family = {"qwen3_moe": "qwen3", "glm4_moe": "glm4"}.get(spec.architecture)
+    family = {"qwen3_moe": "qwen3", "glm4_moe": "glm4", "gpt_oss": "gpt_oss"}.get(spec.architecture)
     if family:  # DeepSeek-family fixtures carry no tokenizer
         fixture_text.write_model_tokenizer(out_dir, family, model.config.vocab_size, templates[family])
     extra_meta = {}
@@ -1516,6 +1516,18 @@ def write_separated_fixture(spec: Spec, root: str, templates: dict, writer=None)
     return meta
 
 
+# Chat templates rendered into templates/goldens.json, with the tokenizer whose special tokens
+# apply_chat_template passes them (templates of families without a tokenizer fixture: Qwen3's,
+# whose bos/eos those templates do not use).
+TEMPLATE_GOLDENS = {"qwen3": "qwen3-moe-tiny", "glm4": "glm4-moe-tiny", "gpt_oss": "gpt-oss-tiny",
+                    "minimax_m2": "qwen3-moe-tiny", "glm4_moe_lite": "glm4-moe-tiny"}
+
+
+def write_template_goldens(root, templates):
+    fixture_text.write_template_goldens(root, {f: templates[f] for f in TEMPLATE_GOLDENS},
+                                        {f: os.path.join(root, d) for f, d in TEMPLATE_GOLDENS.items()})
+
+
 def directory_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -1528,6 +1540,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="offset added to every fixture seed")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated fixture names: write only these "
                         "(and not the tokenizer/template fixtures)")
+    parser.add_argument("--templates-only", action="store_true",
+                        help="rewrite only templates/ (the chat templates and their apply_chat_template goldens)")
     args = parser.parse_args()
     root = os.path.abspath(args.unseen or args.out)
     os.makedirs(root, exist_ok=True)
@@ -1535,9 +1549,12 @@ def main():
     assets = fixture_text.fetch_llama_cpp_assets(
         os.path.join(os.environ.get("TMPDIR", "/tmp"), "jindou-llama-cpp-assets"))
     templates = {}
-    for family in ("qwen3", "glm4", "qwen3_vl"):
+    for family in fixture_text.TEMPLATE_FILES:
         with open(assets[family]) as f:
             templates[family] = f.read()
+    if args.templates_only:
+        write_template_goldens(root, templates)
+        return
 
     rows = []
     specs = fixture_specs(args.seed, unseen=bool(args.unseen))
@@ -1556,9 +1573,7 @@ def main():
 
     if not args.unseen and not args.only:
         fixture_text.write_tokenizer_fixtures(root)
-        fixture_text.write_template_goldens(root, {f: templates[f] for f in ("qwen3", "glm4")},
-                                            {"qwen3": os.path.join(root, "qwen3-moe-tiny"),
-                                             "glm4": os.path.join(root, "glm4-moe-tiny")})
+        write_template_goldens(root, templates)
 
     print()
     print(f"{'fixture':24} {'seed':>5} {'files':>5} {'size':>7} {'shards':>6} {'min gap':>9} {'min margin':>10} "

@@ -9,7 +9,7 @@ import Testing
 /// and refuse exactly the inputs transformers refuses.
 @Suite("Chat templates equal transformers' apply_chat_template")
 struct ChatTemplateTests {
-    static let templates = ["qwen3", "glm4"]
+    static let templates = ["qwen3", "glm4", "gpt_oss", "minimax_m2", "glm4_moe_lite"]
 
     func goldens(_ name: String) throws -> [TemplateObject] {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("templates/goldens.json")))

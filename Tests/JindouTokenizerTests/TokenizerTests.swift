@@ -21,7 +21,7 @@ struct TokenizerGolden: Decodable {
 /// saved (Qwen2 and GLM4 pre-tokenizer patterns, NFC, byte-level BPE, added tokens).
 @Suite("Tokenizer equals Hugging Face tokenizers")
 struct TokenizerTests {
-    static let fixtures = ["tokenizers/qwen-style", "tokenizers/glm-style"]
+    static let fixtures = ["tokenizers/qwen-style", "tokenizers/glm-style", "tokenizers/o200k-style"]
 
     func load(_ fixture: String) throws -> (Tokenizer, TokenizerGolden) {
         let directory = Fixtures.path(fixture)
