@@ -52,8 +52,9 @@ def main():
     failures = 0
     for directory in args.checkpoints:
         config = read_config(directory)
-        dtype = "fp8" if "quantization_config" in config else config.get("dtype", config.get("torch_dtype"))
-        # Jindou computes in fp32 over exactly widened (FP8: dequantised) weights: compare with that.
+        method = (config.get("quantization_config") or {}).get("quant_method")
+        dtype = method if method else config.get("dtype", config.get("torch_dtype"))
+        # Jindou computes in fp32 over exactly widened (FP8, MXFP4: dequantised) weights: compare with that.
         model = load(directory, torch.float32)
         generator = torch.Generator().manual_seed(99)
         for p in range(args.prompts):
