@@ -152,7 +152,7 @@ public struct DecoderModel: Sendable {
     /// A fresh KV cache for one sequence.
     public func makeCache() -> KVCache {
         let widths = description.keyValueCacheWidths
-        return KVCache(layerCount: layers.count, keyWidth: widths.keys, valueWidth: widths.values)
+        return KVCache(layerCount: layers.count, keyWidth: widths.keys, valueWidth: widths.values, windows: description.cacheWindows)
     }
 
     /// The router of the first sparse layer (all share one configuration).

@@ -3,8 +3,15 @@
 /// Multi-head Latent Attention one latent row per position (`kv_lora_rank +
 /// qk_rope_head_dim` floats) and no values.
 ///
+/// A sliding-window layer (`windows[l]` = W) keeps only what attention can still read: the
+/// last W − 1 positions before a step plus the step's own, in a buffer that slides (rows
+/// stay contiguous and position-ordered; when the buffer is full the live rows move to its
+/// start, so each row moves O(1) times on average). Its memory stops growing with the
+/// context: at most 2 × (W − 1 + the largest step) rows.
+///
 /// A step first `reserve`s room for its new tokens, every layer writes their rows at
-/// `length ..< length + n`, and `commit(n)` makes them visible to the next step.
+/// `length ..< length + n` (through `keys(layer:)`, which addresses rows by position), and
+/// `commit(n)` makes them visible to the next step.
 ///
 /// `@unchecked Sendable`: a cache belongs to one sequence, and a sequence is in at most
 /// one step at a time; the scheduler (or the caller of `generate`) guarantees that.
@@ -14,19 +21,29 @@ public final class KVCache: @unchecked Sendable {
     public let rowWidth: Int
     /// Floats per position and layer for values (0: none are kept).
     public let valueWidth: Int
+    /// Per layer, its attention window (nil: every position is kept).
+    public let windows: [Int?]
     public private(set) var length = 0
+    /// Positions below which every layer can write without another `reserve`.
     public private(set) var capacity = 0
     private var keys: [UnsafeMutablePointer<Float>] = []
     private var values: [UnsafeMutablePointer<Float>] = []
+    /// Per layer, rows allocated and the position held in row 0.
+    private var rows: [Int]
+    private var firstPosition: [Int]
 
     public convenience init(layerCount: Int, rowWidth: Int) {
         self.init(layerCount: layerCount, keyWidth: rowWidth, valueWidth: rowWidth)
     }
 
-    public init(layerCount: Int, keyWidth: Int, valueWidth: Int) {
+    public init(layerCount: Int, keyWidth: Int, valueWidth: Int, windows: [Int?]? = nil) {
+        precondition(windows.map { $0.count == layerCount && $0.allSatisfy { ($0 ?? 1) >= 1 } } ?? true, "one window ≥ 1 (or nil) per layer")
         self.layerCount = layerCount
         self.rowWidth = keyWidth
         self.valueWidth = valueWidth
+        self.windows = windows ?? Array(repeating: nil, count: layerCount)
+        rows = Array(repeating: 0, count: layerCount)
+        firstPosition = Array(repeating: 0, count: layerCount)
     }
 
     deinit {
@@ -34,39 +51,63 @@ public final class KVCache: @unchecked Sendable {
         for p in values { p.deallocate() }
     }
 
-    /// Bytes the cache holds per cached token (keys + values over all layers).
+    /// Bytes the cache holds per cached token (keys + values over all layers), were every
+    /// layer to keep every position.
     public var bytesPerToken: Int { layerCount * (rowWidth + valueWidth) * MemoryLayout<Float>.size }
 
     /// Bytes currently allocated.
-    public var allocatedBytes: Int { capacity * bytesPerToken }
+    public var allocatedBytes: Int { rows.reduce(0) { $0 + $1 } * (rowWidth + valueWidth) * MemoryLayout<Float>.size }
 
-    /// Makes room for `additional` positions beyond `length` (grows geometrically).
+    /// Makes room for `additional` positions beyond `length`: full layers grow
+    /// geometrically; sliding layers drop rows no query of this step or later can read.
     public func reserve(_ additional: Int) {
+        if keys.isEmpty {
+            keys = (0..<layerCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
+            values = (0..<layerCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
+        }
         let needed = length + additional
         if needed <= capacity { return }
-        let newCapacity = max(needed, max(16, capacity * 2))
-        for l in 0..<layerCount {
-            let k = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * rowWidth)
-            let v = UnsafeMutablePointer<Float>.allocate(capacity: max(1, newCapacity * valueWidth))
-            if capacity > 0 {
-                k.update(from: keys[l], count: length * rowWidth)
-                v.update(from: values[l], count: length * valueWidth)
-                keys[l].deallocate()
-                values[l].deallocate()
-                keys[l] = k
-                values[l] = v
+        for l in 0..<layerCount where needed > firstPosition[l] + rows[l] {
+            if let window = windows[l] {
+                // The step's first query (position `length`) reads back to length − (W − 1).
+                let keepFrom = max(firstPosition[l], length - (window - 1))
+                let live = length - keepFrom, required = live + additional
+                relocate(l, keeping: keepFrom, rows: rows[l] >= 2 * required ? rows[l] : max(16, 2 * required))
             } else {
-                keys.append(k)
-                values.append(v)
+                relocate(l, keeping: firstPosition[l], rows: max(needed - firstPosition[l], max(16, rows[l] * 2)))
             }
         }
-        capacity = newCapacity
+        capacity = (0..<layerCount).map { firstPosition[$0] + rows[$0] }.min() ?? Int.max
     }
 
-    /// Key rows of `layer` (position-major).
-    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer] }
-    /// Value rows of `layer` (position-major).
-    public func values(layer: Int) -> UnsafeMutablePointer<Float> { values[layer] }
+    /// Layer `l`'s rows from position `keepFrom` to `length` moved to row 0 of a buffer of
+    /// `count` rows (the same buffer when it is big enough).
+    private func relocate(_ l: Int, keeping keepFrom: Int, rows count: Int) {
+        let live = length - keepFrom, offset = keepFrom - firstPosition[l]
+        for (buffers, width) in [(\KVCache.keys, rowWidth), (\KVCache.values, valueWidth)] where width > 0 || count != rows[l] {
+            let old = self[keyPath: buffers][l]
+            let target = count == rows[l] ? old : UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * width))
+            if live > 0 && width > 0 {
+                // Overlapping when compacting in place: copyMemory moves like memmove.
+                UnsafeMutableRawPointer(target).copyMemory(from: old + offset * width, byteCount: live * width * MemoryLayout<Float>.size)
+            }
+            if target != old {
+                old.deallocate()
+                self[keyPath: buffers][l] = target
+            }
+        }
+        rows[l] = count
+        firstPosition[l] = keepFrom
+    }
+
+    /// Key rows of `layer`, addressed by position (`keys(layer:) + p × rowWidth` is position
+    /// p's row; on a sliding layer only the positions it still keeps may be read or written).
+    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer] - firstPosition[layer] * rowWidth }
+    /// Value rows of `layer`, addressed by position as `keys(layer:)`.
+    public func values(layer: Int) -> UnsafeMutablePointer<Float> { values[layer] - firstPosition[layer] * valueWidth }
+
+    /// The first position layer `layer` still holds (0 unless it slides).
+    public func firstKeptPosition(layer: Int) -> Int { firstPosition[layer] }
 
     /// Makes `count` newly written positions part of the cache.
     public func commit(_ count: Int) {
@@ -75,11 +116,23 @@ public final class KVCache: @unchecked Sendable {
     }
 
     /// Forgets everything (the memory stays reserved for reuse).
-    public func reset() { length = 0 }
+    public func reset() {
+        length = 0
+        for l in 0..<layerCount { firstPosition[l] = 0 }
+        capacity = rows.min() ?? 0
+    }
 
     /// Forgets the positions from `newLength` on (speculative drafts the model rejected).
+    /// A sliding layer must still hold the window of the next position.
     public func truncate(to newLength: Int) {
         precondition(newLength >= 0 && newLength <= length, "truncate to \(newLength) of \(length)")
+        for l in 0..<layerCount {
+            if let window = windows[l] {
+                precondition(newLength == 0 || firstPosition[l] <= max(0, newLength - (window - 1)),
+                             "layer \(l) no longer holds the window of position \(newLength)")
+            }
+        }
         length = newLength
+        if newLength == 0 { reset() }
     }
 }

@@ -306,10 +306,28 @@ public struct ModelDescription: Sendable, Equatable {
         return (width, width)
     }
 
-    /// Bytes of KV cache per token over all layers (fp32 rows).
+    /// Bytes of KV cache per token over all layers (fp32 rows), were every layer to keep
+    /// every position.
     public var keyValueCacheBytesPerToken: Int {
         let widths = keyValueCacheWidths
         return layers.count * (widths.keys + widths.values) * MemoryLayout<Float>.size
+    }
+
+    /// Per layer, the window its cache keeps (nil: every position): sliding-window layers of
+    /// grouped-query attention.
+    public var cacheWindows: [Int?] {
+        layers.indices.map { latentAttention == nil ? attention.window(layer: $0) : nil }
+    }
+
+    /// KV-cache bytes one sequence of `tokens` positions keeps when no step adds more than
+    /// `stepTokens`: full layers every position; a sliding layer at most window − 1 +
+    /// stepTokens positions (`KVCache`), whatever the context.
+    public func keyValueCacheBytes(tokens: Int, stepTokens: Int) -> Int {
+        let widths = keyValueCacheWidths
+        let rows = cacheWindows.reduce(0) { total, window in
+            total + (window.map { min(tokens, $0 - 1 + max(1, stepTokens)) } ?? tokens)
+        }
+        return rows * (widths.keys + widths.values) * MemoryLayout<Float>.size
     }
 
     public var layerCount: Int { layers.count }

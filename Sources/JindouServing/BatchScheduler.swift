@@ -105,7 +105,6 @@ public actor BatchScheduler {
     private var reservedBytes = 0
     private var wake: CheckedContinuation<Void, Never>?
     private var stopped = false
-    private let bytesPerToken: Int
 
     // Metrics (exported for Prometheus by the daemon's metrics backend).
     private let batchSequences = Recorder(label: "jindou_batch_sequences")
@@ -128,12 +127,13 @@ public actor BatchScheduler {
     public init(engine: InferenceEngine, options: Options = .init()) {
         self.engine = engine
         self.options = options
-        bytesPerToken = engine.description.keyValueCacheBytesPerToken
     }
 
-    /// KV-cache bytes a request reserves while it runs.
+    /// KV-cache bytes a request reserves while it runs (sliding-window layers count only
+    /// what their bounded cache holds).
     public func reservation(for request: GenerationRequest) -> Int {
-        (request.promptTokenIDs.count + request.maxNewTokens) * bytesPerToken
+        engine.description.keyValueCacheBytes(tokens: request.promptTokenIDs.count + request.maxNewTokens,
+                                              stepTokens: options.maximumStepTokens)
     }
 
     /// Queues a request; its events arrive on the returned stream. Throws at once if the
