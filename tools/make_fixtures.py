@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import (AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
+from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
@@ -317,6 +317,17 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
         # The same architecture with the experts as released: MXFP4 blocks and scales.
         Spec("gpt-oss-tiny-mxfp4", "gpt_oss", 19 + s, dict(GPT_OSS_TINY, num_hidden_layers=2),
              mxfp4=True, k_overrides=(1, 3), router_k=3),
+        # Trinity (afmoe): sandwich norms, a sigmoid gate on the attention output, per-head
+        # q/k norm, sliding layers (window 5) with rotary and global layers without (every
+        # second layer global), sigmoid router with expert_bias and route_scale 2.0, a shared
+        # expert, a dense first layer, μP embedding scaling; Hub-style config.
+        Spec("afmoe-tiny", "afmoe", 20 + s,
+             dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=4,
+                  num_dense_layers=1, num_experts=8, num_experts_per_tok=2, num_shared_experts=1, route_scale=2.0,
+                  global_attn_every_n_layers=2, sliding_window=5, mup_enabled=True, bos_token_id=None,
+                  eos_token_id=None, pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, k_overrides=(1, 3, 4), router_k=3),
         # Hunyuan-A13B: q/k norm after rotary (`query_layernorm`/`key_layernorm`), NTK-alpha rope,
         # softmax router `gate.wg`, a `shared_mlp` beside the experts, q/k/v/o biases; config.json
         # in the Hub style (rope_scaling {type: dynamic, alpha}, the keys transformers ignores).
@@ -357,6 +368,8 @@ def build_model(spec: Spec):
         model = MiniMaxM2ForCausalLM(MiniMaxM2Config(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "gpt_oss":
         model = GptOssForCausalLM(GptOssConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "afmoe":
+        model = AfmoeForCausalLM(AfmoeConfig(**spec.config, **IMPLEMENTATIONS))
     else:
         args = dict(spec.config)
         partial = args.pop("partial_rotary_factor", 1.0)
@@ -390,7 +403,7 @@ def reinitialise(model, hidden=None):
             p.normal_(0, 1.0 / math.sqrt(p.shape[1]))
         elif name.endswith("_proj_bias"):
             p.normal_(0, 0.1)
-        elif name.endswith(("mlp.gate.weight", "mlp.router.weight")):
+        elif name.endswith(("mlp.gate.weight", "mlp.router.weight", "mlp.router.gate.weight")):
             # Router logits of std ~2 on normalised inputs: clearly ordered, not saturated.
             p.normal_(0, 2.0 / math.sqrt(hidden))
         elif name.endswith(".bias"):
@@ -411,6 +424,11 @@ def router_of(layer):
     return getattr(layer.mlp, "gate", None) or getattr(layer.mlp, "router", None)
 
 
+def is_afmoe(router) -> bool:
+    """AfmoeTokenChoiceRouter: sigmoid, the block's expert_bias for the choice, +1e-20, route_scale."""
+    return type(router).__name__ == "AfmoeTokenChoiceRouter"
+
+
 def is_gpt_oss(router) -> bool:
     """GptOssTopKRouter: Linear with bias, top-k of the logits, softmax over those."""
     return type(router).__name__ == "GptOssTopKRouter"
@@ -423,6 +441,9 @@ def link_routers(model):
     for layer in model.model.layers:
         if type(getattr(layer.mlp, "gate", None)).__name__ == "MiniMaxM2TopKRouter":
             object.__setattr__(layer.mlp.gate, "_jindou_block", layer.mlp)
+        if is_afmoe(getattr(layer.mlp, "router", None)):
+            object.__setattr__(layer.mlp.router, "_jindou_block", layer.mlp)
+            layer.mlp.router.hidden_dim = model.config.hidden_size  # AfmoeTokenChoiceRouter keeps no width
         if is_hunyuan(getattr(layer.mlp, "gate", None)) or is_ernie(getattr(layer.mlp, "gate", None)):
             layer.mlp.gate.hidden_dim = model.config.hidden_size  # HunYuanMoEV1Gate keeps no width
     return model
@@ -443,12 +464,14 @@ def router_weight(router):
 
 
 def is_minimax(router) -> bool:
-    return "_jindou_block" in router.__dict__
+    return "_jindou_block" in router.__dict__ and not is_afmoe(router)
 
 
 def correction_bias(router):
     if is_ernie(router):
         return router.moe_statics.e_score_correction_bias.squeeze(0)
+    if is_afmoe(router):
+        return router._jindou_block.expert_bias
     return router._jindou_block.e_score_correction_bias if is_minimax(router) else router.e_score_correction_bias
 
 
@@ -488,6 +511,10 @@ def routing(router, hidden, bias=None):
     if is_minimax(router):  # MiniMaxM2TopKRouter: sigmoid, bias for the choice, no groups
         logits = F.linear(hidden.to(router.weight.dtype), router.weight)
         scores = logits.float().sigmoid()
+        return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
+    if is_afmoe(router):  # fp32 sigmoid, the block's expert_bias for the choice
+        logits = router.gate(hidden).to(torch.float32)
+        scores = torch.sigmoid(logits)
         return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
     if is_gpt_oss(router):
         # Chosen by the logits; the auto rule's raw scores are the softmax numerators
@@ -543,8 +570,10 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     experts keep their index with weight 0, so they contribute exactly 0 (0 · finite).
     `sentinel=True` instead points dropped slots at index num_experts, which the eager
     experts loop skips outright; the self-check compares the two."""
-    glm = is_glm(router)
-    normalise = True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) or is_gpt_oss(router) else router.norm_topk_prob
+    glm = is_glm(router) or is_afmoe(router)  # +1e-20 and a scaling factor
+    scaling = router.route_scale if is_afmoe(router) else getattr(router, "routed_scaling_factor", 1.0)
+    normalise = (True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) or is_gpt_oss(router) or is_afmoe(router)
+                 else router.norm_topk_prob)
 
     def forward(hidden_states, *_):  # MiniMax's router also takes the block's bias (read in routing)
         logits, scores, choice, _ = routing(router, hidden_states)
@@ -557,7 +586,7 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
             denominator = weights.sum(dim=-1, keepdim=True) + (1e-20 if glm else 0.0)
             weights = weights / denominator
         if glm:
-            weights = weights * router.routed_scaling_factor
+            weights = weights * scaling
         router._jindou_auto_mask = mask  # read by RouterRecorder for the router goldens
         if sentinel:
             order = order.masked_fill(~mask, router.num_experts)
@@ -1418,7 +1447,8 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
     meta["shards"] = len(shards)
-    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe", "exaone_moe"):
+    if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe", "exaone_moe",
+                             "afmoe"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:

@@ -27,6 +27,8 @@ public struct AttentionWeights: Sendable {
     public let keyNorm: [Float]?
     /// Per head, the attention sink's logit (gpt-oss).
     public var sinks: [Float]? = nil
+    /// The output gate's projection (`AttentionShape.outputGate`).
+    public var outputGate: WeightMatrix? = nil
 }
 
 /// A dense SwiGLU MLP (dense layers and shared experts).
@@ -53,7 +55,11 @@ public enum AttentionBlockWeights: Sendable {
 
 public struct DecoderLayerWeights: Sendable {
     public let inputNorm: [Float]
+    /// The norm before the feed-forward block (`post_attention_layernorm` in pre-norm layers).
     public let postAttentionNorm: [Float]
+    /// Sandwich norms on the attention and feed-forward outputs (`LayerNormNames`).
+    public var attentionOutputNorm: [Float]? = nil
+    public var feedForwardOutputNorm: [Float]? = nil
     public let attention: AttentionBlockWeights
     public let feedForward: FeedForwardWeights
 }
@@ -260,6 +266,7 @@ public struct DecoderModel: Sendable {
         hidden.withUnsafeMutableBufferPointer { out in
             // One row each, dequantised when the embedding is block-quantised (GGUF).
             for (t, token) in tokens.enumerated() { embedding.widenRows(token..<(token + 1), into: out.baseAddress! + t * h) }
+            if let scale = description.embeddingScale { for i in 0..<out.count { out[i] *= scale } }
         }
         // Image tokens take the vision tower's merged features instead (masked_scatter).
         for t in 0..<count where layout.visualRows[t] >= 0 {
@@ -325,11 +332,12 @@ public struct DecoderModel: Sendable {
                                        sequenceOf: layout.sequenceOf, positions: layout.positions,
                                        ropePositions: layout.ropePositions.map { $0.x })
         }
-        add(attended, into: &hidden)
+        add(layer.attentionOutputNorm.map { rmsNormed(attended, weight: $0, rows: count) } ?? attended, into: &hidden)
         normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
         switch layer.feedForward {
         case .dense(let mlp):
-            add(self.mlp(mlp, input: normed, rows: count), into: &hidden)
+            let output = self.mlp(mlp, input: normed, rows: count)
+            add(layer.feedForwardOutputNorm.map { rmsNormed(output, weight: $0, rows: count) } ?? output, into: &hidden)
         case .sparse(let router, let shared):
             let expertsPerToken = layout.expertsPerToken
             let routing = normed.withUnsafeBufferPointer {
@@ -344,7 +352,7 @@ public struct DecoderModel: Sendable {
                 throw ExpertShardError.badRouting(reason: "expert backend returned \(moeOutput.count) values for \(count) tokens")
             }
             if let sharedOutput { add(sharedOutput, into: &moeOutput) }
-            add(moeOutput, into: &hidden)
+            add(layer.feedForwardOutputNorm.map { rmsNormed(moeOutput, weight: $0, rows: count) } ?? moeOutput, into: &hidden)
         }
     }
 
@@ -434,6 +442,7 @@ public struct DecoderModel: Sendable {
                 }
             }
         }
+        let gate = w.outputGate.map { project(input, rows: count, weight: $0) }
         var attended = [Float](repeating: 0, count: count * qWidth)
         let longest = (positions.max() ?? 0) + 1
         let sinkValues = w.sinks ?? []
@@ -454,6 +463,9 @@ public struct DecoderModel: Sendable {
                     }
                 }
             } }
+        }
+        if let gate {  // AfmoeAttention: output * sigmoid(gate_states)
+            for i in 0..<attended.count { attended[i] *= sigmoid(gate[i]) }
         }
         return project(attended, rows: count, weight: w.output, bias: w.outputBias)
     }
@@ -510,7 +522,8 @@ struct LayerLoader {
                 outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
                 queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.queryNormName).weight") : nil,
                 keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.keyNormName).weight") : nil,
-                sinks: a.sinks ? try vector(p + "self_attn.sinks") : nil))
+                sinks: a.sinks ? try vector(p + "self_attn.sinks") : nil,
+                outputGate: a.outputGate ? try dense(p + "self_attn.gate_proj.weight") : nil))
         }
         let feedForward: FeedForwardWeights
         switch kind {
@@ -525,8 +538,11 @@ struct LayerLoader {
                 ? try mlp(p + description.moeNames.block + description.moeNames.sharedExperts) : nil
             feedForward = .sparse(router: router, shared: shared)
         }
-        return DecoderLayerWeights(inputNorm: try vector(p + "input_layernorm.weight"),
-                                   postAttentionNorm: try vector(p + "post_attention_layernorm.weight"),
+        let norms = description.layerNorms
+        return DecoderLayerWeights(inputNorm: try vector(p + norms.input + ".weight"),
+                                   postAttentionNorm: try vector(p + norms.preFeedForward + ".weight"),
+                                   attentionOutputNorm: try norms.attentionOutput.map { try vector(p + $0 + ".weight") },
+                                   feedForwardOutputNorm: try norms.feedForwardOutput.map { try vector(p + $0 + ".weight") },
                                    attention: attention, feedForward: feedForward)
     }
 }

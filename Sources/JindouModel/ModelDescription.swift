@@ -23,6 +23,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case ernie45Moe = "Ernie4_5_MoeForCausalLM"
     /// gpt-oss (20B, 120B): attention sinks, biased experts with a clamped SwiGLU, MXFP4 experts.
     case gptOss = "GptOssForCausalLM"
+    /// Arcee's Trinity (Nano, Mini, Large): sandwich norms, gated attention output, NoPE global layers.
+    case afmoe = "AfmoeForCausalLM"
     /// K-EXAONE (236B-A23B): sliding layers with rotary, global layers without (NoPE).
     case exaoneMoe = "ExaoneMoeForCausalLM"
 }
@@ -50,6 +52,9 @@ public struct AttentionShape: Sendable, Equatable {
     public var sinks = false
     /// Bias on the output projection (Qwen3 with `attention_bias`; never GLM4).
     public var outputBias: Bool
+    /// A sigmoid gate on the attention output before `o_proj`: `output · σ(gate_proj(x))`,
+    /// one gate per head feature (Trinity's `self_attn.gate_proj`).
+    public var outputGate = false
     /// Sliding-window attention span, if the checkpoint enables it.
     public var slidingWindow: Int?
     /// Per decoder layer, when layers differ (`layer_types`): that layer's window, nil for
@@ -251,6 +256,20 @@ public struct MoENames: Sendable, Equatable {
     }
 }
 
+/// The RMSNorms of a decoder layer, by module name within the layer. Pre-norm layers (every
+/// family but Trinity) have `input` before attention and `preFeedForward` before the MLP;
+/// sandwich layers also normalise each block's output before it joins the residual.
+public struct LayerNormNames: Sendable, Equatable {
+    public var input = "input_layernorm"
+    public var preFeedForward = "post_attention_layernorm"
+    /// Normalises the attention output (Trinity's `post_attention_layernorm`); nil: none.
+    public var attentionOutput: String? = nil
+    /// Normalises the feed-forward output (Trinity's `post_mlp_layernorm`); nil: none.
+    public var feedForwardOutput: String? = nil
+
+    public init() {}
+}
+
 /// What a decoder layer's feed-forward block is.
 public enum FeedForwardKind: Sendable, Equatable {
     /// A dense SwiGLU MLP of this intermediate size.
@@ -296,6 +315,10 @@ public struct ModelDescription: Sendable, Equatable {
     public var moeNames = MoENames()
     /// The routed experts' activation.
     public var expertActivation = ExpertActivation.swiglu
+    /// The decoder layers' norms.
+    public var layerNorms = LayerNormNames()
+    /// Multiplies the token embeddings (Trinity with `mup_enabled`: √hidden); nil: none.
+    public var embeddingScale: Float? = nil
     /// The vision tower, for vision-language checkpoints.
     public var vision: VisionTowerShape? = nil
 

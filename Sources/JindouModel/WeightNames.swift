@@ -83,9 +83,12 @@ extension ModelDescription {
     public func layerTensors(_ l: Int, kind: FeedForwardKind) -> [TensorRequest] {
         let h = hiddenSize, p = layerPrefix(l)
         var requests = [
-            TensorRequest(p + "input_layernorm.weight", shape: [h]),
-            TensorRequest(p + "post_attention_layernorm.weight", shape: [h]),
+            TensorRequest(p + layerNorms.input + ".weight", shape: [h]),
+            TensorRequest(p + layerNorms.preFeedForward + ".weight", shape: [h]),
         ]
+        for name in [layerNorms.attentionOutput, layerNorms.feedForwardOutput].compactMap({ $0 }) {
+            requests.append(TensorRequest(p + name + ".weight", shape: [h]))
+        }
         if let latent = latentAttention {
             requests += latentAttentionTensors(prefix: p + "self_attn.", latent)
         } else {
@@ -165,6 +168,7 @@ extension ModelDescription {
         }
         if a.outputBias { requests.append(TensorRequest(p + "o_proj.bias", shape: [h])) }
         if a.sinks { requests.append(TensorRequest(p + "sinks", shape: [a.heads])) }
+        if a.outputGate { requests += linear(p + "gate_proj.weight", shape: [q, h]) }
         if a.queryKeyNorm {
             let whole = a.queryKeyNormScope == .wholeProjection
             requests += [

@@ -64,6 +64,8 @@ struct ClusterEqualsEngineTests {
         // gpt-oss: sinks on the coordinator; biased interleaved experts with the clamped SwiGLU,
         // float and MXFP4 (kept MXFP4 on the workers).
         ("gpt-oss-tiny", .oneWorker), ("gpt-oss-tiny", .threeRoundRobin), ("gpt-oss-tiny-mxfp4", .threeUneven),
+        // Trinity: sandwich norms and the gated attention output on the coordinator.
+        ("afmoe-tiny", .twoContiguous), ("afmoe-tiny", .threeWithReplicas),
     ]
 
     @Test(arguments: arguments)
