@@ -81,15 +81,19 @@ struct Local: AsyncParsableCommand {
             processes.stopAll()
             throw DaemonError(error)
         }
+        // From here on a failure must still stop the worker children (they would outlive us).
         let serving: ServingContext
+        let app: any Service
         do {
             serving = try servingOptions.context(engine: coordinator.engine, model: model, controller: coordinator.controller)
+            app = try CoordinatorAPI.application(
+                serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
+                metrics: metricsRegistry, listen: listen, waitReady: true, logger: logger)
         } catch {
+            await coordinator.shutdown(logger: logger)
+            processes.stopAll()
             throw DaemonError(error)
         }
-        let app = try CoordinatorAPI.application(
-            serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            metrics: metricsRegistry, listen: listen, waitReady: true, logger: logger)
         // Services stop in reverse order: the API first, then the control loop, then the workers.
         let group = ServiceGroup(services: [processes, coordinator.controller, SchedulerService(serving.scheduler), app],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
