@@ -34,6 +34,15 @@ wherever the file can say what the checkpoint says:
   does (a plain `attn_q`). The converter drops the fixture's MTP layer.
 The tests compare the last two with their checkpoints changed the same way
 (Tests/JindouModelTests/GGUFDeepseekTests.swift).
+- `gpt-oss-tiny-mxfp4.gguf` (`gpt-oss`): the experts stay MXFP4 (the converter repacks the
+  checkpoint's blocks), the rest F32. llama.cpp multiplies MXFP4 with 8-bit activation
+  blocks where transformers dequantises and multiplies in float, so the reference is
+  llama.cpp itself: `gpt-oss-tiny-mxfp4.llama-cpp.json` holds its last-position logits and
+  greedy tokens for two prompts (tools/llama_cpp_logits.c; needs tools/llama_cpp.sh's build).
+  The checkpoint uses the released swiglu_limit 7 and YaRN with truncate true, which is what
+  llama.cpp computes whatever the file says.
+
+    /work/venv/bin/python tools/fixture_gguf.py --llama-cpp "$(tools/llama_cpp.sh)" --only gpt-oss-tiny-mxfp4.gguf
 
 Adjustments, all to the inputs or the pre-tokenizer's name, never to the converter's output:
 - it identifies the BPE pre-tokenizer by hashing the token ids a known text encodes to
@@ -76,6 +85,7 @@ KNOWN_PRE_TOKENIZERS = {
     (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "qwen2",
     (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "glm4",
     tuple(fixture_text.DEEPSEEK_V3_PATTERNS): "deepseek-v3",
+    (fixture_text.O200K_PATTERN,): "gpt-4o",
 }
 
 CONVERSIONS = [
@@ -86,7 +96,18 @@ CONVERSIONS = [
     ("deepseek-v3-tiny", "deepseek-v3-tiny-f32.gguf", "f32", "deepseek"),
     ("deepseek-v3-tiny-noq", "deepseek-v3-tiny-noq-f32.gguf", "f32", "deepseek"),
     ("kimi-k2-tiny", "kimi-k2-tiny-f32.gguf", "f32", "kimi"),
+    # gpt-oss as llama.cpp ships it: experts MXFP4 (the converter repacks the checkpoint's
+    # blocks bit for bit), the rest F32. llama.cpp multiplies MXFP4 with 8-bit activation
+    # blocks, transformers in float: llama.cpp's own logits are the reference (LLAMA_GOLDENS).
+    ("gpt-oss-tiny-mxfp4", "gpt-oss-tiny-mxfp4.gguf", "f32", None),
+    # MiniMax-M2 (`minimax-m2`): exact — whole-projection q/k norms, rotary_dim, sigmoid with
+    # the selection bias (exp_probs_b), w1/w3/w2 stacked as ffn_{gate,up,down}_exps.
+    ("minimax-m2-tiny", "minimax-m2-tiny-f32.gguf", "f32", None),
 ]
+
+# Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
+# (tools/llama_cpp_logits.c, one thread, F32 KV cache), in {file stem}.llama-cpp.json.
+LLAMA_GOLDENS = {"gpt-oss-tiny-mxfp4.gguf": [[5, 17, 201, 33, 90, 12, 250], list(range(3, 43))]}
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja"}
@@ -146,6 +167,7 @@ def stage(fixture: Path, tokenizer: Path, into: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source tree")
+    parser.add_argument("--only", help="comma-separated output file names: convert only these")
     args = parser.parse_args()
     llama_cpp = args.llama_cpp.resolve()
     converter = llama_cpp / "convert_hf_to_gguf.py"
@@ -173,6 +195,8 @@ def main() -> None:
     tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES}
     with tempfile.TemporaryDirectory(prefix="jindou-gguf-stage-") as staging:
         for fixture, name, outtype, family in CONVERSIONS:
+            if args.only and name not in args.only.split(","):
+                continue
             directory = FIXTURES / fixture
             if family:
                 directory = stage(directory, tokenizers[family], Path(staging) / fixture)
@@ -185,6 +209,25 @@ def main() -> None:
                 if exit.code not in (None, 0):
                     raise
             print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
+            if name in LLAMA_GOLDENS:
+                write_llama_goldens(llama_cpp, out, LLAMA_GOLDENS[name])
+
+
+def write_llama_goldens(llama_cpp: Path, gguf: Path, prompts: list[list[int]]) -> None:
+    """llama.cpp's answers on `gguf`: per prompt, the last prompt position's logits, the
+    greedy tokens and the margins they were chosen with (fixture_gguf_mixes.Llama)."""
+    import fixture_gguf_mixes
+    llama = fixture_gguf_mixes.Llama(llama_cpp)
+    cases = []
+    for ids in prompts:
+        last, tokens, margins = llama.logits(gguf, ids)
+        cases.append({"prompt_ids": ids, "last_logits": [float(x) for x in last], "greedy_tokens": tokens,
+                      "greedy_margins": margins})
+    golden = {"generator": "tools/fixture_gguf.py", "llama_cpp": llama.version, "llama_cpp_commit": llama.commit,
+              "harness": "tools/llama_cpp_logits.c (one thread, F32 KV cache)", "cases": cases}
+    target = gguf.with_suffix(".llama-cpp.json")
+    target.write_text(json.dumps(golden, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {target.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ DEEPSEEK_V3_PATTERNS = [
 ]
 
 # Added tokens: (content, special) as the real tokenizers declare them.
+# MiniMax-M2: the tokens its chat template writes (BOS, role start, EOS, thinking, tool calls).
+MINIMAX_ADDED = [("]~!b[", True), ("]~b]", True), ("[e~[", True), ("<think>", False), ("</think>", False),
+                 ("<minimax:tool_call>", False), ("</minimax:tool_call>", False)]
 # gpt-oss: the harmony format's tokens (all special in its tokenizer.json).
 HARMONY_ADDED = [("<|startoftext|>", True), ("<|endoftext|>", True), ("<|return|>", True), ("<|constrain|>", True),
                  ("<|channel|>", True), ("<|start|>", True), ("<|end|>", True), ("<|message|>", True), ("<|call|>", True)]
@@ -300,14 +303,17 @@ def write_model_tokenizer(directory: str, family: str, vocab_size: int, template
     """A tokenizer small enough for a model fixture's vocabulary, and tokenizer_config.json
     with the family's real chat template."""
     pattern, added = {"qwen3": (QWEN2_PATTERN, QWEN_ADDED), "qwen3_vl": (QWEN2_PATTERN, QWEN_VL_ADDED),
-                      "glm4": (GLM4_PATTERN, GLM_ADDED), "gpt_oss": (O200K_PATTERN, HARMONY_ADDED)}[family]
-    tokenizer = train(pattern, vocab_size - len(added), added, training_corpus(), nfc=family != "gpt_oss")
+                      "glm4": (GLM4_PATTERN, GLM_ADDED), "gpt_oss": (O200K_PATTERN, HARMONY_ADDED),
+                      # MiniMax-M2's tokenizer.json splits with the same o200k regex (llama.cpp: MINIMAX_M2 = GPT4O).
+                      "minimax_m2": (O200K_PATTERN, MINIMAX_ADDED)}[family]
+    tokenizer = train(pattern, vocab_size - len(added), added, training_corpus(), nfc=family not in ("gpt_oss", "minimax_m2"))
     assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
     tokenizer.save(os.path.join(directory, "tokenizer.json"))
-    eos = {"glm4": "<|user|>", "gpt_oss": "<|return|>"}.get(family, "<|im_end|>")
+    eos = {"glm4": "<|user|>", "gpt_oss": "<|return|>", "minimax_m2": "[e~["}.get(family, "<|im_end|>")
     write_tokenizer_config(directory, tokenizer, added,
                            {"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": template, "eos_token": eos,
-                            "pad_token": "<|endoftext|>", "model_max_length": 256, "clean_up_tokenization_spaces": False})
+                            "pad_token": eos if family == "minimax_m2" else "<|endoftext|>", "model_max_length": 256,
+                            "clean_up_tokenization_spaces": False})
     return tokenizer
 
 

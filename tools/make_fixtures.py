@@ -314,8 +314,13 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
         # input-major with interleaved gate/up, biases and the clamped SwiGLU; Hub-style config.
         Spec("gpt-oss-tiny", "gpt_oss", 18 + s, GPT_OSS_TINY,
              legacy_config=True, extra_config=GPT_OSS_HUB_KEYS, k_overrides=(1, 4, 8), router_k=4),
-        # The same architecture with the experts as released: MXFP4 blocks and scales.
-        Spec("gpt-oss-tiny-mxfp4", "gpt_oss", 19 + s, dict(GPT_OSS_TINY, num_hidden_layers=2),
+        # The same architecture with the experts as released: MXFP4 blocks and scales, the
+        # released swiglu_limit 7 and YaRN with truncate true — what a GGUF file can say
+        # (llama.cpp fixes the limit at 7 and floors/ceils YaRN's correction range), so the
+        # GGUF converted from it (tools/fixture_gguf.py) means the same model.
+        Spec("gpt-oss-tiny-mxfp4", "gpt_oss", 19 + s,
+             dict(GPT_OSS_TINY, num_hidden_layers=2, swiglu_limit=7.0,
+                  rope_parameters=dict(GPT_OSS_TINY["rope_parameters"], truncate=True)),
              mxfp4=True, k_overrides=(1, 3), router_k=3),
         # Trinity (afmoe): sandwich norms, a sigmoid gate on the attention output, per-head
         # q/k norm, sliding layers (window 5) with rotary and global layers without (every
@@ -1389,7 +1394,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         for n, b in rotary.items():
             setattr(model.model.rotary_emb, n, b)
     model.save_pretrained(out_dir, **({"max_shard_size": spec.max_shard_size} if spec.max_shard_size else {}))
-    family = {"qwen3_moe": "qwen3", "glm4_moe": "glm4", "gpt_oss": "gpt_oss"}.get(spec.architecture)
+    family = {"qwen3_moe": "qwen3", "glm4_moe": "glm4", "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2"}.get(spec.architecture)
     if family:  # DeepSeek-family fixtures carry no tokenizer
         fixture_text.write_model_tokenizer(out_dir, family, model.config.vocab_size, templates[family])
     extra_meta = {}
@@ -1550,7 +1555,7 @@ def write_separated_fixture(spec: Spec, root: str, templates: dict, writer=None)
 # apply_chat_template passes them (templates of families without a tokenizer fixture: Qwen3's,
 # whose bos/eos those templates do not use).
 TEMPLATE_GOLDENS = {"qwen3": "qwen3-moe-tiny", "glm4": "glm4-moe-tiny", "gpt_oss": "gpt-oss-tiny",
-                    "minimax_m2": "qwen3-moe-tiny", "glm4_moe_lite": "glm4-moe-tiny"}
+                    "minimax_m2": "minimax-m2-tiny", "glm4_moe_lite": "glm4-moe-tiny"}
 
 
 def write_template_goldens(root, templates):

@@ -112,7 +112,14 @@ public struct ExpertShard: ExpertBackend {
             }
             switch description.expertStorage {
             case .perExpert:
-                experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"))
+                func bias(_ projection: String) throws -> [Float]? {
+                    guard description.expertBiases else { return nil }
+                    let name = description.expertBiasKey(key, projection: projection)
+                    guard let view = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: []) }
+                    return try view.floats()
+                }
+                experts[key] = ExpertWeights(gate: try matrix("gate"), up: try matrix("up"), down: try matrix("down"),
+                                             gateBias: try bias("gate"), upBias: try bias("up"), downBias: try bias("down"))
             case .fused:
                 experts[key] = try Self.fusedExpert(key, description: description, tensors: tensors)
             case .interleavedWithBias(let mxfp4):

@@ -56,13 +56,13 @@ public enum GGUFTensorNames {
         let rest = name.dropFirst(layers.count)
         guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
         let suffix = String(rest[rest.index(after: dot)...])
-        let overrides = architecture == .glm4Moe ? glm4MoeLayerSuffixes : [:]
+        let overrides = architecture == .glm4Moe ? glm4MoeLayerSuffixes : architecture == .gptOss ? gptOssLayerSuffixes : [:]
         if let mapped = overrides[suffix] ?? layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
-        // mlp.experts.E.{gate,up,down}_proj.weight → ffn_{gate,up,down}_exps.weight, slice E.
+        // mlp.experts.E.{gate,up,down}_proj.{weight,bias} → ffn_{gate,up,down}_exps.{weight,bias}, slice E.
         let parts = suffix.split(separator: ".")
-        if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), parts[4] == "weight",
+        if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), ["weight", "bias"].contains(parts[4]),
            ["gate_proj", "up_proj", "down_proj"].contains(parts[3]) {
-            return ("blk.\(layer).ffn_\(parts[3].dropLast(5))_exps.weight", expert)
+            return ("blk.\(layer).ffn_\(parts[3].dropLast(5))_exps.\(parts[4])", expert)
         }
         return nil
     }
@@ -81,7 +81,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -94,6 +94,8 @@ public struct GGUFCheckpoint: WeightSource {
         case "qwen3moe": description = try metadata.qwen3Moe()
         case "glm4moe": description = try metadata.glm4Moe()
         case "deepseek2": description = try metadata.deepseek2()
+        case "gpt-oss": description = try metadata.gptOss()
+        case "minimax-m2": description = try metadata.miniMaxM2()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }
@@ -114,13 +116,15 @@ public struct GGUFCheckpoint: WeightSource {
         var dimensions = info.dimensions
         var range = info.fileOffset..<(info.fileOffset + info.byteCount)
         if let slice {
-            guard dimensions.count == 3 else {
-                throw GGUFError(path: path, reason: "tensor '\(name)' has dimensions \(dimensions); expected 3 (stacked experts)")
+            // Stacked expert matrices (3-D) or their biases (2-D): experts are the outermost dimension.
+            guard dimensions.count == (name.hasSuffix(".bias") ? 2 : 3) else {
+                throw GGUFError(path: path, reason: "tensor '\(name)' has dimensions \(dimensions); expected \(name.hasSuffix(".bias") ? 2 : 3) (stacked experts)")
             }
-            guard slice < dimensions[2] else {
-                throw GGUFError(path: path, reason: "tensor '\(name)' stacks \(dimensions[2]) experts; expert \(slice) was asked for")
+            let stacked = dimensions[dimensions.count - 1]
+            guard slice < stacked else {
+                throw GGUFError(path: path, reason: "tensor '\(name)' stacks \(stacked) experts; expert \(slice) was asked for")
             }
-            let sliceBytes = info.byteCount / dimensions[2]
+            let sliceBytes = info.byteCount / stacked
             range = (range.lowerBound + slice * sliceBytes)..<(range.lowerBound + (slice + 1) * sliceBytes)
             dimensions.removeLast()
         }

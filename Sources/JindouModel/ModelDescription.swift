@@ -315,6 +315,9 @@ public struct ModelDescription: Sendable, Equatable {
     public var moeNames = MoENames()
     /// The routed experts' activation.
     public var expertActivation = ExpertActivation.swiglu
+    /// Per-expert storage with a bias per projection (`experts.E.{gate,up,down}_proj.bias`:
+    /// gpt-oss in GGUF).
+    public var expertBiases = false
     /// The decoder layers' norms.
     public var layerNorms = LayerNormNames()
     /// Multiplies the token embeddings (Trinity with `mup_enabled`: √hidden); nil: none.

@@ -57,6 +57,11 @@ extension ModelDescription {
         }
     }
 
+    /// The bias of expert `key`'s projection (`ModelDescription.expertBiases`).
+    public func expertBiasKey(_ key: ExpertKey, projection: String) -> String {
+        layerPrefix(key.layer) + moeNames.block + "experts.\(key.expert).\(moeNames.projection(projection)).bias"
+    }
+
     /// The slice of layer `key.layer`'s stacked expert tensor `name` (e.g. `gate_up_proj_bias`)
     /// that holds expert `key.expert`, and the key it is loaded under.
     func stackedExpertSlice(_ key: ExpertKey, _ name: String, shape: [Int]? = nil) -> TensorRequest {
@@ -119,6 +124,8 @@ extension ModelDescription {
             return ["gate", "up", "down"].flatMap { projection in
                 linear(expertTensorKey(key, projection: projection),
                        shape: projection == "down" ? [hiddenSize, moeIntermediateSize] : [moeIntermediateSize, hiddenSize])
+                    + (expertBiases ? [TensorRequest(expertBiasKey(key, projection: projection),
+                                                     shape: [projection == "down" ? hiddenSize : moeIntermediateSize])] : [])
             }
         case .fused:
             let p = layerPrefix(key.layer) + "mlp.experts."

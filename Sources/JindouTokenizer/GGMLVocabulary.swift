@@ -65,13 +65,28 @@ public struct GGMLVocabulary: Sendable, Equatable {
             ##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^"## + "\r\n" + #"\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+["#
                 + "\r\n" + #"]*|\s*["# + "\r\n" + #"]+|\s+(?!\S)|\s+"#,
         ],
+        // LLAMA_VOCAB_PRE_TYPE_GPT4O / MINIMAX_M2 (gpt-oss's o200k_harmony, MiniMax-M2): the
+        // tokenizer.json regex (tiktoken's o200k). llama.cpp runs an ASCII transcription of its
+        // case classes (`[^a-z]` / `[^A-Z]` among letters), which splits alike except where a
+        // non-ASCII letter is neither upper nor lower case next to a case change.
+        "gpt-4o": [
+            #"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#
+                + #"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"#
+                + #"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
+        ],
     ]
 
+    /// Names llama.cpp gives the same pipeline.
+    static let preTokenizerAliases = ["minimax-m2": "gpt-4o"]
+
     /// The `tokenizer.ggml.pre` names Jindou tokenizes with.
-    public static var supportedPreTokenizers: [String] { (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys).sorted() }
+    public static var supportedPreTokenizers: [String] {
+        (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys + preTokenizerAliases.keys).sorted()
+    }
 
     /// The normalisations and pre-tokenizer steps `pre` stands for; nil for an unknown name.
-    static func pipeline(_ pre: String) -> (normalizations: [Tokenizer.Normalization], steps: [Tokenizer.PreTokenizer])? {
+    static func pipeline(_ name: String) -> (normalizations: [Tokenizer.Normalization], steps: [Tokenizer.PreTokenizer])? {
+        let pre = preTokenizerAliases[name] ?? name
         let byteLevel = Tokenizer.PreTokenizer.byteLevel(addPrefixSpace: false, useRegex: false)
         if let pattern = preTokenizerPatterns[pre] {
             return ([.nfc], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])

@@ -94,7 +94,7 @@ struct GGUFTextTests {
             _ = try ServingText(directory: path, description: description)
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, qwen2)"), "\(error)")
+            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, gpt-4o, minimax-m2, qwen2)"), "\(error)")
         }
     }
 }

@@ -7,7 +7,7 @@ import Testing
 /// from tokenizer.json) tokenizes exactly as the tokenizer.json it came from.
 @Suite("Tokenizer from a GGUF vocabulary")
 struct GGMLVocabularyTests {
-    static let fixtures = ["tokenizers/qwen-style": "qwen2", "tokenizers/glm-style": "glm4",
+    static let fixtures = ["tokenizers/qwen-style": "qwen2", "tokenizers/glm-style": "glm4", "tokenizers/o200k-style": "gpt-4o",
                            // The tokenizer the DeepSeek GGUF fixtures were converted with (tools/fixture_gguf.py).
                            "gguf/tokenizers/deepseek": "deepseek-v3"]
 
@@ -51,7 +51,7 @@ struct GGMLVocabularyTests {
             _ = try Tokenizer(ggml: pre, path: "m.gguf")
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, qwen2)")
+            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, gpt-4o, minimax-m2, qwen2)")
         }
         var types = base
         types.tokenTypes = [1, 1]

@@ -1,0 +1,65 @@
+import Foundation
+import JindouModel
+import JindouTestSupport
+import Testing
+
+/// gpt-oss as llama.cpp ships it (`gpt-oss` architecture, MXFP4 experts): the file
+/// llama.cpp's converter wrote from the gpt-oss-tiny-mxfp4 checkpoint
+/// (tools/fixture_gguf.py), read with llama.cpp's meaning, gives llama.cpp's own logits and
+/// greedy tokens (`gpt-oss-tiny-mxfp4.llama-cpp.json`).
+@Suite("gpt-oss GGUF equals llama.cpp")
+struct GGUFGptOssTests {
+    static let file = Fixtures.path("gguf/gpt-oss-tiny-mxfp4.gguf")
+
+    struct Golden: Decodable {
+        struct Case: Decodable {
+            let promptIds: [Int]
+            let lastLogits: [Float]
+            let greedyTokens: [Int]
+            let greedyMargins: [Double]
+        }
+        let cases: [Case]
+    }
+
+    static func golden() throws -> Golden {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: file.replacingOccurrences(of: ".gguf", with: ".llama-cpp.json"))))
+    }
+
+    @Test func theFileDescribesTheCheckpointsModel() throws {
+        let gguf = try GGUFCheckpoint(path: Self.file)
+        let d = gguf.description
+        let hf = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path("gpt-oss-tiny-mxfp4")))
+        #expect(d.architecture == .gptOss && d.attention.sinks && d.expertBiases)
+        #expect(d.attention.layerWindows == hf.attention.layerWindows)
+        #expect(d.attention.ropeScaling == hf.attention.ropeScaling, "the fixture's YaRN has truncate: true, as ggml computes it")
+        #expect(d.expertActivation == hf.expertActivation && d.router == hf.router)
+        let key = ExpertKey(layer: 1, expert: 3)
+        let expert = try #require(try ExpertShard(description: d, checkpoint: gguf, keys: [key]).experts[key])
+        #expect(expert.gate.blockFormat == .mxfp4 && !expert.gate.floatActivations, "llama.cpp's MXFP4 × 8-bit activations")
+        #expect(expert.upBias?.count == d.moeIntermediateSize && expert.downBias?.count == d.hiddenSize)
+        // The same bits as the checkpoint's experts (the converter repacks, Jindou repacks).
+        let safetensors = try #require(try ExpertShard(description: hf, checkpoint: Checkpoint(directory: Fixtures.path("gpt-oss-tiny-mxfp4")),
+                                                       keys: [key]).experts[key])
+        for (a, b) in [(expert.gate, safetensors.gate), (expert.up, safetensors.up), (expert.down, safetensors.down)] {
+            #expect(a.floatValues() == b.floatValues())
+        }
+        #expect(expert.gateBias == safetensors.gateBias && expert.downBias == safetensors.downBias)
+    }
+
+    @Test func logitsAndGreedyTokensEqualLlamaCpp() async throws {
+        let engine = try InferenceEngine.load(directory: Self.file)
+        // Both multiply MXFP4 with the same 8-bit activation blocks in integers (observed ≤ 7.2e-7).
+        let tolerance: Float = 1e-4
+        for c in try Self.golden().cases {
+            let logits = try await engine.promptLogits(c.promptIds).last!
+            let difference = maxAbsDifference(logits, c.lastLogits)
+            #expect(difference <= tolerance, "prompt of \(c.promptIds.count): max |Δlogit| \(difference) vs llama.cpp")
+            let generated = try await engine.generate(GenerationRequest(promptTokenIDs: c.promptIds, maxNewTokens: c.greedyTokens.count,
+                                                                        stopTokenIDs: [])).tokenIDs
+            let clear = c.greedyMargins.firstIndex { $0 < 2 * Double(tolerance) } ?? c.greedyTokens.count
+            #expect(Array(generated.prefix(clear)) == Array(c.greedyTokens.prefix(clear)), "prompt of \(c.promptIds.count)")
+        }
+    }
+}
