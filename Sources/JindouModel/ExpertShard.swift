@@ -400,13 +400,7 @@ private struct ExpertTask {
         if let b = w.downBias { Self.addBias(b, to: output, rows: n) }
     }
 
-    /// `rows` rows of `bias.count` values each, plus `bias`.
     private static func addBias(_ bias: [Float], to values: UnsafeMutablePointer<Float>, rows: Int) {
-        bias.withUnsafeBufferPointer { b in
-            for r in 0..<rows {
-                let row = values + r * b.count
-                for i in 0..<b.count { row[i] += b[i] }
-            }
-        }
+        bias.withUnsafeBufferPointer { addRowBias($0.baseAddress!, width: $0.count, rows: rows, into: values) }
     }
 }

@@ -236,8 +236,9 @@ struct GGUFModelMetadata {
     }
 
     /// Heads, key/value heads, head width and rotary width of standard attention (qwen3moe,
-    /// glm4moe), with llama.cpp's defaults; rope scaling must be absent or `none`.
-    func attentionHeads(hidden: Int) throws -> (heads: Int, kvHeads: Int, headDimension: Int, rotary: Int) {
+    /// glm4moe), with llama.cpp's defaults; rope scaling must be absent or `none` unless the
+    /// caller reads it itself (`readsRopeScaling`, gpt-oss).
+    func attentionHeads(hidden: Int, readsRopeScaling: Bool = false) throws -> (heads: Int, kvHeads: Int, headDimension: Int, rotary: Int) {
         let heads = try positive(arch("attention.head_count"))
         let kvHeads = try positive(arch("attention.head_count_kv"), default: heads)
         let headDimension = try positive(arch("attention.key_length"), default: hidden / heads)
@@ -246,7 +247,7 @@ struct GGUFModelMetadata {
             throw error(arch("attention.value_length"), "\(valueLength) differs from attention.key_length \(headDimension)")
         }
         let rotary = try positive(arch("rope.dimension_count"), default: headDimension)
-        if let scaling = value(arch("rope.scaling.type")), scaling.string != "none" {
+        if !readsRopeScaling, let scaling = value(arch("rope.scaling.type")), scaling.string != "none" {
             throw error(arch("rope.scaling.type"), "'\(scaling.string ?? "?")' is not supported for GGUF yet (supported: none)")
         }
         return (heads, kvHeads, headDimension, rotary)

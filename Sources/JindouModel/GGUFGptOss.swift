@@ -34,10 +34,7 @@ extension GGUFModelMetadata {
     func gptOss() throws -> ModelDescription {
         let layerCount = try positive(arch("block_count"))
         let hidden = try positive(arch("embedding_length"))
-        let heads = try positive(arch("attention.head_count"))
-        let kvHeads = try positive(arch("attention.head_count_kv"), default: heads)
-        let headDimension = try positive(arch("attention.key_length"), default: hidden / heads)
-        let rotary = try positive(arch("rope.dimension_count"), default: headDimension)
+        let (heads, kvHeads, headDimension, rotary) = try attentionHeads(hidden: hidden, readsRopeScaling: true)
         let contextLength = try positive(arch("context_length"))
 
         var scaling = RopeScaling.none

@@ -38,11 +38,14 @@ public func linear(
         var task = RowTask(first: call, second: nil, rows: weight.rows, minimumChunk: max(1, 16_384 / max(1, weight.rowBytes)))
         task.run()
     }
-    if let bias {
-        for t in 0..<tokens {
-            let out = y + t * weight.rows
-            for r in 0..<weight.rows { out[r] += bias[r] }
-        }
+    if let bias { addRowBias(bias, width: weight.rows, rows: tokens, into: y) }
+}
+
+/// Adds `bias` (`width` values) to each of `rows` consecutive rows of `y`.
+public func addRowBias(_ bias: UnsafePointer<Float>, width: Int, rows: Int, into y: UnsafeMutablePointer<Float>) {
+    for t in 0..<rows {
+        let out = y + t * width
+        for r in 0..<width { out[r] += bias[r] }
     }
 }
 
