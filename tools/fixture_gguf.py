@@ -85,6 +85,7 @@ KNOWN_PRE_TOKENIZERS = {
     (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "qwen2",
     (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "glm4",
     tuple(fixture_text.DEEPSEEK_V3_PATTERNS): "deepseek-v3",
+    (fixture_text.EXAONE_MOE_PATTERN,): "exaone-moe",
     (fixture_text.O200K_PATTERN,): "gpt-4o",
 }
 
@@ -103,14 +104,52 @@ CONVERSIONS = [
     # MiniMax-M2 (`minimax-m2`): exact — whole-projection q/k norms, rotary_dim, sigmoid with
     # the selection bias (exp_probs_b), w1/w3/w2 stacked as ffn_{gate,up,down}_exps.
     ("minimax-m2-tiny", "minimax-m2-tiny-f32.gguf", "f32", None),
+    # The families below carry no tokenizer; each is staged with a tiny one of its family's
+    # pre-tokenizer (fixture_text.STAGED_TOKENIZERS). llama.cpp computes some of what their
+    # checkpoints say differently (see each reader in Sources/JindouModel/GGUF*.swift), so
+    # the reference is llama.cpp itself (LLAMA_GOLDENS).
+    # dots.llm1 (`dots1`): llama.cpp's loader wants as many key/value heads as query heads (as
+    # released) and has no sliding windows or expert groups for it: `dots1-tiny-mha` is that model.
+    ("dots1-tiny-mha", "dots1-tiny-mha-f32.gguf", "f32", "dots1"),
+    # K-EXAONE (`exaone-moe`): sliding/global layers with NoPE globals, grouped sigmoid router.
+    # llama.cpp refuses a file without `expert_gating_func`, which the converter writes from the
+    # config's `scoring_func`; transformers' ExaoneMoeConfig has no such key, so it is staged.
+    ("exaone-moe-tiny", "exaone-moe-tiny-f32.gguf", "f32", "exaone-moe"),
+    # Trinity (`afmoe`): llama.cpp fixes three sliding layers then one global NoPE layer, as
+    # released (`afmoe-tiny-every4`; afmoe-tiny's every-second-layer pattern is not what a file
+    # can say). Staged with a Qwen2-style tokenizer: Trinity's own splits digits in threes from
+    # the right (llama.cpp's `afmoe` pre-tokenizer), which Jindou does not read yet.
+    ("afmoe-tiny-every4", "afmoe-tiny-every4-f32.gguf", "f32", "qwen2"),
+    # GLM-4.7-Flash (`deepseek2`, as llama.cpp's converter files it): the dense first layer as
+    # `first_k_dense_replace` (which the Hub's config.json has beside mlp_layer_types), sigmoid
+    # routing; GLM's tokenizer pipeline and its released template.
+    ("glm4-moe-lite-tiny-lead", "glm4-moe-lite-tiny-lead-f32.gguf", "f32", "glm4"),
 ]
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
 # (tools/llama_cpp_logits.c, one thread, F32 KV cache), in {file stem}.llama-cpp.json.
-LLAMA_GOLDENS = {"gpt-oss-tiny-mxfp4.gguf": [[5, 17, 201, 33, 90, 12, 250], list(range(3, 43))]}
+LLAMA_PROMPTS = [[5, 17, 201, 33, 90, 12, 250], list(range(3, 43))]
+LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "dots1-tiny-mha-f32.gguf",
+                                                  "exaone-moe-tiny-f32.gguf", "afmoe-tiny-every4-f32.gguf",
+                                                  "glm4-moe-lite-tiny-lead-f32.gguf")}
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
-STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja"}
+STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
+                    "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "qwen2": None, "exaone-moe": None}
+DEEPSEEK_FAMILIES = ("deepseek", "kimi")
+# Keys the Hub's config.json files carry and transformers drops, which the converter needs to
+# write what the model computes (set only where missing):
+# - `scoring_func: sigmoid` (DeepSeek family, dots.llm1, K-EXAONE): without it the converter
+#   writes no `expert_gating_func`; llama.cpp then scores with softmax (deepseek2) or refuses
+#   to run (dots1, exaone-moe);
+# - `first_k_dense_replace` (GLM-4.7-Flash): transformers 5 writes mlp_layer_types only;
+#   the converter reads this key for leading_dense_block_count;
+# - `route_norm: true` (Trinity): transformers always renormalises the chosen weights,
+#   llama.cpp only when the file says so (`expert_weights_norm`, from `route_norm`).
+STAGED_CONFIG = {name: {"scoring_func": "sigmoid"} for name in (
+    "deepseek-v3-tiny", "deepseek-v3-tiny-noq", "kimi-k2-tiny", "dots1-tiny-mha", "exaone-moe-tiny")}
+STAGED_CONFIG["afmoe-tiny-every4"] = {"route_norm": True}
+STAGED_CONFIG["glm4-moe-lite-tiny-lead"] = {"scoring_func": "sigmoid", "first_k_dense_replace": 1}
 
 
 def pre_tokenizer_regexes(directory: Path) -> tuple[str, ...]:
@@ -128,7 +167,14 @@ def write_staged_tokenizer(family: str, llama_cpp: Path, vocab_size: int) -> Pat
     what transformers' apply_chat_template renders for its conversations."""
     directory = TOKENIZERS / family
     directory.mkdir(parents=True, exist_ok=True)
-    template = (llama_cpp / "models" / "templates" / STAGED_TEMPLATES[family]).read_text(encoding="utf-8")
+    template_file = STAGED_TEMPLATES[family]
+    template = (llama_cpp / "models" / "templates" / template_file).read_text(encoding="utf-8") if template_file else None
+    if family not in DEEPSEEK_FAMILIES:
+        tokenizer = fixture_text.write_staged_tokenizer(str(directory), family, vocab_size, template)
+        golden = fixture_text.tokenizer_golden(tokenizer, fixture_text.corpus())
+        with open(directory / "golden.json", "w", encoding="utf-8") as f:
+            json.dump(golden, f, ensure_ascii=False, indent=1)
+        return directory
     tokenizer = fixture_text.write_deepseek_tokenizer(str(directory), family, vocab_size, template)
     if family == "deepseek":
         from transformers import AutoTokenizer
@@ -150,16 +196,16 @@ def write_staged_tokenizer(family: str, llama_cpp: Path, vocab_size: int) -> Pat
     return directory
 
 
-def stage(fixture: Path, tokenizer: Path, into: Path) -> Path:
-    """A copy of a DeepSeek-family fixture that the converter accepts: the checkpoint's files
-    linked, the staged tokenizer's files linked, and config.json with `scoring_func: sigmoid`
-    when it lacks one (see the module docstring)."""
+def stage(fixture: Path, tokenizer: Path, into: Path, family: str) -> Path:
+    """A copy of a fixture that the converter accepts: the checkpoint's files linked, the
+    staged tokenizer's files linked, and config.json with the STAGED_CONFIG keys it lacks."""
     into.mkdir()
     for item in list(fixture.iterdir()) + list(tokenizer.iterdir()):
         if item.name not in ("config.json", "golden.json", "golden.safetensors"):
             (into / item.name).symlink_to(item)
     config = json.loads((fixture / "config.json").read_text(encoding="utf-8"))
-    config.setdefault("scoring_func", "sigmoid")
+    for key, value in STAGED_CONFIG.get(fixture.name, {}).items():
+        config.setdefault(key, value)
     (into / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return into
 
@@ -192,14 +238,15 @@ def main() -> None:
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre
 
-    tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES}
+    wanted = {family for fixture, name, _, family in CONVERSIONS if family and (not args.only or name in args.only.split(","))}
+    tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES if family in wanted}
     with tempfile.TemporaryDirectory(prefix="jindou-gguf-stage-") as staging:
         for fixture, name, outtype, family in CONVERSIONS:
             if args.only and name not in args.only.split(","):
                 continue
             directory = FIXTURES / fixture
             if family:
-                directory = stage(directory, tokenizers[family], Path(staging) / fixture)
+                directory = stage(directory, tokenizers[family], Path(staging) / fixture, family)
             out = FIXTURES / "gguf" / name
             out.parent.mkdir(exist_ok=True)
             sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)]

@@ -40,6 +40,11 @@ DEEPSEEK_V3_PATTERNS = [
     "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
 ]
 
+# K-EXAONE's tokenizer.json regex (llama.cpp's LLAMA_VOCAB_PRE_TYPE_EXAONE_MOE quotes it as the
+# original): letters with their marks, words joined by single spaces, one digit at a time.
+EXAONE_MOE_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}"
+                      r"| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+")
+
 # Added tokens: (content, special) as the real tokenizers declare them.
 # MiniMax-M2: the tokens its chat template writes (BOS, role start, EOS, thinking, tool calls).
 MINIMAX_ADDED = [("]~!b[", True), ("]~b]", True), ("[e~[", True), ("<think>", False), ("</think>", False),
@@ -62,6 +67,12 @@ DEEPSEEK_ADDED = [("<｜begin▁of▁sentence｜>", True), ("<｜end▁of▁sent
                   ("<｜tool▁calls▁begin｜>", True), ("<｜tool▁calls▁end｜>", True), ("<｜tool▁call▁begin｜>", True),
                   ("<｜tool▁call▁end｜>", True), ("<｜tool▁sep｜>", True), ("<｜tool▁output▁begin｜>", True),
                   ("<｜tool▁output▁end｜>", True)]
+# dots.llm1: its chat template's role markers and end of text.
+DOTS1_ADDED = [("<|endoftext|>", True), ("<|system|>", True), ("<|endofsystem|>", True), ("<|userprompt|>", True),
+               ("<|endofuserprompt|>", True), ("<|response|>", True), ("<|endofresponse|>", True)]
+# K-EXAONE / EXAONE 4: role markers in [|…|], end of turn, thinking.
+EXAONE_ADDED = [("[BOS]", True), ("[|endofturn|]", True), ("[|system|]", True), ("[|user|]", True), ("[|assistant|]", True),
+                ("[|tool|]", True), ("<think>", False), ("</think>", False)]
 # Kimi-K2: [BOS] and [EOS] at 0 and 1, then the tokens its chat template writes.
 KIMI_ADDED = [("[BOS]", True), ("[EOS]", True), ("<|im_end|>", True), ("<|im_user|>", True), ("<|im_assistant|>", True),
               ("<|im_system|>", True), ("<|im_middle|>", True), ("<|tool_calls_section_begin|>", True),
@@ -326,6 +337,33 @@ def write_tokenizer_config(directory: str, tokenizer, added, fields: dict):
                                       for c, s in added}
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
         json.dump(config, f, ensure_ascii=False, indent=1)
+
+
+# The tiny tokenizers tools/fixture_gguf.py stages for fixtures that carry none, by family:
+# (Split regexes, added tokens, NFC normaliser, leading specials, tokenizer_config fields).
+STAGED_TOKENIZERS = {
+    "dots1": ([QWEN2_PATTERN], DOTS1_ADDED, True, 0, {"eos_token": "<|endofresponse|>", "pad_token": "<|endoftext|>"}),
+    "qwen2": ([QWEN2_PATTERN], QWEN_ADDED, True, 0, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
+    "glm4": ([GLM4_PATTERN], GLM_ADDED, True, 0, {"eos_token": "<|user|>", "pad_token": "<|endoftext|>"}),
+    "exaone-moe": ([EXAONE_MOE_PATTERN], EXAONE_ADDED, False, 0, {"bos_token": "[BOS]", "eos_token": "[|endofturn|]"}),
+}
+
+
+def write_staged_tokenizer(directory: str, family: str, vocab_size: int, template: str | None):
+    """A tiny byte-level BPE with `family`'s pre-tokenizer and added tokens (STAGED_TOKENIZERS)
+    plus tokenizer_config.json (with `template` as chat template when given), for a model
+    fixture that carries no tokenizer and is converted to GGUF."""
+    patterns, added, nfc, leading, fields = STAGED_TOKENIZERS[family]
+    tokenizer = train(patterns, vocab_size - len(added) + leading, added, training_corpus(), nfc=nfc,
+                      leading_specials=leading)
+    assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"
+    tokenizer.save(os.path.join(directory, "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **fields, "model_max_length": 256,
+              "clean_up_tokenization_spaces": False}
+    if template is not None:
+        config["chat_template"] = template
+    write_tokenizer_config(directory, tokenizer, added, config)
+    return tokenizer
 
 
 def write_deepseek_tokenizer(directory: str, family: str, vocab_size: int, template: str):

@@ -286,6 +286,15 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   attention_bias=False, sliding_window=5, max_window_layers=1,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              k_overrides=(1, 4), router_k=4),
+        # dots.llm1 as released (and as llama.cpp's `dots1` computes it, which needs as many
+        # key/value heads as query heads): multi-head attention, one expert group, no
+        # attention biases, every layer full; converted to GGUF by tools/fixture_gguf.py.
+        Spec("dots1-tiny-mha", "dots1", 19 + s,
+             dict(TINY, num_hidden_layers=3, num_key_value_heads=4, first_k_dense_replace=1, n_routed_experts=8,
+                  num_experts_per_tok=2, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.0,
+                  norm_topk_prob=True, attention_bias=False, sliding_window=None,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, k_overrides=(1, 4), router_k=4),
         # K-EXAONE: per-head q/k norm, sliding layers (window 5) with rotary and global layers
         # without (NoPE), every second layer global (sliding_window_pattern 2); DeepSeek-V3's
         # grouped sigmoid router with the bias stored as mlp.e_score_correction_bias.
@@ -316,6 +325,14 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   mlp_layer_types=["sparse", "dense", "sparse"], bos_token_id=None, eos_token_id=None,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 3, 4), router_k=3),
+        # GLM-4.7-Flash as released (a dense first layer, then MoE: what llama.cpp's deepseek2,
+        # which reads leading_dense_block_count, can say); converted to GGUF by fixture_gguf.py.
+        Spec("glm4-moe-lite-tiny-lead", "glm4_moe_lite", 22 + s,
+             dict(DS_TINY, num_hidden_layers=3, q_lora_rank=48, n_routed_experts=8, num_experts_per_tok=2, n_group=2,
+                  topk_group=1, n_shared_experts=1, routed_scaling_factor=1.8, norm_topk_prob=True, rope_interleave=True,
+                  mlp_layer_types=["dense", "sparse", "sparse"], bos_token_id=None, eos_token_id=None,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 4), router_k=4),
         # gpt-oss: attention sinks, q/k/v/o biases, alternating sliding/full layers, YaRN
         # (truncate false), router with a bias and softmax over the top-k logits, experts
         # input-major with interleaved gate/up, biases and the clamped SwiGLU; Hub-style config.
@@ -340,6 +357,16 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   global_attn_every_n_layers=2, sliding_window=5, mup_enabled=True, bos_token_id=None,
                   eos_token_id=None, pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 3, 4), router_k=3),
+        # Trinity as released (and as llama.cpp's `afmoe` computes it, which fixes the pattern
+        # at three sliding layers then one global NoPE layer): converted to GGUF by
+        # tools/fixture_gguf.py.
+        Spec("afmoe-tiny-every4", "afmoe", 21 + s,
+             dict(vocab_size=320, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=256, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=4,
+                  num_dense_layers=1, num_experts=8, num_experts_per_tok=2, num_shared_experts=1, route_scale=2.0,
+                  global_attn_every_n_layers=4, sliding_window=5, mup_enabled=True, bos_token_id=None,
+                  eos_token_id=None, pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, k_overrides=(1, 4), router_k=4),
         # Hunyuan-A13B: q/k norm after rotary (`query_layernorm`/`key_layernorm`), NTK-alpha rope,
         # softmax router `gate.wg`, a `shared_mlp` beside the experts, q/k/v/o biases; config.json
         # in the Hub style (rope_scaling {type: dynamic, alpha}, the keys transformers ignores).

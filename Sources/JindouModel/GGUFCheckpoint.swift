@@ -41,6 +41,11 @@ public enum GGUFTensorNames {
         "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
     ]
 
+    /// Where an architecture names a layer tensor differently from `layerSuffixes`.
+    static let architectureLayerSuffixes: [Architecture: [String: String]] = [
+        .glm4Moe: glm4MoeLayerSuffixes, .gptOss: gptOssLayerSuffixes, .exaoneMoe: exaoneMoeLayerSuffixes, .afmoe: afmoeLayerSuffixes,
+    ]
+
     /// The GGUF tensor (and, for a routed expert, its slice of the stacked tensor) holding
     /// Hugging Face tensor `name` in a file of `architecture`; nil for names GGUF has no place for.
     public static func gguf(for name: String, textPrefix: String = "model.",
@@ -56,8 +61,7 @@ public enum GGUFTensorNames {
         let rest = name.dropFirst(layers.count)
         guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
         let suffix = String(rest[rest.index(after: dot)...])
-        let overrides = architecture == .glm4Moe ? glm4MoeLayerSuffixes : architecture == .gptOss ? gptOssLayerSuffixes : [:]
-        if let mapped = overrides[suffix] ?? layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
+        if let mapped = architectureLayerSuffixes[architecture]?[suffix] ?? layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
         // mlp.experts.E.{gate,up,down}_proj.{weight,bias} → ffn_{gate,up,down}_exps.{weight,bias}, slice E.
         let parts = suffix.split(separator: ".")
         if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), ["weight", "bias"].contains(parts[4]),
@@ -81,7 +85,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -96,6 +100,9 @@ public struct GGUFCheckpoint: WeightSource {
         case "deepseek2": description = try metadata.deepseek2()
         case "gpt-oss": description = try metadata.gptOss()
         case "minimax-m2": description = try metadata.miniMaxM2()
+        case "dots1": description = try metadata.dots1()
+        case "exaone-moe": description = try metadata.exaoneMoe()
+        case "afmoe": description = try metadata.afmoe()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }

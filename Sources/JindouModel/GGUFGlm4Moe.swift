@@ -36,97 +36,17 @@ extension GGUFModelMetadata {
     /// Biases and q/k norms are read from the tensors present, as llama.cpp does; Jindou
     /// needs every layer alike.
     func glm4Moe() throws -> ModelDescription {
-        let path = file.path
         let (layerCount, predictionLayers) = try decoderLayers()
-        let hidden = try positive(arch("embedding_length"))
-        let (heads, kvHeads, headDimension, rotary) = try attentionHeads(hidden: hidden)
         if let sections = value(arch("rope.dimension_sections")), sections.array?.contains(where: { $0.integer != 0 }) ?? true {
             throw error(arch("rope.dimension_sections"), "is set: multimodal rotary (GLM-4.5V) is not supported")
         }
-
-        let gating = try integer(arch("expert_gating_func"), default: 2)
-        guard gating == 2 else {
-            let name = [1: "softmax", 4: "sqrtsoftplus"][gating].map { " (\($0))" } ?? ""
-            throw error(arch("expert_gating_func"), "is \(gating)\(name); GLM4-MoE routes with sigmoid (2)")
+        var description = try groupedQueryMoE(architecture: .glm4Moe, family: "GLM4-MoE", defaultGating: 2, layerCount: layerCount,
+                                              optionalQueryKeyNorm: true)
+        guard description.hasCorrectionBias else {
+            throw GGUFError(path: file.path, reason: "missing tensor 'blk.\(description.layers.firstIndex(of: .sparse) ?? 0).exp_probs_b.bias' (GLM4-MoE selects experts with it)")
         }
-        let experts = try positive(arch("expert_count"))
-        let used = try positive(arch("expert_used_count"))
-        let moe = try positive(arch("expert_feed_forward_length"))
-        let shared = try integer(arch("expert_shared_count"))
-        let groups = try integer(arch("expert_group_count"), default: 0)
-        let groupsUsed = try integer(arch("expert_group_used_count"), default: 0)
-        if groups > 1 {
-            guard experts % groups == 0 else {
-                throw error(arch("expert_group_count"), "\(groups) does not divide expert_count \(experts)")
-            }
-            guard (1...groups).contains(groupsUsed) else {
-                throw error(arch("expert_group_used_count"), "\(groupsUsed) is not in 1…expert_group_count (\(groups))")
-            }
-        }
-        // llama.cpp scales the routed weights only when the factor is neither 0 (unset) nor 1.
-        let scale = try number(arch("expert_weights_scale"), default: 0)
-        guard scale >= 0 else { throw error(arch("expert_weights_scale"), "must not be negative, is \(scale)") }
-
-        let denseLead = try integer(arch("leading_dense_block_count"), default: 0)
-        guard denseLead <= layerCount else {
-            throw error(arch("leading_dense_block_count"), "is \(denseLead), more than the \(layerCount) decoder layers")
-        }
-        let feedForward = try integer(arch("feed_forward_length"), default: 0)
-        if denseLead > 0, feedForward == 0 {
-            throw error(arch("feed_forward_length"), "is needed for the \(denseLead) leading dense layers")
-        }
-        let layers: [FeedForwardKind] = (0..<layerCount).map { $0 < denseLead ? .dense(intermediateSize: feedForward) : .sparse }
-
-        let vocabulary = try vocabularySize()
-        for fused in ["attn_qkv.weight", "ffn_gate_up_exps.weight"] {
-            if let layer = (0..<layerCount).first(where: { file.tensor("blk.\($0).\(fused)") != nil }) {
-                throw GGUFError(path: path, reason: "tensor 'blk.\(layer).\(fused)' is fused (convert_hf_to_gguf.py --fuse-qkv / --fuse-gate-up-exps); Jindou reads the unfused tensors")
-            }
-        }
-        let queryKeyNorm = try sameInEveryLayer(["attn_q_norm.weight", "attn_k_norm.weight"], layers: layerCount)
-        let bias = try sameInEveryLayer(["attn_q.bias", "attn_k.bias", "attn_v.bias"], layers: layerCount)
-
-        var description = ModelDescription(
-            architecture: .glm4Moe,
-            vocabularySize: vocabulary,
-            hiddenSize: hidden,
-            attention: AttentionShape(
-                heads: heads, keyValueHeads: kvHeads, headDimension: headDimension, rotaryDimension: rotary,
-                ropeTheta: try number(arch("rope.freq_base"), default: 10_000),
-                queryKeyNorm: queryKeyNorm, queryKeyValueBias: bias, outputBias: false, slidingWindow: nil),
-            rmsNormEpsilon: Float(try number(arch("attention.layer_norm_rms_epsilon"))),
-            tieWordEmbeddings: file.tensor("output.weight") == nil,
-            layers: layers,
-            router: RouterConfiguration(
-                expertCount: experts, expertsPerToken: used, scoring: .sigmoid,
-                normalizeTopK: try bool(arch("expert_weights_norm"), default: false),
-                routedScalingFactor: scale == 0 ? 1 : Float(scale),
-                groupCount: groups > 1 ? groups : 1, groupsPerToken: groups > 1 ? groupsUsed : 1,
-                // Glm4MoeTopkRouter's epsilon (llama.cpp clamps the sum at 6.1e-5 instead; a
-                // sum of sigmoids that small does not occur in practice).
-                normalizationEpsilon: 1e-20),
-            hasCorrectionBias: true,
-            moeIntermediateSize: moe,
-            sharedExpertIntermediateSize: shared > 0 ? moe * shared : nil,
-            maxPositionEmbeddings: try positive(arch("context_length")),
-            eosTokenIDs: try tokenIDs(["eos", "eot", "eom"]),
-            bosTokenID: try tokenIDs(["bos"]).first,
-            declaredDType: nil)
         description.ignoredPredictionLayers = predictionLayers
         return try validated(description)
-    }
-
-    /// Whether the decoder layers carry the optional tensors `suffixes` (all of them in
-    /// every layer, or none anywhere); llama.cpp decides per layer, Jindou's attention is
-    /// the same in every layer.
-    private func sameInEveryLayer(_ suffixes: [String], layers: Int) throws -> Bool {
-        let present = file.tensor("blk.0.\(suffixes[0])") != nil
-        for layer in 0..<layers {
-            for suffix in suffixes where (file.tensor("blk.\(layer).\(suffix)") != nil) != present {
-                throw GGUFError(path: file.path, reason: "tensor 'blk.\(layer).\(suffix)' is \(present ? "missing while" : "present while") 'blk.0.\(suffixes[0])' is \(present ? "present" : "not"); Jindou needs every layer alike")
-            }
-        }
-        return present
     }
 }
 

@@ -15,6 +15,7 @@ public struct GGUFWriter {
         case string(String)
         case strings([String])
         case i32s([Int32])
+        case bools([Bool])
     }
 
     /// A tensor: dimensions innermost first, and a producer that writes exactly `byteCount` bytes.
@@ -122,6 +123,9 @@ public struct GGUFWriter {
             case .i32s(let list):
                 u32(9); u32(5); u64(UInt64(list.count))
                 for v in list { u32(UInt32(bitPattern: v)) }
+            case .bools(let list):
+                u32(9); u32(7); u64(UInt64(list.count))
+                bytes(list.map { $0 ? 1 : 0 })
             }
         }
         mutating func raw(_ chunk: UnsafeRawBufferPointer) throws {

@@ -76,12 +76,19 @@ public struct GGMLVocabulary: Sendable, Equatable {
         ],
     ]
 
+    /// Pre-tokenizers of one Split regex without a normaliser.
+    static let unnormalizedPatterns: [String: String] = [
+        // LLAMA_VOCAB_PRE_TYPE_EXAONE_MOE (K-EXAONE): the regex of its tokenizer.json, which
+        // llama.cpp quotes and runs with the case-insensitive contractions spelled out.
+        "exaone-moe": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+"#,
+    ]
+
     /// Names llama.cpp gives the same pipeline.
     static let preTokenizerAliases = ["minimax-m2": "gpt-4o"]
 
     /// The `tokenizer.ggml.pre` names Jindou tokenizes with.
     public static var supportedPreTokenizers: [String] {
-        (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys + preTokenizerAliases.keys).sorted()
+        (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys + unnormalizedPatterns.keys + preTokenizerAliases.keys).sorted()
     }
 
     /// The normalisations and pre-tokenizer steps `pre` stands for; nil for an unknown name.
@@ -91,6 +98,9 @@ public struct GGMLVocabulary: Sendable, Equatable {
         if let pattern = preTokenizerPatterns[pre] {
             return ([.nfc], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])
         }
+        if let pattern = unnormalizedPatterns[pre] {
+            return ([], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])
+        }
         if let patterns = preTokenizerSequences[pre] {
             return ([], patterns.map { .split(pattern: $0, behavior: "Isolated", invert: false) } + [byteLevel])
         }
@@ -99,7 +109,9 @@ public struct GGMLVocabulary: Sendable, Equatable {
 
     /// The `tokenizer.ggml.pre` name of a tokenizer.json pipeline: its Split regexes in order.
     static func preTokenizerName(splitRegexes regexes: [String]) -> String? {
-        if regexes.count == 1, let name = preTokenizerPatterns.first(where: { $0.value == regexes[0] })?.key { return name }
+        if regexes.count == 1, let name = (preTokenizerPatterns.first { $0.value == regexes[0] } ?? unnormalizedPatterns.first { $0.value == regexes[0] })?.key {
+            return name
+        }
         return preTokenizerSequences.first { $0.value == regexes }?.key
     }
 }

@@ -13,7 +13,8 @@ struct LocalClusterTests {
                       ("glm4-moe-lite-tiny", 2), ("ernie45-moe-tiny", 2),
                       ("exaone-moe-tiny", 2), ("gpt-oss-tiny", 2), ("gpt-oss-tiny-mxfp4", 2),
                       ("afmoe-tiny", 2), ("gguf/gpt-oss-tiny-mxfp4.gguf", 2),
-                      ("gguf/minimax-m2-tiny-f32.gguf", 2)])
+                      ("gguf/minimax-m2-tiny-f32.gguf", 2), ("gguf/exaone-moe-tiny-f32.gguf", 2),
+                      ("gguf/afmoe-tiny-every4-f32.gguf", 2)])
     func localClusterAnswersLikeTheInProcessEngine(fixture: String, workers: Int) throws {
         let jindoud = try Executable("jindoud")
         let ctl = try Executable("jindouctl")

@@ -82,6 +82,23 @@ struct GGUFDeepseekTests {
         #expect(worst <= TransformersGoldenTests.fp32Tolerance, "\(mode): max |Δlogit| \(worst)")
     }
 
+    /// GLM-4.7-Flash (`glm4_moe_lite`), which llama.cpp's converter files as `deepseek2`: MLA
+    /// with q-LoRA and interleaved rotary, a dense first layer, two expert groups, the shared
+    /// expert, routed scaling 1.8, one MTP layer counted in block_count and never mapped.
+    @Test("the converter's GLM-4.7-Flash file equals transformers' goldens, in both MLA forms", arguments: forms)
+    func glm47FlashFileEqualsTransformers(mode: LatentAttentionMode) async throws {
+        let source = try GGUFCheckpoint(path: Self.file("glm4-moe-lite-tiny-lead"))
+        var meaning = try Self.fileMeaning("glm4-moe-lite-tiny-lead")
+        meaning.architecture = .deepseekV3  // what the file says (llama.cpp's deepseek2)
+        meaning.ignoredPredictionLayers = 1
+        var described = source.description
+        (described.eosTokenIDs, described.bosTokenID) = (meaning.eosTokenIDs, meaning.bosTokenID)
+        #expect(described == meaning)
+        let worst = try await Self.compare(try Self.engine(source, mode: mode), fixture: "glm4-moe-lite-tiny-lead", label: "\(mode)")
+        print("glm4-moe-lite-tiny-lead-f32.gguf, \(mode): max |Δlogit| vs transformers \(worst)")
+        #expect(worst <= TransformersGoldenTests.fp32Tolerance, "\(mode): max |Δlogit| \(worst)")
+    }
+
     @Test("an older file with attn_kv_b (kv_b_proj unsplit) equals transformers' goldens", arguments: forms)
     func unsplitFileEqualsTransformers(mode: LatentAttentionMode) async throws {
         let path = try Self.unsplit(Self.file("kimi-k2-tiny"))

@@ -11,22 +11,6 @@ import Testing
 struct GGUFGptOssTests {
     static let file = Fixtures.path("gguf/gpt-oss-tiny-mxfp4.gguf")
 
-    struct Golden: Decodable {
-        struct Case: Decodable {
-            let promptIds: [Int]
-            let lastLogits: [Float]
-            let greedyTokens: [Int]
-            let greedyMargins: [Double]
-        }
-        let cases: [Case]
-    }
-
-    static func golden() throws -> Golden {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: file.replacingOccurrences(of: ".gguf", with: ".llama-cpp.json"))))
-    }
-
     @Test func theFileDescribesTheCheckpointsModel() throws {
         let gguf = try GGUFCheckpoint(path: Self.file)
         let d = gguf.description
@@ -49,17 +33,58 @@ struct GGUFGptOssTests {
     }
 
     @Test func logitsAndGreedyTokensEqualLlamaCpp() async throws {
-        let engine = try InferenceEngine.load(directory: Self.file)
         // Both multiply MXFP4 with the same 8-bit activation blocks in integers (observed ≤ 7.2e-7).
-        let tolerance: Float = 1e-4
-        for c in try Self.golden().cases {
+        try await LlamaCppGoldens.check(Self.file, tolerance: 1e-4)
+    }
+}
+
+/// Files llama.cpp's converter wrote whose reference is llama.cpp's own computation on them
+/// (`{file}.llama-cpp.json`: the last prompt position's logits and greedy tokens, from
+/// tools/fixture_gguf.py with tools/llama_cpp_logits.c).
+enum LlamaCppGoldens {
+    struct Golden: Decodable {
+        struct Case: Decodable {
+            let promptIds: [Int]
+            let lastLogits: [Float]
+            let greedyTokens: [Int]
+            let greedyMargins: [Double]
+        }
+        let cases: [Case]
+    }
+
+    static func golden(_ file: String) throws -> Golden {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: file.replacingOccurrences(of: ".gguf", with: ".llama-cpp.json"))))
+    }
+
+    /// The engine on `file` gives llama.cpp's last logits within `tolerance` and its greedy
+    /// tokens up to the first step whose margin is within twice the tolerance.
+    static func check(_ file: String, tolerance: Float) async throws {
+        let engine = try InferenceEngine.load(directory: file)
+        let name = (file as NSString).lastPathComponent
+        for c in try golden(file).cases {
             let logits = try await engine.promptLogits(c.promptIds).last!
             let difference = maxAbsDifference(logits, c.lastLogits)
-            #expect(difference <= tolerance, "prompt of \(c.promptIds.count): max |Δlogit| \(difference) vs llama.cpp")
+            #expect(difference <= tolerance, "\(name), prompt of \(c.promptIds.count): max |Δlogit| \(difference) vs llama.cpp")
             let generated = try await engine.generate(GenerationRequest(promptTokenIDs: c.promptIds, maxNewTokens: c.greedyTokens.count,
                                                                         stopTokenIDs: [])).tokenIDs
             let clear = c.greedyMargins.firstIndex { $0 < 2 * Double(tolerance) } ?? c.greedyTokens.count
-            #expect(Array(generated.prefix(clear)) == Array(c.greedyTokens.prefix(clear)), "prompt of \(c.promptIds.count)")
+            #expect(clear > 0)
+            #expect(Array(generated.prefix(clear)) == Array(c.greedyTokens.prefix(clear)), "\(name), prompt of \(c.promptIds.count)")
         }
+    }
+}
+
+/// dots.llm1, K-EXAONE and Trinity as llama.cpp's converter writes them, read with llama.cpp's
+/// meaning: llama.cpp's logits and greedy tokens on the same files. (The files also equal the
+/// transformers goldens of their checkpoints: GGUFLoadingTests.)
+@Suite("GGUF families equal llama.cpp")
+struct GGUFFamiliesEqualLlamaCppTests {
+    @Test(arguments: ["dots1-tiny-mha-f32.gguf", "exaone-moe-tiny-f32.gguf", "afmoe-tiny-every4-f32.gguf",
+                      "glm4-moe-lite-tiny-lead-f32.gguf"])
+    func logitsAndGreedyTokensEqualLlamaCpp(file: String) async throws {
+        // Both compute in F32 from the same F32 weights (observed ≤ 2e-6).
+        try await LlamaCppGoldens.check(Fixtures.path("gguf/" + file), tolerance: 1e-4)
     }
 }

@@ -14,8 +14,12 @@ struct GGUFLoadingTests {
 
     /// Fixtures tools/fixture_gguf.py converted with llama.cpp's converter (F32), each to
     /// `gguf/<fixture>-f32.gguf`: qwen3moe, glm4moe with q/k norms, expert groups and a
-    /// routed scaling factor, glm4moe with attention biases (both declare one MTP layer).
-    static let llamaCppConverted = ["qwen3-moe-tiny-sharded", "glm4-moe-tiny", "glm4-moe-tiny-legacy", "minimax-m2-tiny"]
+    /// routed scaling factor, glm4moe with attention biases (both declare one MTP layer),
+    /// minimax-m2, dots1 (multi-head), exaone-moe (sliding/NoPE layers, expert groups) and
+    /// afmoe (sandwich norms, output gate, 3:1 sliding/NoPE, μP), the last three converted
+    /// with a staged tokenizer and config keys (tools/fixture_gguf.py).
+    static let llamaCppConverted = ["qwen3-moe-tiny-sharded", "glm4-moe-tiny", "glm4-moe-tiny-legacy", "minimax-m2-tiny",
+                                    "dots1-tiny-mha", "exaone-moe-tiny", "afmoe-tiny-every4"]
 
     static func llamaCppFile(_ fixture: String) -> String { Fixtures.path("gguf/\(fixture)-f32.gguf") }
 
@@ -209,6 +213,8 @@ struct GGUFLoadingTests {
         case .string(let v): return .string(v)
         case .array(let list):
             if let strings = list.map(\.string) as? [String] { return .strings(strings) }
+            let bools = list.compactMap { if case .bool(let b) = $0 { b } else { nil } }
+            if !list.isEmpty, bools.count == list.count { return .bools(bools) }
             return .i32s(list.map { Int32($0.integer ?? 0) })
         }
     }
@@ -234,7 +240,7 @@ struct GGUFLoadingTests {
 
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
-        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2, gpt-oss, minimax-m2)"), "\(message)")
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2, gpt-oss, minimax-m2, dots1, exaone-moe, afmoe)"), "\(message)")
     }
 
     @Test func missingTensorIsNamed() throws {
@@ -285,10 +291,51 @@ struct GGUFLoadingTests {
         #expect(shifted.contains("missing tensor 'blk.1.ffn_gate.weight' (model.layers.1.mlp.gate_proj.weight)"), "\(shifted)")
     }
 
+    @Test func badDots1ExaoneAndAfmoeFilesAreNamed() throws {
+        let dots = Self.llamaCppFile("dots1-tiny-mha")
+        let gating = loadError(try Self.rewritten(from: dots, metadata: { $0.removeAll { $0.0 == "dots1.expert_gating_func" } }))
+        #expect(gating.contains("metadata 'dots1.expert_gating_func' is missing; llama.cpp cannot route dots.llm1 without it"), "\(gating)")
+        let softmax = loadError(try Self.rewritten(from: dots, metadata: Self.set("dots1.expert_gating_func", .u32(1))))
+        #expect(softmax.contains("metadata 'dots1.expert_gating_func' is 1 (softmax); dots.llm1 routes with sigmoid (2)"), "\(softmax)")
+        let norm = loadError(try Self.rewritten(from: dots, tensors: { !$0.name.hasSuffix("attn_q_norm.weight") && !$0.name.hasSuffix("attn_k_norm.weight") }))
+        #expect(norm.contains("missing tensor 'blk.0.attn_q_norm.weight' (dots.llm1 normalises queries and keys per head)"), "\(norm)")
+        let exaone = Self.llamaCppFile("exaone-moe-tiny")
+        let window = loadError(try Self.rewritten(from: exaone, metadata: { $0.removeAll { $0.0 == "exaone-moe.attention.sliding_window" } }))
+        #expect(window.contains("metadata 'exaone-moe.attention.sliding_window' is missing"), "\(window)")
+        let pattern = loadError(try Self.rewritten(from: exaone, metadata: Self.set("exaone-moe.attention.sliding_window_pattern", .bools([true]))))
+        #expect(pattern.contains("metadata 'exaone-moe.attention.sliding_window_pattern' is not an array of 4 bools"), "\(pattern)")
+        let afmoe = Self.llamaCppFile("afmoe-tiny-every4")
+        let gate = loadError(try Self.rewritten(from: afmoe, tensors: { !$0.name.hasSuffix("attn_gate.weight") }))
+        #expect(gate.contains("missing tensor 'blk.0.attn_gate.weight' (Trinity's attention gate and sandwich norms)"), "\(gate)")
+        let post = loadError(try Self.rewritten(from: afmoe, tensors: { $0.name != "blk.2.post_ffw_norm.weight" }))
+        #expect(post.contains("missing tensor 'blk.2.post_ffw_norm.weight' (model.layers.2.post_mlp_layernorm.weight)"), "\(post)")
+    }
+
+    @Test("exaone-moe and afmoe: which layers slide and rotate, as llama.cpp reads the file")
+    func slidingAndRotaryLayersFollowLlamaCpp() throws {
+        let exaone = try GGUFCheckpoint(path: Self.llamaCppFile("exaone-moe-tiny")).description
+        #expect(exaone.attention.layerWindows == [5, nil, 5, nil] && exaone.attention.layerRotary == [true, false, true, false])
+        // Without a per-layer array, the period (default 4): three sliding layers, then one global.
+        let period = try GGUFCheckpoint(path: Self.rewritten(from: Self.llamaCppFile("exaone-moe-tiny"), metadata: {
+            $0.removeAll { $0.0 == "exaone-moe.attention.sliding_window_pattern" }
+        })).description
+        #expect(period.attention.layerWindows == [5, 5, 5, nil] && period.attention.layerRotary == [true, true, true, false])
+        let afmoe = try GGUFCheckpoint(path: Self.llamaCppFile("afmoe-tiny-every4")).description
+        #expect(afmoe.attention.layerWindows == [5, 5, 5, nil] && afmoe.attention.layerRotary == [true, true, true, false])
+        #expect(afmoe.embeddingScale == 8 && afmoe.attention.outputGate)
+        // No sliding window: every layer full, and every fourth still NoPE (llama.cpp's n_no_rope_layer_step).
+        let full = try GGUFCheckpoint(path: Self.rewritten(from: Self.llamaCppFile("afmoe-tiny-every4"), metadata: {
+            $0.removeAll { $0.0 == "afmoe.attention.sliding_window" }
+        })).description
+        #expect(full.attention.layerWindows == [nil, nil, nil, nil] && full.attention.layerRotary == [true, true, true, false])
+    }
+
     @Test func glm4MoeTensorsMissingOrUnlikeAcrossLayersAreNamed() throws {
         let glm = Self.llamaCppFile("glm4-moe-tiny")
         let bias = loadError(try Self.rewritten(from: glm, tensors: { $0.name != "blk.2.exp_probs_b.bias" }))
-        #expect(bias.contains("missing tensor 'blk.2.exp_probs_b.bias' (model.layers.2.mlp.gate.e_score_correction_bias)"), "\(bias)")
+        #expect(bias.contains("tensor 'blk.2.exp_probs_b.bias' is missing while 'blk.1.exp_probs_b.bias' is present"), "\(bias)")
+        let noBias = loadError(try Self.rewritten(from: glm, tensors: { !$0.name.hasSuffix("exp_probs_b.bias") }))
+        #expect(noBias.contains("missing tensor 'blk.1.exp_probs_b.bias' (GLM4-MoE selects experts with it)"), "\(noBias)")
         let shared = loadError(try Self.rewritten(from: glm, tensors: { $0.name != "blk.1.ffn_up_shexp.weight" }))
         #expect(shared.contains("missing tensor 'blk.1.ffn_up_shexp.weight' (model.layers.1.mlp.shared_experts.up_proj.weight)"), "\(shared)")
         let norm = loadError(try Self.rewritten(from: glm, tensors: { $0.name != "blk.1.attn_k_norm.weight" }))

@@ -94,7 +94,7 @@ struct GGUFTextTests {
             _ = try ServingText(directory: path, description: description)
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, gpt-4o, minimax-m2, qwen2)"), "\(error)")
+            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, exaone-moe, glm4, gpt-4o, minimax-m2, qwen2)"), "\(error)")
         }
     }
 }
@@ -116,17 +116,12 @@ struct GGUFDeepseekTextTests {
         let text = try ServingText(directory: Self.file, description: description)
         let tokenizer = try #require(text.tokenizer)
         let json = try Tokenizer(contentsOf: Self.tokenizerDirectory + "/tokenizer.json")
-        guard case .object(let root) = try Self.golden(), case .array(let cases)? = root["cases"] else {
-            Issue.record("malformed golden")
-            return
-        }
+        let cases = try TokenizerGolden.load(directory: Self.tokenizerDirectory).cases
         #expect(cases.count > 40)
-        for case .object(let c) in cases {
-            guard case .string(let input)? = c["text"], case .array(let ids)? = c["ids"] else { continue }
-            let expected = ids.compactMap { if case .int(let id) = $0 { id } else { nil } }
-            #expect(tokenizer.encode(input) == expected, "\(input.debugDescription)")
-            #expect(json.encode(input) == expected)
-            #expect(tokenizer.decode(expected) == json.decode(expected))
+        for c in cases {
+            #expect(tokenizer.encode(c.text) == c.ids, "\(c.text.debugDescription)")
+            #expect(json.encode(c.text) == c.ids)
+            #expect(tokenizer.decode(c.ids) == c.decoded && json.decode(c.ids) == c.decoded)
         }
         // add_bos_token: the BOS (id 0) leads an encoding with special tokens.
         #expect(tokenizer.encode("Hi", addSpecialTokens: true).first == 0)
@@ -155,5 +150,36 @@ struct GGUFDeepseekTextTests {
             default: Issue.record("\(c["name"].map { "\($0)" } ?? "?"): \(result) vs \(String(describing: c["rendered"]))")
             }
         }
+    }
+}
+
+/// The tokenizers llama.cpp's converter wrote into the dots1, exaone-moe, afmoe and
+/// GLM-4.7-Flash files (from the tokenizers tools/fixture_gguf.py staged): the file alone
+/// tokenizes as the `tokenizers` library did on the tokenizer.json it came from.
+@Suite("GGUF tokenizer: dots1, exaone-moe, afmoe, GLM-4.7-Flash")
+struct GGUFFamilyTokenizerTests {
+    @Test(arguments: [("dots1-tiny-mha-f32.gguf", "dots1"), ("exaone-moe-tiny-f32.gguf", "exaone-moe"),
+                      ("afmoe-tiny-every4-f32.gguf", "qwen2"), ("glm4-moe-lite-tiny-lead-f32.gguf", "glm4")])
+    func tokenizesLikeTokenizers(file: String, staged: String) throws {
+        let path = Fixtures.path("gguf/" + file)
+        let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
+        let tokenizer = try #require(text.tokenizer)
+        let cases = try TokenizerGolden.load(directory: Fixtures.path("gguf/tokenizers/" + staged)).cases
+        #expect(cases.count > 40)
+        for c in cases {
+            #expect(tokenizer.encode(c.text) == c.ids, "\(file): \(c.text.debugDescription)")
+            #expect(tokenizer.decode(c.ids) == c.decoded && tokenizer.decode(c.ids, skipSpecialTokens: true) == c.decodedSkipSpecial)
+        }
+        #expect(!text.stopTokenIDs.isEmpty)
+    }
+
+    /// GLM-4.7-Flash's file carries its released chat template (whose renderings equal
+    /// transformers': ChatTemplateTests), byte for byte.
+    @Test func glm47FlashFileCarriesItsTemplate() throws {
+        let path = Fixtures.path("gguf/glm4-moe-lite-tiny-lead-f32.gguf")
+        let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
+        let released = try String(contentsOfFile: Fixtures.path("templates/glm4_moe_lite.jinja"), encoding: .utf8)
+        #expect(text.chatTemplate?.source == released)
+        #expect(text.specialTokens["bos_token"] == "[gMASK]")
     }
 }

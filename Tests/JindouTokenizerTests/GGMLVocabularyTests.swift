@@ -9,7 +9,9 @@ import Testing
 struct GGMLVocabularyTests {
     static let fixtures = ["tokenizers/qwen-style": "qwen2", "tokenizers/glm-style": "glm4", "tokenizers/o200k-style": "gpt-4o",
                            // The tokenizer the DeepSeek GGUF fixtures were converted with (tools/fixture_gguf.py).
-                           "gguf/tokenizers/deepseek": "deepseek-v3"]
+                           "gguf/tokenizers/deepseek": "deepseek-v3",
+                           // The staged tokenizers of the dots1, afmoe (Qwen2-style) and exaone-moe conversions.
+                           "gguf/tokenizers/dots1": "qwen2", "gguf/tokenizers/qwen2": "qwen2", "gguf/tokenizers/exaone-moe": "exaone-moe"]
 
     func load(_ fixture: String) throws -> (json: Tokenizer, ggml: Tokenizer, vocabulary: GGMLVocabulary, golden: TokenizerGolden) {
         let path = Fixtures.path(fixture) + "/tokenizer.json"
@@ -51,7 +53,7 @@ struct GGMLVocabularyTests {
             _ = try Tokenizer(ggml: pre, path: "m.gguf")
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, glm4, gpt-4o, minimax-m2, qwen2)")
+            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, exaone-moe, glm4, gpt-4o, minimax-m2, qwen2)")
         }
         var types = base
         types.tokenTypes = [1, 1]

@@ -3,20 +3,6 @@ import JindouTestSupport
 import Testing
 @testable import JindouTokenizer
 
-struct TokenizerGolden: Decodable {
-    struct Case: Decodable {
-        let text: String
-        let ids: [Int]
-        let decoded: String
-        let decodedSkipSpecial: String
-        enum CodingKeys: String, CodingKey {
-            case text, ids, decoded
-            case decodedSkipSpecial = "decoded_skip_special"
-        }
-    }
-    let cases: [Case]
-}
-
 /// Token-for-token agreement with Hugging Face `tokenizers` on tokenizers it trained and
 /// saved (Qwen2 and GLM4 pre-tokenizer patterns, NFC, byte-level BPE, added tokens).
 @Suite("Tokenizer equals Hugging Face tokenizers")
