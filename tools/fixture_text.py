@@ -95,34 +95,50 @@ TEMPLATE_FILES = {"qwen3": "models/templates/Qwen-Qwen3-0.6B.jinja", "glm4": "mo
                   # The released templates of the GQA/MLA families of issue 19/20 that llama.cpp vendors.
                   "gpt_oss": "models/templates/openai-gpt-oss-120b.jinja", "minimax_m2": "models/templates/MiniMax-M2.jinja",
                   "glm4_moe_lite": "models/templates/GLM-4.7-Flash.jinja"}
+# Released templates llama.cpp does not vendor and vLLM's sdist ships (its examples/).
+VLLM_VERSION = "0.33.0"
+VLLM_TEMPLATE_FILES = {"hunyuan_a13b": "examples/tool_chat_template_hunyuan_a13b.jinja"}
+# The clock the template goldens are rendered at (templates that call strftime_now, as
+# Hunyuan-A13B's does when given tools): a Monday, so weekday tables are exercised.
+TEMPLATE_CLOCK = (2026, 1, 5, 9, 30, 15)
 
 
-def fetch_llama_cpp_assets(cache: str) -> dict[str, str]:
-    """Downloads the llama-cpp-python sdist from PyPI once and extracts the chat templates
-    and the Qwen2 vocabulary GGUF it vendors. Returns {name: path}."""
+def fetch_sdist_members(package: str, version: str | None, cache: str, wanted: dict[str, str]) -> dict[str, str]:
+    """Downloads `package`'s sdist (`version`, or the newest) from PyPI once and extracts the
+    members whose paths end with `wanted`'s values into `cache`. Returns {name: path}."""
     os.makedirs(cache, exist_ok=True)
-    wanted = dict(TEMPLATE_FILES, qwen2_vocab="models/ggml-vocab-qwen2.gguf",
-                  qwen2_vocab_inputs="models/ggml-vocab-qwen2.gguf.inp")
     paths = {name: os.path.join(cache, os.path.basename(member)) for name, member in wanted.items()}
     if all(os.path.exists(p) for p in paths.values()):
         return paths
-    with urllib.request.urlopen(f"https://pypi.org/pypi/{LLAMA_CPP_PYTHON}/json") as response:
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{package}/json") as response:
         info = json.load(response)
-    sdist = next(u for u in info["urls"] if u["packagetype"] == "sdist")
+    version = version or info["info"]["version"]
+    sdist = next(u for u in info["releases"][version] if u["packagetype"] == "sdist")
     url = sdist["url"]
     if not url.startswith("http"):  # some mirrors answer with a relative path
         url = "https://files.pythonhosted.org/packages/" + url.split("packages/", 2)[-1]
-    print(f"fetching {LLAMA_CPP_PYTHON} {info['info']['version']} sdist for its vendored templates and vocab")
+    print(f"fetching {package} {version} sdist for {', '.join(wanted)}")
     with urllib.request.urlopen(url) as response:
         data = response.read()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        names = archive.getnames()
         for name, member in wanted.items():
-            path = next(m for m in archive.getnames() if m.endswith("vendor/llama.cpp/" + member))
+            path = next(m for m in names if m.endswith(member))
             with archive.extractfile(path) as source, open(paths[name], "wb") as target:
                 target.write(source.read())
-    with open(os.path.join(cache, "SOURCE.txt"), "w") as f:
-        f.write(f"{LLAMA_CPP_PYTHON} {info['info']['version']} sdist from PyPI: {url}\n")
+    with open(os.path.join(cache, f"SOURCE-{package}.txt"), "w") as f:
+        f.write(f"{package} {version} sdist from PyPI: {url}\n")
     return paths
+
+
+def fetch_llama_cpp_assets(cache: str) -> dict[str, str]:
+    """The chat templates and the Qwen2 vocabulary GGUF llama.cpp vendors, from the
+    llama-cpp-python sdist, and the templates of VLLM_TEMPLATE_FILES from vLLM's. Returns
+    {name: path}."""
+    wanted = dict(TEMPLATE_FILES, qwen2_vocab="models/ggml-vocab-qwen2.gguf",
+                  qwen2_vocab_inputs="models/ggml-vocab-qwen2.gguf.inp")
+    paths = fetch_sdist_members(LLAMA_CPP_PYTHON, None, cache, {n: "vendor/llama.cpp/" + m for n, m in wanted.items()})
+    return dict(paths, **fetch_sdist_members("vllm", VLLM_VERSION, cache, VLLM_TEMPLATE_FILES))
 
 
 def corpus() -> list[str]:
@@ -288,10 +304,19 @@ def conversations() -> list[dict]:
 
 def write_template_goldens(root: str, templates: dict[str, str], tokenizer_directories: dict[str, str]):
     """Tests/Fixtures/templates/{name}.jinja + goldens.json rendered by apply_chat_template."""
+    import datetime
     from transformers import AutoTokenizer
+    from transformers.utils import chat_template_utils
+
+    class FrozenClock(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(*TEMPLATE_CLOCK)
+    chat_template_utils.datetime = FrozenClock  # what strftime_now reads
     directory = os.path.join(root, "templates")
     os.makedirs(directory, exist_ok=True)
-    goldens = {"generator": "tools/make_fixtures.py (fixture_text.py)", "templates": {}}
+    goldens = {"generator": "tools/make_fixtures.py (fixture_text.py)",
+               "clock": datetime.datetime(*TEMPLATE_CLOCK).strftime("%Y-%m-%d %H:%M:%S"), "templates": {}}
     for name, template in templates.items():
         with open(os.path.join(directory, f"{name}.jinja"), "w") as f:
             f.write(template)

@@ -1589,7 +1589,9 @@ def write_separated_fixture(spec: Spec, root: str, templates: dict, writer=None)
 # apply_chat_template passes them (templates of families without a tokenizer fixture: Qwen3's,
 # whose bos/eos those templates do not use).
 TEMPLATE_GOLDENS = {"qwen3": "qwen3-moe-tiny", "glm4": "glm4-moe-tiny", "gpt_oss": "gpt-oss-tiny",
-                    "minimax_m2": "minimax-m2-tiny", "glm4_moe_lite": "glm4-moe-tiny"}
+                    "minimax_m2": "minimax-m2-tiny", "glm4_moe_lite": "glm4-moe-tiny",
+                    # Hunyuan-A13B's template writes its special tokens as text (no bos/eos variables).
+                    "hunyuan_a13b": "qwen3-moe-tiny"}
 
 
 def write_template_goldens(root, templates):
@@ -1618,7 +1620,7 @@ def main():
     assets = fixture_text.fetch_llama_cpp_assets(
         os.path.join(os.environ.get("TMPDIR", "/tmp"), "jindou-llama-cpp-assets"))
     templates = {}
-    for family in fixture_text.TEMPLATE_FILES:
+    for family in list(fixture_text.TEMPLATE_FILES) + list(fixture_text.VLLM_TEMPLATE_FILES):
         with open(assets[family]) as f:
             templates[family] = f.read()
     if args.templates_only:

@@ -8,7 +8,10 @@ public struct ChatTemplate: Sendable {
 
     public init(_ source: String) throws {
         self.source = source
-        var parser = Parser(try Lexer(source: source).pieces())
+        // jinja2's keep_trailing_newline=False (transformers' setting): one trailing newline
+        // of the source is not part of the template.
+        let body = source.hasSuffix("\n") ? String(source.dropLast()) : source
+        var parser = Parser(try Lexer(source: body).pieces())
         nodes = try parser.parse()
     }
 

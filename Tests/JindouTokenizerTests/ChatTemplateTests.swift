@@ -9,20 +9,37 @@ import Testing
 /// and refuse exactly the inputs transformers refuses.
 @Suite("Chat templates equal transformers' apply_chat_template")
 struct ChatTemplateTests {
-    static let templates = ["qwen3", "glm4", "gpt_oss", "minimax_m2", "glm4_moe_lite"]
+    static let templates = ["qwen3", "glm4", "gpt_oss", "minimax_m2", "glm4_moe_lite", "hunyuan_a13b"]
 
-    func goldens(_ name: String) throws -> [TemplateObject] {
+    func goldens(_ name: String) throws -> (cases: [TemplateObject], clock: String) {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("templates/goldens.json")))
         guard case .object(let root) = try JSONText.parse(data), case .object(let templates)? = root["templates"],
-              case .array(let cases)? = templates[name] else { throw TemplateError(.type, "bad goldens file") }
-        return cases.compactMap { if case .object(let o) = $0 { return o } else { return nil } }
+              case .array(let cases)? = templates[name], case .string(let clock)? = root["clock"] else {
+            throw TemplateError(.type, "bad goldens file")
+        }
+        return (cases.compactMap { if case .object(let o) = $0 { return o } else { return nil } }, clock)
+    }
+
+    /// `strftime_now` at the clock the goldens were rendered at ("YYYY-MM-DD HH:MM:SS"), so
+    /// templates that print the date (gpt-oss's, Hunyuan's) render the same on any day.
+    static func frozenStrftimeNow(_ clock: String) -> TemplateValue {
+        let fields = clock.split(whereSeparator: { $0 == "-" || $0 == " " || $0 == ":" }).compactMap { Int32($0) }
+        return .function(Function(name: "strftime_now") { args, _ in
+            var parts = tm()
+            (parts.tm_year, parts.tm_mon, parts.tm_mday) = (fields[0] - 1900, fields[1] - 1, fields[2])
+            (parts.tm_hour, parts.tm_min, parts.tm_sec) = (fields[3], fields[4], fields[5])
+            _ = timegm(&parts)  // fills in the weekday and the day of the year
+            var buffer = [Int8](repeating: 0, count: 256)
+            let count = strftime(&buffer, buffer.count, args.first?.text ?? "%Y-%m-%d", &parts)
+            return .string(String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        })
     }
 
     @Test(arguments: templates)
     func rendersLikeTransformers(name: String) throws {
         let source = try String(contentsOfFile: Fixtures.path("templates/\(name).jinja"), encoding: .utf8)
         let template = try ChatTemplate(source)
-        let cases = try goldens(name)
+        let (cases, clock) = try goldens(name)
         #expect(cases.count > 50)
         for c in cases {
             guard case .array(let messages)? = c["messages"], case .object(let options)? = c["options"] else {
@@ -30,7 +47,7 @@ struct ChatTemplateTests {
                 continue
             }
             let tools: [TemplateValue]? = { if case .array(let t)? = c["tools"] { return t } else { return nil } }()
-            var extra: [String: TemplateValue] = [:]
+            var extra: [String: TemplateValue] = ["strftime_now": Self.frozenStrftimeNow(clock)]
             if let thinking = options["enable_thinking"] { extra["enable_thinking"] = thinking }
             let label = "\(name) \(c["name"]?.text ?? "?") tools=\(tools != nil) \(TemplateValue.object(options).repr)"
             let result = Result {
@@ -72,6 +89,8 @@ struct ChatTemplateTests {
         #expect(try render("{%- macro m(a, b='B') -%}[{{ a }}{{ b }}]{%- endmacro -%}{{ m(1) }}{{ m(2, b=3) }}") == "[1B][23]")
         #expect(try render("  {% if true %}\n    x\n  {% endif %}\n") == "    x\n")  // trim_blocks + lstrip_blocks
         #expect(try render("{% for i in range(5) %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}") == "012")
+        // keep_trailing_newline=False: one trailing newline of the source is dropped, not two.
+        #expect(try render("a\n\n") == "a\n" && render("a{%- if false %}\n    x\n{%- endif %}\n\n") == "a")
         #expect(throws: TemplateError.self) { try render("{{ raise_exception('no') }}") }
         #expect(throws: TemplateError.self) { try render("{{ 'a' + undefined_thing }}") }
         #expect(throws: TemplateError.self) { try render("{% if x %}") }
