@@ -86,6 +86,7 @@ KNOWN_PRE_TOKENIZERS = {
     (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",): "glm4",
     tuple(fixture_text.DEEPSEEK_V3_PATTERNS): "deepseek-v3",
     (fixture_text.EXAONE_MOE_PATTERN,): "exaone-moe",
+    tuple(fixture_text.AFMOE_PATTERNS): "afmoe",
     (fixture_text.O200K_PATTERN,): "gpt-4o",
 }
 
@@ -117,9 +118,9 @@ CONVERSIONS = [
     ("exaone-moe-tiny", "exaone-moe-tiny-f32.gguf", "f32", "exaone-moe"),
     # Trinity (`afmoe`): llama.cpp fixes three sliding layers then one global NoPE layer, as
     # released (`afmoe-tiny-every4`; afmoe-tiny's every-second-layer pattern is not what a file
-    # can say). Staged with a Qwen2-style tokenizer: Trinity's own splits digits in threes from
-    # the right (llama.cpp's `afmoe` pre-tokenizer), which Jindou does not read yet.
-    ("afmoe-tiny-every4", "afmoe-tiny-every4-f32.gguf", "f32", "qwen2"),
+    # can say), with a tokenizer of Trinity's pipeline (llama.cpp's `afmoe` pre-tokenizer:
+    # digits in threes from the right).
+    ("afmoe-tiny-every4", "afmoe-tiny-every4-f32.gguf", "f32", "afmoe"),
     # GLM-4.7-Flash (`deepseek2`, as llama.cpp's converter files it): the dense first layer as
     # `first_k_dense_replace` (which the Hub's config.json has beside mlp_layer_types), sigmoid
     # routing; GLM's tokenizer pipeline and its released template.
@@ -135,7 +136,7 @@ LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "do
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
-                    "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "qwen2": None, "exaone-moe": None}
+                    "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "exaone-moe": None, "afmoe": None}
 DEEPSEEK_FAMILIES = ("deepseek", "kimi")
 # Keys the Hub's config.json files carry and transformers drops, which the converter needs to
 # write what the model computes (set only where missing):
@@ -262,7 +263,8 @@ def main() -> None:
 
 def write_llama_goldens(llama_cpp: Path, gguf: Path, prompts: list[list[int]]) -> None:
     """llama.cpp's answers on `gguf`: per prompt, the last prompt position's logits, the
-    greedy tokens and the margins they were chosen with (fixture_gguf_mixes.Llama)."""
+    greedy tokens and the margins they were chosen with, and the ids its tokenizer gives
+    fixture_text's corpus (fixture_gguf_mixes.Llama)."""
     import fixture_gguf_mixes
     llama = fixture_gguf_mixes.Llama(llama_cpp)
     cases = []
@@ -270,8 +272,11 @@ def write_llama_goldens(llama_cpp: Path, gguf: Path, prompts: list[list[int]]) -
         last, tokens, margins = llama.logits(gguf, ids)
         cases.append({"prompt_ids": ids, "last_logits": [float(x) for x in last], "greedy_tokens": tokens,
                       "greedy_margins": margins})
+    texts = fixture_text.corpus()
+    tokenized = [{"text": t, "ids": ids} for t, ids in zip(texts, llama.tokenize(gguf, texts))]
     golden = {"generator": "tools/fixture_gguf.py", "llama_cpp": llama.version, "llama_cpp_commit": llama.commit,
-              "harness": "tools/llama_cpp_logits.c (one thread, F32 KV cache)", "cases": cases}
+              "harness": "tools/llama_cpp_logits.c (one thread, F32 KV cache; --tokenize: no BOS/EOS, special tokens parsed)",
+              "cases": cases, "tokenized": tokenized}
     target = gguf.with_suffix(".llama-cpp.json")
     target.write_text(json.dumps(golden, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {target.relative_to(ROOT)}")

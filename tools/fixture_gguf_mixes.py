@@ -385,6 +385,18 @@ class Llama:
                 rows_.append(sorted(order[:k]))
         return last, tokens, margins, experts
 
+    def tokenize(self, gguf: Path, texts: list[str]) -> list[list[int]]:
+        """llama.cpp's token ids for each text (no BOS/EOS, special tokens parsed)."""
+        argv = [str(self.bin / "llama_cpp_logits"), str(gguf), "--tokenize"]
+        payload = b"\0".join(t.encode("utf-8") for t in texts)
+        assert b"\0" not in b"".join(t.encode("utf-8") for t in texts)
+        out = subprocess.run(argv, input=payload, capture_output=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"llama_cpp_logits --tokenize failed on {gguf.name} ({out.returncode}): {out.stderr[-2000:]}")
+        rows = [line.split()[2:] for line in out.stdout.decode().splitlines() if line.startswith("T ")]
+        assert len(rows) == len(texts), f"{len(rows)} tokenizations for {len(texts)} texts"
+        return [[int(i) for i in row] for row in rows]
+
     def experts_per_token(self, gguf: Path) -> int:
         from gguf import GGUFReader
         fields = GGUFReader(str(gguf)).fields

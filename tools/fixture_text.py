@@ -45,6 +45,19 @@ DEEPSEEK_V3_PATTERNS = [
 EXAONE_MOE_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}"
                       r"| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+")
 
+# Trinity (afmoe): digits in threes from the right, runs of CJK/Thai/Lao/Khmer/Myanmar/
+# Javanese/Hangul, then DeepSeek-V3's word regex. The first is the digit-grouping regex
+# llama.cpp's unicode.cpp quotes for this split; the code points of the second are those of
+# llama.cpp's LLAMA_VOCAB_PRE_TYPE_AFMOE (src/llama-vocab.cpp), whose own digit split is
+# custom code (`\p{AFMoE_digits}`): for GGUF files llama.cpp's tokenizer is the reference.
+AFMOE_PATTERNS = [
+    r"\d{1,3}(?=(?:\d{3})*\b)",
+    "[\u4e00-\u9fff\u3400-\u4dbf\u8c48-\ufaff\u3040-\u309f\u30a0-\u30ff\uff65-\uff9f\u2f00-\u2fdf\u0e40-\u0e7f"
+    "\u0e80-\u0eff\u1780-\u17ff\u1000-\u109f\uaa60-\uaa7f\ua9e0-\ua9ff\uac00-\ud7af\u1100-\u11ff]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
+    "| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+]
+
 # Added tokens: (content, special) as the real tokenizers declare them.
 # MiniMax-M2: the tokens its chat template writes (BOS, role start, EOS, thinking, tool calls).
 MINIMAX_ADDED = [("]~!b[", True), ("]~b]", True), ("[e~[", True), ("<think>", False), ("</think>", False),
@@ -371,6 +384,7 @@ STAGED_TOKENIZERS = {
     "qwen2": ([QWEN2_PATTERN], QWEN_ADDED, True, 0, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
     "glm4": ([GLM4_PATTERN], GLM_ADDED, True, 0, {"eos_token": "<|user|>", "pad_token": "<|endoftext|>"}),
     "exaone-moe": ([EXAONE_MOE_PATTERN], EXAONE_ADDED, False, 0, {"bos_token": "[BOS]", "eos_token": "[|endofturn|]"}),
+    "afmoe": (AFMOE_PATTERNS, QWEN_ADDED, False, 0, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
 }
 
 

@@ -5,6 +5,12 @@
 //   llama_cpp_logits MODEL.gguf N_NEW ID0 ID1 ...
 //   stdout: "P <position> <logits…>" per prompt position, then per new token
 //           "G <step> <token>" and (except after the last) "D <step> <logits…>".
+//
+//   llama_cpp_logits MODEL.gguf --tokenize < TEXTS
+//   llama.cpp's tokenizer only (the vocabulary, no weights): TEXTS on stdin separated by NUL
+//   bytes, each tokenized without BOS/EOS and with special tokens recognised in the text
+//   (llama_tokenize add_special=false, parse_special=true, as `tokenizers` matches added
+//   tokens); stdout "T <index> <ids…>" per text.
 //   With LLAMA_CPP_LOGITS_ROUTING=1 in the environment it also prints, during the prompt's
 //   prefill, "R <layer> <position> <experts…>" per MoE layer and prompt position: every expert
 //   in llama.cpp's order of descending selection score (its `ffn_moe_argsort` tensor, whose first
@@ -44,7 +50,38 @@ static int print_row(const char *tag, int index, const float *logits, int vocabu
     return best;
 }
 
+static int tokenize(const char *path) {
+    struct llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    struct llama_model *model = llama_model_load_from_file(path, mp);
+    if (!model) return 3;
+    const struct llama_vocab *vocab = llama_model_get_vocab(model);
+    size_t size = 0, capacity = 1 << 16;
+    char *input = malloc(capacity);
+    for (size_t n; (n = fread(input + size, 1, capacity - size, stdin)) > 0;) {
+        size += n;
+        if (size == capacity) input = realloc(input, capacity *= 2);
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * (size + 16));
+    int index = 0;
+    for (size_t start = 0; start < size; index++) {
+        size_t end = start;
+        while (end < size && input[end] != 0) end++;
+        const int count = llama_tokenize(vocab, input + start, (int32_t) (end - start), ids, (int32_t) (size + 16), false, true);
+        if (count < 0) return 7;
+        printf("T %d", index);
+        for (int i = 0; i < count; i++) printf(" %d", ids[i]);
+        printf("\n");
+        start = end + 1;
+    }
+    free(ids);
+    free(input);
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[2], "--tokenize") == 0) return tokenize(argv[1]);
     if (argc < 4) {
         fprintf(stderr, "usage: %s MODEL.gguf N_NEW ID...\n", argv[0]);
         return 2;

@@ -83,12 +83,25 @@ public struct GGMLVocabulary: Sendable, Equatable {
         "exaone-moe": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]?|\s*[\r\n]|\s+(?!\S)|\s+"#,
     ]
 
+    /// LLAMA_VOCAB_PRE_TYPE_AFMOE (Arcee's Trinity): digits in groups of three from the end of
+    /// each run (llama.cpp's custom `\p{AFMoE_digits}`), then runs of CJK, Thai, Lao, Khmer,
+    /// Myanmar, Javanese, Hangul characters (llama.cpp's code points, as regex escapes: some are
+    /// marks Swift's regex parser refuses as literals), then DeepSeek-V3's word regex; no
+    /// normaliser.
+    static let afmoeSplits: [String] = [
+        "[\\u{4E00}-\\u{9FFF}\\u{3400}-\\u{4DBF}\\u{8C48}-\\u{FAFF}\\u{3040}-\\u{309F}\\u{30A0}-\\u{30FF}\\u{FF65}-\\u{FF9F}"
+            + "\\u{2F00}-\\u{2FDF}\\u{0E40}-\\u{0E7F}\\u{0E80}-\\u{0EFF}\\u{1780}-\\u{17FF}\\u{1000}-\\u{109F}\\u{AA60}-\\u{AA7F}"
+            + "\\u{A9E0}-\\u{A9FF}\\u{AC00}-\\u{D7AF}\\u{1100}-\\u{11FF}]+",
+        ##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+    ]
+
     /// Names llama.cpp gives the same pipeline.
     static let preTokenizerAliases = ["minimax-m2": "gpt-4o"]
 
     /// The `tokenizer.ggml.pre` names Jindou tokenizes with.
     public static var supportedPreTokenizers: [String] {
-        (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys + unnormalizedPatterns.keys + preTokenizerAliases.keys).sorted()
+        (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys + unnormalizedPatterns.keys + preTokenizerAliases.keys
+            + ["afmoe"]).sorted()
     }
 
     /// The normalisations and pre-tokenizer steps `pre` stands for; nil for an unknown name.
@@ -97,6 +110,9 @@ public struct GGMLVocabulary: Sendable, Equatable {
         let byteLevel = Tokenizer.PreTokenizer.byteLevel(addPrefixSpace: false, useRegex: false)
         if let pattern = preTokenizerPatterns[pre] {
             return ([.nfc], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])
+        }
+        if pre == "afmoe" {
+            return ([], [.digitGroupsOfThree] + afmoeSplits.map { .split(pattern: $0, behavior: "Isolated", invert: false) } + [byteLevel])
         }
         if let pattern = unnormalizedPatterns[pre] {
             return ([], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])

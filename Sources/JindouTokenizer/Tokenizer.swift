@@ -37,6 +37,10 @@ public final class Tokenizer: Sendable {
         case split(pattern: String, behavior: String, invert: Bool)
         case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
         case digits(individual: Bool)
+        /// llama.cpp's `\p{AFMoE_digits}` (Trinity's `afmoe` pre-tokenizer,
+        /// `unicode_regex_split_custom_afmoe`): each run of digits splits into groups of three
+        /// counted from its end; the text before a run stays with the run's first group.
+        case digitGroupsOfThree
     }
 
     public let vocabularySize: Int
@@ -295,6 +299,8 @@ public final class Tokenizer: Sendable {
                 pieces = pieces.flatMap { split($0, regex: regexes[index]!, behavior: behavior, invert: invert) }
             case .digits:
                 pieces = pieces.flatMap { split($0, regex: regexes[index]!, behavior: "Isolated", invert: false) }
+            case .digitGroupsOfThree:
+                pieces = pieces.flatMap(Self.digitGroupsOfThree)
             case .byteLevel(let addPrefixSpace, let useRegex):
                 if useRegex { pieces = pieces.flatMap { split($0, regex: regexes[index]!, behavior: "Isolated", invert: false) } }
                 if addPrefixSpace, let first = pieces.first, !first.hasPrefix(" ") { pieces[0] = Substring(" " + first) }
@@ -306,6 +312,47 @@ public final class Tokenizer: Sendable {
         var ids: [Int] = []
         for piece in pieces where !piece.isEmpty { ids += bpe(String(piece)) }
         return ids
+    }
+
+    /// `PreTokenizer.digitGroupsOfThree` on one piece, code point by code point as llama.cpp
+    /// does: "ab12345c" → "ab12", "345", "c"; "x123" → "x123".
+    static func digitGroupsOfThree(_ text: Substring) -> [Substring] {
+        let scalars = text.unicodeScalars
+        func isNumber(_ s: Unicode.Scalar) -> Bool {
+            switch s.properties.generalCategory {
+            case .decimalNumber, .letterNumber, .otherNumber: true
+            default: false
+            }
+        }
+        var pieces: [Substring] = []
+        var emitted = scalars.startIndex
+        func emit(through end: String.UnicodeScalarView.Index) {
+            if end > emitted { pieces.append(Substring(scalars[emitted..<end])) }
+            emitted = end
+        }
+        var position = scalars.startIndex
+        while position < scalars.endIndex {
+            guard isNumber(scalars[position]) else {
+                position = scalars.index(after: position)
+                continue
+            }
+            var run = 0
+            var current = position
+            while position < scalars.endIndex, isNumber(scalars[position]) {
+                run += 1
+                position = scalars.index(after: position)
+            }
+            if run % 3 > 0 {
+                current = scalars.index(current, offsetBy: run % 3)
+                emit(through: current)
+            }
+            while current < position {
+                current = scalars.index(current, offsetBy: 3)
+                emit(through: current)
+            }
+        }
+        emit(through: scalars.endIndex)
+        return pieces
     }
 
     /// `tokenizers`' Split: matches and the gaps between them become pieces (Isolated),

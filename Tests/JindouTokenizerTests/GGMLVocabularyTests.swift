@@ -10,8 +10,8 @@ struct GGMLVocabularyTests {
     static let fixtures = ["tokenizers/qwen-style": "qwen2", "tokenizers/glm-style": "glm4", "tokenizers/o200k-style": "gpt-4o",
                            // The tokenizer the DeepSeek GGUF fixtures were converted with (tools/fixture_gguf.py).
                            "gguf/tokenizers/deepseek": "deepseek-v3",
-                           // The staged tokenizers of the dots1, afmoe (Qwen2-style) and exaone-moe conversions.
-                           "gguf/tokenizers/dots1": "qwen2", "gguf/tokenizers/qwen2": "qwen2", "gguf/tokenizers/exaone-moe": "exaone-moe"]
+                           // The staged tokenizers of the dots1 and exaone-moe conversions.
+                           "gguf/tokenizers/dots1": "qwen2", "gguf/tokenizers/exaone-moe": "exaone-moe"]
 
     func load(_ fixture: String) throws -> (json: Tokenizer, ggml: Tokenizer, vocabulary: GGMLVocabulary, golden: TokenizerGolden) {
         let path = Fixtures.path(fixture) + "/tokenizer.json"
@@ -39,6 +39,15 @@ struct GGMLVocabularyTests {
         }
     }
 
+    /// llama.cpp's `afmoe` digit split (unicode_regex_split_custom_afmoe), code point by code point.
+    @Test func digitGroupsOfThreeAsLlamaCpp() {
+        let cases: [(String, [String])] = [("ab12345c", ["ab12", "345", "c"]), ("x123", ["x123"]), ("1234567", ["1", "234", "567"]),
+                                           ("no digits", ["no digits"]), ("12 34", ["12", " 34"]), ("٣٤٥٦", ["٣", "٤٥٦"]), ("", [])]
+        for (text, pieces) in cases {
+            #expect(Tokenizer.digitGroupsOfThree(text[...]).map(String.init) == pieces, "\(text.debugDescription)")
+        }
+    }
+
     @Test func unsupportedVocabulariesAreNamed() throws {
         let base = GGMLVocabulary(model: "gpt2", pre: "qwen2", tokens: ["a", "b", "ab"], tokenTypes: [1, 1, 1], merges: ["a b"])
         #expect(try Tokenizer(ggml: base, path: "m.gguf").encode("abab") == [2, 2])
@@ -53,7 +62,7 @@ struct GGMLVocabularyTests {
             _ = try Tokenizer(ggml: pre, path: "m.gguf")
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: deepseek-v3, exaone-moe, glm4, gpt-4o, minimax-m2, qwen2)")
+            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, minimax-m2, qwen2)")
         }
         var types = base
         types.tokenTypes = [1, 1]
