@@ -125,6 +125,14 @@ CONVERSIONS = [
     # `first_k_dense_replace` (which the Hub's config.json has beside mlp_layer_types), sigmoid
     # routing; GLM's tokenizer pipeline and its released template.
     ("glm4-moe-lite-tiny-lead", "glm4-moe-lite-tiny-lead-f32.gguf", "f32", "glm4"),
+    # Hunyuan-A13B (`hunyuan-moe`): the converter's NTK-alpha becomes a plain rope base; it
+    # asserts the released shape (head width 128 from hidden/heads, alpha 1000, base 10000,
+    # 32k or 256k positions: `hunyuan-moe-tiny-128`) and per-layer moe_topk lists (staged).
+    # Its vocabulary code reads the released tiktoken tokenizer through remote code and fixes
+    # BOS at id 127959, which a tiny vocabulary cannot have, so the staged byte-level BPE
+    # tokenizer is written with the converter's generic BPE vocabulary writer
+    # (`get_vocab_base` + SpecialVocab, as Exaone4Model.set_vocab does) and named `hunyuan`.
+    ("hunyuan-moe-tiny-128", "hunyuan-moe-tiny-128-f32.gguf", "f32", "hunyuan"),
 ]
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
@@ -132,14 +140,15 @@ CONVERSIONS = [
 LLAMA_PROMPTS = [[5, 17, 201, 33, 90, 12, 250], list(range(3, 43))]
 LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "dots1-tiny-mha-f32.gguf",
                                                   "exaone-moe-tiny-f32.gguf", "afmoe-tiny-every4-f32.gguf",
-                                                  "glm4-moe-lite-tiny-lead-f32.gguf")}
+                                                  "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf")}
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
-                    "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "exaone-moe": None, "afmoe": None}
+                    "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "exaone-moe": None, "afmoe": None,
+                    "hunyuan": "hunyuan_a13b"}  # Tests/Fixtures/templates/hunyuan_a13b.jinja (vLLM's sdist)
 DEEPSEEK_FAMILIES = ("deepseek", "kimi")
-# Keys the Hub's config.json files carry and transformers drops, which the converter needs to
-# write what the model computes (set only where missing):
+# Keys the Hub's config.json files carry (and transformers drops or writes in another form),
+# which the converter needs to write what the model computes:
 # - `scoring_func: sigmoid` (DeepSeek family, dots.llm1, K-EXAONE): without it the converter
 #   writes no `expert_gating_func`; llama.cpp then scores with softmax (deepseek2) or refuses
 #   to run (dots1, exaone-moe);
@@ -151,6 +160,9 @@ STAGED_CONFIG = {name: {"scoring_func": "sigmoid"} for name in (
     "deepseek-v3-tiny", "deepseek-v3-tiny-noq", "kimi-k2-tiny", "dots1-tiny-mha", "exaone-moe-tiny")}
 STAGED_CONFIG["afmoe-tiny-every4"] = {"route_norm": True}
 STAGED_CONFIG["glm4-moe-lite-tiny-lead"] = {"scoring_func": "sigmoid", "first_k_dense_replace": 1}
+STAGED_CONFIG["hunyuan-moe-tiny-128"] = {"moe_topk": [2, 2, 2]}  # the Hub's per-layer form
+# `tokenizer.ggml.pre` of staged tokenizers whose regex another family shares.
+STAGED_PRE = {"hunyuan-moe-tiny-128": "hunyuan"}
 
 
 def pre_tokenizer_regexes(directory: Path) -> tuple[str, ...]:
@@ -169,7 +181,10 @@ def write_staged_tokenizer(family: str, llama_cpp: Path, vocab_size: int) -> Pat
     directory = TOKENIZERS / family
     directory.mkdir(parents=True, exist_ok=True)
     template_file = STAGED_TEMPLATES[family]
-    template = (llama_cpp / "models" / "templates" / template_file).read_text(encoding="utf-8") if template_file else None
+    # A file of the llama.cpp tree's models/templates, or (no .jinja) one of Tests/Fixtures/templates.
+    template = None if template_file is None else (
+        (llama_cpp / "models" / "templates" / template_file) if template_file.endswith(".jinja")
+        else FIXTURES / "templates" / f"{template_file}.jinja").read_text(encoding="utf-8")
     if family not in DEEPSEEK_FAMILIES:
         tokenizer = fixture_text.write_staged_tokenizer(str(directory), family, vocab_size, template)
         golden = fixture_text.tokenizer_golden(tokenizer, fixture_text.corpus())
@@ -205,8 +220,7 @@ def stage(fixture: Path, tokenizer: Path, into: Path, family: str) -> Path:
         if item.name not in ("config.json", "golden.json", "golden.safetensors"):
             (into / item.name).symlink_to(item)
     config = json.loads((fixture / "config.json").read_text(encoding="utf-8"))
-    for key, value in STAGED_CONFIG.get(fixture.name, {}).items():
-        config.setdefault(key, value)
+    config.update(STAGED_CONFIG.get(fixture.name, {}))
     (into / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return into
 
@@ -230,6 +244,8 @@ def main() -> None:
         try:
             return original(self, tokenizer)
         except NotImplementedError:
+            if Path(self.dir_model).name in STAGED_PRE:
+                return STAGED_PRE[Path(self.dir_model).name]
             regexes = pre_tokenizer_regexes(Path(self.dir_model))
             if regexes not in KNOWN_PRE_TOKENIZERS:
                 raise
@@ -238,6 +254,18 @@ def main() -> None:
             return name
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre
+
+    import conversion.hunyuan as hunyuan  # noqa: E402
+
+    def staged_bpe_vocabulary(self):  # Exaone4Model.set_vocab: the converter's generic BPE writer
+        tokens, toktypes, tokpre = self.get_vocab_base()
+        self.gguf_writer.add_tokenizer_model("gpt2")
+        self.gguf_writer.add_tokenizer_pre(tokpre)
+        self.gguf_writer.add_token_list(tokens)
+        self.gguf_writer.add_token_types(toktypes)
+        base.gguf.SpecialVocab(self.dir_model, load_merges=True).add_to_gguf(self.gguf_writer)
+
+    hunyuan.HunYuanMoEModel.set_vocab = staged_bpe_vocabulary
 
     wanted = {family for fixture, name, _, family in CONVERSIONS if family and (not args.only or name in args.only.split(","))}
     tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES if family in wanted}

@@ -83,6 +83,10 @@ DEEPSEEK_ADDED = [("<｜begin▁of▁sentence｜>", True), ("<｜end▁of▁sent
 # dots.llm1: its chat template's role markers and end of text.
 DOTS1_ADDED = [("<|endoftext|>", True), ("<|system|>", True), ("<|endofsystem|>", True), ("<|userprompt|>", True),
                ("<|endofuserprompt|>", True), ("<|response|>", True), ("<|endofresponse|>", True)]
+# Hunyuan-A13B: the tokens its chat template writes.
+HUNYUAN_ADDED = [("<|startoftext|>", True), ("<|eos|>", True), ("<|extra_0|>", True), ("<|extra_4|>", True),
+                 ("<tool_calls>", False), ("</tool_calls>", False), ("<tool_response>", False), ("</tool_response>", False),
+                 ("<think>", False), ("</think>", False)]
 # K-EXAONE / EXAONE 4: role markers in [|…|], end of turn, thinking.
 EXAONE_ADDED = [("[BOS]", True), ("[|endofturn|]", True), ("[|system|]", True), ("[|user|]", True), ("[|assistant|]", True),
                 ("[|tool|]", True), ("<think>", False), ("</think>", False)]
@@ -385,6 +389,8 @@ STAGED_TOKENIZERS = {
     "glm4": ([GLM4_PATTERN], GLM_ADDED, True, 0, {"eos_token": "<|user|>", "pad_token": "<|endoftext|>"}),
     "exaone-moe": ([EXAONE_MOE_PATTERN], EXAONE_ADDED, False, 0, {"bos_token": "[BOS]", "eos_token": "[|endofturn|]"}),
     "afmoe": (AFMOE_PATTERNS, QWEN_ADDED, False, 0, {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
+    # Hunyuan-A13B's tiktoken vocabulary splits with Qwen2's regex and does not normalise.
+    "hunyuan": ([QWEN2_PATTERN], HUNYUAN_ADDED, False, 0, {"bos_token": "<|startoftext|>", "eos_token": "<|eos|>"}),
 }
 
 

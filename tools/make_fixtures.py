@@ -376,6 +376,15 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   attention_bias=True, tie_word_embeddings=False,
                   rope_parameters={"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}),
              legacy_config=True, extra_config=HUNYUAN_HUB_KEYS, k_overrides=(1, 4, 8), router_k=4),
+        # Hunyuan-A13B shaped as llama.cpp's converter and `hunyuan-moe` can take it: head width
+        # 128 from hidden/heads (the converter's NTK-alpha assumption; one head keeps it
+        # small), no attention biases (as released), max_position_embeddings 32k; for GGUF.
+        Spec("hunyuan-moe-tiny-128", "hunyuan_v1_moe", 23 + s,
+             dict(vocab_size=320, hidden_size=128, num_attention_heads=1, num_key_value_heads=1, head_dim=128,
+                  max_position_embeddings=32768, intermediate_size=32, num_hidden_layers=3, num_experts=8,
+                  moe_topk=2, attention_bias=False, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "dynamic", "alpha": 1000.0, "factor": 1.0, "rope_theta": 10000.0}),
+             legacy_config=True, extra_config=HUNYUAN_HUB_KEYS, k_overrides=(1, 4), router_k=4),
         # The deepseek-v3-tiny architecture with FP8 weights and 32×32 block scales (moe 48:
         # partial blocks); goldens from the dequantised weights in fp32.
         Spec("deepseek-v3-tiny-fp8", "deepseek_v3", 9 + s, dict(ds_tiny, num_hidden_layers=3, moe_intermediate_size=48),

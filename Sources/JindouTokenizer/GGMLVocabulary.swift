@@ -95,13 +95,17 @@ public struct GGMLVocabulary: Sendable, Equatable {
         ##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
     ]
 
+    /// LLAMA_VOCAB_PRE_TYPE_HUNYUAN (Hunyuan-A13B's tiktoken vocabulary): Qwen2's regex, without
+    /// Qwen2's NFC normaliser.
+    static let hunyuanPattern = preTokenizerPatterns["qwen2"]!
+
     /// Names llama.cpp gives the same pipeline.
     static let preTokenizerAliases = ["minimax-m2": "gpt-4o"]
 
     /// The `tokenizer.ggml.pre` names Jindou tokenizes with.
     public static var supportedPreTokenizers: [String] {
         (Array(preTokenizerPatterns.keys) + preTokenizerSequences.keys + unnormalizedPatterns.keys + preTokenizerAliases.keys
-            + ["afmoe"]).sorted()
+            + ["afmoe", "hunyuan"]).sorted()
     }
 
     /// The normalisations and pre-tokenizer steps `pre` stands for; nil for an unknown name.
@@ -110,6 +114,9 @@ public struct GGMLVocabulary: Sendable, Equatable {
         let byteLevel = Tokenizer.PreTokenizer.byteLevel(addPrefixSpace: false, useRegex: false)
         if let pattern = preTokenizerPatterns[pre] {
             return ([.nfc], [.split(pattern: pattern, behavior: "Isolated", invert: false), byteLevel])
+        }
+        if pre == "hunyuan" {
+            return ([], [.split(pattern: hunyuanPattern, behavior: "Isolated", invert: false), byteLevel])
         }
         if pre == "afmoe" {
             return ([], [.digitGroupsOfThree] + afmoeSplits.map { .split(pattern: $0, behavior: "Isolated", invert: false) } + [byteLevel])

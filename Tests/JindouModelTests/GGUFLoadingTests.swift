@@ -131,6 +131,34 @@ struct GGUFLoadingTests {
         }
     }
 
+    /// Hunyuan-A13B: the converter folds NTK-alpha into `rope.freq_base` (in f32) and writes a
+    /// 256k context; otherwise the file describes the checkpoint, and its logits are
+    /// transformers' within fp32 tolerance.
+    @Test("hunyuan-moe: the converter's file equals transformers' goldens")
+    func hunyuanFileEqualsTransformers() async throws {
+        let fixture = "hunyuan-moe-tiny-128"
+        let engine = try InferenceEngine.load(directory: Self.llamaCppFile(fixture))
+        let checkpoint = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path(fixture)))
+        var described = Self.computed(engine.description)
+        #expect(abs(described.attention.ropeTheta - checkpoint.attention.ropeTheta) <= 1e-7 * checkpoint.attention.ropeTheta)
+        #expect(described.maxPositionEmbeddings == 262_144)
+        (described.attention.ropeTheta, described.maxPositionEmbeddings) = (checkpoint.attention.ropeTheta, checkpoint.maxPositionEmbeddings)
+        var expected = Self.computed(checkpoint)
+        expected.moeNames = described.moeNames
+        #expect(described == expected)
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        for c in golden.cases {
+            let expectedRows = try rows(tensors.tensor("case\(c.index).prefill_logits"))
+            let actual = try await engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+            for (position, (a, e)) in zip(actual, expectedRows).enumerated() {
+                #expect(maxAbsDifference(a, e) <= TransformersGoldenTests.fp32Tolerance, "case \(c.name) position \(position)")
+            }
+            let result = try await engine.generate(GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
+                                                                     expertsPerToken: c.experts, stopTokenIDs: []))
+            #expect(result.tokenIDs == c.greedyNewTokens, "case \(c.name)")
+        }
+    }
+
     @Test("glm4moe: MTP blocks counted in block_count are never described nor mapped")
     func glm4MoePredictionLayersAreIgnored() async throws {
         let source = try GGUFCheckpoint(path: Self.llamaCppFile("glm4-moe-tiny"))
@@ -240,7 +268,7 @@ struct GGUFLoadingTests {
 
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
-        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2, gpt-oss, minimax-m2, dots1, exaone-moe, afmoe)"), "\(message)")
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2, gpt-oss, minimax-m2, dots1, exaone-moe, afmoe, hunyuan-moe)"), "\(message)")
     }
 
     @Test func missingTensorIsNamed() throws {

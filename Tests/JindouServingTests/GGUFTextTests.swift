@@ -94,7 +94,7 @@ struct GGUFTextTests {
             _ = try ServingText(directory: path, description: description)
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, minimax-m2, qwen2)"), "\(error)")
+            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, hunyuan, minimax-m2, qwen2)"), "\(error)")
         }
     }
 }
@@ -156,10 +156,11 @@ struct GGUFDeepseekTextTests {
 /// The tokenizers llama.cpp's converter wrote into the dots1, exaone-moe, afmoe and
 /// GLM-4.7-Flash files (from the tokenizers tools/fixture_gguf.py staged): the file alone
 /// tokenizes as the `tokenizers` library did on the tokenizer.json it came from.
-@Suite("GGUF tokenizer: dots1, exaone-moe, afmoe, GLM-4.7-Flash")
+@Suite("GGUF tokenizer: dots1, exaone-moe, afmoe, GLM-4.7-Flash, hunyuan-moe")
 struct GGUFFamilyTokenizerTests {
     @Test(arguments: [("dots1-tiny-mha-f32.gguf", "dots1"), ("exaone-moe-tiny-f32.gguf", "exaone-moe"),
-                      ("afmoe-tiny-every4-f32.gguf", "afmoe"), ("glm4-moe-lite-tiny-lead-f32.gguf", "glm4")])
+                      ("afmoe-tiny-every4-f32.gguf", "afmoe"), ("glm4-moe-lite-tiny-lead-f32.gguf", "glm4"),
+                      ("hunyuan-moe-tiny-128-f32.gguf", "hunyuan")])
     func tokenizesLikeTokenizers(file: String, staged: String) throws {
         let path = Fixtures.path("gguf/" + file)
         let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
@@ -184,7 +185,7 @@ struct GGUFFamilyTokenizerTests {
     /// where Jindou follows `tokenizers` and llama.cpp does not normalise, on the texts NFC
     /// leaves alone.
     @Test(arguments: ["afmoe-tiny-every4-f32.gguf", "exaone-moe-tiny-f32.gguf", "gpt-oss-tiny-mxfp4.gguf",
-                      "dots1-tiny-mha-f32.gguf", "glm4-moe-lite-tiny-lead-f32.gguf"])
+                      "hunyuan-moe-tiny-128-f32.gguf", "dots1-tiny-mha-f32.gguf", "glm4-moe-lite-tiny-lead-f32.gguf"])
     func tokenizesLikeLlamaCpp(file: String) throws {
         let path = Fixtures.path("gguf/" + file)
         let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
@@ -200,13 +201,15 @@ struct GGUFFamilyTokenizerTests {
         #expect(compared >= golden.tokenized.count - 1 && compared > 40)
     }
 
-    /// GLM-4.7-Flash's file carries its released chat template (whose renderings equal
-    /// transformers': ChatTemplateTests), byte for byte.
-    @Test func glm47FlashFileCarriesItsTemplate() throws {
-        let path = Fixtures.path("gguf/glm4-moe-lite-tiny-lead-f32.gguf")
+    /// The GLM-4.7-Flash and Hunyuan-A13B files carry their released chat templates (whose
+    /// renderings equal transformers': ChatTemplateTests), byte for byte.
+    @Test(arguments: [("glm4-moe-lite-tiny-lead-f32.gguf", "glm4_moe_lite", "[gMASK]"),
+                      ("hunyuan-moe-tiny-128-f32.gguf", "hunyuan_a13b", "<|startoftext|>")])
+    func fileCarriesItsReleasedTemplate(file: String, template: String, bos: String) throws {
+        let path = Fixtures.path("gguf/" + file)
         let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
-        let released = try String(contentsOfFile: Fixtures.path("templates/glm4_moe_lite.jinja"), encoding: .utf8)
+        let released = try String(contentsOfFile: Fixtures.path("templates/\(template).jinja"), encoding: .utf8)
         #expect(text.chatTemplate?.source == released)
-        #expect(text.specialTokens["bos_token"] == "[gMASK]")
+        #expect(text.specialTokens["bos_token"] == bos)
     }
 }
