@@ -133,6 +133,10 @@ CONVERSIONS = [
     # tokenizer is written with the converter's generic BPE vocabulary writer
     # (`get_vocab_base` + SpecialVocab, as Exaone4Model.set_vocab does) and named `hunyuan`.
     ("hunyuan-moe-tiny-128", "hunyuan-moe-tiny-128-f32.gguf", "f32", "hunyuan"),
+    # ERNIE-4.5-MoE (`ernie4_5-moe`): a SentencePiece vocabulary (tokenizer.model, llama.cpp's
+    # `llama` tokenizer), the shared experts' width as intermediate_size / num_key_value_heads
+    # (`ernie45-moe-tiny-ff64`, where that is the checkpoint's), interleaved rotary as stored.
+    ("ernie45-moe-tiny-ff64", "ernie45-moe-tiny-ff64-f32.gguf", "f32", "ernie"),
 ]
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
@@ -140,12 +144,13 @@ CONVERSIONS = [
 LLAMA_PROMPTS = [[5, 17, 201, 33, 90, 12, 250], list(range(3, 43))]
 LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "dots1-tiny-mha-f32.gguf",
                                                   "exaone-moe-tiny-f32.gguf", "afmoe-tiny-every4-f32.gguf",
-                                                  "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf")}
+                                                  "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf",
+                                                  "ernie45-moe-tiny-ff64-f32.gguf")}
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
                     "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "exaone-moe": None, "afmoe": None,
-                    "hunyuan": "hunyuan_a13b"}  # Tests/Fixtures/templates/hunyuan_a13b.jinja (vLLM's sdist)
+                    "hunyuan": "hunyuan_a13b", "ernie": None}  # Tests/Fixtures/templates/hunyuan_a13b.jinja (vLLM's sdist)
 DEEPSEEK_FAMILIES = ("deepseek", "kimi")
 # Keys the Hub's config.json files carry (and transformers drops or writes in another form),
 # which the converter needs to write what the model computes:
@@ -185,6 +190,10 @@ def write_staged_tokenizer(family: str, llama_cpp: Path, vocab_size: int) -> Pat
     template = None if template_file is None else (
         (llama_cpp / "models" / "templates" / template_file) if template_file.endswith(".jinja")
         else FIXTURES / "templates" / f"{template_file}.jinja").read_text(encoding="utf-8")
+    if family == "ernie":  # SentencePiece: llama.cpp's ids on the converted file are the reference
+        fixture_text.write_sentencepiece_tokenizer(str(directory), vocab_size, fixture_text.ERNIE_ADDED,
+                                                   {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+        return directory
     if family not in DEEPSEEK_FAMILIES:
         tokenizer = fixture_text.write_staged_tokenizer(str(directory), family, vocab_size, template)
         golden = fixture_text.tokenizer_golden(tokenizer, fixture_text.corpus())
@@ -268,7 +277,9 @@ def main() -> None:
     hunyuan.HunYuanMoEModel.set_vocab = staged_bpe_vocabulary
 
     wanted = {family for fixture, name, _, family in CONVERSIONS if family and (not args.only or name in args.only.split(","))}
-    tokenizers = {family: write_staged_tokenizer(family, llama_cpp, 320) for family in STAGED_TEMPLATES if family in wanted}
+    sizes = {"ernie": 640}  # the vocabularies of the staged fixtures (ernie45-moe-tiny-ff64: 640)
+    tokenizers = {family: write_staged_tokenizer(family, llama_cpp, sizes.get(family, 320)) for family in STAGED_TEMPLATES
+                  if family in wanted}
     with tempfile.TemporaryDirectory(prefix="jindou-gguf-stage-") as staging:
         for fixture, name, outtype, family in CONVERSIONS:
             if args.only and name not in args.only.split(","):

@@ -411,6 +411,36 @@ def write_staged_tokenizer(directory: str, family: str, vocab_size: int, templat
     return tokenizer
 
 
+# ERNIE-4.5's special tokens, declared in tokenizer_config.json's added_tokens_decoder.
+ERNIE_ADDED = [("<|begin_of_sentence|>", True), ("<|end_of_sentence|>", True), ("<think>", False), ("</think>", False)]
+
+
+def write_sentencepiece_tokenizer(directory: str, vocab_size: int, added: list[tuple[str, bool]], fields: dict):
+    """A tiny SentencePiece BPE model (tokenizer.model: byte fallback, <unk>/<s>/</s> at 0/1/2,
+    trained by the `sentencepiece` library on training_corpus()) and tokenizer_config.json
+    declaring `added` after its pieces, for a fixture converted to GGUF as a `llama`
+    vocabulary (ERNIE-4.5). Returns the processor."""
+    import sentencepiece
+    model = io.BytesIO()
+    pieces = vocab_size - len(added)
+    lines = [line for text in training_corpus() for line in text.splitlines() if line.strip()]
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=pieces, model_type="bpe", byte_fallback=True,
+        character_coverage=0.9995, num_threads=1, split_digits=True, allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False, hard_vocab_limit=True, minloglevel=2)
+    with open(os.path.join(directory, "tokenizer.model"), "wb") as f:
+        f.write(model.getvalue())
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", **fields, "model_max_length": 256, "add_bos_token": False,
+              "add_eos_token": False, "clean_up_tokenization_spaces": False}
+    config["added_tokens_decoder"] = {str(pieces + i): {"content": c, "special": sp, "normalized": False, "lstrip": False,
+                                                        "rstrip": False, "single_word": False}
+                                      for i, (c, sp) in enumerate(added)}
+    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f, ensure_ascii=False, indent=1)
+    return processor
+
+
 def write_deepseek_tokenizer(directory: str, family: str, vocab_size: int, template: str):
     """A tiny tokenizer with DeepSeek-V3's pipeline (no normaliser, its three Split regexes,
     ByteLevel) and the family's added tokens (`deepseek`: DeepSeek-V3's, BOS/EOS at 0/1;

@@ -316,6 +316,18 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   moe_layer_interval=1, tie_word_embeddings=True, use_bias=False, bos_token_id=None, eos_token_id=None,
                   pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
              legacy_config=True, k_overrides=(1, 4, 8), router_k=4),
+        # ERNIE-4.5-MoE as llama.cpp's converter can say it: it writes the shared experts' width
+        # as intermediate_size / num_key_value_heads (true of the released 21B-A3B), so here
+        # 64 / 2 = 32 = moe_intermediate_size × 1 shared expert; converted to GGUF.
+        # A vocabulary of 640: a SentencePiece model with byte fallback needs 259 pieces
+        # before its first character.
+        Spec("ernie45-moe-tiny-ff64", "ernie4_5_moe", 24 + s,
+             dict(vocab_size=640, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  max_position_embeddings=256, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=3,
+                  moe_num_experts=8, moe_k=2, moe_num_shared_experts=1, moe_layer_start_index=1, moe_layer_end_index=-1,
+                  moe_layer_interval=1, tie_word_embeddings=True, use_bias=False, bos_token_id=None, eos_token_id=None,
+                  pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
+             legacy_config=True, k_overrides=(1, 4), router_k=4),
         # GLM-4.7-Flash: MLA (q-LoRA, interleaved rope) with GLM's grouped sigmoid router and a
         # shared expert; layers per mlp_layer_types (sparse, dense, sparse: not DeepSeek's
         # first_k_dense_replace rule), an MTP layer declared (never loaded).

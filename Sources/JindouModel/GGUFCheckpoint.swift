@@ -44,7 +44,7 @@ public enum GGUFTensorNames {
     /// Where an architecture names a layer tensor differently from `layerSuffixes`.
     static let architectureLayerSuffixes: [Architecture: [String: String]] = [
         .glm4Moe: glm4MoeLayerSuffixes, .gptOss: gptOssLayerSuffixes, .exaoneMoe: exaoneMoeLayerSuffixes, .afmoe: afmoeLayerSuffixes,
-        .hunyuanMoe: hunyuanMoeLayerSuffixes,
+        .hunyuanMoe: hunyuanMoeLayerSuffixes, .ernie45Moe: ernie45MoeLayerSuffixes,
     ]
 
     /// The GGUF tensor (and, for a routed expert, its slice of the stacked tensor) holding
@@ -86,7 +86,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -105,6 +105,7 @@ public struct GGUFCheckpoint: WeightSource {
         case "exaone-moe": description = try metadata.exaoneMoe()
         case "afmoe": description = try metadata.afmoe()
         case "hunyuan-moe": description = try metadata.hunyuanMoe()
+        case "ernie4_5-moe": description = try metadata.ernie45Moe()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }

@@ -48,6 +48,12 @@ extension GGMLVocabulary {
         self.init(model: name, pre: pre, tokens: tokens, tokenTypes: types, merges: try strings("tokenizer.ggml.merges", required: false),
                   bosTokenID: try id("tokenizer.ggml.bos_token_id"), eosTokenID: try id("tokenizer.ggml.eos_token_id"),
                   addBOS: try flag("tokenizer.ggml.add_bos_token"), addEOS: try flag("tokenizer.ggml.add_eos_token"))
+        unknownTokenID = try id("tokenizer.ggml.unknown_token_id")
+        if let value = metadata["tokenizer.ggml.scores"] {
+            guard let list = value.array else { throw fail("tokenizer.ggml.scores", "is not an array") }
+            scores = try list.map { guard let d = $0.double else { throw fail("tokenizer.ggml.scores", "holds a non-number") }; return Float(d) }
+        }
+        if metadata["tokenizer.ggml.add_space_prefix"] != nil { addSpacePrefix = try flag("tokenizer.ggml.add_space_prefix") }
     }
 }
 

@@ -8,7 +8,7 @@ public struct GGMLVocabulary: Sendable, Equatable {
         case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
     }
 
-    /// `tokenizer.ggml.model`: Jindou reads `gpt2` (byte-level BPE).
+    /// `tokenizer.ggml.model`: Jindou reads `gpt2` (byte-level BPE) and `llama` (SentencePiece).
     public var model: String
     /// `tokenizer.ggml.pre`: llama.cpp's name for the pre-tokenizer.
     public var pre: String?
@@ -23,6 +23,10 @@ public struct GGMLVocabulary: Sendable, Equatable {
     public var addEOS: Bool
     public var unknownTokenID: Int?
     public var paddingTokenID: Int?
+    /// `tokenizer.ggml.scores` (SentencePiece: merge priority of each piece).
+    public var scores: [Float] = []
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece; llama.cpp's default: true).
+    public var addSpacePrefix = true
     /// Whether the source said anything about adding BOS/EOS (the converter writes
     /// `add_bos_token`/`add_eos_token` only then).
     public var hasAddBOS = false
@@ -146,6 +150,10 @@ extension Tokenizer {
     /// `unused` padding entries are left out. `add_bos_token`/`add_eos_token` put those ids
     /// around the text when encoding with `addSpecialTokens`. `path` names the file in errors.
     public convenience init(ggml vocabulary: GGMLVocabulary, path: String) throws {
+        if vocabulary.model == "llama" {
+            try self.init(sentencePiece: vocabulary, path: path)
+            return
+        }
         guard vocabulary.model == "gpt2" else {
             throw TokenizerError.unsupported(path: path, component: "tokenizer.ggml.model", type: vocabulary.model)
         }
@@ -183,6 +191,56 @@ extension Tokenizer {
         let suffix = vocabulary.addEOS ? vocabulary.eosTokenID.map { [$0] } ?? [] : []
         try self.init(path: path, vocabulary: words, addedTokens: added, merges: merges, normalizations: pipeline.normalizations,
                       preTokenizers: pipeline.steps, ignoreMerges: false, prefixTokens: prefix, suffixTokens: suffix)
+    }
+}
+
+extension Tokenizer {
+    /// A SentencePiece tokenizer from a GGUF `llama` vocabulary, as llama.cpp tokenizes it:
+    /// `normal`, `byte` and padding pieces are the SPM vocabulary (byte pieces `<0xXX>`);
+    /// `control` and `unknown` tokens become special added tokens and `user_defined` ones
+    /// ordinary added tokens, matched in the text first (llama.cpp with parse_special).
+    convenience init(sentencePiece vocabulary: GGMLVocabulary, path: String) throws {
+        let count = vocabulary.tokens.count
+        guard vocabulary.tokenTypes.count == count, vocabulary.scores.count == count else {
+            throw TokenizerError.malformed(
+                path: path, reason: "tokenizer.ggml.token_type (\(vocabulary.tokenTypes.count)) and tokenizer.ggml.scores (\(vocabulary.scores.count)) must have one entry per token (\(count))")
+        }
+        var pieces: [String: Int] = [:]
+        pieces.reserveCapacity(count)
+        var added: [AddedToken] = []
+        var byteTokens = [Int](repeating: -1, count: 256)
+        var byteValues: [Int: UInt8] = [:]
+        var unknown: Int?
+        for (id, (token, rawType)) in zip(vocabulary.tokens, vocabulary.tokenTypes).enumerated() {
+            if pieces[token] == nil { pieces[token] = id }
+            switch GGMLVocabulary.TokenType(rawValue: rawType) {
+            case .normal, .unused: break
+            case .byte:
+                guard token.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">"), let value = UInt8(token.dropFirst(3).prefix(2), radix: 16) else {
+                    throw TokenizerError.malformed(path: path, reason: "byte token \(id) '\(token)' is not <0xXX>")
+                }
+                if byteTokens[Int(value)] < 0 { byteTokens[Int(value)] = id }
+                byteValues[id] = value
+            case .control, .unknown:
+                if rawType == GGMLVocabulary.TokenType.unknown.rawValue { unknown = unknown ?? id }
+                added.append(AddedToken(id: id, content: token, special: true, leftStrip: false, rightStrip: false))
+            case .userDefined:
+                added.append(AddedToken(id: id, content: token, special: false, leftStrip: false, rightStrip: false))
+            case nil:
+                throw TokenizerError.malformed(path: path, reason: "token \(id) '\(token)' has type \(rawType), which llama.cpp does not define")
+            }
+        }
+        for (name, id) in [("bos", vocabulary.bosTokenID), ("eos", vocabulary.eosTokenID)] {
+            if let id, !(0..<count).contains(id) {
+                throw TokenizerError.malformed(path: path, reason: "tokenizer.ggml.\(name)_token_id \(id) is not a token id (\(count) tokens)")
+            }
+        }
+        let model = SentencePieceModel(pieces: pieces, scores: vocabulary.scores, byteTokens: byteTokens, byteValues: byteValues,
+                                       unknownID: vocabulary.unknownTokenID ?? unknown, addSpacePrefix: vocabulary.addSpacePrefix)
+        let prefix = vocabulary.addBOS ? vocabulary.bosTokenID.map { [$0] } ?? [] : []
+        let suffix = vocabulary.addEOS ? vocabulary.eosTokenID.map { [$0] } ?? [] : []
+        try self.init(path: path, vocabulary: pieces, addedTokens: added, merges: [], normalizations: [], preTokenizers: [],
+                      ignoreMerges: false, prefixTokens: prefix, suffixTokens: suffix, sentencePiece: model)
     }
 }
 

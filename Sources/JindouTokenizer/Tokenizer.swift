@@ -56,6 +56,9 @@ public final class Tokenizer: Sendable {
     let addedByFirstScalar: [Unicode.Scalar: [AddedToken]]
     let prefixTokens: [Int]
     let suffixTokens: [Int]
+    /// Set for a SentencePiece vocabulary (a GGUF `llama` tokenizer), which encodes and
+    /// decodes its own way (`SentencePieceModel`); nil for byte-level BPE.
+    let sentencePiece: SentencePieceModel?
     private let cache = Mutex<[String: [Int]]>([:])
 
     /// GPT-2's pre-tokenizer pattern, used by ByteLevel with `use_regex: true`.
@@ -162,7 +165,7 @@ public final class Tokenizer: Sendable {
     /// pre-tokenization steps, checked and compiled.
     init(path: String, vocabulary: [String: Int], addedTokens added: [AddedToken], merges mergePairs: [[String]],
          normalizations: [Normalization], preTokenizers: [PreTokenizer], ignoreMerges: Bool, prefixTokens: [Int],
-         suffixTokens: [Int]) throws {
+         suffixTokens: [Int], sentencePiece: SentencePieceModel? = nil) throws {
         let size = max(vocabulary.values.max() ?? -1, added.map(\.id).max() ?? -1) + 1
         var tokens = [String?](repeating: nil, count: size)
         for (token, id) in vocabulary { tokens[id] = token }
@@ -205,6 +208,7 @@ public final class Tokenizer: Sendable {
             .mapValues { $0.sorted { $0.content.unicodeScalars.count > $1.content.unicodeScalars.count } }
         self.prefixTokens = prefixTokens
         self.suffixTokens = suffixTokens
+        self.sentencePiece = sentencePiece
     }
 
     // MARK: - Lookup
@@ -220,16 +224,27 @@ public final class Tokenizer: Sendable {
     /// Whether `id` is an added token marked special (skipped when decoding with `skipSpecialTokens`).
     public func isSpecial(_ id: Int) -> Bool { addedTokens.contains { $0.id == id && $0.special } }
 
+    func isAdded(_ id: Int) -> Bool { addedTokens.contains { $0.id == id } }
+
     // MARK: - Encoding
 
     /// Token ids of `text`. With `addSpecialTokens`, the post-processor's template tokens
     /// (e.g. a BOS) are added, as `tokenizers` does by default.
     public func encode(_ text: String, addSpecialTokens: Bool = false) -> [Int] {
         var ids: [Int] = addSpecialTokens ? prefixTokens : []
+        var afterSpecial = true
         for segment in splitOnAddedTokens(text) {
             switch segment {
-            case .added(let id): ids.append(id)
-            case .text(let piece): ids += encodeOrdinary(piece)
+            case .added(let id):
+                ids.append(id)
+                afterSpecial = true
+            case .text(let piece):
+                if let sentencePiece {
+                    ids += sentencePiece.encode(piece, afterSpecial: afterSpecial)
+                } else {
+                    ids += encodeOrdinary(piece)
+                }
+                afterSpecial = false
             }
         }
         if addSpecialTokens { ids += suffixTokens }
@@ -439,7 +454,10 @@ public final class Tokenizer: Sendable {
 
     /// The text of `ids` (invalid UTF-8 becomes U+FFFD, as `tokenizers` does).
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
-        String(decoding: bytes(ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
+        var bytes = bytes(ids, skipSpecialTokens: skipSpecialTokens)
+        // SentencePiece: the space put in front of the text is not part of it.
+        if sentencePiece?.addSpacePrefix == true, bytes.first == 0x20 { bytes.removeFirst() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The UTF-8 bytes of `ids`.
@@ -448,7 +466,13 @@ public final class Tokenizer: Sendable {
         for id in ids {
             if skipSpecialTokens && isSpecial(id) { continue }
             guard let token = token(id) else { continue }
-            bytes += ByteLevel.bytes(of: token)
+            if let sentencePiece, !isAdded(id) {
+                bytes += sentencePiece.bytes(of: id, text: token)
+            } else if sentencePiece != nil {
+                bytes += Array(token.utf8)
+            } else {
+                bytes += ByteLevel.bytes(of: token)
+            }
         }
         return bytes
     }

@@ -16,10 +16,11 @@ struct GGUFLoadingTests {
     /// `gguf/<fixture>-f32.gguf`: qwen3moe, glm4moe with q/k norms, expert groups and a
     /// routed scaling factor, glm4moe with attention biases (both declare one MTP layer),
     /// minimax-m2, dots1 (multi-head), exaone-moe (sliding/NoPE layers, expert groups) and
-    /// afmoe (sandwich norms, output gate, 3:1 sliding/NoPE, μP), the last three converted
-    /// with a staged tokenizer and config keys (tools/fixture_gguf.py).
+    /// afmoe (sandwich norms, output gate, 3:1 sliding/NoPE, μP) and ernie4_5-moe (interleaved
+    /// rotary, [1, E] selection bias, a SentencePiece vocabulary), the last four converted with
+    /// a staged tokenizer and config keys (tools/fixture_gguf.py).
     static let llamaCppConverted = ["qwen3-moe-tiny-sharded", "glm4-moe-tiny", "glm4-moe-tiny-legacy", "minimax-m2-tiny",
-                                    "dots1-tiny-mha", "exaone-moe-tiny", "afmoe-tiny-every4"]
+                                    "dots1-tiny-mha", "exaone-moe-tiny", "afmoe-tiny-every4", "ernie45-moe-tiny-ff64"]
 
     static func llamaCppFile(_ fixture: String) -> String { Fixtures.path("gguf/\(fixture)-f32.gguf") }
 
@@ -268,7 +269,7 @@ struct GGUFLoadingTests {
 
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
-        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2, gpt-oss, minimax-m2, dots1, exaone-moe, afmoe, hunyuan-moe)"), "\(message)")
+        #expect(message.contains("architecture 'llama' is not supported (supported: qwen3moe, glm4moe, deepseek2, gpt-oss, minimax-m2, dots1, exaone-moe, afmoe, hunyuan-moe, ernie4_5-moe)"), "\(message)")
     }
 
     @Test func missingTensorIsNamed() throws {

@@ -51,9 +51,22 @@ struct GGMLVocabularyTests {
     @Test func unsupportedVocabulariesAreNamed() throws {
         let base = GGMLVocabulary(model: "gpt2", pre: "qwen2", tokens: ["a", "b", "ab"], tokenTypes: [1, 1, 1], merges: ["a b"])
         #expect(try Tokenizer(ggml: base, path: "m.gguf").encode("abab") == [2, 2])
+        var bert = base
+        bert.model = "bert"
+        #expect(throws: TokenizerError.unsupported(path: "m.gguf", component: "tokenizer.ggml.model", type: "bert")) {
+            try Tokenizer(ggml: bert, path: "m.gguf")
+        }
+        // SentencePiece (`llama`) needs a score per piece, and byte pieces spelled <0xXX>.
         var llama = base
         llama.model = "llama"
-        #expect(throws: TokenizerError.unsupported(path: "m.gguf", component: "tokenizer.ggml.model", type: "llama")) {
+        #expect(throws: TokenizerError.malformed(path: "m.gguf", reason: "tokenizer.ggml.token_type (3) and tokenizer.ggml.scores (0) must have one entry per token (3)")) {
+            try Tokenizer(ggml: llama, path: "m.gguf")
+        }
+        llama.scores = [-1, -2, -3]
+        llama.addSpacePrefix = false
+        #expect(try Tokenizer(ggml: llama, path: "m.gguf").encode("abab") == [2, 2])
+        llama.tokenTypes = [1, 6, 1]
+        #expect(throws: TokenizerError.malformed(path: "m.gguf", reason: "byte token 1 'b' is not <0xXX>")) {
             try Tokenizer(ggml: llama, path: "m.gguf")
         }
         var pre = base
