@@ -127,6 +127,21 @@ struct GenerationParameters {
         for unsupported in ["logprobs", "top_logprobs", "echo", "best_of", "logit_bias", "suffix"] {
             if let v = body[unsupported], v.truthy { throw RequestProblem("'\(unsupported)' is not supported.", param: unsupported) }
         }
+        // Structured outputs are not constrained yet: refuse them rather than return free text.
+        if let format = body["response_format"], format.truthy {
+            guard case .object(let f) = format, case .string(let type)? = f["type"] else {
+                throw RequestProblem("'response_format' must be an object with a 'type'.", param: "response_format")
+            }
+            if type != "text" {
+                throw RequestProblem("'response_format' of type '\(type)' is not supported yet (only 'text'); the output would not be constrained to it.",
+                                     param: "response_format")
+            }
+        }
+        for constrained in ["guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "grammar"] {
+            if let v = body[constrained], v.truthy {
+                throw RequestProblem("'\(constrained)' (constrained decoding) is not supported yet.", param: constrained)
+            }
+        }
         for penalty in ["presence_penalty", "frequency_penalty"] {
             if let p = try body.number(penalty, in: -2...2), p != 0 { throw RequestProblem("'\(penalty)' is not supported (use 0).", param: penalty) }
         }

@@ -144,13 +144,17 @@ struct OpenAIServingTests {
             ("v1/chat/completions", #"{"model": "qwen3-moe-tiny", "messages": [{"role": "user", "content": "x"}], "stop": 5}"#, 400, "stop"),
             ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": "x""#, 400, "JSON"),
             ("v1/completions", #"["not", "an", "object"]"#, 400, "JSON object"),
+            // Structured outputs are refused, not silently ignored (free text with status 200).
+            ("v1/chat/completions", #"{"model": "qwen3-moe-tiny", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}"#,
+             400, "'response_format' of type 'json_object' is not supported"),
+            ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": "x", "guided_json": {"type": "object"}}"#, 400, "guided_json"),
         ]
         for (path, body, status, text) in cases {
             let (code, object) = try await cluster.post(path, body)
             #expect(code == status, "\(body)")
             #expect(object["message"]?.text.contains(text) == true, "\(body): \(object["message"]?.text ?? "")")
         }
-        let ok = try await cluster.post("v1/chat/completions", #"{"model": "qwen3-moe-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stop": ["zzz"]}"#)
+        let ok = try await cluster.post("v1/chat/completions", #"{"model": "qwen3-moe-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stop": ["zzz"], "response_format": {"type": "text"}}"#)
         #expect(ok.0 == 200)
         let usage: TemplateObject? = { if case .object(let u)? = ok.1["usage"] { return u } else { return nil } }()
         #expect(usage?["completion_tokens"]?.text == "3")
