@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
-from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM, Dots1Config,
+from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,
+                          DeepseekV32Config, DeepseekV32ForCausalLM, Dots1Config,
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
@@ -328,6 +329,15 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   moe_layer_interval=1, tie_word_embeddings=True, use_bias=False, bos_token_id=None, eos_token_id=None,
                   pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
+        # DeepSeek-V3.2: DeepSeek-V3's MLA and router with DeepSeek Sparse Attention — an
+        # indexer (8 heads of 16, rope on the first 8) whose top 4 positions each query attends
+        # to, so every prompt longer than 4 tokens drops keys.
+        Spec("deepseek-v32-tiny", "deepseek_v32", 25 + s,
+             dict(DS_TINY, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=8,
+                  num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5,
+                  norm_topk_prob=True, index_n_heads=8, index_head_dim=16, index_topk=4,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             legacy_config=True, k_overrides=(1, 4), router_k=4),
         # GLM-4.7-Flash: MLA (q-LoRA, interleaved rope) with GLM's grouped sigmoid router and a
         # shared expert; layers per mlp_layer_types (sparse, dense, sparse: not DeepSeek's
         # first_k_dense_replace rule), an MTP layer declared (never loaded).
@@ -418,6 +428,8 @@ def build_model(spec: Spec):
         model = ExaoneMoeForCausalLM(ExaoneMoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "ernie4_5_moe":
         model = Ernie4_5_MoeForCausalLM(Ernie4_5_MoeConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "deepseek_v32":
+        model = DeepseekV32ForCausalLM(DeepseekV32Config(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "glm4_moe_lite":
         model = Glm4MoeLiteForCausalLM(Glm4MoeLiteConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "hunyuan_v1_moe":

@@ -72,6 +72,8 @@ public struct LatentAttentionWeights: Sendable {
     public let keyUpTransposed: Bool
     /// Per head W_UV_h (v × kv_lora_rank): the v rows of kv_b_proj, or `v_b_proj`'s slice.
     public let valueUp: [WeightMatrix]
+    /// DeepSeek Sparse Attention's indexer (SparseIndexer.swift), when the shape has one.
+    public let indexer: SparseIndexerWeights?
 
     /// `matrix(name, shape)` loads a 2-D weight as stored, viewed as `shape` when given;
     /// `dense(name)` loads a projection (re-encoded by `DecoderModel`'s `denseFormat`).
@@ -95,6 +97,7 @@ public struct LatentAttentionWeights: Sendable {
         keyValueANorm = try vector(p + "kv_a_layernorm.weight")
         output = try dense(p + "o_proj.weight")
         outputBias = m.bias ? try vector(p + "o_proj.bias") : nil
+        indexer = m.indexer == nil ? nil : try SparseIndexerWeights(prefix: p, dense: dense, vector: vector)
         let (rank, nope, v) = (m.keyValueLoraRank, m.nopeDimension, m.valueDimension)
         switch m.upProjections {
         case .joint:
@@ -138,9 +141,11 @@ extension DecoderModel {
         let qk = m.queryKeyDimension, rowWidth = m.cacheRowWidth, heads = m.heads
         // q (q-LoRA or plain), per head [q_nope | q_rot].
         var q: [Float]
+        var queryLatent: [Float] = []
         if let queryA = w.queryA, let queryB = w.queryB, let norm = w.queryANorm {
             let compressed = project(input, rows: count, weight: queryA, bias: w.queryABias)
-            q = project(rmsNormed(compressed, weight: norm, rows: count, epsilon: m.latentNormEpsilon), rows: count, weight: queryB)
+            queryLatent = rmsNormed(compressed, weight: norm, rows: count, epsilon: m.latentNormEpsilon)
+            q = project(queryLatent, rows: count, weight: queryB)
         } else {
             q = project(input, rows: count, weight: w.query!)
         }
@@ -166,8 +171,24 @@ extension DecoderModel {
         latent.withUnsafeBufferPointer { lb in
             for t in 0..<count {
                 let cache = batch[sequenceOf[t]].cache
-                (cache.keys(layer: layer) + positions[t] * rowWidth).update(from: lb.baseAddress! + t * rowWidth, count: rowWidth)
+                (cache.keys(layer: layer) + positions[t] * m.cacheRowStride).update(from: lb.baseAddress! + t * rowWidth, count: rowWidth)
             }
+        }
+        // DSA: the indexer's keys join the cache; each token's attended positions are chosen.
+        var selections: [[Int]]? = nil
+        if let x = m.indexer, let iw = w.indexer {
+            let step = indexerStep(iw, shape: m, indexer: x, layer: layer, input: input, queryLatent: queryLatent, batch: batch,
+                                   sequenceOf: sequenceOf, positions: positions, ropePositions: ropePositions)
+            var chosen = [[Int]](repeating: [], count: count)
+            chosen.withUnsafeMutableBufferPointer { out in
+                parallelChunks(count, minimumChunk: 1) { chunk in
+                    for t in chunk {
+                        out[t] = indexerSelection(step, token: t, shape: m, indexer: x, layer: layer, cache: batch[sequenceOf[t]].cache,
+                                                  position: positions[t])
+                    }
+                }
+            }
+            selections = chosen
         }
         // Attention, per sequence in the form the mode picks; outputs [count, heads × v].
         var attended = [Float](repeating: 0, count: count * heads * m.valueDimension)
@@ -183,10 +204,10 @@ extension DecoderModel {
             }
             if expanded {
                 expandedAttention(w, shape: m, layer: layer, cache: item.cache, q: q, tokens: tokens, positions: positions,
-                                  into: &attended)
+                                  selections: selections, into: &attended)
             } else {
                 absorbedAttention(w, shape: m, layer: layer, cache: item.cache, q: q, tokens: tokens, positions: positions,
-                                  into: &attended)
+                                  selections: selections, into: &attended)
             }
         }
         return project(attended, rows: count, weight: w.output, bias: w.outputBias)
@@ -196,14 +217,14 @@ extension DecoderModel {
     /// attention with separate key (qk) and value (v) widths.
     private func expandedAttention(
         _ w: LatentAttentionWeights, shape m: LatentAttentionShape, layer: Int, cache: KVCache, q: [Float],
-        tokens: Range<Int>, positions: [Int], into attended: inout [Float]
+        tokens: Range<Int>, positions: [Int], selections: [[Int]]?, into attended: inout [Float]
     ) {
         let heads = m.heads, qk = m.queryKeyDimension, dv = m.valueDimension, rank = m.keyValueLoraRank
         let length = positions[tokens.upperBound - 1] + 1
         let rows = cache.keys(layer: layer)
         var latents = [Float](repeating: 0, count: length * rank)
         latents.withUnsafeMutableBufferPointer { b in
-            for p in 0..<length { (b.baseAddress! + p * rank).update(from: rows + p * m.cacheRowWidth, count: rank) }
+            for p in 0..<length { (b.baseAddress! + p * rank).update(from: rows + p * m.cacheRowStride, count: rank) }
         }
         var keys = [Float](repeating: 0, count: length * heads * qk)
         var values = [Float](repeating: 0, count: length * heads * dv)
@@ -237,7 +258,7 @@ extension DecoderModel {
                 }
                 for p in 0..<length {
                     for h in 0..<heads {
-                        (key + (p * heads + h) * qk + m.nopeDimension).update(from: rows + p * m.cacheRowWidth + rank, count: m.ropeDimension)
+                        (key + (p * heads + h) * qk + m.nopeDimension).update(from: rows + p * m.cacheRowStride + rank, count: m.ropeDimension)
                     }
                 }
             }
@@ -249,12 +270,28 @@ extension DecoderModel {
                         let query = qb.baseAddress!, out = ob.baseAddress!, key = kb.baseAddress!, value = vb.baseAddress!
                         parallelChunks(tokens.count, minimumChunk: max(1, 4096 / max(1, length))) { chunk in
                             let scores = UnsafeMutablePointer<Float>.allocate(capacity: length)
-                            defer { scores.deallocate() }
+                            // DSA: the selected positions' keys and values, gathered in position order.
+                            let keep = selections == nil ? 0 : length
+                            let gatheredKeys = UnsafeMutablePointer<Float>.allocate(capacity: max(1, keep * heads * qk))
+                            let gatheredValues = UnsafeMutablePointer<Float>.allocate(capacity: max(1, keep * heads * dv))
+                            defer {
+                                scores.deallocate()
+                                gatheredKeys.deallocate()
+                                gatheredValues.deallocate()
+                            }
                             for i in chunk {
                                 let t = tokens.lowerBound + i
+                                var keys = key, values = value, attendedLength = positions[t] + 1
+                                if let selected = selections?[t] {
+                                    for (r, p) in selected.enumerated() {
+                                        (gatheredKeys + r * heads * qk).update(from: key + p * heads * qk, count: heads * qk)
+                                        (gatheredValues + r * heads * dv).update(from: value + p * heads * dv, count: heads * dv)
+                                    }
+                                    (keys, values, attendedLength) = (UnsafePointer(gatheredKeys), UnsafePointer(gatheredValues), selected.count)
+                                }
                                 attendOneToken(
                                     query: query + t * heads * qk, heads: heads, kvHeads: heads, headDimension: qk,
-                                    keys: key, values: value, rowStride: heads * qk, length: positions[t] + 1,
+                                    keys: keys, values: values, rowStride: heads * qk, length: attendedLength,
                                     scale: m.softmaxScale, scores: scores, into: out + t * heads * dv,
                                     valueDimension: dv, valueRowStride: heads * dv)
                             }
@@ -268,10 +305,10 @@ extension DecoderModel {
     /// The absorbed form over the compressed cache (see the file comment).
     private func absorbedAttention(
         _ w: LatentAttentionWeights, shape m: LatentAttentionShape, layer: Int, cache: KVCache, q: [Float],
-        tokens: Range<Int>, positions: [Int], into attended: inout [Float]
+        tokens: Range<Int>, positions: [Int], selections: [[Int]]?, into attended: inout [Float]
     ) {
         let heads = m.heads, qk = m.queryKeyDimension, dv = m.valueDimension, rank = m.keyValueLoraRank
-        let rowWidth = m.cacheRowWidth, n = tokens.count
+        let rowWidth = m.cacheRowWidth, stride = m.cacheRowStride, n = tokens.count
         let longest = positions[tokens.upperBound - 1] + 1
         // q̃ = [q_nope·W_UK | q_rot] per token and head: [n, heads, rank + rope].
         var absorbed = [Float](repeating: 0, count: n * heads * rowWidth)
@@ -313,16 +350,24 @@ extension DecoderModel {
                 parallelChunks(n, minimumChunk: max(1, 4096 / max(1, longest))) { chunk in
                     let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)
                     let latent = UnsafeMutablePointer<Float>.allocate(capacity: heads * rank)
+                    let gathered = UnsafeMutablePointer<Float>.allocate(capacity: selections == nil ? 1 : longest * rowWidth)
                     defer {
                         scores.deallocate()
                         latent.deallocate()
+                        gathered.deallocate()
                     }
                     for i in chunk {
+                        var keys = UnsafePointer(rows), keyStride = stride, length = positions[tokens.lowerBound + i] + 1
+                        if let selected = selections?[tokens.lowerBound + i] {
+                            // DSA: the selected latent rows, gathered in position order.
+                            for (r, p) in selected.enumerated() { (gathered + r * rowWidth).update(from: rows + p * stride, count: rowWidth) }
+                            (keys, keyStride, length) = (UnsafePointer(gathered), rowWidth, selected.count)
+                        }
                         // One shared key head of width rank + rope; its value is the latent c.
                         attendOneToken(
                             query: query + i * heads * rowWidth, heads: heads, kvHeads: 1, headDimension: rowWidth,
-                            keys: rows, values: rows, rowStride: rowWidth, length: positions[tokens.lowerBound + i] + 1,
-                            scale: m.softmaxScale, scores: scores, into: latent, valueDimension: rank, valueRowStride: rowWidth)
+                            keys: keys, values: keys, rowStride: keyStride, length: length,
+                            scale: m.softmaxScale, scores: scores, into: latent, valueDimension: rank, valueRowStride: keyStride)
                         for h in 0..<heads { (out + (h * n + i) * rank).update(from: latent + h * rank, count: rank) }
                     }
                 }

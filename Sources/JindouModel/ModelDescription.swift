@@ -27,6 +27,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case afmoe = "AfmoeForCausalLM"
     /// K-EXAONE (236B-A23B): sliding layers with rotary, global layers without (NoPE).
     case exaoneMoe = "ExaoneMoeForCausalLM"
+    /// DeepSeek-V3.2 (671B-A37B): DeepSeek-V3 with DeepSeek Sparse Attention (a lightning
+    /// indexer picks the top-k past positions each query attends to).
+    case deepseekV32 = "DeepseekV32ForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -141,9 +144,40 @@ public struct LatentAttentionShape: Sendable, Equatable {
     /// kv_b_proj whole (Hugging Face) or split per head (llama.cpp's attn_k_b / attn_v_b).
     public var upProjections: LatentUpProjections = .joint
 
+    /// DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2); nil: dense MLA.
+    public var indexer: SparseIndexerShape? = nil
+
     public var queryKeyDimension: Int { nopeDimension + ropeDimension }
-    /// Floats cached per token and layer: the normed latent and the rotated key.
+    /// Floats of the cached latent row attention reads: the normed latent and the rotated key.
     public var cacheRowWidth: Int { keyValueLoraRank + ropeDimension }
+    /// Floats cached per token and layer: the latent row, then the indexer's key when the
+    /// layer has an indexer (its own cache, stored beside the latent so both live and
+    /// roll back together).
+    public var cacheRowStride: Int { cacheRowWidth + (indexer?.headDimension ?? 0) }
+}
+
+/// `DeepseekV32Indexer`: per query, scores every past position by
+/// Σ_h w_h · relu(scale · q_h·k), q_h = wq_b(q-LoRA latent) per head, k = LayerNorm(wk(x)),
+/// both rotated (half-split rotary) on their first `ropeDimension` features, w = weights_proj(x)
+/// / √heads, scale = headDimension^-0.5; attention then runs over the `topK` best positions.
+public struct SparseIndexerShape: Sendable, Equatable {
+    /// `index_n_heads`.
+    public var heads: Int
+    /// `index_head_dim`.
+    public var headDimension: Int
+    /// `index_topk`.
+    public var topK: Int
+    /// `qk_rope_head_dim`: the rotated prefix of each indexer head and of its key.
+    public var ropeDimension: Int
+    /// nn.LayerNorm's epsilon on the indexer key.
+    public var keyNormEpsilon: Float = 1e-6
+
+    public init(heads: Int, headDimension: Int, topK: Int, ropeDimension: Int) {
+        self.heads = heads
+        self.headDimension = headDimension
+        self.topK = topK
+        self.ropeDimension = ropeDimension
+    }
 }
 
 /// How a checkpoint stores routed experts.
@@ -327,7 +361,7 @@ public struct ModelDescription: Sendable, Equatable {
 
     /// Floats per token and layer in the KV cache: keys and values, or one latent row (MLA).
     public var keyValueCacheWidths: (keys: Int, values: Int) {
-        if let latent = latentAttention { return (latent.cacheRowWidth, 0) }
+        if let latent = latentAttention { return (latent.cacheRowStride, 0) }
         let width = attention.keyValueHeads * attention.headDimension
         return (width, width)
     }
@@ -446,6 +480,13 @@ extension ModelDescription {
             try require(latent.nopeDimension > 0, "qk_nope_head_dim", "must be positive")
             try require(latent.ropeDimension > 0 && latent.ropeDimension % 2 == 0, "qk_rope_head_dim", "must be a positive even number")
             try require(latent.valueDimension > 0, "v_head_dim", "must be positive")
+            if let indexer = latent.indexer {
+                try require(latent.queryLoraRank != nil, "q_lora_rank", "is needed by the sparse-attention indexer")
+                try require(indexer.heads > 0, "index_n_heads", "must be positive")
+                try require(indexer.headDimension >= indexer.ropeDimension, "index_head_dim",
+                            "\(indexer.headDimension) is smaller than qk_rope_head_dim \(indexer.ropeDimension)")
+                try require(indexer.topK > 0, "index_topk", "must be positive")
+            }
         }
         if let section = attention.mropeSection {
             try require(section.count == 3 && section.reduce(0, +) == attention.rotaryDimension / 2, "rope_parameters.mrope_section",

@@ -211,6 +211,13 @@ extension ModelDescription {
             ]
         }
         requests += linear(p + "o_proj.weight", shape: [h, m.heads * m.valueDimension])
+        if let x = m.indexer, let rank = m.queryLoraRank {
+            requests += linear(p + "indexer.wq_b.weight", shape: [x.heads * x.headDimension, rank])
+            requests += linear(p + "indexer.wk.weight", shape: [x.headDimension, h])
+            requests += linear(p + "indexer.weights_proj.weight", shape: [x.heads, h])
+            requests += [TensorRequest(p + "indexer.k_norm.weight", shape: [x.headDimension]),
+                         TensorRequest(p + "indexer.k_norm.bias", shape: [x.headDimension])]
+        }
         if m.bias {
             requests += [
                 TensorRequest(p + "kv_a_proj_with_mqa.bias", shape: [m.cacheRowWidth]),

@@ -66,6 +66,8 @@ struct ClusterEqualsEngineTests {
         ("gpt-oss-tiny", .oneWorker), ("gpt-oss-tiny", .threeRoundRobin), ("gpt-oss-tiny-mxfp4", .threeUneven),
         // Trinity: sandwich norms and the gated attention output on the coordinator.
         ("afmoe-tiny", .twoContiguous), ("afmoe-tiny", .threeWithReplicas),
+        // DeepSeek-V3.2: the sparse-attention indexer and its key cache on the coordinator.
+        ("deepseek-v32-tiny", .oneWorker), ("deepseek-v32-tiny", .threeRoundRobin),
     ]
 
     @Test(arguments: arguments)

@@ -1,0 +1,84 @@
+import Foundation
+import JindouModel
+import JindouNumerics
+import JindouTestSupport
+import Testing
+
+/// DeepSeek-V3.2 (`deepseek_v32`): DeepSeek Sparse Attention on the transformers-written
+/// `deepseek-v32-tiny` (indexer of 8 heads × 16, top 4 positions, so every prompt longer
+/// than 4 drops keys). The shared golden tests run it in the automatic MLA mode; here both
+/// forms alone, chunked prefill, the indexer-key cache, and the configuration refusals.
+@Suite("DeepSeek-V3.2: sparse attention (DSA)")
+struct DeepseekV32Tests {
+    static let fixture = "deepseek-v32-tiny"
+
+    @Test("each MLA form with the indexer equals transformers", arguments: DeepseekV3Tests.forms)
+    func formEqualsTransformers(mode: LatentAttentionMode) async throws {
+        try await DeepseekV3Tests().formEqualsTransformers(fixture: Self.fixture, mode: mode)
+    }
+
+    /// Without the indexer the same weights compute dense MLA, which is far from the goldens:
+    /// the selection is doing the work the goldens record.
+    @Test("the indexer's selection changes the logits")
+    func selectionMatters() async throws {
+        let checkpoint = try Checkpoint(directory: Fixtures.path(Self.fixture))
+        var dense = try ModelDescription(checkpoint: checkpoint)
+        #expect(dense.latentAttention?.indexer == SparseIndexerShape(heads: 8, headDimension: 16, topK: 4, ropeDimension: 8))
+        dense.latentAttention?.indexer = nil
+        let engine = InferenceEngine(model: try DecoderModel(description: dense, checkpoint: checkpoint),
+                                     experts: try ExpertShard(description: dense, checkpoint: checkpoint, keys: dense.allExperts))
+        let (golden, tensors) = try GoldenSet(fixture: Self.fixture, stem: "golden").load()
+        let longest = try #require(golden.cases.max { $0.promptIDs.count < $1.promptIDs.count })
+        #expect(longest.promptIDs.count > 8)
+        let expected = try rows(tensors.tensor("case\(longest.index).prefill_logits"))
+        let actual = try await engine.promptLogits(longest.promptIDs, expertsPerToken: longest.experts)
+        // Positions 0…3 see every key either way; later ones do not.
+        #expect(maxAbsDifference(actual[3], expected[3]) <= 1e-4)
+        #expect(maxAbsDifference(actual.last!, expected.last!) > 1e-2)
+    }
+
+    /// A prompt prefilled in chunks of 3 (later chunks score the cached indexer keys of
+    /// earlier ones) gives the whole prompt's last logits.
+    @Test("chunked prefill equals whole-prompt prefill", arguments: DeepseekV3Tests.forms)
+    func chunkedPrefill(mode: LatentAttentionMode) async throws {
+        let checkpoint = try Checkpoint(directory: Fixtures.path(Self.fixture))
+        let description = try ModelDescription(checkpoint: checkpoint)
+        var model = try DecoderModel(description: description, checkpoint: checkpoint)
+        model.latentAttentionMode = mode
+        let experts = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
+        let prompt = Array(3..<23)
+        let whole = try await model.forward([SequenceStep(cache: model.makeCache(), tokens: prompt)], experts: experts)[0]
+        let cache = model.makeCache()
+        var last: [Float] = []
+        for start in stride(from: 0, to: prompt.count, by: 3) {
+            last = try await model.forward([SequenceStep(cache: cache, tokens: Array(prompt[start..<min(start + 3, prompt.count)]))],
+                                           experts: experts)[0]
+        }
+        let vocabulary = description.vocabularySize
+        #expect(maxAbsDifference(Array(last.suffix(vocabulary)), Array(whole.suffix(vocabulary))) <= 1e-5)
+    }
+
+    /// The cache holds the latent row and the indexer key per token and layer; the
+    /// scheduler's budget counts both.
+    @Test func indexerKeysAreCachedAndBudgeted() throws {
+        let description = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path(Self.fixture)))
+        let m = try #require(description.latentAttention)
+        #expect(m.cacheRowStride == 32 + 8 + 16)
+        #expect(description.keyValueCacheBytesPerToken == description.layerCount * (32 + 8 + 16) * MemoryLayout<Float>.size)
+    }
+
+    @Test func unsupportedConfigurationsAreRefusedByField() throws {
+        var config = try ConfigEditing.config(Self.fixture)
+        config["layer_types"] = ["indexed_attention", "full_attention", "indexed_attention"]
+        #expect(ConfigEditing.refusedField(config) == "layer_types")
+        config = try ConfigEditing.config(Self.fixture)
+        config["q_lora_rank"] = NSNull()
+        #expect(ConfigEditing.refusedField(config) == "q_lora_rank")
+        config = try ConfigEditing.config(Self.fixture)
+        config["index_head_dim"] = 4
+        #expect(ConfigEditing.refusedField(config) == "index_head_dim")
+        config = try ConfigEditing.config(Self.fixture)
+        config["index_topk"] = 0
+        #expect(ConfigEditing.refusedField(config) == "index_topk")
+    }
+}
