@@ -175,6 +175,12 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                       norm_topk_prob=True, rope_interleave=True, rope_parameters=ds_yarn, num_mtp_layers=1),
                  legacy_config=True, extra_config=DS_HUB_KEYS, max_shard_size="150KB", min_shards=3, mtp_layers=1,
                  k_overrides=(2, 12), auto_thresholds=(0.7,), router_k=12, long_prompt=48),
+            # DeepSeek-V3.2 with YaRN, 16 experts in 4 groups, an indexer of 64 heads × 32 choosing 6.
+            Spec("unseen-deepseek-v32", "deepseek_v32", 414 + s,
+                 dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=40, n_routed_experts=16,
+                      num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.0,
+                      norm_topk_prob=True, index_n_heads=64, index_head_dim=32, index_topk=6, rope_parameters=ds_yarn),
+                 legacy_config=True, k_overrides=(2, 8), router_k=8, long_prompt=48),
             # FP8 with 64×64 blocks (partial edge blocks everywhere at hidden 96), no q-LoRA, rotate-half rope.
             Spec("unseen-deepseek-v3-fp8", "deepseek_v3", 505 + s,
                  dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=None, n_routed_experts=16,
@@ -330,12 +336,12 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
         # DeepSeek-V3.2: DeepSeek-V3's MLA and router with DeepSeek Sparse Attention — an
-        # indexer (8 heads of 16, rope on the first 8) whose top 4 positions each query attends
+        # indexer (32 heads of 16, rope on the first 8) whose top 4 positions each query attends
         # to, so every prompt longer than 4 tokens drops keys.
         Spec("deepseek-v32-tiny", "deepseek_v32", 25 + s,
              dict(DS_TINY, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=8,
                   num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5,
-                  norm_topk_prob=True, index_n_heads=8, index_head_dim=16, index_topk=4,
+                  norm_topk_prob=True, index_n_heads=32, index_head_dim=16, index_topk=4,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
         # GLM-4.7-Flash: MLA (q-LoRA, interleaved rope) with GLM's grouped sigmoid router and a
@@ -1518,6 +1524,8 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         grouped_mm_difference(reloaded, prompts["long"], k) or 0.0 for k in {None, max(spec.k_overrides, default=None)})
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
+    if spec.architecture == "deepseek_v32":
+        meta["index_topk_min_gap"] = index_topk_min_gap(reloaded, prompts)
     meta["shards"] = len(shards)
     if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe", "exaone_moe",
                              "afmoe"):
@@ -1594,7 +1602,40 @@ def problems(meta) -> list[str]:
         found.append("exact router ties in the low-precision run (transformers breaks them arbitrarily)")
     if meta.get("greedy_tokens_equal_f32ref") is False:
         found.append("low-precision greedy tokens differ from the fp32 reference")
+    if meta.get("index_topk_min_gap") is not None and meta["index_topk_min_gap"] < MIN_ROUTING_MARGIN:
+        found.append(f"sparse-attention indexer k-th/(k+1)-th score gap {meta['index_topk_min_gap']:.2e} "
+                     "(a near-tie: torch.topk and Jindou could choose differently; exact ties it breaks in no documented order)")
     return found
+
+
+def index_topk_min_gap(model, prompts) -> float | None:
+    """DeepSeek-V3.2: the smallest gap between the index_topk-th and the next index score
+    over every query of every prompt, prefill and 12 decode steps (None without an indexer).
+    Exact ties there (ReLU makes scores of exactly 0) are chosen by torch.topk in an order it
+    does not define, so a fixture needs a positive gap to be a reference."""
+    from transformers.models.deepseek_v32 import modeling_deepseek_v32 as v32
+    if not any(isinstance(mod, v32.DeepseekV32Indexer) for mod in model.modules()):
+        return None
+    gaps, original = [], torch.Tensor.topk
+
+    def recording_topk(self, k, dim=-1, *args, **kwargs):
+        if self.dim() == 3 and self.shape[-1] > k:  # the indexer's [B, S, T] scores
+            ordered = self.sort(dim=dim, descending=True).values
+            # Masked (future) positions carry -inf or finfo.min; a k-th value among them is not a choice.
+            kth = ordered[..., k - 1]
+            gap = (kth - ordered[..., k])[kth > torch.finfo(self.dtype).min / 2]
+            if gap.numel():
+                gaps.append(float(gap.min()))
+        return original(self, k, dim, *args, **kwargs)
+
+    torch.Tensor.topk = recording_topk
+    try:
+        with torch.no_grad():
+            for ids in prompts.values():
+                model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)
+    finally:
+        torch.Tensor.topk = original
+    return min(gaps) if gaps else None
 
 
 def write_separated_fixture(spec: Spec, root: str, templates: dict, writer=None) -> dict:

@@ -5,7 +5,7 @@ import JindouTestSupport
 import Testing
 
 /// DeepSeek-V3.2 (`deepseek_v32`): DeepSeek Sparse Attention on the transformers-written
-/// `deepseek-v32-tiny` (indexer of 8 heads × 16, top 4 positions, so every prompt longer
+/// `deepseek-v32-tiny` (indexer of 32 heads × 16, top 4 positions, so every prompt longer
 /// than 4 drops keys). The shared golden tests run it in the automatic MLA mode; here both
 /// forms alone, chunked prefill, the indexer-key cache, and the configuration refusals.
 @Suite("DeepSeek-V3.2: sparse attention (DSA)")
@@ -23,7 +23,7 @@ struct DeepseekV32Tests {
     func selectionMatters() async throws {
         let checkpoint = try Checkpoint(directory: Fixtures.path(Self.fixture))
         var dense = try ModelDescription(checkpoint: checkpoint)
-        #expect(dense.latentAttention?.indexer == SparseIndexerShape(heads: 8, headDimension: 16, topK: 4, ropeDimension: 8))
+        #expect(dense.latentAttention?.indexer == SparseIndexerShape(heads: 32, headDimension: 16, topK: 4, ropeDimension: 8))
         dense.latentAttention?.indexer = nil
         let engine = InferenceEngine(model: try DecoderModel(description: dense, checkpoint: checkpoint),
                                      experts: try ExpertShard(description: dense, checkpoint: checkpoint, keys: dense.allExperts))
