@@ -263,6 +263,14 @@ struct GGUFModelMetadata {
         return (heads, kvHeads, headDimension, rotary)
     }
 
+    /// `expert_weights_scale` as llama.cpp applies it: only when neither 0 (unset) nor 1, so
+    /// absent or 0 means a factor of 1; negative is refused.
+    func routedScalingFactor() throws -> Float {
+        let scale = try number(arch("expert_weights_scale"), default: 0)
+        guard scale >= 0 else { throw error(arch("expert_weights_scale"), "must not be negative, is \(scale)") }
+        return scale == 0 ? 1 : Float(scale)
+    }
+
     /// Rows of `token_embd.weight`, checked against `vocab_size` when the file has it.
     func vocabularySize() throws -> Int {
         guard let embedding = file.tensor("token_embd.weight"), embedding.dimensions.count == 2 else {

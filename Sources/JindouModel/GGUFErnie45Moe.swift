@@ -41,8 +41,6 @@ extension GGUFModelMetadata {
         let moeLayers = (0..<layerCount).filter { layers[$0] == .sparse }
         let correctionBias = try sameInEveryLayer(["exp_probs_b.bias"], layers: moeLayers)
         let shared = try integer(arch("expert_shared_feed_forward_length"), default: 0)
-        let scale = try number(arch("expert_weights_scale"), default: 0)
-        guard scale >= 0 else { throw error(arch("expert_weights_scale"), "must not be negative, is \(scale)") }
         var description = ModelDescription(
             architecture: .ernie45Moe,
             vocabularySize: try vocabularySize(),
@@ -56,7 +54,7 @@ extension GGUFModelMetadata {
             tieWordEmbeddings: file.tensor("output.weight") == nil,
             layers: layers,
             router: RouterConfiguration(expertCount: try positive(arch("expert_count")), expertsPerToken: try positive(arch("expert_used_count")),
-                                        scoring: .softmax, normalizeTopK: true, routedScalingFactor: scale == 0 ? 1 : Float(scale)),
+                                        scoring: .softmax, normalizeTopK: true, routedScalingFactor: try routedScalingFactor()),
             hasCorrectionBias: correctionBias,
             moeIntermediateSize: try positive(arch("expert_feed_forward_length")),
             sharedExpertIntermediateSize: shared > 0 ? shared : nil,

@@ -39,8 +39,6 @@ extension GGUFModelMetadata {
             throw GGUFError(path: file.path, reason: "missing tensor 'blk.0.attn_q_norm.weight' (Hunyuan normalises queries and keys per head)")
         }
         let moe = try positive(arch("expert_feed_forward_length"))
-        let scale = try number(arch("expert_weights_scale"), default: 0)
-        guard scale >= 0 else { throw error(arch("expert_weights_scale"), "must not be negative, is \(scale)") }
         var attention = AttentionShape(
             heads: heads, keyValueHeads: kvHeads, headDimension: headDimension, rotaryDimension: rotary,
             ropeTheta: try number(arch("rope.freq_base"), default: 10_000),
@@ -57,7 +55,7 @@ extension GGUFModelMetadata {
             tieWordEmbeddings: file.tensor("output.weight") == nil,
             layers: Array(repeating: .sparse, count: layerCount),
             router: RouterConfiguration(expertCount: try positive(arch("expert_count")), expertsPerToken: try positive(arch("expert_used_count")),
-                                        scoring: .softmax, normalizeTopK: true, routedScalingFactor: scale == 0 ? 1 : Float(scale)),
+                                        scoring: .softmax, normalizeTopK: true, routedScalingFactor: try routedScalingFactor()),
             hasCorrectionBias: false,
             moeIntermediateSize: moe,
             sharedExpertIntermediateSize: try positive(arch("expert_shared_feed_forward_length")),

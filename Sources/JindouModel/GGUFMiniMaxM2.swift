@@ -25,8 +25,6 @@ extension GGUFModelMetadata {
         guard gating == 2 else {
             throw error(arch("expert_gating_func"), "is \(gating); MiniMax-M2 routes with sigmoid (2)")
         }
-        let scale = try number(arch("expert_weights_scale"), default: 0)
-        guard scale >= 0 else { throw error(arch("expert_weights_scale"), "must not be negative, is \(scale)") }
         for l in 0..<layerCount where file.tensor("blk.\(l).exp_probs_b.bias") == nil {
             throw GGUFError(path: path, reason: "missing tensor 'blk.\(l).exp_probs_b.bias' (MiniMax-M2 selects experts with it)")
         }
@@ -45,7 +43,7 @@ extension GGUFModelMetadata {
             layers: Array(repeating: .sparse, count: layerCount),
             router: RouterConfiguration(expertCount: try positive(arch("expert_count")), expertsPerToken: try positive(arch("expert_used_count")),
                                         scoring: .sigmoid, normalizeTopK: true,
-                                        routedScalingFactor: scale == 0 ? 1 : Float(scale)),
+                                        routedScalingFactor: try routedScalingFactor()),
             hasCorrectionBias: true,
             moeIntermediateSize: try positive(arch("expert_feed_forward_length")),
             sharedExpertIntermediateSize: nil,

@@ -54,9 +54,7 @@ extension GGUFModelMetadata {
                 throw error(arch("expert_group_used_count"), "\(groupsUsed) is not in 1…expert_group_count (\(groups))")
             }
         }
-        // llama.cpp scales the routed weights only when the factor is neither 0 (unset) nor 1.
-        let scale = try number(arch("expert_weights_scale"), default: 0)
-        guard scale >= 0 else { throw error(arch("expert_weights_scale"), "must not be negative, is \(scale)") }
+        let scale = try routedScalingFactor()
 
         let denseLead = try integer(arch("leading_dense_block_count"), default: 0)
         guard denseLead <= layerCount else {
@@ -78,7 +76,7 @@ extension GGUFModelMetadata {
             router: RouterConfiguration(
                 expertCount: experts, expertsPerToken: used, scoring: .sigmoid,
                 normalizeTopK: try bool(arch("expert_weights_norm"), default: false),
-                routedScalingFactor: scale == 0 ? 1 : Float(scale),
+                routedScalingFactor: scale,
                 groupCount: groups > 1 ? groups : 1, groupsPerToken: groups > 1 ? groupsUsed : 1,
                 // The transformers routers' epsilon (llama.cpp clamps the sum at 6.1e-5 instead;
                 // a sum of sigmoids that small does not occur in practice).

@@ -43,7 +43,8 @@ extension DecoderModel {
     /// The indexer's rotary: MLA's frequencies and attention factor, on half-split pairs of
     /// the first `ropeDimension` features of each `headDimension`-wide head.
     func indexerRotary(_ x: SparseIndexerShape) -> RotaryEmbedding {
-        RotaryEmbedding(headDimension: x.headDimension, rotaryDimension: x.ropeDimension, base: 10_000,
+        // The frequencies are MLA's own (YaRN included); `base` is then not used.
+        RotaryEmbedding(headDimension: x.headDimension, rotaryDimension: x.ropeDimension, base: description.attention.ropeTheta,
                         attentionScaling: rotary.attentionScaling, inverseFrequencies: rotary.inverseFrequencies, interleaved: false)
     }
 
