@@ -55,7 +55,7 @@ from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, D
                           DeepseekV32Config, DeepseekV32ForCausalLM, Dots1Config,
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
-                          Glm4MoeLiteForCausalLM, HunYuanMoEV1Config,
+                          Glm4MoeLiteForCausalLM, GlmMoeDsaConfig, GlmMoeDsaForCausalLM, HunYuanMoEV1Config,
                           GptOssConfig, GptOssForCausalLM, HunYuanMoEV1ForCausalLM, MiniMaxM2Config,
                           MiniMaxM2ForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -180,6 +180,14 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                  dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=40, n_routed_experts=16,
                       num_experts_per_tok=4, n_group=4, topk_group=2, n_shared_experts=1, routed_scaling_factor=2.0,
                       norm_topk_prob=True, index_n_heads=64, index_head_dim=32, index_topk=6, rope_parameters=ds_yarn),
+                 legacy_config=True, k_overrides=(2, 8), router_k=8, long_prompt=48),
+            # GLM-5 with YaRN in the Hub (4.x) style, the indexer schedule from index_topk_freq /
+            # index_skip_topk_offset (full, full, shared, full), 16 experts, an indexer of 64 × 32 choosing 6.
+            Spec("unseen-glm-moe-dsa", "glm_moe_dsa", 424 + s,
+                 dict(ds_wide, num_hidden_layers=4, first_k_dense_replace=1, q_lora_rank=40, n_routed_experts=16,
+                      num_experts_per_tok=4, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5,
+                      norm_topk_prob=True, index_n_heads=64, index_head_dim=32, index_topk=6, rope_parameters=ds_yarn,
+                      index_topk_freq=2, index_skip_topk_offset=2),
                  legacy_config=True, k_overrides=(2, 8), router_k=8, long_prompt=48),
             # FP8 with 64×64 blocks (partial edge blocks everywhere at hidden 96), no q-LoRA, rotate-half rope.
             Spec("unseen-deepseek-v3-fp8", "deepseek_v3", 505 + s,
@@ -344,6 +352,16 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   norm_topk_prob=True, index_n_heads=32, index_head_dim=16, index_topk=4,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
+        # GLM-5: DeepSeek-V3.2's sparse attention with the indexer's rotary on interleaved pairs
+        # and cross-layer top-k sharing (layers 1 and 3 attend to what layers 0 and 2 chose),
+        # GLM's single-group sigmoid router, an MTP layer declared (never loaded).
+        Spec("glm-moe-dsa-tiny", "glm_moe_dsa", 26 + s,
+             dict(DS_TINY, num_hidden_layers=4, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=8,
+                  num_experts_per_tok=2, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5,
+                  norm_topk_prob=True, index_n_heads=32, index_head_dim=16, index_topk=4,
+                  indexer_types=["full", "shared", "full", "shared"],
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 4), router_k=4),
         # GLM-4.7-Flash: MLA (q-LoRA, interleaved rope) with GLM's grouped sigmoid router and a
         # shared expert; layers per mlp_layer_types (sparse, dense, sparse: not DeepSeek's
         # first_k_dense_replace rule), an MTP layer declared (never loaded).
@@ -436,6 +454,8 @@ def build_model(spec: Spec):
         model = Ernie4_5_MoeForCausalLM(Ernie4_5_MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v32":
         model = DeepseekV32ForCausalLM(DeepseekV32Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "glm_moe_dsa":
+        model = GlmMoeDsaForCausalLM(GlmMoeDsaConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "glm4_moe_lite":
         model = Glm4MoeLiteForCausalLM(Glm4MoeLiteConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "hunyuan_v1_moe":
@@ -1524,11 +1544,11 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         grouped_mm_difference(reloaded, prompts["long"], k) or 0.0 for k in {None, max(spec.k_overrides, default=None)})
     # auto(1.0) vs transformers' routers: bitwise unless exact ties or summation order.
     meta["auto_reference_check"] = auto_check
-    if spec.architecture == "deepseek_v32":
+    if spec.architecture in ("deepseek_v32", "glm_moe_dsa"):
         meta["index_topk_min_gap"] = index_topk_min_gap(reloaded, prompts)
     meta["shards"] = len(shards)
     if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe", "exaone_moe",
-                             "afmoe"):
+                             "afmoe", "glm_moe_dsa"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:
@@ -1609,12 +1629,13 @@ def problems(meta) -> list[str]:
 
 
 def index_topk_min_gap(model, prompts) -> float | None:
-    """DeepSeek-V3.2: the smallest gap between the index_topk-th and the next index score
+    """DeepSeek-V3.2 and GLM-5: the smallest gap between the index_topk-th and the next index score
     over every query of every prompt, prefill and 12 decode steps (None without an indexer).
     Exact ties there (ReLU makes scores of exactly 0) are chosen by torch.topk in an order it
     does not define, so a fixture needs a positive gap to be a reference."""
     from transformers.models.deepseek_v32 import modeling_deepseek_v32 as v32
-    if not any(isinstance(mod, v32.DeepseekV32Indexer) for mod in model.modules()):
+    from transformers.models.glm_moe_dsa import modeling_glm_moe_dsa as glm5
+    if not any(isinstance(mod, (v32.DeepseekV32Indexer, glm5.GlmMoeDsaIndexer)) for mod in model.modules()):
         return None
     gaps, original = [], torch.Tensor.topk
 
@@ -1673,6 +1694,46 @@ def write_template_goldens(root, templates):
                                         {f: os.path.join(root, d) for f, d in TEMPLATE_GOLDENS.items()})
 
 
+# The configuration class of every family Jindou reads, by model_type: what a config.json
+# that leaves a key out means (configs/defaults.json).
+CONFIG_CLASSES = {
+    "qwen3_moe": "Qwen3MoeConfig", "glm4_moe": "Glm4MoeConfig", "deepseek_v3": "DeepseekV3Config",
+    "minimax_m2": "MiniMaxM2Config", "dots1": "Dots1Config", "hunyuan_v1_moe": "HunYuanMoEV1Config",
+    "glm4_moe_lite": "Glm4MoeLiteConfig", "ernie4_5_moe": "Ernie4_5_MoeConfig", "exaone_moe": "ExaoneMoeConfig",
+    "gpt_oss": "GptOssConfig", "afmoe": "AfmoeConfig", "deepseek_v32": "DeepseekV32Config",
+    "glm_moe_dsa": "GlmMoeDsaConfig",
+}
+
+# GLM-5's indexer schedules as GlmMoeDsaConfig.__post_init__ derives them.
+GLM5_INDEXER_SCHEDULES = [
+    dict(num_hidden_layers=8),
+    dict(num_hidden_layers=8, index_topk_freq=2),
+    dict(num_hidden_layers=9, index_topk_freq=3, index_skip_topk_offset=1),
+    dict(num_hidden_layers=7, index_topk_freq=2, index_skip_topk_offset=0),
+    dict(num_hidden_layers=5, index_topk_pattern="FSSFS"),
+    dict(num_hidden_layers=78, index_topk_freq=4, index_skip_topk_offset=3),
+]
+
+
+def write_config_fixtures(root):
+    """configs/defaults.json: each family's config class with no arguments, as to_dict()
+    writes it (every default made explicit), so a test can check that a config.json leaving
+    keys out describes the same model; configs/glm5_indexer_types.json: the schedules."""
+    directory = os.path.join(root, "configs")
+    os.makedirs(directory, exist_ok=True)
+    defaults = {}
+    for model_type, name in CONFIG_CLASSES.items():
+        config = getattr(transformers, name)().to_dict()
+        config.pop("transformers_version", None)
+        defaults[model_type] = config
+    schedules = [{"config": kwargs, "indexer_types": GlmMoeDsaConfig(**kwargs).indexer_types}
+                 for kwargs in GLM5_INDEXER_SCHEDULES]
+    for file, value in (("defaults.json", defaults), ("glm5_indexer_types.json", schedules)):
+        with open(os.path.join(directory, file), "w") as f:
+            json.dump({"transformers": transformers.__version__, "configs": value}, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+
 def directory_size(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -1687,9 +1748,14 @@ def main():
                         "(and not the tokenizer/template fixtures)")
     parser.add_argument("--templates-only", action="store_true",
                         help="rewrite only templates/ (the chat templates and their apply_chat_template goldens)")
+    parser.add_argument("--configs-only", action="store_true",
+                        help="rewrite only configs/ (each family's config class defaults, GLM-5's indexer schedules)")
     args = parser.parse_args()
     root = os.path.abspath(args.unseen or args.out)
     os.makedirs(root, exist_ok=True)
+    if args.configs_only:
+        write_config_fixtures(root)
+        return
 
     assets = fixture_text.fetch_llama_cpp_assets(
         os.path.join(os.environ.get("TMPDIR", "/tmp"), "jindou-llama-cpp-assets"))
@@ -1717,6 +1783,7 @@ def main():
         rows.append((spec.name, meta))
 
     if not args.unseen and not args.only:
+        write_config_fixtures(root)
         fixture_text.write_tokenizer_fixtures(root)
         write_template_goldens(root, templates)
 

@@ -274,8 +274,10 @@ public struct DecoderModel: Sendable {
             hidden.replaceSubrange((t * h)..<((t + 1) * h), with: prompt.embeddings[(layout.visualRows[t] * h)..<((layout.visualRows[t] + 1) * h)])
         }
 
+        var selections: [[Int]]? = nil
         for (l, layer) in layers.enumerated() {
-            try await decoderLayer(layer, cacheLayer: l, expertLayer: l, hidden: &hidden, batch: batch, layout: layout, experts: experts)
+            try await decoderLayer(layer, cacheLayer: l, expertLayer: l, hidden: &hidden, batch: batch, layout: layout, experts: experts,
+                                   selections: &selections)
             // DeepStack: image tokens get level l's vision features after text layer l.
             for t in 0..<count where layout.visualRows[t] >= 0 {
                 let prompt = batch[layout.sequenceOf[t]].multimodal!
@@ -318,8 +320,10 @@ public struct DecoderModel: Sendable {
     /// then += mlp(post_attention_layernorm). `cacheLayer` is the KV-cache layer the
     /// attention reads and writes, `expertLayer` the layer whose routed experts serve it
     /// (they differ for an MTP block, which has a cache of its own).
+    /// `selections`: sparse attention's chosen positions per token, from the last layer whose
+    /// indexer ran in this step (SparseIndexer.swift).
     func decoderLayer(_ layer: DecoderLayerWeights, cacheLayer l: Int, expertLayer: Int, hidden: inout [Float], batch: [SequenceStep],
-                      layout: StepLayout, experts: any ExpertBackend) async throws {
+                      layout: StepLayout, experts: any ExpertBackend, selections: inout [[Int]]?) async throws {
         let h = description.hiddenSize, count = layout.count
         var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
         let attended: [Float]
@@ -330,7 +334,7 @@ public struct DecoderModel: Sendable {
         case .latent(let weights):
             attended = latentAttention(weights, shape: description.latentAttention!, layer: l, input: normed, batch: batch,
                                        sequenceOf: layout.sequenceOf, positions: layout.positions,
-                                       ropePositions: layout.ropePositions.map { $0.x })
+                                       ropePositions: layout.ropePositions.map { $0.x }, selections: &selections)
         }
         add(layer.attentionOutputNorm.map { rmsNormed(attended, weight: $0, rows: count) } ?? attended, into: &hidden)
         normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
@@ -508,7 +512,7 @@ struct LayerLoader {
         let a = description.attention
         let attention: AttentionBlockWeights
         if let latent = description.latentAttention {
-            attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", shape: latent, matrix: { try matrix($0, as: $1) },
+            attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", layer: l, shape: latent, matrix: { try matrix($0, as: $1) },
                                                            dense: dense, vector: vector))
         } else {
             attention = .grouped(AttentionWeights(

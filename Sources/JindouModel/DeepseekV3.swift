@@ -129,11 +129,11 @@ struct DeepseekV3Configuration: Decodable {
             scaling: .ropeScaling, defaultTheta: 10_000, defaultPartialFactor: 1)
         ropeInterleave = try c.decodeIfPresent(Bool.self, forKey: .ropeInterleave) ?? true
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
-        numNextnPredictLayers = try c.decodeIfPresent(Int.self, forKey: .numNextnPredictLayers) ?? 0
+        numNextnPredictLayers = try c.decodeIfPresent(Int.self, forKey: .numNextnPredictLayers) ?? 1
         scoringFunc = try c.decodeIfPresent(String.self, forKey: .scoringFunc) ?? "sigmoid"
         topkMethod = try c.decodeIfPresent(String.self, forKey: .topkMethod) ?? "noaux_tc"
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
+        bosTokenID = try c.specialToken(.bosTokenID, default: 0)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [1])
         dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
     }
 

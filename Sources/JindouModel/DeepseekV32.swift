@@ -22,9 +22,15 @@ enum DeepseekV32Family: ArchitectureDefinition {
     static var defaults: [String: Any] { ["max_position_embeddings": 163_840, "bos_token_id": 0, "eos_token_id": 1] }
 
     static func describe(configJSON: Data) throws -> ModelDescription {
-        guard var config = try JSONSerialization.jsonObject(with: configJSON) as? [String: Any] else {
+        guard let config = try JSONSerialization.jsonObject(with: configJSON) as? [String: Any] else {
             throw ConfigurationError(field: "(file)", reason: "is not a JSON object")
         }
+        return try describe(config: config, defaults: defaults)
+    }
+
+    /// DeepseekV32Config read with `defaults` for absent keys (GLM-5 passes its own).
+    static func describe(config original: [String: Any], defaults: [String: Any]) throws -> ModelDescription {
+        var config = original
         for (key, value) in defaults where config[key] == nil { config[key] = value }
         if config["q_lora_rank"] is NSNull {
             throw ConfigurationError(field: "q_lora_rank", reason: "is null; DeepSeek-V3.2's attention and indexer need the q-LoRA latent")

@@ -111,8 +111,8 @@ struct Ernie45MoeConfiguration: DescribedConfiguration {
         moeLayerEndIndex = try c.decodeIfPresent(Int.self, forKey: .moeLayerEndIndex) ?? -1
         moeLayerInterval = try c.decodeIfPresent(Int.self, forKey: .moeLayerInterval) ?? 1
         moeNormMin = try c.decodeIfPresent(Double.self, forKey: .moeNormMin) ?? 1e-12
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
+        bosTokenID = try c.specialToken(.bosTokenID, default: 1)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [2])
         dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
     }
 

@@ -124,8 +124,8 @@ struct ExaoneMoeConfiguration: DescribedConfiguration {
         routedScalingFactor = try c.decodeIfPresent(Double.self, forKey: .routedScalingFactor) ?? 2.5
         nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup) ?? 1
         topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup) ?? 1
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
+        bosTokenID = try c.specialToken(.bosTokenID, default: 1)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [53])
         dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
     }
 

@@ -118,8 +118,8 @@ struct HunyuanMoeConfiguration: DescribedConfiguration {
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         numExperts = try c.decodeIfPresent(IntegerPerLayer.self, forKey: .numExperts) ?? IntegerPerLayer(one: 1)
         moeTopk = try c.decodeIfPresent(IntegerPerLayer.self, forKey: .moeTopk) ?? IntegerPerLayer(one: 1)
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
+        bosTokenID = try c.specialToken(.bosTokenID, default: 1)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [2])
         dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
         useQKNorm = try c.decodeIfPresent(Bool.self, forKey: .useQKNorm) ?? true
         useMixedMlpMoe = try c.decodeIfPresent(Bool.self, forKey: .useMixedMlpMoe) ?? true

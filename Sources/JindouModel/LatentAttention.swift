@@ -77,7 +77,7 @@ public struct LatentAttentionWeights: Sendable {
 
     /// `matrix(name, shape)` loads a 2-D weight as stored, viewed as `shape` when given;
     /// `dense(name)` loads a projection (re-encoded by `DecoderModel`'s `denseFormat`).
-    init(prefix p: String, shape m: LatentAttentionShape, matrix load: (String, [Int]?) throws -> WeightMatrix,
+    init(prefix p: String, layer: Int, shape m: LatentAttentionShape, matrix load: (String, [Int]?) throws -> WeightMatrix,
          dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
         if m.queryLoraRank != nil {
             queryA = try dense(p + "q_a_proj.weight")
@@ -97,7 +97,7 @@ public struct LatentAttentionWeights: Sendable {
         keyValueANorm = try vector(p + "kv_a_layernorm.weight")
         output = try dense(p + "o_proj.weight")
         outputBias = m.bias ? try vector(p + "o_proj.bias") : nil
-        indexer = m.indexer == nil ? nil : try SparseIndexerWeights(prefix: p, dense: dense, vector: vector)
+        indexer = m.indexer?.hasIndexer(layer: layer) == true ? try SparseIndexerWeights(prefix: p, dense: dense, vector: vector) : nil
         let (rank, nope, v) = (m.keyValueLoraRank, m.nopeDimension, m.valueDimension)
         switch m.upProjections {
         case .joint:
@@ -133,9 +133,11 @@ extension LatentAttentionShape {
 extension DecoderModel {
     /// `DeepseekV3Attention.forward` for a batch: writes each token's [c | k_rot] into its
     /// sequence's cache and returns o_proj of the attended values, `count × hidden`.
+    /// With sparse attention, `selections` carries each token's attended positions from the
+    /// layer whose indexer chose them to the layers that share them (GLM-5's "shared").
     func latentAttention(
         _ w: LatentAttentionWeights, shape m: LatentAttentionShape, layer: Int, input: [Float], batch: [SequenceStep],
-        sequenceOf: [Int], positions: [Int], ropePositions: [Int]
+        sequenceOf: [Int], positions: [Int], ropePositions: [Int], selections: inout [[Int]]?
     ) -> [Float] {
         let count = sequenceOf.count
         let qk = m.queryKeyDimension, rowWidth = m.cacheRowWidth, heads = m.heads
@@ -174,8 +176,9 @@ extension DecoderModel {
                 (cache.keys(layer: layer) + positions[t] * m.cacheRowStride).update(from: lb.baseAddress! + t * rowWidth, count: rowWidth)
             }
         }
-        // DSA: the indexer's keys join the cache; each token's attended positions are chosen.
-        var selections: [[Int]]? = nil
+        // DSA: the indexer's keys join the cache; each token's attended positions are chosen
+        // (or, on a shared layer, kept from the last layer that chose them).
+        if m.indexer == nil { selections = nil }
         if let x = m.indexer, let iw = w.indexer {
             let step = indexerStep(iw, shape: m, indexer: x, layer: layer, input: input, queryLatent: queryLatent, batch: batch,
                                    sequenceOf: sequenceOf, positions: positions, ropePositions: ropePositions)

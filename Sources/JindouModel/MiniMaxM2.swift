@@ -107,8 +107,8 @@ struct MiniMaxM2Configuration: DescribedConfiguration {
         }
         numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 8
         numLocalExperts = try c.decodeIfPresent(Int.self, forKey: .numLocalExperts) ?? 256
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
+        bosTokenID = try c.specialToken(.bosTokenID, default: 200034)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [200020])
         dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
         useQKNorm = try c.decodeIfPresent(Bool.self, forKey: .useQKNorm) ?? true
         qkNormType = try c.decodeIfPresent(String.self, forKey: .qkNormType) ?? "per_layer"

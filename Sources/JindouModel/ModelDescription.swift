@@ -30,6 +30,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// DeepSeek-V3.2 (671B-A37B): DeepSeek-V3 with DeepSeek Sparse Attention (a lightning
     /// indexer picks the top-k past positions each query attends to).
     case deepseekV32 = "DeepseekV32ForCausalLM"
+    /// GLM-5 (744B-A40B): DeepSeek-V3.2's sparse attention with an interleaved-rotary indexer,
+    /// some layers reusing the previous layer's selection.
+    case glmMoeDsa = "GlmMoeDsaForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -171,6 +174,16 @@ public struct SparseIndexerShape: Sendable, Equatable {
     public var ropeDimension: Int
     /// nn.LayerNorm's epsilon on the indexer key.
     public var keyNormEpsilon: Float = 1e-6
+    /// The indexer's rotary on (x0, x1), (x2, x3)… pairs (GLM-5's
+    /// `apply_rotary_pos_emb_interleave`) instead of DeepSeek-V3.2's half-split pairs.
+    public var interleavedRotary = false
+    /// Layers without an indexer of their own (GLM-5's `indexer_types` "shared"): their
+    /// queries attend to the positions the last indexer layer before them chose for the
+    /// same token in the same step.
+    public var sharedLayers: Set<Int> = []
+
+    /// Whether `layer` runs an indexer (and has its weights and its keys cached).
+    public func hasIndexer(layer: Int) -> Bool { !sharedLayers.contains(layer) }
 
     public init(heads: Int, headDimension: Int, topK: Int, ropeDimension: Int) {
         self.heads = heads
@@ -486,6 +499,10 @@ extension ModelDescription {
                 try require(indexer.headDimension >= indexer.ropeDimension, "index_head_dim",
                             "\(indexer.headDimension) is smaller than qk_rope_head_dim \(indexer.ropeDimension)")
                 try require(indexer.topK > 0, "index_topk", "must be positive")
+                try require(!indexer.sharedLayers.contains(0), "indexer_types",
+                            "layer 0 is \"shared\", but a shared layer reuses the selection of an earlier indexer layer")
+                try require(indexer.sharedLayers.allSatisfy { $0 < layers.count }, "indexer_types",
+                            "names more layers than num_hidden_layers \(layers.count)")
             }
         }
         if let section = attention.mropeSection {
@@ -591,6 +608,19 @@ struct TokenIDList: Decodable, Sendable {
         } else {
             values = try container.decode([Int].self)
         }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// `bos_token_id`: the configuration class's `default` when the key is absent, nil when
+    /// it is null (as a transformers config reads it).
+    func specialToken(_ key: Key, default fallback: Int?) throws -> Int? {
+        contains(key) ? try decodeIfPresent(Int.self, forKey: key) : fallback
+    }
+
+    /// `eos_token_id` (one id or a list): `default` when absent, none when null.
+    func specialTokens(_ key: Key, default fallback: [Int]) throws -> [Int] {
+        contains(key) ? try decodeIfPresent(TokenIDList.self, forKey: key)?.values ?? [] : fallback
     }
 }
 

@@ -97,8 +97,9 @@ public struct MultiTokenPredictor: Sendable {
             return step
         }
         let layout = DecoderModel.StepLayout(steps)
+        var selections: [[Int]]? = nil
         try await model.decoderLayer(block, cacheLayer: 0, expertLayer: layerIndex, hidden: &x, batch: steps, layout: layout,
-                                     experts: experts)
+                                     experts: experts, selections: &selections)
         for pass in passes { pass.cache.commit(pass.tokens.count) }
         // post_norm and the shared head, for each sequence's last pair only.
         var results: [(logits: [Float], hidden: [Float])] = []

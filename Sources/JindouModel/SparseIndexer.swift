@@ -40,12 +40,13 @@ struct IndexerQueries {
 }
 
 extension DecoderModel {
-    /// The indexer's rotary: MLA's frequencies and attention factor, on half-split pairs of
-    /// the first `ropeDimension` features of each `headDimension`-wide head.
+    /// The indexer's rotary: MLA's frequencies and attention factor, on half-split pairs
+    /// (DeepSeek-V3.2) or interleaved pairs (GLM-5) of the first `ropeDimension` features of
+    /// each `headDimension`-wide head.
     func indexerRotary(_ x: SparseIndexerShape) -> RotaryEmbedding {
         // The frequencies are MLA's own (YaRN included); `base` is then not used.
         RotaryEmbedding(headDimension: x.headDimension, rotaryDimension: x.ropeDimension, base: description.attention.ropeTheta,
-                        attentionScaling: rotary.attentionScaling, inverseFrequencies: rotary.inverseFrequencies, interleaved: false)
+                        attentionScaling: rotary.attentionScaling, inverseFrequencies: rotary.inverseFrequencies, interleaved: x.interleavedRotary)
     }
 
     /// Computes the step's indexer queries and weights, and writes each token's indexer key

@@ -95,7 +95,7 @@ extension ModelDescription {
             requests.append(TensorRequest(p + name + ".weight", shape: [h]))
         }
         if let latent = latentAttention {
-            requests += latentAttentionTensors(prefix: p + "self_attn.", latent)
+            requests += latentAttentionTensors(prefix: p + "self_attn.", latent, layer: l)
         } else {
             requests += groupedAttentionTensors(prefix: p + "self_attn.")
         }
@@ -187,7 +187,7 @@ extension ModelDescription {
     }
 
     /// `DeepseekV3Attention`'s parameters.
-    private func latentAttentionTensors(prefix p: String, _ m: LatentAttentionShape) -> [TensorRequest] {
+    private func latentAttentionTensors(prefix p: String, _ m: LatentAttentionShape, layer: Int) -> [TensorRequest] {
         let h = hiddenSize
         let q = m.heads * m.queryKeyDimension
         var requests: [TensorRequest] = []
@@ -211,7 +211,7 @@ extension ModelDescription {
             ]
         }
         requests += linear(p + "o_proj.weight", shape: [h, m.heads * m.valueDimension])
-        if let x = m.indexer, let rank = m.queryLoraRank {
+        if let x = m.indexer, x.hasIndexer(layer: layer), let rank = m.queryLoraRank {
             requests += linear(p + "indexer.wq_b.weight", shape: [x.heads * x.headDimension, rank])
             requests += linear(p + "indexer.wk.weight", shape: [x.headDimension, h])
             requests += linear(p + "indexer.weights_proj.weight", shape: [x.heads, h])

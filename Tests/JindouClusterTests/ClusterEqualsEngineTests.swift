@@ -68,6 +68,8 @@ struct ClusterEqualsEngineTests {
         ("afmoe-tiny", .twoContiguous), ("afmoe-tiny", .threeWithReplicas),
         // DeepSeek-V3.2: the sparse-attention indexer and its key cache on the coordinator.
         ("deepseek-v32-tiny", .oneWorker), ("deepseek-v32-tiny", .threeRoundRobin),
+        // GLM-5: the same with shared selections carried between layers on the coordinator.
+        ("glm-moe-dsa-tiny", .oneWorker), ("glm-moe-dsa-tiny", .threeUneven),
     ]
 
     @Test(arguments: arguments)

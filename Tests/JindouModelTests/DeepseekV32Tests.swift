@@ -21,41 +21,16 @@ struct DeepseekV32Tests {
     /// the selection is doing the work the goldens record.
     @Test("the indexer's selection changes the logits")
     func selectionMatters() async throws {
-        let checkpoint = try Checkpoint(directory: Fixtures.path(Self.fixture))
-        var dense = try ModelDescription(checkpoint: checkpoint)
-        #expect(dense.latentAttention?.indexer == SparseIndexerShape(heads: 32, headDimension: 16, topK: 4, ropeDimension: 8))
-        dense.latentAttention?.indexer = nil
-        let engine = InferenceEngine(model: try DecoderModel(description: dense, checkpoint: checkpoint),
-                                     experts: try ExpertShard(description: dense, checkpoint: checkpoint, keys: dense.allExperts))
-        let (golden, tensors) = try GoldenSet(fixture: Self.fixture, stem: "golden").load()
-        let longest = try #require(golden.cases.max { $0.promptIDs.count < $1.promptIDs.count })
-        #expect(longest.promptIDs.count > 8)
-        let expected = try rows(tensors.tensor("case\(longest.index).prefill_logits"))
-        let actual = try await engine.promptLogits(longest.promptIDs, expertsPerToken: longest.experts)
-        // Positions 0…3 see every key either way; later ones do not.
-        #expect(maxAbsDifference(actual[3], expected[3]) <= 1e-4)
-        #expect(maxAbsDifference(actual.last!, expected.last!) > 1e-2)
+        let description = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path(Self.fixture)))
+        #expect(description.latentAttention?.indexer == SparseIndexerShape(heads: 32, headDimension: 16, topK: 4, ropeDimension: 8))
+        try await SparseAttentionChecks.changedIndexerMovesLogits(fixture: Self.fixture) { $0 = nil }
     }
 
     /// A prompt prefilled in chunks of 3 (later chunks score the cached indexer keys of
     /// earlier ones) gives the whole prompt's last logits.
     @Test("chunked prefill equals whole-prompt prefill", arguments: DeepseekV3Tests.forms)
     func chunkedPrefill(mode: LatentAttentionMode) async throws {
-        let checkpoint = try Checkpoint(directory: Fixtures.path(Self.fixture))
-        let description = try ModelDescription(checkpoint: checkpoint)
-        var model = try DecoderModel(description: description, checkpoint: checkpoint)
-        model.latentAttentionMode = mode
-        let experts = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
-        let prompt = Array(3..<23)
-        let whole = try await model.forward([SequenceStep(cache: model.makeCache(), tokens: prompt)], experts: experts)[0]
-        let cache = model.makeCache()
-        var last: [Float] = []
-        for start in stride(from: 0, to: prompt.count, by: 3) {
-            last = try await model.forward([SequenceStep(cache: cache, tokens: Array(prompt[start..<min(start + 3, prompt.count)]))],
-                                           experts: experts)[0]
-        }
-        let vocabulary = description.vocabularySize
-        #expect(maxAbsDifference(Array(last.suffix(vocabulary)), Array(whole.suffix(vocabulary))) <= 1e-5)
+        try await SparseAttentionChecks.chunkedPrefillEqualsWhole(fixture: Self.fixture, mode: mode)
     }
 
     /// The cache holds the latent row and the indexer key per token and layer; the
@@ -80,5 +55,47 @@ struct DeepseekV32Tests {
         config = try ConfigEditing.config(Self.fixture)
         config["index_topk"] = 0
         #expect(ConfigEditing.refusedField(config) == "index_topk")
+    }
+}
+
+/// Checks every sparse-attention family shares (DeepSeek-V3.2, GLM-5).
+enum SparseAttentionChecks {
+    /// With the indexer changed by `edit` (removed: dense MLA; rotary pairs swapped…), the
+    /// same weights give logits far from the goldens at the longest prompt's last position,
+    /// while positions 0…topK−1, which see every key either way, stay equal.
+    static func changedIndexerMovesLogits(fixture: String, edit: (inout SparseIndexerShape?) -> Void) async throws {
+        let checkpoint = try Checkpoint(directory: Fixtures.path(fixture))
+        var changed = try ModelDescription(checkpoint: checkpoint)
+        let topK = try #require(changed.latentAttention?.indexer?.topK)
+        edit(&changed.latentAttention!.indexer)
+        let engine = InferenceEngine(model: try DecoderModel(description: changed, checkpoint: checkpoint),
+                                     experts: try ExpertShard(description: changed, checkpoint: checkpoint, keys: changed.allExperts))
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let longest = try #require(golden.cases.max { $0.promptIDs.count < $1.promptIDs.count })
+        #expect(longest.promptIDs.count > 2 * topK)
+        let expected = try rows(tensors.tensor("case\(longest.index).prefill_logits"))
+        let actual = try await engine.promptLogits(longest.promptIDs, expertsPerToken: longest.experts)
+        #expect(maxAbsDifference(actual[topK - 1], expected[topK - 1]) <= 1e-4)
+        #expect(maxAbsDifference(actual.last!, expected.last!) > 1e-2)
+    }
+
+    /// A 20-token prompt prefilled in chunks of 3 (later chunks score the cached indexer keys
+    /// of earlier ones) gives the whole prompt's last logits.
+    static func chunkedPrefillEqualsWhole(fixture: String, mode: LatentAttentionMode) async throws {
+        let checkpoint = try Checkpoint(directory: Fixtures.path(fixture))
+        let description = try ModelDescription(checkpoint: checkpoint)
+        var model = try DecoderModel(description: description, checkpoint: checkpoint)
+        model.latentAttentionMode = mode
+        let experts = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
+        let prompt = Array(3..<23)
+        let whole = try await model.forward([SequenceStep(cache: model.makeCache(), tokens: prompt)], experts: experts)[0]
+        let cache = model.makeCache()
+        var last: [Float] = []
+        for start in stride(from: 0, to: prompt.count, by: 3) {
+            last = try await model.forward([SequenceStep(cache: cache, tokens: Array(prompt[start..<min(start + 3, prompt.count)]))],
+                                           experts: experts)[0]
+        }
+        let vocabulary = description.vocabularySize
+        #expect(maxAbsDifference(Array(last.suffix(vocabulary)), Array(whole.suffix(vocabulary))) <= 1e-5)
     }
 }
