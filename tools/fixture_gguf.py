@@ -137,6 +137,10 @@ CONVERSIONS = [
     # `llama` tokenizer), the shared experts' width as intermediate_size / num_key_value_heads
     # (`ernie45-moe-tiny-ff64`, where that is the checkpoint's), interleaved rotary as stored.
     ("ernie45-moe-tiny-ff64", "ernie45-moe-tiny-ff64-f32.gguf", "f32", "ernie"),
+    # DeepSeek-V3.2 (`deepseek32`) and GLM-5 (`glm-dsa`): the sparse-attention indexer's
+    # tensors and its head count, key width and top-k; GLM-5's per-layer indexer types.
+    ("deepseek-v32-tiny", "deepseek-v32-tiny-f32.gguf", "f32", "deepseek"),
+    ("glm-moe-dsa-tiny", "glm-moe-dsa-tiny-f32.gguf", "f32", "glm4"),
 ]
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
@@ -145,7 +149,8 @@ LLAMA_PROMPTS = [[5, 17, 201, 33, 90, 12, 250], list(range(3, 43))]
 LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "dots1-tiny-mha-f32.gguf",
                                                   "exaone-moe-tiny-f32.gguf", "afmoe-tiny-every4-f32.gguf",
                                                   "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf",
-                                                  "ernie45-moe-tiny-ff64-f32.gguf")}
+                                                  "ernie45-moe-tiny-ff64-f32.gguf", "deepseek-v32-tiny-f32.gguf",
+                                                  "glm-moe-dsa-tiny-f32.gguf")}
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
@@ -162,7 +167,8 @@ DEEPSEEK_FAMILIES = ("deepseek", "kimi")
 # - `route_norm: true` (Trinity): transformers always renormalises the chosen weights,
 #   llama.cpp only when the file says so (`expert_weights_norm`, from `route_norm`).
 STAGED_CONFIG = {name: {"scoring_func": "sigmoid"} for name in (
-    "deepseek-v3-tiny", "deepseek-v3-tiny-noq", "kimi-k2-tiny", "dots1-tiny-mha", "exaone-moe-tiny")}
+    "deepseek-v3-tiny", "deepseek-v3-tiny-noq", "kimi-k2-tiny", "dots1-tiny-mha", "exaone-moe-tiny", "deepseek-v32-tiny",
+    "glm-moe-dsa-tiny")}
 STAGED_CONFIG["afmoe-tiny-every4"] = {"route_norm": True}
 STAGED_CONFIG["glm4-moe-lite-tiny-lead"] = {"scoring_func": "sigmoid", "first_k_dense_replace": 1}
 STAGED_CONFIG["hunyuan-moe-tiny-128"] = {"moe_topk": [2, 2, 2]}  # the Hub's per-layer form
@@ -275,6 +281,16 @@ def main() -> None:
         base.gguf.SpecialVocab(self.dir_model, load_merges=True).add_to_gguf(self.gguf_writer)
 
     hunyuan.HunYuanMoEModel.set_vocab = staged_bpe_vocabulary
+
+    import conversion.deepseek as deepseek  # noqa: E402
+
+    def deepseek_v32_vocabulary(self):
+        # DeepseekV32Model.set_vocab asserts `tokenizer.add_bos_token`, which transformers 5's
+        # TokenizersBackend no longer sets from tokenizer_config.json (the staged one says
+        # true, as the released file does; SpecialVocab writes it into the GGUF either way).
+        self._set_vocab_gpt2()
+
+    deepseek.DeepseekV32Model.set_vocab = deepseek_v32_vocabulary
 
     wanted = {family for fixture, name, _, family in CONVERSIONS if family and (not args.only or name in args.only.split(","))}
     sizes = {"ernie": 640}  # the vocabularies of the staged fixtures (ernie45-moe-tiny-ff64: 640)

@@ -344,12 +344,13 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
         # DeepSeek-V3.2: DeepSeek-V3's MLA and router with DeepSeek Sparse Attention — an
-        # indexer (32 heads of 16, rope on the first 8) whose top 4 positions each query attends
-        # to, so every prompt longer than 4 tokens drops keys.
+        # indexer (32 heads of 64, rope on the first 8) whose top 4 positions each query attends
+        # to, so every prompt longer than 4 tokens drops keys. Index heads of 64: llama.cpp's
+        # indexer multiplies q and k by a Hadamard matrix of at least 64 (tools/fixture_gguf.py).
         Spec("deepseek-v32-tiny", "deepseek_v32", 25 + s,
              dict(DS_TINY, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=8,
                   num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5,
-                  norm_topk_prob=True, index_n_heads=32, index_head_dim=16, index_topk=4,
+                  norm_topk_prob=True, index_n_heads=32, index_head_dim=64, index_topk=4,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
         # GLM-5: DeepSeek-V3.2's sparse attention with the indexer's rotary on interleaved pairs
@@ -358,7 +359,7 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
         Spec("glm-moe-dsa-tiny", "glm_moe_dsa", 26 + s,
              dict(DS_TINY, num_hidden_layers=4, first_k_dense_replace=1, q_lora_rank=48, n_routed_experts=8,
                   num_experts_per_tok=2, n_group=1, topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5,
-                  norm_topk_prob=True, index_n_heads=32, index_head_dim=16, index_topk=4,
+                  norm_topk_prob=True, index_n_heads=32, index_head_dim=64, index_topk=4,
                   indexer_types=["full", "shared", "full", "shared"],
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              extra_config={"num_nextn_predict_layers": 1}, k_overrides=(1, 4), router_k=4),

@@ -60,6 +60,9 @@ extension ModelDescription {
         ExaoneMoeFamily.self, GptOssFamily.self, AfmoeFamily.self, DeepseekV32Family.self, GlmMoeDsaFamily.self,
     ]
 
+    /// The `model_type` values Jindou reads, one per family (the first each family names).
+    public static var registeredModelTypes: [String] { registry.compactMap { $0.modelTypes.first } }
+
     static func definition(for architecture: Architecture) -> (any ArchitectureDefinition.Type)? {
         registry.first { $0.architecture == architecture }
     }

@@ -62,7 +62,8 @@ public enum GGUFTensorNames {
         let rest = name.dropFirst(layers.count)
         guard let dot = rest.firstIndex(of: "."), let layer = Int(rest[..<dot]) else { return nil }
         let suffix = String(rest[rest.index(after: dot)...])
-        if let mapped = architectureLayerSuffixes[architecture]?[suffix] ?? layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
+        if let mapped = architectureLayerSuffixes[architecture]?[suffix] ?? layerSuffixes[suffix] ?? deepseek2LayerSuffixes[suffix]
+            ?? indexerLayerSuffixes[suffix] { return ("blk.\(layer).\(mapped)", nil) }
         // mlp.experts.E.{gate,up,down}_proj.{weight,bias} → ffn_{gate,up,down}_exps.{weight,bias}, slice E.
         let parts = suffix.split(separator: ".")
         if parts.count == 5, parts[0] == "mlp", parts[1] == "experts", let expert = Int(parts[2]), ["weight", "bias"].contains(parts[4]),
@@ -86,7 +87,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe", "deepseek32", "glm-dsa"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -106,6 +107,7 @@ public struct GGUFCheckpoint: WeightSource {
         case "afmoe": description = try metadata.afmoe()
         case "hunyuan-moe": description = try metadata.hunyuanMoe()
         case "ernie4_5-moe": description = try metadata.ernie45Moe()
+        case "deepseek32", "glm-dsa": description = try metadata.sparseAttentionDeepseek()
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }

@@ -347,31 +347,38 @@ extension DecoderModel {
             }
         }
         let rows = cache.keys(layer: layer)
+        // One shared key head of width rank + rope whose value is the latent c: all heads' scores
+        // as one product per token (attendSharedHead). With fewer tokens than kernel threads
+        // (decode), each token's heads are split between the threads instead.
+        let headChunks = n >= Parallelism.threads ? 1 : min(heads, Parallelism.threads)
+        let headsPerChunk = (heads + headChunks - 1) / headChunks
         absorbed.withUnsafeBufferPointer { ab in
             pooled.withUnsafeMutableBufferPointer { pb in
                 let query = ab.baseAddress!, out = pb.baseAddress!
-                parallelChunks(n, minimumChunk: max(1, 4096 / max(1, longest))) { chunk in
-                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: longest)
-                    let latent = UnsafeMutablePointer<Float>.allocate(capacity: heads * rank)
+                parallelChunks(n * headChunks, minimumChunk: max(1, 4096 / max(1, longest))) { jobs in
+                    let scores = UnsafeMutablePointer<Float>.allocate(capacity: headsPerChunk * longest)
+                    let latent = UnsafeMutablePointer<Float>.allocate(capacity: headsPerChunk * rank)
                     let gathered = UnsafeMutablePointer<Float>.allocate(capacity: selections == nil ? 1 : longest * rowWidth)
                     defer {
                         scores.deallocate()
                         latent.deallocate()
                         gathered.deallocate()
                     }
-                    for i in chunk {
+                    for job in jobs {
+                        let i = job / headChunks, first = (job % headChunks) * headsPerChunk
+                        let count = min(heads, first + headsPerChunk) - first
+                        guard count > 0 else { continue }
                         var keys = UnsafePointer(rows), keyStride = stride, length = positions[tokens.lowerBound + i] + 1
                         if let selected = selections?[tokens.lowerBound + i] {
                             // DSA: the selected latent rows, gathered in position order.
                             for (r, p) in selected.enumerated() { (gathered + r * rowWidth).update(from: rows + p * stride, count: rowWidth) }
                             (keys, keyStride, length) = (UnsafePointer(gathered), rowWidth, selected.count)
                         }
-                        // One shared key head of width rank + rope; its value is the latent c.
-                        attendOneToken(
-                            query: query + i * heads * rowWidth, heads: heads, kvHeads: 1, headDimension: rowWidth,
-                            keys: keys, values: keys, rowStride: keyStride, length: length,
-                            scale: m.softmaxScale, scores: scores, into: latent, valueDimension: rank, valueRowStride: keyStride)
-                        for h in 0..<heads { (out + (h * n + i) * rank).update(from: latent + h * rank, count: rank) }
+                        attendSharedHead(
+                            query: query + (i * heads + first) * rowWidth, heads: count, headDimension: rowWidth, keys: keys,
+                            rowStride: keyStride, values: keys, valueRowStride: keyStride, valueDimension: rank, length: length,
+                            scale: m.softmaxScale, scores: scores, into: latent)
+                        for h in 0..<count { (out + ((first + h) * n + i) * rank).update(from: latent + h * rank, count: rank) }
                     }
                 }
             }
@@ -390,3 +397,48 @@ extension DecoderModel {
         }
     }
 }
+
+/// What one decode token's attention reads from the cache and multiplies, per layer, at a
+/// context of `context` cached positions (the context-independent projections left out).
+public struct DecodeAttentionWork: Codable, Sendable, Equatable {
+    /// Cache bytes read (fp32 rows): every latent row for dense MLA; every indexer key plus
+    /// the selected latent rows with sparse attention.
+    public var cacheBytes: Int
+    /// Multiply-adds over the cache: scores and values of every head over the attended rows
+    /// (absorbed form: rank + rope per score, rank per value), plus the indexer's scores.
+    public var multiplyAdds: Int
+    /// Rows attention runs over.
+    public var attendedPositions: Int
+}
+
+extension LatentAttentionShape {
+    /// The absorbed decode form's work at `context` (what `DecoderModel` runs for one token).
+    public func decodeWork(context: Int) -> DecodeAttentionWork {
+        let attended = indexer.map { min($0.topK, context + 1) } ?? context + 1
+        let rowBytes = cacheRowWidth * MemoryLayout<Float>.size
+        var work = DecodeAttentionWork(cacheBytes: attended * rowBytes,
+                                       multiplyAdds: heads * attended * (2 * keyValueLoraRank + ropeDimension),
+                                       attendedPositions: attended)
+        if let x = indexer, context + 1 > x.topK {
+            work.cacheBytes += (context + 1) * x.headDimension * MemoryLayout<Float>.size
+            work.multiplyAdds += x.heads * (context + 1) * x.headDimension
+        }
+        return work
+    }
+}
+
+extension DecoderModel {
+    /// One decode token through layer `layer`'s latent attention alone, `input` already
+    /// normed, at position `cache.length` (its row written there, not committed, so the call
+    /// can repeat): what `jindouctl bench sparse-attention` times.
+    public func latentAttentionDecodeStep(layer: Int, input: [Float], cache: KVCache) -> [Float] {
+        guard case .latent(let w) = layers[layer].attention, let m = description.latentAttention else {
+            preconditionFailure("layer \(layer) has no latent attention")
+        }
+        cache.reserve(1)
+        var selections: [[Int]]? = nil
+        return latentAttention(w, shape: m, layer: layer, input: input, batch: [SequenceStep(cache: cache, tokens: [0])],
+                               sequenceOf: [0], positions: [cache.length], ropePositions: [cache.length], selections: &selections)
+    }
+}
+

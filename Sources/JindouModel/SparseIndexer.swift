@@ -96,26 +96,89 @@ extension DecoderModel {
     ) -> [Int] {
         let length = position + 1
         if length <= x.topK { return Array(0..<length) }
-        let scale = 1 / Float(x.headDimension).squareRoot()
-        let rows = cache.keys(layer: layer)
         var scores = [Float](repeating: 0, count: length)
         q.queries.withUnsafeBufferPointer { qb in
             q.weights.withUnsafeBufferPointer { wb in
-                let query = qb.baseAddress! + t * x.heads * x.headDimension, weight = wb.baseAddress! + t * x.heads
-                for j in 0..<length {
-                    let key = rows + j * m.cacheRowStride + m.cacheRowWidth
-                    var total: Float = 0
-                    for h in 0..<x.heads {
-                        let head = query + h * x.headDimension
-                        var dot: Float = 0
-                        for d in 0..<x.headDimension { dot += head[d] * key[d] }
-                        total += weight[h] * max(0, dot * scale)
-                    }
-                    scores[j] = total
+                scores.withUnsafeMutableBufferPointer { sb in
+                    indexScores(query: qb.baseAddress! + t * x.heads * x.headDimension, weights: wb.baseAddress! + t * x.heads,
+                                keys: cache.keys(layer: layer) + m.cacheRowWidth, stride: m.cacheRowStride, length: length, indexer: x,
+                                into: sb.baseAddress!)
                 }
             }
         }
-        let order = (0..<length).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
-        return order.prefix(x.topK).sorted()
+        return largestPositions(scores, count: x.topK)
+    }
+}
+
+/// score(j) = Σ_h w_h · relu(q_h·k_j / √D) for j in 0..<length: per block of keys, one
+/// matrix product (heads × D by D × block, the keys read in place from the cache rows)
+/// then the weighted ReLU sum over heads in head order; blocks run on the kernel threads.
+func indexScores(
+    query: UnsafePointer<Float>, weights: UnsafePointer<Float>, keys: UnsafePointer<Float>, stride: Int, length: Int,
+    indexer x: SparseIndexerShape, into scores: UnsafeMutablePointer<Float>
+) {
+    let block = 512, heads = x.heads
+    let blocks = (length + block - 1) / block
+    parallelChunks(blocks, minimumChunk: 4) { chunk in
+        let products = UnsafeMutablePointer<Float>.allocate(capacity: heads * block)
+        defer { products.deallocate() }
+        for b in chunk {
+            let start = b * block, n = min(block, length - b * block)
+            matmulTransposedB(query, rows: heads, keys + start * stride, rows: n, inner: x.headDimension, lda: x.headDimension,
+                              ldb: stride, into: products, ldc: n, alpha: 1 / Float(x.headDimension).squareRoot())
+            let out = scores + start
+            out.update(repeating: 0, count: n)
+            for h in 0..<heads {
+                let w = weights[h], row = products + h * n
+                for j in 0..<n { out[j] += w * max(0, row[j]) }
+            }
+        }
+    }
+}
+
+/// The `count` positions of the largest scores (ties to the earlier position), ascending:
+/// a min-heap of the best seen so far, O(length · log count).
+func largestPositions(_ scores: [Float], count k: Int) -> [Int] {
+    guard scores.count > k else { return Array(scores.indices) }
+    // `worse(a, b)`: a ranks below b.
+    func worse(_ a: Int, _ b: Int) -> Bool { scores[a] < scores[b] || (scores[a] == scores[b] && a > b) }
+    var heap = Array(0..<k)
+    func siftDown(_ start: Int) {
+        var i = start
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var lowest = i
+            if l < k && worse(heap[l], heap[lowest]) { lowest = l }
+            if r < k && worse(heap[r], heap[lowest]) { lowest = r }
+            if lowest == i { return }
+            heap.swapAt(i, lowest)
+            i = lowest
+        }
+    }
+    for i in Swift.stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
+    for j in k..<scores.count where worse(heap[0], j) {
+        heap[0] = j
+        siftDown(0)
+    }
+    return heap.sorted()
+}
+
+extension DecoderModel {
+    /// The indexer's share of `latentAttentionDecodeStep` (the q-LoRA projection it starts
+    /// from, its own projections, the scores over every cached key, the top-k): what
+    /// `jindouctl bench sparse-attention` reports beside the whole step.
+    public func indexerDecodeSelection(layer: Int, input: [Float], cache: KVCache) -> [Int] {
+        guard case .latent(let w) = layers[layer].attention, let m = description.latentAttention, let x = m.indexer,
+              let iw = w.indexer, let queryA = w.queryA, let norm = w.queryANorm else {
+            preconditionFailure("layer \(layer) has no sparse-attention indexer")
+        }
+        cache.reserve(1)
+        let position = cache.length
+        let queryLatent = rmsNormed(project(input, rows: 1, weight: queryA, bias: w.queryABias), weight: norm, rows: 1,
+                                    epsilon: m.latentNormEpsilon)
+        let step = indexerStep(iw, shape: m, indexer: x, layer: layer, input: input, queryLatent: queryLatent,
+                               batch: [SequenceStep(cache: cache, tokens: [0])], sequenceOf: [0], positions: [position],
+                               ropePositions: [position])
+        return indexerSelection(step, token: 0, shape: m, indexer: x, layer: layer, cache: cache, position: position)
     }
 }

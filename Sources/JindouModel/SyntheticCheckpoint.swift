@@ -24,6 +24,18 @@ public struct SyntheticModelShape: Sendable {
             "rms_norm_eps": 1e-6, "max_position_embeddings": 40960, "tie_word_embeddings": false,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "eos_token_id": 151645}
             """),
+        // deepseek-ai/DeepSeek-V3.2 config.json (sparse attention: 64 index heads × 128, top 2048)
+        "deepseek-v3.2": SyntheticModelShape(name: "deepseek-v3.2", configJSON: """
+            {"architectures": ["DeepseekV32ForCausalLM"], "model_type": "deepseek_v32", "num_hidden_layers": 61,
+            "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+            "num_attention_heads": 128, "num_key_value_heads": 128, "n_routed_experts": 256, "n_shared_experts": 1,
+            "num_experts_per_tok": 8, "n_group": 8, "topk_group": 4, "routed_scaling_factor": 2.5, "norm_topk_prob": true,
+            "first_k_dense_replace": 3, "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+            "qk_rope_head_dim": 64, "v_head_dim": 128, "index_n_heads": 64, "index_head_dim": 128, "index_topk": 2048,
+            "rms_norm_eps": 1e-6, "max_position_embeddings": 163840, "tie_word_embeddings": false,
+            "rope_scaling": {"type": "yarn", "factor": 40, "original_max_position_embeddings": 4096, "beta_fast": 32,
+            "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}, "rope_theta": 10000, "bos_token_id": 0, "eos_token_id": 1}
+            """),
         // Qwen/Qwen3-235B-A22B config.json
         "qwen3-235b-a22b": SyntheticModelShape(name: "qwen3-235b-a22b", configJSON: """
             {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_hidden_layers": 94,

@@ -190,3 +190,14 @@ private let blasConfigured: Bool = {
 public func configureBLAS() {
     _ = blasConfigured
 }
+
+/// Full F32 matrix product C = A · B (row-major, B not transposed).
+public func matmul(
+    _ a: UnsafePointer<Float>, rows m: Int, _ b: UnsafePointer<Float>, columns n: Int, inner k: Int,
+    lda: Int, ldb: Int, into c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    configureBLAS()
+    cblas_sgemm(
+        CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k),
+        1.0, a, blasint(lda), b, blasint(ldb), 0.0, c, blasint(ldc))
+}

@@ -9,7 +9,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self]
     )
 }
 
@@ -239,6 +239,52 @@ struct ScalingBench: AsyncParsableCommand {
                 logger: logger).run()
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "scaling", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct SparseAttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sparse-attention",
+        abstract: "DeepSeek Sparse Attention against dense MLA per decode token at long contexts: bytes, multiply-adds and time.",
+        discussion: """
+            One decode token's attention of one DeepSeek-V3.2-shaped layer (the weights random, bf16; the
+            cache filled with random rows), with the indexer and as dense MLA on the same cache:
+              jindouctl bench sparse-attention --contexts 4096,16384,65536
+            Writes the 'sparse-attention' section of --out and the JSON results. Build with -c release;
+            JINDOU_THREADS sets the kernel threads.
+            """
+    )
+
+    @Option(help: "Context lengths (cached positions), comma-separated.")
+    var contexts: String = "4096,16384,65536"
+    @Option(help: "Timed steps per measurement (the fastest is kept).")
+    var repetitions: Int = 3
+    @Option(help: "Where the one-layer synthetic checkpoint is written (reused when present).")
+    var checkpoint: String = NSTemporaryDirectory() + "jindou-bench-dsa"
+    @Option(help: "Markdown file to update.")
+    var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.")
+    var json: String = "docs/benchmarks/sparse-attention.json"
+
+    var contextLengths: [Int] { contexts.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !contextLengths.isEmpty, contextLengths.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else {
+            throw ValidationError("--contexts: e.g. 4096,16384,65536 (each 1…1048576)")
+        }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
+    }
+
+    func run() throws {
+        let benchmark = SparseAttentionBenchmark(options: .init(contexts: contextLengths, repetitions: repetitions, directory: checkpoint))
+        do {
+            let report = try benchmark.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            try BenchmarkReport.writeJSON(report, to: json)
+            try BenchmarkReport.replaceSection(named: "sparse-attention", in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)

@@ -1,11 +1,11 @@
 import Foundation
-import JindouModel
+@testable import JindouModel
 import JindouNumerics
 import JindouTestSupport
 import Testing
 
 /// DeepSeek-V3.2 (`deepseek_v32`): DeepSeek Sparse Attention on the transformers-written
-/// `deepseek-v32-tiny` (indexer of 32 heads × 16, top 4 positions, so every prompt longer
+/// `deepseek-v32-tiny` (indexer of 32 heads × 64, top 4 positions, so every prompt longer
 /// than 4 drops keys). The shared golden tests run it in the automatic MLA mode; here both
 /// forms alone, chunked prefill, the indexer-key cache, and the configuration refusals.
 @Suite("DeepSeek-V3.2: sparse attention (DSA)")
@@ -22,7 +22,7 @@ struct DeepseekV32Tests {
     @Test("the indexer's selection changes the logits")
     func selectionMatters() async throws {
         let description = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path(Self.fixture)))
-        #expect(description.latentAttention?.indexer == SparseIndexerShape(heads: 32, headDimension: 16, topK: 4, ropeDimension: 8))
+        #expect(description.latentAttention?.indexer == SparseIndexerShape(heads: 32, headDimension: 64, topK: 4, ropeDimension: 8))
         try await SparseAttentionChecks.changedIndexerMovesLogits(fixture: Self.fixture) { $0 = nil }
     }
 
@@ -38,8 +38,20 @@ struct DeepseekV32Tests {
     @Test func indexerKeysAreCachedAndBudgeted() throws {
         let description = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path(Self.fixture)))
         let m = try #require(description.latentAttention)
-        #expect(m.cacheRowStride == 32 + 8 + 16)
-        #expect(description.keyValueCacheBytesPerToken == description.layerCount * (32 + 8 + 16) * MemoryLayout<Float>.size)
+        #expect(m.cacheRowStride == 32 + 8 + 64)
+        #expect(description.keyValueCacheBytesPerToken == description.layerCount * (32 + 8 + 64) * MemoryLayout<Float>.size)
+    }
+
+    /// The heap top-k keeps what a full sort keeps, ties (ReLU makes many scores exactly 0)
+    /// to the earlier position.
+    @Test func topKKeepsTheBestWithTiesToTheEarlierPosition() {
+        var random = SplitMix64(seed: 3)
+        for _ in 0..<200 {
+            let n = 1 + Int(random.next() % 300), k = 1 + Int(random.next() % 40)
+            let scores = (0..<n).map { _ in max(0, Float(Int(random.next() % 7)) - 3) }
+            let sorted = (0..<n).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+            #expect(largestPositions(scores, count: k) == Array(sorted.prefix(k)).sorted(), "n \(n) k \(k)")
+        }
     }
 
     @Test func unsupportedConfigurationsAreRefusedByField() throws {

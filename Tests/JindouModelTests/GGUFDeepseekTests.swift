@@ -82,6 +82,25 @@ struct GGUFDeepseekTests {
         #expect(worst <= TransformersGoldenTests.fp32Tolerance, "\(mode): max |Δlogit| \(worst)")
     }
 
+    /// DeepSeek-V3.2 (`deepseek32`) and GLM-5 (`glm-dsa`, with its per-layer indexer types and
+    /// an MTP block counted in block_count): the sparse-attention indexer read from the file
+    /// with llama.cpp's meaning (half-split / interleaved indexer rotary) is the checkpoint's.
+    @Test("the converter's DeepSeek-V3.2 and GLM-5 files equal transformers' goldens, in both MLA forms",
+          arguments: [("deepseek-v32-tiny", LatentAttentionMode.absorbed), ("deepseek-v32-tiny", .expanded),
+                      ("glm-moe-dsa-tiny", .absorbed), ("glm-moe-dsa-tiny", .expanded)])
+    func sparseAttentionFileEqualsTransformers(fixture: String, mode: LatentAttentionMode) async throws {
+        let source = try GGUFCheckpoint(path: Self.file(fixture))
+        var meaning = try Self.fileMeaning(fixture)
+        meaning.ignoredPredictionLayers = source.description.ignoredPredictionLayers
+        var described = source.description
+        (described.eosTokenIDs, described.bosTokenID) = (meaning.eosTokenIDs, meaning.bosTokenID)
+        #expect(described == meaning)
+        #expect(described.latentAttention?.indexer != nil)
+        let worst = try await Self.compare(try Self.engine(source, mode: mode), fixture: fixture, label: "\(mode)")
+        print("\(fixture)-f32.gguf, \(mode): max |Δlogit| vs transformers \(worst)")
+        #expect(worst <= TransformersGoldenTests.fp32Tolerance, "\(mode): max |Δlogit| \(worst)")
+    }
+
     /// GLM-4.7-Flash (`glm4_moe_lite`), which llama.cpp's converter files as `deepseek2`: MLA
     /// with q-LoRA and interleaved rotary, a dense first layer, two expert groups, the shared
     /// expert, routed scaling 1.8, one MTP layer counted in block_count and never mapped.

@@ -76,13 +76,14 @@ enum LlamaCppGoldens {
     }
 }
 
-/// dots.llm1, K-EXAONE, Trinity, GLM-4.7-Flash, Hunyuan-A13B and ERNIE-4.5 as llama.cpp's converter writes them, read with llama.cpp's
+/// dots.llm1, K-EXAONE, Trinity, GLM-4.7-Flash, Hunyuan-A13B, ERNIE-4.5, DeepSeek-V3.2 and GLM-5 as llama.cpp's converter writes them, read with llama.cpp's
 /// meaning: llama.cpp's logits and greedy tokens on the same files. (The files also equal the
 /// transformers goldens of their checkpoints: GGUFLoadingTests.)
 @Suite("GGUF families equal llama.cpp")
 struct GGUFFamiliesEqualLlamaCppTests {
     @Test(arguments: ["dots1-tiny-mha-f32.gguf", "exaone-moe-tiny-f32.gguf", "afmoe-tiny-every4-f32.gguf",
-                      "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf", "ernie45-moe-tiny-ff64-f32.gguf"])
+                      "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf", "ernie45-moe-tiny-ff64-f32.gguf",
+                      "deepseek-v32-tiny-f32.gguf", "glm-moe-dsa-tiny-f32.gguf"])
     func logitsAndGreedyTokensEqualLlamaCpp(file: String) async throws {
         // Both compute in F32 from the same F32 weights (observed ≤ 2e-6).
         try await LlamaCppGoldens.check(Fixtures.path("gguf/" + file), tolerance: 1e-4)

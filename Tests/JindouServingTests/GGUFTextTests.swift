@@ -160,7 +160,7 @@ struct GGUFDeepseekTextTests {
 struct GGUFFamilyTokenizerTests {
     @Test(arguments: [("dots1-tiny-mha-f32.gguf", "dots1"), ("exaone-moe-tiny-f32.gguf", "exaone-moe"),
                       ("afmoe-tiny-every4-f32.gguf", "afmoe"), ("glm4-moe-lite-tiny-lead-f32.gguf", "glm4"),
-                      ("hunyuan-moe-tiny-128-f32.gguf", "hunyuan")])
+                      ("hunyuan-moe-tiny-128-f32.gguf", "hunyuan"), ("glm-moe-dsa-tiny-f32.gguf", "glm4")])
     func tokenizesLikeTokenizers(file: String, staged: String) throws {
         let path = Fixtures.path("gguf/" + file)
         let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
