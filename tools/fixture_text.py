@@ -111,7 +111,12 @@ TEMPLATE_FILES = {"qwen3": "models/templates/Qwen-Qwen3-0.6B.jinja", "glm4": "mo
                   "qwen3_vl": "models/templates/Qwen3.5-4B.jinja",
                   # The released templates of the GQA/MLA families of issue 19/20 that llama.cpp vendors.
                   "gpt_oss": "models/templates/openai-gpt-oss-120b.jinja", "minimax_m2": "models/templates/MiniMax-M2.jinja",
-                  "glm4_moe_lite": "models/templates/GLM-4.7-Flash.jinja"}
+                  "glm4_moe_lite": "models/templates/GLM-4.7-Flash.jinja",
+                  # DeepSeek-V3.1 and V3.2, Kimi-K2 (issue 20's MLA families).
+                  "deepseek_v31": "models/templates/deepseek-ai-DeepSeek-V3.1.jinja",
+                  "deepseek_v32": "models/templates/deepseek-ai-DeepSeek-V3.2.jinja",
+                  "kimi_k2": "models/templates/Kimi-K2-Instruct.jinja",
+                  "kimi_k2_thinking": "models/templates/Kimi-K2-Thinking.jinja"}
 # Released templates llama.cpp does not vendor and vLLM's sdist ships (its examples/).
 VLLM_VERSION = "0.33.0"
 VLLM_TEMPLATE_FILES = {"hunyuan_a13b": "examples/tool_chat_template_hunyuan_a13b.jinja"}
@@ -333,7 +338,8 @@ def write_template_goldens(root: str, templates: dict[str, str], tokenizer_direc
     directory = os.path.join(root, "templates")
     os.makedirs(directory, exist_ok=True)
     goldens = {"generator": "tools/make_fixtures.py (fixture_text.py)",
-               "clock": datetime.datetime(*TEMPLATE_CLOCK).strftime("%Y-%m-%d %H:%M:%S"), "templates": {}}
+               "clock": datetime.datetime(*TEMPLATE_CLOCK).strftime("%Y-%m-%d %H:%M:%S"), "templates": {},
+               "special_tokens": {}}
     for name, template in templates.items():
         with open(os.path.join(directory, f"{name}.jinja"), "w") as f:
             f.write(template)
@@ -347,6 +353,9 @@ def write_template_goldens(root: str, templates: dict[str, str], tokenizer_direc
             except Exception as error:  # a template may refuse some inputs; record that too
                 rendered.append(dict(case, error=type(error).__name__))
         goldens["templates"][name] = rendered
+        # What apply_chat_template gives the template as bos_token / eos_token.
+        goldens["special_tokens"][name] = {key: getattr(tokenizer, key) for key in ("bos_token", "eos_token")
+                                           if getattr(tokenizer, key, None) is not None}
         print(f"template {name}: {len(rendered)} renderings, {sum('error' in r for r in rendered)} refusals")
     with open(os.path.join(directory, "goldens.json"), "w") as f:
         json.dump(goldens, f, ensure_ascii=False, indent=1)

@@ -1687,7 +1687,10 @@ def write_separated_fixture(spec: Spec, root: str, templates: dict, writer=None)
 TEMPLATE_GOLDENS = {"qwen3": "qwen3-moe-tiny", "glm4": "glm4-moe-tiny", "gpt_oss": "gpt-oss-tiny",
                     "minimax_m2": "minimax-m2-tiny", "glm4_moe_lite": "glm4-moe-tiny",
                     # Hunyuan-A13B's template writes its special tokens as text (no bos/eos variables).
-                    "hunyuan_a13b": "qwen3-moe-tiny"}
+                    "hunyuan_a13b": "qwen3-moe-tiny",
+                    # The DeepSeek and Kimi tokenizers tools/fixture_gguf.py stages (their bos_token).
+                    "deepseek_v31": "gguf/tokenizers/deepseek", "deepseek_v32": "gguf/tokenizers/deepseek",
+                    "kimi_k2": "gguf/tokenizers/kimi", "kimi_k2_thinking": "gguf/tokenizers/kimi"}
 
 
 def write_template_goldens(root, templates):

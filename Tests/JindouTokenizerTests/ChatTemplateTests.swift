@@ -9,15 +9,17 @@ import Testing
 /// and refuse exactly the inputs transformers refuses.
 @Suite("Chat templates equal transformers' apply_chat_template")
 struct ChatTemplateTests {
-    static let templates = ["qwen3", "glm4", "gpt_oss", "minimax_m2", "glm4_moe_lite", "hunyuan_a13b"]
+    static let templates = ["qwen3", "glm4", "gpt_oss", "minimax_m2", "glm4_moe_lite", "hunyuan_a13b", "deepseek_v31", "deepseek_v32",
+                                   "kimi_k2", "kimi_k2_thinking"]
 
-    func goldens(_ name: String) throws -> (cases: [TemplateObject], clock: String) {
+    func goldens(_ name: String) throws -> (cases: [TemplateObject], clock: String, specialTokens: TemplateObject) {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("templates/goldens.json")))
         guard case .object(let root) = try JSONText.parse(data), case .object(let templates)? = root["templates"],
-              case .array(let cases)? = templates[name], case .string(let clock)? = root["clock"] else {
+              case .array(let cases)? = templates[name], case .string(let clock)? = root["clock"],
+              case .object(let special)? = root["special_tokens"], case .object(let tokens)? = special[name] else {
             throw TemplateError(.type, "bad goldens file")
         }
-        return (cases.compactMap { if case .object(let o) = $0 { return o } else { return nil } }, clock)
+        return (cases.compactMap { if case .object(let o) = $0 { return o } else { return nil } }, clock, tokens)
     }
 
     /// `strftime_now` at the clock the goldens were rendered at ("YYYY-MM-DD HH:MM:SS"), so
@@ -39,7 +41,7 @@ struct ChatTemplateTests {
     func rendersLikeTransformers(name: String) throws {
         let source = try String(contentsOfFile: Fixtures.path("templates/\(name).jinja"), encoding: .utf8)
         let template = try ChatTemplate(source)
-        let (cases, clock) = try goldens(name)
+        let (cases, clock, specialTokens) = try goldens(name)
         #expect(cases.count > 50)
         for c in cases {
             guard case .array(let messages)? = c["messages"], case .object(let options)? = c["options"] else {
@@ -47,7 +49,10 @@ struct ChatTemplateTests {
                 continue
             }
             let tools: [TemplateValue]? = { if case .array(let t)? = c["tools"] { return t } else { return nil } }()
-            var extra: [String: TemplateValue] = ["strftime_now": Self.frozenStrftimeNow(clock)]
+            // bos_token / eos_token as transformers passed them (DeepSeek's templates print bos_token).
+            var extra: [String: TemplateValue] = specialTokens.pairs.reduce(into: ["strftime_now": Self.frozenStrftimeNow(clock)]) {
+                $0[$1.0] = $1.1
+            }
             if let thinking = options["enable_thinking"] { extra["enable_thinking"] = thinking }
             let label = "\(name) \(c["name"]?.text ?? "?") tools=\(tools != nil) \(TemplateValue.object(options).repr)"
             let result = Result {
