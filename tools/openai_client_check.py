@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the official `openai` Python client, unmodified, against a Jindou coordinator:
-chat and text completions, streamed and not, model listing, the experts_per_token
-extension, and error handling. Prints a JSON summary; exits 1 if a check fails.
+chat and text completions, streamed and not, logprobs, n, logit_bias and penalties, model
+listing, the experts_per_token extension, and error handling. Prints a JSON summary; exits 1 if a check fails.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install openai
     /tmp/venv/bin/python tools/openai_client_check.py http://127.0.0.1:8080 qwen3-moe-tiny [API_KEY]
@@ -39,6 +39,48 @@ def main():
                                                                    temperature=0, stream=True) if c.choices]
     checks["completion_stream_equals_completion"] = "".join(pieces) == completion.choices[0].text
     checks["completion_usage"] = completion.usage.completion_tokens == 6 and completion.usage.prompt_tokens > 0
+
+    # logprobs / top_logprobs: one entry per token, the greedy token first among its top 3,
+    # the bytes spelling the content; streamed entries equal the non-streamed ones.
+    scored = client.chat.completions.create(model=model, messages=messages, max_tokens=6, temperature=0,
+                                            logprobs=True, top_logprobs=3)
+    content = scored.choices[0].logprobs.content
+    checks["chat_logprobs"] = (len(content) == 6 and all(len(e.top_logprobs) == 3 for e in content)
+                               and all(e.top_logprobs[0].logprob == e.logprob and e.logprob <= 0 for e in content)
+                               and b"".join(bytes(e.bytes) for e in content).decode("utf-8", "replace")
+                               == scored.choices[0].message.content)
+    streamed_entries = []
+    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=6, temperature=0,
+                                                logprobs=True, top_logprobs=3, stream=True):
+        for choice in chunk.choices:
+            if choice.logprobs and choice.logprobs.content:
+                streamed_entries += [(e.token, e.logprob) for e in choice.logprobs.content]
+    checks["chat_logprobs_stream"] = streamed_entries == [(e.token, e.logprob) for e in content]
+    scored_text = client.completions.create(model=model, prompt="Once upon a time", max_tokens=4, temperature=0, logprobs=2)
+    lp = scored_text.choices[0].logprobs
+    checks["completion_logprobs"] = (len(lp.tokens) == 4 and len(lp.token_logprobs) == 4 and len(lp.text_offset) == 4
+                                     and all(1 <= len(t) <= 2 for t in lp.top_logprobs))
+    # n: choices with their index; greedy choices are equal; with a seed, choice 0 is the n=1 answer.
+    two = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0, n=2)
+    checks["n_greedy"] = ([c.index for c in two.choices] == [0, 1] and two.choices[0].message.content
+                          == two.choices[1].message.content and two.usage.completion_tokens == 10)
+    one = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=1, seed=11)
+    sampled = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=1, seed=11, n=3)
+    checks["n_seeded"] = len(sampled.choices) == 3 and sampled.choices[0].message.content == one.choices[0].message.content
+    texts = {}
+    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=1, seed=11, n=3,
+                                                stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    checks["n_stream"] = [texts.get(i) for i in range(3)] == [c.message.content for c in sampled.choices]
+    # logit_bias +100 on one token: greedy output is that token only; penalties are accepted.
+    forced = client.completions.create(model=model, prompt="Once upon a time", max_tokens=3, temperature=0, logprobs=0,
+                                       logit_bias={"42": 100})
+    checks["logit_bias"] = len(set(forced.choices[0].logprobs.tokens)) == 1
+    penalised = client.chat.completions.create(model=model, messages=messages, max_tokens=4, temperature=0,
+                                               presence_penalty=1.5, frequency_penalty=1.0,
+                                               extra_body={"repetition_penalty": 1.3, "min_p": 0.05})
+    checks["penalties_accepted"] = penalised.usage.completion_tokens == 4
 
     models = client.models.list()
     checks["models"] = [m.id for m in models.data] == [model]

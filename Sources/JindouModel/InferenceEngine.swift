@@ -24,6 +24,13 @@ public struct GenerationRequest: Sendable {
     public var multimodal: MultimodalPrompt?
     /// Whether this request may use the server's speculative decoding (per-request opt-out).
     public var speculative = true
+    /// Log-probabilities of each generated token and of its `logprobs` most likely
+    /// alternatives (nil: none; 0: the chosen token's only).
+    public var logprobs: Int? = nil
+
+    /// Speculation runs for this request: asked for, and the choice does not depend on the
+    /// history that drafts would change (penalties, bias).
+    public var speculates: Bool { speculative && !sampling.adjustsLogits }
 
     public init(
         promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,
@@ -158,7 +165,7 @@ public struct InferenceEngine: Sendable {
         let stop = request.stopTokenIDs ?? Set(description.eosTokenIDs)
         var sampler = Sampler(request.sampling)
         let cache = model.makeCache()
-        let speculate = speculation.mode != .off && request.speculative
+        let speculate = speculation.mode != .off && request.speculates
         let predictor = speculate && speculation.mode == .mtp ? try requirePredictor() : nil
         var statistics = SpeculationStatistics()
 
@@ -194,7 +201,7 @@ public struct InferenceEngine: Sendable {
                                     promptTokenCount: request.promptTokenIDs.count, prefillSeconds: prefillSeconds, decodeSeconds: 0)
         }
         onStepLogits?(logits)
-        var pending = sampler.sample(logits)
+        var pending = sampler.sample(request.sampling.adjusted(logits, prompt: request.promptTokenIDs, output: generated))
         var going = emit(pending)
         let mtpState = predictor?.makeState(for: model)
         // The pairs MTP has not seen yet: normed hidden rows and the tokens that followed them.
@@ -217,7 +224,8 @@ public struct InferenceEngine: Sendable {
             for i in 0...drafts.count {
                 logits = Array(rows[(i * v)..<((i + 1) * v)])
                 onStepLogits?(logits)
-                let (token, kept) = i < drafts.count ? sampler.verify(logits, draft: drafts[i]) : (sampler.sample(logits), false)
+                let (token, kept) = i < drafts.count ? sampler.verify(logits, draft: drafts[i])
+                    : (sampler.sample(request.sampling.adjusted(logits, prompt: request.promptTokenIDs, output: generated)), false)
                 statistics.tokens += 1
                 if kept { accepted += 1 }
                 going = emit(token)

@@ -11,12 +11,50 @@ public struct SamplingParameters: Sendable, Equatable {
     public var topP: Float
     /// Seed for reproducible sampling; nil draws a random one.
     public var seed: UInt64?
+    /// Keep the tokens whose probability is at least `minP` × the most likely one's (0 = off;
+    /// transformers' MinPLogitsWarper, applied after top-p).
+    public var minP: Float = 0
+    /// transformers' RepetitionPenaltyLogitsProcessor (1 = off): every token of the prompt and
+    /// of the output so far has its logit divided by it when positive, multiplied when negative.
+    public var repetitionPenalty: Float = 1
+    /// OpenAI's penalties over the output so far: logit −= frequency × count + presence × (count > 0).
+    public var presencePenalty: Float = 0
+    public var frequencyPenalty: Float = 0
+    /// OpenAI's `logit_bias`: added to the token's logit before sampling (−100 bans, +100 forces).
+    public var logitBias: [Int: Float] = [:]
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64? = nil) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.seed = seed
+    }
+
+    /// Whether the logits are changed before temperature (penalties, bias): then the choice
+    /// depends on the sequence's history, and speculative drafts are not verified for it.
+    public var adjustsLogits: Bool {
+        repetitionPenalty != 1 || presencePenalty != 0 || frequencyPenalty != 0 || !logitBias.isEmpty
+    }
+
+    /// The logits the choice is made from: repetition penalty over `prompt` + `output`, then
+    /// presence and frequency penalties over `output`, then the bias (vLLM's order).
+    public func adjusted(_ logits: [Float], prompt: [Int], output: [Int]) -> [Float] {
+        guard adjustsLogits else { return logits }
+        var result = logits
+        if repetitionPenalty != 1 {
+            for token in Set(prompt).union(output) where result.indices.contains(token) {
+                result[token] = result[token] > 0 ? result[token] / repetitionPenalty : result[token] * repetitionPenalty
+            }
+        }
+        if presencePenalty != 0 || frequencyPenalty != 0 {
+            var counts: [Int: Int] = [:]
+            for token in output { counts[token, default: 0] += 1 }
+            for (token, count) in counts where result.indices.contains(token) {
+                result[token] -= frequencyPenalty * Float(count) + presencePenalty
+            }
+        }
+        for (token, bias) in logitBias where result.indices.contains(token) { result[token] += bias }
+        return result
     }
 
     public static let greedy = SamplingParameters()
@@ -28,6 +66,13 @@ public struct SamplingParameters: Sendable, Equatable {
         guard topK >= 0 else { throw EngineError.invalidParameter(name: "top_k", reason: "must be ≥ 0, got \(topK)") }
         guard topP > 0, topP <= 1 else {
             throw EngineError.invalidParameter(name: "top_p", reason: "must be in (0, 1], got \(topP)")
+        }
+        guard minP >= 0, minP <= 1 else { throw EngineError.invalidParameter(name: "min_p", reason: "must be in [0, 1], got \(minP)") }
+        guard repetitionPenalty > 0, repetitionPenalty.isFinite else {
+            throw EngineError.invalidParameter(name: "repetition_penalty", reason: "must be a finite number > 0, got \(repetitionPenalty)")
+        }
+        guard presencePenalty.isFinite, frequencyPenalty.isFinite, logitBias.values.allSatisfy(\.isFinite) else {
+            throw EngineError.invalidParameter(name: "presence_penalty", reason: "penalties and biases must be finite")
         }
     }
 }
@@ -97,6 +142,14 @@ public struct Sampler: Sendable {
             order.removeLast(order.count - keep)
             total = probabilities.reduce(0, +)
         }
+        if parameters.minP > 0 {
+            // p ≥ min_p · p_max, p_max = probabilities[0] (the order is most likely first).
+            let threshold = parameters.minP * probabilities[0]
+            let keep = max(1, probabilities.firstIndex { $0 < threshold } ?? probabilities.count)
+            probabilities.removeLast(probabilities.count - keep)
+            order.removeLast(order.count - keep)
+            total = probabilities.reduce(0, +)
+        }
         return (order, probabilities.map { $0 / total })
     }
 
@@ -105,3 +158,40 @@ public struct Sampler: Sendable {
         Float(Double(generator.next() >> 11) / Double(1 << 53))
     }
 }
+
+/// One generated token's log-probabilities under the model (log-softmax of its raw logits,
+/// before penalties, bias and temperature: vLLM's default `raw_logprobs`).
+public struct TokenLogprobs: Sendable, Equatable {
+    public var token: Int
+    public var logprob: Float
+    /// The `count` most likely tokens, most likely first (ties to the lower id).
+    public var top: [(token: Int, logprob: Float)]
+
+    public init(token: Int, logits: [Float], top count: Int) {
+        var maximum = -Float.infinity
+        for v in logits where v > maximum { maximum = v }
+        var sum: Double = 0
+        for v in logits { sum += Double(expf(v - maximum)) }
+        let normaliser = maximum + Float(log(sum))
+        self.token = token
+        logprob = logits[token] - normaliser
+        top = count <= 0 ? [] : largestLogits(logits, count: count).map { ($0, logits[$0] - normaliser) }
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.token == b.token && a.logprob == b.logprob && a.top.map(\.token) == b.top.map(\.token) && a.top.map(\.logprob) == b.top.map(\.logprob)
+    }
+}
+
+/// The ids of the `count` largest values, largest first, ties to the lower id.
+func largestLogits(_ values: [Float], count: Int) -> [Int] {
+    var best: [Int] = []
+    for i in values.indices {
+        if best.count == count, let last = best.last, !(values[i] > values[last]) { continue }
+        let at = best.firstIndex { values[i] > values[$0] } ?? best.count
+        best.insert(i, at: at)
+        if best.count > count { best.removeLast() }
+    }
+    return best
+}
+

@@ -121,10 +121,23 @@ struct GenerationParameters {
     var ignoreEOS: Bool
     /// Jindou's extension: false opts this request out of the server's speculative decoding.
     var speculative: Bool
+    /// Choices to generate (`n`), each its own sequence (with `seed`, choice i draws from seed + i).
+    var choices: Int
+    /// Log-probabilities: nil none; else the alternatives per token (chat `top_logprobs`,
+    /// completions `logprobs: N`).
+    var logprobs: Int?
 
-    init(_ body: RequestBody, router: JindouRouting.Router?) throws {
-        if let n = try body.int("n", in: 1...Int.max), n != 1 { throw RequestProblem("Only n=1 is supported.", param: "n") }
-        for unsupported in ["logprobs", "top_logprobs", "echo", "best_of", "logit_bias", "suffix"] {
+    init(_ body: RequestBody, router: JindouRouting.Router?, chat: Bool, vocabularySize: Int) throws {
+        choices = try body.int("n", in: 1...16) ?? 1
+        if chat {
+            let wanted = try body.bool("logprobs") ?? false
+            let top = try body.int("top_logprobs", in: 0...20)
+            if top != nil && !wanted { throw RequestProblem("'top_logprobs' needs 'logprobs': true.", param: "top_logprobs") }
+            logprobs = wanted ? top ?? 0 : nil
+        } else {
+            logprobs = try body.int("logprobs", in: 0...20)
+        }
+        for unsupported in ["echo", "best_of", "suffix"] {
             if let v = body[unsupported], v.truthy { throw RequestProblem("'\(unsupported)' is not supported.", param: unsupported) }
         }
         // Structured outputs are not constrained yet: refuse them rather than return free text.
@@ -142,9 +155,6 @@ struct GenerationParameters {
                 throw RequestProblem("'\(constrained)' (constrained decoding) is not supported yet.", param: constrained)
             }
         }
-        for penalty in ["presence_penalty", "frequency_penalty"] {
-            if let p = try body.number(penalty, in: -2...2), p != 0 { throw RequestProblem("'\(penalty)' is not supported (use 0).", param: penalty) }
-        }
         maxTokens = try body.int("max_completion_tokens", in: 0...Int.max) ?? body.int("max_tokens", in: 0...Int.max)
         ignoreEOS = try body.bool("ignore_eos") ?? false
         speculative = try body.bool("speculative") ?? true
@@ -154,6 +164,32 @@ struct GenerationParameters {
         let topK = try body.int("top_k", in: -1...Int.max) ?? 0
         let seed = try body.int("seed", in: Int.min...Int.max).map { UInt64(bitPattern: Int64($0)) }
         sampling = SamplingParameters(temperature: Float(temperature), topK: max(0, topK), topP: Float(topP), seed: seed)
+        sampling.minP = Float(try body.number("min_p", in: 0...1) ?? 0)
+        sampling.presencePenalty = Float(try body.number("presence_penalty", in: -2...2) ?? 0)
+        sampling.frequencyPenalty = Float(try body.number("frequency_penalty", in: -2...2) ?? 0)
+        let repetition = try body.number("repetition_penalty", in: 0...2) ?? 1
+        guard repetition > 0 else { throw RequestProblem("'repetition_penalty' must be greater than 0.", param: "repetition_penalty") }
+        sampling.repetitionPenalty = Float(repetition)
+        if let bias = body["logit_bias"] {
+            guard case .object(let entries) = bias else {
+                throw RequestProblem("'logit_bias' must be an object of token ids to biases.", param: "logit_bias")
+            }
+            for (key, value) in entries.pairs {
+                guard let id = Int(key), (0..<vocabularySize).contains(id) else {
+                    throw RequestProblem("'logit_bias' key '\(key)' is not a token id of this model (0…\(vocabularySize - 1)).", param: "logit_bias")
+                }
+                let amount: Double
+                switch value {
+                case .int(let i): amount = Double(i)
+                case .double(let d): amount = d
+                default: throw RequestProblem("'logit_bias' values must be numbers in -100…100.", param: "logit_bias")
+                }
+                guard (-100...100).contains(amount) else {
+                    throw RequestProblem("'logit_bias' values must be in -100…100, got \(amount).", param: "logit_bias")
+                }
+                sampling.logitBias[id] = Float(amount)
+            }
+        }
         switch body["stop"] {
         case nil: stop = []
         case .string(let s)?: stop = [s]
@@ -206,7 +242,8 @@ enum OpenAIAPI {
     static func completions(_ request: Request, serving: ServingContext) async throws -> Response {
         let body = try RequestBody(try await RequestBodyLimit.collect(request, limit: serving.maximumRequestBytes))
         try checkModel(body, serving)
-        let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter)
+        let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter, chat: false,
+                                                  vocabularySize: serving.engine.description.vocabularySize)
         let prompt: [Int]
         switch body["prompt"] {
         case .string(let text)?:
@@ -233,7 +270,8 @@ enum OpenAIAPI {
     static func chatCompletions(_ request: Request, serving: ServingContext) async throws -> Response {
         let body = try RequestBody(try await RequestBodyLimit.collect(request, limit: serving.maximumRequestBytes))
         try checkModel(body, serving)
-        let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter)
+        let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter, chat: true,
+                                                  vocabularySize: serving.engine.description.vocabularySize)
         let prompt = try chatPrompt(body, serving: serving)
         return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
                              chat: true, serving: serving)
@@ -318,47 +356,142 @@ enum OpenAIAPI {
             throw RequestProblem("This model's maximum context length is \(limit) tokens. However, you requested \(prompt.count + maxTokens) tokens (\(prompt.count) in the prompt, \(maxTokens) in the completion).",
                                  param: "max_tokens", code: "context_length_exceeded")
         }
-        var request = GenerationRequest(
-            promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: parameters.sampling,
-            expertsPerToken: parameters.expertsPerToken, stopTokenIDs: parameters.ignoreEOS ? [] : serving.text.stopTokenIDs)
-        request.multimodal = multimodal
-        request.speculative = parameters.speculative
         try await serving.readiness.admit()
-        let events = try await serving.scheduler.submit(request)
+        // One sequence per choice; with a seed, choice i draws from seed + i.
+        var streams: [AsyncThrowingStream<GenerationEvent, Error>] = []
+        for index in 0..<parameters.choices {
+            var sampling = parameters.sampling
+            sampling.seed = sampling.seed.map { $0 &+ UInt64(index) }
+            var request = GenerationRequest(
+                promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: sampling,
+                expertsPerToken: parameters.expertsPerToken, stopTokenIDs: parameters.ignoreEOS ? [] : serving.text.stopTokenIDs)
+            request.multimodal = multimodal
+            request.speculative = parameters.speculative
+            request.logprobs = parameters.logprobs
+            streams.append(try await serving.scheduler.submit(request))
+        }
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970)
         let header: [(String, TemplateValue)] = [("id", .string(id)), ("object", .string(chat ? "chat.completion" : "text_completion")),
                                                  ("created", .int(created)), ("model", .string(serving.modelName))]
         if parameters.stream {
-            return streamingResponse(events: events, header: header, chat: chat, parameters: parameters, serving: serving)
+            return streamingResponse(streams: streams, header: header, chat: chat, parameters: parameters, serving: serving)
         }
-        var stream = serving.text.tokenizer.map { StreamingDetokenizer(tokenizer: $0) }
-        var matcher = StopStringMatcher(parameters.stop)
+        let results = try await withThrowingTaskGroup(of: (Int, ChoiceText).self) { group in
+            for (index, events) in streams.enumerated() {
+                group.addTask {
+                    var choice = ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer)
+                    loop: for try await event in events {
+                        if choice.consume(event).stopped { break loop }  // ending the iteration cancels the sequence
+                    }
+                    choice.finishText()
+                    return (index, choice)
+                }
+            }
+            var all: [(Int, ChoiceText)] = []
+            for try await result in group { all.append(result) }
+            return all.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        let choices: [TemplateValue] = results.enumerated().map { index, r in
+            let logprobs = parameters.logprobs == nil ? TemplateValue.none
+                : chat ? chatLogprobs(r.logprobs, serving: serving) : completionLogprobs(r.logprobs, offset: 0, serving: serving)
+            return .object(chat
+                ? TemplateObject([("index", .int(index)),
+                                  ("message", .object(TemplateObject([("role", .string("assistant")), ("content", .string(r.text))]))),
+                                  ("logprobs", logprobs), ("finish_reason", .string(r.finish))])
+                : TemplateObject([("index", .int(index)), ("text", .string(r.text)), ("logprobs", logprobs),
+                                  ("finish_reason", .string(r.finish))]))
+        }
+        let completionTokens = results.reduce(0) { $0 + $1.completionTokens }
+        return json(TemplateObject(header + [("choices", .array(choices)), ("usage", usage(prompt.count, completionTokens))]))
+    }
+
+    /// One choice's text as its events arrive: detokenized, cut at a stop string, with the
+    /// log-probabilities of its tokens.
+    struct ChoiceText {
         var text = ""
         var finish = "length"
         var completionTokens = 0
-        loop: for try await event in events {
+        var promptTokens = 0
+        var logprobs: [TokenLogprobs] = []
+        var matcher: StopStringMatcher
+        var detokenizer: StreamingDetokenizer?
+
+        init(stops: [String], tokenizer: Tokenizer?) {
+            matcher = StopStringMatcher(stops)
+            detokenizer = tokenizer.map { StreamingDetokenizer(tokenizer: $0) }
+        }
+
+        /// Takes one event; returns the text it adds and whether a stop string ended the choice.
+        mutating func consume(_ event: GenerationEvent) -> (piece: String, stopped: Bool) {
             switch event {
             case .token(let token):
                 completionTokens += 1
-                text += matcher.feed(stream?.append(token) ?? "")
-                if matcher.stopped {
-                    finish = "stop"
-                    break loop  // ending the iteration cancels the sequence
-                }
-            case .finished(let reason, _, let count):
+                let piece = matcher.feed(detokenizer?.append(token) ?? "")
+                text += piece
+                if matcher.stopped { finish = "stop" }
+                return (piece, matcher.stopped)
+            case .logprobs(let entry):
+                logprobs.append(entry)
+            case .finished(let reason, let prompt, let count):
+                promptTokens = prompt
                 completionTokens = count
                 finish = reason == .stop ? "stop" : "length"
             case .promptLogits, .speculation:
                 break
             }
+            return ("", false)
         }
-        if !matcher.stopped { text += matcher.feed(stream?.finish() ?? "") + matcher.flush() }
-        let choice: TemplateObject = chat
-            ? TemplateObject([("index", .int(0)), ("message", .object(TemplateObject([("role", .string("assistant")), ("content", .string(text))]))),
-                              ("logprobs", .none), ("finish_reason", .string(finish))])
-            : TemplateObject([("index", .int(0)), ("text", .string(text)), ("logprobs", .none), ("finish_reason", .string(finish))])
-        return json(TemplateObject(header + [("choices", .array([.object(choice)])), ("usage", usage(prompt.count, completionTokens))]))
+
+        /// The held-back tail once the sequence has ended without a stop string.
+        @discardableResult
+        mutating func finishText() -> String {
+            guard !matcher.stopped else { return "" }
+            let tail = matcher.feed(detokenizer?.finish() ?? "") + matcher.flush()
+            text += tail
+            return tail
+        }
+    }
+
+    /// A token's text and bytes for logprobs (`token_id:N` without a tokenizer, as vLLM's
+    /// `return_tokens_as_token_ids`); a byte-level token that is part of a character decodes
+    /// with replacement characters, its `bytes` exact.
+    static func tokenText(_ id: Int, serving: ServingContext) -> (text: String, bytes: [UInt8]) {
+        guard let tokenizer = serving.text.tokenizer else { return ("token_id:\(id)", Array("token_id:\(id)".utf8)) }
+        let bytes = tokenizer.bytes([id])
+        return (String(decoding: bytes, as: UTF8.self), bytes)
+    }
+
+    /// Chat's `logprobs`: `{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}`.
+    static func chatLogprobs(_ entries: [TokenLogprobs], serving: ServingContext) -> TemplateValue {
+        func item(_ id: Int, _ logprob: Float) -> TemplateObject {
+            let (text, bytes) = tokenText(id, serving: serving)
+            return TemplateObject([("token", .string(text)), ("logprob", .double(Double(logprob))),
+                                   ("bytes", .array(bytes.map { .int(Int($0)) }))])
+        }
+        return .object(TemplateObject([("content", .array(entries.map { entry in
+            var o = item(entry.token, entry.logprob)
+            o["top_logprobs"] = .array(entry.top.map { .object(item($0.token, $0.logprob)) })
+            return .object(o)
+        }))]))
+    }
+
+    /// Completions' `logprobs`: `{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}`,
+    /// offsets counted in characters from `offset`.
+    static func completionLogprobs(_ entries: [TokenLogprobs], offset: Int, serving: ServingContext) -> TemplateValue {
+        var offsets: [TemplateValue] = [], position = offset
+        for entry in entries {
+            offsets.append(.int(position))
+            position += tokenText(entry.token, serving: serving).text.count
+        }
+        return .object(TemplateObject([
+            ("tokens", .array(entries.map { .string(tokenText($0.token, serving: serving).text) })),
+            ("token_logprobs", .array(entries.map { .double(Double($0.logprob)) })),
+            ("top_logprobs", .array(entries.map { entry in
+                .object(TemplateObject(entry.top.map { (tokenText($0.token, serving: serving).text, .double(Double($0.logprob))) }))
+            })),
+            ("text_offset", .array(offsets)),
+        ]))
     }
 
     static func usage(_ prompt: Int, _ completion: Int) -> TemplateValue {
@@ -366,70 +499,89 @@ enum OpenAIAPI {
                                 ("total_tokens", .int(prompt + completion))]))
     }
 
-    /// Server-sent events: one chunk per piece of text, then the finish reason, optional
-    /// usage, and `data: [DONE]`. A client that disconnects ends the generation.
-    static func streamingResponse(events: AsyncThrowingStream<GenerationEvent, Error>, header: [(String, TemplateValue)], chat: Bool,
+    /// Server-sent events: one chunk per piece of text of a choice (`index`), then each
+    /// choice's finish reason, optional usage, and `data: [DONE]`. A client that disconnects
+    /// ends the generations.
+    static func streamingResponse(streams: [AsyncThrowingStream<GenerationEvent, Error>], header: [(String, TemplateValue)], chat: Bool,
                                   parameters: GenerationParameters, serving: ServingContext) -> Response {
-        let tokenizer = serving.text.tokenizer
         let chunkHeader = header.map { $0.0 == "object" ? ("object", TemplateValue.string(chat ? "chat.completion.chunk" : "text_completion")) : $0 }
-        let stops = parameters.stop
-        let includeUsage = parameters.includeUsage
+        let includeUsage = parameters.includeUsage, wantsLogprobs = parameters.logprobs != nil
         let body = ResponseBody { writer in
             func send(_ object: TemplateObject) async throws {
                 try await writer.write(ByteBuffer(string: "data: " + (try JSONText.encode(.object(object))) + "\n\n"))
             }
-            func chunk(text: String?, finish: String?, role: Bool = false) -> TemplateObject {
+            func chunk(_ index: Int, text: String?, finish: String?, role: Bool = false, logprobs: [TokenLogprobs] = [],
+                       offset: Int = 0) -> TemplateObject {
+                let lp: TemplateValue = !wantsLogprobs || logprobs.isEmpty ? .none
+                    : chat ? chatLogprobs(logprobs, serving: serving) : completionLogprobs(logprobs, offset: offset, serving: serving)
                 let choice: TemplateObject
                 if chat {
                     var delta = TemplateObject()
                     if role { delta["role"] = .string("assistant") }
                     if let text { delta["content"] = .string(text) }
-                    choice = TemplateObject([("index", .int(0)), ("delta", .object(delta)), ("logprobs", .none),
+                    choice = TemplateObject([("index", .int(index)), ("delta", .object(delta)), ("logprobs", lp),
                                              ("finish_reason", finish.map { .string($0) } ?? .none)])
                 } else {
-                    choice = TemplateObject([("index", .int(0)), ("text", .string(text ?? "")), ("logprobs", .none),
+                    choice = TemplateObject([("index", .int(index)), ("text", .string(text ?? "")), ("logprobs", lp),
                                              ("finish_reason", finish.map { .string($0) } ?? .none)])
                 }
                 return TemplateObject(chunkHeader + [("choices", .array([.object(choice)]))])
             }
-            var detokenizer = tokenizer.map { StreamingDetokenizer(tokenizer: $0) }
-            var matcher = StopStringMatcher(stops)
-            var promptTokens = 0, completionTokens = 0
-            var finish = "length"
-            if chat { try await send(chunk(text: "", finish: nil, role: true)) }
-            do {
-                loop: for try await event in events {
-                    switch event {
-                    case .token(let token):
-                        completionTokens += 1
-                        let piece = matcher.feed(detokenizer?.append(token) ?? "")
-                        if !piece.isEmpty { try await send(chunk(text: piece, finish: nil)) }
-                        if matcher.stopped {
-                            finish = "stop"
-                            break loop
-                        }
-                    case .finished(let reason, let prompt, let count):
-                        promptTokens = prompt
-                        completionTokens = count
-                        finish = reason == .stop ? "stop" : "length"
-                    case .promptLogits, .speculation:
-                        break
+            // Every choice's events, merged in arrival order; a choice that meets a stop string is cancelled alone.
+            let (merged, sink) = AsyncThrowingStream<(Int, GenerationEvent), Error>.makeStream()
+            let producers = streams.enumerated().map { index, events in
+                Task {
+                    do {
+                        for try await event in events { sink.yield((index, event)) }
+                        sink.yield((index, .finished(.length, promptTokens: -1, completionTokens: -1)))  // end marker
+                    } catch {
+                        sink.finish(throwing: error)
                     }
                 }
-                if !matcher.stopped {
-                    let tail = matcher.feed(detokenizer?.finish() ?? "") + matcher.flush()
-                    if !tail.isEmpty { try await send(chunk(text: tail, finish: nil)) }
+            }
+            var choices = streams.map { _ in ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer) }
+            var pendingLogprobs = streams.map { _ in [TokenLogprobs]() }
+            var offsets = streams.map { _ in 0 }
+            var open = Set(streams.indices)
+            func flush(_ index: Int, _ piece: String) async throws {
+                guard !piece.isEmpty || (wantsLogprobs && !pendingLogprobs[index].isEmpty) else { return }
+                try await send(chunk(index, text: piece, finish: nil, logprobs: pendingLogprobs[index], offset: offsets[index]))
+                offsets[index] += piece.count
+                pendingLogprobs[index] = []
+            }
+            func close(_ index: Int) async throws {
+                guard open.remove(index) != nil else { return }
+                try await flush(index, choices[index].finishText())
+                try await send(chunk(index, text: nil, finish: choices[index].finish))
+                if open.isEmpty { sink.finish() }
+            }
+            do {
+                if chat { for index in streams.indices { try await send(chunk(index, text: "", finish: nil, role: true)) } }
+                for try await (index, event) in merged where open.contains(index) {
+                    if case .finished(_, let prompt, _) = event, prompt < 0 {
+                        try await close(index)
+                        continue
+                    }
+                    if case .logprobs(let entry) = event { pendingLogprobs[index].append(entry) }
+                    let (piece, stopped) = choices[index].consume(event)
+                    if case .token = event { try await flush(index, piece) }
+                    if stopped {
+                        producers[index].cancel()
+                        try await close(index)
+                    }
                 }
-                try await send(chunk(text: nil, finish: finish))
                 if includeUsage {
-                    try await send(TemplateObject(chunkHeader + [("choices", .array([])), ("usage", usage(promptTokens, completionTokens))]))
+                    let prompt = choices.map(\.promptTokens).max() ?? 0, completion = choices.reduce(0) { $0 + $1.completionTokens }
+                    try await send(TemplateObject(chunkHeader + [("choices", .array([])), ("usage", usage(prompt, completion))]))
                 }
             } catch let error as RequestProblem {
                 try await send(TemplateObject([("error", errorObject(error))]))
             } catch {
+                for producer in producers { producer.cancel() }
                 if error is CancellationError { throw error }
                 try await send(TemplateObject([("error", .object(TemplateObject([("message", .string("\(error)")), ("type", .string("server_error"))])))]))
             }
+            for producer in producers { producer.cancel() }
             try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
             try await writer.finish(nil)
         }

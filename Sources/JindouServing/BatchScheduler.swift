@@ -8,6 +8,8 @@ public enum GenerationEvent: Sendable {
     /// The float32 logits of the last prompt position (when asked for), before the first token.
     case promptLogits([Float])
     case token(Int)
+    /// The log-probabilities of the token that follows (when the request asks for them).
+    case logprobs(TokenLogprobs)
     /// What speculative decoding did for this request (before `finished`, when it ran).
     case speculation(SpeculationStatistics)
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
@@ -239,7 +241,7 @@ public actor BatchScheduler {
             guard let token = s.pendingToken else { continue }
             budget -= 1
             let limit = min(s.request.maxNewTokens - s.generated.count - 1, max(0, budget))
-            let drafts = !s.request.speculative ? []
+            let drafts = !s.request.speculates ? []
                 : predictor != nil ? Array(s.multiTokenDrafts.prefix(max(0, limit)))
                 : options.speculation.drafts(after: s.request.promptTokenIDs + s.generated, limit: limit)
             budget -= drafts.count
@@ -257,7 +259,7 @@ public actor BatchScheduler {
         batchTokens.record(plan.reduce(0) { $0 + $1.1.count })
 
         // MTP drafting needs each speculating sequence's normed hidden states of the step.
-        for (s, _, _) in plan where predictor != nil && s.request.speculative && s.multiTokenState == nil {
+        for (s, _, _) in plan where predictor != nil && s.request.speculates && s.multiTokenState == nil {
             s.multiTokenState = predictor!.makeState(for: engine.model)
         }
         let batch = plan.map {
@@ -312,7 +314,7 @@ public actor BatchScheduler {
                 continue
             }
             let (drafts, cacheLength) = drafted[s.id] ?? ([], s.cache.length)
-            let counts = options.speculation.mode != .off && s.request.speculative && drafted[s.id] != nil
+            let counts = options.speculation.mode != .off && s.request.speculates && drafted[s.id] != nil
             if counts {
                 s.speculation = s.speculation ?? SpeculationStatistics()
                 s.speculation!.steps += 1
@@ -321,13 +323,14 @@ public actor BatchScheduler {
             var accepted = 0
             for i in 0...drafts.count {
                 let row = drafts.isEmpty ? rowLogits : Array(rowLogits[(i * vocabulary)..<((i + 1) * vocabulary)])
-                let (token, kept) = i < drafts.count ? s.sampler.verify(row, draft: drafts[i]) : (s.sampler.sample(row), false)
+                let (token, kept) = i < drafts.count ? s.sampler.verify(row, draft: drafts[i])
+                    : (s.sampler.sample(s.request.sampling.adjusted(row, prompt: s.request.promptTokenIDs, output: s.generated)), false)
                 if kept { accepted += 1 }
                 if counts {
                     s.speculation!.tokens += 1
                     if kept { s.speculation!.accepted += 1 }
                 }
-                guard emit(token, for: s), kept else { break }
+                guard emit(token, for: s, logits: row), kept else { break }
             }
             if let state = s.multiTokenState, running.contains(where: { $0 === s }), let next = s.pendingToken {
                 // The verified pairs: the prompt's (last chunk) or the fed token and accepted drafts, each followed by its token.
@@ -359,7 +362,7 @@ public actor BatchScheduler {
 
     /// Hands `token` to `s`'s consumer; false once the sequence is finished (stop token or
     /// max_tokens).
-    private func emit(_ token: Int, for s: Sequence) -> Bool {
+    private func emit(_ token: Int, for s: Sequence, logits: [Float]) -> Bool {
         let now = ContinuousClock.now
         if let last = s.lastToken {
             interTokenLatency.recordNanoseconds((now - last).nanoseconds)
@@ -369,6 +372,7 @@ public actor BatchScheduler {
         s.lastToken = now
         s.generated.append(token)
         generatedTokens.increment()
+        if let top = s.request.logprobs { s.continuation.yield(.logprobs(TokenLogprobs(token: token, logits: logits, top: top))) }
         s.continuation.yield(.token(token))
         if s.stopTokenIDs.contains(token) {
             finish(s, .stop)
@@ -383,7 +387,7 @@ public actor BatchScheduler {
     }
 
     private func finish(_ s: Sequence, _ reason: FinishReason) {
-        if options.speculation.mode != .off && s.request.speculative {
+        if options.speculation.mode != .off && s.request.speculates {
             s.continuation.yield(.speculation(s.speculation ?? SpeculationStatistics()))
         }
         s.continuation.yield(.finished(reason, promptTokens: s.request.promptTokenIDs.count, completionTokens: s.generated.count))
