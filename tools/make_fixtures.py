@@ -56,6 +56,7 @@ from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, D
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, GlmMoeDsaConfig, GlmMoeDsaForCausalLM, HunYuanMoEV1Config,
+                          LongcatFlashConfig, LongcatFlashForCausalLM,
                           GptOssConfig, GptOssForCausalLM, HunYuanMoEV1ForCausalLM, MiniMaxM2Config,
                           MiniMaxM2ForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
@@ -189,6 +190,13 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                       norm_topk_prob=True, index_n_heads=64, index_head_dim=32, index_topk=6, rope_parameters=ds_yarn,
                       index_topk_freq=2, index_skip_topk_offset=2),
                  legacy_config=True, k_overrides=(2, 8), router_k=8, long_prompt=48),
+            # LongCat-Flash with YaRN, 3 layers, 16 routed + 8 zero-computation experts, K 6.
+            Spec("unseen-longcat-flash", "longcat_flash", 434 + s,
+                 dict(vocab_size=400, hidden_size=96, num_layers=3, num_attention_heads=6, kv_lora_rank=48, q_lora_rank=40,
+                      qk_rope_head_dim=16, head_dim=16, qk_nope_head_dim=24, v_head_dim=20, ffn_hidden_size=128,
+                      expert_ffn_hidden_size=40, n_routed_experts=16, zero_expert_num=8, moe_topk=6, routed_scaling_factor=6.0,
+                      max_position_embeddings=256, rope_parameters=ds_yarn),
+                 k_overrides=(2, 9), router_k=6, long_prompt=48),
             # FP8 with 64×64 blocks (partial edge blocks everywhere at hidden 96), no q-LoRA, rotate-half rope.
             Spec("unseen-deepseek-v3-fp8", "deepseek_v3", 505 + s,
                  dict(ds_wide, num_hidden_layers=3, first_k_dense_replace=1, q_lora_rank=None, n_routed_experts=16,
@@ -353,6 +361,15 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   norm_topk_prob=True, index_n_heads=32, index_head_dim=64, index_topk=4,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
              legacy_config=True, k_overrides=(1, 4), router_k=4),
+        # LongCat-Flash: two MLA and two dense sub-blocks per layer, the shortcut MoE over 8
+        # routed and 4 zero-computation (identity) experts, chosen by softmax + correction bias.
+        Spec("longcat-flash-tiny", "longcat_flash", 27 + s,
+             dict(vocab_size=320, hidden_size=64, num_layers=2, num_attention_heads=4, kv_lora_rank=32, q_lora_rank=48,
+                  qk_rope_head_dim=8, head_dim=8, qk_nope_head_dim=16, v_head_dim=16, ffn_hidden_size=96, expert_ffn_hidden_size=32,
+                  n_routed_experts=8, zero_expert_num=4, moe_topk=3, routed_scaling_factor=2.0, max_position_embeddings=256,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+             # K=1 is not a reference: LongcatFlashExperts squeezes the one-choice mask to 1-D and fails.
+             k_overrides=(2, 5), router_k=3),
         # GLM-5: DeepSeek-V3.2's sparse attention with the indexer's rotary on interleaved pairs
         # and cross-layer top-k sharing (layers 1 and 3 attend to what layers 0 and 2 chose),
         # GLM's single-group sigmoid router, an MTP layer declared (never loaded).
@@ -455,6 +472,8 @@ def build_model(spec: Spec):
         model = Ernie4_5_MoeForCausalLM(Ernie4_5_MoeConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "deepseek_v32":
         model = DeepseekV32ForCausalLM(DeepseekV32Config(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "longcat_flash":
+        model = LongcatFlashForCausalLM(LongcatFlashConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "glm_moe_dsa":
         model = GlmMoeDsaForCausalLM(GlmMoeDsaConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "glm4_moe_lite":
@@ -502,7 +521,7 @@ def reinitialise(model, hidden=None):
             p.normal_(0, 1.0 / math.sqrt(p.shape[1]))
         elif name.endswith("_proj_bias"):
             p.normal_(0, 0.1)
-        elif name.endswith(("mlp.gate.weight", "mlp.router.weight", "mlp.router.gate.weight")):
+        elif name.endswith(("mlp.gate.weight", "mlp.router.weight", "mlp.router.gate.weight", "mlp.router.classifier.weight")):
             # Router logits of std ~2 on normalised inputs: clearly ordered, not saturated.
             p.normal_(0, 2.0 / math.sqrt(hidden))
         elif name.endswith(".bias"):
@@ -512,7 +531,10 @@ def reinitialise(model, hidden=None):
         else:
             p.normal_(0, 0.1)
     for name, b in model.named_buffers():
-        if name.endswith("e_score_correction_bias"):
+        if name.endswith("router.e_score_correction_bias"):
+            # LongCat-Flash's: next to softmax scores (~1/experts), as ERNIE's.
+            b.normal_(0, 0.02)
+        elif name.endswith("e_score_correction_bias"):
             # Large enough next to sigmoid scores to change some selections (counted later).
             b.normal_(0, 0.1)
 
@@ -546,6 +568,12 @@ def link_routers(model):
         if is_hunyuan(getattr(layer.mlp, "gate", None)) or is_ernie(getattr(layer.mlp, "gate", None)):
             layer.mlp.gate.hidden_dim = model.config.hidden_size  # HunYuanMoEV1Gate keeps no width
     return model
+
+
+def is_longcat(router) -> bool:
+    """LongcatFlashTopkRouter: `classifier` over routed + zero-computation experts, softmax,
+    the correction bias for the choice, unnormalised weights × routed_scaling_factor."""
+    return type(router).__name__ == "LongcatFlashTopkRouter"
 
 
 def is_hunyuan(router) -> bool:
@@ -594,6 +622,8 @@ def reachable_experts(model) -> int:
     """Experts a token can reach; beyond this transformers' group-limited topk picks -inf
     (masked) experts, which Jindou deliberately does differently (docs/routing.md)."""
     c = model.config
+    if getattr(c, "zero_expert_num", None):  # LongCat-Flash: the identity experts can be chosen too
+        return c.n_routed_experts + c.zero_expert_num
     if getattr(c, "n_group", None):
         return (getattr(c, "n_routed_experts", None) or c.num_experts) // c.n_group * c.topk_group
     return getattr(c, "num_experts", None) or c.num_local_experts
@@ -621,6 +651,11 @@ def routing(router, hidden, bias=None):
         logits = F.linear(hidden.to(router.weight.dtype), router.weight, router.bias)
         scores = (logits.float() - logits.float().max(dim=-1, keepdim=True).values).exp()
         return logits, scores, logits.float(), None
+    if is_longcat(router):  # fp32 softmax over routed + zero experts, the bias for the choice only
+        logits = F.linear(hidden.float(), router.classifier.weight.float(),
+                          None if router.classifier.bias is None else router.classifier.bias.float())
+        scores = logits.softmax(dim=-1)
+        return logits, scores, scores + (correction_bias(router) if bias is None else bias), None
     if is_ernie(router):  # fp32 softmax, the bias for the choice only
         logits = F.linear(hidden.float(), router.weight.float())
         scores = F.softmax(logits, dim=1, dtype=torch.float)
@@ -669,9 +704,10 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
     experts keep their index with weight 0, so they contribute exactly 0 (0 · finite).
     `sentinel=True` instead points dropped slots at index num_experts, which the eager
     experts loop skips outright; the self-check compares the two."""
-    glm = is_glm(router) or is_afmoe(router)  # +1e-20 and a scaling factor
+    glm = (is_glm(router) or is_afmoe(router)) and not is_longcat(router)  # +1e-20 and a scaling factor
     scaling = router.route_scale if is_afmoe(router) else getattr(router, "routed_scaling_factor", 1.0)
-    normalise = (True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) or is_gpt_oss(router) or is_afmoe(router)
+    normalise = (False if is_longcat(router)
+                 else True if is_minimax(router) or is_hunyuan(router) or is_ernie(router) or is_gpt_oss(router) or is_afmoe(router)
                  else router.norm_topk_prob)
 
     def forward(hidden_states, *_):  # MiniMax's router also takes the block's bias (read in routing)
@@ -684,7 +720,7 @@ def auto_forward(router, threshold: float, kmax: int, sentinel: bool = False):
         if normalise:
             denominator = weights.sum(dim=-1, keepdim=True) + (1e-20 if glm else 0.0)
             weights = weights / denominator
-        if glm:
+        if glm or is_longcat(router):
             weights = weights * scaling
         router._jindou_auto_mask = mask  # read by RouterRecorder for the router goldens
         if sentinel:
@@ -1308,6 +1344,7 @@ def rope_summary(model) -> dict:
     """The rotary and softmax-scale numbers transformers uses (DeepSeek-V3), for golden.json."""
     config, rotary = model.config, model.model.rotary_emb
     attention = model.model.layers[0].self_attn
+    attention = attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
     rope = dict(config.rope_parameters)
     dim = config.qk_rope_head_dim
     summary = {
@@ -1347,7 +1384,10 @@ def assert_same_model(expected, actual, probe, what):
     for (key, a), (_, b) in zip(expected.model.rotary_emb.named_buffers(), actual.model.rotary_emb.named_buffers()):
         assert torch.equal(a, b), f"{what}: rotary {key} differs"
     assert expected.model.rotary_emb.attention_scaling == actual.model.rotary_emb.attention_scaling, what
-    assert expected.model.layers[0].self_attn.scaling == actual.model.layers[0].self_attn.scaling, what
+    def first_attention(model):  # LongCat-Flash's layers hold a list of two
+        attention = model.model.layers[0].self_attn
+        return attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
+    assert first_attention(expected).scaling == first_attention(actual).scaling, what
     assert torch.equal(expected(probe).logits, actual(probe).logits), f"{what}: logits differ"
 
 
@@ -1394,7 +1434,7 @@ def check_auto_reference(model, prompt):
         assert torch.equal(expected, actual), "auto(1.0) logits differ from the configured top-k"
     else:
         assert torch.allclose(expected, actual, rtol=0, atol=1e-5), "auto(1.0) logits differ from the configured top-k"
-    if any(is_gpt_oss(r) for r in routers(model)):
+    if any(is_gpt_oss(r) or is_longcat(r) for r in routers(model)):
         # GptOssExperts one-hot encodes the indices over num_experts classes: a sentinel
         # index cannot be expressed, so only the weight-0 form exists there.
         return {"bitwise": exact and not ties, "exact_ties": ties, "zero_weight_vs_skip": None}
@@ -1549,7 +1589,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         meta["index_topk_min_gap"] = index_topk_min_gap(reloaded, prompts)
     meta["shards"] = len(shards)
     if spec.architecture in ("glm4_moe", "deepseek_v3", "minimax_m2", "dots1", "glm4_moe_lite", "ernie4_5_moe", "exaone_moe",
-                             "afmoe", "glm_moe_dsa"):
+                             "afmoe", "glm_moe_dsa", "longcat_flash"):
         meta["bias_changed_selections"], meta["bias_checked_selections"] = count_bias_changes(reloaded, prompts)
 
     if unquantised is not None:
@@ -1705,7 +1745,7 @@ CONFIG_CLASSES = {
     "minimax_m2": "MiniMaxM2Config", "dots1": "Dots1Config", "hunyuan_v1_moe": "HunYuanMoEV1Config",
     "glm4_moe_lite": "Glm4MoeLiteConfig", "ernie4_5_moe": "Ernie4_5_MoeConfig", "exaone_moe": "ExaoneMoeConfig",
     "gpt_oss": "GptOssConfig", "afmoe": "AfmoeConfig", "deepseek_v32": "DeepseekV32Config",
-    "glm_moe_dsa": "GlmMoeDsaConfig",
+    "glm_moe_dsa": "GlmMoeDsaConfig", "longcat_flash": "LongcatFlashConfig",
 }
 
 # GLM-5's indexer schedules as GlmMoeDsaConfig.__post_init__ derives them.

@@ -98,6 +98,11 @@ public struct Coordinator: Sendable {
 
         let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls,
                               timeoutSeconds: options.timeoutSeconds, logger: logger)
+        if options.control.servingBias != nil, description.zeroComputationExperts > 0 {
+            // Its bias would cover the identity experts too, which carry no load to balance.
+            throw CheckpointError.badConfig(path: options.modelDirectory, field: "zero_expert_num",
+                                            reason: "serving-time balancing bias is not supported with zero-computation experts")
+        }
         let servingBias = options.control.servingBias.map { settings in
             ServingBias(settings: settings, routers: Dictionary(uniqueKeysWithValues: model.layers.enumerated().compactMap { l, layer in
                 if case .sparse(let router, _) = layer.feedForward { return (l, router) } else { return nil }

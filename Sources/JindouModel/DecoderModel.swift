@@ -62,6 +62,21 @@ public struct DecoderLayerWeights: Sendable {
     public var feedForwardOutputNorm: [Float]? = nil
     public let attention: AttentionBlockWeights
     public let feedForward: FeedForwardWeights
+    /// LongCat-Flash's shortcut-connected layer: the first sub-block's dense MLP and the whole
+    /// second sub-block; `feedForward` is then the routed MoE reading the first sub-block's
+    /// post-attention norm, added at the layer's end.
+    public var shortcut: ShortcutSublayerWeights? = nil
+}
+
+/// `LongcatFlashDecoderLayer`'s parts besides sub-block 0's norms and attention.
+public struct ShortcutSublayerWeights: Sendable {
+    /// `mlps.0`.
+    public let firstMLP: MLPWeights
+    /// `input_layernorm.1`, `self_attn.1`, `post_attention_layernorm.1`, `mlps.1`.
+    public let inputNorm: [Float]
+    public let attention: AttentionBlockWeights
+    public let postAttentionNorm: [Float]
+    public let mlp: MLPWeights
 }
 
 /// Which logits a step returns for a sequence.
@@ -158,7 +173,8 @@ public struct DecoderModel: Sendable {
     /// A fresh KV cache for one sequence.
     public func makeCache() -> KVCache {
         let widths = description.keyValueCacheWidths
-        return KVCache(layerCount: layers.count, keyWidth: widths.keys, valueWidth: widths.values, windows: description.cacheWindows)
+        return KVCache(layerCount: description.cacheLayerCount, keyWidth: widths.keys, valueWidth: widths.values,
+                       windows: description.cacheWindows)
     }
 
     /// The router of the first sparse layer (all share one configuration).
@@ -324,18 +340,13 @@ public struct DecoderModel: Sendable {
     /// indexer ran in this step (SparseIndexer.swift).
     func decoderLayer(_ layer: DecoderLayerWeights, cacheLayer l: Int, expertLayer: Int, hidden: inout [Float], batch: [SequenceStep],
                       layout: StepLayout, experts: any ExpertBackend, selections: inout [[Int]]?) async throws {
+        if let shortcut = layer.shortcut {
+            return try await shortcutDecoderLayer(layer, shortcut, index: expertLayer, hidden: &hidden, batch: batch, layout: layout,
+                                                  experts: experts)
+        }
         let h = description.hiddenSize, count = layout.count
         var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
-        let attended: [Float]
-        switch layer.attention {
-        case .grouped(let weights):
-            attended = attention(weights, layer: l, input: normed, batch: batch, sequenceOf: layout.sequenceOf, positions: layout.positions,
-                                 ropePositions: layout.ropePositions)
-        case .latent(let weights):
-            attended = latentAttention(weights, shape: description.latentAttention!, layer: l, input: normed, batch: batch,
-                                       sequenceOf: layout.sequenceOf, positions: layout.positions,
-                                       ropePositions: layout.ropePositions.map { $0.x }, selections: &selections)
-        }
+        let attended = attend(layer.attention, cacheLayer: l, input: normed, batch: batch, layout: layout, selections: &selections)
         add(layer.attentionOutputNorm.map { rmsNormed(attended, weight: $0, rows: count) } ?? attended, into: &hidden)
         normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
         switch layer.feedForward {
@@ -343,21 +354,75 @@ public struct DecoderModel: Sendable {
             let output = self.mlp(mlp, input: normed, rows: count)
             add(layer.feedForwardOutputNorm.map { rmsNormed(output, weight: $0, rows: count) } ?? output, into: &hidden)
         case .sparse(let router, let shared):
-            let expertsPerToken = layout.expertsPerToken
-            let routing = normed.withUnsafeBufferPointer {
-                experts.route(layer: expertLayer, router: router, hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
-            }
             let input = normed
-            async let routedOutput = experts.routedExperts(layer: expertLayer, hidden: input, tokenCount: count, routing: routing)
+            async let routedOutput = moe(router: router, layer: expertLayer, input: input, layout: layout, experts: experts)
             // Shared experts run while the routed experts are computed (remotely, in a cluster).
             let sharedOutput = shared.map { self.mlp($0, input: normed, rows: count) }
             var moeOutput = try await routedOutput
-            guard moeOutput.count == count * h else {
-                throw ExpertShardError.badRouting(reason: "expert backend returned \(moeOutput.count) values for \(count) tokens")
-            }
             if let sharedOutput { add(sharedOutput, into: &moeOutput) }
             add(layer.feedForwardOutputNorm.map { rmsNormed(moeOutput, weight: $0, rows: count) } ?? moeOutput, into: &hidden)
         }
+    }
+
+    /// The layer's attention block over `input` (already normed), reading and writing KV-cache layer `l`.
+    func attend(_ block: AttentionBlockWeights, cacheLayer l: Int, input: [Float], batch: [SequenceStep], layout: StepLayout,
+                selections: inout [[Int]]?) -> [Float] {
+        switch block {
+        case .grouped(let weights):
+            return attention(weights, layer: l, input: input, batch: batch, sequenceOf: layout.sequenceOf, positions: layout.positions,
+                             ropePositions: layout.ropePositions)
+        case .latent(let weights):
+            return latentAttention(weights, shape: description.latentAttention!, layer: l, input: input, batch: batch,
+                                   sequenceOf: layout.sequenceOf, positions: layout.positions,
+                                   ropePositions: layout.ropePositions.map { $0.x }, selections: &selections)
+        }
+    }
+
+    /// The routed experts of layer `layer` on `input`: routed by `router`, computed by the
+    /// backend (remotely in a cluster); zero-computation experts (LongCat-Flash: ids from
+    /// `expertCount` on) are the identity, applied here and never dispatched.
+    func moe(router: Router, layer: Int, input: [Float], layout: StepLayout, experts: any ExpertBackend) async throws -> [Float] {
+        let h = description.hiddenSize, count = layout.count, expertsPerToken = layout.expertsPerToken
+        var routing = input.withUnsafeBufferPointer {
+            experts.route(layer: layer, router: router, hidden: $0.baseAddress!, tokens: count) { expertsPerToken[$0] }
+        }
+        var identity: [Float] = []
+        if description.zeroComputationExperts > 0 {
+            (routing, identity) = routing.splittingIdentityExperts(from: description.expertCount)
+        }
+        var output = try await experts.routedExperts(layer: layer, hidden: input, tokenCount: count, routing: routing)
+        guard output.count == count * h else {
+            throw ExpertShardError.badRouting(reason: "expert backend returned \(output.count) values for \(count) tokens")
+        }
+        for t in 0..<count where !identity.isEmpty && identity[t] != 0 {
+            for i in 0..<h { output[t * h + i] += identity[t] * input[t * h + i] }
+        }
+        return output
+    }
+
+    /// `LongcatFlashDecoderLayer.forward`: sub-block 0 (attention on cache layer 2·index, dense
+    /// `mlps.0`), whose post-attention norm also feeds the routed MoE; sub-block 1 (attention
+    /// on cache layer 2·index + 1, `mlps.1`); the MoE's output added last. The experts are
+    /// dispatched before `mlps.0` and combined after sub-block 1, so in a cluster the workers
+    /// compute while the coordinator runs the second sub-block.
+    func shortcutDecoderLayer(_ layer: DecoderLayerWeights, _ s: ShortcutSublayerWeights, index: Int, hidden: inout [Float],
+                              batch: [SequenceStep], layout: StepLayout, experts: any ExpertBackend) async throws {
+        guard case .sparse(let router, _) = layer.feedForward else {
+            throw ExpertShardError.badRouting(reason: "a shortcut layer without its routed MoE")
+        }
+        let count = layout.count
+        var selections: [[Int]]? = nil
+        var normed = rmsNormed(hidden, weight: layer.inputNorm, rows: count)
+        add(attend(layer.attention, cacheLayer: 2 * index, input: normed, batch: batch, layout: layout, selections: &selections), into: &hidden)
+        normed = rmsNormed(hidden, weight: layer.postAttentionNorm, rows: count)
+        let input = normed
+        async let shortcutOutput = moe(router: router, layer: index, input: input, layout: layout, experts: experts)
+        add(mlp(s.firstMLP, input: normed, rows: count), into: &hidden)
+        normed = rmsNormed(hidden, weight: s.inputNorm, rows: count)
+        add(attend(s.attention, cacheLayer: 2 * index + 1, input: normed, batch: batch, layout: layout, selections: &selections), into: &hidden)
+        normed = rmsNormed(hidden, weight: s.postAttentionNorm, rows: count)
+        add(mlp(s.mlp, input: normed, rows: count), into: &hidden)
+        add(try await shortcutOutput, into: &hidden)
     }
 
     // MARK: - Blocks
@@ -508,6 +573,7 @@ struct LayerLoader {
     }
 
     func layer(_ l: Int, kind: FeedForwardKind) throws -> DecoderLayerWeights {
+        if description.shortcutSublayers != nil { return try shortcutLayer(l) }
         let p = description.layerPrefix(l)
         let a = description.attention
         let attention: AttentionBlockWeights
@@ -534,13 +600,7 @@ struct LayerLoader {
         case .dense:
             feedForward = .dense(try mlp(p + "mlp."))
         case .sparse:
-            let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
-            let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
-                                    correctionBias: bias,
-                                    logitBias: try description.moeNames.routerBias.map { try vector(p + description.moeNames.block + $0) })
-            let shared = description.sharedExpertIntermediateSize != nil
-                ? try mlp(p + description.moeNames.block + description.moeNames.sharedExperts) : nil
-            feedForward = .sparse(router: router, shared: shared)
+            feedForward = try sparseFeedForward(l)
         }
         let norms = description.layerNorms
         return DecoderLayerWeights(inputNorm: try vector(p + norms.input + ".weight"),
@@ -548,5 +608,37 @@ struct LayerLoader {
                                    attentionOutputNorm: try norms.attentionOutput.map { try vector(p + $0 + ".weight") },
                                    feedForwardOutputNorm: try norms.feedForwardOutput.map { try vector(p + $0 + ".weight") },
                                    attention: attention, feedForward: feedForward)
+    }
+
+    /// The router and shared experts of layer `l`'s MoE block.
+    func sparseFeedForward(_ l: Int) throws -> FeedForwardWeights {
+        let p = description.layerPrefix(l)
+        let bias = description.hasCorrectionBias ? try vector(description.correctionBiasName(layer: l)) : nil
+        let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
+                                correctionBias: bias,
+                                logitBias: try description.moeNames.routerBias.map { try vector(p + description.moeNames.block + $0) })
+        let shared = description.sharedExpertIntermediateSize != nil
+            ? try mlp(p + description.moeNames.block + description.moeNames.sharedExperts) : nil
+        return .sparse(router: router, shared: shared)
+    }
+
+    /// LongCat-Flash's layer `l`: indexed module lists (`input_layernorm.0`, `self_attn.1`,
+    /// `mlps.0`…), two latent attention blocks on cache layers 2l and 2l + 1, and the MoE.
+    func shortcutLayer(_ l: Int) throws -> DecoderLayerWeights {
+        let p = description.layerPrefix(l)
+        guard let latent = description.latentAttention else {
+            throw CheckpointError.badConfig(path: "config.json", field: "kv_lora_rank", reason: "shortcut layers need latent attention")
+        }
+        func attention(_ i: Int) throws -> AttentionBlockWeights {
+            .latent(try LatentAttentionWeights(prefix: p + "self_attn.\(i).", layer: 2 * l + i, shape: latent,
+                                               matrix: { try matrix($0, as: $1) }, dense: dense, vector: vector))
+        }
+        var weights = DecoderLayerWeights(inputNorm: try vector(p + "input_layernorm.0.weight"),
+                                          postAttentionNorm: try vector(p + "post_attention_layernorm.0.weight"),
+                                          attention: try attention(0), feedForward: try sparseFeedForward(l))
+        weights.shortcut = ShortcutSublayerWeights(
+            firstMLP: try mlp(p + "mlps.0."), inputNorm: try vector(p + "input_layernorm.1.weight"), attention: try attention(1),
+            postAttentionNorm: try vector(p + "post_attention_layernorm.1.weight"), mlp: try mlp(p + "mlps.1."))
+        return weights
     }
 }

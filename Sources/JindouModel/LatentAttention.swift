@@ -158,9 +158,12 @@ extension DecoderModel {
                 for t in 0..<count {
                     let row = lb.baseAddress! + t * rowWidth
                     rmsNorm(row, rows: 1, width: m.keyValueLoraRank, weight: nb.baseAddress!, epsilon: m.latentNormEpsilon, into: row)
+                    if m.latentScale != 1 { for i in 0..<m.keyValueLoraRank { row[i] *= m.latentScale } }
                 }
             }
         }
+        // LongCat-Flash's LoRA scaling of the query (both its parts).
+        if m.queryScale != 1 { for i in q.indices { q[i] *= m.queryScale } }
         q.withUnsafeMutableBufferPointer { qb in
             latent.withUnsafeMutableBufferPointer { lb in
                 for t in 0..<count {

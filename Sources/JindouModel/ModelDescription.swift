@@ -33,6 +33,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// GLM-5 (744B-A40B): DeepSeek-V3.2's sparse attention with an interleaved-rotary indexer,
     /// some layers reusing the previous layer's selection.
     case glmMoeDsa = "GlmMoeDsaForCausalLM"
+    /// LongCat-Flash (560B): two MLA and two dense sub-blocks per layer with a shortcut MoE
+    /// whose router may choose zero-computation (identity) experts.
+    case longcatFlash = "LongcatFlashForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -149,6 +152,10 @@ public struct LatentAttentionShape: Sendable, Equatable {
 
     /// DeepSeek Sparse Attention's lightning indexer (DeepSeek-V3.2); nil: dense MLA.
     public var indexer: SparseIndexerShape? = nil
+    /// LongCat-Flash's LoRA scaling: q (after q_b_proj) × `queryScale`, the normed latent c
+    /// × `latentScale` (√(hidden / q_lora_rank), √(hidden / kv_lora_rank)); 1 elsewhere.
+    public var queryScale: Float = 1
+    public var latentScale: Float = 1
 
     public var queryKeyDimension: Int { nopeDimension + ropeDimension }
     /// Floats of the cached latent row attention reads: the normed latent and the rotated key.
@@ -157,6 +164,13 @@ public struct LatentAttentionShape: Sendable, Equatable {
     /// layer has an indexer (its own cache, stored beside the latent so both live and
     /// roll back together).
     public var cacheRowStride: Int { cacheRowWidth + (indexer?.headDimension ?? 0) }
+}
+
+/// LongCat-Flash's dense sub-blocks (`mlps.0`, `mlps.1`): their intermediate width
+/// (`ffn_hidden_size`).
+public struct ShortcutSublayerShape: Sendable, Equatable {
+    public var intermediateSize: Int
+    public init(intermediateSize: Int) { self.intermediateSize = intermediateSize }
 }
 
 /// `DeepseekV32Indexer`: per query, scores every past position by
@@ -371,6 +385,15 @@ public struct ModelDescription: Sendable, Equatable {
     public var embeddingScale: Float? = nil
     /// The vision tower, for vision-language checkpoints.
     public var vision: VisionTowerShape? = nil
+    /// Zero-computation experts (LongCat-Flash's `zero_expert_num`): router choices after the
+    /// `expertCount` routed experts whose output is their input, applied on the coordinator.
+    public var zeroComputationExperts = 0
+    /// LongCat-Flash's shortcut-connected layers (two attention and two dense sub-blocks per
+    /// layer, the MoE reading the first's post-attention norm); nil: one of each.
+    public var shortcutSublayers: ShortcutSublayerShape? = nil
+
+    /// KV-cache layers: one per attention block (two per shortcut layer).
+    public var cacheLayerCount: Int { layers.count * (shortcutSublayers == nil ? 1 : 2) }
 
     /// Floats per token and layer in the KV cache: keys and values, or one latent row (MLA).
     public var keyValueCacheWidths: (keys: Int, values: Int) {
@@ -383,13 +406,13 @@ public struct ModelDescription: Sendable, Equatable {
     /// every position.
     public var keyValueCacheBytesPerToken: Int {
         let widths = keyValueCacheWidths
-        return layers.count * (widths.keys + widths.values) * MemoryLayout<Float>.size
+        return cacheLayerCount * (widths.keys + widths.values) * MemoryLayout<Float>.size
     }
 
     /// Per layer, the window its cache keeps (nil: every position): sliding-window layers of
     /// grouped-query attention.
     public var cacheWindows: [Int?] {
-        layers.indices.map { latentAttention == nil ? attention.window(layer: $0) : nil }
+        (0..<cacheLayerCount).map { latentAttention == nil ? attention.window(layer: $0) : nil }
     }
 
     /// KV-cache bytes one sequence of `tokens` positions keeps when no step adds more than
@@ -404,7 +427,9 @@ public struct ModelDescription: Sendable, Equatable {
     }
 
     public var layerCount: Int { layers.count }
-    public var expertCount: Int { router.expertCount }
+    /// Routed experts per layer (placed on workers); the router scores these and the
+    /// zero-computation experts after them.
+    public var expertCount: Int { router.expertCount - zeroComputationExperts }
 
     /// Indices of the layers with routed experts.
     public var sparseLayers: [Int] {

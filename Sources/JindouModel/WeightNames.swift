@@ -87,6 +87,17 @@ extension ModelDescription {
     /// index past the decoder layers).
     public func layerTensors(_ l: Int, kind: FeedForwardKind) -> [TensorRequest] {
         let h = hiddenSize, p = layerPrefix(l)
+        if let shortcut = shortcutSublayers, let latent = latentAttention {
+            // LongCat-Flash: two of each sub-block (indexed module lists), then the MoE's router.
+            var requests: [TensorRequest] = []
+            for i in 0..<2 {
+                requests.append(TensorRequest(p + "input_layernorm.\(i).weight", shape: [h]))
+                requests.append(TensorRequest(p + "post_attention_layernorm.\(i).weight", shape: [h]))
+                requests += latentAttentionTensors(prefix: p + "self_attn.\(i).", latent, layer: 2 * l + i)
+                requests += mlpTensors(prefix: p + "mlps.\(i).", intermediate: shortcut.intermediateSize)
+            }
+            return requests + routerTensors(l)
+        }
         var requests = [
             TensorRequest(p + layerNorms.input + ".weight", shape: [h]),
             TensorRequest(p + layerNorms.preFeedForward + ".weight", shape: [h]),
@@ -103,16 +114,24 @@ extension ModelDescription {
         case .dense(let intermediate):
             requests += mlpTensors(prefix: p + "mlp.", intermediate: intermediate)
         case .sparse:
-            requests.append(TensorRequest(routerName(layer: l), shape: [expertCount, h]))
-            if let bias = moeNames.routerBias {
-                requests.append(TensorRequest(p + moeNames.block + bias, shape: [expertCount]))
-            }
-            if hasCorrectionBias {
-                requests.append(TensorRequest(correctionBiasName(layer: l), shape: moeNames.correctionBiasIsRow ? [1, expertCount] : [expertCount]))
-            }
-            if let shared = sharedExpertIntermediateSize {
-                requests += mlpTensors(prefix: p + moeNames.block + moeNames.sharedExperts, intermediate: shared)
-            }
+            requests += routerTensors(l)
+        }
+        return requests
+    }
+
+    /// Layer `l`'s router (every expert it scores, zero-computation ones included), its biases
+    /// and the shared experts.
+    private func routerTensors(_ l: Int) -> [TensorRequest] {
+        let h = hiddenSize, p = layerPrefix(l), scored = router.expertCount
+        var requests = [TensorRequest(routerName(layer: l), shape: [scored, h])]
+        if let bias = moeNames.routerBias {
+            requests.append(TensorRequest(p + moeNames.block + bias, shape: [scored]))
+        }
+        if hasCorrectionBias {
+            requests.append(TensorRequest(correctionBiasName(layer: l), shape: moeNames.correctionBiasIsRow ? [1, scored] : [scored]))
+        }
+        if let shared = sharedExpertIntermediateSize {
+            requests += mlpTensors(prefix: p + moeNames.block + moeNames.sharedExperts, intermediate: shared)
         }
         return requests
     }

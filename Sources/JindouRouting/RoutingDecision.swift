@@ -63,3 +63,21 @@ public struct RoutingDecision: Sendable, Equatable {
     /// Number of experts token `t` uses.
     public func expertCount(ofToken t: Int) -> Int { offsets[t + 1] - offsets[t] }
 }
+
+extension RoutingDecision {
+    /// The choices of experts below `first` (kept, in order), and per token the summed weight
+    /// of its choices from `first` on: zero-computation experts, whose output is the input.
+    public func splittingIdentityExperts(from first: Int) -> (routing: RoutingDecision, identityWeights: [Float]) {
+        var kept = RoutingDecision(reservingTokens: tokenCount, assignments: experts.count)
+        var identity = [Float](repeating: 0, count: tokenCount)
+        for t in 0..<tokenCount {
+            var choices: [(Int32, Float)] = []
+            for i in offsets[t]..<offsets[t + 1] {
+                if Int(experts[i]) < first { choices.append((experts[i], weights[i])) } else { identity[t] += weights[i] }
+            }
+            kept.append(experts: choices.map(\.0), weights: choices.map(\.1))
+        }
+        return (kept, identity)
+    }
+}
+

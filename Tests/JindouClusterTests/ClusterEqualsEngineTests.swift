@@ -70,6 +70,9 @@ struct ClusterEqualsEngineTests {
         ("deepseek-v32-tiny", .oneWorker), ("deepseek-v32-tiny", .threeRoundRobin),
         // GLM-5: the same with shared selections carried between layers on the coordinator.
         ("glm-moe-dsa-tiny", .oneWorker), ("glm-moe-dsa-tiny", .threeUneven),
+        // LongCat-Flash: the shortcut MoE dispatched across the second sub-block; the
+        // zero-computation experts applied on the coordinator, never dispatched.
+        ("longcat-flash-tiny", .oneWorker), ("longcat-flash-tiny", .threeRoundRobin),
     ]
 
     @Test(arguments: arguments)

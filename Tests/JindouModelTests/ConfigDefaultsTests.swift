@@ -19,7 +19,7 @@ struct ConfigDefaultsTests {
     static let modelTypes: [String] = defaults.keys.sorted()
 
     @Test func everyFamilyIsListed() {
-        #expect(Self.modelTypes.count >= 13)
+        #expect(Self.modelTypes.count >= 14)
     }
 
     @Test("a config.json of only model_type describes transformers' defaults", arguments: modelTypes)
