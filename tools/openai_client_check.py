@@ -81,7 +81,6 @@ def main():
                                                presence_penalty=1.5, frequency_penalty=1.0,
                                                extra_body={"repetition_penalty": 1.3, "min_p": 0.05})
     checks["penalties_accepted"] = penalised.usage.completion_tokens == 4
-
     models = client.models.list()
     checks["models"] = [m.id for m in models.data] == [model]
 

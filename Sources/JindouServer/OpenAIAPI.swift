@@ -126,6 +126,9 @@ struct GenerationParameters {
     /// Log-probabilities: nil none; else the alternatives per token (chat `top_logprobs`,
     /// completions `logprobs: N`).
     var logprobs: Int?
+    /// vLLM's `stop_token_ids`: tokens that end the choice besides the model's EOS ids
+    /// (even with `ignore_eos`); as in vLLM, the text keeps a stop token that is not special.
+    var stopTokenIDs: Set<Int> = []
 
     init(_ body: RequestBody, router: JindouRouting.Router?, chat: Bool, vocabularySize: Int) throws {
         choices = try body.int("n", in: 1...16) ?? 1
@@ -136,6 +139,18 @@ struct GenerationParameters {
             logprobs = wanted ? top ?? 0 : nil
         } else {
             logprobs = try body.int("logprobs", in: 0...20)
+        }
+        if let ids = body["stop_token_ids"] {
+            guard case .array(let items) = ids, items.count <= 64 else {
+                throw RequestProblem("'stop_token_ids' must be a list of up to 64 token ids.", param: "stop_token_ids")
+            }
+            for item in items {
+                guard case .int(let id) = item, (0..<vocabularySize).contains(id) else {
+                    throw RequestProblem("'stop_token_ids' entries must be token ids of this model (0…\(vocabularySize - 1)).",
+                                         param: "stop_token_ids")
+                }
+                stopTokenIDs.insert(id)
+            }
         }
         for unsupported in ["echo", "best_of", "suffix"] {
             if let v = body[unsupported], v.truthy { throw RequestProblem("'\(unsupported)' is not supported.", param: unsupported) }
@@ -364,7 +379,8 @@ enum OpenAIAPI {
             sampling.seed = sampling.seed.map { $0 &+ UInt64(index) }
             var request = GenerationRequest(
                 promptTokenIDs: prompt, maxNewTokens: maxTokens, sampling: sampling,
-                expertsPerToken: parameters.expertsPerToken, stopTokenIDs: parameters.ignoreEOS ? [] : serving.text.stopTokenIDs)
+                expertsPerToken: parameters.expertsPerToken,
+                stopTokenIDs: (parameters.ignoreEOS ? [] : serving.text.stopTokenIDs).union(parameters.stopTokenIDs))
             request.multimodal = multimodal
             request.speculative = parameters.speculative
             request.logprobs = parameters.logprobs

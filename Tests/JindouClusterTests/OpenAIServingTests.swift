@@ -129,6 +129,29 @@ struct OpenAIServingTests {
         #expect(outputs.count > 1, "experts_per_token never changed the output")
     }
 
+    /// vLLM's `stop_token_ids`: the greedy run stops at the first occurrence of a chosen
+    /// token, which is counted and, not being a special token, printed (as vLLM does), with
+    /// finish_reason "stop".
+    @Test func stopTokenIDsEndTheChoice() async throws {
+        let cluster = try LocalCluster(fixture: fixture)
+        defer { cluster.stop() }
+        let engine = try await EngineCache.shared.engine(fixture)
+        let prompt = [5, 17, 200, 41, 9, 88]
+        let greedy = try await engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 8, stopTokenIDs: [])).tokenIDs
+        let at = try #require((1..<greedy.count).first { !greedy[..<$0].contains(greedy[$0]) })
+        let result = try await cluster.post("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": \#(prompt), "max_tokens": 8, "temperature": 0, "ignore_eos": true, "stop_token_ids": [\#(greedy[at])]}"#)
+        #expect(result.0 == 200)
+        let usage: TemplateObject? = { if case .object(let u)? = result.1["usage"] { return u } else { return nil } }()
+        #expect(usage?["completion_tokens"]?.text == "\(at + 1)")
+        let tokenizer = try Tokenizer(contentsOf: Fixtures.path(fixture) + "/tokenizer.json")
+        #expect(textOf(result, chat: false) == tokenizer.decode(Array(greedy[...at]), skipSpecialTokens: true))
+        guard case .array(let choices)? = result.1["choices"], case .object(let choice)? = choices.first else {
+            Issue.record("no choice")
+            return
+        }
+        #expect(choice["finish_reason"]?.text == "stop")
+    }
+
     @Test func badRequestsGetOpenAIErrorsAndTheServerStaysUp() async throws {
         let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "64"])
         defer { cluster.stop() }
@@ -145,6 +168,7 @@ struct OpenAIServingTests {
             ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": "x", "logprobs": 21}"#, 400, "logprobs"),
             ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": "x", "presence_penalty": 3}"#, 400, "presence_penalty"),
             ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": "x", "echo": true}"#, 400, "'echo' is not supported"),
+            ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": "x", "stop_token_ids": [999999]}"#, 400, "stop_token_ids"),
             ("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": [1, 999999]}"#, 400, "out of range"),
             ("v1/chat/completions", #"{"model": "qwen3-moe-tiny", "messages": []}"#, 400, "messages"),
             ("v1/chat/completions", #"{"model": "qwen3-moe-tiny", "messages": [{"content": "no role"}]}"#, 400, "role"),
