@@ -27,6 +27,9 @@ public enum ScratchSlot: Int32, CaseIterable, Sendable {
     case routerLogits = 7
     /// One row of block-quantised weights widened to fp32 (`WeightMatrix.floatActivations`).
     case widenedRow = 8
+    /// The scores of a group of query heads sharing a key/value head (`attendOneToken`'s
+    /// matrix-product form at long contexts).
+    case groupedScores = 9
 }
 
 /// A buffer of at least `count` values of `type` in `slot` of the calling thread's scratch.

@@ -153,6 +153,36 @@ struct KernelDispatchTests {
         }
     }
 
+    /// At long contexts grouped-query attention runs as two matrix products per key/value head
+    /// (`attendGrouped`); it equals the double reference with and without sinks and windows,
+    /// and the per-head kernel path it replaces.
+    @Test func groupedAttentionAtLongContextsEqualsTheReference() {
+        let (heads, kvHeads, d, length) = (8, 2, 32, groupedProductMinimumLength + 77)
+        let q = Self.floats(heads * d, seed: 13), k = Self.floats(length * kvHeads * d, seed: 14), v = Self.floats(length * kvHeads * d, seed: 15)
+        for (first, sinks) in [(0, nil), (40, [0.4, 3.0, -1.5, 0.0, 1, 2, -2, 0.5] as [Float])] {
+            var out = [Float](repeating: .nan, count: heads * d), kernel = out, scores = [Float](repeating: 0, count: length)
+            sinks.withOptionalPointer { sinkPointer in
+                attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v, rowStride: kvHeads * d,
+                               first: first, length: length, scale: 0.2, scores: &scores, into: &out, sinks: sinkPointer)
+                KernelDispatch.supported[0].attendOneToken(query: q, heads: heads, kvHeads: kvHeads, headDimension: d, keys: k, values: v,
+                                       rowStride: kvHeads * d, first: first, length: length, scale: 0.2, scores: &scores, into: &kernel,
+                                       valueDimension: d, valueRowStride: kvHeads * d, sinks: sinkPointer)
+            }
+            for h in 0..<heads {
+                let g = h / (heads / kvHeads)
+                let logits = (first..<length).map { p in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(k[(p * kvHeads + g) * d + $1]) } * 0.2 }
+                let sink = sinks.map { Double($0[h]) }
+                let m = max(logits.max()!, sink ?? -.infinity), e = logits.map { exp($0 - m) }
+                let total = e.reduce(0, +) + (sink.map { exp($0 - m) } ?? 0)
+                for i in 0..<d {
+                    let expected = (first..<length).enumerated().reduce(0.0) { $0 + e[$1.offset] / total * Double(v[($1.element * kvHeads + g) * d + i]) }
+                    #expect(abs(Double(out[h * d + i]) - expected) <= 1e-5, "head \(h) first \(first)")
+                    #expect(abs(out[h * d + i] - kernel[h * d + i]) <= 1e-5)
+                }
+            }
+        }
+    }
+
     @Test func attentionAndTransposedProductEverySupportedSet() {
         let (heads, kvHeads, d, length) = (4, 2, 40, 9)
         let q = Self.floats(heads * d, seed: 3), k = Self.floats(length * kvHeads * d, seed: 4), v = Self.floats(length * kvHeads * d, seed: 5)
