@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTLS
 import JindouAdmin
@@ -21,6 +22,7 @@ public enum CoordinatorAPI {
                               metrics: PrometheusCollectorRegistry?) -> Hummingbird.Router<APIRequestContext> {
         let engine = serving.engine
         let router = Hummingbird.Router(context: APIRequestContext.self)
+        router.add(middleware: RequestIdentity())
         router.add(middleware: RequestMetrics())
         if let secret { router.add(middleware: BearerAuthentication(secret: secret)) }
         OpenAIAPI.register(on: router, serving: serving)
@@ -275,6 +277,27 @@ struct BearerAuthentication<Context: RemoteAddressRequestContext>: RouterMiddlew
         ])
         return CoordinatorAPI.errorResponse(.unauthorized, type: "authentication_error",
                                             message: "missing or wrong cluster secret (Authorization: Bearer …)")
+    }
+}
+
+/// `x-request-id`: the client's (up to 128 visible ASCII characters), or a new one, put in the
+/// request's log metadata (`request_id`) and echoed on the response, so a request can be
+/// followed from a load balancer through the coordinator's logs.
+struct RequestIdentity<Context: RequestContext>: RouterMiddleware {
+    static var header: HTTPField.Name { HTTPField.Name("x-request-id")! }
+
+    static func identity(_ given: String?) -> String {
+        if let given, !given.isEmpty, given.utf8.count <= 128, given.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) { return given }
+        return UUID().uuidString.lowercased()
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let id = Self.identity(request.headers[Self.header])
+        var context = context
+        context.logger[metadataKey: "request_id"] = "\(id)"
+        var response = try await next(request, context)
+        response.headers[Self.header] = id
+        return response
     }
 }
 

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import JindouAdmin
 import JindouModel
@@ -5,6 +6,7 @@ import JindouRouting
 import JindouTemplates
 import JindouTestSupport
 import JindouTokenizer
+import NIOCore
 import Testing
 
 /// A `jindoud local` cluster (worker processes + coordinator) serving the OpenAI API.
@@ -150,6 +152,33 @@ struct OpenAIServingTests {
             return
         }
         #expect(choice["finish_reason"]?.text == "stop")
+    }
+
+    /// `x-request-id` comes back on the response: the client's when it sent a valid one, else
+    /// a fresh one per request (also on error answers of the API's routes).
+    @Test func requestIDsAreEchoed() async throws {
+        let cluster = try LocalCluster(fixture: fixture)
+        defer { cluster.stop() }
+        let client = HTTPClient.shared
+        func requestID(_ path: String, sending id: String?, body: String? = nil) async throws -> String? {
+            var request = HTTPClientRequest(url: cluster.url + "/" + path)
+            if let body {
+                request.method = .POST
+                request.body = .bytes(ByteBuffer(string: body))
+            }
+            if let id { request.headers.add(name: "x-request-id", value: id) }
+            let response = try await client.execute(request, timeout: .seconds(30))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            return response.headers.first(name: "x-request-id")
+        }
+        #expect(try await requestID("v1/models", sending: "lb-7f3a-42") == "lb-7f3a-42")
+        let fresh = try #require(try await requestID("v1/models", sending: nil))
+        #expect(!fresh.isEmpty && fresh != "lb-7f3a-42")
+        #expect(try await requestID("v1/models", sending: nil) != fresh)
+        // An id with spaces is not trusted; the answer carries a new one. Errors carry one too.
+        let replaced = try #require(try await requestID("v1/models", sending: "two words"))
+        #expect(replaced != "two words" && !replaced.isEmpty)
+        #expect(try await requestID("v1/completions", sending: "x-1", body: "{not json") == "x-1")  // a 400
     }
 
     @Test func badRequestsGetOpenAIErrorsAndTheServerStaysUp() async throws {
