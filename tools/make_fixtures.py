@@ -1340,11 +1340,16 @@ def transformers_fp8_dequantise_check(out_dir, config) -> dict:
     return result
 
 
+def first_attention(model):
+    """The first layer's attention module (LongCat-Flash's layers hold a list of two)."""
+    attention = model.model.layers[0].self_attn
+    return attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
+
+
 def rope_summary(model) -> dict:
     """The rotary and softmax-scale numbers transformers uses (DeepSeek-V3), for golden.json."""
     config, rotary = model.config, model.model.rotary_emb
-    attention = model.model.layers[0].self_attn
-    attention = attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
+    attention = first_attention(model)
     rope = dict(config.rope_parameters)
     dim = config.qk_rope_head_dim
     summary = {
@@ -1384,9 +1389,6 @@ def assert_same_model(expected, actual, probe, what):
     for (key, a), (_, b) in zip(expected.model.rotary_emb.named_buffers(), actual.model.rotary_emb.named_buffers()):
         assert torch.equal(a, b), f"{what}: rotary {key} differs"
     assert expected.model.rotary_emb.attention_scaling == actual.model.rotary_emb.attention_scaling, what
-    def first_attention(model):  # LongCat-Flash's layers hold a list of two
-        attention = model.model.layers[0].self_attn
-        return attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
     assert first_attention(expected).scaling == first_attention(actual).scaling, what
     assert torch.equal(expected(probe).logits, actual(probe).logits), f"{what}: logits differ"
 

@@ -58,28 +58,33 @@ public struct SparseAttentionBenchmark {
         public var groupedSeconds: Double
     }
 
+    /// The fastest of `repetitions` timed runs of `body`, in seconds.
+    static func fastest(_ repetitions: Int, _ body: () -> Void) -> Double {
+        (0..<repetitions).map { _ in
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }.min()!
+    }
+
+    /// A draw in [0, 1) (24 bits).
+    static func uniform(_ random: inout SplitMix64) -> Float { Float(random.next() >> 40) / Float(1 << 24) }
+
     static func groupedRows(contexts: [Int], repetitions: Int) -> [GroupedRow] {
         let (heads, kvHeads, d) = (32, 4, 128)
         var random = SplitMix64(seed: 3)
         return contexts.map { context in
             let width = kvHeads * d
-            let keys = (0..<(context * width)).map { _ in Float(random.next() >> 40) / Float(1 << 24) - 0.5 }
-            let values = (0..<(context * width)).map { _ in Float(random.next() >> 40) / Float(1 << 24) - 0.5 }
-            let query = (0..<(heads * d)).map { _ in Float(random.next() >> 40) / Float(1 << 24) - 0.5 }
+            let keys = (0..<(context * width)).map { _ in uniform(&random) - 0.5 }
+            let values = (0..<(context * width)).map { _ in uniform(&random) - 0.5 }
+            let query = (0..<(heads * d)).map { _ in uniform(&random) - 0.5 }
             var out = [Float](repeating: 0, count: heads * d), scores = [Float](repeating: 0, count: context)
-            func best(_ body: () -> Void) -> Double {
-                (0..<repetitions).map { _ in
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    body()
-                    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                }.min()!
-            }
-            let perHead = best {
+            let perHead = fastest(repetitions) {
                 KernelDispatch.active.attendOneToken(query: query, heads: heads, kvHeads: kvHeads, headDimension: d, keys: keys, values: values,
                                                      rowStride: width, first: 0, length: context, scale: 0.088, scores: &scores,
                                                      into: &out, valueDimension: d, valueRowStride: width, sinks: nil)
             }
-            let grouped = best {
+            let grouped = fastest(repetitions) {
                 attendOneToken(query: query, heads: heads, kvHeads: kvHeads, headDimension: d, keys: keys, values: values, rowStride: width,
                                length: context, scale: 0.088, scores: &scores, into: &out)
             }
@@ -125,7 +130,7 @@ public struct SparseAttentionBenchmark {
         let dense = try DecoderModel(description: denseDescription, checkpoint: checkpoint)
         let m = sparseDescription.latentAttention!
         var random = SplitMix64(seed: 7)
-        func unit() -> Float { Float(random.next() >> 40) / Float(1 << 24) * 2 - 1 }
+        func unit() -> Float { Self.uniform(&random) * 2 - 1 }
         let input = (0..<sparseDescription.hiddenSize).map { _ in unit() }
         var rows: [Row] = []
         var fixedSeconds = 0.0
@@ -135,15 +140,7 @@ public struct SparseAttentionBenchmark {
             let keys = cache.keys(layer: 0)
             for i in 0..<(context * m.cacheRowStride) { keys[i] = unit() }
             cache.commit(context)
-            func best(_ body: () -> Void) -> Double {
-                var times: [Double] = []
-                for _ in 0..<options.repetitions {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    body()
-                    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-                }
-                return times.min()!
-            }
+            func best(_ body: () -> Void) -> Double { Self.fastest(options.repetitions, body) }
             let denseSeconds = best { _ = dense.latentAttentionDecodeStep(layer: 0, input: input, cache: cache) }
             if context == 1 {
                 fixedSeconds = denseSeconds

@@ -181,7 +181,6 @@ extension DecoderModel {
         }
         // DSA: the indexer's keys join the cache; each token's attended positions are chosen
         // (or, on a shared layer, kept from the last layer that chose them).
-        if m.indexer == nil { selections = nil }
         if let x = m.indexer, let iw = w.indexer {
             let step = indexerStep(iw, shape: m, indexer: x, layer: layer, input: input, queryLatent: queryLatent, batch: batch,
                                    sequenceOf: sequenceOf, positions: positions, ropePositions: ropePositions)

@@ -175,7 +175,7 @@ public struct TokenLogprobs: Sendable, Equatable {
         let normaliser = maximum + Float(log(sum))
         self.token = token
         logprob = logits[token] - normaliser
-        top = count <= 0 ? [] : largestLogits(logits, count: count).map { ($0, logits[$0] - normaliser) }
+        top = count <= 0 ? [] : largestIndices(logits, count: count).map { ($0, logits[$0] - normaliser) }
     }
 
     public static func == (a: Self, b: Self) -> Bool {
@@ -183,15 +183,33 @@ public struct TokenLogprobs: Sendable, Equatable {
     }
 }
 
-/// The ids of the `count` largest values, largest first, ties to the lower id.
-func largestLogits(_ values: [Float], count: Int) -> [Int] {
-    var best: [Int] = []
-    for i in values.indices {
-        if best.count == count, let last = best.last, !(values[i] > values[last]) { continue }
-        let at = best.firstIndex { values[i] > values[$0] } ?? best.count
-        best.insert(i, at: at)
-        if best.count > count { best.removeLast() }
+/// The indices of the `count` largest values, largest first, ties to the lower index (the
+/// logprobs' alternatives; the sparse-attention indexer's positions): a min-heap of the best
+/// seen so far, O(values · log count).
+func largestIndices(_ values: [Float], count k: Int) -> [Int] {
+    guard values.count > k else {
+        return values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }
     }
-    return best
+    guard k > 0 else { return [] }
+    // `worse(a, b)`: a ranks below b.
+    func worse(_ a: Int, _ b: Int) -> Bool { values[a] < values[b] || (values[a] == values[b] && a > b) }
+    var heap = Array(0..<k)
+    func siftDown(_ start: Int) {
+        var i = start
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var lowest = i
+            if l < k && worse(heap[l], heap[lowest]) { lowest = l }
+            if r < k && worse(heap[r], heap[lowest]) { lowest = r }
+            if lowest == i { return }
+            heap.swapAt(i, lowest)
+            i = lowest
+        }
+    }
+    for i in Swift.stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
+    for j in k..<values.count where worse(heap[0], j) {
+        heap[0] = j
+        siftDown(0)
+    }
+    return heap.sorted { worse($1, $0) }
 }
-

@@ -106,7 +106,7 @@ extension DecoderModel {
                 }
             }
         }
-        return largestPositions(scores, count: x.topK)
+        return largestIndices(scores, count: x.topK).sorted()
     }
 }
 
@@ -134,33 +134,6 @@ func indexScores(
             }
         }
     }
-}
-
-/// The `count` positions of the largest scores (ties to the earlier position), ascending:
-/// a min-heap of the best seen so far, O(length · log count).
-func largestPositions(_ scores: [Float], count k: Int) -> [Int] {
-    guard scores.count > k else { return Array(scores.indices) }
-    // `worse(a, b)`: a ranks below b.
-    func worse(_ a: Int, _ b: Int) -> Bool { scores[a] < scores[b] || (scores[a] == scores[b] && a > b) }
-    var heap = Array(0..<k)
-    func siftDown(_ start: Int) {
-        var i = start
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var lowest = i
-            if l < k && worse(heap[l], heap[lowest]) { lowest = l }
-            if r < k && worse(heap[r], heap[lowest]) { lowest = r }
-            if lowest == i { return }
-            heap.swapAt(i, lowest)
-            i = lowest
-        }
-    }
-    for i in Swift.stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
-    for j in k..<scores.count where worse(heap[0], j) {
-        heap[0] = j
-        siftDown(0)
-    }
-    return heap.sorted()
 }
 
 extension DecoderModel {
