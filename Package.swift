@@ -133,6 +133,9 @@ let package = Package(
         .target(name: "JindouTokenizer"),
         .target(name: "JindouTemplates"),
 
+        // Reasoning and tool calls split out of generated text, per family (pure values).
+        .target(name: "JindouOutputParsing", dependencies: ["JindouTemplates"]),
+
         // Hardware CRC-32C (SSE4.2) with a portable fallback, for frame checksums.
         .target(name: "CJindouSupport"),
 
@@ -202,7 +205,7 @@ let package = Package(
         .target(
             name: "JindouServer",
             dependencies: [
-                "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates",
+                "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates", "JindouOutputParsing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -277,6 +280,7 @@ let package = Package(
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
+        .testTarget(name: "JindouOutputParsingTests", dependencies: ["JindouOutputParsing", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
         .testTarget(name: "JindouBalancingTests", dependencies: ["JindouBalancing", "JindouPlacement", "JindouModel"]),
         .testTarget(name: "JindouImagesTests", dependencies: ["JindouImages", "JindouModel", "JindouTestSupport"]),
