@@ -253,7 +253,7 @@ let package = Package(
         .executableTarget(
             name: "jindoud",
             dependencies: [
-                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel", "JindouNumerics", "JindouCommandLine",
+                "JindouWorker", "JindouCoordinator", "JindouServer", "JindouServing", "JindouPlacement", "JindouModel", "JindouNumerics", "JindouCommandLine", "JindouOutputParsing",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -275,7 +275,7 @@ let package = Package(
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
-            dependencies: ["JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
+            dependencies: ["JindouOutputParsing", "JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
                            "JindouTestSupport", .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]

@@ -18,9 +18,16 @@ def main():
     client = OpenAI(base_url=url.rstrip("/") + "/v1", api_key=sys.argv[3] if len(sys.argv) > 3 else "unused", max_retries=0)
     checks = {}
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a prime number."}]
+    # The bundled model's template (Qwen3's) thinks unless told not to, and the server splits
+    # reasoning out of the answer; the checks of content switch thinking off.
+    no_thinking = {"chat_template_kwargs": {"enable_thinking": False}}
 
-    chat = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0, seed=7)
-    streamed = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0, seed=7,
+    def create_chat(**kwargs):
+        kwargs["extra_body"] = {**no_thinking, **kwargs.get("extra_body", {})}
+        return client.chat.completions.create(model=model, messages=messages, **kwargs)
+
+    chat = create_chat(max_tokens=8, temperature=0, seed=7)
+    streamed = create_chat(max_tokens=8, temperature=0, seed=7,
                                               stream=True, stream_options={"include_usage": True})
     pieces, usage, finish = [], None, None
     for chunk in streamed:
@@ -42,7 +49,7 @@ def main():
 
     # logprobs / top_logprobs: one entry per token, the greedy token first among its top 3,
     # the bytes spelling the content; streamed entries equal the non-streamed ones.
-    scored = client.chat.completions.create(model=model, messages=messages, max_tokens=6, temperature=0,
+    scored = create_chat(max_tokens=6, temperature=0,
                                             logprobs=True, top_logprobs=3)
     content = scored.choices[0].logprobs.content
     checks["chat_logprobs"] = (len(content) == 6 and all(len(e.top_logprobs) == 3 for e in content)
@@ -50,7 +57,7 @@ def main():
                                and b"".join(bytes(e.bytes) for e in content).decode("utf-8", "replace")
                                == scored.choices[0].message.content)
     streamed_entries = []
-    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=6, temperature=0,
+    for chunk in create_chat(max_tokens=6, temperature=0,
                                                 logprobs=True, top_logprobs=3, stream=True):
         for choice in chunk.choices:
             if choice.logprobs and choice.logprobs.content:
@@ -61,14 +68,14 @@ def main():
     checks["completion_logprobs"] = (len(lp.tokens) == 4 and len(lp.token_logprobs) == 4 and len(lp.text_offset) == 4
                                      and all(1 <= len(t) <= 2 for t in lp.top_logprobs))
     # n: choices with their index; greedy choices are equal; with a seed, choice 0 is the n=1 answer.
-    two = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0, n=2)
+    two = create_chat(max_tokens=5, temperature=0, n=2)
     checks["n_greedy"] = ([c.index for c in two.choices] == [0, 1] and two.choices[0].message.content
                           == two.choices[1].message.content and two.usage.completion_tokens == 10)
-    one = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=1, seed=11)
-    sampled = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=1, seed=11, n=3)
+    one = create_chat(max_tokens=5, temperature=1, seed=11)
+    sampled = create_chat(max_tokens=5, temperature=1, seed=11, n=3)
     checks["n_seeded"] = len(sampled.choices) == 3 and sampled.choices[0].message.content == one.choices[0].message.content
     texts = {}
-    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=1, seed=11, n=3,
+    for chunk in create_chat(max_tokens=5, temperature=1, seed=11, n=3,
                                                 stream=True):
         for choice in chunk.choices:
             texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
@@ -77,10 +84,38 @@ def main():
     forced = client.completions.create(model=model, prompt="Once upon a time", max_tokens=3, temperature=0, logprobs=0,
                                        logit_bias={"42": 100})
     checks["logit_bias"] = len(set(forced.choices[0].logprobs.tokens)) == 1
-    penalised = client.chat.completions.create(model=model, messages=messages, max_tokens=4, temperature=0,
+    penalised = create_chat(max_tokens=4, temperature=0,
                                                presence_penalty=1.5, frequency_penalty=1.0,
                                                extra_body={"repetition_penalty": 1.3, "min_p": 0.05})
     checks["penalties_accepted"] = penalised.usage.completion_tokens == 4
+    # Reasoning: with thinking on, the answer is reasoning until </think>; it equals the raw
+    # text the same prompt gives as a plain completion (token ids from /tokenize).
+    thinking = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0)
+    import urllib.request
+    request = urllib.request.Request(url.rstrip("/") + "/tokenize", data=json.dumps({"messages": messages}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    prompt_ids = json.loads(urllib.request.urlopen(request).read())["tokens"]
+    raw = client.completions.create(model=model, prompt=prompt_ids, max_tokens=8, temperature=0).choices[0].text
+    message = thinking.choices[0].message
+    reasoning = getattr(message, "reasoning_content", None)
+    expected_reasoning, _, expected_content = raw.partition("</think>")
+    checks["reasoning_split"] = (reasoning == (expected_reasoning or None) and getattr(message, "reasoning", None) == reasoning
+                                 and message.content == (expected_content or None))
+    streamed_reasoning, streamed_content = "", ""
+    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0, stream=True):
+        for choice in chunk.choices:
+            streamed_reasoning += getattr(choice.delta, "reasoning_content", None) or ""
+            streamed_content += choice.delta.content or ""
+    checks["reasoning_stream"] = streamed_reasoning == (reasoning or "") and streamed_content == (message.content or "")
+    hidden = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0,
+                                            extra_body={"include_reasoning": False})
+    checks["include_reasoning_false"] = getattr(hidden.choices[0].message, "reasoning_content", None) is None
+    try:
+        client.chat.completions.create(model=model, messages=messages, max_tokens=2, tools=[{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")
+        checks["tool_choice_required_is_400"] = False
+    except openai.BadRequestError:
+        checks["tool_choice_required_is_400"] = True
     models = client.models.list()
     checks["models"] = [m.id for m in models.data] == [model]
 

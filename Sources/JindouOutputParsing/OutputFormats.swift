@@ -41,25 +41,20 @@ extension OutputFormat {
         return OutputFormat(reasoningParser: reasoningParser, reasoning: reasoning, toolCallParser: toolCallParser, toolCalls: tools)
     }
 
-    /// The parsers vLLM's recipes use for a model, from its configuration's `model_type`
-    /// and its chat template (Qwen3-Coder's XML calls and GLM's tags show in the template).
-    public static func defaultParsers(modelType: String, chatTemplate: String?) -> (toolCall: String?, reasoning: String?) {
+    /// The parsers for a chat template, from the markers it writes (Qwen3-Coder's XML calls,
+    /// GLM's tags, Kimi's sections…); reasoning only when the template knows `<think>`.
+    public static func defaultParsers(chatTemplate: String?) -> (toolCall: String?, reasoning: String?) {
         let template = chatTemplate ?? ""
-        if template.contains("<｜DSML｜") || template.contains("｜DSML｜") { return ("deepseek_v32", "deepseek_v3") }
-        if template.contains("<|tool_calls_section_begin|>") { return ("kimi_k2", "kimi_k2") }
-        if template.contains("<minimax:tool_call>") { return ("minimax_m2", "minimax_m2") }
-        if template.contains("<arg_key>") { return ("glm45", "glm45") }
-        if template.contains("<｜tool▁calls▁begin｜>") { return ("deepseek_v31", "deepseek_v3") }
-        if template.contains("<function=") && template.contains("<parameter=") { return ("qwen3_coder", template.contains("<think>") ? "qwen3" : nil) }
-        if template.contains("<tool_call>") { return ("hermes", template.contains("<think>") ? "qwen3" : nil) }
-        switch modelType {
-        case "qwen3_moe", "qwen3_next", "qwen3_vl_moe", "qwen3_5_moe": return ("hermes", "qwen3")
-        case "glm4_moe", "glm4_moe_lite", "glm_moe_dsa": return ("glm45", "glm45")
-        case "deepseek_v32": return ("deepseek_v32", "deepseek_v3")
-        case "deepseek_v3", "kimi_k2": return ("deepseek_v31", "deepseek_v3")
-        case "minimax_m2": return ("minimax_m2", "minimax_m2")
-        default: return (nil, template.contains("<think>") ? "qwen3" : nil)
-        }
+        let thinks = template.contains("<think>") || template.contains("</think>")
+        func pair(_ tool: String, _ reasoning: String) -> (String?, String?) { (tool, thinks ? reasoning : nil) }
+        if template.contains("｜DSML｜") { return pair("deepseek_v32", "deepseek_v3") }
+        if template.contains("<|tool_calls_section_begin|>") { return pair("kimi_k2", "kimi_k2") }
+        if template.contains("<minimax:tool_call>") { return pair("minimax_m2", "minimax_m2") }
+        if template.contains("<arg_key>") { return pair("glm45", "glm45") }
+        if template.contains("<｜tool▁calls▁begin｜>") { return pair("deepseek_v31", "deepseek_v3") }
+        if template.contains("<function=") && template.contains("<parameter=") { return pair("qwen3_coder", "qwen3") }
+        if template.contains("<tool_call>") { return pair("hermes", "qwen3") }
+        return (nil, thinks ? "qwen3" : nil)
     }
 }
 
@@ -486,4 +481,18 @@ private func minimaxParameterName(_ header: String) -> String? {
     let h = pythonStrip(header)
     if h.count >= 2, let q = h.first, q == "\"" || q == "'", h.last == q { return pythonStrip(String(h.dropFirst().dropLast())) }
     return h.isEmpty ? nil : h
+}
+
+extension OutputFormat {
+    /// The format `--tool-call-parser` and `--reasoning-parser` select: a parser name, `auto`
+    /// (from the chat template) or `none`.
+    public static func selected(toolCallParser: String = "auto", reasoningParser: String = "auto", chatTemplate: String?) throws -> OutputFormat {
+        let automatic = defaultParsers(chatTemplate: chatTemplate)
+        func choose(_ flag: String, _ auto: String?) -> String? { flag == "auto" ? auto : flag == "none" ? nil : flag }
+        return try named(toolCallParser: choose(toolCallParser, automatic.toolCall), reasoningParser: choose(reasoningParser, automatic.reasoning))
+    }
+
+    public static func automatic(chatTemplate: String?) throws -> OutputFormat {
+        try selected(chatTemplate: chatTemplate)
+    }
 }

@@ -60,6 +60,12 @@ public struct ToolCallDelta: Equatable, Sendable {
     public var id: String?
     public var name: String?
     public var arguments: String?
+    public init(index: Int, id: String? = nil, name: String? = nil, arguments: String? = nil) {
+        self.index = index
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
 }
 
 /// One streamed piece of an assistant message.
@@ -68,6 +74,11 @@ public struct AssistantDelta: Equatable, Sendable {
     public var content: String?
     public var toolCalls: [ToolCallDelta] = []
     public var isEmpty: Bool { reasoning == nil && content == nil && toolCalls.isEmpty }
+    public init(reasoning: String? = nil, content: String? = nil, toolCalls: [ToolCallDelta] = []) {
+        self.reasoning = reasoning
+        self.content = content
+        self.toolCalls = toolCalls
+    }
 }
 
 /// The tool-call side of a family's format.

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import JindouModel
+import JindouOutputParsing
 import JindouRouting
 import JindouServing
 import JindouTemplates
@@ -24,10 +25,15 @@ public struct ServingContext: Sendable {
     public let maximumRequestBytes: Int
     /// Requests wait here until the cluster first serves every expert (`/ready`).
     public let readiness: ReadinessGate
+    /// How chat answers are split into reasoning, content and tool calls
+    /// (`--reasoning-parser`, `--tool-call-parser`).
+    public let outputFormat: OutputFormat
 
     public init(engine: InferenceEngine, scheduler: BatchScheduler, text: ServingText, modelName: String, maximumModelLength: Int,
                 vision: ServingVision? = nil, imagePolicy: ImageSourcePolicy = .init(), maximumRequestBytes: Int = 64 << 20,
-                readiness: ReadinessGate = .always) {
+                readiness: ReadinessGate = .always, outputFormat: OutputFormat? = nil) {
+        self.outputFormat = outputFormat ?? (try? OutputFormat.automatic(chatTemplate: text.chatTemplate?.source))
+            ?? OutputFormat(reasoningParser: nil, reasoning: nil, toolCallParser: nil, toolCalls: nil)
         self.maximumRequestBytes = maximumRequestBytes
         self.readiness = readiness
         self.engine = engine
@@ -129,6 +135,8 @@ struct GenerationParameters {
     /// vLLM's `stop_token_ids`: tokens that end the choice besides the model's EOS ids
     /// (even with `ignore_eos`); as in vLLM, the text keeps a stop token that is not special.
     var stopTokenIDs: Set<Int> = []
+    /// vLLM's `skip_special_tokens` (default true): false keeps special tokens' text (not the stop tokens').
+    var skipSpecialTokens = true
 
     init(_ body: RequestBody, router: JindouRouting.Router?, chat: Bool, vocabularySize: Int) throws {
         choices = try body.int("n", in: 1...16) ?? 1
@@ -172,6 +180,7 @@ struct GenerationParameters {
         }
         maxTokens = try body.int("max_completion_tokens", in: 0...Int.max) ?? body.int("max_tokens", in: 0...Int.max)
         ignoreEOS = try body.bool("ignore_eos") ?? false
+        skipSpecialTokens = try body.bool("skip_special_tokens") ?? true
         speculative = try body.bool("speculative") ?? true
         let temperature = try body.number("temperature", in: 0...2) ?? 1
         let topP = try body.number("top_p", in: 0...1) ?? 1
@@ -287,9 +296,10 @@ enum OpenAIAPI {
         try checkModel(body, serving)
         let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter, chat: true,
                                                   vocabularySize: serving.engine.description.vocabularySize)
+        let output = try ChatOutputOptions(body, format: serving.outputFormat)
         let prompt = try chatPrompt(body, serving: serving)
         return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
-                             chat: true, serving: serving)
+                             chat: true, output: output, serving: serving)
     }
 
     /// The prompt of a chat request: `messages` (and `tools`, `chat_template_kwargs`)
@@ -359,7 +369,7 @@ enum OpenAIAPI {
     // MARK: Generation
 
     static func run(prompt: [Int], multimodal: MultimodalPrompt? = nil, parameters: GenerationParameters, defaultMaxTokens: Int?,
-                    chat: Bool, serving: ServingContext) async throws -> Response {
+                    chat: Bool, output: ChatOutputOptions? = nil, serving: ServingContext) async throws -> Response {
         let limit = serving.maximumModelLength
         let available = limit - prompt.count
         guard available > 0 else {
@@ -391,12 +401,13 @@ enum OpenAIAPI {
         let header: [(String, TemplateValue)] = [("id", .string(id)), ("object", .string(chat ? "chat.completion" : "text_completion")),
                                                  ("created", .int(created)), ("model", .string(serving.modelName))]
         if parameters.stream {
-            return streamingResponse(streams: streams, header: header, chat: chat, parameters: parameters, serving: serving)
+            return streamingResponse(streams: streams, header: header, chat: chat, parameters: parameters, output: output, serving: serving)
         }
         let results = try await withThrowingTaskGroup(of: (Int, ChoiceText).self) { group in
             for (index, events) in streams.enumerated() {
                 group.addTask {
-                    var choice = ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer)
+                    var choice = ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer, output: output,
+                                           skipSpecialTokens: parameters.skipSpecialTokens, serving: serving)
                     loop: for try await event in events {
                         if choice.consume(event).stopped { break loop }  // ending the iteration cancels the sequence
                     }
@@ -411,6 +422,12 @@ enum OpenAIAPI {
         let choices: [TemplateValue] = results.enumerated().map { index, r in
             let logprobs = parameters.logprobs == nil ? TemplateValue.none
                 : chat ? chatLogprobs(r.logprobs, serving: serving) : completionLogprobs(r.logprobs, offset: 0, serving: serving)
+            if chat, let output {
+                let message = output.parse(r.text, choice: index)
+                return .object(TemplateObject([("index", .int(index)), ("message", .object(output.messageObject(message))),
+                                               ("logprobs", logprobs),
+                                               ("finish_reason", .string(message.toolCalls.isEmpty ? r.finish : "tool_calls"))]))
+            }
             return .object(chat
                 ? TemplateObject([("index", .int(index)),
                                   ("message", .object(TemplateObject([("role", .string("assistant")), ("content", .string(r.text))]))),
@@ -432,10 +449,17 @@ enum OpenAIAPI {
         var logprobs: [TokenLogprobs] = []
         var matcher: StopStringMatcher
         var detokenizer: StreamingDetokenizer?
+        /// Tokens whose text stays out (the stop tokens, when special tokens are kept).
+        var hiddenTokens: Set<Int> = []
 
-        init(stops: [String], tokenizer: Tokenizer?) {
+        init(stops: [String], tokenizer: Tokenizer?, output: ChatOutputOptions? = nil, skipSpecialTokens: Bool = true,
+             serving: ServingContext? = nil) {
             matcher = StopStringMatcher(stops)
-            detokenizer = tokenizer.map { StreamingDetokenizer(tokenizer: $0) }
+            // The parsers read the markers, which are often special tokens (as vLLM sets
+            // skip_special_tokens=False for them); the stop tokens themselves stay out.
+            let keepSpecial = (output?.parsesAnything ?? false) || !skipSpecialTokens
+            detokenizer = tokenizer.map { StreamingDetokenizer(tokenizer: $0, skipSpecialTokens: !keepSpecial) }
+            if keepSpecial, let serving { hiddenTokens = serving.text.stopTokenIDs.union(serving.engine.description.eosTokenIDs) }
         }
 
         /// Takes one event; returns the text it adds and whether a stop string ended the choice.
@@ -443,7 +467,7 @@ enum OpenAIAPI {
             switch event {
             case .token(let token):
                 completionTokens += 1
-                let piece = matcher.feed(detokenizer?.append(token) ?? "")
+                let piece = hiddenTokens.contains(token) ? "" : matcher.feed(detokenizer?.append(token) ?? "")
                 text += piece
                 if matcher.stopped { finish = "stop" }
                 return (piece, matcher.stopped)
@@ -519,7 +543,7 @@ enum OpenAIAPI {
     /// choice's finish reason, optional usage, and `data: [DONE]`. A client that disconnects
     /// ends the generations.
     static func streamingResponse(streams: [AsyncThrowingStream<GenerationEvent, Error>], header: [(String, TemplateValue)], chat: Bool,
-                                  parameters: GenerationParameters, serving: ServingContext) -> Response {
+                                  parameters: GenerationParameters, output: ChatOutputOptions?, serving: ServingContext) -> Response {
         let chunkHeader = header.map { $0.0 == "object" ? ("object", TemplateValue.string(chat ? "chat.completion.chunk" : "text_completion")) : $0 }
         let includeUsage = parameters.includeUsage, wantsLogprobs = parameters.logprobs != nil
         let body = ResponseBody { writer in
@@ -527,14 +551,16 @@ enum OpenAIAPI {
                 try await writer.write(ByteBuffer(string: "data: " + (try JSONText.encode(.object(object))) + "\n\n"))
             }
             func chunk(_ index: Int, text: String?, finish: String?, role: Bool = false, logprobs: [TokenLogprobs] = [],
-                       offset: Int = 0) -> TemplateObject {
+                       offset: Int = 0, parsed: AssistantDelta? = nil) -> TemplateObject {
                 let lp: TemplateValue = !wantsLogprobs || logprobs.isEmpty ? .none
                     : chat ? chatLogprobs(logprobs, serving: serving) : completionLogprobs(logprobs, offset: offset, serving: serving)
                 let choice: TemplateObject
                 if chat {
                     var delta = TemplateObject()
                     if role { delta["role"] = .string("assistant") }
-                    if let text { delta["content"] = .string(text) }
+                    if let parsed, let output {
+                        for (k, v) in output.deltaObject(parsed).pairs { delta[k] = v }
+                    } else if let text { delta["content"] = .string(text) }
                     choice = TemplateObject([("index", .int(index)), ("delta", .object(delta)), ("logprobs", lp),
                                              ("finish_reason", finish.map { .string($0) } ?? .none)])
                 } else {
@@ -555,20 +581,38 @@ enum OpenAIAPI {
                     }
                 }
             }
-            var choices = streams.map { _ in ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer) }
+            var choices = streams.map { _ in ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer, output: output,
+                                           skipSpecialTokens: parameters.skipSpecialTokens, serving: serving) }
+            var parsers = streams.indices.map { output?.streamingParser(choice: $0) }
+            var calledTools = streams.map { _ in false }
             var pendingLogprobs = streams.map { _ in [TokenLogprobs]() }
             var offsets = streams.map { _ in 0 }
             var open = Set(streams.indices)
-            func flush(_ index: Int, _ piece: String) async throws {
-                guard !piece.isEmpty || (wantsLogprobs && !pendingLogprobs[index].isEmpty) else { return }
-                try await send(chunk(index, text: piece, finish: nil, logprobs: pendingLogprobs[index], offset: offsets[index]))
+            func flush(_ index: Int, _ piece: String, last: Bool = false) async throws {
+                var parsed: AssistantDelta?
+                if parsers[index] != nil {
+                    var delta = piece.isEmpty ? AssistantDelta() : parsers[index]!.feed(piece)
+                    if last {
+                        let end = parsers[index]!.finish()
+                        delta.reasoning = [delta.reasoning, end.reasoning].compactMap { $0 }.joined().nilIfEmpty
+                        delta.content = [delta.content, end.content].compactMap { $0 }.joined().nilIfEmpty
+                        delta.toolCalls += end.toolCalls
+                    }
+                    delta = output!.filter(delta)
+                    if !delta.toolCalls.isEmpty { calledTools[index] = true }
+                    parsed = delta
+                    guard !delta.isEmpty || (wantsLogprobs && !pendingLogprobs[index].isEmpty) else { return }
+                } else {
+                    guard !piece.isEmpty || (wantsLogprobs && !pendingLogprobs[index].isEmpty) else { return }
+                }
+                try await send(chunk(index, text: piece, finish: nil, logprobs: pendingLogprobs[index], offset: offsets[index], parsed: parsed))
                 offsets[index] += piece.count
                 pendingLogprobs[index] = []
             }
             func close(_ index: Int) async throws {
                 guard open.remove(index) != nil else { return }
-                try await flush(index, choices[index].finishText())
-                try await send(chunk(index, text: nil, finish: choices[index].finish))
+                try await flush(index, choices[index].finishText(), last: true)
+                try await send(chunk(index, text: nil, finish: calledTools[index] ? "tool_calls" : choices[index].finish))
                 if open.isEmpty { sink.finish() }
             }
             do {

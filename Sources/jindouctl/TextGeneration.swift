@@ -44,6 +44,10 @@ func streamCompletion(client: AdminClient, path: String, body: [String: Any], ec
     var text = ""
     var finish = "length"
     var usage: [String: Int] = [:]
+    // Reasoning (`reasoning_content`, split out by the server's reasoning parser) is shown
+    // dimmed on a terminal and is not part of the answer's text.
+    let dim = isatty(STDOUT_FILENO) != 0
+    var inReasoning = false
     for try await payload in client.events(path, body: try JSONSerialization.data(withJSONObject: request)) {
         guard let object = try? JSONSerialization.jsonObject(with: payload) as? [String: Any] else { continue }
         if let error = object["error"] as? [String: Any] {
@@ -51,12 +55,23 @@ func streamCompletion(client: AdminClient, path: String, body: [String: Any], ec
         }
         if let u = object["usage"] as? [String: Int] { usage = u }
         for choice in object["choices"] as? [[String: Any]] ?? [] {
-            let piece = (choice["delta"] as? [String: Any])?["content"] as? String ?? choice["text"] as? String ?? ""
+            let delta = choice["delta"] as? [String: Any]
+            if echo, let reasoning = delta?["reasoning_content"] as? String, !reasoning.isEmpty {
+                if !inReasoning && dim { emit("\u{1B}[2m") }
+                inReasoning = true
+                emit(reasoning)
+            }
+            let piece = delta?["content"] as? String ?? choice["text"] as? String ?? ""
+            if echo && inReasoning && !piece.isEmpty {
+                emit(dim ? "\u{1B}[0m\n" : "\n")
+                inReasoning = false
+            }
             text += piece
             if echo { emit(piece) }
             if let reason = choice["finish_reason"] as? String { finish = reason }
         }
     }
+    if echo && inReasoning && dim { emit("\u{1B}[0m") }
     return (text, finish, usage)
 }
 

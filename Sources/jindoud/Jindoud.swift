@@ -52,6 +52,7 @@ import JindouTransport
 import JindouWire
 import Foundation
 import Metrics
+import JindouOutputParsing
 import Prometheus
 
 /// Flags for the cluster secret.
@@ -110,6 +111,14 @@ struct ServingOptions: ParsableArguments {
             help: "Split each step into overlapping micro-batches: 1, 2 or auto (2 when experts are remote and ≥ \(MicroBatching.autoMinimumSequences) sequences run).")
     var microBatches: String = "auto"
 
+    @Option(name: .customLong("tool-call-parser"),
+            help: "How tool calls are read out of chat answers: auto (from the chat template), none, or one of \(OutputFormat.toolCallParsers.joined(separator: ", ")) (vLLM's names).")
+    var toolCallParser: String = "auto"
+
+    @Option(name: .customLong("reasoning-parser"),
+            help: "How reasoning is split from chat answers into reasoning_content: auto (when the chat template knows <think>), none, or one of \(OutputFormat.reasoningParsers.joined(separator: ", ")).")
+    var reasoningParser: String = "auto"
+
     @Option(name: .customLong("ready-timeout"),
             help: "Seconds a request waits for the cluster to serve every expert at startup before it gets 503.")
     var readyTimeout: Double = 60
@@ -126,6 +135,12 @@ struct ServingOptions: ParsableArguments {
         guard MicroBatching(microBatches) != nil else { throw ValidationError("--micro-batches must be auto, 1 or 2") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
         if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
+        guard ["auto", "none"].contains(toolCallParser) || OutputFormat.toolCallParsers.contains(toolCallParser) else {
+            throw ValidationError("--tool-call-parser must be auto, none or one of \(OutputFormat.toolCallParsers.joined(separator: ", "))")
+        }
+        guard ["auto", "none"].contains(reasoningParser) || OutputFormat.reasoningParsers.contains(reasoningParser) else {
+            throw ValidationError("--reasoning-parser must be auto, none or one of \(OutputFormat.reasoningParsers.joined(separator: ", "))")
+        }
     }
 
     /// The serving context for an engine over the checkpoint in `model`; requests wait for
@@ -146,7 +161,9 @@ struct ServingOptions: ParsableArguments {
                               maximumRequestBytes: Int(parseByteSize(maxRequestBytes)!),
                               readiness: controller.map { controller in
                                   ReadinessGate(startupWait: .milliseconds(Int64(readyTimeout * 1000))) { await controller.readiness() }
-                              } ?? .always)
+                              } ?? .always,
+                              outputFormat: try OutputFormat.selected(toolCallParser: toolCallParser, reasoningParser: reasoningParser,
+                                                                      chatTemplate: text.chatTemplate?.source))
     }
 }
 

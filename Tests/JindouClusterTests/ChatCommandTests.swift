@@ -1,4 +1,5 @@
 import Foundation
+import JindouOutputParsing
 import JindouAdmin
 import JindouModel
 import JindouTemplates
@@ -58,7 +59,13 @@ struct ChatCommandTests {
         let stop = Set([tokenizer.id(of: config["eos_token"] as! String)!]).union(engine.description.eosTokenIDs)
         let expected = try await engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: context - prompt.count,
                                                                    stopTokenIDs: stop))
-        #expect(out == tokenizer.decode(expected.tokenIDs, skipSpecialTokens: true) + "\n")
+        // The server splits the answer with the template's reasoning parser (qwen3); the chat
+        // prints the reasoning, then on a new line the content.
+        let raw = tokenizer.decode(expected.tokenIDs, skipSpecialTokens: true)
+        let answer = AssistantOutputParser.parse(raw, format: try OutputFormat.named(toolCallParser: nil, reasoningParser: "qwen3"),
+                                                 tools: [], parseToolCalls: false, makeID: { "\($0)" })
+        let shown = (answer.reasoning ?? "") + (answer.reasoning != nil && answer.content != nil ? "\n" : "") + (answer.content ?? "")
+        #expect(out == shown + "\n")
     }
 
     @Test func longHistoriesAreTrimmedAndFailuresExitNonZero() async throws {

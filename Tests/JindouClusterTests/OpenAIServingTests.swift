@@ -53,13 +53,16 @@ final class LocalCluster: @unchecked Sendable {
         }
     }
 
-    /// The streamed text of a request (SSE deltas joined).
+    /// The streamed text of a request (SSE deltas joined: reasoning, then content, as generated).
     func streamedText(_ path: String, _ body: String) async throws -> String {
         var text = ""
         for try await payload in try client.events(path, body: Data(body.utf8)) {
             guard case .object(let chunk) = try JSONText.parse(payload), case .array(let choices)? = chunk["choices"] else { continue }
             for case .object(let choice) in choices {
-                if case .object(let delta)? = choice["delta"], case .string(let s)? = delta["content"] { text += s }
+                if case .object(let delta)? = choice["delta"] {
+                    if case .string(let s)? = delta["reasoning_content"] { text += s }
+                    if case .string(let s)? = delta["content"] { text += s }
+                }
                 if case .string(let s)? = choice["text"] { text += s }
             }
         }

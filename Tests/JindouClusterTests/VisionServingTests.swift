@@ -112,7 +112,8 @@ struct VisionServingTests {
         let expectedText = report["text"] as! String
         #expect((report["token_ids"] as! [Int]).count == 8)
 
-        let cluster = try LocalCluster(fixture: fixture, workers: 2)
+        // The raw answer, to compare with jindouctl generate's (no reasoning split).
+        let cluster = try LocalCluster(fixture: fixture, workers: 2, extraArguments: ["--reasoning-parser", "none"])
         defer { cluster.stop() }
         let dataURL = "data:image/jpeg;base64," + (try Data(contentsOf: URL(fileURLWithPath: image))).base64EncodedString()
         let body = """

@@ -1,0 +1,127 @@
+import Foundation
+import JindouOutputParsing
+import JindouTemplates
+import JindouTestSupport
+import Testing
+
+/// Reasoning and tool-call parsing through the real server: `jindoud local` on the bundled
+/// Qwen3 fixture (its template thinks unless `enable_thinking` is false, and offers tools
+/// as `<tool_call>` JSON), compared with the parsers applied to the raw text the same
+/// prompt gives as a plain completion.
+@Suite("Chat answers split into reasoning, content and tool calls", .serialized)
+struct ChatOutputParsingTests {
+    let fixture = "qwen3-moe-tiny"
+    static let tools = #"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#
+
+    /// The raw greedy text (special tokens kept, as the parsers see it) of a chat request's prompt.
+    func rawText(_ cluster: LocalCluster, messages: String, kwargs: String, tools: String = "null", maxTokens: Int) async throws -> String {
+        let (status, tokenized) = try await cluster.post("tokenize", #"{"messages": \#(messages), "chat_template_kwargs": \#(kwargs), "tools": \#(tools)}"#)
+        #expect(status == 200)
+        guard case .array(let ids)? = tokenized["tokens"] else { throw HarnessError("no tokens") }
+        let prompt = try JSONText.encode(.array(ids))
+        let (_, completion) = try await cluster.post("v1/completions",
+            #"{"model": "\#(fixture)", "prompt": \#(prompt), "max_tokens": \#(maxTokens), "temperature": 0, "skip_special_tokens": false}"#)
+        guard case .array(let choices)? = completion["choices"], case .object(let choice)? = choices.first,
+              case .string(let text)? = choice["text"] else { throw HarnessError("no completion text") }
+        return text
+    }
+
+    func message(_ answer: TemplateObject) -> TemplateObject? {
+        guard case .array(let choices)? = answer["choices"], case .object(let choice)? = choices.first,
+              case .object(let message)? = choice["message"] else { return nil }
+        return message
+    }
+
+    func string(_ o: TemplateObject?, _ key: String) -> String? {
+        if case .string(let s)? = o?[key] { return s }
+        return nil
+    }
+
+    /// Streams a chat request and joins its deltas' reasoning and content.
+    func streamed(_ cluster: LocalCluster, _ body: String) async throws -> (reasoning: String, content: String, finish: String?) {
+        var reasoning = "", content = "", finish: String?
+        for try await payload in try cluster.client.events("v1/chat/completions", body: Data(body.utf8)) {
+            guard case .object(let chunk) = try JSONText.parse(payload), case .array(let choices)? = chunk["choices"] else { continue }
+            for case .object(let choice) in choices {
+                if case .object(let delta)? = choice["delta"] {
+                    reasoning += string(delta, "reasoning_content") ?? ""
+                    content += string(delta, "content") ?? ""
+                }
+                if case .string(let f)? = choice["finish_reason"] { finish = f }
+            }
+        }
+        return (reasoning, content, finish)
+    }
+
+    @Test("Thinking on: the answer's reasoning and content are the qwen3 parser's split of the raw text, streamed or not")
+    func reasoningIsSplit() async throws {
+        let cluster = try LocalCluster(fixture: fixture)
+        defer { cluster.stop() }
+        let messages = #"[{"role": "user", "content": "Think about primes."}]"#
+        let raw = try await rawText(cluster, messages: messages, kwargs: "{}", maxTokens: 12)
+        let format = try OutputFormat.named(toolCallParser: nil, reasoningParser: "qwen3")
+        let expected = AssistantOutputParser.parse(raw, format: format, tools: [], parseToolCalls: false, makeID: { "\($0)" })
+        let body = #"{"model": "\#(fixture)", "messages": \#(messages), "max_tokens": 12, "temperature": 0"#
+        let (status, answer) = try await cluster.post("v1/chat/completions", body + "}")
+        #expect(status == 200)
+        let m = message(answer)
+        #expect(expected.reasoning != nil)
+        #expect(string(m, "reasoning_content") == expected.reasoning)
+        #expect(string(m, "reasoning") == expected.reasoning)
+        #expect(string(m, "content") == expected.content)
+        let s = try await streamed(cluster, body + #", "stream": true}"#)
+        #expect(s.reasoning == expected.reasoning ?? "")
+        #expect(s.content == expected.content ?? "")
+    }
+
+    @Test("Thinking off, tool_choice none or --reasoning-parser none: the content is the raw text")
+    func noSplitWhenNotThinking() async throws {
+        let messages = #"[{"role": "user", "content": "Weather?"}]"#
+        // Qwen3's tool preamble alone is longer than the fixture's 256 positions.
+        let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
+        do {
+            defer { cluster.stop() }
+            let off = #"{"enable_thinking": false}"#
+            let raw = try await rawText(cluster, messages: messages, kwargs: off, tools: Self.tools, maxTokens: 10)
+            let format = try OutputFormat.named(toolCallParser: "hermes", reasoningParser: "qwen3")
+            // tool_choice none: no tool parsing, thinking off: no reasoning.
+            let (noneStatus, none) = try await cluster.post("v1/chat/completions",
+                #"{"model": "\#(fixture)", "messages": \#(messages), "max_tokens": 10, "temperature": 0, "chat_template_kwargs": \#(off), "tools": \#(Self.tools), "tool_choice": "none"}"#)
+            #expect(noneStatus == 200, "\(none)")
+            #expect(string(message(none), "content") == raw)
+            #expect(message(none)?["reasoning_content"] == nil)
+            // tool_choice auto: the hermes parser's reading of the same text.
+            let tools = ToolDefinition.list(fromRequestTools: try JSONText.parse(Data(Self.tools.utf8)))
+            let expected = AssistantOutputParser.parse(raw, format: format, tools: tools, parseToolCalls: true,
+                                                       templateArguments: TemplateObject([("enable_thinking", .bool(false))]), makeID: { "\($0)" })
+            let (_, auto) = try await cluster.post("v1/chat/completions",
+                #"{"model": "\#(fixture)", "messages": \#(messages), "max_tokens": 10, "temperature": 0, "chat_template_kwargs": \#(off), "tools": \#(Self.tools)}"#)
+            #expect(string(message(auto), "content") == expected.content)
+            #expect(message(auto)?["tool_calls"] == nil || !expected.toolCalls.isEmpty)
+        }
+        let plain = try LocalCluster(fixture: fixture, extraArguments: ["--reasoning-parser", "none"])
+        defer { plain.stop() }
+        let raw = try await rawText(plain, messages: messages, kwargs: "{}", maxTokens: 10)
+        let (_, answer) = try await plain.post("v1/chat/completions",
+            #"{"model": "\#(fixture)", "messages": \#(messages), "max_tokens": 10, "temperature": 0}"#)
+        #expect(string(message(answer), "content") == raw)
+        #expect(message(answer)?["reasoning_content"] == nil)
+    }
+
+    @Test("Tool choices that need constrained decoding and malformed tools are refused with 400")
+    func refusedToolChoices() async throws {
+        let cluster = try LocalCluster(fixture: fixture)
+        defer { cluster.stop() }
+        let base = #""model": "\#(fixture)", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "tools": \#(Self.tools)"#
+        for (extra, param) in [(#""tool_choice": "required""#, "tool_choice"),
+                               (#""tool_choice": {"type": "function", "function": {"name": "get_weather"}}"#, "tool_choice"),
+                               (#""tool_choice": 3"#, "tool_choice")] {
+            let (status, body) = try await cluster.post("v1/chat/completions", "{\(base), \(extra)}")
+            #expect(status == 400, "\(extra)")
+            #expect(string(body, "message")?.contains(param) ?? false)
+        }
+        let (status, _) = try await cluster.post("v1/chat/completions",
+            #"{"model": "\#(fixture)", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "tools": [{"type": "function"}]}"#)
+        #expect(status == 400)
+    }
+}
