@@ -136,6 +136,9 @@ let package = Package(
         // Reasoning and tool calls split out of generated text, per family (pure values).
         .target(name: "JindouOutputParsing", dependencies: ["JindouTemplates"]),
 
+        // Structured outputs: JSON schemas compiled to byte matchers and token masks.
+        .target(name: "JindouGrammar", dependencies: ["JindouTemplates", "JindouModel"]),
+
         // Hardware CRC-32C (SSE4.2) with a portable fallback, for frame checksums.
         .target(name: "CJindouSupport"),
 
@@ -205,7 +208,7 @@ let package = Package(
         .target(
             name: "JindouServer",
             dependencies: [
-                "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates", "JindouOutputParsing",
+                "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates", "JindouOutputParsing", "JindouGrammar",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -280,6 +283,7 @@ let package = Package(
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
+        .testTarget(name: "JindouGrammarTests", dependencies: ["JindouGrammar", "JindouTemplates", "JindouModel", "JindouTokenizer", "JindouTestSupport"]),
         .testTarget(name: "JindouOutputParsingTests", dependencies: ["JindouOutputParsing", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(name: "JindouRoutingTests", dependencies: ["JindouRouting", "JindouModel"]),
         .testTarget(name: "JindouBalancingTests", dependencies: ["JindouBalancing", "JindouPlacement", "JindouModel"]),

@@ -27,10 +27,12 @@ public struct GenerationRequest: Sendable {
     /// Log-probabilities of each generated token and of its `logprobs` most likely
     /// alternatives (nil: none; 0: the chosen token's only).
     public var logprobs: Int? = nil
+    /// Constrained decoding: which tokens may come next (structured outputs).
+    public var constraint: (any TokenConstraint)? = nil
 
     /// Speculation runs for this request: asked for, and the choice does not depend on the
-    /// history that drafts would change (penalties, bias).
-    public var speculates: Bool { speculative && !sampling.adjustsLogits }
+    /// history that drafts would change (penalties, bias, a constraint).
+    public var speculates: Bool { speculative && !sampling.adjustsLogits && constraint == nil }
 
     public init(
         promptTokenIDs: [Int], maxNewTokens: Int, sampling: SamplingParameters = .greedy,

@@ -213,3 +213,22 @@ func largestIndices(_ values: [Float], count k: Int) -> [Int] {
     }
     return heap.sorted { worse($1, $0) }
 }
+
+/// A rule a sequence's tokens must follow (constrained decoding: structured outputs, forced
+/// tool calls), applied to the logits before sampling, one sequence at a time.
+public protocol TokenConstraint: Sendable {
+    /// Whether each token of the vocabulary may come next.
+    func allowedTokens(vocabularySize: Int) -> [Bool]
+    /// Takes the token that was chosen.
+    mutating func accept(_ token: Int)
+}
+
+extension TokenConstraint {
+    /// `logits` with the tokens the constraint forbids at −∞.
+    public func masked(_ logits: [Float]) -> [Float] {
+        let allowed = allowedTokens(vocabularySize: logits.count)
+        var result = logits
+        for i in result.indices where !allowed[i] { result[i] = -.infinity }
+        return result
+    }
+}

@@ -64,6 +64,11 @@ public actor BatchScheduler {
         }
     }
 
+    /// The logits with what the sequence's constraint forbids removed.
+    func constrained(_ s: Sequence, _ logits: [Float]) -> [Float] {
+        s.constraint.map { $0.masked(logits) } ?? logits
+    }
+
     final class Sequence {
         let id: Int
         let request: GenerationRequest
@@ -82,6 +87,8 @@ public actor BatchScheduler {
         /// With `--speculative mtp`: the MTP layer's state and its drafts for the next step.
         var multiTokenState: MultiTokenDraftState?
         var multiTokenDrafts: [Int] = []
+        /// The request's constraint, advanced by each token it emits.
+        var constraint: (any TokenConstraint)?
         let submitted = ContinuousClock.now
         var lastToken: ContinuousClock.Instant?
 
@@ -94,6 +101,7 @@ public actor BatchScheduler {
             self.reservedBytes = reservedBytes
             self.continuation = continuation
             sampler = Sampler(request.sampling)
+            constraint = request.constraint
         }
 
         var inPrefill: Bool { prefilled < request.promptTokenIDs.count }
@@ -324,7 +332,8 @@ public actor BatchScheduler {
             for i in 0...drafts.count {
                 let row = drafts.isEmpty ? rowLogits : Array(rowLogits[(i * vocabulary)..<((i + 1) * vocabulary)])
                 let (token, kept) = i < drafts.count ? s.sampler.verify(row, draft: drafts[i])
-                    : (s.sampler.sample(s.request.sampling.adjusted(row, prompt: s.request.promptTokenIDs, output: s.generated)), false)
+                    : (s.sampler.sample(constrained(s, s.request.sampling.adjusted(row, prompt: s.request.promptTokenIDs, output: s.generated))), false)
+                s.constraint?.accept(token)
                 if kept { accepted += 1 }
                 if counts {
                     s.speculation!.tokens += 1
