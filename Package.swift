@@ -278,7 +278,7 @@ let package = Package(
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
-            dependencies: ["JindouOutputParsing", "JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
+            dependencies: ["JindouOutputParsing", "JindouGrammar", "JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
                            "JindouTestSupport", .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]

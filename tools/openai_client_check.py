@@ -3,12 +3,13 @@
 chat and text completions, streamed and not, logprobs, n, logit_bias and penalties, model
 listing, the experts_per_token extension, and error handling. Prints a JSON summary; exits 1 if a check fails.
 
-    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install openai
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install openai jsonschema
     /tmp/venv/bin/python tools/openai_client_check.py http://127.0.0.1:8080 qwen3-moe-tiny [API_KEY]
 """
 import json
 import sys
 
+import jsonschema
 import openai
 from openai import OpenAI
 
@@ -110,12 +111,77 @@ def main():
     hidden = client.chat.completions.create(model=model, messages=messages, max_tokens=8, temperature=0,
                                             extra_body={"include_reasoning": False})
     checks["include_reasoning_false"] = getattr(hidden.choices[0].message, "reasoning_content", None) is None
+    # Structured outputs on random weights: a forced call's arguments, the calls of
+    # tool_choice "required" and response_format content validate against their schemas
+    # (jsonschema is the judge); streamed answers equal the non-streamed ones.
+    weather = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo", "Lima"]}, "days": {"type": "integer"},
+                                                 "metric": {"type": "boolean"}},
+               "required": ["city", "days"], "additionalProperties": False}
+    clock = {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}}, "required": ["zone"], "additionalProperties": False}
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": weather}},
+             {"type": "function", "function": {"name": "get_time", "description": "The time", "parameters": clock}}]
+    schemas = {"get_weather": weather, "get_time": clock}
+
+    def valid(value, schema):
+        try:
+            jsonschema.validate(value, schema)
+            return True
+        except jsonschema.ValidationError:
+            return False
+
+    def streamed_calls(**kwargs):
+        calls, finish = {}, None
+        for chunk in create_chat(stream=True, **kwargs):
+            for choice in chunk.choices:
+                finish = choice.finish_reason or finish
+                for delta in choice.delta.tool_calls or []:
+                    call = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
+                    if delta.id:
+                        call["id"] = call["id"] or delta.id
+                    if delta.function and delta.function.name:
+                        call["name"] = delta.function.name
+                    if delta.function and delta.function.arguments:
+                        call["arguments"] += delta.function.arguments
+        return [calls[i] for i in sorted(calls)], finish
+
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    named = create_chat(max_tokens=120, temperature=0, tools=tools, tool_choice=forced)
+    message = named.choices[0].message
+    call = message.tool_calls[0] if message.tool_calls else None
+    checks["named_tool_call"] = (call is not None and call.type == "function" and call.function.name == "get_weather"
+                                 and valid(json.loads(call.function.arguments), weather) and message.content is None
+                                 and named.choices[0].finish_reason == "stop")
+    stream_named, _ = streamed_calls(max_tokens=120, temperature=0, tools=tools, tool_choice=forced)
+    checks["named_tool_call_stream"] = (call is not None and len(stream_named) == 1 and stream_named[0]["id"] is not None
+                                        and stream_named[0]["name"] == "get_weather"
+                                        and stream_named[0]["arguments"] == call.function.arguments)
+    # Without parallel calls the list holds one call, so random weights finish it.
+    required = create_chat(max_tokens=200, temperature=0.8, seed=5, tools=tools, tool_choice="required", parallel_tool_calls=False)
+    calls = required.choices[0].message.tool_calls or []
+    checks["required_tool_calls"] = (len(calls) == 1 and required.choices[0].finish_reason == "tool_calls"
+                                     and all(c.function.name in schemas and valid(json.loads(c.function.arguments), schemas[c.function.name])
+                                             for c in calls) and len({c.id for c in calls}) == len(calls))
+    stream_required, finish = streamed_calls(max_tokens=200, temperature=0.8, seed=5, tools=tools, tool_choice="required",
+                                             parallel_tool_calls=False)
+    checks["required_tool_calls_stream"] = (finish == "tool_calls" and [(c["name"], c["arguments"]) for c in stream_required]
+                                            == [(c.function.name, c.function.arguments) for c in calls])
+    answer_schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "level": {"enum": ["low", "high"]},
+                                                      "scores": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}},
+                     "required": ["ok", "level", "scores"], "additionalProperties": False}
+    structured = create_chat(max_tokens=150, temperature=0, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": answer_schema, "strict": True}})
+    content = structured.choices[0].message.content
+    checks["response_format_json_schema"] = structured.choices[0].finish_reason == "stop" and valid(json.loads(content), answer_schema)
+    as_object = create_chat(max_tokens=150, temperature=0, response_format={"type": "json_object"},
+                            extra_body={"guided_json": {"type": "object", "properties": {"a": {"type": "boolean"}},
+                                                        "required": ["a"], "additionalProperties": False}})
+    checks["guided_json"] = json.loads(as_object.choices[0].message.content).keys() == {"a"}
     try:
-        client.chat.completions.create(model=model, messages=messages, max_tokens=2, tools=[{"type": "function", "function": {
-            "name": "f", "parameters": {"type": "object", "properties": {}}}}], tool_choice="required")
-        checks["tool_choice_required_is_400"] = False
-    except openai.BadRequestError:
-        checks["tool_choice_required_is_400"] = True
+        create_chat(max_tokens=2, response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "string", "pattern": "^a+$"}}})
+        checks["unsupported_schema_is_400"] = False
+    except openai.BadRequestError as error:
+        checks["unsupported_schema_is_400"] = "pattern" in str(error)
     models = client.models.list()
     checks["models"] = [m.id for m in models.data] == [model]
 

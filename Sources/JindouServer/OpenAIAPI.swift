@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import JindouGrammar
 import JindouModel
 import JindouOutputParsing
 import JindouRouting
@@ -28,12 +29,15 @@ public struct ServingContext: Sendable {
     /// How chat answers are split into reasoning, content and tool calls
     /// (`--reasoning-parser`, `--tool-call-parser`).
     public let outputFormat: OutputFormat
+    /// The tokenizer's vocabulary as a byte trie for constrained decoding, built on first use.
+    let vocabulary: LazyVocabulary
 
     public init(engine: InferenceEngine, scheduler: BatchScheduler, text: ServingText, modelName: String, maximumModelLength: Int,
                 vision: ServingVision? = nil, imagePolicy: ImageSourcePolicy = .init(), maximumRequestBytes: Int = 64 << 20,
                 readiness: ReadinessGate = .always, outputFormat: OutputFormat? = nil) {
         self.outputFormat = outputFormat ?? (try? OutputFormat.automatic(chatTemplate: text.chatTemplate?.source))
             ?? OutputFormat(reasoningParser: nil, reasoning: nil, toolCallParser: nil, toolCalls: nil)
+        vocabulary = LazyVocabulary(tokenizer: text.tokenizer, size: engine.description.vocabularySize)
         self.maximumRequestBytes = maximumRequestBytes
         self.readiness = readiness
         self.engine = engine
@@ -137,6 +141,14 @@ struct GenerationParameters {
     var stopTokenIDs: Set<Int> = []
     /// vLLM's `skip_special_tokens` (default true): false keeps special tokens' text (not the stop tokens').
     var skipSpecialTokens = true
+    /// The JSON schema the output must follow (`response_format`, `guided_json`).
+    var responseGrammar: JSONSchemaGrammar?
+
+    static func grammar(_ schema: TemplateValue, param: String) throws -> JSONSchemaGrammar {
+        do { return try JSONSchemaGrammar(schema: schema) } catch let error as JSONSchemaError {
+            throw RequestProblem("\(param): \(error.message).", param: param)
+        }
+    }
 
     init(_ body: RequestBody, router: JindouRouting.Router?, chat: Bool, vocabularySize: Int) throws {
         choices = try body.int("n", in: 1...16) ?? 1
@@ -163,19 +175,36 @@ struct GenerationParameters {
         for unsupported in ["echo", "best_of", "suffix"] {
             if let v = body[unsupported], v.truthy { throw RequestProblem("'\(unsupported)' is not supported.", param: unsupported) }
         }
-        // Structured outputs are not constrained yet: refuse them rather than return free text.
+        // Structured outputs: response_format (OpenAI) or guided_json (vLLM), enforced by a token mask.
         if let format = body["response_format"], format.truthy {
             guard case .object(let f) = format, case .string(let type)? = f["type"] else {
                 throw RequestProblem("'response_format' must be an object with a 'type'.", param: "response_format")
             }
-            if type != "text" {
-                throw RequestProblem("'response_format' of type '\(type)' is not supported yet (only 'text'); the output would not be constrained to it.",
-                                     param: "response_format")
+            switch type {
+            case "text": break
+            case "json_object": responseGrammar = JSONSchemaGrammar.anyObject()
+            case "json_schema":
+                guard case .object(let spec)? = f["json_schema"], let schema = spec["schema"] else {
+                    throw RequestProblem("'response_format.json_schema.schema' is required for type json_schema.", param: "response_format")
+                }
+                responseGrammar = try Self.grammar(schema, param: "response_format")
+            default:
+                throw RequestProblem("'response_format' type must be text, json_object or json_schema, got '\(type)'.", param: "response_format")
             }
         }
-        for constrained in ["guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "grammar"] {
+        if let schema = body["guided_json"] {
+            var value = schema
+            if case .string(let text) = schema {
+                guard let parsed = try? JSONText.parse(Data(text.utf8)) else {
+                    throw RequestProblem("'guided_json' must be a JSON schema (an object or its JSON text).", param: "guided_json")
+                }
+                value = parsed
+            }
+            responseGrammar = try Self.grammar(value, param: "guided_json")
+        }
+        for constrained in ["guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "grammar"] {
             if let v = body[constrained], v.truthy {
-                throw RequestProblem("'\(constrained)' (constrained decoding) is not supported yet.", param: constrained)
+                throw RequestProblem("'\(constrained)' is not supported (JSON schemas are: response_format, guided_json).", param: constrained)
             }
         }
         maxTokens = try body.int("max_completion_tokens", in: 0...Int.max) ?? body.int("max_tokens", in: 0...Int.max)
@@ -296,7 +325,7 @@ enum OpenAIAPI {
         try checkModel(body, serving)
         let parameters = try GenerationParameters(body, router: serving.engine.model.anyRouter, chat: true,
                                                   vocabularySize: serving.engine.description.vocabularySize)
-        let output = try ChatOutputOptions(body, format: serving.outputFormat)
+        let output = try ChatOutputOptions(body, format: serving.outputFormat, constrainedContent: parameters.responseGrammar != nil)
         let prompt = try chatPrompt(body, serving: serving)
         return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
                              chat: true, output: output, serving: serving)
@@ -394,6 +423,13 @@ enum OpenAIAPI {
             request.multimodal = multimodal
             request.speculative = parameters.speculative
             request.logprobs = parameters.logprobs
+            if let grammar = output?.structured.grammar ?? parameters.responseGrammar {
+                guard let vocabulary = serving.vocabulary.value else {
+                    throw RequestProblem("This model has no tokenizer, so its output cannot be constrained.", param: "response_format")
+                }
+                request.constraint = JSONConstraint(grammar: grammar, vocabulary: vocabulary,
+                                                    endTokens: serving.text.stopTokenIDs.union(serving.engine.description.eosTokenIDs))
+            }
             streams.append(try await serving.scheduler.submit(request))
         }
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
@@ -426,7 +462,7 @@ enum OpenAIAPI {
                 let message = output.parse(r.text, choice: index)
                 return .object(TemplateObject([("index", .int(index)), ("message", .object(output.messageObject(message))),
                                                ("logprobs", logprobs),
-                                               ("finish_reason", .string(message.toolCalls.isEmpty ? r.finish : "tool_calls"))]))
+                                               ("finish_reason", .string(output.finishReason(r.finish, calledTools: !message.toolCalls.isEmpty)))]))
             }
             return .object(chat
                 ? TemplateObject([("index", .int(index)),
@@ -593,7 +629,7 @@ enum OpenAIAPI {
                 if parsers[index] != nil {
                     var delta = piece.isEmpty ? AssistantDelta() : parsers[index]!.feed(piece)
                     if last {
-                        let end = parsers[index]!.finish()
+                        let end = parsers[index]!.finish(output!)
                         delta.reasoning = [delta.reasoning, end.reasoning].compactMap { $0 }.joined().nilIfEmpty
                         delta.content = [delta.content, end.content].compactMap { $0 }.joined().nilIfEmpty
                         delta.toolCalls += end.toolCalls
@@ -612,7 +648,8 @@ enum OpenAIAPI {
             func close(_ index: Int) async throws {
                 guard open.remove(index) != nil else { return }
                 try await flush(index, choices[index].finishText(), last: true)
-                try await send(chunk(index, text: nil, finish: calledTools[index] ? "tool_calls" : choices[index].finish))
+                let finish = output?.finishReason(choices[index].finish, calledTools: calledTools[index]) ?? choices[index].finish
+                try await send(chunk(index, text: nil, finish: finish))
                 if open.isEmpty { sink.finish() }
             }
             do {

@@ -1,4 +1,5 @@
 import Foundation
+import JindouGrammar
 import JindouOutputParsing
 import JindouTemplates
 import JindouTestSupport
@@ -108,20 +109,61 @@ struct ChatOutputParsingTests {
         #expect(message(answer)?["reasoning_content"] == nil)
     }
 
-    @Test("Tool choices that need constrained decoding and malformed tools are refused with 400")
+    @Test("Bad tool choices, unknown functions, unsupported schemas and malformed tools are refused with 400")
     func refusedToolChoices() async throws {
-        let cluster = try LocalCluster(fixture: fixture)
+        let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
         defer { cluster.stop() }
         let base = #""model": "\#(fixture)", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "tools": \#(Self.tools)"#
-        for (extra, param) in [(#""tool_choice": "required""#, "tool_choice"),
-                               (#""tool_choice": {"type": "function", "function": {"name": "get_weather"}}"#, "tool_choice"),
-                               (#""tool_choice": 3"#, "tool_choice")] {
+        for (extra, param) in [(#""tool_choice": {"type": "function", "function": {"name": "nope"}}"#, "tool_choice"),
+                               (#""tool_choice": 3"#, "tool_choice"),
+                               (#""response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "minimum": 1}}}"#, "response_format"),
+                               (#""response_format": {"type": "yaml"}"#, "response_format")] {
             let (status, body) = try await cluster.post("v1/chat/completions", "{\(base), \(extra)}")
             #expect(status == 400, "\(extra)")
-            #expect(string(body, "message")?.contains(param) ?? false)
+            #expect(string(body, "message")?.contains(param) ?? false, "\(body)")
         }
         let (status, _) = try await cluster.post("v1/chat/completions",
             #"{"model": "\#(fixture)", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "tools": [{"type": "function"}]}"#)
         #expect(status == 400)
+    }
+
+    @Test("Constrained answers are values of their schema: response_format content and a forced call's arguments, streamed as sent whole")
+    func constrainedAnswersFollowTheirSchemas() async throws {
+        let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
+        defer { cluster.stop() }
+        let schema = #"{"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"enum": [1, 2, 3]}}, "required": ["ok", "n"], "additionalProperties": false}"#
+        let grammar = try JSONSchemaGrammar(schema: try JSONText.parse(Data(schema.utf8)))
+        func accepted(_ text: String?) -> Bool {
+            guard let text else { return false }
+            var matcher = JSONSchemaMatcher(grammar)
+            return matcher.feed(Array(text.utf8)) && matcher.isComplete
+        }
+        let (_, answer) = try await cluster.post("v1/chat/completions",
+            #"{"model": "\#(fixture)", "messages": [{"role": "user", "content": "JSON?"}], "max_tokens": 60, "temperature": 0, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": \#(schema)}}}"#)
+        #expect(accepted(string(message(answer), "content")), "\(answer)")
+        let tools = #"[{"type": "function", "function": {"name": "check", "parameters": \#(schema)}}]"#
+        let body = #"{"model": "\#(fixture)", "messages": [{"role": "user", "content": "Call it."}], "max_tokens": 60, "temperature": 0, "tools": \#(tools), "tool_choice": {"type": "function", "function": {"name": "check"}}"#
+        let (_, forced) = try await cluster.post("v1/chat/completions", body + "}")
+        guard case .array(let calls)? = message(forced)?["tool_calls"], case .object(let call)? = calls.first,
+              case .object(let function)? = call["function"] else {
+            Issue.record("no tool call in \(forced)")
+            return
+        }
+        #expect(string(function, "name") == "check")
+        #expect(accepted(string(function, "arguments")))
+        var streamedArguments = "", names: [String] = []
+        for try await payload in try cluster.client.events("v1/chat/completions", body: Data((body + #", "stream": true}"#).utf8)) {
+            guard case .object(let chunk) = try JSONText.parse(payload), case .array(let choices)? = chunk["choices"] else { continue }
+            for case .object(let choice) in choices {
+                guard case .object(let delta)? = choice["delta"], case .array(let deltas)? = delta["tool_calls"] else { continue }
+                for case .object(let d) in deltas {
+                    guard case .object(let f)? = d["function"] else { continue }
+                    if let name = string(f, "name") { names.append(name) }
+                    streamedArguments += string(f, "arguments") ?? ""
+                }
+            }
+        }
+        #expect(names == ["check"])
+        #expect(streamedArguments == string(function, "arguments"))
     }
 }
