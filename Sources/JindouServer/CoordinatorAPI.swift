@@ -269,7 +269,10 @@ struct BearerAuthentication<Context: RemoteAddressRequestContext>: RouterMiddlew
     let secret: ClusterSecret
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/health" || request.uri.path == "/ready" || secret.acceptsBearer(request.headers[.authorization]) {
+        // Anthropic's clients send the key as x-api-key (ANTHROPIC_API_KEY), or as a bearer token.
+        let apiKey = request.headers[HTTPField.Name("x-api-key")!].map { "Bearer " + $0 }
+        if request.uri.path == "/health" || request.uri.path == "/ready" || secret.acceptsBearer(request.headers[.authorization])
+            || secret.acceptsBearer(apiKey) {
             return try await next(request, context)
         }
         context.logger.warning("refused unauthenticated request", metadata: [

@@ -69,6 +69,8 @@ struct RequestProblem: Error {
 struct RequestBody {
     let object: TemplateObject
 
+    init(object: TemplateObject) { self.object = object }
+
     init(_ data: ByteBuffer) throws {
         let value: TemplateValue
         do {
@@ -288,6 +290,7 @@ enum OpenAIAPI {
         router.post("tokenize") { request, context -> Response in
             await handle(context) { try await tokenize(request, serving: serving) }
         }
+        AnthropicAPI.register(on: router, serving: serving)
     }
 
     // MARK: Endpoints
@@ -397,8 +400,10 @@ enum OpenAIAPI {
 
     // MARK: Generation
 
-    static func run(prompt: [Int], multimodal: MultimodalPrompt? = nil, parameters: GenerationParameters, defaultMaxTokens: Int?,
-                    chat: Bool, output: ChatOutputOptions? = nil, serving: ServingContext) async throws -> Response {
+    /// Checks the request fits the context, waits for readiness and submits one sequence per
+    /// choice (with a seed, choice i draws from seed + i), constrained when the request says so.
+    static func submit(prompt: [Int], multimodal: MultimodalPrompt? = nil, parameters: GenerationParameters, defaultMaxTokens: Int?,
+                       chat: Bool, output: ChatOutputOptions?, serving: ServingContext) async throws -> [AsyncThrowingStream<GenerationEvent, Error>] {
         let limit = serving.maximumModelLength
         let available = limit - prompt.count
         guard available > 0 else {
@@ -411,7 +416,6 @@ enum OpenAIAPI {
                                  param: "max_tokens", code: "context_length_exceeded")
         }
         try await serving.readiness.admit()
-        // One sequence per choice; with a seed, choice i draws from seed + i.
         var streams: [AsyncThrowingStream<GenerationEvent, Error>] = []
         for index in 0..<parameters.choices {
             var sampling = parameters.sampling
@@ -432,6 +436,13 @@ enum OpenAIAPI {
             }
             streams.append(try await serving.scheduler.submit(request))
         }
+        return streams
+    }
+
+    static func run(prompt: [Int], multimodal: MultimodalPrompt? = nil, parameters: GenerationParameters, defaultMaxTokens: Int?,
+                    chat: Bool, output: ChatOutputOptions? = nil, serving: ServingContext) async throws -> Response {
+        let streams = try await submit(prompt: prompt, multimodal: multimodal, parameters: parameters, defaultMaxTokens: defaultMaxTokens,
+                                       chat: chat, output: output, serving: serving)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970)
         let header: [(String, TemplateValue)] = [("id", .string(id)), ("object", .string(chat ? "chat.completion" : "text_completion")),

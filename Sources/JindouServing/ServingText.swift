@@ -67,6 +67,8 @@ public struct StopStringMatcher: Sendable {
     let stops: [String]
     private var pending = ""
     public private(set) var stopped = false
+    /// The stop string that ended the text.
+    public private(set) var matchedStop: String?
 
     public init(_ stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
 
@@ -76,8 +78,9 @@ public struct StopStringMatcher: Sendable {
         guard !stopped else { return "" }
         if stops.isEmpty { return piece }
         pending += piece
-        if let range = stops.compactMap({ pending.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) {
+        if let (stop, range) = stops.compactMap({ stop in pending.range(of: stop).map { (stop, $0) } }).min(by: { $0.1.lowerBound < $1.1.lowerBound }) {
             stopped = true
+            matchedStop = stop
             let out = String(pending[..<range.lowerBound])
             pending = ""
             return out

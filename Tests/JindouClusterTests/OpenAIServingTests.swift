@@ -255,7 +255,7 @@ struct OpenAIServingTests {
         for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
             let check = Process()
             check.executableURL = URL(fileURLWithPath: candidate)
-            check.arguments = ["-c", "import openai, jsonschema"]
+            check.arguments = ["-c", "import openai, jsonschema, anthropic"]
             check.standardError = FileHandle.nullDevice
             try? check.run()
             check.waitUntilExit()
@@ -266,9 +266,26 @@ struct OpenAIServingTests {
 
     static let openAIClientAvailable = python != nil || ProcessInfo.processInfo.environment["JINDOU_REQUIRE_OPENAI"] == "1"
 
+    /// The official anthropic client against the Messages API of the same cluster setup.
+    @Test(.enabled(if: openAIClientAvailable, "needs a Python with the anthropic package (set JINDOU_PYTHON)"))
+    func theOfficialAnthropicClientWorksUnmodified() async throws {
+        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic and jsonschema was found")
+        let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
+        defer { cluster.stop() }
+        let run = Process()
+        run.executableURL = URL(fileURLWithPath: python)
+        run.arguments = [Fixtures.repositoryRoot + "/tools/anthropic_client_check.py", cluster.url, fixture]
+        let out = Pipe()
+        run.standardOutput = out
+        try run.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        run.waitUntilExit()
+        #expect(run.terminationStatus == 0, "\(String(decoding: output, as: UTF8.self))")
+    }
+
     @Test(.enabled(if: openAIClientAvailable, "needs a Python with the openai package (set JINDOU_PYTHON)"))
     func theOfficialOpenAIClientWorksUnmodified() async throws {
-        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai and jsonschema was found")
+        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic and jsonschema was found")
         // Qwen3's tool preamble is longer than the fixture's 256 positions.
         let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
         defer { cluster.stop() }
