@@ -182,6 +182,15 @@ def main():
         checks["unsupported_schema_is_400"] = False
     except openai.BadRequestError as error:
         checks["unsupported_schema_is_400"] = "pattern" in str(error)
+    # Prefix caching: the same long prompt again reports cached prompt tokens and the same text.
+    document = [{"role": "user", "content": "Summarise: " + " ".join(f"item{i}" for i in range(60))}]
+    cold = client.chat.completions.create(model=model, messages=document, max_tokens=6, temperature=0,
+                                          extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    warm = client.chat.completions.create(model=model, messages=document, max_tokens=6, temperature=0,
+                                          extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    cached = warm.usage.prompt_tokens_details.cached_tokens if warm.usage.prompt_tokens_details else 0
+    checks["prefix_cache_hit"] = (cached > 0 and cached < warm.usage.prompt_tokens
+                                  and warm.choices[0].message.content == cold.choices[0].message.content)
     models = client.models.list()
     checks["models"] = [m.id for m in models.data] == [model]
 

@@ -115,6 +115,28 @@ public final class KVCache: @unchecked Sendable {
         length += count
     }
 
+    /// Takes the first `length` positions of `other` (a cache of the same shape) into this
+    /// empty cache, for prefix caching: every layer copies the rows attention can still read
+    /// (a sliding layer only its window before `length`, which `other` must still hold).
+    public func copyPrefix(of other: KVCache, length: Int) {
+        precondition(self.length == 0 && other.length >= length && other.layerCount == layerCount
+                     && other.rowWidth == rowWidth && other.valueWidth == valueWidth, "copyPrefix needs an empty cache of the same shape")
+        guard length > 0 else { return }
+        reserve(length)
+        for l in 0..<layerCount {
+            var from = other.firstKeptPosition(layer: l)
+            if let window = windows[l] { from = max(from, length - (window - 1)) }
+            precondition(from >= 0 && (windows[l] != nil || from == 0), "layer \(l) of the source no longer holds the prefix")
+            let count = length - from
+            guard count > 0 else { continue }
+            (keys(layer: l) + from * rowWidth).update(from: other.keys(layer: l) + from * rowWidth, count: count * rowWidth)
+            if valueWidth > 0 {
+                (values(layer: l) + from * valueWidth).update(from: other.values(layer: l) + from * valueWidth, count: count * valueWidth)
+            }
+        }
+        commit(length)
+    }
+
     /// Forgets everything (the memory stays reserved for reuse).
     public func reset() {
         length = 0

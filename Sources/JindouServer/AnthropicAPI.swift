@@ -218,7 +218,7 @@ enum AnthropicAPI {
         return OpenAIAPI.json(TemplateObject([
             ("id", .string(String(id))), ("type", .string("message")), ("role", .string("assistant")), ("model", .string(serving.modelName)),
             ("content", .array(content)), ("stop_reason", .string(reason)), ("stop_sequence", sequence.map { .string($0) } ?? .none),
-            ("usage", usage(prompt.tokens.count, choice.completionTokens)),
+            ("usage", usage(prompt.tokens.count, choice.completionTokens, cached: choice.cachedTokens)),
         ]))
     }
 
@@ -236,8 +236,10 @@ enum AnthropicAPI {
         return (choice.finish == "length" ? "max_tokens" : "end_turn", nil)
     }
 
-    static func usage(_ input: Int, _ output: Int) -> TemplateValue {
-        .object(TemplateObject([("input_tokens", .int(input)), ("output_tokens", .int(output))]))
+    /// Anthropic's usage: `cache_read_input_tokens` is the prefix cache's share of the input.
+    static func usage(_ input: Int, _ output: Int, cached: Int = 0) -> TemplateValue {
+        .object(TemplateObject([("input_tokens", .int(input)), ("output_tokens", .int(output)),
+                                ("cache_read_input_tokens", .int(cached)), ("cache_creation_input_tokens", .int(0))]))
     }
 
     /// Server-sent events as Anthropic sends them: message_start, per block content_block_start /

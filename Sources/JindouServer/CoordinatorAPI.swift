@@ -128,7 +128,7 @@ public enum CoordinatorAPI {
                 if firstToken == nil { firstToken = .now }
                 tokens.append(t)
             case .finished(let reason, _, _): finish = reason
-            case .logprobs: break
+            case .logprobs, .cachedPrompt: break
             }
         }
         let end = ContinuousClock.now

@@ -483,7 +483,8 @@ enum OpenAIAPI {
                                   ("finish_reason", .string(r.finish))]))
         }
         let completionTokens = results.reduce(0) { $0 + $1.completionTokens }
-        return json(TemplateObject(header + [("choices", .array(choices)), ("usage", usage(prompt.count, completionTokens))]))
+        let cached = results.map(\.cachedTokens).max() ?? 0
+        return json(TemplateObject(header + [("choices", .array(choices)), ("usage", usage(prompt.count, completionTokens, cached: cached))]))
     }
 
     /// One choice's text as its events arrive: detokenized, cut at a stop string, with the
@@ -493,6 +494,8 @@ enum OpenAIAPI {
         var finish = "length"
         var completionTokens = 0
         var promptTokens = 0
+        /// Prompt tokens the prefix cache supplied.
+        var cachedTokens = 0
         var logprobs: [TokenLogprobs] = []
         var matcher: StopStringMatcher
         var detokenizer: StreamingDetokenizer?
@@ -524,6 +527,8 @@ enum OpenAIAPI {
                 promptTokens = prompt
                 completionTokens = count
                 finish = reason == .stop ? "stop" : "length"
+            case .cachedPrompt(let count):
+                cachedTokens = count
             case .promptLogits, .speculation:
                 break
             }
@@ -581,9 +586,11 @@ enum OpenAIAPI {
         ]))
     }
 
-    static func usage(_ prompt: Int, _ completion: Int) -> TemplateValue {
+    /// `usage`, with `prompt_tokens_details.cached_tokens` (the prefix cache's share of the prompt).
+    static func usage(_ prompt: Int, _ completion: Int, cached: Int = 0) -> TemplateValue {
         .object(TemplateObject([("prompt_tokens", .int(prompt)), ("completion_tokens", .int(completion)),
-                                ("total_tokens", .int(prompt + completion))]))
+                                ("total_tokens", .int(prompt + completion)),
+                                ("prompt_tokens_details", .object(TemplateObject([("cached_tokens", .int(cached))])))]))
     }
 
     /// Server-sent events: one chunk per piece of text of a choice (`index`), then each
@@ -680,7 +687,8 @@ enum OpenAIAPI {
                 }
                 if includeUsage {
                     let prompt = choices.map(\.promptTokens).max() ?? 0, completion = choices.reduce(0) { $0 + $1.completionTokens }
-                    try await send(TemplateObject(chunkHeader + [("choices", .array([])), ("usage", usage(prompt, completion))]))
+                    let cached = choices.map(\.cachedTokens).max() ?? 0
+                    try await send(TemplateObject(chunkHeader + [("choices", .array([])), ("usage", usage(prompt, completion, cached: cached))]))
                 }
             } catch let error as RequestProblem {
                 try await send(TemplateObject([("error", errorObject(error))]))

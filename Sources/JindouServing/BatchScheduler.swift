@@ -12,6 +12,8 @@ public enum GenerationEvent: Sendable {
     case logprobs(TokenLogprobs)
     /// What speculative decoding did for this request (before `finished`, when it ran).
     case speculation(SpeculationStatistics)
+    /// Prompt tokens whose KV rows came from the prefix cache (before the first token, on a hit).
+    case cachedPrompt(Int)
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
 }
 
@@ -52,9 +54,14 @@ public actor BatchScheduler {
         public var speculation: SpeculationOptions
         /// Whether a step's sequences run as overlapping micro-batches.
         public var microBatches: MicroBatching
+        /// Whether finished sequences' caches are kept for prompts that share their prefix
+        /// (`PrefixCache`; off with `--speculative mtp`, whose draft layer has its own cache).
+        public var prefixCaching: Bool
 
         public init(maximumStepTokens: Int = 512, maximumSequences: Int = 64, kvCacheBudgetBytes: Int = 4 << 30,
-                    maximumQueued: Int = 256, speculation: SpeculationOptions = .off, microBatches: MicroBatching = .auto) {
+                    maximumQueued: Int = 256, speculation: SpeculationOptions = .off, microBatches: MicroBatching = .auto,
+                    prefixCaching: Bool = true) {
+            self.prefixCaching = prefixCaching
             self.speculation = speculation
             self.microBatches = microBatches
             self.maximumStepTokens = maximumStepTokens
@@ -127,6 +134,12 @@ public actor BatchScheduler {
     private let queueDepth = Gauge(label: "jindou_queue_depth")
     private let runningGauge = Gauge(label: "jindou_running_sequences")
     private let kvReserved = Gauge(label: "jindou_kv_cache_reserved_bytes")
+    private var prefixCache = PrefixCache()
+    private var prefixLookedUp = 0, prefixHit = 0
+    private let prefixQueries = Counter(label: "jindou_prefix_cache_query_tokens_total")
+    private let prefixHits = Counter(label: "jindou_prefix_cache_hit_tokens_total")
+    private let prefixHitRate = Gauge(label: "jindou_prefix_cache_hit_rate")
+    private let prefixBytes = Gauge(label: "jindou_prefix_cache_bytes")
     private let draftedTokens = Counter(label: "jindou_speculative_draft_tokens_total")
     private let acceptedTokens = Counter(label: "jindou_speculative_accepted_tokens_total")
     private let tokensPerStep = Recorder(label: "jindou_decode_tokens_per_step")
@@ -218,10 +231,29 @@ public actor BatchScheduler {
             reservedBytes += next.reservedBytes
             running.append(next)
             promptTokens.increment(by: next.request.promptTokenIDs.count)
+            // Kept prefixes give way to running sequences (before this one may reuse one).
+            prefixCache.evict(toAtMost: options.kvCacheBudgetBytes - reservedBytes)
+            if cachesPrefixes(next.request) {
+                let reused = prefixCache.reuse(prompt: next.request.promptTokenIDs, expertsPerToken: next.request.expertsPerToken, into: next.cache)
+                next.prefilled = reused
+                if reused > 0 { next.continuation.yield(.cachedPrompt(reused)) }
+                prefixLookedUp += next.request.promptTokenIDs.count
+                prefixHit += reused
+                prefixQueries.increment(by: next.request.promptTokenIDs.count)
+                prefixHits.increment(by: reused)
+                prefixHitRate.record(Double(prefixHit) / Double(max(1, prefixLookedUp)))
+            }
+            prefixBytes.record(prefixCache.bytes)
         }
         queueDepth.record(waiting.count)
         runningGauge.record(running.count)
         kvReserved.record(reservedBytes)
+    }
+
+    /// Prompts with images are not cached (their rows depend on the pixels), nor are prefixes
+    /// with the MTP draft layer (it keeps a cache of its own).
+    private func cachesPrefixes(_ request: GenerationRequest) -> Bool {
+        options.prefixCaching && request.multimodal == nil && options.speculation.mode != .mtp
     }
 
     private func retire(_ s: Sequence) {
@@ -402,5 +434,10 @@ public actor BatchScheduler {
         s.continuation.yield(.finished(reason, promptTokens: s.request.promptTokenIDs.count, completionTokens: s.generated.count))
         s.continuation.finish()
         retire(s)
+        if cachesPrefixes(s.request) && !s.cancelled {
+            prefixCache.insert(tokens: s.request.promptTokenIDs + s.generated, expertsPerToken: s.request.expertsPerToken, cache: s.cache)
+            prefixCache.evict(toAtMost: options.kvCacheBudgetBytes - reservedBytes)
+            prefixBytes.record(prefixCache.bytes)
+        }
     }
 }

@@ -9,7 +9,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, PrefixCacheBench.self]
     )
 }
 
@@ -239,6 +239,46 @@ struct ScalingBench: AsyncParsableCommand {
                 logger: logger).run()
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "scaling", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct PrefixCacheBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prefix-cache",
+        abstract: "Time to first token of a chat's second turn with and without the prefix cache.",
+        discussion: """
+            Turn 1 is a long prompt and its answer; turn 2 sends both again plus a question. Measured on one
+            engine with two schedulers (prefix cache on and off), rounds interleaved; turn 2's greedy tokens
+            must equal the engine's. Example (release build):
+              jindouctl synth --like qwen3-30b-a3b --layers 2 --vocab-size 32768 --out /tmp/q30b-2l
+              jindouctl bench prefix-cache --model /tmp/q30b-2l --prompt-tokens 512,2048
+            Writes the 'prefix-cache' section of --out and the JSON results.
+            """
+    )
+
+    @Option(help: "Checkpoint directory (or GGUF file).") var model: String
+    @Option(name: .customLong("prompt-tokens"), help: "Turn-1 prompt lengths, comma-separated.") var promptTokens: String = "512,2048"
+    @Option(help: "Rounds per measurement (the fastest is kept).") var rounds: Int = 3
+    @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.") var json: String = "docs/benchmarks/prefix-cache.json"
+
+    var lengths: [Int] { promptTokens.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !lengths.isEmpty, lengths.allSatisfy({ $0 >= 32 }) else { throw ValidationError("--prompt-tokens: e.g. 512,2048 (each ≥ 32)") }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be ≥ 1") }
+    }
+
+    func run() async throws {
+        let benchmark = PrefixCacheBenchmark(options: .init(model: model, promptTokens: lengths, rounds: rounds))
+        do {
+            let report = try await benchmark.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            try BenchmarkReport.writeJSON(report, to: json)
+            try BenchmarkReport.replaceSection(named: "prefix-cache", in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)

@@ -111,6 +111,10 @@ struct ServingOptions: ParsableArguments {
             help: "Split each step into overlapping micro-batches: 1, 2 or auto (2 when experts are remote and ≥ \(MicroBatching.autoMinimumSequences) sequences run).")
     var microBatches: String = "auto"
 
+    @Flag(name: .customLong("no-prefix-cache"),
+          help: "Do not keep finished requests' KV caches for later prompts that share their prefix (kept by default, within --kv-cache).")
+    var noPrefixCache = false
+
     @Option(name: .customLong("tool-call-parser"),
             help: "How tool calls are read out of chat answers: auto (from the chat template), none, or one of \(OutputFormat.toolCallParsers.joined(separator: ", ")) (vLLM's names).")
     var toolCallParser: String = "auto"
@@ -151,7 +155,7 @@ struct ServingOptions: ParsableArguments {
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,
             kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued,
             speculation: SpeculationOptions(mode: SpeculationMode(rawValue: speculative)!, draftTokens: draftTokens),
-            microBatches: MicroBatching(microBatches)!))
+            microBatches: MicroBatching(microBatches)!, prefixCaching: !noPrefixCache))
         let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
         return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
                               maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,

@@ -1,0 +1,86 @@
+import Foundation
+import JindouModel
+import JindouRouting
+import JindouTestSupport
+import Testing
+@testable import JindouServing
+
+/// Prefix caching changes nothing a request produces: a prompt that starts with a finished
+/// request's tokens prefills only the rest and gives the same greedy tokens as the engine
+/// alone — for GQA, MLA (latent rows), DSA (indexer keys) and sliding-window layers, keyed
+/// by experts-per-token.
+@Suite("Prefix caching")
+struct PrefixCacheTests {
+    static let fixtures = ["qwen3-moe-tiny", "deepseek-v3-tiny", "gpt-oss-tiny", "glm-moe-dsa-tiny"]
+
+    func run(_ scheduler: BatchScheduler, _ request: GenerationRequest) async throws -> (tokens: [Int], cached: Int) {
+        var tokens: [Int] = [], cached = 0
+        for try await event in try await scheduler.submit(request) {
+            if case .token(let t) = event { tokens.append(t) }
+            if case .cachedPrompt(let n) = event { cached = n }
+        }
+        return (tokens, cached)
+    }
+
+    @Test("Repeated and shared prefixes are reused and the tokens equal the engine's", arguments: fixtures)
+    func reusedPrefixesGiveTheSameTokens(fixture: String) async throws {
+        let engine = try await EngineCache.shared.engine(fixture)
+        let vocabulary = engine.description.vocabularySize
+        let long = (0..<70).map { ($0 * 37 + 5) % vocabulary }
+        let sharing = Array(long.prefix(40)) + (0..<9).map { ($0 * 53 + 7) % vocabulary }
+        func alone(_ prompt: [Int], _ k: ExpertsPerToken = .configured) async throws -> [Int] {
+            try await engine.generate(GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 6, expertsPerToken: k, stopTokenIDs: [])).tokenIDs
+        }
+        func request(_ prompt: [Int], _ k: ExpertsPerToken = .configured) -> GenerationRequest {
+            GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 6, expertsPerToken: k, stopTokenIDs: [])
+        }
+        // Sliding-window layers reuse a prefix only while the entry still holds its window
+        // (gpt-oss-tiny's windows are a few positions, so its entries rarely can): there
+        // only the tokens are checked.
+        let slides = engine.model.makeCache().windows.contains { $0 != nil }
+        let scheduler = BatchScheduler(engine: engine, options: .init(maximumStepTokens: 32))
+        let loop = Task { await scheduler.run() }
+        defer { loop.cancel(); Task { await scheduler.stop() } }
+
+        let first = try await run(scheduler, request(long))
+        #expect(first.cached == 0)
+        #expect(first.tokens == (try await alone(long)))
+        // The same prompt again: all but the last partial block and one token come from the cache.
+        let second = try await run(scheduler, request(long))
+        #expect(slides || second.cached == 64)
+        #expect(second.tokens == first.tokens)
+        // A prompt sharing 40 tokens reuses the two whole blocks inside them.
+        let shared = try await run(scheduler, request(sharing))
+        #expect(slides || shared.cached == 32)
+        #expect(shared.tokens == (try await alone(sharing)))
+        // Elastic K changes the hidden states: no reuse across experts-per-token.
+        let fewer = try await run(scheduler, request(long, .fixed(1)))
+        #expect(fewer.cached == 0)
+        #expect(fewer.tokens == (try await alone(long, .fixed(1))))
+        // A whole earlier answer extends the prefix: prompt + generated tokens are cached.
+        let continued = try await run(scheduler, request(long + first.tokens + [3, 4, 5]))
+        #expect(slides || continued.cached == 64)
+        #expect(continued.tokens == (try await alone(long + first.tokens + [3, 4, 5])))
+    }
+
+    @Test("Kept prefixes give way to running requests and are off when disabled")
+    func evictionAndSwitch() async throws {
+        let engine = try await EngineCache.shared.engine("qwen3-moe-tiny")
+        let prompt = (0..<50).map { $0 % 200 }
+        let request = GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 4, stopTokenIDs: [])
+        let perRequest = await BatchScheduler(engine: engine).reservation(for: request)
+        // A budget of one request: the kept cache must be evicted to admit the next.
+        let tight = BatchScheduler(engine: engine, options: .init(kvCacheBudgetBytes: perRequest))
+        let loop = Task { await tight.run() }
+        let a = try await run(tight, request), b = try await run(tight, request)
+        #expect(a.tokens == b.tokens)
+        #expect(b.cached == 0)
+        loop.cancel()
+        await tight.stop()
+        let off = BatchScheduler(engine: engine, options: .init(prefixCaching: false))
+        let offLoop = Task { await off.run() }
+        defer { offLoop.cancel(); Task { await off.stop() } }
+        _ = try await run(off, request)
+        #expect(try await run(off, request).cached == 0)
+    }
+}
