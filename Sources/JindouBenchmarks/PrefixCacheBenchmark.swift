@@ -98,7 +98,8 @@ public struct PrefixCacheBenchmark: Sendable {
                     if caching {
                         warm = min(warm, seconds)
                         cachedTokens = cached
-                        equal = equal && tokens == (try await engine.generate(two).tokenIDs)
+                        let reference = try await engine.generate(two).tokenIDs
+                        equal = equal && tokens == reference
                     } else {
                         cold = min(cold, seconds)
                     }
