@@ -232,7 +232,7 @@ let package = Package(
             name: "JindouBenchmarks",
             dependencies: [
                 "JindouBalancing", "JindouCoordinator", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport", "JindouServing",
-                "JindouWire", .product(name: "Logging", package: "swift-log"),
+                "JindouWire", "JindouGrammar", "JindouTemplates", .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

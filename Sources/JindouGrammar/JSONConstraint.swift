@@ -11,6 +11,7 @@ public final class TokenVocabulary: Sendable {
 
     let nodes: [Node]
     public let bytes: [[UInt8]]
+    public var nodeCount: Int { nodes.count }
 
     /// `bytes[id]`: token id's bytes as they appear in text (empty for special tokens).
     public init(bytes: [[UInt8]]) {
@@ -46,12 +47,21 @@ public final class TokenVocabulary: Sendable {
     }
 }
 
+/// Token masks already computed for a matcher state (one sequence's; states recur inside
+/// strings and between values), a bounded number kept.
+final class MaskMemo: @unchecked Sendable {
+    // @unchecked: a constraint belongs to one sequence, which is in one step at a time.
+    var masks: [JSONSchemaMatcher: [Bool]] = [:]
+    static let capacity = 256
+}
+
 /// Structured output for one sequence: only tokens that keep its text a prefix of a value of
 /// the schema, and the end tokens once the value is whole.
 public struct JSONConstraint: TokenConstraint {
     let vocabulary: TokenVocabulary
     public private(set) var matcher: JSONSchemaMatcher
     let endTokens: Set<Int>
+    private let memo = MaskMemo()
 
     public init(grammar: JSONSchemaGrammar, vocabulary: TokenVocabulary, endTokens: Set<Int>) {
         self.vocabulary = vocabulary
@@ -60,6 +70,15 @@ public struct JSONConstraint: TokenConstraint {
     }
 
     public func allowedTokens(vocabularySize: Int) -> [Bool] {
+        if let known = memo.masks[matcher], known.count == vocabularySize { return known }
+        let mask = computeMask(vocabularySize: vocabularySize)
+        if memo.masks.count >= MaskMemo.capacity { memo.masks.removeAll(keepingCapacity: true) }
+        memo.masks[matcher] = mask
+        return mask
+    }
+
+    /// The mask computed afresh (what `allowedTokens` does on a state it has not seen).
+    public func computeMask(vocabularySize: Int) -> [Bool] {
         var mask = [Bool](repeating: false, count: vocabularySize)
         var any = false
         vocabulary.walk(from: matcher) { token in

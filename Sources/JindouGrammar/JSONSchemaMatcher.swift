@@ -193,6 +193,9 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
                 guard let next = Self.utf8Start(b) else { return .rejected }
                 count += 1
                 if let maxLength, count > maxLength { return .rejected }
+                // Past every bound the count no longer matters: equal states then compare
+                // equal, so the token mask of a long string is computed once.
+                if maxLength == nil, count > minLength { count = minLength + 1 }
                 return .consumed(.string(minLength: minLength, maxLength: maxLength, count: count, b == UInt8(ascii: "\\") ? .escape : next))
             case .utf8(let left, let low, let high):
                 guard b >= low && b <= high else { return .rejected }

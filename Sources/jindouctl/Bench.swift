@@ -9,7 +9,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, PrefixCacheBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, PrefixCacheBench.self, StructuredOutputBench.self]
     )
 }
 
@@ -279,6 +279,42 @@ struct PrefixCacheBench: AsyncParsableCommand {
             let report = try await benchmark.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "prefix-cache", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct StructuredOutputBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "structured-output",
+        abstract: "Milliseconds per generated token to compute a constrained sequence's token mask, by vocabulary size.",
+        discussion: """
+            Synthetic byte-level vocabularies of the given sizes, a tool-call schema, one thread:
+              jindouctl bench structured-output --vocabularies 32768,151936
+            Writes the 'structured-output' section of --out and the JSON results. Build with -c release.
+            """
+    )
+
+    @Option(help: "Vocabulary sizes, comma-separated.") var vocabularies: String = "32768,151936"
+    @Option(help: "Constrained steps per vocabulary.") var steps: Int = 60
+    @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.") var json: String = "docs/benchmarks/structured-output.json"
+
+    var sizes: [Int] { vocabularies.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 256 }) else { throw ValidationError("--vocabularies: e.g. 32768,151936 (each ≥ 256)") }
+        guard steps >= 1 else { throw ValidationError("--steps must be ≥ 1") }
+    }
+
+    func run() throws {
+        let benchmark = StructuredOutputBenchmark(options: .init(vocabularySizes: sizes, steps: steps))
+        do {
+            let report = try benchmark.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            try BenchmarkReport.writeJSON(report, to: json)
+            try BenchmarkReport.replaceSection(named: "structured-output", in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)

@@ -266,15 +266,15 @@ struct OpenAIServingTests {
 
     static let openAIClientAvailable = python != nil || ProcessInfo.processInfo.environment["JINDOU_REQUIRE_OPENAI"] == "1"
 
-    /// The official anthropic client against the Messages API of the same cluster setup.
-    @Test(.enabled(if: openAIClientAvailable, "needs a Python with the anthropic package (set JINDOU_PYTHON)"))
-    func theOfficialAnthropicClientWorksUnmodified() async throws {
+    /// Runs a client check script (tools/*_client_check.py) against a fresh local cluster.
+    func runClientCheck(_ script: String) async throws {
         let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic and jsonschema was found")
+        // Qwen3's tool preamble is longer than the fixture's 256 positions.
         let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
         defer { cluster.stop() }
         let run = Process()
         run.executableURL = URL(fileURLWithPath: python)
-        run.arguments = [Fixtures.repositoryRoot + "/tools/anthropic_client_check.py", cluster.url, fixture]
+        run.arguments = [Fixtures.repositoryRoot + "/tools/" + script, cluster.url, fixture]
         let out = Pipe()
         run.standardOutput = out
         try run.run()
@@ -283,20 +283,14 @@ struct OpenAIServingTests {
         #expect(run.terminationStatus == 0, "\(String(decoding: output, as: UTF8.self))")
     }
 
+    /// The official anthropic client against the Messages API.
+    @Test(.enabled(if: openAIClientAvailable, "needs a Python with the anthropic package (set JINDOU_PYTHON)"))
+    func theOfficialAnthropicClientWorksUnmodified() async throws {
+        try await runClientCheck("anthropic_client_check.py")
+    }
+
     @Test(.enabled(if: openAIClientAvailable, "needs a Python with the openai package (set JINDOU_PYTHON)"))
     func theOfficialOpenAIClientWorksUnmodified() async throws {
-        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic and jsonschema was found")
-        // Qwen3's tool preamble is longer than the fixture's 256 positions.
-        let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
-        defer { cluster.stop() }
-        let run = Process()
-        run.executableURL = URL(fileURLWithPath: python)
-        run.arguments = [Fixtures.repositoryRoot + "/tools/openai_client_check.py", cluster.url, fixture]
-        let out = Pipe()
-        run.standardOutput = out
-        try run.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        run.waitUntilExit()
-        #expect(run.terminationStatus == 0, "\(String(decoding: output, as: UTF8.self))")
+        try await runClientCheck("openai_client_check.py")
     }
 }
