@@ -33,7 +33,8 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
     static let maximumDigits = 16
 
     let grammar: JSONSchemaGrammar
-    private(set) var stacks: Set<[Frame]>
+    /// The live parse stacks, without duplicates (usually one: no set is hashed per byte then).
+    private(set) var stacks: [[Frame]]
 
     public init(_ grammar: JSONSchemaGrammar) {
         self.grammar = grammar
@@ -56,8 +57,12 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
     /// Feeds one byte; false (and a dead matcher) when no value of the schema continues so.
     @discardableResult
     public mutating func feed(_ byte: UInt8) -> Bool {
-        var next = Set<[Frame]>()
+        var next: [[Frame]] = []
         for stack in stacks { feed(stack, byte, into: &next) }
+        if next.count > 1 {
+            var seen = Set<[Frame]>()
+            next = next.filter { seen.insert($0).inserted }
+        }
         stacks = next
         return !next.isEmpty
     }
@@ -67,7 +72,7 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
         return true
     }
 
-    private func feed(_ stack: [Frame], _ byte: UInt8, into results: inout Set<[Frame]>) {
+    private func feed(_ stack: [Frame], _ byte: UInt8, into results: inout [[Frame]]) {
         guard let top = stack.last else { return }  // a finished value takes no more bytes
         var stack = stack
         if case .value(let node) = top {
@@ -81,7 +86,7 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
             guard let (start, opens) = start(node, byte) else { return }
             stack[stack.count - 1] = start
             if opens {
-                results.insert(stack)
+                results.append(stack)
                 return
             }
         }
@@ -90,14 +95,14 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
             return
         case .consumed(let frame):
             stack[stack.count - 1] = frame
-            results.insert(stack)
+            results.append(stack)
         case .push(let frame, let child):
             stack[stack.count - 1] = frame
             stack.append(child)
             feed(stack, byte, into: &results)
         case .done(let consumed):
             stack.removeLast()
-            if consumed { results.insert(stack) } else { feed(stack, byte, into: &results) }
+            if consumed { results.append(stack) } else { feed(stack, byte, into: &results) }
         }
     }
 
