@@ -305,12 +305,7 @@ enum AnthropicAPI {
                 }
                 let tail = choice.finishText()
                 if stream != nil {
-                    var last = tail.isEmpty ? AssistantDelta() : stream!.feed(tail)
-                    let end = stream!.finish(output)
-                    last.reasoning = [last.reasoning, end.reasoning].compactMap { $0 }.joined().nilIfEmpty
-                    last.content = [last.content, end.content].compactMap { $0 }.joined().nilIfEmpty
-                    last.toolCalls += end.toolCalls
-                    try await deliver(last)
+                    try await deliver(stream!.finish(after: tail, output))
                 } else if !tail.isEmpty {
                     try await deliver(AssistantDelta(content: tail))
                 }

@@ -265,6 +265,16 @@ enum ChatDeltaStream: Sendable {
         }
     }
 
+    /// The deltas of the text's last piece and of the end, as one.
+    mutating func finish(after tail: String, _ options: ChatOutputOptions) -> AssistantDelta {
+        var last = tail.isEmpty ? AssistantDelta() : feed(tail)
+        let end = finish(options)
+        last.reasoning = [last.reasoning, end.reasoning].compactMap { $0 }.joined().nilIfEmpty
+        last.content = [last.content, end.content].compactMap { $0 }.joined().nilIfEmpty
+        last.toolCalls += end.toolCalls
+        return last
+    }
+
     mutating func finish(_ options: ChatOutputOptions) -> AssistantDelta {
         switch self {
         case .parser(var parser):

@@ -645,13 +645,8 @@ enum OpenAIAPI {
             func flush(_ index: Int, _ piece: String, last: Bool = false) async throws {
                 var parsed: AssistantDelta?
                 if parsers[index] != nil {
-                    var delta = piece.isEmpty ? AssistantDelta() : parsers[index]!.feed(piece)
-                    if last {
-                        let end = parsers[index]!.finish(output!)
-                        delta.reasoning = [delta.reasoning, end.reasoning].compactMap { $0 }.joined().nilIfEmpty
-                        delta.content = [delta.content, end.content].compactMap { $0 }.joined().nilIfEmpty
-                        delta.toolCalls += end.toolCalls
-                    }
+                    var delta = last ? parsers[index]!.finish(after: piece, output!)
+                        : piece.isEmpty ? AssistantDelta() : parsers[index]!.feed(piece)
                     delta = output!.filter(delta)
                     if !delta.toolCalls.isEmpty { calledTools[index] = true }
                     parsed = delta
