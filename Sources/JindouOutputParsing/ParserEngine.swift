@@ -182,7 +182,6 @@ public struct ParserEngine: Sendable {
     private var toolIndex = -1
     // JSON arguments: characters not yet known to be safe to stream.
     private var argumentBuffer: [Unicode.Scalar] = []
-    private var argumentSafeEnd = 0
     private var braceDepth = 0
     private var inString = false
     private var escapeNext = false
@@ -203,7 +202,6 @@ public struct ParserEngine: Sendable {
         if !argumentBuffer.isEmpty {
             events.append(.arguments(index: toolIndex, String(String.UnicodeScalarView(argumentBuffer))))
             argumentBuffer.removeAll()
-            argumentSafeEnd = 0
         }
         switch state {
         case .toolPreamble, .toolArguments, .toolName, .toolBetween:
@@ -270,7 +268,6 @@ public struct ParserEngine: Sendable {
             braceDepth = 0
             inString = false
             escapeNext = false
-            argumentSafeEnd = 0
         }
         return events
     }
@@ -295,11 +292,8 @@ public struct ParserEngine: Sendable {
                 holdBack = braceDepth == 0
             }
             if holdBack { continue }
-            argumentSafeEnd = argumentBuffer.count
-            let chunk = String(String.UnicodeScalarView(argumentBuffer[..<argumentSafeEnd]))
-            argumentBuffer.removeFirst(argumentSafeEnd)
-            argumentSafeEnd = 0
-            events.append(.arguments(index: toolIndex, chunk))
+            events.append(.arguments(index: toolIndex, String(String.UnicodeScalarView(argumentBuffer))))
+            argumentBuffer.removeAll()
         }
         return events
     }

@@ -367,14 +367,6 @@ struct ToolCallAssembler {
 
     /// The complete message's calls and content from all of its events.
     mutating func complete(_ events: [ParserEvent]) -> (content: String?, calls: [ParsedToolCall]) {
-        let (content, calls) = completeParse(events)
-        return (content, calls)
-    }
-
-    /// Whether the message's content is what `complete` returned even without calls.
-    var replacesContentWithoutCalls: Bool { format.contentStopsAtCalls && !slots.isEmpty }
-
-    private mutating func completeParse(_ events: [ParserEvent]) -> (content: String?, calls: [ParsedToolCall]) {
         let (content, _) = delta(events, finished: true)
         var calls: [ParsedToolCall] = []
         for index in slots.indices {
@@ -406,6 +398,9 @@ struct ToolCallAssembler {
         if format.contentStopsAtCalls && !slots.isEmpty { return (stripContent(contentBeforeCalls, toolsCalled: true), calls) }
         return (stripContent(content ?? "", toolsCalled: !calls.isEmpty), calls)
     }
+
+    /// Whether the message's content is what `complete` returned even without calls.
+    var replacesContentWithoutCalls: Bool { format.contentStopsAtCalls && !slots.isEmpty }
 
     func stripContent(_ content: String, toolsCalled: Bool) -> String? {
         var content = content

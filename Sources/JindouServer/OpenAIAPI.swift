@@ -432,7 +432,7 @@ enum OpenAIAPI {
                     throw RequestProblem("This model has no tokenizer, so its output cannot be constrained.", param: "response_format")
                 }
                 request.constraint = JSONConstraint(grammar: grammar, vocabulary: vocabulary,
-                                                    endTokens: serving.text.stopTokenIDs.union(serving.engine.description.eosTokenIDs))
+                                                    endTokens: serving.text.stopTokenIDs)
             }
             streams.append(try await serving.scheduler.submit(request))
         }
@@ -509,7 +509,7 @@ enum OpenAIAPI {
             // skip_special_tokens=False for them); the stop tokens themselves stay out.
             let keepSpecial = (output?.parsesAnything ?? false) || !skipSpecialTokens
             detokenizer = tokenizer.map { StreamingDetokenizer(tokenizer: $0, skipSpecialTokens: !keepSpecial) }
-            if keepSpecial, let serving { hiddenTokens = serving.text.stopTokenIDs.union(serving.engine.description.eosTokenIDs) }
+            if keepSpecial, let serving { hiddenTokens = serving.text.stopTokenIDs }
         }
 
         /// Takes one event; returns the text it adds and whether a stop string ended the choice.

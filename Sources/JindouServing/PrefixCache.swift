@@ -53,7 +53,7 @@ struct PrefixCache {
         return keys
     }
 
-    /// Keeps a finished sequence's cache (its first `cache.length` tokens); returns its bytes.
+    /// Keeps a finished sequence's cache (its first `cache.length` tokens).
     mutating func insert(tokens: [Int], expertsPerToken: ExpertsPerToken, cache: KVCache) {
         let blocks = cache.length / Self.blockTokens
         guard blocks > 0 else { return }
