@@ -187,6 +187,14 @@ public struct InferenceEngine: Sendable {
 
         var generated: [Int] = []
         var finish = FinishReason.length
+        var constraint = request.constraint
+        /// The next token: the request's logit changes, its constraint's mask, then sampling.
+        func choose(_ logits: [Float]) -> Int {
+            let adjusted = request.sampling.adjusted(logits, prompt: request.promptTokenIDs, output: generated)
+            let token = sampler.sample(constraint.map { $0.masked(adjusted) } ?? adjusted)
+            constraint?.accept(token)
+            return token
+        }
         let decodeStart = Date()
         /// Appends `token`; false once generation is over.
         func emit(_ token: Int) -> Bool {
@@ -203,7 +211,7 @@ public struct InferenceEngine: Sendable {
                                     promptTokenCount: request.promptTokenIDs.count, prefillSeconds: prefillSeconds, decodeSeconds: 0)
         }
         onStepLogits?(logits)
-        var pending = sampler.sample(request.sampling.adjusted(logits, prompt: request.promptTokenIDs, output: generated))
+        var pending = choose(logits)
         var going = emit(pending)
         let mtpState = predictor?.makeState(for: model)
         // The pairs MTP has not seen yet: normed hidden rows and the tokens that followed them.
@@ -227,7 +235,7 @@ public struct InferenceEngine: Sendable {
                 logits = Array(rows[(i * v)..<((i + 1) * v)])
                 onStepLogits?(logits)
                 let (token, kept) = i < drafts.count ? sampler.verify(logits, draft: drafts[i])
-                    : (sampler.sample(request.sampling.adjusted(logits, prompt: request.promptTokenIDs, output: generated)), false)
+                    : (choose(logits), false)
                 statistics.tokens += 1
                 if kept { accepted += 1 }
                 going = emit(token)

@@ -102,3 +102,25 @@ struct JSONSchemaGrammarTests {
         if !["open_object", "typed_extras"].contains(name) { #expect(ended > 0) }
     }
 }
+
+@Suite("The in-process engine honours a request's constraint")
+struct EngineConstraintTests {
+    @Test("jindouctl's engine path gives a value of the schema, as the scheduler does")
+    func engineGenerationFollowsTheSchema() async throws {
+        let engine = try await EngineCache.shared.engine("qwen3-moe-tiny")
+        let tokenizer = try Tokenizer(contentsOf: Fixtures.path("qwen3-moe-tiny") + "/tokenizer.json")
+        let size = engine.description.vocabularySize
+        let vocabulary = TokenVocabulary(bytes: (0..<size).map { tokenizer.bytes([$0], skipSpecialTokens: true) })
+        let schema = try JSONText.parse(Data(#"{"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"enum": [1, 2, 3]}}, "required": ["ok", "n"], "additionalProperties": false}"#.utf8))
+        let grammar = try JSONSchemaGrammar(schema: schema)
+        // The fixture's config has no eos_token_id: its end is the tokenizer's eos_token.
+        let end = Set(engine.description.eosTokenIDs).union([try #require(tokenizer.id(of: "<|im_end|>"))])
+        var request = GenerationRequest(promptTokenIDs: [1, 2, 3, 4], maxNewTokens: 60, stopTokenIDs: end)
+        request.constraint = JSONConstraint(grammar: grammar, vocabulary: vocabulary, endTokens: end)
+        let result = try await engine.generate(request)
+        #expect(result.finishReason == .stop)
+        var matcher = JSONSchemaMatcher(grammar)
+        let text = result.tokenIDs.filter { !end.contains($0) }.flatMap { vocabulary.bytes[$0] }
+        #expect(matcher.feed(text) && matcher.isComplete, "\(String(decoding: text, as: UTF8.self))")
+    }
+}
