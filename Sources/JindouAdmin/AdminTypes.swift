@@ -70,9 +70,12 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var loadShare: Double
     /// Seconds since the coordinator last heard from it (nil: never).
     public var lastSeenSeconds: Double?
+    /// What carries its data link: tcp, tls or shm (nil: not connected).
+    public var transport: String?
 
     public init(name: String, address: String, state: String, origin: String, experts: Int, expertBytes: UInt64,
-                memoryBytes: UInt64, cores: Int, loadShare: Double, lastSeenSeconds: Double?) {
+                memoryBytes: UInt64, cores: Int, loadShare: Double, lastSeenSeconds: Double?, transport: String? = nil) {
+        self.transport = transport
         self.name = name
         self.address = address
         self.state = state
@@ -86,7 +89,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, address, state, origin, experts, cores
+        case name, address, state, origin, experts, cores, transport
         case expertBytes = "expert_bytes"
         case memoryBytes = "memory_bytes"
         case loadShare = "load_share"

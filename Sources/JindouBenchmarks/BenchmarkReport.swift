@@ -38,12 +38,25 @@ extension ClusterBenchmark.Report {
             "",
             "Single-process decode: \(String(format: "%.2f", singleProcessTokensPerSecond)) tokens/s.",
             "",
-            "| workers | decode tok/s | × single | layer dispatch+combine ms | raw round trip (same bytes) ms | expert compute ms | overhead ms | exchange ÷ (round trip + compute) | worker RSS MB | worker expert MB |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| workers | link | decode tok/s | × single | layer dispatch+combine ms | raw round trip (same bytes) ms | expert compute ms | overhead ms | exchange ÷ (round trip + compute) | worker RSS MB | worker expert MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in runs {
             let ratio = r.layerExchangeSeconds / max(1e-12, r.rawRoundTripSeconds + r.computeSeconds)
-            lines.append("| \(r.workers) | \(String(format: "%.2f", r.decodeTokensPerSecond)) | \(String(format: "%.2f", r.ratioToSingleProcess)) | \(ms(r.layerExchangeSeconds)) | \(ms(r.rawRoundTripSeconds)) | \(ms(r.computeSeconds)) | \(ms(r.overheadSeconds)) | \(String(format: "%.2f", ratio)) | \(r.workerResidentBytes.map(mb).joined(separator: ", ")) | \(r.workerExpertBytes.map(mb).joined(separator: ", ")) |")
+            lines.append("| \(r.workers) | \(r.transport ?? "tcp") | \(String(format: "%.2f", r.decodeTokensPerSecond)) | \(String(format: "%.2f", r.ratioToSingleProcess)) | \(ms(r.layerExchangeSeconds)) | \(ms(r.rawRoundTripSeconds)) | \(ms(r.computeSeconds)) | \(ms(r.overheadSeconds)) | \(String(format: "%.2f", ratio)) | \(r.workerResidentBytes.map(mb).joined(separator: ", ")) | \(r.workerExpertBytes.map(mb).joined(separator: ", ")) |")
+        }
+        // Shared memory against TCP loopback, per worker count, when both ran.
+        let pairs = Dictionary(grouping: runs, by: \.workers).sorted { $0.key < $1.key }.compactMap { count, group -> String? in
+            guard let tcp = group.first(where: { ($0.transport ?? "tcp") == "tcp" }), let shm = group.first(where: { $0.transport == "shm" })
+            else { return nil }
+            return "| \(count) | \(String(format: "%.2f", tcp.layerExchangeSeconds / shm.layerExchangeSeconds))× | "
+                + "\(String(format: "%.2f", tcp.rawRoundTripSeconds / shm.rawRoundTripSeconds))× | "
+                + "\(String(format: "%.2f", shm.decodeTokensPerSecond / tcp.decodeTokensPerSecond))× |"
+        }
+        if !pairs.isEmpty {
+            lines += ["", "Shared memory against TCP loopback, same workers, same run (higher = shared memory faster):", "",
+                      "| workers | layer dispatch+combine, TCP ÷ shm | raw round trip, TCP ÷ shm | decode tok/s, shm ÷ TCP |",
+                      "|---|---|---|---|"] + pairs
         }
         return lines.joined(separator: "\n")
     }

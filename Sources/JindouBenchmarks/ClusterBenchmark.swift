@@ -24,9 +24,12 @@ public struct ClusterBenchmark {
         public var repetitions: Int
         public var jindoud: String
         public var wireDType: WireDType
+        /// Each worker count runs once per transport (e.g. tcp then shm), same workers' spec.
+        public var transports: [TransportChoice]
 
         public init(modelDirectory: String, workerCounts: [Int], promptTokens: Int = 16, decodeTokens: Int = 32,
-                    repetitions: Int = 50, jindoud: String, wireDType: WireDType = .f32) {
+                    repetitions: Int = 50, jindoud: String, wireDType: WireDType = .f32, transports: [TransportChoice] = [.tcp]) {
+            self.transports = transports
             self.modelDirectory = modelDirectory
             self.workerCounts = workerCounts
             self.promptTokens = promptTokens
@@ -39,6 +42,8 @@ public struct ClusterBenchmark {
 
     public struct WorkerRun: Codable, Sendable {
         public var workers: Int
+        /// What carried the data links ("tcp" or "shm"; absent in older reports).
+        public var transport: String?
         public var decodeTokensPerSecond: Double
         public var ratioToSingleProcess: Double
         /// Mean seconds of one MoE layer's dispatch + combine (decode, 1 token).
@@ -84,24 +89,27 @@ public struct ClusterBenchmark {
 
         var runs: [WorkerRun] = []
         for count in options.workerCounts {
-            logger.notice("cluster", metadata: ["workers": "\(count)"])
-            let workers = try (0..<count).map { try LaunchedWorker(jindoud: options.jindoud, model: options.modelDirectory,
-                                                                   experts: "contiguous:\($0)/\(count)", name: "bench-\($0)") }
-            defer { workers.forEach { $0.stop() } }
-            let coordinator = try await Coordinator.start(
-                .init(modelDirectory: options.modelDirectory, workers: workers.map(\.endpoint), placement: .contiguous,
-                      wireDType: options.wireDType, prefault: true), logger: logger)
-            let rate = try await decodeRate(coordinator.engine, prompt: prompt)
-            guard let backend = coordinator.engine.experts as? ClusterExpertBackend else { fatalError("not a cluster backend") }
-            let exchange = try await timeExchange(backend, layer: layer, hidden: hidden, routing: routing)
-            let (roundTrip, bytes) = try await timeRoundTrip(backend, layer: layer, hidden: hidden, routing: routing)
-            let infos = await coordinator.pool.workers
-            runs.append(WorkerRun(
-                workers: count, decodeTokensPerSecond: rate, ratioToSingleProcess: rate / singleRate,
-                layerExchangeSeconds: exchange, rawRoundTripSeconds: roundTrip, computeSeconds: computeSeconds,
-                overheadSeconds: exchange - roundTrip - computeSeconds, dispatchBytes: bytes,
-                workerResidentBytes: workers.map(\.residentBytes), workerExpertBytes: infos.map { Int($0.expertBytes) }))
-            await coordinator.pool.closeAll()
+            for transport in options.transports {
+                logger.notice("cluster", metadata: ["workers": "\(count)", "transport": "\(transport)"])
+                let workers = try (0..<count).map { try LaunchedWorker(jindoud: options.jindoud, model: options.modelDirectory,
+                                                                       experts: "contiguous:\($0)/\(count)", name: "bench-\($0)") }
+                defer { workers.forEach { $0.stop() } }
+                let coordinator = try await Coordinator.start(
+                    .init(modelDirectory: options.modelDirectory, workers: workers.map(\.endpoint), placement: .contiguous,
+                          wireDType: options.wireDType, prefault: true, transport: transport), logger: logger)
+                let rate = try await decodeRate(coordinator.engine, prompt: prompt)
+                guard let backend = coordinator.engine.experts as? ClusterExpertBackend else { fatalError("not a cluster backend") }
+                let exchange = try await timeExchange(backend, layer: layer, hidden: hidden, routing: routing)
+                let (roundTrip, bytes) = try await timeRoundTrip(backend, layer: layer, hidden: hidden, routing: routing)
+                let infos = await coordinator.pool.workers
+                runs.append(WorkerRun(
+                    workers: count, transport: Set(await coordinator.pool.transports().values).sorted().joined(separator: "+"),
+                    decodeTokensPerSecond: rate, ratioToSingleProcess: rate / singleRate,
+                    layerExchangeSeconds: exchange, rawRoundTripSeconds: roundTrip, computeSeconds: computeSeconds,
+                    overheadSeconds: exchange - roundTrip - computeSeconds, dispatchBytes: bytes,
+                    workerResidentBytes: workers.map(\.residentBytes), workerExpertBytes: infos.map { Int($0.expertBytes) }))
+                await coordinator.pool.closeAll()
+            }
         }
         return Report(model: options.modelDirectory, machine: Self.machine, date: ISO8601DateFormatter().string(from: Date()),
                       singleProcessTokensPerSecond: singleRate, runs: runs)

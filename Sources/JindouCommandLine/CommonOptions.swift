@@ -39,6 +39,9 @@ public func parseByteSize(_ text: String) -> UInt64? {
     return UInt64(text)
 }
 
+/// `--transport auto|tcp|shm`.
+extension TransportChoice: ExpressibleByArgument {}
+
 /// `host:port` flags.
 extension Endpoint: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }

@@ -563,7 +563,8 @@ public actor ClusterController {
 
     // MARK: - Reports
 
-    public func status() -> ClusterStatus {
+    public func status() async -> ClusterStatus {
+        let transports = await pool.transports()
         let now = ContinuousClock.now
         let served = routing.table
         let workerLoad = statistics.window().workers.mapValues(\.assignments)
@@ -579,7 +580,7 @@ public actor ClusterController {
                     name: name, address: m.address.description, state: m.state, origin: m.origin, experts: m.loaded.count,
                     expertBytes: m.loadedBytes, memoryBytes: m.memoryBytes, cores: m.cores,
                     loadShare: Double(workerLoad[name] ?? 0) / Double(totalLoad),
-                    lastSeenSeconds: m.lastContact.map { (now - $0).seconds })
+                    lastSeenSeconds: m.lastContact.map { (now - $0).seconds }, transport: transports[name])
             })
     }
 

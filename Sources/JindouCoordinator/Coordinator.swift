@@ -51,12 +51,16 @@ public struct Coordinator: Sendable {
         public var replicaChoice: ReplicaChoice = .leastLoaded
         /// Map the checkpoint's MTP layer (and its experts) here, for `--speculative mtp`.
         public var multiTokenPrediction = false
+        /// How data links reach workers; the library's default is TCP (a relay or a
+        /// namespace test must not be bypassed), jindoud's is auto.
+        public var transport: TransportChoice = .tcp
 
         public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
                     wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
                     stateDirectory: String? = nil, secret: ClusterSecret? = nil, tls: NodeTLS? = nil,
                     control: ClusterController.Settings = .init(), routingTrace: String? = nil,
-                    replicaChoice: ReplicaChoice = .leastLoaded, multiTokenPrediction: Bool = false) {
+                    replicaChoice: ReplicaChoice = .leastLoaded, multiTokenPrediction: Bool = false, transport: TransportChoice = .tcp) {
+            self.transport = transport
             self.multiTokenPrediction = multiTokenPrediction
             self.routingTrace = routingTrace
             self.replicaChoice = replicaChoice
@@ -96,7 +100,7 @@ public struct Coordinator: Sendable {
         if options.prefault, let predictor { predictor.prefault(label: "loading the MTP layer") }
         let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
 
-        let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls,
+        let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls, transport: options.transport,
                               timeoutSeconds: options.timeoutSeconds, logger: logger)
         if options.control.servingBias != nil, description.zeroComputationExperts > 0 {
             // Its bias would cover the identity experts too, which carry no load to balance.

@@ -38,6 +38,8 @@ public struct WorkerInfo: Sendable, Equatable {
     public let cores: Int
     public let memoryBytes: UInt64
     public let shardVersion: UInt64
+    /// What carries this worker's data link: "tcp", "tls" or "shm".
+    public var transport: String = "tcp"
 }
 
 /// Connections to workers, by worker name: a data link for dispatches and a control link
@@ -55,13 +57,15 @@ public actor WorkerPool {
     public let coordinatorName: String
     public let secret: ClusterSecret?
     private let tls: NodeTLS?
+    public let transport: TransportChoice
     private let timeoutSeconds: Double
     private let logger: Logger
     private var entries: [String: Entry] = [:]
     private let requestIDs = Atomic<UInt64>(1)
 
     public init(fingerprint: String, coordinatorName: String = "coordinator", secret: ClusterSecret? = nil,
-                tls: NodeTLS? = nil, timeoutSeconds: Double = 120, logger: Logger) {
+                tls: NodeTLS? = nil, transport: TransportChoice = .tcp, timeoutSeconds: Double = 120, logger: Logger) {
+        self.transport = transport
         self.fingerprint = fingerprint
         self.coordinatorName = coordinatorName
         self.secret = secret
@@ -106,8 +110,12 @@ public actor WorkerPool {
     public func info(_ name: String) -> WorkerInfo? { entries[name]?.info }
     public var workers: [WorkerInfo] { entries.values.compactMap(\.info).sorted { $0.name < $1.name } }
     public func endpoint(_ name: String) -> Endpoint? { entries[name]?.endpoint }
+    /// Each connected worker's data-link transport ("tcp", "tls", "shm").
+    public func transports() -> [String: String] {
+        entries.compactMapValues { entry in entry.data.flatMap { $0.isActive ? $0.transport : nil } }
+    }
 
-    private func handshake(_ endpoint: Endpoint) async throws -> (any WorkerLink, WorkerInfo) {
+    private func handshake(_ endpoint: Endpoint, control: Bool = false) async throws -> (any WorkerLink, WorkerInfo) {
         let link: TCPWorkerLink
         do {
             link = try await TCPWorkerLink.connect(to: endpoint, timeoutSeconds: timeoutSeconds, tls: try tls?.clientContext())
@@ -139,18 +147,65 @@ public actor WorkerPool {
                 throw ClusterError.workerRefused(worker: endpoint.description, reason: "its WELCOME is not signed with this cluster's secret")
             }
         }
-        let info = WorkerInfo(endpoint: endpoint, name: welcome.workerName,
+        var info = WorkerInfo(endpoint: endpoint, name: welcome.workerName,
                               experts: welcome.experts.map { ExpertKey(layer: $0.layer, expert: $0.expert) }.sorted(),
                               expertBytes: welcome.expertBytes, cores: welcome.cores, memoryBytes: welcome.memoryBytes,
                               shardVersion: welcome.shardVersion)
-        return (link, info)
+        // Shard updates stay on TCP: they are rare, and shared memory is for the data path.
+        let data = control ? link : try await chooseTransport(link, endpoint: endpoint, welcome: welcome)
+        info.transport = data.transport
+        return (data, info)
+    }
+
+    /// The data link for a worker that has just shaken hands on `link`: the same TCP
+    /// connection, or shared memory negotiated over it (`TransportChoice`).
+    private func chooseTransport(_ link: TCPWorkerLink, endpoint: Endpoint, welcome: WelcomeMessage) async throws -> any WorkerLink {
+        switch transport {
+        case .tcp:
+            return link
+        case .auto:
+            guard welcome.acceptsSharedMemory, HostIdentity.isThisHost(welcome.hostID), LocalAddresses.contains(endpoint.host) else {
+                return link
+            }
+            do {
+                return try await attachSharedMemory(link, endpoint: endpoint)
+            } catch {
+                logger.notice("shared memory refused; using TCP", metadata: ["worker": "\(endpoint)", "reason": "\(error)"])
+                return link
+            }
+        case .shm:
+            do {
+                guard welcome.acceptsSharedMemory else { throw ClusterError.rejected("the worker does not accept shared memory (its --transport is tcp)") }
+                guard HostIdentity.isThisHost(welcome.hostID) else { throw ClusterError.rejected("the worker runs on another host (boot id \(welcome.hostID.isEmpty ? "not given" : welcome.hostID))") }
+                return try await attachSharedMemory(link, endpoint: endpoint)
+            } catch {
+                await link.close()
+                throw ClusterError.workerUnavailable(worker: endpoint.description, reason: "--transport shm: \(error)")
+            }
+        }
+    }
+
+    /// Creates rings, asks the worker to map them over the authenticated connection, and
+    /// unlinks their name once answered (so no other process can open them later).
+    private func attachSharedMemory(_ link: TCPWorkerLink, endpoint: Endpoint) async throws -> any WorkerLink {
+        let rings = try SharedMemoryChannel.create()
+        defer { rings.unlink() }
+        let reply = try await link.exchange(SharedMemoryAttachMessage(name: rings.name, ringBytes: rings.ringBytes).frame(requestID: nextRequestID()))
+        guard reply.kind == .shmAttached else {
+            rings.close()
+            if reply.kind == .error { throw ErrorMessage(frame: reply).wireError }
+            throw WireError.unexpectedMessage(kind: "\(reply.kind)", state: "where SHM_ATTACHED was expected")
+        }
+        return SharedMemoryWorkerLink(peer: endpoint.description, control: link, channel: rings, timeoutSeconds: timeoutSeconds)
     }
 
     /// A live link to worker `name` (the control link when `control`), reconnecting if needed.
     public func link(_ name: String, control: Bool = false) async throws -> any WorkerLink {
         guard var entry = entries[name] else { throw ClusterError.unknownWorker(name) }
         if let link = control ? entry.control : entry.data, link.isActive { return link }
-        let (link, info) = try await handshake(entry.endpoint)
+        let (link, handshakeInfo) = try await handshake(entry.endpoint, control: control)
+        var info = handshakeInfo
+        if control, let known = entry.info { info.transport = known.transport }
         guard info.name == name else {
             await link.close()
             throw ClusterError.workerRefused(worker: name, reason: "the worker at \(entry.endpoint) is now called '\(info.name)'")
@@ -159,7 +214,8 @@ public actor WorkerPool {
         if control { entry.control = link } else { entry.data = link }
         entry.info = info
         entries[name] = entry
-        logger.info("worker connected", metadata: ["worker": "\(name)", "address": "\(entry.endpoint)", "control": "\(control)"])
+        logger.info("worker connected", metadata: ["worker": "\(name)", "address": "\(entry.endpoint)", "control": "\(control)",
+                                                   "transport": "\(link.transport)"])
         return link
     }
 

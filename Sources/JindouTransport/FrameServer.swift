@@ -10,6 +10,9 @@ public enum SessionAction: Sendable {
     /// Reply, then close the connection (handshake refused, stream lost).
     case replyAndClose(Frame)
     case close
+    /// Reply on this connection, then serve every later frame from `channel` (shared
+    /// memory the session has just mapped); the connection stays open until either closes.
+    case replyAndAttach(Frame, SharedMemoryChannel)
 }
 
 /// Per-connection protocol logic (handshake state and request handling).
@@ -79,7 +82,8 @@ public final class FrameServer: Sendable {
     private static func serve<Session: FrameSession>(_ connection: NIOAsyncChannel<InboundFrame, Frame>, session: Session) async throws {
         var session = session
         try await connection.executeThenClose { inbound, outbound in
-            for try await event in inbound {
+            var frames = inbound.makeAsyncIterator()
+            while let event = try await frames.next() {
                 switch await session.handle(event) {
                 case .reply(let frame):
                     try await outbound.write(frame)
@@ -88,7 +92,45 @@ public final class FrameServer: Sendable {
                     return
                 case .close:
                     return
+                case .replyAndAttach(let frame, let rings):
+                    try await outbound.write(frame)
+                    let served = session
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            await serve(rings, session: served)
+                            connection.channel.close(promise: nil)
+                        }
+                        // The connection now only says whether the peer lives: its end (or any
+                        // frame, which a coordinator must no longer send here) ends the rings.
+                        _ = try? await frames.next()
+                        rings.close()
+                        try await group.waitForAll()
+                    }
+                    return
                 }
+            }
+        }
+    }
+
+    /// Serves frames from shared-memory rings in order until they close.
+    private static func serve<Session: FrameSession>(_ rings: SharedMemoryChannel, session: Session) async {
+        var session = session
+        let (events, continuation) = AsyncStream.makeStream(of: InboundFrame.self)
+        rings.startReceiving(deliver: { continuation.yield($0) }, finished: { _ in continuation.finish() })
+        for await event in events {
+            let action = await session.handle(event)
+            do {
+                switch action {
+                case .reply(let frame):
+                    try await rings.send(frame)
+                case .replyAndClose(let frame):
+                    try await rings.send(frame)
+                    rings.close()
+                case .close, .replyAndAttach:
+                    rings.close()
+                }
+            } catch {
+                rings.close()
             }
         }
     }

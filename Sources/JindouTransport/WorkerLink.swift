@@ -10,6 +10,7 @@ public enum LinkError: Error, Equatable, CustomStringConvertible {
     case closed(peer: String)
     case timedOut(peer: String, seconds: Double)
     case protocolError(peer: String, error: WireError)
+    case broken(peer: String, reason: String)
 
     public var description: String {
         switch self {
@@ -17,6 +18,7 @@ public enum LinkError: Error, Equatable, CustomStringConvertible {
         case .closed(let peer): "connection to worker \(peer) closed"
         case .timedOut(let peer, let seconds): "worker \(peer) did not answer within \(seconds) s"
         case .protocolError(let peer, let error): "worker \(peer): \(error)"
+        case .broken(let peer, let reason): "link to worker \(peer) broke: \(reason)"
         }
     }
 }
@@ -32,6 +34,8 @@ public protocol WorkerLink: AnyObject, Sendable {
     func exchange(_ frame: Frame) async throws -> Frame
     /// Whether the connection is still usable.
     var isActive: Bool { get }
+    /// What carries the frames: "tcp", "tls" or "shm" (for status and logs).
+    var transport: String { get }
     func close() async
 }
 
@@ -39,14 +43,19 @@ public protocol WorkerLink: AnyObject, Sendable {
 /// replies matched to requests in order (requests may be pipelined).
 public final class TCPWorkerLink: WorkerLink {
     public let peer: String
+    public let transport: String
     private let channel: Channel
     private let timeout: TimeAmount
 
-    private init(peer: String, channel: Channel, timeout: TimeAmount) {
+    private init(peer: String, channel: Channel, timeout: TimeAmount, transport: String) {
         self.peer = peer
         self.channel = channel
         self.timeout = timeout
+        self.transport = transport
     }
+
+    /// Completes when the connection closes (either end, or the peer process died).
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
 
     /// Connects to `endpoint`. `timeoutSeconds` bounds both the connect and every exchange.
     /// With `tls`, the link is mutual TLS (see `NodeTLS`).
@@ -74,7 +83,7 @@ public final class TCPWorkerLink: WorkerLink {
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port).get()
-            return TCPWorkerLink(peer: peer, channel: channel, timeout: timeout)
+            return TCPWorkerLink(peer: peer, channel: channel, timeout: timeout, transport: tls == nil ? "tcp" : "tls")
         } catch {
             throw LinkError.unreachable(peer: peer, reason: "\(error)")
         }

@@ -44,16 +44,31 @@ public func crc32c(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
 /// Writes frames: fills in the protocol version, payload length and checksum.
 public enum FrameEncoder {
     public static func encode(_ frame: Frame, into buffer: inout ByteBuffer) throws {
-        var header = frame.header
-        header.protocolVersion = WireProtocol.version
-        header.payloadLength = UInt64(frame.payload.readableBytes)
-        header.payloadCrc32C = crc32c(frame.payload)
-        let bytes: [UInt8] = try header.serializedBytes()
+        let bytes = try headerBytes(frame)
         buffer.reserveCapacity(minimumWritableBytes: 4 + bytes.count + frame.payload.readableBytes)
         buffer.writeInteger(UInt32(bytes.count), endianness: .little)
         buffer.writeBytes(bytes)
         var payload = frame.payload
         buffer.writeBuffer(&payload)
+    }
+
+    /// The frame's length prefix and header, for transports that write the payload
+    /// separately (straight from the frame's buffer, as the shared-memory rings do).
+    public static func encodePrefix(_ frame: Frame) throws -> ByteBuffer {
+        let bytes = try headerBytes(frame)
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(4 + bytes.count)
+        buffer.writeInteger(UInt32(bytes.count), endianness: .little)
+        buffer.writeBytes(bytes)
+        return buffer
+    }
+
+    private static func headerBytes(_ frame: Frame) throws -> [UInt8] {
+        var header = frame.header
+        header.protocolVersion = WireProtocol.version
+        header.payloadLength = UInt64(frame.payload.readableBytes)
+        header.payloadCrc32C = crc32c(frame.payload)
+        return try header.serializedBytes()
     }
 
     public static func encode(_ frame: Frame) throws -> ByteBuffer {

@@ -325,9 +325,15 @@ public struct WelcomeMessage: Sendable, Equatable {
     public var cores: Int
     public var memoryBytes: UInt64
     public var shardVersion: UInt64
+    /// The worker's kernel boot id (`HostIdentity.bootID`); "" from workers that do not say.
+    public var hostID: String
+    public var acceptsSharedMemory: Bool
 
     public init(modelFingerprint: String, workerName: String, experts: [(layer: Int, expert: Int)], expertBytes: UInt64,
-                authTag: Data = Data(), cores: Int = 0, memoryBytes: UInt64 = 0, shardVersion: UInt64 = 0) {
+                authTag: Data = Data(), cores: Int = 0, memoryBytes: UInt64 = 0, shardVersion: UInt64 = 0,
+                hostID: String = "", acceptsSharedMemory: Bool = false) {
+        self.hostID = hostID
+        self.acceptsSharedMemory = acceptsSharedMemory
         self.modelFingerprint = modelFingerprint
         self.workerName = workerName
         self.experts = experts
@@ -342,6 +348,7 @@ public struct WelcomeMessage: Sendable, Equatable {
         a.modelFingerprint == b.modelFingerprint && a.workerName == b.workerName && a.expertBytes == b.expertBytes
             && a.experts.map(\.layer) == b.experts.map(\.layer) && a.experts.map(\.expert) == b.experts.map(\.expert)
             && a.authTag == b.authTag && a.cores == b.cores && a.memoryBytes == b.memoryBytes && a.shardVersion == b.shardVersion
+            && a.hostID == b.hostID && a.acceptsSharedMemory == b.acceptsSharedMemory
     }
 
     public func frame(requestID: UInt64 = 0) -> Frame {
@@ -363,6 +370,8 @@ public struct WelcomeMessage: Sendable, Equatable {
         welcome.cores = UInt32(cores)
         welcome.memoryBytes = memoryBytes
         welcome.shardVersion = shardVersion
+        welcome.hostID = hostID
+        welcome.acceptsSharedMemory = acceptsSharedMemory
         header.welcome = welcome
         return Frame(header: header)
     }
@@ -380,6 +389,41 @@ public struct WelcomeMessage: Sendable, Equatable {
         cores = Int(welcome.cores)
         memoryBytes = welcome.memoryBytes
         shardVersion = welcome.shardVersion
+        hostID = welcome.hostID
+        acceptsSharedMemory = welcome.acceptsSharedMemory
+    }
+}
+
+/// SHM_ATTACH (coordinator → worker): the shared-memory object to move the connection to.
+public struct SharedMemoryAttachMessage: Sendable, Equatable {
+    public var name: String
+    public var ringBytes: UInt64
+
+    public init(name: String, ringBytes: UInt64) {
+        self.name = name
+        self.ringBytes = ringBytes
+    }
+
+    public func frame(requestID: UInt64) -> Frame {
+        var header = FrameHeader()
+        header.kind = .shmAttach
+        header.requestID = requestID
+        var body = Jindou_V1_SharedMemoryAttach()
+        body.name = name
+        body.ringBytes = ringBytes
+        header.shmAttach = body
+        return Frame(header: header)
+    }
+
+    public init(frame: Frame) throws(WireError) {
+        guard frame.kind == .shmAttach, case .shmAttach(let body)? = frame.header.body else {
+            throw .badMessage(kind: "\(frame.kind)", reason: "SHM_ATTACH without its body")
+        }
+        guard body.name.hasPrefix("/"), body.name.utf8.count < 250, !body.name.dropFirst().contains("/") else {
+            throw .badMessage(kind: "SHM_ATTACH", reason: "shared-memory name \"\(body.name.prefix(64))\" is not a single path component")
+        }
+        name = body.name
+        ringBytes = body.ringBytes
     }
 }
 

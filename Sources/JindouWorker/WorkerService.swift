@@ -31,11 +31,15 @@ public struct WorkerService: Service {
         public var prefault: Bool
         /// `--expert-format`: re-encode the experts it holds (Q8_0, Q4_K) after loading.
         public var expertFormat: BlockFormat?
+        /// `--transport tcp` refuses shared memory; anything else accepts it from a
+        /// coordinator on this host.
+        public var transport: TransportChoice
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
                     tls: NodeTLS? = nil, memoryBytes: UInt64? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
-                    prefault: Bool = true, expertFormat: BlockFormat? = nil) {
+                    prefault: Bool = true, expertFormat: BlockFormat? = nil, transport: TransportChoice = .auto) {
+            self.transport = transport
             self.expertFormat = expertFormat
             self.modelDirectory = modelDirectory
             self.listen = listen
@@ -78,7 +82,8 @@ public struct WorkerService: Service {
         let fingerprint = try checkpoint.fingerprint()
         state = WorkerState(name: name, description: description, fingerprint: fingerprint, store: store,
                             secret: options.secret, cores: ProcessInfo.processInfo.activeProcessorCount,
-                            memoryBytes: options.memoryBytes ?? Self.availableMemory())
+                            memoryBytes: options.memoryBytes ?? Self.availableMemory(),
+                            acceptsSharedMemory: options.transport != .tcp)
         self.server = server
         self.options = options
         self.logger = logger

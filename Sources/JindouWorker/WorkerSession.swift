@@ -17,6 +17,8 @@ public final class WorkerState: Sendable {
     public let secret: ClusterSecret?
     public let cores: Int
     public let memoryBytes: UInt64
+    /// Whether coordinators on this host may move connections to shared memory.
+    public let acceptsSharedMemory: Bool
     /// Expert computations run here, one at a time, off the cooperative thread pool
     /// (they block on the kernel thread pool and would starve async tasks).
     let computeQueue = DispatchQueue(label: "jindou.worker.compute")
@@ -26,7 +28,8 @@ public final class WorkerState: Sendable {
     private let seenNonces = Mutex<[Data]>([])
 
     public init(name: String, description: ModelDescription, fingerprint: String, store: ShardStore,
-                secret: ClusterSecret?, cores: Int, memoryBytes: UInt64) {
+                secret: ClusterSecret?, cores: Int, memoryBytes: UInt64, acceptsSharedMemory: Bool = true) {
+        self.acceptsSharedMemory = acceptsSharedMemory
         self.name = name
         self.description = description
         self.fingerprint = fingerprint
@@ -69,7 +72,8 @@ public final class WorkerState: Sendable {
 /// One coordinator connection on a worker: the protocol as a state machine.
 ///
 ///     awaitingHello ──HELLO (same version, fingerprint, valid secret tag)──► ready
-///     ready: DISPATCH → COMBINE, SHARD_UPDATE → SHARD_STATUS, PING → PONG
+///     ready: DISPATCH → COMBINE, SHARD_UPDATE → SHARD_STATUS, PING → PONG,
+///            SHM_ATTACH → SHM_ATTACHED (later frames through the rings) or ERROR
 ///     awaitingHello ── anything else / mismatch ──► ERROR, close
 ///
 /// Every bad input gets an ERROR frame naming the problem; only a lost byte stream or a
@@ -107,6 +111,8 @@ public struct WorkerSession: FrameSession {
                 return await dispatch(frame)
             case (.ready, .shardUpdate):
                 return await shardUpdate(frame)
+            case (.ready, .shmAttach):
+                return attachSharedMemory(frame)
             case (.awaitingHello, _):
                 return .replyAndClose(ErrorMessage(
                     .unexpectedMessage(kind: "\(frame.kind)", state: "before the HELLO handshake"), requestID: frame.requestID).frame())
@@ -145,7 +151,8 @@ public struct WorkerSession: FrameSession {
         let welcome = WelcomeMessage(
             modelFingerprint: state.fingerprint, workerName: state.name,
             experts: shard.keys.map { ($0.layer, $0.expert) }, expertBytes: UInt64(shard.byteCount),
-            authTag: tag, cores: state.cores, memoryBytes: state.memoryBytes, shardVersion: state.store.shardVersion)
+            authTag: tag, cores: state.cores, memoryBytes: state.memoryBytes, shardVersion: state.store.shardVersion,
+            hostID: HostIdentity.bootID, acceptsSharedMemory: state.acceptsSharedMemory)
         return .reply(welcome.frame(requestID: frame.requestID))
     }
 
@@ -179,6 +186,35 @@ public struct WorkerSession: FrameSession {
                                          dtype: message.dtype.combineDType, output: output, computeNanoseconds: nanoseconds).frame())
         } catch {
             return refuse(.internal, "\(error)")
+        }
+    }
+
+    /// Maps the coordinator's rings; the connection's later frames go through them. Only
+    /// after the handshake, so only an authenticated coordinator can move a connection.
+    private mutating func attachSharedMemory(_ frame: Frame) -> SessionAction {
+        let id = frame.requestID
+        guard state.acceptsSharedMemory else {
+            return .reply(ErrorMessage(code: .notReady, message: "worker \(state.name) does not accept shared memory (--transport tcp)",
+                                       requestID: id).frame())
+        }
+        do {
+            let request = try SharedMemoryAttachMessage(frame: frame)
+            let rings = try SharedMemoryChannel.attach(name: request.name)
+            guard rings.ringBytes == request.ringBytes else {
+                rings.close()
+                return .reply(ErrorMessage(.badMessage(kind: "SHM_ATTACH", reason: "rings of \(rings.ringBytes) bytes, not the \(request.ringBytes) announced"),
+                                           requestID: id).frame())
+            }
+            logger.info("connection moved to shared memory", metadata: ["rings": "\(request.name)", "ring_bytes": "\(rings.ringBytes)"])
+            var header = FrameHeader()
+            header.kind = .shmAttached
+            header.requestID = id
+            return .replyAndAttach(Frame(header: header), rings)
+        } catch let error as WireError {
+            return .reply(ErrorMessage(error, requestID: id).frame())
+        } catch {
+            logger.warning("could not map a coordinator's shared memory", metadata: ["error": "\(error)"])
+            return .reply(ErrorMessage(code: .notReady, message: "\(error)", requestID: id).frame())
         }
     }
 

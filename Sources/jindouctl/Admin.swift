@@ -74,9 +74,9 @@ struct Status: AsyncParsableCommand {
         let status = try await cluster.call { try await $0.get("v1/admin/status", as: ClusterStatus.self) }
         if cluster.json { return try cluster.printJSON(status) }
         print("model \(status.model)  placement v\(status.placementVersion)\(status.stagedVersion.map { " (staging v\($0))" } ?? "")  replicas \(status.replicas)\(status.pinned ? "  pinned" : "")\(status.settled ? "" : "  (changing)")  experts served \(status.servedExperts)/\(status.totalExperts)")
-        print(table(["WORKER", "ADDRESS", "STATE", "EXPERTS", "EXPERT MEM", "CAPACITY", "LOAD", "LAST SEEN"],
+        print(table(["WORKER", "ADDRESS", "LINK", "STATE", "EXPERTS", "EXPERT MEM", "CAPACITY", "LOAD", "LAST SEEN"],
                     status.workers.map { w in
-                        [w.name, w.address, w.state, String(w.experts), megabytes(w.expertBytes), megabytes(w.memoryBytes),
+                        [w.name, w.address, w.transport ?? "-", w.state, String(w.experts), megabytes(w.expertBytes), megabytes(w.memoryBytes),
                          String(format: "%.1f%%", w.loadShare * 100), w.lastSeenSeconds.map { String(format: "%.1fs ago", $0) } ?? "never"]
                     }))
     }

@@ -39,17 +39,24 @@ struct ClusterBench: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "f32, bf16 or fp8.")
     var wireDType: String = "f32"
 
+    @Option(help: "Transports to compare, comma-separated: tcp, shm (each worker count runs once per transport).")
+    var transports: String = "tcp,shm"
+
     @Option(help: "Markdown file to update.")
     var out: String = "docs/benchmarks.md"
 
     @Option(help: "JSON results file.")
     var json: String = "docs/benchmarks/cluster.json"
 
+    var transportList: [TransportChoice] { transports.split(separator: ",").compactMap { TransportChoice(rawValue: String($0)) } }
+
     var counts: [Int] { workers.split(separator: ",").compactMap { Int($0) } }
 
     func validate() throws {
         guard !counts.isEmpty, counts.allSatisfy({ $0 >= 1 && $0 <= 16 }) else { throw ValidationError("--workers: e.g. 1,2,3") }
         guard WireDType(rawValue: wireDType) != nil else { throw ValidationError("--wire-dtype must be f32, bf16 or fp8") }
+        let list = transports.split(separator: ",")
+        guard !list.isEmpty, list.allSatisfy({ $0 == "tcp" || $0 == "shm" }) else { throw ValidationError("--transports: tcp, shm or tcp,shm") }
     }
 
     func run() async throws {
@@ -57,7 +64,7 @@ struct ClusterBench: AsyncParsableCommand {
         do {
             let report = try await ClusterBenchmark(options: .init(
                 modelDirectory: model, workerCounts: counts, decodeTokens: decodeTokens, repetitions: repetitions,
-                jindoud: jindoud, wireDType: WireDType(rawValue: wireDType)!), logger: logger).run()
+                jindoud: jindoud, wireDType: WireDType(rawValue: wireDType)!, transports: transportList), logger: logger).run()
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "cluster", in: out, with: report.markdown)
             print(report.markdown)

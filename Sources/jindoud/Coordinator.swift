@@ -56,6 +56,9 @@ struct Coordinator: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact), bf16 (half the bytes) or fp8 (E4M3 + a scale per token, combine in bf16).")
     var wireDType: String = "f32"
 
+    @Option(help: "How to reach workers: auto (shared memory for a worker on this host, TCP otherwise), tcp, or shm (shared memory or fail).")
+    var transport: TransportChoice = .auto
+
     @Option(name: .customLong("timeout"), help: "Seconds to wait for a worker's reply before failing the request.")
     var timeoutSeconds: Double = 120
 
@@ -96,7 +99,7 @@ struct Coordinator: AsyncParsableCommand {
                                      goneAfter: .seconds(goneAfter), replicas: replicas, loadWindowSeconds: balancing.loadWindow,
                                      servingBias: balancing.servingBias),
                       routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!,
-                      multiTokenPrediction: servingOptions.speculative == "mtp"),
+                      multiTokenPrediction: servingOptions.speculative == "mtp", transport: transport),
                 logger: logger)
         } catch {
             throw DaemonError(error)

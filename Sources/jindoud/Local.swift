@@ -34,6 +34,9 @@ struct Local: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact), bf16 or fp8 (E4M3 + a scale per token, combine in bf16).")
     var wireDType: String = "f32"
 
+    @Option(help: "How the coordinator reaches its workers: auto (shared memory where attaching succeeds, TCP otherwise), tcp, or shm (shared memory or fail).")
+    var transport: TransportChoice = .auto
+
     @Option(name: .customLong("state-dir"), help: "Directory for the cluster state (members, placement).")
     var stateDir: String?
 
@@ -65,6 +68,7 @@ struct Local: AsyncParsableCommand {
                 var arguments = ["worker", "--model", model, "--listen", "127.0.0.1:0", "--name", "local-\(index)",
                                  "--experts", "\(placement):\(index)/\(workers)", "--log-level", daemon.logLevel]
                 if daemon.noPrefault { arguments.append("--no-prefault") }
+                if transport == .tcp { arguments += ["--transport", "tcp"] }
                 if let file = secret.tokenFile { arguments += ["--token-file", file] }
                 arguments += tls.arguments
                 endpoints.append(try processes.start(arguments: arguments))
@@ -75,7 +79,7 @@ struct Local: AsyncParsableCommand {
                       secret: clusterSecret, tls: tls.node,
                       control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias),
                       routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!,
-                      multiTokenPrediction: servingOptions.speculative == "mtp"),
+                      multiTokenPrediction: servingOptions.speculative == "mtp", transport: transport),
                 logger: logger)
         } catch {
             processes.stopAll()

@@ -57,6 +57,9 @@ struct Worker: AsyncParsableCommand {
             help: "Re-encode the experts this worker holds after loading: a GGUF block format Jindou encodes, e.g. q8_0, q6_k, q4_k, iq4_xs (default: the checkpoint's dtype).")
     var expertFormat: String?
 
+    @Option(help: "tcp refuses shared memory; auto or shm let a coordinator on this host move its data link to shared memory.")
+    var transport: TransportChoice = .auto
+
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -77,7 +80,7 @@ struct Worker: AsyncParsableCommand {
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
                                maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault,
-                               expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }),
+                               expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }, transport: transport),
                 logger: logger)
         } catch {
             throw DaemonError(error)

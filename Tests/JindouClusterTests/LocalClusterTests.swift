@@ -1,4 +1,5 @@
 import Foundation
+import JindouAdmin
 import JindouModel
 import JindouTestSupport
 import Testing
@@ -17,22 +18,14 @@ struct LocalClusterTests {
                       ("gguf/afmoe-tiny-every4-f32.gguf", 2), ("gguf/ernie45-moe-tiny-ff64-f32.gguf", 2),
                       ("deepseek-v32-tiny", 2), ("glm-moe-dsa-tiny", 2), ("longcat-flash-tiny", 2)])
     func localClusterAnswersLikeTheInProcessEngine(fixture: String, workers: Int) throws {
-        let jindoud = try Executable("jindoud")
         let ctl = try Executable("jindouctl")
-        let process = Process()
-        process.executableURL = jindoud.url
-        process.arguments = ["local", "--model", Fixtures.path(fixture), "--workers", String(workers),
-                             "--listen", "127.0.0.1:0", "--log-level", "error"]
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        try process.run()
-        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready http://") else {
-            process.terminate()
-            throw HarnessError("jindoud local did not print a ready line")
-        }
-        let url = String(line.dropFirst("ready ".count))
+        let (process, url) = try startLocal(fixture: fixture, workers: workers)
         let children = childPIDs(of: process.processIdentifier)
         #expect(children.count == workers)
+        // Workers on this host are reached over shared memory by default.
+        let status = try ctl.run(["status", "--coordinator", url, "--json"])
+        let links = try JSONDecoder().decode(ClusterStatus.self, from: status.stdout).workers.map(\.transport)
+        #expect(links == Array(repeating: "shm", count: workers), "\(links)")
 
         for (prompt, experts) in [("11,12,13,14", nil), ("1,2,3", "1"), ("7,8,9,10,11", "auto:0.6")] as [(String, String?)] {
             var common = ["generate", "--prompt-ids", prompt, "--max-new-tokens", "6", "--json", "--emit-logits", "--ignore-eos"]
@@ -55,6 +48,36 @@ struct LocalClusterTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         for pid in children { #expect(kill(pid, 0) != 0, "worker \(pid) outlived jindoud local") }
+    }
+
+    /// `jindoud local --transport tcp` keeps TCP loopback links, with the same answers.
+    @Test func localClusterOverTCPWhenAsked() throws {
+        let ctl = try Executable("jindouctl")
+        let (process, url) = try startLocal(fixture: "qwen3-moe-tiny", workers: 2, extraArguments: ["--transport", "tcp"])
+        defer { process.terminate(); process.waitUntilExit() }
+        let status = try ctl.run(["status", "--coordinator", url, "--json"])
+        #expect(try JSONDecoder().decode(ClusterStatus.self, from: status.stdout).workers.map(\.transport) == ["tcp", "tcp"])
+        let common = ["generate", "--prompt-ids", "11,12,13,14", "--max-new-tokens", "6", "--json", "--emit-logits", "--ignore-eos"]
+        let a = try JSONDecoder().decode(GenerationReport.self, from: try ctl.run(common + ["--coordinator", url]).stdout)
+        let b = try JSONDecoder().decode(GenerationReport.self, from: try ctl.run(common + ["--model", Fixtures.path("qwen3-moe-tiny")]).stdout)
+        #expect(a.tokenIDs == b.tokenIDs)
+        #expect(maxAbsDifference(a.lastLogits!, b.lastLogits!) <= 1e-5)
+    }
+
+    /// Starts `jindoud local` and waits for its `ready http://…` line.
+    func startLocal(fixture: String, workers: Int, extraArguments: [String] = []) throws -> (Process, String) {
+        let process = Process()
+        process.executableURL = try Executable("jindoud").url
+        process.arguments = ["local", "--model", Fixtures.path(fixture), "--workers", String(workers),
+                             "--listen", "127.0.0.1:0", "--log-level", "error"] + extraArguments
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        guard let line = readLine(stdout.fileHandleForReading), line.hasPrefix("ready http://") else {
+            process.terminate()
+            throw HarnessError("jindoud local did not print a ready line")
+        }
+        return (process, String(line.dropFirst("ready ".count)))
     }
 
     /// Child processes of `parent`, over all its threads (any thread may have spawned them).

@@ -60,4 +60,7 @@ void *jindou_thread_scratch(int slot, size_t bytes);
 /// slot table and every growth): tests tell this amortised growth from per-call allocation.
 long jindou_thread_scratch_allocations(void);
 
+/// The same-host transport's rings.
+#include "jindou_shm.h"
+
 #endif

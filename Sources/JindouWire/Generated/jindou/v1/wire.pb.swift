@@ -60,6 +60,14 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
 
   /// worker → coordinator: the experts now held (answer to SHARD_UPDATE)
   case shardStatus // = 9
+
+  /// coordinator → worker, after the handshake: move this connection's frames to the
+  /// shared-memory rings named in the body (docs/transports.md). The TCP connection stays
+  /// open, carries nothing more and closes with the link.
+  case shmAttach // = 10
+
+  /// worker → coordinator: mapped; every later frame goes through the rings
+  case shmAttached // = 11
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -78,6 +86,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case 7: self = .pong
     case 8: self = .shardUpdate
     case 9: self = .shardStatus
+    case 10: self = .shmAttach
+    case 11: self = .shmAttached
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -94,6 +104,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case .pong: return 7
     case .shardUpdate: return 8
     case .shardStatus: return 9
+    case .shmAttach: return 10
+    case .shmAttached: return 11
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -110,6 +122,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     .pong,
     .shardUpdate,
     .shardStatus,
+    .shmAttach,
+    .shmAttached,
   ]
 
 }
@@ -355,6 +369,14 @@ public nonisolated struct Jindou_V1_FrameHeader: @unchecked Sendable {
     set {_uniqueStorage()._body = .shard(newValue)}
   }
 
+  public var shmAttach: Jindou_V1_SharedMemoryAttach {
+    get {
+      if case .shmAttach(let v)? = _storage._body {return v}
+      return Jindou_V1_SharedMemoryAttach()
+    }
+    set {_uniqueStorage()._body = .shmAttach(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -363,6 +385,7 @@ public nonisolated struct Jindou_V1_FrameHeader: @unchecked Sendable {
     case routing(Jindou_V1_DispatchRouting)
     case error(Jindou_V1_ErrorReply)
     case shard(Jindou_V1_ShardSpec)
+    case shmAttach(Jindou_V1_SharedMemoryAttach)
 
   }
 
@@ -424,6 +447,29 @@ public nonisolated struct Jindou_V1_Welcome: Sendable {
 
   /// The shard version last applied (0 = the worker's own --experts).
   public var shardVersion: UInt64 = 0
+
+  /// The worker's kernel boot id (/proc/sys/kernel/random/boot_id): equal to the
+  /// coordinator's when both run on one host, where shared memory can replace TCP.
+  public var hostID: String = String()
+
+  /// Whether the worker accepts SHM_ATTACH (its --transport is not tcp).
+  public var acceptsSharedMemory: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// SHM_ATTACH: a POSIX shared-memory object (shm_open name, mode 0600) the coordinator
+/// created with two rings of ring_bytes each; the coordinator unlinks it once answered.
+public nonisolated struct Jindou_V1_SharedMemoryAttach: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var ringBytes: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -515,7 +561,7 @@ public nonisolated struct Jindou_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "jindou.v1"
 
 nonisolated extension Jindou_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}HELLO\0\u{1}WELCOME\0\u{1}DISPATCH\0\u{1}COMBINE\0\u{1}ERROR\0\u{1}PING\0\u{1}PONG\0\u{1}SHARD_UPDATE\0\u{1}SHARD_STATUS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}HELLO\0\u{1}WELCOME\0\u{1}DISPATCH\0\u{1}COMBINE\0\u{1}ERROR\0\u{1}PING\0\u{1}PONG\0\u{1}SHARD_UPDATE\0\u{1}SHARD_STATUS\0\u{1}SHM_ATTACH\0\u{1}SHM_ATTACHED\0")
 }
 
 nonisolated extension Jindou_V1_TensorDType: SwiftProtobuf._ProtoNameProviding {
@@ -528,7 +574,7 @@ nonisolated extension Jindou_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FrameHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{3}compute_nanoseconds\0\u{2}\u{5}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{3}compute_nanoseconds\0\u{2}\u{5}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0\u{3}shm_attach\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -659,6 +705,19 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
             _storage._body = .shard(v)
           }
         }()
+        case 21: try {
+          var v: Jindou_V1_SharedMemoryAttach?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .shmAttach(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .shmAttach(v)
+          }
+        }()
         default: break
         }
       }
@@ -724,6 +783,10 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
       case .shard?: try {
         guard case .shard(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .shmAttach?: try {
+        guard case .shmAttach(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
       }()
       case nil: break
       }
@@ -809,7 +872,7 @@ nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Welcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}experts\0\u{3}expert_bytes\0\u{3}auth_tag\0\u{1}cores\0\u{3}memory_bytes\0\u{3}shard_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}experts\0\u{3}expert_bytes\0\u{3}auth_tag\0\u{1}cores\0\u{3}memory_bytes\0\u{3}shard_version\0\u{3}host_id\0\u{3}accepts_shared_memory\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -826,6 +889,8 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.cores) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.memoryBytes) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.shardVersion) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.acceptsSharedMemory) }()
       default: break
       }
     }
@@ -859,6 +924,12 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.shardVersion != 0 {
       try visitor.visitSingularUInt64Field(value: self.shardVersion, fieldNumber: 9)
     }
+    if !self.hostID.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostID, fieldNumber: 10)
+    }
+    if self.acceptsSharedMemory != false {
+      try visitor.visitSingularBoolField(value: self.acceptsSharedMemory, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -872,6 +943,43 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.cores != rhs.cores {return false}
     if lhs.memoryBytes != rhs.memoryBytes {return false}
     if lhs.shardVersion != rhs.shardVersion {return false}
+    if lhs.hostID != rhs.hostID {return false}
+    if lhs.acceptsSharedMemory != rhs.acceptsSharedMemory {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Jindou_V1_SharedMemoryAttach: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SharedMemoryAttach"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}ring_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.ringBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.ringBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.ringBytes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Jindou_V1_SharedMemoryAttach, rhs: Jindou_V1_SharedMemoryAttach) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.ringBytes != rhs.ringBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
