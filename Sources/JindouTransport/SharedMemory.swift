@@ -60,7 +60,14 @@ public final class SharedMemoryChannel: @unchecked Sendable {
     public static let defaultRingBytes: UInt64 = 16 << 20
     /// Default spin before sleeping on the futex: a reply that comes within it costs no
     /// system call on either side.
-    public static let defaultSpinNanoseconds: UInt64 = 20_000
+    /// `JINDOU_SHM_SPIN_US` overrides it (0: sleep at once; for machines with few cores,
+    /// where a spinning thread takes the core its peer needs).
+    public static let defaultSpinNanoseconds: UInt64 = {
+        if let text = ProcessInfo.processInfo.environment["JINDOU_SHM_SPIN_US"], let microseconds = UInt64(text) {
+            return microseconds * 1000
+        }
+        return 20_000
+    }()
 
     public let name: String
     public let ringBytes: UInt64
