@@ -274,6 +274,20 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
         }
     }
 
+    /// What an unfinished key still owes its last escape: 0 nothing, -1 the character after
+    /// a backslash, n > 0 that many hex digits of a \\u escape.
+    static func pendingEscape(_ text: [UInt8]) -> Int {
+        var state = 0
+        for b in text {
+            switch state {
+            case -1: state = b == UInt8(ascii: "u") ? 4 : 0
+            case 0: if b == UInt8(ascii: "\\") { state = -1 }
+            default: state -= 1
+            }
+        }
+        return state
+    }
+
     private func objectStep(_ node: Int, _ seen: [String], _ phase: ObjectPhase, _ b: UInt8) -> Step {
         guard case .object(let properties, let required, let additional) = grammar.nodes[node] else { return .rejected }
         func frame(_ p: ObjectPhase, seen s: [String]? = nil) -> Step { .consumed(.object(node: node, seen: s ?? seen, p)) }
@@ -285,7 +299,11 @@ public struct JSONSchemaMatcher: Sendable, Hashable {
             if b == UInt8(ascii: "\""), !unseen.isEmpty || additional != nil { return frame(.key([], escaped: false)) }
             return .rejected
         case .key(let text, let escaped):
-            if b == UInt8(ascii: "\"") && !escaped {
+            // A key is a JSON string: after a backslash only "\/bfnrt or u and four hex digits.
+            let pending = Self.pendingEscape(text)
+            if pending == -1 && !Array("\"\\/bfnrtu".utf8).contains(b) { return .rejected }
+            if pending > 0 && !Self.isHex(b) { return .rejected }
+            if b == UInt8(ascii: "\"") && !escaped && pending == 0 {
                 guard Self.validUTF8Prefix(text + [0x20]) else { return .rejected }  // not inside a character
                 if let p = unseen.first(where: { $0.escaped == text }) { return frame(.colon(p.node), seen: seen + [p.key]) }
                 if let additional, !properties.contains(where: { $0.escaped == text }) { return frame(.colon(additional)) }

@@ -60,6 +60,23 @@ struct JSONSchemaGrammarTests {
         #expect(throws: JSONSchemaError.self) { try JSONSchemaGrammar(schema: dangling) }
     }
 
+    /// Keys of additional properties are JSON strings: escapes follow JSON's rules (a random
+    /// walk once produced `{"\\0":5}`). Foundation's JSON parser is the judge.
+    @Test func freeKeysTakeOnlyJSONEscapes() throws {
+        let grammar = try JSONSchemaGrammar(schema: JSONText.parse(Data(#"{"type": "object", "additionalProperties": {"type": "integer"}}"#.utf8)))
+        let texts = [#"{"a\0":1}"#, #"{"a\x41":1}"#, #"{"\u00e9\"":2}"#, #"{"\\":3}"#, #"{"\u12G4":4}"#, #"{"\/\b\f\n\r\t":5}"#,
+                     #"{"\u0041\u":6}"#, #"{"a\"b":7}"#]
+        var accepted = 0
+        for text in texts {
+            var matcher = JSONSchemaMatcher(grammar)
+            let ours = matcher.feed(Array(text.utf8)) && matcher.isComplete
+            let foundation = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil
+            #expect(ours == foundation, "\(text): matcher \(ours), JSONSerialization \(foundation)")
+            if ours { accepted += 1 }
+        }
+        #expect(accepted == 4)
+    }
+
     /// Walks the constraint with random allowed tokens of the bundled model's vocabulary:
     /// every run ends (an end token, within the budget) with text the grammar accepts whole.
     @Test("Random walks through the token mask always produce a whole value", arguments: SchemaCorpus.names)
