@@ -12,6 +12,6 @@ struct Jindouctl: AsyncParsableCommand {
             Errors go to stderr with a non-zero exit status; --json prints one JSON object.
             """,
         subcommands: [Status.self, Shards.self, Scale.self, Drain.self, Rebalance.self, Verify.self, Load.self,
-                      Generate.self, Chat.self, Tokenize.self, Inspect.self, Synth.self, Quantize.self, Bench.self, Certs.self, Balance.self, Link.self]
+                      Generate.self, Chat.self, Tokenize.self, Inspect.self, Synth.self, Quantize.self, Bench.self, Certs.self, Balance.self, Link.self, WireCaseCommand.self]
     )
 }

@@ -18,6 +18,9 @@ public struct Executable: Sendable {
         url = found
     }
 
+    /// A program at a known path (e.g. one a test built).
+    public init(url: URL) { self.url = url }
+
     public struct Output: Sendable {
         public let status: Int32
         public let stdout: Data
