@@ -95,6 +95,19 @@ let package = Package(
             pkgConfig: "libjpeg",
             providers: [.apt(["libjpeg62-turbo-dev"])]
         ),
+        .systemLibrary(
+            name: "CIBVerbs",
+            pkgConfig: "libibverbs",
+            providers: [.apt(["libibverbs-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRDMACM",
+            pkgConfig: "librdmacm",
+            providers: [.apt(["librdmacm-dev"])]
+        ),
+        // RDMA endpoints for worker links: thin wrappers over libibverbs' static inline
+        // data-path verbs, and the queue pair's set-up and teardown.
+        .target(name: "CJindouRDMA", dependencies: ["CIBVerbs", "CRDMACM"]),
         // libpng/libjpeg calls behind return codes: their longjmp error handling must not
         // unwind through Swift frames.
         .target(name: "CJindouImageCodecs", dependencies: ["CPNG", "CJPEG"]),
@@ -156,7 +169,7 @@ let package = Package(
         .target(
             name: "JindouTransport",
             dependencies: [
-                "JindouWire",
+                "JindouWire", "CJindouRDMA", "CIBVerbs",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -278,7 +291,7 @@ let package = Package(
         .testTarget(name: "JindouTokenizerTests", dependencies: ["JindouTokenizer", "JindouTemplates", "JindouTestSupport"]),
         .testTarget(
             name: "JindouClusterTests",
-            dependencies: ["JindouOutputParsing", "JindouGrammar", "JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
+            dependencies: ["CIBVerbs", "JindouOutputParsing", "JindouGrammar", "JindouAdmin", "JindouBalancing", "JindouBenchmarks", "JindouCoordinator", "JindouImages", "JindouModel", "JindouPlacement", "JindouTransport", "JindouWire", "JindouServing", "JindouTemplates",
                            "JindouTestSupport", .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl")]

@@ -23,7 +23,7 @@ mkdir -p "$work" docs/benchmarks
 
 if [ "${JINDOU_BENCH_SKIP_APT:-0}" != 1 ]; then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends libopenblas-dev libpng-dev libjpeg62-turbo-dev pkg-config iproute2 \
+  apt-get install -y -qq --no-install-recommends libopenblas-dev libpng-dev libjpeg62-turbo-dev libibverbs-dev librdmacm-dev pkg-config iproute2 \
     util-linux cmake g++ make python3-pip >/dev/null
 fi
 swift build -c release

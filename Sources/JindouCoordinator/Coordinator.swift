@@ -54,13 +54,17 @@ public struct Coordinator: Sendable {
         /// How data links reach workers; the library's default is TCP (a relay or a
         /// namespace test must not be bypassed), jindoud's is auto.
         public var transport: TransportChoice = .tcp
+        /// `--rdma-device` (default: the first with an active port).
+        public var rdmaDevice: String?
 
         public init(modelDirectory: String, workers: [Endpoint] = [], placement: PlacementChoice = .fromWorkers,
                     wireDType: WireDType = .f32, timeoutSeconds: Double = 120, prefault: Bool = true,
                     stateDirectory: String? = nil, secret: ClusterSecret? = nil, tls: NodeTLS? = nil,
                     control: ClusterController.Settings = .init(), routingTrace: String? = nil,
-                    replicaChoice: ReplicaChoice = .leastLoaded, multiTokenPrediction: Bool = false, transport: TransportChoice = .tcp) {
+                    replicaChoice: ReplicaChoice = .leastLoaded, multiTokenPrediction: Bool = false, transport: TransportChoice = .tcp,
+                    rdmaDevice: String? = nil) {
             self.transport = transport
+            self.rdmaDevice = rdmaDevice
             self.multiTokenPrediction = multiTokenPrediction
             self.routingTrace = routingTrace
             self.replicaChoice = replicaChoice
@@ -100,8 +104,8 @@ public struct Coordinator: Sendable {
         if options.prefault, let predictor { predictor.prefault(label: "loading the MTP layer") }
         let expertBytes = try expertByteCount(checkpoint: checkpoint, description: description)
 
-        let pool = WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls, transport: options.transport,
-                              timeoutSeconds: options.timeoutSeconds, logger: logger)
+        let pool = try WorkerPool(fingerprint: fingerprint, secret: options.secret, tls: options.tls, transport: options.transport,
+                                  rdmaDevice: options.rdmaDevice, timeoutSeconds: options.timeoutSeconds, logger: logger)
         if options.control.servingBias != nil, description.zeroComputationExperts > 0 {
             // Its bias would cover the identity experts too, which carry no load to balance.
             throw CheckpointError.badConfig(path: options.modelDirectory, field: "zero_expert_num",

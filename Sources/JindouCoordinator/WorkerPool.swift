@@ -38,7 +38,7 @@ public struct WorkerInfo: Sendable, Equatable {
     public let cores: Int
     public let memoryBytes: UInt64
     public let shardVersion: UInt64
-    /// What carries this worker's data link: "tcp", "tls" or "shm".
+    /// What carries this worker's data link: "tcp", "tls", "shm" or "rdma".
     public var transport: String = "tcp"
 }
 
@@ -58,13 +58,22 @@ public actor WorkerPool {
     public let secret: ClusterSecret?
     private let tls: NodeTLS?
     public let transport: TransportChoice
+    /// The RDMA device data links may use (`auto` with an active device, or `rdma`).
+    public nonisolated let rdma: RDMADevices.Device?
     private let timeoutSeconds: Double
     private let logger: Logger
     private var entries: [String: Entry] = [:]
     private let requestIDs = Atomic<UInt64>(1)
 
     public init(fingerprint: String, coordinatorName: String = "coordinator", secret: ClusterSecret? = nil,
-                tls: NodeTLS? = nil, transport: TransportChoice = .tcp, timeoutSeconds: Double = 120, logger: Logger) {
+                tls: NodeTLS? = nil, transport: TransportChoice = .tcp, rdmaDevice: String? = nil, timeoutSeconds: Double = 120,
+                logger: Logger) throws(RDMAError) {
+        // --transport rdma without a usable device fails at start, naming what is missing.
+        rdma = switch transport {
+        case .rdma: try RDMADevices.require(named: rdmaDevice)
+        case .auto: try? RDMADevices.require(named: rdmaDevice)
+        case .tcp, .shm: nil
+        }
         self.transport = transport
         self.fingerprint = fingerprint
         self.coordinatorName = coordinatorName
@@ -110,7 +119,7 @@ public actor WorkerPool {
     public func info(_ name: String) -> WorkerInfo? { entries[name]?.info }
     public var workers: [WorkerInfo] { entries.values.compactMap(\.info).sorted { $0.name < $1.name } }
     public func endpoint(_ name: String) -> Endpoint? { entries[name]?.endpoint }
-    /// Each connected worker's data-link transport ("tcp", "tls", "shm").
+    /// Each connected worker's data-link transport ("tcp", "tls", "shm", "rdma").
     public func transports() -> [String: String] {
         entries.compactMapValues { entry in entry.data.flatMap { $0.isActive ? $0.transport : nil } }
     }
@@ -158,31 +167,62 @@ public actor WorkerPool {
     }
 
     /// The data link for a worker that has just shaken hands on `link`: the same TCP
-    /// connection, or shared memory negotiated over it (`TransportChoice`).
+    /// connection, or shared memory or RDMA negotiated over it (`TransportChoice`).
     private func chooseTransport(_ link: TCPWorkerLink, endpoint: Endpoint, welcome: WelcomeMessage) async throws -> any WorkerLink {
+        let sameHost = HostIdentity.isThisHost(welcome.hostID) && LocalAddresses.contains(endpoint.host)
+        func required(_ name: String, _ connect: () async throws -> any WorkerLink) async throws -> any WorkerLink {
+            do {
+                return try await connect()
+            } catch {
+                await link.close()
+                throw ClusterError.workerUnavailable(worker: endpoint.description, reason: "--transport \(name): \(error)")
+            }
+        }
         switch transport {
         case .tcp:
             return link
         case .auto:
-            guard welcome.acceptsSharedMemory, HostIdentity.isThisHost(welcome.hostID), LocalAddresses.contains(endpoint.host) else {
-                return link
+            if welcome.acceptsSharedMemory && sameHost {
+                do {
+                    return try await attachSharedMemory(link, endpoint: endpoint)
+                } catch {
+                    logger.notice("shared memory refused; using TCP", metadata: ["worker": "\(endpoint)", "reason": "\(error)"])
+                }
+            } else if welcome.acceptsRDMA, let rdma {
+                do {
+                    return try await connectRDMA(link, endpoint: endpoint, device: rdma)
+                } catch {
+                    logger.notice("RDMA failed; using TCP", metadata: ["worker": "\(endpoint)", "reason": "\(error)"])
+                }
             }
-            do {
-                return try await attachSharedMemory(link, endpoint: endpoint)
-            } catch {
-                logger.notice("shared memory refused; using TCP", metadata: ["worker": "\(endpoint)", "reason": "\(error)"])
-                return link
-            }
+            return link
         case .shm:
-            do {
-                guard welcome.acceptsSharedMemory else { throw ClusterError.rejected("the worker does not accept shared memory (its --transport is tcp)") }
+            return try await required("shm") {
+                guard welcome.acceptsSharedMemory else { throw ClusterError.rejected("the worker does not accept shared memory (its --transport is tcp or rdma)") }
                 guard HostIdentity.isThisHost(welcome.hostID) else { throw ClusterError.rejected("the worker runs on another host (boot id \(welcome.hostID.isEmpty ? "not given" : welcome.hostID))") }
                 return try await attachSharedMemory(link, endpoint: endpoint)
-            } catch {
-                await link.close()
-                throw ClusterError.workerUnavailable(worker: endpoint.description, reason: "--transport shm: \(error)")
+            }
+        case .rdma:
+            return try await required("rdma") {
+                guard welcome.acceptsRDMA else { throw ClusterError.rejected("the worker does not accept RDMA (no active device, or its --transport is tcp or shm)") }
+                return try await connectRDMA(link, endpoint: endpoint, device: rdma!)
             }
         }
+    }
+
+    /// Opens a queue pair with its receives posted, sends its parameters over the
+    /// authenticated connection and connects it to the worker's answer.
+    private func connectRDMA(_ link: TCPWorkerLink, endpoint: Endpoint, device: RDMADevices.Device) async throws -> any WorkerLink {
+        let channel = try RDMAChannel(device: device.name, ip: link.localIPAddress)
+        let reply = try await link.exchange(channel.local.frame(.rdmaConnect, requestID: nextRequestID()))
+        do {
+            if reply.kind == .error { throw ErrorMessage(frame: reply).wireError }
+            try channel.connect(to: RDMAConnectionParameters(frame: reply, kind: .rdmaAccept))
+        } catch {
+            channel.close()
+            throw error
+        }
+        return ChannelWorkerLink(peer: endpoint.description, transport: "rdma", control: link, channel: channel, timeoutSeconds: timeoutSeconds)
     }
 
     /// Creates rings, asks the worker to map them over the authenticated connection, and
@@ -196,7 +236,7 @@ public actor WorkerPool {
             if reply.kind == .error { throw ErrorMessage(frame: reply).wireError }
             throw WireError.unexpectedMessage(kind: "\(reply.kind)", state: "where SHM_ATTACHED was expected")
         }
-        return SharedMemoryWorkerLink(peer: endpoint.description, control: link, channel: rings, timeoutSeconds: timeoutSeconds)
+        return ChannelWorkerLink(peer: endpoint.description, transport: "shm", control: link, channel: rings, timeoutSeconds: timeoutSeconds)
     }
 
     /// A live link to worker `name` (the control link when `control`), reconnecting if needed.

@@ -11,8 +11,9 @@ public enum SessionAction: Sendable {
     case replyAndClose(Frame)
     case close
     /// Reply on this connection, then serve every later frame from `channel` (shared
-    /// memory the session has just mapped); the connection stays open until either closes.
-    case replyAndAttach(Frame, SharedMemoryChannel)
+    /// memory the session has just mapped, an RDMA queue pair it has just connected); the
+    /// connection stays open until either closes.
+    case replyAndAttach(Frame, any FrameChannel)
 }
 
 /// Per-connection protocol logic (handshake state and request handling).
@@ -101,7 +102,7 @@ public final class FrameServer: Sendable {
                             connection.channel.close(promise: nil)
                         }
                         // The connection now only says whether the peer lives: its end (or any
-                        // frame, which a coordinator must no longer send here) ends the rings.
+                        // frame, which a coordinator must no longer send here) ends the channel.
                         _ = try? await frames.next()
                         rings.close()
                         try await group.waitForAll()
@@ -112,11 +113,12 @@ public final class FrameServer: Sendable {
         }
     }
 
-    /// Serves frames from shared-memory rings in order until they close.
-    private static func serve<Session: FrameSession>(_ rings: SharedMemoryChannel, session: Session) async {
+    /// Serves frames from a channel (shared memory, RDMA) in order until it closes.
+    private static func serve<Session: FrameSession>(_ rings: any FrameChannel, session: Session) async {
         var session = session
         let (events, continuation) = AsyncStream.makeStream(of: InboundFrame.self)
-        rings.startReceiving(deliver: { continuation.yield($0) }, finished: { _ in continuation.finish() })
+        rings.startReceiving(maximumPayloadLength: WireProtocol.defaultMaximumPayloadLength, deliver: { continuation.yield($0) },
+                             idle: {}, finished: { _ in continuation.finish() })
         for await event in events {
             let action = await session.handle(event)
             do {

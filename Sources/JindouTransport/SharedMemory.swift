@@ -53,7 +53,7 @@ public enum HostIdentity {
 /// fits); a receiving thread spins briefly, then sleeps on a futex, copies what arrived
 /// into one buffer and runs the TCP `FrameDecoder` over it, so a corrupt entry is a
 /// decoding error, never a crash.
-public final class SharedMemoryChannel: @unchecked Sendable {
+public final class SharedMemoryChannel: FrameChannel, @unchecked Sendable {
     // @unchecked: the mapping is shared with another process by design; this process
     // writes only its send ring's data and head and its receive ring's tail, each from one
     // thread at a time (senders hold `writeLock`, the receiving thread is alone).
@@ -126,7 +126,7 @@ public final class SharedMemoryChannel: @unchecked Sendable {
     /// Writes `frame` into the send ring. Concurrent senders are ordered (first come, first
     /// written); `whileOrdered` runs once this frame's turn has come, before its bytes are
     /// written (a link records the reply it expects there).
-    public func send(_ frame: Frame, whileOrdered: () -> Void = {}) async throws {
+    public func send(_ frame: Frame, whileOrdered: () -> Void) async throws {
         let prefix = try FrameEncoder.encodePrefix(frame)
         await writeLock.lock()
         defer { writeLock.unlock() }
@@ -170,7 +170,7 @@ public final class SharedMemoryChannel: @unchecked Sendable {
     public func startReceiving(
         maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
         deliver: @escaping @Sendable (InboundFrame) -> Void, idle: @escaping @Sendable () -> Void = {},
-        finished: @escaping @Sendable (SharedMemoryError?) -> Void
+        finished: @escaping @Sendable ((any Error)?) -> Void
     ) {
         guard !receiving.exchange(true, ordering: .relaxed) else { return }
         let thread = Thread { [self] in
@@ -183,8 +183,7 @@ public final class SharedMemoryChannel: @unchecked Sendable {
     }
 
     private func receiveLoop(maximumPayloadLength: Int, deliver: (InboundFrame) -> Void, idle: () -> Void) -> SharedMemoryError? {
-        var decoder = FrameDecoder(maximumPayloadLength: maximumPayloadLength)
-        var buffer = ByteBuffer()
+        var stream = FrameStream(maximumPayloadLength: maximumPayloadLength)
         while true {
             switch jindou_shm_wait(base, ringBytes, side.receiveRing, 0, spinNanoseconds, 100) {
             case JINDOU_SHM_READY: break
@@ -196,31 +195,11 @@ public final class SharedMemoryChannel: @unchecked Sendable {
             }
             let available = Int(jindou_shm_readable(base, ringBytes, side.receiveRing))
             guard available > 0 else { if available < 0 { return .corrupt(name: name) }; continue }
-            let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: available) { bytes in
-                max(0, Int(jindou_shm_read(base, ringBytes, side.receiveRing, bytes.baseAddress!, available)))
+            let read = stream.append(capacity: available) { bytes in
+                Int(jindou_shm_read(base, ringBytes, side.receiveRing, bytes.baseAddress!, available))
             }
             if read == 0 { return .corrupt(name: name) }
-            // Every whole frame in the buffer, past any recoverable error (the bad frame was
-            // consumed); a fatal one loses the stream.
-            while true {
-                do {
-                    guard let frame = try decoder.decode(&buffer) else { break }
-                    deliver(.frame(frame))
-                } catch {
-                    deliver(.invalid(error))
-                    if !error.recoverable { return nil }
-                }
-            }
-            // Frames handed up share this buffer's storage; the next bytes go into a fresh
-            // one (holding the unfinished frame's bytes, if any) rather than copying it all.
-            if buffer.readableBytes == 0 {
-                buffer = ByteBuffer()
-            } else if buffer.readerIndex > 0 {
-                var rest = ByteBuffer()
-                rest.reserveCapacity(buffer.readableBytes)
-                rest.writeBuffer(&buffer)
-                buffer = rest
-            }
+            if !stream.deliverFrames(deliver) { return nil }
         }
     }
 

@@ -57,6 +57,9 @@ public final class TCPWorkerLink: WorkerLink {
     /// Completes when the connection closes (either end, or the peer process died).
     public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
 
+    /// This end's IP address of the connection (picks the RDMA GID of the same interface).
+    public var localIPAddress: String? { channel.localAddress?.ipAddress }
+
     /// Connects to `endpoint`. `timeoutSeconds` bounds both the connect and every exchange.
     /// With `tls`, the link is mutual TLS (see `NodeTLS`).
     public static func connect(

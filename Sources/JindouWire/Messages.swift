@@ -328,11 +328,15 @@ public struct WelcomeMessage: Sendable, Equatable {
     /// The worker's kernel boot id (`HostIdentity.bootID`); "" from workers that do not say.
     public var hostID: String
     public var acceptsSharedMemory: Bool
+    /// Whether the worker takes RDMA_CONNECT (it has an active RDMA device and its
+    /// --transport allows it).
+    public var acceptsRDMA: Bool
 
     public init(modelFingerprint: String, workerName: String, experts: [(layer: Int, expert: Int)], expertBytes: UInt64,
                 authTag: Data = Data(), cores: Int = 0, memoryBytes: UInt64 = 0, shardVersion: UInt64 = 0,
-                hostID: String = "", acceptsSharedMemory: Bool = false) {
+                hostID: String = "", acceptsSharedMemory: Bool = false, acceptsRDMA: Bool = false) {
         self.hostID = hostID
+        self.acceptsRDMA = acceptsRDMA
         self.acceptsSharedMemory = acceptsSharedMemory
         self.modelFingerprint = modelFingerprint
         self.workerName = workerName
@@ -348,7 +352,7 @@ public struct WelcomeMessage: Sendable, Equatable {
         a.modelFingerprint == b.modelFingerprint && a.workerName == b.workerName && a.expertBytes == b.expertBytes
             && a.experts.map(\.layer) == b.experts.map(\.layer) && a.experts.map(\.expert) == b.experts.map(\.expert)
             && a.authTag == b.authTag && a.cores == b.cores && a.memoryBytes == b.memoryBytes && a.shardVersion == b.shardVersion
-            && a.hostID == b.hostID && a.acceptsSharedMemory == b.acceptsSharedMemory
+            && a.hostID == b.hostID && a.acceptsSharedMemory == b.acceptsSharedMemory && a.acceptsRDMA == b.acceptsRDMA
     }
 
     public func frame(requestID: UInt64 = 0) -> Frame {
@@ -372,6 +376,7 @@ public struct WelcomeMessage: Sendable, Equatable {
         welcome.shardVersion = shardVersion
         welcome.hostID = hostID
         welcome.acceptsSharedMemory = acceptsSharedMemory
+        welcome.acceptsRdma = acceptsRDMA
         header.welcome = welcome
         return Frame(header: header)
     }
@@ -391,6 +396,7 @@ public struct WelcomeMessage: Sendable, Equatable {
         shardVersion = welcome.shardVersion
         hostID = welcome.hostID
         acceptsSharedMemory = welcome.acceptsSharedMemory
+        acceptsRDMA = welcome.acceptsRdma
     }
 }
 

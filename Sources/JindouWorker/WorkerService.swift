@@ -31,15 +31,20 @@ public struct WorkerService: Service {
         public var prefault: Bool
         /// `--expert-format`: re-encode the experts it holds (Q8_0, Q4_K) after loading.
         public var expertFormat: BlockFormat?
-        /// `--transport tcp` refuses shared memory; anything else accepts it from a
-        /// coordinator on this host.
+        /// What the worker accepts beside TCP: `auto` shared memory from a coordinator on
+        /// this host and RDMA when it has an active device; `shm` / `rdma` only that one
+        /// (`rdma` refuses to start without a device); `tcp` neither.
         public var transport: TransportChoice
+        /// `--rdma-device` (default: the first with an active port).
+        public var rdmaDevice: String?
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
                     tls: NodeTLS? = nil, memoryBytes: UInt64? = nil, maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength,
-                    prefault: Bool = true, expertFormat: BlockFormat? = nil, transport: TransportChoice = .auto) {
+                    prefault: Bool = true, expertFormat: BlockFormat? = nil, transport: TransportChoice = .auto,
+                    rdmaDevice: String? = nil) {
             self.transport = transport
+            self.rdmaDevice = rdmaDevice
             self.expertFormat = expertFormat
             self.modelDirectory = modelDirectory
             self.listen = listen
@@ -63,6 +68,12 @@ public struct WorkerService: Service {
 
     /// Loads the initial shard and binds the listening socket; `ready` is printed by the caller.
     public init(options: Options, logger: Logger) async throws {
+        // --transport rdma without a usable device fails here, before anything is loaded.
+        let rdma: RDMADevices.Device? = switch options.transport {
+        case .rdma: try RDMADevices.require(named: options.rdmaDevice)
+        case .auto: try? RDMADevices.require(named: options.rdmaDevice)
+        case .tcp, .shm: nil
+        }
         let checkpoint = try openWeightSource(options.modelDirectory)
         let description = try checkpoint.modelDescription()
         let server = try await FrameServer(endpoint: options.listen, maximumPayloadLength: options.maximumPayloadLength,
@@ -83,13 +94,14 @@ public struct WorkerService: Service {
         state = WorkerState(name: name, description: description, fingerprint: fingerprint, store: store,
                             secret: options.secret, cores: ProcessInfo.processInfo.activeProcessorCount,
                             memoryBytes: options.memoryBytes ?? Self.availableMemory(),
-                            acceptsSharedMemory: options.transport != .tcp)
+                            acceptsSharedMemory: options.transport == .auto || options.transport == .shm,
+                            acceptsRDMA: rdma != nil, rdmaDevice: rdma?.name)
         self.server = server
         self.options = options
         self.logger = logger
         logger.info("worker loaded", metadata: [
             "name": "\(name)", "experts": "\(keys.count)", "expert_bytes": "\(store.shard.byteCount)", "listen": "\(bound)",
-            "kernels": "\(KernelDispatch.active.name)",
+            "kernels": "\(KernelDispatch.active.name)", "rdma": "\(rdma.map { "\($0.name) port \($0.port ?? 0)" } ?? "none")",
         ])
     }
 

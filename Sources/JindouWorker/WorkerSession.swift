@@ -19,6 +19,9 @@ public final class WorkerState: Sendable {
     public let memoryBytes: UInt64
     /// Whether coordinators on this host may move connections to shared memory.
     public let acceptsSharedMemory: Bool
+    /// Whether RDMA_CONNECT is taken (`--transport auto|rdma` with an active device), and on which device.
+    public let acceptsRDMA: Bool
+    public let rdmaDevice: String?
     /// Expert computations run here, one at a time, off the cooperative thread pool
     /// (they block on the kernel thread pool and would starve async tasks).
     let computeQueue = DispatchQueue(label: "jindou.worker.compute")
@@ -28,8 +31,11 @@ public final class WorkerState: Sendable {
     private let seenNonces = Mutex<[Data]>([])
 
     public init(name: String, description: ModelDescription, fingerprint: String, store: ShardStore,
-                secret: ClusterSecret?, cores: Int, memoryBytes: UInt64, acceptsSharedMemory: Bool = true) {
+                secret: ClusterSecret?, cores: Int, memoryBytes: UInt64, acceptsSharedMemory: Bool = true,
+                acceptsRDMA: Bool = false, rdmaDevice: String? = nil) {
         self.acceptsSharedMemory = acceptsSharedMemory
+        self.acceptsRDMA = acceptsRDMA
+        self.rdmaDevice = rdmaDevice
         self.name = name
         self.description = description
         self.fingerprint = fingerprint
@@ -73,7 +79,8 @@ public final class WorkerState: Sendable {
 ///
 ///     awaitingHello ──HELLO (same version, fingerprint, valid secret tag)──► ready
 ///     ready: DISPATCH → COMBINE, SHARD_UPDATE → SHARD_STATUS, PING → PONG,
-///            SHM_ATTACH → SHM_ATTACHED (later frames through the rings) or ERROR
+///            SHM_ATTACH → SHM_ATTACHED (later frames through the rings) or ERROR,
+///            RDMA_CONNECT → RDMA_ACCEPT (later frames as RDMA SENDs) or ERROR
 ///     awaitingHello ── anything else / mismatch ──► ERROR, close
 ///
 /// Every bad input gets an ERROR frame naming the problem; only a lost byte stream or a
@@ -113,6 +120,8 @@ public struct WorkerSession: FrameSession {
                 return await shardUpdate(frame)
             case (.ready, .shmAttach):
                 return attachSharedMemory(frame)
+            case (.ready, .rdmaConnect):
+                return connectRDMA(frame)
             case (.awaitingHello, _):
                 return .replyAndClose(ErrorMessage(
                     .unexpectedMessage(kind: "\(frame.kind)", state: "before the HELLO handshake"), requestID: frame.requestID).frame())
@@ -152,7 +161,7 @@ public struct WorkerSession: FrameSession {
             modelFingerprint: state.fingerprint, workerName: state.name,
             experts: shard.keys.map { ($0.layer, $0.expert) }, expertBytes: UInt64(shard.byteCount),
             authTag: tag, cores: state.cores, memoryBytes: state.memoryBytes, shardVersion: state.store.shardVersion,
-            hostID: HostIdentity.bootID, acceptsSharedMemory: state.acceptsSharedMemory)
+            hostID: HostIdentity.bootID, acceptsSharedMemory: state.acceptsSharedMemory, acceptsRDMA: state.acceptsRDMA)
         return .reply(welcome.frame(requestID: frame.requestID))
     }
 
@@ -215,6 +224,28 @@ public struct WorkerSession: FrameSession {
         } catch {
             logger.warning("could not map a coordinator's shared memory", metadata: ["error": "\(error)"])
             return .reply(ErrorMessage(code: .notReady, message: "\(error)", requestID: id).frame())
+        }
+    }
+
+    /// Opens a queue pair with its receives posted, connects it to the coordinator's and
+    /// answers with its own parameters; the connection's later frames travel over RDMA.
+    /// Only after the handshake: the parameters come from an authenticated coordinator.
+    private mutating func connectRDMA(_ frame: Frame) -> SessionAction {
+        let id = frame.requestID
+        guard state.acceptsRDMA else {
+            return .reply(ErrorMessage(code: .notReady, message: "worker \(state.name) does not accept RDMA (no active device, or --transport tcp|shm)",
+                                       requestID: id).frame())
+        }
+        do {
+            let remote = try RDMAConnectionParameters(frame: frame, kind: .rdmaConnect)
+            let channel = try RDMAChannel(device: state.rdmaDevice)
+            try channel.connect(to: remote)
+            logger.info("connection moved to RDMA", metadata: ["queue_pair": "\(channel.local.queuePair)", "peer_queue_pair": "\(remote.queuePair)"])
+            return .replyAndAttach(channel.local.frame(.rdmaAccept, requestID: id), channel)
+        } catch {
+            logger.warning("could not connect a coordinator's RDMA queue pair", metadata: ["error": "\(error)"])
+            let code: ErrorCode = if case .badParameters = error { .malformedFrame } else { .notReady }
+            return .reply(ErrorMessage(code: code, message: error.description, requestID: id).frame())
         }
     }
 

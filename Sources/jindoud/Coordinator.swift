@@ -56,8 +56,11 @@ struct Coordinator: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact), bf16 (half the bytes) or fp8 (E4M3 + a scale per token, combine in bf16).")
     var wireDType: String = "f32"
 
-    @Option(help: "How to reach workers: auto (shared memory for a worker on this host, TCP otherwise), tcp, or shm (shared memory or fail).")
+    @Option(help: "How to reach workers: auto (shared memory for a worker on this host, RDMA for others when both have an active device, TCP otherwise), tcp, shm or rdma (that one or fail; rdma refuses to start without a device).")
     var transport: TransportChoice = .auto
+
+    @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
+    var rdmaDevice: String?
 
     @Option(name: .customLong("timeout"), help: "Seconds to wait for a worker's reply before failing the request.")
     var timeoutSeconds: Double = 120
@@ -99,7 +102,7 @@ struct Coordinator: AsyncParsableCommand {
                                      goneAfter: .seconds(goneAfter), replicas: replicas, loadWindowSeconds: balancing.loadWindow,
                                      servingBias: balancing.servingBias),
                       routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!,
-                      multiTokenPrediction: servingOptions.speculative == "mtp", transport: transport),
+                      multiTokenPrediction: servingOptions.speculative == "mtp", transport: transport, rdmaDevice: rdmaDevice),
                 logger: logger)
         } catch {
             throw DaemonError(error)

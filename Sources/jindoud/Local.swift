@@ -34,8 +34,11 @@ struct Local: AsyncParsableCommand {
     @Option(name: .customLong("wire-dtype"), help: "Hidden states on the wire: f32 (exact), bf16 or fp8 (E4M3 + a scale per token, combine in bf16).")
     var wireDType: String = "f32"
 
-    @Option(help: "How the coordinator reaches its workers: auto (shared memory where attaching succeeds, TCP otherwise), tcp, or shm (shared memory or fail).")
+    @Option(help: "How the coordinator reaches its workers: auto (shared memory where attaching succeeds, TCP otherwise), tcp, shm or rdma (that one or fail; rdma needs an active RDMA device, e.g. SoftRoCE).")
     var transport: TransportChoice = .auto
+
+    @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
+    var rdmaDevice: String?
 
     @Option(name: .customLong("state-dir"), help: "Directory for the cluster state (members, placement).")
     var stateDir: String?
@@ -63,12 +66,15 @@ struct Local: AsyncParsableCommand {
         let clusterSecret: ClusterSecret?
         do {
             clusterSecret = try secret.load(logger: logger)
+            // Refused before any worker starts: each would fail the same way.
+            if transport == .rdma { _ = try RDMADevices.require(named: rdmaDevice) }
             var endpoints: [Endpoint] = []
             for index in 0..<workers {
                 var arguments = ["worker", "--model", model, "--listen", "127.0.0.1:0", "--name", "local-\(index)",
                                  "--experts", "\(placement):\(index)/\(workers)", "--log-level", daemon.logLevel]
                 if daemon.noPrefault { arguments.append("--no-prefault") }
-                if transport == .tcp { arguments += ["--transport", "tcp"] }
+                if transport != .auto { arguments += ["--transport", transport.rawValue] }
+                if let rdmaDevice { arguments += ["--rdma-device", rdmaDevice] }
                 if let file = secret.tokenFile { arguments += ["--token-file", file] }
                 arguments += tls.arguments
                 endpoints.append(try processes.start(arguments: arguments))
@@ -79,7 +85,7 @@ struct Local: AsyncParsableCommand {
                       secret: clusterSecret, tls: tls.node,
                       control: .init(loadWindowSeconds: balancing.loadWindow, servingBias: balancing.servingBias),
                       routingTrace: balancing.recordRouting, replicaChoice: ReplicaChoice(rawValue: balancing.replicaChoice)!,
-                      multiTokenPrediction: servingOptions.speculative == "mtp", transport: transport),
+                      multiTokenPrediction: servingOptions.speculative == "mtp", transport: transport, rdmaDevice: rdmaDevice),
                 logger: logger)
         } catch {
             processes.stopAll()

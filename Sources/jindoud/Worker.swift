@@ -57,8 +57,11 @@ struct Worker: AsyncParsableCommand {
             help: "Re-encode the experts this worker holds after loading: a GGUF block format Jindou encodes, e.g. q8_0, q6_k, q4_k, iq4_xs (default: the checkpoint's dtype).")
     var expertFormat: String?
 
-    @Option(help: "tcp refuses shared memory; auto or shm let a coordinator on this host move its data link to shared memory.")
+    @Option(help: "What a coordinator may move the data link to: auto (shared memory from this host, RDMA when this host has an active device), shm or rdma (only that; rdma refuses to start without a device), tcp (neither).")
     var transport: TransportChoice = .auto
+
+    @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
+    var rdmaDevice: String?
 
     @OptionGroup var daemon: DaemonOptions
 
@@ -80,7 +83,8 @@ struct Worker: AsyncParsableCommand {
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
                                maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault,
-                               expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }, transport: transport),
+                               expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }, transport: transport,
+                               rdmaDevice: rdmaDevice),
                 logger: logger)
         } catch {
             throw DaemonError(error)

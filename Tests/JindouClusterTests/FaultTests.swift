@@ -149,7 +149,7 @@ struct FaultTests {
     @Test func modelFingerprintMismatchIsRefusedWithBothValues() async throws {
         let worker = try WorkerProcess(fixture: fixture, name: "f")
         defer { worker.stop() }
-        let pool = WorkerPool(fingerprint: "deadbeef", logger: testLogger)
+        let pool = try WorkerPool(fingerprint: "deadbeef", logger: testLogger)
         do {
             _ = try await pool.add(worker.endpoint)
             Issue.record("handshake accepted a wrong fingerprint")

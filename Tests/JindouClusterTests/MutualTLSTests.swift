@@ -72,9 +72,9 @@ struct MutualTLSTests {
 
         // The worker's data plane refuses a coordinator without a cluster certificate …
         let tlsWorker = member.endpoint
-        let plain = WorkerPool(fingerprint: "x", logger: testLogger)
+        let plain = try WorkerPool(fingerprint: "x", logger: testLogger)
         await #expect(throws: ClusterError.self) { try await plain.add(tlsWorker) }
-        let foreign = WorkerPool(fingerprint: "x", tls: NodeTLS(directory: other, name: "w0"), logger: testLogger)
+        let foreign = try WorkerPool(fingerprint: "x", tls: NodeTLS(directory: other, name: "w0"), logger: testLogger)
         await #expect(throws: ClusterError.self) { try await foreign.add(tlsWorker) }
         // … and still serves its own cluster.
         #expect(try await admin.post("v1/jindou/generate", expected.body, as: GenerationReport.self).tokenIDs == expected.tokens)

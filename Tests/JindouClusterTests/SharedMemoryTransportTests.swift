@@ -97,7 +97,7 @@ struct SharedMemoryTransportTests {
             let worker = try SharedMemoryChannel.attach(name: coordinator.name)
             let outcome = Mutex<SharedMemoryError??>(nil)
             worker.corruptReceiveRingForTesting()
-            worker.startReceiving(deliver: { _ in }, finished: { error in outcome.withLock { $0 = .some(error) } })
+            worker.startReceiving(deliver: { _ in }, finished: { error in outcome.withLock { $0 = .some(error as? SharedMemoryError) } })
             try await eventually(.seconds(5), "the receiver stops") { outcome.withLock { $0 } != nil }
             #expect(outcome.withLock { $0 } == .some(.corrupt(name: coordinator.name)))
             #expect(coordinator.isClosed)
@@ -192,7 +192,7 @@ struct SharedMemoryTransportTests {
         defer { accepting.stop() }
         let fingerprint = try ModelFingerprint.compute(Checkpoint(directory: Fixtures.path(fixture)))
 
-        let auto = WorkerPool(fingerprint: fingerprint, transport: .auto, logger: testLogger)
+        let auto = try WorkerPool(fingerprint: fingerprint, transport: .auto, logger: testLogger)
         _ = try await auto.add(refusing.endpoint)
         _ = try await auto.add(accepting.endpoint)
         #expect(await auto.transports() == ["tcp-only": "tcp", "accepting": "shm"])
@@ -202,13 +202,13 @@ struct SharedMemoryTransportTests {
         for name in ["tcp-only", "accepting"] { _ = try await auto.ping(name) }
         await auto.closeAll()
 
-        let forced = WorkerPool(fingerprint: fingerprint, transport: .shm, logger: testLogger)
+        let forced = try WorkerPool(fingerprint: fingerprint, transport: .shm, logger: testLogger)
         await #expect {
             _ = try await forced.add(refusing.endpoint)
         } throws: { error in
             "\(error)".contains("--transport shm") && "\(error)".contains("does not accept shared memory")
         }
-        let tcp = WorkerPool(fingerprint: fingerprint, transport: .tcp, logger: testLogger)
+        let tcp = try WorkerPool(fingerprint: fingerprint, transport: .tcp, logger: testLogger)
         _ = try await tcp.add(accepting.endpoint)
         #expect(await tcp.transports() == ["accepting": "tcp"])
         await tcp.closeAll()
@@ -219,7 +219,7 @@ struct SharedMemoryTransportTests {
     @Test func aDeadWorkerFailsTheExchangeAtOnce() async throws {
         let worker = try WorkerProcess(fixture: fixture, name: "doomed")
         let fingerprint = try ModelFingerprint.compute(Checkpoint(directory: Fixtures.path(fixture)))
-        let pool = WorkerPool(fingerprint: fingerprint, transport: .shm, timeoutSeconds: 600, logger: testLogger)
+        let pool = try WorkerPool(fingerprint: fingerprint, transport: .shm, timeoutSeconds: 600, logger: testLogger)
         _ = try await pool.add(worker.endpoint)
         _ = try await pool.ping("doomed")
         worker.kill()
@@ -277,7 +277,7 @@ struct SharedMemoryTransportTests {
         try await eventually(.seconds(10), "the worker closes the rings") { rings.isClosed }
         #expect(connection.receive().isClosed)
         #expect(worker.isRunning)
-        let pool = WorkerPool(fingerprint: fingerprint, transport: .shm, logger: testLogger)
+        let pool = try WorkerPool(fingerprint: fingerprint, transport: .shm, logger: testLogger)
         _ = try await pool.add(worker.endpoint)
         _ = try await pool.ping("g")
         await pool.closeAll()

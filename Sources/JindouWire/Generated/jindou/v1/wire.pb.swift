@@ -68,6 +68,15 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
 
   /// worker → coordinator: mapped; every later frame goes through the rings
   case shmAttached // = 11
+
+  /// coordinator → worker, after the handshake: connect an RDMA reliable-connected queue
+  /// pair to the one described in the body (docs/transports.md). The TCP connection stays
+  /// open, carries nothing more and closes with the link.
+  case rdmaConnect // = 12
+
+  /// worker → coordinator: the worker's queue pair, connected and with its receives posted;
+  /// every later frame travels as RDMA SENDs.
+  case rdmaAccept // = 13
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -88,6 +97,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case 9: self = .shardStatus
     case 10: self = .shmAttach
     case 11: self = .shmAttached
+    case 12: self = .rdmaConnect
+    case 13: self = .rdmaAccept
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -106,6 +117,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     case .shardStatus: return 9
     case .shmAttach: return 10
     case .shmAttached: return 11
+    case .rdmaConnect: return 12
+    case .rdmaAccept: return 13
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -124,6 +137,8 @@ public nonisolated enum Jindou_V1_MessageKind: SwiftProtobuf.Enum, Swift.CaseIte
     .shardStatus,
     .shmAttach,
     .shmAttached,
+    .rdmaConnect,
+    .rdmaAccept,
   ]
 
 }
@@ -377,6 +392,14 @@ public nonisolated struct Jindou_V1_FrameHeader: @unchecked Sendable {
     set {_uniqueStorage()._body = .shmAttach(newValue)}
   }
 
+  public var rdma: Jindou_V1_RdmaConnect {
+    get {
+      if case .rdma(let v)? = _storage._body {return v}
+      return Jindou_V1_RdmaConnect()
+    }
+    set {_uniqueStorage()._body = .rdma(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -386,6 +409,7 @@ public nonisolated struct Jindou_V1_FrameHeader: @unchecked Sendable {
     case error(Jindou_V1_ErrorReply)
     case shard(Jindou_V1_ShardSpec)
     case shmAttach(Jindou_V1_SharedMemoryAttach)
+    case rdma(Jindou_V1_RdmaConnect)
 
   }
 
@@ -452,8 +476,46 @@ public nonisolated struct Jindou_V1_Welcome: Sendable {
   /// coordinator's when both run on one host, where shared memory can replace TCP.
   public var hostID: String = String()
 
-  /// Whether the worker accepts SHM_ATTACH (its --transport is not tcp).
+  /// Whether the worker accepts SHM_ATTACH (its --transport is auto or shm).
   public var acceptsSharedMemory: Bool = false
+
+  /// Whether the worker accepts RDMA_CONNECT (its --transport is auto or rdma and it has
+  /// an active RDMA device).
+  public var acceptsRdma: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// RDMA_CONNECT / RDMA_ACCEPT: one side's reliable-connected queue pair and receive slots.
+/// The frame stream is cut into SENDs of at most the receiver's slot_bytes; each SEND's
+/// immediate value returns receive slots the sender has reposted (credits).
+public nonisolated struct Jindou_V1_RdmaConnect: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 16 bytes (RoCE: the IPv4-mapped address of the link)
+  public var gid: Data = Data()
+
+  /// 24 bits
+  public var queuePair: UInt32 = 0
+
+  /// starting PSN, 24 bits
+  public var packetSequence: UInt32 = 0
+
+  /// InfiniBand local id (0 on RoCE)
+  public var lid: UInt32 = 0
+
+  /// enum ibv_mtu: 1 (256 B) … 5 (4096 B)
+  public var mtu: UInt32 = 0
+
+  /// size of each receive slot
+  public var slotBytes: UInt64 = 0
+
+  /// receives posted (the peer's initial credits)
+  public var receiveSlots: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -561,7 +623,7 @@ public nonisolated struct Jindou_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "jindou.v1"
 
 nonisolated extension Jindou_V1_MessageKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}HELLO\0\u{1}WELCOME\0\u{1}DISPATCH\0\u{1}COMBINE\0\u{1}ERROR\0\u{1}PING\0\u{1}PONG\0\u{1}SHARD_UPDATE\0\u{1}SHARD_STATUS\0\u{1}SHM_ATTACH\0\u{1}SHM_ATTACHED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_KIND_UNSPECIFIED\0\u{1}HELLO\0\u{1}WELCOME\0\u{1}DISPATCH\0\u{1}COMBINE\0\u{1}ERROR\0\u{1}PING\0\u{1}PONG\0\u{1}SHARD_UPDATE\0\u{1}SHARD_STATUS\0\u{1}SHM_ATTACH\0\u{1}SHM_ATTACHED\0\u{1}RDMA_CONNECT\0\u{1}RDMA_ACCEPT\0")
 }
 
 nonisolated extension Jindou_V1_TensorDType: SwiftProtobuf._ProtoNameProviding {
@@ -574,7 +636,7 @@ nonisolated extension Jindou_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FrameHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{3}compute_nanoseconds\0\u{2}\u{5}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0\u{3}shm_attach\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{1}kind\0\u{3}request_id\0\u{1}layer\0\u{3}placement_version\0\u{3}token_count\0\u{3}hidden_size\0\u{1}dtype\0\u{3}payload_length\0\u{3}payload_crc32c\0\u{3}compute_nanoseconds\0\u{2}\u{5}hello\0\u{1}welcome\0\u{1}routing\0\u{1}error\0\u{1}shard\0\u{3}shm_attach\0\u{1}rdma\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -718,6 +780,19 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
             _storage._body = .shmAttach(v)
           }
         }()
+        case 22: try {
+          var v: Jindou_V1_RdmaConnect?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .rdma(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .rdma(v)
+          }
+        }()
         default: break
         }
       }
@@ -787,6 +862,10 @@ nonisolated extension Jindou_V1_FrameHeader: SwiftProtobuf.Message, SwiftProtobu
       case .shmAttach?: try {
         guard case .shmAttach(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .rdma?: try {
+        guard case .rdma(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
       }()
       case nil: break
       }
@@ -872,7 +951,7 @@ nonisolated extension Jindou_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Welcome"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}experts\0\u{3}expert_bytes\0\u{3}auth_tag\0\u{1}cores\0\u{3}memory_bytes\0\u{3}shard_version\0\u{3}host_id\0\u{3}accepts_shared_memory\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}model_fingerprint\0\u{3}worker_name\0\u{1}experts\0\u{3}expert_bytes\0\u{3}auth_tag\0\u{1}cores\0\u{3}memory_bytes\0\u{3}shard_version\0\u{3}host_id\0\u{3}accepts_shared_memory\0\u{3}accepts_rdma\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -891,6 +970,7 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.shardVersion) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.hostID) }()
       case 11: try { try decoder.decodeSingularBoolField(value: &self.acceptsSharedMemory) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.acceptsRdma) }()
       default: break
       }
     }
@@ -930,6 +1010,9 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.acceptsSharedMemory != false {
       try visitor.visitSingularBoolField(value: self.acceptsSharedMemory, fieldNumber: 11)
     }
+    if self.acceptsRdma != false {
+      try visitor.visitSingularBoolField(value: self.acceptsRdma, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -945,6 +1028,67 @@ nonisolated extension Jindou_V1_Welcome: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.shardVersion != rhs.shardVersion {return false}
     if lhs.hostID != rhs.hostID {return false}
     if lhs.acceptsSharedMemory != rhs.acceptsSharedMemory {return false}
+    if lhs.acceptsRdma != rhs.acceptsRdma {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Jindou_V1_RdmaConnect: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RdmaConnect"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}gid\0\u{3}queue_pair\0\u{3}packet_sequence\0\u{1}lid\0\u{1}mtu\0\u{3}slot_bytes\0\u{3}receive_slots\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.gid) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.queuePair) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.packetSequence) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.lid) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.slotBytes) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.receiveSlots) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.gid.isEmpty {
+      try visitor.visitSingularBytesField(value: self.gid, fieldNumber: 1)
+    }
+    if self.queuePair != 0 {
+      try visitor.visitSingularUInt32Field(value: self.queuePair, fieldNumber: 2)
+    }
+    if self.packetSequence != 0 {
+      try visitor.visitSingularUInt32Field(value: self.packetSequence, fieldNumber: 3)
+    }
+    if self.lid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.lid, fieldNumber: 4)
+    }
+    if self.mtu != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mtu, fieldNumber: 5)
+    }
+    if self.slotBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.slotBytes, fieldNumber: 6)
+    }
+    if self.receiveSlots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.receiveSlots, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Jindou_V1_RdmaConnect, rhs: Jindou_V1_RdmaConnect) -> Bool {
+    if lhs.gid != rhs.gid {return false}
+    if lhs.queuePair != rhs.queuePair {return false}
+    if lhs.packetSequence != rhs.packetSequence {return false}
+    if lhs.lid != rhs.lid {return false}
+    if lhs.mtu != rhs.mtu {return false}
+    if lhs.slotBytes != rhs.slotBytes {return false}
+    if lhs.receiveSlots != rhs.receiveSlots {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

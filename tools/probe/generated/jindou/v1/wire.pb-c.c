@@ -142,6 +142,51 @@ void   jindou__v1__welcome__free_unpacked
   assert(message->base.descriptor == &jindou__v1__welcome__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   jindou__v1__rdma_connect__init
+                     (Jindou__V1__RdmaConnect         *message)
+{
+  static const Jindou__V1__RdmaConnect init_value = JINDOU__V1__RDMA_CONNECT__INIT;
+  *message = init_value;
+}
+size_t jindou__v1__rdma_connect__get_packed_size
+                     (const Jindou__V1__RdmaConnect *message)
+{
+  assert(message->base.descriptor == &jindou__v1__rdma_connect__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t jindou__v1__rdma_connect__pack
+                     (const Jindou__V1__RdmaConnect *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &jindou__v1__rdma_connect__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t jindou__v1__rdma_connect__pack_to_buffer
+                     (const Jindou__V1__RdmaConnect *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &jindou__v1__rdma_connect__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Jindou__V1__RdmaConnect *
+       jindou__v1__rdma_connect__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Jindou__V1__RdmaConnect *)
+     protobuf_c_message_unpack (&jindou__v1__rdma_connect__descriptor,
+                                allocator, len, data);
+}
+void   jindou__v1__rdma_connect__free_unpacked
+                     (Jindou__V1__RdmaConnect *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &jindou__v1__rdma_connect__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   jindou__v1__shared_memory_attach__init
                      (Jindou__V1__SharedMemoryAttach         *message)
 {
@@ -412,7 +457,7 @@ void   jindou__v1__error_reply__free_unpacked
   assert(message->base.descriptor == &jindou__v1__error_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor jindou__v1__frame_header__field_descriptors[17] =
+static const ProtobufCFieldDescriptor jindou__v1__frame_header__field_descriptors[18] =
 {
   {
     "protocol_version",
@@ -618,6 +663,18 @@ static const ProtobufCFieldDescriptor jindou__v1__frame_header__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rdma",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Jindou__V1__FrameHeader, body_case),
+    offsetof(Jindou__V1__FrameHeader, rdma),
+    &jindou__v1__rdma_connect__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned jindou__v1__frame_header__field_indices_by_name[] = {
   10,   /* field[10] = compute_nanoseconds */
@@ -631,6 +688,7 @@ static const unsigned jindou__v1__frame_header__field_indices_by_name[] = {
   8,   /* field[8] = payload_length */
   4,   /* field[4] = placement_version */
   0,   /* field[0] = protocol_version */
+  17,   /* field[17] = rdma */
   2,   /* field[2] = request_id */
   13,   /* field[13] = routing */
   15,   /* field[15] = shard */
@@ -642,7 +700,7 @@ static const ProtobufCIntRange jindou__v1__frame_header__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 16, 11 },
-  { 0, 17 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor jindou__v1__frame_header__descriptor =
 {
@@ -652,7 +710,7 @@ const ProtobufCMessageDescriptor jindou__v1__frame_header__descriptor =
   "Jindou__V1__FrameHeader",
   "jindou.v1",
   sizeof(Jindou__V1__FrameHeader),
-  17,
+  18,
   jindou__v1__frame_header__field_descriptors,
   jindou__v1__frame_header__field_indices_by_name,
   2,  jindou__v1__frame_header__number_ranges,
@@ -749,7 +807,7 @@ const ProtobufCMessageDescriptor jindou__v1__hello__descriptor =
   (ProtobufCMessageInit) jindou__v1__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor jindou__v1__welcome__field_descriptors[11] =
+static const ProtobufCFieldDescriptor jindou__v1__welcome__field_descriptors[12] =
 {
   {
     "protocol_version",
@@ -883,8 +941,21 @@ static const ProtobufCFieldDescriptor jindou__v1__welcome__field_descriptors[11]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "accepts_rdma",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__Welcome, accepts_rdma),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned jindou__v1__welcome__field_indices_by_name[] = {
+  11,   /* field[11] = accepts_rdma */
   10,   /* field[10] = accepts_shared_memory */
   5,   /* field[5] = auth_tag */
   6,   /* field[6] = cores */
@@ -900,7 +971,7 @@ static const unsigned jindou__v1__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange jindou__v1__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor jindou__v1__welcome__descriptor =
 {
@@ -910,11 +981,127 @@ const ProtobufCMessageDescriptor jindou__v1__welcome__descriptor =
   "Jindou__V1__Welcome",
   "jindou.v1",
   sizeof(Jindou__V1__Welcome),
-  11,
+  12,
   jindou__v1__welcome__field_descriptors,
   jindou__v1__welcome__field_indices_by_name,
   1,  jindou__v1__welcome__number_ranges,
   (ProtobufCMessageInit) jindou__v1__welcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor jindou__v1__rdma_connect__field_descriptors[7] =
+{
+  {
+    "gid",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, gid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "queue_pair",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, queue_pair),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "packet_sequence",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, packet_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lid",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, lid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mtu",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, mtu),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "slot_bytes",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, slot_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "receive_slots",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Jindou__V1__RdmaConnect, receive_slots),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned jindou__v1__rdma_connect__field_indices_by_name[] = {
+  0,   /* field[0] = gid */
+  3,   /* field[3] = lid */
+  4,   /* field[4] = mtu */
+  2,   /* field[2] = packet_sequence */
+  1,   /* field[1] = queue_pair */
+  6,   /* field[6] = receive_slots */
+  5,   /* field[5] = slot_bytes */
+};
+static const ProtobufCIntRange jindou__v1__rdma_connect__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor jindou__v1__rdma_connect__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "jindou.v1.RdmaConnect",
+  "RdmaConnect",
+  "Jindou__V1__RdmaConnect",
+  "jindou.v1",
+  sizeof(Jindou__V1__RdmaConnect),
+  7,
+  jindou__v1__rdma_connect__field_descriptors,
+  jindou__v1__rdma_connect__field_indices_by_name,
+  1,  jindou__v1__rdma_connect__number_ranges,
+  (ProtobufCMessageInit) jindou__v1__rdma_connect__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor jindou__v1__shared_memory_attach__field_descriptors[2] =
@@ -1249,7 +1436,7 @@ const ProtobufCMessageDescriptor jindou__v1__error_reply__descriptor =
   (ProtobufCMessageInit) jindou__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue jindou__v1__message_kind__enum_values_by_number[12] =
+static const ProtobufCEnumValue jindou__v1__message_kind__enum_values_by_number[14] =
 {
   { "MESSAGE_KIND_UNSPECIFIED", "JINDOU__V1__MESSAGE_KIND__MESSAGE_KIND_UNSPECIFIED", 0 },
   { "HELLO", "JINDOU__V1__MESSAGE_KIND__HELLO", 1 },
@@ -1263,11 +1450,13 @@ static const ProtobufCEnumValue jindou__v1__message_kind__enum_values_by_number[
   { "SHARD_STATUS", "JINDOU__V1__MESSAGE_KIND__SHARD_STATUS", 9 },
   { "SHM_ATTACH", "JINDOU__V1__MESSAGE_KIND__SHM_ATTACH", 10 },
   { "SHM_ATTACHED", "JINDOU__V1__MESSAGE_KIND__SHM_ATTACHED", 11 },
+  { "RDMA_CONNECT", "JINDOU__V1__MESSAGE_KIND__RDMA_CONNECT", 12 },
+  { "RDMA_ACCEPT", "JINDOU__V1__MESSAGE_KIND__RDMA_ACCEPT", 13 },
 };
 static const ProtobufCIntRange jindou__v1__message_kind__value_ranges[] = {
-{0, 0},{0, 12}
+{0, 0},{0, 14}
 };
-static const ProtobufCEnumValueIndex jindou__v1__message_kind__enum_values_by_name[12] =
+static const ProtobufCEnumValueIndex jindou__v1__message_kind__enum_values_by_name[14] =
 {
   { "COMBINE", 4 },
   { "DISPATCH", 3 },
@@ -1276,6 +1465,8 @@ static const ProtobufCEnumValueIndex jindou__v1__message_kind__enum_values_by_na
   { "MESSAGE_KIND_UNSPECIFIED", 0 },
   { "PING", 6 },
   { "PONG", 7 },
+  { "RDMA_ACCEPT", 13 },
+  { "RDMA_CONNECT", 12 },
   { "SHARD_STATUS", 9 },
   { "SHARD_UPDATE", 8 },
   { "SHM_ATTACH", 10 },
@@ -1289,9 +1480,9 @@ const ProtobufCEnumDescriptor jindou__v1__message_kind__descriptor =
   "MessageKind",
   "Jindou__V1__MessageKind",
   "jindou.v1",
-  12,
+  14,
   jindou__v1__message_kind__enum_values_by_number,
-  12,
+  14,
   jindou__v1__message_kind__enum_values_by_name,
   1,
   jindou__v1__message_kind__value_ranges,

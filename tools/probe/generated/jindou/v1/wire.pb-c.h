@@ -18,6 +18,7 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Jindou__V1__FrameHeader Jindou__V1__FrameHeader;
 typedef struct Jindou__V1__Hello Jindou__V1__Hello;
 typedef struct Jindou__V1__Welcome Jindou__V1__Welcome;
+typedef struct Jindou__V1__RdmaConnect Jindou__V1__RdmaConnect;
 typedef struct Jindou__V1__SharedMemoryAttach Jindou__V1__SharedMemoryAttach;
 typedef struct Jindou__V1__ShardSpec Jindou__V1__ShardSpec;
 typedef struct Jindou__V1__LayerExperts Jindou__V1__LayerExperts;
@@ -72,7 +73,18 @@ typedef enum _Jindou__V1__MessageKind {
   /*
    * worker → coordinator: mapped; every later frame goes through the rings
    */
-  JINDOU__V1__MESSAGE_KIND__SHM_ATTACHED = 11
+  JINDOU__V1__MESSAGE_KIND__SHM_ATTACHED = 11,
+  /*
+   * coordinator → worker, after the handshake: connect an RDMA reliable-connected queue
+   * pair to the one described in the body (docs/transports.md). The TCP connection stays
+   * open, carries nothing more and closes with the link.
+   */
+  JINDOU__V1__MESSAGE_KIND__RDMA_CONNECT = 12,
+  /*
+   * worker → coordinator: the worker's queue pair, connected and with its receives posted;
+   * every later frame travels as RDMA SENDs.
+   */
+  JINDOU__V1__MESSAGE_KIND__RDMA_ACCEPT = 13
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(JINDOU__V1__MESSAGE_KIND)
 } Jindou__V1__MessageKind;
 /*
@@ -119,7 +131,8 @@ typedef enum {
   JINDOU__V1__FRAME_HEADER__BODY_ROUTING = 18,
   JINDOU__V1__FRAME_HEADER__BODY_ERROR = 19,
   JINDOU__V1__FRAME_HEADER__BODY_SHARD = 20,
-  JINDOU__V1__FRAME_HEADER__BODY_SHM_ATTACH = 21
+  JINDOU__V1__FRAME_HEADER__BODY_SHM_ATTACH = 21,
+  JINDOU__V1__FRAME_HEADER__BODY_RDMA = 22
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(JINDOU__V1__FRAME_HEADER__BODY__CASE)
 } Jindou__V1__FrameHeader__BodyCase;
 
@@ -157,6 +170,7 @@ struct  Jindou__V1__FrameHeader
     Jindou__V1__ErrorReply *error;
     Jindou__V1__ShardSpec *shard;
     Jindou__V1__SharedMemoryAttach *shm_attach;
+    Jindou__V1__RdmaConnect *rdma;
   };
 };
 #define JINDOU__V1__FRAME_HEADER__INIT \
@@ -226,13 +240,60 @@ struct  Jindou__V1__Welcome
    */
   char *host_id;
   /*
-   * Whether the worker accepts SHM_ATTACH (its --transport is not tcp).
+   * Whether the worker accepts SHM_ATTACH (its --transport is auto or shm).
    */
   protobuf_c_boolean accepts_shared_memory;
+  /*
+   * Whether the worker accepts RDMA_CONNECT (its --transport is auto or rdma and it has
+   * an active RDMA device).
+   */
+  protobuf_c_boolean accepts_rdma;
 };
 #define JINDOU__V1__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&jindou__v1__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, {0,NULL}, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, {0,NULL}, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * RDMA_CONNECT / RDMA_ACCEPT: one side's reliable-connected queue pair and receive slots.
+ * The frame stream is cut into SENDs of at most the receiver's slot_bytes; each SEND's
+ * immediate value returns receive slots the sender has reposted (credits).
+ */
+struct  Jindou__V1__RdmaConnect
+{
+  ProtobufCMessage base;
+  /*
+   * 16 bytes (RoCE: the IPv4-mapped address of the link)
+   */
+  ProtobufCBinaryData gid;
+  /*
+   * 24 bits
+   */
+  uint32_t queue_pair;
+  /*
+   * starting PSN, 24 bits
+   */
+  uint32_t packet_sequence;
+  /*
+   * InfiniBand local id (0 on RoCE)
+   */
+  uint32_t lid;
+  /*
+   * enum ibv_mtu: 1 (256 B) … 5 (4096 B)
+   */
+  uint32_t mtu;
+  /*
+   * size of each receive slot
+   */
+  uint64_t slot_bytes;
+  /*
+   * receives posted (the peer's initial credits)
+   */
+  uint32_t receive_slots;
+};
+#define JINDOU__V1__RDMA_CONNECT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&jindou__v1__rdma_connect__descriptor) \
+    , {0,NULL}, 0, 0, 0, 0, 0, 0 }
 
 
 /*
@@ -380,6 +441,25 @@ Jindou__V1__Welcome *
 void   jindou__v1__welcome__free_unpacked
                      (Jindou__V1__Welcome *message,
                       ProtobufCAllocator *allocator);
+/* Jindou__V1__RdmaConnect methods */
+void   jindou__v1__rdma_connect__init
+                     (Jindou__V1__RdmaConnect         *message);
+size_t jindou__v1__rdma_connect__get_packed_size
+                     (const Jindou__V1__RdmaConnect   *message);
+size_t jindou__v1__rdma_connect__pack
+                     (const Jindou__V1__RdmaConnect   *message,
+                      uint8_t             *out);
+size_t jindou__v1__rdma_connect__pack_to_buffer
+                     (const Jindou__V1__RdmaConnect   *message,
+                      ProtobufCBuffer     *buffer);
+Jindou__V1__RdmaConnect *
+       jindou__v1__rdma_connect__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   jindou__v1__rdma_connect__free_unpacked
+                     (Jindou__V1__RdmaConnect *message,
+                      ProtobufCAllocator *allocator);
 /* Jindou__V1__SharedMemoryAttach methods */
 void   jindou__v1__shared_memory_attach__init
                      (Jindou__V1__SharedMemoryAttach         *message);
@@ -505,6 +585,9 @@ typedef void (*Jindou__V1__Hello_Closure)
 typedef void (*Jindou__V1__Welcome_Closure)
                  (const Jindou__V1__Welcome *message,
                   void *closure_data);
+typedef void (*Jindou__V1__RdmaConnect_Closure)
+                 (const Jindou__V1__RdmaConnect *message,
+                  void *closure_data);
 typedef void (*Jindou__V1__SharedMemoryAttach_Closure)
                  (const Jindou__V1__SharedMemoryAttach *message,
                   void *closure_data);
@@ -535,6 +618,7 @@ extern const ProtobufCEnumDescriptor    jindou__v1__error_code__descriptor;
 extern const ProtobufCMessageDescriptor jindou__v1__frame_header__descriptor;
 extern const ProtobufCMessageDescriptor jindou__v1__hello__descriptor;
 extern const ProtobufCMessageDescriptor jindou__v1__welcome__descriptor;
+extern const ProtobufCMessageDescriptor jindou__v1__rdma_connect__descriptor;
 extern const ProtobufCMessageDescriptor jindou__v1__shared_memory_attach__descriptor;
 extern const ProtobufCMessageDescriptor jindou__v1__shard_spec__descriptor;
 extern const ProtobufCMessageDescriptor jindou__v1__layer_experts__descriptor;

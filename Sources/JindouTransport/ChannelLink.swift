@@ -4,37 +4,48 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// How a coordinator reaches its workers (`--transport`).
-public enum TransportChoice: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// Shared memory for a worker on this host (same kernel, an address local to this
-    /// network namespace, and the worker accepts it), TCP otherwise or if attaching fails.
-    case auto
-    case tcp
-    /// Shared memory, or the connection fails (for tests and benchmarks that must not fall back).
-    case shm
-
-    public var description: String { rawValue }
+/// A carrier of frames other than the TCP connection they were negotiated on (shared-memory
+/// rings, an RDMA queue pair): frames in the TCP encoding, decoded by the same
+/// `FrameDecoder`, sent in order by concurrent senders.
+public protocol FrameChannel: AnyObject, Sendable {
+    var isClosed: Bool { get }
+    /// Closes this end and wakes everyone waiting on it.
+    func close()
+    /// Sends `frame`; concurrent senders are ordered (first come, first sent) and
+    /// `whileOrdered` runs once this frame's turn has come, before its bytes go out.
+    func send(_ frame: Frame, whileOrdered: () -> Void) async throws
+    /// Starts the receiving thread (once). `deliver` gets every frame or decoding error in
+    /// order; `idle` runs about every 100 ms while nothing arrives; `finished` runs once
+    /// when the channel closes or fails, with the failure if any; it is closed by then.
+    func startReceiving(maximumPayloadLength: Int, deliver: @escaping @Sendable (InboundFrame) -> Void,
+                        idle: @escaping @Sendable () -> Void, finished: @escaping @Sendable ((any Error)?) -> Void)
 }
 
-/// A worker link over shared memory (`SharedMemoryChannel`), with the authenticated TCP
+extension FrameChannel {
+    public func send(_ frame: Frame) async throws { try await send(frame, whileOrdered: {}) }
+}
+
+/// A worker link over a `FrameChannel` (shared memory, RDMA), with the authenticated TCP
 /// connection it was negotiated on kept open beside it: nothing more is sent there, but
-/// its closing (the worker process exiting or dying) closes the rings, so a waiting
+/// its closing (the worker process exiting or dying) closes the channel, so a waiting
 /// exchange fails at once instead of at its deadline.
 ///
 /// Replies are matched to requests in order, as on TCP; a reply later than the timeout
 /// closes the link (later replies could no longer be matched).
-public final class SharedMemoryWorkerLink: WorkerLink {
+public final class ChannelWorkerLink: WorkerLink {
     public let peer: String
-    public var transport: String { "shm" }
+    /// "shm" or "rdma".
+    public let transport: String
     let control: TCPWorkerLink
-    let channel: SharedMemoryChannel
+    let channel: any FrameChannel
     private let timeoutSeconds: Double
     private let state = Mutex<(waiting: [ReplySlot], failure: LinkError?)>(([], nil))
 
     /// Takes over `channel` (already attached by the worker) beside `control`.
-    public init(peer: String, control: TCPWorkerLink, channel: SharedMemoryChannel, timeoutSeconds: Double,
+    public init(peer: String, transport: String, control: TCPWorkerLink, channel: any FrameChannel, timeoutSeconds: Double,
                 maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength) {
         self.peer = peer
+        self.transport = transport
         self.control = control
         self.channel = channel
         self.timeoutSeconds = timeoutSeconds
@@ -45,7 +56,7 @@ public final class SharedMemoryWorkerLink: WorkerLink {
             finished: { [weak self] error in
                 guard let self else { return }
                 if let error {
-                    self.fail(.broken(peer: peer, reason: error.description))
+                    self.fail(.broken(peer: peer, reason: "\(error)"))
                 } else {
                     self.fail(.closed(peer: peer))
                 }
@@ -144,13 +155,3 @@ final class ReplySlot: Sendable {
     }
 }
 
-/// Whether an address names this network namespace's own interfaces (loopback or an
-/// address of a local device): with the same boot id, a worker there shares this host's
-/// memory. An address of another namespace's veth is remote, as a real host's would be.
-public enum LocalAddresses {
-    public static func contains(_ host: String) -> Bool {
-        if host == "localhost" || host.hasPrefix("127.") || host == "::1" { return true }
-        guard let devices = try? System.enumerateDevices() else { return false }
-        return devices.contains { device in device.address?.ipAddress == host }
-    }
-}
