@@ -223,6 +223,7 @@ let package = Package(
             dependencies: [
                 "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates", "JindouOutputParsing", "JindouGrammar",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

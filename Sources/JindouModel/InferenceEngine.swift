@@ -29,6 +29,8 @@ public struct GenerationRequest: Sendable {
     public var logprobs: Int? = nil
     /// Constrained decoding: which tokens may come next (structured outputs).
     public var constraint: (any TokenConstraint)? = nil
+    /// Who asked (the HTTP peer's address): the scheduler caps queued requests per client.
+    public var clientKey: String? = nil
 
     /// Speculation runs for this request: asked for, and the choice does not depend on the
     /// history that drafts would change (penalties, bias, a constraint).

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import JindouAdmin
 import JindouCoordinator
@@ -23,6 +24,7 @@ public enum CoordinatorAPI {
         let engine = serving.engine
         let router = Hummingbird.Router(context: APIRequestContext.self)
         router.add(middleware: RequestIdentity())
+        router.add(middleware: RequestClient())
         router.add(middleware: RequestMetrics())
         if let secret { router.add(middleware: BearerAuthentication(secret: secret)) }
         OpenAIAPI.register(on: router, serving: serving)
@@ -119,6 +121,8 @@ public enum CoordinatorAPI {
         var finish = FinishReason.length
         var speculation: SpeculationStatistics?
         try await serving.readiness.admit()
+        var request = request
+        request.clientKey = RequestClient.key
         let events = try await serving.scheduler.submit(request)
         for try await event in events {
             switch event {
@@ -176,7 +180,7 @@ public enum CoordinatorAPI {
             return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
         } catch let error as SchedulerError {
             switch error {
-            case .busy: return errorResponse(.tooManyRequests, type: "rate_limit_error", message: error.description)
+            case .busy, .clientBusy: return errorResponse(.tooManyRequests, type: "rate_limit_error", message: error.description)
             case .tooLarge: return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
             case .shuttingDown: return errorResponse(.serviceUnavailable, type: "server_error", message: error.description)
             }
@@ -229,13 +233,15 @@ public enum CoordinatorAPI {
     public static func application(
         serving: ServingContext, controller: ClusterController?, secret: ClusterSecret?, tls: NodeTLS? = nil,
         metrics: PrometheusCollectorRegistry? = nil, listen: Endpoint, services: [any Service] = [], waitReady: Bool = false,
-        logger: Logger
+        limits: ConnectionLimits = .init(), logger: Logger
     ) throws -> some ApplicationProtocol {
         let scheme = tls == nil ? "http" : "https"
+        let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: limits.idleTimeout))
         return Application(
             router: router(serving: serving, controller: controller, secret: secret, metrics: metrics),
-            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration()) } ?? .http1(),
-            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "jindou"),
+            server: try tls.map { try .tls(http1, tlsConfiguration: $0.serverConfiguration()) } ?? http1,
+            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "jindou",
+                                 availableConnectionsDelegate: limits.maximumConnections.map { MaximumAvailableConnections($0, logger: logger) }),
             services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? listen.port
@@ -301,6 +307,31 @@ struct RequestIdentity<Context: RequestContext>: RouterMiddleware {
         var response = try await next(request, context)
         response.headers[Self.header] = id
         return response
+    }
+}
+
+/// Limits against slow and greedy clients at the HTTP edge.
+public struct ConnectionLimits: Sendable {
+    /// A connection with no request in progress for this long is closed — also one whose
+    /// request head never completes (a slow-header client): `--idle-timeout`.
+    public var idleTimeout: TimeAmount?
+    /// Connections served at once; more wait in the listen backlog (`--max-connections`).
+    public var maximumConnections: Int?
+
+    public init(idleTimeout: TimeAmount? = .seconds(60), maximumConnections: Int? = 4096) {
+        self.idleTimeout = idleTimeout
+        self.maximumConnections = maximumConnections
+    }
+}
+
+/// Who sent the request being handled: its peer's IP address, as a task-local value the
+/// generation paths copy into `GenerationRequest.clientKey` (per-client queue limits).
+public struct RequestClient: RouterMiddleware {
+    public typealias Context = APIRequestContext
+    @TaskLocal public static var key: String?
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        try await Self.$key.withValue(context.remoteAddress?.ipAddress) { try await next(request, context) }
     }
 }
 

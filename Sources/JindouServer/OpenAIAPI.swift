@@ -425,6 +425,7 @@ enum OpenAIAPI {
                 expertsPerToken: parameters.expertsPerToken,
                 stopTokenIDs: (parameters.ignoreEOS ? [] : serving.text.stopTokenIDs).union(parameters.stopTokenIDs))
             request.multimodal = multimodal
+            request.clientKey = RequestClient.key
             request.speculative = parameters.speculative
             request.logprobs = parameters.logprobs
             if let grammar = output?.structured.grammar ?? parameters.responseGrammar {
@@ -734,7 +735,7 @@ enum OpenAIAPI {
                         status: .serviceUnavailable)
         } catch let error as SchedulerError {
             switch error {
-            case .busy: return json(TemplateObject([("error", errorObject(RequestProblem(error.description, status: .tooManyRequests)))]), status: .tooManyRequests)
+            case .busy, .clientBusy: return json(TemplateObject([("error", errorObject(RequestProblem(error.description, status: .tooManyRequests)))]), status: .tooManyRequests)
             case .tooLarge: return json(TemplateObject([("error", errorObject(RequestProblem(error.description, param: "max_tokens")))]), status: .badRequest)
             case .shuttingDown: return json(TemplateObject([("error", errorObject(RequestProblem(error.description, status: .serviceUnavailable)))]), status: .serviceUnavailable)
             }

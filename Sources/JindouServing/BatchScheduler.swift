@@ -21,6 +21,8 @@ public enum GenerationEvent: Sendable {
 public enum SchedulerError: Error, Equatable, CustomStringConvertible {
     /// The waiting queue is full: retry later (HTTP 429).
     case busy(queued: Int)
+    /// This client already has as many requests waiting as one client may (HTTP 429).
+    case clientBusy(queued: Int)
     /// The request alone needs more KV cache than the whole budget (HTTP 400).
     case tooLarge(neededBytes: Int, budgetBytes: Int)
     case shuttingDown
@@ -28,6 +30,7 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .busy(let queued): "the server is busy (\(queued) requests already waiting); retry later"
+        case .clientBusy(let queued): "you already have \(queued) requests waiting, the most one client may queue (--max-queued-per-client); retry later"
         case .tooLarge(let needed, let budget):
             "the request needs \(needed / 1_000_000) MB of KV cache (prompt + max_tokens), more than the whole budget of \(budget / 1_000_000) MB"
         case .shuttingDown: "the server is shutting down"
@@ -50,6 +53,9 @@ public actor BatchScheduler {
         public var kvCacheBudgetBytes: Int
         /// Requests that may wait for admission before new ones get `busy`.
         public var maximumQueued: Int
+        /// Requests one client (`GenerationRequest.clientKey`) may have waiting before its
+        /// new ones get `clientBusy` (nil: only `maximumQueued` applies).
+        public var maximumQueuedPerClient: Int?
         /// Speculative decoding for requests that do not opt out.
         public var speculation: SpeculationOptions
         /// Whether a step's sequences run as overlapping micro-batches.
@@ -60,7 +66,8 @@ public actor BatchScheduler {
 
         public init(maximumStepTokens: Int = 512, maximumSequences: Int = 64, kvCacheBudgetBytes: Int = 4 << 30,
                     maximumQueued: Int = 256, speculation: SpeculationOptions = .off, microBatches: MicroBatching = .auto,
-                    prefixCaching: Bool = true) {
+                    prefixCaching: Bool = true, maximumQueuedPerClient: Int? = nil) {
+            self.maximumQueuedPerClient = maximumQueuedPerClient
             self.prefixCaching = prefixCaching
             self.speculation = speculation
             self.microBatches = microBatches
@@ -173,6 +180,10 @@ public actor BatchScheduler {
         let fitsNow = waiting.isEmpty && running.count < options.maximumSequences
             && reservedBytes + bytes <= options.kvCacheBudgetBytes
         guard fitsNow || waiting.count < options.maximumQueued else { throw SchedulerError.busy(queued: waiting.count) }
+        if !fitsNow, let limit = options.maximumQueuedPerClient, let key = request.clientKey {
+            let queued = waiting.count { $0.request.clientKey == key }
+            guard queued < limit else { throw SchedulerError.clientBusy(queued: queued) }
+        }
         let id = nextID
         nextID += 1
         let (stream, continuation) = AsyncThrowingStream<GenerationEvent, Error>.makeStream()

@@ -26,15 +26,20 @@ public protocol FrameSession: Sendable {
 public final class FrameServer: Sendable {
     public let channel: NIOAsyncChannel<NIOAsyncChannel<InboundFrame, Frame>, Never>
     private let logger: Logger
+    /// A connection that has not sent its first frame (HELLO) this long after it was
+    /// accepted is closed, so idle or slow peers cannot hold connections open.
+    private let handshakeTimeout: TimeAmount?
 
     /// Binds `endpoint` (port 0 picks a free port; see `boundEndpoint`). With `tls`, every
     /// connection must complete mutual TLS before any frame is read; a failed TLS handshake
     /// closes it and is logged.
     public init(
         endpoint: Endpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, tls: NIOSSLContext? = nil, logger: Logger
+        maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, tls: NIOSSLContext? = nil,
+        handshakeTimeout: TimeAmount? = .seconds(10), logger: Logger
     ) async throws {
         self.logger = logger
+        self.handshakeTimeout = handshakeTimeout
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -64,9 +69,9 @@ public final class FrameServer: Sendable {
             try await channel.executeThenClose { connections in
                 for try await connection in connections {
                     let remote = connection.channel.remoteAddress?.description ?? "unknown"
-                    group.addTask { [logger] in
+                    group.addTask { [logger, handshakeTimeout] in
                         do {
-                            try await Self.serve(connection, session: makeSession())
+                            try await Self.serve(connection, session: makeSession(), handshakeTimeout: handshakeTimeout)
                         } catch let error as NIOSSLError {
                             logger.warning("refused connection: TLS failed", metadata: ["peer": "\(remote)", "error": "\(error)"])
                         } catch let error as BoringSSLError {
@@ -80,11 +85,17 @@ public final class FrameServer: Sendable {
         }
     }
 
-    private static func serve<Session: FrameSession>(_ connection: NIOAsyncChannel<InboundFrame, Frame>, session: Session) async throws {
+    private static func serve<Session: FrameSession>(_ connection: NIOAsyncChannel<InboundFrame, Frame>, session: Session,
+                                                     handshakeTimeout: TimeAmount?) async throws {
         var session = session
+        // Closing the channel ends the inbound stream below; the first frame cancels it.
+        let deadline = handshakeTimeout.map { timeout in
+            connection.channel.eventLoop.scheduleTask(in: timeout) { connection.channel.close(promise: nil) }
+        }
         try await connection.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             while let event = try await frames.next() {
+                deadline?.cancel()
                 switch await session.handle(event) {
                 case .reply(let frame):
                     try await outbound.write(frame)

@@ -37,6 +37,8 @@ public struct WorkerService: Service {
         public var transport: TransportChoice
         /// `--rdma-device` (default: the first with an active port).
         public var rdmaDevice: String?
+        /// `--handshake-timeout`: a connection must send HELLO this soon after it is accepted.
+        public var handshakeTimeoutSeconds: Double = 10
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
@@ -77,7 +79,10 @@ public struct WorkerService: Service {
         let checkpoint = try openWeightSource(options.modelDirectory)
         let description = try checkpoint.modelDescription()
         let server = try await FrameServer(endpoint: options.listen, maximumPayloadLength: options.maximumPayloadLength,
-                                           tls: try options.tls?.serverContext(), logger: logger)
+                                           tls: try options.tls?.serverContext(),
+                                           handshakeTimeout: options.handshakeTimeoutSeconds > 0
+                                               ? .milliseconds(Int64(options.handshakeTimeoutSeconds * 1000)) : nil,
+                                           logger: logger)
         let bound = server.boundEndpoint ?? options.listen
         let name = options.name ?? "\(ProcessInfo.processInfo.hostName):\(bound.port)"
         let keys: [ExpertKey]

@@ -115,7 +115,7 @@ struct Coordinator: AsyncParsableCommand {
         }
         let app = try CoordinatorAPI.application(
             serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            metrics: metricsRegistry, listen: listen, waitReady: waitReady, logger: logger)
+            metrics: metricsRegistry, listen: listen, waitReady: waitReady, limits: servingOptions.connectionLimits, logger: logger)
         let group = ServiceGroup(services: [coordinator.controller, SchedulerService(serving.scheduler), app],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

@@ -52,6 +52,7 @@ import JindouTransport
 import JindouWire
 import Foundation
 import Metrics
+import NIOCore
 import JindouOutputParsing
 import Prometheus
 
@@ -90,6 +91,23 @@ struct ServingOptions: ParsableArguments {
 
     @Option(name: .customLong("max-queued"), help: "Requests that may wait for admission; more get HTTP 429.")
     var maxQueued: Int = 256
+
+    @Option(name: .customLong("max-queued-per-client"),
+            help: "Requests one client (peer IP address) may have waiting for admission; more of its requests get HTTP 429 (0: no per-client limit).")
+    var maxQueuedPerClient: Int = 64
+
+    @Option(name: .customLong("idle-timeout"),
+            help: "Seconds an HTTP connection may sit without a request in progress — including a request head that never completes — before it is closed (0: never).")
+    var idleTimeout: Double = 60
+
+    @Option(name: .customLong("max-connections"), help: "HTTP connections served at once; more wait to be accepted (0: no limit).")
+    var maxConnections: Int = 4096
+
+    /// The HTTP edge limits these flags set.
+    var connectionLimits: ConnectionLimits {
+        ConnectionLimits(idleTimeout: idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1000)) : nil,
+                         maximumConnections: maxConnections > 0 ? maxConnections : nil)
+    }
 
     @Option(name: .customLong("allow-local-images"),
             help: "Let chat requests name image files inside this directory (default: only data: URLs; remote URLs are never fetched).")
@@ -138,6 +156,8 @@ struct ServingOptions: ParsableArguments {
         guard (1...64).contains(draftTokens) else { throw ValidationError("--draft-tokens must be in 1…64") }
         guard MicroBatching(microBatches) != nil else { throw ValidationError("--micro-batches must be auto, 1 or 2") }
         guard maxBatchTokens > 0, maxSequences > 0, maxQueued >= 0 else { throw ValidationError("batch limits must be positive") }
+        guard maxQueuedPerClient >= 0, maxConnections >= 0 else { throw ValidationError("--max-queued-per-client and --max-connections must be ≥ 0") }
+        guard idleTimeout >= 0, idleTimeout.isFinite else { throw ValidationError("--idle-timeout must be ≥ 0 seconds") }
         if let maxModelLength, maxModelLength < 2 { throw ValidationError("--max-model-len must be at least 2") }
         guard ["auto", "none"].contains(toolCallParser) || OutputFormat.toolCallParsers.contains(toolCallParser) else {
             throw ValidationError("--tool-call-parser must be auto, none or one of \(OutputFormat.toolCallParsers.joined(separator: ", "))")
@@ -155,7 +175,8 @@ struct ServingOptions: ParsableArguments {
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,
             kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued,
             speculation: SpeculationOptions(mode: SpeculationMode(rawValue: speculative)!, draftTokens: draftTokens),
-            microBatches: MicroBatching(microBatches)!, prefixCaching: !noPrefixCache))
+            microBatches: MicroBatching(microBatches)!, prefixCaching: !noPrefixCache,
+            maximumQueuedPerClient: maxQueuedPerClient > 0 ? maxQueuedPerClient : nil))
         let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
         return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
                               maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,

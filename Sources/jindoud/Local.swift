@@ -98,7 +98,7 @@ struct Local: AsyncParsableCommand {
             serving = try servingOptions.context(engine: coordinator.engine, model: model, controller: coordinator.controller)
             app = try CoordinatorAPI.application(
                 serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-                metrics: metricsRegistry, listen: listen, waitReady: true, logger: logger)
+                metrics: metricsRegistry, listen: listen, waitReady: true, limits: servingOptions.connectionLimits, logger: logger)
         } catch {
             await coordinator.shutdown(logger: logger)
             processes.stopAll()

@@ -60,6 +60,10 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "What a coordinator may move the data link to: auto (shared memory from this host, RDMA when this host has an active device), shm or rdma (only that; rdma refuses to start without a device), tcp (neither).")
     var transport: TransportChoice = .auto
 
+    @Option(name: .customLong("handshake-timeout"),
+            help: "Seconds a new connection has to send its HELLO before it is closed (0: no limit).")
+    var handshakeTimeout: Double = 10
+
     @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
     var rdmaDevice: String?
 
@@ -78,14 +82,14 @@ struct Worker: AsyncParsableCommand {
         let logger = daemon.bootstrapLogging(label: "jindou.worker")
         let service: WorkerService
         do {
-            service = try await WorkerService(
-                options: .init(modelDirectory: model, listen: listen, expertSpec: experts, placementFile: placement,
+            var options = WorkerService.Options(modelDirectory: model, listen: listen, expertSpec: experts, placementFile: placement,
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
                                maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault,
                                expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }, transport: transport,
-                               rdmaDevice: rdmaDevice),
-                logger: logger)
+                               rdmaDevice: rdmaDevice)
+            options.handshakeTimeoutSeconds = handshakeTimeout
+            service = try await WorkerService(options: options, logger: logger)
         } catch {
             throw DaemonError(error)
         }

@@ -51,6 +51,14 @@ final class RawConnection {
         return send(Array(encoded.readableBytesView))
     }
 
+    /// Raw bytes from the peer: some, [] when it closed, nil when the receive timed out.
+    func receiveBytes(max: Int = 65536) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: max)
+        let n = bytes.withUnsafeMutableBytes { recv(fd, $0.baseAddress, max, 0) }
+        if n < 0 { return nil }
+        return Array(bytes.prefix(n))
+    }
+
     enum Reply {
         case frame(Frame)
         case closed

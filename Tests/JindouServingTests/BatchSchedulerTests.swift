@@ -64,6 +64,30 @@ struct BatchSchedulerTests {
         }
     }
 
+    /// One client cannot fill the queue: past `maximumQueuedPerClient` waiting requests its
+    /// new ones are refused while other clients' are still queued, and all queued ones finish.
+    @Test func perClientQueueLimit() async throws {
+        let engine = try await EngineCache.shared.engine(fixture)
+        var request = GenerationRequest(promptTokenIDs: [1, 2, 3, 4], maxNewTokens: 4)
+        let perRequest = await BatchScheduler(engine: engine).reservation(for: request)
+        let scheduler = BatchScheduler(engine: engine, options: .init(kvCacheBudgetBytes: perRequest, maximumQueued: 8,
+                                                                      maximumQueuedPerClient: 2))
+        request.clientKey = "10.0.0.1"
+        var other = request
+        other.clientKey = "10.0.0.2"
+        let first = try await scheduler.submit(request), second = try await scheduler.submit(request)
+        await #expect(throws: SchedulerError.clientBusy(queued: 2)) { try await scheduler.submit(request) }
+        let third = try await scheduler.submit(other)
+        var anonymous = request
+        anonymous.clientKey = nil
+        let fourth = try await scheduler.submit(anonymous)
+        #expect(SchedulerError.clientBusy(queued: 2).description.contains("--max-queued-per-client"))
+        let loop = Task { await scheduler.run() }
+        defer { loop.cancel(); Task { await scheduler.stop() } }
+        let results = try await [collect(first), collect(second), collect(third), collect(fourth)]
+        #expect(results.allSatisfy { $0 == results[0] && $0.count == 4 })
+    }
+
     @Test func aConsumerThatLeavesIsDropped() async throws {
         let engine = try await EngineCache.shared.engine(fixture)
         let scheduler = BatchScheduler(engine: engine)
