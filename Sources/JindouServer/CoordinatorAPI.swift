@@ -52,6 +52,8 @@ public enum CoordinatorAPI {
             return jsonResponse(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
         }
 
+        router.get("openapi.json") { _, _ -> Response in jsonResponse(Data(OpenAPIDocument.json.utf8)) }
+
         // Readiness: 200 only when every expert of the active placement is served by a live worker.
         router.get("ready") { _, _ -> Response in
             let readiness = await serving.readiness.report()
@@ -257,7 +259,7 @@ public enum CoordinatorAPI {
     }
 }
 
-/// Requires `Authorization: Bearer <cluster secret>` on every route but `/health` and `/ready`
+/// Requires `Authorization: Bearer <cluster secret>` on every route but `/health`, `/ready` and `/openapi.json`
 /// (load balancers and orchestrators probe them);
 /// refusals are logged with the peer's address and never reach a handler.
 /// Request context that remembers the peer's address (for logging refusals).
@@ -277,7 +279,7 @@ struct BearerAuthentication<Context: RemoteAddressRequestContext>: RouterMiddlew
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // Anthropic's clients send the key as x-api-key (ANTHROPIC_API_KEY), or as a bearer token.
         let apiKey = request.headers[HTTPField.Name("x-api-key")!].map { "Bearer " + $0 }
-        if request.uri.path == "/health" || request.uri.path == "/ready" || secret.acceptsBearer(request.headers[.authorization])
+        if ["/health", "/ready", "/openapi.json"].contains(request.uri.path) || secret.acceptsBearer(request.headers[.authorization])
             || secret.acceptsBearer(apiKey) {
             return try await next(request, context)
         }

@@ -255,7 +255,7 @@ struct OpenAIServingTests {
         for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
             let check = Process()
             check.executableURL = URL(fileURLWithPath: candidate)
-            check.arguments = ["-c", "import openai, jsonschema, anthropic"]
+            check.arguments = ["-c", "import openai, jsonschema, anthropic, openapi_spec_validator"]
             check.standardError = FileHandle.nullDevice
             try? check.run()
             check.waitUntilExit()
@@ -268,7 +268,7 @@ struct OpenAIServingTests {
 
     /// Runs a client check script (tools/*_client_check.py) against a fresh local cluster.
     func runClientCheck(_ script: String) async throws {
-        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic and jsonschema was found")
+        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic, jsonschema and openapi-spec-validator was found")
         // Qwen3's tool preamble is longer than the fixture's 256 positions.
         let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
         defer { cluster.stop() }
@@ -287,6 +287,12 @@ struct OpenAIServingTests {
     @Test(.enabled(if: openAIClientAvailable, "needs a Python with the anthropic package (set JINDOU_PYTHON)"))
     func theOfficialAnthropicClientWorksUnmodified() async throws {
         try await runClientCheck("anthropic_client_check.py")
+    }
+
+    /// The served /openapi.json is a valid OpenAPI 3.1 document (openapi-spec-validator).
+    @Test(.enabled(if: openAIClientAvailable, "needs a Python with openapi-spec-validator (set JINDOU_PYTHON)"))
+    func theServedOpenAPIDocumentIsValid() async throws {
+        try await runClientCheck("openapi_check.py")
     }
 
     @Test(.enabled(if: openAIClientAvailable, "needs a Python with the openai package (set JINDOU_PYTHON)"))

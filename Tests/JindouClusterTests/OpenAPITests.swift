@@ -1,0 +1,47 @@
+import Foundation
+import Hummingbird
+import JindouCoordinator
+import JindouServer
+import JindouServing
+import JindouTestSupport
+import Prometheus
+import Testing
+
+/// /openapi.json describes exactly the routes the coordinator's router registers (with a
+/// controller and metrics, i.e. every route), each with its method. Its validity as an
+/// OpenAPI 3.1 document is checked by openapi-spec-validator against a served copy
+/// (`OpenAIServingTests.theServedOpenAPIDocumentIsValid`).
+@Suite("OpenAPI document")
+struct OpenAPITests {
+    @Test func theDocumentListsExactlyTheRegisteredRoutes() async throws {
+        let fixture = "qwen3-moe-tiny"
+        let worker = try WorkerProcess(fixture: fixture, name: "api")
+        defer { worker.stop() }
+        let coordinator = try await Coordinator.start(
+            .init(modelDirectory: Fixtures.path(fixture), workers: [worker.endpoint], prefault: false), logger: testLogger)
+        defer { Task { await coordinator.pool.closeAll() } }
+        let engine = coordinator.engine
+        let serving = ServingContext(engine: engine, scheduler: BatchScheduler(engine: engine),
+                                     text: try ServingText(directory: Fixtures.path(fixture), description: engine.description),
+                                     modelName: fixture, maximumModelLength: 256)
+        let router = CoordinatorAPI.router(serving: serving, controller: coordinator.controller, secret: nil,
+                                           metrics: PrometheusCollectorRegistry())
+        let registered = Set(router.routes.map { route in
+            let path = "\(route.path)"
+            return "\(route.method.rawValue.uppercased()) \(path.hasPrefix("/") ? path : "/" + path)"
+        })
+
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPIDocument.json.utf8)) as? [String: Any])
+        #expect(document["openapi"] as? String == "3.1.0")
+        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        let documented = Set(paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } })
+        #expect(registered.count > 15)
+        #expect(registered.subtracting(documented).isEmpty, "registered, not documented: \(registered.subtracting(documented).sorted())")
+        #expect(documented.subtracting(registered).isEmpty, "documented, not registered: \(documented.subtracting(registered).sorted())")
+        // Every operation names its answers and has a unique id.
+        let operations = paths.values.flatMap { $0.values.compactMap { $0 as? [String: Any] } }
+        #expect(operations.allSatisfy { ($0["responses"] as? [String: Any])?.isEmpty == false })
+        let ids = operations.compactMap { $0["operationId"] as? String }
+        #expect(ids.count == operations.count && Set(ids).count == ids.count)
+    }
+}
