@@ -36,7 +36,7 @@ public final class FrameServer: Sendable {
     public init(
         endpoint: Endpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         maximumPayloadLength: Int = WireProtocol.defaultMaximumPayloadLength, tls: NIOSSLContext? = nil,
-        handshakeTimeout: TimeAmount? = .seconds(10), logger: Logger
+        handshakeTimeout: TimeAmount? = nil, logger: Logger
     ) async throws {
         self.logger = logger
         self.handshakeTimeout = handshakeTimeout

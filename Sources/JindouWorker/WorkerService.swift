@@ -38,7 +38,7 @@ public struct WorkerService: Service {
         /// `--rdma-device` (default: the first with an active port).
         public var rdmaDevice: String?
         /// `--handshake-timeout`: a connection must send HELLO this soon after it is accepted.
-        public var handshakeTimeoutSeconds: Double = 10
+        public var handshakeTimeoutSeconds: Double = 0
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,

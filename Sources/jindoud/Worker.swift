@@ -61,8 +61,8 @@ struct Worker: AsyncParsableCommand {
     var transport: TransportChoice = .auto
 
     @Option(name: .customLong("handshake-timeout"),
-            help: "Seconds a new connection has to send its HELLO before it is closed (0: no limit).")
-    var handshakeTimeout: Double = 10
+            help: "Seconds a new connection has to send its HELLO before it is closed (0, the default: no limit).")
+    var handshakeTimeout: Double = 0
 
     @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
     var rdmaDevice: String?
