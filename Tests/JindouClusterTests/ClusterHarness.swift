@@ -4,6 +4,7 @@ import JindouModel
 import JindouTestSupport
 import JindouTransport
 import Logging
+import Testing
 
 /// A `jindoud worker` child process on loopback.
 final class WorkerProcess: @unchecked Sendable {
@@ -143,4 +144,21 @@ func eventually(_ timeout: Duration = .seconds(20), _ what: String, _ condition:
         try await Task.sleep(for: .milliseconds(100))
     }
     throw HarnessError("timed out waiting for: \(what)")
+}
+
+/// Every golden case of `fixture` through `cluster`: prompt logits within 1e-5 of the
+/// single-process engine's at every position, and transformers' greedy tokens.
+func expectGoldenCasesMatch(_ cluster: InferenceEngine, fixture: String) async throws {
+    let single = try await EngineCache.shared.engine(fixture)
+    let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+    for c in golden.cases {
+        let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+        let actual = try await cluster.promptLogits(c.promptIDs, expertsPerToken: c.experts)
+        for (position, (a, e)) in zip(actual, expected).enumerated() {
+            #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) case \(c.name) position \(position)")
+        }
+        let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
+                                        expertsPerToken: c.experts, stopTokenIDs: [])
+        #expect(try await cluster.generate(request).tokenIDs == c.greedyNewTokens, "\(fixture) case \(c.name)")
+    }
 }

@@ -296,18 +296,7 @@ struct SoftRoCETests {
                   rdmaDevice: link.coordinatorDevice),
             logger: testLogger)
         #expect(await coordinator.pool.transports() == ["rdma0": "rdma"])
-        let single = try await EngineCache.shared.engine(fixture)
-        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
-        for c in golden.cases {
-            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            for (position, (a, e)) in zip(actual, expected).enumerated() {
-                #expect(maxAbsDifference(a, e) <= 1e-5, "case \(c.name) position \(position)")
-            }
-            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
-                                            expertsPerToken: c.experts, stopTokenIDs: [])
-            #expect(try await coordinator.engine.generate(request).tokenIDs == c.greedyNewTokens, "case \(c.name)")
-        }
+        try await expectGoldenCasesMatch(coordinator.engine, fixture: fixture)
         // Frames larger than a slot (1 MiB) are cut into several SENDs and reassembled.
         let payload = ByteBuffer(bytes: (0..<(3 << 20) + 5).map { UInt8(truncatingIfNeeded: $0 &* 31) })
         var ping = Heartbeat.frame(.ping, requestID: 77)

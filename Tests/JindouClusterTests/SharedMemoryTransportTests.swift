@@ -169,18 +169,7 @@ struct SharedMemoryTransportTests {
         defer { Task { await coordinator.pool.closeAll() } }
         #expect(Set(await coordinator.pool.transports().values) == ["shm"])
         #expect(await coordinator.controller.status().workers.allSatisfy { $0.transport == "shm" })
-        let single = try await EngineCache.shared.engine(fixture)
-        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
-        for c in golden.cases {
-            let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
-            for (position, (a, e)) in zip(actual, expected).enumerated() {
-                #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) case \(c.name) position \(position)")
-            }
-            let request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
-                                            expertsPerToken: c.experts, stopTokenIDs: [])
-            #expect(try await coordinator.engine.generate(request).tokenIDs == c.greedyNewTokens, "\(fixture) case \(c.name)")
-        }
+        try await expectGoldenCasesMatch(coordinator.engine, fixture: fixture)
     }
 
     /// auto falls back to TCP for a worker that refuses shared memory; shm then fails
