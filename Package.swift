@@ -77,6 +77,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -253,7 +254,8 @@ let package = Package(
         // Flags both executables share.
         .target(
             name: "JindouCommandLine",
-            dependencies: ["JindouTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["JindouTransport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Yams", package: "Yams")]
         ),
 
         // Thin executables.

@@ -10,10 +10,26 @@ struct Jindoud: AsyncParsableCommand {
         abstract: "Jindou daemons: a coordinator, expert workers, or a whole local cluster.",
         subcommands: [Worker.self, Coordinator.self, Local.self]
     )
+
+    /// Flags may also come from `--config FILE` and `JINDOU_<FLAG>` variables (FlagConfiguration).
+    static func main() async {
+        switch FlagConfiguration.arguments(root: Jindoud.self, commandLine: Array(CommandLine.arguments.dropFirst())) {
+        case .success(let arguments): await main(arguments)
+        case .failure(let code): exit(withError: code)
+        }
+    }
 }
 
 /// Flags every daemon shares.
 struct DaemonOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "YAML file of flags: long flag names without `--` as keys (a list for a repeatable flag, true/false for a switch); JINDOU_CONFIG also names it.",
+        discussion: "JINDOU_<FLAG> environment variables (e.g. JINDOU_MAX_MODEL_LEN) override the file; command-line flags override both."))
+    var config: String?
+
+    @Flag(name: .customLong("print-config"), help: "Print the effective configuration (command line, environment, file, defaults) as YAML and exit.")
+    var printConfig = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 

@@ -132,6 +132,9 @@ final class LocalWorkers: Service, @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = arguments
+        // Its flags are all on its command line: this process's JINDOU_<FLAG> variables were
+        // meant for `local`, not for its workers (the thread count is passed on on purpose).
+        process.environment = FlagConfiguration.environmentWithoutFlags(root: Jindoud.self, subcommand: "worker", keeping: ["JINDOU_THREADS"])
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
