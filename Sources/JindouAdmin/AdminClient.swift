@@ -94,6 +94,11 @@ public struct AdminClient: Sendable {
 
     /// Sends a request; returns the body of a 2xx answer, else throws `AdminClientError`.
     public func send(_ method: String, _ path: String, query: [String: String] = [:], body: Data?) async throws -> Data {
+        try await exchange(method, path, query: query, body: body).data
+    }
+
+    /// Like `send`, with the response's headers (lowercased names).
+    public func exchange(_ method: String, _ path: String, query: [String: String] = [:], body: Data?) async throws -> (data: Data, headers: [String: String]) {
         var components = URLComponents(url: base.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) } }
         var request = HTTPClientRequest(url: components.url!.absoluteString)
@@ -105,9 +110,11 @@ public struct AdminClient: Sendable {
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let status: Int
         let data: Data
+        var headers: [String: String] = [:]
         do {
             let response = try await Self.httpClient(tls).execute(request, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
             status = Int(response.status.code)
+            for header in response.headers { headers[header.name.lowercased()] = header.value }
             let buffer = try await response.body.collect(upTo: 512 << 20)
             data = Data(buffer.readableBytesView)
         } catch {
@@ -117,7 +124,7 @@ public struct AdminClient: Sendable {
             let message = (try? JSONDecoder().decode(APIError.self, from: data))?.error.message ?? String(decoding: data, as: UTF8.self)
             throw AdminClientError.status(code: status, message: message)
         }
-        return data
+        return (data, headers)
     }
 }
 

@@ -14,8 +14,11 @@ public struct JoinRequest: Codable, Sendable, Equatable {
     /// Bytes of memory the worker offers for experts.
     public var memoryBytes: UInt64
     public var fingerprint: String
+    /// A worker without a local checkpoint: what it has fetched (nil otherwise).
+    public var fetch: FetchStatus?
 
-    public init(name: String, address: String, cores: Int, memoryBytes: UInt64, fingerprint: String) {
+    public init(name: String, address: String, cores: Int, memoryBytes: UInt64, fingerprint: String, fetch: FetchStatus? = nil) {
+        self.fetch = fetch
         self.name = name
         self.address = address
         self.cores = cores
@@ -24,7 +27,7 @@ public struct JoinRequest: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, address, cores, fingerprint
+        case name, address, cores, fingerprint, fetch
         case memoryBytes = "memory_bytes"
     }
 }
@@ -48,10 +51,37 @@ public struct JoinResponse: Codable, Sendable, Equatable {
 public struct HeartbeatRequest: Codable, Sendable, Equatable {
     public var name: String
     public var address: String
+    /// A worker without a local checkpoint: progress of its current fetch (nil otherwise).
+    public var fetch: FetchStatus?
 
-    public init(name: String, address: String) {
+    public init(name: String, address: String, fetch: FetchStatus? = nil) {
         self.name = name
         self.address = address
+        self.fetch = fetch
+    }
+}
+
+/// Weights a worker started with `--cache-dir` is fetching from the coordinator.
+public struct FetchStatus: Codable, Sendable, Equatable {
+    /// Since the worker started: bytes fetched, and bytes fetched plus still to fetch (equal when idle).
+    public var fetchedBytes: UInt64
+    public var totalBytes: UInt64
+    /// Bytes an earlier run fetched that were re-verified at start, and ones that failed and are fetched again.
+    public var verifiedAtStartBytes: UInt64
+    public var corruptAtStartBytes: UInt64
+
+    public init(fetchedBytes: UInt64, totalBytes: UInt64, verifiedAtStartBytes: UInt64 = 0, corruptAtStartBytes: UInt64 = 0) {
+        self.fetchedBytes = fetchedBytes
+        self.totalBytes = totalBytes
+        self.verifiedAtStartBytes = verifiedAtStartBytes
+        self.corruptAtStartBytes = corruptAtStartBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case fetchedBytes = "fetched_bytes"
+        case totalBytes = "total_bytes"
+        case verifiedAtStartBytes = "verified_at_start_bytes"
+        case corruptAtStartBytes = "corrupt_at_start_bytes"
     }
 }
 
@@ -72,10 +102,14 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     public var lastSeenSeconds: Double?
     /// What carries its data link: tcp, tls or shm (nil: not connected).
     public var transport: String?
+    /// Its weight fetch, for a worker without a local checkpoint (nil otherwise).
+    public var fetch: FetchStatus?
 
     public init(name: String, address: String, state: String, origin: String, experts: Int, expertBytes: UInt64,
-                memoryBytes: UInt64, cores: Int, loadShare: Double, lastSeenSeconds: Double?, transport: String? = nil) {
+                memoryBytes: UInt64, cores: Int, loadShare: Double, lastSeenSeconds: Double?, transport: String? = nil,
+                fetch: FetchStatus? = nil) {
         self.transport = transport
+        self.fetch = fetch
         self.name = name
         self.address = address
         self.state = state
@@ -89,7 +123,7 @@ public struct WorkerStatus: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, address, state, origin, experts, cores, transport
+        case name, address, state, origin, experts, cores, transport, fetch
         case expertBytes = "expert_bytes"
         case memoryBytes = "memory_bytes"
         case loadShare = "load_share"

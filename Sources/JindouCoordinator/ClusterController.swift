@@ -55,6 +55,8 @@ public actor ClusterController {
         var loadedBytes: UInt64
         var updating = false
         var pinging = false
+        /// A worker without a local checkpoint: its fetch, from its last heartbeat.
+        var fetch: FetchStatus?
         /// A dispatch to it failed; unreachable until a ping succeeds.
         var markedDown = false
 
@@ -199,6 +201,7 @@ public actor ClusterController {
         member.cores = request.cores
         member.memoryBytes = request.memoryBytes
         member.lastContact = .now
+        member.fetch = request.fetch
         // A restarted worker holds nothing yet; reconciliation gives it its shard back.
         member.loaded = []
         member.loadedBytes = 0
@@ -215,6 +218,7 @@ public actor ClusterController {
     public func heartbeat(_ request: HeartbeatRequest) async throws {
         guard var member = members[request.name] else { throw ClusterError.unknownWorker(request.name) }
         member.lastContact = .now
+        member.fetch = request.fetch
         if let endpoint = Endpoint(request.address), endpoint != member.address {
             member.address = endpoint
             await pool.register(name: request.name, endpoint: endpoint)
@@ -580,7 +584,7 @@ public actor ClusterController {
                     name: name, address: m.address.description, state: m.state, origin: m.origin, experts: m.loaded.count,
                     expertBytes: m.loadedBytes, memoryBytes: m.memoryBytes, cores: m.cores,
                     loadShare: Double(workerLoad[name] ?? 0) / Double(totalLoad),
-                    lastSeenSeconds: m.lastContact.map { (now - $0).seconds }, transport: transports[name])
+                    lastSeenSeconds: m.lastContact.map { (now - $0).seconds }, transport: transports[name], fetch: m.fetch)
             })
     }
 

@@ -116,7 +116,7 @@ public struct GGUFCheckpoint: WeightSource {
     public func modelDescription() throws -> ModelDescription { description }
 
     /// Where a request's bytes are: the GGUF tensor, its HF-order shape and file byte range.
-    private func locate(_ request: TensorRequest) throws -> (info: GGUFTensorInfo, shape: [Int], range: Range<Int>)? {
+    func locate(_ request: TensorRequest) throws -> (info: GGUFTensorInfo, shape: [Int], range: Range<Int>)? {
         guard request.rows == nil, let (name, slice) = GGUFTensorNames.gguf(
             for: request.name, textPrefix: description.textPrefix, architecture: description.architecture) else {
             throw GGUFError(path: path, reason: "Jindou has no GGUF tensor name for '\(request.name)'")

@@ -20,7 +20,7 @@ import ServiceLifecycle
 /// The coordinator's HTTP API: generation and the admin API (docs/admin-api.md).
 public enum CoordinatorAPI {
     public static func router(serving: ServingContext, controller: ClusterController?, secret: ClusterSecret?,
-                              metrics: PrometheusCollectorRegistry?) -> Hummingbird.Router<APIRequestContext> {
+                              metrics: PrometheusCollectorRegistry?, modelFiles: ModelFileServer? = nil) -> Hummingbird.Router<APIRequestContext> {
         let engine = serving.engine
         let router = Hummingbird.Router(context: APIRequestContext.self)
         router.add(middleware: RequestIdentity())
@@ -68,6 +68,8 @@ public enum CoordinatorAPI {
                 return try await generate(body.request, serving: serving)
             }
         }
+
+        modelFiles?.register(on: router)
 
         guard let controller else { return router }
         let admin = router.group("v1/admin")
@@ -235,12 +237,12 @@ public enum CoordinatorAPI {
     public static func application(
         serving: ServingContext, controller: ClusterController?, secret: ClusterSecret?, tls: NodeTLS? = nil,
         metrics: PrometheusCollectorRegistry? = nil, listen: Endpoint, services: [any Service] = [], waitReady: Bool = false,
-        limits: ConnectionLimits = .init(), logger: Logger
+        limits: ConnectionLimits = .init(), modelFiles: ModelFileServer? = nil, logger: Logger
     ) throws -> some ApplicationProtocol {
         let scheme = tls == nil ? "http" : "https"
         let http1 = HTTPServerBuilder.http1(configuration: .init(idleTimeout: limits.idleTimeout))
         return Application(
-            router: router(serving: serving, controller: controller, secret: secret, metrics: metrics),
+            router: router(serving: serving, controller: controller, secret: secret, metrics: metrics, modelFiles: modelFiles),
             server: try tls.map { try .tls(http1, tlsConfiguration: $0.serverConfiguration()) } ?? http1,
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "jindou",
                                  availableConnectionsDelegate: limits.maximumConnections.map { MaximumAvailableConnections($0, logger: logger) }),

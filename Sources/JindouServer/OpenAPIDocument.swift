@@ -1295,6 +1295,77 @@ public enum OpenAPIDocument {
     "summary": "A worker joins the cluster (jindoud worker --join)"
    }
   },
+  "/v1/node/manifest": {
+   "get": {
+    "operationId": "modelManifest",
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "properties": {
+          "entry": {"type": "string"},
+          "files": {
+           "items": {
+            "properties": {"name": {"type": "string"}, "prefix": {"type": "integer"}, "size": {"type": "integer"}},
+            "required": ["name", "size", "prefix"],
+            "type": "object"
+           },
+           "type": "array"
+          },
+          "fingerprint": {"type": "string"}
+         },
+         "required": ["fingerprint", "entry", "files"],
+         "type": "object"
+        }
+       }
+      },
+      "description": "The model's files: name, size and the leading bytes (header) a mirror copies"
+     },
+     "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     }
+    },
+    "summary": "Model files for workers without a local copy (jindoud worker --cache-dir); with --serve-model-files"
+   }
+  },
+  "/v1/node/files/{name}": {
+   "get": {
+    "operationId": "modelFileRange",
+    "parameters": [
+     {"in": "path", "name": "name", "required": true, "schema": {"type": "string"}},
+     {"in": "query", "name": "offset", "required": true, "schema": {"minimum": 0, "type": "integer"}},
+     {"in": "query", "name": "length", "required": true, "schema": {"maximum": 67108864, "minimum": 1, "type": "integer"}}
+    ],
+    "responses": {
+     "200": {
+      "content": {"application/octet-stream": {"schema": {"format": "binary", "type": "string"}}},
+      "description": "The bytes; their SHA-256 in the x-jindou-sha256 header",
+      "headers": {"x-jindou-sha256": {"schema": {"type": "string"}}}
+     },
+     "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "404": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": "No such file"},
+     "416": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": "Range outside the file or too long"}
+    },
+    "summary": "A byte range of one of the model's files"
+   }
+  },
   "/v1/chat/completions": {
    "post": {
     "operationId": "createChatCompletion",

@@ -39,6 +39,8 @@ public struct WorkerService: Service {
         public var rdmaDevice: String?
         /// `--handshake-timeout`: a connection must send HELLO this soon after it is accepted.
         public var handshakeTimeoutSeconds: Double = 0
+        /// `--cache-dir`: no local checkpoint; fetch the experts' bytes (`modelDirectory` is unused).
+        public var fetch: FetchOptions?
 
         public init(modelDirectory: String, listen: Endpoint, expertSpec: String? = nil, placementFile: String? = nil,
                     name: String? = nil, join: String? = nil, advertise: Endpoint? = nil, secret: ClusterSecret? = nil,
@@ -63,6 +65,24 @@ public struct WorkerService: Service {
         }
     }
 
+    /// Where a worker without a local checkpoint gets its weights.
+    public struct FetchOptions: Sendable {
+        /// The directory that keeps fetched weights across restarts.
+        public var cacheDirectory: String
+        /// The node serving the model's files (the coordinator: `--join`).
+        public var from: String
+        /// `--fetch-rate` (nil: unlimited).
+        public var bytesPerSecond: Double?
+        /// Largest piece asked for at once.
+        public var chunkBytes: Int
+        public init(cacheDirectory: String, from: String, bytesPerSecond: Double? = nil, chunkBytes: Int = 4 << 20) {
+            self.cacheDirectory = cacheDirectory
+            self.from = from
+            self.bytesPerSecond = bytesPerSecond
+            self.chunkBytes = chunkBytes
+        }
+    }
+
     public let state: WorkerState
     public let server: FrameServer
     let options: Options
@@ -76,7 +96,14 @@ public struct WorkerService: Service {
         case .auto: try? RDMADevices.require(named: options.rdmaDevice)
         case .tcp, .shm: nil
         }
-        let checkpoint = try openWeightSource(options.modelDirectory)
+        let checkpoint: any WeightSource
+        if let fetch = options.fetch {
+            let client = try AdminClient(fetch.from, token: options.secret?.token, timeoutSeconds: 120, tls: options.tls)
+            checkpoint = try await FetchedWeightSource.open(cacheDirectory: fetch.cacheDirectory, client: client,
+                                                            bytesPerSecond: fetch.bytesPerSecond, chunkBytes: fetch.chunkBytes, logger: logger)
+        } else {
+            checkpoint = try openWeightSource(options.modelDirectory)
+        }
         let description = try checkpoint.modelDescription()
         let server = try await FrameServer(endpoint: options.listen, maximumPayloadLength: options.maximumPayloadLength,
                                            tls: try options.tls?.serverContext(),
@@ -93,6 +120,7 @@ public struct WorkerService: Service {
         } else {
             keys = options.join == nil ? description.allExperts : []
         }
+        if let fetched = checkpoint as? FetchedWeightSource { try await fetched.ensure(keys, description: description) }
         let store = try ShardStore(description: description, checkpoint: checkpoint, initial: keys, prefault: options.prefault,
                                    expertFormat: options.expertFormat)
         let fingerprint = try checkpoint.fingerprint()
@@ -155,13 +183,15 @@ public struct WorkerService: Service {
         while !Task.isCancelled {
             do {
                 if !joined {
+                    var join = join
+                    join.fetch = state.fetchStatus
                     let response = try await client.post("v1/admin/workers/join", join, as: JoinResponse.self)
                     joined = true
                     interval = max(0.05, response.heartbeatSeconds)
                     logger.info("joined the coordinator", metadata: ["coordinator": "\(url)", "state": "\(response.state)"])
                 } else {
-                    _ = try await client.send("POST", "v1/admin/workers/heartbeat",
-                                              body: try JSONEncoder().encode(HeartbeatRequest(name: state.name, address: join.address)))
+                    let heartbeat = HeartbeatRequest(name: state.name, address: join.address, fetch: state.fetchStatus)
+                    _ = try await client.send("POST", "v1/admin/workers/heartbeat", body: try JSONEncoder().encode(heartbeat))
                 }
                 backoff = 0.25
                 try await Task.sleep(for: .seconds(interval))

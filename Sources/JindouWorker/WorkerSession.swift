@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import JindouAdmin
 import JindouModel
 import JindouPlacement
 import JindouTransport
@@ -57,11 +58,21 @@ public final class WorkerState: Sendable {
     }
 
     func load(_ keys: [ExpertKey], version: UInt64) async throws -> ExpertShard {
-        try await withCheckedThrowingContinuation { continuation in
+        // Without a local checkpoint, the new experts' bytes are fetched first.
+        if let fetched = store.checkpoint as? FetchedWeightSource { try await fetched.ensure(keys, description: description) }
+        return try await withCheckedThrowingContinuation { continuation in
             loadQueue.async {
                 continuation.resume(with: Result { try self.store.apply(keys, version: version) })
             }
         }
+    }
+
+    /// A worker without a local checkpoint: its fetch progress (nil otherwise).
+    var fetchStatus: FetchStatus? {
+        guard let fetched = store.checkpoint as? FetchedWeightSource else { return nil }
+        let p = fetched.progress.withLock { $0 }
+        return FetchStatus(fetchedBytes: p.fetchedBytes, totalBytes: p.totalBytes,
+                           verifiedAtStartBytes: p.verifiedAtStartBytes, corruptAtStartBytes: p.refetchedCorruptBytes)
     }
 
     /// Records a nonce; false if it was seen recently (a replay).

@@ -74,11 +74,22 @@ struct Status: AsyncParsableCommand {
         let status = try await cluster.call { try await $0.get("v1/admin/status", as: ClusterStatus.self) }
         if cluster.json { return try cluster.printJSON(status) }
         print("model \(status.model)  placement v\(status.placementVersion)\(status.stagedVersion.map { " (staging v\($0))" } ?? "")  replicas \(status.replicas)\(status.pinned ? "  pinned" : "")\(status.settled ? "" : "  (changing)")  experts served \(status.servedExperts)/\(status.totalExperts)")
-        print(table(["WORKER", "ADDRESS", "LINK", "STATE", "EXPERTS", "EXPERT MEM", "CAPACITY", "LOAD", "LAST SEEN"],
+        // FETCH: workers without a local checkpoint (`--cache-dir`), their current or last fetch.
+        let fetching = status.workers.contains { $0.fetch != nil }
+        print(table(["WORKER", "ADDRESS", "LINK", "STATE", "EXPERTS", "EXPERT MEM", "CAPACITY", "LOAD", "LAST SEEN"] + (fetching ? ["FETCH"] : []),
                     status.workers.map { w in
                         [w.name, w.address, w.transport ?? "-", w.state, String(w.experts), megabytes(w.expertBytes), megabytes(w.memoryBytes),
                          String(format: "%.1f%%", w.loadShare * 100), w.lastSeenSeconds.map { String(format: "%.1fs ago", $0) } ?? "never"]
+                            + (fetching ? [w.fetch.map(Self.describe) ?? "local copy"] : [])
                     }))
+    }
+
+    static func describe(_ fetch: FetchStatus) -> String {
+        guard fetch.totalBytes > 0 else { return "done" }
+        let share = Double(fetch.fetchedBytes) / Double(fetch.totalBytes) * 100
+        return fetch.fetchedBytes == fetch.totalBytes
+            ? "done (\(megabytes(fetch.totalBytes)))"
+            : String(format: "%.0f%% of ", share) + megabytes(fetch.totalBytes)
     }
 }
 

@@ -113,9 +113,16 @@ struct Coordinator: AsyncParsableCommand {
         } catch {
             throw DaemonError(error)
         }
+        let modelFiles: ModelFileServer?
+        do {
+            modelFiles = try servingOptions.modelFiles(model: model, authenticated: clusterSecret != nil || tls.node != nil, logger: logger)
+        } catch {
+            throw DaemonError(error)
+        }
         let app = try CoordinatorAPI.application(
             serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-            metrics: metricsRegistry, listen: listen, waitReady: waitReady, limits: servingOptions.connectionLimits, logger: logger)
+            metrics: metricsRegistry, listen: listen, waitReady: waitReady, limits: servingOptions.connectionLimits,
+            modelFiles: modelFiles, logger: logger)
         let group = ServiceGroup(services: [coordinator.controller, SchedulerService(serving.scheduler), app],
                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

@@ -125,6 +125,23 @@ struct ServingOptions: ParsableArguments {
                          maximumConnections: maxConnections > 0 ? maxConnections : nil)
     }
 
+    @Option(name: .customLong("serve-model-files"),
+            help: "Serve the model's files to workers started without a local copy (`jindoud worker --cache-dir`): auto (when --token-file or mutual TLS protects the API), yes, no.")
+    var serveModelFiles: String = "auto"
+
+    /// The model-file routes, if they are on (`--serve-model-files`).
+    func modelFiles(model: String, authenticated: Bool, logger: Logger) throws -> ModelFileServer? {
+        switch serveModelFiles {
+        case "no": return nil
+        case "auto" where !authenticated: return nil
+        default:
+            let files = try ModelFileServer(source: try openWeightSource(model))
+            logger.info("serving the model's files to workers without a local copy",
+                        metadata: ["files": "\(files.manifest.files.count)", "fingerprint": "\(files.manifest.fingerprint.prefix(12))"])
+            return files
+        }
+    }
+
     @Option(name: .customLong("allow-local-images"),
             help: "Let chat requests name image files inside this directory (default: only data: URLs; remote URLs are never fetched).")
     var allowLocalImages: String?
@@ -163,6 +180,7 @@ struct ServingOptions: ParsableArguments {
 
     func validate() throws {
         guard parseByteSize(kvCache) != nil else { throw ValidationError("--kv-cache: e.g. 4GiB") }
+        guard ["auto", "yes", "no"].contains(serveModelFiles) else { throw ValidationError("--serve-model-files must be auto, yes or no") }
         guard parseByteSize(maxImageBytes) != nil else { throw ValidationError("--max-image-bytes: e.g. 32MiB") }
         guard let requestBytes = parseByteSize(maxRequestBytes), requestBytes > 0, requestBytes <= UInt64(Int.max) else {
             throw ValidationError("--max-request-bytes: e.g. 64MiB")

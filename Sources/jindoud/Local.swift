@@ -98,7 +98,9 @@ struct Local: AsyncParsableCommand {
             serving = try servingOptions.context(engine: coordinator.engine, model: model, controller: coordinator.controller)
             app = try CoordinatorAPI.application(
                 serving: serving, controller: coordinator.controller, secret: clusterSecret, tls: tls.node,
-                metrics: metricsRegistry, listen: listen, waitReady: true, limits: servingOptions.connectionLimits, logger: logger)
+                metrics: metricsRegistry, listen: listen, waitReady: true, limits: servingOptions.connectionLimits,
+                modelFiles: try servingOptions.modelFiles(model: model, authenticated: clusterSecret != nil || tls.node != nil, logger: logger),
+                logger: logger)
         } catch {
             await coordinator.shutdown(logger: logger)
             processes.stopAll()

@@ -10,7 +10,10 @@ struct Worker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a shard of routed experts to a coordinator.",
         discussion: """
-            Loads only its experts from a local copy of the checkpoint.
+            Loads only its experts from a local copy of the checkpoint, or, with --cache-dir instead of
+            --model, fetches exactly its experts' bytes from the coordinator (which serves its model's
+            files with --token-file or --serve-model-files yes), verified by SHA-256, kept in the cache
+            directory, resumed after an interruption and re-verified at every start.
             With --join the worker registers with a coordinator, heartbeats, and holds whatever experts the
             coordinator assigns (it starts with none unless --experts is given).
             --experts: 'all', 'contiguous:I/N' or 'round-robin:I/N' (this worker is number I of N, from 0,
@@ -20,11 +23,21 @@ struct Worker: AsyncParsableCommand {
             Examples:
               jindoud worker --model /models/qwen3-30b --join http://10.0.0.1:8080 --listen 0.0.0.0:7070 --name box-0
               jindoud worker --model /models/qwen3-30b --listen 0.0.0.0:7070 --experts contiguous:0/3 --name box-0
+              jindoud worker --cache-dir /var/cache/jindou --join http://10.0.0.1:8080 --token-file /etc/jindou/token --name box-1
             """
     )
 
     @Option(help: "Checkpoint directory (config.json + safetensors) or GGUF file, a local copy.")
-    var model: String
+    var model: String?
+
+    @Option(name: .customLong("cache-dir"), help: "No local copy: fetch this worker's experts from the coordinator into this directory (instead of --model).")
+    var cacheDir: String?
+
+    @Option(name: .customLong("fetch-rate"), help: "Most bytes per second fetched with --cache-dir, e.g. 100MB (default: unlimited).")
+    var fetchRate: String?
+
+    @Option(name: .customLong("fetch-from"), help: "URL of the node serving the model's files for --cache-dir (default: the --join URL).")
+    var fetchFrom: String?
 
     @Option(help: "Address to accept coordinator connections on (port 0 picks a free port).")
     var listen: Endpoint = Endpoint(host: "0.0.0.0", port: 7070)
@@ -76,19 +89,31 @@ struct Worker: AsyncParsableCommand {
         if placement != nil && name == nil { throw ValidationError("--placement needs --name (the worker's name in the file)") }
         if let memoryLimit, parseByteSize(memoryLimit) == nil { throw ValidationError("--memory-limit: e.g. 48GiB, 512MB or bytes") }
         guard maxPayloadMB > 0 else { throw ValidationError("--max-payload-mb must be positive") }
+        switch (model, cacheDir) {
+        case (nil, nil): throw ValidationError("give --model (a local copy of the checkpoint) or --cache-dir (fetch the experts from the coordinator)")
+        case (_?, _?): throw ValidationError("give --model or --cache-dir, not both")
+        case (nil, _?):
+            guard fetchFrom ?? join != nil else { throw ValidationError("--cache-dir needs --join (or --fetch-from), the node to fetch the weights from") }
+        case (_?, nil):
+            guard fetchRate == nil && fetchFrom == nil else { throw ValidationError("--fetch-rate and --fetch-from go with --cache-dir") }
+        }
+        if let fetchRate, (parseByteSize(fetchRate) ?? 0) == 0 { throw ValidationError("--fetch-rate: bytes per second, e.g. 100MB") }
     }
 
     func run() async throws {
         let logger = daemon.bootstrapLogging(label: "jindou.worker")
         let service: WorkerService
         do {
-            var options = WorkerService.Options(modelDirectory: model, listen: listen, expertSpec: experts, placementFile: placement,
+            var options = WorkerService.Options(modelDirectory: model ?? "", listen: listen, expertSpec: experts, placementFile: placement,
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
                                memoryBytes: memoryLimit.flatMap(parseByteSize),
                                maximumPayloadLength: maxPayloadMB << 20, prefault: !daemon.noPrefault,
                                expertFormat: expertFormat.flatMap { BlockFormat(rawValue: $0.lowercased()) }, transport: transport,
                                rdmaDevice: rdmaDevice)
             options.handshakeTimeoutSeconds = handshakeTimeout
+            if let cacheDir, let from = fetchFrom ?? join {
+                options.fetch = .init(cacheDirectory: cacheDir, from: from, bytesPerSecond: fetchRate.flatMap(parseByteSize).map { Double($0) })
+            }
             service = try await WorkerService(options: options, logger: logger)
         } catch {
             throw DaemonError(error)

@@ -198,9 +198,11 @@ final class DaemonProcess: @unchecked Sendable {
         url = String(line.dropFirst("ready ".count))
     }
 
-    func stop() {
+    func kill(_ signal: Int32 = SIGTERM) {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        Foundation.kill(process.processIdentifier, signal)
         process.waitUntilExit()
     }
+
+    func stop() { kill(SIGTERM) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import JindouCoordinator
+import JindouModel
 import JindouServer
 import JindouServing
 import JindouTestSupport
@@ -25,9 +26,12 @@ struct OpenAPITests {
                                      text: try ServingText(directory: Fixtures.path(fixture), description: engine.description),
                                      modelName: fixture, maximumModelLength: 256)
         let router = CoordinatorAPI.router(serving: serving, controller: coordinator.controller, secret: nil,
-                                           metrics: PrometheusCollectorRegistry())
+                                           metrics: PrometheusCollectorRegistry(),
+                                           modelFiles: try ModelFileServer(source: try openWeightSource(Fixtures.path(fixture))))
         let registered = Set(router.routes.map { route in
-            let path = "\(route.path)"
+            // Hummingbird's `:name` parameters are OpenAPI's `{name}`.
+            let path = "\(route.path)".split(separator: "/", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }.joined(separator: "/")
             return "\(route.method.rawValue.uppercased()) \(path.hasPrefix("/") ? path : "/" + path)"
         })
 
