@@ -44,6 +44,9 @@ public final class FrameServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // A peer that half-closes after its last frame still gets every reply: the end of
+            // input ends the session loop, which closes once the replies are written.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: endpoint.host, port: endpoint.port) { child in
                 child.eventLoop.makeCompletedFuture {
                     if let tls {
