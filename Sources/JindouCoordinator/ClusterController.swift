@@ -205,12 +205,18 @@ public actor ClusterController {
         // A restarted worker holds nothing yet; reconciliation gives it its shard back.
         member.loaded = []
         member.loadedBytes = 0
+        // A worker process joins once, when it starts (afterwards it heartbeats), so a drained
+        // worker joining again was restarted: drain, stop, upgrade, start puts it back in
+        // service (docs/operations.md). To keep a host out, leave its worker stopped.
+        let undrained = !isNew && member.draining
+        member.draining = false
         if isNew { order.append(request.name) }
         members[request.name] = member
         await pool.register(name: request.name, endpoint: endpoint)
         try persist([.member(member.record)])
-        if isNew && !pinned { needsReplan = true }
-        logger.info(isNew ? "worker joined" : "worker rejoined", metadata: ["worker": "\(request.name)", "address": "\(endpoint)"])
+        if (isNew || undrained) && !pinned { needsReplan = true }
+        logger.info(isNew ? "worker joined" : undrained ? "drained worker restarted: back in service" : "worker rejoined",
+                    metadata: ["worker": "\(request.name)", "address": "\(endpoint)"])
         return JoinResponse(heartbeatSeconds: settings.heartbeat.seconds, state: member.state)
     }
 

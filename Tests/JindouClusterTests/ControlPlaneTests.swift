@@ -121,6 +121,11 @@ struct ControlPlaneTests {
         _ = try await client.post("v1/admin/drain", DrainRequest(worker: "w0"), as: PlacementChange.self)
         try await waitSettled(client, "w0 drained") { $0.workers.first { $0.name == "w0" }?.state == "drained" }
         workers[0].stop()
+        // ...and once started again (the maintenance cycle) it is back in service.
+        workers[0] = try joinWorker("w0", coordinator, token: token)
+        try await waitSettled(client, "restarted w0 back in service") {
+            $0.workers.first { $0.name == "w0" }.map { $0.state == "ready" && $0.experts > 0 } ?? false
+        }
 
         // (c) Rebalance from measured load.
         let dryRun = try await client.post("v1/admin/rebalance", RebalanceRequest(dryRun: true), as: PlacementChange.self)
