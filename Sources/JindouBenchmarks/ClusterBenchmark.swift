@@ -187,17 +187,21 @@ public struct ClusterBenchmark {
 }
 
 /// A `jindoud worker` child process.
-final class LaunchedWorker: @unchecked Sendable {
+public final class LaunchedWorker: @unchecked Sendable {
     // @unchecked: set once in init, then only signalled.
-    let process = Process()
-    let endpoint: Endpoint
+    public let process = Process()
+    public let endpoint: Endpoint
 
     /// `wrapper` runs first (e.g. `ip netns exec NS taskset -c 0`) with jindoud and its
     /// arguments appended.
-    init(jindoud: String, model: String, experts: String, name: String, listen: String = "127.0.0.1:0",
-         wrapper: [String] = [], extraArguments: [String] = []) throws {
+    public init(jindoud: String, model: String, experts: String, name: String, listen: String = "127.0.0.1:0",
+         wrapper: [String] = [], extraArguments: [String] = [], errorLog: String? = nil) throws {
         let arguments = ["worker", "--model", model, "--listen", listen, "--experts", experts, "--name", name,
                          "--log-level", "warning"] + extraArguments
+        if let errorLog {
+            _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: errorLog)
+        }
         if let command = wrapper.first {
             process.executableURL = URL(fileURLWithPath: command)
             process.arguments = Array(wrapper.dropFirst()) + [jindoud] + arguments
@@ -229,7 +233,7 @@ final class LaunchedWorker: @unchecked Sendable {
         return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
     }
 
-    func stop() {
+    public func stop() {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()

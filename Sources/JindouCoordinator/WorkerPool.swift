@@ -146,7 +146,7 @@ public actor WorkerPool {
             await link.close()
             throw ClusterError.workerRefused(
                 worker: endpoint.description,
-                reason: WireError.modelFingerprintMismatch(ours: fingerprint, theirs: welcome.modelFingerprint).description)
+                reason: WireError.modelFingerprintMismatch(ours: fingerprint, theirs: welcome.modelFingerprint.peerText(limit: 64)).description)
         }
         if let secret {
             let expected = secret.welcomeTag(nonce: hello.nonce, fingerprint: fingerprint, workerName: welcome.workerName)
@@ -248,7 +248,7 @@ public actor WorkerPool {
         if control, let known = entry.info { info.transport = known.transport }
         guard info.name == name else {
             await link.close()
-            throw ClusterError.workerRefused(worker: name, reason: "the worker at \(entry.endpoint) is now called '\(info.name)'")
+            throw ClusterError.workerRefused(worker: name, reason: "the worker at \(entry.endpoint) is now called '\(info.name.peerText())'")
         }
         entry = entries[name] ?? entry
         if control { entry.control = link } else { entry.data = link }

@@ -502,3 +502,16 @@ public enum ShardMessage {
         return spec
     }
 }
+
+extension String {
+    /// A peer-supplied string as it may appear in logs and error messages: control characters
+    /// escaped, at most `limit` characters (a HELLO's 100 kB name must not become a 100 kB log line).
+    public func peerText(limit: Int = 80) -> String {
+        var out = ""
+        for scalar in unicodeScalars.prefix(limit) {
+            out += scalar.properties.generalCategory == .control ? scalar.escaped(asASCII: true) : String(scalar)
+        }
+        let count = unicodeScalars.count
+        return count > limit ? out + "…(\(utf8.count) bytes)" : out
+    }
+}

@@ -9,7 +9,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, PrefixCacheBench.self, StructuredOutputBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, PrefixCacheBench.self, StructuredOutputBench.self, FuzzBench.self]
     )
 }
 
@@ -506,4 +506,168 @@ private func benchmarkEnvironment() -> (Logger, String) {
     let jindoud = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         .appendingPathComponent("jindoud").path
     return (logger, jindoud)
+}
+
+struct FuzzBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuzz",
+        abstract: "Mutated and random frames at a worker, or misbehaving workers at a coordinator; counts crashes, hangs, bad replies.",
+        discussion: """
+            --against worker (default): starts a `jindoud worker` (all experts, a cluster secret) unless --target names a
+            running one, then sends --cases connections, each random bytes, a mutated HELLO, or a valid HELLO and 1…8
+            mutated frames of every kind. Every reply must be a frame a worker sends (ERRORs with defined codes); the
+            worker must close each connection within --timeout of the half-close and pass a HELLO/PING health check
+            every --health-every cases; at the end a valid SHARD_UPDATE and exact DISPATCHes must still work. Case i
+            replays alone with --first-case i --cases 1.
+            --against coordinator: starts a real worker and a `jindoud coordinator` pinned to it, joins --fake-workers
+            fake workers through the node-facing HTTP routes and, for --seconds, answers every connection the
+            coordinator opens to them with mutated WELCOMEs and replies, while chat completions must all succeed.
+              jindouctl bench fuzz --model Tests/Fixtures/qwen3-moe-tiny --cases 300000
+              jindouctl bench fuzz --model Tests/Fixtures/qwen3-moe-tiny --against coordinator --seconds 600
+            Writes the 'fuzz' (or 'fuzz-coordinator') section of --out and the JSON results; exits 1 if anything failed.
+            """
+    )
+
+    @Option(help: "Checkpoint directory or GGUF file (the worker's --model).") var model: String
+    @Option(help: "worker or coordinator.") var against: String = "worker"
+    @Option(help: "Connections (cases) to run against a worker (300000 send over 10^6 fuzzed frames).") var cases: Int = 300_000
+    @Option(name: .customLong("first-case"), help: "Index of the first case (to replay one).") var firstCase: Int = 0
+    @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: "Concurrent connections (against a worker).") var lanes: Int = 2
+    @Option(help: "Seconds the worker has to close a connection after the half-close.") var timeout: Int = 10
+    @Option(name: .customLong("health-every"), help: "Cases between health checks.") var healthEvery: Int = 5000
+    @Option(help: "Seconds to run against a coordinator.") var seconds: Double = 600
+    @Option(name: .customLong("fake-workers"), help: "Fake workers joined to the coordinator.") var fakeWorkers: Int = 32
+    @Option(help: "A running worker, host:port (default: start one).") var target: String?
+    @Option(name: .customLong("token-file"), help: "The running worker's cluster secret (with --target).") var tokenFile: String?
+    @Option(help: "Markdown file to update.") var out: String = "docs/reliability.md"
+    @Option(help: "JSON results file (default: docs/reliability/fuzz.json or fuzz-coordinator.json).") var json: String?
+    @Option(name: .customLong("log-dir"), help: "Where the started processes' logs go.") var logDirectory: String = "/tmp"
+
+    func validate() throws {
+        guard cases >= 1, firstCase >= 0, lanes >= 1, timeout >= 1, healthEvery >= 1, seconds > 0, fakeWorkers >= 1 else {
+            throw ValidationError("--cases, --lanes, --timeout, --health-every, --seconds and --fake-workers must be positive, --first-case ≥ 0")
+        }
+        guard against == "worker" || against == "coordinator" else { throw ValidationError("--against: worker or coordinator") }
+        if let target, Endpoint(target) == nil { throw ValidationError("--target: expected host:port") }
+        if target != nil && against != "worker" { throw ValidationError("--target goes with --against worker") }
+        if tokenFile != nil && target == nil { throw ValidationError("--token-file goes with --target") }
+    }
+
+    func run() throws {
+        do {
+            let report: (markdown: String, passed: Bool)
+            if against == "worker" {
+                report = try fuzzWorker()
+                try BenchmarkReport.replaceSection(named: "fuzz", in: out, with: report.markdown)
+            } else {
+                report = try fuzzCoordinator()
+                try BenchmarkReport.replaceSection(named: "fuzz-coordinator", in: out, with: report.markdown)
+            }
+            print(report.markdown)
+            if !report.passed { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw CLIError(error)
+        }
+    }
+
+    /// A fresh cluster secret in a scratch directory: (secret, token file).
+    func scratchSecret() throws -> (ClusterSecret, String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jindou-fuzz-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let token = ClusterSecret.generate()
+        let path = directory.appendingPathComponent("token").path
+        FileManager.default.createFile(atPath: path, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
+        return (try ClusterSecret(token: token), path)
+    }
+
+    func fuzzWorker() throws -> (markdown: String, passed: Bool) {
+        var worker: LaunchedWorker?
+        defer { worker?.stop() }
+        let endpoint: Endpoint
+        let secret: ClusterSecret?
+        if let target {
+            endpoint = Endpoint(target)!
+            secret = try tokenFile.map { try ClusterSecret(contentsOfFile: $0) }
+        } else {
+            let (scratch, tokenPath) = try scratchSecret()
+            defer { try? FileManager.default.removeItem(atPath: (tokenPath as NSString).deletingLastPathComponent) }
+            secret = scratch
+            let (_, jindoud) = benchmarkEnvironment()
+            let launched = try LaunchedWorker(jindoud: jindoud, model: model, experts: "all", name: "fuzz-target",
+                                              extraArguments: ["--token-file", tokenPath], errorLog: logDirectory + "/jindou-fuzz-worker.log")
+            worker = launched
+            endpoint = launched.endpoint
+        }
+        let fuzzer = try FrameFuzzer(options: .init(target: endpoint, cases: cases, firstCase: firstCase, seed: seed, lanes: lanes,
+                                                    secret: secret, replyTimeoutSeconds: timeout, healthEvery: healthEvery,
+                                                    workerPID: worker?.process.processIdentifier), model: model)
+        let report = try fuzzer.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        try BenchmarkReport.writeJSON(report, to: json ?? "docs/reliability/fuzz.json")
+        return (report.markdown, report.passed)
+    }
+
+    func fuzzCoordinator() throws -> (markdown: String, passed: Bool) {
+        let (secret, tokenPath) = try scratchSecret()
+        let scratch = (tokenPath as NSString).deletingLastPathComponent
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let (_, jindoud) = benchmarkEnvironment()
+        let worker = try LaunchedWorker(jindoud: jindoud, model: model, experts: "all", name: "real",
+                                        extraArguments: ["--token-file", tokenPath], errorLog: logDirectory + "/jindou-fuzz-real-worker.log")
+        defer { worker.stop() }
+        let experts = try openWeightSource(model).modelDescription().expertCount
+        let placement = scratch + "/placement.json"
+        try Data(#"{"version": 1, "workers": ["real"], "shards": [{"worker": "real", "experts": "0-\#(experts - 1)"}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: placement))
+        let coordinator = try LaunchedCoordinator(jindoud: jindoud, arguments: [
+            "coordinator", "--model", model, "--listen", "127.0.0.1:0", "--workers", worker.endpoint.description, "--placement", placement,
+            "--token-file", tokenPath, "--heartbeat", "0.1", "--unreachable-after", "1", "--gone-after", "100000", "--log-level", "error",
+        ], errorLog: logDirectory + "/jindou-fuzz-coordinator.log")
+        defer { coordinator.stop() }
+        let frames = try FrameFuzzer(options: .init(target: worker.endpoint, cases: 0, seed: seed, secret: secret), model: model)
+        let name = URL(fileURLWithPath: model).lastPathComponent
+        let fuzzer = CoordinatorFuzzer(options: .init(coordinator: coordinator.endpoint, secret: secret, fakeWorkers: fakeWorkers, seconds: seconds,
+                                                      seed: seed, servedModelName: name, coordinatorPID: coordinator.process.processIdentifier),
+                                       frames: frames)
+        let report = try fuzzer.run { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        try BenchmarkReport.writeJSON(report, to: json ?? "docs/reliability/fuzz-coordinator.json")
+        return (report.markdown, report.passed)
+    }
+}
+
+/// A `jindoud coordinator` child process, ready once it printed `ready URL`.
+final class LaunchedCoordinator {
+    let process = Process()
+    let endpoint: Endpoint
+
+    init(jindoud: String, arguments: [String], errorLog: String) throws {
+        process.executableURL = URL(fileURLWithPath: jindoud)
+        process.arguments = arguments
+        _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: errorLog)
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        var line: [UInt8] = []
+        while true {
+            let byte = stdout.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
+            line += byte
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("ready "), let endpoint = Endpoint(String(text.dropFirst(6))) else {
+            process.terminate()
+            throw CLIError(message: "the coordinator did not start: '\(text)' (log: \(errorLog))")
+        }
+        self.endpoint = endpoint
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import JindouBenchmarks
 import JindouModel
+import JindouTransport
 import JindouTestSupport
 import JindouWire
 import Testing
@@ -71,6 +73,85 @@ struct FuzzTests {
         print("fuzz: \(frames) frames, \(replies) replies, \(closes) closed connections")
         #expect(replies > 100 && closes > 100)
         try faults.expectHealthy(worker)
+    }
+}
+
+/// `jindouctl bench fuzz`'s engine, briefly: a secret-protected worker must pass it, and a
+/// peer that answers garbage and never closes must fail it (so the judge can fail).
+@Suite("Frame fuzzer", .serialized)
+struct FrameFuzzerTests {
+    @Test func aWorkerPassesAShortFuzzRun() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jindou-fuzz-test-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let token = ClusterSecret.generate()
+        let tokenFile = directory.appendingPathComponent("token").path
+        FileManager.default.createFile(atPath: tokenFile, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
+        let worker = try WorkerProcess(fixture: "qwen3-moe-tiny", name: "fuzz-bench", extraArguments: ["--token-file", tokenFile])
+        defer { worker.stop() }
+        let seed = UInt64.random(in: 1...UInt64.max)
+        let fuzzer = try FrameFuzzer(options: .init(target: worker.endpoint, cases: 1500, seed: seed, lanes: 2, secret: try ClusterSecret(token: token),
+                                                    healthEvery: 500, workerPID: worker.process.processIdentifier),
+                                     model: Fixtures.path("qwen3-moe-tiny"))
+        let report = try fuzzer.run { _ in }
+        #expect(report.passed, "seed \(seed): undefined \(report.undefinedReplyExamples), hangs \(report.hangExamples), health \(report.failedHealthChecks), final exact \(report.finalDispatchesExact) (\(report.finalDispatchMaxDifference))")
+        // The cases reach past the handshake: the worker computed combines and refused bad frames by code.
+        #expect((report.repliesByKind["combine"] ?? 0) > 0 && (report.repliesByKind["welcome"] ?? 0) > 0, "\(report.repliesByKind)")
+        #expect(report.errorCodes.count >= 4, "\(report.errorCodes)")
+        #expect(report.framesSent > report.cases)
+    }
+
+    @Test func aPeerThatAnswersGarbageAndNeverClosesFails() throws {
+        let listener = try GarbagePeer()
+        defer { listener.stop() }
+        let fuzzer = try FrameFuzzer(options: .init(target: listener.endpoint, cases: 4, seed: 3, lanes: 1, secret: nil, replyTimeoutSeconds: 1,
+                                                    healthEvery: 1000),
+                                     model: Fixtures.path("qwen3-moe-tiny"))
+        let report = try fuzzer.run { _ in }
+        #expect(!report.passed)
+        #expect(report.hangs == 4 && report.undefinedReplies >= 1 && report.failedHealthChecks == 1, "\(report.hangs) \(report.undefinedReplies) \(report.failedHealthChecks)")
+    }
+}
+
+/// Accepts connections and answers each with bytes that are no frame, keeping it open.
+final class GarbagePeer: @unchecked Sendable {
+    // @unchecked: the descriptor is set once; connections are only appended under the lock.
+    let endpoint: Endpoint
+    private let fd: Int32
+    private var connections: [Int32] = []
+    private let lock = NSLock()
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else { throw HarnessError("cannot listen") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        endpoint = Endpoint(host: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port)))
+        Thread.detachNewThread { [self] in
+            while true {
+                let connection = accept(fd, nil, nil)
+                if connection < 0 { return }
+                lock.withLock { connections.append(connection) }
+                let garbage: [UInt8] = [3, 0, 0, 0, 0xFF, 0xFF, 0xFF]
+                _ = garbage.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+        }
+    }
+
+    func stop() {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+        lock.withLock { for connection in connections { close(connection) } }
     }
 }
 
