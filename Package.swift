@@ -200,6 +200,7 @@ let package = Package(
             dependencies: [
                 "JindouAdmin", "JindouModel", "JindouNumerics", "JindouPlacement", "JindouTransport", "JindouWire",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -223,6 +224,7 @@ let package = Package(
             name: "JindouServer",
             dependencies: [
                 "JindouAdmin", "JindouCoordinator", "JindouModel", "JindouServing", "JindouTokenizer", "JindouTemplates", "JindouOutputParsing", "JindouGrammar",
+                "JindouWorker",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

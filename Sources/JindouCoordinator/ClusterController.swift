@@ -73,6 +73,8 @@ public actor ClusterController {
     /// The serving-time bias the dispatch path routes with (nil unless `--balance-bias`).
     public let servingBias: ServingBias?
     private var lastBiasUpdate: ContinuousClock.Instant?
+    private let servedExpertsGauge = Gauge(label: "jindou_experts_served")
+    private let totalExpertsGauge = Gauge(label: "jindou_experts_total")
     private var lastBiasPersist = ContinuousClock.now
     private var persistedBias: [Int: [Float]] = [:]
     let settings: Settings
@@ -287,6 +289,10 @@ public actor ClusterController {
         for name in order {
             Gauge(label: "jindou_worker_live", dimensions: [("worker", name)]).record(isLive(members[name]) ? 1 : 0)
         }
+        // What /ready judges, for alerts: (layer, expert) pairs held by a live worker of the routing table.
+        let readiness = readiness()
+        servedExpertsGauge.record(readiness.servedExperts ?? 0)
+        totalExpertsGauge.record(readiness.totalExperts ?? 0)
         balanceTick(now: now)
     }
 

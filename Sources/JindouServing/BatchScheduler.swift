@@ -141,6 +141,7 @@ public actor BatchScheduler {
     private let queueDepth = Gauge(label: "jindou_queue_depth")
     private let runningGauge = Gauge(label: "jindou_running_sequences")
     private let kvReserved = Gauge(label: "jindou_kv_cache_reserved_bytes")
+    private let kvBudget = Gauge(label: "jindou_kv_cache_budget_bytes")
     private var prefixCache = PrefixCache()
     private var prefixLookedUp = 0, prefixHit = 0
     private let prefixQueries = Counter(label: "jindou_prefix_cache_query_tokens_total")
@@ -259,6 +260,7 @@ public actor BatchScheduler {
         queueDepth.record(waiting.count)
         runningGauge.record(running.count)
         kvReserved.record(reservedBytes)
+        kvBudget.record(options.kvCacheBudgetBytes)
     }
 
     /// Prompts with images are not cached (their rows depend on the pixels), nor are prefixes

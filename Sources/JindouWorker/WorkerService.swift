@@ -132,6 +132,7 @@ public struct WorkerService: Service {
         self.server = server
         self.options = options
         self.logger = logger
+        state.recordShard()
         logger.info("worker loaded", metadata: [
             "name": "\(name)", "experts": "\(keys.count)", "expert_bytes": "\(store.shard.byteCount)", "listen": "\(bound)",
             "kernels": "\(KernelDispatch.active.name)", "rdma": "\(rdma.map { "\($0.name) port \($0.port ?? 0)" } ?? "none")",
@@ -178,6 +179,7 @@ public struct WorkerService: Service {
         let join = JoinRequest(name: state.name, address: advertisedAddress, cores: state.cores,
                                memoryBytes: state.memoryBytes, fingerprint: state.fingerprint)
         var joined = false
+        state.recordContact(joined: false, error: "joining")
         var interval = 1.0
         var backoff = 0.25
         while !Task.isCancelled {
@@ -187,11 +189,13 @@ public struct WorkerService: Service {
                     join.fetch = state.fetchStatus
                     let response = try await client.post("v1/admin/workers/join", join, as: JoinResponse.self)
                     joined = true
+                    state.recordContact(joined: true)
                     interval = max(0.05, response.heartbeatSeconds)
                     logger.info("joined the coordinator", metadata: ["coordinator": "\(url)", "state": "\(response.state)"])
                 } else {
                     let heartbeat = HeartbeatRequest(name: state.name, address: join.address, fetch: state.fetchStatus)
                     _ = try await client.send("POST", "v1/admin/workers/heartbeat", body: try JSONEncoder().encode(heartbeat))
+                    state.recordContact(joined: true)
                 }
                 backoff = 0.25
                 try await Task.sleep(for: .seconds(interval))
@@ -200,7 +204,9 @@ public struct WorkerService: Service {
             } catch AdminClientError.status(let code, let message) where code == 404 {
                 logger.notice("coordinator does not know this worker; joining again", metadata: ["reason": "\(message)"])
                 joined = false
+                state.recordContact(joined: false, error: "joining again: \(message)")
             } catch {
+                state.recordContact(joined: false, error: "\(error)")
                 if joined { logger.warning("heartbeat failed", metadata: ["error": "\(error)"]) }
                 else { logger.warning("join failed", metadata: ["error": "\(error)"]) }
                 if case AdminClientError.status(let code, _)? = error as? AdminClientError, code == 401 || code == 409 {

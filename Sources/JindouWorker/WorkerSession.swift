@@ -6,6 +6,7 @@ import JindouPlacement
 import JindouTransport
 import JindouWire
 import Logging
+import Metrics
 import Synchronization
 
 /// What a worker serves: its (replaceable) experts, the model they belong to, and how it
@@ -30,6 +31,15 @@ public final class WorkerState: Sendable {
     let loadQueue = DispatchQueue(label: "jindou.worker.load")
     /// Recent HELLO nonces: a replayed handshake is refused.
     private let seenNonces = Mutex<[Data]>([])
+    /// What `/ready` judges: shard loads under way and, with --join, whether the coordinator
+    /// accepted the last join or heartbeat (nil without --join).
+    private let progress = Mutex<(loads: Int, joined: Bool?, joinError: String?)>((0, nil, nil))
+    let dispatches = Counter(label: "jindou_node_dispatches_total")
+    let refusedFrames = Counter(label: "jindou_node_refused_frames_total")
+    let computeSeconds = Metrics.Timer(label: "jindou_node_compute_seconds", preferredDisplayUnit: .seconds)
+    let expertsGauge = Gauge(label: "jindou_node_experts")
+    let expertBytesGauge = Gauge(label: "jindou_node_expert_bytes")
+    let loadsGauge = Gauge(label: "jindou_node_shard_loads_in_progress")
 
     public init(name: String, description: ModelDescription, fingerprint: String, store: ShardStore,
                 secret: ClusterSecret?, cores: Int, memoryBytes: UInt64, acceptsSharedMemory: Bool = true,
@@ -58,6 +68,11 @@ public final class WorkerState: Sendable {
     }
 
     func load(_ keys: [ExpertKey], version: UInt64) async throws -> ExpertShard {
+        loadsGauge.record(progress.withLock { $0.loads += 1; return $0.loads })
+        defer {
+            loadsGauge.record(progress.withLock { $0.loads -= 1; return $0.loads })
+            recordShard()
+        }
         // Without a local checkpoint, the new experts' bytes are fetched first.
         if let fetched = store.checkpoint as? FetchedWeightSource { try await fetched.ensure(keys, description: description) }
         return try await withCheckedThrowingContinuation { continuation in
@@ -65,6 +80,35 @@ public final class WorkerState: Sendable {
                 continuation.resume(with: Result { try self.store.apply(keys, version: version) })
             }
         }
+    }
+
+    /// The shard's size in the gauges.
+    func recordShard() {
+        let shard = store.shard
+        expertsGauge.record(shard.experts.count)
+        expertBytesGauge.record(shard.byteCount)
+    }
+
+    /// With --join: the outcome of the last join or heartbeat.
+    func recordContact(joined: Bool, error: String? = nil) {
+        progress.withLock {
+            $0.joined = joined
+            $0.joinError = error
+        }
+    }
+
+    /// `/ready` of the worker's HTTP port: its node port serves, no shard load is under way
+    /// (the experts it was given are mapped; without a local checkpoint, fetched) and, with
+    /// --join, the coordinator accepted its last join or heartbeat.
+    public func readiness() -> WorkerReadiness {
+        let (loads, joined, joinError) = progress.withLock { $0 }
+        let shard = store.shard
+        var reasons: [String] = []
+        if loads > 0 { reasons.append("\(loads) shard update(s) loading") }
+        if joined == false { reasons.append("not joined to the coordinator" + (joinError.map { ": \($0)" } ?? "")) }
+        return WorkerReadiness(ready: reasons.isEmpty, reason: reasons.isEmpty ? nil : reasons.joined(separator: "; "), name: name,
+                               experts: shard.experts.count, expertBytes: shard.byteCount, shardVersion: store.shardVersion,
+                               joined: joined, fetch: fetchStatus)
     }
 
     /// A worker without a local checkpoint: its fetch progress (nil otherwise).
@@ -111,6 +155,7 @@ public struct WorkerSession: FrameSession {
     public mutating func handle(_ event: InboundFrame) async -> SessionAction {
         switch event {
         case .invalid(let failure):
+            state.refusedFrames.increment()
             logger.warning("bad frame", metadata: ["error": "\(failure.error)"])
             let reply = ErrorMessage(failure.error, requestID: failure.requestID ?? 0).frame()
             // A version mismatch before the handshake is a refused handshake.
@@ -153,19 +198,19 @@ public struct WorkerSession: FrameSession {
         if let secret = state.secret {
             let expected = secret.helloTag(nonce: hello.nonce, fingerprint: hello.modelFingerprint, coordinatorName: hello.coordinatorName)
             guard hello.nonce.count >= 16, ClusterSecret.matches(expected, hello.authTag), state.acceptNonce(hello.nonce) else {
-                logger.error("refused unauthenticated coordinator", metadata: ["coordinator": "\(hello.coordinatorName)"])
+                logger.error("refused unauthenticated coordinator", metadata: ["coordinator": "\(hello.coordinatorName.peerText())"])
                 return .replyAndClose(ErrorMessage(
                     code: .unauthenticated, message: "handshake refused: not signed with this cluster's secret (or replayed)",
                     requestID: frame.requestID).frame())
             }
         }
         guard hello.modelFingerprint == state.fingerprint else {
-            let error = WireError.modelFingerprintMismatch(ours: state.fingerprint, theirs: hello.modelFingerprint)
-            logger.error("refused coordinator", metadata: ["coordinator": "\(hello.coordinatorName)", "error": "\(error)"])
+            let error = WireError.modelFingerprintMismatch(ours: state.fingerprint, theirs: hello.modelFingerprint.peerText(limit: 64))
+            logger.error("refused coordinator", metadata: ["coordinator": "\(hello.coordinatorName.peerText())", "error": "\(error)"])
             return .replyAndClose(ErrorMessage(error, requestID: frame.requestID).frame())
         }
         phase = .ready
-        logger.info("coordinator connected", metadata: ["coordinator": "\(hello.coordinatorName)"])
+        logger.info("coordinator connected", metadata: ["coordinator": "\(hello.coordinatorName.peerText())"])
         let shard = state.store.shard
         let tag = state.secret?.welcomeTag(nonce: hello.nonce, fingerprint: state.fingerprint, workerName: state.name) ?? Data()
         let welcome = WelcomeMessage(
@@ -179,6 +224,7 @@ public struct WorkerSession: FrameSession {
     private func dispatch(_ frame: Frame) async -> SessionAction {
         let id = frame.requestID
         func refuse(_ code: ErrorCode, _ message: String) -> SessionAction {
+            state.refusedFrames.increment()
             logger.warning("refused dispatch", metadata: ["request": "\(id)", "error": "\(message)"])
             return .reply(ErrorMessage(code: code, message: message, requestID: id).frame())
         }
@@ -202,6 +248,8 @@ public struct WorkerSession: FrameSession {
             let start = ContinuousClock.now
             let output = try await state.compute(message, shard: shard)
             let nanoseconds = UInt64(max(0, (ContinuousClock.now - start).nanoseconds))
+            state.dispatches.increment()
+            state.computeSeconds.recordNanoseconds(Int64(nanoseconds))
             return .reply(CombineMessage(requestID: id, layer: message.layer, hiddenSize: message.hiddenSize,
                                          dtype: message.dtype.combineDType, output: output, computeNanoseconds: nanoseconds).frame())
         } catch {
@@ -281,5 +329,24 @@ public struct WorkerSession: FrameSession {
             logger.error("shard update failed", metadata: ["error": "\(error)"])
             return .reply(ErrorMessage(code: .loadFailed, message: "\(error)", requestID: id).frame())
         }
+    }
+}
+
+/// A worker's `/ready` answer.
+public struct WorkerReadiness: Codable, Sendable {
+    public var ready: Bool
+    public var reason: String?
+    public var name: String
+    public var experts: Int
+    public var expertBytes: Int
+    public var shardVersion: UInt64
+    /// nil without --join.
+    public var joined: Bool?
+    public var fetch: FetchStatus?
+
+    enum CodingKeys: String, CodingKey {
+        case ready, reason, name, experts, joined, fetch
+        case expertBytes = "expert_bytes"
+        case shardVersion = "shard_version"
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import JindouWire
 
 /// `jindouctl`: the admin and user CLI for Jindou.
 @main
@@ -11,6 +12,7 @@ struct Jindouctl: AsyncParsableCommand {
             $JINDOU_TOKEN_FILE when the cluster has a secret). generate runs in-process with --model DIR.
             Errors go to stderr with a non-zero exit status; --json prints one JSON object.
             """,
+        version: JindouRelease.description,
         subcommands: [Status.self, Shards.self, Scale.self, Drain.self, Rebalance.self, Verify.self, Load.self,
                       Generate.self, Chat.self, Tokenize.self, Inspect.self, Synth.self, Quantize.self, Bench.self, Certs.self, Balance.self, Link.self, WireCaseCommand.self]
     )

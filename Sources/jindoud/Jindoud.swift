@@ -8,6 +8,7 @@ struct Jindoud: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jindoud",
         abstract: "Jindou daemons: a coordinator, expert workers, or a whole local cluster.",
+        version: JindouRelease.description,
         subcommands: [Worker.self, Coordinator.self, Local.self]
     )
 
@@ -229,6 +230,14 @@ struct ServingOptions: ParsableArguments {
 /// Prometheus metrics for the process (`GET /metrics`).
 let metricsRegistry: PrometheusCollectorRegistry = {
     let registry = PrometheusCollectorRegistry()
-    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    var factory = PrometheusMetricsFactory(registry: registry)
+    // Dispatch round trips and expert computations take tens of microseconds to milliseconds,
+    // time to first token up to a minute: the library's default buckets start at 5 ms.
+    factory.defaultDurationHistogramBuckets = [
+        .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+    ]
+    MetricsSystem.bootstrap(factory)
     return registry
 }()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import JindouCommandLine
 import JindouNumerics
+import JindouServer
 import JindouTransport
 import JindouWire
 import JindouWorker
@@ -77,12 +78,16 @@ struct Worker: AsyncParsableCommand {
             help: "Seconds a new connection has to send its HELLO before it is closed (0, the default: no limit).")
     var handshakeTimeout: Double = 0
 
+    @Option(help: "Address for the worker's HTTP port: GET /health, /ready (shard mapped, joined) and /metrics, e.g. 0.0.0.0:7071 (default: none).")
+    var http: String?
+
     @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
     var rdmaDevice: String?
 
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        if let http, Endpoint(http) == nil { throw ValidationError("--http: expected host:port, e.g. 0.0.0.0:7071") }
         if let expertFormat, !(BlockFormat(rawValue: expertFormat.lowercased())?.canQuantize ?? false) {
             throw ValidationError("--expert-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
         }
@@ -102,7 +107,9 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         let logger = daemon.bootstrapLogging(label: "jindou.worker")
+        _ = metricsRegistry  // bootstrap metrics before the worker creates its counters
         let service: WorkerService
+        let httpApplication: (any Service)?
         do {
             var options = WorkerService.Options(modelDirectory: model ?? "", listen: listen, expertSpec: experts, placementFile: placement,
                                name: name, join: join, advertise: advertise, secret: try secret.load(logger: logger), tls: tls.node,
@@ -115,11 +122,16 @@ struct Worker: AsyncParsableCommand {
                 options.fetch = .init(cacheDirectory: cacheDir, from: from, bytesPerSecond: fetchRate.flatMap(parseByteSize).map { Double($0) })
             }
             service = try await WorkerService(options: options, logger: logger)
+            httpApplication = try http.map { address in
+                try WorkerHTTP.application(state: service.state, secret: options.secret, tls: tls.node, metrics: metricsRegistry,
+                                           listen: Endpoint(address)!, logger: logger)
+            }
         } catch {
             throw DaemonError(error)
         }
         announceReadyLine(service.url)
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let group = ServiceGroup(services: [service] + (httpApplication.map { [$0] } ?? []),
+                                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import JindouAdmin
 import JindouModel
 import JindouTestSupport
+import JindouWire
 import Testing
 
 /// `/health` is liveness, `/ready` is readiness, requests that arrive before the first
@@ -113,5 +114,50 @@ struct ReadinessTests {
         }
         let (status, reply) = try await cluster.post("v1/completions", #"{"model": "qwen3-moe-tiny", "prompt": [1, 2, 3], "max_tokens": 2}"#)
         #expect(status == 200, "\(reply)")
+    }
+
+    /// A worker's HTTP port: /health is liveness, /ready waits for its join and its shard,
+    /// /metrics needs the secret and counts what it computed.
+    @Test func workerHTTPPortReportsLivenessReadinessAndMetrics() async throws {
+        let token = ClusterSecret.generate()
+        let tokenFile = NSTemporaryDirectory() + "jindou-token-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: tokenFile, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+
+        // Joining a coordinator that is not there: alive, not ready, and /ready says why.
+        let lonelyPort = try freePort()
+        let lonely = try WorkerProcess(fixture: fixture, experts: nil, name: "lonely", extraArguments: [
+            "--join", "http://127.0.0.1:\(try freePort())", "--token-file", tokenFile, "--http", "127.0.0.1:\(lonelyPort)"])
+        defer { lonely.stop() }
+        let lonelyClient = try AdminClient("http://127.0.0.1:\(lonelyPort)", timeoutSeconds: 10)
+        try await eventually(.seconds(30), "lonely worker's HTTP port") { (try? await get(lonelyClient, "health").0) == 200 }
+        let (lonelyStatus, lonelyReady) = try await get(lonelyClient, "ready")
+        #expect(lonelyStatus == 503 && lonelyReady["ready"] as? Bool == false, "\(lonelyReady)")
+        #expect((lonelyReady["reason"] as? String)?.contains("not joined to the coordinator") == true, "\(lonelyReady)")
+
+        // Joined to a real coordinator: ready once the coordinator accepted it; metrics behind the secret.
+        let coordinator = try CoordinatorProcess(fixture: fixture, arguments: timing + ["--token-file", tokenFile])
+        defer { coordinator.stop() }
+        let port = try freePort()
+        let worker = try WorkerProcess(fixture: fixture, experts: nil, name: "w0", extraArguments: [
+            "--join", coordinator.url, "--token-file", tokenFile, "--http", "127.0.0.1:\(port)"])
+        defer { worker.stop() }
+        let open = try AdminClient("http://127.0.0.1:\(port)", timeoutSeconds: 10)
+        let authenticated = try AdminClient("http://127.0.0.1:\(port)", token: token, timeoutSeconds: 10)
+        try await eventually(.seconds(60), "worker ready with its experts") {
+            let (status, body) = try await get(open, "ready")
+            return status == 200 && (body["experts"] as? Int ?? 0) > 0
+        }
+        #expect(try await get(open, "health").0 == 200)
+        #expect(try await get(open, "metrics").0 == 401)
+        let api = try AdminClient(coordinator.url, token: token, timeoutSeconds: 90)
+        _ = try await api.send("POST", "v1/completions", body: Data(#"{"model": "qwen3-moe-tiny", "prompt": [1, 2, 3], "max_tokens": 3}"#.utf8))
+        let metrics = String(decoding: try await authenticated.send("GET", "metrics", body: nil), as: UTF8.self)
+        func value(_ name: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect((value("jindou_node_dispatches_total") ?? 0) > 0, "\(metrics)")
+        #expect((value("jindou_node_experts") ?? 0) > 0 && (value("jindou_node_expert_bytes") ?? 0) > 0, "\(metrics)")
+        #expect(value("jindou_node_shard_loads_in_progress") == 0, "\(metrics)")
     }
 }
