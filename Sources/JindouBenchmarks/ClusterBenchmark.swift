@@ -186,6 +186,18 @@ public struct ClusterBenchmark {
     }
 }
 
+/// The endpoint of a daemon's `ready URL` line, the first line it prints (nil if it ends first).
+public func readyEndpoint(_ stdout: Pipe) -> Endpoint? {
+    var line: [UInt8] = []
+    while true {
+        let byte = stdout.fileHandleForReading.readData(ofLength: 1)
+        if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
+        line += byte
+    }
+    let text = String(decoding: line, as: UTF8.self)
+    return text.hasPrefix("ready ") ? Endpoint(String(text.dropFirst(6))) : nil
+}
+
 /// A `jindoud worker` child process.
 public final class LaunchedWorker: @unchecked Sendable {
     // @unchecked: set once in init, then only signalled.
@@ -212,16 +224,9 @@ public final class LaunchedWorker: @unchecked Sendable {
         let stdout = Pipe()
         process.standardOutput = stdout
         try process.run()
-        var line: [UInt8] = []
-        while true {
-            let byte = stdout.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
-            line += byte
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("ready "), let endpoint = Endpoint(String(text.dropFirst(6))) else {
+        guard let endpoint = readyEndpoint(stdout) else {
             process.terminate()
-            throw BenchmarkError("worker \(name) did not start: '\(text)'")
+            throw BenchmarkError("worker \(name) did not start")
         }
         self.endpoint = endpoint
     }

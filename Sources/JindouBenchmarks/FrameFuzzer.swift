@@ -188,7 +188,7 @@ public struct FrameFuzzer: Sendable {
         report.framesSent += frames
         report.fuzzedFrames += fuzzed
         report.bytesSent += bytes.count
-        guard let connection = FuzzConnection(options.target, timeoutSeconds: options.replyTimeoutSeconds) else {
+        guard let connection = FuzzSocket(connectingTo: options.target, timeoutSeconds: options.replyTimeoutSeconds) else {
             report.connectFailures += 1
             return
         }
@@ -254,7 +254,7 @@ public struct FrameFuzzer: Sendable {
     /// HELLO → WELCOME and PING → PONG on a fresh connection.
     func healthCheck() -> Bool {
         for _ in 0..<3 {
-            if let connection = FuzzConnection(options.target, timeoutSeconds: options.replyTimeoutSeconds),
+            if let connection = FuzzSocket(connectingTo: options.target, timeoutSeconds: options.replyTimeoutSeconds),
                let session = try? handshake(connection) {
                 var ping = Heartbeat.frame(.ping, requestID: 7)
                 ping.payload = ByteBuffer(bytes: [1, 2, 3])
@@ -265,7 +265,7 @@ public struct FrameFuzzer: Sendable {
         return false
     }
 
-    private func handshake(_ connection: FuzzConnection) throws -> FuzzConnection {
+    private func handshake(_ connection: FuzzSocket) throws -> FuzzSocket {
         let hello = HelloMessage(modelFingerprint: wireCase.fingerprint, coordinatorName: "jindou-fuzz", secret: options.secret)
         let reply = try connection.exchange(hello.frame(requestID: 1))
         guard reply.kind == .welcome else { throw BenchmarkError("handshake answered by \(reply.kind)") }
@@ -274,7 +274,7 @@ public struct FrameFuzzer: Sendable {
 
     /// Restores the full shard, then checks every dispatch of the wire case bit for bit.
     func finalDispatches() throws -> (Int, Double) {
-        guard let connection = FuzzConnection(options.target, timeoutSeconds: 120) else { throw BenchmarkError("cannot connect") }
+        guard let connection = FuzzSocket(connectingTo: options.target, timeoutSeconds: 120) else { throw BenchmarkError("cannot connect") }
         let session = try handshake(connection)
         let status = try session.exchange(ShardMessage.frame(.shardUpdate, spec: ExpertSetCoding.spec(expertKeys, version: 1 << 40),
                                                              requestID: 2))
@@ -629,82 +629,4 @@ private final class ManagedAtomicCounter: @unchecked Sendable {
     private var value = 0
     private let lock = NSLock()
     func increment() -> Int { lock.withLock { value += 1; return value } }
-}
-
-/// A blocking TCP client that sends arbitrary bytes and reads whatever comes back.
-final class FuzzConnection {
-    private let fd: Int32
-    private var buffer = ByteBuffer()
-    private var decoder = FrameDecoder()
-    private let timeoutSeconds: Int
-
-    init?(_ endpoint: Endpoint, timeoutSeconds: Int) {
-        self.timeoutSeconds = timeoutSeconds
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr(endpoint.host)
-        address.sin_port = UInt16(endpoint.port).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            return nil
-        }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    /// False once the peer stops taking bytes (closed, reset, or not reading for the timeout).
-    func send(_ bytes: ArraySlice<UInt8>) -> Bool {
-        var offset = bytes.startIndex
-        while offset < bytes.endIndex {
-            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent <= 0 { return false }
-            offset += sent
-        }
-        return true
-    }
-
-    func halfClose() { shutdown(fd, Int32(SHUT_WR)) }
-
-    /// Every byte until the peer closes; `ended` is false if it had not closed within the timeout.
-    func receiveUntilClosed() -> (bytes: [UInt8], ended: Bool) {
-        var received: [UInt8] = []
-        let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while ContinuousClock.now < deadline {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count == 0 { return (received, true) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return (received, false) }
-                return (received, true)  // reset: the worker closed
-            }
-            received += chunk[0..<count]
-        }
-        return (received, false)
-    }
-
-    /// Sends a frame and returns the next frame back.
-    func exchange(_ frame: Frame) throws -> Frame {
-        let encoded = try FrameEncoder.encode(frame)
-        guard send(ArraySlice(encoded.readableBytesView)) else { throw BenchmarkError("the peer closed the connection") }
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            do {
-                if let frame = try decoder.decode(&buffer) { return frame }
-            } catch {
-                throw BenchmarkError("bad reply: \(error.error)")
-            }
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { throw BenchmarkError(count == 0 ? "the peer closed the connection" : "no reply within \(timeoutSeconds) s") }
-            buffer.writeBytes(chunk[0..<count])
-        }
-    }
 }

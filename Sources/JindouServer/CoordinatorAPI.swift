@@ -28,14 +28,7 @@ public enum CoordinatorAPI {
         router.add(middleware: RequestMetrics())
         if let secret { router.add(middleware: BearerAuthentication(secret: secret)) }
         OpenAIAPI.register(on: router, serving: serving)
-        if let metrics {
-            router.get("metrics") { _, _ -> Response in
-                var buffer: [UInt8] = []
-                metrics.emit(into: &buffer)
-                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
-            }
-        }
+        if let metrics { router.get("metrics") { _, _ -> Response in metricsResponse(metrics) } }
 
         // Liveness: the process serves HTTP. The cluster's state is reported, not judged.
         router.get("health") { _, _ -> Response in
@@ -207,6 +200,13 @@ public enum CoordinatorAPI {
             context.logger.error("request failed", metadata: ["error": "\(error)"])
             return errorResponse(.internalServerError, type: "server_error", message: "\(error)")
         }
+    }
+
+    /// `GET /metrics`: the registry in Prometheus's text format.
+    static func metricsResponse(_ metrics: PrometheusCollectorRegistry) -> Response {
+        var buffer: [UInt8] = []
+        metrics.emit(into: &buffer)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
     }
 
     static func jsonResponse(_ data: Data, status: HTTPResponse.Status = .ok) -> Response {

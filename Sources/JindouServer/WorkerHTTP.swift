@@ -29,14 +29,7 @@ public enum WorkerHTTP {
             encoder.outputFormatting = [.sortedKeys]
             return CoordinatorAPI.jsonResponse(try encoder.encode(readiness), status: readiness.ready ? .ok : .serviceUnavailable)
         }
-        if let metrics {
-            router.get("metrics") { _, _ -> Response in
-                var buffer: [UInt8] = []
-                metrics.emit(into: &buffer)
-                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                                body: ResponseBody(byteBuffer: ByteBuffer(bytes: buffer)))
-            }
-        }
+        if let metrics { router.get("metrics") { _, _ -> Response in CoordinatorAPI.metricsResponse(metrics) } }
         return router
     }
 

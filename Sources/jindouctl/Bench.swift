@@ -650,16 +650,9 @@ final class LaunchedCoordinator {
         let stdout = Pipe()
         process.standardOutput = stdout
         try process.run()
-        var line: [UInt8] = []
-        while true {
-            let byte = stdout.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte.first == UInt8(ascii: "\n") { break }
-            line += byte
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard text.hasPrefix("ready "), let endpoint = Endpoint(String(text.dropFirst(6))) else {
+        guard let endpoint = readyEndpoint(stdout) else {
             process.terminate()
-            throw CLIError(message: "the coordinator did not start: '\(text)' (log: \(errorLog))")
+            throw CLIError(message: "the coordinator did not start (log: \(errorLog))")
         }
         self.endpoint = endpoint
     }
