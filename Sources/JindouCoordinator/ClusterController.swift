@@ -514,7 +514,7 @@ public actor ClusterController {
 
     private func refuseIfPinned() throws {
         if pinned {
-            throw ClusterError.rejected("the placement is pinned from a file (--placement FILE); change the file and restart instead")
+            throw ClusterError.conflict("the placement is pinned from a file (--placement FILE); change the file and restart instead")
         }
     }
 
@@ -536,7 +536,7 @@ public actor ClusterController {
         members[name] = member
         guard !eligible.isEmpty else {
             members[name]?.draining = false
-            throw ClusterError.rejected("cannot drain \(name): no other worker could take its experts")
+            throw ClusterError.conflict("cannot drain \(name): no other worker could take its experts")
         }
         let placement: Placement
         do {
@@ -554,7 +554,7 @@ public actor ClusterController {
         try refuseIfPinned()
         let (load, steps) = statistics.loadForPlacement
         guard load.values.contains(where: { $0 > 0 }) else {
-            throw ClusterError.rejected("no load measured yet: serve some requests before rebalancing")
+            throw ClusterError.conflict("no load measured yet: serve some requests before rebalancing")
         }
         let placement: Placement
         if let extraSlots {

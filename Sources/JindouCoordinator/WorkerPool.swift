@@ -14,6 +14,9 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
     case expertUnavailable(layer: Int, expert: Int)
     case unknownWorker(String)
     case rejected(String)
+    /// The request is well formed but the cluster's state refuses it (pinned placement, nothing
+    /// to drain to, no load measured): HTTP 409.
+    case conflict(String)
 
     public var description: String {
         switch self {
@@ -24,7 +27,7 @@ public enum ClusterError: Error, Equatable, CustomStringConvertible {
         case .expertUnavailable(let layer, let expert):
             "expert \(expert) of layer \(layer) is not served: no live worker hosts it"
         case .unknownWorker(let name): "no worker named '\(name)'"
-        case .rejected(let reason): reason
+        case .rejected(let reason), .conflict(let reason): reason
         }
     }
 }

@@ -26,6 +26,7 @@ public enum CoordinatorAPI {
         router.add(middleware: RequestIdentity())
         router.add(middleware: RequestClient())
         router.add(middleware: RequestMetrics())
+        router.add(middleware: MethodNotAllowed(openAPIDocument: OpenAPIDocument.json))
         if let secret { router.add(middleware: BearerAuthentication(secret: secret)) }
         OpenAIAPI.register(on: router, serving: serving)
         if let metrics { router.get("metrics") { _, _ -> Response in metricsResponse(metrics) } }
@@ -190,6 +191,8 @@ public enum CoordinatorAPI {
                 return errorResponse(.conflict, type: "conflict", message: error.description)
             case .rejected:
                 return errorResponse(.badRequest, type: "invalid_request_error", message: error.description)
+            case .conflict:
+                return errorResponse(.conflict, type: "conflict", message: error.description)
             default:
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
                 return errorResponse(.serviceUnavailable, type: "cluster_error", message: error.description)
@@ -365,4 +368,40 @@ public struct SchedulerService: Service {
 /// Prints the command contract's `ready <url>` line on stdout, flushed.
 public func announceReady(_ url: String) {
     FileHandle.standardOutput.write(Data("ready \(url)\n".utf8))
+}
+
+/// 405 Method Not Allowed, with `Allow`, for a method the API does not define on a path it
+/// does (instead of the router's 404): the routes come from the served OpenAPI document, so
+/// they cannot drift from it. Handlers' own 404s (unknown worker, unknown model) pass through.
+struct MethodNotAllowed<Context: RequestContext>: RouterMiddleware {
+    /// Path templates split into segments (`{name}` matches any one segment) and their methods.
+    let routes: [(segments: [Substring], methods: [String])]
+
+    init(openAPIDocument: String) {
+        let document = (try? JSONSerialization.jsonObject(with: Data(openAPIDocument.utf8))) as? [String: Any]
+        let paths = document?["paths"] as? [String: [String: Any]] ?? [:]
+        routes = paths.map { path, operations in
+            (path.split(separator: "/"), operations.keys.map { $0.uppercased() }.sorted())
+        }
+    }
+
+    func allowed(_ path: String) -> [String]? {
+        let segments = path.split(separator: "/")
+        return routes.first { route in
+            route.segments.count == segments.count
+                && zip(route.segments, segments).allSatisfy { template, segment in template.hasPrefix("{") || template == segment }
+        }?.methods
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            guard let methods = allowed(request.uri.path), !methods.contains(request.method.rawValue) else { throw error }
+            var response = CoordinatorAPI.errorResponse(.methodNotAllowed, type: "invalid_request_error",
+                                                        message: "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(methods.joined(separator: ", "))")
+            response.headers[HTTPField.Name("Allow")!] = methods.joined(separator: ", ")
+            return response
+        }
+    }
 }

@@ -97,6 +97,8 @@ public enum OpenAPIDocument {
       "type": "array"
      },
      "min_p": {
+      "maximum": 1,
+      "minimum": 0,
       "type": "number"
      },
      "model": {
@@ -113,6 +115,7 @@ public enum OpenAPIDocument {
       "type": "number"
      },
      "repetition_penalty": {
+      "exclusiveMinimum": 0,
       "type": "number"
      },
      "response_format": {
@@ -181,17 +184,21 @@ public enum OpenAPIDocument {
       "type": "array"
      },
      "top_k": {
+      "minimum": 0,
       "type": "integer"
      },
      "top_logprobs": {
       "type": "integer"
      },
      "top_p": {
+      "exclusiveMinimum": 0,
+      "maximum": 1,
       "type": "number"
      }
     },
     "required": [
-     "messages"
+     "messages",
+     "model"
     ],
     "type": "object"
    },
@@ -324,6 +331,8 @@ public enum OpenAPIDocument {
       "type": "integer"
      },
      "min_p": {
+      "maximum": 1,
+      "minimum": 0,
       "type": "number"
      },
      "model": {
@@ -356,6 +365,7 @@ public enum OpenAPIDocument {
       ]
      },
      "repetition_penalty": {
+      "exclusiveMinimum": 0,
       "type": "number"
      },
      "response_format": {
@@ -401,16 +411,20 @@ public enum OpenAPIDocument {
       "type": "number"
      },
      "top_k": {
+      "minimum": 0,
       "type": "integer"
      },
      "top_logprobs": {
       "type": "integer"
      },
      "top_p": {
+      "exclusiveMinimum": 0,
+      "maximum": 1,
       "type": "number"
      }
     },
     "required": [
+     "model",
      "prompt"
     ],
     "type": "object"
@@ -489,8 +503,10 @@ public enum OpenAPIDocument {
      },
      "prompt_ids": {
       "items": {
+       "minimum": 0,
        "type": "integer"
       },
+      "minItems": 1,
       "type": "array"
      },
      "seed": {
@@ -500,12 +516,16 @@ public enum OpenAPIDocument {
       "type": "boolean"
      },
      "temperature": {
+      "minimum": 0,
       "type": "number"
      },
      "top_k": {
+      "minimum": 0,
       "type": "integer"
      },
      "top_p": {
+      "exclusiveMinimum": 0,
+      "maximum": 1,
       "type": "number"
      }
     },
@@ -567,6 +587,33 @@ public enum OpenAPIDocument {
      "messages": {
       "items": {
        "additionalProperties": true,
+       "properties": {
+        "content": {
+         "oneOf": [
+          {
+           "type": "string"
+          },
+          {
+           "items": {
+            "additionalProperties": true,
+            "type": "object"
+           },
+           "type": "array"
+          }
+         ]
+        },
+        "role": {
+         "enum": [
+          "user",
+          "assistant"
+         ],
+         "type": "string"
+        }
+       },
+       "required": [
+        "role",
+        "content"
+       ],
        "type": "object"
       },
       "minItems": 1,
@@ -596,6 +643,19 @@ public enum OpenAPIDocument {
        {
         "items": {
          "additionalProperties": true,
+         "properties": {
+          "text": {
+           "type": "string"
+          },
+          "type": {
+           "const": "text",
+           "type": "string"
+          }
+         },
+         "required": [
+          "type",
+          "text"
+         ],
          "type": "object"
         },
         "type": "array"
@@ -603,6 +663,7 @@ public enum OpenAPIDocument {
       ]
      },
      "temperature": {
+      "minimum": 0,
       "type": "number"
      },
      "thinking": {
@@ -621,9 +682,12 @@ public enum OpenAPIDocument {
       "type": "array"
      },
      "top_k": {
+      "minimum": 0,
       "type": "integer"
      },
      "top_p": {
+      "exclusiveMinimum": 0,
+      "maximum": 1,
       "type": "number"
      }
     },
@@ -678,6 +742,18 @@ public enum OpenAPIDocument {
     "type": "object"
    },
    "TokenizeRequest": {
+    "anyOf": [
+     {
+      "required": [
+       "prompt"
+      ]
+     },
+     {
+      "required": [
+       "messages"
+      ]
+     }
+    ],
     "properties": {
      "add_generation_prompt": {
       "type": "boolean"
@@ -689,6 +765,7 @@ public enum OpenAPIDocument {
       "items": {
        "$ref": "#/components/schemas/ChatMessage"
       },
+      "minItems": 1,
       "type": "array"
      },
      "model": {
@@ -771,6 +848,16 @@ public enum OpenAPIDocument {
        }
       },
       "description": "Prometheus text format"
+     },
+     "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
      }
     },
     "summary": "Prometheus metrics"
@@ -958,6 +1045,36 @@ public enum OpenAPIDocument {
        }
       },
       "description": "An error, OpenAI-shaped"
+     },
+     "404": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "409": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "413": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
      }
     },
     "summary": "Move a worker's experts away (jindouctl drain)"
@@ -1036,6 +1153,26 @@ public enum OpenAPIDocument {
        }
       },
       "description": "An error, OpenAI-shaped"
+     },
+     "409": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "413": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
      }
     },
     "summary": "Placement by measured load (jindouctl rebalance)"
@@ -1077,6 +1214,26 @@ public enum OpenAPIDocument {
       "description": "An error, OpenAI-shaped"
      },
      "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "409": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "413": {
       "content": {
        "application/json": {
         "schema": {
@@ -1241,6 +1398,26 @@ public enum OpenAPIDocument {
        }
       },
       "description": "An error, OpenAI-shaped"
+     },
+     "404": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "413": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
      }
     },
     "summary": "A joined worker's heartbeat"
@@ -1290,80 +1467,29 @@ public enum OpenAPIDocument {
        }
       },
       "description": "An error, OpenAI-shaped"
+     },
+     "409": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "413": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
      }
     },
     "summary": "A worker joins the cluster (jindoud worker --join)"
-   }
-  },
-  "/v1/node/manifest": {
-   "get": {
-    "operationId": "modelManifest",
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "properties": {
-          "entry": {"type": "string"},
-          "files": {
-           "items": {
-            "properties": {"name": {"type": "string"}, "prefix": {"type": "integer"}, "size": {"type": "integer"}},
-            "required": ["name", "size", "prefix"],
-            "type": "object"
-           },
-           "type": "array"
-          },
-          "fingerprint": {"type": "string"}
-         },
-         "required": ["fingerprint", "entry", "files"],
-         "type": "object"
-        }
-       }
-      },
-      "description": "The model's files: name, size and the leading bytes (header) a mirror copies"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "An error, OpenAI-shaped"
-     }
-    },
-    "summary": "Model files for workers without a local copy (jindoud worker --cache-dir); with --serve-model-files"
-   }
-  },
-  "/v1/node/files/{name}": {
-   "get": {
-    "operationId": "modelFileRange",
-    "parameters": [
-     {"in": "path", "name": "name", "required": true, "schema": {"type": "string"}},
-     {"in": "query", "name": "offset", "required": true, "schema": {"minimum": 0, "type": "integer"}},
-     {"in": "query", "name": "length", "required": true, "schema": {"maximum": 67108864, "minimum": 1, "type": "integer"}}
-    ],
-    "responses": {
-     "200": {
-      "content": {"application/octet-stream": {"schema": {"format": "binary", "type": "string"}}},
-      "description": "The bytes; their SHA-256 in the x-jindou-sha256 header",
-      "headers": {"x-jindou-sha256": {"schema": {"type": "string"}}}
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "An error, OpenAI-shaped"
-     },
-     "404": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": "No such file"},
-     "416": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, "description": "Range outside the file or too long"}
-    },
-    "summary": "A byte range of one of the model's files"
    }
   },
   "/v1/chat/completions": {
@@ -1854,6 +1980,164 @@ public enum OpenAPIDocument {
      }
     },
     "summary": "The served model (OpenAI)"
+   }
+  },
+  "/v1/node/files/{name}": {
+   "get": {
+    "operationId": "modelFileRange",
+    "parameters": [
+     {
+      "in": "path",
+      "name": "name",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "in": "query",
+      "name": "offset",
+      "required": true,
+      "schema": {
+       "minimum": 0,
+       "type": "integer"
+      }
+     },
+     {
+      "in": "query",
+      "name": "length",
+      "required": true,
+      "schema": {
+       "maximum": 67108864,
+       "minimum": 1,
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "content": {
+       "application/octet-stream": {
+        "schema": {
+         "format": "binary",
+         "type": "string"
+        }
+       }
+      },
+      "description": "The bytes; their SHA-256 in the x-jindou-sha256 header",
+      "headers": {
+       "x-jindou-sha256": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "400": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     },
+     "404": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "No such file"
+     },
+     "416": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "Range outside the file or too long"
+     }
+    },
+    "summary": "A byte range of one of the model's files"
+   }
+  },
+  "/v1/node/manifest": {
+   "get": {
+    "operationId": "modelManifest",
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "properties": {
+          "entry": {
+           "type": "string"
+          },
+          "files": {
+           "items": {
+            "properties": {
+             "name": {
+              "type": "string"
+             },
+             "prefix": {
+              "type": "integer"
+             },
+             "size": {
+              "type": "integer"
+             }
+            },
+            "required": [
+             "name",
+             "size",
+             "prefix"
+            ],
+            "type": "object"
+           },
+           "type": "array"
+          },
+          "fingerprint": {
+           "type": "string"
+          }
+         },
+         "required": [
+          "fingerprint",
+          "entry",
+          "files"
+         ],
+         "type": "object"
+        }
+       }
+      },
+      "description": "The model's files: name, size and the leading bytes (header) a mirror copies"
+     },
+     "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "An error, OpenAI-shaped"
+     }
+    },
+    "summary": "Model files for workers without a local copy (jindoud worker --cache-dir); with --serve-model-files"
    }
   }
  },

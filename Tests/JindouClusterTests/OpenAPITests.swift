@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import JindouAdmin
 import JindouCoordinator
 import JindouModel
 import JindouServer
@@ -47,5 +48,29 @@ struct OpenAPITests {
         #expect(operations.allSatisfy { ($0["responses"] as? [String: Any])?.isEmpty == false })
         let ids = operations.compactMap { $0["operationId"] as? String }
         #expect(ids.count == operations.count && Set(ids).count == ids.count)
+    }
+
+    /// A method the document does not define on a path it does gets 405 with the allowed
+    /// methods (schemathesis's unsupported_method check); handlers' own 404s stay 404.
+    @Test func undefinedMethodsGet405NamingTheAllowedOnes() async throws {
+        let cluster = try LocalCluster(fixture: "qwen3-moe-tiny", workers: 1)
+        defer { cluster.stop() }
+        let client = try AdminClient(cluster.url, timeoutSeconds: 30)
+        func status(_ method: String, _ path: String, _ body: String? = nil) async throws -> (Int, String) {
+            do {
+                _ = try await client.send(method, path, body: body.map { Data($0.utf8) })
+                return (200, "")
+            } catch AdminClientError.status(let code, let message) {
+                return (code, message)
+            }
+        }
+        for (method, path, allowed) in [("DELETE", "v1/chat/completions", "POST"), ("PUT", "health", "GET"),
+                                        ("TRACE", "v1/node/files/model.safetensors", "GET"), ("GET", "v1/admin/drain", "POST")] {
+            let (code, message) = try await status(method, path)
+            #expect(code == 405 && message.contains("use \(allowed)"), "\(method) \(path): \(code) \(message)")
+        }
+        #expect(try await status("GET", "v1/nothing-here").0 == 404)
+        let (code, message) = try await status("POST", "v1/admin/drain", #"{"worker": "nobody"}"#)
+        #expect(code == 404 && message.contains("nobody"), "\(code) \(message)")
     }
 }
