@@ -439,7 +439,13 @@ public actor ClusterController {
     }
 
     private func publishRoutingTable() {
-        let live = Set(order.filter { isLive(members[$0]) })
+        // A worker takes tokens only once it holds every expert the active placement gives it:
+        // one that restarted is reachable again before reconciliation has reloaded its shard,
+        // and dispatching to it then fails with EXPERT_NOT_HOSTED (its replicas serve meanwhile).
+        let live = Set(order.filter { name in
+            guard let member = members[name], isLive(member) else { return false }
+            return Set(active.experts(ofWorkerName: name)).isSubset(of: member.loaded)
+        })
         routing.replace(RoutingTable(placement: active, live: live))
         publishedLive = live
     }

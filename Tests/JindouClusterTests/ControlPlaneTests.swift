@@ -210,6 +210,36 @@ struct ControlPlaneTests {
         #expect(try await client.post("v1/jindou/generate", expected.body, as: GenerationReport.self).tokenIDs == expected.tokens)
     }
 
+    /// A replica that is killed and started again is reachable before its shard is reloaded;
+    /// it must take no tokens until then (the soak found requests failing with
+    /// EXPERT_NOT_HOSTED in that window), while its copy elsewhere serves them.
+    @Test func aRestartedReplicaTakesNoTokensBeforeItsShardIsBack() async throws {
+        let token = try tokenFile()
+        let coordinator = try CoordinatorProcess(fixture: fixture, arguments: ["--token-file", token] + timing())
+        defer { coordinator.stop() }
+        var workers = [try joinWorker("a", coordinator, token: token), try joinWorker("b", coordinator, token: token)]
+        defer { workers.forEach { $0.stop() } }
+        let client = try AdminClient(coordinator.url, token: try ClusterSecret(contentsOfFile: token).token, timeoutSeconds: 30)
+        try await waitSettled(client, "cluster up") { $0.workers.filter { $0.state == "ready" }.count == 2 }
+        let scaled = try await client.post("v1/admin/scale", ScaleRequest(replicas: 2), as: PlacementChange.self)
+        try await waitSettled(client, "two copies of every expert") { $0.placementVersion >= scaled.toVersion }
+
+        let stream = RequestStream()
+        stream.start(client: client, expected: try await RequestStream.expectations(fixture: fixture))
+        for round in 0..<6 {
+            let victim = round % 2
+            let name = victim == 0 ? "a" : "b"
+            workers[victim].kill()
+            workers[victim] = try joinWorker(name, coordinator, token: token)
+            try await waitSettled(client, "\(name) back (round \(round))") { $0.workers.allSatisfy { $0.state == "ready" && $0.experts > 0 } }
+            let sentBefore = stream.sent
+            try await eventually(.seconds(60), "requests after round \(round)") { stream.sent >= sentBefore + 5 }
+        }
+        let result = await stream.finish()
+        #expect(result.failures.isEmpty, "\(result.failures.prefix(5))")
+        #expect(result.mismatches.isEmpty, "\(result.mismatches.prefix(5))")
+    }
+
     @Test func strangersAreRefused() async throws {
         let token = try tokenFile()
         let coordinator = try CoordinatorProcess(fixture: fixture, arguments: ["--token-file", token] + timing())
