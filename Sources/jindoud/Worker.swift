@@ -1,6 +1,7 @@
 import ArgumentParser
 import JindouCommandLine
 import JindouNumerics
+import JindouModel
 import JindouServer
 import JindouTransport
 import JindouWire
@@ -81,6 +82,10 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Address for the worker's HTTP port: GET /health, /ready (shard mapped, joined) and /metrics, e.g. 0.0.0.0:7071 (default: none).")
     var http: String?
 
+    @Option(name: .customLong("serve-model-files"),
+            help: "With --http and --model: serve the checkpoint's files to workers without a copy (--fetch-from this worker's http URL): auto (only when --token-file or mutual TLS protects them), yes, no.")
+    var serveModelFiles: String = "auto"
+
     @Option(name: .customLong("rdma-device"), help: "RDMA device for --transport rdma|auto, e.g. mlx5_0 or rxe0 (default: the first with an active port).")
     var rdmaDevice: String?
 
@@ -88,6 +93,7 @@ struct Worker: AsyncParsableCommand {
 
     func validate() throws {
         if let http, Endpoint(http) == nil { throw ValidationError("--http: expected host:port, e.g. 0.0.0.0:7071") }
+        guard ["auto", "yes", "no"].contains(serveModelFiles) else { throw ValidationError("--serve-model-files: auto, yes or no") }
         if let expertFormat, !(BlockFormat(rawValue: expertFormat.lowercased())?.canQuantize ?? false) {
             throw ValidationError("--expert-format must be a block format Jindou encodes: \(BlockFormat.allCases.filter(\.canQuantize).map(\.rawValue).joined(separator: ", "))")
         }
@@ -122,9 +128,15 @@ struct Worker: AsyncParsableCommand {
                 options.fetch = .init(cacheDirectory: cacheDir, from: from, bytesPerSecond: fetchRate.flatMap(parseByteSize).map { Double($0) })
             }
             service = try await WorkerService(options: options, logger: logger)
+            let authenticated = options.secret != nil || tls.node != nil
+            let modelFiles: ModelFileServer? = if let model, http != nil, serveModelFiles == "yes" || (serveModelFiles == "auto" && authenticated) {
+                try ModelFileServer(source: try openWeightSource(model))
+            } else {
+                nil
+            }
             httpApplication = try http.map { address in
                 try WorkerHTTP.application(state: service.state, secret: options.secret, tls: tls.node, metrics: metricsRegistry,
-                                           listen: Endpoint(address)!, logger: logger)
+                                           modelFiles: modelFiles, listen: Endpoint(address)!, logger: logger)
             }
         } catch {
             throw DaemonError(error)

@@ -101,6 +101,39 @@ struct FetchingWorkerTests {
         try await expectEngineAnswers(client, fixture: fixture, "two replicas")
     }
 
+    /// A worker with a local copy is a source too: one without a copy fetches its shard from
+    /// the peer's HTTP port (`--fetch-from`) while the coordinator serves no files at all.
+    @Test func aWorkerFetchesItsShardFromAPeerWorker() async throws {
+        let fixture = "qwen3-moe-tiny"
+        let token = try ControlPlaneTests().tokenFile()
+        let coordinator = try CoordinatorProcess(fixture: fixture, arguments: ["--token-file", token, "--serve-model-files", "no"] + timing)
+        defer { coordinator.stop() }
+        let client = try AdminClient(coordinator.url, token: try ClusterSecret(contentsOfFile: token).token, timeoutSeconds: 60)
+        let peerPort = try freePort()
+        let peer = try WorkerProcess(fixture: fixture, experts: nil, name: "peer", extraArguments: [
+            "--join", coordinator.url, "--token-file", token, "--http", "127.0.0.1:\(peerPort)"])
+        defer { peer.stop() }
+        let peerHTTP = try AdminClient("http://127.0.0.1:\(peerPort)", timeoutSeconds: 10)
+        try await eventually(.seconds(30), "the peer's HTTP port") { (try? await peerHTTP.send("GET", "health", body: nil)) != nil }
+        let cache = cacheDirectory()
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let fetcher = try fetchingWorker("fetcher", cache: cache, coordinator: coordinator, token: token,
+                                         extra: ["--fetch-from", "http://127.0.0.1:\(peerPort)"])
+        defer { fetcher.stop() }
+        try await ControlPlaneTests().waitSettled(client, "both serve") {
+            $0.workers.filter { $0.state == "ready" && $0.experts > 0 }.count == 2
+                && $0.workers.allSatisfy { w in w.name == "peer" || w.fetch.map { $0.fetchedBytes == $0.totalBytes && $0.totalBytes > 0 } == true }
+        }
+        try await expectEngineAnswers(client, fixture: fixture, "a shard fetched from a peer")
+        // The coordinator itself refuses to serve the files.
+        do {
+            _ = try await client.send("GET", "v1/node/manifest", body: nil)
+            Issue.record("the coordinator served its manifest despite --serve-model-files no")
+        } catch AdminClientError.status(let code, _) {
+            #expect(code == 404)
+        }
+    }
+
     @Test func aWorkerKilledMidFetchResumesAndACorruptCacheIsFetchedAgain() async throws {
         let fixture = "qwen3-moe-tiny"
         let token = try ControlPlaneTests().tokenFile()
