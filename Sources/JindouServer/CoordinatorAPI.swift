@@ -46,7 +46,9 @@ public enum CoordinatorAPI {
             return jsonResponse(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
         }
 
-        router.get("openapi.json") { _, _ -> Response in jsonResponse(Data(OpenAPIDocument.json.utf8)) }
+        let document = Data(OpenAPIDocument.served(modelName: serving.modelName, vocabularySize: engine.description.vocabularySize,
+                                                   maximumModelLength: serving.maximumModelLength).utf8)
+        router.get("openapi.json") { _, _ -> Response in jsonResponse(document) }
 
         // Readiness: 200 only when every expert of the active placement is served by a live worker.
         router.get("ready") { _, _ -> Response in

@@ -4,6 +4,50 @@ import Foundation
 /// `OpenAPITests` keeps it equal to the routes the router registers and validates it with
 /// openapi-spec-validator; edit it with the routes.
 public enum OpenAPIDocument {
+    /// The document as this server serves it: the request schemas name the one model it
+    /// serves (`model` as an enum), bound token ids by its vocabulary and token counts by
+    /// `--max-model-len`, so clients and fuzzers see the limits the server enforces.
+    public static func served(modelName: String, vocabularySize: Int, maximumModelLength: Int) -> String {
+        guard var document = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              var components = document["components"] as? [String: Any],
+              var schemas = components["schemas"] as? [String: Any] else { return json }
+        for (name, value) in schemas {
+            guard var schema = value as? [String: Any], var properties = schema["properties"] as? [String: Any] else { continue }
+            if var model = properties["model"] as? [String: Any] {
+                model["enum"] = [modelName]
+                properties["model"] = model
+            }
+            for key in ["max_tokens", "max_completion_tokens", "max_new_tokens"] {
+                if var count = properties[key] as? [String: Any] {
+                    count["maximum"] = maximumModelLength - 1
+                    properties[key] = count
+                }
+            }
+            for key in ["prompt", "prompt_ids"] {
+                if let prompt = properties[key] { properties[key] = boundingTokenIDs(prompt, below: vocabularySize, atMost: maximumModelLength - 1) }
+            }
+            schema["properties"] = properties
+            schemas[name] = schema
+        }
+        components["schemas"] = schemas
+        document["components"] = components
+        guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]) else { return json }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Arrays of integers (token ids) anywhere in `schema` get `maximum` and `maxItems`.
+    private static func boundingTokenIDs(_ schema: Any, below vocabularySize: Int, atMost count: Int) -> Any {
+        guard var object = schema as? [String: Any] else { return schema }
+        if object["type"] as? String == "array", var items = object["items"] as? [String: Any], items["type"] as? String == "integer" {
+            items["maximum"] = vocabularySize - 1
+            items["minimum"] = 0
+            object["items"] = items
+            object["maxItems"] = count
+        }
+        if let options = object["oneOf"] as? [Any] { object["oneOf"] = options.map { boundingTokenIDs($0, below: vocabularySize, atMost: count) } }
+        return object
+    }
+
     public static let json: String = #"""
 {
  "components": {
