@@ -130,7 +130,11 @@ public struct ReplicationPlanner: Sendable {
     /// Slots per worker and layer: ⌈E·(1 + extra)/W⌉, every worker the same (as EPLB
     /// requires), lowered to the memory cap.
     public func slotsPerWorker(experts: Int) throws -> Int {
-        var slots = Int((Double(experts) * (1 + extraSlotFraction) - 1e-9).rounded(.up))
+        let wanted = (Double(experts) * (1 + extraSlotFraction) - 1e-9).rounded(.up)
+        guard wanted.isFinite, wanted < Double(1 << 40) else {
+            throw PlacementError.insufficientCapacity(needed: UInt64(experts), available: 0)
+        }
+        var slots = Int(wanted)
         slots = (slots + workers - 1) / workers
         if let cap = memoryCapExperts { slots = min(slots, cap) }
         guard slots * workers >= experts else {

@@ -564,7 +564,7 @@ public actor ClusterController {
         }
         let placement: Placement
         if let extraSlots {
-            guard extraSlots >= 0, extraSlots.isFinite else { throw ClusterError.rejected("extra_slots must be ≥ 0") }
+            guard extraSlots >= 0, extraSlots <= 64 else { throw ClusterError.rejected("extra_slots must be in [0, 64] (a fraction of the slots to add)") }
             guard let goal = ReplicationPlanner.Objective(rawValue: objective ?? "tokens") else {
                 throw ClusterError.rejected("objective must be tokens or activated, not '\(objective ?? "")'")
             }

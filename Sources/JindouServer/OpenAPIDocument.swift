@@ -762,9 +762,15 @@ public enum OpenAPIDocument {
       "type": "boolean"
      },
      "extra_slots": {
+      "maximum": 64,
+      "minimum": 0,
       "type": "number"
      },
      "objective": {
+      "enum": [
+       "tokens",
+       "activated"
+      ],
       "type": "string"
      }
     },

@@ -73,4 +73,23 @@ struct OpenAPITests {
         let (code, message) = try await status("POST", "v1/admin/drain", #"{"worker": "nobody"}"#)
         #expect(code == 404 && message.contains("nobody"), "\(code) \(message)")
     }
+
+    /// A value no schema check stops must not stop the server: `extra_slots: 1e300` once
+    /// crashed the coordinator converting slots to Int (found by schemathesis).
+    @Test func hostileAdminValuesGetAnErrorNotACrash() async throws {
+        let cluster = try LocalCluster(fixture: "qwen3-moe-tiny", workers: 1)
+        defer { cluster.stop() }
+        let client = try AdminClient(cluster.url, timeoutSeconds: 30)
+        _ = try await client.send("POST", "v1/completions", body: Data(#"{"model": "qwen3-moe-tiny", "prompt": [1, 2, 3], "max_tokens": 2}"#.utf8))
+        for body in [#"{"dry_run": true, "extra_slots": 1e300}"#, #"{"dry_run": true, "extra_slots": 65}"#, #"{"dry_run": true, "extra_slots": -1}"#] {
+            do {
+                _ = try await client.send("POST", "v1/admin/rebalance", body: Data(body.utf8))
+                Issue.record("\(body) was accepted")
+            } catch AdminClientError.status(let code, let message) {
+                #expect(code == 400 && message.contains("extra_slots"), "\(body): \(code) \(message)")
+            }
+        }
+        _ = try await client.send("GET", "health", body: nil)
+        _ = try await client.send("POST", "v1/admin/rebalance", body: Data(#"{"dry_run": true, "extra_slots": 0.25}"#.utf8))
+    }
 }
