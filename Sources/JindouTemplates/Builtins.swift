@@ -77,7 +77,11 @@ enum Builtins {
                 guard y != 0 else { throw TemplateError(.type, "modulo by zero") }
                 let r = x % y
                 return .int(r != 0 && (r < 0) != (y < 0) ? r + y : r)
-            case "**": return y >= 0 ? .int(Int(pow(Double(x), Double(y)))) : .double(pow(Double(x), Double(y)))
+            case "**":
+                let power = pow(Double(x), Double(y))
+                guard y >= 0 else { return .double(power) }
+                guard let exact = Int(exactly: power.rounded()) else { throw TemplateError(.type, "\(x) ** \(y) does not fit an integer") }
+                return .int(exact)
             default: break
             }
         case (.int, .double), (.double, .int), (.double, .double):
@@ -246,8 +250,8 @@ enum Builtins {
         case "int":
             switch value {
             case .int: return value
-            case .double(let d): return .int(Int(d))
-            case .string(let s): return .int(Int(s.trimmingCharacters(in: .whitespaces)) ?? Int(Double(s) ?? 0))
+            case .double(let d): return .int(Int(exactly: d.rounded(.towardZero)) ?? 0)
+            case .string(let s): return .int(Int(s.trimmingCharacters(in: .whitespaces)) ?? Int(exactly: (Double(s) ?? 0).rounded(.towardZero)) ?? 0)
             case .bool(let b): return .int(b ? 1 : 0)
             default: return .int(0)
             }
