@@ -47,7 +47,8 @@ public enum CoordinatorAPI {
         }
 
         let document = Data(OpenAPIDocument.served(modelName: serving.modelName, vocabularySize: engine.description.vocabularySize,
-                                                   maximumModelLength: serving.maximumModelLength).utf8)
+                                                   maximumModelLength: serving.maximumModelLength,
+                                                   expertCount: engine.description.router.expertCount).utf8)
         router.get("openapi.json") { _, _ -> Response in jsonResponse(document) }
 
         // Readiness: 200 only when every expert of the active placement is served by a live worker.
@@ -229,7 +230,9 @@ public enum CoordinatorAPI {
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
             "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)"
         case DecodingError.dataCorrupted(let context):
-            context.codingPath.isEmpty ? "not valid JSON" :
+            // Foundation says "The given data was not valid JSON." for syntax errors, and names
+            // the number for one that fits no field type (e.g. 2257895335.0 for an Int).
+            context.codingPath.isEmpty ? "not valid JSON: \(context.underlyingError.map { "\($0)" } ?? context.debugDescription)" :
                 "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)"
         default: "\(error)"
         }

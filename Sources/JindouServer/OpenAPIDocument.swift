@@ -7,7 +7,7 @@ public enum OpenAPIDocument {
     /// The document as this server serves it: the request schemas name the one model it
     /// serves (`model` as an enum), bound token ids by its vocabulary and token counts by
     /// `--max-model-len`, so clients and fuzzers see the limits the server enforces.
-    public static func served(modelName: String, vocabularySize: Int, maximumModelLength: Int) -> String {
+    public static func served(modelName: String, vocabularySize: Int, maximumModelLength: Int, expertCount: Int? = nil) -> String {
         guard var document = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
               var components = document["components"] as? [String: Any],
               var schemas = components["schemas"] as? [String: Any] else { return json }
@@ -22,6 +22,14 @@ public enum OpenAPIDocument {
                     count["maximum"] = maximumModelLength - 1
                     properties[key] = count
                 }
+            }
+            if let expertCount, var experts = properties["experts_per_token"] as? [String: Any], let options = experts["oneOf"] as? [[String: Any]] {
+                experts["oneOf"] = options.map { option in
+                    var option = option
+                    if option["type"] as? String == "integer" { option["maximum"] = expertCount }
+                    return option
+                }
+                properties["experts_per_token"] = experts
             }
             for key in ["prompt", "prompt_ids"] {
                 if let prompt = properties[key] { properties[key] = boundingTokenIDs(prompt, below: vocabularySize, atMost: maximumModelLength - 1) }
@@ -120,10 +128,7 @@ public enum OpenAPIDocument {
       "type": "object"
      },
      "logprobs": {
-      "type": [
-       "boolean",
-       "integer"
-      ]
+      "type": "boolean"
      },
      "max_completion_tokens": {
       "minimum": 1,
@@ -149,6 +154,7 @@ public enum OpenAPIDocument {
       "type": "string"
      },
      "n": {
+      "maximum": 16,
       "minimum": 1,
       "type": "integer"
      },
@@ -232,6 +238,8 @@ public enum OpenAPIDocument {
       "type": "integer"
      },
      "top_logprobs": {
+      "maximum": 20,
+      "minimum": 0,
       "type": "integer"
      },
      "top_p": {
@@ -327,6 +335,8 @@ public enum OpenAPIDocument {
    "CompletionRequest": {
     "properties": {
      "echo": {
+      "const": false,
+      "description": "Not supported: only false is accepted.",
       "type": "boolean"
      },
      "experts_per_token": {
@@ -361,10 +371,9 @@ public enum OpenAPIDocument {
       "type": "object"
      },
      "logprobs": {
-      "type": [
-       "boolean",
-       "integer"
-      ]
+      "maximum": 20,
+      "minimum": 0,
+      "type": "integer"
      },
      "max_completion_tokens": {
       "minimum": 1,
@@ -383,6 +392,7 @@ public enum OpenAPIDocument {
       "type": "string"
      },
      "n": {
+      "maximum": 16,
       "minimum": 1,
       "type": "integer"
      },
@@ -470,6 +480,158 @@ public enum OpenAPIDocument {
     "required": [
      "model",
      "prompt"
+    ],
+    "type": "object"
+   },
+   "CountTokensRequest": {
+    "description": "A Messages request to count: max_tokens and sampling fields are not needed.",
+    "properties": {
+     "max_tokens": {
+      "minimum": 1,
+      "type": "integer"
+     },
+     "messages": {
+      "items": {
+       "additionalProperties": true,
+       "properties": {
+        "content": {
+         "oneOf": [
+          {
+           "type": "string"
+          },
+          {
+           "items": {
+            "additionalProperties": true,
+            "properties": {
+             "type": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "type"
+            ],
+            "type": "object"
+           },
+           "type": "array"
+          }
+         ]
+        },
+        "role": {
+         "enum": [
+          "user",
+          "assistant"
+         ],
+         "type": "string"
+        }
+       },
+       "required": [
+        "role",
+        "content"
+       ],
+       "type": "object"
+      },
+      "minItems": 1,
+      "type": "array"
+     },
+     "metadata": {
+      "additionalProperties": true,
+      "type": "object"
+     },
+     "model": {
+      "type": "string"
+     },
+     "stop_sequences": {
+      "items": {
+       "type": "string"
+      },
+      "type": "array"
+     },
+     "stream": {
+      "type": "boolean"
+     },
+     "system": {
+      "oneOf": [
+       {
+        "type": "string"
+       },
+       {
+        "items": {
+         "additionalProperties": true,
+         "properties": {
+          "text": {
+           "type": "string"
+          },
+          "type": {
+           "const": "text",
+           "type": "string"
+          }
+         },
+         "required": [
+          "type",
+          "text"
+         ],
+         "type": "object"
+        },
+        "type": "array"
+       }
+      ]
+     },
+     "temperature": {
+      "minimum": 0,
+      "type": "number"
+     },
+     "thinking": {
+      "additionalProperties": true,
+      "type": "object"
+     },
+     "tool_choice": {
+      "additionalProperties": true,
+      "properties": {
+       "type": {
+        "enum": [
+         "auto",
+         "any",
+         "tool",
+         "none"
+        ],
+        "type": "string"
+       }
+      },
+      "required": [
+       "type"
+      ],
+      "type": "object"
+     },
+     "tools": {
+      "items": {
+       "additionalProperties": true,
+       "properties": {
+        "input_schema": {
+         "type": "object"
+        },
+        "name": {
+         "type": "string"
+        }
+       },
+       "required": [
+        "name"
+       ],
+       "type": "object"
+      },
+      "type": "array"
+     },
+     "top_k": {
+      "minimum": 0,
+      "type": "integer"
+     },
+     "top_p": {
+      "exclusiveMinimum": 0,
+      "maximum": 1,
+      "type": "number"
+     }
+    },
+    "required": [
+     "messages"
     ],
     "type": "object"
    },
@@ -582,6 +744,7 @@ public enum OpenAPIDocument {
     "additionalProperties": true,
     "properties": {
      "address": {
+      "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$",
       "type": "string"
      },
      "name": {
@@ -598,6 +761,7 @@ public enum OpenAPIDocument {
     "additionalProperties": true,
     "properties": {
      "address": {
+      "pattern": "^(\\[[0-9A-Fa-f:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$",
       "type": "string"
      },
      "cores": {
@@ -640,6 +804,14 @@ public enum OpenAPIDocument {
           {
            "items": {
             "additionalProperties": true,
+            "properties": {
+             "type": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "type"
+            ],
             "type": "object"
            },
            "type": "array"
@@ -716,11 +888,36 @@ public enum OpenAPIDocument {
      },
      "tool_choice": {
       "additionalProperties": true,
+      "properties": {
+       "type": {
+        "enum": [
+         "auto",
+         "any",
+         "tool",
+         "none"
+        ],
+        "type": "string"
+       }
+      },
+      "required": [
+       "type"
+      ],
       "type": "object"
      },
      "tools": {
       "items": {
        "additionalProperties": true,
+       "properties": {
+        "input_schema": {
+         "type": "object"
+        },
+        "name": {
+         "type": "string"
+        }
+       },
+       "required": [
+        "name"
+       ],
        "type": "object"
       },
       "type": "array"
@@ -757,6 +954,11 @@ public enum OpenAPIDocument {
     "type": "object"
    },
    "RebalanceRequest": {
+    "dependentRequired": {
+     "objective": [
+      "extra_slots"
+     ]
+    },
     "properties": {
      "dry_run": {
       "type": "boolean"
@@ -1921,7 +2123,7 @@ public enum OpenAPIDocument {
      "content": {
       "application/json": {
        "schema": {
-        "$ref": "#/components/schemas/MessagesRequest"
+        "$ref": "#/components/schemas/CountTokensRequest"
        }
       }
      },
