@@ -217,6 +217,8 @@ public actor ClusterController {
         await pool.register(name: request.name, endpoint: endpoint)
         try persist([.member(member.record)])
         if (isNew || undrained) && !pinned { needsReplan = true }
+        // A restarted worker holds nothing: out of routing now, not at the next tick.
+        if !isNew { publishRoutingTable() }
         logger.info(isNew ? "worker joined" : undrained ? "drained worker restarted: back in service" : "worker rejoined",
                     metadata: ["worker": "\(request.name)", "address": "\(endpoint)"])
         return JoinResponse(heartbeatSeconds: settings.heartbeat.seconds, state: member.state)

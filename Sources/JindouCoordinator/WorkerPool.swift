@@ -281,6 +281,12 @@ public actor WorkerPool {
         }
         if reply.kind == .error {
             let error = ErrorMessage(frame: reply)
+            // A worker without the experts it was routed is out of step with the placement
+            // (restarted, or a shard update still on its way): like an unreachable one, it is
+            // taken out of routing and the tokens go to another copy.
+            if error.code == .expertNotHosted {
+                throw ClusterError.workerUnavailable(worker: name, reason: "\(error.code): \(error.message)")
+            }
             throw ClusterError.workerFailed(worker: name, reason: "\(error.code): \(error.message)")
         }
         return reply

@@ -88,6 +88,18 @@ public enum OpenAPIDocument {
     "type": "object"
    },
    "ChatCompletionRequest": {
+    "dependentSchemas": {
+     "top_logprobs": {
+      "properties": {
+       "logprobs": {
+        "const": true
+       }
+      },
+      "required": [
+       "logprobs"
+      ]
+     }
+    },
     "properties": {
      "chat_template_kwargs": {
       "additionalProperties": true,
@@ -402,18 +414,21 @@ public enum OpenAPIDocument {
      "prompt": {
       "oneOf": [
        {
+        "minLength": 1,
         "type": "string"
        },
        {
         "items": {
          "type": "string"
         },
+        "minItems": 1,
         "type": "array"
        },
        {
         "items": {
          "type": "integer"
         },
+        "minItems": 1,
         "type": "array"
        }
       ]
@@ -631,7 +646,8 @@ public enum OpenAPIDocument {
      }
     },
     "required": [
-     "messages"
+     "messages",
+     "model"
     ],
     "type": "object"
    },
@@ -787,6 +803,7 @@ public enum OpenAPIDocument {
     "type": "object"
    },
    "MessagesRequest": {
+    "dependentSchemas": {},
     "properties": {
      "max_tokens": {
       "minimum": 1,
@@ -933,8 +950,9 @@ public enum OpenAPIDocument {
      }
     },
     "required": [
+     "max_tokens",
      "messages",
-     "max_tokens"
+     "model"
     ],
     "type": "object"
    },
