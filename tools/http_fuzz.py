@@ -192,7 +192,7 @@ def summarise(out, run, seconds, seed, alive, health, chat_status, command):
                                 detail = (check.get("name"), body.get("recorder", {}).get("label"), response.get("status_code"),
                                           answer_message(response))
                                 disagreements[detail] += 1
-                    label = body.get("label")
+                    label = (body.get("recorder") or {}).get("label") or body.get("label")
                     if label:
                         operations.add(label)
                 elif kind == "NonFatalError":

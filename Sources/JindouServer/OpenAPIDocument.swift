@@ -1786,7 +1786,18 @@ public enum OpenAPIDocument {
        "text/event-stream": {
         "schema": {
          "description": "Server-sent events, one JSON chunk per `data:` line, ending with `data: [DONE]` (OpenAI) or Anthropic's event sequence.",
-         "type": "string"
+         "properties": {
+          "data": {
+           "type": "string"
+          },
+          "event": {
+           "type": "string"
+          },
+          "id": {
+           "type": "string"
+          }
+         },
+         "type": "object"
         }
        }
       },
@@ -1880,7 +1891,18 @@ public enum OpenAPIDocument {
        "text/event-stream": {
         "schema": {
          "description": "Server-sent events, one JSON chunk per `data:` line, ending with `data: [DONE]` (OpenAI) or Anthropic's event sequence.",
-         "type": "string"
+         "properties": {
+          "data": {
+           "type": "string"
+          },
+          "event": {
+           "type": "string"
+          },
+          "id": {
+           "type": "string"
+          }
+         },
+         "type": "object"
         }
        }
       },
@@ -2064,7 +2086,18 @@ public enum OpenAPIDocument {
        "text/event-stream": {
         "schema": {
          "description": "Server-sent events, one JSON chunk per `data:` line, ending with `data: [DONE]` (OpenAI) or Anthropic's event sequence.",
-         "type": "string"
+         "properties": {
+          "data": {
+           "type": "string"
+          },
+          "event": {
+           "type": "string"
+          },
+          "id": {
+           "type": "string"
+          }
+         },
+         "type": "object"
         }
        }
       },
