@@ -31,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 
+from doc_sections import replace_section
+
 
 def free_port():
     with socket.socket() as s:
@@ -38,23 +40,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def get(url, token=None, timeout=5):
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def request(url, body=None, token=None, timeout=60):
+    """(status, body bytes) of a GET, or of a JSON POST when `body` is given; status None if unreachable."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError as e:
-        return None, str(e).encode()
-
-
-def post(url, body, token=None, timeout=60):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {token}"} if token else {})})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -118,7 +111,7 @@ def main():
             args.jindoud, "worker", "--model", model, "--listen", "127.0.0.1:0", "--join", base, "--name", "w0",
             "--token-file", token_file, "--log-level", "warning"])
         deadline = time.time() + 120
-        while get(f"{base}/ready")[0] != 200:
+        while request(f"{base}/ready", timeout=5)[0] != 200:
             if time.time() > deadline or any(p.poll() is not None for p in processes.values()):
                 sys.exit(f"the cluster did not become ready; logs in {args.out}")
             time.sleep(0.5)
@@ -134,8 +127,8 @@ def main():
         with open(os.path.join(args.out, "schemathesis.txt"), "w") as f:
             f.write(run.stdout + run.stderr)
         alive = {name: p.poll() is None for name, p in processes.items()}
-        health = get(f"{base}/health")[0]
-        chat = post(f"{base}/v1/chat/completions", {"model": os.path.basename(model.rstrip("/")), "max_tokens": 8, "temperature": 0,
+        health = request(f"{base}/health", timeout=5)[0]
+        chat = request(f"{base}/v1/chat/completions", {"model": os.path.basename(model.rstrip("/")), "max_tokens": 8, "temperature": 0,
                                                    "messages": [{"role": "user", "content": "hello"}]}, token)
         summary = summarise(args.out, run, seconds, seed, alive, health, chat[0], command)
         with open(os.path.join(args.out, "summary.json"), "w") as f:
@@ -254,14 +247,7 @@ def write_section(doc, summary):
     for error in summary["errors"][:10]:
         lines.append(f"- error: {error}")
     section = "\n".join(lines)
-    begin, end = "<!-- BEGIN http-fuzz -->", "<!-- END http-fuzz -->"
-    text = open(doc).read() if os.path.exists(doc) else "# Reliability\n"
-    if begin in text and end in text and text.index(begin) < text.index(end):
-        text = text[:text.index(begin)] + begin + "\n" + section + "\n" + text[text.index(end):]
-    else:
-        text += f"\n{begin}\n{section}\n{end}\n"
-    with open(doc, "w") as f:
-        f.write(text)
+    replace_section(doc, "http-fuzz", section)
 
 
 if __name__ == "__main__":

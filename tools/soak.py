@@ -39,6 +39,8 @@ import traceback
 import urllib.error
 import urllib.request
 
+from doc_sections import replace_section
+
 import openai
 from openai import OpenAI
 
@@ -914,14 +916,7 @@ def write_doc_section(doc, results, plot):
     if image:
         lines += ["", f"![RSS and open files per process over the soak, chaos events marked]({image})"]
     section = "\n".join(lines)
-    begin, end = "<!-- BEGIN soak -->", "<!-- END soak -->"
-    text = open(doc).read() if os.path.exists(doc) else "# Reliability\n"
-    if begin in text and end in text and text.index(begin) < text.index(end):
-        text = text[:text.index(begin)] + begin + "\n" + section + "\n" + text[text.index(end):]
-    else:
-        text += f"\n{begin}\n{section}\n{end}\n"
-    with open(doc, "w") as f:
-        f.write(text)
+    replace_section(doc, "soak", section)
 
 
 class IncompleteResponse(Exception):

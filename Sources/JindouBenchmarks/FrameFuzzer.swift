@@ -5,6 +5,7 @@ import JindouTransport
 import JindouWire
 import NIOCore
 import SwiftProtobuf
+import Synchronization
 
 /// `jindouctl bench fuzz`: mutated and random frames against a live worker's node port.
 ///
@@ -143,14 +144,14 @@ public struct FrameFuzzer: Sendable {
         }
         let start = ContinuousClock.now
         let lanes = max(1, options.lanes)
-        let results = LaneResults(count: lanes)
-        let done = ManagedAtomicCounter()
+        let merged = Mutex(report)
+        let done = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: lanes) { lane in
             var local = Report(target: "", model: "", date: "", machine: "", seed: options.seed)
             var index = options.firstCase + lane
             while index < options.firstCase + options.cases {
                 runCase(index, into: &local)
-                let finished = done.increment()
+                let finished = done.wrappingAdd(1, ordering: .relaxed).newValue
                 if finished % options.healthEvery == 0 {
                     local.healthChecks += 1
                     if !healthCheck() { local.failedHealthChecks += 1 }
@@ -159,9 +160,9 @@ public struct FrameFuzzer: Sendable {
                 }
                 index += lanes
             }
-            results.set(lane, local)
+            merged.withLock { $0.merge(local) }
         }
-        for lane in 0..<lanes { report.merge(results.get(lane)) }
+        report = merged.withLock { $0 }
         report.healthChecks += 1
         if !healthCheck() { report.failedHealthChecks += 1 }
         report.seconds = (ContinuousClock.now - start).seconds
@@ -608,25 +609,4 @@ extension FrameFuzzer.Report {
     }
 
     private func residentBytesText(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }
-}
-
-/// Per-lane reports, merged after the lanes finish.
-private final class LaneResults: @unchecked Sendable {
-    // @unchecked: each lane writes only its own slot, under the lock.
-    private var reports: [FrameFuzzer.Report]
-    private let lock = NSLock()
-
-    init(count: Int) {
-        reports = Array(repeating: FrameFuzzer.Report(target: "", model: "", date: "", machine: "", seed: 0), count: count)
-    }
-
-    func set(_ lane: Int, _ report: FrameFuzzer.Report) { lock.withLock { reports[lane] = report } }
-    func get(_ lane: Int) -> FrameFuzzer.Report { lock.withLock { reports[lane] } }
-}
-
-private final class ManagedAtomicCounter: @unchecked Sendable {
-    // @unchecked: guarded by the lock.
-    private var value = 0
-    private let lock = NSLock()
-    func increment() -> Int { lock.withLock { value += 1; return value } }
 }

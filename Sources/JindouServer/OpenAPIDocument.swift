@@ -499,157 +499,16 @@ public enum OpenAPIDocument {
     "type": "object"
    },
    "CountTokensRequest": {
-    "description": "A Messages request to count: max_tokens and sampling fields are not needed.",
-    "properties": {
-     "max_tokens": {
-      "minimum": 1,
-      "type": "integer"
-     },
-     "messages": {
-      "items": {
-       "additionalProperties": true,
-       "properties": {
-        "content": {
-         "oneOf": [
-          {
-           "type": "string"
-          },
-          {
-           "items": {
-            "additionalProperties": true,
-            "properties": {
-             "type": {
-              "type": "string"
-             }
-            },
-            "required": [
-             "type"
-            ],
-            "type": "object"
-           },
-           "type": "array"
-          }
-         ]
-        },
-        "role": {
-         "enum": [
-          "user",
-          "assistant"
-         ],
-         "type": "string"
-        }
-       },
-       "required": [
-        "role",
-        "content"
-       ],
-       "type": "object"
-      },
-      "minItems": 1,
-      "type": "array"
-     },
-     "metadata": {
-      "additionalProperties": true,
-      "type": "object"
-     },
-     "model": {
-      "type": "string"
-     },
-     "stop_sequences": {
-      "items": {
-       "type": "string"
-      },
-      "type": "array"
-     },
-     "stream": {
-      "type": "boolean"
-     },
-     "system": {
-      "oneOf": [
-       {
-        "type": "string"
-       },
-       {
-        "items": {
-         "additionalProperties": true,
-         "properties": {
-          "text": {
-           "type": "string"
-          },
-          "type": {
-           "const": "text",
-           "type": "string"
-          }
-         },
-         "required": [
-          "type",
-          "text"
-         ],
-         "type": "object"
-        },
-        "type": "array"
-       }
-      ]
-     },
-     "temperature": {
-      "minimum": 0,
-      "type": "number"
-     },
-     "thinking": {
-      "additionalProperties": true,
-      "type": "object"
-     },
-     "tool_choice": {
-      "additionalProperties": true,
-      "properties": {
-       "type": {
-        "enum": [
-         "auto",
-         "any",
-         "tool",
-         "none"
-        ],
-        "type": "string"
-       }
-      },
-      "required": [
-       "type"
-      ],
-      "type": "object"
-     },
-     "tools": {
-      "items": {
-       "additionalProperties": true,
-       "properties": {
-        "input_schema": {
-         "type": "object"
-        },
-        "name": {
-         "type": "string"
-        }
-       },
-       "required": [
-        "name"
-       ],
-       "type": "object"
-      },
-      "type": "array"
-     },
-     "top_k": {
-      "minimum": 0,
-      "type": "integer"
-     },
-     "top_p": {
-      "exclusiveMinimum": 0,
-      "maximum": 1,
-      "type": "number"
+    "allOf": [
+     {
+      "$ref": "#/components/schemas/MessagesBody"
      }
-    },
+    ],
+    "description": "A Messages request to count: max_tokens and sampling fields are not needed.",
     "required": [
      "messages",
      "model"
-    ],
-    "type": "object"
+    ]
    },
    "DrainRequest": {
     "properties": {
@@ -802,8 +661,8 @@ public enum OpenAPIDocument {
     ],
     "type": "object"
    },
-   "MessagesRequest": {
-    "dependentSchemas": {},
+   "MessagesBody": {
+    "description": "The fields of an Anthropic Messages request (shared by /v1/messages and /v1/messages/count_tokens).",
     "properties": {
      "max_tokens": {
       "minimum": 1,
@@ -949,12 +808,19 @@ public enum OpenAPIDocument {
       "type": "number"
      }
     },
+    "type": "object"
+   },
+   "MessagesRequest": {
+    "allOf": [
+     {
+      "$ref": "#/components/schemas/MessagesBody"
+     }
+    ],
     "required": [
      "max_tokens",
      "messages",
      "model"
-    ],
-    "type": "object"
+    ]
    },
    "Readiness": {
     "additionalProperties": true,

@@ -162,3 +162,18 @@ func expectGoldenCasesMatch(_ cluster: InferenceEngine, fixture: String) async t
         #expect(try await cluster.generate(request).tokenIDs == c.greedyNewTokens, "\(fixture) case \(c.name)")
     }
 }
+
+/// A Python that can import `modules` (comma-separated): JINDOU_PYTHON if set, else python3.
+func pythonImporting(_ modules: String) -> String? {
+    let candidates = [ProcessInfo.processInfo.environment["JINDOU_PYTHON"], "/usr/bin/python3", "/usr/local/bin/python3"].compactMap { $0 }
+    for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: candidate)
+        check.arguments = ["-c", "import \(modules)"]
+        check.standardError = FileHandle.nullDevice
+        try? check.run()
+        check.waitUntilExit()
+        if check.terminationStatus == 0 { return candidate }
+    }
+    return nil
+}

@@ -11,19 +11,7 @@ struct DeploymentFilesTests {
     static let required = ProcessInfo.processInfo.environment["JINDOU_REQUIRE_DEPLOY_CHECK"] == "1"
 
     /// A Python with PyYAML (JINDOU_PYTHON, or python3).
-    static let python: String? = {
-        let candidates = [ProcessInfo.processInfo.environment["JINDOU_PYTHON"], "/usr/bin/python3"].compactMap { $0 }
-        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: candidate)
-            check.arguments = ["-c", "import yaml"]
-            check.standardError = FileHandle.nullDevice
-            try? check.run()
-            check.waitUntilExit()
-            if check.terminationStatus == 0 { return candidate }
-        }
-        return nil
-    }()
+    static let python = pythonImporting("yaml")
 
     @Test(.enabled(if: python != nil || required, "needs a Python with PyYAML (set JINDOU_PYTHON)"))
     func everyDeploymentFilePassesItsChecker() throws {

@@ -250,19 +250,7 @@ struct OpenAIServingTests {
     }
 
     /// Finds a Python with the `openai` package (JINDOU_PYTHON, or python3).
-    static let python: String? = {
-        let candidates = [ProcessInfo.processInfo.environment["JINDOU_PYTHON"], "/usr/bin/python3", "/usr/local/bin/python3"].compactMap { $0 }
-        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: candidate)
-            check.arguments = ["-c", "import openai, jsonschema, anthropic, openapi_spec_validator"]
-            check.standardError = FileHandle.nullDevice
-            try? check.run()
-            check.waitUntilExit()
-            if check.terminationStatus == 0 { return candidate }
-        }
-        return nil
-    }()
+    static let python = pythonImporting("openai, jsonschema, anthropic, openapi_spec_validator")
 
     static let openAIClientAvailable = python != nil || ProcessInfo.processInfo.environment["JINDOU_REQUIRE_OPENAI"] == "1"
 
