@@ -27,6 +27,12 @@ Python). Usage:
         pydantic xgrammar apache-tvm-ffi
     python tools/fixture_parsers.py --vllm /tmp/vllm/vllm-0.33.0
 
+gpt-oss's harmony format is read by llama.cpp's parser instead (vLLM's needs openai_harmony,
+which downloads its vocabulary at load time):
+
+    llama=$(tools/llama_cpp.sh --chat)
+    python tools/fixture_parsers.py --llama-cpp $llama/build/bin/llama_cpp_chat_parse
+
 The tokenizer handed to the parsers is a byte-level one holding each family's markers
 as added special tokens (the released tokenizers are on the Hub, which is unreachable
 here); the parsers look up only their markers' ids in it.
@@ -287,16 +293,122 @@ def run_case(parser_cls, tokenizer, text, kwargs):
     return complete, streamed
 
 
+# gpt-oss's harmony format, read by llama.cpp's parser (common/parsers/gpt-oss.cpp) through
+# tools/llama_cpp_chat_parse.cpp: vLLM's harmony parser needs openai_harmony, which downloads
+# its o200k vocabulary at load time (no internet here but PyPI). The texts follow the harmony
+# spec and llama.cpp's tests/test-chat.cpp; each is what the model writes after the
+# generation prompt `<|start|>assistant` (stop tokens <|return|> and <|call|> not included).
+HARMONY_MARKERS = ["<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|call|>", "<|return|>"]
+
+
+def gpt_oss_cases():
+    A = "<|channel|>analysis<|message|>"
+    F = "<|end|><|start|>assistant<|channel|>final<|message|>"
+    N = "<|end|><|start|>assistant"
+    weather = json.dumps({"city": "Paris", "days": 3})
+    return [
+        ("final_only", "<|channel|>final<|message|>Hello, world!\nWhat's up?"),
+        ("commentary_only", "<|channel|>commentary<|message|>Hello, world!\nWhat's up?", {"offer_tools": False}),
+        ("analysis_then_final", A + "I'm\nthinking" + F + "Hello, world!\nWhat's up?"),
+        ("analysis_truncated", A + "I'm\nthinking about"),
+        ("analysis_closed_only", A + "done thinking" + N),
+        ("two_analyses_then_final", A + "first" + N + A[:-len("<|message|>")] + "<|message|>second" + F + "answer"),
+        ("call_recipient_in_role", " to=functions.get_weather<|channel|>commentary<|message|>" + weather),
+        ("call_recipient_in_channel", "<|channel|>commentary to=functions.get_weather<|message|>" + weather),
+        ("call_constrained", "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" + weather),
+        ("call_role_constrained", " to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>" + weather),
+        ("call_in_analysis_channel", "<|channel|>analysis to=functions.get_weather<|message|>" + weather),
+        ("reasoning_then_call", A + "The user wants weather." + N + "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" + weather),
+        ("reasoning_preamble_call", A + "Check the weather." + N + "<|channel|>commentary<|message|>Let me look that up." + N +
+         " to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>" + weather),
+        ("zero_arguments", A + "List them." + N + "<|channel|>commentary to=functions.list_files <|constrain|>json<|message|>{}"),
+        ("nested_arguments", "<|channel|>commentary to=functions.set_options <|constrain|>json<|message|>" +
+         json.dumps({"options": {"a": [1, 2, {"b": None}]}, "tags": ["x", "y"], "enabled": True, "ratio": 0.5})),
+        ("unicode", A + "東京の天気 ☀️" + N + "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" +
+         json.dumps({"city": "東京", "unit": "celsius"}, ensure_ascii=False)),
+        ("unicode_final", A + "naïve café" + F + "Ça va très bien — 謝謝 🙂"),
+        ("escaped_strings", "<|channel|>commentary to=functions.set_options <|constrain|>json<|message|>" +
+         json.dumps({"note": "say \"hi\"\n\ttab <|end|> inside", "tags": ["}", "{"]})),
+        ("call_truncated", A + "Weather." + N + "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Par"),
+        ("builtin_recipient_in_role", A + "I will execute python to say hello" + N + " to=container.exec<|channel|>commentary<|message|>python3 -c 'print(1)'"),
+        ("builtin_recipient_in_channel", A + "Search the web." + N + "<|channel|>commentary to=browser.search <|constrain|>json<|message|>{\"query\": \"x\"}"),
+        ("builtin_without_tools", A + "Run it." + N + "<|channel|>commentary to=python <|constrain|>code<|message|>print(\"hello\")", {"offer_tools": False}),
+        ("stray_commentary", "<|channel|>commentary to=assistant<|channel|>analysis<|message|>hmm" + N + "<|channel|>commentary<|channel|>final<|message|>ok"),
+        ("tools_offered_plain_answer", A + "No tool needed." + F + "It is 4."),
+        ("tool_choice_none", A + "Just answer." + F + "Paris is sunny.", {"tool_choice": "none"}),
+        ("tool_choice_required", A + "Must call." + N + "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" + weather, {"tool_choice": "required"}),
+        ("no_tools_final", A + "thinking" + F + "plain", {"offer_tools": False}),
+        ("reasoning_off", A + "I'm\nthinking" + F + "Hello", {"reasoning_format": "none", "offer_tools": False}),
+        ("marker_like_text", A + "a <| b |> c <|chan" + F + "x <|end and <|start"),
+        ("empty_final", A + "nothing to say" + F),
+        ("whitespace", A + "  spaced  \n" + F + "\n  answer  \n"),
+        ("not_harmony", "Just plain text, no channel at all."),
+        ("not_harmony_with_markers", "plain <|start|>text<|end|> here", {"offer_tools": False}),
+    ]
+
+
+LLAMA_CPP_FAMILIES = {
+    # vLLM's names for gpt-oss's parsers: --tool-call-parser openai --reasoning-parser openai_gptoss
+    "gpt_oss": ("openai", "openai_gptoss", HARMONY_MARKERS, "templates/gpt_oss.jinja", gpt_oss_cases),
+}
+
+
+def marker_tokens(text, markers):
+    """Markers whole (they are special tokens), everything else one character at a time."""
+    tokens, i = [], 0
+    while i < len(text):
+        m = next((m for m in markers if text.startswith(m, i)), None)
+        tokens.append(m or text[i])
+        i += len(m) if m else 1
+    return tokens
+
+
+def write_llama_cpp_family(family, harness):
+    import subprocess
+    tool_name, reasoning_name, markers, template, cases = LLAMA_CPP_FAMILIES[family]
+    with open(os.path.join(HERE, "..", "Tests", "Fixtures", template), encoding="utf-8") as f:
+        source = f.read()
+    corpus = []
+    for case in cases():
+        options = case[2] if len(case) > 2 else {}
+        corpus.append({"id": case[0], "tokens": marker_tokens(case[1], markers), **options})
+    run = subprocess.run([harness], input=json.dumps({"template": source, "tools": TOOLS, "cases": corpus}),
+                         capture_output=True, text=True, check=True)
+    results = {r["id"]: r for r in json.loads(run.stdout)["cases"]}
+    records = []
+    for case in cases():
+        options = case[2] if len(case) > 2 else {}
+        r = results[case[0]]
+        records.append({"id": case[0], "text": case[1], "chat_template_kwargs": {}, "options": options,
+                        "complete": r["complete"], "streamed": r["streamed"]})
+    doc = {"family": family, "oracle": "llama.cpp (llama-cpp-python 0.3.36's vendored common/chat.cpp)",
+           "tool_call_parser": tool_name, "reasoning_parser": reasoning_name, "tools": TOOLS, "cases": records}
+    path = os.path.join(OUT, f"{family}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"{path}: {len(records)} cases (llama.cpp)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vllm", required=True, help="the extracted vllm-0.33.0 sdist")
+    ap.add_argument("--vllm", help="the extracted vllm-0.33.0 sdist (the families vLLM's parsers read)")
+    ap.add_argument("--llama-cpp", help="llama_cpp_chat_parse from `tools/llama_cpp.sh --chat` (the harmony family)")
     ap.add_argument("--only", help="one family")
     args = ap.parse_args()
+    if not args.vllm and not args.llama_cpp:
+        ap.error("give --vllm, --llama-cpp or both")
+    os.makedirs(OUT, exist_ok=True)
+    if args.llama_cpp:
+        for family in LLAMA_CPP_FAMILIES:
+            if not args.only or family == args.only:
+                write_llama_cpp_family(family, args.llama_cpp)
+    if not args.vllm:
+        return
     sys.path.insert(0, os.path.abspath(args.vllm))
     import logging
     logging.disable(logging.WARNING)
     from vllm.parser.parser_manager import ParserManager
-    os.makedirs(OUT, exist_ok=True)
     for family, (tool_name, reasoning_name, specials, cases) in FAMILIES.items():
         if args.only and family != args.only:
             continue

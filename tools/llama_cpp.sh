@@ -17,6 +17,9 @@
 #                       $JINDOU_LLAMA_DIR, otherwise `pip download`ed from PyPI into it
 #   JINDOU_LLAMA_JOBS   parallel build jobs (default: nproc)
 #
+#   tools/llama_cpp.sh --chat          # also llama-common and $llama/build/bin/llama_cpp_chat_parse
+#                                      # (tools/llama_cpp_chat_parse.cpp: llama.cpp's chat-output
+#                                      # parser, the oracle of tools/fixture_parsers.py --llama-cpp)
 #   tools/llama_cpp.sh --rpc           # a second build, $llama/build-rpc, with GGML_RPC=ON:
 #                                      # ggml-rpc-server, llama-bench, llama-batched-bench (the
 #                                      # layer-split peer of tools/bench_network.sh and
@@ -29,7 +32,9 @@ jobs=${JINDOU_LLAMA_JOBS:-$(nproc)}
 tree="$dir/llama_cpp_python-$version/vendor/llama.cpp"
 build="$tree/build"
 rpc=0
+chat=0
 [ "${1:-}" = "--rpc" ] && rpc=1
+[ "${1:-}" = "--chat" ] && chat=1
 mkdir -p "$dir"
 
 if [ ! -f "$tree/CMakeLists.txt" ]; then
@@ -73,5 +78,14 @@ harness="$build/bin/llama_cpp_logits"
 if [ ! -x "$harness" ] || [ "$repo/tools/llama_cpp_logits.c" -nt "$harness" ] || [ "$build/bin/libllama.so" -nt "$harness" ]; then
   cc -O1 "$repo/tools/llama_cpp_logits.c" -I "$tree/include" -I "$tree/ggml/include" -L "$build/bin" \
     -lllama -lggml -lggml-base "-Wl,-rpath,$build/bin" -o "$harness" >&2
+fi
+if [ "$chat" = 1 ]; then
+  cmake --build "$build" -j"$jobs" --target llama-common >&2
+  parse="$build/bin/llama_cpp_chat_parse"
+  if [ ! -x "$parse" ] || [ "$repo/tools/llama_cpp_chat_parse.cpp" -nt "$parse" ]; then
+    c++ -std=c++17 -O1 "$repo/tools/llama_cpp_chat_parse.cpp" -I "$tree/common" -I "$tree/include" -I "$tree/ggml/include" \
+      -I "$tree/vendor" "$build/common/libllama-common-base.a" -L "$build/bin" -lllama-common -lllama -lggml -lggml-base \
+      -pthread "-Wl,-rpath,$build/bin" -o "$parse" >&2
+  fi
 fi
 echo "$tree"

@@ -39,6 +39,13 @@ public struct OutputFormat: Sendable {
     public var reasoning: ReasoningFormat?
     public var toolCallParser: String?
     public var toolCalls: ToolCallFormat?
+    /// gpt-oss's channels: when set, the reasoning and tool-call sides above are unused.
+    public var harmony: HarmonyFormat?
+
+    /// Whether a message goes through a parser at all (then special tokens stay in its text).
+    public func parsesAnything(parseToolCalls: Bool, templateArguments: TemplateObject) -> Bool {
+        harmony != nil || (reasoning?.thinks(templateArguments) ?? false) || (parseToolCalls && toolCalls != nil)
+    }
 
     public init(reasoningParser: String?, reasoning: ReasoningFormat?, toolCallParser: String?, toolCalls: ToolCallFormat?) {
         self.reasoningParser = reasoningParser
@@ -59,8 +66,7 @@ public struct AssistantOutputParser: Sendable {
     private var reasoningEnded: Bool
     private var toolEngine: ParserEngine?
     private var assembler: ToolCallAssembler?
-    private var reasoningParts: [String] = []
-    private var contentParts: [String] = []
+    private var harmony: HarmonyParser?
 
     /// - Parameters:
     ///   - parseToolCalls: false when the request offers no tools or says `tool_choice: none`.
@@ -68,6 +74,9 @@ public struct AssistantOutputParser: Sendable {
     public init(format: OutputFormat, tools: [ToolDefinition], parseToolCalls: Bool,
                 templateArguments: TemplateObject = TemplateObject(),
                 makeID: @escaping @Sendable (Int) -> String) {
+        if let harmony = format.harmony {
+            self.harmony = HarmonyParser(format: harmony, tools: tools, parseToolCalls: parseToolCalls, makeID: makeID)
+        }
         if let reasoning = format.reasoning, reasoning.thinks(templateArguments) {
             reasoningEngine = ParserEngine(reasoning.grammar, initialState: .reasoning)
             stripTrailingReasoning = reasoning.stripTrailingWhitespace
@@ -86,8 +95,9 @@ public struct AssistantOutputParser: Sendable {
     public static func parse(_ text: String, format: OutputFormat, tools: [ToolDefinition], parseToolCalls: Bool,
                              templateArguments: TemplateObject = TemplateObject(),
                              makeID: @escaping @Sendable (Int) -> String) -> AssistantOutput {
-        let parser = AssistantOutputParser(format: format, tools: tools, parseToolCalls: parseToolCalls,
+        var parser = AssistantOutputParser(format: format, tools: tools, parseToolCalls: parseToolCalls,
                                            templateArguments: templateArguments, makeID: makeID)
+        if parser.harmony != nil { return parser.wholeMessage(text) }
         var reasoning = "", content = ""
         var events: [ParserEvent] = [.text(text)]
         if var engine = parser.reasoningEngine { events = engine.feed(text) + engine.finish() }
@@ -111,12 +121,32 @@ public struct AssistantOutputParser: Sendable {
 
     /// The deltas for the next piece of generated text.
     public mutating func feed(_ text: String) -> AssistantDelta {
-        step(reasoningEngine != nil ? reasoningEngine!.feed(text) : [.text(text)], finished: false)
+        if harmony != nil { return harmony!.feed(text) }
+        return step(reasoningEngine != nil ? reasoningEngine!.feed(text) : [.text(text)], finished: false)
     }
 
     /// The deltas for the end of the message (held-back text, open calls closed).
     public mutating func finish() -> AssistantDelta {
-        step(reasoningEngine != nil ? reasoningEngine!.finish() : [], finished: true)
+        if harmony != nil { return harmony!.finish() }
+        return step(reasoningEngine != nil ? reasoningEngine!.finish() : [], finished: true)
+    }
+
+    /// A whole message from the streamed deltas of one piece (the harmony reader works the
+    /// same way whole and streamed).
+    private mutating func wholeMessage(_ text: String) -> AssistantOutput {
+        var output = AssistantOutput()
+        for delta in [feed(text), finish()] {
+            if let r = delta.reasoning { output.reasoning = (output.reasoning ?? "") + r }
+            if let c = delta.content { output.content = (output.content ?? "") + c }
+            for call in delta.toolCalls {
+                if call.index == output.toolCalls.count {
+                    output.toolCalls.append(ParsedToolCall(id: call.id ?? "", name: call.name ?? "", arguments: call.arguments ?? ""))
+                } else {
+                    output.toolCalls[call.index].arguments += call.arguments ?? ""
+                }
+            }
+        }
+        return output
     }
 
     private mutating func step(_ events: [ParserEvent], finished: Bool) -> AssistantDelta {

@@ -8,12 +8,22 @@ import JindouTemplates
 
 extension OutputFormat {
     /// Tool-call parser names Jindou knows (vLLM's `--tool-call-parser` names).
-    public static let toolCallParsers = ["hermes", "qwen3_coder", "glm45", "deepseek_v31", "deepseek_v32", "kimi_k2", "minimax_m2"]
+    public static let toolCallParsers = ["hermes", "qwen3_coder", "glm45", "deepseek_v31", "deepseek_v32", "kimi_k2", "minimax_m2", "openai"]
     /// Reasoning parser names Jindou knows (vLLM's `--reasoning-parser` names).
-    public static let reasoningParsers = ["qwen3", "glm45", "deepseek_v3", "kimi_k2", "minimax_m2"]
+    public static let reasoningParsers = ["qwen3", "glm45", "deepseek_v3", "kimi_k2", "minimax_m2", "openai_gptoss"]
 
     /// The format for a pair of parser names; nil names leave that side out.
     public static func named(toolCallParser: String?, reasoningParser: String?) throws -> OutputFormat {
+        // gpt-oss's harmony channels carry both sides at once.
+        let harmonyTools = toolCallParser == "openai", harmonyReasoning = reasoningParser == "openai_gptoss"
+        if harmonyTools || harmonyReasoning {
+            guard (toolCallParser == nil || harmonyTools) && (reasoningParser == nil || harmonyReasoning) else {
+                throw OutputFormatError.unpairedHarmony(toolCallParser: toolCallParser, reasoningParser: reasoningParser)
+            }
+            var format = OutputFormat(reasoningParser: reasoningParser, reasoning: nil, toolCallParser: toolCallParser, toolCalls: nil)
+            format.harmony = HarmonyFormat(extractsReasoning: harmonyReasoning, parsesToolCalls: harmonyTools)
+            return format
+        }
         var tools: ToolCallFormat?
         if let toolCallParser {
             tools = switch toolCallParser {
@@ -47,6 +57,7 @@ extension OutputFormat {
         let template = chatTemplate ?? ""
         let thinks = template.contains("<think>") || template.contains("</think>")
         func pair(_ tool: String, _ reasoning: String) -> (String?, String?) { (tool, thinks ? reasoning : nil) }
+        if template.contains("<|channel|>") { return ("openai", "openai_gptoss") }
         if template.contains("｜DSML｜") { return pair("deepseek_v32", "deepseek_v3") }
         if template.contains("<|tool_calls_section_begin|>") { return pair("kimi_k2", "kimi_k2") }
         if template.contains("<minimax:tool_call>") { return pair("minimax_m2", "minimax_m2") }
@@ -60,8 +71,11 @@ extension OutputFormat {
 
 public enum OutputFormatError: Error, CustomStringConvertible, Equatable {
     case unknownToolCallParser(String), unknownReasoningParser(String)
+    case unpairedHarmony(toolCallParser: String?, reasoningParser: String?)
     public var description: String {
         switch self {
+        case .unpairedHarmony(let tool, let reasoning):
+            "the harmony parsers (tool-call parser 'openai', reasoning parser 'openai_gptoss') read gpt-oss's channels and pair only with each other or none, not '\(tool ?? "none")' with '\(reasoning ?? "none")'"
         case .unknownToolCallParser(let n):
             "unknown tool-call parser '\(n)' (known: \(OutputFormat.toolCallParsers.joined(separator: ", ")))"
         case .unknownReasoningParser(let n):

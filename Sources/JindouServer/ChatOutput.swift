@@ -132,7 +132,7 @@ struct ChatOutputOptions: Sendable {
     /// A constrained answer is the JSON itself: it is not parsed.
     var parsesAnything: Bool {
         guard case .none = structured, !constrainedContent else { return false }
-        return (format.reasoning?.thinks(templateArguments) ?? false) || (parseToolCalls && format.toolCalls != nil)
+        return format.parsesAnything(parseToolCalls: parseToolCalls, templateArguments: templateArguments)
     }
 
     /// OpenAI's finish reason: `tool_calls` when the model chose to call (a forced named call ends with `stop`).

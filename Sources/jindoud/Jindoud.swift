@@ -172,7 +172,7 @@ struct ServingOptions: ParsableArguments {
     var toolCallParser: String = "auto"
 
     @Option(name: .customLong("reasoning-parser"),
-            help: "How reasoning is split from chat answers into reasoning_content: auto (when the chat template knows <think>), none, or one of \(OutputFormat.reasoningParsers.joined(separator: ", ")).")
+            help: "How reasoning is split from chat answers into reasoning_content: auto (when the chat template knows <think>, or gpt-oss's harmony channels), none, or one of \(OutputFormat.reasoningParsers.joined(separator: ", ")).")
     var reasoningParser: String = "auto"
 
     @Option(name: .customLong("ready-timeout"),

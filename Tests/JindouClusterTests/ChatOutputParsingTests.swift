@@ -12,12 +12,14 @@ import Testing
 @Suite("Chat answers split into reasoning, content and tool calls", .serialized)
 struct ChatOutputParsingTests {
     let fixture = "qwen3-moe-tiny"
-    static let tools = #"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#
+    static let tools = #"[{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#
 
     /// The raw greedy text (special tokens kept, as the parsers see it) of a chat request's prompt.
-    func rawText(_ cluster: LocalCluster, messages: String, kwargs: String, tools: String = "null", maxTokens: Int) async throws -> String {
+    func rawText(_ cluster: LocalCluster, messages: String, kwargs: String, tools: String = "null", maxTokens: Int,
+                 model: String? = nil) async throws -> String {
+        let fixture = model ?? fixture
         let (status, tokenized) = try await cluster.post("tokenize", #"{"messages": \#(messages), "chat_template_kwargs": \#(kwargs), "tools": \#(tools)}"#)
-        #expect(status == 200)
+        #expect(status == 200, "\(tokenized)")
         guard case .array(let ids)? = tokenized["tokens"] else { throw HarnessError("no tokens") }
         let prompt = try JSONText.encode(.array(ids))
         let (_, completion) = try await cluster.post("v1/completions",
@@ -107,6 +109,29 @@ struct ChatOutputParsingTests {
             #"{"model": "\#(fixture)", "messages": \#(messages), "max_tokens": 10, "temperature": 0}"#)
         #expect(string(message(answer), "content") == raw)
         #expect(message(answer)?["reasoning_content"] == nil)
+    }
+
+    @Test("gpt-oss: the answer is the harmony parser's reading of the raw text (channels, calls), streamed or not")
+    func harmonyChannels() async throws {
+        let model = "gpt-oss-tiny"
+        let cluster = try LocalCluster(fixture: model, extraArguments: ["--max-model-len", "1024"])
+        defer { cluster.stop() }
+        let messages = #"[{"role": "user", "content": "Weather in Paris?"}]"#
+        let raw = try await rawText(cluster, messages: messages, kwargs: "{}", tools: Self.tools, maxTokens: 16, model: model)
+        let format = try OutputFormat.named(toolCallParser: "openai", reasoningParser: "openai_gptoss")
+        let tools = ToolDefinition.list(fromRequestTools: try JSONText.parse(Data(Self.tools.utf8)))
+        let expected = AssistantOutputParser.parse(raw, format: format, tools: tools, parseToolCalls: true, makeID: { "\($0)" })
+        let body = #"{"model": "\#(model)", "messages": \#(messages), "max_tokens": 16, "temperature": 0, "tools": \#(Self.tools)"#
+        let (status, answer) = try await cluster.post("v1/chat/completions", body + "}")
+        #expect(status == 200, "\(answer)")
+        let m = message(answer)
+        #expect(string(m, "reasoning_content") == expected.reasoning)
+        #expect(string(m, "content") == (expected.content ?? (expected.reasoning == nil && expected.toolCalls.isEmpty ? "" : nil)))
+        // Harmony markers never reach the content.
+        #expect(!(string(m, "content") ?? "").contains("<|channel|>") || expected.content?.contains("<|channel|>") == true)
+        let s = try await streamed(cluster, body + #", "stream": true}"#)
+        #expect(s.reasoning == expected.reasoning ?? "")
+        #expect(s.content == expected.content ?? "")
     }
 
     @Test("Bad tool choices, unknown functions, unsupported schemas and malformed tools are refused with 400")
