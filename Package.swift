@@ -131,7 +131,7 @@ let package = Package(
         // Layer 3: checkpoints, configs, architectures, the single-process engine.
         .target(
             name: "JindouModel",
-            dependencies: ["JindouNumerics", "JindouRouting", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["JindouNumerics", "JindouRouting", "CJindouSupport", .product(name: "Crypto", package: "swift-crypto")]
         ),
 
         // Images for vision-language models: PNG/JPEG decoding and Qwen2-VL/Qwen3-VL

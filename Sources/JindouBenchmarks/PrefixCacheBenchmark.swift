@@ -30,6 +30,10 @@ public struct PrefixCacheBenchmark: Sendable {
         public var coldSeconds: Double
         public var warmSeconds: Double
         public var tokensEqual: Bool
+        /// Bytes of turn 2's cache mapped from turn 1's store instead of copied, and the
+        /// bytes the cached rows would take as a copy.
+        public var sharedBytes: Int
+        public var cachedRowBytes: Int
         public var speedup: Double { coldSeconds / warmSeconds }
     }
 
@@ -42,10 +46,12 @@ public struct PrefixCacheBenchmark: Sendable {
         public var markdown: String {
             var lines = [
                 "Time to first token of a chat's second turn (turn 1's prompt and answer sent again plus a new question), with the prefix cache and without (`--no-prefix-cache`), fastest of the rounds; \(architecture) `\(model)`, \(threads) threads, in-process scheduler.",
-                "", "| turn-1 prompt | turn-2 prompt | cached | TTFT without | TTFT with | ratio | same tokens |", "|---|---|---|---|---|---|---|",
+                "Shared: the part of the cached rows turn 2 maps copy-on-write from turn 1's pages rather than holding a copy (the rest, the last partial page of each layer's rows, is copied).",
+                "", "| turn-1 prompt | turn-2 prompt | cached | TTFT without | TTFT with | ratio | same tokens | shared |", "|---|---|---|---|---|---|---|---|",
             ]
             for r in rows {
-                lines.append("| \(r.promptTokens) | \(r.turnTwoTokens) | \(r.cachedTokens) | \(String(format: "%.0f", r.coldSeconds * 1000)) ms | \(String(format: "%.0f", r.warmSeconds * 1000)) ms | \(String(format: "%.1f", r.speedup))× | \(r.tokensEqual ? "yes" : "no") |")
+                let shared = String(format: "%.1f of %.1f MiB", Double(r.sharedBytes) / 1_048_576, Double(r.cachedRowBytes) / 1_048_576)
+                lines.append("| \(r.promptTokens) | \(r.turnTwoTokens) | \(r.cachedTokens) | \(String(format: "%.0f", r.coldSeconds * 1000)) ms | \(String(format: "%.0f", r.warmSeconds * 1000)) ms | \(String(format: "%.1f", r.speedup))× | \(r.tokensEqual ? "yes" : "no") | \(shared) |")
             }
             return lines.joined(separator: "\n")
         }
@@ -54,21 +60,25 @@ public struct PrefixCacheBenchmark: Sendable {
     public let options: Options
     public init(options: Options) { self.options = options }
 
-    /// Seconds to the first token and the greedy tokens of one request.
-    static func firstToken(_ scheduler: BatchScheduler, _ request: GenerationRequest) async throws -> (Double, [Int], Int) {
+    /// Seconds to the first token, the greedy tokens and the cached tokens of one request,
+    /// and the bytes running requests shared at its first token.
+    static func firstToken(_ scheduler: BatchScheduler, _ request: GenerationRequest) async throws -> (Double, [Int], Int, Int) {
         let start = ContinuousClock.now
         var first: Double?
-        var tokens: [Int] = [], cached = 0
+        var tokens: [Int] = [], cached = 0, shared = 0
         for try await event in try await scheduler.submit(request) {
             switch event {
             case .token(let t):
-                if first == nil { first = (ContinuousClock.now - start).seconds }
+                if first == nil {
+                    first = (ContinuousClock.now - start).seconds
+                    shared = await scheduler.prefixCacheUsage.sharedByRunning
+                }
                 tokens.append(t)
             case .cachedPrompt(let n): cached = n
             default: break
             }
         }
-        return (first ?? 0, tokens, cached)
+        return (first ?? 0, tokens, cached, shared)
     }
 
     public func run(log: @escaping @Sendable (String) -> Void) async throws -> Report {
@@ -83,21 +93,22 @@ public struct PrefixCacheBenchmark: Sendable {
                 log("skipping \(length): beyond the model's \(context) positions")
                 continue
             }
-            var cold = Double.infinity, warm = Double.infinity, equal = true, cachedTokens = 0, turnTwo = 0
+            var cold = Double.infinity, warm = Double.infinity, equal = true, cachedTokens = 0, turnTwo = 0, sharedBytes = 0
             for round in 0..<options.rounds {
                 for caching in [false, true] {
                     let scheduler = BatchScheduler(engine: engine, options: .init(maximumStepTokens: 512, prefixCaching: caching))
                     let loop = Task { await scheduler.run() }
                     let one = GenerationRequest(promptTokenIDs: prompt, maxNewTokens: options.answerTokens, stopTokenIDs: [])
-                    let (_, answer, _) = try await Self.firstToken(scheduler, one)
+                    let (_, answer, _, _) = try await Self.firstToken(scheduler, one)
                     let two = GenerationRequest(promptTokenIDs: prompt + answer + question, maxNewTokens: 4, stopTokenIDs: [])
                     turnTwo = two.promptTokenIDs.count
-                    let (seconds, tokens, cached) = try await Self.firstToken(scheduler, two)
+                    let (seconds, tokens, cached, shared) = try await Self.firstToken(scheduler, two)
                     loop.cancel()
                     await scheduler.stop()
                     if caching {
                         warm = min(warm, seconds)
                         cachedTokens = cached
+                        sharedBytes = shared
                         let reference = try await engine.generate(two).tokenIDs
                         equal = equal && tokens == reference
                     } else {
@@ -107,7 +118,8 @@ public struct PrefixCacheBenchmark: Sendable {
                 }
             }
             rows.append(Row(promptTokens: length, turnTwoTokens: turnTwo, cachedTokens: cachedTokens, coldSeconds: cold, warmSeconds: warm,
-                            tokensEqual: equal))
+                            tokensEqual: equal, sharedBytes: sharedBytes,
+                            cachedRowBytes: cachedTokens * engine.model.makeCache().bytesPerToken))
         }
         return Report(model: URL(fileURLWithPath: options.model).lastPathComponent, architecture: engine.description.architecture.rawValue,
                       threads: ProcessInfo.processInfo.activeProcessorCount, rows: rows)

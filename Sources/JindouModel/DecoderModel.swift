@@ -171,10 +171,12 @@ public struct DecoderModel: Sendable {
     }
 
     /// A fresh KV cache for one sequence.
-    public func makeCache() -> KVCache {
+    /// With `maxPositions`, full-attention layers are mapped (see KVCache), so kept
+    /// prefixes can be shared with it instead of copied.
+    public func makeCache(maxPositions: Int? = nil) -> KVCache {
         let widths = description.keyValueCacheWidths
         return KVCache(layerCount: description.cacheLayerCount, keyWidth: widths.keys, valueWidth: widths.values,
-                       windows: description.cacheWindows)
+                       windows: description.cacheWindows, maxPositions: maxPositions)
     }
 
     /// The router of the first sparse layer (all share one configuration).

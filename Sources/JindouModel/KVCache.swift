@@ -13,6 +13,16 @@
 /// `length ..< length + n` (through `keys(layer:)`, which addresses rows by position), and
 /// `commit(n)` makes them visible to the next step.
 ///
+/// Mapped mode (`maxPositions`, what the batch scheduler uses): every full-attention layer's
+/// rows live at fixed offsets of one memfd (`KVRowStore`), mapped once with room for
+/// `maxPositions` rows (pages cost memory only once written), so rows never move and a
+/// later cache can *share* a kept prefix instead of copying it (`sharePrefix`): the whole
+/// pages of the prefix are mapped from the store that holds them, copy-on-write
+/// (MAP_PRIVATE), and only the rows of its last, partial page are copied. A cache writes
+/// only rows at or after its length, so shared pages are read and never written; should a
+/// cache be truncated below its shared prefix, those pages are copied into its own store
+/// first. Sliding-window layers stay on the heap (their buffers slide) and are copied.
+///
 /// `@unchecked Sendable`: a cache belongs to one sequence, and a sequence is in at most
 /// one step at a time; the scheduler (or the caller of `generate`) guarantees that.
 public final class KVCache: @unchecked Sendable {
@@ -31,39 +41,71 @@ public final class KVCache: @unchecked Sendable {
     /// Per layer, rows allocated and the position held in row 0.
     private var rows: [Int]
     private var firstPosition: [Int]
+    /// Mapped mode: the most positions a mapped layer holds, and the mapping (made at the
+    /// first `reserve`, so queued requests hold no file descriptor).
+    public let maxPositions: Int?
+    private var mapping: KVMapping?
 
     public convenience init(layerCount: Int, rowWidth: Int) {
         self.init(layerCount: layerCount, keyWidth: rowWidth, valueWidth: rowWidth)
     }
 
-    public init(layerCount: Int, keyWidth: Int, valueWidth: Int, windows: [Int?]? = nil) {
+    public init(layerCount: Int, keyWidth: Int, valueWidth: Int, windows: [Int?]? = nil, maxPositions: Int? = nil) {
         precondition(windows.map { $0.count == layerCount && $0.allSatisfy { ($0 ?? 1) >= 1 } } ?? true, "one window ≥ 1 (or nil) per layer")
         self.layerCount = layerCount
         self.rowWidth = keyWidth
         self.valueWidth = valueWidth
         self.windows = windows ?? Array(repeating: nil, count: layerCount)
+        self.maxPositions = maxPositions.map { max(1, $0) }
         rows = Array(repeating: 0, count: layerCount)
         firstPosition = Array(repeating: 0, count: layerCount)
     }
 
     deinit {
-        for p in keys { p.deallocate() }
-        for p in values { p.deallocate() }
+        for l in 0..<keys.count where !(mapping?.holds(layer: l) ?? false) {
+            keys[l].deallocate()
+            values[l].deallocate()
+        }
     }
 
     /// Bytes the cache holds per cached token (keys + values over all layers), were every
     /// layer to keep every position.
     public var bytesPerToken: Int { layerCount * (rowWidth + valueWidth) * MemoryLayout<Float>.size }
 
-    /// Bytes currently allocated.
-    public var allocatedBytes: Int { rows.reduce(0) { $0 + $1 } * (rowWidth + valueWidth) * MemoryLayout<Float>.size }
+    /// Bytes this cache holds itself: heap rows, and the written pages of its own store
+    /// (pages it shares from another store are that store's).
+    public var allocatedBytes: Int {
+        var heap = 0
+        for l in 0..<layerCount where !(mapping?.holds(layer: l) ?? false) { heap += rows[l] }
+        return heap * (rowWidth + valueWidth) * MemoryLayout<Float>.size + (mapping?.ownBytes(length: length) ?? 0)
+    }
+
+    /// Bytes of rows this cache reads from other caches' stores instead of holding them.
+    public var sharedBytes: Int { mapping?.sharedBytes ?? 0 }
+
+    /// The store of this cache's own mapped rows (nil: heap only, or not yet reserved).
+    public var ownRowStore: KVRowStore? { mapping?.store }
+
+    /// The stores whose pages this cache borrows from other caches.
+    public var borrowedRowStores: [KVRowStore] { mapping?.borrowedStores ?? [] }
 
     /// Makes room for `additional` positions beyond `length`: full layers grow
-    /// geometrically; sliding layers drop rows no query of this step or later can read.
+    /// geometrically (mapped ones hold `maxPositions` from the start); sliding layers drop
+    /// rows no query of this step or later can read.
     public func reserve(_ additional: Int) {
         if keys.isEmpty {
             keys = (0..<layerCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
             values = (0..<layerCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 1) }
+            if let maxPositions, let m = KVMapping(windows: windows, widths: (rowWidth, valueWidth), maxPositions: maxPositions) {
+                mapping = m
+                for l in 0..<layerCount where m.holds(layer: l) {
+                    keys[l].deallocate()
+                    values[l].deallocate()
+                    keys[l] = m.rows(layer: l, values: false)
+                    values[l] = m.rows(layer: l, values: true)
+                    rows[l] = maxPositions
+                }
+            }
         }
         let needed = length + additional
         if needed <= capacity { return }
@@ -83,6 +125,18 @@ public final class KVCache: @unchecked Sendable {
     /// Layer `l`'s rows from position `keepFrom` to `length` moved to row 0 of a buffer of
     /// `count` rows (the same buffer when it is big enough).
     private func relocate(_ l: Int, keeping keepFrom: Int, rows count: Int) {
+        if let m = mapping, m.holds(layer: l) {
+            // Past maxPositions (speculative drafts at the very end): this layer moves to
+            // the heap for good; its pages stay mapped, unused, until the cache goes.
+            for (buffers, width) in [(\KVCache.keys, rowWidth), (\KVCache.values, valueWidth)] {
+                let target = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count * width))
+                if length > 0 && width > 0 { target.update(from: self[keyPath: buffers][l], count: length * width) }
+                self[keyPath: buffers][l] = target
+            }
+            mapping!.release(layer: l)
+            rows[l] = count
+            return
+        }
         let live = length - keepFrom, offset = keepFrom - firstPosition[l]
         for (buffers, width) in [(\KVCache.keys, rowWidth), (\KVCache.values, valueWidth)] where width > 0 || count != rows[l] {
             let old = self[keyPath: buffers][l]
@@ -123,22 +177,65 @@ public final class KVCache: @unchecked Sendable {
                      && other.rowWidth == rowWidth && other.valueWidth == valueWidth, "copyPrefix needs an empty cache of the same shape")
         guard length > 0 else { return }
         reserve(length)
-        for l in 0..<layerCount {
-            var from = other.firstKeptPosition(layer: l)
-            if let window = windows[l] { from = max(from, length - (window - 1)) }
-            precondition(from >= 0 && (windows[l] != nil || from == 0), "layer \(l) of the source no longer holds the prefix")
-            let count = length - from
-            guard count > 0 else { continue }
-            (keys(layer: l) + from * rowWidth).update(from: other.keys(layer: l) + from * rowWidth, count: count * rowWidth)
-            if valueWidth > 0 {
-                (values(layer: l) + from * valueWidth).update(from: other.values(layer: l) + from * valueWidth, count: count * valueWidth)
-            }
-        }
+        for l in 0..<layerCount { copyRows(layer: l, of: other, length: length) }
         commit(length)
     }
 
-    /// Forgets everything (the memory stays reserved for reuse).
+    /// Takes the first `length` positions of `other` into this empty cache by sharing its
+    /// pages where both are mapped alike (see the type's notes), copying otherwise; returns
+    /// the bytes now shared rather than held.
+    @discardableResult
+    public func sharePrefix(of other: KVCache, length: Int) -> Int {
+        precondition(self.length == 0 && other.length >= length, "sharePrefix needs an empty cache and a long enough source")
+        reserve(length)
+        guard length > 0, let mine = mapping, let theirs = other.mapping, mine.layout == theirs.layout,
+              other.layerCount == layerCount, other.windows == windows else {
+            copyPrefix(of: other, length: length)
+            return 0
+        }
+        for l in 0..<layerCount {
+            if mine.holds(layer: l) && theirs.holds(layer: l) {
+                for v in [false, true] where (v ? valueWidth : rowWidth) > 0 {
+                    let width = (v ? valueWidth : rowWidth) * MemoryLayout<Float>.size
+                    let sharedEnd = mine.share(layer: l, values: v, from: theirs, bytes: length * width)
+                    let tail = length * width - sharedEnd
+                    if tail > 0 {
+                        (UnsafeMutableRawPointer(mine.rows(layer: l, values: v)) + sharedEnd)
+                            .copyMemory(from: UnsafeRawPointer(other.mapping!.rows(layer: l, values: v)) + sharedEnd, byteCount: tail)
+                    }
+                }
+            } else {
+                copyRows(layer: l, of: other, length: length)
+            }
+        }
+        commit(length)
+        return mine.sharedBytes
+    }
+
+    /// Layer `l`'s readable rows before `length` copied from `other`.
+    private func copyRows(layer l: Int, of other: KVCache, length: Int) {
+        var from = other.firstKeptPosition(layer: l)
+        if let window = windows[l] {
+            precondition(from <= max(0, length - (window - 1)), "layer \(l) of the source no longer holds the window before \(length)")
+            from = max(from, length - (window - 1))
+            // Only the window is copied: rows before it were never written here.
+            if from > firstPosition[l] {
+                firstPosition[l] = from
+                capacity = (0..<layerCount).map { firstPosition[$0] + rows[$0] }.min() ?? Int.max
+            }
+        }
+        precondition(windows[l] != nil || from == 0, "layer \(l) of the source no longer holds the prefix")
+        let count = length - from
+        guard count > 0 else { return }
+        (keys(layer: l) + from * rowWidth).update(from: other.keys(layer: l) + from * rowWidth, count: count * rowWidth)
+        if valueWidth > 0 {
+            (values(layer: l) + from * valueWidth).update(from: other.values(layer: l) + from * valueWidth, count: count * valueWidth)
+        }
+    }
+
+    /// Forgets everything (the memory stays reserved for reuse; shared pages are let go).
     public func reset() {
+        mapping?.unshare(keepingBytes: { _ in 0 }, preserve: false)
         length = 0
         for l in 0..<layerCount { firstPosition[l] = 0 }
         capacity = rows.min() ?? 0
@@ -154,6 +251,8 @@ public final class KVCache: @unchecked Sendable {
                              "layer \(l) no longer holds the window of position \(newLength)")
             }
         }
+        // Rows from newLength on will be written again: pages shared past it become our own.
+        mapping?.unshare(keepingBytes: { [rowWidth, valueWidth] values in newLength * (values ? valueWidth : rowWidth) * MemoryLayout<Float>.size })
         length = newLength
         if newLength == 0 { reset() }
     }

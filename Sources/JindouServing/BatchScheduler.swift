@@ -63,10 +63,14 @@ public actor BatchScheduler {
         /// Whether finished sequences' caches are kept for prompts that share their prefix
         /// (`PrefixCache`; off with `--speculative mtp`, whose draft layer has its own cache).
         public var prefixCaching: Bool
+        /// Most prompt + completion tokens of a request (`--max-model-len`; nil: the model's
+        /// max_position_embeddings): the rows each sequence's mapped cache has room for.
+        public var maximumModelLength: Int?
 
         public init(maximumStepTokens: Int = 512, maximumSequences: Int = 64, kvCacheBudgetBytes: Int = 4 << 30,
                     maximumQueued: Int = 256, speculation: SpeculationOptions = .off, microBatches: MicroBatching = .auto,
-                    prefixCaching: Bool = true, maximumQueuedPerClient: Int? = nil) {
+                    prefixCaching: Bool = true, maximumQueuedPerClient: Int? = nil, maximumModelLength: Int? = nil) {
+            self.maximumModelLength = maximumModelLength
             self.maximumQueuedPerClient = maximumQueuedPerClient
             self.prefixCaching = prefixCaching
             self.speculation = speculation
@@ -90,7 +94,8 @@ public actor BatchScheduler {
         let stopTokenIDs: Set<Int>
         let cache: KVCache
         let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
-        let reservedBytes: Int
+        /// The full reservation when queued; at admission less the bytes it shares.
+        var reservedBytes: Int
         var sampler: Sampler
         var prefilled = 0
         var generated: [Int] = []
@@ -148,6 +153,7 @@ public actor BatchScheduler {
     private let prefixHits = Counter(label: "jindou_prefix_cache_hit_tokens_total")
     private let prefixHitRate = Gauge(label: "jindou_prefix_cache_hit_rate")
     private let prefixBytes = Gauge(label: "jindou_prefix_cache_bytes")
+    private let prefixSharedBytes = Gauge(label: "jindou_prefix_cache_shared_bytes")
     private let draftedTokens = Counter(label: "jindou_speculative_draft_tokens_total")
     private let acceptedTokens = Counter(label: "jindou_speculative_accepted_tokens_total")
     private let tokensPerStep = Recorder(label: "jindou_decode_tokens_per_step")
@@ -162,6 +168,23 @@ public actor BatchScheduler {
 
     /// KV-cache bytes a request reserves while it runs (sliding-window layers count only
     /// what their bounded cache holds).
+    /// Rows of every sequence's mapped cache: one layout for all, so caches can share pages.
+    private var cachePositions: Int {
+        (options.maximumModelLength ?? engine.description.maxPositionEmbeddings) + options.maximumStepTokens + options.speculation.draftTokens
+    }
+
+    /// Kept prefixes' bytes (each store once) and the bytes running sequences read from
+    /// them instead of holding their own copy.
+    public var prefixCacheUsage: (bytes: Int, sharedByRunning: Int, running: Int) {
+        (prefixCache.bytes(running: running.map(\.cache)), running.reduce(0) { $0 + $1.cache.sharedBytes }, running.count)
+    }
+
+    private func recordPrefixBytes() {
+        let usage = prefixCacheUsage
+        prefixBytes.record(usage.bytes)
+        prefixSharedBytes.record(usage.sharedByRunning)
+    }
+
     public func reservation(for request: GenerationRequest) -> Int {
         engine.description.keyValueCacheBytes(tokens: request.promptTokenIDs.count + request.maxNewTokens,
                                               stepTokens: options.maximumStepTokens)
@@ -192,7 +215,7 @@ public actor BatchScheduler {
             if case .cancelled = termination { Task { await self?.cancel(id) } }
         }
         let sequence = Sequence(id: id, request: request, stopTokenIDs: request.stopTokenIDs ?? Set(engine.description.eosTokenIDs),
-                                cache: engine.model.makeCache(), reservedBytes: bytes, continuation: continuation)
+                                cache: engine.model.makeCache(maxPositions: cachePositions), reservedBytes: bytes, continuation: continuation)
         waiting.append(sequence)
         queueDepth.record(waiting.count)
         wake?.resume()
@@ -237,16 +260,29 @@ public actor BatchScheduler {
             if s.cancelled { s.continuation.finish() }
             return s.cancelled
         }
-        while let next = waiting.first, running.count < options.maximumSequences,
-              reservedBytes + next.reservedBytes <= options.kvCacheBudgetBytes {
+        while let next = waiting.first, running.count < options.maximumSequences {
+            // A kept prefix is taken first (shared pages, or copied rows), so the request
+            // reserves only what it will hold itself; the pages it shares stay counted, once,
+            // in the prefix cache's bytes until nothing maps them.
+            var reused = cachesPrefixes(next.request)
+                ? prefixCache.reuse(prompt: next.request.promptTokenIDs, expertsPerToken: next.request.expertsPerToken, into: next.cache) : 0
+            var reservation = max(0, self.reservation(for: next.request) - next.cache.sharedBytes)
+            let caches = running.map(\.cache) + [next.cache]
+            if reservedBytes + reservation + prefixCache.pinnedBytes(running: caches) > options.kvCacheBudgetBytes {
+                // Not with the kept prefix pinned: without it, evicting what it takes.
+                if reused > 0 { next.cache.reset() }
+                reused = 0
+                reservation = self.reservation(for: next.request)
+                guard reservedBytes + reservation + prefixCache.pinnedBytes(running: running.map(\.cache)) <= options.kvCacheBudgetBytes else { break }
+            }
             waiting.removeFirst()
-            reservedBytes += next.reservedBytes
+            next.reservedBytes = reservation
+            reservedBytes += reservation
             running.append(next)
             promptTokens.increment(by: next.request.promptTokenIDs.count)
-            // Kept prefixes give way to running sequences (before this one may reuse one).
-            prefixCache.evict(toAtMost: options.kvCacheBudgetBytes - reservedBytes)
+            // Kept prefixes give way to running sequences.
+            prefixCache.evict(toAtMost: options.kvCacheBudgetBytes - reservedBytes, running: caches)
             if cachesPrefixes(next.request) {
-                let reused = prefixCache.reuse(prompt: next.request.promptTokenIDs, expertsPerToken: next.request.expertsPerToken, into: next.cache)
                 next.prefilled = reused
                 if reused > 0 { next.continuation.yield(.cachedPrompt(reused)) }
                 prefixLookedUp += next.request.promptTokenIDs.count
@@ -255,7 +291,7 @@ public actor BatchScheduler {
                 prefixHits.increment(by: reused)
                 prefixHitRate.record(Double(prefixHit) / Double(max(1, prefixLookedUp)))
             }
-            prefixBytes.record(prefixCache.bytes)
+            recordPrefixBytes()
         }
         queueDepth.record(waiting.count)
         runningGauge.record(running.count)
@@ -449,8 +485,8 @@ public actor BatchScheduler {
         retire(s)
         if cachesPrefixes(s.request) && !s.cancelled {
             prefixCache.insert(tokens: s.request.promptTokenIDs + s.generated, expertsPerToken: s.request.expertsPerToken, cache: s.cache)
-            prefixCache.evict(toAtMost: options.kvCacheBudgetBytes - reservedBytes)
-            prefixBytes.record(prefixCache.bytes)
+            prefixCache.evict(toAtMost: options.kvCacheBudgetBytes - reservedBytes, running: running.map(\.cache))
+            recordPrefixBytes()
         }
     }
 }

@@ -7,10 +7,14 @@ import JindouRouting
 /// Entries are keyed by 16-token blocks: each block's key hashes the whole prefix up to it,
 /// so a lookup walks the prompt's blocks and stops at the first miss; the tokens are
 /// compared before a hit counts. Keys also hold the request's experts-per-token (elastic K
-/// changes every hidden state after the first MoE layer). A hit copies the prefix's rows
-/// into the new sequence's own cache (caches stay contiguous per sequence; the copy costs
-/// one read of the prefix, the prefill it replaces reads every weight). Entries count
-/// against the scheduler's KV budget and the least recently used go first.
+/// changes every hidden state after the first MoE layer). A hit shares the prefix with the
+/// new sequence copy-on-write (`KVCache.sharePrefix`: the prefix's whole pages are mapped
+/// from the stores that hold them, only the rows of its last partial page and of sliding
+/// layers are copied), so any number of running sequences read one copy of a common system
+/// prompt or conversation; caches without a mapping get the rows copied. Entries count
+/// against the scheduler's KV budget, each store once while anything maps it (an entry
+/// evicted while running sequences read its pages stays counted until they finish), and
+/// the least recently used go first.
 ///
 /// Not cached: prompts with images (the rows depend on pixels the tokens do not show).
 /// At least one prompt token is always prefilled, for the logits of the first new token.
@@ -24,7 +28,6 @@ struct PrefixCache {
         let expertsPerToken: ExpertsPerToken
         let cache: KVCache
         var lastUse: Int
-        var bytes: Int { cache.allocatedBytes }
     }
 
     struct Key: Hashable {
@@ -37,7 +40,6 @@ struct PrefixCache {
     private var index: [Key: Set<Int>] = [:]
     private var nextID = 0
     private var clock = 0
-    private(set) var bytes = 0
 
     var isEmpty: Bool { entries.isEmpty }
 
@@ -67,26 +69,49 @@ struct PrefixCache {
         nextID += 1
         clock += 1
         entries[id] = Entry(tokens: tokens, expertsPerToken: expertsPerToken, cache: cache, lastUse: clock)
-        bytes += cache.allocatedBytes
+        // Finished: its own store holds what it wrote, for whoever maps it later.
+        cache.ownRowStore?.bytes = cache.allocatedBytes
         for key in Self.blockKeys(tokens, blocks: blocks, expertsPerToken: expertsPerToken) { index[key, default: []].insert(id) }
     }
 
     private mutating func remove(_ id: Int) {
         guard let entry = entries.removeValue(forKey: id) else { return }
-        bytes -= entry.bytes
         for key in Self.blockKeys(entry.tokens, blocks: entry.tokens.count / Self.blockTokens, expertsPerToken: entry.expertsPerToken) {
             index[key]?.remove(id)
             if index[key]?.isEmpty ?? false { index[key] = nil }
         }
     }
 
-    /// Drops least recently used entries until at most `limit` bytes are held.
-    mutating func evict(toAtMost limit: Int) {
-        while bytes > limit, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key { remove(oldest) }
+    /// The memory kept prefixes hold: every entry's cache (its heap rows and its own store)
+    /// and every store an entry or a running sequence borrows from, each store once.
+    func bytes(running: [KVCache]) -> Int {
+        // An entry's own store is in its allocatedBytes, whoever else maps it.
+        var seen = Set(entries.values.compactMap { $0.cache.ownRowStore.map(ObjectIdentifier.init) })
+        var total = entries.values.reduce(0) { $0 + $1.cache.allocatedBytes }
+        func count(_ store: KVRowStore) {
+            if seen.insert(ObjectIdentifier(store)).inserted { total += store.bytes }
+        }
+        for entry in entries.values { entry.cache.borrowedRowStores.forEach(count) }
+        for cache in running { cache.borrowedRowStores.forEach(count) }
+        return total
     }
 
-    /// Copies the longest cached block prefix of `prompt` (leaving at least one token to
-    /// prefill) into `cache`; returns how many tokens it holds now (0: a miss).
+    /// What eviction cannot free while `running` run: the stores they borrow from.
+    func pinnedBytes(running: [KVCache]) -> Int {
+        var seen = Set<ObjectIdentifier>(), total = 0
+        for cache in running {
+            for store in cache.borrowedRowStores where seen.insert(ObjectIdentifier(store)).inserted { total += store.bytes }
+        }
+        return total
+    }
+
+    /// Drops least recently used entries until at most `limit` bytes are held (or none is left).
+    mutating func evict(toAtMost limit: Int, running: [KVCache]) {
+        while bytes(running: running) > limit, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key { remove(oldest) }
+    }
+
+    /// Shares (or copies) the longest cached block prefix of `prompt` (leaving at least one
+    /// token to prefill) into `cache`; returns how many tokens it holds now (0: a miss).
     mutating func reuse(prompt: [Int], expertsPerToken: ExpertsPerToken, into cache: KVCache) -> Int {
         let usable = (prompt.count - 1) / Self.blockTokens
         guard usable > 0, !entries.isEmpty else { return 0 }
@@ -104,7 +129,7 @@ struct PrefixCache {
         }
         guard let best, let entry = entries[best.id] else { return 0 }
         let length = best.blocks * Self.blockTokens
-        cache.copyPrefix(of: entry.cache, length: length)
+        cache.sharePrefix(of: entry.cache, length: length)
         clock += 1
         entries[best.id]?.lastUse = clock
         return length

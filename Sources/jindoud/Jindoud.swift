@@ -211,7 +211,8 @@ struct ServingOptions: ParsableArguments {
             kvCacheBudgetBytes: Int(parseByteSize(kvCache)!), maximumQueued: maxQueued,
             speculation: SpeculationOptions(mode: SpeculationMode(rawValue: speculative)!, draftTokens: draftTokens),
             microBatches: MicroBatching(microBatches)!, prefixCaching: !noPrefixCache,
-            maximumQueuedPerClient: maxQueuedPerClient > 0 ? maxQueuedPerClient : nil))
+            maximumQueuedPerClient: maxQueuedPerClient > 0 ? maxQueuedPerClient : nil,
+            maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings))
         let name = servedModelName ?? URL(fileURLWithPath: model).standardizedFileURL.lastPathComponent
         return ServingContext(engine: engine, scheduler: scheduler, text: text, modelName: name,
                               maximumModelLength: maxModelLength ?? engine.description.maxPositionEmbeddings,

@@ -63,18 +63,56 @@ struct PrefixCacheTests {
         #expect(continued.tokens == (try await alone(long + first.tokens + [3, 4, 5])))
     }
 
+    @Test("Running requests share a kept prefix's pages: two fit a budget that holds one and a half copies, and give the engine's tokens")
+    func runningRequestsShareOnePrefix() async throws {
+        let engine = try await EngineCache.shared.engine("qwen3-moe-tiny")
+        let vocabulary = engine.description.vocabularySize
+        let system = (0..<192).map { ($0 * 37 + 5) % vocabulary }
+        func request(_ tail: [Int], _ n: Int = 48) -> GenerationRequest {
+            GenerationRequest(promptTokenIDs: system + tail, maxNewTokens: n, stopTokenIDs: [])
+        }
+        let full = await BatchScheduler(engine: engine).reservation(for: request([1, 2, 3]))
+        let scheduler = BatchScheduler(engine: engine, options: .init(maximumStepTokens: 64, kvCacheBudgetBytes: full * 3 / 2))
+        let loop = Task { await scheduler.run() }
+        defer { loop.cancel(); Task { await scheduler.stop() } }
+        _ = try await run(scheduler, request([9], 1))
+        // Both submitted before the loop admits either: copies would run them one after the other.
+        let streams = [try await scheduler.submit(request([1, 2, 3])), try await scheduler.submit(request([4, 5, 6]))]
+        var tokens: [[Int]] = [[], []], cached = [0, 0], sawBothRunning = false
+        var iterators = streams.map { $0.makeAsyncIterator() }
+        while true {
+            var progressed = false
+            for i in 0..<2 {
+                guard let event = try await iterators[i].next() else { continue }
+                progressed = true
+                if case .token(let t) = event { tokens[i].append(t) }
+                if case .cachedPrompt(let n) = event { cached[i] = n }
+            }
+            let usage = await scheduler.prefixCacheUsage
+            if usage.running == 2 && usage.sharedByRunning > 0 { sawBothRunning = true }
+            if !progressed { break }
+        }
+        #expect(sawBothRunning)
+        #expect(cached == [192, 192])
+        #expect(tokens[0] == (try await engine.generate(request([1, 2, 3])).tokenIDs))
+        #expect(tokens[1] == (try await engine.generate(request([4, 5, 6])).tokenIDs))
+    }
+
     @Test("Kept prefixes give way to running requests and are off when disabled")
     func evictionAndSwitch() async throws {
         let engine = try await EngineCache.shared.engine("qwen3-moe-tiny")
         let prompt = (0..<50).map { $0 % 200 }
         let request = GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 4, stopTokenIDs: [])
         let perRequest = await BatchScheduler(engine: engine).reservation(for: request)
-        // A budget of one request: the kept cache must be evicted to admit the next.
+        // A budget of one request: the kept cache must be evicted to admit another prompt.
         let tight = BatchScheduler(engine: engine, options: .init(kvCacheBudgetBytes: perRequest))
         let loop = Task { await tight.run() }
-        let a = try await run(tight, request), b = try await run(tight, request)
-        #expect(a.tokens == b.tokens)
+        let other = GenerationRequest(promptTokenIDs: prompt.map { ($0 + 7) % 200 }, maxNewTokens: 4, stopTokenIDs: [])
+        _ = try await run(tight, request)
+        let b = try await run(tight, other)
         #expect(b.cached == 0)
+        #expect(b.tokens == (try await engine.generate(other).tokenIDs))
+        #expect(await tight.prefixCacheUsage.bytes <= perRequest)
         loop.cancel()
         await tight.stop()
         let off = BatchScheduler(engine: engine, options: .init(prefixCaching: false))

@@ -63,4 +63,19 @@ long jindou_thread_scratch_allocations(void);
 /// The same-host transport's rings.
 #include "jindou_shm.h"
 
+/// A memfd of `bytes` (sparse: pages cost nothing until written) for KV-cache rows; the file
+/// descriptor, or −errno.
+int jindou_kv_memfd(size_t bytes);
+
+/// mmap of `bytes` of `fd` from `offset`, read-write, at `address` (MAP_FIXED, replacing
+/// what was mapped there) or anywhere when NULL; MAP_PRIVATE (copy-on-write) when
+/// `private_copy`, MAP_SHARED otherwise. NULL on failure.
+void *jindou_kv_map(void *address, size_t bytes, int fd, size_t offset, int private_copy);
+
+/// munmap; 0 or −errno.
+int jindou_kv_unmap(void *address, size_t bytes);
+
+/// The system page size.
+size_t jindou_page_size(void);
+
 #endif
