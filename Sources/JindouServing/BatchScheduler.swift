@@ -82,9 +82,12 @@ public actor BatchScheduler {
         }
     }
 
-    /// The logits with what the sequence's constraint forbids removed.
-    func constrained(_ s: Sequence, _ logits: [Float]) -> [Float] {
-        s.constraint.map { $0.masked(logits) } ?? logits
+    /// The logits with what a constraint's mask forbids at −∞.
+    static func masked(_ logits: [Float], _ allowed: [Bool]?) -> [Float] {
+        guard let allowed else { return logits }
+        var result = logits
+        for i in result.indices where i >= allowed.count || !allowed[i] { result[i] = -.infinity }
+        return result
     }
 
     final class Sequence {
@@ -358,6 +361,15 @@ public actor BatchScheduler {
             return step
         }
         let prefilledBefore = Dictionary(uniqueKeysWithValues: plan.map { ($0.0.id, $0.0.prefilled) })
+        let vocabulary = engine.description.vocabularySize, width = engine.description.hiddenSize
+        // Token masks of this step's constrained samples depend only on the tokens so far:
+        // computed while the model runs, so a fresh mask does not lengthen the step.
+        var masks: [Int: Task<[Bool], Never>] = [:]
+        for (s, _, selection) in plan where selection != .none {
+            if let constraint = s.constraint {
+                masks[s.id] = Task.detached(priority: .userInitiated) { constraint.allowedTokens(vocabularySize: vocabulary) }
+            }
+        }
         let start = ContinuousClock.now
         let logits: [[Float]]
         var hidden: [[Float]] = []
@@ -381,7 +393,6 @@ public actor BatchScheduler {
         }
         stepSeconds.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
 
-        let vocabulary = engine.description.vocabularySize, width = engine.description.hiddenSize
         var multiToken: [(Sequence, MultiTokenPredictor.Verified)] = []
         for (index, ((s, tokens, selection), rowLogits)) in zip(plan, logits).enumerated() {
             if s.inPrefill {
@@ -412,8 +423,9 @@ public actor BatchScheduler {
             var accepted = 0
             for i in 0...drafts.count {
                 let row = drafts.isEmpty ? rowLogits : Array(rowLogits[(i * vocabulary)..<((i + 1) * vocabulary)])
+                let allowed = i < drafts.count ? nil : await masks[s.id]?.value
                 let (token, kept) = i < drafts.count ? s.sampler.verify(row, draft: drafts[i])
-                    : (s.sampler.sample(constrained(s, s.request.sampling.adjusted(row, prompt: s.request.promptTokenIDs, output: s.generated))), false)
+                    : (s.sampler.sample(Self.masked(s.request.sampling.adjusted(row, prompt: s.request.promptTokenIDs, output: s.generated), allowed)), false)
                 s.constraint?.accept(token)
                 if kept { accepted += 1 }
                 if counts {
