@@ -22,6 +22,9 @@ import JindouRouting
 /// window.
 struct PrefixCache {
     static let blockTokens = 16
+    /// Most entries kept (each holds a file descriptor for its mapped rows), least recently
+    /// used first beyond it.
+    static let maximumEntries = 512
 
     struct Entry {
         let tokens: [Int]
@@ -72,6 +75,7 @@ struct PrefixCache {
         // Finished: its own store holds what it wrote, for whoever maps it later.
         cache.ownRowStore?.bytes = cache.allocatedBytes
         for key in Self.blockKeys(tokens, blocks: blocks, expertsPerToken: expertsPerToken) { index[key, default: []].insert(id) }
+        while entries.count > Self.maximumEntries, let oldest = entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key { remove(oldest) }
     }
 
     private mutating func remove(_ id: Int) {

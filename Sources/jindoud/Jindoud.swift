@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 
 /// `jindoud`: the Jindou daemons. Each runs in the foreground, logs to stderr, prints one
@@ -14,11 +15,21 @@ struct Jindoud: AsyncParsableCommand {
 
     /// Flags may also come from `--config FILE` and `JINDOU_<FLAG>` variables (FlagConfiguration).
     static func main() async {
+        raiseOpenFileLimit()
         switch FlagConfiguration.arguments(root: Jindoud.self, commandLine: Array(CommandLine.arguments.dropFirst())) {
         case .success(let arguments): await main(arguments)
         case .failure(let code): exit(withError: code)
         }
     }
+}
+
+/// Raises the soft limit on open files to the hard one, as servers do (Go's runtime does it
+/// at start): every connection, every sequence's KV memfd and every kept prefix holds one.
+func raiseOpenFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 /// Flags every daemon shares.
