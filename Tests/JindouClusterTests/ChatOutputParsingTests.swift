@@ -132,6 +132,15 @@ struct ChatOutputParsingTests {
         let s = try await streamed(cluster, body + #", "stream": true}"#)
         #expect(s.reasoning == expected.reasoning ?? "")
         #expect(s.content == expected.content ?? "")
+        // History sent back with vLLM's reasoning_content reaches the template's `thinking` (ChatTemplate aliases the fields as transformers does).
+        func promptTokens(_ reasoning: String) async throws -> Int {
+            let history = #"[{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": null, \#(reasoning) "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]"#
+            let (status, tokenized) = try await cluster.post("tokenize", #"{"messages": \#(history), "tools": \#(Self.tools)}"#)
+            #expect(status == 200, "\(tokenized)")
+            guard case .array(let ids)? = tokenized["tokens"] else { return 0 }
+            return ids.count
+        }
+        #expect(try await promptTokens(#""reasoning_content": "I should look up the weather in Paris for the user.","#) > (try await promptTokens("")))
     }
 
     @Test("Bad tool choices, unknown functions, unsupported schemas and malformed tools are refused with 400")
