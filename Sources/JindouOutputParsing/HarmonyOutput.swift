@@ -90,7 +90,7 @@ struct HarmonyParser {
     /// The text so far while no message body has opened (kept for the end, see `finish`).
     private var unread: String? = ""
     /// A call's body is one JSON value: markers inside its strings are text.
-    private var inString = false, escapeNext = false
+    private var json = JSONStringScanner()
 
     init(format: HarmonyFormat, tools: [ToolDefinition], parseToolCalls: Bool, makeID: @escaping @Sendable (Int) -> String) {
         var format = format
@@ -153,7 +153,7 @@ struct HarmonyParser {
             phase = .between
         case (.header(let header), _):
             phase = .header(header + literal)
-        case (.body(let body), _) where inString:
+        case (.body(let body), _) where json.inString:
             append(literal, of: body, to: &delta)
         case (.body(let body), "END"), (.body(let body), "CALL"), (.body(let body), "RETURN"):
             if body == .rawAnalysis { append(literal, of: .content, to: &delta) }
@@ -173,8 +173,7 @@ struct HarmonyParser {
             guard format.parsesToolCalls, recipient.hasPrefix("functions."),
                   toolNames.contains(String(recipient.dropFirst("functions.".count))) else { return .dropped }
             calls += 1
-            inString = false
-            escapeNext = false
+            json = JSONStringScanner()
             return .call(index: calls - 1)
         }
         switch header.channel {
@@ -187,15 +186,7 @@ struct HarmonyParser {
     private mutating func append(_ text: String, of body: HarmonyBody, to delta: inout AssistantDelta) {
         guard !text.isEmpty else { return }
         if case .call = body {
-            for c in text.unicodeScalars {
-                if escapeNext {
-                    escapeNext = false
-                } else if inString {
-                    if c == "\\" { escapeNext = true } else if c == "\"" { inString = false }
-                } else if c == "\"" {
-                    inString = true
-                }
-            }
+            for c in text.unicodeScalars { _ = json.absorb(c) }
         }
         switch body {
         case .reasoning: delta.reasoning = (delta.reasoning ?? "") + text

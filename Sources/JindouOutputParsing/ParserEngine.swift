@@ -174,6 +174,26 @@ struct MarkerLexer {
     }
 }
 
+/// Where JSON text is with respect to its strings, one character at a time.
+struct JSONStringScanner {
+    private(set) var inString = false
+    private var escapeNext = false
+
+    /// Takes one character; true when it belongs to a string (its quotes included).
+    mutating func absorb(_ c: Unicode.Scalar) -> Bool {
+        if escapeNext {
+            escapeNext = false
+        } else if inString {
+            if c == "\\" { escapeNext = true } else if c == "\"" { inString = false }
+        } else if c == "\"" {
+            inString = true
+        } else {
+            return false
+        }
+        return true
+    }
+}
+
 /// The incremental engine over one grammar (vLLM's StreamingParserEngine, text mode).
 public struct ParserEngine: Sendable {
     public let grammar: ParserGrammar
@@ -183,8 +203,7 @@ public struct ParserEngine: Sendable {
     // JSON arguments: characters not yet known to be safe to stream.
     private var argumentBuffer: [Unicode.Scalar] = []
     private var braceDepth = 0
-    private var inString = false
-    private var escapeNext = false
+    private var json = JSONStringScanner()
 
     public init(_ grammar: ParserGrammar, initialState: ParserState? = nil) {
         self.grammar = grammar
@@ -266,8 +285,7 @@ public struct ParserEngine: Sendable {
         }
         if state == .toolArguments {
             braceDepth = 0
-            inString = false
-            escapeNext = false
+            json = JSONStringScanner()
         }
         return events
     }
@@ -279,12 +297,8 @@ public struct ParserEngine: Sendable {
         for c in scalars {
             argumentBuffer.append(c)
             var holdBack = false
-            if escapeNext {
-                escapeNext = false
-            } else if inString {
-                if c == "\\" { escapeNext = true } else if c == "\"" { inString = false }
-            } else if c == "\"" {
-                inString = true
+            if json.absorb(c) {
+                // inside a string, or its quotes
             } else if c == "{" || c == "[" {
                 braceDepth += 1
             } else if c == "}" || c == "]" {
