@@ -194,12 +194,13 @@ enum AnthropicAPI {
                                                   vocabularySize: serving.engine.description.vocabularySize)
         let output = try ChatOutputOptions(chat, format: serving.outputFormat)
         let prompt = try OpenAIAPI.chatPrompt(chat, serving: serving)
-        let streams = try await OpenAIAPI.submit(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters,
+        let tokens = prompt.tokens + OpenAIAPI.preamble(output, serving)
+        let streams = try await OpenAIAPI.submit(prompt: tokens, multimodal: prompt.multimodal, parameters: parameters,
                                                  defaultMaxTokens: nil, chat: true, output: output, serving: serving)
         let id = "msg_" + String(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24))
         guard let events = streams.first else { throw RequestProblem("no sequence") }
         if parameters.stream {
-            return streamingResponse(events, id: id, promptTokens: prompt.tokens.count, parameters: parameters, output: output, serving: serving)
+            return streamingResponse(events, id: id, promptTokens: tokens.count, parameters: parameters, output: output, serving: serving)
         }
         var choice = OpenAIAPI.ChoiceText(stops: parameters.stop, tokenizer: serving.text.tokenizer, output: output, serving: serving)
         for try await event in events where choice.consume(event).stopped { break }
@@ -218,7 +219,7 @@ enum AnthropicAPI {
         return OpenAIAPI.json(TemplateObject([
             ("id", .string(String(id))), ("type", .string("message")), ("role", .string("assistant")), ("model", .string(serving.modelName)),
             ("content", .array(content)), ("stop_reason", .string(reason)), ("stop_sequence", sequence.map { .string($0) } ?? .none),
-            ("usage", usage(prompt.tokens.count, choice.completionTokens, cached: choice.cachedTokens)),
+            ("usage", usage(tokens.count, choice.completionTokens, cached: choice.cachedTokens)),
         ]))
     }
 

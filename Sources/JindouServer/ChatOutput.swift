@@ -128,6 +128,18 @@ struct ChatOutputOptions: Sendable {
         return try GenerationParameters.grammar(.object(TemplateObject(array)), param: "tools")
     }
 
+    /// What a harmony model (gpt-oss) writes before constrained output, sent as the end of
+    /// the prompt so the constrained tokens come where the model expects them: the final
+    /// channel before a response format's JSON, a commentary message to the function before a
+    /// forced call's arguments (the headers llama.cpp's gpt-oss grammar forces). Nil for other
+    /// formats, whose constrained output starts the answer.
+    var constrainedPreamble: String? {
+        guard format.harmony != nil else { return nil }
+        if constrainedContent { return "<|channel|>final <|constrain|>json<|message|>" }
+        if case .namedTool(let name, _) = structured { return "<|channel|>commentary to=functions.\(name) <|constrain|>json<|message|>" }
+        return nil
+    }
+
     /// Whether the answer goes through a parser at all (then special tokens stay in its text).
     /// A constrained answer is the JSON itself: it is not parsed.
     var parsesAnything: Bool {

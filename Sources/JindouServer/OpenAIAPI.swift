@@ -330,8 +330,14 @@ enum OpenAIAPI {
                                                   vocabularySize: serving.engine.description.vocabularySize)
         let output = try ChatOutputOptions(body, format: serving.outputFormat, constrainedContent: parameters.responseGrammar != nil)
         let prompt = try chatPrompt(body, serving: serving)
-        return try await run(prompt: prompt.tokens, multimodal: prompt.multimodal, parameters: parameters, defaultMaxTokens: nil,
-                             chat: true, output: output, serving: serving)
+        return try await run(prompt: prompt.tokens + preamble(output, serving), multimodal: prompt.multimodal, parameters: parameters,
+                             defaultMaxTokens: nil, chat: true, output: output, serving: serving)
+    }
+
+    /// The tokens of `output.constrainedPreamble` (special tokens as such), or none.
+    static func preamble(_ output: ChatOutputOptions, _ serving: ServingContext) -> [Int] {
+        guard let text = output.constrainedPreamble, let tokenizer = serving.text.tokenizer else { return [] }
+        return tokenizer.encode(text, addSpecialTokens: false)
     }
 
     /// The prompt of a chat request: `messages` (and `tools`, `chat_template_kwargs`)

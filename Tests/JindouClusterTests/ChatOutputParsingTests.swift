@@ -141,6 +141,31 @@ struct ChatOutputParsingTests {
             return ids.count
         }
         #expect(try await promptTokens(#""reasoning_content": "I should look up the weather in Paris for the user.","#) > (try await promptTokens("")))
+
+        // Constrained answers come after the header gpt-oss writes first, sent as the prompt's end:
+        // the final channel for a response format, a commentary message to the function for a forced call.
+        let schema = #"{"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"], "additionalProperties": false}"#
+        func usagePrompt(_ answer: TemplateObject) -> Int? {
+            if case .object(let usage)? = answer["usage"], case .int(let n)? = usage["prompt_tokens"] { return n }
+            return nil
+        }
+        func headerTokens(_ text: String) async throws -> Int {
+            let (_, tokenized) = try await cluster.post("tokenize", #"{"prompt": "\#(text)"}"#)
+            guard case .array(let ids)? = tokenized["tokens"] else { return -1 }
+            return ids.count
+        }
+        let plain = try await cluster.post("v1/chat/completions", body + "}").1
+        let (formatStatus, formatted) = try await cluster.post("v1/chat/completions",
+            body + #", "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": \#(schema)}}}"#)
+        #expect(formatStatus == 200, "\(formatted)")
+        let content = string(message(formatted), "content") ?? ""
+        #expect(content.hasPrefix("{") && content.contains("\"city\""), "the JSON itself, no header: \(content)")
+        #expect(usagePrompt(formatted).map { $0 - usagePrompt(plain)! } == (try await headerTokens("<|channel|>final <|constrain|>json<|message|>")))
+        let (forcedStatus, forced) = try await cluster.post("v1/chat/completions",
+            body + #", "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}"#)
+        #expect(forcedStatus == 200, "\(forced)")
+        #expect(usagePrompt(forced).map { $0 - usagePrompt(plain)! }
+                == (try await headerTokens("<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>")))
     }
 
     @Test("Bad tool choices, unknown functions, unsupported schemas and malformed tools are refused with 400")
