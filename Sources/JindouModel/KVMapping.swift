@@ -1,5 +1,6 @@
 import CJindouSupport
 import Foundation
+import Synchronization
 
 /// A memfd holding KV-cache rows at fixed offsets (`KVMapping`). Caches that share a kept
 /// prefix map its pages, and hold the store, so it lives while any of them reads it.
@@ -40,6 +41,18 @@ final class KVMapping {
 
     static let pageSize = Int(jindou_page_size())
 
+    /// Every shared piece is a mapping of its own (and splits the one it lands in), counted
+    /// against the process's `vm.max_map_count` (65 530 by default), which every other mmap
+    /// and thread stack needs too: sharing stops, and copying takes over, while the pieces
+    /// would use more than a quarter of it.
+    static let mapBudget: Int = {
+        let text = (try? String(contentsOfFile: "/proc/sys/vm/max_map_count", encoding: .utf8)) ?? ""
+        return max(1024, (Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 65_530) / 4)
+    }()
+    /// Mappings the pieces of every cache in this process take (two per piece, for the split).
+    static let mapsInUse = Atomic<Int>(0)
+    static let mapsPerPiece = 2
+
     let layout: Layout
     let store: KVRowStore
     private let base: UnsafeMutableRawPointer
@@ -49,6 +62,8 @@ final class KVMapping {
     private var released: [Bool]
     /// False once an unshare could not map our own pages back: nobody may borrow from us then.
     private(set) var shareable = true
+    /// Pieces of other stores mapped into ours now (what `mapsInUse` counts for us).
+    private var piecesMapped = 0
 
     init?(windows: [Int?], widths: (keys: Int, values: Int), maxPositions: Int) {
         let page = Self.pageSize
@@ -71,7 +86,10 @@ final class KVMapping {
         released = Array(repeating: false, count: windows.count)
     }
 
-    deinit { _ = jindou_kv_unmap(base, layout.totalBytes) }
+    deinit {
+        _ = jindou_kv_unmap(base, layout.totalBytes)
+        Self.mapsInUse.subtract(piecesMapped * Self.mapsPerPiece, ordering: .relaxed)
+    }
 
     func holds(layer l: Int) -> Bool { layout.offsets[l] != nil && !released[l] }
 
@@ -124,9 +142,17 @@ final class KVMapping {
         if pages > theirs { pieces.append(Segment(store: other.store, pages: theirs..<pages)) }
         let offset = layout.offsets[l]![kind]
         for piece in pieces {
+            guard Self.mapsInUse.add(Self.mapsPerPiece, ordering: .relaxed).newValue <= Self.mapBudget else {
+                Self.mapsInUse.subtract(Self.mapsPerPiece, ordering: .relaxed)
+                break
+            }
             let at = offset + piece.pages.lowerBound * page
-            guard jindou_kv_map(base + at, piece.pages.count * page, piece.store.fd, at, 1) != nil else { break }
+            guard jindou_kv_map(base + at, piece.pages.count * page, piece.store.fd, at, 1) != nil else {
+                Self.mapsInUse.subtract(Self.mapsPerPiece, ordering: .relaxed)
+                break
+            }
             borrowed[l][kind].append(piece)
+            piecesMapped += 1
         }
         return borrowedPages(l, kind) * page
     }
@@ -146,9 +172,14 @@ final class KVMapping {
                 continue
             }
             saved?.withUnsafeBytes { (base + at).copyMemory(from: $0.baseAddress!, byteCount: count) }
+            let before = borrowed[r.layer][r.kind].count
             borrowed[r.layer][r.kind] = borrowed[r.layer][r.kind].compactMap { s in
                 s.pages.lowerBound >= keep ? nil : Segment(store: s.store, pages: s.pages.lowerBound..<min(s.pages.upperBound, keep))
             }
+            // Whole pieces mapped back to our own store; a cut one still counts.
+            let gone = before - borrowed[r.layer][r.kind].count
+            piecesMapped -= gone
+            Self.mapsInUse.subtract(gone * Self.mapsPerPiece, ordering: .relaxed)
         }
     }
 }
