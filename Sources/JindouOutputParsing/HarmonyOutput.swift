@@ -138,6 +138,7 @@ struct HarmonyParser {
             let body = decide(HarmonyHeader(header))
             phase = .body(body)
             unread = nil
+            json = JSONStringScanner()
             switch body {
             case .call(let index):
                 let name = HarmonyHeader(header).recipient.map { String($0.dropFirst("functions.".count)) } ?? ""
@@ -173,7 +174,6 @@ struct HarmonyParser {
             guard format.parsesToolCalls, recipient.hasPrefix("functions."),
                   toolNames.contains(String(recipient.dropFirst("functions.".count))) else { return .dropped }
             calls += 1
-            json = JSONStringScanner()
             return .call(index: calls - 1)
         }
         switch header.channel {
