@@ -95,6 +95,9 @@ KIMI_ADDED = [("[BOS]", True), ("[EOS]", True), ("<|im_end|>", True), ("<|im_use
               ("<|im_system|>", True), ("<|im_middle|>", True), ("<|tool_calls_section_begin|>", True),
               ("<|tool_calls_section_end|>", True), ("<|tool_call_begin|>", True), ("<|tool_call_argument_begin|>", True),
               ("<|tool_call_end|>", True)]
+# Kimi-K2.5 / K2.6: Kimi-K2's tokens and the media tokens its templates and processor use.
+KIMI_VL_ADDED = KIMI_ADDED + [("<|media_start|>", True), ("<|media_content|>", True), ("<|media_end|>", True),
+                              ("<|media_pad|>", True)]
 # Qwen2-VL / Qwen2.5-VL / Qwen3-VL: the vision and box tokens sit between <|im_end|> and <tool_call>.
 QWEN_VL_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
                  ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
@@ -456,7 +459,7 @@ def write_deepseek_tokenizer(directory: str, family: str, vocab_size: int, templ
     `kimi`: Kimi-K2's), plus tokenizer_config.json with the family's real chat template.
     The DeepSeek-family model fixtures carry no tokenizer; tools/fixture_gguf.py stages one
     with this for llama.cpp's converter, which needs one."""
-    added = {"deepseek": DEEPSEEK_ADDED, "kimi": KIMI_ADDED}[family]
+    added = {"deepseek": DEEPSEEK_ADDED, "kimi": KIMI_ADDED, "kimi_vl": KIMI_VL_ADDED}[family]
     tokenizer = train(DEEPSEEK_V3_PATTERNS, vocab_size - len(added) + 2, added, training_corpus(), nfc=False,
                       leading_specials=2)
     assert tokenizer.get_vocab_size() <= vocab_size, "tokenizer larger than the model's vocabulary"

@@ -64,6 +64,7 @@ from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, D
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_text  # noqa: E402  (tokenizers and chat templates; shares this generator's run)
 import fixture_vision  # noqa: E402  (the Qwen3-VL-MoE fixture; imports this module for its helpers)
+import fixture_kimi_vision  # noqa: E402  (the Kimi-K2.5 fixture; the same)
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -1820,6 +1821,9 @@ def main():
         vision = fixture_vision.spec(args.seed)
         specs.append(vision)
         writers[vision.name] = fixture_vision.write_fixture
+        kimi = fixture_kimi_vision.spec(args.seed)
+        specs.append(kimi)
+        writers[kimi.name] = fixture_kimi_vision.write_fixture
     if args.only:
         wanted = set(args.only.split(","))
         assert wanted <= {s.name for s in specs}, f"unknown fixtures: {wanted - {s.name for s in specs}}"
