@@ -11,10 +11,14 @@ protocol ArchitectureDefinition {
     /// `quantization_config.quant_method` values the family reads itself (gpt-oss: mxfp4);
     /// other methods go through the shared block-FP8 reading.
     static var quantizationMethods: [String] { get }
+    /// Other `architectures` names config.json may give it (transformers' own class name
+    /// where it differs from the Hub's).
+    static var architectureAliases: [String] { get }
 }
 
 extension ArchitectureDefinition {
     static var quantizationMethods: [String] { [] }
+    static var architectureAliases: [String] { [] }
 }
 
 /// A family whose configuration type decodes config.json and describes itself.
@@ -58,6 +62,7 @@ extension ModelDescription {
         Qwen3MoeFamily.self, Glm4MoeFamily.self, DeepseekV3Family.self, Qwen3VLMoeFamily.self, MiniMaxM2Family.self, Dots1Family.self,
         HunyuanMoeFamily.self, Glm4MoeLiteFamily.self, Ernie45MoeFamily.self,
         ExaoneMoeFamily.self, GptOssFamily.self, AfmoeFamily.self, DeepseekV32Family.self, GlmMoeDsaFamily.self, LongcatFlashFamily.self,
+        KimiK25Family.self,
     ]
 
     /// The `model_type` values Jindou reads, one per family (the first each family names).
@@ -65,6 +70,11 @@ extension ModelDescription {
 
     static func definition(for architecture: Architecture) -> (any ArchitectureDefinition.Type)? {
         registry.first { $0.architecture == architecture }
+    }
+
+    /// The registered architecture an `architectures` entry names (its alias resolved).
+    static func architectureName(_ name: String) -> String {
+        registry.first { $0.architectureAliases.contains(name) }?.architecture.rawValue ?? name
     }
 
     static func architectureForModelType(_ type: String) -> String? {

@@ -156,7 +156,7 @@ public struct DecoderModel: Sendable {
         self.tensors = tensors
         embedding = try loader.matrix(description.embeddingName)
         finalNorm = try loader.vector(description.finalNormName)
-        lmHead = loader.encoded(description.tieWordEmbeddings ? embedding : try loader.matrix(WeightNames.lmHead))
+        lmHead = loader.encoded(description.tieWordEmbeddings ? embedding : try loader.matrix(description.lmHeadName))
         rotary = description.makeRotaryEmbedding()
         layers = try description.layers.enumerated().map { try loader.layer($0, kind: $1) }
         vision = try description.vision.map { try VisionTower(shape: $0, checkpoint: checkpoint) }

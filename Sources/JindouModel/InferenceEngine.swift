@@ -139,7 +139,8 @@ public struct InferenceEngine: Sendable {
         }
         let features = try vision.encode(images)
         return try MultimodalPrompt(tokens: tokens, imageTokenID: shape.imageTokenID, grids: images.map(\.grid),
-                                    mergeSize: shape.spatialMergeSize, features: features)
+                                    mergeSize: shape.spatialMergeSize, features: features,
+                                    mrope: description.attention.mropeSection != nil)
     }
 
     /// Logits at every prompt position (a fresh cache; nothing is kept).

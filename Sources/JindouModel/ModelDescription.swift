@@ -36,6 +36,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// LongCat-Flash (560B): two MLA and two dense sub-blocks per layer with a shortcut MoE
     /// whose router may choose zero-computation (identity) experts.
     case longcatFlash = "LongcatFlashForCausalLM"
+    /// Kimi-K2.5 / K2.6 (1T-A32B): Kimi-K2's text model with the MoonViT-3D vision tower.
+    case kimiK25 = "KimiK25ForConditionalGeneration"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -234,8 +236,20 @@ public enum ExpertActivation: Sendable, Equatable {
     case clampedSwiglu(alpha: Float, limit: Float)
 }
 
-/// Qwen3-VL's vision tower (`Qwen3VLMoeVisionConfig`) and the special tokens around images.
+/// Which vision tower a checkpoint carries (VisionTower.swift runs both).
+public enum VisionTowerKind: String, Sendable, Equatable {
+    /// Qwen3-VL's (`Qwen3VLMoeVisionModel`): merge-block patch order, bilinear position
+    /// table, DeepStack mergers.
+    case qwen3VL
+    /// Kimi-K2.5's MoonViT-3D (`Kimi_K25VisionModel` + `Kimi_K25MultimodalProjection`):
+    /// raster patch order, bicubic position table, a final LayerNorm, 2×2 merge, projector.
+    case moonViT
+}
+
+/// A vision tower's shape (`Qwen3VLMoeVisionConfig`, `Kimi_K25VisionConfig`) and the special
+/// tokens around images.
 public struct VisionTowerShape: Sendable, Equatable {
+    public var kind: VisionTowerKind = .qwen3VL
     public var depth: Int
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -257,6 +271,12 @@ public struct VisionTowerShape: Sendable, Equatable {
     public var videoTokenID: Int
     public var visionStartTokenID: Int
     public var visionEndTokenID: Int
+    /// The blocks' LayerNorm epsilon (Qwen3-VL 1e-6, MoonViT 1e-5).
+    public var normEpsilon: Float = 1e-6
+    /// MoonViT's projector pre-norm epsilon (`projection_layer_norm_eps`).
+    public var projectorNormEpsilon: Float = 1e-5
+    /// MoonViT's temporal sinusoid rows (`pos_emb_time`): frames a clip may have.
+    public var temporalPositions = 1
 
     public var headDimension: Int { hiddenSize / heads }
     /// Features per flattened patch: channels × temporal × patch × patch.
@@ -368,8 +388,11 @@ public struct ModelDescription: Sendable, Equatable {
     public var weightQuantization: BlockQuantization? = nil
     /// Multi-token-prediction layers stored after the decoder layers (never loaded).
     public var ignoredPredictionLayers: Int = 0
-    /// Prefix of the text model's tensors (`model.`; Qwen3-VL: `model.language_model.`).
+    /// Prefix of the text model's tensors (`model.`; Qwen3-VL: `model.language_model.`;
+    /// Kimi-K2.5: `language_model.model.`).
     public var textPrefix: String = "model."
+    /// The LM head's tensor (Kimi-K2.5: `language_model.lm_head.weight`).
+    public var lmHeadName: String = WeightNames.lmHead
     /// How routed experts are stored in the checkpoint.
     public var expertStorage: ExpertStorage = .perExpert
     /// The checkpoint's names inside a MoE block.
@@ -472,7 +495,7 @@ extension ModelDescription {
         } catch {
             throw Self.configError(error, path: path)
         }
-        let name = probe.architectures?.first ?? probe.modelType.flatMap(Self.architectureForModelType) ?? "unknown"
+        let name = probe.architectures?.first.map(Self.architectureName) ?? probe.modelType.flatMap(Self.architectureForModelType) ?? "unknown"
         guard let architecture = Architecture(rawValue: name) else {
             throw CheckpointError.unsupportedArchitecture(
                 path: path, architecture: name, supported: Architecture.allCases.map(\.rawValue))

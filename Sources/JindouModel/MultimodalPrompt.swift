@@ -29,7 +29,9 @@ public struct MultimodalPrompt: Sendable {
 
     /// Lays `features` (from `VisionTower.encode` of `grids`, in order) over the image
     /// tokens of `tokens`. Each image must be one run of exactly its token count.
-    public init(tokens: [Int], imageTokenID: Int, grids: [ImageGrid], mergeSize: Int, features: VisionFeatures) throws {
+    /// Without `mrope` (Kimi-K2.5) every token, image or text, keeps its own position.
+    public init(tokens: [Int], imageTokenID: Int, grids: [ImageGrid], mergeSize: Int, features: VisionFeatures,
+                mrope: Bool = true) throws {
         var positions: [SIMD3<Int>] = []
         positions.reserveCapacity(tokens.count)
         var rows = [Int](repeating: -1, count: tokens.count)
@@ -51,16 +53,20 @@ public struct MultimodalPrompt: Sendable {
             guard end - i == t * h * w else {
                 throw VisionError.tokenMismatch(reason: "image \(image) needs \(t * h * w) image tokens in the prompt, found a run of \(end - i)")
             }
-            for ti in 0..<t {
-                for hi in 0..<h {
-                    for wi in 0..<w { positions.append(SIMD3(current + ti, current + hi, current + wi)) }
+            if mrope {
+                for ti in 0..<t {
+                    for hi in 0..<h {
+                        for wi in 0..<w { positions.append(SIMD3(current + ti, current + hi, current + wi)) }
+                    }
                 }
+            } else {
+                for p in i..<end { positions.append(SIMD3(repeating: p)) }
             }
             for p in i..<end {
                 rows[p] = row
                 row += 1
             }
-            current += max(g.h, g.w) / mergeSize
+            current = mrope ? current + max(g.h, g.w) / mergeSize : end
             image += 1
             i = end
         }

@@ -93,13 +93,16 @@ struct VisionBlock: Sendable {
     let fc2Bias: [Float]
 }
 
-/// The vision tower's weights (`model.visual.*`) and forward pass.
+/// The vision tower's weights and forward pass: Qwen3-VL's (`model.visual.*`) or
+/// Kimi-K2.5's MoonViT (`vision_tower.*` + `mm_projector.*`, MoonViT.swift's comment).
 public struct VisionTower: Sendable {
     public let shape: VisionTowerShape
     let patchEmbedding: WeightMatrix
     let patchEmbeddingBias: [Float]
     let positionTable: [Float]
     let blocks: [VisionBlock]
+    /// MoonViT's `final_layernorm` after the blocks; nil for Qwen3-VL.
+    let finalNorm: LayerNormWeights?
     let merger: PatchMerger
     let deepstackMergers: [PatchMerger]
     let rotary: RotaryEmbedding
@@ -108,6 +111,7 @@ public struct VisionTower: Sendable {
     static let prefix = "model.visual."
 
     static func tensorRequests(_ v: VisionTowerShape) -> [TensorRequest] {
+        if v.kind == .moonViT { return MoonViT.tensorRequests(v) }
         let p = prefix, d = v.hiddenSize, merged = d * v.spatialMergeSize * v.spatialMergeSize
         func linear(_ name: String, _ rows: Int, _ columns: Int) -> [TensorRequest] {
             [TensorRequest(name + ".weight", shape: [rows, columns]), TensorRequest(name + ".bias", shape: [rows])]
@@ -138,43 +142,54 @@ public struct VisionTower: Sendable {
 
     public init(shape v: VisionTowerShape, checkpoint: any WeightSource) throws {
         let tensors = try checkpoint.load(Self.tensorRequests(v))
+        let names = VisionTensorNames(v)
         func matrix(_ name: String, as shape: [Int]? = nil) throws -> WeightMatrix {
-            try tensors.matrix(Self.prefix + name, quantization: nil, as: shape)
+            try tensors.matrix(name, quantization: nil, as: shape)
         }
         func vector(_ name: String) throws -> [Float] {
-            guard let t = tensors[Self.prefix + name] else { throw CheckpointError.missingTensor(tensor: Self.prefix + name, searched: []) }
+            guard let t = tensors[name] else { throw CheckpointError.missingTensor(tensor: name, searched: []) }
             return try t.floats()
         }
         func norm(_ name: String) throws -> LayerNormWeights {
             LayerNormWeights(weight: try vector(name + ".weight"), bias: try vector(name + ".bias"))
         }
-        func loadMerger(_ name: String, postShuffle: Bool) throws -> PatchMerger {
-            PatchMerger(norm: try norm(name + ".norm"), fc1: try matrix(name + ".linear_fc1.weight"),
-                        fc1Bias: try vector(name + ".linear_fc1.bias"), fc2: try matrix(name + ".linear_fc2.weight"),
-                        fc2Bias: try vector(name + ".linear_fc2.bias"), postShuffleNorm: postShuffle)
+        func loadMerger(_ m: VisionTensorNames.Merger, postShuffle: Bool) throws -> PatchMerger {
+            PatchMerger(norm: try norm(m.norm), fc1: try matrix(m.fc1 + ".weight"), fc1Bias: try vector(m.fc1 + ".bias"),
+                        fc2: try matrix(m.fc2 + ".weight"), fc2Bias: try vector(m.fc2 + ".bias"), postShuffleNorm: postShuffle)
         }
         shape = v
         self.tensors = tensors
-        patchEmbedding = try matrix("patch_embed.proj.weight", as: [v.hiddenSize, v.patchFeatures])
-        patchEmbeddingBias = try vector("patch_embed.proj.bias")
-        positionTable = try vector("pos_embed.weight")
+        patchEmbedding = try matrix(names.patchEmbedding + ".weight", as: [v.hiddenSize, v.patchFeatures])
+        patchEmbeddingBias = try vector(names.patchEmbedding + ".bias")
+        positionTable = try vector(names.positionTable)
         blocks = try (0..<v.depth).map { b in
-            let q = "blocks.\(b)."
+            let q = names.block(b)
+            var qkv = try matrix(q.qkv + ".weight"), qkvBias = try vector(q.qkv + ".bias")
+            if v.kind == .moonViT {
+                // The Hub's wqkv keeps q and k in complex-pair rotary order; transformers'
+                // conversion (PermuteForRope) reorders them to rotate-half order, as here.
+                (qkv, qkvBias) = try MoonViT.rotateHalfOrder(qkv: tensors[q.qkv + ".weight"]!.floats(), bias: qkvBias, shape: v)
+            }
             return VisionBlock(
-                norm1: try norm(q + "norm1"), norm2: try norm(q + "norm2"),
-                qkv: try matrix(q + "attn.qkv.weight"), qkvBias: try vector(q + "attn.qkv.bias"),
-                projection: try matrix(q + "attn.proj.weight"), projectionBias: try vector(q + "attn.proj.bias"),
-                fc1: try matrix(q + "mlp.linear_fc1.weight"), fc1Bias: try vector(q + "mlp.linear_fc1.bias"),
-                fc2: try matrix(q + "mlp.linear_fc2.weight"), fc2Bias: try vector(q + "mlp.linear_fc2.bias"))
+                norm1: try norm(q.norm1), norm2: try norm(q.norm2), qkv: qkv, qkvBias: qkvBias,
+                projection: try matrix(q.projection + ".weight"), projectionBias: try vector(q.projection + ".bias"),
+                fc1: try matrix(q.fc1 + ".weight"), fc1Bias: try vector(q.fc1 + ".bias"),
+                fc2: try matrix(q.fc2 + ".weight"), fc2Bias: try vector(q.fc2 + ".bias"))
         }
-        merger = try loadMerger("merger", postShuffle: false)
-        deepstackMergers = try v.deepstackIndexes.indices.map { try loadMerger("deepstack_merger_list.\($0)", postShuffle: true) }
-        // compute_axial_rope_parameters: head_dim/4 frequencies over spatial_dim = head_dim/2,
-        // used once for rows and once for columns; rotate-half over the whole head.
+        finalNorm = try names.finalNorm.map { try norm($0) }
+        merger = try loadMerger(names.merger, postShuffle: false)
+        deepstackMergers = try v.deepstackIndexes.indices.map { try loadMerger(names.deepstackMerger($0), postShuffle: true) }
         let d = v.headDimension
-        let axial = RotaryEmbedding(headDimension: d / 2, rotaryDimension: d / 2, base: v.ropeTheta).inverseFrequencies
-        rotary = RotaryEmbedding(headDimension: d, rotaryDimension: d, base: v.ropeTheta, inverseFrequencies: axial + axial,
-                                 frequencyAxes: Array(repeating: 1, count: d / 4) + Array(repeating: 2, count: d / 4))
+        switch v.kind {
+        case .qwen3VL:
+            // compute_axial_rope_parameters: head_dim/4 frequencies over spatial_dim = head_dim/2,
+            // used once for rows and once for columns; rotate-half over the whole head.
+            let axial = RotaryEmbedding(headDimension: d / 2, rotaryDimension: d / 2, base: v.ropeTheta).inverseFrequencies
+            rotary = RotaryEmbedding(headDimension: d, rotaryDimension: d, base: v.ropeTheta, inverseFrequencies: axial + axial,
+                                     frequencyAxes: Array(repeating: 1, count: d / 4) + Array(repeating: 2, count: d / 4))
+        case .moonViT:
+            rotary = MoonViT.rotary(v)
+        }
     }
 
     /// Image tokens an image of `grid` becomes in the prompt.
@@ -188,13 +203,17 @@ public struct VisionTower: Sendable {
             guard g.t >= 1, g.h >= m, g.w >= m, g.h % m == 0, g.w % m == 0 else {
                 throw VisionError.badPatches(image: i, reason: "grid \(g.t)×\(g.h)×\(g.w) is not a positive multiple of the merge size \(m)")
             }
+            guard shape.kind == .qwen3VL || g.t == 1 else {
+                throw VisionError.badPatches(image: i, reason: "MoonViT takes still images (t = 1); video clips are not supported")
+            }
             guard image.values.count == g.patchCount * shape.patchFeatures else {
                 throw VisionError.badPatches(image: i, reason: "\(image.values.count) values for \(g.patchCount) patches of \(shape.patchFeatures)")
             }
         }
     }
 
-    /// `Qwen3VLMoeVisionModel.forward` over `images` (each attends only within itself).
+    /// `Qwen3VLMoeVisionModel.forward` (or `Kimi_K25Model.get_image_features`) over
+    /// `images` (each attends only within itself).
     public func encode(_ images: [PixelPatches]) throws -> VisionFeatures {
         try validate(images)
         let d = shape.hiddenSize, m = shape.spatialMergeSize
@@ -209,7 +228,7 @@ public struct VisionTower: Sendable {
             let n = image.grid.patchCount
             let embedded = affine(image.values, rows: n, weight: patchEmbedding, bias: patchEmbeddingBias)
             x.replaceSubrange((start * d)..<((start + n) * d), with: embedded)
-            let positions = blockOrderPositions(image.grid)
+            let positions = shape.kind == .qwen3VL ? blockOrderPositions(image.grid) : rasterPositions(image.grid)
             addPositionEmbeddings(positions: positions, grid: image.grid, into: &x, from: start)
             rowPositions += positions.map { SIMD3(0, $0.row, $0.column) }
             spans.append(start..<(start + n))
@@ -230,6 +249,11 @@ public struct VisionTower: Sendable {
             if let level = shape.deepstackIndexes.firstIndex(of: b) {
                 deepstack.append(merge(x, rows: total, with: deepstackMergers[level]))
             }
+        }
+        if let finalNorm {
+            // MoonViT: final_layernorm, then the 2×2 patches of each merged token made
+            // consecutive (`temporal_merge` of a single frame) for the projector.
+            x = mergeBlockOrder(layerNormed(x, finalNorm, rows: total), images: images)
         }
         return VisionFeatures(tokens: total / (m * m), embeddings: merge(x, rows: total, with: merger), deepstack: deepstack)
     }
@@ -253,17 +277,53 @@ public struct VisionTower: Sendable {
         return positions
     }
 
-    /// Bilinear (align_corners) resampling of the learned table, as
-    /// `_interpolation_axis_taps_weights(mode: "bilinear", align_corners: true)`.
+    /// Patch (row, column) in raster order (MoonViT).
+    private func rasterPositions(_ grid: ImageGrid) -> [(row: Int, column: Int)] {
+        (0..<grid.t).flatMap { _ in (0..<grid.h).flatMap { r in (0..<grid.w).map { (r, $0) } } }
+    }
+
+    /// Rows of raster-ordered images regrouped so each merged token's m×m patches are
+    /// consecutive (row-major within the block), blocks in raster order.
+    private func mergeBlockOrder(_ x: [Float], images: [PixelPatches]) -> [Float] {
+        let d = shape.hiddenSize, m = shape.spatialMergeSize
+        var out = [Float](repeating: 0, count: x.count)
+        var start = 0, row = 0
+        for image in images {
+            let g = image.grid
+            for blockRow in 0..<(g.h / m) {
+                for blockColumn in 0..<(g.w / m) {
+                    for inRow in 0..<m {
+                        for inColumn in 0..<m {
+                            let source = start + (blockRow * m + inRow) * g.w + blockColumn * m + inColumn
+                            out.replaceSubrange((row * d)..<((row + 1) * d), with: x[(source * d)..<((source + 1) * d)])
+                            row += 1
+                        }
+                    }
+                }
+            }
+            start += g.patchCount
+        }
+        return out
+    }
+
+    /// The learned table resampled to the image's grid, as
+    /// `_interpolation_axis_taps_weights`: bilinear with align_corners (Qwen3-VL) or
+    /// bicubic (Keys, a = −0.75) with half-pixel centres (MoonViT), taps clamped to the border.
     private func addPositionEmbeddings(positions: [(row: Int, column: Int)], grid: ImageGrid, into x: inout [Float], from start: Int) {
         let side = shape.positionGridSide, d = shape.hiddenSize
+        let bicubic = shape.kind == .moonViT
         func taps(_ index: Int, _ size: Int) -> [(Int, Float)] {
-            let source = Float(index) * Float(side - 1) / Float(max(size - 1, 1))
+            let source = bicubic ? (Float(index) + 0.5) * Float(side) / Float(size) - 0.5
+                : Float(index) * Float(side - 1) / Float(max(size - 1, 1))
             let floor = source.rounded(.down)
-            return (0..<2).map { offset in
+            return (bicubic ? -1..<3 : 0..<2).map { offset in
                 let tap = min(max(Int(floor) + offset, 0), side - 1)
                 let distance = abs(source - floor - Float(offset))
-                return (tap, max(1 - distance, 0))
+                guard bicubic else { return (tap, max(1 - distance, 0)) }
+                let a: Float = -0.75
+                let near = ((a + 2) * distance - (a + 3)) * distance * distance + 1
+                let far = ((a * distance - 5 * a) * distance + 8 * a) * distance - 4 * a
+                return (tap, distance <= 1 ? near : far)
             }
         }
         x.withUnsafeMutableBufferPointer { out in
@@ -318,11 +378,14 @@ public struct VisionTower: Sendable {
         return affine(attended, rows: rows, weight: block.projection, bias: block.projectionBias)
     }
 
-    /// `Qwen3VLMoeVisionPatchMerger.forward`.
+    /// `Qwen3VLMoeVisionPatchMerger.forward`; MoonViT's `Kimi_K25MultimodalProjection` is the
+    /// same computation (pre_norm per patch, 4 patches concatenated, in_proj, GELU, out_proj).
     private func merge(_ x: [Float], rows: Int, with merger: PatchMerger) -> [Float] {
         let group = shape.spatialMergeSize * shape.spatialMergeSize
         let merged = rows / group
-        let normed = merger.postShuffleNorm ? layerNormed(x, merger.norm, rows: merged) : layerNormed(x, merger.norm, rows: rows)
+        let epsilon = shape.kind == .moonViT ? shape.projectorNormEpsilon : shape.normEpsilon
+        let normed = merger.postShuffleNorm ? layerNormed(x, merger.norm, rows: merged, epsilon: epsilon)
+            : layerNormed(x, merger.norm, rows: rows, epsilon: epsilon)
         var hidden = affine(normed, rows: merged, weight: merger.fc1, bias: merger.fc1Bias)
         hidden.withUnsafeMutableBufferPointer { gelu($0.baseAddress!, count: $0.count, tanhApproximation: false) }
         return affine(hidden, rows: merged, weight: merger.fc2, bias: merger.fc2Bias)
@@ -338,14 +401,14 @@ public struct VisionTower: Sendable {
         return y
     }
 
-    private func layerNormed(_ x: [Float], _ norm: LayerNormWeights, rows: Int) -> [Float] {
+    private func layerNormed(_ x: [Float], _ norm: LayerNormWeights, rows: Int, epsilon: Float? = nil) -> [Float] {
         var y = [Float](repeating: 0, count: x.count)
         x.withUnsafeBufferPointer { xb in
             norm.weight.withUnsafeBufferPointer { w in
                 norm.bias.withUnsafeBufferPointer { b in
                     y.withUnsafeMutableBufferPointer {
                         layerNorm(xb.baseAddress!, rows: rows, width: norm.weight.count, weight: w.baseAddress!, bias: b.baseAddress!,
-                                  epsilon: 1e-6, into: $0.baseAddress!)
+                                  epsilon: epsilon ?? shape.normEpsilon, into: $0.baseAddress!)
                     }
                 }
             }
@@ -355,5 +418,58 @@ public struct VisionTower: Sendable {
 
     private func add(_ x: [Float], into y: inout [Float]) {
         for i in y.indices { y[i] += x[i] }
+    }
+}
+
+/// The checkpoint names of a vision tower's tensors (full names), per kind.
+struct VisionTensorNames {
+    struct Block {
+        let norm1: String, norm2: String, qkv: String, projection: String, fc1: String, fc2: String
+    }
+
+    struct Merger {
+        let norm: String, fc1: String, fc2: String
+    }
+
+    let kind: VisionTowerKind
+    let patchEmbedding: String
+    let positionTable: String
+    let finalNorm: String?
+    let merger: Merger
+
+    init(_ v: VisionTowerShape) {
+        kind = v.kind
+        switch v.kind {
+        case .qwen3VL:
+            let p = VisionTower.prefix
+            patchEmbedding = p + "patch_embed.proj"
+            positionTable = p + "pos_embed.weight"
+            finalNorm = nil
+            merger = Merger(norm: p + "merger.norm", fc1: p + "merger.linear_fc1", fc2: p + "merger.linear_fc2")
+        case .moonViT:
+            patchEmbedding = MoonViT.prefix + "patch_embed.proj"
+            positionTable = MoonViT.prefix + "patch_embed.pos_emb.weight"
+            finalNorm = MoonViT.prefix + "encoder.final_layernorm"
+            merger = Merger(norm: MoonViT.projectorPrefix + "pre_norm", fc1: MoonViT.projectorPrefix + "proj.0",
+                            fc2: MoonViT.projectorPrefix + "proj.2")
+        }
+    }
+
+    func block(_ b: Int) -> Block {
+        switch kind {
+        case .qwen3VL:
+            let q = VisionTower.prefix + "blocks.\(b)."
+            return Block(norm1: q + "norm1", norm2: q + "norm2", qkv: q + "attn.qkv", projection: q + "attn.proj",
+                         fc1: q + "mlp.linear_fc1", fc2: q + "mlp.linear_fc2")
+        case .moonViT:
+            let q = MoonViT.prefix + "encoder.blocks.\(b)."
+            return Block(norm1: q + "norm0", norm2: q + "norm1", qkv: q + "wqkv", projection: q + "wo",
+                         fc1: q + "mlp.fc0", fc2: q + "mlp.fc1")
+        }
+    }
+
+    func deepstackMerger(_ j: Int) -> Merger {
+        let p = VisionTower.prefix + "deepstack_merger_list.\(j)."
+        return Merger(norm: p + "norm", fc1: p + "linear_fc1", fc2: p + "linear_fc2")
     }
 }

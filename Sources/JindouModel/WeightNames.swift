@@ -77,7 +77,7 @@ extension ModelDescription {
             TensorRequest(finalNormName, shape: [h]),
         ]
         if !tieWordEmbeddings {
-            requests.append(TensorRequest(WeightNames.lmHead, shape: [vocabularySize, h]))
+            requests.append(TensorRequest(lmHeadName, shape: [vocabularySize, h]))
         }
         for (l, kind) in layers.enumerated() { requests += layerTensors(l, kind: kind) }
         return requests
