@@ -316,7 +316,9 @@ def make_goldens(model, s: base.Spec, processor, fixture_dir):
                             for item in m["content"] if item["type"] == "image"],
                  "experts_per_token": k or kmax, "auto_threshold": None, "max_new_tokens": MAX_NEW_TOKENS,
                  "greedy_new_tokens": tokens,
-                 "greedy_text": processor.tokenizer.decode(tokens, skip_special_tokens=False),
+                 # As served (OpenAI servers drop special tokens, as vLLM's skip_special_tokens default does).
+                 "greedy_text": processor.tokenizer.decode(tokens, skip_special_tokens=True),
+                 "greedy_text_with_special_tokens": processor.tokenizer.decode(tokens, skip_special_tokens=False),
                  "min_top_gap": min(base.top_gap(prefill), base.top_gap(steps)),
                  "min_routing_margin": base.minimum(recorder.margins),
                  "min_group_margin": None, "min_auto_threshold_margin": None}

@@ -52,9 +52,20 @@ public func bicubicResize(_ image: RGBImage, width: Int, height: Int) -> RGBImag
 }
 
 /// Fixed-point filter weights for one axis: output i reads `count[i]` inputs from `start[i]`
-/// with weights `weights[i * kernelSize ..< i * kernelSize + count[i]]`.
-struct ResampleCoefficients {
+/// with weights `weights[i * kernelSize ..< i * kernelSize + count[i]]`, scaled by
+/// 2^`precision`. Pillow's (`ResampleCoefficients`) and torch's (`TorchResampleWeights`)
+/// differ only in how they compute them; the passes below run both.
+protocol ResampleTaps {
+    var kernelSize: Int { get }
+    var start: [Int] { get }
+    var count: [Int] { get }
+    var weights: [Int32] { get }
+    var precision: Int { get }
+}
+
+struct ResampleCoefficients: ResampleTaps {
     static let precisionBits = 32 - 8 - 2
+    var precision: Int { Self.precisionBits }
 
     let kernelSize: Int
     var start: [Int]
@@ -108,17 +119,14 @@ struct ResampleCoefficients {
     }
 }
 
-/// clip8: the accumulator's integer part, clamped to 0…255 (arithmetic shift as in C).
-@inline(__always)
-private func clip8(_ accumulator: Int32) -> UInt8 {
-    UInt8(clamping: accumulator >> Int32(ResampleCoefficients.precisionBits))
-}
-
-private func resampleHorizontal(
-    _ input: [UInt8], width inWidth: Int, rows: Int, rowOffset: Int, _ c: ResampleCoefficients
+/// One pass along rows: each output is clip8((2^(p−1) + Σ w·byte) >> p), the accumulator's
+/// integer part clamped to 0…255 (arithmetic shift as in C; torch's saturating packs agree).
+func resampleHorizontal(
+    _ input: [UInt8], width inWidth: Int, rows: Int, rowOffset: Int, _ c: some ResampleTaps
 ) -> [UInt8] {
     let outWidth = c.start.count
-    let half = Int32(1 << (ResampleCoefficients.precisionBits - 1))
+    let half = Int32(1) << Int32(c.precision - 1), shift = Int32(c.precision)
+    @inline(__always) func clip8(_ accumulator: Int32) -> UInt8 { UInt8(clamping: accumulator >> shift) }
     return [UInt8](unsafeUninitializedCapacity: outWidth * rows * 3) { out, initialised in
         input.withUnsafeBufferPointer { input in
             c.weights.withUnsafeBufferPointer { weights in
@@ -146,11 +154,13 @@ private func resampleHorizontal(
     }
 }
 
-private func resampleVertical(
-    _ input: [UInt8], width: Int, outHeight: Int, _ c: ResampleCoefficients
+/// One pass along columns, with the same arithmetic.
+func resampleVertical(
+    _ input: [UInt8], width: Int, outHeight: Int, _ c: some ResampleTaps
 ) -> [UInt8] {
     let rowBytes = width * 3
-    let half = Int32(1 << (ResampleCoefficients.precisionBits - 1))
+    let half = Int32(1) << Int32(c.precision - 1), shift = Int32(c.precision)
+    @inline(__always) func clip8(_ accumulator: Int32) -> UInt8 { UInt8(clamping: accumulator >> shift) }
     return [UInt8](unsafeUninitializedCapacity: rowBytes * outHeight) { out, initialised in
         input.withUnsafeBufferPointer { input in
             c.weights.withUnsafeBufferPointer { weights in

@@ -34,27 +34,13 @@ public struct VisionPreprocessorConfiguration: Sendable, Equatable {
 
     /// Reads `preprocessor_config.json` (a file, or a checkpoint directory holding one).
     public init(contentsOf path: String) throws(VisionPreprocessingError) {
-        var isDirectory: ObjCBool = false
-        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("preprocessor_config.json") : path
-        guard exists, FileManager.default.fileExists(atPath: file) else { throw .missingConfiguration(path: file) }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-            throw .unreadableConfiguration(path: file, reason: error.localizedDescription)
-        }
+        let (data, file) = try ConfigurationFields.read(path)
         try self.init(json: data, source: file)
     }
 
     /// Parses the JSON text of a `preprocessor_config.json`; `source` names it in errors.
     public init(json data: Data, source: String = "preprocessor_config.json") throws(VisionPreprocessingError) {
-        let parsed: JSONValue
-        do { parsed = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
-            throw .unreadableConfiguration(path: source, reason: "invalid JSON (\(error))")
-        }
-        guard case .object(let object) = parsed else {
-            throw .unreadableConfiguration(path: source, reason: "not a JSON object")
-        }
-        let fields = ConfigurationFields(object: object, source: source)
+        let fields = try ConfigurationFields(json: data, source: source)
         self.init()
         patchSize = try fields.positiveInteger("patch_size") ?? patchSize
         temporalPatchSize = try fields.positiveInteger("temporal_patch_size") ?? temporalPatchSize
@@ -232,7 +218,7 @@ public enum VisionPreprocessingError: Error, Equatable, CustomStringConvertible 
 }
 
 /// A JSON value, decoded strictly (JSONDecoder never turns `true` into 1 or back).
-private enum JSONValue: Decodable {
+enum JSONValue: Decodable {
     case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
     init(from decoder: Decoder) throws {
@@ -247,10 +233,40 @@ private enum JSONValue: Decodable {
 }
 
 /// Typed access to a JSON object's fields, naming the field in every error.
-private struct ConfigurationFields {
+struct ConfigurationFields {
     let object: [String: JSONValue]
     let source: String
     var prefix = ""
+
+    init(object: [String: JSONValue], source: String, prefix: String = "") {
+        self.object = object
+        self.source = source
+        self.prefix = prefix
+    }
+
+    /// The fields of a JSON object's text; `source` names it in errors.
+    init(json data: Data, source: String) throws(VisionPreprocessingError) {
+        let parsed: JSONValue
+        do { parsed = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw .unreadableConfiguration(path: source, reason: "invalid JSON (\(error))")
+        }
+        guard case .object(let object) = parsed else {
+            throw .unreadableConfiguration(path: source, reason: "not a JSON object")
+        }
+        self.init(object: object, source: source)
+    }
+
+    /// The bytes of `preprocessor_config.json` at `path` (a file, or a directory holding
+    /// one) and the file's path.
+    static func read(_ path: String) throws(VisionPreprocessingError) -> (Data, String) {
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        let file = isDirectory.boolValue ? (path as NSString).appendingPathComponent("preprocessor_config.json") : path
+        guard exists, FileManager.default.fileExists(atPath: file) else { throw .missingConfiguration(path: file) }
+        do { return (try Data(contentsOf: URL(fileURLWithPath: file)), file) } catch {
+            throw .unreadableConfiguration(path: file, reason: error.localizedDescription)
+        }
+    }
 
     func value(_ key: String) -> JSONValue? {
         guard let value = object[key] else { return nil }

@@ -37,7 +37,8 @@ public struct ImageInputError: Error, CustomStringConvertible, Equatable {
 /// A checkpoint's image side: its preprocessor (preprocessor_config.json) and the image
 /// placeholder token of its tokenizer.
 public struct ServingVision: Sendable {
-    public let preprocessor: VisionPreprocessor
+    /// Qwen2-VL's processor (Qwen3-VL) or Kimi-K2.5's, as the tower's kind asks.
+    public let preprocessor: any ImagePreprocessing
     public let imagePadToken: String
 
     /// nil when the checkpoint takes no images.
@@ -47,15 +48,24 @@ public struct ServingVision: Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ImageInputError("\(directory) is a vision-language checkpoint but has no preprocessor_config.json")
         }
-        let configuration = try VisionPreprocessorConfiguration(contentsOf: path)
-        guard configuration.patchSize == vision.patchSize, configuration.mergeSize == vision.spatialMergeSize,
-              configuration.temporalPatchSize == vision.temporalPatchSize else {
-            throw ImageInputError("\(path): patch/merge/temporal sizes differ from config.json's vision_config")
+        switch vision.kind {
+        case .qwen3VL:
+            let configuration = try VisionPreprocessorConfiguration(contentsOf: path)
+            guard configuration.patchSize == vision.patchSize, configuration.mergeSize == vision.spatialMergeSize,
+                  configuration.temporalPatchSize == vision.temporalPatchSize else {
+                throw ImageInputError("\(path): patch/merge/temporal sizes differ from config.json's vision_config")
+            }
+            preprocessor = VisionPreprocessor(configuration: configuration)
+        case .moonViT:
+            let configuration = try KimiImagePreprocessorConfiguration(contentsOf: path)
+            guard configuration.patchSize == vision.patchSize, configuration.mergeSize == vision.spatialMergeSize else {
+                throw ImageInputError("\(path): patch_size/merge_size differ from config.json's vision_config")
+            }
+            preprocessor = KimiImagePreprocessor(configuration: configuration)
         }
         guard let token = text.tokenizer?.token(vision.imageTokenID) else {
             throw ImageInputError("\(directory): the tokenizer has no token \(vision.imageTokenID) (image_token_id)")
         }
-        preprocessor = VisionPreprocessor(configuration: configuration)
         imagePadToken = token
     }
 

@@ -57,19 +57,9 @@ struct KimiK25Tests {
                 #expect((0..<c.promptIDs.count).allSatisfy { multimodal.ropePosition(at: $0) == SIMD3(repeating: $0) })
                 #expect(multimodal.ropeDelta == 0)
             }
-            let expected = try rows(loaded.tensors.tensor("case\(c.index).prefill_logits"))
-            let actual = try await loaded.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: multimodal)
-            var worst: Float = 0
-            for (a, e) in zip(actual, expected) { worst = max(worst, maxAbsDifference(a, e)) }
-            var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
-                                            expertsPerToken: c.experts, stopTokenIDs: [])
-            request.multimodal = multimodal
-            let collected = LogitsCollector()
-            let result = try await loaded.engine.generate(request, onStepLogits: { collected.append($0) })
-            let steps = try rows(loaded.tensors.tensor("case\(c.index).generated_logits"))
-            for (a, e) in zip(collected.rows, steps) { worst = max(worst, maxAbsDifference(a, e)) }
+            let (worst, tokens) = try await c.replay(on: loaded.engine, tensors: loaded.tensors, multimodal: multimodal)
             #expect(worst <= 1e-4, "\(c.name): max |Δlogit| \(worst)")
-            #expect(result.tokenIDs == c.greedyNewTokens, "\(c.name)")
+            #expect(tokens == c.greedyNewTokens, "\(c.name)")
         }
     }
 
@@ -110,5 +100,26 @@ struct KimiK25Tests {
         #expect(try refused(vision("merge_kernel_size", [2, 3])).contains("merge_kernel_size"))
         #expect(try refused { $0["projection_hidden_size"] = 48 }.contains("projection_hidden_size"))
         #expect(try refused { $0["architectures"] = ["Kimi_K25ForConditionalGeneration"] } == "accepted")
+    }
+}
+
+extension Golden.Case {
+    /// Runs the case on `engine` (prefill over the prompt, then greedy decoding) and returns the
+    /// largest |Δlogit| against the golden prefill and decode logits, and the tokens chosen.
+    func replay(on engine: InferenceEngine, tensors: SafetensorsFile, multimodal: MultimodalPrompt?) async throws
+        -> (worst: Float, tokens: [Int])
+    {
+        let expected = try rows(tensors.tensor("case\(index).prefill_logits"))
+        let actual = try await engine.promptLogits(promptIDs, expertsPerToken: experts, multimodal: multimodal)
+        var worst: Float = 0
+        for (a, e) in zip(actual, expected) { worst = max(worst, maxAbsDifference(a, e)) }
+        var request = GenerationRequest(promptTokenIDs: promptIDs, maxNewTokens: maxNewTokens, expertsPerToken: experts,
+                                        stopTokenIDs: [])
+        request.multimodal = multimodal
+        let collected = LogitsCollector()
+        let result = try await engine.generate(request, onStepLogits: { collected.append($0) })
+        let steps = try rows(tensors.tensor("case\(index).generated_logits"))
+        for (a, e) in zip(collected.rows, steps) { worst = max(worst, maxAbsDifference(a, e)) }
+        return (worst, result.tokenIDs)
     }
 }

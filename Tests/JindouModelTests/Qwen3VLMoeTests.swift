@@ -65,19 +65,9 @@ struct Qwen3VLMoeTests {
         let loaded = try await load()
         for c in loaded.golden.cases {
             let multimodal = try Self.multimodal(c, loaded)
-            let expected = try rows(loaded.tensors.tensor("case\(c.index).prefill_logits"))
-            let actual = try await loaded.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: multimodal)
-            var worst: Float = 0
-            for (a, e) in zip(actual, expected) { worst = max(worst, maxAbsDifference(a, e)) }
-            var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,
-                                            expertsPerToken: c.experts, stopTokenIDs: [])
-            request.multimodal = multimodal
-            let collected = LogitsCollector()
-            let result = try await loaded.engine.generate(request, onStepLogits: { collected.append($0) })
-            let steps = try rows(loaded.tensors.tensor("case\(c.index).generated_logits"))
-            for (a, e) in zip(collected.rows, steps) { worst = max(worst, maxAbsDifference(a, e)) }
+            let (worst, tokens) = try await c.replay(on: loaded.engine, tensors: loaded.tensors, multimodal: multimodal)
             #expect(worst <= 1e-4, "\(c.name): max |Δlogit| \(worst)")
-            #expect(result.tokenIDs == c.greedyNewTokens, "\(c.name)")
+            #expect(tokens == c.greedyNewTokens, "\(c.name)")
         }
     }
 
