@@ -59,7 +59,7 @@ from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, D
                           LongcatFlashConfig, LongcatFlashForCausalLM,
                           GptOssConfig, GptOssForCausalLM, HunYuanMoEV1ForCausalLM, MiniMaxM2Config,
                           MiniMaxM2ForCausalLM,
-                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3NextConfig, Qwen3NextForCausalLM)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_text  # noqa: E402  (tokenizers and chat templates; shares this generator's run)
@@ -242,6 +242,17 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
     return [
         Spec("qwen3-moe-tiny", "qwen3_moe", 1 + s, qwen_tiny,
              k_overrides=(1, 4, 8), auto_thresholds=(0.6, 0.9), router_k=4),
+        # Qwen3-Next: Gated DeltaNet layers (0, 1, 3) around one gated full-attention layer (2),
+        # zero-centred norms, partial rotary 0.25, a sigmoid-gated shared expert; layer 1 dense.
+        # A 66-token prompt: past a DeltaNet chunk (64), so the chunked prefill spans two chunks.
+        Spec("qwen3-next-tiny", "qwen3_next", 141 + s,
+             dict(TINY, num_hidden_layers=4, num_experts=8, num_experts_per_tok=2, norm_topk_prob=True,
+                  shared_expert_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[1],
+                  layer_types=["linear_attention", "linear_attention", "full_attention", "linear_attention"],
+                  linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+                  linear_num_value_heads=4, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
+             k_overrides=(1, 4), long_prompt=66, router_k=4),
         Spec("qwen3-moe-tiny-sharded", "qwen3_moe", 2 + s,
              dict(TINY, **qwen_rope, num_hidden_layers=3, num_experts=8, num_experts_per_tok=2,
                   norm_topk_prob=True, tie_word_embeddings=True),
@@ -489,6 +500,8 @@ def build_model(spec: Spec):
         model = GptOssForCausalLM(GptOssConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "afmoe":
         model = AfmoeForCausalLM(AfmoeConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "qwen3_next":
+        model = Qwen3NextForCausalLM(Qwen3NextConfig(**spec.config, **IMPLEMENTATIONS))
     else:
         args = dict(spec.config)
         partial = args.pop("partial_rotary_factor", 1.0)
@@ -1342,8 +1355,9 @@ def transformers_fp8_dequantise_check(out_dir, config) -> dict:
 
 
 def first_attention(model):
-    """The first layer's attention module (LongCat-Flash's layers hold a list of two)."""
-    attention = model.model.layers[0].self_attn
+    """The first layer's attention module (LongCat-Flash's layers hold a list of two;
+    Qwen3-Next's first full-attention layer need not be layer 0)."""
+    attention = next(layer.self_attn for layer in model.model.layers if hasattr(layer, "self_attn"))
     return attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
 
 

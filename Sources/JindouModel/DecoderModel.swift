@@ -36,6 +36,15 @@ public struct MLPWeights: Sendable {
     public let gate: WeightMatrix
     public let up: WeightMatrix
     public let down: WeightMatrix
+    /// A [1, hidden] Linear whose sigmoid scales the output per token (Qwen3-Next's
+    /// `shared_expert_gate`); nil: none.
+    public var outputGate: WeightMatrix? = nil
+
+    public init(gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) {
+        self.gate = gate
+        self.up = up
+        self.down = down
+    }
 }
 
 /// A layer's feed-forward block.
@@ -51,6 +60,8 @@ public enum AttentionBlockWeights: Sendable {
     case grouped(AttentionWeights)
     /// Multi-head Latent Attention (DeepSeek-V3, Kimi-K2).
     case latent(LatentAttentionWeights)
+    /// Gated DeltaNet linear attention (Qwen3-Next), with a fixed-size state per sequence.
+    case linear(GatedDeltaNetWeights)
 }
 
 public struct DecoderLayerWeights: Sendable {
@@ -155,7 +166,7 @@ public struct DecoderModel: Sendable {
         self.description = description
         self.tensors = tensors
         embedding = try loader.matrix(description.embeddingName)
-        finalNorm = try loader.vector(description.finalNormName)
+        finalNorm = try loader.normWeight(description.finalNormName)
         lmHead = loader.encoded(description.tieWordEmbeddings ? embedding : try loader.matrix(description.lmHeadName))
         rotary = description.makeRotaryEmbedding()
         layers = try description.layers.enumerated().map { try loader.layer($0, kind: $1) }
@@ -176,7 +187,7 @@ public struct DecoderModel: Sendable {
     public func makeCache(maxPositions: Int? = nil) -> KVCache {
         let widths = description.keyValueCacheWidths
         return KVCache(layerCount: description.cacheLayerCount, keyWidth: widths.keys, valueWidth: widths.values,
-                       windows: description.cacheWindows, maxPositions: maxPositions)
+                       windows: description.cacheWindows, maxPositions: maxPositions, stateWidths: description.layerStateFloats)
     }
 
     /// The router of the first sparse layer (all share one configuration).
@@ -377,6 +388,8 @@ public struct DecoderModel: Sendable {
             return latentAttention(weights, shape: description.latentAttention!, layer: l, input: input, batch: batch,
                                    sequenceOf: layout.sequenceOf, positions: layout.positions,
                                    ropePositions: layout.ropePositions.map { $0.x }, selections: &selections)
+        case .linear(let weights):
+            return gatedDeltaNet(weights, layer: l, input: input, batch: batch, sequenceOf: layout.sequenceOf)
         }
     }
 
@@ -471,7 +484,16 @@ public struct DecoderModel: Sendable {
         gate.withUnsafeMutableBufferPointer { g in
             up.withUnsafeBufferPointer { swiglu(gate: g.baseAddress!, up: $0.baseAddress!, count: g.count) }
         }
-        return project(gate, rows: rows, weight: weights.down)
+        var output = project(gate, rows: rows, weight: weights.down)
+        if let outputGate = weights.outputGate {  // F.sigmoid(shared_expert_gate(x)) * shared_expert(x)
+            let scores = project(input, rows: rows, weight: outputGate)
+            let h = output.count / max(rows, 1)
+            for t in 0..<rows {
+                let factor = sigmoid(scores[t])
+                for i in 0..<h { output[t * h + i] *= factor }
+            }
+        }
+        return output
     }
 
     /// `Qwen3MoeAttention.forward` / `Glm4MoeAttention.forward` with the eager kernel.
@@ -484,6 +506,20 @@ public struct DecoderModel: Sendable {
         let d = a.headDimension
         let qWidth = a.heads * d, kvWidth = a.keyValueHeads * d
         var q = project(input, rows: count, weight: w.query, bias: w.queryBias)
+        var queryGate: [Float]? = nil
+        if a.queryGate {
+            // Qwen3NextAttention: q_proj gives per head [query (d) | gate (d)].
+            let both = q
+            q = [Float](repeating: 0, count: count * qWidth)
+            var gate = [Float](repeating: 0, count: count * qWidth)
+            for row in 0..<(count * a.heads) {
+                for i in 0..<d {
+                    q[row * d + i] = both[row * 2 * d + i]
+                    gate[row * d + i] = both[row * 2 * d + d + i]
+                }
+            }
+            queryGate = gate
+        }
         var k = project(input, rows: count, weight: w.key, bias: w.keyBias)
         let v = project(input, rows: count, weight: w.value, bias: w.valueBias)
         func normalise() {
@@ -513,7 +549,7 @@ public struct DecoderModel: Sendable {
                 }
             }
         }
-        let gate = w.outputGate.map { project(input, rows: count, weight: $0) }
+        let gate = queryGate ?? w.outputGate.map { project(input, rows: count, weight: $0) }
         var attended = [Float](repeating: 0, count: count * qWidth)
         let longest = (positions.max() ?? 0) + 1
         let sinkValues = w.sinks ?? []
@@ -535,7 +571,7 @@ public struct DecoderModel: Sendable {
                 }
             } }
         }
-        if let gate {  // AfmoeAttention: output * sigmoid(gate_states)
+        if let gate {  // AfmoeAttention, Qwen3NextAttention: output * sigmoid(gate)
             for i in 0..<attended.count { attended[i] *= sigmoid(gate[i]) }
         }
         return project(attended, rows: count, weight: w.output, bias: w.outputBias)
@@ -562,6 +598,12 @@ struct LayerLoader {
 
     func vector(_ name: String) throws -> [Float] { try tensor(name).floats() }
 
+    /// An RMSNorm's weight as it multiplies: `1 + w` for zero-centred checkpoints (Qwen3-Next).
+    func normWeight(_ name: String) throws -> [Float] {
+        let w = try vector(name)
+        return description.zeroCentredNorms ? w.map { 1 + $0 } : w
+    }
+
     func encoded(_ m: WeightMatrix) -> WeightMatrix {
         guard let denseFormat, m.blockScales == nil, m.blockFormat == nil, m.columns % denseFormat.blockSize == 0 else { return m }
         return m.quantized(denseFormat)
@@ -574,12 +616,21 @@ struct LayerLoader {
                    down: try dense(prefix + "down_proj.weight"))
     }
 
+    /// Layer `l`'s token mixer when it is Gated DeltaNet.
+    func linearAttention(_ l: Int) throws -> AttentionBlockWeights? {
+        guard description.isLinearAttentionLayer(l), let shape = description.linearAttention else { return nil }
+        return .linear(try GatedDeltaNetWeights(prefix: description.layerPrefix(l) + "linear_attn.", shape: shape, dense: dense,
+                                                vector: vector))
+    }
+
     func layer(_ l: Int, kind: FeedForwardKind) throws -> DecoderLayerWeights {
         if description.shortcutSublayers != nil { return try shortcutLayer(l) }
         let p = description.layerPrefix(l)
         let a = description.attention
         let attention: AttentionBlockWeights
-        if let latent = description.latentAttention {
+        if let linear = try linearAttention(l) {
+            attention = linear
+        } else if let latent = description.latentAttention {
             attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", layer: l, shape: latent, matrix: { try matrix($0, as: $1) },
                                                            dense: dense, vector: vector))
         } else {
@@ -592,8 +643,8 @@ struct LayerLoader {
                 keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
                 valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
                 outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
-                queryNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.queryNormName).weight") : nil,
-                keyNorm: a.queryKeyNorm ? try vector(p + "self_attn.\(a.keyNormName).weight") : nil,
+                queryNorm: a.queryKeyNorm ? try normWeight(p + "self_attn.\(a.queryNormName).weight") : nil,
+                keyNorm: a.queryKeyNorm ? try normWeight(p + "self_attn.\(a.keyNormName).weight") : nil,
                 sinks: a.sinks ? try vector(p + "self_attn.sinks") : nil,
                 outputGate: a.outputGate ? try dense(p + "self_attn.gate_proj.weight") : nil))
         }
@@ -605,8 +656,8 @@ struct LayerLoader {
             feedForward = try sparseFeedForward(l)
         }
         let norms = description.layerNorms
-        return DecoderLayerWeights(inputNorm: try vector(p + norms.input + ".weight"),
-                                   postAttentionNorm: try vector(p + norms.preFeedForward + ".weight"),
+        return DecoderLayerWeights(inputNorm: try normWeight(p + norms.input + ".weight"),
+                                   postAttentionNorm: try normWeight(p + norms.preFeedForward + ".weight"),
                                    attentionOutputNorm: try norms.attentionOutput.map { try vector(p + $0 + ".weight") },
                                    feedForwardOutputNorm: try norms.feedForwardOutput.map { try vector(p + $0 + ".weight") },
                                    attention: attention, feedForward: feedForward)
@@ -619,8 +670,11 @@ struct LayerLoader {
         let router = try Router(configuration: description.router, gate: try matrix(description.routerName(layer: l)),
                                 correctionBias: bias,
                                 logitBias: try description.moeNames.routerBias.map { try vector(p + description.moeNames.block + $0) })
-        let shared = description.sharedExpertIntermediateSize != nil
+        var shared = description.sharedExpertIntermediateSize != nil
             ? try mlp(p + description.moeNames.block + description.moeNames.sharedExperts) : nil
+        if let gate = description.moeNames.sharedExpertGate {
+            shared?.outputGate = try matrix(p + description.moeNames.block + gate)
+        }
         return .sparse(router: router, shared: shared)
     }
 

@@ -170,7 +170,8 @@ public struct InferenceEngine: Sendable {
         let stop = request.stopTokenIDs ?? Set(description.eosTokenIDs)
         var sampler = Sampler(request.sampling)
         let cache = model.makeCache()
-        let speculate = speculation.mode != .off && request.speculates
+        // A recurrent state (linear attention) cannot be rolled back past rejected drafts yet.
+        let speculate = speculation.mode != .off && request.speculates && !description.hasRecurrentState
         let predictor = speculate && speculation.mode == .mtp ? try requirePredictor() : nil
         var statistics = SpeculationStatistics()
 

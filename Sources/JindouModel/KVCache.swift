@@ -23,6 +23,11 @@
 /// cache be truncated below its shared prefix, those pages are copied into its own store
 /// first. Sliding-window layers stay on the heap (their buffers slide) and are copied.
 ///
+/// A linear-attention layer (`stateWidths[l]` > 0: Qwen3-Next's Gated DeltaNet) keeps no rows
+/// but a fixed block of floats (its convolution history and recurrent state) that describes
+/// the whole sequence so far: it grows with nothing, cannot be cut back to an earlier length
+/// and is copied only whole (`copyPrefix` of the full length).
+///
 /// `@unchecked Sendable`: a cache belongs to one sequence, and a sequence is in at most
 /// one step at a time; the scheduler (or the caller of `generate`) guarantees that.
 public final class KVCache: @unchecked Sendable {
@@ -33,6 +38,9 @@ public final class KVCache: @unchecked Sendable {
     public let valueWidth: Int
     /// Per layer, its attention window (nil: every position is kept).
     public let windows: [Int?]
+    /// Per layer, floats of fixed state (0: a layer of rows).
+    public let stateWidths: [Int]
+    private var states: [UnsafeMutablePointer<Float>?]
     public private(set) var length = 0
     /// Positions below which every layer can write without another `reserve`.
     public private(set) var capacity = 0
@@ -50,12 +58,18 @@ public final class KVCache: @unchecked Sendable {
         self.init(layerCount: layerCount, keyWidth: rowWidth, valueWidth: rowWidth)
     }
 
-    public init(layerCount: Int, keyWidth: Int, valueWidth: Int, windows: [Int?]? = nil, maxPositions: Int? = nil) {
+    public init(layerCount: Int, keyWidth: Int, valueWidth: Int, windows: [Int?]? = nil, maxPositions: Int? = nil,
+                stateWidths: [Int]? = nil) {
         precondition(windows.map { $0.count == layerCount && $0.allSatisfy { ($0 ?? 1) >= 1 } } ?? true, "one window ≥ 1 (or nil) per layer")
+        precondition(stateWidths.map { $0.count == layerCount && $0.allSatisfy { $0 >= 0 } } ?? true, "one state width ≥ 0 per layer")
         self.layerCount = layerCount
         self.rowWidth = keyWidth
         self.valueWidth = valueWidth
-        self.windows = windows ?? Array(repeating: nil, count: layerCount)
+        let stateWidths = stateWidths ?? Array(repeating: 0, count: layerCount)
+        self.stateWidths = stateWidths
+        states = Array(repeating: nil, count: layerCount)
+        // A state layer holds no rows: window 1 keeps it out of the mapped store.
+        self.windows = (windows ?? Array(repeating: nil, count: layerCount)).enumerated().map { stateWidths[$0.offset] > 0 ? 1 : $0.element }
         self.maxPositions = maxPositions.map { max(1, $0) }
         rows = Array(repeating: 0, count: layerCount)
         firstPosition = Array(repeating: 0, count: layerCount)
@@ -66,18 +80,44 @@ public final class KVCache: @unchecked Sendable {
             keys[l].deallocate()
             values[l].deallocate()
         }
+        for state in states { state?.deallocate() }
     }
 
-    /// Bytes the cache holds per cached token (keys + values over all layers), were every
-    /// layer to keep every position.
-    public var bytesPerToken: Int { layerCount * (rowWidth + valueWidth) * MemoryLayout<Float>.size }
+    /// Bytes the cache holds per cached token (keys + values over the layers of rows), were
+    /// every such layer to keep every position.
+    public var bytesPerToken: Int {
+        stateWidths.filter { $0 == 0 }.count * (rowWidth + valueWidth) * MemoryLayout<Float>.size
+    }
+
+    /// Layer `layer`'s fixed state (`stateWidths[layer]` floats, zero for a new sequence).
+    public func state(layer: Int) -> UnsafeMutablePointer<Float> {
+        precondition(stateWidths[layer] > 0, "layer \(layer) keeps rows, not a state")
+        if let state = states[layer] { return state }
+        let state = UnsafeMutablePointer<Float>.allocate(capacity: stateWidths[layer])
+        state.initialize(repeating: 0, count: stateWidths[layer])
+        states[layer] = state
+        return state
+    }
+
+    /// Bytes of the fixed states allocated so far.
+    public var stateBytes: Int {
+        zip(states, stateWidths).reduce(0) { $0 + ($1.0 == nil ? 0 : $1.1) } * MemoryLayout<Float>.size
+    }
+
+    private func zeroStates() {
+        for (state, width) in zip(states, stateWidths) { state?.update(repeating: 0, count: width) }
+    }
+
+    private func recomputeCapacity() {
+        capacity = (0..<layerCount).filter { stateWidths[$0] == 0 }.map { firstPosition[$0] + rows[$0] }.min() ?? Int.max
+    }
 
     /// Bytes this cache holds itself: heap rows, and the written pages of its own store
     /// (pages it shares from another store are that store's).
     public var allocatedBytes: Int {
         var heap = 0
         for l in 0..<layerCount where !(mapping?.holds(layer: l) ?? false) { heap += rows[l] }
-        return heap * (rowWidth + valueWidth) * MemoryLayout<Float>.size + (mapping?.ownBytes(length: length) ?? 0)
+        return heap * (rowWidth + valueWidth) * MemoryLayout<Float>.size + (mapping?.ownBytes(length: length) ?? 0) + stateBytes
     }
 
     /// Bytes of rows this cache reads from other caches' stores instead of holding them.
@@ -109,7 +149,7 @@ public final class KVCache: @unchecked Sendable {
         }
         let needed = length + additional
         if needed <= capacity { return }
-        for l in 0..<layerCount where needed > firstPosition[l] + rows[l] {
+        for l in 0..<layerCount where stateWidths[l] == 0 && needed > firstPosition[l] + rows[l] {
             if let window = windows[l] {
                 // The step's first query (position `length`) reads back to length − (W − 1).
                 let keepFrom = max(firstPosition[l], length - (window - 1))
@@ -119,7 +159,7 @@ public final class KVCache: @unchecked Sendable {
                 relocate(l, keeping: firstPosition[l], rows: max(needed - firstPosition[l], max(16, rows[l] * 2)))
             }
         }
-        capacity = (0..<layerCount).map { firstPosition[$0] + rows[$0] }.min() ?? Int.max
+        recomputeCapacity()
     }
 
     /// Layer `l`'s rows from position `keepFrom` to `length` moved to row 0 of a buffer of
@@ -214,6 +254,13 @@ public final class KVCache: @unchecked Sendable {
 
     /// Layer `l`'s readable rows before `length` copied from `other`.
     private func copyRows(layer l: Int, of other: KVCache, length: Int) {
+        if stateWidths[l] > 0 {
+            // A state stands for the whole sequence: only a copy of all of it is meaningful.
+            precondition(length == other.length && other.stateWidths[l] == stateWidths[l],
+                         "layer \(l) keeps a recurrent state: only the whole sequence (\(other.length)) can be copied, not \(length)")
+            state(layer: l).update(from: other.state(layer: l), count: stateWidths[l])
+            return
+        }
         var from = other.firstKeptPosition(layer: l)
         if let window = windows[l] {
             precondition(from <= max(0, length - (window - 1)), "layer \(l) of the source no longer holds the window before \(length)")
@@ -221,7 +268,7 @@ public final class KVCache: @unchecked Sendable {
             // Only the window is copied: rows before it were never written here.
             if from > firstPosition[l] {
                 firstPosition[l] = from
-                capacity = (0..<layerCount).map { firstPosition[$0] + rows[$0] }.min() ?? Int.max
+                recomputeCapacity()
             }
         }
         precondition(windows[l] != nil || from == 0, "layer \(l) of the source no longer holds the prefix")
@@ -238,13 +285,16 @@ public final class KVCache: @unchecked Sendable {
         mapping?.unshare(keepingBytes: { _ in 0 }, preserve: false)
         length = 0
         for l in 0..<layerCount { firstPosition[l] = 0 }
-        capacity = rows.min() ?? 0
+        zeroStates()
+        capacity = (0..<layerCount).filter { stateWidths[$0] == 0 }.map { rows[$0] }.min() ?? (keys.isEmpty ? 0 : Int.max)
     }
 
     /// Forgets the positions from `newLength` on (speculative drafts the model rejected).
     /// A sliding layer must still hold the window of the next position.
     public func truncate(to newLength: Int) {
         precondition(newLength >= 0 && newLength <= length, "truncate to \(newLength) of \(length)")
+        precondition(newLength == 0 || newLength == length || !stateWidths.contains { $0 > 0 },
+                     "a recurrent state cannot be cut back to position \(newLength) of \(length)")
         for l in 0..<layerCount {
             if let window = windows[l] {
                 precondition(newLength == 0 || firstPosition[l] <= max(0, newLength - (window - 1)),

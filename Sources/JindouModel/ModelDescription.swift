@@ -38,6 +38,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     case longcatFlash = "LongcatFlashForCausalLM"
     /// Kimi-K2.5 / K2.6 (1T-A32B): Kimi-K2's text model with the MoonViT-3D vision tower.
     case kimiK25 = "KimiK25ForConditionalGeneration"
+    /// Qwen3-Next (80B-A3B): Gated DeltaNet linear attention in three of every four layers,
+    /// gated full attention in the fourth, 512 experts with a gated shared expert.
+    case qwen3Next = "Qwen3NextForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -66,6 +69,9 @@ public struct AttentionShape: Sendable, Equatable {
     /// A sigmoid gate on the attention output before `o_proj`: `output · σ(gate_proj(x))`,
     /// one gate per head feature (Trinity's `self_attn.gate_proj`).
     public var outputGate = false
+    /// The gate comes from `q_proj` itself, which emits per head [query | gate] (Qwen3-Next's
+    /// gated attention: `output · σ(gate)` before `o_proj`).
+    public var queryGate = false
     /// Sliding-window attention span, if the checkpoint enables it.
     public var slidingWindow: Int?
     /// Per decoder layer, when layers differ (`layer_types`): that layer's window, nil for
@@ -93,6 +99,26 @@ public struct AttentionShape: Sendable, Equatable {
     public func window(layer: Int) -> Int? {
         guard let layerWindows, layerWindows.indices.contains(layer) else { return slidingWindow }
         return layerWindows[layer]
+    }
+}
+
+/// Gated DeltaNet's shape (Qwen3-Next's `linear_*` config keys).
+public struct LinearAttentionShape: Sendable, Equatable {
+    public var keyHeads: Int
+    public var valueHeads: Int
+    public var keyHeadDimension: Int
+    public var valueHeadDimension: Int
+    /// The causal depthwise convolution's kernel (`linear_conv_kernel_dim`).
+    public var convolutionKernel: Int
+
+    public var keyWidth: Int { keyHeads * keyHeadDimension }
+    public var valueWidth: Int { valueHeads * valueHeadDimension }
+    /// Channels the convolution runs over: [q | k | v].
+    public var convolutionChannels: Int { 2 * keyWidth + valueWidth }
+    /// Floats of one sequence's state in one layer, whatever its length: the convolution's
+    /// last kernel − 1 inputs, then the fp32 recurrent state (value heads × key dim × value dim).
+    public var stateFloats: Int {
+        (convolutionKernel - 1) * convolutionChannels + valueHeads * keyHeadDimension * valueHeadDimension
     }
 }
 
@@ -316,6 +342,9 @@ public struct MoENames: Sendable, Equatable {
     public var correctionBiasIsRow = false
     /// The shared experts' MLP within the block (`shared_experts.`; Hunyuan: `shared_mlp.`).
     public var sharedExperts = "shared_experts."
+    /// A Linear(hidden → 1) whose sigmoid scales the shared experts' output (Qwen2-MoE's and
+    /// Qwen3-Next's `shared_expert_gate.weight`); nil: none.
+    public var sharedExpertGate: String? = nil
 
     public init() {}
 
@@ -408,6 +437,13 @@ public struct ModelDescription: Sendable, Equatable {
     public var embeddingScale: Float? = nil
     /// The vision tower, for vision-language checkpoints.
     public var vision: VisionTowerShape? = nil
+    /// Gated DeltaNet (linear attention) in the layers `linearAttentionLayers` marks.
+    public var linearAttention: LinearAttentionShape? = nil
+    /// Per decoder layer, whether its token mixer is linear attention (empty: none is).
+    public var linearAttentionLayers: [Bool] = []
+    /// RMSNorm weights are stored zero-centred and used as `1 + w` (Gemma's and Qwen3-Next's
+    /// `RMSNorm`): the layer norms, the final norm and q/k norms; Jindou adds the 1 at load time.
+    public var zeroCentredNorms = false
     /// Zero-computation experts (LongCat-Flash's `zero_expert_num`): router choices after the
     /// `expertCount` routed experts whose output is their input, applied on the coordinator.
     public var zeroComputationExperts = 0
@@ -417,6 +453,24 @@ public struct ModelDescription: Sendable, Equatable {
 
     /// KV-cache layers: one per attention block (two per shortcut layer).
     public var cacheLayerCount: Int { layers.count * (shortcutSublayers == nil ? 1 : 2) }
+
+    /// Whether cache layer `l` is linear attention (a fixed-size state, no key/value rows).
+    public func isLinearAttentionLayer(_ l: Int) -> Bool {
+        linearAttention != nil && linearAttentionLayers.indices.contains(l) && linearAttentionLayers[l]
+    }
+
+    /// Per cache layer, the floats of fixed per-sequence state it keeps (0: none).
+    public var layerStateFloats: [Int] {
+        (0..<cacheLayerCount).map { isLinearAttentionLayer($0) ? linearAttention!.stateFloats : 0 }
+    }
+
+    /// Bytes of fixed state one sequence holds whatever its length (linear-attention layers).
+    public var fixedStateBytes: Int { layerStateFloats.reduce(0, +) * MemoryLayout<Float>.size }
+
+    /// Whether a sequence's memory is more than rows per position: a recurrent state can
+    /// neither be cut back to an earlier length nor shared as a prefix (so prefix caching and
+    /// speculative decoding are off for such models).
+    public var hasRecurrentState: Bool { fixedStateBytes > 0 }
 
     /// Floats per token and layer in the KV cache: keys and values, or one latent row (MLA).
     public var keyValueCacheWidths: (keys: Int, values: Int) {
@@ -429,13 +483,15 @@ public struct ModelDescription: Sendable, Equatable {
     /// every position.
     public var keyValueCacheBytesPerToken: Int {
         let widths = keyValueCacheWidths
-        return cacheLayerCount * (widths.keys + widths.values) * MemoryLayout<Float>.size
+        let rowLayers = (0..<cacheLayerCount).filter { !isLinearAttentionLayer($0) }.count
+        return rowLayers * (widths.keys + widths.values) * MemoryLayout<Float>.size
     }
 
     /// Per layer, the window its cache keeps (nil: every position): sliding-window layers of
     /// grouped-query attention.
     public var cacheWindows: [Int?] {
-        (0..<cacheLayerCount).map { latentAttention == nil ? attention.window(layer: $0) : nil }
+        // A linear-attention layer keeps no rows; window 1 keeps it out of the mapped store.
+        (0..<cacheLayerCount).map { isLinearAttentionLayer($0) ? 1 : latentAttention == nil ? attention.window(layer: $0) : nil }
     }
 
     /// KV-cache bytes one sequence of `tokens` positions keeps when no step adds more than
@@ -443,10 +499,11 @@ public struct ModelDescription: Sendable, Equatable {
     /// stepTokens positions (`KVCache`), whatever the context.
     public func keyValueCacheBytes(tokens: Int, stepTokens: Int) -> Int {
         let widths = keyValueCacheWidths
-        let rows = cacheWindows.reduce(0) { total, window in
-            total + (window.map { min(tokens, $0 - 1 + max(1, stepTokens)) } ?? tokens)
+        let rows = cacheWindows.enumerated().reduce(0) { total, layer in
+            if isLinearAttentionLayer(layer.offset) { return total }
+            return total + (layer.element.map { min(tokens, $0 - 1 + max(1, stepTokens)) } ?? tokens)
         }
-        return rows * (widths.keys + widths.values) * MemoryLayout<Float>.size
+        return rows * (widths.keys + widths.values) * MemoryLayout<Float>.size + fixedStateBytes
     }
 
     public var layerCount: Int { layers.count }

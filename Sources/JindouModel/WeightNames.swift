@@ -105,7 +105,9 @@ extension ModelDescription {
         for name in [layerNorms.attentionOutput, layerNorms.feedForwardOutput].compactMap({ $0 }) {
             requests.append(TensorRequest(p + name + ".weight", shape: [h]))
         }
-        if let latent = latentAttention {
+        if isLinearAttentionLayer(l), let shape = linearAttention {
+            requests += GatedDeltaNetWeights.tensorRequests(prefix: p + "linear_attn.", shape: shape, hidden: h) { linear($0, shape: $1) }
+        } else if let latent = latentAttention {
             requests += latentAttentionTensors(prefix: p + "self_attn.", latent, layer: l)
         } else {
             requests += groupedAttentionTensors(prefix: p + "self_attn.")
@@ -132,6 +134,7 @@ extension ModelDescription {
         }
         if let shared = sharedExpertIntermediateSize {
             requests += mlpTensors(prefix: p + moeNames.block + moeNames.sharedExperts, intermediate: shared)
+            if let gate = moeNames.sharedExpertGate { requests += linear(p + moeNames.block + gate, shape: [1, h]) }
         }
         return requests
     }
@@ -183,7 +186,7 @@ extension ModelDescription {
         let h = hiddenSize, a = attention
         let q = a.heads * a.headDimension
         let kv = a.keyValueHeads * a.headDimension
-        var requests = linear(p + "q_proj.weight", shape: [q, h]) + linear(p + "k_proj.weight", shape: [kv, h])
+        var requests = linear(p + "q_proj.weight", shape: [a.queryGate ? 2 * q : q, h]) + linear(p + "k_proj.weight", shape: [kv, h])
             + linear(p + "v_proj.weight", shape: [kv, h]) + linear(p + "o_proj.weight", shape: [h, q])
         if a.queryKeyValueBias {
             requests += [

@@ -166,6 +166,9 @@ public actor BatchScheduler {
 
     public init(engine: InferenceEngine, options: Options = .init()) {
         self.engine = engine
+        var options = options
+        // Rejected drafts would need the recurrent state as it was before them (not kept yet).
+        if engine.description.hasRecurrentState { options.speculation = .off }
         self.options = options
     }
 
@@ -304,8 +307,11 @@ public actor BatchScheduler {
 
     /// Prompts with images are not cached (their rows depend on the pixels), nor are prefixes
     /// with the MTP draft layer (it keeps a cache of its own).
+    /// Nor are those of models with a recurrent state (Qwen3-Next's linear attention): a
+    /// state stands for a whole sequence and cannot be cut to a prefix.
     private func cachesPrefixes(_ request: GenerationRequest) -> Bool {
         options.prefixCaching && request.multimodal == nil && options.speculation.mode != .mtp
+            && !engine.description.hasRecurrentState
     }
 
     private func retire(_ s: Sequence) {

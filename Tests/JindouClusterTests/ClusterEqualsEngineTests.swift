@@ -51,6 +51,8 @@ struct ClusterEqualsEngineTests {
         ("qwen3-vl-moe-tiny", .oneWorker), ("qwen3-vl-moe-tiny", .threeUneven),
         // Kimi-K2.5: MoonViT on the coordinator, the Hub's language_model.* experts on the workers.
         ("kimi-k25-tiny", .oneWorker), ("kimi-k25-tiny", .threeRoundRobin),
+        // Qwen3-Next: Gated DeltaNet and its recurrent state on the coordinator.
+        ("qwen3-next-tiny", .oneWorker), ("qwen3-next-tiny", .threeRoundRobin),
         // MiniMax-M2: whole-projection q/k norm, Mixtral-style expert names on the workers.
         ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
         // dots.llm1: Qwen3 attention with o_proj bias, DeepSeek-V3 grouped router, shared expert.

@@ -1,0 +1,192 @@
+// Qwen3-Next's linear attention, mirroring transformers' `Qwen3NextGatedDeltaNet.forward`
+// (models/qwen3_next/modeling_qwen3_next.py) in its recurrent form
+// (`torch_recurrent_gated_delta_rule`), which the chunked prefill form equals up to rounding:
+//   in_proj_qkvz(x) → per key head [q (dk) | k (dk) | v (r·dv) | z (r·dv)], r = value heads /
+//       key heads; in_proj_ba(x) → per key head [b (r) | a (r)]  (`fix_query_key_value_ordering`)
+//   [q | k | v] (all heads) → causal depthwise conv1d (kernel K, no bias) → SiLU
+//   q, k: L2-normalised per head (ε 1e-6), q × dk^-½; value head h reads key head h / r
+//   β = σ(b); g = −exp(A_log) · softplus(a + dt_bias)
+//   per token and value head, S (dk × dv, fp32): S ← S·e^g; S ← S + k ⊗ β(v − Sᵀk); o = Sᵀq
+//   o → RMSNorm per head (weight w, not zero-centred) × SiLU(z) → out_proj
+// The sequence's state (KVCache.state(layer:)) is the conv's last K − 1 inputs and S.
+//
+// Decode cost per token and layer: the state update reads and writes S once — value heads ×
+// dk × dv fp32 values (4 · 32 · 128 · 128 B = 2 MiB for Qwen3-Next-80B) — whatever the
+// context length; prefill runs the same recurrence token by token, heads in parallel.
+
+import Foundation
+import JindouNumerics
+
+/// One Gated DeltaNet block's weights (`linear_attn.*`).
+public struct GatedDeltaNetWeights: Sendable {
+    public let inputQKVZ: WeightMatrix
+    public let inputBA: WeightMatrix
+    /// `conv1d.weight` [channels, 1, K] as channels × K.
+    public let convolution: [Float]
+    public let timeStepBias: [Float]
+    /// −exp(A_log), per value head.
+    public let decayRate: [Float]
+    public let norm: [Float]
+    public let output: WeightMatrix
+
+    init(prefix p: String, shape s: LinearAttentionShape, dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
+        inputQKVZ = try dense(p + "in_proj_qkvz.weight")
+        inputBA = try dense(p + "in_proj_ba.weight")
+        convolution = try vector(p + "conv1d.weight")
+        timeStepBias = try vector(p + "dt_bias")
+        // -self.A_log.float().exp()
+        decayRate = try vector(p + "A_log").map { -expf($0) }
+        norm = try vector(p + "norm.weight")
+        output = try dense(p + "out_proj.weight")
+    }
+
+    static func tensorRequests(prefix p: String, shape s: LinearAttentionShape, hidden h: Int,
+                               linear: (String, [Int]) -> [TensorRequest]) -> [TensorRequest] {
+        linear(p + "in_proj_qkvz.weight", [2 * s.keyWidth + 2 * s.valueWidth, h])
+            + linear(p + "in_proj_ba.weight", [2 * s.valueHeads, h])
+            + [TensorRequest(p + "conv1d.weight", shape: [s.convolutionChannels, 1, s.convolutionKernel]),
+               TensorRequest(p + "dt_bias", shape: [s.valueHeads]), TensorRequest(p + "A_log", shape: [s.valueHeads]),
+               TensorRequest(p + "norm.weight", shape: [s.valueHeadDimension])]
+            + linear(p + "out_proj.weight", [h, s.valueWidth])
+    }
+}
+
+extension DecoderModel {
+    /// `Qwen3NextGatedDeltaNet.forward` over a step's tokens (each sequence's in order, from
+    /// and into its state in cache layer `layer`).
+    func gatedDeltaNet(_ w: GatedDeltaNetWeights, layer: Int, input: [Float], batch: [SequenceStep], sequenceOf: [Int]) -> [Float] {
+        let s = description.linearAttention!
+        let count = sequenceOf.count
+        let dk = s.keyHeadDimension, dv = s.valueHeadDimension, ratio = s.valueHeads / s.keyHeads
+        let channels = s.convolutionChannels, kernel = s.convolutionKernel
+        let qkvz = project(input, rows: count, weight: w.inputQKVZ)
+        let ba = project(input, rows: count, weight: w.inputBA)
+        let groupWidth = 2 * dk + 2 * ratio * dv
+
+        // fix_query_key_value_ordering: [q | k | v] in conv channel order, z, b and a per token.
+        var mixed = [Float](repeating: 0, count: count * channels)
+        var z = [Float](repeating: 0, count: count * s.valueWidth)
+        var beta = [Float](repeating: 0, count: count * s.valueHeads)
+        var decay = [Float](repeating: 0, count: count * s.valueHeads)
+        for t in 0..<count {
+            for g in 0..<s.keyHeads {
+                let source = t * (s.keyHeads * groupWidth) + g * groupWidth
+                for i in 0..<dk {
+                    mixed[t * channels + g * dk + i] = qkvz[source + i]
+                    mixed[t * channels + s.keyWidth + g * dk + i] = qkvz[source + dk + i]
+                }
+                for i in 0..<(ratio * dv) {
+                    mixed[t * channels + 2 * s.keyWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + i]
+                    z[t * s.valueWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + ratio * dv + i]
+                }
+                for j in 0..<ratio {
+                    let h = g * ratio + j
+                    let b = ba[t * 2 * s.valueHeads + g * 2 * ratio + j]
+                    let a = ba[t * 2 * s.valueHeads + g * 2 * ratio + ratio + j]
+                    beta[t * s.valueHeads + h] = sigmoid(b)
+                    // F.softplus (threshold 20) of a + dt_bias, times −exp(A_log).
+                    let x = a + w.timeStepBias[h]
+                    decay[t * s.valueHeads + h] = w.decayRate[h] * (x > 20 ? x : log1pf(expf(x)))
+                }
+            }
+        }
+
+        var attended = [Float](repeating: 0, count: count * s.valueWidth)
+        var start = 0
+        while start < count {
+            var end = start + 1
+            while end < count && sequenceOf[end] == sequenceOf[start] { end += 1 }
+            let state = batch[sequenceOf[start]].cache.state(layer: layer)
+            convolve(&mixed, rows: start..<end, weights: w.convolution, history: state, channels: channels, kernel: kernel)
+            let recurrent = state + (kernel - 1) * channels
+            mixed.withUnsafeMutableBufferPointer { m in
+                attended.withUnsafeMutableBufferPointer { o in
+                    let mixedBase = m.baseAddress!, out = o.baseAddress!
+                    // Key heads' q and k normalised once per token.
+                    for t in start..<end {
+                        for g in 0..<(2 * s.keyHeads) {
+                            let v = mixedBase + t * channels + g * dk
+                            var sum: Float = 0
+                            for i in 0..<dk { sum += v[i] * v[i] }
+                            // l2norm: x · rsqrt(Σx² + 1e-6); queries also × dk^-½.
+                            let scale = 1 / (sum + 1e-6).squareRoot() * (g < s.keyHeads ? 1 / Float(dk).squareRoot() : 1)
+                            for i in 0..<dk { v[i] *= scale }
+                        }
+                    }
+                    let betaBase = beta, decayBase = decay
+                    parallelChunks(s.valueHeads, minimumChunk: 1) { heads in
+                        for h in heads {
+                            let stateHead = recurrent + h * dk * dv
+                            let g = h / ratio
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: dv) { delta in
+                                for t in start..<end {
+                                    let row = mixedBase + t * channels
+                                    let q = row + g * dk, k = row + s.keyWidth + g * dk, v = row + 2 * s.keyWidth + h * dv
+                                    let factor = expf(decayBase[t * s.valueHeads + h]), b = betaBase[t * s.valueHeads + h]
+                                    // S ← S·e^g; kv_mem = Sᵀk; delta = (v − kv_mem)·β
+                                    for j in 0..<dv { delta[j] = 0 }
+                                    for i in 0..<dk {
+                                        let line = stateHead + i * dv, ki = k[i]
+                                        for j in 0..<dv {
+                                            line[j] *= factor
+                                            delta[j] += line[j] * ki
+                                        }
+                                    }
+                                    for j in 0..<dv { delta[j] = (v[j] - delta[j]) * b }
+                                    // S ← S + k ⊗ delta; o = Sᵀq
+                                    let o = out + t * s.valueWidth + h * dv
+                                    for j in 0..<dv { o[j] = 0 }
+                                    for i in 0..<dk {
+                                        let line = stateHead + i * dv, ki = k[i], qi = q[i]
+                                        for j in 0..<dv {
+                                            line[j] += ki * delta[j]
+                                            o[j] += line[j] * qi
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            start = end
+        }
+
+        // Qwen3NextRMSNormGated per value head: x · rsqrt(mean(x²) + ε) · w · silu(z).
+        let epsilon = description.rmsNormEpsilon
+        for row in 0..<(count * s.valueHeads) {
+            let base = row * dv
+            var sum: Float = 0
+            for j in 0..<dv { sum += attended[base + j] * attended[base + j] }
+            let inverse = 1 / (sum / Float(dv) + epsilon).squareRoot()
+            for j in 0..<dv {
+                let gate = z[base + j]
+                attended[base + j] = w.norm[j] * (attended[base + j] * inverse) * (gate * sigmoid(gate))
+            }
+        }
+        return project(attended, rows: count, weight: w.output)
+    }
+
+    /// `causal_conv1d` with SiLU over rows `rows` of `x` (one sequence's tokens in order),
+    /// in place: output[t, c] = silu(Σⱼ w[c, j] · input[t − K + 1 + j, c]), the inputs before the
+    /// step from `history` (the last K − 1, oldest first), which is then advanced.
+    private func convolve(_ x: inout [Float], rows: Range<Int>, weights: [Float], history: UnsafeMutablePointer<Float>,
+                          channels: Int, kernel: Int) {
+        let n = rows.count, past = kernel - 1
+        // The window: K − 1 remembered rows, then the step's inputs.
+        var window = [Float](repeating: 0, count: (past + n) * channels)
+        window.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: history, count: past * channels) }
+        for (i, t) in rows.enumerated() {
+            for c in 0..<channels { window[(past + i) * channels + c] = x[t * channels + c] }
+        }
+        for (i, t) in rows.enumerated() {
+            for c in 0..<channels {
+                var sum: Float = 0
+                for j in 0..<kernel { sum += weights[c * kernel + j] * window[(i + j) * channels + c] }
+                x[t * channels + c] = sum * sigmoid(sum)
+            }
+        }
+        // The newest K − 1 inputs become the history.
+        window.withUnsafeBufferPointer { history.update(from: $0.baseAddress! + n * channels, count: past * channels) }
+    }
+}

@@ -1,0 +1,119 @@
+// Qwen3-Next (80B-A3B), mirroring transformers' `models/qwen3_next/configuration_qwen3_next.py`
+// and `modeling_qwen3_next.py`:
+// - `Qwen3NextDecoderLayer` = Qwen3-MoE's layer with the token mixer chosen per
+//   `layer_types`: `linear_attention` → `Qwen3NextGatedDeltaNet` (GatedDeltaNet.swift),
+//   `full_attention` → `Qwen3NextAttention` (q_proj emits per head [query | gate], the output
+//   × σ(gate) before o_proj; per-head q/k norm; partial rotary, default 0.25).
+// - Every RMSNorm of the stack (layer norms, final norm, q/k norms) is Gemma's zero-centred
+//   `(1 + w)` one; the DeltaNet's gated norm is not (its weight multiplies as stored).
+// - `Qwen2MoeSparseMoeBlock`: softmax top-k router (`norm_topk_prob`, default true), routed
+//   experts, one `shared_expert` scaled by σ(`shared_expert_gate`(x)); `mlp_only_layers` and
+//   `decoder_sparse_step` as Qwen3-MoE.
+// - The MTP layers (`mtp.*`) are not part of plain decoding: never requested, never mapped.
+
+import Foundation
+
+/// `Qwen3NextConfig`: Qwen3-MoE's keys (Qwen3MoeConfiguration) with Qwen3-Next's defaults
+/// where they differ, and the linear-attention keys.
+struct Qwen3NextConfiguration: Decodable {
+    var base: Qwen3MoeConfiguration
+    var sharedExpertIntermediateSize: Int
+    var layerTypes: [String]
+    var linear: LinearAttentionShape
+    var hiddenAct: String
+
+    enum CodingKeys: String, CodingKey {
+        case numExperts = "num_experts", numExpertsPerTok = "num_experts_per_tok", normTopkProb = "norm_topk_prob"
+        case headDim = "head_dim", hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
+        case intermediateSize = "intermediate_size", moeIntermediateSize = "moe_intermediate_size"
+        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case ropeParameters = "rope_parameters", ropeTheta = "rope_theta", partialRotaryFactor = "partial_rotary_factor"
+        case ropeScaling = "rope_scaling"
+        case sharedExpertIntermediateSize = "shared_expert_intermediate_size"
+        case layerTypes = "layer_types", fullAttentionInterval = "full_attention_interval"
+        case linearConvKernelDim = "linear_conv_kernel_dim", linearKeyHeadDim = "linear_key_head_dim"
+        case linearValueHeadDim = "linear_value_head_dim", linearNumKeyHeads = "linear_num_key_heads"
+        case linearNumValueHeads = "linear_num_value_heads"
+        case useSlidingWindow = "use_sliding_window"
+        case hiddenAct = "hidden_act"
+    }
+
+    init(from decoder: Decoder) throws {
+        base = try Qwen3MoeConfiguration(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // Qwen3NextConfig's defaults where Qwen3MoeConfig's differ.
+        base.hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 2048
+        base.intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 5632
+        base.numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 48
+        base.numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 16
+        base.numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? 2
+        base.headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? 256
+        base.moeIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .moeIntermediateSize) ?? 512
+        base.numExperts = try c.decodeIfPresent(Int.self, forKey: .numExperts) ?? 512
+        base.numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 10
+        base.normTopkProb = try c.decodeIfPresent(Bool.self, forKey: .normTopkProb) ?? true
+        base.rope = try RopeSettings.decode(
+            from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
+            scaling: .ropeScaling, defaultTheta: 10_000, defaultPartialFactor: 0.25)
+        if try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
+            throw ConfigurationError(field: "use_sliding_window", reason: "Qwen3NextAttention has no sliding window")
+        }
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+        sharedExpertIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .sharedExpertIntermediateSize) ?? 512
+        let interval = try c.decodeIfPresent(Int.self, forKey: .fullAttentionInterval) ?? 4
+        guard interval >= 1 else { throw ConfigurationError(field: "full_attention_interval", reason: "must be at least 1") }
+        layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
+            ?? (0..<base.numHiddenLayers).map { ($0 + 1) % interval == 0 ? "full_attention" : "linear_attention" }
+        linear = LinearAttentionShape(
+            keyHeads: try c.decodeIfPresent(Int.self, forKey: .linearNumKeyHeads) ?? 16,
+            valueHeads: try c.decodeIfPresent(Int.self, forKey: .linearNumValueHeads) ?? 32,
+            keyHeadDimension: try c.decodeIfPresent(Int.self, forKey: .linearKeyHeadDim) ?? 128,
+            valueHeadDimension: try c.decodeIfPresent(Int.self, forKey: .linearValueHeadDim) ?? 128,
+            convolutionKernel: try c.decodeIfPresent(Int.self, forKey: .linearConvKernelDim) ?? 4)
+    }
+
+    func description() throws -> ModelDescription {
+        let l = linear
+        guard l.keyHeads > 0, l.valueHeads > 0, l.valueHeads % l.keyHeads == 0 else {
+            throw ConfigurationError(field: "linear_num_value_heads",
+                                     reason: "\(l.valueHeads) is not a positive multiple of linear_num_key_heads \(l.keyHeads)")
+        }
+        guard l.keyHeadDimension > 0, l.valueHeadDimension > 0 else {
+            throw ConfigurationError(field: "linear_key_head_dim", reason: "head dimensions must be positive")
+        }
+        guard l.convolutionKernel >= 1 else { throw ConfigurationError(field: "linear_conv_kernel_dim", reason: "must be at least 1") }
+        guard hiddenAct == "silu" else {
+            throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (Qwen3-Next uses silu)")
+        }
+        guard layerTypes.count == base.numHiddenLayers else {
+            throw ConfigurationError(field: "layer_types", reason: "has \(layerTypes.count) entries for \(base.numHiddenLayers) layers")
+        }
+        let linearLayers = try layerTypes.map { type -> Bool in
+            switch type {
+            case "linear_attention": return true
+            case "full_attention": return false
+            default: throw ConfigurationError(field: "layer_types",
+                                              reason: "'\(type)' is not a layer type Jindou computes (linear_attention, full_attention)")
+            }
+        }
+        var description = try base.description()
+        description.architecture = .qwen3Next
+        description.attention.queryGate = true
+        description.zeroCentredNorms = true
+        description.linearAttention = l
+        description.linearAttentionLayers = linearLayers
+        description.sharedExpertIntermediateSize = sharedExpertIntermediateSize
+        description.moeNames.sharedExperts = "shared_expert."
+        description.moeNames.sharedExpertGate = "shared_expert_gate.weight"
+        return description
+    }
+}
+
+enum Qwen3NextFamily: ArchitectureDefinition {
+    static let architecture = Architecture.qwen3Next
+    static let modelTypes = ["qwen3_next"]
+    static func describe(configJSON: Data) throws -> ModelDescription { try decode(Qwen3NextConfiguration.self, configJSON) }
+}
+
+extension Qwen3NextConfiguration: DescribedConfiguration {}

@@ -1,0 +1,40 @@
+import Foundation
+import JindouAdmin
+import JindouModel
+import JindouTestSupport
+import Testing
+
+/// Qwen3-Next through a 2-worker `jindoud local` with every golden prompt sent at once and
+/// steps of at most 8 tokens: prompts are prefilled in chunks while others decode in the same
+/// steps, each sequence from its own recurrent state, and every request gets transformers'
+/// greedy tokens.
+@Suite("Linear attention through a cluster", .serialized)
+struct LinearAttentionServingTests {
+    @Test func batchedChunkedRequestsGiveTransformersTokens() async throws {
+        let fixture = "qwen3-next-tiny"
+        let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        let cluster = try LocalCluster(fixture: fixture, workers: 2, extraArguments: ["--max-batch-tokens", "8"])
+        defer { cluster.stop() }
+        let client = try cluster.client
+        let reports = try await withThrowingTaskGroup(of: (Int, GenerationReport).self) { group in
+            for c in golden.cases {
+                group.addTask {
+                    var body = GenerationRequestBody(promptIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, ignoreEOS: true)
+                    body.expertsPerToken = c.experts
+                    return (c.index, try await client.post("v1/jindou/generate", body, as: GenerationReport.self))
+                }
+            }
+            var all: [Int: GenerationReport] = [:]
+            for try await (i, report) in group { all[i] = report }
+            return all
+        }
+        for c in golden.cases {
+            #expect(reports[c.index]?.tokenIDs == c.greedyNewTokens, "\(c.name)")
+        }
+        // Prefix caching stays off for it (a state cannot be cut to a prefix): a repeat is computed again, equally.
+        let again = try await client.post("v1/jindou/generate",
+                                          GenerationRequestBody(promptIDs: golden.cases[0].promptIDs, maxNewTokens: golden.cases[0].maxNewTokens,
+                                                                ignoreEOS: true), as: GenerationReport.self)
+        #expect(again.tokenIDs == golden.cases[0].greedyNewTokens)
+    }
+}
