@@ -98,6 +98,10 @@ KIMI_ADDED = [("[BOS]", True), ("[EOS]", True), ("<|im_end|>", True), ("<|im_use
 # Kimi-K2.5 / K2.6: Kimi-K2's tokens and the media tokens its templates and processor use.
 KIMI_VL_ADDED = KIMI_ADDED + [("<|media_start|>", True), ("<|media_content|>", True), ("<|media_end|>", True),
                               ("<|media_pad|>", True)]
+# Qwen3.5's pre-tokenizer (transformers' models/qwen3_5/tokenization_qwen3_5.py PRETOKENIZE_REGEX):
+# Qwen2's with combining marks kept inside words.
+from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX as QWEN35_PATTERN  # noqa: E402
+TOKENIZER_PATTERNS = {"qwen3_vl": QWEN2_PATTERN, "qwen3_5": QWEN35_PATTERN}
 # Qwen2-VL / Qwen2.5-VL / Qwen3-VL: the vision and box tokens sit between <|im_end|> and <tool_call>.
 QWEN_VL_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
                  ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
@@ -368,6 +372,7 @@ def write_model_tokenizer(directory: str, family: str, vocab_size: int, template
     """A tokenizer small enough for a model fixture's vocabulary, and tokenizer_config.json
     with the family's real chat template."""
     pattern, added = {"qwen3": (QWEN2_PATTERN, QWEN_ADDED), "qwen3_vl": (QWEN2_PATTERN, QWEN_VL_ADDED),
+                      "qwen3_5": (QWEN35_PATTERN, QWEN_VL_ADDED),
                       "glm4": (GLM4_PATTERN, GLM_ADDED), "gpt_oss": (O200K_PATTERN, HARMONY_ADDED),
                       # MiniMax-M2's tokenizer.json splits with the same o200k regex (llama.cpp: MINIMAX_M2 = GPT4O).
                       "minimax_m2": (O200K_PATTERN, MINIMAX_ADDED)}[family]

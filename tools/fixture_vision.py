@@ -1,4 +1,7 @@
-"""The Qwen3-VL-MoE fixture (imported by make_fixtures.py): Tests/Fixtures/qwen3-vl-moe-tiny.
+"""The Qwen3-VL-MoE and Qwen3.5-MoE fixtures (imported by make_fixtures.py):
+Tests/Fixtures/qwen3-vl-moe-tiny and Tests/Fixtures/qwen35-moe-tiny (`Family` below says
+what differs: Qwen3.5-MoE is Qwen3-Next's text stack with split DeltaNet projections and
+M-RoPE, and the vision tower without DeepStack).
 
 - A tiny random `Qwen3VLMoeForConditionalGeneration` (fp32, save_pretrained): a 3-layer
   Qwen3-MoE-style text model with interleaved MRoPE, and a 3-block vision tower with a
@@ -29,8 +32,10 @@ import PIL.features
 import torch
 import transformers
 from PIL import Image
-from transformers import (AutoTokenizer, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration,
-                          Qwen3VLProcessor)
+from dataclasses import dataclass
+
+from transformers import (AutoTokenizer, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration, Qwen3VLMoeConfig,
+                          Qwen3VLMoeForConditionalGeneration, Qwen3VLProcessor)
 from transformers.image_transforms import convert_to_rgb
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -56,9 +61,41 @@ VISION = dict(depth=3, hidden_size=32, num_heads=2, intermediate_size=64, patch_
               deepstack_visual_indexes=[1, 2])
 
 
-def spec(seed_offset: int = 0) -> base.Spec:
-    return base.Spec(NAME, "qwen3_vl_moe", 10 + seed_offset, dict(text_config=TEXT, vision_config=VISION),
-                     k_overrides=(4,), router_k=4)
+# Qwen3.5-MoE: four layers, DeltaNet at 0, 1, 3 (split in_proj_qkv/z/b/a), gated full attention
+# at 2 with partial rotary 0.5 under interleaved M-RoPE [2, 1, 1] (all three axes turn); every
+# layer MoE with a sigmoid-gated shared expert; the vision tower without DeepStack.
+TEXT35 = dict(vocab_size=384, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+              max_position_embeddings=256, moe_intermediate_size=16, shared_expert_intermediate_size=16,
+              num_hidden_layers=4, num_experts=8, num_experts_per_tok=2,
+              layer_types=["linear_attention", "linear_attention", "full_attention", "linear_attention"],
+              linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+              linear_num_value_heads=4, tie_word_embeddings=False,
+              rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1],
+                               "mrope_interleaved": True, "partial_rotary_factor": 0.5})
+VISION35 = {k: v for k, v in VISION.items() if k != "deepstack_visual_indexes"}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_type: str
+    config_class: type
+    model_class: type
+    text: dict
+    vision: dict
+    tokenizer: str     # fixture_text's tokenizer family (its pre-tokenizer regex and added tokens)
+    seed: int
+
+
+QWEN3_VL = Family(NAME, "qwen3_vl_moe", Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, TEXT, VISION, "qwen3_vl", 10)
+QWEN35 = Family("qwen35-moe-tiny", "qwen3_5_moe", Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration, TEXT35, VISION35,
+                "qwen3_5", 50)
+FAMILIES = {f.name: f for f in (QWEN3_VL, QWEN35)}
+
+
+def spec(seed_offset: int = 0, family: Family = QWEN3_VL) -> base.Spec:
+    return base.Spec(family.name, family.model_type, family.seed + seed_offset,
+                     dict(text_config=family.text, vision_config=family.vision), k_overrides=(4,), router_k=4)
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,12 +179,12 @@ class NoVideoProcessor:
             Qwen3VLProcessor.get_attributes = self.original
 
 
-def write_processor(out_dir: str, vocab_size: int, template: str):
+def write_processor(out_dir: str, vocab_size: int, template: str, tokenizer_family: str = "qwen3_vl"):
     """Tokenizer (fixture_text) + image processor + template, saved by the processor's
     save_pretrained (processor_config.json, chat_template.jinja, tokenizer files) and by the
     image processor's (preprocessor_config.json, the layout Hub checkpoints have), then read
     back from those files. AutoProcessor would also build a video processor: torchvision."""
-    fixture_text.write_model_tokenizer(out_dir, "qwen3_vl", vocab_size, template)
+    fixture_text.write_model_tokenizer(out_dir, tokenizer_family, vocab_size, template)
     with NoVideoProcessor():
         Qwen3VLProcessor(image_processor=image_processor(), tokenizer=AutoTokenizer.from_pretrained(out_dir),
                          chat_template=template).save_pretrained(out_dir)
@@ -221,9 +258,10 @@ def reinitialise_vision(model):
 
 def build_model(s: base.Spec, tokenizer_ids: dict):
     torch.manual_seed(s.seed)
-    config = Qwen3VLMoeConfig(text_config=s.config["text_config"], vision_config=s.config["vision_config"],
+    family = FAMILIES[s.name]
+    config = family.config_class(text_config=s.config["text_config"], vision_config=s.config["vision_config"],
                               tie_word_embeddings=False, **tokenizer_ids)
-    model = Qwen3VLMoeForConditionalGeneration(config)
+    model = family.model_class(config)
     model.set_attn_implementation("eager")
     model.set_experts_implementation("eager")
     base.reinitialise(model, hidden=config.text_config.hidden_size)
@@ -232,12 +270,12 @@ def build_model(s: base.Spec, tokenizer_ids: dict):
 
 
 @torch.no_grad()
-def load(directory):
+def load(directory, family: Family = QWEN3_VL):
     """from_pretrained, with every tensor copied out of the mmap'd file: safetensors data sits
     at 8-byte offsets, and BLAS rounds some products differently on unaligned weights (seen
     here on the [1, 64] × [64, 16]ᵀ expert products), so the copy makes the goldens those of
     ordinarily allocated weights, bit for bit the in-memory model's."""
-    model = Qwen3VLMoeForConditionalGeneration.from_pretrained(directory, dtype=torch.float32,
+    model = family.model_class.from_pretrained(directory, dtype=torch.float32,
                                                                **base.IMPLEMENTATIONS).eval()
     for tensor in list(model.parameters()) + list(model.buffers()):
         tensor.data = tensor.data.clone()
@@ -363,7 +401,7 @@ def make_goldens(model, s: base.Spec, processor, fixture_dir):
             with VisionRecorder(model.model.visual) as vision:
                 features = model.model.get_image_features(inputs["pixel_values"], grid)
             tensors[p + "image_embeds"] = torch.cat(features.pooler_output).float().contiguous()
-            for j, feature in enumerate(features.deepstack_features):
+            for j, feature in enumerate(getattr(features, "deepstack_features", None) or []):
                 tensors[p + f"deepstack{j}"] = torch.cat(feature).float().contiguous()
             tensors.update({p + key: value.contiguous() for key, value in vision.outputs.items()})
             entry["image_grid_thw"] = grid.tolist()
@@ -437,14 +475,15 @@ def write_fixture(s: base.Spec, root: str, templates: dict) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     names = write_images(os.path.join(out_dir, "images"))
-    processor = write_processor(out_dir, s.config["text_config"]["vocab_size"], templates["qwen3_vl"])
+    family = FAMILIES[s.name]
+    processor = write_processor(out_dir, s.config["text_config"]["vocab_size"], templates["qwen3_vl"], family.tokenizer)
     token = processor.tokenizer.convert_tokens_to_ids
     tokenizer_ids = {"image_token_id": token("<|image_pad|>"), "video_token_id": token("<|video_pad|>"),
                      "vision_start_token_id": token("<|vision_start|>"), "vision_end_token_id": token("<|vision_end|>")}
     model = build_model(s, tokenizer_ids)
     model.save_pretrained(out_dir)
     _, probe = model_inputs(processor, messages_for_cases()[2][1], out_dir)
-    reloaded = load(out_dir)
+    reloaded = load(out_dir, family)
     assert reloaded.config._attn_implementation == "eager"
     assert reloaded.config.vision_config._attn_implementation == "eager"
     assert_same_model(model, reloaded, probe, f"{s.name} reload")
@@ -476,7 +515,12 @@ def write_fixture(s: base.Spec, root: str, templates: dict) -> dict:
                         "else T",
         "router_normalises_top_k": "always (Qwen3VLMoeTextTopKRouter has no norm_topk_prob switch)",
         "deepstack": "deepstack{j} (from vision block deepstack_visual_indexes[j], through "
-                     "deepstack_merger_list[j]) is added to the image-token rows after text layer j",
+                     "deepstack_merger_list[j]) is added to the image-token rows after text layer j"
+                     if family is QWEN3_VL else "none (Qwen3_5VisionModel drops DeepStack)",
+        "text_model": "Qwen3-MoE's decoder" if family is QWEN3_VL else
+                      "Qwen3-Next's (Gated DeltaNet at layer_types' linear_attention layers with split in_proj_qkv/z/b/a, "
+                      "gated full attention, zero-centred norms, sigmoid-gated shared expert)",
+        "tokenizer_regex": fixture_text.TOKENIZER_PATTERNS[family.tokenizer],
         "vision_tensors": "per image case: vision_patch_embeds [patches, 32] (Conv3d), vision_block_input "
                           "(+ bilinear-interpolated pos_embed, align_corners), vision_block{b}_output, "
                           "image_embeds [image tokens, 64] (merger), deepstack{j} [image tokens, 64]; "

@@ -1835,6 +1835,9 @@ def main():
         vision = fixture_vision.spec(args.seed)
         specs.append(vision)
         writers[vision.name] = fixture_vision.write_fixture
+        qwen35 = fixture_vision.spec(args.seed, fixture_vision.QWEN35)
+        specs.append(qwen35)
+        writers[qwen35.name] = fixture_vision.write_fixture
         kimi = fixture_kimi_vision.spec(args.seed)
         specs.append(kimi)
         writers[kimi.name] = fixture_kimi_vision.write_fixture

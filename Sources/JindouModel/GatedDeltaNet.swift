@@ -2,7 +2,9 @@
 // (models/qwen3_next/modeling_qwen3_next.py) in its recurrent form
 // (`torch_recurrent_gated_delta_rule`), which the chunked prefill form equals up to rounding:
 //   in_proj_qkvz(x) → per key head [q (dk) | k (dk) | v (r·dv) | z (r·dv)], r = value heads /
-//       key heads; in_proj_ba(x) → per key head [b (r) | a (r)]  (`fix_query_key_value_ordering`)
+//       key heads; in_proj_ba(x) → per key head [b (r) | a (r)]  (`fix_query_key_value_ordering`);
+//       Qwen3.5 (`Qwen3_5GatedDeltaNet`) splits them: in_proj_qkv (already [q | k | v]), in_proj_z,
+//       in_proj_b, in_proj_a
 //   [q | k | v] (all heads) → causal depthwise conv1d (kernel K, no bias) → SiLU
 //   q, k: L2-normalised per head (ε 1e-6), q × dk^-½; value head h reads key head h / r
 //   β = σ(b); g = −exp(A_log) · softplus(a + dt_bias)
@@ -19,8 +21,13 @@ import JindouNumerics
 
 /// One Gated DeltaNet block's weights (`linear_attn.*`).
 public struct GatedDeltaNetWeights: Sendable {
-    public let inputQKVZ: WeightMatrix
-    public let inputBA: WeightMatrix
+    /// The input projections: Qwen3-Next's two fused ones, grouped per key head, or Qwen3.5's four.
+    public enum Projections: Sendable {
+        case fused(qkvz: WeightMatrix, ba: WeightMatrix)
+        case split(qkv: WeightMatrix, z: WeightMatrix, b: WeightMatrix, a: WeightMatrix)
+    }
+
+    public let projections: Projections
     /// `conv1d.weight` [channels, 1, K] as channels × K.
     public let convolution: [Float]
     public let timeStepBias: [Float]
@@ -30,8 +37,10 @@ public struct GatedDeltaNetWeights: Sendable {
     public let output: WeightMatrix
 
     init(prefix p: String, shape s: LinearAttentionShape, dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
-        inputQKVZ = try dense(p + "in_proj_qkvz.weight")
-        inputBA = try dense(p + "in_proj_ba.weight")
+        projections = s.splitProjections
+            ? .split(qkv: try dense(p + "in_proj_qkv.weight"), z: try dense(p + "in_proj_z.weight"),
+                     b: try dense(p + "in_proj_b.weight"), a: try dense(p + "in_proj_a.weight"))
+            : .fused(qkvz: try dense(p + "in_proj_qkvz.weight"), ba: try dense(p + "in_proj_ba.weight"))
         convolution = try vector(p + "conv1d.weight")
         timeStepBias = try vector(p + "dt_bias")
         // -self.A_log.float().exp()
@@ -42,8 +51,11 @@ public struct GatedDeltaNetWeights: Sendable {
 
     static func tensorRequests(prefix p: String, shape s: LinearAttentionShape, hidden h: Int,
                                linear: (String, [Int]) -> [TensorRequest]) -> [TensorRequest] {
-        linear(p + "in_proj_qkvz.weight", [2 * s.keyWidth + 2 * s.valueWidth, h])
-            + linear(p + "in_proj_ba.weight", [2 * s.valueHeads, h])
+        (s.splitProjections
+            ? linear(p + "in_proj_qkv.weight", [s.convolutionChannels, h]) + linear(p + "in_proj_z.weight", [s.valueWidth, h])
+                + linear(p + "in_proj_b.weight", [s.valueHeads, h]) + linear(p + "in_proj_a.weight", [s.valueHeads, h])
+            : linear(p + "in_proj_qkvz.weight", [2 * s.keyWidth + 2 * s.valueWidth, h])
+                + linear(p + "in_proj_ba.weight", [2 * s.valueHeads, h]))
             + [TensorRequest(p + "conv1d.weight", shape: [s.convolutionChannels, 1, s.convolutionKernel]),
                TensorRequest(p + "dt_bias", shape: [s.valueHeads]), TensorRequest(p + "A_log", shape: [s.valueHeads]),
                TensorRequest(p + "norm.weight", shape: [s.valueHeadDimension])]
@@ -59,35 +71,49 @@ extension DecoderModel {
         let count = sequenceOf.count
         let dk = s.keyHeadDimension, dv = s.valueHeadDimension, ratio = s.valueHeads / s.keyHeads
         let channels = s.convolutionChannels, kernel = s.convolutionKernel
-        let qkvz = project(input, rows: count, weight: w.inputQKVZ)
-        let ba = project(input, rows: count, weight: w.inputBA)
-        let groupWidth = 2 * dk + 2 * ratio * dv
-
-        // fix_query_key_value_ordering: [q | k | v] in conv channel order, z, b and a per token.
-        var mixed = [Float](repeating: 0, count: count * channels)
-        var z = [Float](repeating: 0, count: count * s.valueWidth)
+        // [q | k | v] in conv channel order, z, and b and a per value head, for every token.
+        var mixed: [Float], z: [Float], b: [Float], a: [Float]
+        switch w.projections {
+        case .split(let qkv, let zWeight, let bWeight, let aWeight):
+            mixed = project(input, rows: count, weight: qkv)
+            z = project(input, rows: count, weight: zWeight)
+            b = project(input, rows: count, weight: bWeight)
+            a = project(input, rows: count, weight: aWeight)
+        case .fused(let qkvzWeight, let baWeight):
+            // fix_query_key_value_ordering: both projections are grouped per key head.
+            let qkvz = project(input, rows: count, weight: qkvzWeight)
+            let ba = project(input, rows: count, weight: baWeight)
+            let groupWidth = 2 * dk + 2 * ratio * dv
+            mixed = [Float](repeating: 0, count: count * channels)
+            z = [Float](repeating: 0, count: count * s.valueWidth)
+            b = [Float](repeating: 0, count: count * s.valueHeads)
+            a = [Float](repeating: 0, count: count * s.valueHeads)
+            for t in 0..<count {
+                for g in 0..<s.keyHeads {
+                    let source = t * (s.keyHeads * groupWidth) + g * groupWidth
+                    for i in 0..<dk {
+                        mixed[t * channels + g * dk + i] = qkvz[source + i]
+                        mixed[t * channels + s.keyWidth + g * dk + i] = qkvz[source + dk + i]
+                    }
+                    for i in 0..<(ratio * dv) {
+                        mixed[t * channels + 2 * s.keyWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + i]
+                        z[t * s.valueWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + ratio * dv + i]
+                    }
+                    for j in 0..<ratio {
+                        b[t * s.valueHeads + g * ratio + j] = ba[t * 2 * s.valueHeads + g * 2 * ratio + j]
+                        a[t * s.valueHeads + g * ratio + j] = ba[t * 2 * s.valueHeads + g * 2 * ratio + ratio + j]
+                    }
+                }
+            }
+        }
         var beta = [Float](repeating: 0, count: count * s.valueHeads)
         var decay = [Float](repeating: 0, count: count * s.valueHeads)
         for t in 0..<count {
-            for g in 0..<s.keyHeads {
-                let source = t * (s.keyHeads * groupWidth) + g * groupWidth
-                for i in 0..<dk {
-                    mixed[t * channels + g * dk + i] = qkvz[source + i]
-                    mixed[t * channels + s.keyWidth + g * dk + i] = qkvz[source + dk + i]
-                }
-                for i in 0..<(ratio * dv) {
-                    mixed[t * channels + 2 * s.keyWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + i]
-                    z[t * s.valueWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + ratio * dv + i]
-                }
-                for j in 0..<ratio {
-                    let h = g * ratio + j
-                    let b = ba[t * 2 * s.valueHeads + g * 2 * ratio + j]
-                    let a = ba[t * 2 * s.valueHeads + g * 2 * ratio + ratio + j]
-                    beta[t * s.valueHeads + h] = sigmoid(b)
-                    // F.softplus (threshold 20) of a + dt_bias, times −exp(A_log).
-                    let x = a + w.timeStepBias[h]
-                    decay[t * s.valueHeads + h] = w.decayRate[h] * (x > 20 ? x : log1pf(expf(x)))
-                }
+            for h in 0..<s.valueHeads {
+                beta[t * s.valueHeads + h] = sigmoid(b[t * s.valueHeads + h])
+                // F.softplus (threshold 20) of a + dt_bias, times −exp(A_log).
+                let x = a[t * s.valueHeads + h] + w.timeStepBias[h]
+                decay[t * s.valueHeads + h] = w.decayRate[h] * (x > 20 ? x : log1pf(expf(x)))
             }
         }
 

@@ -41,6 +41,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// Qwen3-Next (80B-A3B): Gated DeltaNet linear attention in three of every four layers,
     /// gated full attention in the fourth, 512 experts with a gated shared expert.
     case qwen3Next = "Qwen3NextForCausalLM"
+    /// Qwen3.5-MoE (35B-A3B, 122B-A10B, 397B-A17B): Qwen3-Next's text stack with split DeltaNet
+    /// projections and interleaved M-RoPE, and Qwen3-VL's vision tower without DeepStack.
+    case qwen35Moe = "Qwen3_5MoeForConditionalGeneration"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -110,6 +113,9 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var valueHeadDimension: Int
     /// The causal depthwise convolution's kernel (`linear_conv_kernel_dim`).
     public var convolutionKernel: Int
+    /// Qwen3.5's four input projections (`in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`)
+    /// instead of Qwen3-Next's two fused per key head (`in_proj_qkvz`, `in_proj_ba`).
+    public var splitProjections = false
 
     public var keyWidth: Int { keyHeads * keyHeadDimension }
     public var valueWidth: Int { valueHeads * valueHeadDimension }

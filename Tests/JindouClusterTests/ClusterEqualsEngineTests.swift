@@ -53,6 +53,8 @@ struct ClusterEqualsEngineTests {
         ("kimi-k25-tiny", .oneWorker), ("kimi-k25-tiny", .threeRoundRobin),
         // Qwen3-Next: Gated DeltaNet and its recurrent state on the coordinator.
         ("qwen3-next-tiny", .oneWorker), ("qwen3-next-tiny", .threeRoundRobin),
+        // Qwen3.5-MoE: the same with split projections, M-RoPE and the vision tower.
+        ("qwen35-moe-tiny", .oneWorker), ("qwen35-moe-tiny", .threeUneven),
         // MiniMax-M2: whole-projection q/k norm, Mixtral-style expert names on the workers.
         ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
         // dots.llm1: Qwen3 attention with o_proj bias, DeepSeek-V3 grouped router, shared expert.
@@ -91,6 +93,11 @@ struct ClusterEqualsEngineTests {
         let single = try await EngineCache.shared.engine(fixture)
         let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
 
+        // Linear attention amplifies rounding ~100× on these random-weight fixtures (Qwen3NextTests):
+        // the workers' different expert sum order moves its logits by up to ~1e-5; the bound
+        // against transformers is 1e-3 for them.
+        let sensitive = single.description.hasRecurrentState
+        let engineBound: Float = sensitive ? 1e-4 : 1e-5, referenceBound: Float = sensitive ? 1e-3 : 1e-4
         for c in golden.cases {
             let images = try c.multimodal(tensors, engine: coordinator.engine)
             let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts,
@@ -98,7 +105,7 @@ struct ClusterEqualsEngineTests {
             let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: images)
             for (position, (a, e)) in zip(actual, expected).enumerated() {
                 let difference = maxAbsDifference(a, e)
-                #expect(difference <= 1e-5, "\(fixture) \(layout) case \(c.name) position \(position): \(difference)")
+                #expect(difference <= engineBound, "\(fixture) \(layout) case \(c.name) position \(position): \(difference)")
             }
             // And transformers itself (fp32 goldens), not only through the engine.
             if golden.dtype == "float32" {
@@ -106,7 +113,7 @@ struct ClusterEqualsEngineTests {
                 #expect(actual.count == reference.count)
                 for (position, (a, e)) in zip(actual, reference).enumerated() {
                     let difference = maxAbsDifference(a, e)
-                    #expect(difference <= 1e-4, "\(fixture) \(layout) case \(c.name) position \(position) vs transformers: \(difference)")
+                    #expect(difference <= referenceBound, "\(fixture) \(layout) case \(c.name) position \(position) vs transformers: \(difference)")
                 }
             }
             var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens,

@@ -12,7 +12,7 @@ import Testing
 /// (Kimi-K2.5) against transformers' greedy text.
 @Suite("Vision-language serving", .serialized)
 struct VisionServingTests {
-    static let fixtures = ["qwen3-vl-moe-tiny", "kimi-k25-tiny"]
+    static let fixtures = ["qwen3-vl-moe-tiny", "kimi-k25-tiny", "qwen35-moe-tiny"]
 
     func servingSide(_ fixture: String) async throws -> (InferenceEngine, ServingText, ServingVision) {
         let engine = try await EngineCache.shared.engine(fixture)

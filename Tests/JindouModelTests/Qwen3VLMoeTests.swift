@@ -3,12 +3,14 @@ import JindouModel
 import JindouTestSupport
 import Testing
 
-/// Qwen3-VL-MoE against transformers on `qwen3-vl-moe-tiny`: the vision tower's outputs,
-/// M-RoPE positions, and the text model's logits and greedy tokens with 0, 1 and 2 images,
-/// fed the processor's own pixel values (preprocessing is tested on its own).
-@Suite("Qwen3-VL-MoE equals transformers")
+/// Qwen3-VL-MoE and Qwen3.5-MoE against transformers on `qwen3-vl-moe-tiny` and
+/// `qwen35-moe-tiny`: the vision tower's outputs, M-RoPE positions, and the text model's logits
+/// and greedy tokens with 0, 1 and 2 images, fed the processor's own pixel values
+/// (preprocessing is tested on its own). Qwen3.5-MoE's text model is Qwen3-Next's (linear
+/// attention), its tower has no DeepStack.
+@Suite("Qwen3-VL-MoE and Qwen3.5-MoE equal transformers")
 struct Qwen3VLMoeTests {
-    static let fixture = "qwen3-vl-moe-tiny"
+    static let fixtures = ["qwen3-vl-moe-tiny", "qwen35-moe-tiny"]
 
     struct Loaded {
         let golden: Golden
@@ -16,18 +18,18 @@ struct Qwen3VLMoeTests {
         let engine: InferenceEngine
     }
 
-    func load() async throws -> Loaded {
-        let (golden, tensors) = try GoldenSet(fixture: Self.fixture, stem: "golden").load()
-        return Loaded(golden: golden, tensors: tensors, engine: try await EngineCache.shared.engine(Self.fixture))
+    func load(_ fixture: String) async throws -> Loaded {
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        return Loaded(golden: golden, tensors: tensors, engine: try await EngineCache.shared.engine(fixture))
     }
 
     static func multimodal(_ c: Golden.Case, _ loaded: Loaded) throws -> MultimodalPrompt? {
         try c.multimodal(loaded.tensors, engine: loaded.engine)
     }
 
-    @Test("vision tower: merged features and every DeepStack level")
-    func visionFeatures() async throws {
-        let loaded = try await load()
+    @Test("vision tower: merged features and every DeepStack level", arguments: fixtures)
+    func visionFeatures(fixture: String) async throws {
+        let loaded = try await load(fixture)
         var checked = 0
         for c in loaded.golden.cases where c.hasImages {
             let images = try c.pixelPatches(loaded.tensors)
@@ -45,9 +47,9 @@ struct Qwen3VLMoeTests {
         #expect(checked >= 3)
     }
 
-    @Test("M-RoPE positions and rope deltas equal get_rope_index")
-    func positions() async throws {
-        let loaded = try await load()
+    @Test("M-RoPE positions and rope deltas equal get_rope_index", arguments: fixtures)
+    func positions(fixture: String) async throws {
+        let loaded = try await load(fixture)
         for c in loaded.golden.cases where c.hasImages {
             let prompt = try #require(try Self.multimodal(c, loaded))
             let expected = try loaded.tensors.tensor("case\(c.index).position_ids").int64s()  // [3, P]
@@ -60,20 +62,23 @@ struct Qwen3VLMoeTests {
         }
     }
 
-    @Test("prefill logits, decode logits and greedy tokens with 0, 1 and 2 images")
-    func logitsAndTokens() async throws {
-        let loaded = try await load()
+    @Test("prefill logits, decode logits and greedy tokens with 0, 1 and 2 images", arguments: fixtures)
+    func logitsAndTokens(fixture: String) async throws {
+        let loaded = try await load(fixture)
         for c in loaded.golden.cases {
             let multimodal = try Self.multimodal(c, loaded)
             let (worst, tokens) = try await c.replay(on: loaded.engine, tensors: loaded.tensors, multimodal: multimodal)
-            #expect(worst <= 1e-4, "\(c.name): max |Δlogit| \(worst)")
+            // Linear attention's fixtures are rounding-sensitive at ~1e-4 (Qwen3NextTests says
+            // why); their bound is the 1e-3 (observed ≤ 2.3e-4 here).
+            let bound: Float = loaded.engine.description.hasRecurrentState ? 1e-3 : 1e-4
+            #expect(worst <= bound, "\(c.name): max |Δlogit| \(worst)")
             #expect(tokens == c.greedyNewTokens, "\(c.name)")
         }
     }
 
-    @Test("image tokens that do not match the images are refused")
-    func mismatchedImages() async throws {
-        let loaded = try await load()
+    @Test("image tokens that do not match the images are refused", arguments: fixtures)
+    func mismatchedImages(fixture: String) async throws {
+        let loaded = try await load(fixture)
         let c = try #require(loaded.golden.cases.first { $0.imageGridTHW?.count == 1 })
         let images = try c.pixelPatches(loaded.tensors)
         #expect(throws: VisionError.self) {
