@@ -54,6 +54,7 @@ from safetensors.torch import load_file, save_file
 from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,
                           DeepseekV32Config, DeepseekV32ForCausalLM, Dots1Config,
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
+                          KimiLinearConfig, KimiLinearForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, GlmMoeDsaConfig, GlmMoeDsaForCausalLM, HunYuanMoEV1Config,
                           LongcatFlashConfig, LongcatFlashForCausalLM,
@@ -252,6 +253,17 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
                   linear_num_value_heads=4, tie_word_embeddings=False,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
+             k_overrides=(1, 4), long_prompt=66, router_k=4),
+        # Kimi-Linear: Kimi Delta Attention (per-channel decay, low-rank forget and output gates,
+        # sigmoid-gated norm) in layers 0, 2, 3 and MLA without rotary in layer 1; DeepSeek-V3's
+        # sigmoid router with a correction bias and a shared expert; layer 0 dense.
+        Spec("kimi-linear-tiny", "kimi_linear", 151 + s,
+             dict(DS_TINY, num_hidden_layers=4, q_lora_rank=None, num_experts=8, num_experts_per_tok=2, n_group=1,
+                  topk_group=1, n_shared_experts=1, routed_scaling_factor=2.446, norm_topk_prob=True,
+                  layer_types=["linear_attention", "full_attention", "linear_attention", "linear_attention"],
+                  mlp_layer_types=["dense", "sparse", "sparse", "sparse"], linear_head_dim=16, linear_num_heads=4,
+                  linear_conv_kernel_dim=4, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None,
+                  eos_token_id=None),
              k_overrides=(1, 4), long_prompt=66, router_k=4),
         Spec("qwen3-moe-tiny-sharded", "qwen3_moe", 2 + s,
              dict(TINY, **qwen_rope, num_hidden_layers=3, num_experts=8, num_experts_per_tok=2,
@@ -500,6 +512,8 @@ def build_model(spec: Spec):
         model = GptOssForCausalLM(GptOssConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "afmoe":
         model = AfmoeForCausalLM(AfmoeConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "kimi_linear":
+        model = KimiLinearForCausalLM(KimiLinearConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "qwen3_next":
         model = Qwen3NextForCausalLM(Qwen3NextConfig(**spec.config, **IMPLEMENTATIONS))
     else:
@@ -1072,6 +1086,24 @@ def kimi_loading_report(directory) -> dict:
 # DeepSeek-V3 checkpoint layouts: MTP tensors, FP8 weights with block scales
 
 @torch.no_grad()
+def kimi_linear_hub_names(out_dir: str, config):
+    """Kimi-Linear's Hub checkpoints keep a dense layer's MLP under `mlp.` and only the MoE under
+    `block_sparse_moe.` (KimiDecoderLayer); transformers' reverse renaming writes the dense
+    MLP under `block_sparse_moe.` too. Both load (the reload below checks it); the fixture
+    takes the Hub's names."""
+    path = os.path.join(out_dir, "model.safetensors")
+    tensors = load_file(path)
+    dense = [l for l, t in enumerate(config.mlp_layer_types) if t == "dense"]
+    renamed = {}
+    for name, tensor in tensors.items():
+        for l in dense:
+            stem = f"model.layers.{l}.block_sparse_moe."
+            if name.startswith(stem):
+                name = f"model.layers.{l}.mlp." + name[len(stem):]
+        renamed[name] = tensor.contiguous()
+    save_file(renamed, path, metadata={"format": "pt"})
+
+
 def write_mtp_layers(spec: Spec, out_dir: str) -> list[str]:
     """Appends the tensors of spec.mtp_layers multi-token-prediction layers to the
     checkpoint, as DeepSeek-V3's has them at layer index num_hidden_layers (61): a whole
@@ -1357,7 +1389,8 @@ def transformers_fp8_dequantise_check(out_dir, config) -> dict:
 def first_attention(model):
     """The first layer's attention module (LongCat-Flash's layers hold a list of two;
     Qwen3-Next's first full-attention layer need not be layer 0)."""
-    attention = next(layer.self_attn for layer in model.model.layers if hasattr(layer, "self_attn"))
+    attention = next(layer.self_attn for layer in model.model.layers
+                     if hasattr(layer, "self_attn") and getattr(layer, "block_type", "full_attention") == "full_attention")
     return attention[0] if isinstance(attention, torch.nn.ModuleList) else attention
 
 
@@ -1401,9 +1434,10 @@ def assert_same_model(expected, actual, probe, what):
     assert want.keys() == got.keys(), f"{what}: tensor names differ: {set(want) ^ set(got)}"
     for key in want:
         assert want[key].dtype == got[key].dtype and torch.equal(want[key], got[key]), f"{what}: {key} differs"
-    for (key, a), (_, b) in zip(expected.model.rotary_emb.named_buffers(), actual.model.rotary_emb.named_buffers()):
-        assert torch.equal(a, b), f"{what}: rotary {key} differs"
-    assert expected.model.rotary_emb.attention_scaling == actual.model.rotary_emb.attention_scaling, what
+    if hasattr(expected.model, "rotary_emb"):  # Kimi-Linear has no rotary at all
+        for (key, a), (_, b) in zip(expected.model.rotary_emb.named_buffers(), actual.model.rotary_emb.named_buffers()):
+            assert torch.equal(a, b), f"{what}: rotary {key} differs"
+        assert expected.model.rotary_emb.attention_scaling == actual.model.rotary_emb.attention_scaling, what
     assert first_attention(expected).scaling == first_attention(actual).scaling, what
     assert torch.equal(expected(probe).logits, actual(probe).logits), f"{what}: logits differ"
 
@@ -1568,6 +1602,8 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         spec = replace(spec, extra_config=dict(spec.extra_config, quantization_config=MXFP4_QUANTIZATION))
     assert not (spec.mtp_layers and spec.fp8_block), "MTP tensors would stay unquantised"
     mtp_names = write_mtp_layers(spec, out_dir) if spec.mtp_layers else []
+    if spec.architecture == "kimi_linear":
+        kimi_linear_hub_names(out_dir, model.config)
     if spec.legacy_config or spec.extra_config:  # otherwise config.json stays as transformers wrote it
         rewrite_config(os.path.join(out_dir, "config.json"), spec.legacy_config, spec.extra_config)
     shards = shard_files(out_dir)

@@ -619,7 +619,7 @@ struct LayerLoader {
     /// Layer `l`'s token mixer when it is Gated DeltaNet.
     func linearAttention(_ l: Int) throws -> AttentionBlockWeights? {
         guard description.isLinearAttentionLayer(l), let shape = description.linearAttention else { return nil }
-        return .linear(try GatedDeltaNetWeights(prefix: description.layerPrefix(l) + "linear_attn.", shape: shape, dense: dense,
+        return .linear(try GatedDeltaNetWeights(prefix: description.layerPrefix(l) + description.linearAttentionModule, shape: shape, dense: dense,
                                                 vector: vector))
     }
 

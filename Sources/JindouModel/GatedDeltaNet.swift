@@ -12,6 +12,13 @@
 //   o → RMSNorm per head (weight w, not zero-centred) × SiLU(z) → out_proj
 // The sequence's state (KVCache.state(layer:)) is the conv's last K − 1 inputs and S.
 //
+// Kimi Delta Attention (transformers' `KimiLinearDeltaAttention` = `Glm5NextTextLinearAttention`
+// with Kimi's forget gate, `recurrent_kimi_delta_attention`) is the same recurrence with:
+//   q_proj, k_proj, v_proj (heads × d each, no grouping), their convs (`q/k/v_conv1d`, one conv
+//   over [q | k | v]); β = σ(b_proj(x)) per head; the decay per key channel,
+//   g = −exp(A_log[head]) · softplus(f_b_proj(f_a_proj(x)) + dt_bias), so S's row i decays by
+//   e^{g_i}; the output o → RMSNorm per head × w × σ(g_b_proj(g_a_proj(x))) → o_proj.
+//
 // Decode cost per token and layer: the state update reads and writes S once — value heads ×
 // dk × dv fp32 values (4 · 32 · 128 · 128 B = 2 MiB for Qwen3-Next-80B) — whatever the
 // context length; prefill runs the same recurrence token by token, heads in parallel.
@@ -25,6 +32,9 @@ public struct GatedDeltaNetWeights: Sendable {
     public enum Projections: Sendable {
         case fused(qkvz: WeightMatrix, ba: WeightMatrix)
         case split(qkv: WeightMatrix, z: WeightMatrix, b: WeightMatrix, a: WeightMatrix)
+        /// Kimi Delta Attention: separate q/k/v, β, and the low-rank forget and output gates.
+        case kimi(query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, beta: WeightMatrix,
+                  forgetDown: WeightMatrix, forgetUp: WeightMatrix, gateDown: WeightMatrix, gateUp: WeightMatrix)
     }
 
     public let projections: Projections
@@ -37,21 +47,43 @@ public struct GatedDeltaNetWeights: Sendable {
     public let output: WeightMatrix
 
     init(prefix p: String, shape s: LinearAttentionShape, dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
+        timeStepBias = try vector(p + "dt_bias")
+        // -self.A_log.float().exp()
+        decayRate = try vector(p + "A_log").map { -expf($0) }
+        if s.kind == .kimiDelta {
+            projections = .kimi(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),
+                                value: try dense(p + "v_proj.weight"), beta: try dense(p + "b_proj.weight"),
+                                forgetDown: try dense(p + "f_a_proj.weight"), forgetUp: try dense(p + "f_b_proj.weight"),
+                                gateDown: try dense(p + "g_a_proj.weight"), gateUp: try dense(p + "g_b_proj.weight"))
+            // The checkpoint's three convs, stacked as transformers stacks them (Concatenate(dim=0)).
+            convolution = try vector(p + "q_conv1d.weight") + vector(p + "k_conv1d.weight") + vector(p + "v_conv1d.weight")
+            norm = try vector(p + "o_norm.weight")
+            output = try dense(p + "o_proj.weight")
+            return
+        }
         projections = s.splitProjections
             ? .split(qkv: try dense(p + "in_proj_qkv.weight"), z: try dense(p + "in_proj_z.weight"),
                      b: try dense(p + "in_proj_b.weight"), a: try dense(p + "in_proj_a.weight"))
             : .fused(qkvz: try dense(p + "in_proj_qkvz.weight"), ba: try dense(p + "in_proj_ba.weight"))
         convolution = try vector(p + "conv1d.weight")
-        timeStepBias = try vector(p + "dt_bias")
-        // -self.A_log.float().exp()
-        decayRate = try vector(p + "A_log").map { -expf($0) }
         norm = try vector(p + "norm.weight")
         output = try dense(p + "out_proj.weight")
     }
 
     static func tensorRequests(prefix p: String, shape s: LinearAttentionShape, hidden h: Int,
                                linear: (String, [Int]) -> [TensorRequest]) -> [TensorRequest] {
-        (s.splitProjections
+        if s.kind == .kimiDelta {
+            let width = s.keyWidth, d = s.keyHeadDimension
+            return ["q_proj", "k_proj", "v_proj"].flatMap { linear(p + $0 + ".weight", [width, h]) }
+                + ["q_conv1d", "k_conv1d", "v_conv1d"].map { TensorRequest(p + $0 + ".weight", shape: [width, 1, s.convolutionKernel]) }
+                + linear(p + "b_proj.weight", [s.valueHeads, h])
+                + linear(p + "f_a_proj.weight", [d, h]) + linear(p + "f_b_proj.weight", [width, d])
+                + linear(p + "g_a_proj.weight", [d, h]) + linear(p + "g_b_proj.weight", [width, d])
+                + [TensorRequest(p + "dt_bias", shape: [width]), TensorRequest(p + "A_log", shape: [1, 1, s.valueHeads, 1]),
+                   TensorRequest(p + "o_norm.weight", shape: [s.valueHeadDimension])]
+                + linear(p + "o_proj.weight", [h, s.valueWidth])
+        }
+        return (s.splitProjections
             ? linear(p + "in_proj_qkv.weight", [s.convolutionChannels, h]) + linear(p + "in_proj_z.weight", [s.valueWidth, h])
                 + linear(p + "in_proj_b.weight", [s.valueHeads, h]) + linear(p + "in_proj_a.weight", [s.valueHeads, h])
             : linear(p + "in_proj_qkvz.weight", [2 * s.keyWidth + 2 * s.valueWidth, h])
@@ -71,9 +103,25 @@ extension DecoderModel {
         let count = sequenceOf.count
         let dk = s.keyHeadDimension, dv = s.valueHeadDimension, ratio = s.valueHeads / s.keyHeads
         let channels = s.convolutionChannels, kernel = s.convolutionKernel
-        // [q | k | v] in conv channel order, z, and b and a per value head, for every token.
+        // [q | k | v] in conv channel order, z (the output gate before its activation), and b
+        // and a per value head (Kimi: a per key channel), for every token.
         var mixed: [Float], z: [Float], b: [Float], a: [Float]
+        let perChannel = s.kind == .kimiDelta
         switch w.projections {
+        case .kimi(let query, let key, let value, let betaWeight, let forgetDown, let forgetUp, let gateDown, let gateUp):
+            let q = project(input, rows: count, weight: query), k = project(input, rows: count, weight: key)
+            let v = project(input, rows: count, weight: value)
+            mixed = [Float](repeating: 0, count: count * channels)
+            for t in 0..<count {
+                for i in 0..<s.keyWidth {
+                    mixed[t * channels + i] = q[t * s.keyWidth + i]
+                    mixed[t * channels + s.keyWidth + i] = k[t * s.keyWidth + i]
+                }
+                for i in 0..<s.valueWidth { mixed[t * channels + 2 * s.keyWidth + i] = v[t * s.valueWidth + i] }
+            }
+            b = project(input, rows: count, weight: betaWeight)
+            a = project(project(input, rows: count, weight: forgetDown), rows: count, weight: forgetUp)
+            z = project(project(input, rows: count, weight: gateDown), rows: count, weight: gateUp)
         case .split(let qkv, let zWeight, let bWeight, let aWeight):
             mixed = project(input, rows: count, weight: qkv)
             z = project(input, rows: count, weight: zWeight)
@@ -107,13 +155,15 @@ extension DecoderModel {
             }
         }
         var beta = [Float](repeating: 0, count: count * s.valueHeads)
-        var decay = [Float](repeating: 0, count: count * s.valueHeads)
+        // Per token: one decay per value head, or (Kimi) one per key channel of each head.
+        let decayWidth = perChannel ? s.keyWidth : s.valueHeads
+        var decay = [Float](repeating: 0, count: count * decayWidth)
         for t in 0..<count {
-            for h in 0..<s.valueHeads {
-                beta[t * s.valueHeads + h] = sigmoid(b[t * s.valueHeads + h])
-                // F.softplus (threshold 20) of a + dt_bias, times −exp(A_log).
-                let x = a[t * s.valueHeads + h] + w.timeStepBias[h]
-                decay[t * s.valueHeads + h] = w.decayRate[h] * (x > 20 ? x : log1pf(expf(x)))
+            for h in 0..<s.valueHeads { beta[t * s.valueHeads + h] = sigmoid(b[t * s.valueHeads + h]) }
+            for c in 0..<decayWidth {
+                // softplus (threshold 20) of a + dt_bias, times −exp(A_log) of the channel's head.
+                let x = a[t * decayWidth + c] + w.timeStepBias[c]
+                decay[t * decayWidth + c] = w.decayRate[perChannel ? c / dk : c] * (x > 20 ? x : log1pf(expf(x)))
             }
         }
 
@@ -148,11 +198,14 @@ extension DecoderModel {
                                 for t in start..<end {
                                     let row = mixedBase + t * channels
                                     let q = row + g * dk, k = row + s.keyWidth + g * dk, v = row + 2 * s.keyWidth + h * dv
-                                    let factor = expf(decayBase[t * s.valueHeads + h]), b = betaBase[t * s.valueHeads + h]
-                                    // S ← S·e^g; kv_mem = Sᵀk; delta = (v − kv_mem)·β
+                                    let b = betaBase[t * s.valueHeads + h]
+                                    let decayRow = t * decayWidth + (perChannel ? h * dk : h)
+                                    let headFactor = expf(decayBase[decayRow])
+                                    // S ← S·e^g (Kimi: row i by e^{g_i}); kv_mem = Sᵀk; delta = (v − kv_mem)·β
                                     for j in 0..<dv { delta[j] = 0 }
                                     for i in 0..<dk {
                                         let line = stateHead + i * dv, ki = k[i]
+                                        let factor = perChannel ? expf(decayBase[decayRow + i]) : headFactor
                                         for j in 0..<dv {
                                             line[j] *= factor
                                             delta[j] += line[j] * ki
@@ -178,7 +231,8 @@ extension DecoderModel {
             start = end
         }
 
-        // Qwen3NextRMSNormGated per value head: x · rsqrt(mean(x²) + ε) · w · silu(z).
+        // Qwen3NextRMSNormGated per value head: x · rsqrt(mean(x²) + ε) · w · silu(z)
+        // (Kimi's KimiLinearRMSNormGated: · σ(z)).
         let epsilon = description.rmsNormEpsilon
         for row in 0..<(count * s.valueHeads) {
             let base = row * dv
@@ -187,7 +241,7 @@ extension DecoderModel {
             let inverse = 1 / (sum / Float(dv) + epsilon).squareRoot()
             for j in 0..<dv {
                 let gate = z[base + j]
-                attended[base + j] = w.norm[j] * (attended[base + j] * inverse) * (gate * sigmoid(gate))
+                attended[base + j] = w.norm[j] * (attended[base + j] * inverse) * (perChannel ? sigmoid(gate) : gate * sigmoid(gate))
             }
         }
         return project(attended, rows: count, weight: w.output)

@@ -164,14 +164,14 @@ extension DecoderModel {
         }
         // LongCat-Flash's LoRA scaling of the query (both its parts).
         if m.queryScale != 1 { for i in q.indices { q[i] *= m.queryScale } }
-        q.withUnsafeMutableBufferPointer { qb in
+        if m.rotary { q.withUnsafeMutableBufferPointer { qb in
             latent.withUnsafeMutableBufferPointer { lb in
                 for t in 0..<count {
                     rotary.apply(qb.baseAddress! + t * heads * qk + m.nopeDimension, heads: heads, position: ropePositions[t])
                     rotary.apply(lb.baseAddress! + t * rowWidth + m.keyValueLoraRank, heads: 1, position: ropePositions[t])
                 }
             }
-        }
+        } }
         // past_key_values.update, compressed: one [c | k_rot] row per token.
         latent.withUnsafeBufferPointer { lb in
             for t in 0..<count {

@@ -44,6 +44,9 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// Qwen3.5-MoE (35B-A3B, 122B-A10B, 397B-A17B): Qwen3-Next's text stack with split DeltaNet
     /// projections and interleaved M-RoPE, and Qwen3-VL's vision tower without DeepStack.
     case qwen35Moe = "Qwen3_5MoeForConditionalGeneration"
+    /// Kimi-Linear (48B-A3B): Kimi Delta Attention in three of every four layers, MLA without
+    /// rotary in the fourth, DeepSeek-V3's MoE.
+    case kimiLinear = "KimiLinearForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -105,8 +108,19 @@ public struct AttentionShape: Sendable, Equatable {
     }
 }
 
-/// Gated DeltaNet's shape (Qwen3-Next's `linear_*` config keys).
+/// Which delta-rule linear attention a layer runs.
+public enum LinearAttentionKind: String, Sendable, Equatable {
+    /// Qwen3-Next's / Qwen3.5's Gated DeltaNet: one decay per head and token, SiLU-gated norm.
+    case gatedDeltaNet
+    /// Kimi Delta Attention (Kimi-Linear): one decay per key channel from a low-rank forget gate,
+    /// a low-rank output gate through a sigmoid-gated norm, q/k/v projected separately.
+    case kimiDelta
+}
+
+/// A delta-rule linear attention's shape (Qwen3-Next's `linear_*` config keys, Kimi-Linear's
+/// `linear_head_dim`/`linear_num_heads`).
 public struct LinearAttentionShape: Sendable, Equatable {
+    public var kind = LinearAttentionKind.gatedDeltaNet
     public var keyHeads: Int
     public var valueHeads: Int
     public var keyHeadDimension: Int
@@ -181,6 +195,8 @@ public struct LatentAttentionShape: Sendable, Equatable {
     public var softmaxScale: Float
     /// The RMSNorm epsilon of q_a_layernorm and kv_a_layernorm (DeepseekV3RMSNorm's default).
     public var latentNormEpsilon: Float = 1e-6
+    /// Rotary on q_rot and k_rot (false: Kimi-Linear's MLA, whose "rope" part is never rotated).
+    public var rotary = true
     /// kv_b_proj whole (Hugging Face) or split per head (llama.cpp's attn_k_b / attn_v_b).
     public var upProjections: LatentUpProjections = .joint
 
@@ -447,6 +463,8 @@ public struct ModelDescription: Sendable, Equatable {
     public var linearAttention: LinearAttentionShape? = nil
     /// Per decoder layer, whether its token mixer is linear attention (empty: none is).
     public var linearAttentionLayers: [Bool] = []
+    /// The linear-attention module within a layer (`linear_attn.`; Kimi-Linear: `self_attn.`).
+    public var linearAttentionModule = "linear_attn."
     /// RMSNorm weights are stored zero-centred and used as `1 + w` (Gemma's and Qwen3-Next's
     /// `RMSNorm`): the layer norms, the final norm and q/k norms; Jindou adds the 1 at load time.
     public var zeroCentredNorms = false

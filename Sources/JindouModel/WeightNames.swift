@@ -106,7 +106,7 @@ extension ModelDescription {
             requests.append(TensorRequest(p + name + ".weight", shape: [h]))
         }
         if isLinearAttentionLayer(l), let shape = linearAttention {
-            requests += GatedDeltaNetWeights.tensorRequests(prefix: p + "linear_attn.", shape: shape, hidden: h) { linear($0, shape: $1) }
+            requests += GatedDeltaNetWeights.tensorRequests(prefix: p + linearAttentionModule, shape: shape, hidden: h) { linear($0, shape: $1) }
         } else if let latent = latentAttention {
             requests += latentAttentionTensors(prefix: p + "self_attn.", latent, layer: l)
         } else {

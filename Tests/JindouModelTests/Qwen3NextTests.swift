@@ -3,17 +3,20 @@ import JindouModel
 import JindouTestSupport
 import Testing
 
-/// Qwen3-Next against transformers on `qwen3-next-tiny` (three Gated DeltaNet layers around one
-/// gated full-attention layer; TransformersGoldenTests runs every golden case): prefill split
-/// into chunks of any size, and sequences batched together, equal whole-prompt prefill one at
-/// a time; the recurrent state's bytes are fixed per sequence; config errors name the field.
-@Suite("Qwen3-Next: linear attention with a per-sequence state")
+/// Linear attention against transformers on `qwen3-next-tiny` (three Gated DeltaNet layers
+/// around one gated full-attention layer) and `kimi-linear-tiny` (three Kimi Delta Attention
+/// layers around MLA without rotary); TransformersGoldenTests runs every golden case. Here:
+/// prefill split into chunks of any size, and sequences batched together, equal whole-prompt
+/// prefill one at a time; the recurrent state's bytes are fixed per sequence; config errors
+/// name the field.
+@Suite("Linear attention with a per-sequence state (Qwen3-Next, Kimi-Linear)")
 struct Qwen3NextTests {
     static let fixture = "qwen3-next-tiny"
+    static let fixtures = ["qwen3-next-tiny", "kimi-linear-tiny"]
 
-    func load() async throws -> (Golden, SafetensorsFile, InferenceEngine) {
-        let (golden, tensors) = try GoldenSet(fixture: Self.fixture, stem: "golden").load()
-        return (golden, tensors, try await EngineCache.shared.engine(Self.fixture))
+    func load(_ fixture: String = fixture) async throws -> (Golden, SafetensorsFile, InferenceEngine) {
+        let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
+        return (golden, tensors, try await EngineCache.shared.engine(fixture))
     }
 
     @Test("the config reads as linear layers 0, 1, 3 and a gated full-attention layer 2")
@@ -31,9 +34,10 @@ struct Qwen3NextTests {
     /// them back up. Measured on the 66-token prompt: transformers' own chunked prefill against
     /// its token-by-token recurrence 9.8e-5, its fp32 run against fp64 1.4e-4; Jindou's chunks
     /// of 1–5 against its whole prompt 1.5e-4, against transformers 1.9e-4 (whole: 4.1e-5).
-    @Test("prefill in chunks of any size equals whole-prompt prefill and transformers", arguments: [1, 2, 5, 16, 33, 64])
-    func chunkedPrefill(chunk: Int) async throws {
-        let (golden, tensors, engine) = try await load()
+    @Test("prefill in chunks of any size equals whole-prompt prefill and transformers",
+          arguments: fixtures, [1, 2, 5, 16, 33, 64])
+    func chunkedPrefill(fixture: String, chunk: Int) async throws {
+        let (golden, tensors, engine) = try await load(fixture)
         let c = try #require(golden.cases.first { $0.promptIDs.count > 64 })
         let expected = try rows(tensors.tensor("case\(c.index).prefill_logits"))
         let whole = try await engine.promptLogits(c.promptIDs)
@@ -57,9 +61,9 @@ struct Qwen3NextTests {
         #expect(largest > 1, "logits of a real scale")
     }
 
-    @Test("sequences batched in one step equal each alone")
-    func batching() async throws {
-        let (golden, tensors, engine) = try await load()
+    @Test("sequences batched in one step equal each alone", arguments: fixtures)
+    func batching(fixture: String) async throws {
+        let (golden, tensors, engine) = try await load(fixture)
         let cases = Array(golden.cases.filter { $0.name.hasPrefix("default") }.prefix(4))
         #expect(cases.count == 4)
         let caches = cases.map { _ in engine.model.makeCache() }
@@ -81,15 +85,17 @@ struct Qwen3NextTests {
         }
     }
 
-    @Test("a sequence's state is fixed-size: only the full-attention layer grows with the context")
-    func stateBytes() async throws {
-        let (golden, _, engine) = try await load()
+    @Test("a sequence's state is fixed-size: only the full-attention layer grows with the context", arguments: fixtures)
+    func stateBytes(fixture: String) async throws {
+        let (golden, _, engine) = try await load(fixture)
         let d = engine.description
         let shape = try #require(d.linearAttention)
-        // conv history (K − 1 rows of 2·32 + 64 channels) + S (4 value heads × 16 × 16), fp32, 3 layers.
-        #expect(shape.stateFloats == 3 * 128 + 4 * 16 * 16)
+        // conv history (K − 1 rows of 2·32 + 64 channels) + S (4 value heads × 16 × 16), fp32,
+        // for Qwen3-Next's 3 layers; Kimi-Linear: 3 · 64 channels and 4 heads × 16 × 16.
+        #expect(shape.stateFloats == (fixture == "kimi-linear-tiny" ? 3 * 192 : 3 * 128) + 4 * 16 * 16)
         #expect(d.fixedStateBytes == 3 * shape.stateFloats * 4)
-        #expect(d.keyValueCacheBytesPerToken == 2 * 2 * 16 * 4)  // one layer's K and V
+        // One layer's K and V (Qwen3-Next), or one latent row of 32 + 8 (Kimi-Linear's MLA).
+        #expect(d.keyValueCacheBytesPerToken == (fixture == "kimi-linear-tiny" ? 40 * 4 : 2 * 2 * 16 * 4))
         #expect(d.keyValueCacheBytes(tokens: 1000, stepTokens: 1) - d.keyValueCacheBytes(tokens: 100, stepTokens: 1)
                 == 900 * d.keyValueCacheBytesPerToken)
         let cache = engine.model.makeCache()
@@ -123,5 +129,28 @@ struct Qwen3NextTests {
         #expect(try refused { $0["use_sliding_window"] = true }.contains("use_sliding_window"))
         // full_attention_interval instead of layer_types, as older configs write it.
         #expect(try refused { $0["layer_types"] = nil; $0["full_attention_interval"] = 4 } == "accepted")
+    }
+
+    @Test("Kimi-Linear: its MLA has no rotary, KDA decays per channel; the Hub's config reads the same")
+    func kimiLinearConfig() async throws {
+        let engine = try await EngineCache.shared.engine("kimi-linear-tiny")
+        let d = engine.description
+        #expect(d.architecture == .kimiLinear && d.linearAttention?.kind == .kimiDelta && d.latentAttention?.rotary == false)
+        #expect(d.linearAttentionLayers == [true, false, true, true] && d.moeNames.block == "block_sparse_moe.")
+        // The Hub's remote-code config: linear_attn_config with 1-indexed layer lists, first_k_dense_replace.
+        let path = Fixtures.path("kimi-linear-tiny") + "/config.json"
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        for key in ["layer_types", "mlp_layer_types", "linear_head_dim", "linear_num_heads", "linear_conv_kernel_dim"] {
+            config[key] = nil
+        }
+        config["linear_attn_config"] = ["head_dim": 16, "num_heads": 4, "short_conv_kernel_size": 4,
+                                        "full_attn_layers": [2], "kda_layers": [1, 3, 4]]
+        config["first_k_dense_replace"] = 1
+        let hub = try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
+        #expect(hub == d)
+        config["rope_parameters"] = ["rope_type": "default", "rope_theta": 10000.0]
+        #expect(throws: CheckpointError.self) {
+            try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
+        }
     }
 }

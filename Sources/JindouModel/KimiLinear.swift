@@ -1,0 +1,210 @@
+// Kimi-Linear (48B-A3B), mirroring transformers' `models/kimi_linear/modular_kimi_linear.py`:
+// - `KimiLinearDecoderLayer`: the token mixer per `layer_types` — `linear_attention` → Kimi
+//   Delta Attention (`KimiLinearDeltaAttention`, GatedDeltaNet.swift's `.kimiDelta`), and
+//   `full_attention` → `KimiLinearAttention`, DeepSeek-V3's latent attention with no rotary
+//   at all (its "rope" key part is cached and read unrotated) and scale qk_head_dim^-½;
+//   the feed-forward per `mlp_layer_types`: dense `mlp.` or DeepSeek-V3's MoE under
+//   `block_sparse_moe.` (sigmoid router with a correction bias, groups, shared experts,
+//   experts `w1`/`w3`/`w2`). Plain RMSNorms (ε `rms_norm_eps`).
+// - config.json as transformers writes it (`num_experts`, `num_experts_per_token`,
+//   `moe_renormalize`, `num_expert_group`, `num_shared_experts`, `model_max_length`,
+//   `layer_types`, `linear_*`) or as the Hub's remote code does (`linear_attn_config` with
+//   1-indexed `full_attn_layers`/`kda_layers`, `first_k_dense_replace`).
+
+import Foundation
+import JindouRouting
+
+/// `KimiLinearConfig`.
+struct KimiLinearConfiguration: Decodable {
+    var vocabSize: Int
+    var hiddenSize: Int
+    var intermediateSize: Int
+    var moeIntermediateSize: Int
+    var numHiddenLayers: Int
+    var numExperts: Int
+    var numExpertsPerToken: Int
+    var numAttentionHeads: Int
+    var routedScalingFactor: Double
+    var qLoraRank: Int?
+    var kvLoraRank: Int
+    var qkNopeHeadDim: Int
+    var qkRopeHeadDim: Int
+    var vHeadDim: Int
+    var numExpertGroup: Int
+    var topkGroup: Int
+    var numSharedExperts: Int
+    var moeRenormalize: Bool
+    var maxPositionEmbeddings: Int
+    var rmsNormEps: Double
+    var tieWordEmbeddings: Bool
+    var attentionBias: Bool
+    var layerTypes: [String]
+    var mlpLayerTypes: [String]
+    var linear: LinearAttentionShape
+    var hiddenAct: String
+    var bosTokenID: Int?
+    var eosTokenID: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case moeIntermediateSize = "moe_intermediate_size", numHiddenLayers = "num_hidden_layers"
+        case numExperts = "num_experts", nRoutedExperts = "n_routed_experts", numLocalExperts = "num_local_experts"
+        case numExpertsPerToken = "num_experts_per_token", numExpertsPerTok = "num_experts_per_tok"
+        case numAttentionHeads = "num_attention_heads", routedScalingFactor = "routed_scaling_factor"
+        case qLoraRank = "q_lora_rank", kvLoraRank = "kv_lora_rank", qkNopeHeadDim = "qk_nope_head_dim"
+        case qkRopeHeadDim = "qk_rope_head_dim", vHeadDim = "v_head_dim"
+        case numExpertGroup = "num_expert_group", nGroup = "n_group", topkGroup = "topk_group"
+        case numSharedExperts = "num_shared_experts", nSharedExperts = "n_shared_experts"
+        case moeRenormalize = "moe_renormalize", normTopkProb = "norm_topk_prob"
+        case modelMaxLength = "model_max_length", maxPositionEmbeddings = "max_position_embeddings"
+        case rmsNormEps = "rms_norm_eps", tieWordEmbeddings = "tie_word_embeddings", attentionBias = "attention_bias"
+        case layerTypes = "layer_types", mlpLayerTypes = "mlp_layer_types", firstKDenseReplace = "first_k_dense_replace"
+        case linearHeadDim = "linear_head_dim", linearNumHeads = "linear_num_heads", linearConvKernelDim = "linear_conv_kernel_dim"
+        case linearAttnConfig = "linear_attn_config", hiddenAct = "hidden_act"
+        case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+        case ropeParameters = "rope_parameters", ropeScaling = "rope_scaling"
+    }
+
+    /// The Hub's `linear_attn_config`.
+    private struct LinearAttentionConfig: Decodable {
+        let headDim: Int?
+        let numHeads: Int?
+        let shortConvKernelSize: Int?
+        let fullAttnLayers: [Int]?
+        let kdaLayers: [Int]?
+        enum CodingKeys: String, CodingKey {
+            case headDim = "head_dim", numHeads = "num_heads", shortConvKernelSize = "short_conv_kernel_size"
+            case fullAttnLayers = "full_attn_layers", kdaLayers = "kda_layers"
+        }
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func int(_ keys: CodingKeys..., default value: Int) throws -> Int {
+            for key in keys { if let v = try c.decodeIfPresent(Int.self, forKey: key) { return v } }
+            return value
+        }
+        // Defaults are KimiLinearConfig's (and DeepseekV3Config's where it inherits them).
+        vocabSize = try int(.vocabSize, default: 163_840)
+        hiddenSize = try int(.hiddenSize, default: 2304)
+        intermediateSize = try int(.intermediateSize, default: 9216)
+        moeIntermediateSize = try int(.moeIntermediateSize, default: 1024)
+        numHiddenLayers = try int(.numHiddenLayers, default: 27)
+        numExperts = try int(.numExperts, .numLocalExperts, .nRoutedExperts, default: 256)
+        numExpertsPerToken = try int(.numExpertsPerToken, .numExpertsPerTok, default: 8)
+        numAttentionHeads = try int(.numAttentionHeads, default: 32)
+        routedScalingFactor = try c.decodeIfPresent(Double.self, forKey: .routedScalingFactor) ?? 2.446
+        qLoraRank = try c.decodeIfPresent(Int.self, forKey: .qLoraRank)
+        kvLoraRank = try int(.kvLoraRank, default: 512)
+        qkNopeHeadDim = try int(.qkNopeHeadDim, default: 128)
+        qkRopeHeadDim = try int(.qkRopeHeadDim, default: 64)
+        vHeadDim = try int(.vHeadDim, default: 128)
+        numExpertGroup = try int(.numExpertGroup, .nGroup, default: 1)
+        topkGroup = try int(.topkGroup, default: 1)
+        numSharedExperts = try int(.numSharedExperts, .nSharedExperts, default: 1)
+        moeRenormalize = try c.decodeIfPresent(Bool.self, forKey: .moeRenormalize)
+            ?? c.decodeIfPresent(Bool.self, forKey: .normTopkProb) ?? true
+        maxPositionEmbeddings = try int(.modelMaxLength, .maxPositionEmbeddings, default: 1_048_576)
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-5
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+        bosTokenID = try c.specialToken(.bosTokenID, default: 163_584)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [163_586])
+        // KimiLinearConfig has no rotary: a config asking for one is another model.
+        for key in [CodingKeys.ropeParameters, .ropeScaling] where c.contains(key) {
+            if try !c.decodeNil(forKey: key) {
+                throw ConfigurationError(field: key.rawValue, reason: "Kimi-Linear's attention has no rotary")
+            }
+        }
+        let hub = try c.decodeIfPresent(LinearAttentionConfig.self, forKey: .linearAttnConfig)
+        linear = LinearAttentionShape(
+            keyHeads: try hub?.numHeads ?? int(.linearNumHeads, default: 32),
+            valueHeads: try hub?.numHeads ?? int(.linearNumHeads, default: 32),
+            keyHeadDimension: try hub?.headDim ?? int(.linearHeadDim, default: 128),
+            valueHeadDimension: try hub?.headDim ?? int(.linearHeadDim, default: 128),
+            convolutionKernel: try hub?.shortConvKernelSize ?? int(.linearConvKernelDim, default: 4))
+        linear.kind = .kimiDelta
+        let layers = numHiddenLayers
+        if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
+            layerTypes = types
+        } else if let full = hub?.fullAttnLayers, let kda = hub?.kdaLayers {
+            // 1-indexed in the Hub's config.
+            var types = [String](repeating: "", count: layers)
+            for l in full where (1...layers).contains(l) { types[l - 1] = "full_attention" }
+            for l in kda where (1...layers).contains(l) { types[l - 1] = "linear_attention" }
+            layerTypes = types
+        } else {
+            layerTypes = (0..<layers).map { $0 > 0 && $0 % 4 == 0 ? "full_attention" : "linear_attention" }
+        }
+        let firstDense = try int(.firstKDenseReplace, default: 1)
+        mlpLayerTypes = try c.decodeIfPresent([String].self, forKey: .mlpLayerTypes)
+            ?? (0..<layers).map { $0 < firstDense ? "dense" : "sparse" }
+    }
+
+    func description() throws -> ModelDescription {
+        guard hiddenAct == "silu" else {
+            throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (Kimi-Linear uses silu)")
+        }
+        guard linear.keyHeads > 0, linear.keyHeadDimension > 0, linear.convolutionKernel >= 1 else {
+            throw ConfigurationError(field: "linear_attn_config", reason: "heads, head_dim and the conv kernel must be positive")
+        }
+        guard layerTypes.count == numHiddenLayers else {
+            throw ConfigurationError(field: "layer_types", reason: "has \(layerTypes.count) entries for \(numHiddenLayers) layers")
+        }
+        let linearLayers = try layerTypes.map { type -> Bool in
+            switch type {
+            case "linear_attention": return true
+            case "full_attention": return false
+            default: throw ConfigurationError(field: "layer_types",
+                                              reason: "'\(type)' is not a layer type Jindou computes (linear_attention, full_attention)")
+            }
+        }
+        let layers = try LayerTypes.feedForward(mlpLayerTypes, layers: numHiddenLayers, intermediateSize: intermediateSize)
+        let queryKeyDimension = qkNopeHeadDim + qkRopeHeadDim
+        var description = ModelDescription(
+            architecture: .kimiLinear,
+            vocabularySize: vocabSize,
+            hiddenSize: hiddenSize,
+            attention: AttentionShape(
+                heads: numAttentionHeads, keyValueHeads: numAttentionHeads, headDimension: queryKeyDimension,
+                rotaryDimension: qkRopeHeadDim, ropeTheta: 10_000, queryKeyNorm: false,
+                queryKeyValueBias: attentionBias, outputBias: attentionBias, slidingWindow: nil),
+            rmsNormEpsilon: Float(rmsNormEps),
+            tieWordEmbeddings: tieWordEmbeddings,
+            layers: layers,
+            router: RouterConfiguration(
+                expertCount: numExperts, expertsPerToken: numExpertsPerToken, scoring: .sigmoid,
+                normalizeTopK: moeRenormalize, routedScalingFactor: Float(routedScalingFactor),
+                groupCount: numExpertGroup, groupsPerToken: topkGroup, normalizationEpsilon: 1e-20),
+            hasCorrectionBias: true,
+            moeIntermediateSize: moeIntermediateSize,
+            sharedExpertIntermediateSize: numSharedExperts > 0 ? moeIntermediateSize * numSharedExperts : nil,
+            maxPositionEmbeddings: maxPositionEmbeddings,
+            eosTokenIDs: eosTokenID,
+            bosTokenID: bosTokenID,
+            declaredDType: nil)
+        var latent = LatentAttentionShape(
+            heads: numAttentionHeads, queryLoraRank: qLoraRank, keyValueLoraRank: kvLoraRank,
+            nopeDimension: qkNopeHeadDim, ropeDimension: qkRopeHeadDim, valueDimension: vHeadDim,
+            bias: attentionBias, softmaxScale: 1 / Float(queryKeyDimension).squareRoot())
+        latent.rotary = false
+        description.latentAttention = latent
+        description.linearAttention = linear
+        description.linearAttentionLayers = linearLayers
+        description.linearAttentionModule = "self_attn."
+        var names = MoENames.mixtral
+        names.correctionBias = "gate.e_score_correction_bias"
+        names.sharedExperts = "shared_experts."
+        description.moeNames = names
+        return description
+    }
+}
+
+enum KimiLinearFamily: ArchitectureDefinition {
+    static let architecture = Architecture.kimiLinear
+    static let modelTypes = ["kimi_linear"]
+    static func describe(configJSON: Data) throws -> ModelDescription { try decode(KimiLinearConfiguration.self, configJSON) }
+}
+
+extension KimiLinearConfiguration: DescribedConfiguration {}
