@@ -54,7 +54,7 @@ from safetensors.torch import load_file, save_file
 from transformers import (AfmoeConfig, AfmoeForCausalLM, AutoModelForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,
                           DeepseekV32Config, DeepseekV32ForCausalLM, Dots1Config,
                           Ernie4_5_MoeConfig, Ernie4_5_MoeForCausalLM, ExaoneMoeConfig, ExaoneMoeForCausalLM,
-                          KimiLinearConfig, KimiLinearForCausalLM,
+                          KimiLinearConfig, KimiLinearForCausalLM, BailingHybridConfig, BailingHybridForCausalLM,
                           Dots1ForCausalLM, Glm4MoeConfig, Glm4MoeForCausalLM, Glm4MoeLiteConfig,
                           Glm4MoeLiteForCausalLM, GlmMoeDsaConfig, GlmMoeDsaForCausalLM, HunYuanMoEV1Config,
                           LongcatFlashConfig, LongcatFlashForCausalLM,
@@ -264,6 +264,18 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   mlp_layer_types=["dense", "sparse", "sparse", "sparse"], linear_head_dim=16, linear_num_heads=4,
                   linear_conv_kernel_dim=4, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None,
                   eos_token_id=None),
+             k_overrides=(1, 4), long_prompt=66, router_k=4),
+        # Ling-3.0-Flash (bailing_hybrid): KDA with the bounded forget gate (lower bound × σ) and
+        # full-rank forget/output gates in layers 0, 1, 3; MLA with interleaved rotary and a
+        # sigmoid gate per head in layer 2; DeepSeek-V3's grouped router (2 groups, 1 allowed),
+        # a shared expert; layer 0 dense. Hub names (word_embeddings, attention., dense, expert_bias).
+        Spec("ling-hybrid-tiny", "bailing_hybrid", 161 + s,
+             dict(DS_TINY, num_hidden_layers=4, q_lora_rank=None, num_local_experts=8, num_experts_per_tok=2, n_group=2,
+                  topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5, norm_topk_prob=True, first_k_dense_replace=1,
+                  layer_types=["linear_attention", "linear_attention", "full_attention", "linear_attention"],
+                  head_dim=16, short_conv_kernel_size=4, kda_safe_gate=True, kda_lower_bound=-5.0,
+                  rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+                  num_mtp_layers=0),
              k_overrides=(1, 4), long_prompt=66, router_k=4),
         Spec("qwen3-moe-tiny-sharded", "qwen3_moe", 2 + s,
              dict(TINY, **qwen_rope, num_hidden_layers=3, num_experts=8, num_experts_per_tok=2,
@@ -512,6 +524,8 @@ def build_model(spec: Spec):
         model = GptOssForCausalLM(GptOssConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "afmoe":
         model = AfmoeForCausalLM(AfmoeConfig(**spec.config, **IMPLEMENTATIONS))
+    elif spec.architecture == "bailing_hybrid":
+        model = BailingHybridForCausalLM(BailingHybridConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "kimi_linear":
         model = KimiLinearForCausalLM(KimiLinearConfig(**spec.config, **IMPLEMENTATIONS))
     elif spec.architecture == "qwen3_next":

@@ -62,7 +62,7 @@ extension ModelDescription {
         Qwen3MoeFamily.self, Glm4MoeFamily.self, DeepseekV3Family.self, Qwen3VLMoeFamily.self, MiniMaxM2Family.self, Dots1Family.self,
         HunyuanMoeFamily.self, Glm4MoeLiteFamily.self, Ernie45MoeFamily.self,
         ExaoneMoeFamily.self, GptOssFamily.self, AfmoeFamily.self, DeepseekV32Family.self, GlmMoeDsaFamily.self, LongcatFlashFamily.self,
-        KimiK25Family.self, Qwen3NextFamily.self, Qwen35MoeFamily.self, KimiLinearFamily.self,
+        KimiK25Family.self, Qwen3NextFamily.self, Qwen35MoeFamily.self, KimiLinearFamily.self, LingHybridFamily.self,
     ]
 
     /// The `model_type` values Jindou reads, one per family (the first each family names).

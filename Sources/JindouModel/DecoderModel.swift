@@ -631,7 +631,7 @@ struct LayerLoader {
         if let linear = try linearAttention(l) {
             attention = linear
         } else if let latent = description.latentAttention {
-            attention = .latent(try LatentAttentionWeights(prefix: p + "self_attn.", layer: l, shape: latent, matrix: { try matrix($0, as: $1) },
+            attention = .latent(try LatentAttentionWeights(prefix: p + description.attentionModule, layer: l, shape: latent, matrix: { try matrix($0, as: $1) },
                                                            dense: dense, vector: vector))
         } else {
             attention = .grouped(AttentionWeights(

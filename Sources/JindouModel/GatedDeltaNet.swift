@@ -18,6 +18,9 @@
 //   over [q | k | v]); β = σ(b_proj(x)) per head; the decay per key channel,
 //   g = −exp(A_log[head]) · softplus(f_b_proj(f_a_proj(x)) + dt_bias), so S's row i decays by
 //   e^{g_i}; the output o → RMSNorm per head × w × σ(g_b_proj(g_a_proj(x))) → o_proj.
+// Ling's (`BailingHybridDeltaAttention`) has full-rank gates, f_proj and g_proj, the bounded
+// forget gate g = lower bound · σ(exp(A_log) · (f + dt_bias)) with `kda_safe_gate`, and its
+// output projection named `dense`.
 //
 // Decode cost per token and layer: the state update reads and writes S once — value heads ×
 // dk × dv fp32 values (4 · 32 · 128 · 128 B = 2 MiB for Qwen3-Next-80B) — whatever the
@@ -35,6 +38,9 @@ public struct GatedDeltaNetWeights: Sendable {
         /// Kimi Delta Attention: separate q/k/v, β, and the low-rank forget and output gates.
         case kimi(query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, beta: WeightMatrix,
                   forgetDown: WeightMatrix, forgetUp: WeightMatrix, gateDown: WeightMatrix, gateUp: WeightMatrix)
+        /// Ling's KDA: the same with full-rank forget and output gates.
+        case ling(query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, beta: WeightMatrix,
+                  forget: WeightMatrix, gate: WeightMatrix)
     }
 
     public let projections: Projections
@@ -50,6 +56,15 @@ public struct GatedDeltaNetWeights: Sendable {
         timeStepBias = try vector(p + "dt_bias")
         // -self.A_log.float().exp()
         decayRate = try vector(p + "A_log").map { -expf($0) }
+        if s.kind == .lingDelta {
+            projections = .ling(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),
+                                value: try dense(p + "v_proj.weight"), beta: try dense(p + "b_proj.weight"),
+                                forget: try dense(p + "f_proj.weight"), gate: try dense(p + "g_proj.weight"))
+            convolution = try vector(p + "q_conv1d.weight") + vector(p + "k_conv1d.weight") + vector(p + "v_conv1d.weight")
+            norm = try vector(p + "o_norm.weight")
+            output = try dense(p + "dense.weight")
+            return
+        }
         if s.kind == .kimiDelta {
             projections = .kimi(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),
                                 value: try dense(p + "v_proj.weight"), beta: try dense(p + "b_proj.weight"),
@@ -72,6 +87,15 @@ public struct GatedDeltaNetWeights: Sendable {
 
     static func tensorRequests(prefix p: String, shape s: LinearAttentionShape, hidden h: Int,
                                linear: (String, [Int]) -> [TensorRequest]) -> [TensorRequest] {
+        if s.kind == .lingDelta {
+            let width = s.keyWidth
+            return ["q_proj", "k_proj", "v_proj", "f_proj", "g_proj"].flatMap { linear(p + $0 + ".weight", [width, h]) }
+                + ["q_conv1d", "k_conv1d", "v_conv1d"].map { TensorRequest(p + $0 + ".weight", shape: [width, 1, s.convolutionKernel]) }
+                + linear(p + "b_proj.weight", [s.valueHeads, h])
+                + [TensorRequest(p + "dt_bias", shape: [width]), TensorRequest(p + "A_log", shape: [s.valueHeads]),
+                   TensorRequest(p + "o_norm.weight", shape: [s.valueHeadDimension])]
+                + linear(p + "dense.weight", [h, s.valueWidth])
+        }
         if s.kind == .kimiDelta {
             let width = s.keyWidth, d = s.keyHeadDimension
             return ["q_proj", "k_proj", "v_proj"].flatMap { linear(p + $0 + ".weight", [width, h]) }
@@ -106,12 +130,11 @@ extension DecoderModel {
         // [q | k | v] in conv channel order, z (the output gate before its activation), and b
         // and a per value head (Kimi: a per key channel), for every token.
         var mixed: [Float], z: [Float], b: [Float], a: [Float]
-        let perChannel = s.kind == .kimiDelta
-        switch w.projections {
-        case .kimi(let query, let key, let value, let betaWeight, let forgetDown, let forgetUp, let gateDown, let gateUp):
+        let perChannel = s.kind != .gatedDeltaNet
+        func stacked(_ query: WeightMatrix, _ key: WeightMatrix, _ value: WeightMatrix) -> [Float] {
             let q = project(input, rows: count, weight: query), k = project(input, rows: count, weight: key)
             let v = project(input, rows: count, weight: value)
-            mixed = [Float](repeating: 0, count: count * channels)
+            var mixed = [Float](repeating: 0, count: count * channels)
             for t in 0..<count {
                 for i in 0..<s.keyWidth {
                     mixed[t * channels + i] = q[t * s.keyWidth + i]
@@ -119,9 +142,19 @@ extension DecoderModel {
                 }
                 for i in 0..<s.valueWidth { mixed[t * channels + 2 * s.keyWidth + i] = v[t * s.valueWidth + i] }
             }
+            return mixed
+        }
+        switch w.projections {
+        case .kimi(let query, let key, let value, let betaWeight, let forgetDown, let forgetUp, let gateDown, let gateUp):
+            mixed = stacked(query, key, value)
             b = project(input, rows: count, weight: betaWeight)
             a = project(project(input, rows: count, weight: forgetDown), rows: count, weight: forgetUp)
             z = project(project(input, rows: count, weight: gateDown), rows: count, weight: gateUp)
+        case .ling(let query, let key, let value, let betaWeight, let forget, let gate):
+            mixed = stacked(query, key, value)
+            b = project(input, rows: count, weight: betaWeight)
+            a = project(input, rows: count, weight: forget)
+            z = project(input, rows: count, weight: gate)
         case .split(let qkv, let zWeight, let bWeight, let aWeight):
             mixed = project(input, rows: count, weight: qkv)
             z = project(input, rows: count, weight: zWeight)
@@ -161,9 +194,14 @@ extension DecoderModel {
         for t in 0..<count {
             for h in 0..<s.valueHeads { beta[t * s.valueHeads + h] = sigmoid(b[t * s.valueHeads + h]) }
             for c in 0..<decayWidth {
-                // softplus (threshold 20) of a + dt_bias, times −exp(A_log) of the channel's head.
-                let x = a[t * decayWidth + c] + w.timeStepBias[c]
-                decay[t * decayWidth + c] = w.decayRate[perChannel ? c / dk : c] * (x > 20 ? x : log1pf(expf(x)))
+                let x = a[t * decayWidth + c] + w.timeStepBias[c], rate = w.decayRate[perChannel ? c / dk : c]
+                if let bound = s.forgetGateLowerBound {
+                    // Ling's safe gate: lower bound · σ(exp(A_log) · x).
+                    decay[t * decayWidth + c] = bound * sigmoid(-rate * x)
+                } else {
+                    // softplus (threshold 20) of a + dt_bias, times −exp(A_log) of the channel's head.
+                    decay[t * decayWidth + c] = rate * (x > 20 ? x : log1pf(expf(x)))
+                }
             }
         }
 

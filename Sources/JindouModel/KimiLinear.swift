@@ -1,4 +1,4 @@
-// Kimi-Linear (48B-A3B), mirroring transformers' `models/kimi_linear/modular_kimi_linear.py`:
+// Kimi-Linear (48B-A3B) and Ling-3.0-Flash (`bailing_hybrid`, at the end), mirroring transformers' `models/kimi_linear/modular_kimi_linear.py`:
 // - `KimiLinearDecoderLayer`: the token mixer per `layer_types` — `linear_attention` → Kimi
 //   Delta Attention (`KimiLinearDeltaAttention`, GatedDeltaNet.swift's `.kimiDelta`), and
 //   `full_attention` → `KimiLinearAttention`, DeepSeek-V3's latent attention with no rotary
@@ -10,6 +10,10 @@
 //   `moe_renormalize`, `num_expert_group`, `num_shared_experts`, `model_max_length`,
 //   `layer_types`, `linear_*`) or as the Hub's remote code does (`linear_attn_config` with
 //   1-indexed `full_attn_layers`/`kda_layers`, `first_k_dense_replace`).
+// - Ling-3.0-Flash (`models/bailing_hybrid/modular_bailing_hybrid.py`): the same layer kinds with
+//   Ling's KDA (GatedDeltaNet.swift's `.lingDelta`), MLA with interleaved rotary (θ 6e6) and a
+//   sigmoid gate per head (`g_proj`), DeepSeek-V3's grouped router with `expert_bias`, in the
+//   Hub's names; `layer_group_size` (every 6th layer full), `first_k_dense_replace` 2 by default.
 
 import Foundation
 import JindouRouting
@@ -44,6 +48,13 @@ struct KimiLinearConfiguration: Decodable {
     var hiddenAct: String
     var bosTokenID: Int?
     var eosTokenID: [Int]
+    /// Ling (bailing_hybrid, LingHybrid.swift) reads the same keys with its own defaults, a rotary,
+    /// the bounded forget gate and SwiGLU limits.
+    var ling = false
+    var rope = RopeSettings(theta: 10_000, partialRotaryFactor: 1, type: "default")
+    var safeGate = false
+    var gateLowerBound = -5.0
+    var swigluLimits: [Double] = []
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
@@ -62,7 +73,11 @@ struct KimiLinearConfiguration: Decodable {
         case linearHeadDim = "linear_head_dim", linearNumHeads = "linear_num_heads", linearConvKernelDim = "linear_conv_kernel_dim"
         case linearAttnConfig = "linear_attn_config", hiddenAct = "hidden_act"
         case bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
-        case ropeParameters = "rope_parameters", ropeScaling = "rope_scaling"
+        case ropeParameters = "rope_parameters", ropeScaling = "rope_scaling", ropeTheta = "rope_theta"
+        case partialRotaryFactor = "partial_rotary_factor"
+        case headDim = "head_dim", shortConvKernelSize = "short_conv_kernel_size", layerGroupSize = "layer_group_size"
+        case kdaSafeGate = "kda_safe_gate", kdaLowerBound = "kda_lower_bound"
+        case expertSwigluLimitList = "expert_swiglu_limit_list", shareExpertSwigluLimitList = "share_expert_swiglu_limit_list"
     }
 
     /// The Hub's `linear_attn_config`.
@@ -78,53 +93,67 @@ struct KimiLinearConfiguration: Decodable {
         }
     }
 
-    init(from decoder: Decoder) throws {
+    init(from decoder: Decoder) throws { try self.init(decoder, ling: false) }
+
+    /// `ling`: BailingHybridConfig's defaults and keys (rotary, safe gate, SwiGLU limits).
+    init(_ decoder: Decoder, ling: Bool) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func int(_ keys: CodingKeys..., default value: Int) throws -> Int {
             for key in keys { if let v = try c.decodeIfPresent(Int.self, forKey: key) { return v } }
             return value
         }
-        // Defaults are KimiLinearConfig's (and DeepseekV3Config's where it inherits them).
-        vocabSize = try int(.vocabSize, default: 163_840)
-        hiddenSize = try int(.hiddenSize, default: 2304)
-        intermediateSize = try int(.intermediateSize, default: 9216)
-        moeIntermediateSize = try int(.moeIntermediateSize, default: 1024)
-        numHiddenLayers = try int(.numHiddenLayers, default: 27)
-        numExperts = try int(.numExperts, .numLocalExperts, .nRoutedExperts, default: 256)
+        self.ling = ling
+        // Defaults are KimiLinearConfig's or BailingHybridConfig's (and DeepseekV3Config's where they inherit them).
+        vocabSize = try int(.vocabSize, default: ling ? 157_184 : 163_840)
+        hiddenSize = try int(.hiddenSize, default: ling ? 2560 : 2304)
+        intermediateSize = try int(.intermediateSize, default: ling ? 6144 : 9216)
+        moeIntermediateSize = try int(.moeIntermediateSize, default: ling ? 768 : 1024)
+        numHiddenLayers = try int(.numHiddenLayers, default: ling ? 42 : 27)
+        numExperts = try int(.numExperts, .numLocalExperts, .nRoutedExperts, default: ling ? 512 : 256)
         numExpertsPerToken = try int(.numExpertsPerToken, .numExpertsPerTok, default: 8)
         numAttentionHeads = try int(.numAttentionHeads, default: 32)
-        routedScalingFactor = try c.decodeIfPresent(Double.self, forKey: .routedScalingFactor) ?? 2.446
+        routedScalingFactor = try c.decodeIfPresent(Double.self, forKey: .routedScalingFactor) ?? (ling ? 2.5 : 2.446)
         qLoraRank = try c.decodeIfPresent(Int.self, forKey: .qLoraRank)
         kvLoraRank = try int(.kvLoraRank, default: 512)
         qkNopeHeadDim = try int(.qkNopeHeadDim, default: 128)
         qkRopeHeadDim = try int(.qkRopeHeadDim, default: 64)
         vHeadDim = try int(.vHeadDim, default: 128)
-        numExpertGroup = try int(.numExpertGroup, .nGroup, default: 1)
-        topkGroup = try int(.topkGroup, default: 1)
+        numExpertGroup = try int(.numExpertGroup, .nGroup, default: ling ? 8 : 1)
+        topkGroup = try int(.topkGroup, default: ling ? 4 : 1)
         numSharedExperts = try int(.numSharedExperts, .nSharedExperts, default: 1)
         moeRenormalize = try c.decodeIfPresent(Bool.self, forKey: .moeRenormalize)
             ?? c.decodeIfPresent(Bool.self, forKey: .normTopkProb) ?? true
-        maxPositionEmbeddings = try int(.modelMaxLength, .maxPositionEmbeddings, default: 1_048_576)
-        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-5
+        maxPositionEmbeddings = try int(.modelMaxLength, .maxPositionEmbeddings, default: ling ? 262_144 : 1_048_576)
+        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? (ling ? 1e-6 : 1e-5)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
-        bosTokenID = try c.specialToken(.bosTokenID, default: 163_584)
-        eosTokenID = try c.specialTokens(.eosTokenID, default: [163_586])
-        // KimiLinearConfig has no rotary: a config asking for one is another model.
-        for key in [CodingKeys.ropeParameters, .ropeScaling] where c.contains(key) {
-            if try !c.decodeNil(forKey: key) {
-                throw ConfigurationError(field: key.rawValue, reason: "Kimi-Linear's attention has no rotary")
+        bosTokenID = try c.specialToken(.bosTokenID, default: ling ? nil : 163_584)
+        eosTokenID = try c.specialTokens(.eosTokenID, default: [ling ? 156_895 : 163_586])
+        if ling {
+            rope = try RopeSettings.decode(from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
+                                           scaling: .ropeScaling, defaultTheta: 6_000_000, defaultPartialFactor: 1)
+            safeGate = try c.decodeIfPresent(Bool.self, forKey: .kdaSafeGate) ?? true
+            gateLowerBound = try c.decodeIfPresent(Double.self, forKey: .kdaLowerBound) ?? -5
+            swigluLimits = (try c.decodeIfPresent([Double].self, forKey: .expertSwigluLimitList) ?? [])
+                + (try c.decodeIfPresent([Double].self, forKey: .shareExpertSwigluLimitList) ?? [])
+        } else {
+            // KimiLinearConfig has no rotary: a config asking for one is another model.
+            for key in [CodingKeys.ropeParameters, .ropeScaling] where c.contains(key) {
+                if try !c.decodeNil(forKey: key) {
+                    throw ConfigurationError(field: key.rawValue, reason: "Kimi-Linear's attention has no rotary")
+                }
             }
         }
         let hub = try c.decodeIfPresent(LinearAttentionConfig.self, forKey: .linearAttnConfig)
+        // Ling: BailingHybridConfig sets linear_* from head_dim, num_attention_heads, short_conv_kernel_size.
+        let heads = try hub?.numHeads ?? int(.linearNumHeads, default: ling ? numAttentionHeads : 32)
+        let headDim = try hub?.headDim ?? int(.linearHeadDim, .headDim, default: 128)
         linear = LinearAttentionShape(
-            keyHeads: try hub?.numHeads ?? int(.linearNumHeads, default: 32),
-            valueHeads: try hub?.numHeads ?? int(.linearNumHeads, default: 32),
-            keyHeadDimension: try hub?.headDim ?? int(.linearHeadDim, default: 128),
-            valueHeadDimension: try hub?.headDim ?? int(.linearHeadDim, default: 128),
-            convolutionKernel: try hub?.shortConvKernelSize ?? int(.linearConvKernelDim, default: 4))
-        linear.kind = .kimiDelta
+            keyHeads: heads, valueHeads: heads, keyHeadDimension: headDim, valueHeadDimension: headDim,
+            convolutionKernel: try hub?.shortConvKernelSize ?? int(.linearConvKernelDim, .shortConvKernelSize, default: 4))
+        linear.kind = ling ? .lingDelta : .kimiDelta
+        if ling && safeGate { linear.forgetGateLowerBound = Float(gateLowerBound) }
         let layers = numHiddenLayers
         if let types = try c.decodeIfPresent([String].self, forKey: .layerTypes) {
             layerTypes = types
@@ -134,15 +163,22 @@ struct KimiLinearConfiguration: Decodable {
             for l in full where (1...layers).contains(l) { types[l - 1] = "full_attention" }
             for l in kda where (1...layers).contains(l) { types[l - 1] = "linear_attention" }
             layerTypes = types
+        } else if ling {
+            let group = try int(.layerGroupSize, default: 6)
+            layerTypes = (0..<layers).map { ($0 + 1) % max(group, 1) == 0 ? "full_attention" : "linear_attention" }
         } else {
             layerTypes = (0..<layers).map { $0 > 0 && $0 % 4 == 0 ? "full_attention" : "linear_attention" }
         }
-        let firstDense = try int(.firstKDenseReplace, default: 1)
+        let firstDense = try int(.firstKDenseReplace, default: ling ? 2 : 1)
         mlpLayerTypes = try c.decodeIfPresent([String].self, forKey: .mlpLayerTypes)
             ?? (0..<layers).map { $0 < firstDense ? "dense" : "sparse" }
     }
 
     func description() throws -> ModelDescription {
+        guard swigluLimits.allSatisfy({ $0 == 0 }) else {
+            throw ConfigurationError(field: "expert_swiglu_limit_list",
+                                     reason: "non-zero SwiGLU clipping limits (Step3p7's clamp) are not implemented")
+        }
         guard hiddenAct == "silu" else {
             throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (Kimi-Linear uses silu)")
         }
@@ -163,13 +199,14 @@ struct KimiLinearConfiguration: Decodable {
         let layers = try LayerTypes.feedForward(mlpLayerTypes, layers: numHiddenLayers, intermediateSize: intermediateSize)
         let queryKeyDimension = qkNopeHeadDim + qkRopeHeadDim
         var description = ModelDescription(
-            architecture: .kimiLinear,
+            architecture: ling ? .bailingHybrid : .kimiLinear,
             vocabularySize: vocabSize,
             hiddenSize: hiddenSize,
             attention: AttentionShape(
                 heads: numAttentionHeads, keyValueHeads: numAttentionHeads, headDimension: queryKeyDimension,
-                rotaryDimension: qkRopeHeadDim, ropeTheta: 10_000, queryKeyNorm: false,
-                queryKeyValueBias: attentionBias, outputBias: attentionBias, slidingWindow: nil),
+                rotaryDimension: qkRopeHeadDim, ropeTheta: rope.theta, queryKeyNorm: false,
+                queryKeyValueBias: attentionBias, outputBias: attentionBias, slidingWindow: nil,
+                ropeScaling: try rope.scaling(maxPositionEmbeddings: maxPositionEmbeddings), interleavedRotary: true),
             rmsNormEpsilon: Float(rmsNormEps),
             tieWordEmbeddings: tieWordEmbeddings,
             layers: layers,
@@ -188,10 +225,22 @@ struct KimiLinearConfiguration: Decodable {
             heads: numAttentionHeads, queryLoraRank: qLoraRank, keyValueLoraRank: kvLoraRank,
             nopeDimension: qkNopeHeadDim, ropeDimension: qkRopeHeadDim, valueDimension: vHeadDim,
             bias: attentionBias, softmaxScale: 1 / Float(queryKeyDimension).squareRoot())
-        latent.rotary = false
-        description.latentAttention = latent
         description.linearAttention = linear
         description.linearAttentionLayers = linearLayers
+        if ling {
+            // BailingHybridAttention: interleaved rotary, a sigmoid gate per head; the Hub's
+            // names (`attention.`, `dense`, `word_embeddings`, `gate.expert_bias`).
+            latent.headGate = true
+            latent.outputName = "dense"
+            description.latentAttention = latent
+            description.attentionModule = "attention."
+            description.linearAttentionModule = "attention."
+            description.embeddingModule = "word_embeddings"
+            description.moeNames.correctionBias = "gate.expert_bias"
+            return description
+        }
+        latent.rotary = false
+        description.latentAttention = latent
         description.linearAttentionModule = "self_attn."
         var names = MoENames.mixtral
         names.correctionBias = "gate.e_score_correction_bias"
@@ -208,3 +257,16 @@ enum KimiLinearFamily: ArchitectureDefinition {
 }
 
 extension KimiLinearConfiguration: DescribedConfiguration {}
+
+/// `BailingHybridConfig` (Ling-3.0-Flash): Kimi-Linear's keys with Ling's defaults and its own.
+struct LingHybridConfiguration: Decodable, DescribedConfiguration {
+    var base: KimiLinearConfiguration
+    init(from decoder: Decoder) throws { base = try KimiLinearConfiguration(decoder, ling: true) }
+    func description() throws -> ModelDescription { try base.description() }
+}
+
+enum LingHybridFamily: ArchitectureDefinition {
+    static let architecture = Architecture.bailingHybrid
+    static let modelTypes = ["bailing_hybrid"]
+    static func describe(configJSON: Data) throws -> ModelDescription { try decode(LingHybridConfiguration.self, configJSON) }
+}

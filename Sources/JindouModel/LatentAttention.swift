@@ -65,6 +65,8 @@ public struct LatentAttentionWeights: Sendable {
     public let keyValueB: WeightMatrix?
     public let output: WeightMatrix
     public let outputBias: [Float]?
+    /// Ling's per-head output gate (`g_proj`), nil elsewhere.
+    public let headGate: WeightMatrix?
     /// Per head W_UK_h: the k_nope rows of kv_b_proj (nope × kv_lora_rank), or with
     /// `keyUpTransposed` W_UK_hᵀ (kv_lora_rank × nope) as `k_b_proj` stores it. Views of the
     /// checkpoint's memory either way.
@@ -95,8 +97,9 @@ public struct LatentAttentionWeights: Sendable {
         keyValueA = try dense(p + "kv_a_proj_with_mqa.weight")
         keyValueABias = m.bias ? try vector(p + "kv_a_proj_with_mqa.bias") : nil
         keyValueANorm = try vector(p + "kv_a_layernorm.weight")
-        output = try dense(p + "o_proj.weight")
-        outputBias = m.bias ? try vector(p + "o_proj.bias") : nil
+        output = try dense(p + m.outputName + ".weight")
+        outputBias = m.bias ? try vector(p + m.outputName + ".bias") : nil
+        headGate = m.headGate ? try dense(p + "g_proj.weight") : nil
         indexer = m.indexer?.hasIndexer(layer: layer) == true ? try SparseIndexerWeights(prefix: p, dense: dense, vector: vector) : nil
         let (rank, nope, v) = (m.keyValueLoraRank, m.nopeDimension, m.valueDimension)
         switch m.upProjections {
@@ -213,6 +216,16 @@ extension DecoderModel {
             } else {
                 absorbedAttention(w, shape: m, layer: layer, cache: item.cache, q: q, tokens: tokens, positions: positions,
                                   selections: selections, into: &attended)
+            }
+        }
+        if let gate = w.headGate {  // BailingHybridAttention: attn_output · σ(g_proj(x)) per head
+            let scores = project(input, rows: count, weight: gate)
+            let v = m.valueDimension
+            for t in 0..<count {
+                for h in 0..<heads {
+                    let factor = sigmoid(scores[t * heads + h])
+                    for i in 0..<v { attended[(t * heads + h) * v + i] *= factor }
+                }
             }
         }
         return project(attended, rows: count, weight: w.output, bias: w.outputBias)

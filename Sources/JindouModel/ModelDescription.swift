@@ -47,6 +47,8 @@ public enum Architecture: String, Sendable, CaseIterable, Codable {
     /// Kimi-Linear (48B-A3B): Kimi Delta Attention in three of every four layers, MLA without
     /// rotary in the fourth, DeepSeek-V3's MoE.
     case kimiLinear = "KimiLinearForCausalLM"
+    /// Ling-3.0-Flash (`bailing_hybrid`): Ling's KDA in five of every six layers, gated MLA in the sixth.
+    case bailingHybrid = "BailingHybridForCausalLM"
 }
 
 /// Shape of the attention block (GQA with optional q/k norm and partial rotary).
@@ -115,12 +117,18 @@ public enum LinearAttentionKind: String, Sendable, Equatable {
     /// Kimi Delta Attention (Kimi-Linear): one decay per key channel from a low-rank forget gate,
     /// a low-rank output gate through a sigmoid-gated norm, q/k/v projected separately.
     case kimiDelta
+    /// Ling's KDA (`BailingHybridDeltaAttention`): Kimi's with full-rank forget and output gates
+    /// (`f_proj`, `g_proj`) and, with `forgetGateLowerBound`, the bounded forget gate.
+    case lingDelta
 }
 
 /// A delta-rule linear attention's shape (Qwen3-Next's `linear_*` config keys, Kimi-Linear's
 /// `linear_head_dim`/`linear_num_heads`).
 public struct LinearAttentionShape: Sendable, Equatable {
     public var kind = LinearAttentionKind.gatedDeltaNet
+    /// Ling's `kda_safe_gate`: g = lower bound · σ(exp(A_log) · (f + dt_bias)) instead of
+    /// −exp(A_log) · softplus(f + dt_bias); nil: the softplus form.
+    public var forgetGateLowerBound: Float? = nil
     public var keyHeads: Int
     public var valueHeads: Int
     public var keyHeadDimension: Int
@@ -197,6 +205,11 @@ public struct LatentAttentionShape: Sendable, Equatable {
     public var latentNormEpsilon: Float = 1e-6
     /// Rotary on q_rot and k_rot (false: Kimi-Linear's MLA, whose "rope" part is never rotated).
     public var rotary = true
+    /// The output projection's module (`o_proj`; Ling's `dense`).
+    public var outputName = "o_proj"
+    /// A sigmoid gate per head on the attended values before the output projection
+    /// (`g_proj`, hidden → heads: Ling's `BailingHybridAttention`).
+    public var headGate = false
     /// kv_b_proj whole (Hugging Face) or split per head (llama.cpp's attn_k_b / attn_v_b).
     public var upProjections: LatentUpProjections = .joint
 
@@ -465,6 +478,10 @@ public struct ModelDescription: Sendable, Equatable {
     public var linearAttentionLayers: [Bool] = []
     /// The linear-attention module within a layer (`linear_attn.`; Kimi-Linear: `self_attn.`).
     public var linearAttentionModule = "linear_attn."
+    /// The attention module within a layer (`self_attn.`; Ling's Hub names: `attention.`).
+    public var attentionModule = "self_attn."
+    /// The token embedding's module (`embed_tokens`; Ling's Hub names: `word_embeddings`).
+    public var embeddingModule = "embed_tokens"
     /// RMSNorm weights are stored zero-centred and used as `1 + w` (Gemma's and Qwen3-Next's
     /// `RMSNorm`): the layer norms, the final norm and q/k norms; Jindou adds the 1 at load time.
     public var zeroCentredNorms = false

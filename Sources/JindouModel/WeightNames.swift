@@ -39,7 +39,7 @@ public struct ExpertKey: Hashable, Sendable, Comparable, CustomStringConvertible
 
 extension ModelDescription {
     /// Tensor names of this checkpoint's text model (prefix `textPrefix`).
-    public var embeddingName: String { textPrefix + "embed_tokens.weight" }
+    public var embeddingName: String { textPrefix + embeddingModule + ".weight" }
     public var finalNormName: String { textPrefix + "norm.weight" }
     public func layerPrefix(_ layer: Int) -> String { textPrefix + "layers.\(layer)." }
     public func routerName(layer: Int) -> String { layerPrefix(layer) + moeNames.block + moeNames.router }
@@ -108,9 +108,9 @@ extension ModelDescription {
         if isLinearAttentionLayer(l), let shape = linearAttention {
             requests += GatedDeltaNetWeights.tensorRequests(prefix: p + linearAttentionModule, shape: shape, hidden: h) { linear($0, shape: $1) }
         } else if let latent = latentAttention {
-            requests += latentAttentionTensors(prefix: p + "self_attn.", latent, layer: l)
+            requests += latentAttentionTensors(prefix: p + attentionModule, latent, layer: l)
         } else {
-            requests += groupedAttentionTensors(prefix: p + "self_attn.")
+            requests += groupedAttentionTensors(prefix: p + attentionModule)
         }
         switch kind {
         case .dense(let intermediate):
@@ -232,7 +232,8 @@ extension ModelDescription {
                 TensorRequest(p + "v_b_proj.weight", shape: [m.heads, m.valueDimension, m.keyValueLoraRank]),
             ]
         }
-        requests += linear(p + "o_proj.weight", shape: [h, m.heads * m.valueDimension])
+        requests += linear(p + m.outputName + ".weight", shape: [h, m.heads * m.valueDimension])
+        if m.headGate { requests += linear(p + "g_proj.weight", shape: [m.heads, h]) }
         if let x = m.indexer, x.hasIndexer(layer: layer), let rank = m.queryLoraRank {
             requests += linear(p + "indexer.wq_b.weight", shape: [x.heads * x.headDimension, rank])
             requests += linear(p + "indexer.wk.weight", shape: [x.headDimension, h])

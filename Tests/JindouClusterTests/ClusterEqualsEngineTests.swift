@@ -57,6 +57,8 @@ struct ClusterEqualsEngineTests {
         ("qwen35-moe-tiny", .oneWorker), ("qwen35-moe-tiny", .threeUneven),
         // Kimi-Linear: Kimi Delta Attention and rotary-free MLA on the coordinator, Mixtral names on the workers.
         ("kimi-linear-tiny", .oneWorker), ("kimi-linear-tiny", .threeRoundRobin),
+        // Ling-3.0-Flash: Ling's KDA and the gated MLA on the coordinator.
+        ("ling-hybrid-tiny", .oneWorker), ("ling-hybrid-tiny", .threeUneven),
         // MiniMax-M2: whole-projection q/k norm, Mixtral-style expert names on the workers.
         ("minimax-m2-tiny", .oneWorker), ("minimax-m2-tiny", .threeRoundRobin),
         // dots.llm1: Qwen3 attention with o_proj bias, DeepSeek-V3 grouped router, shared expert.

@@ -4,13 +4,13 @@ import JindouModel
 import JindouTestSupport
 import Testing
 
-/// Qwen3-Next and Kimi-Linear through a 2-worker `jindoud local` with every golden prompt sent at once and
+/// Qwen3-Next, Kimi-Linear and Ling through a 2-worker `jindoud local` with every golden prompt sent at once and
 /// steps of at most 8 tokens: prompts are prefilled in chunks while others decode in the same
 /// steps, each sequence from its own recurrent state, and every request gets transformers'
 /// greedy tokens.
 @Suite("Linear attention through a cluster", .serialized)
 struct LinearAttentionServingTests {
-    @Test(arguments: ["qwen3-next-tiny", "kimi-linear-tiny"])
+    @Test(arguments: ["qwen3-next-tiny", "kimi-linear-tiny", "ling-hybrid-tiny"])
     func batchedChunkedRequestsGiveTransformersTokens(fixture: String) async throws {
         let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
         let cluster = try LocalCluster(fixture: fixture, workers: 2, extraArguments: ["--max-batch-tokens", "8"])

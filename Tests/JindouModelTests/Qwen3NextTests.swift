@@ -12,7 +12,7 @@ import Testing
 @Suite("Linear attention with a per-sequence state (Qwen3-Next, Kimi-Linear)")
 struct Qwen3NextTests {
     static let fixture = "qwen3-next-tiny"
-    static let fixtures = ["qwen3-next-tiny", "kimi-linear-tiny"]
+    static let fixtures = ["qwen3-next-tiny", "kimi-linear-tiny", "ling-hybrid-tiny"]
 
     func load(_ fixture: String = fixture) async throws -> (Golden, SafetensorsFile, InferenceEngine) {
         let (golden, tensors) = try GoldenSet(fixture: fixture, stem: "golden").load()
@@ -91,11 +91,12 @@ struct Qwen3NextTests {
         let d = engine.description
         let shape = try #require(d.linearAttention)
         // conv history (K − 1 rows of 2·32 + 64 channels) + S (4 value heads × 16 × 16), fp32,
-        // for Qwen3-Next's 3 layers; Kimi-Linear: 3 · 64 channels and 4 heads × 16 × 16.
-        #expect(shape.stateFloats == (fixture == "kimi-linear-tiny" ? 3 * 192 : 3 * 128) + 4 * 16 * 16)
+        // for Qwen3-Next's 3 layers; Kimi-Linear and Ling: 3 · 64 channels and 4 heads × 16 × 16.
+        let kda = fixture != "qwen3-next-tiny"
+        #expect(shape.stateFloats == (kda ? 3 * 192 : 3 * 128) + 4 * 16 * 16)
         #expect(d.fixedStateBytes == 3 * shape.stateFloats * 4)
         // One layer's K and V (Qwen3-Next), or one latent row of 32 + 8 (Kimi-Linear's MLA).
-        #expect(d.keyValueCacheBytesPerToken == (fixture == "kimi-linear-tiny" ? 40 * 4 : 2 * 2 * 16 * 4))
+        #expect(d.keyValueCacheBytesPerToken == (kda ? 40 * 4 : 2 * 2 * 16 * 4))
         #expect(d.keyValueCacheBytes(tokens: 1000, stepTokens: 1) - d.keyValueCacheBytes(tokens: 100, stepTokens: 1)
                 == 900 * d.keyValueCacheBytesPerToken)
         let cache = engine.model.makeCache()
@@ -152,5 +153,20 @@ struct Qwen3NextTests {
         #expect(throws: CheckpointError.self) {
             try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
         }
+    }
+
+    @Test("Ling: bounded forget gate, gated MLA with rotary, the Hub's names; clipping limits refused by name")
+    func lingConfig() async throws {
+        let d = try await EngineCache.shared.engine("ling-hybrid-tiny").description
+        #expect(d.architecture == .bailingHybrid && d.linearAttention?.kind == .lingDelta)
+        #expect(d.linearAttention?.forgetGateLowerBound == -5 && d.latentAttention?.headGate == true && d.latentAttention?.rotary == true)
+        #expect(d.embeddingName == "model.word_embeddings.weight" && d.attentionModule == "attention.")
+        let path = Fixtures.path("ling-hybrid-tiny") + "/config.json"
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        config["expert_swiglu_limit_list"] = [0, 7, 7, 7]
+        do {
+            _ = try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
+            Issue.record("non-zero SwiGLU limits were accepted")
+        } catch { #expect("\(error)".contains("expert_swiglu_limit_list")) }
     }
 }
