@@ -144,9 +144,16 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     /// No placement change in progress and every live worker holds exactly its part.
     public var settled: Bool
     public var workers: [WorkerStatus]
+    /// What one sequence holds on the coordinator whatever its length (linear-attention
+    /// state), and per cached token (KV rows), fp32 — the scheduler's budget arithmetic.
+    public var sequenceFixedBytes: Int?
+    public var kvBytesPerToken: Int?
 
     public init(model: String, fingerprint: String, placementVersion: UInt64, stagedVersion: UInt64?, replicas: Int,
-                pinned: Bool, servedExperts: Int, totalExperts: Int, settled: Bool, workers: [WorkerStatus]) {
+                pinned: Bool, servedExperts: Int, totalExperts: Int, settled: Bool, workers: [WorkerStatus],
+                sequenceFixedBytes: Int? = nil, kvBytesPerToken: Int? = nil) {
+        self.sequenceFixedBytes = sequenceFixedBytes
+        self.kvBytesPerToken = kvBytesPerToken
         self.model = model
         self.fingerprint = fingerprint
         self.placementVersion = placementVersion
@@ -161,6 +168,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case model, fingerprint, replicas, pinned, workers, settled
+        case sequenceFixedBytes = "sequence_fixed_bytes"
+        case kvBytesPerToken = "kv_bytes_per_token"
         case placementVersion = "placement_version"
         case stagedVersion = "staged_version"
         case servedExperts = "served_experts"

@@ -101,6 +101,8 @@ public struct SparseAttentionBenchmark {
         /// Bytes at 65536 tokens ÷ 65536: less where sliding layers keep a window only.
         public var bytesPerTokenAt64k: Int
         public var kind: String
+        /// Bytes one sequence holds whatever its length (linear-attention layers' states).
+        public var fixedStateBytes: Int = 0
     }
 
     /// Every registered family whose configuration defaults describe a model (those whose
@@ -110,10 +112,13 @@ public struct SparseAttentionBenchmark {
         configs += SyntheticModelShape.presets.keys.sorted().map { ($0, SyntheticModelShape.presets[$0]!.configJSON) }
         return configs.compactMap { name, json in
             guard let d = try? ModelDescription(configJSON: Data(json.utf8), path: name) else { return nil }
-            let kind = d.latentAttention.map { $0.indexer == nil ? "MLA latent" : "MLA latent + indexer key" }
-                ?? (d.cacheWindows.contains { $0 != nil } ? "GQA K/V, sliding layers windowed" : "GQA K/V")
+            var kind = d.latentAttention.map { $0.indexer == nil ? "MLA latent" : "MLA latent + indexer key" }
+                ?? (d.cacheWindows.enumerated().contains { $0.element != nil && !d.isLinearAttentionLayer($0.offset) }
+                    ? "GQA K/V, sliding layers windowed" : "GQA K/V")
+            if d.hasRecurrentState { kind += " (full layers) + linear-attention state" }
             return FamilyCache(modelType: name, layers: d.layerCount, bytesPerToken: d.keyValueCacheBytesPerToken,
-                               bytesPerTokenAt64k: d.keyValueCacheBytes(tokens: 65536, stepTokens: 1) / 65536, kind: kind)
+                               bytesPerTokenAt64k: (d.keyValueCacheBytes(tokens: 65536, stepTokens: 1) - d.fixedStateBytes) / 65536,
+                               kind: kind, fixedStateBytes: d.fixedStateBytes)
         }
     }
 
@@ -226,12 +231,13 @@ extension SparseAttentionBenchmark.Report {
             "KV cache per token of each family at its transformers configuration defaults (fp32 rows; the",
             "`model_type` rows; presets by name), as the scheduler budgets it:",
             "",
-            "| family | layers | cache | KiB per token | KiB per token at 64k context |",
-            "|---|---|---|---|---|",
+            "| family | layers | cache | KiB per token | KiB per token at 64k context | fixed MiB per sequence |",
+            "|---|---|---|---|---|---|",
         ]
         for f in families {
-            lines.append("| `\(f.modelType)` | \(f.layers) | \(f.kind) | " + String(format: "%.1f | %.1f |", Double(f.bytesPerToken) / 1024,
-                                                                                        Double(f.bytesPerTokenAt64k) / 1024))
+            lines.append("| `\(f.modelType)` | \(f.layers) | \(f.kind) | " + String(format: "%.1f | %.1f | %.1f |", Double(f.bytesPerToken) / 1024,
+                                                                                        Double(f.bytesPerTokenAt64k) / 1024,
+                                                                                        Double(f.fixedStateBytes) / 1_048_576))
         }
         return lines.joined(separator: "\n")
     }

@@ -605,7 +605,8 @@ public actor ClusterController {
                     expertBytes: m.loadedBytes, memoryBytes: m.memoryBytes, cores: m.cores,
                     loadShare: Double(workerLoad[name] ?? 0) / Double(totalLoad),
                     lastSeenSeconds: m.lastContact.map { (now - $0).seconds }, transport: transports[name], fetch: m.fetch)
-            })
+            },
+            sequenceFixedBytes: description.fixedStateBytes, kvBytesPerToken: description.keyValueCacheBytesPerToken)
     }
 
     /// `GET /ready`: ready when every (layer, expert) of the active placement is held by a

@@ -308,3 +308,15 @@ extension DecoderModel {
         window.withUnsafeBufferPointer { history.update(from: $0.baseAddress! + n * channels, count: past * channels) }
     }
 }
+
+extension DecoderModel {
+    /// One decode token through layer `layer`'s token mixer alone (benchmarks): attention over
+    /// the cache's `length` positions, or the linear layer's state update. The cache's length
+    /// does not change, so the step can be repeated.
+    public func mixerDecodeStep(layer: Int, input: [Float], cache: KVCache) -> [Float] {
+        let step = SequenceStep(cache: cache, tokens: [0])
+        var selections: [[Int]]? = nil
+        return attend(layers[layer].attention, cacheLayer: layer, input: input, batch: [step], layout: StepLayout([step]),
+                      selections: &selections)
+    }
+}

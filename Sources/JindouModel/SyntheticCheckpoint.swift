@@ -24,6 +24,17 @@ public struct SyntheticModelShape: Sendable {
             "rms_norm_eps": 1e-6, "max_position_embeddings": 40960, "tie_word_embeddings": false,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "eos_token_id": 151645}
             """),
+        // Qwen/Qwen3-Next-80B-A3B-Instruct config.json (48 layers: Gated DeltaNet in 3 of every 4)
+        "qwen3-next-80b-a3b": SyntheticModelShape(name: "qwen3-next-80b-a3b", configJSON: """
+            {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "num_hidden_layers": 48,
+            "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5120, "moe_intermediate_size": 512,
+            "shared_expert_intermediate_size": 512, "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+            "num_experts": 512, "num_experts_per_tok": 10, "norm_topk_prob": true, "decoder_sparse_step": 1,
+            "mlp_only_layers": [], "full_attention_interval": 4, "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128,
+            "linear_value_head_dim": 128, "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+            "partial_rotary_factor": 0.25, "rope_theta": 10000000, "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 262144, "tie_word_embeddings": false, "eos_token_id": 151645}
+            """),
         // deepseek-ai/DeepSeek-V3.2 config.json (sparse attention: 64 index heads × 128, top 2048)
         "deepseek-v3.2": SyntheticModelShape(name: "deepseek-v3.2", configJSON: """
             {"architectures": ["DeepseekV32ForCausalLM"], "model_type": "deepseek_v32", "num_hidden_layers": 61,

@@ -150,6 +150,11 @@ public actor BatchScheduler {
     private let runningGauge = Gauge(label: "jindou_running_sequences")
     private let kvReserved = Gauge(label: "jindou_kv_cache_reserved_bytes")
     private let kvBudget = Gauge(label: "jindou_kv_cache_budget_bytes")
+    /// The model's memory per sequence, split as the budget counts it: fixed (linear-attention
+    /// state) and per cached token; and the fixed state the running sequences hold.
+    private let sequenceFixedBytes = Gauge(label: "jindou_sequence_fixed_state_bytes")
+    private let kvBytesPerToken = Gauge(label: "jindou_kv_cache_bytes_per_token")
+    private let stateBytes = Gauge(label: "jindou_sequence_state_bytes")
     private var prefixCache = PrefixCache()
     private var prefixLookedUp = 0, prefixHit = 0
     private let prefixQueries = Counter(label: "jindou_prefix_cache_query_tokens_total")
@@ -303,6 +308,9 @@ public actor BatchScheduler {
         runningGauge.record(running.count)
         kvReserved.record(reservedBytes)
         kvBudget.record(options.kvCacheBudgetBytes)
+        sequenceFixedBytes.record(engine.description.fixedStateBytes)
+        kvBytesPerToken.record(engine.description.keyValueCacheBytesPerToken)
+        stateBytes.record(running.reduce(0) { $0 + $1.cache.stateBytes })
     }
 
     /// Prompts with images are not cached (their rows depend on the pixels), nor are prefixes

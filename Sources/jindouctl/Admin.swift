@@ -74,6 +74,10 @@ struct Status: AsyncParsableCommand {
         let status = try await cluster.call { try await $0.get("v1/admin/status", as: ClusterStatus.self) }
         if cluster.json { return try cluster.printJSON(status) }
         print("model \(status.model)  placement v\(status.placementVersion)\(status.stagedVersion.map { " (staging v\($0))" } ?? "")  replicas \(status.replicas)\(status.pinned ? "  pinned" : "")\(status.settled ? "" : "  (changing)")  experts served \(status.servedExperts)/\(status.totalExperts)")
+        if let fixed = status.sequenceFixedBytes, fixed > 0, let perToken = status.kvBytesPerToken {
+            // Models with a recurrent state: the budget per sequence is fixed + per cached token (--json: always).
+            print(String(format: "memory per sequence: %.1f MiB fixed + %.1f KiB per token", Double(fixed) / 1_048_576, Double(perToken) / 1024))
+        }
         // FETCH: workers without a local checkpoint (`--cache-dir`), their current or last fetch.
         let fetching = status.workers.contains { $0.fetch != nil }
         print(table(["WORKER", "ADDRESS", "LINK", "STATE", "EXPERTS", "EXPERT MEM", "CAPACITY", "LOAD", "LAST SEEN"] + (fetching ? ["FETCH"] : []),

@@ -9,7 +9,7 @@ import Logging
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run benchmarks and write their results (docs/benchmarks.md and JSON).",
-        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, PrefixCacheBench.self, StructuredOutputBench.self, FuzzBench.self]
+        subcommands: [ClusterBench.self, KernelBench.self, DecodeBench.self, ScalingBench.self, QualityBench.self, NetworkBench.self, ProjectBench.self, SparseAttentionBench.self, LinearAttentionBench.self, PrefixCacheBench.self, StructuredOutputBench.self, FuzzBench.self]
     )
 }
 
@@ -368,6 +368,56 @@ struct SparseAttentionBench: ParsableCommand {
             let report = try benchmark.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
             try BenchmarkReport.writeJSON(report, to: json)
             try BenchmarkReport.replaceSection(named: "sparse-attention", in: out, with: report.markdown)
+            print(report.markdown)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+struct LinearAttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "linear-attention",
+        abstract: "Qwen3-Next's token mixers against Qwen3-30B-A3B's per decode token by context, and memory per sequence.",
+        discussion: """
+            One decode token through one Gated DeltaNet layer and one gated full-attention layer of
+            Qwen3-Next-80B-A3B's shape, and one attention layer of Qwen3-30B-A3B's (random bf16 weights,
+            caches of random rows), scaled to the full models' 36 + 12 and 48 layers:
+              jindouctl bench linear-attention --contexts 1024,8192,32768
+            Writes the 'linear-attention' section of --out, the JSON results and the memory plot.
+            Build with -c release; JINDOU_THREADS sets the kernel threads.
+            """
+    )
+
+    @Option(help: "Context lengths (cached positions), comma-separated.")
+    var contexts: String = "1024,8192,32768"
+    @Option(help: "Timed steps per measurement (the fastest is kept).")
+    var repetitions: Int = 3
+    @Option(help: "Where the synthetic checkpoints are written (reused when present).")
+    var checkpoint: String = NSTemporaryDirectory() + "jindou-bench-linear"
+    @Option(help: "Markdown file to update.")
+    var out: String = "docs/benchmarks.md"
+    @Option(help: "JSON results file.")
+    var json: String = "docs/benchmarks/linear-attention.json"
+    @Option(help: "PNG plot of memory per sequence by context.")
+    var plot: String = "docs/benchmarks/linear-attention-memory.png"
+
+    var contextLengths: [Int] { contexts.split(separator: ",").compactMap { Int($0) } }
+
+    func validate() throws {
+        guard !contextLengths.isEmpty, contextLengths.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else {
+            throw ValidationError("--contexts: e.g. 1024,8192,32768 (each 1…1048576)")
+        }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
+    }
+
+    func run() throws {
+        let benchmark = LinearAttentionBenchmark(options: .init(contexts: contextLengths, repetitions: repetitions, directory: checkpoint))
+        do {
+            let report = try benchmark.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            try BenchmarkReport.writeJSON(report, to: json)
+            try Data(report.memoryPlot.pngData()).write(to: URL(fileURLWithPath: plot))
+            try BenchmarkReport.replaceSection(named: "linear-attention", in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)

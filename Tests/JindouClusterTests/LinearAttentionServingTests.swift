@@ -36,5 +36,18 @@ struct LinearAttentionServingTests {
                                           GenerationRequestBody(promptIDs: golden.cases[0].promptIDs, maxNewTokens: golden.cases[0].maxNewTokens,
                                                                 ignoreEOS: true), as: GenerationReport.self)
         #expect(again.tokenIDs == golden.cases[0].greedyNewTokens)
+
+        // Memory per sequence as the budget counts it, fixed and per token, in the status and /metrics.
+        let engine = try await EngineCache.shared.engine(fixture)
+        let status = try await client.get("v1/admin/status", as: ClusterStatus.self)
+        #expect(status.sequenceFixedBytes == engine.description.fixedStateBytes && engine.description.fixedStateBytes > 0)
+        #expect(status.kvBytesPerToken == engine.description.keyValueCacheBytesPerToken)
+        let metrics = String(decoding: try await client.send("GET", "metrics", body: nil), as: UTF8.self)
+        func gauge(_ name: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect(gauge("jindou_sequence_fixed_state_bytes") == Double(engine.description.fixedStateBytes))
+        #expect(gauge("jindou_kv_cache_bytes_per_token") == Double(engine.description.keyValueCacheBytesPerToken))
+        #expect(gauge("jindou_sequence_state_bytes") != nil)
     }
 }
