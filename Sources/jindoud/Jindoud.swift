@@ -216,6 +216,10 @@ struct ServingOptions: ParsableArguments {
     /// The serving context for an engine over the checkpoint in `model`; requests wait for
     /// `controller`'s first complete placement (if any) up to `--ready-timeout`.
     func context(engine: InferenceEngine, model: String, controller: ClusterController?) throws -> ServingContext {
+        if engine.description.hasRecurrentState && speculative != "off" {
+            throw ValidationError("--speculative \(speculative): \(engine.description.architecture.rawValue) keeps a recurrent state "
+                                  + "(linear attention) that cannot be rolled back past rejected drafts yet; run without --speculative")
+        }
         let text = try ServingText(directory: model, description: engine.description)
         let scheduler = BatchScheduler(engine: engine, options: .init(
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,

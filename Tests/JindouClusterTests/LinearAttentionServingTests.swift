@@ -10,6 +10,13 @@ import Testing
 /// greedy tokens.
 @Suite("Linear attention through a cluster", .serialized)
 struct LinearAttentionServingTests {
+    @Test func speculationIsRefusedByName() throws {
+        let run = try Executable("jindoud").run(["local", "--model", Fixtures.path("qwen3-next-tiny"), "--workers", "1",
+                                                  "--listen", "127.0.0.1:0", "--speculative", "ngram"])
+        #expect(run.status != 0)
+        #expect(run.stderr.contains("--speculative ngram"), "\(run.stderr)")
+    }
+
     @Test(arguments: ["qwen3-next-tiny", "kimi-linear-tiny", "ling-hybrid-tiny"])
     func batchedChunkedRequestsGiveTransformersTokens(fixture: String) async throws {
         let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
