@@ -210,8 +210,13 @@ extension DecoderModel {
         while start < count {
             var end = start + 1
             while end < count && sequenceOf[end] == sequenceOf[start] { end += 1 }
-            let state = batch[sequenceOf[start]].cache.state(layer: layer)
-            convolve(&mixed, rows: start..<end, weights: w.convolution, history: state, channels: channels, kernel: kernel)
+            let cache = batch[sequenceOf[start]].cache
+            let state = cache.state(layer: layer)
+            // Speculation: the state after each kept token (conv history, then S).
+            let kept = (0..<(end - start)).map { cache.keptStateSlot(layer: layer, index: $0, tokens: end - start) }
+            convolve(&mixed, rows: start..<end, weights: w.convolution, history: state, channels: channels, kernel: kernel) { i, history in
+                kept[i]?.update(from: history, count: (kernel - 1) * channels)
+            }
             let recurrent = state + (kernel - 1) * channels
             mixed.withUnsafeMutableBufferPointer { m in
                 attended.withUnsafeMutableBufferPointer { o in
@@ -260,6 +265,9 @@ extension DecoderModel {
                                             o[j] += line[j] * qi
                                         }
                                     }
+                                    if let slot = kept[t - start] {
+                                        (slot + (kernel - 1) * channels + h * dk * dv).update(from: stateHead, count: dk * dv)
+                                    }
                                 }
                             }
                         }
@@ -289,7 +297,7 @@ extension DecoderModel {
     /// in place: output[t, c] = silu(Σⱼ w[c, j] · input[t − K + 1 + j, c]), the inputs before the
     /// step from `history` (the last K − 1, oldest first), which is then advanced.
     private func convolve(_ x: inout [Float], rows: Range<Int>, weights: [Float], history: UnsafeMutablePointer<Float>,
-                          channels: Int, kernel: Int) {
+                          channels: Int, kernel: Int, keep: (Int, UnsafePointer<Float>) -> Void) {
         let n = rows.count, past = kernel - 1
         // The window: K − 1 remembered rows, then the step's inputs.
         var window = [Float](repeating: 0, count: (past + n) * channels)
@@ -304,8 +312,11 @@ extension DecoderModel {
                 x[t * channels + c] = sum * sigmoid(sum)
             }
         }
-        // The newest K − 1 inputs become the history.
-        window.withUnsafeBufferPointer { history.update(from: $0.baseAddress! + n * channels, count: past * channels) }
+        // The newest K − 1 inputs become the history (and after each token, its history then).
+        window.withUnsafeBufferPointer { w in
+            for i in 0..<n { keep(i, w.baseAddress! + (i + 1) * channels) }
+            history.update(from: w.baseAddress! + n * channels, count: past * channels)
+        }
     }
 }
 

@@ -170,8 +170,7 @@ public struct InferenceEngine: Sendable {
         let stop = request.stopTokenIDs ?? Set(description.eosTokenIDs)
         var sampler = Sampler(request.sampling)
         let cache = model.makeCache()
-        // A recurrent state (linear attention) cannot be rolled back past rejected drafts yet.
-        let speculate = speculation.mode != .off && request.speculates && !description.hasRecurrentState
+        let speculate = speculation.mode != .off && request.speculates
         let predictor = speculate && speculation.mode == .mtp ? try requirePredictor() : nil
         var statistics = SpeculationStatistics()
 
@@ -230,6 +229,8 @@ public struct InferenceEngine: Sendable {
                 drafts = speculation.drafts(after: request.promptTokenIDs + generated, limit: limit)
             }
             let before = cache.length
+            // A recurrent state (linear attention) keeps each verified token's, to roll back to.
+            if !drafts.isEmpty { cache.keepStates(forNext: drafts.count + 1) }
             let (rows, stepHidden) = try await run([pending] + drafts, logits: drafts.isEmpty ? .last : .all)
             let v = description.vocabularySize
             var accepted = 0

@@ -26,7 +26,9 @@
 /// A linear-attention layer (`stateWidths[l]` > 0: Qwen3-Next's Gated DeltaNet) keeps no rows
 /// but a fixed block of floats (its convolution history and recurrent state) that describes
 /// the whole sequence so far: it grows with nothing, cannot be cut back to an earlier length
-/// and is copied only whole (`copyPrefix` of the full length).
+/// and is copied only whole (`copyPrefix` of the full length). For speculative decoding,
+/// `keepStates(forNext:)` asks the next step to keep the state after each of its last tokens,
+/// so that `truncate(to:)` can go back to any of them (transformers' `recurrent_states_to_keep`).
 ///
 /// `@unchecked Sendable`: a cache belongs to one sequence, and a sequence is in at most
 /// one step at a time; the scheduler (or the caller of `generate`) guarantees that.
@@ -41,6 +43,13 @@ public final class KVCache: @unchecked Sendable {
     /// Per layer, floats of fixed state (0: a layer of rows).
     public let stateWidths: [Int]
     private var states: [UnsafeMutablePointer<Float>?]
+    /// Speculation: how many of the next step's last tokens keep their state, and per state
+    /// layer those states (token-major, `stateWidths[l]` floats each).
+    public private(set) var statesToKeep = 0
+    private var keptStates: [UnsafeMutablePointer<Float>?]
+    private var keptCounts: [Int]
+    /// The length the first kept state stands for.
+    private var keptFrom = 0
     public private(set) var length = 0
     /// Positions below which every layer can write without another `reserve`.
     public private(set) var capacity = 0
@@ -68,6 +77,8 @@ public final class KVCache: @unchecked Sendable {
         let stateWidths = stateWidths ?? Array(repeating: 0, count: layerCount)
         self.stateWidths = stateWidths
         states = Array(repeating: nil, count: layerCount)
+        keptStates = Array(repeating: nil, count: layerCount)
+        keptCounts = Array(repeating: 0, count: layerCount)
         // A state layer holds no rows: window 1 keeps it out of the mapped store.
         self.windows = (windows ?? Array(repeating: nil, count: layerCount)).enumerated().map { stateWidths[$0.offset] > 0 ? 1 : $0.element }
         self.maxPositions = maxPositions.map { max(1, $0) }
@@ -81,6 +92,7 @@ public final class KVCache: @unchecked Sendable {
             values[l].deallocate()
         }
         for state in states { state?.deallocate() }
+        for kept in keptStates { kept?.deallocate() }
     }
 
     /// Bytes the cache holds per cached token (keys + values over the layers of rows), were
@@ -102,6 +114,29 @@ public final class KVCache: @unchecked Sendable {
     /// Bytes of the fixed states allocated so far.
     public var stateBytes: Int {
         zip(states, stateWidths).reduce(0) { $0 + ($1.0 == nil ? 0 : $1.1) } * MemoryLayout<Float>.size
+    }
+
+    /// The next step keeps the state after each of its last `count` tokens (a draft
+    /// verification: the pending token and its drafts), so that the cache can be truncated to
+    /// any of those lengths afterwards.
+    public func keepStates(forNext count: Int) {
+        statesToKeep = stateWidths.contains { $0 > 0 } ? max(0, count) : 0
+    }
+
+    /// Where the step of `tokens` tokens now running keeps token `index`'s state in layer
+    /// `layer` (nil: not kept). Called by the linear-attention kernel during that step.
+    public func keptStateSlot(layer: Int, index: Int, tokens: Int) -> UnsafeMutablePointer<Float>? {
+        let keep = min(statesToKeep, tokens)
+        let slot = index - (tokens - keep)
+        guard keep > 0, slot >= 0 else { return nil }
+        let width = stateWidths[layer]
+        if keptCounts[layer] < keep {
+            keptStates[layer]?.deallocate()
+            keptStates[layer] = UnsafeMutablePointer<Float>.allocate(capacity: keep * width)
+        }
+        keptCounts[layer] = keep
+        keptFrom = length + tokens - keep + 1
+        return keptStates[layer]! + slot * width
     }
 
     private func zeroStates() {
@@ -207,6 +242,7 @@ public final class KVCache: @unchecked Sendable {
     public func commit(_ count: Int) {
         precondition(length + count <= capacity)
         length += count
+        statesToKeep = 0
     }
 
     /// Takes the first `length` positions of `other` (a cache of the same shape) into this
@@ -286,6 +322,8 @@ public final class KVCache: @unchecked Sendable {
         length = 0
         for l in 0..<layerCount { firstPosition[l] = 0 }
         zeroStates()
+        statesToKeep = 0
+        for l in 0..<layerCount { keptCounts[l] = 0 }
         capacity = (0..<layerCount).filter { stateWidths[$0] == 0 }.map { rows[$0] }.min() ?? (keys.isEmpty ? 0 : Int.max)
     }
 
@@ -293,8 +331,16 @@ public final class KVCache: @unchecked Sendable {
     /// A sliding layer must still hold the window of the next position.
     public func truncate(to newLength: Int) {
         precondition(newLength >= 0 && newLength <= length, "truncate to \(newLength) of \(length)")
-        precondition(newLength == 0 || newLength == length || !stateWidths.contains { $0 > 0 },
-                     "a recurrent state cannot be cut back to position \(newLength) of \(length)")
+        if newLength != 0 && newLength != length && stateWidths.contains(where: { $0 > 0 }) {
+            // Back to a state the last step kept (speculation), or not at all.
+            let slot = newLength - keptFrom
+            for l in 0..<layerCount where stateWidths[l] > 0 {
+                let width = stateWidths[l]
+                precondition(slot >= 0 && slot < keptCounts[l] && keptStates[l] != nil,
+                             "a recurrent state cannot be cut back to position \(newLength) of \(length) (no kept state)")
+                state(layer: l).update(from: keptStates[l]! + slot * width, count: width)
+            }
+        }
         for l in 0..<layerCount {
             if let window = windows[l] {
                 precondition(newLength == 0 || firstPosition[l] <= max(0, newLength - (window - 1)),

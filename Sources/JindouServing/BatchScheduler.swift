@@ -171,9 +171,6 @@ public actor BatchScheduler {
 
     public init(engine: InferenceEngine, options: Options = .init()) {
         self.engine = engine
-        var options = options
-        // Rejected drafts would need the recurrent state as it was before them (not kept yet).
-        if engine.description.hasRecurrentState { options.speculation = .off }
         self.options = options
     }
 
@@ -352,6 +349,8 @@ public actor BatchScheduler {
                 : options.speculation.drafts(after: s.request.promptTokenIDs + s.generated, limit: limit)
             budget -= drafts.count
             drafted[s.id] = (drafts, s.cache.length)
+            // A recurrent state (linear attention) keeps each verified token's, to roll back to.
+            if !drafts.isEmpty { s.cache.keepStates(forNext: drafts.count + 1) }
             plan.append((s, [token] + drafts, drafts.isEmpty ? .last : .all))
         }
         for s in running where s.inPrefill && budget > 0 {

@@ -51,7 +51,9 @@ struct NetnsClusterTests {
             let expected = try await single.promptLogits(c.promptIDs, expertsPerToken: c.experts,
                                                          multimodal: try c.multimodal(tensors, engine: single))
             let actual = try await coordinator.engine.promptLogits(c.promptIDs, expertsPerToken: c.experts, multimodal: images)
-            for (a, e) in zip(actual, expected) { #expect(maxAbsDifference(a, e) <= 1e-5, "\(fixture) \(layout) case \(c.name)") }
+            // Linear attention amplifies the workers' other expert sum order (ClusterEqualsEngineTests).
+            let bound: Float = single.description.hasRecurrentState ? 1e-4 : 1e-5
+            for (a, e) in zip(actual, expected) { #expect(maxAbsDifference(a, e) <= bound, "\(fixture) \(layout) case \(c.name)") }
             var request = GenerationRequest(promptTokenIDs: c.promptIDs, maxNewTokens: c.maxNewTokens, expertsPerToken: c.experts,
                                             stopTokenIDs: [])
             request.multimodal = images
