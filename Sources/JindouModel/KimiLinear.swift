@@ -185,17 +185,7 @@ struct KimiLinearConfiguration: Decodable {
         guard linear.keyHeads > 0, linear.keyHeadDimension > 0, linear.convolutionKernel >= 1 else {
             throw ConfigurationError(field: "linear_attn_config", reason: "heads, head_dim and the conv kernel must be positive")
         }
-        guard layerTypes.count == numHiddenLayers else {
-            throw ConfigurationError(field: "layer_types", reason: "has \(layerTypes.count) entries for \(numHiddenLayers) layers")
-        }
-        let linearLayers = try layerTypes.map { type -> Bool in
-            switch type {
-            case "linear_attention": return true
-            case "full_attention": return false
-            default: throw ConfigurationError(field: "layer_types",
-                                              reason: "'\(type)' is not a layer type Jindou computes (linear_attention, full_attention)")
-            }
-        }
+        let linearLayers = try LayerTypes.linear(layerTypes, layers: numHiddenLayers)
         let layers = try LayerTypes.feedForward(mlpLayerTypes, layers: numHiddenLayers, intermediateSize: intermediateSize)
         let queryKeyDimension = qkNopeHeadDim + qkRopeHeadDim
         var description = ModelDescription(

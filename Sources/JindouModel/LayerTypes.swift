@@ -13,6 +13,18 @@ enum LayerTypes {
         }
     }
 
+    /// `layer_types` of the linear-attention hybrids as linear flags (true: `linear_attention`).
+    static func linear(_ types: [String], layers: Int) throws -> [Bool] {
+        try checked(types, field: "layer_types", layers: layers).map { type in
+            switch type {
+            case "linear_attention": return true
+            case "full_attention": return false
+            default: throw ConfigurationError(field: "layer_types",
+                                              reason: "'\(type)' is not a layer type Jindou computes (linear_attention, full_attention)")
+            }
+        }
+    }
+
     /// `mlp_layer_types` as feed-forward kinds (`dense` of `intermediateSize`, or `sparse`).
     static func feedForward(_ types: [String], layers: Int, intermediateSize: Int) throws -> [FeedForwardKind] {
         try checked(types, field: "mlp_layer_types", layers: layers).map { type in

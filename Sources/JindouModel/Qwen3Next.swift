@@ -86,17 +86,7 @@ struct Qwen3NextConfiguration: Decodable {
         guard hiddenAct == "silu" else {
             throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (Qwen3-Next uses silu)")
         }
-        guard layerTypes.count == base.numHiddenLayers else {
-            throw ConfigurationError(field: "layer_types", reason: "has \(layerTypes.count) entries for \(base.numHiddenLayers) layers")
-        }
-        let linearLayers = try layerTypes.map { type -> Bool in
-            switch type {
-            case "linear_attention": return true
-            case "full_attention": return false
-            default: throw ConfigurationError(field: "layer_types",
-                                              reason: "'\(type)' is not a layer type Jindou computes (linear_attention, full_attention)")
-            }
-        }
+        let linearLayers = try LayerTypes.linear(layerTypes, layers: base.numHiddenLayers)
         var description = try base.description()
         description.architecture = .qwen3Next
         description.attention.queryGate = true

@@ -77,16 +77,7 @@ struct KimiK25Tests {
 
     @Test("config fields MoonViT cannot honour are refused by name")
     func configErrors() throws {
-        let path = Fixtures.path(Self.fixture) + "/config.json"
-        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
-        func refused(_ edit: (inout [String: Any]) -> Void) throws -> String {
-            var config = original
-            edit(&config)
-            do {
-                _ = try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
-                return "accepted"
-            } catch { return "\(error)" }
-        }
+        func refused(_ edit: (inout [String: Any]) -> Void) throws -> String { try configVerdict(fixture: Self.fixture, edit) }
         func vision(_ key: String, _ value: Any) -> (inout [String: Any]) -> Void {
             { config in
                 var v = config["vision_config"] as! [String: Any]

@@ -129,16 +129,7 @@ struct Qwen3NextTests {
 
     @Test("config fields Qwen3-Next cannot honour are refused by name")
     func configErrors() throws {
-        let path = Fixtures.path(Self.fixture) + "/config.json"
-        let original = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
-        func refused(_ edit: (inout [String: Any]) -> Void) throws -> String {
-            var config = original
-            edit(&config)
-            do {
-                _ = try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
-                return "accepted"
-            } catch { return "\(error)" }
-        }
+        func refused(_ edit: (inout [String: Any]) -> Void) throws -> String { try configVerdict(fixture: Self.fixture, edit) }
         #expect(try refused { $0["layer_types"] = ["linear_attention", "sliding_attention", "full_attention", "linear_attention"] }
                     .contains("layer_types"))
         #expect(try refused { $0["layer_types"] = ["linear_attention", "full_attention"] }.contains("layer_types"))

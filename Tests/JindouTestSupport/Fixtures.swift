@@ -187,3 +187,15 @@ public actor EngineCache {
         return engine
     }
 }
+
+/// What `ModelDescription` makes of fixture `fixture`'s config.json after `edit`: "accepted", or
+/// the error's text (config-refusal tests check it names the field).
+public func configVerdict(fixture: String, _ edit: (inout [String: Any]) -> Void) throws -> String {
+    let path = Fixtures.path(fixture) + "/config.json"
+    var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+    edit(&config)
+    do {
+        _ = try ModelDescription(configJSON: try JSONSerialization.data(withJSONObject: config), path: path)
+        return "accepted"
+    } catch { return "\(error)" }
+}
