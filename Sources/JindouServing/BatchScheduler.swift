@@ -312,11 +312,10 @@ public actor BatchScheduler {
 
     /// Prompts with images are not cached (their rows depend on the pixels), nor are prefixes
     /// with the MTP draft layer (it keeps a cache of its own).
-    /// Nor are those of models with a recurrent state (Qwen3-Next's linear attention): a
-    /// state stands for a whole sequence and cannot be cut to a prefix.
+    /// Models with a recurrent state (linear attention) reuse only whole kept sequences
+    /// (PrefixCache.reuse).
     private func cachesPrefixes(_ request: GenerationRequest) -> Bool {
         options.prefixCaching && request.multimodal == nil && options.speculation.mode != .mtp
-            && !engine.description.hasRecurrentState
     }
 
     private func retire(_ s: Sequence) {

@@ -19,7 +19,9 @@ import JindouRouting
 /// Not cached: prompts with images (the rows depend on pixels the tokens do not show).
 /// At least one prompt token is always prefilled, for the logits of the first new token.
 /// A sliding-window layer reuses a prefix only while the entry still holds that prefix's
-/// window.
+/// window. A cache with a recurrent state (linear attention) reuses only a whole entry that the
+/// prompt extends — a chat's next turn after the previous answer — since its state stands for
+/// the entry's full length; the state is copied with the rows.
 struct PrefixCache {
     static let blockTokens = 16
     /// Most entries kept (each holds a file descriptor for its mapped rows), least recently
@@ -119,6 +121,15 @@ struct PrefixCache {
     mutating func reuse(prompt: [Int], expertsPerToken: ExpertsPerToken, into cache: KVCache) -> Int {
         let usable = (prompt.count - 1) / Self.blockTokens
         guard usable > 0, !entries.isEmpty else { return 0 }
+        if cache.stateWidths.contains(where: { $0 > 0 }) {
+            let whole = entries.filter { $0.value.expertsPerToken == expertsPerToken && $0.value.tokens.count < prompt.count
+                && prompt.starts(with: $0.value.tokens) }
+            guard let (id, entry) = whole.max(by: { $0.value.tokens.count < $1.value.tokens.count }) else { return 0 }
+            cache.sharePrefix(of: entry.cache, length: entry.tokens.count)
+            clock += 1
+            entries[id]?.lastUse = clock
+            return entry.tokens.count
+        }
         var best: (id: Int, blocks: Int)?
         for key in Self.blockKeys(prompt, blocks: usable, expertsPerToken: expertsPerToken) {
             guard let ids = index[key] else { break }

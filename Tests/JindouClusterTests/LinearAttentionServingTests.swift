@@ -55,7 +55,7 @@ struct LinearAttentionServingTests {
         for c in golden.cases {
             #expect(reports[c.index]?.tokenIDs == c.greedyNewTokens, "\(c.name)")
         }
-        // Prefix caching stays off for it (a state cannot be cut to a prefix): a repeat is computed again, equally.
+        // A repeated prompt cannot reuse its own longer kept sequence (a state is never cut back): computed again, equally.
         let again = try await client.post("v1/jindou/generate",
                                           GenerationRequestBody(promptIDs: golden.cases[0].promptIDs, maxNewTokens: golden.cases[0].maxNewTokens,
                                                                 ignoreEOS: true), as: GenerationReport.self)

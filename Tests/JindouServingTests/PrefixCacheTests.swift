@@ -63,6 +63,36 @@ struct PrefixCacheTests {
         #expect(continued.tokens == (try await alone(long + first.tokens + [3, 4, 5])))
     }
 
+    /// A recurrent state stands for its whole sequence: a prompt that extends a kept sequence
+    /// (a chat's next turn) starts from its rows and state; one that shares only part of it
+    /// prefills everything. Outputs equal the engine's either way.
+    @Test("Linear-attention models reuse a whole kept sequence, state and rows", arguments: ["qwen3-next-tiny", "kimi-linear-tiny"])
+    func recurrentStatesAreReusedWhole(fixture: String) async throws {
+        let engine = try await EngineCache.shared.engine(fixture)
+        let vocabulary = engine.description.vocabularySize
+        let long = (0..<40).map { ($0 * 37 + 5) % vocabulary }
+        func request(_ prompt: [Int]) -> GenerationRequest {
+            GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 6, stopTokenIDs: [])
+        }
+        func alone(_ prompt: [Int]) async throws -> [Int] { try await engine.generate(request(prompt)).tokenIDs }
+        let scheduler = BatchScheduler(engine: engine, options: .init(maximumStepTokens: 16))
+        let loop = Task { await scheduler.run() }
+        defer { loop.cancel(); Task { await scheduler.stop() } }
+        let first = try await run(scheduler, request(long))
+        let expectedFirst = try await alone(long)
+        #expect(first.cached == 0 && first.tokens == expectedFirst)
+        // The next turn: the prompt, the answer (all but the last token were fed) and more.
+        let turn = long + first.tokens + [3, 4, 5]
+        let next = try await run(scheduler, request(turn))
+        #expect(next.cached == long.count + first.tokens.count - 1)
+        #expect(next.tokens == (try await alone(turn)))
+        // Only part of a kept sequence: no reuse, the same tokens.
+        let part = Array(long.prefix(30)) + [7, 8, 9]
+        let partial = try await run(scheduler, request(part))
+        let expectedPart = try await alone(part)
+        #expect(partial.cached == 0 && partial.tokens == expectedPart)
+    }
+
     @Test("Running requests share a kept prefix's pages: two fit a budget that holds one and a half copies, and give the engine's tokens")
     func runningRequestsShareOnePrefix() async throws {
         let engine = try await EngineCache.shared.engine("qwen3-moe-tiny")
