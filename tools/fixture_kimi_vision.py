@@ -50,7 +50,6 @@ NAME = "kimi-k25-tiny"
 PATCH, MERGE = 14, 2
 MAX_PATCHES = 64
 MAX_NEW_TOKENS = 8
-MEDIA_TOKENS = ["<|media_start|>", "<|media_content|>", "<|media_end|>", "<|media_pad|>"]
 
 def text_config():  # a function: make_fixtures (DS_TINY) may still be importing this module
     return dict(base.DS_TINY, vocab_size=384, num_hidden_layers=2, first_k_dense_replace=1, q_lora_rank=48,

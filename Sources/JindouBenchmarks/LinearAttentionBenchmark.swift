@@ -10,18 +10,8 @@ import JindouNumerics
 /// state (32 heads × 128 × 128 fp32 = 2 MiB); the full-attention layers read the whole cache.
 /// Weights are random (bf16), caches random rows: the work does not depend on the values.
 public struct LinearAttentionBenchmark {
-    public struct Options: Sendable {
-        public var contexts: [Int]
-        public var repetitions: Int
-        /// Where the synthetic checkpoints are written (reused when present).
-        public var directory: String
-
-        public init(contexts: [Int], repetitions: Int, directory: String) {
-            self.contexts = contexts
-            self.repetitions = repetitions
-            self.directory = directory
-        }
-    }
+    /// Context lengths, repetitions, and where the synthetic checkpoints are written.
+    public typealias Options = SparseAttentionBenchmark.Options
 
     public struct Row: Codable, Sendable {
         public var context: Int

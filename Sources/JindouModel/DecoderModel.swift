@@ -634,19 +634,20 @@ struct LayerLoader {
             attention = .latent(try LatentAttentionWeights(prefix: p + description.attentionModule, layer: l, shape: latent, matrix: { try matrix($0, as: $1) },
                                                            dense: dense, vector: vector))
         } else {
+            let m = p + description.attentionModule
             attention = .grouped(AttentionWeights(
-                query: try dense(p + "self_attn.q_proj.weight"),
-                key: try dense(p + "self_attn.k_proj.weight"),
-                value: try dense(p + "self_attn.v_proj.weight"),
-                output: try dense(p + "self_attn.o_proj.weight"),
-                queryBias: a.queryKeyValueBias ? try vector(p + "self_attn.q_proj.bias") : nil,
-                keyBias: a.queryKeyValueBias ? try vector(p + "self_attn.k_proj.bias") : nil,
-                valueBias: a.queryKeyValueBias ? try vector(p + "self_attn.v_proj.bias") : nil,
-                outputBias: a.outputBias ? try vector(p + "self_attn.o_proj.bias") : nil,
-                queryNorm: a.queryKeyNorm ? try normWeight(p + "self_attn.\(a.queryNormName).weight") : nil,
-                keyNorm: a.queryKeyNorm ? try normWeight(p + "self_attn.\(a.keyNormName).weight") : nil,
-                sinks: a.sinks ? try vector(p + "self_attn.sinks") : nil,
-                outputGate: a.outputGate ? try dense(p + "self_attn.gate_proj.weight") : nil))
+                query: try dense(m + "q_proj.weight"),
+                key: try dense(m + "k_proj.weight"),
+                value: try dense(m + "v_proj.weight"),
+                output: try dense(m + "o_proj.weight"),
+                queryBias: a.queryKeyValueBias ? try vector(m + "q_proj.bias") : nil,
+                keyBias: a.queryKeyValueBias ? try vector(m + "k_proj.bias") : nil,
+                valueBias: a.queryKeyValueBias ? try vector(m + "v_proj.bias") : nil,
+                outputBias: a.outputBias ? try vector(m + "o_proj.bias") : nil,
+                queryNorm: a.queryKeyNorm ? try normWeight(m + "\(a.queryNormName).weight") : nil,
+                keyNorm: a.queryKeyNorm ? try normWeight(m + "\(a.keyNormName).weight") : nil,
+                sinks: a.sinks ? try vector(m + "sinks") : nil,
+                outputGate: a.outputGate ? try dense(m + "gate_proj.weight") : nil))
         }
         let feedForward: FeedForwardWeights
         switch kind {

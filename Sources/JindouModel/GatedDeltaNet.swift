@@ -35,12 +35,10 @@ public struct GatedDeltaNetWeights: Sendable {
     public enum Projections: Sendable {
         case fused(qkvz: WeightMatrix, ba: WeightMatrix)
         case split(qkv: WeightMatrix, z: WeightMatrix, b: WeightMatrix, a: WeightMatrix)
-        /// Kimi Delta Attention: separate q/k/v, β, and the low-rank forget and output gates.
+        /// Kimi Delta Attention: separate q/k/v, β, and the forget and output gates, each a chain
+        /// of projections applied in order (Kimi's low-rank pair, Ling's single full-rank one).
         case kimi(query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, beta: WeightMatrix,
-                  forgetDown: WeightMatrix, forgetUp: WeightMatrix, gateDown: WeightMatrix, gateUp: WeightMatrix)
-        /// Ling's KDA: the same with full-rank forget and output gates.
-        case ling(query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, beta: WeightMatrix,
-                  forget: WeightMatrix, gate: WeightMatrix)
+                  forget: [WeightMatrix], gate: [WeightMatrix])
     }
 
     public let projections: Projections
@@ -56,24 +54,16 @@ public struct GatedDeltaNetWeights: Sendable {
         timeStepBias = try vector(p + "dt_bias")
         // -self.A_log.float().exp()
         decayRate = try vector(p + "A_log").map { -expf($0) }
-        if s.kind == .lingDelta {
-            projections = .ling(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),
-                                value: try dense(p + "v_proj.weight"), beta: try dense(p + "b_proj.weight"),
-                                forget: try dense(p + "f_proj.weight"), gate: try dense(p + "g_proj.weight"))
-            convolution = try vector(p + "q_conv1d.weight") + vector(p + "k_conv1d.weight") + vector(p + "v_conv1d.weight")
-            norm = try vector(p + "o_norm.weight")
-            output = try dense(p + "dense.weight")
-            return
-        }
-        if s.kind == .kimiDelta {
+        if s.kind != .gatedDeltaNet {
+            let names = Self.kimiGateNames(s)
             projections = .kimi(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),
                                 value: try dense(p + "v_proj.weight"), beta: try dense(p + "b_proj.weight"),
-                                forgetDown: try dense(p + "f_a_proj.weight"), forgetUp: try dense(p + "f_b_proj.weight"),
-                                gateDown: try dense(p + "g_a_proj.weight"), gateUp: try dense(p + "g_b_proj.weight"))
+                                forget: try names.forget.map { try dense(p + $0 + ".weight") },
+                                gate: try names.gate.map { try dense(p + $0 + ".weight") })
             // The checkpoint's three convs, stacked as transformers stacks them (Concatenate(dim=0)).
             convolution = try vector(p + "q_conv1d.weight") + vector(p + "k_conv1d.weight") + vector(p + "v_conv1d.weight")
             norm = try vector(p + "o_norm.weight")
-            output = try dense(p + "o_proj.weight")
+            output = try dense(p + names.output + ".weight")
             return
         }
         projections = s.splitProjections
@@ -85,27 +75,28 @@ public struct GatedDeltaNetWeights: Sendable {
         output = try dense(p + "out_proj.weight")
     }
 
+    /// KDA's gate modules and output projection: Kimi's low-rank pairs and `o_proj`, Ling's
+    /// single full-rank projections and `dense`.
+    static func kimiGateNames(_ s: LinearAttentionShape) -> (forget: [String], gate: [String], output: String) {
+        s.kind == .lingDelta ? (["f_proj"], ["g_proj"], "dense") : (["f_a_proj", "f_b_proj"], ["g_a_proj", "g_b_proj"], "o_proj")
+    }
+
     static func tensorRequests(prefix p: String, shape s: LinearAttentionShape, hidden h: Int,
                                linear: (String, [Int]) -> [TensorRequest]) -> [TensorRequest] {
-        if s.kind == .lingDelta {
-            let width = s.keyWidth
-            return ["q_proj", "k_proj", "v_proj", "f_proj", "g_proj"].flatMap { linear(p + $0 + ".weight", [width, h]) }
-                + ["q_conv1d", "k_conv1d", "v_conv1d"].map { TensorRequest(p + $0 + ".weight", shape: [width, 1, s.convolutionKernel]) }
-                + linear(p + "b_proj.weight", [s.valueHeads, h])
-                + [TensorRequest(p + "dt_bias", shape: [width]), TensorRequest(p + "A_log", shape: [s.valueHeads]),
-                   TensorRequest(p + "o_norm.weight", shape: [s.valueHeadDimension])]
-                + linear(p + "dense.weight", [h, s.valueWidth])
-        }
-        if s.kind == .kimiDelta {
-            let width = s.keyWidth, d = s.keyHeadDimension
+        if s.kind != .gatedDeltaNet {
+            let width = s.keyWidth, d = s.keyHeadDimension, names = Self.kimiGateNames(s)
+            // Each gate chain maps hidden → width, through d when low-rank.
+            func chain(_ modules: [String]) -> [TensorRequest] {
+                modules.count == 1 ? linear(p + modules[0] + ".weight", [width, h])
+                    : linear(p + modules[0] + ".weight", [d, h]) + linear(p + modules[1] + ".weight", [width, d])
+            }
             return ["q_proj", "k_proj", "v_proj"].flatMap { linear(p + $0 + ".weight", [width, h]) }
                 + ["q_conv1d", "k_conv1d", "v_conv1d"].map { TensorRequest(p + $0 + ".weight", shape: [width, 1, s.convolutionKernel]) }
-                + linear(p + "b_proj.weight", [s.valueHeads, h])
-                + linear(p + "f_a_proj.weight", [d, h]) + linear(p + "f_b_proj.weight", [width, d])
-                + linear(p + "g_a_proj.weight", [d, h]) + linear(p + "g_b_proj.weight", [width, d])
-                + [TensorRequest(p + "dt_bias", shape: [width]), TensorRequest(p + "A_log", shape: [1, 1, s.valueHeads, 1]),
+                + linear(p + "b_proj.weight", [s.valueHeads, h]) + chain(names.forget) + chain(names.gate)
+                + [TensorRequest(p + "dt_bias", shape: [width]),
+                   TensorRequest(p + "A_log", shape: s.kind == .lingDelta ? [s.valueHeads] : [1, 1, s.valueHeads, 1]),
                    TensorRequest(p + "o_norm.weight", shape: [s.valueHeadDimension])]
-                + linear(p + "o_proj.weight", [h, s.valueWidth])
+                + linear(p + names.output + ".weight", [h, s.valueWidth])
         }
         return (s.splitProjections
             ? linear(p + "in_proj_qkv.weight", [s.convolutionChannels, h]) + linear(p + "in_proj_z.weight", [s.valueWidth, h])
@@ -131,10 +122,11 @@ extension DecoderModel {
         // and a per value head (Kimi: a per key channel), for every token.
         var mixed: [Float], z: [Float], b: [Float], a: [Float]
         let perChannel = s.kind != .gatedDeltaNet
-        func stacked(_ query: WeightMatrix, _ key: WeightMatrix, _ value: WeightMatrix) -> [Float] {
+        switch w.projections {
+        case .kimi(let query, let key, let value, let betaWeight, let forget, let gate):
             let q = project(input, rows: count, weight: query), k = project(input, rows: count, weight: key)
             let v = project(input, rows: count, weight: value)
-            var mixed = [Float](repeating: 0, count: count * channels)
+            mixed = [Float](repeating: 0, count: count * channels)
             for t in 0..<count {
                 for i in 0..<s.keyWidth {
                     mixed[t * channels + i] = q[t * s.keyWidth + i]
@@ -142,19 +134,9 @@ extension DecoderModel {
                 }
                 for i in 0..<s.valueWidth { mixed[t * channels + 2 * s.keyWidth + i] = v[t * s.valueWidth + i] }
             }
-            return mixed
-        }
-        switch w.projections {
-        case .kimi(let query, let key, let value, let betaWeight, let forgetDown, let forgetUp, let gateDown, let gateUp):
-            mixed = stacked(query, key, value)
             b = project(input, rows: count, weight: betaWeight)
-            a = project(project(input, rows: count, weight: forgetDown), rows: count, weight: forgetUp)
-            z = project(project(input, rows: count, weight: gateDown), rows: count, weight: gateUp)
-        case .ling(let query, let key, let value, let betaWeight, let forget, let gate):
-            mixed = stacked(query, key, value)
-            b = project(input, rows: count, weight: betaWeight)
-            a = project(input, rows: count, weight: forget)
-            z = project(input, rows: count, weight: gate)
+            a = forget.reduce(input) { project($0, rows: count, weight: $1) }
+            z = gate.reduce(input) { project($0, rows: count, weight: $1) }
         case .split(let qkv, let zWeight, let bWeight, let aWeight):
             mixed = project(input, rows: count, weight: qkv)
             z = project(input, rows: count, weight: zWeight)

@@ -17,10 +17,7 @@ struct KimiK25Configuration: Decodable {
     var vision: MoonViTConfiguration
     var projectionHiddenSize: Int?
     var projectionLayerNormEps: Double
-    var imageTokenID: Int
-    var videoTokenID: Int
-    var visionStartTokenID: Int
-    var visionEndTokenID: Int
+    var tokens: VisionTokenIDs
     var tieWordEmbeddings: Bool
 
     enum CodingKeys: String, CodingKey {
@@ -28,11 +25,6 @@ struct KimiK25Configuration: Decodable {
         case visionConfig = "vision_config"
         case projectionHiddenSize = "projection_hidden_size"
         case projectionLayerNormEps = "projection_layer_norm_eps"
-        case imageTokenID = "image_token_id"
-        case mediaPlaceholderTokenID = "media_placeholder_token_id"
-        case videoTokenID = "video_token_id"
-        case visionStartTokenID = "vision_start_token_id"
-        case visionEndTokenID = "vision_end_token_id"
         case tieWordEmbeddings = "tie_word_embeddings"
     }
 
@@ -43,11 +35,8 @@ struct KimiK25Configuration: Decodable {
         // Defaults are Kimi_K25Config's.
         projectionHiddenSize = c.contains(.projectionHiddenSize) ? try c.decodeIfPresent(Int.self, forKey: .projectionHiddenSize) : 1152
         projectionLayerNormEps = try c.decodeIfPresent(Double.self, forKey: .projectionLayerNormEps) ?? 1e-5
-        imageTokenID = try c.decodeIfPresent(Int.self, forKey: .imageTokenID)
-            ?? c.decodeIfPresent(Int.self, forKey: .mediaPlaceholderTokenID) ?? 163_605
-        videoTokenID = try c.decodeIfPresent(Int.self, forKey: .videoTokenID) ?? 163_840
-        visionStartTokenID = try c.decodeIfPresent(Int.self, forKey: .visionStartTokenID) ?? 163_602
-        visionEndTokenID = try c.decodeIfPresent(Int.self, forKey: .visionEndTokenID) ?? 163_604
+        tokens = try VisionTokenIDs(from: decoder, defaults: VisionTokenIDs(image: 163_605, video: 163_840, start: 163_602, end: 163_604),
+                                    mediaPlaceholder: true)
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
     }
 
@@ -85,8 +74,8 @@ struct KimiK25Configuration: Decodable {
             depth: v.numHiddenLayers, hiddenSize: v.hiddenSize, intermediateSize: v.intermediateSize, heads: v.numAttentionHeads,
             inChannels: 3, patchSize: v.patchSize, temporalPatchSize: 1, spatialMergeSize: v.mergeKernelSize[0],
             outHiddenSize: description.hiddenSize, positionEmbeddings: v.posEmbHeight * v.posEmbWidth, deepstackIndexes: [],
-            ropeTheta: v.ropeTheta, activation: v.hiddenAct, imageTokenID: imageTokenID, videoTokenID: videoTokenID,
-            visionStartTokenID: visionStartTokenID, visionEndTokenID: visionEndTokenID)
+            ropeTheta: v.ropeTheta, activation: v.hiddenAct, imageTokenID: tokens.image, videoTokenID: tokens.video,
+            visionStartTokenID: tokens.start, visionEndTokenID: tokens.end)
         shape.kind = .moonViT
         shape.normEpsilon = 1e-5
         shape.projectorNormEpsilon = Float(projectionLayerNormEps)

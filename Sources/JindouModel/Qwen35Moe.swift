@@ -16,19 +16,12 @@ import Foundation
 struct Qwen35MoeConfiguration: Decodable {
     var text: Qwen3NextConfiguration
     var vision: VisionConfiguration
-    var imageTokenID: Int
-    var videoTokenID: Int
-    var visionStartTokenID: Int
-    var visionEndTokenID: Int
+    var tokens: VisionTokenIDs
     var tieWordEmbeddings: Bool?
 
     enum CodingKeys: String, CodingKey {
         case textConfig = "text_config"
         case visionConfig = "vision_config"
-        case imageTokenID = "image_token_id"
-        case videoTokenID = "video_token_id"
-        case visionStartTokenID = "vision_start_token_id"
-        case visionEndTokenID = "vision_end_token_id"
         case tieWordEmbeddings = "tie_word_embeddings"
     }
 
@@ -59,10 +52,7 @@ struct Qwen35MoeConfiguration: Decodable {
         vision = try c.decodeIfPresent(VisionConfiguration.self, forKey: .visionConfig) ?? VisionConfiguration()
         vision.deepstackVisualIndexes = []  // Qwen3_5VisionModel drops DeepStack
         // Defaults are Qwen3_5MoeConfig's.
-        imageTokenID = try c.decodeIfPresent(Int.self, forKey: .imageTokenID) ?? 248_056
-        videoTokenID = try c.decodeIfPresent(Int.self, forKey: .videoTokenID) ?? 248_057
-        visionStartTokenID = try c.decodeIfPresent(Int.self, forKey: .visionStartTokenID) ?? 248_053
-        visionEndTokenID = try c.decodeIfPresent(Int.self, forKey: .visionEndTokenID) ?? 248_054
+        tokens = try VisionTokenIDs(from: decoder, defaults: VisionTokenIDs(image: 248_056, video: 248_057, start: 248_053, end: 248_054))
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings)
     }
 
@@ -78,14 +68,7 @@ struct Qwen35MoeConfiguration: Decodable {
         description.linearAttention?.splitProjections = true
         description.attention.mropeSection = section
         description.textPrefix = "model.language_model."
-        description.vision = VisionTowerShape(
-            depth: vision.depth, hiddenSize: vision.hiddenSize, intermediateSize: vision.intermediateSize,
-            heads: vision.numHeads, inChannels: vision.inChannels, patchSize: vision.patchSize,
-            temporalPatchSize: vision.temporalPatchSize, spatialMergeSize: vision.spatialMergeSize,
-            outHiddenSize: vision.outHiddenSize, positionEmbeddings: vision.numPositionEmbeddings,
-            deepstackIndexes: [], ropeTheta: vision.ropeTheta, activation: vision.hiddenAct,
-            imageTokenID: imageTokenID, videoTokenID: videoTokenID, visionStartTokenID: visionStartTokenID,
-            visionEndTokenID: visionEndTokenID)
+        description.vision = vision.shape(tokens: tokens)
         return description
     }
 }

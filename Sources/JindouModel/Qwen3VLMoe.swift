@@ -20,19 +20,12 @@ import JindouRouting
 struct Qwen3VLMoeConfiguration: Decodable {
     var text: Qwen3MoeConfiguration
     var vision: VisionConfiguration
-    var imageTokenID: Int
-    var videoTokenID: Int
-    var visionStartTokenID: Int
-    var visionEndTokenID: Int
+    var tokens: VisionTokenIDs
     var tieWordEmbeddings: Bool?
 
     enum CodingKeys: String, CodingKey {
         case textConfig = "text_config"
         case visionConfig = "vision_config"
-        case imageTokenID = "image_token_id"
-        case videoTokenID = "video_token_id"
-        case visionStartTokenID = "vision_start_token_id"
-        case visionEndTokenID = "vision_end_token_id"
         case tieWordEmbeddings = "tie_word_embeddings"
     }
 
@@ -41,10 +34,7 @@ struct Qwen3VLMoeConfiguration: Decodable {
         text = try c.decode(Qwen3MoeConfiguration.self, forKey: .textConfig)
         vision = try c.decodeIfPresent(VisionConfiguration.self, forKey: .visionConfig) ?? VisionConfiguration()
         // Defaults are Qwen3VLMoeConfig's.
-        imageTokenID = try c.decodeIfPresent(Int.self, forKey: .imageTokenID) ?? 151_655
-        videoTokenID = try c.decodeIfPresent(Int.self, forKey: .videoTokenID) ?? 151_656
-        visionStartTokenID = try c.decodeIfPresent(Int.self, forKey: .visionStartTokenID) ?? 151_652
-        visionEndTokenID = try c.decodeIfPresent(Int.self, forKey: .visionEndTokenID) ?? 151_653
+        tokens = try VisionTokenIDs(from: decoder, defaults: VisionTokenIDs(image: 151_655, video: 151_656, start: 151_652, end: 151_653))
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings)
     }
 
@@ -60,15 +50,37 @@ struct Qwen3VLMoeConfiguration: Decodable {
         description.attention.mropeSection = section
         description.textPrefix = "model.language_model."
         description.expertStorage = .fused
-        description.vision = VisionTowerShape(
-            depth: vision.depth, hiddenSize: vision.hiddenSize, intermediateSize: vision.intermediateSize,
-            heads: vision.numHeads, inChannels: vision.inChannels, patchSize: vision.patchSize,
-            temporalPatchSize: vision.temporalPatchSize, spatialMergeSize: vision.spatialMergeSize,
-            outHiddenSize: vision.outHiddenSize, positionEmbeddings: vision.numPositionEmbeddings,
-            deepstackIndexes: vision.deepstackVisualIndexes, ropeTheta: vision.ropeTheta, activation: vision.hiddenAct,
-            imageTokenID: imageTokenID, videoTokenID: videoTokenID, visionStartTokenID: visionStartTokenID,
-            visionEndTokenID: visionEndTokenID)
+        description.vision = vision.shape(tokens: tokens)
         return description
+    }
+}
+
+/// The special tokens around images (`image_token_id`, `video_token_id`,
+/// `vision_start_token_id`, `vision_end_token_id`; Kimi's Hub configs name the image token
+/// `media_placeholder_token_id`), with the family's defaults for absent keys.
+struct VisionTokenIDs {
+    var image: Int
+    var video: Int
+    var start: Int
+    var end: Int
+
+    enum CodingKeys: String, CodingKey {
+        case image = "image_token_id", video = "video_token_id", start = "vision_start_token_id", end = "vision_end_token_id"
+        case mediaPlaceholder = "media_placeholder_token_id"
+    }
+
+    init(image: Int, video: Int, start: Int, end: Int) {
+        (self.image, self.video, self.start, self.end) = (image, video, start, end)
+    }
+
+    /// `mediaPlaceholder`: read `media_placeholder_token_id` when `image_token_id` is absent (Kimi).
+    init(from decoder: Decoder, defaults: VisionTokenIDs, mediaPlaceholder: Bool = false) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        image = try c.decodeIfPresent(Int.self, forKey: .image)
+            ?? (mediaPlaceholder ? c.decodeIfPresent(Int.self, forKey: .mediaPlaceholder) : nil) ?? defaults.image
+        video = try c.decodeIfPresent(Int.self, forKey: .video) ?? defaults.video
+        start = try c.decodeIfPresent(Int.self, forKey: .start) ?? defaults.start
+        end = try c.decodeIfPresent(Int.self, forKey: .end) ?? defaults.end
     }
 }
 
@@ -102,6 +114,16 @@ struct VisionConfiguration: Decodable {
         case numPositionEmbeddings = "num_position_embeddings"
         case deepstackVisualIndexes = "deepstack_visual_indexes"
         case ropeParameters = "rope_parameters"
+    }
+
+    /// The tower's shape (Qwen3-VL's, or Qwen3.5's with `deepstackVisualIndexes` emptied).
+    func shape(tokens: VisionTokenIDs) -> VisionTowerShape {
+        VisionTowerShape(
+            depth: depth, hiddenSize: hiddenSize, intermediateSize: intermediateSize, heads: numHeads, inChannels: inChannels,
+            patchSize: patchSize, temporalPatchSize: temporalPatchSize, spatialMergeSize: spatialMergeSize,
+            outHiddenSize: outHiddenSize, positionEmbeddings: numPositionEmbeddings, deepstackIndexes: deepstackVisualIndexes,
+            ropeTheta: ropeTheta, activation: hiddenAct, imageTokenID: tokens.image, videoTokenID: tokens.video,
+            visionStartTokenID: tokens.start, visionEndTokenID: tokens.end)
     }
 
     private struct RopeTheta: Decodable {

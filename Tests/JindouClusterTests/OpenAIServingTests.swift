@@ -254,15 +254,18 @@ struct OpenAIServingTests {
 
     static let openAIClientAvailable = python != nil || ProcessInfo.processInfo.environment["JINDOU_REQUIRE_OPENAI"] == "1"
 
-    /// Runs a client check script (tools/*_client_check.py) against a fresh local cluster.
-    func runClientCheck(_ script: String) async throws {
+    /// Runs a client check script (tools/*_check.py) against a fresh local cluster of `fixture`
+    /// (by default the bundled model with room for Qwen3's tool preamble, longer than its 256
+    /// positions), passing it the cluster's URL and `argument` (by default the fixture's name).
+    func runClientCheck(_ script: String, fixture: String? = nil, workers: Int = 2,
+                        clusterArguments: [String] = ["--max-model-len", "1024"], argument: String? = nil) async throws {
         let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with openai, anthropic, jsonschema and openapi-spec-validator was found")
-        // Qwen3's tool preamble is longer than the fixture's 256 positions.
-        let cluster = try LocalCluster(fixture: fixture, extraArguments: ["--max-model-len", "1024"])
+        let model = fixture ?? self.fixture
+        let cluster = try LocalCluster(fixture: model, workers: workers, extraArguments: clusterArguments)
         defer { cluster.stop() }
         let run = Process()
         run.executableURL = URL(fileURLWithPath: python)
-        run.arguments = [Fixtures.repositoryRoot + "/tools/" + script, cluster.url, fixture]
+        run.arguments = [Fixtures.repositoryRoot + "/tools/" + script, cluster.url, argument ?? model]
         let out = Pipe()
         run.standardOutput = out
         try run.run()
@@ -292,18 +295,7 @@ struct OpenAIServingTests {
     /// transformers' greedy text.
     @Test(.enabled(if: openAIClientAvailable, "needs a Python with the openai package (set JINDOU_PYTHON)"))
     func theOfficialOpenAIClientGetsTransformersTextForImages() async throws {
-        let python = try #require(Self.python, "JINDOU_REQUIRE_OPENAI=1 but no Python with the openai package was found")
-        let vision = "kimi-k25-tiny"
-        let cluster = try LocalCluster(fixture: vision, workers: 2, extraArguments: ["--reasoning-parser", "none"])
-        defer { cluster.stop() }
-        let run = Process()
-        run.executableURL = URL(fileURLWithPath: python)
-        run.arguments = [Fixtures.repositoryRoot + "/tools/openai_image_check.py", cluster.url, Fixtures.path(vision)]
-        let out = Pipe()
-        run.standardOutput = out
-        try run.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        run.waitUntilExit()
-        #expect(run.terminationStatus == 0, "\(String(decoding: output, as: UTF8.self))")
+        try await runClientCheck("openai_image_check.py", fixture: "kimi-k25-tiny", clusterArguments: ["--reasoning-parser", "none"],
+                                 argument: Fixtures.path("kimi-k25-tiny"))
     }
 }
