@@ -141,7 +141,14 @@ CONVERSIONS = [
     # tensors and its head count, key width and top-k; GLM-5's per-layer indexer types.
     ("deepseek-v32-tiny", "deepseek-v32-tiny-f32.gguf", "f32", "deepseek"),
     ("glm-moe-dsa-tiny", "glm-moe-dsa-tiny-f32.gguf", "f32", "glm4"),
+    # Qwen3-Next (`qwen3next`): every layer MoE, as llama.cpp requires; the converter splits
+    # in_proj_qkvz into attn_qkv and attn_gate, keeps in_proj_ba grouped (ssm_ba), stores
+    # −exp(A_log) (ssm_a) and the zero-centred norms as 1 + w. Its Qwen3 tokenizer is the
+    # fixture's own. transformers checkpoints carry no `mtp.*` tensors: converted --no-mtp.
+    ("qwen3-next-tiny-moe", "qwen3-next-tiny-moe-f32.gguf", "f32", None),
 ]
+# Converter flags beyond --outtype/--outfile.
+CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"]}
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
 # (tools/llama_cpp_logits.c, one thread, F32 KV cache), in {file stem}.llama-cpp.json.
@@ -151,6 +158,8 @@ LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "do
                                                   "glm4-moe-lite-tiny-lead-f32.gguf", "hunyuan-moe-tiny-128-f32.gguf",
                                                   "ernie45-moe-tiny-ff64-f32.gguf", "deepseek-v32-tiny-f32.gguf",
                                                   "glm-moe-dsa-tiny-f32.gguf")}
+# Linear-attention files also get a prompt longer than llama.cpp's delta-net chunk (64).
+LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"] = LLAMA_PROMPTS + [[(7 * i) % 300 + 3 for i in range(70)]]
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
@@ -305,7 +314,7 @@ def main() -> None:
                 directory = stage(directory, tokenizers[family], Path(staging) / fixture, family)
             out = FIXTURES / "gguf" / name
             out.parent.mkdir(exist_ok=True)
-            sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)]
+            sys.argv = [str(converter), str(directory), "--outtype", outtype, "--outfile", str(out)] + CONVERTER_FLAGS.get(name, [])
             try:
                 runpy.run_path(str(converter), run_name="__main__")
             except SystemExit as exit:

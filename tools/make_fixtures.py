@@ -254,6 +254,16 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   linear_num_value_heads=4, tie_word_embeddings=False,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
              k_overrides=(1, 4), long_prompt=66, router_k=4),
+        # Qwen3-Next as released: every layer MoE (llama.cpp's `qwen3next` has no dense layers, so
+        # this is the fixture tools/fixture_gguf.py converts).
+        Spec("qwen3-next-tiny-moe", "qwen3_next", 146 + s,
+             dict(TINY, num_hidden_layers=3, num_experts=8, num_experts_per_tok=2, norm_topk_prob=True,
+                  shared_expert_intermediate_size=32, decoder_sparse_step=1, mlp_only_layers=[],
+                  layer_types=["linear_attention", "linear_attention", "full_attention"],
+                  linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+                  linear_num_value_heads=4, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
+             k_overrides=(1, 4), long_prompt=66, router_k=4),
         # Kimi-Linear: Kimi Delta Attention (per-channel decay, low-rank forget and output gates,
         # sigmoid-gated norm) in layers 0, 2, 3 and MLA without rotary in layer 1; DeepSeek-V3's
         # sigmoid router with a correction bias and a shared expert; layer 0 dense.
@@ -1059,7 +1069,7 @@ def load(directory, dtype):
     if config.get("model_type") not in LOAD_AS and ("quantization_config" not in config or mxfp4):
         # MXFP4 (gpt-oss): transformers' own loader dequantises the experts on CPU
         # (Mxfp4HfQuantizer → convert_moe_packed_tensors), exactly, in the requested dtype.
-        return link_routers(AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval())
+        return unmapped(link_routers(AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **IMPLEMENTATIONS).eval()))
     with tempfile.TemporaryDirectory() as staged:
         for name in os.listdir(directory):
             if name.startswith("model") and name.endswith(".safetensors"):
@@ -1074,7 +1084,19 @@ def load(directory, dtype):
         config.pop("quantization_config", None)
         with open(os.path.join(staged, "config.json"), "w") as f:
             json.dump(config, f)
-        return link_routers(AutoModelForCausalLM.from_pretrained(staged, dtype=dtype, **IMPLEMENTATIONS).eval())
+        return unmapped(link_routers(AutoModelForCausalLM.from_pretrained(staged, dtype=dtype, **IMPLEMENTATIONS).eval()))
+
+
+@torch.no_grad()
+def unmapped(model):
+    """`model` with every parameter copied out of the memory-mapped safetensors file into
+    fresh storage. torch's CPU matmuls round differently depending on their operands'
+    address alignment, which a file's byte offsets would otherwise decide (measured: the
+    reload of qwen3-next-tiny-moe differed from the in-memory model by 1.9e-6 in the logits
+    with bitwise-equal tensors, and by 0 once copied)."""
+    for parameter in model.parameters():
+        parameter.data = parameter.data.clone()
+    return model
 
 
 @torch.no_grad()
@@ -1593,7 +1615,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         for n, b in rotary.items():
             setattr(model.model.rotary_emb, n, b)
     model.save_pretrained(out_dir, **({"max_shard_size": spec.max_shard_size} if spec.max_shard_size else {}))
-    family = {"qwen3_moe": "qwen3", "glm4_moe": "glm4", "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2"}.get(spec.architecture)
+    family = {"qwen3_moe": "qwen3", "qwen3_next": "qwen3", "glm4_moe": "glm4", "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2"}.get(spec.architecture)
     if family:  # DeepSeek-family fixtures carry no tokenizer
         fixture_text.write_model_tokenizer(out_dir, family, model.config.vocab_size, templates[family])
     extra_meta = {}
