@@ -9,6 +9,13 @@ import JindouNumerics
 /// context length. The linear layer's cost is its projections plus one pass over its fixed
 /// state (32 heads × 128 × 128 fp32 = 2 MiB); the full-attention layers read the whole cache.
 /// Weights are random (bf16), caches random rows: the work does not depend on the values.
+///
+/// Prefill: the delta rule alone over one step's run of T tokens, token by token against the
+/// chunked form (DeltaRule.swift) at each chunk size, at Qwen3-Next-80B-A3B's shape (decay per
+/// head) and Kimi-Linear-48B-A3B's (32 heads of 128, decay per key channel), every value head
+/// on the kernel threads — the measurement behind `DeltaRuleForm.automaticChunkedMinimumTokens`
+/// — and one whole Gated DeltaNet layer (projections, conv, norm) prefilling `prefillTokens`
+/// tokens both ways (chunks of 64).
 public struct LinearAttentionBenchmark {
     /// Context lengths, repetitions, and where the synthetic checkpoints are written.
     public typealias Options = SparseAttentionBenchmark.Options
@@ -42,6 +49,36 @@ public struct LinearAttentionBenchmark {
         public var rows: [Row]
         /// Memory per sequence at more context lengths (exact, from the descriptions).
         public var memory: [MemoryPoint]
+        /// The delta rule alone over one step's run, by rule and run length.
+        public var deltaRulePrefill: [DeltaRulePrefill]
+        /// One whole Gated DeltaNet layer of Qwen3-Next-80B-A3B prefilling one run.
+        public var layerPrefill: LayerPrefill
+    }
+
+    /// The delta rule of every value head of one layer over a run of `tokens` tokens.
+    public struct DeltaRulePrefill: Codable, Sendable {
+        /// "gated-deltanet" (Qwen3-Next-80B-A3B: 32 value heads over 16 key heads of 128, a
+        /// decay per head) or "kimi-delta" (Kimi-Linear-48B-A3B: 32 heads of 128, a decay per
+        /// key channel).
+        public var rule: String
+        public var tokens: Int
+        /// The chunked form's chunk size.
+        public var chunk: Int
+        public var recurrentSeconds: Double
+        public var chunkedSeconds: Double
+        /// recurrent ÷ chunked.
+        public var speedup: Double
+    }
+
+    /// One Gated DeltaNet layer (its projections, conv, delta rule and gated norm) over a run.
+    public struct LayerPrefill: Codable, Sendable {
+        public var tokens: Int
+        public var recurrentSeconds: Double
+        public var chunkedSeconds: Double
+        public var recurrentTokensPerSecond: Double
+        public var chunkedTokensPerSecond: Double
+        /// recurrent ÷ chunked.
+        public var speedup: Double
     }
 
     public struct MemoryPoint: Codable, Sendable {
@@ -51,8 +88,19 @@ public struct LinearAttentionBenchmark {
     }
 
     let options: Options
+    /// The run length of the whole-layer prefill measurement.
+    let prefillTokens: Int
+    /// Run lengths and chunk sizes of the delta-rule measurement.
+    let deltaRuleTokens: [Int]
+    let deltaRuleChunks: [Int]
 
-    public init(options: Options) { self.options = options }
+    public init(options: Options, prefillTokens: Int = 4096, deltaRuleTokens: [Int] = [16, 64, 256, 1024, 4096],
+                deltaRuleChunks: [Int] = [16, 64]) {
+        self.options = options
+        self.prefillTokens = prefillTokens
+        self.deltaRuleTokens = deltaRuleTokens
+        self.deltaRuleChunks = deltaRuleChunks
+    }
 
     public func run(log: (String) -> Void) throws -> Report {
         let next = try model("qwen3-next-80b-a3b", layers: 4, log: log)   // layers 0–2 linear, 3 full
@@ -97,12 +145,91 @@ public struct LinearAttentionBenchmark {
             MemoryPoint(context: $0, nextBytes: Self.sequenceBytes(nd, layers: (nextLinear, nextFull), context: $0),
                         qwen3Bytes: qd.keyValueCacheBytesPerToken * qwen3Layers * $0)
         }
+        var deltaRulePrefill: [DeltaRulePrefill] = []
+        for (rule, keyHeads, perChannel) in [("gated-deltanet", 16, false), ("kimi-delta", 32, true)] {
+            for tokens in deltaRuleTokens {
+                let (recurrent, chunked) = Self.deltaRuleSeconds(valueHeads: 32, keyHeads: keyHeads, dimension: 128, tokens: tokens,
+                                                                 perChannel: perChannel, chunks: deltaRuleChunks, repetitions: options.repetitions)
+                for (chunk, seconds) in zip(deltaRuleChunks, chunked) {
+                    deltaRulePrefill.append(DeltaRulePrefill(rule: rule, tokens: tokens, chunk: chunk, recurrentSeconds: recurrent,
+                                                             chunkedSeconds: seconds, speedup: recurrent / seconds))
+                    log(String(format: "delta rule %@, %5d tokens: recurrent %.2f ms, chunked (%d) %.2f ms (%.2f×)", rule, tokens,
+                               recurrent * 1000, chunk, seconds * 1000, recurrent / seconds))
+                }
+            }
+        }
+        let prefillInput = (0..<(prefillTokens * nd.hiddenSize)).map { _ in unit() }
+        let prefillCache = next.makeCache()
+        let layerRecurrent = best { _ = next.linearMixerPrefill(layer: linearLayer, input: prefillInput, tokens: prefillTokens, cache: prefillCache, form: .recurrent) }
+        let layerChunked = best { _ = next.linearMixerPrefill(layer: linearLayer, input: prefillInput, tokens: prefillTokens, cache: prefillCache, form: .chunked) }
+        let layerPrefill = LayerPrefill(tokens: prefillTokens, recurrentSeconds: layerRecurrent, chunkedSeconds: layerChunked,
+                                        recurrentTokensPerSecond: Double(prefillTokens) / layerRecurrent,
+                                        chunkedTokensPerSecond: Double(prefillTokens) / layerChunked, speedup: layerRecurrent / layerChunked)
+        log(String(format: "Gated DeltaNet layer prefilling %d tokens: recurrent %.0f tokens/s, chunked %.0f tokens/s (%.2f×)", prefillTokens,
+                   layerPrefill.recurrentTokensPerSecond, layerPrefill.chunkedTokensPerSecond, layerPrefill.speedup))
         let perLinearLayer = nd.linearAttention!.stateFloats * MemoryLayout<Float>.size
         return Report(machine: ClusterBenchmark.machine, date: ISO8601DateFormatter().string(from: Date()), threads: Parallelism.threads,
                       nextLinearLayers: nextLinear, nextFullLayers: nextFull, qwen3Layers: qwen3Layers,
                       nextFixedStateBytes: perLinearLayer * nextLinear,
                       nextBytesPerToken: nd.keyValueCacheBytesPerToken * nextFull, qwen3BytesPerToken: qd.keyValueCacheBytesPerToken * qwen3Layers,
-                      rows: rows, memory: memory)
+                      rows: rows, memory: memory, deltaRulePrefill: deltaRulePrefill, layerPrefill: layerPrefill)
+    }
+
+    /// The fastest of `repetitions` runs of the delta rule over `tokens` tokens for every value
+    /// head (spread over the kernel threads as `gatedDeltaNet` spreads them), token by token
+    /// and chunked in chunks of each of `chunks`, on random inputs shaped as the layer's:
+    /// L2-normalised q (× d^-½) and k, β in (0, 1), log decays in (−0.5, 0), one state per
+    /// head carried from run to run.
+    static func deltaRuleSeconds(valueHeads: Int, keyHeads: Int, dimension d: Int, tokens: Int, perChannel: Bool,
+                                 chunks: [Int], repetitions: Int) -> (recurrent: Double, chunked: [Double]) {
+        var random = SplitMix64(seed: 5)
+        func unit() -> Float { SparseAttentionBenchmark.uniform(&random) * 2 - 1 }
+        let rowStride = 2 * keyHeads * d + valueHeads * d, ratio = valueHeads / keyHeads
+        var rows = [Float](repeating: 0, count: tokens * rowStride)
+        for t in 0..<tokens {
+            for head in 0..<(2 * keyHeads) {
+                let x = (0..<d).map { _ in unit() }
+                let scale = 1 / (x.reduce(0) { $0 + $1 * $1 } + 1e-6).squareRoot() * (head < keyHeads ? 1 / Float(d).squareRoot() : 1)
+                for i in 0..<d { rows[t * rowStride + head * d + i] = x[i] * scale }
+            }
+            for j in 0..<(valueHeads * d) { rows[t * rowStride + 2 * keyHeads * d + j] = unit() }
+        }
+        let beta = (0..<(tokens * valueHeads)).map { _ in SparseAttentionBenchmark.uniform(&random) }
+        let decayWidth = perChannel ? valueHeads * d : valueHeads
+        let decay = (0..<(tokens * decayWidth)).map { _ in -0.5 * SparseAttentionBenchmark.uniform(&random) }
+        var state = (0..<(valueHeads * d * d)).map { _ in unit() * 0.1 }
+        var output = [Float](repeating: 0, count: tokens * valueHeads * d)
+        func time(chunk: Int?) -> Double {
+            rows.withUnsafeBufferPointer { r in
+                beta.withUnsafeBufferPointer { b in
+                    decay.withUnsafeBufferPointer { g in
+                        state.withUnsafeMutableBufferPointer { s in
+                            output.withUnsafeMutableBufferPointer { o in
+                                let rows = r.baseAddress!, beta = b.baseAddress!, decay = g.baseAddress!, state = s.baseAddress!, out = o.baseAddress!
+                                return SparseAttentionBenchmark.fastest(repetitions) {
+                                    parallelChunks(valueHeads, minimumChunk: 1) { heads in
+                                        for h in heads {
+                                            let g = h / ratio
+                                            let run = DeltaRuleRun(query: rows + g * d, key: rows + (keyHeads + g) * d, value: rows + (2 * keyHeads + h) * d,
+                                                                   rowStride: rowStride, beta: beta + h, betaStride: valueHeads,
+                                                                   decay: decay + (perChannel ? h * d : h), decayStride: decayWidth, perChannel: perChannel,
+                                                                   output: out + h * d, outputStride: valueHeads * d)
+                                            if let chunk {
+                                                chunkedDeltaRule(run, tokens: tokens, state: state + h * d * d, keyDimension: d, valueDimension: d,
+                                                                 chunk: chunk)
+                                            } else {
+                                                recurrentDeltaRule(run, tokens: 0..<tokens, state: state + h * d * d, keyDimension: d, valueDimension: d)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (time(chunk: nil), chunks.map { time(chunk: $0) })
     }
 
     /// One sequence of the full Qwen3-Next: every linear layer's state plus the full layers' rows.
@@ -168,6 +295,30 @@ extension LinearAttentionBenchmark.Report {
         ]
         for m in memory { lines.append("| \(m.context) | \(mib(m.nextBytes)) | \(mib(m.qwen3Bytes)) |") }
         lines += ["", "![memory per sequence by context](benchmarks/linear-attention-memory.png)"]
+        lines += [
+            "",
+            "### Prefill: the delta rule token by token against the chunked form",
+            "",
+            "One step's run of T tokens through every value head of one layer (32 heads of 128 × 128 fp32 state, on the",
+            "kernel threads): token by token through the kernels' `deltaRuleStep`, against the chunked form (chunks of C,",
+            "OpenBLAS products; transformers uses C = 64). Gated DeltaNet: Qwen3-Next-80B-A3B's 32 value heads over 16 key",
+            "heads, a decay per head; Kimi Delta Attention: Kimi-Linear-48B-A3B's 32 heads, a decay per key channel. Random",
+            "inputs shaped as the layers' (normalised q and k, β in (0, 1), log decays in (−0.5, 0)). A ratio below 1: the",
+            "chunked form is slower.",
+            "",
+            "| rule | T | C | token by token ms | chunked ms | token by token ÷ chunked |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in deltaRulePrefill {
+            lines.append(String(format: "| %@ | %d | %d | %.2f | %.2f | %.2f |", r.rule == "kimi-delta" ? "Kimi Delta Attention" : "Gated DeltaNet",
+                                r.tokens, r.chunk, r.recurrentSeconds * 1000, r.chunkedSeconds * 1000, r.speedup))
+        }
+        lines += [
+            "",
+            String(format: "One whole Gated DeltaNet layer of Qwen3-Next-80B-A3B (projections, conv, delta rule, gated norm; bf16 weights) "
+                   + "prefilling %d tokens in one step: %.0f tokens/s token by token, %.0f tokens/s chunked (%.2f×).",
+                   layerPrefill.tokens, layerPrefill.recurrentTokensPerSecond, layerPrefill.chunkedTokensPerSecond, layerPrefill.speedup),
+        ]
         return lines.joined(separator: "\n")
     }
 

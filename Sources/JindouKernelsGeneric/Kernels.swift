@@ -64,6 +64,15 @@ public enum Kernels: KernelSet {
                   valueRowStride: valueRowStride, sinks: sinks)
     }
 
+    public static func deltaRuleStep(
+        state: UnsafeMutablePointer<Float>, keyDimension dk: Int, valueDimension dv: Int,
+        query q: UnsafePointer<Float>, key k: UnsafePointer<Float>, value v: UnsafePointer<Float>, beta: Float,
+        decay: UnsafePointer<Float>, decayStride: Int, into out: UnsafeMutablePointer<Float>
+    ) {
+        deltaRule(state: state, keyDimension: dk, valueDimension: dv, query: q, key: k, value: v, beta: beta,
+                  decay: decay, decayStride: decayStride, into: out)
+    }
+
     public static func linearTransposed(
         _ x: UnsafePointer<Float>, tokens: Int, inputStride: Int, weight: WeightMatrix,
         into y: UnsafeMutablePointer<Float>, outputStride: Int

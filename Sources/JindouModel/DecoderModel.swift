@@ -152,6 +152,8 @@ public struct DecoderModel: Sendable {
     public let tensors: TensorSet
     /// How Multi-head Latent Attention is computed (no effect on other attention).
     public var latentAttentionMode: LatentAttentionMode = .automatic
+    /// How the linear-attention layers' delta rule is computed (no effect on other layers).
+    public var deltaRuleForm: DeltaRuleForm = .automatic
     /// The vision tower of a vision-language checkpoint (runs where this model runs).
     public let vision: VisionTower?
 
@@ -389,7 +391,7 @@ public struct DecoderModel: Sendable {
                                    sequenceOf: layout.sequenceOf, positions: layout.positions,
                                    ropePositions: layout.ropePositions.map { $0.x }, selections: &selections)
         case .linear(let weights):
-            return gatedDeltaNet(weights, layer: l, input: input, batch: batch, sequenceOf: layout.sequenceOf)
+            return gatedDeltaNet(weights, layer: l, input: input, batch: batch, sequenceOf: layout.sequenceOf, form: deltaRuleForm)
         }
     }
 

@@ -1,6 +1,7 @@
 // Qwen3-Next's linear attention, mirroring transformers' `Qwen3NextGatedDeltaNet.forward`
-// (models/qwen3_next/modeling_qwen3_next.py) in its recurrent form
-// (`torch_recurrent_gated_delta_rule`), which the chunked prefill form equals up to rounding:
+// (models/qwen3_next/modeling_qwen3_next.py); the delta rule itself, in its recurrent
+// (`torch_recurrent_gated_delta_rule`) and chunked (`torch_chunk_gated_delta_rule`) forms, is
+// in DeltaRule.swift:
 //   in_proj_qkvz(x) → per key head [q (dk) | k (dk) | v (r·dv) | z (r·dv)], r = value heads /
 //       key heads; in_proj_ba(x) → per key head [b (r) | a (r)]  (`fix_query_key_value_ordering`);
 //       Qwen3.5 (`Qwen3_5GatedDeltaNet`) splits them: in_proj_qkv (already [q | k | v]), in_proj_z,
@@ -13,7 +14,8 @@
 // The sequence's state (KVCache.state(layer:)) is the conv's last K − 1 inputs and S.
 //
 // Kimi Delta Attention (transformers' `KimiLinearDeltaAttention` = `Glm5NextTextLinearAttention`
-// with Kimi's forget gate, `recurrent_kimi_delta_attention`) is the same recurrence with:
+// with Kimi's forget gate; `recurrent_kimi_delta_attention`, `chunk_kimi_delta_attention`) is the same
+// recurrence with:
 //   q_proj, k_proj, v_proj (heads × d each, no grouping), their convs (`q/k/v_conv1d`, one conv
 //   over [q | k | v]); β = σ(b_proj(x)) per head; the decay per key channel,
 //   g = −exp(A_log[head]) · softplus(f_b_proj(f_a_proj(x)) + dt_bias), so S's row i decays by
@@ -22,9 +24,12 @@
 // forget gate g = lower bound · σ(exp(A_log) · (f + dt_bias)) with `kda_safe_gate`, and its
 // output projection named `dense`.
 //
-// Decode cost per token and layer: the state update reads and writes S once — value heads ×
-// dk × dv fp32 values (4 · 32 · 128 · 128 B = 2 MiB for Qwen3-Next-80B) — whatever the
-// context length; prefill runs the same recurrence token by token, heads in parallel.
+// Decode cost per token and layer: the state update (the kernels' `deltaRuleStep`) reads and
+// writes S once — value heads × dk × dv fp32 values (4 · 32 · 128 · 128 B = 2 MiB each way for
+// Qwen3-Next-80B) — whatever the context length. Prefill runs the same step token by token,
+// value heads in parallel: the chunked form (`DecoderModel.deltaRuleForm = .chunked`, as
+// transformers prefills) measured slower on CPUs (DeltaRule.swift says by how much). A
+// speculative step's kept tokens always run token by token, each one's state copied out.
 
 import Foundation
 import JindouNumerics
@@ -113,7 +118,8 @@ public struct GatedDeltaNetWeights: Sendable {
 extension DecoderModel {
     /// `Qwen3NextGatedDeltaNet.forward` over a step's tokens (each sequence's in order, from
     /// and into its state in cache layer `layer`).
-    func gatedDeltaNet(_ w: GatedDeltaNetWeights, layer: Int, input: [Float], batch: [SequenceStep], sequenceOf: [Int]) -> [Float] {
+    func gatedDeltaNet(_ w: GatedDeltaNetWeights, layer: Int, input: [Float], batch: [SequenceStep], sequenceOf: [Int],
+                       form: DeltaRuleForm) -> [Float] {
         let s = description.linearAttention!
         let count = sequenceOf.count
         let dk = s.keyHeadDimension, dv = s.valueHeadDimension, ratio = s.valueHeads / s.keyHeads
@@ -214,41 +220,30 @@ extension DecoderModel {
                             for i in 0..<dk { v[i] *= scale }
                         }
                     }
-                    let betaBase = beta, decayBase = decay
-                    parallelChunks(s.valueHeads, minimumChunk: 1) { heads in
-                        for h in heads {
-                            let stateHead = recurrent + h * dk * dv
-                            let g = h / ratio
-                            withUnsafeTemporaryAllocation(of: Float.self, capacity: dv) { delta in
-                                for t in start..<end {
-                                    let row = mixedBase + t * channels
-                                    let q = row + g * dk, k = row + s.keyWidth + g * dk, v = row + 2 * s.keyWidth + h * dv
-                                    let b = betaBase[t * s.valueHeads + h]
-                                    let decayRow = t * decayWidth + (perChannel ? h * dk : h)
-                                    let headFactor = expf(decayBase[decayRow])
-                                    // S ← S·e^g (Kimi: row i by e^{g_i}); kv_mem = Sᵀk; delta = (v − kv_mem)·β
-                                    for j in 0..<dv { delta[j] = 0 }
-                                    for i in 0..<dk {
-                                        let line = stateHead + i * dv, ki = k[i]
-                                        let factor = perChannel ? expf(decayBase[decayRow + i]) : headFactor
-                                        for j in 0..<dv {
-                                            line[j] *= factor
-                                            delta[j] += line[j] * ki
-                                        }
+                    // The leading tokens whose states need not be kept may run chunked (see
+                    // `DeltaRuleForm`; transformers splits off its `recurrent_states_to_keep` the
+                    // same way), the rest token by token, keeping each kept token's state.
+                    let chunked = form.chunkedTokens(unkept: kept.firstIndex { $0 != nil } ?? (end - start))
+                    beta.withUnsafeBufferPointer { betaBuffer in
+                        decay.withUnsafeBufferPointer { decayBuffer in
+                            let betaBase = betaBuffer.baseAddress!, decayBase = decayBuffer.baseAddress!
+                            parallelChunks(s.valueHeads, minimumChunk: 1) { heads in
+                                for h in heads {
+                                    let stateHead = recurrent + h * dk * dv
+                                    let row = mixedBase + start * channels, g = h / ratio
+                                    let run = DeltaRuleRun(
+                                        query: row + g * dk, key: row + s.keyWidth + g * dk, value: row + 2 * s.keyWidth + h * dv,
+                                        rowStride: channels, beta: betaBase + start * s.valueHeads + h, betaStride: s.valueHeads,
+                                        decay: decayBase + start * decayWidth + (perChannel ? h * dk : h), decayStride: decayWidth,
+                                        perChannel: perChannel, output: out + start * s.valueWidth + h * dv, outputStride: s.valueWidth)
+                                    if chunked > 0 {
+                                        chunkedDeltaRule(run, tokens: chunked, state: stateHead, keyDimension: dk, valueDimension: dv)
                                     }
-                                    for j in 0..<dv { delta[j] = (v[j] - delta[j]) * b }
-                                    // S ← S + k ⊗ delta; o = Sᵀq
-                                    let o = out + t * s.valueWidth + h * dv
-                                    for j in 0..<dv { o[j] = 0 }
-                                    for i in 0..<dk {
-                                        let line = stateHead + i * dv, ki = k[i], qi = q[i]
-                                        for j in 0..<dv {
-                                            line[j] += ki * delta[j]
-                                            o[j] += line[j] * qi
+                                    recurrentDeltaRule(run, tokens: chunked..<(end - start), state: stateHead, keyDimension: dk,
+                                                       valueDimension: dv) { t in
+                                        if let slot = kept[t] {
+                                            (slot + (kernel - 1) * channels + h * dk * dv).update(from: stateHead, count: dk * dv)
                                         }
-                                    }
-                                    if let slot = kept[t - start] {
-                                        (slot + (kernel - 1) * channels + h * dk * dv).update(from: stateHead, count: dk * dv)
                                     }
                                 }
                             }
@@ -311,5 +306,14 @@ extension DecoderModel {
         var selections: [[Int]]? = nil
         return attend(layers[layer].attention, cacheLayer: layer, input: input, batch: [step], layout: StepLayout([step]),
                       selections: &selections)
+    }
+
+    /// `tokens` prefill tokens (`input`: tokens × hidden) through linear-attention layer
+    /// `layer`'s mixer alone, in the delta rule's form `form` (benchmarks). The cache's length
+    /// does not change; its state carries on from the previous call.
+    public func linearMixerPrefill(layer: Int, input: [Float], tokens: Int, cache: KVCache, form: DeltaRuleForm) -> [Float] {
+        guard case .linear(let weights) = layers[layer].attention else { preconditionFailure("layer \(layer) is not linear attention") }
+        let step = SequenceStep(cache: cache, tokens: [Int](repeating: 0, count: tokens))
+        return gatedDeltaNet(weights, layer: layer, input: input, batch: [step], sequenceOf: StepLayout([step]).sequenceOf, form: form)
     }
 }

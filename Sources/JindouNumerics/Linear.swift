@@ -201,3 +201,29 @@ public func matmul(
         CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k),
         1.0, a, blasint(lda), b, blasint(ldb), 0.0, c, blasint(ldc))
 }
+
+/// The general F32 product C = alpha · op(A) · op(B) + beta · C (row-major; op(X) is Xᵀ when
+/// asked): m × k times k × n. For products that accumulate into C or read a transposed
+/// operand in place (the chunked delta rule).
+public func gemm(
+    _ a: UnsafePointer<Float>, transposeA: Bool = false, lda: Int,
+    _ b: UnsafePointer<Float>, transposeB: Bool = false, ldb: Int,
+    into c: UnsafeMutablePointer<Float>, ldc: Int, rows m: Int, columns n: Int, inner k: Int,
+    alpha: Float = 1, beta: Float = 0
+) {
+    configureBLAS()
+    cblas_sgemm(
+        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+}
+
+/// Solves (I + L) · X = B in place (B becomes X), L the strictly lower triangle of the
+/// n × n row-major `a` — its diagonal and upper triangle are not read (torch's
+/// `solve_triangular(…, upper=False, unitriangular=True)`). B: n × `columns`, row-major.
+public func solveUnitLowerTriangular(
+    _ a: UnsafePointer<Float>, order n: Int, lda: Int, _ b: UnsafeMutablePointer<Float>, columns: Int, ldb: Int
+) {
+    configureBLAS()
+    cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, blasint(n), blasint(columns), 1, a, blasint(lda),
+                b, blasint(ldb))
+}

@@ -36,6 +36,15 @@ public protocol KernelSet: SendableMetatype {
         first: Int, length: Int, scale: Float, scores: UnsafeMutablePointer<Float>,
         into out: UnsafeMutablePointer<Float>, valueDimension dv: Int, valueRowStride: Int, sinks: UnsafePointer<Float>?)
 
+    /// One token of the (gated) delta rule for one value head, in place on its state `state`
+    /// (dk × dv, row-major): S ← S·f (f = `decay[0]`, or `decay[i]` for row i when
+    /// `decayStride` is 1); delta = (v − Sᵀk)·β; S ← S + k ⊗ delta; `out` = Sᵀq (see
+    /// JindouKernelsGeneric/DeltaRuleStep.swift).
+    static func deltaRuleStep(
+        state: UnsafeMutablePointer<Float>, keyDimension dk: Int, valueDimension dv: Int,
+        query q: UnsafePointer<Float>, key k: UnsafePointer<Float>, value v: UnsafePointer<Float>, beta: Float,
+        decay: UnsafePointer<Float>, decayStride: Int, into out: UnsafeMutablePointer<Float>)
+
     /// For each token t: `y[t · outputStride + c] = Σᵢ x[t · inputStride + i] · W[i, c]`.
     static func linearTransposed(
         _ x: UnsafePointer<Float>, tokens: Int, inputStride: Int, weight: WeightMatrix,

@@ -30,6 +30,9 @@ public enum ScratchSlot: Int32, CaseIterable, Sendable {
     /// The scores of a group of query heads sharing a key/value head (`attendOneToken`'s
     /// matrix-product form at long contexts).
     case groupedScores = 9
+    /// One value head's chunk of the chunked delta rule (its gathered q/k/v, the chunk's
+    /// triangular systems and outputs).
+    case deltaRuleChunk = 10
 }
 
 /// A buffer of at least `count` values of `type` in `slot` of the calling thread's scratch.

@@ -384,6 +384,10 @@ struct LinearAttentionBench: ParsableCommand {
             Qwen3-Next-80B-A3B's shape, and one attention layer of Qwen3-30B-A3B's (random bf16 weights,
             caches of random rows), scaled to the full models' 36 + 12 and 48 layers:
               jindouctl bench linear-attention --contexts 1024,8192,32768
+            Then prefill: the delta rule alone over runs of --delta-rule-tokens tokens (Qwen3-Next's and
+            Kimi-Linear's shapes), token by token against the chunked form in chunks of each of
+            --delta-rule-chunks, and one whole Gated DeltaNet layer prefilling --prefill-tokens tokens
+            both ways.
             Writes the 'linear-attention' section of --out, the JSON results and the memory plot.
             Build with -c release; JINDOU_THREADS sets the kernel threads.
             """
@@ -402,17 +406,35 @@ struct LinearAttentionBench: ParsableCommand {
     @Option(help: "PNG plot of memory per sequence by context.")
     var plot: String = "docs/benchmarks/linear-attention-memory.png"
 
+    @Option(help: "Tokens in the one-layer prefill measurement.")
+    var prefillTokens: Int = 4096
+    @Option(help: "Run lengths of the delta-rule prefill measurement, comma-separated.")
+    var deltaRuleTokens: String = "16,64,256,1024,4096"
+    @Option(help: "Chunk sizes of the chunked form in the delta-rule measurement, comma-separated.")
+    var deltaRuleChunks: String = "16,64"
+
     var contextLengths: [Int] { contexts.split(separator: ",").compactMap { Int($0) } }
+    var deltaRuleLengths: [Int] { deltaRuleTokens.split(separator: ",").compactMap { Int($0) } }
+    var deltaRuleChunkSizes: [Int] { deltaRuleChunks.split(separator: ",").compactMap { Int($0) } }
 
     func validate() throws {
         guard !contextLengths.isEmpty, contextLengths.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else {
             throw ValidationError("--contexts: e.g. 1024,8192,32768 (each 1…1048576)")
         }
+        guard prefillTokens >= 1 && prefillTokens <= 1 << 16 else { throw ValidationError("--prefill-tokens must be 1…65536") }
+        guard !deltaRuleLengths.isEmpty, deltaRuleLengths.allSatisfy({ $0 >= 1 && $0 <= 1 << 16 }) else {
+            throw ValidationError("--delta-rule-tokens: e.g. 16,64,4096 (each 1…65536)")
+        }
+        guard !deltaRuleChunkSizes.isEmpty, deltaRuleChunkSizes.allSatisfy({ $0 >= 1 && $0 <= 1024 }) else {
+            throw ValidationError("--delta-rule-chunks: e.g. 16,64 (each 1…1024)")
+        }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
     }
 
     func run() throws {
-        let benchmark = LinearAttentionBenchmark(options: .init(contexts: contextLengths, repetitions: repetitions, directory: checkpoint))
+        let benchmark = LinearAttentionBenchmark(options: .init(contexts: contextLengths, repetitions: repetitions, directory: checkpoint),
+                                                 prefillTokens: prefillTokens, deltaRuleTokens: deltaRuleLengths,
+                                                 deltaRuleChunks: deltaRuleChunkSizes)
         do {
             let report = try benchmark.run { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
             try BenchmarkReport.writeJSON(report, to: json)

@@ -9,9 +9,9 @@ import Testing
 
 /// The per-token hot path allocates nothing once its scratch has grown: linear layers (dense,
 /// Q8_0, Q4_K; serial and spread over threads), gate+up pairs, attention, the router's
-/// selection and the grouped expert SwiGLU. Counted with the test executable's own
-/// allocation functions, on the calling thread (which also runs its share of every
-/// parallel loop), after one warm-up pass.
+/// selection, the grouped expert SwiGLU and the linear-attention state update. Counted with
+/// the test executable's own allocation functions, on the calling thread (which also runs its
+/// share of every parallel loop), after one warm-up pass.
 @Suite("No allocation per token")
 struct AllocationTests {
     /// Heap allocations `body` makes on this thread, less the thread scratch growing (once
@@ -30,6 +30,40 @@ struct AllocationTests {
             #expect(array.count >= 1000)
         }
         #expect(counted >= 1)
+    }
+
+    /// A linear-attention decode token's state update (Qwen3-Next-80B's head: 128 × 128), through
+    /// the kernels directly and through the recurrent form's loop (which exponentiates the
+    /// decays on the stack), decay per head and per key channel.
+    @Test(arguments: [false, true])
+    func deltaRuleStepAllocatesNothing(perChannel: Bool) {
+        let d = 128
+        var state = [Float](repeating: 0.01, count: d * d), output = [Float](repeating: 0, count: d)
+        let row = (0..<(3 * d)).map { Float(sin(Double($0) * 0.37)) * 0.1 }
+        let decay = [Float](repeating: -0.1, count: d), beta: [Float] = [0.5]
+        func pass() -> Int {
+            row.withUnsafeBufferPointer { r in
+                decay.withUnsafeBufferPointer { g in
+                    beta.withUnsafeBufferPointer { b in
+                        state.withUnsafeMutableBufferPointer { s in
+                            output.withUnsafeMutableBufferPointer { o in
+                                let x = r.baseAddress!
+                                let run = DeltaRuleRun(query: x, key: x + d, value: x + 2 * d, rowStride: 3 * d, beta: b.baseAddress!, betaStride: 1,
+                                                       decay: g.baseAddress!, decayStride: perChannel ? d : 1, perChannel: perChannel,
+                                                       output: o.baseAddress!, outputStride: d)
+                                return Self.allocations {
+                                    deltaRuleStep(state: s.baseAddress!, keyDimension: d, valueDimension: d, query: x, key: x + d, value: x + 2 * d,
+                                                  beta: 0.5, decay: g.baseAddress!, decayStride: perChannel ? 1 : 0, into: o.baseAddress!)
+                                    recurrentDeltaRule(run, tokens: 0..<1, state: s.baseAddress!, keyDimension: d, valueDimension: d)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ = pass()
+        #expect(pass() == 0, "\(perChannel ? "per channel" : "per head")")
     }
 
     /// `qwen3-moe-tiny-wide` (bf16, widths of whole Q4_K super-blocks), as stored and with

@@ -47,7 +47,7 @@ typedef void (*jindou_parallel_function)(void *context, size_t index);
 void jindou_parallel_apply(size_t iterations, void *context, jindou_parallel_function function, int threads);
 
 /// Number of scratch slots each thread has (see `jindou_thread_scratch`).
-#define JINDOU_SCRATCH_SLOTS 10
+#define JINDOU_SCRATCH_SLOTS 11
 
 /// A 64-byte-aligned buffer of at least `bytes` bytes owned by the calling thread, one per
 /// `slot` (0 ..< JINDOU_SCRATCH_SLOTS). It grows (geometrically) when a call asks for more

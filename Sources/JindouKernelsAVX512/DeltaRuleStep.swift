@@ -1,0 +1,1 @@
+../JindouKernelsGeneric/DeltaRuleStep.swift
