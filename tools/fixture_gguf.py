@@ -88,6 +88,7 @@ KNOWN_PRE_TOKENIZERS = {
     (fixture_text.EXAONE_MOE_PATTERN,): "exaone-moe",
     tuple(fixture_text.AFMOE_PATTERNS): "afmoe",
     (fixture_text.O200K_PATTERN,): "gpt-4o",
+    (fixture_text.QWEN35_PATTERN,): "qwen35",
 }
 
 CONVERSIONS = [
@@ -146,9 +147,14 @@ CONVERSIONS = [
     # −exp(A_log) (ssm_a) and the zero-centred norms as 1 + w. Its Qwen3 tokenizer is the
     # fixture's own. transformers checkpoints carry no `mtp.*` tensors: converted --no-mtp.
     ("qwen3-next-tiny-moe", "qwen3-next-tiny-moe-f32.gguf", "f32", None),
+    # Qwen3.5-MoE (`qwen35moe`), the text model of the vision fixture (the converter writes the
+    # vision tower to a separate mmproj file only when asked): in_proj_qkv/z/b/a as attn_qkv,
+    # attn_gate, ssm_beta, ssm_alpha with the value heads reordered from grouped per key head to
+    # tiled (value head h reads key head h mod key heads), interleaved M-RoPE sections.
+    ("qwen35-moe-tiny", "qwen35-moe-tiny-f32.gguf", "f32", None),
 ]
 # Converter flags beyond --outtype/--outfile.
-CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"]}
+CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"], "qwen35-moe-tiny-f32.gguf": ["--no-mtp"]}
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
 # (tools/llama_cpp_logits.c, one thread, F32 KV cache), in {file stem}.llama-cpp.json.
@@ -160,6 +166,7 @@ LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "do
                                                   "glm-moe-dsa-tiny-f32.gguf")}
 # Linear-attention files also get a prompt longer than llama.cpp's delta-net chunk (64).
 LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"] = LLAMA_PROMPTS + [[(7 * i) % 300 + 3 for i in range(70)]]
+LLAMA_GOLDENS["qwen35-moe-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",

@@ -135,9 +135,13 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var valueHeadDimension: Int
     /// The causal depthwise convolution's kernel (`linear_conv_kernel_dim`).
     public var convolutionKernel: Int
-    /// Qwen3.5's four input projections (`in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`)
-    /// instead of Qwen3-Next's two fused per key head (`in_proj_qkvz`, `in_proj_ba`).
-    public var splitProjections = false
+    /// How the Gated DeltaNet's input projections are stored.
+    public var projections = LinearProjectionLayout.fused
+    /// llama.cpp's converter stores −exp(A_log) (`ssm_a`) where checkpoints store A_log.
+    public var storesDecayRate = false
+    /// Value head h reads key head h mod key heads (llama.cpp's Qwen3.5 files, whose converter
+    /// reorders the value heads for ggml's broadcast), not h / (value heads / key heads).
+    public var tiledValueHeads = false
 
     public var keyWidth: Int { keyHeads * keyHeadDimension }
     public var valueWidth: Int { valueHeads * valueHeadDimension }
@@ -148,6 +152,18 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var stateFloats: Int {
         (convolutionKernel - 1) * convolutionChannels + valueHeads * keyHeadDimension * valueHeadDimension
     }
+}
+
+/// How a Gated DeltaNet layer stores its input projections.
+public enum LinearProjectionLayout: Sendable, Equatable {
+    /// Qwen3-Next's `in_proj_qkvz` and `in_proj_ba`, both grouped per key head.
+    case fused
+    /// Qwen3.5's `in_proj_qkv`, `in_proj_z`, `in_proj_b` and `in_proj_a`.
+    case split
+    /// llama.cpp's Qwen3-Next (convert_hf_to_gguf.py `Qwen3NextModel`): `in_proj_qkvz` split
+    /// into [q | k | v] (`in_proj_qkv`, GGUF `attn_qkv`) and z (`in_proj_z`, `attn_gate`),
+    /// `in_proj_ba` kept grouped per key head (`ssm_ba`).
+    case splitQKVZ
 }
 
 /// What a q/k RMSNorm normalises over.
