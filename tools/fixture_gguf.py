@@ -152,6 +152,9 @@ CONVERSIONS = [
     # attn_gate, ssm_beta, ssm_alpha with the value heads reordered from grouped per key head to
     # tiled (value head h reads key head h mod key heads), interleaved M-RoPE sections.
     ("qwen35-moe-tiny", "qwen35-moe-tiny-f32.gguf", "f32", None),
+    # Kimi-Linear (`kimi-linear`): KDA's tensors as ssm_*, MLA as deepseek2's (kv_b split into
+    # k_b/v_b, one KV head for the latent cache); the Kimi-K2 staged tokenizer.
+    ("kimi-linear-tiny", "kimi-linear-tiny-f32.gguf", "f32", "kimi"),
 ]
 # Converter flags beyond --outtype/--outfile.
 CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"], "qwen35-moe-tiny-f32.gguf": ["--no-mtp"]}
@@ -167,6 +170,7 @@ LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "do
 # Linear-attention files also get a prompt longer than llama.cpp's delta-net chunk (64).
 LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"] = LLAMA_PROMPTS + [[(7 * i) % 300 + 3 for i in range(70)]]
 LLAMA_GOLDENS["qwen35-moe-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
+LLAMA_GOLDENS["kimi-linear-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
@@ -188,6 +192,12 @@ STAGED_CONFIG = {name: {"scoring_func": "sigmoid"} for name in (
 STAGED_CONFIG["afmoe-tiny-every4"] = {"route_norm": True}
 STAGED_CONFIG["glm4-moe-lite-tiny-lead"] = {"scoring_func": "sigmoid", "first_k_dense_replace": 1}
 STAGED_CONFIG["hunyuan-moe-tiny-128"] = {"moe_topk": [2, 2, 2]}  # the Hub's per-layer form
+# Kimi-Linear: the converter reads the Hub's remote-code keys (`linear_attn_config` with
+# 1-indexed layer lists, `first_k_dense_replace`), which transformers 5 writes as layer_types,
+# linear_* and mlp_layer_types; staged from the fixture's own values (KimiLinear.swift reads both).
+STAGED_CONFIG["kimi-linear-tiny"] = {"linear_attn_config": {"full_attn_layers": [2], "kda_layers": [1, 3, 4], "head_dim": 16,
+                                                            "num_heads": 4, "short_conv_kernel_size": 4},
+                                     "first_k_dense_replace": 1, "moe_router_activation_func": "sigmoid"}
 # `tokenizer.ggml.pre` of staged tokenizers whose regex another family shares.
 STAGED_PRE = {"hunyuan-moe-tiny-128": "hunyuan"}
 

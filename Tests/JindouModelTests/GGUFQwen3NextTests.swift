@@ -9,12 +9,14 @@ import Testing
 /// Read with that meaning, the file gives transformers' goldens of the checkpoint it came from
 /// and llama.cpp's own logits and greedy tokens on it (`.llama-cpp.json`, prompts of 7, 40
 /// and 70 tokens — the last past llama.cpp's delta-net chunk of 64). Likewise Qwen3.5-MoE's
-/// text model (`qwen35moe`, from `qwen35-moe-tiny`): ssm_beta/ssm_alpha, value heads tiled.
-@Suite("Qwen3-Next and Qwen3.5 GGUF equal transformers and llama.cpp")
+/// text model (`qwen35moe`, from `qwen35-moe-tiny`): ssm_beta/ssm_alpha, value heads tiled; and
+/// Kimi-Linear (`kimi-linear`, from `kimi-linear-tiny`): KDA as ssm_*, MLA as deepseek2's.
+@Suite("Linear-attention GGUF files equal transformers and llama.cpp")
 struct GGUFQwen3NextTests {
     static let fixture = "qwen3-next-tiny-moe"
     static let file = Fixtures.path("gguf/qwen3-next-tiny-moe-f32.gguf")
-    static let pairs = [("qwen3-next-tiny-moe", "gguf/qwen3-next-tiny-moe-f32.gguf"), ("qwen35-moe-tiny", "gguf/qwen35-moe-tiny-f32.gguf")]
+    static let pairs = [("qwen3-next-tiny-moe", "gguf/qwen3-next-tiny-moe-f32.gguf"), ("qwen35-moe-tiny", "gguf/qwen35-moe-tiny-f32.gguf"),
+                        ("kimi-linear-tiny", "gguf/kimi-linear-tiny-f32.gguf")]
 
     @Test func theFileDescribesTheCheckpointsModel() throws {
         let d = try GGUFCheckpoint(path: Self.file).description
@@ -36,6 +38,18 @@ struct GGUFQwen3NextTests {
         (shape35.storesDecayRate, shape35.tiledValueHeads) = (false, false)
         #expect(shape35 == hf35.linearAttention && qwen35.attention == hf35.attention && qwen35.router == hf35.router)
         #expect(qwen35.attention.mropeSection == [2, 1, 1] && qwen35.linearAttentionLayers == hf35.linearAttentionLayers)
+
+        let kimi = try GGUFCheckpoint(path: Fixtures.path("gguf/kimi-linear-tiny-f32.gguf")).description
+        let hfKimi = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path("kimi-linear-tiny")))
+        var kda = try #require(kimi.linearAttention)
+        #expect(kda.kind == .kimiDelta && kda.storesDecayRate)
+        kda.storesDecayRate = false
+        #expect(kda == hfKimi.linearAttention && kimi.linearAttentionLayers == hfKimi.linearAttentionLayers)
+        #expect(kimi.router == hfKimi.router && kimi.layers == hfKimi.layers && kimi.hasCorrectionBias)
+        var latent = try #require(kimi.latentAttention)
+        #expect(!latent.rotary && latent.upProjections == .split)
+        latent.upProjections = .joint
+        #expect(latent == hfKimi.latentAttention)
     }
 
     /// Every golden case (prompts of up to 66 tokens: past a chunk) through the file: the
