@@ -155,6 +155,10 @@ CONVERSIONS = [
     # Kimi-Linear (`kimi-linear`): KDA's tensors as ssm_*, MLA as deepseek2's (kv_b split into
     # k_b/v_b, one KV head for the latent cache); the Kimi-K2 staged tokenizer.
     ("kimi-linear-tiny", "kimi-linear-tiny-f32.gguf", "f32", "kimi"),
+    # Ling-3.0 (`bailingmoe3`): the converter is registered for the Hub's BailingMoeV3ForCausalLM
+    # (transformers names the class BailingHybridForCausalLM) and reads its remote-code keys,
+    # staged; the full-attention layers follow layer_group_size (`ling-hybrid-tiny-group4`).
+    ("ling-hybrid-tiny-group4", "ling-hybrid-tiny-group4-f32.gguf", "f32", "deepseek"),
 ]
 # Converter flags beyond --outtype/--outfile.
 CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"], "qwen35-moe-tiny-f32.gguf": ["--no-mtp"]}
@@ -171,6 +175,7 @@ LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "do
 LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"] = LLAMA_PROMPTS + [[(7 * i) % 300 + 3 for i in range(70)]]
 LLAMA_GOLDENS["qwen35-moe-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 LLAMA_GOLDENS["kimi-linear-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
+LLAMA_GOLDENS["ling-hybrid-tiny-group4-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
@@ -198,6 +203,17 @@ STAGED_CONFIG["hunyuan-moe-tiny-128"] = {"moe_topk": [2, 2, 2]}  # the Hub's per
 STAGED_CONFIG["kimi-linear-tiny"] = {"linear_attn_config": {"full_attn_layers": [2], "kda_layers": [1, 3, 4], "head_dim": 16,
                                                             "num_heads": 4, "short_conv_kernel_size": 4},
                                      "first_k_dense_replace": 1, "moe_router_activation_func": "sigmoid"}
+# Ling: the Hub's class name and keys (no LoRA KDA projections, head-wise attention gates, the
+# shared expert's width, the router's scoring, renormalisation and groups and the KDA head width
+# (`head_dim`) under its remote-code names),
+# and a model_type transformers does not register, so the converter reads config.json as it is
+# (as for the Hub's remote-code checkpoint) rather than BailingHybridConfig's to_dict, which
+# renames norm_topk_prob.
+STAGED_CONFIG["ling-hybrid-tiny-group4"] = {"architectures": ["BailingMoeV3ForCausalLM"], "model_type": "bailing_moe_v3",
+                                            "no_kda_lora": True,
+                                            "gated_attention_proj_granularity_type": "head_wise",
+                                            "moe_shared_expert_intermediate_size": 32, "norm_topk_prob": True,
+                                            "score_function": "sigmoid", "n_group": 2, "head_dim": 16}
 # `tokenizer.ggml.pre` of staged tokenizers whose regex another family shares.
 STAGED_PRE = {"hunyuan-moe-tiny-128": "hunyuan"}
 

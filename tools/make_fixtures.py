@@ -287,6 +287,17 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
                   num_mtp_layers=0),
              k_overrides=(1, 4), long_prompt=66, router_k=4),
+        # Ling as llama.cpp's `bailingmoe3` can say it: the full-attention layer where
+        # layer_group_size puts it (the converter derives the layer kinds from it), here the last
+        # of 4; converted to gguf/ling-hybrid-tiny-group4-f32.gguf.
+        Spec("ling-hybrid-tiny-group4", "bailing_hybrid", 166 + s,
+             dict(DS_TINY, num_hidden_layers=4, q_lora_rank=None, num_local_experts=8, num_experts_per_tok=2, n_group=2,
+                  topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5, norm_topk_prob=True, first_k_dense_replace=1,
+                  layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"], layer_group_size=4,
+                  head_dim=16, short_conv_kernel_size=4, kda_safe_gate=True, kda_lower_bound=-5.0,
+                  rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+                  num_mtp_layers=0),
+             k_overrides=(1, 4), long_prompt=66, router_k=4),
         Spec("qwen3-moe-tiny-sharded", "qwen3_moe", 2 + s,
              dict(TINY, **qwen_rope, num_hidden_layers=3, num_experts=8, num_experts_per_tok=2,
                   norm_topk_prob=True, tie_word_embeddings=True),

@@ -45,7 +45,7 @@ public enum GGUFTensorNames {
     static let architectureLayerSuffixes: [Architecture: [String: String]] = [
         .glm4Moe: glm4MoeLayerSuffixes, .gptOss: gptOssLayerSuffixes, .exaoneMoe: exaoneMoeLayerSuffixes, .afmoe: afmoeLayerSuffixes,
         .hunyuanMoe: hunyuanMoeLayerSuffixes, .ernie45Moe: ernie45MoeLayerSuffixes, .qwen3Next: qwen3NextLayerSuffixes, .qwen35Moe: qwen3NextLayerSuffixes,
-        .kimiLinear: kimiLinearLayerSuffixes,
+        .kimiLinear: kimiLinearLayerSuffixes, .bailingHybrid: lingLayerSuffixes,
     ]
 
     /// The GGUF tensor (and, for a routed expert, its slice of the stacked tensor) holding
@@ -88,7 +88,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe", "deepseek32", "glm-dsa", "qwen3next", "qwen35moe", "kimi-linear"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe", "deepseek32", "glm-dsa", "qwen3next", "qwen35moe", "kimi-linear", "bailingmoe3"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -112,6 +112,7 @@ public struct GGUFCheckpoint: WeightSource {
         case "qwen3next": description = try metadata.qwen3Next()
         case "qwen35moe": description = try metadata.qwen3Next(qwen35: true)
         case "kimi-linear": description = try metadata.kimiLinear()
+        case "bailingmoe3": description = try metadata.kimiLinear(ling: true)
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }

@@ -19,6 +19,16 @@ import JindouRouting
 // rotary, its router always renormalises the top-k (build_moe_ffn's norm_w) before
 // expert_weights_scale. The MoE block's names are the shared GGUF ones, not Kimi's
 // `block_sparse_moe` w1/w3/w2.
+//
+// llama.cpp's `bailingmoe3` (Ling-3.0, transformers' BailingHybridForCausalLM; the converter,
+// conversion/bailingmoe3.py, is registered for the Hub's BailingMoeV3ForCausalLM; the graph
+// src/models/bailingmoe3.cpp) is the same layout with Ling's differences: the full-rank gates
+// f_proj / g_proj as ssm_f_a / ssm_g_a, the output `dense` as attn_output, ssm_a = exp(A_log),
+// `kda.safe_gate` (required true) and `kda.gate_lower_bound`, MLA with interleaved rotary and
+// the per-head sigmoid gate g_proj as attn_gate, expert_weights_norm as the file says, and
+// `swiglu_clamp_exp` / `swiglu_clamp_shexp` limits (non-zero ones refused, as for the checkpoints).
+// Jindou reads its KDA layers under `linear_attn.` so that their g_proj and the MLA gate map
+// to different tensors.
 
 extension GGUFTensorNames {
     static let kimiLinearLayerSuffixes: [String: String] = [
@@ -34,11 +44,29 @@ extension GGUFTensorNames {
         "self_attn.A_log": "ssm_a",
         "self_attn.o_norm.weight": "ssm_norm.weight",
     ]
+
+    static let lingLayerSuffixes: [String: String] = [
+        "linear_attn.q_proj.weight": "attn_q.weight",
+        "linear_attn.k_proj.weight": "attn_k.weight",
+        "linear_attn.v_proj.weight": "attn_v.weight",
+        "linear_attn.q_conv1d.weight": "ssm_conv1d_q.weight",
+        "linear_attn.k_conv1d.weight": "ssm_conv1d_k.weight",
+        "linear_attn.v_conv1d.weight": "ssm_conv1d_v.weight",
+        "linear_attn.b_proj.weight": "ssm_beta.weight",
+        "linear_attn.f_proj.weight": "ssm_f_a.weight",
+        "linear_attn.g_proj.weight": "ssm_g_a.weight",
+        "linear_attn.dt_bias": "ssm_dt.bias",
+        "linear_attn.A_log": "ssm_a",
+        "linear_attn.o_norm.weight": "ssm_norm.weight",
+        "linear_attn.dense.weight": "attn_output.weight",
+        "self_attn.g_proj.weight": "attn_gate.weight",
+    ]
 }
 
 extension GGUFModelMetadata {
-    func kimiLinear() throws -> ModelDescription {
-        let layerCount = try positive(arch("block_count"))
+    /// `kimi-linear`, or with `ling: true` `bailingmoe3`.
+    func kimiLinear(ling: Bool = false) throws -> ModelDescription {
+        let (layerCount, prediction) = try decoderLayers()
         let hidden = try positive(arch("embedding_length"))
         let heads = try positive(arch("attention.head_count"))
         // head_count_kv per layer: 0 marks the KDA layers (llama.cpp's is_recr).
@@ -54,8 +82,24 @@ extension GGUFModelMetadata {
         var linear = LinearAttentionShape(keyHeads: heads, valueHeads: heads, keyHeadDimension: try positive(arch("kda.head_dim")),
                                           valueHeadDimension: try positive(arch("kda.head_dim")),
                                           convolutionKernel: try positive(arch("ssm.conv_kernel")))
-        linear.kind = .kimiDelta
-        linear.storesDecayRate = true
+        linear.kind = ling ? .lingDelta : .kimiDelta
+        linear.storedDecay = ling ? .exponential : .negatedExponential
+        if ling {
+            guard try bool(arch("kda.safe_gate"), default: true) else {
+                throw error(arch("kda.safe_gate"), "is false; llama.cpp's bailingmoe3 computes only the safe (bounded) forget gate")
+            }
+            let bound = try number(arch("kda.gate_lower_bound"))
+            guard bound < 0 else { throw error(arch("kda.gate_lower_bound"), "is \(bound); it must be negative") }
+            linear.forgetGateLowerBound = Float(bound)
+            for key in ["swiglu_clamp_exp", "swiglu_clamp_shexp"] {
+                if let limits = value(arch(key))?.array, limits.contains(where: { ($0.double ?? 1) != 0 }) {
+                    throw error(arch(key), "has non-zero SwiGLU clipping limits, which are not implemented")
+                }
+            }
+            if value(arch("rope.dimension_sections")) != nil {
+                throw error(arch("rope.dimension_sections"), "is present: the M-RoPE of Ling's vision-language model is not supported")
+            }
+        }
 
         let keyValueRank = try positive(arch("attention.kv_lora_rank"))
         let queryRank: Int? = value(arch("attention.q_lora_rank")) != nil ? try positive(arch("attention.q_lora_rank")) : nil
@@ -71,11 +115,12 @@ extension GGUFModelMetadata {
             throw GGUFError(path: file.path, reason: "missing tensor 'blk.\(layer).attn_k_b.weight' (or the older 'attn_kv_b.weight') in MLA layer \(layer)")
         }
 
-        let feedForward = try sigmoidRoutedFeedForward(layerCount: layerCount, family: "Kimi-Linear", defaultGating: nil, defaultSharedExperts: nil)
+        let feedForward = try sigmoidRoutedFeedForward(layerCount: layerCount, family: ling ? "Ling" : "Kimi-Linear",
+                                                       defaultGating: nil, defaultSharedExperts: nil)
         var router = feedForward.router
-        router.normalizeTopK = true  // build_moe_ffn(…, norm_w = true, …) in kimi-linear.cpp
+        if !ling { router.normalizeTopK = true }  // build_moe_ffn(…, norm_w = true, …) in kimi-linear.cpp
         var description = ModelDescription(
-            architecture: .kimiLinear,
+            architecture: ling ? .bailingHybrid : .kimiLinear,
             vocabularySize: try vocabularySize(),
             hiddenSize: hidden,
             attention: AttentionShape(
@@ -96,12 +141,14 @@ extension GGUFModelMetadata {
         var latent = LatentAttentionShape(
             heads: heads, queryLoraRank: queryRank, keyValueLoraRank: keyValueRank, nopeDimension: queryKey - rope,
             ropeDimension: rope, valueDimension: valueWidth, bias: false, softmaxScale: 1 / Float(queryKey).squareRoot())
-        latent.rotary = false
+        latent.rotary = ling
+        latent.headGate = ling
         latent.upProjections = split ? .split : .joint
         description.latentAttention = latent
         description.linearAttention = linear
         description.linearAttentionLayers = recurrent
-        description.linearAttentionModule = "self_attn."
+        description.linearAttentionModule = ling ? "linear_attn." : "self_attn."
+        description.ignoredPredictionLayers = prediction
         return try validated(description)
     }
 }

@@ -70,7 +70,7 @@ extension GGUFModelMetadata {
         }
         let recurrentLayers = all.filter { recurrent[$0] }
         var shape = linear
-        shape.storesDecayRate = true
+        shape.storedDecay = .negatedExponential
         if qwen35 {
             shape.projections = .split
             shape.tiledValueHeads = true

@@ -54,9 +54,13 @@ public struct GatedDeltaNetWeights: Sendable {
 
     init(prefix p: String, shape s: LinearAttentionShape, dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
         timeStepBias = try vector(p + "dt_bias")
-        // -self.A_log.float().exp(), unless the file stores that already (GGUF's ssm_a).
+        // -self.A_log.float().exp(), or from what a GGUF file stores instead (ssm_a).
         let decay = try vector(p + "A_log")
-        decayRate = s.storesDecayRate ? decay : decay.map { -expf($0) }
+        switch s.storedDecay {
+        case .logarithm: decayRate = decay.map { -expf($0) }
+        case .negatedExponential: decayRate = decay
+        case .exponential: decayRate = decay.map { -$0 }
+        }
         if s.kind != .gatedDeltaNet {
             let names = Self.kimiGateNames(s)
             projections = .kimi(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),

@@ -137,8 +137,9 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var convolutionKernel: Int
     /// How the Gated DeltaNet's input projections are stored.
     public var projections = LinearProjectionLayout.fused
-    /// llama.cpp's converter stores −exp(A_log) (`ssm_a`) where checkpoints store A_log.
-    public var storesDecayRate = false
+    /// What the `A_log` tensor holds: A_log itself in checkpoints; llama.cpp's converter stores
+    /// −exp(A_log) (`ssm_a` of qwen3next, qwen35moe, kimi-linear) or exp(A_log) (bailingmoe3).
+    public var storedDecay = StoredDecay.logarithm
     /// Value head h reads key head h mod key heads (llama.cpp's Qwen3.5 files, whose converter
     /// reorders the value heads for ggml's broadcast), not h / (value heads / key heads).
     public var tiledValueHeads = false
@@ -152,6 +153,11 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var stateFloats: Int {
         (convolutionKernel - 1) * convolutionChannels + valueHeads * keyHeadDimension * valueHeadDimension
     }
+}
+
+/// How a linear-attention layer's `A_log` is stored (the decay rate is −exp(A_log)).
+public enum StoredDecay: Sendable, Equatable {
+    case logarithm, negatedExponential, exponential
 }
 
 /// How a Gated DeltaNet layer stores its input projections.

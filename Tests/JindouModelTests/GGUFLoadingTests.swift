@@ -270,7 +270,7 @@ struct GGUFLoadingTests {
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
         let supported = GGUFCheckpoint.supportedArchitectures
-        #expect(supported.count == 15 && supported.contains("deepseek32") && supported.contains("glm-dsa") && supported.contains("qwen3next"))
+        #expect(supported.count == 16 && supported.contains("deepseek32") && supported.contains("glm-dsa") && supported.contains("qwen3next"))
         #expect(message.contains("architecture 'llama' is not supported (supported: \(supported.joined(separator: ", ")))"), "\(message)")
     }
 

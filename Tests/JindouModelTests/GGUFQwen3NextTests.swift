@@ -10,13 +10,15 @@ import Testing
 /// and llama.cpp's own logits and greedy tokens on it (`.llama-cpp.json`, prompts of 7, 40
 /// and 70 tokens — the last past llama.cpp's delta-net chunk of 64). Likewise Qwen3.5-MoE's
 /// text model (`qwen35moe`, from `qwen35-moe-tiny`): ssm_beta/ssm_alpha, value heads tiled; and
-/// Kimi-Linear (`kimi-linear`, from `kimi-linear-tiny`): KDA as ssm_*, MLA as deepseek2's.
+/// Kimi-Linear (`kimi-linear`, from `kimi-linear-tiny`): KDA as ssm_*, MLA as deepseek2's; and
+/// Ling-3.0 (`bailingmoe3`, from `ling-hybrid-tiny-group4`): Ling's gates, exp(A_log), the MLA gate.
 @Suite("Linear-attention GGUF files equal transformers and llama.cpp")
 struct GGUFQwen3NextTests {
     static let fixture = "qwen3-next-tiny-moe"
     static let file = Fixtures.path("gguf/qwen3-next-tiny-moe-f32.gguf")
     static let pairs = [("qwen3-next-tiny-moe", "gguf/qwen3-next-tiny-moe-f32.gguf"), ("qwen35-moe-tiny", "gguf/qwen35-moe-tiny-f32.gguf"),
-                        ("kimi-linear-tiny", "gguf/kimi-linear-tiny-f32.gguf")]
+                        ("kimi-linear-tiny", "gguf/kimi-linear-tiny-f32.gguf"),
+                        ("ling-hybrid-tiny-group4", "gguf/ling-hybrid-tiny-group4-f32.gguf")]
 
     @Test func theFileDescribesTheCheckpointsModel() throws {
         let d = try GGUFCheckpoint(path: Self.file).description
@@ -24,8 +26,8 @@ struct GGUFQwen3NextTests {
         #expect(d.architecture == .qwen3Next && d.attention.queryGate && hf.zeroCentredNorms && !d.zeroCentredNorms)
         #expect(d.linearAttentionLayers == [true, true, false] && d.linearAttentionLayers == hf.linearAttentionLayers)
         var shape = try #require(d.linearAttention)
-        #expect(shape.projections == .splitQKVZ && shape.storesDecayRate)
-        (shape.projections, shape.storesDecayRate) = (.fused, false)
+        #expect(shape.projections == .splitQKVZ && shape.storedDecay == .negatedExponential)
+        (shape.projections, shape.storedDecay) = (.fused, .logarithm)
         #expect(shape == hf.linearAttention)
         #expect(d.attention == hf.attention && d.router == hf.router && d.layers == hf.layers)
         #expect(d.sharedExpertIntermediateSize == hf.sharedExpertIntermediateSize && d.moeIntermediateSize == hf.moeIntermediateSize)
@@ -34,22 +36,34 @@ struct GGUFQwen3NextTests {
         let hf35 = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path("qwen35-moe-tiny")))
         #expect(qwen35.architecture == .qwen35Moe && qwen35.vision == nil && hf35.vision != nil)
         var shape35 = try #require(qwen35.linearAttention)
-        #expect(shape35.projections == .split && shape35.storesDecayRate && shape35.tiledValueHeads)
-        (shape35.storesDecayRate, shape35.tiledValueHeads) = (false, false)
+        #expect(shape35.projections == .split && shape35.storedDecay == .negatedExponential && shape35.tiledValueHeads)
+        (shape35.storedDecay, shape35.tiledValueHeads) = (.logarithm, false)
         #expect(shape35 == hf35.linearAttention && qwen35.attention == hf35.attention && qwen35.router == hf35.router)
         #expect(qwen35.attention.mropeSection == [2, 1, 1] && qwen35.linearAttentionLayers == hf35.linearAttentionLayers)
 
         let kimi = try GGUFCheckpoint(path: Fixtures.path("gguf/kimi-linear-tiny-f32.gguf")).description
         let hfKimi = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path("kimi-linear-tiny")))
         var kda = try #require(kimi.linearAttention)
-        #expect(kda.kind == .kimiDelta && kda.storesDecayRate)
-        kda.storesDecayRate = false
+        #expect(kda.kind == .kimiDelta && kda.storedDecay == .negatedExponential)
+        kda.storedDecay = .logarithm
         #expect(kda == hfKimi.linearAttention && kimi.linearAttentionLayers == hfKimi.linearAttentionLayers)
         #expect(kimi.router == hfKimi.router && kimi.layers == hfKimi.layers && kimi.hasCorrectionBias)
         var latent = try #require(kimi.latentAttention)
         #expect(!latent.rotary && latent.upProjections == .split)
         latent.upProjections = .joint
         #expect(latent == hfKimi.latentAttention)
+
+        let ling = try GGUFCheckpoint(path: Fixtures.path("gguf/ling-hybrid-tiny-group4-f32.gguf")).description
+        let hfLing = try ModelDescription(checkpoint: Checkpoint(directory: Fixtures.path("ling-hybrid-tiny-group4")))
+        var lingKDA = try #require(ling.linearAttention)
+        #expect(lingKDA.kind == .lingDelta && lingKDA.storedDecay == .exponential && lingKDA.forgetGateLowerBound == -5)
+        lingKDA.storedDecay = .logarithm
+        #expect(lingKDA == hfLing.linearAttention && ling.linearAttentionLayers == [true, true, true, false])
+        #expect(ling.router == hfLing.router && ling.layers == hfLing.layers && ling.attention == hfLing.attention)
+        var lingLatent = try #require(ling.latentAttention)
+        #expect(lingLatent.rotary && lingLatent.headGate && lingLatent.upProjections == .split)
+        (lingLatent.upProjections, lingLatent.outputName) = (.joint, "dense")
+        #expect(lingLatent == hfLing.latentAttention)
     }
 
     /// Every golden case (prompts of up to 66 tokens: past a chunk) through the file: the
@@ -144,5 +158,14 @@ struct GGUFQwen3NextTests {
         #expect(router.contains("missing tensor 'blk.2.ffn_gate_inp.weight' (qwen3next layers are all MoE)"), "\(router)")
         let state = loadError(try GGUFLoadingTests.rewritten(from: Self.file, tensors: { $0.name != "blk.0.ssm_a" }))
         #expect(state.contains("missing tensor 'blk.0.ssm_a'"), "\(state)")
+
+        let kimi = Fixtures.path("gguf/kimi-linear-tiny-f32.gguf")
+        let kinds = loadError(try GGUFLoadingTests.rewritten(from: kimi, metadata: GGUFLoadingTests.set("kimi-linear.attention.head_count_kv", .u32(1))))
+        #expect(kinds.contains("metadata 'kimi-linear.attention.head_count_kv' is missing or not a per-layer array (0 marks a KDA layer)"), "\(kinds)")
+        let ling = Fixtures.path("gguf/ling-hybrid-tiny-group4-f32.gguf")
+        let unsafe = loadError(try GGUFLoadingTests.rewritten(from: ling, metadata: GGUFLoadingTests.set("bailingmoe3.kda.safe_gate", .bool(false))))
+        #expect(unsafe.contains("metadata 'bailingmoe3.kda.safe_gate' is false"), "\(unsafe)")
+        let clamp = loadError(try GGUFLoadingTests.rewritten(from: ling, metadata: GGUFLoadingTests.set("bailingmoe3.swiglu_clamp_exp", .i32s([0, 7, 7, 7]))))
+        #expect(clamp.contains("metadata 'bailingmoe3.swiglu_clamp_exp' has non-zero SwiGLU clipping limits"), "\(clamp)")
     }
 }

@@ -187,7 +187,7 @@ struct GGUFFamilyTokenizerTests {
     /// leaves alone.
     @Test(arguments: ["afmoe-tiny-every4-f32.gguf", "exaone-moe-tiny-f32.gguf", "gpt-oss-tiny-mxfp4.gguf",
                       "hunyuan-moe-tiny-128-f32.gguf", "ernie45-moe-tiny-ff64-f32.gguf", "dots1-tiny-mha-f32.gguf",
-                      "glm4-moe-lite-tiny-lead-f32.gguf", "qwen3-next-tiny-moe-f32.gguf", "qwen35-moe-tiny-f32.gguf", "kimi-linear-tiny-f32.gguf"])
+                      "glm4-moe-lite-tiny-lead-f32.gguf", "qwen3-next-tiny-moe-f32.gguf", "qwen35-moe-tiny-f32.gguf", "kimi-linear-tiny-f32.gguf", "ling-hybrid-tiny-group4-f32.gguf"])
     func tokenizesLikeLlamaCpp(file: String) throws {
         let path = Fixtures.path("gguf/" + file)
         let text = try ServingText(directory: path, description: try GGUFCheckpoint(path: path).description)
