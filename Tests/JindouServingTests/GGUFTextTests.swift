@@ -51,7 +51,7 @@ struct GGUFTextTests {
     /// EOM `<|observation|>` after tokenizer_config.json's EOS and padding, in that order.
     @Test("jindouctl quantize writes the tokenizer metadata llama.cpp's converter writes", arguments: llamaCppConverted)
     func quantizeWritesLlamaCppTokenizerMetadata(fixture: String) throws {
-        let directory = NSTemporaryDirectory() + "jindou-gguf-text-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-gguf-text-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let out = directory + "/m.gguf"
@@ -86,7 +86,7 @@ struct GGUFTextTests {
         writer.metadata = [("general.architecture", .string("qwen3moe")), ("tokenizer.ggml.model", .string("gpt2")),
                            ("tokenizer.ggml.pre", .string("llama-bpe")),
                            ("tokenizer.ggml.tokens", .strings(file.metadata["tokenizer.ggml.tokens"]!.array!.map { $0.string! }))]
-        let path = NSTemporaryDirectory() + "jindou-gguf-pre-\(UUID().uuidString).gguf"
+        let path = Scratch.directory + "jindou-gguf-pre-\(UUID().uuidString).gguf"
         try writer.write(to: path)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let description = try GGUFCheckpoint(path: Self.llamaCppFile).description
