@@ -177,6 +177,12 @@ LLAMA_GOLDENS["qwen35-moe-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f
 LLAMA_GOLDENS["kimi-linear-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 LLAMA_GOLDENS["ling-hybrid-tiny-group4-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 
+# Files llama-quantize makes from a converted one: (output, source, llama-quantize type).
+# Qwen3-Next in Q8_0: the DeltaNet and attention projections and the experts in Q8_0 (every row
+# of the tiny model is 64 wide; K-quants need 256), conv, decay, norms F32.
+QUANTIZED = [("qwen3-next-tiny-moe-q8_0.gguf", "qwen3-next-tiny-moe-f32.gguf", "Q8_0")]
+LLAMA_GOLDENS["qwen3-next-tiny-moe-q8_0.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
+
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
                     "glm4": "GLM-4.7-Flash.jinja", "dots1": None, "exaone-moe": None, "afmoe": None,
@@ -356,6 +362,15 @@ def main() -> None:
             print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
             if name in LLAMA_GOLDENS:
                 write_llama_goldens(llama_cpp, out, LLAMA_GOLDENS[name])
+    for name, source, kind in QUANTIZED:
+        if args.only and name not in args.only.split(","):
+            continue
+        import subprocess
+        out = FIXTURES / "gguf" / name
+        subprocess.run([str(llama_cpp / "build" / "bin" / "llama-quantize"), str(FIXTURES / "gguf" / source), str(out), kind],
+                       check=True, capture_output=True)
+        print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes, llama-quantize {kind})")
+        write_llama_goldens(llama_cpp, out, LLAMA_GOLDENS[name])
 
 
 def write_llama_goldens(llama_cpp: Path, gguf: Path, prompts: list[list[int]]) -> None:

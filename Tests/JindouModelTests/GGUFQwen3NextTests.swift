@@ -99,6 +99,17 @@ struct GGUFQwen3NextTests {
         try await LlamaCppGoldens.check(Fixtures.path(file), tolerance: 1e-4)
     }
 
+    /// The Qwen3-Next file quantised by llama-quantize to Q8_0 (projections and experts Q8_0;
+    /// conv, decay and norms F32): Jindou multiplies with the same 8-bit activation blocks as
+    /// ggml, so it gives llama.cpp's logits (observed ≤ 4.8e-7) and greedy tokens.
+    @Test func quantizedFileEqualsLlamaCpp() async throws {
+        let file = Fixtures.path("gguf/qwen3-next-tiny-moe-q8_0.gguf")
+        let census = try GGUFFile(path: file).tensors
+        #expect(census.contains { $0.name == "blk.0.attn_qkv.weight" && $0.type == .q8_0 })
+        #expect(census.contains { $0.name == "blk.0.ssm_ba.weight" && $0.type == .q8_0 })
+        try await LlamaCppGoldens.check(file, tolerance: 1e-4)
+    }
+
     /// Files from before the converter split in_proj_qkvz carry it whole (`ssm_in`, grouped per
     /// key head as the checkpoint's); llama.cpp still reads them, and so does Jindou: this file
     /// rebuilt that way gives the same logits.
