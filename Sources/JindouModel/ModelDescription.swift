@@ -155,6 +155,29 @@ public struct LinearAttentionShape: Sendable, Equatable {
     }
 }
 
+/// The names of a checkpoint's multi-token-prediction layer: its block (a whole decoder
+/// layer) and the tensors around it (MultiTokenPrediction.swift).
+public struct PredictionLayerNames: Sendable, Equatable {
+    /// The blocks' prefix before their index: nil for layers numbered after the decoder's
+    /// (`model.layers.{L}.`, DeepSeek-V3, GLM-4.5); Qwen3-Next's `mtp.layers.`.
+    public var layersPrefix: String?
+    /// The embedding norm, hidden norm, [2H → H] projection and output norm, each a full name
+    /// after `ownPrefix` (nil: the block's own prefix).
+    public var ownPrefix: String?
+    public var embeddingNorm = "enorm.weight"
+    public var hiddenNorm = "hnorm.weight"
+    public var projection = "eh_proj.weight"
+    public var outputNorm = "shared_head.norm.weight"
+
+    /// DeepSeek-V3's (`model.layers.61.{enorm, hnorm, eh_proj, shared_head.norm}`).
+    public static let deepseek = PredictionLayerNames()
+    /// Qwen3-Next's and Qwen3.5's (vLLM's `Qwen3NextMultiTokenPredictor`): `mtp.fc`,
+    /// `mtp.pre_fc_norm_embedding`, `mtp.pre_fc_norm_hidden`, `mtp.norm`, `mtp.layers.0.*`.
+    public static let qwen3Next = PredictionLayerNames(
+        layersPrefix: "mtp.layers.", ownPrefix: "mtp.", embeddingNorm: "pre_fc_norm_embedding.weight",
+        hiddenNorm: "pre_fc_norm_hidden.weight", projection: "fc.weight", outputNorm: "norm.weight")
+}
+
 /// How a linear-attention layer's `A_log` is stored (the decay rate is −exp(A_log)).
 public enum StoredDecay: Sendable, Equatable {
     case logarithm, negatedExponential, exponential
@@ -474,6 +497,8 @@ public struct ModelDescription: Sendable, Equatable {
     public var weightQuantization: BlockQuantization? = nil
     /// Multi-token-prediction layers stored after the decoder layers (never loaded).
     public var ignoredPredictionLayers: Int = 0
+    /// Where the multi-token-prediction layers' tensors are.
+    public var predictionNames = PredictionLayerNames.deepseek
     /// Prefix of the text model's tensors (`model.`; Qwen3-VL: `model.language_model.`;
     /// Kimi-K2.5: `language_model.model.`).
     public var textPrefix: String = "model."
