@@ -145,7 +145,10 @@ CONVERSIONS = [
     # Qwen3-Next (`qwen3next`): every layer MoE, as llama.cpp requires; the converter splits
     # in_proj_qkvz into attn_qkv and attn_gate, keeps in_proj_ba grouped (ssm_ba), stores
     # −exp(A_log) (ssm_a) and the zero-centred norms as 1 + w. Its Qwen3 tokenizer is the
-    # fixture's own. transformers checkpoints carry no `mtp.*` tensors: converted --no-mtp.
+    # fixture's own. The fixture's `mtp.*` layer becomes the nextn block (blk.3: the decoder
+    # layer's tensors plus nextn.{eh_proj, enorm, hnorm, shared_head_norm}). Qwen3.5's
+    # checkpoint carries none (transformers drops them): converted --no-mtp, which the converter
+    # otherwise refuses.
     ("qwen3-next-tiny-moe", "qwen3-next-tiny-moe-f32.gguf", "f32", None),
     # Qwen3.5-MoE (`qwen35moe`), the text model of the vision fixture (the converter writes the
     # vision tower to a separate mmproj file only when asked): in_proj_qkv/z/b/a as attn_qkv,
@@ -161,7 +164,7 @@ CONVERSIONS = [
     ("ling-hybrid-tiny-group4", "ling-hybrid-tiny-group4-f32.gguf", "f32", "deepseek"),
 ]
 # Converter flags beyond --outtype/--outfile.
-CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"], "qwen35-moe-tiny-f32.gguf": ["--no-mtp"]}
+CONVERTER_FLAGS = {"qwen35-moe-tiny-f32.gguf": ["--no-mtp"]}
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
 # (tools/llama_cpp_logits.c, one thread, F32 KV cache), in {file stem}.llama-cpp.json.

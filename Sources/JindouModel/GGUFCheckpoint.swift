@@ -39,6 +39,11 @@ public enum GGUFTensorNames {
         "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
         "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
         "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
+        // The MTP block's own tensors (the converter's nextn.*; MultiTokenPrediction.swift).
+        "enorm.weight": "nextn.enorm.weight",
+        "hnorm.weight": "nextn.hnorm.weight",
+        "eh_proj.weight": "nextn.eh_proj.weight",
+        "shared_head.norm.weight": "nextn.shared_head_norm.weight",
     ]
 
     /// Where an architecture names a layer tensor differently from `layerSuffixes`.

@@ -11,7 +11,12 @@ import Testing
 /// rolls the main model's linear-attention states back on rejection.
 @Suite struct MultiTokenPredictionTests {
     static let fixture = "deepseek-v3-tiny-noq"
-    static let fixtures = ["deepseek-v3-tiny-noq", "qwen3-next-tiny-moe"]
+    /// Checkpoints with an MTP layer; the GGUF file is llama.cpp's conversion of
+    /// qwen3-next-tiny-moe, its MTP layer as the nextn block (blk.3), with that fixture's goldens.
+    static let fixtures = ["deepseek-v3-tiny-noq", "qwen3-next-tiny-moe", "gguf/qwen3-next-tiny-moe-f32.gguf"]
+
+    /// The fixture whose goldens apply to `model`.
+    static func goldenFixture(_ model: String) -> String { model.hasPrefix("gguf/qwen3-next-tiny-moe") ? "qwen3-next-tiny-moe" : model }
 
     struct Goldens {
         let tokens: [Int]
@@ -34,7 +39,7 @@ import Testing
         let engine = try await EngineCache.shared.engine(fixture)
         let source = try openWeightSource(Fixtures.path(fixture))
         let predictor = try MultiTokenPredictor(description: engine.description, checkpoint: source)
-        let golden = try Self.goldens(fixture)
+        let golden = try Self.goldens(Self.goldenFixture(fixture))
         let bound: Float = 1e-4
         let n = golden.promptLength
         // The main model's normed hidden states of every position.
@@ -69,7 +74,7 @@ extension MultiTokenPredictionTests {
     func mtpDraftsNeverChangeGreedyOutput(fixture: String, draftTokens: Int) async throws {
         let engine = try InferenceEngine.load(directory: Fixtures.path(fixture), multiTokenPrediction: true)
         #expect(engine.predictor?.layerIndex == engine.description.layerCount)
-        let golden = try Self.goldens(fixture)
+        let golden = try Self.goldens(Self.goldenFixture(fixture))
         for prompt in [Array(golden.tokens.prefix(golden.promptLength)), [5, 6, 7, 5, 6, 7, 5, 6], [11]] {
             let request = GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 20, stopTokenIDs: [])
             let plain = try await engine.generate(request)
