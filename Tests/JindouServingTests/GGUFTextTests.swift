@@ -94,7 +94,7 @@ struct GGUFTextTests {
             _ = try ServingText(directory: path, description: description)
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, hunyuan, minimax-m2, qwen2)"), "\(error)")
+            #expect("\(error)".contains("tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, hunyuan, minimax-m2, qwen2, qwen35)"), "\(error)")
         }
     }
 }
