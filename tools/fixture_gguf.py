@@ -88,6 +88,7 @@ KNOWN_PRE_TOKENIZERS = {
     (fixture_text.EXAONE_MOE_PATTERN,): "exaone-moe",
     tuple(fixture_text.AFMOE_PATTERNS): "afmoe",
     (fixture_text.O200K_PATTERN,): "gpt-4o",
+    (fixture_text.QWEN35_PATTERN,): "qwen35",
 }
 
 CONVERSIONS = [
@@ -144,11 +145,26 @@ CONVERSIONS = [
     # Qwen3-Next (`qwen3next`): every layer MoE, as llama.cpp requires; the converter splits
     # in_proj_qkvz into attn_qkv and attn_gate, keeps in_proj_ba grouped (ssm_ba), stores
     # −exp(A_log) (ssm_a) and the zero-centred norms as 1 + w. Its Qwen3 tokenizer is the
-    # fixture's own. transformers checkpoints carry no `mtp.*` tensors: converted --no-mtp.
+    # fixture's own. The fixture's `mtp.*` layer becomes the nextn block (blk.3: the decoder
+    # layer's tensors plus nextn.{eh_proj, enorm, hnorm, shared_head_norm}). Qwen3.5's
+    # checkpoint carries none (transformers drops them): converted --no-mtp, which the converter
+    # otherwise refuses.
     ("qwen3-next-tiny-moe", "qwen3-next-tiny-moe-f32.gguf", "f32", None),
+    # Qwen3.5-MoE (`qwen35moe`), the text model of the vision fixture (the converter writes the
+    # vision tower to a separate mmproj file only when asked): in_proj_qkv/z/b/a as attn_qkv,
+    # attn_gate, ssm_beta, ssm_alpha with the value heads reordered from grouped per key head to
+    # tiled (value head h reads key head h mod key heads), interleaved M-RoPE sections.
+    ("qwen35-moe-tiny", "qwen35-moe-tiny-f32.gguf", "f32", None),
+    # Kimi-Linear (`kimi-linear`): KDA's tensors as ssm_*, MLA as deepseek2's (kv_b split into
+    # k_b/v_b, one KV head for the latent cache); the Kimi-K2 staged tokenizer.
+    ("kimi-linear-tiny", "kimi-linear-tiny-f32.gguf", "f32", "kimi"),
+    # Ling-3.0 (`bailingmoe3`): the converter is registered for the Hub's BailingMoeV3ForCausalLM
+    # (transformers names the class BailingHybridForCausalLM) and reads its remote-code keys,
+    # staged; the full-attention layers follow layer_group_size (`ling-hybrid-tiny-group4`).
+    ("ling-hybrid-tiny-group4", "ling-hybrid-tiny-group4-f32.gguf", "f32", "deepseek"),
 ]
 # Converter flags beyond --outtype/--outfile.
-CONVERTER_FLAGS = {"qwen3-next-tiny-moe-f32.gguf": ["--no-mtp"]}
+CONVERTER_FLAGS = {"qwen35-moe-tiny-f32.gguf": ["--no-mtp"]}
 
 # Files whose reference is llama.cpp itself: its logits and greedy tokens for these prompts
 # (tools/llama_cpp_logits.c, one thread, F32 KV cache), in {file stem}.llama-cpp.json.
@@ -160,6 +176,15 @@ LLAMA_GOLDENS = {name: LLAMA_PROMPTS for name in ("gpt-oss-tiny-mxfp4.gguf", "do
                                                   "glm-moe-dsa-tiny-f32.gguf")}
 # Linear-attention files also get a prompt longer than llama.cpp's delta-net chunk (64).
 LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"] = LLAMA_PROMPTS + [[(7 * i) % 300 + 3 for i in range(70)]]
+LLAMA_GOLDENS["qwen35-moe-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
+LLAMA_GOLDENS["kimi-linear-tiny-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
+LLAMA_GOLDENS["ling-hybrid-tiny-group4-f32.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
+
+# Files llama-quantize makes from a converted one: (output, source, llama-quantize type).
+# Qwen3-Next in Q8_0: the DeltaNet and attention projections and the experts in Q8_0 (every row
+# of the tiny model is 64 wide; K-quants need 256), conv, decay, norms F32.
+QUANTIZED = [("qwen3-next-tiny-moe-q8_0.gguf", "qwen3-next-tiny-moe-f32.gguf", "Q8_0")]
+LLAMA_GOLDENS["qwen3-next-tiny-moe-q8_0.gguf"] = LLAMA_GOLDENS["qwen3-next-tiny-moe-f32.gguf"]
 
 # Chat templates of the staged tokenizers, from the llama.cpp tree's models/templates.
 STAGED_TEMPLATES = {"deepseek": "deepseek-ai-DeepSeek-V3.1.jinja", "kimi": "moonshotai-Kimi-K2.jinja",
@@ -181,6 +206,23 @@ STAGED_CONFIG = {name: {"scoring_func": "sigmoid"} for name in (
 STAGED_CONFIG["afmoe-tiny-every4"] = {"route_norm": True}
 STAGED_CONFIG["glm4-moe-lite-tiny-lead"] = {"scoring_func": "sigmoid", "first_k_dense_replace": 1}
 STAGED_CONFIG["hunyuan-moe-tiny-128"] = {"moe_topk": [2, 2, 2]}  # the Hub's per-layer form
+# Kimi-Linear: the converter reads the Hub's remote-code keys (`linear_attn_config` with
+# 1-indexed layer lists, `first_k_dense_replace`), which transformers 5 writes as layer_types,
+# linear_* and mlp_layer_types; staged from the fixture's own values (KimiLinear.swift reads both).
+STAGED_CONFIG["kimi-linear-tiny"] = {"linear_attn_config": {"full_attn_layers": [2], "kda_layers": [1, 3, 4], "head_dim": 16,
+                                                            "num_heads": 4, "short_conv_kernel_size": 4},
+                                     "first_k_dense_replace": 1, "moe_router_activation_func": "sigmoid"}
+# Ling: the Hub's class name and keys (no LoRA KDA projections, head-wise attention gates, the
+# shared expert's width, the router's scoring, renormalisation and groups and the KDA head width
+# (`head_dim`) under its remote-code names),
+# and a model_type transformers does not register, so the converter reads config.json as it is
+# (as for the Hub's remote-code checkpoint) rather than BailingHybridConfig's to_dict, which
+# renames norm_topk_prob.
+STAGED_CONFIG["ling-hybrid-tiny-group4"] = {"architectures": ["BailingMoeV3ForCausalLM"], "model_type": "bailing_moe_v3",
+                                            "no_kda_lora": True,
+                                            "gated_attention_proj_granularity_type": "head_wise",
+                                            "moe_shared_expert_intermediate_size": 32, "norm_topk_prob": True,
+                                            "score_function": "sigmoid", "n_group": 2, "head_dim": 16}
 # `tokenizer.ggml.pre` of staged tokenizers whose regex another family shares.
 STAGED_PRE = {"hunyuan-moe-tiny-128": "hunyuan"}
 
@@ -323,6 +365,15 @@ def main() -> None:
             print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
             if name in LLAMA_GOLDENS:
                 write_llama_goldens(llama_cpp, out, LLAMA_GOLDENS[name])
+    for name, source, kind in QUANTIZED:
+        if args.only and name not in args.only.split(","):
+            continue
+        import subprocess
+        out = FIXTURES / "gguf" / name
+        subprocess.run([str(llama_cpp / "build" / "bin" / "llama-quantize"), str(FIXTURES / "gguf" / source), str(out), kind],
+                       check=True, capture_output=True)
+        print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes, llama-quantize {kind})")
+        write_llama_goldens(llama_cpp, out, LLAMA_GOLDENS[name])
 
 
 def write_llama_goldens(llama_cpp: Path, gguf: Path, prompts: list[list[int]]) -> None:

@@ -132,6 +132,7 @@ class Spec:
     router_k: int | None = None         # the override K captured in the router goldens
     long_prompt: int | None = None      # an extra configured-K case with a prompt this long
     mtp_layers: int = 0                 # DeepSeek: write this many MTP layers' tensors after the last layer
+    qwen_mtp: bool = False              # Qwen3-Next: write an `mtp.*` layer (transformers drops it; the Hub's have it)
     fp8_block: int | None = None        # DeepSeek: store Linear weights as FP8 with [B, B] block scales
     mxfp4: bool = False                 # gpt-oss: routed experts as MXFP4 _blocks/_scales (random bytes)
 
@@ -263,7 +264,7 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
                   linear_conv_kernel_dim=4, linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
                   linear_num_value_heads=4, tie_word_embeddings=False,
                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
-             k_overrides=(1, 4), long_prompt=66, router_k=4),
+             k_overrides=(1, 4), long_prompt=66, router_k=4, qwen_mtp=True),
         # Kimi-Linear: Kimi Delta Attention (per-channel decay, low-rank forget and output gates,
         # sigmoid-gated norm) in layers 0, 2, 3 and MLA without rotary in layer 1; DeepSeek-V3's
         # sigmoid router with a correction bias and a shared expert; layer 0 dense.
@@ -283,6 +284,17 @@ def fixture_specs(seed_offset: int = 0, unseen: bool = False) -> list[Spec]:
              dict(DS_TINY, num_hidden_layers=4, q_lora_rank=None, num_local_experts=8, num_experts_per_tok=2, n_group=2,
                   topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5, norm_topk_prob=True, first_k_dense_replace=1,
                   layer_types=["linear_attention", "linear_attention", "full_attention", "linear_attention"],
+                  head_dim=16, short_conv_kernel_size=4, kda_safe_gate=True, kda_lower_bound=-5.0,
+                  rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+                  num_mtp_layers=0),
+             k_overrides=(1, 4), long_prompt=66, router_k=4),
+        # Ling as llama.cpp's `bailingmoe3` can say it: the full-attention layer where
+        # layer_group_size puts it (the converter derives the layer kinds from it), here the last
+        # of 4; converted to gguf/ling-hybrid-tiny-group4-f32.gguf.
+        Spec("ling-hybrid-tiny-group4", "bailing_hybrid", 166 + s,
+             dict(DS_TINY, num_hidden_layers=4, q_lora_rank=None, num_local_experts=8, num_experts_per_tok=2, n_group=2,
+                  topk_group=1, n_shared_experts=1, routed_scaling_factor=2.5, norm_topk_prob=True, first_k_dense_replace=1,
+                  layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"], layer_group_size=4,
                   head_dim=16, short_conv_kernel_size=4, kda_safe_gate=True, kda_lower_bound=-5.0,
                   rope_theta=10000.0, tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
                   num_mtp_layers=0),
@@ -1181,6 +1193,92 @@ def write_mtp_layers(spec: Spec, out_dir: str) -> list[str]:
     return sorted(extra)
 
 
+def write_qwen3_next_mtp(spec: Spec, out_dir: str) -> list[str]:
+    """Appends a Qwen3-Next MTP layer as the Hub's checkpoints store it (vLLM's
+    `Qwen3NextMultiTokenPredictor`): `mtp.layers.0.*` — a full-attention decoder layer with the
+    MoE block, its names from save_pretrained of a model with one more (full-attention) layer —
+    and `mtp.fc` [H, 2H], `mtp.pre_fc_norm_embedding`, `mtp.pre_fc_norm_hidden`, `mtp.norm`
+    (zero-centred weights, as every Qwen3-Next norm). Random values. Returns the names written."""
+    layers = spec.config["num_hidden_layers"]
+    donor_spec = replace(spec, seed=spec.seed + 500, config=dict(
+        spec.config, num_hidden_layers=layers + 1, layer_types=spec.config["layer_types"] + ["full_attention"]))
+    donor = build_model(donor_spec)
+    hidden = spec.config["hidden_size"]
+    with tempfile.TemporaryDirectory() as scratch:
+        donor.save_pretrained(scratch)
+        tensors = load_file(os.path.join(scratch, "model.safetensors"))
+    prefix = f"model.layers.{layers}."
+    extra = {"mtp.layers.0." + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    generator = torch.Generator().manual_seed(spec.seed + 501)
+    extra["mtp.fc.weight"] = torch.randn(hidden, 2 * hidden, generator=generator) / math.sqrt(2 * hidden)
+    for norm in ("pre_fc_norm_embedding", "pre_fc_norm_hidden", "norm"):
+        extra[f"mtp.{norm}.weight"] = 0.1 * torch.randn(hidden, generator=generator)
+    last = shard_files(out_dir)[-1]
+    shard = load_file(os.path.join(out_dir, last))
+    assert not set(shard) & set(extra) and not os.path.exists(os.path.join(out_dir, "model.safetensors.index.json"))
+    save_file({**shard, **extra}, os.path.join(out_dir, last), metadata={"format": "pt"})
+    return sorted(extra)
+
+
+@torch.no_grad()
+def qwen3_next_mtp_goldens(model, out_dir, prompt) -> tuple[dict, dict]:
+    """The Qwen3-Next MTP layer's logits for `prompt`, composed from transformers' own
+    modules as vLLM's `Qwen3NextMultiTokenPredictor.forward` composes them (transformers has
+    no Qwen3-Next MTP): e = pre_fc_norm_embedding(embed(x_{t+1})), h = pre_fc_norm_hidden(h_t)
+    with h_t the main model's last hidden state after its final norm, fc([e | h]) →
+    Qwen3NextDecoderLayer (full attention, the MoE block) → norm → the main lm_head; the pair
+    (h_t, x_{t+1}) at position t + 1 (as transformers' MtpLayer places DeepSeek's). The prefill
+    runs the pairs t < n under a causal mask; the decode step is the last row of the pairs
+    t ≤ n (what a cache gives). Same layout as mtp_goldens."""
+    from transformers.models.qwen3_next.modeling_qwen3_next import Qwen3NextDecoderLayer, Qwen3NextRMSNorm
+    config = model.config
+    layers = config.num_hidden_layers
+    mtp_config = type(config)(**{**config.to_dict(), "num_hidden_layers": layers + 1,
+                                 "layer_types": list(config.layer_types) + ["full_attention"]})
+    mtp_config._attn_implementation = "eager"
+    mtp_config._experts_implementation = "eager"
+    weights = {k: v for k, v in load_all(out_dir).items() if k.startswith("mtp.")}
+    block = Qwen3NextDecoderLayer(mtp_config, layers).eval()
+    state = {k.removeprefix("mtp.layers.0."): v for k, v in weights.items() if k.startswith("mtp.layers.0.")}
+    # The file's per-expert tensors (as save_pretrained writes them) stacked into the fused
+    # parameters the module holds, gate before up, as check_mtp_layers does.
+    experts = range(config.num_experts)
+    fused = {"mlp.experts.gate_up_proj": torch.stack([torch.cat([state.pop(f"mlp.experts.{e}.gate_proj.weight"),
+                                                                 state.pop(f"mlp.experts.{e}.up_proj.weight")]) for e in experts]),
+             "mlp.experts.down_proj": torch.stack([state.pop(f"mlp.experts.{e}.down_proj.weight") for e in experts])}
+    block.load_state_dict({**state, **fused}, strict=True)
+    norms = {}
+    for name in ("pre_fc_norm_embedding", "pre_fc_norm_hidden", "norm"):
+        norms[name] = Qwen3NextRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        norms[name].weight.copy_(weights[f"mtp.{name}.weight"])
+    fc = torch.nn.Linear(2 * config.hidden_size, config.hidden_size, bias=False)
+    fc.weight.copy_(weights["mtp.fc.weight"])
+    tokens = list(prompt)
+    for _ in range(2):
+        tokens.append(int(model(torch.tensor([tokens])).logits[0, -1].argmax()))
+    n = len(prompt)
+    hidden = model.model(torch.tensor([tokens])).last_hidden_state
+
+    def run(count):
+        ids = torch.tensor([tokens[1:count + 1]])
+        x = fc(torch.cat([norms["pre_fc_norm_embedding"](model.model.embed_tokens(ids)),
+                          norms["pre_fc_norm_hidden"](hidden[:, :count])], dim=-1))
+        positions = torch.arange(1, count + 1).unsqueeze(0)
+        mask = torch.full((1, 1, count, count), float("-inf")).triu(1)
+        out = block(x, position_embeddings=model.model.rotary_emb(x, positions), attention_mask=mask, position_ids=positions)
+        return model.lm_head(norms["norm"](out))[0]
+
+    prefill = run(n)
+    step = run(n + 1)[-1:]
+    meta = {"tokens": tokens, "prompt_length": n, "prefill_positions": [1, n], "step_position": n + 1,
+            "prefill_draft": int(prefill[-1].argmax()), "step_draft": int(step[-1].argmax()),
+            "hidden_source": "model.model(...).last_hidden_state (after the final norm)",
+            "reference": "transformers' Qwen3NextDecoderLayer and Qwen3NextRMSNorm composed as vLLM's "
+                         "Qwen3NextMultiTokenPredictor (transformers has no Qwen3-Next MTP)",
+            "tensors_written": len(weights)}
+    return meta, {"mtp.prefill_logits": prefill.contiguous(), "mtp.step_logits": step[0].contiguous()}
+
+
 @torch.no_grad()
 def check_mtp_layers(model, out_dir, names) -> dict:
     """transformers' own MTP loader (MtpModel, used by generate(use_mtp=True)) must load
@@ -1638,6 +1736,7 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
         spec = replace(spec, extra_config=dict(spec.extra_config, quantization_config=MXFP4_QUANTIZATION))
     assert not (spec.mtp_layers and spec.fp8_block), "MTP tensors would stay unquantised"
     mtp_names = write_mtp_layers(spec, out_dir) if spec.mtp_layers else []
+    qwen_mtp_names = write_qwen3_next_mtp(spec, out_dir) if spec.qwen_mtp else []
     if spec.architecture == "kimi_linear":
         kimi_linear_hub_names(out_dir, model.config)
     if spec.legacy_config or spec.extra_config:  # otherwise config.json stays as transformers wrote it
@@ -1668,6 +1767,10 @@ def write_fixture(spec: Spec, root: str, templates: dict) -> dict:
     if mtp_names:
         mtp_meta, mtp_tensors = mtp_goldens(reloaded, prompts["medium"])
         extra_meta["mtp"]["goldens"] = mtp_meta
+        tensors.update(mtp_tensors)
+    if qwen_mtp_names:
+        mtp_meta, mtp_tensors = qwen3_next_mtp_goldens(reloaded, out_dir, prompts["medium"])
+        extra_meta["mtp"] = {"goldens": mtp_meta}
         tensors.update(mtp_tensors)
     meta.update(extra_meta)
     meta["max_abs_logit_diff_grouped_mm"] = max(

@@ -39,12 +39,18 @@ public enum GGUFTensorNames {
         "mlp.shared_experts.gate_proj.weight": "ffn_gate_shexp.weight",
         "mlp.shared_experts.up_proj.weight": "ffn_up_shexp.weight",
         "mlp.shared_experts.down_proj.weight": "ffn_down_shexp.weight",
+        // The MTP block's own tensors (the converter's nextn.*; MultiTokenPrediction.swift).
+        "enorm.weight": "nextn.enorm.weight",
+        "hnorm.weight": "nextn.hnorm.weight",
+        "eh_proj.weight": "nextn.eh_proj.weight",
+        "shared_head.norm.weight": "nextn.shared_head_norm.weight",
     ]
 
     /// Where an architecture names a layer tensor differently from `layerSuffixes`.
     static let architectureLayerSuffixes: [Architecture: [String: String]] = [
         .glm4Moe: glm4MoeLayerSuffixes, .gptOss: gptOssLayerSuffixes, .exaoneMoe: exaoneMoeLayerSuffixes, .afmoe: afmoeLayerSuffixes,
-        .hunyuanMoe: hunyuanMoeLayerSuffixes, .ernie45Moe: ernie45MoeLayerSuffixes,
+        .hunyuanMoe: hunyuanMoeLayerSuffixes, .ernie45Moe: ernie45MoeLayerSuffixes, .qwen3Next: qwen3NextLayerSuffixes, .qwen35Moe: qwen3NextLayerSuffixes,
+        .kimiLinear: kimiLinearLayerSuffixes, .bailingHybrid: lingLayerSuffixes,
     ]
 
     /// The GGUF tensor (and, for a routed expert, its slice of the stacked tensor) holding
@@ -87,7 +93,7 @@ public struct GGUFCheckpoint: WeightSource {
     public var path: String { file.path }
 
     /// llama.cpp architectures Jindou loads.
-    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe", "deepseek32", "glm-dsa"]
+    public static let supportedArchitectures = ["qwen3moe", "glm4moe", "deepseek2", "gpt-oss", "minimax-m2", "dots1", "exaone-moe", "afmoe", "hunyuan-moe", "ernie4_5-moe", "deepseek32", "glm-dsa", "qwen3next", "qwen35moe", "kimi-linear", "bailingmoe3"]
 
     public init(path: String) throws {
         let file = try GGUFFile(path: path)
@@ -108,6 +114,10 @@ public struct GGUFCheckpoint: WeightSource {
         case "hunyuan-moe": description = try metadata.hunyuanMoe()
         case "ernie4_5-moe": description = try metadata.ernie45Moe()
         case "deepseek32", "glm-dsa": description = try metadata.sparseAttentionDeepseek()
+        case "qwen3next": description = try metadata.qwen3Next()
+        case "qwen35moe": description = try metadata.qwen3Next(qwen35: true)
+        case "kimi-linear": description = try metadata.kimiLinear()
+        case "bailingmoe3": description = try metadata.kimiLinear(ling: true)
         default:
             throw GGUFError(path: path, reason: "architecture '\(architecture)' is not supported (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }
@@ -141,9 +151,13 @@ public struct GGUFCheckpoint: WeightSource {
             dimensions.removeLast()
         }
         // GGUF lists dimensions innermost first; Hugging Face shapes are outermost first.
-        let shape = Array(dimensions.reversed())
+        var shape = Array(dimensions.reversed())
         if let expected = request.shape, expected != shape {
-            throw GGUFError(path: path, reason: "tensor '\(name)'\(slice.map { " expert \($0)" } ?? "") has shape \(shape) (outermost first), but the metadata implies \(expected) for \(request.name)")
+            // The converter squeezes size-1 dimensions (a depthwise conv's [C, 1, K] as [C, K]).
+            guard expected.filter({ $0 != 1 }) == shape.filter({ $0 != 1 }) else {
+                throw GGUFError(path: path, reason: "tensor '\(name)'\(slice.map { " expert \($0)" } ?? "") has shape \(shape) (outermost first), but the metadata implies \(expected) for \(request.name)")
+            }
+            shape = expected
         }
         return (info, shape, range)
     }

@@ -5,9 +5,11 @@
 //   in_proj_qkvz(x) → per key head [q (dk) | k (dk) | v (r·dv) | z (r·dv)], r = value heads /
 //       key heads; in_proj_ba(x) → per key head [b (r) | a (r)]  (`fix_query_key_value_ordering`);
 //       Qwen3.5 (`Qwen3_5GatedDeltaNet`) splits them: in_proj_qkv (already [q | k | v]), in_proj_z,
-//       in_proj_b, in_proj_a
+//       in_proj_b, in_proj_a; llama.cpp's converter splits in_proj_qkvz into in_proj_qkv and
+//       in_proj_z and keeps in_proj_ba (`LinearProjectionLayout.splitQKVZ`)
 //   [q | k | v] (all heads) → causal depthwise conv1d (kernel K, no bias) → SiLU
-//   q, k: L2-normalised per head (ε 1e-6), q × dk^-½; value head h reads key head h / r
+//   q, k: L2-normalised per head (ε 1e-6), q × dk^-½; value head h reads key head h / r (llama.cpp's
+//       Qwen3.5 files: h mod key heads, `tiledValueHeads`)
 //   β = σ(b); g = −exp(A_log) · softplus(a + dt_bias)
 //   per token and value head, S (dk × dv, fp32): S ← S·e^g; S ← S + k ⊗ β(v − Sᵀk); o = Sᵀq
 //   o → RMSNorm per head (weight w, not zero-centred) × SiLU(z) → out_proj
@@ -40,6 +42,7 @@ public struct GatedDeltaNetWeights: Sendable {
     public enum Projections: Sendable {
         case fused(qkvz: WeightMatrix, ba: WeightMatrix)
         case split(qkv: WeightMatrix, z: WeightMatrix, b: WeightMatrix, a: WeightMatrix)
+        case splitQKVZ(qkv: WeightMatrix, z: WeightMatrix, ba: WeightMatrix)
         /// Kimi Delta Attention: separate q/k/v, β, and the forget and output gates, each a chain
         /// of projections applied in order (Kimi's low-rank pair, Ling's single full-rank one).
         case kimi(query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, beta: WeightMatrix,
@@ -57,8 +60,13 @@ public struct GatedDeltaNetWeights: Sendable {
 
     init(prefix p: String, shape s: LinearAttentionShape, dense: (String) throws -> WeightMatrix, vector: (String) throws -> [Float]) throws {
         timeStepBias = try vector(p + "dt_bias")
-        // -self.A_log.float().exp()
-        decayRate = try vector(p + "A_log").map { -expf($0) }
+        // -self.A_log.float().exp(), or from what a GGUF file stores instead (ssm_a).
+        let decay = try vector(p + "A_log")
+        switch s.storedDecay {
+        case .logarithm: decayRate = decay.map { -expf($0) }
+        case .negatedExponential: decayRate = decay
+        case .exponential: decayRate = decay.map { -$0 }
+        }
         if s.kind != .gatedDeltaNet {
             let names = Self.kimiGateNames(s)
             projections = .kimi(query: try dense(p + "q_proj.weight"), key: try dense(p + "k_proj.weight"),
@@ -71,10 +79,15 @@ public struct GatedDeltaNetWeights: Sendable {
             output = try dense(p + names.output + ".weight")
             return
         }
-        projections = s.splitProjections
-            ? .split(qkv: try dense(p + "in_proj_qkv.weight"), z: try dense(p + "in_proj_z.weight"),
-                     b: try dense(p + "in_proj_b.weight"), a: try dense(p + "in_proj_a.weight"))
-            : .fused(qkvz: try dense(p + "in_proj_qkvz.weight"), ba: try dense(p + "in_proj_ba.weight"))
+        switch s.projections {
+        case .fused: projections = .fused(qkvz: try dense(p + "in_proj_qkvz.weight"), ba: try dense(p + "in_proj_ba.weight"))
+        case .split:
+            projections = .split(qkv: try dense(p + "in_proj_qkv.weight"), z: try dense(p + "in_proj_z.weight"),
+                                 b: try dense(p + "in_proj_b.weight"), a: try dense(p + "in_proj_a.weight"))
+        case .splitQKVZ:
+            projections = .splitQKVZ(qkv: try dense(p + "in_proj_qkv.weight"), z: try dense(p + "in_proj_z.weight"),
+                                     ba: try dense(p + "in_proj_ba.weight"))
+        }
         convolution = try vector(p + "conv1d.weight")
         norm = try vector(p + "norm.weight")
         output = try dense(p + "out_proj.weight")
@@ -103,11 +116,19 @@ public struct GatedDeltaNetWeights: Sendable {
                    TensorRequest(p + "o_norm.weight", shape: [s.valueHeadDimension])]
                 + linear(p + names.output + ".weight", [h, s.valueWidth])
         }
-        return (s.splitProjections
-            ? linear(p + "in_proj_qkv.weight", [s.convolutionChannels, h]) + linear(p + "in_proj_z.weight", [s.valueWidth, h])
+        let projections: [TensorRequest]
+        switch s.projections {
+        case .fused:
+            projections = linear(p + "in_proj_qkvz.weight", [2 * s.keyWidth + 2 * s.valueWidth, h])
+                + linear(p + "in_proj_ba.weight", [2 * s.valueHeads, h])
+        case .split:
+            projections = linear(p + "in_proj_qkv.weight", [s.convolutionChannels, h]) + linear(p + "in_proj_z.weight", [s.valueWidth, h])
                 + linear(p + "in_proj_b.weight", [s.valueHeads, h]) + linear(p + "in_proj_a.weight", [s.valueHeads, h])
-            : linear(p + "in_proj_qkvz.weight", [2 * s.keyWidth + 2 * s.valueWidth, h])
-                + linear(p + "in_proj_ba.weight", [2 * s.valueHeads, h]))
+        case .splitQKVZ:
+            projections = linear(p + "in_proj_qkv.weight", [s.convolutionChannels, h]) + linear(p + "in_proj_z.weight", [s.valueWidth, h])
+                + linear(p + "in_proj_ba.weight", [2 * s.valueHeads, h])
+        }
+        return projections
             + [TensorRequest(p + "conv1d.weight", shape: [s.convolutionChannels, 1, s.convolutionKernel]),
                TensorRequest(p + "dt_bias", shape: [s.valueHeads]), TensorRequest(p + "A_log", shape: [s.valueHeads]),
                TensorRequest(p + "norm.weight", shape: [s.valueHeadDimension])]
@@ -148,15 +169,17 @@ extension DecoderModel {
             z = project(input, rows: count, weight: zWeight)
             b = project(input, rows: count, weight: bWeight)
             a = project(input, rows: count, weight: aWeight)
+        case .splitQKVZ(let qkv, let zWeight, let baWeight):
+            mixed = project(input, rows: count, weight: qkv)
+            z = project(input, rows: count, weight: zWeight)
+            (b, a) = splitGroupedBetaAlpha(project(input, rows: count, weight: baWeight), tokens: count, shape: s)
         case .fused(let qkvzWeight, let baWeight):
             // fix_query_key_value_ordering: both projections are grouped per key head.
             let qkvz = project(input, rows: count, weight: qkvzWeight)
-            let ba = project(input, rows: count, weight: baWeight)
+            (b, a) = splitGroupedBetaAlpha(project(input, rows: count, weight: baWeight), tokens: count, shape: s)
             let groupWidth = 2 * dk + 2 * ratio * dv
             mixed = [Float](repeating: 0, count: count * channels)
             z = [Float](repeating: 0, count: count * s.valueWidth)
-            b = [Float](repeating: 0, count: count * s.valueHeads)
-            a = [Float](repeating: 0, count: count * s.valueHeads)
             for t in 0..<count {
                 for g in 0..<s.keyHeads {
                     let source = t * (s.keyHeads * groupWidth) + g * groupWidth
@@ -167,10 +190,6 @@ extension DecoderModel {
                     for i in 0..<(ratio * dv) {
                         mixed[t * channels + 2 * s.keyWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + i]
                         z[t * s.valueWidth + g * ratio * dv + i] = qkvz[source + 2 * dk + ratio * dv + i]
-                    }
-                    for j in 0..<ratio {
-                        b[t * s.valueHeads + g * ratio + j] = ba[t * 2 * s.valueHeads + g * 2 * ratio + j]
-                        a[t * s.valueHeads + g * ratio + j] = ba[t * 2 * s.valueHeads + g * 2 * ratio + ratio + j]
                     }
                 }
             }
@@ -230,7 +249,8 @@ extension DecoderModel {
                             parallelChunks(s.valueHeads, minimumChunk: 1) { heads in
                                 for h in heads {
                                     let stateHead = recurrent + h * dk * dv
-                                    let row = mixedBase + start * channels, g = h / ratio
+                                    // The key head value head h reads (grouped, or tiled in llama.cpp's Qwen3.5 files).
+                                    let row = mixedBase + start * channels, g = s.tiledValueHeads ? h % s.keyHeads : h / ratio
                                     let run = DeltaRuleRun(
                                         query: row + g * dk, key: row + s.keyWidth + g * dk, value: row + 2 * s.keyWidth + h * dv,
                                         rowStride: channels, beta: betaBase + start * s.valueHeads + h, betaStride: s.valueHeads,
@@ -268,6 +288,22 @@ extension DecoderModel {
             }
         }
         return project(attended, rows: count, weight: w.output)
+    }
+
+    /// `in_proj_ba`'s output, grouped per key head as [b (r) | a (r)] (r value heads per key
+    /// head), as b and a per value head.
+    private func splitGroupedBetaAlpha(_ ba: [Float], tokens: Int, shape s: LinearAttentionShape) -> (b: [Float], a: [Float]) {
+        let ratio = s.valueHeads / s.keyHeads
+        var b = [Float](repeating: 0, count: tokens * s.valueHeads), a = b
+        for t in 0..<tokens {
+            for g in 0..<s.keyHeads {
+                for j in 0..<ratio {
+                    b[t * s.valueHeads + g * ratio + j] = ba[t * 2 * s.valueHeads + g * 2 * ratio + j]
+                    a[t * s.valueHeads + g * ratio + j] = ba[t * 2 * s.valueHeads + g * 2 * ratio + ratio + j]
+                }
+            }
+        }
+        return (b, a)
     }
 
     /// `causal_conv1d` with SiLU over rows `rows` of `x` (one sequence's tokens in order),

@@ -135,9 +135,14 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var valueHeadDimension: Int
     /// The causal depthwise convolution's kernel (`linear_conv_kernel_dim`).
     public var convolutionKernel: Int
-    /// Qwen3.5's four input projections (`in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a`)
-    /// instead of Qwen3-Next's two fused per key head (`in_proj_qkvz`, `in_proj_ba`).
-    public var splitProjections = false
+    /// How the Gated DeltaNet's input projections are stored.
+    public var projections = LinearProjectionLayout.fused
+    /// What the `A_log` tensor holds: A_log itself in checkpoints; llama.cpp's converter stores
+    /// −exp(A_log) (`ssm_a` of qwen3next, qwen35moe, kimi-linear) or exp(A_log) (bailingmoe3).
+    public var storedDecay = StoredDecay.logarithm
+    /// Value head h reads key head h mod key heads (llama.cpp's Qwen3.5 files, whose converter
+    /// reorders the value heads for ggml's broadcast), not h / (value heads / key heads).
+    public var tiledValueHeads = false
 
     public var keyWidth: Int { keyHeads * keyHeadDimension }
     public var valueWidth: Int { valueHeads * valueHeadDimension }
@@ -148,6 +153,46 @@ public struct LinearAttentionShape: Sendable, Equatable {
     public var stateFloats: Int {
         (convolutionKernel - 1) * convolutionChannels + valueHeads * keyHeadDimension * valueHeadDimension
     }
+}
+
+/// The names of a checkpoint's multi-token-prediction layer: its block (a whole decoder
+/// layer) and the tensors around it (MultiTokenPrediction.swift).
+public struct PredictionLayerNames: Sendable, Equatable {
+    /// The blocks' prefix before their index: nil for layers numbered after the decoder's
+    /// (`model.layers.{L}.`, DeepSeek-V3, GLM-4.5); Qwen3-Next's `mtp.layers.`.
+    public var layersPrefix: String?
+    /// The embedding norm, hidden norm, [2H → H] projection and output norm, each a full name
+    /// after `ownPrefix` (nil: the block's own prefix).
+    public var ownPrefix: String?
+    public var embeddingNorm = "enorm.weight"
+    public var hiddenNorm = "hnorm.weight"
+    public var projection = "eh_proj.weight"
+    public var outputNorm = "shared_head.norm.weight"
+
+    /// DeepSeek-V3's (`model.layers.61.{enorm, hnorm, eh_proj, shared_head.norm}`).
+    public static let deepseek = PredictionLayerNames()
+    /// Qwen3-Next's and Qwen3.5's (vLLM's `Qwen3NextMultiTokenPredictor`): `mtp.fc`,
+    /// `mtp.pre_fc_norm_embedding`, `mtp.pre_fc_norm_hidden`, `mtp.norm`, `mtp.layers.0.*`.
+    public static let qwen3Next = PredictionLayerNames(
+        layersPrefix: "mtp.layers.", ownPrefix: "mtp.", embeddingNorm: "pre_fc_norm_embedding.weight",
+        hiddenNorm: "pre_fc_norm_hidden.weight", projection: "fc.weight", outputNorm: "norm.weight")
+}
+
+/// How a linear-attention layer's `A_log` is stored (the decay rate is −exp(A_log)).
+public enum StoredDecay: Sendable, Equatable {
+    case logarithm, negatedExponential, exponential
+}
+
+/// How a Gated DeltaNet layer stores its input projections.
+public enum LinearProjectionLayout: Sendable, Equatable {
+    /// Qwen3-Next's `in_proj_qkvz` and `in_proj_ba`, both grouped per key head.
+    case fused
+    /// Qwen3.5's `in_proj_qkv`, `in_proj_z`, `in_proj_b` and `in_proj_a`.
+    case split
+    /// llama.cpp's Qwen3-Next (convert_hf_to_gguf.py `Qwen3NextModel`): `in_proj_qkvz` split
+    /// into [q | k | v] (`in_proj_qkv`, GGUF `attn_qkv`) and z (`in_proj_z`, `attn_gate`),
+    /// `in_proj_ba` kept grouped per key head (`ssm_ba`).
+    case splitQKVZ
 }
 
 /// What a q/k RMSNorm normalises over.
@@ -452,6 +497,8 @@ public struct ModelDescription: Sendable, Equatable {
     public var weightQuantization: BlockQuantization? = nil
     /// Multi-token-prediction layers stored after the decoder layers (never loaded).
     public var ignoredPredictionLayers: Int = 0
+    /// Where the multi-token-prediction layers' tensors are.
+    public var predictionNames = PredictionLayerNames.deepseek
     /// Prefix of the text model's tensors (`model.`; Qwen3-VL: `model.language_model.`;
     /// Kimi-K2.5: `language_model.model.`).
     public var textPrefix: String = "model."

@@ -38,15 +38,21 @@ public struct MultiTokenPredictor: Sendable {
         let l = description.layerCount
         layerIndex = l
         let kind: FeedForwardKind = description.layers.last ?? .sparse
-        let p = description.layerPrefix(l), h = description.hiddenSize
-        let own = [TensorRequest(p + "enorm.weight", shape: [h]), TensorRequest(p + "hnorm.weight", shape: [h]),
-                   TensorRequest(p + "eh_proj.weight", shape: [h, 2 * h]), TensorRequest(p + "shared_head.norm.weight", shape: [h])]
+        let names = description.predictionNames, h = description.hiddenSize
+        let p = names.ownPrefix ?? description.layerPrefix(l)
+        let own = [TensorRequest(p + names.embeddingNorm, shape: [h]), TensorRequest(p + names.hiddenNorm, shape: [h]),
+                   TensorRequest(p + names.projection, shape: [h, 2 * h]), TensorRequest(p + names.outputNorm, shape: [h])]
+        if (try? checkpoint.byteCount(of: [own[2]])) == nil {
+            throw EngineError.invalidParameter(
+                name: "speculative", reason: "mtp needs the checkpoint's multi-token-prediction layer; \(checkpoint.path) has no '\(own[2].name)' (transformers' save_pretrained drops Qwen3-Next's mtp.* tensors; the released checkpoints have them)")
+        }
         tensors = try checkpoint.load(own + description.layerTensors(l, kind: kind))
         let loader = LayerLoader(description: description, tensors: tensors, path: checkpoint.path, denseFormat: denseFormat)
-        embedNorm = try loader.vector(p + "enorm.weight")
-        hiddenNorm = try loader.vector(p + "hnorm.weight")
-        projection = try loader.dense(p + "eh_proj.weight")
-        postNorm = try loader.vector(p + "shared_head.norm.weight")
+        // Zero-centred (1 + w) where the model's norms are (Qwen3-Next).
+        embedNorm = try loader.normWeight(p + names.embeddingNorm)
+        hiddenNorm = try loader.normWeight(p + names.hiddenNorm)
+        projection = try loader.dense(p + names.projection)
+        postNorm = try loader.normWeight(p + names.outputNorm)
         block = try loader.layer(l, kind: kind)
         let keys = kind == .sparse ? (0..<description.expertCount).map { ExpertKey(layer: l, expert: $0) } : []
         experts = try ExpertShard(description: description, checkpoint: checkpoint, keys: keys)

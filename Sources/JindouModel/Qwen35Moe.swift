@@ -65,7 +65,7 @@ struct Qwen35MoeConfiguration: Decodable {
         }
         var description = try text.description()
         description.architecture = .qwen35Moe
-        description.linearAttention?.splitProjections = true
+        description.linearAttention?.projections = .split
         description.attention.mropeSection = section
         description.textPrefix = "model.language_model."
         description.vision = vision.shape(tokens: tokens)

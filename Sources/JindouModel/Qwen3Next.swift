@@ -9,7 +9,10 @@
 // - `Qwen2MoeSparseMoeBlock`: softmax top-k router (`norm_topk_prob`, default true), routed
 //   experts, one `shared_expert` scaled by σ(`shared_expert_gate`(x)); `mlp_only_layers` and
 //   `decoder_sparse_step` as Qwen3-MoE.
-// - The MTP layers (`mtp.*`) are not part of plain decoding: never requested, never mapped.
+// - The MTP layer (`mtp.*`, one in released checkpoints; `mtp_num_hidden_layers` where the config
+//   says) is not part of plain decoding and transformers does not load it: mapped only for
+//   `--speculative mtp` (MultiTokenPrediction.swift, vLLM's `Qwen3NextMultiTokenPredictor`:
+//   `fc`, `pre_fc_norm_embedding`, `pre_fc_norm_hidden`, one full-attention decoder layer, `norm`).
 
 import Foundation
 
@@ -21,6 +24,7 @@ struct Qwen3NextConfiguration: Decodable {
     var layerTypes: [String]
     var linear: LinearAttentionShape
     var hiddenAct: String
+    var predictionLayers: Int
 
     enum CodingKeys: String, CodingKey {
         case numExperts = "num_experts", numExpertsPerTok = "num_experts_per_tok", normTopkProb = "norm_topk_prob"
@@ -37,6 +41,7 @@ struct Qwen3NextConfiguration: Decodable {
         case linearNumValueHeads = "linear_num_value_heads"
         case useSlidingWindow = "use_sliding_window"
         case hiddenAct = "hidden_act"
+        case mtpNumHiddenLayers = "mtp_num_hidden_layers"
     }
 
     init(from decoder: Decoder) throws {
@@ -60,6 +65,8 @@ struct Qwen3NextConfiguration: Decodable {
             throw ConfigurationError(field: "use_sliding_window", reason: "Qwen3NextAttention has no sliding window")
         }
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+        // Qwen3-Next's config.json does not say; its checkpoints carry one MTP layer.
+        predictionLayers = try c.decodeIfPresent(Int.self, forKey: .mtpNumHiddenLayers) ?? 1
         sharedExpertIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .sharedExpertIntermediateSize) ?? 512
         let interval = try c.decodeIfPresent(Int.self, forKey: .fullAttentionInterval) ?? 4
         guard interval >= 1 else { throw ConfigurationError(field: "full_attention_interval", reason: "must be at least 1") }
@@ -96,6 +103,8 @@ struct Qwen3NextConfiguration: Decodable {
         description.sharedExpertIntermediateSize = sharedExpertIntermediateSize
         description.moeNames.sharedExperts = "shared_expert."
         description.moeNames.sharedExpertGate = "shared_expert_gate.weight"
+        description.ignoredPredictionLayers = predictionLayers
+        description.predictionNames = .qwen3Next
         return description
     }
 }

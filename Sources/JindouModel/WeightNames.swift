@@ -41,7 +41,12 @@ extension ModelDescription {
     /// Tensor names of this checkpoint's text model (prefix `textPrefix`).
     public var embeddingName: String { textPrefix + embeddingModule + ".weight" }
     public var finalNormName: String { textPrefix + "norm.weight" }
-    public func layerPrefix(_ layer: Int) -> String { textPrefix + "layers.\(layer)." }
+    /// Layer `layer`'s tensor prefix; past the decoder layers, the MTP layers' (Qwen3-Next's
+    /// `mtp.layers.N.`, DeepSeek-V3's `model.layers.{layerCount + N}.`).
+    public func layerPrefix(_ layer: Int) -> String {
+        if layer >= layerCount, let prefix = predictionNames.layersPrefix { return prefix + "\(layer - layerCount)." }
+        return textPrefix + "layers.\(layer)."
+    }
     public func routerName(layer: Int) -> String { layerPrefix(layer) + moeNames.block + moeNames.router }
     public func correctionBiasName(layer: Int) -> String { layerPrefix(layer) + moeNames.block + moeNames.correctionBias }
 

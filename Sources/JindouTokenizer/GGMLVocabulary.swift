@@ -53,6 +53,8 @@ public struct GGMLVocabulary: Sendable, Equatable {
     static let preTokenizerPatterns: [String: String] = [
         // LLAMA_VOCAB_PRE_TYPE_QWEN2 (Qwen2, Qwen2.5, Qwen3, Qwen3-MoE).
         "qwen2": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
+        // LLAMA_VOCAB_PRE_TYPE_QWEN35 (Qwen3.5: letters with their marks, transformers' Qwen3_5Tokenizer).
+        "qwen35": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
         // LLAMA_VOCAB_PRE_TYPE_CHATGLM4 (GLM-4, GLM-4.5/4.6 MoE).
         "glm4": #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#,
     ]

@@ -216,10 +216,6 @@ struct ServingOptions: ParsableArguments {
     /// The serving context for an engine over the checkpoint in `model`; requests wait for
     /// `controller`'s first complete placement (if any) up to `--ready-timeout`.
     func context(engine: InferenceEngine, model: String, controller: ClusterController?) throws -> ServingContext {
-        if engine.description.hasRecurrentState && speculative == "mtp" {
-            throw ValidationError("--speculative mtp: \(engine.description.architecture.rawValue)'s multi-token-prediction layers are not "
-                                  + "loaded for linear-attention models; use --speculative ngram")
-        }
         let text = try ServingText(directory: model, description: engine.description)
         let scheduler = BatchScheduler(engine: engine, options: .init(
             maximumStepTokens: maxBatchTokens, maximumSequences: maxSequences,

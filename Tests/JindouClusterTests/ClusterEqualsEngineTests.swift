@@ -24,7 +24,7 @@ enum Layout: String, CaseIterable, Sendable, CustomStringConvertible {
                 .init(worker: "w1", experts: "5", layers: nil),
                 .init(worker: "w2", experts: "6-7", layers: nil),
             ])
-            let path = NSTemporaryDirectory() + "placement-\(UUID().uuidString).json"
+            let path = Scratch.directory + "placement-\(UUID().uuidString).json"
             try JSONEncoder().encode(file).write(to: URL(fileURLWithPath: path))
             return (["0-4", "5", "6-7"], .file(path))
         // Experts 0-3 on two workers each: tokens are split over the replicas.

@@ -14,7 +14,7 @@ struct ConfigFileTests {
 
     /// A directory for this test's files.
     func directory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("jindou-config-\(UUID().uuidString)")
+        let url = Scratch.url.appendingPathComponent("jindou-config-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }

@@ -76,7 +76,7 @@ struct ControlPlaneTests {
     let fixture = "qwen3-moe-tiny"
 
     func tokenFile(_ token: String = ClusterSecret.generate()) throws -> String {
-        let path = NSTemporaryDirectory() + "jindou-token-\(UUID().uuidString)"
+        let path = Scratch.directory + "jindou-token-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: path, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
         return path
     }
@@ -96,7 +96,7 @@ struct ControlPlaneTests {
 
     @Test func liveChangesFailNoRequestAndKeepOutputsExact() async throws {
         let token = try tokenFile()
-        let state = NSTemporaryDirectory() + "jindou-state-\(UUID().uuidString)"
+        let state = Scratch.directory + "jindou-state-\(UUID().uuidString)"
         let coordinator = try CoordinatorProcess(fixture: fixture, arguments: ["--state-dir", state, "--token-file", token] + timing())
         defer { coordinator.stop() }
         var workers = [try joinWorker("w0", coordinator, token: token), try joinWorker("w1", coordinator, token: token)]
@@ -151,7 +151,7 @@ struct ControlPlaneTests {
 
     @Test func restartedCoordinatorRestoresMembersAndPlacement() async throws {
         let token = try tokenFile()
-        let state = NSTemporaryDirectory() + "jindou-state-\(UUID().uuidString)"
+        let state = Scratch.directory + "jindou-state-\(UUID().uuidString)"
         let port = try freePort()
         var coordinator = try CoordinatorProcess(fixture: fixture, port: port,
                                                  arguments: ["--state-dir", state, "--token-file", token, "--replicas", "2"] + timing())

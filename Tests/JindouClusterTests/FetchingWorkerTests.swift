@@ -14,7 +14,7 @@ import Testing
 struct FetchingWorkerTests {
     let timing = ["--heartbeat", "0.1", "--unreachable-after", "2", "--gone-after", "30"]
 
-    func cacheDirectory() -> String { NSTemporaryDirectory() + "jindou-cache-\(UUID().uuidString)" }
+    func cacheDirectory() -> String { Scratch.directory + "jindou-cache-\(UUID().uuidString)" }
 
     /// `jindoud worker --cache-dir DIR --join URL` with no `--model`.
     func fetchingWorker(_ name: String, cache: String, coordinator: CoordinatorProcess, token: String,

@@ -81,7 +81,7 @@ struct FuzzTests {
 @Suite("Frame fuzzer", .serialized)
 struct FrameFuzzerTests {
     @Test func aWorkerPassesAShortFuzzRun() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("jindou-fuzz-test-\(getpid())")
+        let directory = Scratch.url.appendingPathComponent("jindou-fuzz-test-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let token = ClusterSecret.generate()

@@ -16,6 +16,8 @@ struct LocalClusterTests {
                       ("afmoe-tiny", 2), ("gguf/gpt-oss-tiny-mxfp4.gguf", 2),
                       ("gguf/minimax-m2-tiny-f32.gguf", 2), ("gguf/exaone-moe-tiny-f32.gguf", 2),
                       ("gguf/afmoe-tiny-every4-f32.gguf", 2), ("gguf/ernie45-moe-tiny-ff64-f32.gguf", 2),
+                      ("gguf/qwen3-next-tiny-moe-f32.gguf", 2), ("gguf/kimi-linear-tiny-f32.gguf", 2),
+                      ("gguf/ling-hybrid-tiny-group4-f32.gguf", 2),
                       ("deepseek-v32-tiny", 2), ("glm-moe-dsa-tiny", 2), ("longcat-flash-tiny", 2)])
     func localClusterAnswersLikeTheInProcessEngine(fixture: String, workers: Int) throws {
         let ctl = try Executable("jindouctl")

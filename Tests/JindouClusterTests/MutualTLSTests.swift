@@ -16,7 +16,7 @@ struct MutualTLSTests {
     let fixture = "qwen3-moe-tiny"
 
     func certificates(_ nodes: String) throws -> String {
-        let directory = NSTemporaryDirectory() + "jindou-tls-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-tls-\(UUID().uuidString)"
         let result = try Executable("jindouctl").run(["certs", "init", "--out", directory, "--nodes", nodes])
         guard result.status == 0 else { throw HarnessError("certs init failed: \(result.stderr)") }
         return directory

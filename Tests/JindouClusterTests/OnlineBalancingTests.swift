@@ -35,7 +35,7 @@ struct LoadWindowTests {
     }
 
     @Test func servingBiasRecordRoundTripsThroughTheStateLog() throws {
-        let directory = NSTemporaryDirectory() + "jindou-state-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-state-\(UUID().uuidString)"
         let bias = ["0": [Float](repeating: 0.001, count: 8), "2": [0.05, -0.05, 0, 0, 0, 0, 0, 0.0125]]
         let (log, _) = try ClusterStateLog.open(directory: directory)
         try log.append([.settings(replicas: 1, pinned: false), .servingBias(bias)])
@@ -53,7 +53,7 @@ struct OnlineBalancingTests {
     let expertsPerToken = 2
 
     func tokenFile() throws -> String {
-        let path = NSTemporaryDirectory() + "jindou-token-\(UUID().uuidString)"
+        let path = Scratch.directory + "jindou-token-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: path, contents: Data(ClusterSecret.generate().utf8), attributes: [.posixPermissions: 0o600])
         return path
     }
@@ -126,7 +126,7 @@ struct OnlineBalancingTests {
         #expect(try JSONDecoder().decode(LoadReport.self, from: json.stdout).window?.tokens == window.tokens)
 
         // --plot writes a PNG that libpng reads: the heat map's cells are not all white.
-        let plot = NSTemporaryDirectory() + "jindou-load-\(UUID().uuidString).png"
+        let plot = Scratch.directory + "jindou-load-\(UUID().uuidString).png"
         defer { try? FileManager.default.removeItem(atPath: plot) }
         let drawn = try ctl.run(["load", "--coordinator", coordinator.url, "--token-file", token, "--plot", plot])
         #expect(drawn.status == 0, "\(drawn.stderr)")
@@ -142,7 +142,7 @@ struct OnlineBalancingTests {
     /// requests), leaves out tokens of other K, and `jindouctl balance` replays it.
     @Test func recordedTraceMatchesTheWindowAndReplays() async throws {
         let token = try tokenFile()
-        let path = NSTemporaryDirectory() + "jindou-routing-\(UUID().uuidString).trace"
+        let path = Scratch.directory + "jindou-routing-\(UUID().uuidString).trace"
         defer { try? FileManager.default.removeItem(atPath: path) }
         let (coordinator, workers, client) = try await cluster(["--load-window", "600", "--record-routing", path], workers: 2, token: token)
         defer { workers.forEach { $0.stop() } }
@@ -219,7 +219,7 @@ struct OnlineBalancingTests {
     /// causes stays within `--max-routing-change`, and it survives a coordinator restart.
     @Test func servingBiasIsBoundedGuardedAndPersisted() async throws {
         let token = try tokenFile()
-        let state = NSTemporaryDirectory() + "jindou-state-\(UUID().uuidString)"
+        let state = Scratch.directory + "jindou-state-\(UUID().uuidString)"
         let port = try freePort()
         let limit = 0.1
         let flags = ["--state-dir", state, "--load-window", "2", "--balance-bias", "--bias-gamma", "0.005", "--bias-cap", "0.05",

@@ -120,7 +120,7 @@ struct ReadinessTests {
     /// /metrics needs the secret and counts what it computed.
     @Test func workerHTTPPortReportsLivenessReadinessAndMetrics() async throws {
         let token = ClusterSecret.generate()
-        let tokenFile = NSTemporaryDirectory() + "jindou-token-\(UUID().uuidString)"
+        let tokenFile = Scratch.directory + "jindou-token-\(UUID().uuidString)"
         _ = FileManager.default.createFile(atPath: tokenFile, contents: Data(token.utf8), attributes: [.posixPermissions: 0o600])
         defer { try? FileManager.default.removeItem(atPath: tokenFile) }
 

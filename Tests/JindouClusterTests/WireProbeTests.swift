@@ -21,7 +21,7 @@ let probeToolchain: Bool = {
 
 /// Built once per test process with tools/probe/build.sh into a temporary directory.
 private let builtProbe: Result<Executable, HarnessError> = {
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("jindou-probe-\(getpid())")
+    let output = Scratch.url.appendingPathComponent("jindou-probe-\(getpid())")
     let build = Executable(url: URL(fileURLWithPath: Fixtures.repositoryRoot + "/tools/probe/build.sh"))
     do {
         let result = try build.run([output.path])
@@ -47,7 +47,7 @@ struct WireProbeTests {
     }
 
     let directory: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("jindou-probe-test-\(UUID().uuidString)")
+        let url = Scratch.url.appendingPathComponent("jindou-probe-test-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }()

@@ -228,7 +228,7 @@ struct KimiImageConfigurationTests {
 
     @Test("a checkpoint directory holding preprocessor_config.json")
     func directory() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kimi-config-\(UUID().uuidString)")
+        let directory = Scratch.url.appendingPathComponent("kimi-config-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let saved = try #require(KimiImageGoldens.shared.settings.first { $0.name == "m64-s2" })

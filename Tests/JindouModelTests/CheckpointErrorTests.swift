@@ -8,7 +8,7 @@ struct ScratchCheckpoint {
     let directory: String
 
     init(copying fixture: String) throws {
-        directory = NSTemporaryDirectory() + "jindou-\(UUID().uuidString)"
+        directory = Scratch.directory + "jindou-\(UUID().uuidString)"
         try FileManager.default.copyItem(atPath: Fixtures.path(fixture), toPath: directory)
     }
 

@@ -179,7 +179,7 @@ struct FP8CheckpointTests {
     /// A copy of the fixture with one tensor replaced, written through the real loader path.
     func damagedCopy(_ edit: (inout [String: Any], inout [String: (dtype: DType, shape: [Int], bytes: Data)]) -> Void) throws -> String {
         let source = Fixtures.path(fixture)
-        let directory = NSTemporaryDirectory() + "fp8-\(UUID().uuidString)"
+        let directory = Scratch.directory + "fp8-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var config = try JSONSerialization.jsonObject(
             with: Data(contentsOf: URL(fileURLWithPath: source + "/config.json"))) as! [String: Any]

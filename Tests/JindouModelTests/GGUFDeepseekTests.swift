@@ -273,7 +273,7 @@ struct GGUFDeepseekTests {
 
     @Test("jindouctl quantize q8_0 of Kimi-K2 writes llama.cpp's deepseek2 file, equal to the checkpoint re-encoded in process")
     func quantizedFileEqualsReencodedCheckpoint() async throws {
-        let directory = NSTemporaryDirectory() + "jindou-gguf-deepseek-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-gguf-deepseek-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let model = try Self.withTokenizer("kimi-k2-tiny", "kimi", in: directory)
         let out = directory + "/kimi.gguf"
@@ -327,7 +327,7 @@ struct GGUFDeepseekTests {
         let ctl = try Executable("jindouctl")
         for (fixture, reason) in [("deepseek-v3-tiny", "YaRN with mscale ≠ mscale_all_dim"), ("deepseek-v3-tiny-noq", "rope_interleave: false"),
                                   ("deepseek-v3-tiny-fp8", "block-FP8")] {
-            let out = NSTemporaryDirectory() + "jindou-refused-\(UUID().uuidString).gguf"
+            let out = Scratch.directory + "jindou-refused-\(UUID().uuidString).gguf"
             let run = try ctl.run(["quantize", "--experts", "q8_0", "--model", Fixtures.path(fixture), "--out", out])
             #expect(run.status != 0 && run.stderr.contains(reason), "\(fixture): \(run.stderr)")
             #expect(!FileManager.default.fileExists(atPath: out) && !FileManager.default.fileExists(atPath: out + ".partial"))

@@ -50,7 +50,7 @@ struct GGUFExportTests {
     @Test(arguments: ["qwen3moe", "glm4moe"], [BlockFormat.q8_0, .q4_K])
     func writesWhatLlamaCppReads(architecture: String, format: BlockFormat) async throws {
         let (shape, layerTensors, metadata) = try #require(Self.architectures[architecture])
-        let directory = NSTemporaryDirectory() + "jindou-gguf-export-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-gguf-export-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try SyntheticCheckpoint.write(shape: shape, layers: 2, dtype: .bfloat16, directory: directory)
         let out = directory + "/model.gguf"
@@ -123,15 +123,15 @@ struct GGUFExportTests {
 
     @Test func refusesWhatItCannotWrite() throws {
         let ctl = try Executable("jindouctl")
-        let vl = try ctl.run(["quantize", "--to", "Q8_0", "--model", Fixtures.path("qwen3-vl-moe-tiny"), "--out", NSTemporaryDirectory() + "y.gguf"])
+        let vl = try ctl.run(["quantize", "--to", "Q8_0", "--model", Fixtures.path("qwen3-vl-moe-tiny"), "--out", Scratch.directory + "y.gguf"])
         #expect(vl.status != 0 && vl.stderr.contains("GGUF export supports Qwen3MoeForCausalLM, Glm4MoeForCausalLM, DeepseekV3ForCausalLM so far, not Qwen3VLMoeForConditionalGeneration"),
                 "\(vl.stderr)")
-        let bad = try ctl.run(["quantize", "--to", "q9_k", "--model", Fixtures.path("glm4-moe-tiny"), "--out", NSTemporaryDirectory() + "z.gguf"])
+        let bad = try ctl.run(["quantize", "--to", "q9_k", "--model", Fixtures.path("glm4-moe-tiny"), "--out", Scratch.directory + "z.gguf"])
         #expect(bad.status != 0 && bad.stderr.contains("--to must be one of"), "\(bad.stderr)")
-        let both = try ctl.run(["quantize", "--to", "Q8_0", "--experts", "q8_0", "--model", Fixtures.path("glm4-moe-tiny"), "--out", NSTemporaryDirectory() + "z.gguf"])
+        let both = try ctl.run(["quantize", "--to", "Q8_0", "--experts", "q8_0", "--model", Fixtures.path("glm4-moe-tiny"), "--out", Scratch.directory + "z.gguf"])
         #expect(both.status != 0 && both.stderr.contains("exactly one of --to MIX or --experts FORMAT"), "\(both.stderr)")
         // An importance matrix that is not one, or is another model's.
-        let model = Fixtures.path("qwen3-moe-w256"), out = NSTemporaryDirectory() + "jindou-imatrix-\(UUID().uuidString).gguf"
+        let model = Fixtures.path("qwen3-moe-w256"), out = Scratch.directory + "jindou-imatrix-\(UUID().uuidString).gguf"
         let notOne = try ctl.run(["quantize", "--to", "IQ4_XS", "--imatrix", Fixtures.path("gguf-mixes/qwen3-moe-w256-Q8_0.gguf"),
                                   "--model", model, "--out", out])
         #expect(notOne.status != 0 && notOne.stderr.contains("not an importance matrix"), "\(notOne.stderr)")

@@ -36,7 +36,7 @@ struct GGUFLoadingTests {
 
     /// `jindouctl quantize` of a fixture into a temporary directory (removed by the caller).
     static func quantize(_ fixture: String, _ extra: [String] = []) throws -> (directory: String, file: String) {
-        let directory = NSTemporaryDirectory() + "jindou-gguf-load-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-gguf-load-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let file = directory + "/\(fixture).gguf"
         let run = try Executable("jindouctl").run(["quantize", "--experts", "q8_0", "--model", Fixtures.path(fixture), "--out", file] + extra)
@@ -228,7 +228,7 @@ struct GGUFLoadingTests {
             })
         }
         writer.tensors += extra
-        let path = NSTemporaryDirectory() + "jindou-gguf-damaged-\(UUID().uuidString).gguf"
+        let path = Scratch.directory + "jindou-gguf-damaged-\(UUID().uuidString).gguf"
         try writer.write(to: path)
         return path
     }
@@ -270,7 +270,7 @@ struct GGUFLoadingTests {
     @Test func unsupportedArchitectureIsNamed() throws {
         let message = loadError(try Self.rewritten(metadata: Self.set("general.architecture", .string("llama"))))
         let supported = GGUFCheckpoint.supportedArchitectures
-        #expect(supported.count == 12 && supported.contains("deepseek32") && supported.contains("glm-dsa"))
+        #expect(supported.count == 16 && supported.contains("deepseek32") && supported.contains("glm-dsa") && supported.contains("qwen3next"))
         #expect(message.contains("architecture 'llama' is not supported (supported: \(supported.joined(separator: ", ")))"), "\(message)")
     }
 
@@ -390,7 +390,7 @@ struct GGUFLoadingTests {
         let typeOffset = at + 4 + 2 * 8
         #expect(data[typeOffset] == 0)
         data[typeOffset] = type
-        let path = NSTemporaryDirectory() + "jindou-gguf-type\(type)-\(UUID().uuidString).gguf"
+        let path = Scratch.directory + "jindou-gguf-type\(type)-\(UUID().uuidString).gguf"
         try data.write(to: URL(fileURLWithPath: path))
         return path
     }
@@ -406,10 +406,10 @@ struct GGUFLoadingTests {
 
     @Test func truncatedOrForeignFilesAreRefused() throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Self.llamaCppFile))
-        let truncated = NSTemporaryDirectory() + "jindou-gguf-cut-\(UUID().uuidString).gguf"
+        let truncated = Scratch.directory + "jindou-gguf-cut-\(UUID().uuidString).gguf"
         try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: truncated))
         #expect(loadError(truncated).contains("past the end of the file"))
-        let foreign = NSTemporaryDirectory() + "jindou-gguf-json-\(UUID().uuidString).gguf"
+        let foreign = Scratch.directory + "jindou-gguf-json-\(UUID().uuidString).gguf"
         try Data(#"{"not": "gguf", "but": "json of some length"}"#.utf8).write(to: URL(fileURLWithPath: foreign))
         #expect(loadError(foreign).contains("not a GGUF file"))
     }

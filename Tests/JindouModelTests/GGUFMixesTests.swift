@@ -152,7 +152,7 @@ struct GGUFMixesTests {
         let weights = try Data(contentsOf: URL(fileURLWithPath: checkpoint + "/model.safetensors"))
         #expect(SHA256.hash(data: weights).map { String(format: "%02x", $0) }.joined() == recorded.safetensorsSha256["model.safetensors"])
 
-        let out = NSTemporaryDirectory() + "jindou-mix-\(mix)-\(UUID().uuidString).gguf"
+        let out = Scratch.directory + "jindou-mix-\(mix)-\(UUID().uuidString).gguf"
         defer { try? FileManager.default.removeItem(atPath: out) }
         let run = try Executable("jindouctl").run(["quantize", "--to", mix, "--model", checkpoint, "--out", out]
                                                   + (file.imatrix.map { ["--imatrix", GGUFMixes.path($0)] } ?? []))
@@ -205,7 +205,7 @@ struct GGUFSplitTests {
 
     /// The three parts copied into a fresh directory (so they can be damaged), first part's path.
     func copy(_ change: (String, inout Data) -> Void = { _, _ in }) throws -> (directory: String, first: String) {
-        let directory = NSTemporaryDirectory() + "jindou-split-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-split-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for part in Self.parts {
             var data = try Data(contentsOf: URL(fileURLWithPath: GGUFMixes.path(part)))

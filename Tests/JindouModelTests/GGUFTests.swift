@@ -35,7 +35,7 @@ struct GGUFTests {
 
     /// Model files are often symbolic links (a download cache, a benchmark directory).
     @Test func opensThroughASymbolicLink() throws {
-        let link = NSTemporaryDirectory() + "jindou-gguf-link-\(getpid()).gguf"
+        let link = Scratch.directory + "jindou-gguf-link-\(getpid()).gguf"
         try? FileManager.default.removeItem(atPath: link)
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: path)
         defer { try? FileManager.default.removeItem(atPath: link) }
@@ -69,7 +69,7 @@ struct GGUFTests {
 
     @Test func damagedFilesFailWithTheReason() throws {
         let good = try Data(contentsOf: URL(fileURLWithPath: path))
-        let scratch = NSTemporaryDirectory() + "jindou-gguf-\(UUID().uuidString).gguf"
+        let scratch = Scratch.directory + "jindou-gguf-\(UUID().uuidString).gguf"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         func reason(_ data: Data) -> String {
             do {

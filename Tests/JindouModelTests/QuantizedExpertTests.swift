@@ -76,7 +76,7 @@ struct QuantizedExpertTests {
     /// the checkpoint re-encoded in process computes (Q4_K experts, Q8_0 attention and head).
     @Test func q4_KFileEqualsReencodedCheckpoint() async throws {
         let fixture = "qwen3-moe-tiny-wide"
-        let directory = NSTemporaryDirectory() + "jindou-q4k-\(UUID().uuidString)"
+        let directory = Scratch.directory + "jindou-q4k-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = directory + "/\(fixture)-q4_k.gguf"

@@ -15,9 +15,14 @@ import JindouRouting
 @Suite("Engine equals transformers on transformers-written checkpoints")
 struct TransformersGoldenTests {
     static let fp32Tolerance: Float = 1e-4
+    /// Linear-attention hybrids: the 1e-3. transformers disagrees with itself by more
+    /// than 1e-4 on these random-weight DeltaNet fixtures, which amplify rounding ~100×
+    /// (docs/linear-attention.md): on qwen3-next-tiny-moe its f32 and f64 runs differ by 1.1e-4
+    /// at position 0 of `default-short`, its chunked and token-by-token forms by 1.2e-4.
+    static let linearAttentionTolerance: Float = 1e-3
 
-    func tolerance(_ golden: Golden) -> Float {
-        if golden.dtype == "float32" { return Self.fp32Tolerance }
+    func tolerance(_ golden: Golden, _ engine: InferenceEngine) -> Float {
+        if golden.dtype == "float32" { return engine.description.linearAttention == nil ? Self.fp32Tolerance : Self.linearAttentionTolerance }
         return Float(golden.maxAbsLogitDiffVsF32ref ?? .infinity) + Self.fp32Tolerance
     }
 
@@ -25,7 +30,7 @@ struct TransformersGoldenTests {
     func prefillLogits(set: GoldenSet) async throws {
         let (golden, tensors) = try set.load()
         let engine = try await EngineCache.shared.engine(set.fixture)
-        let bound = tolerance(golden)
+        let bound = tolerance(golden, engine)
         for c in golden.cases where !c.hasImages {  // image cases: Qwen3VLMoeTests
             let expected = try rows(tensors.tensor("case\(c.index).prefill_logits"))
             let actual = try await engine.promptLogits(c.promptIDs, expertsPerToken: c.experts)
@@ -41,7 +46,7 @@ struct TransformersGoldenTests {
     func greedyGeneration(set: GoldenSet) async throws {
         let (golden, tensors) = try set.load()
         let engine = try await EngineCache.shared.engine(set.fixture)
-        let bound = tolerance(golden)
+        let bound = tolerance(golden, engine)
         for c in golden.cases where !c.hasImages {
             let expected = try rows(tensors.tensor("case\(c.index).generated_logits"))
             let collected = LogitsCollector()

@@ -75,7 +75,7 @@ struct GGMLVocabularyTests {
             _ = try Tokenizer(ggml: pre, path: "m.gguf")
             Issue.record("llama-bpe accepted")
         } catch {
-            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, hunyuan, minimax-m2, qwen2)")
+            #expect("\(error)" == "m.gguf: tokenizer.ggml.pre 'llama-bpe' is not supported (supported: afmoe, deepseek-v3, exaone-moe, glm4, gpt-4o, hunyuan, minimax-m2, qwen2, qwen35)")
         }
         var types = base
         types.tokenTypes = [1, 1]
