@@ -24,13 +24,13 @@
 // Which form is faster. Per token and value head at dk = dv = 128 and C = 64 the chunked
 // form multiplies-and-adds ≈ 82 k times — three products with S (q·S, W·S, kᵀ·V': 3 · dk · dv)
 // plus the chunk's own (A, P, the solve, P·V': ≈ C · (2 · dk + 1.5 · dv)) — against the
-// recurrent form's four operations per state element (64 k): it can only win by running at
+// recurrent form's four multiply-adds per state element (64 k): it can only win by running at
 // matrix-product speed, and on this project's 2-core AVX-512 machine it does not: the SIMD
-// step runs near its own roofline, and the chunked form measures 0.6–0.8× its speed for
-// Gated DeltaNet at every run length (parity at chunk 16), 0.3–0.5× for Kimi's per-channel
-// decay (`jindouctl bench linear-attention`, docs/linear-attention.md). So `.automatic`
-// stays token by token; the chunked form is there for hardware where matrix products are
-// much faster than the state's passes, and is tested against the recurrent one.
+// step runs near its own roofline, and over runs of 16 to 4096 tokens the chunked form
+// measures 0.67–0.94× its speed for Gated DeltaNet (0.80–0.99× in chunks of 16), 0.27–0.69×
+// for Kimi's per-channel decay (`jindouctl bench linear-attention`, docs/linear-attention.md).
+// So `.automatic` stays token by token; the chunked form is there for hardware where matrix
+// products are much faster than the state's passes, and is tested against the recurrent one.
 
 import Foundation
 import JindouNumerics
