@@ -68,6 +68,7 @@ from __future__ import annotations
 import argparse
 import json
 import runpy
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -368,7 +369,6 @@ def main() -> None:
     for name, source, kind in QUANTIZED:
         if args.only and name not in args.only.split(","):
             continue
-        import subprocess
         out = FIXTURES / "gguf" / name
         subprocess.run([str(llama_cpp / "build" / "bin" / "llama-quantize"), str(FIXTURES / "gguf" / source), str(out), kind],
                        check=True, capture_output=True)

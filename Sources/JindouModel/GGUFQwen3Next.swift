@@ -103,13 +103,9 @@ extension GGUFModelMetadata {
             eosTokenIDs: try tokenIDs(["eos", "eot"]),
             bosTokenID: try tokenIDs(["bos"]).first,
             declaredDType: nil)
-        description.attention.queryGate = true
+        description.useQwen3NextBlocks(linear: shape, linearLayers: recurrent)
         // Stored as 1 + w by the converter: the file's weights multiply as they are.
         description.zeroCentredNorms = false
-        description.linearAttention = shape
-        description.linearAttentionLayers = recurrent
-        description.moeNames.sharedExperts = "shared_expert."
-        description.moeNames.sharedExpertGate = "shared_expert_gate.weight"
         description.ignoredPredictionLayers = prediction
         if qwen35 { description.attention.mropeSection = try mropeSections(rotary: rotary) }
         return try validated(description)

@@ -96,16 +96,25 @@ struct Qwen3NextConfiguration: Decodable {
         let linearLayers = try LayerTypes.linear(layerTypes, layers: base.numHiddenLayers)
         var description = try base.description()
         description.architecture = .qwen3Next
-        description.attention.queryGate = true
+        description.useQwen3NextBlocks(linear: l, linearLayers: linearLayers)
         description.zeroCentredNorms = true
-        description.linearAttention = l
-        description.linearAttentionLayers = linearLayers
         description.sharedExpertIntermediateSize = sharedExpertIntermediateSize
-        description.moeNames.sharedExperts = "shared_expert."
-        description.moeNames.sharedExpertGate = "shared_expert_gate.weight"
         description.ignoredPredictionLayers = predictionLayers
         description.predictionNames = .qwen3Next
         return description
+    }
+}
+
+extension ModelDescription {
+    /// Qwen3-Next's blocks, from a checkpoint or a GGUF file alike: Gated DeltaNet `linear` in
+    /// the layers `linearLayers` marks, gated full attention in the others, the sigmoid-gated
+    /// `shared_expert`.
+    mutating func useQwen3NextBlocks(linear: LinearAttentionShape, linearLayers: [Bool]) {
+        attention.queryGate = true
+        linearAttention = linear
+        linearAttentionLayers = linearLayers
+        moeNames.sharedExperts = "shared_expert."
+        moeNames.sharedExpertGate = "shared_expert_gate.weight"
     }
 }
 

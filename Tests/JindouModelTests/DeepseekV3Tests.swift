@@ -14,12 +14,7 @@ struct DeepseekV3Tests {
     static let forms: [LatentAttentionMode] = [.absorbed, .expanded]
 
     func engine(_ fixture: String, mode: LatentAttentionMode) throws -> InferenceEngine {
-        let checkpoint = try Checkpoint(directory: Fixtures.path(fixture))
-        let description = try ModelDescription(checkpoint: checkpoint)
-        var model = try DecoderModel(description: description, checkpoint: checkpoint)
-        model.latentAttentionMode = mode
-        let experts = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
-        return InferenceEngine(model: model, experts: experts)
+        try engineVariant(fixture) { $0.latentAttentionMode = mode }
     }
 
     /// Absorbed prefill + absorbed decode, and expanded prefill + expanded decode, each

@@ -190,12 +190,7 @@ struct DeltaRuleFormTests {
     static let forms: [DeltaRuleForm] = [.recurrent, .chunked]
 
     func engine(_ fixture: String, form: DeltaRuleForm) throws -> InferenceEngine {
-        let checkpoint = try Checkpoint(directory: Fixtures.path(fixture))
-        let description = try ModelDescription(checkpoint: checkpoint)
-        var model = try DecoderModel(description: description, checkpoint: checkpoint)
-        model.deltaRuleForm = form
-        let experts = try ExpertShard(description: description, checkpoint: checkpoint, keys: description.allExperts)
-        return InferenceEngine(model: model, experts: experts)
+        try engineVariant(fixture) { $0.deltaRuleForm = form }
     }
 
     /// These random-weight fixtures amplify rounding (docs/linear-attention.md): transformers'
@@ -255,17 +250,6 @@ struct DeltaRuleFormTests {
     func speculation(fixture: String) async throws {
         let engine = try engine(fixture, form: .chunked)
         let (golden, _) = try GoldenSet(fixture: fixture, stem: "golden").load()
-        var drafted = 0, accepted = 0
-        for c in golden.cases where c.name.hasPrefix("default") {
-            // A prompt that repeats, so n-gram drafts exist.
-            let prompt = c.promptIDs + c.promptIDs.prefix(6) + c.promptIDs.prefix(6)
-            let request = GenerationRequest(promptTokenIDs: prompt, maxNewTokens: 16, expertsPerToken: c.experts, stopTokenIDs: [])
-            let plain = try await engine.generate(request)
-            let speculative = try await engine.generate(request, speculation: SpeculationOptions(mode: .ngram, draftTokens: 4))
-            #expect(speculative.tokenIDs == plain.tokenIDs, "\(fixture) \(c.name)")
-            drafted += speculative.speculation?.drafted ?? 0
-            accepted += speculative.speculation?.accepted ?? 0
-        }
-        #expect(drafted > accepted, "\(fixture): \(drafted) drafted, \(accepted) accepted: no rollback was exercised")
+        try await expectSpeculationKeepsGreedyOutput(engine, cases: golden.cases.filter { $0.name.hasPrefix("default") }, fixture: fixture)
     }
 }

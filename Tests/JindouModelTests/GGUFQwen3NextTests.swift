@@ -148,15 +148,7 @@ struct GGUFQwen3NextTests {
     }
 
     @Test func badFilesAreNamed() throws {
-        func loadError(_ path: String) -> String {
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            do {
-                _ = try InferenceEngine.load(directory: path)
-                return "loaded"
-            } catch {
-                return "\(error)"
-            }
-        }
+        let loadError = GGUFLoadingTests().loadError
         let inner = loadError(try GGUFLoadingTests.rewritten(from: Self.file, metadata: GGUFLoadingTests.set("qwen3next.ssm.inner_size", .u32(48))))
         #expect(inner.contains("metadata 'qwen3next.ssm.inner_size' is 48; llama.cpp needs ssm.time_step_rank × ssm.state_size = 64"), "\(inner)")
         let heads = loadError(try GGUFLoadingTests.rewritten(from: Self.file, metadata: GGUFLoadingTests.set("qwen3next.ssm.time_step_rank", .u32(3))))
