@@ -178,11 +178,17 @@ public struct ClusterBenchmark {
     }
 
     static var machine: String {
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-            .split(separator: "\n").first { $0.hasPrefix("model name") }?.split(separator: ":").last?
-            .trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
-        return "\(cpu), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB, "
-            + "\(KernelDispatch.active.name) kernels"
+        let lines = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n") ?? []
+        func field(_ name: String) -> String? {
+            lines.first { $0.hasPrefix(name) }?.split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces)
+        }
+        let cpu = field("model name") ?? "unknown CPU"
+        // Virtual machines often hide the model ("Intel(R) Xeon(R) Processor"): the vector
+        // extensions the kernels can use say which kind of machine it was.
+        let flags = Set((field("flags") ?? "").split(separator: " ").map(String.init))
+        let extensions = ["avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8"].filter(flags.contains)
+        return "\(cpu) (\(extensions.joined(separator: " "))), \(ProcessInfo.processInfo.activeProcessorCount) cores, "
+            + "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB, \(KernelDispatch.active.name) kernels"
     }
 }
 

@@ -526,6 +526,8 @@ struct DecodeBench: ParsableCommand {
     @Option(help: "Markdown file to update.") var out: String = "docs/benchmarks.md"
     @Option(help: "JSON results file.") var json: String = "docs/benchmarks/decode.json"
     @Option(help: "PNG chart of decode tokens/s (omit for none).") var plot: String?
+    @Option(help: "Section of --out to replace (another name keeps the tables of another machine kind beside this one).")
+    var section: String = "decode"
 
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0) } }
 
@@ -555,7 +557,7 @@ struct DecodeBench: ParsableCommand {
                 try Data(DecodePlot.render(report).pngData()).write(to: URL(fileURLWithPath: plot))
                 markdown += "\n\n![decode tokens/s](\(Self.relative(plot, to: out)))"
             }
-            try BenchmarkReport.replaceSection(named: "decode", in: out, with: markdown)
+            try BenchmarkReport.replaceSection(named: section, in: out, with: markdown)
             print(markdown)
         } catch {
             throw CLIError(error)
