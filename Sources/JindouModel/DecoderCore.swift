@@ -156,8 +156,9 @@ struct RoutedExperts {
     var routedScalingFactor: Double
     var firstDenseLayers: Int
 
-    /// A configuration class's defaults; a nil count is required (the class leaves it None
-    /// and `DeepseekV3MoE` multiplies by it), refused by the first of its key names.
+    /// A configuration class's defaults. A nil count, per-token count or shared count is
+    /// required (the class leaves it None and `DeepseekV3MoE` computes with it): an absent or
+    /// null key is refused by its first name.
     struct Defaults {
         var intermediateSize: Int
         var count: Int?
