@@ -21,152 +21,60 @@ enum Dots1Family: ArchitectureDefinition {
 
 /// `Dots1Config`, read from either config style (see `RopeSettings`).
 struct Dots1Configuration: DescribedConfiguration {
-    var vocabSize: Int
-    var hiddenSize: Int
-    var intermediateSize: Int
-    var moeIntermediateSize: Int
-    var numHiddenLayers: Int
-    var numAttentionHeads: Int
-    var numKeyValueHeads: Int
-    var headDim: Int?
-    var hiddenAct: String
-    var maxPositionEmbeddings: Int
-    var rmsNormEps: Double
-    var tieWordEmbeddings: Bool
-    var rope: RopeSettings
-    var attentionBias: Bool
-    var nSharedExperts: Int?
-    var nRoutedExperts: Int?
-    var numExpertsPerTok: Int?
-    var nGroup: Int
-    var topkGroup: Int
-    var firstKDenseReplace: Int
-    var normTopkProb: Bool
-    var routedScalingFactor: Double
+    var core: DecoderCore
+    var experts: RoutedExperts
     var slidingWindow: Int?
     var maxWindowLayers: Int?
     var layerTypes: [String]?
-    var bosTokenID: Int?
-    var eosTokenID: [Int]
-    var dtype: String?
+
+    /// Dots1Config's defaults.
+    static let defaults = DecoderCore.Defaults(
+        vocabSize: 152_064, hiddenSize: 4608, intermediateSize: 10944, numHiddenLayers: 62, numAttentionHeads: 32,
+        maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10_000)
+    /// Dots1Config leaves the expert counts None, so they are required.
+    static let expertDefaults = RoutedExperts.Defaults(
+        intermediateSize: 1408, count: nil, perToken: nil, sharedExperts: nil, normalizeTopK: false, firstDenseLayers: 0,
+        countKeys: ["n_routed_experts", "num_local_experts"])
 
     enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size"
-        case hiddenSize = "hidden_size"
-        case intermediateSize = "intermediate_size"
-        case moeIntermediateSize = "moe_intermediate_size"
-        case numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads"
-        case headDim = "head_dim"
-        case hiddenAct = "hidden_act"
-        case maxPositionEmbeddings = "max_position_embeddings"
-        case rmsNormEps = "rms_norm_eps"
-        case tieWordEmbeddings = "tie_word_embeddings"
-        case ropeParameters = "rope_parameters"
-        case ropeTheta = "rope_theta"
-        case partialRotaryFactor = "partial_rotary_factor"
-        case ropeScaling = "rope_scaling"
-        case attentionBias = "attention_bias"
-        case nSharedExperts = "n_shared_experts"
-        case nRoutedExperts = "n_routed_experts"
-        case numLocalExperts = "num_local_experts"
-        case numExpertsPerTok = "num_experts_per_tok"
-        case nGroup = "n_group"
-        case topkGroup = "topk_group"
-        case firstKDenseReplace = "first_k_dense_replace"
-        case normTopkProb = "norm_topk_prob"
-        case routedScalingFactor = "routed_scaling_factor"
         case slidingWindow = "sliding_window"
         case maxWindowLayers = "max_window_layers"
         case layerTypes = "layer_types"
-        case bosTokenID = "bos_token_id"
-        case eosTokenID = "eos_token_id"
-        case dtype
-        case torchDtype = "torch_dtype"
     }
 
     init(from decoder: Decoder) throws {
+        core = try DecoderCore(from: decoder, defaults: Self.defaults)
+        experts = try RoutedExperts(from: decoder, defaults: Self.expertDefaults)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        // Defaults are Dots1Config's.
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? 152_064
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 4608
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 10944
-        moeIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .moeIntermediateSize) ?? 1408
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 62
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 32
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? numAttentionHeads
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
-        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
-        rope = try RopeSettings.decode(
-            from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
-            scaling: .ropeScaling, defaultTheta: 10_000, defaultPartialFactor: 1)
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
-        nSharedExperts = try c.decodeIfPresent(Int.self, forKey: .nSharedExperts)
-        nRoutedExperts = try c.decodeIfPresent(Int.self, forKey: .nRoutedExperts) ?? c.decodeIfPresent(Int.self, forKey: .numLocalExperts)
-        numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok)
-        nGroup = try c.decodeIfPresent(Int.self, forKey: .nGroup) ?? 1
-        topkGroup = try c.decodeIfPresent(Int.self, forKey: .topkGroup) ?? 1
-        firstKDenseReplace = try c.decodeIfPresent(Int.self, forKey: .firstKDenseReplace) ?? 0
-        normTopkProb = try c.decodeIfPresent(Bool.self, forKey: .normTopkProb) ?? false
-        routedScalingFactor = try c.decodeIfPresent(Double.self, forKey: .routedScalingFactor) ?? 1
         // `sliding_window` defaults to 4096 in Dots1Config, but only layers from
         // `max_window_layers` (default: all of them) on slide.
         slidingWindow = try c.contains(.slidingWindow) ? c.decodeIfPresent(Int.self, forKey: .slidingWindow) : 4096
         maxWindowLayers = try c.decodeIfPresent(Int.self, forKey: .maxWindowLayers)
         layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
-        dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
     }
 
     /// `Dots1Config.__post_init__`'s layer types.
     func resolvedLayerTypes() -> [String] {
-        layerTypes ?? (0..<numHiddenLayers).map { i in
+        layerTypes ?? (0..<core.numHiddenLayers).map { i in
             slidingWindow != nil && i >= (maxWindowLayers ?? 62) ? "sliding_attention" : "full_attention"
         }
     }
 
     func description() throws -> ModelDescription {
-        // DeepseekV3MoE multiplies by these; Dots1Config leaves them None.
-        guard let routed = nRoutedExperts else { throw ConfigurationError(field: "n_routed_experts", reason: "is required") }
-        guard let shared = nSharedExperts else { throw ConfigurationError(field: "n_shared_experts", reason: "is required") }
-        guard let perToken = numExpertsPerTok else { throw ConfigurationError(field: "num_experts_per_tok", reason: "is required") }
-        guard hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (silu only)") }
-        let slides = try LayerTypes.sliding(resolvedLayerTypes(), layers: numHiddenLayers)
+        guard core.hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(core.hiddenAct)' is not supported (silu only)") }
+        let slides = try LayerTypes.sliding(resolvedLayerTypes(), layers: core.numHiddenLayers)
         let sliding = slides.contains(true)
         guard !sliding || (slidingWindow ?? 0) >= 1 else {
             throw ConfigurationError(field: "sliding_window", reason: "sliding_attention layers need a window of at least 1")
         }
-        let headDimension = headDim ?? hiddenSize / max(1, numAttentionHeads)
-        var description = ModelDescription(
+        var description = core.description(
             architecture: .dots1,
-            vocabularySize: vocabSize,
-            hiddenSize: hiddenSize,
-            attention: AttentionShape(
-                heads: numAttentionHeads, keyValueHeads: numKeyValueHeads, headDimension: headDimension,
-                rotaryDimension: rope.rotaryDimension(headDimension: headDimension), ropeTheta: rope.theta,
-                queryKeyNorm: true, queryKeyValueBias: attentionBias, outputBias: attentionBias,
-                slidingWindow: nil,
-                ropeScaling: try rope.scaling(maxPositionEmbeddings: maxPositionEmbeddings)),
-            rmsNormEpsilon: Float(rmsNormEps),
-            tieWordEmbeddings: tieWordEmbeddings,
+            attention: try core.groupedAttention(queryKeyNorm: true, queryKeyValueBias: core.attentionBias, outputBias: core.attentionBias),
             // DeepseekV3DecoderLayer.__init__
-            layers: (0..<numHiddenLayers).map { $0 >= firstKDenseReplace ? .sparse : .dense(intermediateSize: intermediateSize) },
-            router: RouterConfiguration(
-                expertCount: routed, expertsPerToken: perToken, scoring: .sigmoid,
-                normalizeTopK: normTopkProb, routedScalingFactor: Float(routedScalingFactor),
-                groupCount: nGroup, groupsPerToken: topkGroup, normalizationEpsilon: 1e-20),
-            hasCorrectionBias: true,
-            moeIntermediateSize: moeIntermediateSize,
-            sharedExpertIntermediateSize: shared > 0 ? moeIntermediateSize * shared : nil,
-            maxPositionEmbeddings: maxPositionEmbeddings,
-            eosTokenIDs: eosTokenID,
-            bosTokenID: bosTokenID,
-            declaredDType: dtype)
+            layers: (0..<core.numHiddenLayers).map { $0 >= experts.firstDenseLayers ? .sparse : .dense(intermediateSize: core.intermediateSize) },
+            router: experts.router,
+            hasCorrectionBias: true, moeIntermediateSize: experts.intermediateSize,
+            sharedExpertIntermediateSize: experts.sharedExpertIntermediateSize)
         if sliding { description.attention.layerWindows = slides.map { $0 ? slidingWindow : nil } }
         return description
     }

@@ -29,43 +29,23 @@ enum GptOssFamily: ArchitectureDefinition {
 
 /// `GptOssConfig`, read from either config style (see `RopeSettings`).
 struct GptOssConfiguration: DescribedConfiguration {
-    var vocabSize: Int
-    var hiddenSize: Int
-    var intermediateSize: Int
-    var numHiddenLayers: Int
-    var numAttentionHeads: Int
-    var numKeyValueHeads: Int
-    var headDim: Int?
-    var maxPositionEmbeddings: Int
-    var rmsNormEps: Double
-    var tieWordEmbeddings: Bool
-    var rope: RopeSettings
+    var core: DecoderCore
     var slidingWindow: Int?
     var layerTypes: [String]?
     var numLocalExperts: Int
     var numExpertsPerTok: Int
     var swigluAlpha: Double
     var swigluLimit: Double
-    var attentionBias: Bool
     var quantMethod: String?
-    var bosTokenID: Int?
-    var eosTokenID: [Int]
-    var dtype: String?
+
+    /// GptOssConfig's defaults (its default YaRN rope is set in `init` when the config names none).
+    static let defaults = DecoderCore.Defaults(
+        vocabSize: 201_088, hiddenSize: 2880, intermediateSize: 2880, numHiddenLayers: 36, numAttentionHeads: 64,
+        numKeyValueHeads: 8, headDim: 64, maxPositionEmbeddings: 131_072, rmsNormEps: 1e-5, ropeTheta: 150_000,
+        attentionBias: true)
 
     enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size"
-        case hiddenSize = "hidden_size"
-        case intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads"
-        case headDim = "head_dim"
-        case maxPositionEmbeddings = "max_position_embeddings"
-        case rmsNormEps = "rms_norm_eps"
-        case tieWordEmbeddings = "tie_word_embeddings"
         case ropeParameters = "rope_parameters"
-        case ropeTheta = "rope_theta"
-        case partialRotaryFactor = "partial_rotary_factor"
         case ropeScaling = "rope_scaling"
         case slidingWindow = "sliding_window"
         case layerTypes = "layer_types"
@@ -75,12 +55,7 @@ struct GptOssConfiguration: DescribedConfiguration {
         case expertsPerToken = "experts_per_token"
         case swigluAlpha = "swiglu_alpha"
         case swigluLimit = "swiglu_limit"
-        case attentionBias = "attention_bias"
         case quantizationConfig = "quantization_config"
-        case bosTokenID = "bos_token_id"
-        case eosTokenID = "eos_token_id"
-        case dtype
-        case torchDtype = "torch_dtype"
     }
 
     private struct Quantization: Decodable {
@@ -89,24 +64,12 @@ struct GptOssConfiguration: DescribedConfiguration {
     }
 
     init(from decoder: Decoder) throws {
+        core = try DecoderCore(from: decoder, defaults: Self.defaults)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         // Defaults are GptOssConfig's.
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? 201_088
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 2880
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 2880
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 36
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 64
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? 8
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? 64
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 131_072
-        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-5
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
-        rope = try RopeSettings.decode(
-            from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
-            scaling: .ropeScaling, defaultTheta: 150_000, defaultPartialFactor: 1)
         if !c.contains(.ropeParameters) && !c.contains(.ropeScaling) {
             // GptOssConfig.__post_init__'s rope when the config names none.
-            (rope.type, rope.factor, rope.betaFast, rope.betaSlow, rope.truncate, rope.originalMaxPositions) =
+            (core.rope.type, core.rope.factor, core.rope.betaFast, core.rope.betaSlow, core.rope.truncate, core.rope.originalMaxPositions) =
                 ("yarn", 32, 32, 1, false, 4096)
         }
         slidingWindow = try c.contains(.slidingWindow) ? c.decodeIfPresent(Int.self, forKey: .slidingWindow) : 128
@@ -117,14 +80,11 @@ struct GptOssConfiguration: DescribedConfiguration {
             ?? c.decodeIfPresent(Int.self, forKey: .expertsPerToken) ?? 4
         swigluAlpha = try c.decodeIfPresent(Double.self, forKey: .swigluAlpha) ?? 1.702
         swigluLimit = try c.decodeIfPresent(Double.self, forKey: .swigluLimit) ?? 7.0
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? true
         quantMethod = try c.decodeIfPresent(Quantization.self, forKey: .quantizationConfig)?.quantMethod
-        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
-        eosTokenID = try c.decodeIfPresent(TokenIDList.self, forKey: .eosTokenID)?.values ?? []
-        dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
     }
 
     func description() throws -> ModelDescription {
+        let (numHiddenLayers, hiddenSize, intermediateSize) = (core.numHiddenLayers, core.hiddenSize, core.intermediateSize)
         // GptOssConfig.__post_init__: odd layers (1-based) slide.
         let types = layerTypes ?? (0..<numHiddenLayers).map { ($0 + 1) % 2 == 1 ? "sliding_attention" : "full_attention" }
         let slides = try LayerTypes.sliding(types, layers: numHiddenLayers)
@@ -143,31 +103,17 @@ struct GptOssConfiguration: DescribedConfiguration {
                 throw ConfigurationError(field: field, reason: "\(width) is not a whole number of \(MXFP4.blockSize)-wide MXFP4 blocks")
             }
         }
-        let headDimension = headDim ?? hiddenSize / max(1, numAttentionHeads)
-        var attention = AttentionShape(
-            heads: numAttentionHeads, keyValueHeads: numKeyValueHeads, headDimension: headDimension,
-            rotaryDimension: rope.rotaryDimension(headDimension: headDimension), ropeTheta: rope.theta,
-            queryKeyNorm: false, queryKeyValueBias: attentionBias, outputBias: attentionBias, slidingWindow: nil,
-            ropeScaling: try rope.scaling(maxPositionEmbeddings: maxPositionEmbeddings))
+        var attention = try core.groupedAttention(queryKeyNorm: false, queryKeyValueBias: core.attentionBias, outputBias: core.attentionBias)
         attention.layerWindows = slides.map { $0 ? slidingWindow : nil }
         attention.sinks = true
-        var description = ModelDescription(
+        var description = core.description(
             architecture: .gptOss,
-            vocabularySize: vocabSize,
-            hiddenSize: hiddenSize,
             attention: attention,
-            rmsNormEpsilon: Float(rmsNormEps),
-            tieWordEmbeddings: tieWordEmbeddings,
             layers: Array(repeating: .sparse, count: numHiddenLayers),
             router: RouterConfiguration(expertCount: numLocalExperts, expertsPerToken: numExpertsPerTok, scoring: .softmaxTopK,
                                         normalizeTopK: true),
-            hasCorrectionBias: false,
-            moeIntermediateSize: intermediateSize,
-            sharedExpertIntermediateSize: nil,
-            maxPositionEmbeddings: maxPositionEmbeddings,
-            eosTokenIDs: eosTokenID,
-            bosTokenID: bosTokenID,
-            declaredDType: dtype)
+            hasCorrectionBias: false, moeIntermediateSize: intermediateSize,
+            sharedExpertIntermediateSize: nil)
         description.moeNames.router = "router.weight"
         description.moeNames.routerBias = "router.bias"
         description.expertStorage = .interleavedWithBias(mxfp4: mxfp4)

@@ -44,53 +44,24 @@ struct IntegerPerLayer: Decodable, Equatable {
 
 /// `HunYuanMoEV1Config`, read from either config style (see `RopeSettings`).
 struct HunyuanMoeConfiguration: DescribedConfiguration {
-    var vocabSize: Int
-    var hiddenSize: Int
-    var intermediateSize: Int
-    var numHiddenLayers: Int
-    var numAttentionHeads: Int
-    var numKeyValueHeads: Int
-    var headDim: Int?
-    var hiddenAct: String
-    var maxPositionEmbeddings: Int
-    var rmsNormEps: Double
-    var tieWordEmbeddings: Bool
-    var rope: RopeSettings
-    var attentionBias: Bool
+    var core: DecoderCore
     var numExperts: IntegerPerLayer
     var moeTopk: IntegerPerLayer
-    var bosTokenID: Int?
-    var eosTokenID: [Int]
-    var dtype: String?
     var useQKNorm: Bool
     var useMixedMlpMoe: Bool
     var useCla: Bool
     var numSharedExpert: IntegerPerLayer?
     var moeIntermediateSize: IntegerPerLayer?
 
+    /// HunYuanMoEV1Config's defaults (NTK-alpha `dynamic` rope resolved in `description`).
+    static let defaults = DecoderCore.Defaults(
+        vocabSize: 290_943, hiddenSize: 4096, intermediateSize: 11008, numHiddenLayers: 32, numAttentionHeads: 32,
+        maxPositionEmbeddings: 2048, rmsNormEps: 1e-5, ropeTheta: 10_000, familyRopeTypes: ["dynamic"],
+        bosTokenID: 1, eosTokenID: [2])
+
     enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size"
-        case hiddenSize = "hidden_size"
-        case intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads"
-        case headDim = "head_dim"
-        case hiddenAct = "hidden_act"
-        case maxPositionEmbeddings = "max_position_embeddings"
-        case rmsNormEps = "rms_norm_eps"
-        case tieWordEmbeddings = "tie_word_embeddings"
-        case ropeParameters = "rope_parameters"
-        case ropeTheta = "rope_theta"
-        case partialRotaryFactor = "partial_rotary_factor"
-        case ropeScaling = "rope_scaling"
-        case attentionBias = "attention_bias"
         case numExperts = "num_experts"
         case moeTopk = "moe_topk"
-        case bosTokenID = "bos_token_id"
-        case eosTokenID = "eos_token_id"
-        case dtype
-        case torchDtype = "torch_dtype"
         case useQKNorm = "use_qk_norm"
         case useMixedMlpMoe = "use_mixed_mlp_moe"
         case useCla = "use_cla"
@@ -99,28 +70,11 @@ struct HunyuanMoeConfiguration: DescribedConfiguration {
     }
 
     init(from decoder: Decoder) throws {
+        core = try DecoderCore(from: decoder, defaults: Self.defaults)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         // Defaults are HunYuanMoEV1Config's.
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? 290_943
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 4096
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 11008
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 32
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 32
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? numAttentionHeads
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
-        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-5
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
-        rope = try RopeSettings.decode(
-            from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
-            scaling: .ropeScaling, defaultTheta: 10_000, defaultPartialFactor: 1, familyTypes: ["dynamic"])
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         numExperts = try c.decodeIfPresent(IntegerPerLayer.self, forKey: .numExperts) ?? IntegerPerLayer(one: 1)
         moeTopk = try c.decodeIfPresent(IntegerPerLayer.self, forKey: .moeTopk) ?? IntegerPerLayer(one: 1)
-        bosTokenID = try c.specialToken(.bosTokenID, default: 1)
-        eosTokenID = try c.specialTokens(.eosTokenID, default: [2])
-        dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
         useQKNorm = try c.decodeIfPresent(Bool.self, forKey: .useQKNorm) ?? true
         useMixedMlpMoe = try c.decodeIfPresent(Bool.self, forKey: .useMixedMlpMoe) ?? true
         useCla = try c.decodeIfPresent(Bool.self, forKey: .useCla) ?? false
@@ -129,7 +83,8 @@ struct HunyuanMoeConfiguration: DescribedConfiguration {
     }
 
     func description() throws -> ModelDescription {
-        guard hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (silu only)") }
+        let (numHiddenLayers, intermediateSize, rope) = (core.numHiddenLayers, core.intermediateSize, core.rope)
+        guard core.hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(core.hiddenAct)' is not supported (silu only)") }
         guard useQKNorm else { throw ConfigurationError(field: "use_qk_norm", reason: "HunYuanMoEV1Attention always normalises q and k") }
         guard useMixedMlpMoe else { throw ConfigurationError(field: "use_mixed_mlp_moe", reason: "HunYuanMoEV1Moe always adds its shared_mlp") }
         guard !useCla else { throw ConfigurationError(field: "use_cla", reason: "cross-layer attention is not part of transformers' Hunyuan") }
@@ -139,7 +94,7 @@ struct HunyuanMoeConfiguration: DescribedConfiguration {
         if let width = moeIntermediateSize, try width.uniform("moe_intermediate_size", layers: numHiddenLayers) != intermediateSize {
             throw ConfigurationError(field: "moe_intermediate_size", reason: "differs from intermediate_size, which transformers' experts use")
         }
-        let headDimension = headDim ?? hiddenSize / max(1, numAttentionHeads)
+        let headDimension = core.headDimension
         var theta = rope.theta
         if rope.type == "dynamic" {
             // HunYuanDenseV1RotaryEmbedding.compute_ntk_alpha_rope_parameters
@@ -149,29 +104,20 @@ struct HunyuanMoeConfiguration: DescribedConfiguration {
             theta *= pow(alpha, Double(headDimension) / Double(headDimension - 2))
         }
         var attention = AttentionShape(
-            heads: numAttentionHeads, keyValueHeads: numKeyValueHeads, headDimension: headDimension,
+            heads: core.numAttentionHeads, keyValueHeads: core.numKeyValueHeads, headDimension: headDimension,
             rotaryDimension: rope.rotaryDimension(headDimension: headDimension), ropeTheta: theta,
-            queryKeyNorm: true, queryKeyValueBias: attentionBias, outputBias: attentionBias, slidingWindow: nil)
+            queryKeyNorm: true, queryKeyValueBias: core.attentionBias, outputBias: core.attentionBias, slidingWindow: nil)
         attention.queryKeyNormAfterRotary = true
         (attention.queryNormName, attention.keyNormName) = ("query_layernorm", "key_layernorm")
-        var description = ModelDescription(
+        var description = core.description(
             architecture: .hunyuanMoe,
-            vocabularySize: vocabSize,
-            hiddenSize: hiddenSize,
             attention: attention,
-            rmsNormEpsilon: Float(rmsNormEps),
-            tieWordEmbeddings: tieWordEmbeddings,
             layers: Array(repeating: .sparse, count: numHiddenLayers),
             router: RouterConfiguration(
                 expertCount: try numExperts.uniform("num_experts", layers: numHiddenLayers),
                 expertsPerToken: try moeTopk.uniform("moe_topk", layers: numHiddenLayers), scoring: .softmax, normalizeTopK: true),
-            hasCorrectionBias: false,
-            moeIntermediateSize: intermediateSize,
-            sharedExpertIntermediateSize: intermediateSize,
-            maxPositionEmbeddings: maxPositionEmbeddings,
-            eosTokenIDs: eosTokenID,
-            bosTokenID: bosTokenID,
-            declaredDType: dtype)
+            hasCorrectionBias: false, moeIntermediateSize: intermediateSize,
+            sharedExpertIntermediateSize: intermediateSize)
         description.moeNames.router = "gate.wg.weight"
         description.moeNames.sharedExperts = "shared_mlp."
         return description

@@ -42,7 +42,7 @@ struct KimiK25Configuration: Decodable {
 
     func description() throws -> ModelDescription {
         var text = text
-        text.tieWordEmbeddings = tieWordEmbeddings
+        text.core.tieWordEmbeddings = tieWordEmbeddings
         var description = try text.description()
         description.architecture = .kimiK25
         description.textPrefix = "language_model.model."

@@ -25,24 +25,10 @@ enum MiniMaxM2Family: ArchitectureDefinition {
 /// `MiniMaxM2Config`, read from either config style (`rotary_dim` as the Hub files write it,
 /// or transformers 5's `rope_parameters.partial_rotary_factor`).
 struct MiniMaxM2Configuration: DescribedConfiguration {
-    var vocabSize: Int
-    var hiddenSize: Int
-    /// Each routed expert's width (MiniMax has no other feed-forward).
-    var intermediateSize: Int
-    var numHiddenLayers: Int
-    var numAttentionHeads: Int
-    var numKeyValueHeads: Int
-    var headDim: Int
-    var hiddenAct: String
-    var maxPositionEmbeddings: Int
-    var rmsNormEps: Double
-    var tieWordEmbeddings: Bool
-    var rope: RopeSettings
+    /// `intermediate_size` is each routed expert's width (MiniMax has no other feed-forward).
+    var core: DecoderCore
     var numExpertsPerTok: Int
     var numLocalExperts: Int
-    var bosTokenID: Int?
-    var eosTokenID: [Int]
-    var dtype: String?
     /// Keys of the released config.json that transformers ignores; Jindou refuses values
     /// that would change the computation transformers does.
     var useQKNorm: Bool
@@ -51,29 +37,18 @@ struct MiniMaxM2Configuration: DescribedConfiguration {
     var useRoutingBias: Bool
     var sharedIntermediateSize: Int
 
+    /// MiniMaxM2Config's defaults.
+    static let defaults = DecoderCore.Defaults(
+        vocabSize: 200_064, hiddenSize: 3072, intermediateSize: 1536, numHiddenLayers: 62, numAttentionHeads: 48,
+        numKeyValueHeads: 8, headDim: 128, maxPositionEmbeddings: 196_608, rmsNormEps: 1e-6, ropeTheta: 5_000_000,
+        bosTokenID: 200034, eosTokenID: [200020])
+
     enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size"
-        case hiddenSize = "hidden_size"
-        case intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads"
-        case headDim = "head_dim"
-        case hiddenAct = "hidden_act"
-        case maxPositionEmbeddings = "max_position_embeddings"
-        case rmsNormEps = "rms_norm_eps"
-        case tieWordEmbeddings = "tie_word_embeddings"
         case ropeParameters = "rope_parameters"
-        case ropeTheta = "rope_theta"
         case partialRotaryFactor = "partial_rotary_factor"
-        case ropeScaling = "rope_scaling"
         case rotaryDim = "rotary_dim"
         case numExpertsPerTok = "num_experts_per_tok"
         case numLocalExperts = "num_local_experts"
-        case bosTokenID = "bos_token_id"
-        case eosTokenID = "eos_token_id"
-        case dtype
-        case torchDtype = "torch_dtype"
         case useQKNorm = "use_qk_norm"
         case qkNormType = "qk_norm_type"
         case scoringFunc = "scoring_func"
@@ -82,34 +57,18 @@ struct MiniMaxM2Configuration: DescribedConfiguration {
     }
 
     init(from decoder: Decoder) throws {
+        core = try DecoderCore(from: decoder, defaults: Self.defaults)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         // Defaults are MiniMaxM2Config's.
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? 200_064
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 3072
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 1536
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 62
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 48
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? 8
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? 128
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 196_608
-        rmsNormEps = try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
-        rope = try RopeSettings.decode(
-            from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
-            scaling: .ropeScaling, defaultTheta: 5_000_000, defaultPartialFactor: 1)
         // MiniMaxM2Config.convert_rope_params_to_dict: `rotary_dim` sets the factor when
         // `rope_parameters` does not already.
         if let rotaryDim = try c.decodeIfPresent(Int.self, forKey: .rotaryDim),
            (try? c.nestedContainer(keyedBy: RotaryFactorKey.self, forKey: .ropeParameters))?.contains(.partialRotaryFactor) != true,
            !c.contains(.partialRotaryFactor) {
-            rope.partialRotaryFactor = Double(rotaryDim) / Double(headDim)
+            core.rope.partialRotaryFactor = Double(rotaryDim) / Double(core.headDimension)
         }
         numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 8
         numLocalExperts = try c.decodeIfPresent(Int.self, forKey: .numLocalExperts) ?? 256
-        bosTokenID = try c.specialToken(.bosTokenID, default: 200034)
-        eosTokenID = try c.specialTokens(.eosTokenID, default: [200020])
-        dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? c.decodeIfPresent(String.self, forKey: .torchDtype)
         useQKNorm = try c.decodeIfPresent(Bool.self, forKey: .useQKNorm) ?? true
         qkNormType = try c.decodeIfPresent(String.self, forKey: .qkNormType) ?? "per_layer"
         scoringFunc = try c.decodeIfPresent(String.self, forKey: .scoringFunc) ?? "sigmoid"
@@ -121,7 +80,7 @@ struct MiniMaxM2Configuration: DescribedConfiguration {
 
     func description() throws -> ModelDescription {
         // transformers' MiniMaxM2 computes exactly one thing; refuse configs that ask for another.
-        guard hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (MiniMax-M2 uses silu)") }
+        guard core.hiddenAct == "silu" else { throw ConfigurationError(field: "hidden_act", reason: "'\(core.hiddenAct)' is not supported (MiniMax-M2 uses silu)") }
         guard useQKNorm, qkNormType == "per_layer" else {
             throw ConfigurationError(field: useQKNorm ? "qk_norm_type" : "use_qk_norm",
                                      reason: "only the whole-projection q/k norm of MiniMaxM2Attention (use_qk_norm true, qk_norm_type per_layer) is supported")
@@ -129,32 +88,19 @@ struct MiniMaxM2Configuration: DescribedConfiguration {
         guard scoringFunc == "sigmoid" else { throw ConfigurationError(field: "scoring_func", reason: "'\(scoringFunc)' is not supported (MiniMaxM2TopKRouter scores with sigmoid)") }
         guard useRoutingBias else { throw ConfigurationError(field: "use_routing_bias", reason: "MiniMaxM2SparseMoeBlock always adds e_score_correction_bias") }
         guard sharedIntermediateSize == 0 else { throw ConfigurationError(field: "shared_intermediate_size", reason: "shared experts are not part of MiniMax-M2") }
-        guard headDim > 0, rope.partialRotaryFactor > 0, rope.partialRotaryFactor <= 1 else {
+        guard core.headDimension > 0, core.rope.partialRotaryFactor > 0, core.rope.partialRotaryFactor <= 1 else {
             throw ConfigurationError(field: "rotary_dim", reason: "must be in 1…head_dim")
         }
-        var attention = AttentionShape(
-            heads: numAttentionHeads, keyValueHeads: numKeyValueHeads, headDimension: headDim,
-            rotaryDimension: rope.rotaryDimension(headDimension: headDim), ropeTheta: rope.theta,
-            queryKeyNorm: true, queryKeyValueBias: false, outputBias: false, slidingWindow: nil,
-            ropeScaling: try rope.scaling(maxPositionEmbeddings: maxPositionEmbeddings))
+        var attention = try core.groupedAttention(queryKeyNorm: true, queryKeyValueBias: false, outputBias: false)
         attention.queryKeyNormScope = .wholeProjection
-        var description = ModelDescription(
+        var description = core.description(
             architecture: .miniMaxM2,
-            vocabularySize: vocabSize,
-            hiddenSize: hiddenSize,
             attention: attention,
-            rmsNormEpsilon: Float(rmsNormEps),
-            tieWordEmbeddings: tieWordEmbeddings,
-            layers: Array(repeating: .sparse, count: numHiddenLayers),
+            layers: Array(repeating: .sparse, count: core.numHiddenLayers),
             router: RouterConfiguration(expertCount: numLocalExperts, expertsPerToken: numExpertsPerTok, scoring: .sigmoid,
                                         normalizeTopK: true),
-            hasCorrectionBias: true,
-            moeIntermediateSize: intermediateSize,
-            sharedExpertIntermediateSize: nil,
-            maxPositionEmbeddings: maxPositionEmbeddings,
-            eosTokenIDs: eosTokenID,
-            bosTokenID: bosTokenID,
-            declaredDType: dtype)
+            hasCorrectionBias: true, moeIntermediateSize: core.intermediateSize,
+            sharedExpertIntermediateSize: nil)
         description.moeNames = .mixtral
         return description
     }

@@ -37,13 +37,13 @@ struct Qwen35MoeConfiguration: Decodable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         text = try c.decode(Qwen3NextConfiguration.self, forKey: .textConfig)
         let t = try c.nestedContainer(keyedBy: TextKeys.self, forKey: .textConfig)
-        if !t.contains(.vocabSize) { text.base.vocabSize = 248_320 }
+        if !t.contains(.vocabSize) { text.base.core.vocabSize = 248_320 }
         if !t.contains(.numExperts) { text.base.numExperts = 256 }
         if !t.contains(.numExpertsPerTok) { text.base.numExpertsPerTok = 8 }
-        if !t.contains(.numHiddenLayers) { text.base.numHiddenLayers = 40 }
+        if !t.contains(.numHiddenLayers) { text.base.core.numHiddenLayers = 40 }
         if !t.contains(.layerTypes) {
             let interval = try t.decodeIfPresent(Int.self, forKey: .fullAttentionInterval) ?? 4
-            text.layerTypes = (0..<text.base.numHiddenLayers).map { ($0 + 1) % interval == 0 ? "full_attention" : "linear_attention" }
+            text.layerTypes = (0..<text.base.core.numHiddenLayers).map { ($0 + 1) % interval == 0 ? "full_attention" : "linear_attention" }
         }
         // Qwen3_5MoeTextConfig has no dense layers: those keys are attributes it refuses.
         for key in [TextKeys.mlpOnlyLayers, .decoderSparseStep] where t.contains(key) {
@@ -59,8 +59,8 @@ struct Qwen35MoeConfiguration: Decodable {
     func description() throws -> ModelDescription {
         var text = text
         text.base.normTopkProb = true  // Qwen3VLMoeTextTopKRouter always renormalises
-        if let tie = tieWordEmbeddings { text.base.tieWordEmbeddings = tie }
-        guard let section = text.base.rope.mropeSection else {
+        if let tie = tieWordEmbeddings { text.base.core.tieWordEmbeddings = tie }
+        guard let section = text.base.core.rope.mropeSection else {
             throw ConfigurationError(field: "text_config.rope_parameters.mrope_section", reason: "is required for Qwen3.5")
         }
         var description = try text.description()

@@ -23,55 +23,45 @@ struct Qwen3NextConfiguration: Decodable {
     var sharedExpertIntermediateSize: Int
     var layerTypes: [String]
     var linear: LinearAttentionShape
-    var hiddenAct: String
     var predictionLayers: Int
+
+    /// Qwen3NextConfig's defaults for the shared keys.
+    static let defaults = DecoderCore.Defaults(
+        vocabSize: 151_936, hiddenSize: 2048, intermediateSize: 5632, numHiddenLayers: 48, numAttentionHeads: 16,
+        numKeyValueHeads: 2, headDim: 256, maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10_000,
+        partialRotaryFactor: 0.25)
 
     enum CodingKeys: String, CodingKey {
         case numExperts = "num_experts", numExpertsPerTok = "num_experts_per_tok", normTopkProb = "norm_topk_prob"
-        case headDim = "head_dim", hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
-        case intermediateSize = "intermediate_size", moeIntermediateSize = "moe_intermediate_size"
-        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads"
-        case maxPositionEmbeddings = "max_position_embeddings"
-        case ropeParameters = "rope_parameters", ropeTheta = "rope_theta", partialRotaryFactor = "partial_rotary_factor"
-        case ropeScaling = "rope_scaling"
+        case moeIntermediateSize = "moe_intermediate_size"
         case sharedExpertIntermediateSize = "shared_expert_intermediate_size"
         case layerTypes = "layer_types", fullAttentionInterval = "full_attention_interval"
         case linearConvKernelDim = "linear_conv_kernel_dim", linearKeyHeadDim = "linear_key_head_dim"
         case linearValueHeadDim = "linear_value_head_dim", linearNumKeyHeads = "linear_num_key_heads"
         case linearNumValueHeads = "linear_num_value_heads"
         case useSlidingWindow = "use_sliding_window"
-        case hiddenAct = "hidden_act"
         case mtpNumHiddenLayers = "mtp_num_hidden_layers"
     }
 
     init(from decoder: Decoder) throws {
-        base = try Qwen3MoeConfiguration(from: decoder)
+        base = try Qwen3MoeConfiguration(from: decoder, defaults: Self.defaults)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        // Qwen3NextConfig's defaults where Qwen3MoeConfig's differ.
-        base.hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? 2048
-        base.intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? 5632
-        base.numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? 48
-        base.numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 16
-        base.numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? 2
-        base.headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? 256
+        // Qwen3NextConfig's MoE defaults where Qwen3MoeConfig's differ (the expert count
+        // under `num_experts` only).
         base.moeIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .moeIntermediateSize) ?? 512
         base.numExperts = try c.decodeIfPresent(Int.self, forKey: .numExperts) ?? 512
         base.numExpertsPerTok = try c.decodeIfPresent(Int.self, forKey: .numExpertsPerTok) ?? 10
         base.normTopkProb = try c.decodeIfPresent(Bool.self, forKey: .normTopkProb) ?? true
-        base.rope = try RopeSettings.decode(
-            from: c, parameters: .ropeParameters, theta: .ropeTheta, partialFactor: .partialRotaryFactor,
-            scaling: .ropeScaling, defaultTheta: 10_000, defaultPartialFactor: 0.25)
         if try c.decodeIfPresent(Bool.self, forKey: .useSlidingWindow) == true {
             throw ConfigurationError(field: "use_sliding_window", reason: "Qwen3NextAttention has no sliding window")
         }
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
         // Qwen3-Next's config.json does not say; its checkpoints carry one MTP layer.
         predictionLayers = try c.decodeIfPresent(Int.self, forKey: .mtpNumHiddenLayers) ?? 1
         sharedExpertIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .sharedExpertIntermediateSize) ?? 512
         let interval = try c.decodeIfPresent(Int.self, forKey: .fullAttentionInterval) ?? 4
         guard interval >= 1 else { throw ConfigurationError(field: "full_attention_interval", reason: "must be at least 1") }
         layerTypes = try c.decodeIfPresent([String].self, forKey: .layerTypes)
-            ?? (0..<base.numHiddenLayers).map { ($0 + 1) % interval == 0 ? "full_attention" : "linear_attention" }
+            ?? (0..<base.core.numHiddenLayers).map { ($0 + 1) % interval == 0 ? "full_attention" : "linear_attention" }
         linear = LinearAttentionShape(
             keyHeads: try c.decodeIfPresent(Int.self, forKey: .linearNumKeyHeads) ?? 16,
             valueHeads: try c.decodeIfPresent(Int.self, forKey: .linearNumValueHeads) ?? 32,
@@ -90,10 +80,10 @@ struct Qwen3NextConfiguration: Decodable {
             throw ConfigurationError(field: "linear_key_head_dim", reason: "head dimensions must be positive")
         }
         guard l.convolutionKernel >= 1 else { throw ConfigurationError(field: "linear_conv_kernel_dim", reason: "must be at least 1") }
-        guard hiddenAct == "silu" else {
-            throw ConfigurationError(field: "hidden_act", reason: "'\(hiddenAct)' is not supported (Qwen3-Next uses silu)")
+        guard base.core.hiddenAct == "silu" else {
+            throw ConfigurationError(field: "hidden_act", reason: "'\(base.core.hiddenAct)' is not supported (Qwen3-Next uses silu)")
         }
-        let linearLayers = try LayerTypes.linear(layerTypes, layers: base.numHiddenLayers)
+        let linearLayers = try LayerTypes.linear(layerTypes, layers: base.core.numHiddenLayers)
         var description = try base.description()
         description.architecture = .qwen3Next
         description.useQwen3NextBlocks(linear: l, linearLayers: linearLayers)

@@ -41,8 +41,8 @@ struct Qwen3VLMoeConfiguration: Decodable {
     func description() throws -> ModelDescription {
         var text = text
         text.normTopkProb = true  // Qwen3VLMoeTextTopKRouter always renormalises
-        if let tie = tieWordEmbeddings { text.tieWordEmbeddings = tie }
-        guard let section = text.rope.mropeSection else {
+        if let tie = tieWordEmbeddings { text.core.tieWordEmbeddings = tie }
+        guard let section = text.core.rope.mropeSection else {
             throw ConfigurationError(field: "text_config.rope_parameters.mrope_section", reason: "is required for Qwen3-VL")
         }
         var description = try text.description()
