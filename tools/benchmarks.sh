@@ -36,10 +36,12 @@ tools/llama_cpp.sh --rpc >/dev/null   # ggml-rpc-server, llama-bench and llama-b
 model="$work/q30b-8l"
 [ -f "$model/config.json" ] || $bin/jindouctl synth --like qwen3-30b-a3b --layers 8 --vocab-size 32768 --out "$model"
 # llama-quantize's mixes, written by jindouctl byte for byte as llama-quantize writes them;
-# the grid IQ mixes (which Jindou reads but does not write) by llama-quantize with an imatrix.
-for mix in BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 IQ4_XS Q2_K MXFP4_MOE; do
+# the mixes Jindou reads but does not write by llama-quantize from the BF16 file: MXFP4_MOE,
+# and the grid IQ mixes with an imatrix.
+for mix in BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 IQ4_XS Q2_K; do
   [ -f "$model-$mix.gguf" ] || $bin/jindouctl quantize --to "$mix" --model "$model" --out "$model-$mix.gguf"
 done
+[ -f "$model-MXFP4_MOE.gguf" ] || "$llama/build/bin/llama-quantize" "$model-BF16.gguf" "$model-MXFP4_MOE.gguf" MXFP4_MOE 2 >/dev/null
 imatrix="$work/q30b-8l.imatrix.gguf"
 [ -f "$imatrix" ] || "$llama/build/bin/llama-imatrix" -m "$model-BF16.gguf" -f Tests/Fixtures/gguf-mixes/imatrix-corpus.txt \
   -c 64 --chunks 4 -t 2 -o "$imatrix" >/dev/null 2>&1
