@@ -72,9 +72,18 @@ struct Qwen3NextTests {
         let v = engine.description.vocabularySize
         for (c, logits) in zip(cases, together) {
             let expected = try rows(tensors.tensor("case\(c.index).prefill_logits"))
-            var worst: Float = 0
-            for p in 0..<c.promptIDs.count { worst = max(worst, maxAbsDifference(Array(logits[(p * v)..<((p + 1) * v)]), expected[p])) }
-            #expect(worst <= 1e-4, "\(c.name) batched: \(worst)")  // whole prompts, as the golden's
+            let alone = try await engine.promptLogits(c.promptIDs)
+            var worst: Float = 0, worstAlone: Float = 0
+            for p in 0..<c.promptIDs.count {
+                let row = Array(logits[(p * v)..<((p + 1) * v)])
+                worst = max(worst, maxAbsDifference(row, expected[p]))
+                worstAlone = max(worstAlone, maxAbsDifference(row, alone[p]))
+            }
+            // Batching changes only how rows are grouped into products (≤ 3.1e-5 measured); the
+            // distance to transformers is held to the family's bound (ling-hybrid-tiny's 66-token
+            // prompt, alone or batched: 1.2e-4 on an Intel Xeon with AVX-512 FP16, under 1e-4 on AMD EPYC).
+            #expect(worstAlone <= 1e-4, "\(c.name) batched vs alone: \(worstAlone)")
+            #expect(worst <= TransformersGoldenTests.linearAttentionTolerance, "\(c.name) batched vs transformers: \(worst)")
         }
         // Then one decode step for all four together, from each one's own state.
         let next = cases.map { $0.greedyNewTokens[0] }
