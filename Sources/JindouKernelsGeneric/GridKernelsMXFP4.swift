@@ -65,6 +65,22 @@ enum MXFP4Kernel {
         return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(t.magnitude, n), signedActivations), _mm256_set1_epi16(1))
     }
 
+    #if JINDOU_AVX512
+    /// The |w| of two blocks from `p` (block 0 in the low 256 bits, block 1 in the high) and
+    /// the mask of their negative weights. Bit 3 of an index is the sign of `kvalues_mxfp4`
+    /// (index 8 is −0: its |w| of 0 makes the product 0 either way), so one `vptestmb`
+    /// replaces a second table shuffle; the products then go through `dotBytes` (one
+    /// `vpdpbusd` in the VNNI set, |w| ≤ 12 keeps `vpmaddubsw` exact elsewhere).
+    @inline(__always)
+    static func magnitudesAndSigns(_ p: UnsafeRawPointer, _ magnitude: __m512i, _ shifts: __m512i) -> (__m512i, UInt64) {
+        let first = _mm512_broadcast_i32x4(_mm_loadu_si128((p + 1).assumingMemoryBound(to: __m128i.self)))
+        let bytes = _mm512_mask_broadcast_i32x4(first, 0xFF00, _mm_loadu_si128((p + 18).assumingMemoryBound(to: __m128i.self)))
+        let shifted = _mm512_srlv_epi64(bytes, shifts)
+        let n = _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F))
+        return (_mm512_shuffle_epi8(magnitude, n), _mm512_test_epi8_mask(shifted, _mm512_set1_epi8(0x08)))
+    }
+    #endif
+
     @inline(__always)
     static func rowDot(_ row: UnsafeRawPointer, _ x: ActivationRow, blocks: Int) -> Float {
         let t = tables
@@ -72,8 +88,7 @@ enum MXFP4Kernel {
         var b = 0
         #if JINDOU_AVX512
         var acc = _mm512_setzero_ps()
-        let zero = _mm512_setzero_si512(), ones = _mm512_set1_epi16(1)
-        let signed = _mm512_broadcast_i32x4(_mm256_castsi256_si128(t.signed))
+        let zero = _mm512_setzero_si512()
         let magnitude = _mm512_broadcast_i32x4(_mm256_castsi256_si128(t.magnitude))
         let shifts: __m512i = SIMD8<Int64>(0, 0, 4, 4, 0, 0, 4, 4)
         while b &+ 8 <= blocks {
@@ -81,16 +96,12 @@ enum MXFP4Kernel {
             let scales = _mm512_castps256_ps512(_mm256_mul_ps(halfScales(exponents(p)),
                                                               _mm256_loadu_ps(x.scales + b)))
             @inline(__always) func pair(_ k: Int) {
-                let p0 = p + 34 &* k
-                let first = _mm512_broadcast_i32x4(_mm_loadu_si128((p0 + 1).assumingMemoryBound(to: __m128i.self)))
-                let bytes = _mm512_mask_broadcast_i32x4(first, 0xFF00, _mm_loadu_si128((p0 + 18).assumingMemoryBound(to: __m128i.self)))
-                let n = _mm512_and_si512(_mm512_srlv_epi64(bytes, shifts), _mm512_set1_epi8(0x0F))
-                let w = _mm512_shuffle_epi8(signed, n)
+                let (u, negative) = magnitudesAndSigns(p + 34 &* k, magnitude, shifts)
                 let q = _mm512_loadu_si512(xq + 32 &* (b &+ 2 &* k))
-                let dot = _mm512_maddubs_epi16(_mm512_shuffle_epi8(magnitude, n), _mm512_mask_sub_epi8(q, _mm512_movepi8_mask(w), zero, q))
+                let dot = dotBytes(zero, u, _mm512_mask_sub_epi8(q, negative, zero, q))
                 let select = SIMD16<Int32>(lowHalf: SIMD8(repeating: Int32(2 &* k)), highHalf: SIMD8(repeating: Int32(2 &* k &+ 1)))
                 let d = _mm512_permutexvar_ps(unsafeBitCast(select, to: __m512i.self), scales)
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(dot, ones)), d, acc)
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, acc)
             }
             pair(0); pair(1); pair(2); pair(3)
             b &+= 8
@@ -125,8 +136,7 @@ enum MXFP4Kernel {
     static func rowDots(_ row: UnsafeRawPointer, _ x: (ActivationRow, ActivationRow, ActivationRow, ActivationRow),
                         count: Int, blocks: Int) -> SIMD4<Float> {
         let t = tables
-        let zero = _mm512_setzero_si512(), ones = _mm512_set1_epi16(1)
-        let signed = _mm512_broadcast_i32x4(_mm256_castsi256_si128(t.signed))
+        let zero = _mm512_setzero_si512()
         let magnitude = _mm512_broadcast_i32x4(_mm256_castsi256_si128(t.magnitude))
         let shifts: __m512i = SIMD8<Int64>(0, 0, 4, 4, 0, 0, 4, 4)
         var acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0
@@ -134,20 +144,14 @@ enum MXFP4Kernel {
         while b &+ 8 <= blocks {
             let p = row + 17 &* b
             let weightScales = halfScales(exponents(p))
-            @inline(__always) func pair(_ k: Int) -> (__m512i, UInt64) {
-                let p0 = p + 34 &* k
-                let first = _mm512_broadcast_i32x4(_mm_loadu_si128((p0 + 1).assumingMemoryBound(to: __m128i.self)))
-                let bytes = _mm512_mask_broadcast_i32x4(first, 0xFF00, _mm_loadu_si128((p0 + 18).assumingMemoryBound(to: __m128i.self)))
-                let n = _mm512_and_si512(_mm512_srlv_epi64(bytes, shifts), _mm512_set1_epi8(0x0F))
-                return (_mm512_shuffle_epi8(magnitude, n), _mm512_movepi8_mask(_mm512_shuffle_epi8(signed, n)))
-            }
+            @inline(__always) func pair(_ k: Int) -> (__m512i, UInt64) { magnitudesAndSigns(p + 34 &* k, magnitude, shifts) }
             let (u0, m0) = pair(0), (u1, m1) = pair(1), (u2, m2) = pair(2), (u3, m3) = pair(3)
             @inline(__always) func token(_ x: ActivationRow, _ acc: inout __m512) {
                 let scales = _mm512_castps256_ps512(_mm256_mul_ps(weightScales, _mm256_loadu_ps(x.scales + b)))
                 let xq = UnsafeRawPointer(x.values + 32 &* b)
                 @inline(__always) func step(_ k: Int, _ u: __m512i, _ m: UInt64) {
                     let q = _mm512_loadu_si512(xq + 64 &* k)
-                    let dot = _mm512_madd_epi16(_mm512_maddubs_epi16(u, _mm512_mask_sub_epi8(q, m, zero, q)), ones)
+                    let dot = dotBytes(zero, u, _mm512_mask_sub_epi8(q, m, zero, q))
                     let select = SIMD16<Int32>(lowHalf: SIMD8(repeating: Int32(2 &* k)), highHalf: SIMD8(repeating: Int32(2 &* k &+ 1)))
                     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(unsafeBitCast(select, to: __m512i.self), scales), acc)
                 }

@@ -476,6 +476,8 @@ struct KernelBench: ParsableCommand {
     var out: String = "docs/benchmarks.md"
     @Option(help: "JSON results file.")
     var json: String = "docs/benchmarks/kernels.json"
+    @Option(help: "Section of --out to replace (another name keeps the tables of another machine kind beside this one).")
+    var section: String = "kernels"
 
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0) } }
     var tokenCounts: [Int] { tokens.split(separator: ",").compactMap { Int($0) } }
@@ -496,7 +498,7 @@ struct KernelBench: ParsableCommand {
                 FileHandle.standardError.write(Data((line + "\n").utf8))
             }
             try BenchmarkReport.writeJSON(report, to: json)
-            try BenchmarkReport.replaceSection(named: "kernels", in: out, with: report.markdown)
+            try BenchmarkReport.replaceSection(named: section, in: out, with: report.markdown)
             print(report.markdown)
         } catch {
             throw CLIError(error)
