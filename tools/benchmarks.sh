@@ -35,6 +35,10 @@ tools/llama_cpp.sh --rpc >/dev/null   # ggml-rpc-server, llama-bench and llama-b
 
 model="$work/q30b-8l"
 [ -f "$model/config.json" ] || $bin/jindouctl synth --like qwen3-30b-a3b --layers 8 --vocab-size 32768 --out "$model"
+# llama-imatrix tokenizes its corpus, so the GGUF files carry a tokenizer: the bundled tiny
+# Qwen3 one (jindouctl quantize pads its vocabulary to the model's 32768 rows, as llama.cpp's
+# converter does). Decode speed does not depend on it.
+[ -f "$model/tokenizer.json" ] || cp Tests/Fixtures/qwen3-moe-tiny/tokenizer.json Tests/Fixtures/qwen3-moe-tiny/tokenizer_config.json "$model/"
 # llama-quantize's mixes, written by jindouctl byte for byte as llama-quantize writes them;
 # the mixes Jindou reads but does not write by llama-quantize from the BF16 file: MXFP4_MOE,
 # and the grid IQ mixes with an imatrix.
