@@ -190,6 +190,12 @@ public struct ClusterBenchmark {
         return "\(cpu) (\(extensions.joined(separator: " "))), \(ProcessInfo.processInfo.activeProcessorCount) cores, "
             + "\(ProcessInfo.processInfo.physicalMemory >> 30) GiB, \(KernelDispatch.active.name) kernels"
     }
+
+    /// The processor part of a `machine` line, for section headings: docs/benchmarks.md keeps
+    /// one section per machine kind.
+    static func processor(_ machine: String) -> String {
+        machine.split(separator: ",").first.map(String.init) ?? "this machine"
+    }
 }
 
 /// The endpoint of a daemon's `ready URL` line, the first line it prints (nil if it ends first).

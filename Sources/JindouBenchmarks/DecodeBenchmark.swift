@@ -278,8 +278,7 @@ extension DecodeBenchmark.Report {
     public var markdown: String {
         func gb(_ b: Int) -> String { String(format: "%.2f", Double(b) / 1e9) }
         var lines = [
-            // The processor in the heading: docs/benchmarks.md keeps one such section per machine kind.
-            "## Decode and prefill on \(machine.split(separator: ",").first ?? "this machine"): Jindou and llama.cpp on the same files (`jindouctl bench decode`)",
+            "## Decode and prefill on \(ClusterBenchmark.processor(machine)): Jindou and llama.cpp on the same files (`jindouctl bench decode`)",
             "",
             "Machine: \(machine). Run: \(date). Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB, best of "
                 + "several passes; best / median / worst): "

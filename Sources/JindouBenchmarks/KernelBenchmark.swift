@@ -261,7 +261,7 @@ extension KernelBenchmark.Report {
     /// The markdown section for docs/benchmarks.md.
     public var markdown: String {
         var lines = [
-            "## Kernels on \(machine.split(separator: ",").first ?? "this machine"): expert GEMV against the read-bandwidth roofline (`jindouctl bench kernels`)",
+            "## Kernels on \(ClusterBenchmark.processor(machine)): expert GEMV against the read-bandwidth roofline (`jindouctl bench kernels`)",
             "",
             "Machine: \(machine). Run: \(date). Weights: \(shape), every pass reads them all from memory.",
             "Read bandwidth measured in the same run (STREAM-like SIMD sum over 1 GiB): "
